@@ -1,0 +1,148 @@
+//! The client: a connected socket to one echo server, and one function per mode.
+//!
+//! The socket is connected so the kernel delivers only the server's replies and
+//! reports an ICMP port-unreachable as `ECONNREFUSED` on the next receive: a closed
+//! port is named at once instead of waiting out the timeout.
+
+mod oneshot;
+
+pub use oneshot::{Reply, one_shot, stop_server};
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::net::{self, Family, Limits, SocketOptions};
+
+/// Where to send and how, free of any command-line types.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Server name or address.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Address family the name may resolve to.
+    pub family: Family,
+    /// Local address (and port) to send from; any when `None`.
+    pub bind: Option<SocketAddr>,
+    /// `SO_RCVBUF` request in bytes.
+    pub recv_buf: Option<usize>,
+    /// `SO_SNDBUF` request in bytes.
+    pub send_buf: Option<usize>,
+    /// How long to wait for a reply.
+    pub timeout: Duration,
+}
+
+/// A socket connected to the server.
+#[derive(Debug)]
+pub struct Connection {
+    /// The connected socket, with `timeout` as its read timeout.
+    pub socket: UdpSocket,
+    /// The server's address.
+    pub peer: SocketAddr,
+    /// How long a receive waits.
+    pub timeout: Duration,
+}
+
+/// Resolves the server, binds the local socket and connects it.
+pub fn connect(target: &Target) -> Result<Connection> {
+    // A --bind address fixes the family a name should resolve to.
+    let family = match (target.family, target.bind) {
+        (Family::Any, Some(SocketAddr::V4(_))) => Family::V4,
+        (Family::Any, Some(SocketAddr::V6(_))) => Family::V6,
+        (family, _) => family,
+    };
+    let peer = net::resolve(&target.host, target.port, family)?;
+    let local = target.bind.unwrap_or_else(|| net::unspecified_for(&peer));
+    let options = SocketOptions {
+        recv_buf: target.recv_buf,
+        send_buf: target.send_buf,
+        reuse_address: false,
+    };
+    let limits = Limits::read();
+    let bound = net::bind(local, &options, &limits)?;
+    for size in [bound.recv_buf, bound.send_buf] {
+        log::debug!("{size}");
+        if let Some(warning) = size.clamp_warning() {
+            log::warn!("{warning}");
+        }
+    }
+    let socket = bound.socket;
+    socket
+        .connect(peer)
+        .map_err(|source| Error::Connect { addr: peer, source })?;
+    socket
+        .set_read_timeout(Some(target.timeout))
+        .map_err(|source| Error::Socket {
+            what: "set a receive timeout",
+            addr: peer,
+            source,
+        })?;
+    Ok(Connection {
+        socket,
+        peer,
+        timeout: target.timeout,
+    })
+}
+
+impl Connection {
+    /// Sends one datagram; a payload too large for UDP is refused before the kernel is asked.
+    pub fn send(&self, payload: &[u8]) -> Result<()> {
+        let max = net::max_payload(&self.peer);
+        if payload.len() > max {
+            return Err(Error::PayloadTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        loop {
+            match self.socket.send(payload) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    return Err(Error::Refused { addr: self.peer });
+                }
+                Err(source) => {
+                    return Err(Error::Send {
+                        addr: self.peer,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Receives one datagram into `buf`, waiting at most `wait` (the read timeout
+    /// is set for this call only when it differs from the connection's).
+    pub fn recv(&self, buf: &mut [u8], wait: Duration) -> Result<usize> {
+        if wait != self.timeout {
+            self.socket
+                .set_read_timeout(Some(wait))
+                .map_err(|source| Error::Recv {
+                    addr: self.peer,
+                    source,
+                })?;
+        }
+        let result = loop {
+            match self.socket.recv(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        if wait != self.timeout {
+            let _ = self.socket.set_read_timeout(Some(self.timeout));
+        }
+        result.map_err(|source| match source.kind() {
+            io::ErrorKind::ConnectionRefused => Error::Refused { addr: self.peer },
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout {
+                addr: self.peer,
+                waited: wait,
+            },
+            _ => Error::Recv {
+                addr: self.peer,
+                source,
+            },
+        })
+    }
+}

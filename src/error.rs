@@ -1,0 +1,231 @@
+//! The crate's one error type: every variant names the operation and the address
+//! it failed on, so a single `{}` line tells a user what went wrong and what to do.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Anything that stops a server from starting or a client probe from succeeding.
+///
+/// Variants are typed because the binaries act on them (exit 1 for a failed probe,
+/// 2 for a local problem); their `Display` is the one line a user reads.
+#[derive(Debug)]
+pub enum Error {
+    /// The host name did not resolve at all.
+    Resolve { host: String, source: io::Error },
+    /// The host resolved, but not to an address of the requested family.
+    NoAddress { host: String, family: &'static str },
+    /// The kernel refused to create a socket or set an option on it.
+    Socket {
+        what: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    /// `bind(2)` failed; the message explains the usual causes.
+    Bind { addr: SocketAddr, source: io::Error },
+    /// `connect(2)` on the client's socket failed.
+    Connect { addr: SocketAddr, source: io::Error },
+    /// The payload cannot fit in one UDP datagram.
+    PayloadTooLarge { len: usize, max: usize },
+    /// Sending the probe failed.
+    Send { addr: SocketAddr, source: io::Error },
+    /// Nothing listens on the target port: the kernel answered with ICMP port unreachable.
+    Refused { addr: SocketAddr },
+    /// No reply arrived in time.
+    Timeout { addr: SocketAddr, waited: Duration },
+    /// Receiving the reply failed for another reason (e.g. host unreachable).
+    Recv { addr: SocketAddr, source: io::Error },
+    /// A reply came back, but not byte for byte what was sent.
+    Mismatch {
+        addr: SocketAddr,
+        sent: usize,
+        received: usize,
+        first_difference: usize,
+    },
+    /// The server echoed the stop datagram instead of stopping.
+    StopIgnored { addr: SocketAddr },
+    /// Reading the payload from stdin or writing the reply to stdout failed.
+    Stdio {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+/// The result type of the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// True when the failure says something about the peer or the path (exit 1),
+    /// false when it is a local problem: resolving, binding, stdin (exit 2).
+    pub fn is_probe_failure(&self) -> bool {
+        match self {
+            Error::Refused { .. }
+            | Error::Timeout { .. }
+            | Error::Mismatch { .. }
+            | Error::StopIgnored { .. }
+            | Error::Recv { .. } => true,
+            Error::Send { source, .. } => !is_local_send_error(source),
+            _ => false,
+        }
+    }
+}
+
+fn is_local_send_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMSGSIZE) | Some(libc::ENOBUFS) | Some(libc::EACCES) | Some(libc::EPERM)
+    )
+}
+
+/// `io::Error`'s text with a lower-case first letter and without the trailing
+/// `(os error N)`, so it reads inside a sentence.
+pub(crate) fn describe(e: &io::Error) -> String {
+    let full = e.to_string();
+    let text = match full.rfind(" (os error ") {
+        Some(at) if full.ends_with(')') => &full[..at],
+        _ => &full,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Resolve { host, source } => write!(
+                f,
+                "cannot resolve host '{host}': {}; check the name or give an IP address",
+                describe(source)
+            ),
+            Error::NoAddress { host, family } => write!(
+                f,
+                "host '{host}' has no {family} address; drop -4/-6 or give an address of that family"
+            ),
+            Error::Socket { what, addr, source } => {
+                write!(f, "cannot {what} for {addr}: {}", describe(source))
+            }
+            Error::Bind { addr, source } => {
+                let why = describe(source);
+                match source.kind() {
+                    io::ErrorKind::AddrInUse => write!(
+                        f,
+                        "cannot bind {addr}: another socket already holds UDP port {} on this address ({why}); stop it, or choose another port with --port",
+                        addr.port()
+                    ),
+                    io::ErrorKind::AddrNotAvailable => write!(
+                        f,
+                        "cannot bind {addr}: {} is not an address of this host ({why}); use a local address, or 0.0.0.0 / :: for all interfaces",
+                        addr.ip()
+                    ),
+                    io::ErrorKind::PermissionDenied => write!(
+                        f,
+                        "cannot bind {addr}: port {} is privileged ({why}); use a port of 1024 or more, or grant CAP_NET_BIND_SERVICE",
+                        addr.port()
+                    ),
+                    _ => write!(f, "cannot bind {addr}: {why}"),
+                }
+            }
+            Error::Connect { addr, source } => {
+                write!(f, "cannot connect to {addr}: {}", describe(source))
+            }
+            Error::PayloadTooLarge { len, max } => write!(
+                f,
+                "payload of {len} bytes does not fit in one UDP datagram (at most {max} bytes)"
+            ),
+            Error::Send { addr, source } => {
+                write!(f, "cannot send to {addr}: {}", describe(source))
+            }
+            Error::Refused { addr } => {
+                write!(f, "no UDP server at {addr} (connection refused)")
+            }
+            Error::Timeout { addr, waited } => write!(
+                f,
+                "no reply from {addr} within {} s; is the server running? (raise --timeout for slow paths)",
+                waited.as_secs_f64()
+            ),
+            Error::Recv { addr, source } => {
+                write!(f, "no reply from {addr}: {}", describe(source))
+            }
+            Error::Mismatch {
+                addr,
+                sent,
+                received,
+                first_difference,
+            } => write!(
+                f,
+                "reply from {addr} differs from what was sent: sent {sent} bytes, received {received} bytes, first difference at byte {first_difference}"
+            ),
+            Error::StopIgnored { addr } => write!(
+                f,
+                "the server at {addr} echoed the stop datagram instead of stopping (its --stop-on-empty policy does not accept stops from this address)"
+            ),
+            Error::Stdio { what, source } => write!(f, "cannot {what}: {}", describe(source)),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Resolve { source, .. }
+            | Error::Socket { source, .. }
+            | Error::Bind { source, .. }
+            | Error::Connect { source, .. }
+            | Error::Send { source, .. }
+            | Error::Recv { source, .. }
+            | Error::Stdio { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_port_message_names_the_port_and_the_way_out() {
+        let e = Error::Bind {
+            addr: "127.0.0.1:9999".parse().unwrap(),
+            source: io::Error::from_raw_os_error(libc::EADDRINUSE),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "cannot bind 127.0.0.1:9999: another socket already holds UDP port 9999"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("address already in use"), "{text}");
+        assert!(text.contains("--port"), "{text}");
+        assert!(!text.contains('\n'));
+        assert!(!text.contains("os error"), "{text}");
+    }
+
+    #[test]
+    fn refusal_and_timeout_are_probe_failures_but_binding_is_not() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(Error::Refused { addr }.is_probe_failure());
+        assert!(
+            Error::Timeout {
+                addr,
+                waited: Duration::from_secs(1)
+            }
+            .is_probe_failure()
+        );
+        let bind = Error::Bind {
+            addr,
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert!(!bind.is_probe_failure());
+        let too_big = Error::Send {
+            addr,
+            source: io::Error::from_raw_os_error(libc::EMSGSIZE),
+        };
+        assert!(!too_big.is_probe_failure());
+    }
+}

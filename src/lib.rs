@@ -1,0 +1,28 @@
+//! udp-echo: a UDP echo server and client to check that a UDP path works, measure
+//! it and load-test it, safe to leave running on a host.
+//!
+//! The binaries `udp-echo-server` and `udp-echo-client` only parse their command
+//! line, call into this library and map its result to an exit code.
+//!
+//! # Layout
+//!
+//! - [`net`]: resolve, create and bind `socket2` UDP sockets, buffer sizes and the
+//!   kernel's `/proc` limits and socket table.
+//! - [`server`]: the echo loop, its stop policy, counters and summary.
+//! - [`client`]: a connected socket to one server and one function per mode.
+//! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
+//! - [`units`]: sizes (`4M`) and seconds (`0.5`) from the command line.
+//! - [`logging`]: the seed's log format, `[program (PID)] message`.
+//! - [`error`]: the one error type, each variant with its context.
+
+#![deny(unsafe_code)]
+
+pub mod client;
+pub mod error;
+pub mod logging;
+pub mod net;
+pub mod server;
+pub mod shutdown;
+pub mod units;
+
+pub use error::{Error, Result};

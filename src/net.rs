@@ -1,0 +1,419 @@
+//! Socket building: resolve a host, create a `socket2` UDP socket, size its buffers,
+//! bind it, and report what the kernel really granted.
+//!
+//! Everything that touches socket options lives here, so the echo loop and the
+//! client receive a ready `std::net::UdpSocket`.
+
+pub mod limits;
+pub mod udp_table;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::error::{Error, Result};
+pub use limits::Limits;
+
+/// The largest UDP payload over IPv4 (65535 − 20 − 8); also what the probes cap at.
+pub const MAX_UDP_PAYLOAD_V4: usize = 65507;
+/// The largest UDP payload over IPv6 without jumbograms (65535 − 8).
+pub const MAX_UDP_PAYLOAD_V6: usize = 65527;
+/// A receive buffer this large never truncates a datagram, whatever the family.
+pub const RECV_BUFFER_LEN: usize = 65535;
+
+/// The largest payload one datagram to `addr` can carry.
+pub fn max_payload(addr: &SocketAddr) -> usize {
+    match addr {
+        SocketAddr::V4(_) => MAX_UDP_PAYLOAD_V4,
+        SocketAddr::V6(_) => MAX_UDP_PAYLOAD_V6,
+    }
+}
+
+/// Which address family a host name may resolve to (`-4` / `-6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    /// Either; IPv4 is preferred when a name has both.
+    #[default]
+    Any,
+    /// IPv4 only (`-4`).
+    V4,
+    /// IPv6 only (`-6`).
+    V6,
+}
+
+impl Family {
+    fn accepts(self, addr: &SocketAddr) -> bool {
+        match self {
+            Family::Any => true,
+            Family::V4 => addr.is_ipv4(),
+            Family::V6 => addr.is_ipv6(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Family::Any => "IP",
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
+/// Resolves `host` (a name or an address literal) and `port` to one socket address.
+///
+/// Names prefer IPv4, like the seed's `AF_INET` socket: `localhost` is `127.0.0.1`
+/// unless `-6` is given.
+pub fn resolve(host: &str, port: u16, family: Family) -> Result<SocketAddr> {
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let candidates: Vec<SocketAddr> = match literal.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .map_err(|source| Error::Resolve {
+                host: host.to_owned(),
+                source,
+            })?
+            .collect(),
+    };
+    choose(&candidates, family)
+        .or_else(|| loopback_name(host, port, family))
+        .ok_or_else(|| Error::NoAddress {
+            host: host.to_owned(),
+            family: family.name(),
+        })
+}
+
+/// `localhost` is the loopback of either family (RFC 6761 §6.3), even where
+/// `/etc/hosts` lists only `127.0.0.1`: `-6` with the default host means `::1`.
+fn loopback_name(host: &str, port: u16, family: Family) -> Option<SocketAddr> {
+    if !host.eq_ignore_ascii_case("localhost") {
+        return None;
+    }
+    match family {
+        Family::V6 => Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)),
+        _ => Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
+    }
+}
+
+/// Picks the address to use among a name's addresses: the first IPv4 one when
+/// the family is free, else the first of the requested family.
+pub fn choose(candidates: &[SocketAddr], family: Family) -> Option<SocketAddr> {
+    let first = |family: Family| candidates.iter().find(|a| family.accepts(a)).copied();
+    match family {
+        Family::Any => first(Family::V4).or_else(|| first(Family::Any)),
+        _ => first(family),
+    }
+}
+
+/// Parses a `--bind` value: `IP`, `IP:PORT` or `[IPv6]:PORT` (port 0 when absent).
+pub fn parse_bind_addr(text: &str) -> std::result::Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 0))
+        .map_err(|_| format!("invalid local address '{text}': expected IP, IP:PORT or [IPv6]:PORT"))
+}
+
+/// The unspecified address of `target`'s family, port 0: where a client binds by default.
+pub fn unspecified_for(target: &SocketAddr) -> SocketAddr {
+    match target {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    }
+}
+
+/// What to ask of a new socket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SocketOptions {
+    /// `SO_RCVBUF` request in bytes; `None` keeps the kernel default.
+    pub recv_buf: Option<usize>,
+    /// `SO_SNDBUF` request in bytes; `None` keeps the kernel default.
+    pub send_buf: Option<usize>,
+    /// Set `SO_REUSEADDR` once bound, as the seed did (see [`bind`]).
+    pub reuse_address: bool,
+}
+
+/// Which of the two buffers a [`BufferSize`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferKind {
+    /// `SO_RCVBUF`, capped by `net.core.rmem_max`.
+    Recv,
+    /// `SO_SNDBUF`, capped by `net.core.wmem_max`.
+    Send,
+}
+
+impl BufferKind {
+    fn name(self) -> &'static str {
+        match self {
+            BufferKind::Recv => "recv",
+            BufferKind::Send => "send",
+        }
+    }
+
+    fn sysctl(self) -> &'static str {
+        match self {
+            BufferKind::Recv => "net.core.rmem_max",
+            BufferKind::Send => "net.core.wmem_max",
+        }
+    }
+}
+
+/// A buffer size as requested and as granted: the kernel is trusted, not the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferSize {
+    /// Which buffer.
+    pub kind: BufferKind,
+    /// What was asked for, in bytes.
+    pub requested: Option<usize>,
+    /// What `getsockopt` reports, in bytes (Linux doubles the request for its bookkeeping).
+    pub effective: usize,
+    /// The sysctl cap on requests, in bytes, when known.
+    pub max: Option<u64>,
+}
+
+impl BufferSize {
+    /// True when the kernel capped the request at its limit. Linux silently caps an
+    /// unprivileged request at `rmem_max`/`wmem_max` and then doubles it, so the
+    /// reliable sign is a request above the limit.
+    pub fn clamped(&self) -> bool {
+        let Some(requested) = self.requested else {
+            return false;
+        };
+        match self.max {
+            Some(max) => requested as u64 > max,
+            None => self.effective < requested,
+        }
+    }
+
+    /// The warning to log when [`clamped`](Self::clamped), with the command that fixes it.
+    pub fn clamp_warning(&self) -> Option<String> {
+        if !self.clamped() {
+            return None;
+        }
+        let requested = self.requested?;
+        let limit = limits::Reading(self.max);
+        Some(format!(
+            "{} buffer: asked for {requested} bytes but {} = {limit} caps it (granted {}); raise it with: sysctl -w {}={requested}",
+            self.kind.name(),
+            self.kind.sysctl(),
+            self.effective,
+            self.kind.sysctl(),
+        ))
+    }
+}
+
+impl fmt::Display for BufferSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} buffer: {} bytes (max {}",
+            self.kind.name(),
+            self.effective,
+            limits::Reading(self.max)
+        )?;
+        if let Some(requested) = self.requested {
+            write!(f, ", requested {requested}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A bound socket and what the kernel granted it.
+#[derive(Debug)]
+pub struct BoundSocket {
+    /// The ready socket, blocking.
+    pub socket: UdpSocket,
+    /// The address it is bound to (the real port when 0 was asked).
+    pub local: SocketAddr,
+    /// Receive buffer, requested and effective.
+    pub recv_buf: BufferSize,
+    /// Send buffer, requested and effective.
+    pub send_buf: BufferSize,
+}
+
+/// Creates a UDP socket for `addr`'s family, sizes its buffers and binds it.
+///
+/// The bind itself is always exclusive: no socket that already holds the address
+/// and port, or a wildcard covering it, can be joined silently — the kernel answers
+/// `EADDRINUSE`, which is how a second server is refused without racing a
+/// `/proc` scan. `SO_REUSEADDR` is set only after the bind when asked, which keeps
+/// the seed's behaviour for whoever binds later (Linux checks the flag on both
+/// sockets at the later bind).
+pub fn bind(addr: SocketAddr, options: &SocketOptions, limits: &Limits) -> Result<BoundSocket> {
+    let fail = |what: &'static str| move |source| Error::Socket { what, addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(fail("create a UDP socket"))?;
+    if let Some(size) = options.recv_buf {
+        socket
+            .set_recv_buffer_size(size)
+            .map_err(fail("set SO_RCVBUF"))?;
+    }
+    if let Some(size) = options.send_buf {
+        socket
+            .set_send_buffer_size(size)
+            .map_err(fail("set SO_SNDBUF"))?;
+    }
+    socket
+        .bind(&SockAddr::from(addr))
+        .map_err(|source| Error::Bind { addr, source })?;
+    if options.reuse_address {
+        socket
+            .set_reuse_address(true)
+            .map_err(fail("set SO_REUSEADDR"))?;
+    }
+    let recv_buf = BufferSize {
+        kind: BufferKind::Recv,
+        requested: options.recv_buf,
+        effective: socket.recv_buffer_size().map_err(fail("read SO_RCVBUF"))?,
+        max: limits.rmem_max,
+    };
+    let send_buf = BufferSize {
+        kind: BufferKind::Send,
+        requested: options.send_buf,
+        effective: socket.send_buffer_size().map_err(fail("read SO_SNDBUF"))?,
+        max: limits.wmem_max,
+    };
+    let socket: UdpSocket = socket.into();
+    let local = socket
+        .local_addr()
+        .map_err(fail("read the bound address"))?;
+    Ok(BoundSocket {
+        socket,
+        local,
+        recv_buf,
+        send_buf,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn names_prefer_ipv4_unless_told() {
+        let both = addrs(&["[::1]:9", "127.0.0.1:9"]);
+        assert_eq!(choose(&both, Family::Any), Some(both[1]));
+        assert_eq!(choose(&both, Family::V6), Some(both[0]));
+        assert_eq!(choose(&both, Family::V4), Some(both[1]));
+        let v6_only = addrs(&["[::1]:9"]);
+        assert_eq!(choose(&v6_only, Family::Any), Some(v6_only[0]));
+        assert_eq!(choose(&v6_only, Family::V4), None);
+        assert_eq!(choose(&[], Family::Any), None);
+    }
+
+    #[test]
+    fn literals_resolve_without_dns() {
+        assert_eq!(
+            resolve("127.0.0.1", 9, Family::Any).unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("::1", 9, Family::Any).unwrap(),
+            "[::1]:9".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("[::1]", 9, Family::V6).unwrap(),
+            "[::1]:9".parse().unwrap()
+        );
+        let err = resolve("127.0.0.1", 9, Family::V6).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "host '127.0.0.1' has no IPv6 address; drop -4/-6 or give an address of that family"
+        );
+    }
+
+    #[test]
+    fn localhost_resolves_to_ipv4_loopback_by_default_and_ipv6_with_dash_6() {
+        assert_eq!(
+            resolve("localhost", 9999, Family::Any).unwrap(),
+            "127.0.0.1:9999".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("localhost", 9999, Family::V6).unwrap(),
+            "[::1]:9999".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_hosts_fail_with_the_name_in_the_message() {
+        let err = resolve("no-such-host.invalid", 9, Family::Any).unwrap_err();
+        assert!(matches!(err, Error::Resolve { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("cannot resolve host 'no-such-host.invalid'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bind_addresses_with_and_without_port() {
+        assert_eq!(
+            parse_bind_addr("127.0.0.2"),
+            Ok("127.0.0.2:0".parse().unwrap())
+        );
+        assert_eq!(
+            parse_bind_addr("127.0.0.2:4000"),
+            Ok("127.0.0.2:4000".parse().unwrap())
+        );
+        assert_eq!(parse_bind_addr("::1"), Ok("[::1]:0".parse().unwrap()));
+        assert_eq!(parse_bind_addr("[::1]:5"), Ok("[::1]:5".parse().unwrap()));
+        assert!(parse_bind_addr("localhost").is_err());
+    }
+
+    #[test]
+    fn clamping_is_judged_against_the_limit_not_the_doubled_size() {
+        let size = |requested, effective, max| BufferSize {
+            kind: BufferKind::Recv,
+            requested,
+            effective,
+            max,
+        };
+        assert!(!size(None, 212992, Some(4194304)).clamped());
+        assert!(!size(Some(1 << 20), 2 << 20, Some(4194304)).clamped());
+        // Linux grants 2 × rmem_max = the request: it looks granted but was capped.
+        let capped = size(Some(8 << 20), 8 << 20, Some(4194304));
+        assert!(capped.clamped());
+        let warning = capped.clamp_warning().unwrap();
+        assert!(
+            warning.contains("net.core.rmem_max = 4194304 caps it"),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("sysctl -w net.core.rmem_max=8388608"),
+            "{warning}"
+        );
+        assert!(size(Some(1000), 500, None).clamped());
+        assert_eq!(
+            size(Some(1000), 4608, Some(4194304)).to_string(),
+            "recv buffer: 4608 bytes (max 4194304, requested 1000)"
+        );
+    }
+
+    #[test]
+    fn a_busy_address_is_refused_even_though_the_holder_shares() {
+        let limits = Limits::read();
+        let sharing = SocketOptions {
+            reuse_address: true,
+            ..SocketOptions::default()
+        };
+        let first = bind("127.0.0.1:0".parse().unwrap(), &sharing, &limits).unwrap();
+        let err = bind(first.local, &sharing, &limits).unwrap_err();
+        assert!(
+            matches!(&err, Error::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse),
+            "{err:?}"
+        );
+    }
+}

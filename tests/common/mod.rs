@@ -1,0 +1,312 @@
+//! Shared helpers for the integration tests: start the real binaries on loopback,
+//! read their `listening on` line, talk to them with std sockets, and make sure
+//! nothing outlives a test or waits forever.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_udp-echo-server");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_udp-echo-client");
+
+/// Collects a child's pipe in the background so the child never blocks on it.
+fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&buf);
+    thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    buf
+}
+
+/// A running server process; killed on drop, its stderr shown if the test panics.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub args: Vec<String>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stdout_rest: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Why a server did not come up: its exit status and stderr.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+/// Starts `udp-echo-server` with `args` (callers pass `--port 0`) and waits for its
+/// `listening on` line.
+pub fn start_server(args: &[&str]) -> ServerProcess {
+    try_start_server(args).unwrap_or_else(|f| {
+        panic!(
+            "server {args:?} did not start: {:?}\n{}",
+            f.status, f.stderr
+        )
+    })
+}
+
+/// Like [`start_server`] but returns the failure of a server that exits instead.
+pub fn try_start_server(args: &[&str]) -> Result<ServerProcess, StartFailure> {
+    let mut child = Command::new(SERVER)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn udp-echo-server");
+    let stderr = collect(child.stderr.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = mpsc::channel();
+    let stdout_rest = Arc::new(Mutex::new(Vec::new()));
+    let rest = Arc::clone(&stdout_rest);
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = line_tx.send(line);
+        let _ = reader.read_to_end(&mut rest.lock().unwrap());
+    });
+    let line = match line_rx.recv_timeout(WAIT) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("server {args:?} printed no line within {WAIT:?}");
+        }
+    };
+    let Some(addr) = line.trim_end().strip_prefix("listening on ") else {
+        let status = wait_with_deadline(&mut child, WAIT).expect("server exits after failing");
+        thread::sleep(Duration::from_millis(50)); // let the collector drain stderr
+        let stderr = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+        return Err(StartFailure { status, stderr });
+    };
+    Ok(ServerProcess {
+        addr: addr
+            .parse()
+            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}")),
+        child,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        stderr,
+        stdout_rest,
+    })
+}
+
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl ServerProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Sends a signal to the server.
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) has no memory effects; the pid is our own child, not yet reaped.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits for the server to exit by itself within `limit`; panics otherwise.
+    /// Returns its status and its whole stderr.
+    pub fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, String) {
+        let status = wait_with_deadline(&mut self.child, limit).unwrap_or_else(|| {
+            panic!(
+                "server {:?} still running after {limit:?}\nstderr:\n{}",
+                self.args,
+                self.stderr()
+            )
+        });
+        // The collector thread sees EOF right after the exit; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && !self.stderr().contains("stopped by") {
+            thread::sleep(Duration::from_millis(5));
+        }
+        (status, self.stderr())
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits until stderr contains `needle` or `limit` passes.
+    pub fn wait_for_stderr(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("--- server {:?} stderr ---\n{}", self.args, self.stderr());
+        }
+    }
+}
+
+/// What a finished client run left behind.
+#[derive(Debug)]
+pub struct ClientRun {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl ClientRun {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs `udp-echo-client` with `args`, feeding `stdin`, and kills it after `WAIT`.
+pub fn run_client(args: &[&str], stdin: Option<&[u8]>) -> ClientRun {
+    run_program(CLIENT, args, stdin)
+}
+
+/// Runs a program to completion with a deadline.
+pub fn run_program(program: &str, args: &[&str], stdin: Option<&[u8]>) -> ClientRun {
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let status = wait_with_deadline(&mut child, WAIT);
+    let elapsed = started.elapsed();
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{program} {args:?} still running after {WAIT:?}; stderr:\n{}",
+            String::from_utf8_lossy(&stderr.lock().unwrap())
+        );
+    };
+    thread::sleep(Duration::from_millis(20)); // let the collectors reach EOF
+    let stdout = stdout.lock().unwrap().clone();
+    let stderr = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+    ClientRun {
+        status,
+        stdout,
+        stderr,
+        elapsed,
+    }
+}
+
+/// A std client socket on loopback with a receive timeout, so no test can hang.
+pub fn udp_client() -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket
+}
+
+/// Sends `payload` to `server` and returns the reply (panics on timeout).
+pub fn echo(socket: &UdpSocket, server: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    socket.send_to(payload, server).expect("send");
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = socket.recv_from(&mut buf).expect("reply within 2 s");
+    assert_eq!(from, server, "reply from the server's address");
+    buf.truncate(n);
+    buf
+}
+
+/// A test-only UDP server on loopback that answers each datagram with `respond`
+/// (`None`: stay silent), for at most `limit` datagrams or `WAIT`, then ends.
+pub fn fake_server(
+    limit: usize,
+    respond: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
+) -> (SocketAddr, thread::JoinHandle<usize>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        let deadline = Instant::now() + WAIT;
+        let mut buf = vec![0u8; 65536];
+        let mut seen = 0;
+        while seen < limit && Instant::now() < deadline {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            seen += 1;
+            if let Some(reply) = respond(&buf[..n]) {
+                socket.send_to(&reply, from).unwrap();
+            }
+        }
+        seen
+    });
+    (addr, handle)
+}
+
+/// A free loopback port that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+/// Whether `::1` is usable on this host (some containers have no IPv6).
+pub fn has_ipv6_loopback() -> bool {
+    UdpSocket::bind("[::1]:0").is_ok()
+}

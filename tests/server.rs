@@ -1,0 +1,331 @@
+//! The real `udp-echo-server` on loopback, driven by std sockets.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn echoes_every_byte_value_and_datagrams_up_to_the_ipv4_maximum() {
+    let server = start_server(&["--port", "0"]);
+    let client = udp_client();
+    let all_bytes: Vec<u8> = (0..=255).collect();
+    assert_eq!(echo(&client, server.addr, &all_bytes), all_bytes);
+    for size in [1, 1024, 1025, 1400, 9000, 65507] {
+        let payload: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        assert_eq!(echo(&client, server.addr, &payload), payload, "size {size}");
+    }
+}
+
+#[test]
+fn many_client_sockets_each_get_their_own_reply() {
+    let server = start_server(&["--port", "0"]);
+    let clients: Vec<UdpSocket> = (0..64).map(|_| udp_client()).collect();
+    for (i, client) in clients.iter().enumerate() {
+        client
+            .send_to(format!("client {i}").as_bytes(), server.addr)
+            .unwrap();
+    }
+    for (i, client) in clients.iter().enumerate() {
+        let mut buf = [0u8; 64];
+        let (n, from) = client
+            .recv_from(&mut buf)
+            .expect("each client gets a reply");
+        assert_eq!(from, server.addr);
+        assert_eq!(&buf[..n], format!("client {i}").as_bytes());
+    }
+}
+
+#[test]
+fn an_empty_datagram_from_loopback_stops_it_with_a_summary_that_counts_what_was_sent() {
+    let mut server = start_server(&["--port", "0"]);
+    let client = udp_client();
+    for _ in 0..5 {
+        echo(&client, server.addr, b"12345678");
+    }
+    client.send_to(b"", server.addr).unwrap();
+    let (status, stderr) = server.wait_exit(Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let from = client.local_addr().unwrap();
+    assert!(
+        stderr.contains(&format!("stopped by empty datagram from {from}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("received 6 datagrams (40 bytes), echoed 5 (40 bytes), send errors 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn stop_on_empty_never_echoes_the_empty_datagram_and_keeps_running() {
+    let mut server = start_server(&["--port", "0", "--stop-on-empty", "never"]);
+    let client = udp_client();
+    assert_eq!(echo(&client, server.addr, b""), b"");
+    assert_eq!(echo(&client, server.addr, b"still here"), b"still here");
+    assert!(server.is_running());
+}
+
+#[test]
+fn stop_on_empty_any_also_stops_on_loopback() {
+    let mut server = start_server(&["--port", "0", "--stop-on-empty", "any"]);
+    udp_client().send_to(b"", server.addr).unwrap();
+    let (status, _) = server.wait_exit(Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0));
+}
+
+fn stops_on_signal(signal: i32, name: &str) {
+    let mut server = start_server(&["--port", "0"]);
+    let client = udp_client();
+    echo(&client, server.addr, b"before the signal");
+    let sent = Instant::now();
+    server.signal(signal);
+    let (status, stderr) = server.wait_exit(Duration::from_secs(2));
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "stopped in {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("stopped by {name}")), "{stderr}");
+    assert!(stderr.contains("echoed 1 (17 bytes)"), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_it_with_exit_0_and_a_summary() {
+    stops_on_signal(libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn sigint_stops_it_with_exit_0_and_a_summary() {
+    stops_on_signal(libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn a_second_server_on_the_same_port_exits_1_naming_the_port_while_the_first_keeps_echoing() {
+    let first = start_server(&["--port", "0"]);
+    let port = first.addr.port().to_string();
+    let failure = match try_start_server(&["--port", &port]) {
+        Ok(second) => panic!("a second server bound {} too", second.addr),
+        Err(failure) => failure,
+    };
+    assert_eq!(failure.status.code(), Some(1), "{}", failure.stderr);
+    let line = failure.stderr.lines().last().unwrap_or_default();
+    assert!(
+        line.contains(&format!("another socket already holds UDP port {port}")),
+        "{line}"
+    );
+    assert!(line.contains("--port"), "{line}");
+    assert_eq!(echo(&udp_client(), first.addr, b"first"), b"first");
+}
+
+#[test]
+fn a_wildcard_holder_also_blocks_a_specific_address() {
+    let holder = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let failure = try_start_server(&["--host", "127.0.0.1", "--port", &port])
+        .err()
+        .expect("refused");
+    assert_eq!(failure.status.code(), Some(1));
+    assert!(
+        failure.stderr.contains("already holds"),
+        "{}",
+        failure.stderr
+    );
+}
+
+#[test]
+fn log_lines_carry_the_real_pid() {
+    let mut server = start_server(&["--port", "0"]);
+    let pid = server.pid();
+    udp_client().send_to(b"", server.addr).unwrap();
+    let (_, stderr) = server.wait_exit(Duration::from_secs(2));
+    assert!(!stderr.is_empty());
+    for line in stderr.lines() {
+        assert!(
+            line.starts_with(&format!("[udp-echo-server ({pid})] ")),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn the_reported_limits_and_buffers_are_the_kernels() {
+    let Ok(rmem_max) = std::fs::read_to_string("/proc/sys/net/core/rmem_max") else {
+        eprintln!("SKIPPED: no /proc/sys/net/core/rmem_max on this system");
+        return;
+    };
+    let rmem_max = rmem_max.trim();
+    let server = start_server(&["--port", "0", "--recv-buf", "64K"]);
+    assert!(
+        server.wait_for_stderr("send buffer:", WAIT),
+        "{}",
+        server.stderr()
+    );
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains(&format!("rmem_max {rmem_max} ")),
+        "{stderr}"
+    );
+    // Linux doubles the request for its bookkeeping: 64 KiB asked is 128 KiB granted.
+    assert!(
+        stderr.contains(&format!(
+            "recv buffer: 131072 bytes (max {rmem_max}, requested 65536)"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_buffer_request_above_the_limit_is_granted_capped_with_a_warning_and_a_fix() {
+    let rmem_max: u64 = match std::fs::read_to_string("/proc/sys/net/core/rmem_max") {
+        Ok(text) => text.trim().parse().unwrap(),
+        Err(_) => {
+            eprintln!("SKIPPED: no /proc/sys/net/core/rmem_max on this system");
+            return;
+        }
+    };
+    if rmem_max >= 1 << 30 {
+        eprintln!("SKIPPED: rmem_max is {rmem_max}, a 1 GiB request is not capped here");
+        return;
+    }
+    let server = start_server(&["--port", "0", "--recv-buf", "1G"]);
+    assert!(server.wait_for_stderr("send buffer:", WAIT));
+    let stderr = server.stderr();
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("warning: recv buffer"))
+        .unwrap_or_else(|| panic!("no clamp warning in:\n{stderr}"));
+    assert!(
+        warning.contains(&format!("net.core.rmem_max = {rmem_max} caps it")),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("sysctl -w net.core.rmem_max=1073741824"),
+        "{warning}"
+    );
+    assert_eq!(
+        echo(&udp_client(), server.addr, b"works anyway"),
+        b"works anyway"
+    );
+}
+
+#[test]
+fn bad_command_lines_exit_2_with_usage() {
+    for args in [
+        &["--port", "70000"][..],
+        &["--recv-buf", "12Q"],
+        &["--send-buf", "3G"],
+        &["--stop-on-empty", "sometimes"],
+        &["--no-such-option"],
+        &["-4", "-6"],
+    ] {
+        let run = run_program(SERVER, args, None);
+        assert_eq!(run.code(), Some(2), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("error:"), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn refusals_to_start_exit_1_with_one_clear_line() {
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["--host", "no-such-host.invalid", "--port", "0"],
+            "cannot resolve host 'no-such-host.invalid'",
+        ),
+        // TEST-NET-1: never an address of this host, and bind sends nothing.
+        (
+            &["--host", "192.0.2.1", "--port", "0"],
+            "192.0.2.1 is not an address of this host",
+        ),
+    ];
+    for (args, expected) in cases {
+        let run = run_program(SERVER, args, None);
+        assert_eq!(run.code(), Some(1), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty());
+    }
+}
+
+#[test]
+fn debug_logging_shows_each_datagram_escaped() {
+    let server = start_server(&["--port", "0", "-v"]);
+    let client = udp_client();
+    echo(&client, server.addr, b"hi\n\x00");
+    let from = client.local_addr().unwrap();
+    assert!(
+        server.wait_for_stderr(&format!("sent 4 bytes to {from}"), WAIT),
+        "{}",
+        server.stderr()
+    );
+    assert!(
+        server
+            .stderr()
+            .contains(&format!("recv 4 bytes from {from}: b\"hi\\n\\x00\""))
+    );
+}
+
+#[test]
+fn info_logging_says_nothing_per_datagram() {
+    let mut server = start_server(&["--port", "0"]);
+    let client = udp_client();
+    for _ in 0..20 {
+        echo(&client, server.addr, b"quiet");
+    }
+    client.send_to(b"", server.addr).unwrap();
+    let (_, stderr) = server.wait_exit(Duration::from_secs(2));
+    assert!(!stderr.contains("recv 5 bytes"), "{stderr}");
+    assert!(stderr.contains("echoed 20 (100 bytes)"), "{stderr}");
+}
+
+#[test]
+fn ipv6_loopback_works_and_is_printed_in_brackets() {
+    if !has_ipv6_loopback() {
+        eprintln!("SKIPPED: no IPv6 loopback on this host");
+        return;
+    }
+    let server = start_server(&["--host", "::1", "--port", "0"]);
+    assert!(server.addr.is_ipv6());
+    let client = UdpSocket::bind("[::1]:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let payload = vec![0xAB; 65527];
+    assert_eq!(echo(&client, server.addr, &payload), payload);
+}
+
+#[test]
+fn localhost_with_dash_6_binds_ipv6() {
+    if !has_ipv6_loopback() {
+        eprintln!("SKIPPED: no IPv6 loopback on this host");
+        return;
+    }
+    let server = start_server(&["-6", "--port", "0"]);
+    assert_eq!(server.addr.ip().to_string(), "::1");
+}
+
+#[test]
+fn interleaved_sources_are_each_answered_to_their_own_address() {
+    let server = start_server(&["--port", "0"]);
+    let clients: Vec<UdpSocket> = (0..8).map(|_| udp_client()).collect();
+    let mut expected: HashMap<usize, Vec<Vec<u8>>> = HashMap::new();
+    for round in 0..10u8 {
+        for (i, client) in clients.iter().enumerate() {
+            let payload = vec![round; 100 + i];
+            client.send_to(&payload, server.addr).unwrap();
+            expected.entry(i).or_default().push(payload);
+        }
+    }
+    for (i, client) in clients.iter().enumerate() {
+        for want in &expected[&i] {
+            let mut buf = [0u8; 256];
+            let (n, _) = client.recv_from(&mut buf).expect("reply");
+            assert_eq!(&buf[..n], &want[..]);
+        }
+    }
+}
