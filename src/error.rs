@@ -24,6 +24,12 @@ pub enum Error {
     },
     /// `bind(2)` failed; the message explains the usual causes.
     Bind { addr: SocketAddr, source: io::Error },
+    /// Another process's socket shares the port through `SO_REUSEPORT`.
+    PortShared {
+        addr: SocketAddr,
+        uid: u32,
+        inode: u64,
+    },
     /// `connect(2)` on the client's socket failed.
     Connect { addr: SocketAddr, source: io::Error },
     /// The payload cannot fit in one UDP datagram.
@@ -129,6 +135,11 @@ impl fmt::Display for Error {
                     _ => write!(f, "cannot bind {addr}: {why}"),
                 }
             }
+            Error::PortShared { addr, uid, inode } => write!(
+                f,
+                "cannot bind {addr}: another socket (uid {uid}, inode {inode}) already holds UDP port {} on this address and shares it with SO_REUSEPORT; stop it, or choose another port with --port",
+                addr.port()
+            ),
             Error::Connect { addr, source } => {
                 write!(f, "cannot connect to {addr}: {}", describe(source))
             }

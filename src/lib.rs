@@ -8,7 +8,10 @@
 //!
 //! - [`net`]: resolve, create and bind `socket2` UDP sockets, buffer sizes and the
 //!   kernel's `/proc` limits and socket table.
-//! - [`server`]: the echo loop, its stop policy, counters and summary.
+//! - [`server`]: the echo loops (plain and batched, one thread per socket), stop
+//!   policy, counters, `--stats-interval` lines and the summary.
+//! - `batch` (Linux): `recvmmsg`/`sendmmsg` behind a safe API — the crate's only
+//!   `unsafe` code.
 //! - [`client`]: a connected socket to one server and one function per mode.
 //! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
 //! - [`units`]: sizes (`4M`) and seconds (`0.5`) from the command line.
@@ -17,6 +20,8 @@
 
 #![deny(unsafe_code)]
 
+#[cfg(target_os = "linux")]
+pub mod batch;
 pub mod client;
 pub mod error;
 pub mod logging;

@@ -140,6 +140,9 @@ pub struct SocketOptions {
     pub send_buf: Option<usize>,
     /// Set `SO_REUSEADDR` once bound, as the seed did (see [`bind`]).
     pub reuse_address: bool,
+    /// Set `SO_REUSEPORT` before binding, so several sockets (one per server
+    /// thread) share the port and the kernel spreads flows over them.
+    pub reuse_port: bool,
 }
 
 /// Which of the two buffers a [`BufferSize`] describes.
@@ -242,12 +245,13 @@ pub struct BoundSocket {
 
 /// Creates a UDP socket for `addr`'s family, sizes its buffers and binds it.
 ///
-/// The bind itself is always exclusive: no socket that already holds the address
-/// and port, or a wildcard covering it, can be joined silently — the kernel answers
-/// `EADDRINUSE`, which is how a second server is refused without racing a
-/// `/proc` scan. `SO_REUSEADDR` is set only after the bind when asked, which keeps
-/// the seed's behaviour for whoever binds later (Linux checks the flag on both
-/// sockets at the later bind).
+/// Without `reuse_port` the bind itself is exclusive: no socket that already holds
+/// the address and port, or a wildcard covering it, can be joined silently — the
+/// kernel answers `EADDRINUSE`, which is how a second server is refused without
+/// racing a `/proc` scan. `SO_REUSEADDR` is set only after the bind when asked,
+/// which keeps the seed's behaviour for whoever binds later (Linux checks the flag
+/// on both sockets at the later bind). With `reuse_port`, a same-uid socket that
+/// also set `SO_REUSEPORT` can share the port; [`foreign_holders`] finds it.
 pub fn bind(addr: SocketAddr, options: &SocketOptions, limits: &Limits) -> Result<BoundSocket> {
     let fail = |what: &'static str| move |source| Error::Socket { what, addr, source };
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
@@ -261,6 +265,11 @@ pub fn bind(addr: SocketAddr, options: &SocketOptions, limits: &Limits) -> Resul
         socket
             .set_send_buffer_size(size)
             .map_err(fail("set SO_SNDBUF"))?;
+    }
+    if options.reuse_port {
+        socket
+            .set_reuse_port(true)
+            .map_err(fail("set SO_REUSEPORT"))?;
     }
     socket
         .bind(&SockAddr::from(addr))
@@ -292,6 +301,26 @@ pub fn bind(addr: SocketAddr, options: &SocketOptions, limits: &Limits) -> Resul
         recv_buf,
         send_buf,
     })
+}
+
+/// Sockets in the kernel's table that hold `local`'s port on an overlapping
+/// address (the same one, or a wildcard on either side, same family) and are not
+/// among `ours` (inodes). `None` when the table is unavailable.
+pub fn foreign_holders(local: SocketAddr, ours: &[u64]) -> Option<Vec<udp_table::UdpSocketEntry>> {
+    let table = udp_table::read()?;
+    Some(
+        table
+            .into_iter()
+            .filter(|e| {
+                e.local.port() == local.port()
+                    && e.local.is_ipv4() == local.is_ipv4()
+                    && (e.local.ip() == local.ip()
+                        || e.local.ip().is_unspecified()
+                        || local.ip().is_unspecified())
+                    && !ours.contains(&e.inode)
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -58,6 +60,10 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
+/// The `--batch` default: datagrams per `recvmmsg`/`sendmmsg` call, from the
+/// sweep recorded in BENCHMARKS.md.
+pub const DEFAULT_BATCH: usize = 32;
+
 /// Everything the server needs to know, free of any command-line types.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -67,12 +73,18 @@ pub struct ServerConfig {
     pub port: u16,
     /// Address family a name may resolve to.
     pub family: Family,
-    /// Buffer requests.
+    /// `SO_RCVBUF` request in bytes, per socket.
     pub recv_buf: Option<usize>,
-    /// Buffer requests.
+    /// `SO_SNDBUF` request in bytes, per socket.
     pub send_buf: Option<usize>,
     /// Who may stop the server with an empty datagram.
     pub stop_on_empty: StopPolicy,
+    /// Datagrams per syscall: 1 = `recv_from`/`send_to`, more = `recvmmsg`/`sendmmsg`.
+    pub batch: usize,
+    /// Sockets sharing the port with `SO_REUSEPORT`, one blocking thread each.
+    pub threads: usize,
+    /// Log a counter line this often; `None` costs nothing.
+    pub stats_interval: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +96,9 @@ impl Default for ServerConfig {
             recv_buf: None,
             send_buf: None,
             stop_on_empty: StopPolicy::Loopback,
+            batch: DEFAULT_BATCH,
+            threads: 1,
+            stats_interval: None,
         }
     }
 }
@@ -91,10 +106,12 @@ impl Default for ServerConfig {
 /// A bound server, ready to run.
 #[derive(Debug)]
 pub struct Server {
-    socket: UdpSocket,
+    sockets: Vec<UdpSocket>,
     local: SocketAddr,
-    inode: Option<u64>,
+    inodes: Vec<u64>,
     stop_on_empty: StopPolicy,
+    batch: usize,
+    stats_interval: Option<Duration>,
 }
 
 impl Server {
@@ -102,37 +119,76 @@ impl Server {
     /// warnings for clamped requests). Fails when the host does not resolve, the
     /// address is not local, the port is privileged, or another socket holds it.
     pub fn bind(config: &ServerConfig) -> Result<Server> {
-        let addr = net::resolve(&config.host, config.port, config.family)?;
+        let mut addr = net::resolve(&config.host, config.port, config.family)?;
         let limits = Limits::read();
+        let threads = config.threads.max(1);
         let options = SocketOptions {
             recv_buf: config.recv_buf,
             send_buf: config.send_buf,
             reuse_address: true,
+            reuse_port: threads > 1,
         };
-        let bound = net::bind(addr, &options, &limits)?;
+        let mut sockets = Vec::with_capacity(threads);
+        let mut first = None;
+        for _ in 0..threads {
+            let bound = net::bind(addr, &options, &limits)?;
+            // Port 0: the siblings join the port the kernel picked for the first.
+            addr = bound.local;
+            bound
+                .socket
+                .set_read_timeout(Some(STOP_POLL))
+                .map_err(|source| Error::Socket {
+                    what: "set a receive timeout",
+                    addr,
+                    source,
+                })?;
+            first.get_or_insert((bound.recv_buf, bound.send_buf));
+            sockets.push(bound.socket);
+        }
+        let inodes: Vec<u64> = sockets.iter().filter_map(udp_table::socket_inode).collect();
+        if threads > 1 {
+            // SO_REUSEPORT lets a same-uid socket that set it too share the port
+            // silently; the kernel's table shows whether one already does.
+            if let Some(other) =
+                net::foreign_holders(addr, &inodes).and_then(|o| o.first().copied())
+            {
+                return Err(Error::PortShared {
+                    addr,
+                    uid: other.uid,
+                    inode: other.inode,
+                });
+            }
+        }
         info!("{limits}");
         if let Some(note) = limits.somaxconn_note() {
             info!("{note}");
         }
-        for size in [bound.recv_buf, bound.send_buf] {
-            info!("{size}");
-            if let Some(warning) = size.clamp_warning() {
-                warn!("{warning}");
+        if let Some((recv_buf, send_buf)) = first {
+            for size in [recv_buf, send_buf] {
+                info!("{size}");
+                if let Some(warning) = size.clamp_warning() {
+                    warn!("{warning}");
+                }
             }
         }
-        bound
-            .socket
-            .set_read_timeout(Some(STOP_POLL))
-            .map_err(|source| Error::Socket {
-                what: "set a receive timeout",
-                addr,
-                source,
-            })?;
+        let batch = effective_batch(config.batch);
+        info!(
+            "{threads} thread{} ({} per socket), {} datagrams per syscall",
+            if threads == 1 { "" } else { "s" },
+            if threads == 1 {
+                "one socket"
+            } else {
+                "SO_REUSEPORT, one socket"
+            },
+            batch
+        );
         Ok(Server {
-            inode: udp_table::socket_inode(&bound.socket),
-            socket: bound.socket,
-            local: bound.local,
+            sockets,
+            local: addr,
+            inodes,
             stop_on_empty: config.stop_on_empty,
+            batch,
+            stats_interval: config.stats_interval,
         })
     }
 
@@ -142,9 +198,35 @@ impl Server {
     }
 
     /// Echoes until an allowed empty datagram or `stop`, then returns the summary.
+    /// Each socket gets its own thread; a stop seen by one ends them all.
     pub fn run(self, stop: &Stop) -> Summary {
         let started = Instant::now();
-        let counters = echo_loop(&self.socket, stop, self.stop_on_empty);
+        let published: Vec<Published> = self.sockets.iter().map(|_| Published::default()).collect();
+        let counters = thread::scope(|scope| {
+            let loops: Vec<_> = self
+                .sockets
+                .iter()
+                .zip(&published)
+                .map(|(socket, published)| {
+                    let stats = self.stats_interval.map(|_| published);
+                    scope.spawn(move || serve(socket, stop, self.stop_on_empty, self.batch, stats))
+                })
+                .collect();
+            if let Some(interval) = self.stats_interval {
+                let (published, inodes) = (&published, &self.inodes);
+                scope.spawn(move || report_stats(published, inodes, interval, stop, started));
+            }
+            let mut total = Counters::default();
+            for handle in loops {
+                match handle.join() {
+                    Ok(counters) => total.merge(&counters),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            // Whatever ended one loop ends the stats thread too.
+            stop.request();
+            total
+        });
         let cause = match (counters.stopped_by, stop.cause()) {
             (Some(source), _) => StopReason::EmptyDatagram(source),
             (None, Some(StopCause::Signal(signal))) => StopReason::Signal(signal),
@@ -154,9 +236,39 @@ impl Server {
             counters,
             cause,
             elapsed: started.elapsed(),
-            kernel_drops: self.inode.and_then(|inode| udp_table::drops_of(&[inode])),
+            kernel_drops: udp_table::drops_of(&self.inodes),
         }
     }
+}
+
+/// The batch size this platform can do: `recvmmsg`/`sendmmsg` are Linux-only.
+fn effective_batch(requested: usize) -> usize {
+    let requested = requested.max(1);
+    if cfg!(target_os = "linux") || requested == 1 {
+        requested
+    } else {
+        warn!("--batch {requested} needs recvmmsg/sendmmsg, which this platform lacks; using 1");
+        1
+    }
+}
+
+/// Runs the loop that fits `batch` on one socket until a stop.
+fn serve(
+    socket: &UdpSocket,
+    stop: &Stop,
+    policy: StopPolicy,
+    batch: usize,
+    published: Option<&Published>,
+) -> Counters {
+    let mut state = LoopState::new(stop, policy, published);
+    #[cfg(target_os = "linux")]
+    if batch > 1 {
+        batched_loop(socket, &mut state, &mut crate::batch::Batch::new(batch));
+        return state.counters;
+    }
+    let _ = batch;
+    plain_loop(socket, &mut state);
+    state.counters
 }
 
 /// What one echo loop counted.
@@ -177,6 +289,89 @@ pub struct Counters {
     pub recv_errors: u64,
     /// The sender of the empty datagram that stopped this loop, if one did.
     pub stopped_by: Option<SocketAddr>,
+}
+
+impl Counters {
+    /// Adds another loop's counts (the summary of a multi-threaded run).
+    pub fn merge(&mut self, other: &Counters) {
+        self.datagrams_received += other.datagrams_received;
+        self.bytes_received += other.bytes_received;
+        self.datagrams_echoed += other.datagrams_echoed;
+        self.bytes_echoed += other.bytes_echoed;
+        self.send_errors += other.send_errors;
+        self.recv_errors += other.recv_errors;
+        self.stopped_by = self.stopped_by.or(other.stopped_by);
+    }
+}
+
+/// A loop's counters as the stats thread sees them: the loop stores its own
+/// totals (relaxed stores, no read-modify-write) after each batch, only when
+/// `--stats-interval` is on. Padded to a cache line so threads don't share one.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Published {
+    datagrams_echoed: AtomicU64,
+    bytes_echoed: AtomicU64,
+    send_errors: AtomicU64,
+    recv_errors: AtomicU64,
+}
+
+impl Published {
+    fn store(&self, c: &Counters) {
+        self.datagrams_echoed
+            .store(c.datagrams_echoed, Ordering::Relaxed);
+        self.bytes_echoed.store(c.bytes_echoed, Ordering::Relaxed);
+        self.send_errors.store(c.send_errors, Ordering::Relaxed);
+        self.recv_errors.store(c.recv_errors, Ordering::Relaxed);
+    }
+
+    fn sum(all: &[Published]) -> [u64; 4] {
+        all.iter().fold([0; 4], |acc, p| {
+            [
+                acc[0] + p.datagrams_echoed.load(Ordering::Relaxed),
+                acc[1] + p.bytes_echoed.load(Ordering::Relaxed),
+                acc[2] + p.send_errors.load(Ordering::Relaxed),
+                acc[3] + p.recv_errors.load(Ordering::Relaxed),
+            ]
+        })
+    }
+}
+
+/// The `--stats-interval` thread: every interval, one line with rates over the
+/// interval and totals of errors and kernel drops. Sleeps in `STOP_POLL` steps so
+/// a stop is seen promptly.
+fn report_stats(
+    published: &[Published],
+    inodes: &[u64],
+    interval: Duration,
+    stop: &Stop,
+    started: Instant,
+) {
+    let mut last = [0u64; 4];
+    let mut last_at = started;
+    let mut next = started + interval;
+    while !stop.is_requested() {
+        let now = Instant::now();
+        if now < next {
+            thread::sleep((next - now).min(STOP_POLL));
+            continue;
+        }
+        let totals = Published::sum(published);
+        let secs = now.duration_since(last_at).as_secs_f64().max(1e-9);
+        info!(
+            "stats {:.1}-{:.1} s: {:.0} datagrams/s, {:.0} bytes/s, send errors {}, receive errors {}, kernel drops {}",
+            last_at.duration_since(started).as_secs_f64(),
+            now.duration_since(started).as_secs_f64(),
+            (totals[0] - last[0]) as f64 / secs,
+            (totals[1] - last[1]) as f64 / secs,
+            totals[2],
+            totals[3],
+            crate::net::limits::Reading(udp_table::drops_of(inodes)),
+        );
+        last = totals;
+        last_at = now;
+        next += interval;
+    }
 }
 
 /// At most one warning per kind of error per this interval; the rest are counted.
@@ -214,68 +409,178 @@ fn suppressed_note(suppressed: u64) -> String {
     }
 }
 
-/// The plain echo loop: one `recv_from` and one `send_to` per datagram, no
-/// allocation per datagram, nothing logged per datagram above debug.
-///
-/// Returns when an empty datagram allowed by `policy` arrives (after raising
-/// `stop` so sibling loops end too) or when `stop` is raised; the socket must have
-/// a read timeout so the flag is seen.
-pub fn echo_loop(socket: &UdpSocket, stop: &Stop, policy: StopPolicy) -> Counters {
+/// What one loop needs per datagram: counters, the stop policy and flag, and
+/// whether debug lines are wanted (decided once, not per datagram).
+struct LoopState<'a> {
+    counters: Counters,
+    stop: &'a Stop,
+    policy: StopPolicy,
+    debug: bool,
+    published: Option<&'a Published>,
+    send_log: Throttle,
+    recv_log: Throttle,
+}
+
+/// What to do with one received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Echo,
+    Stop,
+}
+
+impl<'a> LoopState<'a> {
+    fn new(stop: &'a Stop, policy: StopPolicy, published: Option<&'a Published>) -> Self {
+        LoopState {
+            counters: Counters::default(),
+            stop,
+            policy,
+            debug: log::log_enabled!(log::Level::Debug),
+            published,
+            send_log: Throttle::default(),
+            recv_log: Throttle::default(),
+        }
+    }
+
+    /// Counts a received datagram and decides its fate.
+    fn inspect(&mut self, data: &[u8], source: SocketAddr) -> Verdict {
+        self.counters.datagrams_received += 1;
+        self.counters.bytes_received += data.len() as u64;
+        if self.debug {
+            debug!(
+                "recv {} bytes from {source}: {}",
+                data.len(),
+                escape_payload(data, DEBUG_PAYLOAD_BYTES)
+            );
+        }
+        if data.is_empty() && self.policy.stops(&source) {
+            self.counters.stopped_by = Some(source);
+            self.stop.request();
+            return Verdict::Stop;
+        }
+        Verdict::Echo
+    }
+
+    fn echoed(&mut self, bytes: usize, to: SocketAddr) {
+        self.counters.datagrams_echoed += 1;
+        self.counters.bytes_echoed += bytes as u64;
+        if self.debug {
+            debug!("sent {bytes} bytes to {to}");
+        }
+    }
+
+    fn send_failed(&mut self, errors: usize, what: &dyn fmt::Display) {
+        self.counters.send_errors += errors as u64;
+        if let Some(suppressed) = self.send_log.allow() {
+            warn!(
+                "cannot echo: {what}; going on{}",
+                suppressed_note(suppressed)
+            );
+        }
+    }
+
+    fn recv_failed(&mut self, e: &io::Error) {
+        self.counters.recv_errors += 1;
+        if let Some(suppressed) = self.recv_log.allow() {
+            warn!(
+                "receive failed: {}; going on{}",
+                crate::error::describe(e),
+                suppressed_note(suppressed)
+            );
+        }
+    }
+
+    fn publish(&self) {
+        if let Some(published) = self.published {
+            published.store(&self.counters);
+        }
+    }
+}
+
+/// The plain echo loop: one `recv_from` and one `send_to` per datagram (`--batch 1`).
+/// Allocates nothing per datagram; the socket's read timeout lets it see `stop`.
+fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
     let mut buf = vec![0u8; net::RECV_BUFFER_LEN];
-    let mut counters = Counters::default();
-    let mut send_log = Throttle::default();
-    let mut recv_log = Throttle::default();
-    let debug = log::log_enabled!(log::Level::Debug);
-    while !stop.is_requested() {
+    while !state.stop.is_requested() {
         let (len, source) = match socket.recv_from(&mut buf) {
             Ok(received) => received,
             Err(e) if is_wake_up(&e) => continue,
             Err(e) => {
-                counters.recv_errors += 1;
-                if let Some(suppressed) = recv_log.allow() {
-                    warn!(
-                        "receive failed: {}; going on{}",
-                        crate::error::describe(&e),
-                        suppressed_note(suppressed)
-                    );
-                }
+                state.recv_failed(&e);
                 continue;
             }
         };
-        counters.datagrams_received += 1;
-        counters.bytes_received += len as u64;
-        if debug {
-            debug!(
-                "recv {len} bytes from {source}: {}",
-                escape_payload(&buf[..len], DEBUG_PAYLOAD_BYTES)
-            );
-        }
-        if len == 0 && policy.stops(&source) {
-            counters.stopped_by = Some(source);
-            stop.request();
+        let data = &buf[..len];
+        if state.inspect(data, source) == Verdict::Stop {
             break;
         }
-        match socket.send_to(&buf[..len], source) {
-            Ok(sent) => {
-                counters.datagrams_echoed += 1;
-                counters.bytes_echoed += sent as u64;
-                if debug {
-                    debug!("sent {sent} bytes to {source}");
-                }
-            }
+        match socket.send_to(data, source) {
+            Ok(sent) => state.echoed(sent, source),
+            Err(e) => state.send_failed(
+                1,
+                &format_args!("{len} bytes to {source}: {}", crate::error::describe(&e)),
+            ),
+        }
+        state.publish();
+    }
+    state.publish();
+}
+
+/// The batched loop: one `recvmmsg` takes what is queued (up to the batch size),
+/// one `sendmmsg` echoes it. Datagrams before a stop datagram in the same batch
+/// are still echoed.
+#[cfg(target_os = "linux")]
+fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate::batch::Batch) {
+    let mut keep = vec![false; batch.capacity()];
+    while !state.stop.is_requested() {
+        let received = match batch.recv(socket) {
+            Ok(n) => n,
+            Err(e) if is_wake_up(&e) => continue,
             Err(e) => {
-                counters.send_errors += 1;
-                if let Some(suppressed) = send_log.allow() {
-                    warn!(
-                        "cannot echo {len} bytes to {source}: {}; going on{}",
-                        crate::error::describe(&e),
-                        suppressed_note(suppressed)
-                    );
+                state.recv_failed(&e);
+                continue;
+            }
+        };
+        let mut end = received;
+        for (i, slot) in keep.iter_mut().enumerate().take(received) {
+            let (data, source) = batch.datagram(i);
+            *slot = match source {
+                Some(source) => match state.inspect(data, source) {
+                    Verdict::Echo => true,
+                    Verdict::Stop => {
+                        end = i;
+                        break;
+                    }
+                },
+                None => false,
+            };
+        }
+        let outcome = batch.echo(socket, |i| i < end && keep[i]);
+        state.counters.datagrams_echoed += outcome.sent as u64;
+        state.counters.bytes_echoed += outcome.bytes as u64;
+        if state.debug {
+            for i in (0..end).filter(|&i| keep[i]) {
+                if let (data, Some(source)) = batch.datagram(i) {
+                    debug!("sent {} bytes to {source}", data.len());
                 }
             }
         }
+        if outcome.errors > 0 {
+            let kind = outcome.first_error.map(io::Error::from);
+            let why = kind
+                .as_ref()
+                .map(crate::error::describe)
+                .unwrap_or_default();
+            state.send_failed(
+                outcome.errors,
+                &format_args!("{} of {} datagrams refused: {why}", outcome.errors, end),
+            );
+        }
+        state.publish();
+        if end < received {
+            break;
+        }
     }
-    counters
+    state.publish();
 }
 
 /// A receive timeout (our stop poll) or an interrupted call: look at the flag, retry.
@@ -359,7 +664,10 @@ mod tests {
         assert!(!StopPolicy::Never.stops(&local));
     }
 
-    fn loopback_server(policy: StopPolicy) -> (SocketAddr, Stop, thread::JoinHandle<Counters>) {
+    fn loopback_server(
+        policy: StopPolicy,
+        batch: usize,
+    ) -> (SocketAddr, Stop, thread::JoinHandle<Counters>) {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_read_timeout(Some(STOP_POLL)).unwrap();
         let addr = socket.local_addr().unwrap();
@@ -368,7 +676,7 @@ mod tests {
         (
             addr,
             stop,
-            thread::spawn(move || echo_loop(&socket, &flag, policy)),
+            thread::spawn(move || serve(&socket, &flag, policy, batch, None)),
         )
     }
 
@@ -381,8 +689,14 @@ mod tests {
     }
 
     #[test]
-    fn the_loop_echoes_and_stops_on_an_empty_datagram_in_process() {
-        let (addr, stop, handle) = loopback_server(StopPolicy::Loopback);
+    fn both_loops_echo_and_stop_on_an_empty_datagram_in_process() {
+        for batch in [1, 8] {
+            echoes_and_stops(batch);
+        }
+    }
+
+    fn echoes_and_stops(batch: usize) {
+        let (addr, stop, handle) = loopback_server(StopPolicy::Loopback, batch);
         let client = client();
         let mut reply = [0u8; 16];
         client.send_to(b"ping", addr).unwrap();
@@ -401,13 +715,39 @@ mod tests {
     }
 
     #[test]
-    fn the_loop_notices_the_stop_flag_while_idle() {
-        let (_, stop, handle) = loopback_server(StopPolicy::Never);
-        let asked = Instant::now();
-        stop.request();
-        let counters = handle.join().unwrap();
-        assert!(asked.elapsed() < STOP_POLL * 5);
-        assert_eq!(counters, Counters::default());
+    fn both_loops_notice_the_stop_flag_while_idle() {
+        for batch in [1, 8] {
+            let (_, stop, handle) = loopback_server(StopPolicy::Never, batch);
+            let asked = Instant::now();
+            stop.request();
+            let counters = handle.join().unwrap();
+            assert!(asked.elapsed() < STOP_POLL * 5);
+            assert_eq!(counters, Counters::default());
+        }
+    }
+
+    #[test]
+    fn datagrams_before_a_stop_datagram_in_one_batch_are_echoed() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(STOP_POLL)).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let client = client();
+        for payload in [&b"one"[..], b"two", b"", b"after"] {
+            client.send_to(payload, addr).unwrap();
+        }
+        // All four are queued before the loop starts: one recvmmsg takes them.
+        thread::sleep(Duration::from_millis(20));
+        let counters = serve(&socket, &Stop::new(), StopPolicy::Loopback, 16, None);
+        assert_eq!(
+            counters.datagrams_received, 3,
+            "the datagram after the stop is not read"
+        );
+        assert_eq!(counters.datagrams_echoed, 2);
+        let mut buf = [0u8; 16];
+        for want in [&b"one"[..], b"two"] {
+            let n = client.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], want);
+        }
     }
 
     #[test]

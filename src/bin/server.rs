@@ -2,13 +2,14 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use udp_echo::logging;
 use udp_echo::net::Family;
-use udp_echo::server::{Server, ServerConfig, StopPolicy};
+use udp_echo::server::{DEFAULT_BATCH, Server, ServerConfig, StopPolicy};
 use udp_echo::shutdown::Stop;
-use udp_echo::units::parse_buffer_size;
+use udp_echo::units::{parse_buffer_size, parse_positive_seconds};
 
 const PROGRAM: &str = "udp-echo-server";
 
@@ -47,6 +48,18 @@ struct Args {
     #[arg(long, value_name = "WHO", value_enum, default_value_t = StopOnEmpty::Loopback)]
     stop_on_empty: StopOnEmpty,
 
+    /// Datagrams per syscall: 1 = one recv_from/send_to each; more = recvmmsg/sendmmsg batches.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    batch: u32,
+
+    /// Sockets on the same address with SO_REUSEPORT, one blocking thread each.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    threads: u32,
+
+    /// Log a counter line (datagrams/s, bytes/s, errors, kernel drops) every SECS seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_seconds)]
+    stats_interval: Option<Duration>,
+
     /// More logging: -v shows every datagram (debug), -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -79,6 +92,9 @@ impl From<&Args> for ServerConfig {
                 StopOnEmpty::Any => StopPolicy::Any,
                 StopOnEmpty::Never => StopPolicy::Never,
             },
+            batch: args.batch as usize,
+            threads: args.threads as usize,
+            stats_interval: args.stats_interval,
         }
     }
 }

@@ -59,6 +59,7 @@ pub fn connect(target: &Target) -> Result<Connection> {
         recv_buf: target.recv_buf,
         send_buf: target.send_buf,
         reuse_address: false,
+        reuse_port: false,
     };
     let limits = Limits::read();
     let bound = net::bind(local, &options, &limits)?;

@@ -1,0 +1,333 @@
+//! Batched UDP I/O with `recvmmsg(2)`/`sendmmsg(2)`: the crate's only `unsafe` code.
+//!
+//! [`Batch`] owns preallocated buffers for `capacity` datagrams of up to 65535
+//! bytes, their source addresses and the kernel's message headers; nothing is
+//! allocated per datagram. A receive fills up to `capacity` slots in one syscall
+//! (`MSG_WAITFORONE`: block for the first datagram, then take only what is already
+//! queued, so a lone datagram is answered at once). An echo sends a chosen subset
+//! of the slots back to their own sources in one `sendmmsg`, retrying the rest
+//! after a partial send and skipping (and counting) a message the kernel refuses.
+//!
+//! The headers point into the buffers; both live in `Vec`s whose heap storage never
+//! moves after `new`, so the pointers stay valid for the life of the `Batch`.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::ptr;
+
+use crate::net::RECV_BUFFER_LEN;
+
+/// Receive and echo buffers for one socket and one thread.
+pub struct Batch {
+    /// `capacity` slots of `RECV_BUFFER_LEN` bytes, back to back.
+    storage: Vec<u8>,
+    /// Source address of each slot, filled by the kernel.
+    addrs: Vec<libc::sockaddr_storage>,
+    /// One iovec per slot, pointing into `storage`.
+    iovecs: Vec<libc::iovec>,
+    /// Receive headers, one per slot.
+    recv_hdrs: Vec<libc::mmsghdr>,
+    /// Echo headers: copies of the receive headers of the slots being sent back.
+    send_hdrs: Vec<libc::mmsghdr>,
+    /// Payload length of each echo header.
+    send_lens: Vec<usize>,
+    /// How many slots the last receive filled.
+    filled: usize,
+}
+
+/// What one echo of a batch achieved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EchoOutcome {
+    /// Datagrams the kernel accepted.
+    pub sent: usize,
+    /// Their payload bytes.
+    pub bytes: usize,
+    /// Datagrams it refused (each skipped, the rest still sent).
+    pub errors: usize,
+    /// The first refusal, for the log.
+    pub first_error: Option<io::ErrorKind>,
+}
+
+impl Batch {
+    /// Buffers for up to `capacity` datagrams per syscall (at least 1).
+    pub fn new(capacity: usize) -> Batch {
+        let capacity = capacity.max(1);
+        let mut batch = Batch {
+            storage: vec![0u8; capacity * RECV_BUFFER_LEN],
+            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+            addrs: vec![unsafe { mem::zeroed() }; capacity],
+            iovecs: Vec::with_capacity(capacity),
+            recv_hdrs: Vec::with_capacity(capacity),
+            send_hdrs: Vec::with_capacity(capacity),
+            send_lens: Vec::with_capacity(capacity),
+            filled: 0,
+        };
+        for slot in batch.storage.chunks_exact_mut(RECV_BUFFER_LEN) {
+            batch.iovecs.push(libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: RECV_BUFFER_LEN,
+            });
+        }
+        for i in 0..capacity {
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) header.
+            let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+            hdr.msg_hdr.msg_name = ptr::from_mut(&mut batch.addrs[i]).cast();
+            hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
+            hdr.msg_hdr.msg_iov = ptr::from_mut(&mut batch.iovecs[i]);
+            hdr.msg_hdr.msg_iovlen = 1;
+            batch.recv_hdrs.push(hdr);
+        }
+        batch
+    }
+
+    /// How many datagrams one receive can take.
+    pub fn capacity(&self) -> usize {
+        self.recv_hdrs.len()
+    }
+
+    /// Receives up to `capacity` datagrams: blocks (up to the socket's read
+    /// timeout) for the first, then takes only those already queued. Returns how
+    /// many slots were filled; EINTR and timeouts come back as errors to classify.
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        for (hdr, iov) in self.recv_hdrs.iter_mut().zip(&mut self.iovecs) {
+            hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
+            hdr.msg_len = 0;
+            iov.iov_len = RECV_BUFFER_LEN;
+        }
+        self.filled = 0;
+        let vlen = libc::c_uint::try_from(self.recv_hdrs.len()).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: every header points at a live sockaddr_storage of the length it
+        // declares and at an iovec covering a live RECV_BUFFER_LEN slot; the kernel
+        // writes at most that much into each and no more than `vlen` headers.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.recv_hdrs.as_mut_ptr(),
+                vlen,
+                libc::MSG_WAITFORONE as _,
+                ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.filled = n as usize;
+        Ok(self.filled)
+    }
+
+    /// The `i`-th datagram of the last receive and its source (`None` for an
+    /// address family other than IPv4/IPv6, which a UDP/IP socket never reports).
+    pub fn datagram(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        assert!(i < self.filled, "slot {i} was not filled");
+        let len = self.recv_hdrs[i].msg_len as usize;
+        let start = i * RECV_BUFFER_LEN;
+        let source = to_socket_addr(&self.addrs[i], self.recv_hdrs[i].msg_hdr.msg_namelen);
+        (&self.storage[start..start + len], source)
+    }
+
+    /// Sends the datagrams of the slots for which `keep(i)` is true back to their
+    /// sources, in order, retrying after partial sends and skipping refused ones.
+    pub fn echo(&mut self, socket: &UdpSocket, mut keep: impl FnMut(usize) -> bool) -> EchoOutcome {
+        self.send_hdrs.clear();
+        self.send_lens.clear();
+        let mut outcome = EchoOutcome::default();
+        for i in 0..self.filled {
+            if keep(i) {
+                let mut hdr = self.recv_hdrs[i];
+                let len = hdr.msg_len as usize;
+                self.iovecs[i].iov_len = len;
+                hdr.msg_len = 0;
+                hdr.msg_hdr.msg_flags = 0;
+                self.send_hdrs.push(hdr);
+                self.send_lens.push(len);
+            }
+        }
+        let mut pos = 0;
+        while pos < self.send_hdrs.len() {
+            let rest = &mut self.send_hdrs[pos..];
+            let vlen = libc::c_uint::try_from(rest.len()).unwrap_or(libc::c_uint::MAX);
+            // SAFETY: the headers are copies of receive headers: each points at a
+            // live source address of the length the kernel reported and at an iovec
+            // whose length is the received datagram's, inside a live slot.
+            let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), rest.as_mut_ptr(), vlen, 0) };
+            if n > 0 {
+                let n = n as usize;
+                outcome.sent += n;
+                outcome.bytes += self.send_lens[pos..pos + n].iter().sum::<usize>();
+                pos += n;
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // sendmmsg fails the call only when its first message fails: skip it.
+            outcome.errors += 1;
+            outcome.first_error.get_or_insert(err.kind());
+            pos += 1;
+        }
+        outcome
+    }
+}
+
+fn sockaddr_storage_len() -> libc::socklen_t {
+    mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t
+}
+
+/// Reads an IPv4 or IPv6 socket address out of a kernel-filled `sockaddr_storage`.
+fn to_socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is large and aligned enough for any sockaddr.
+            let sin = unsafe { &*ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pair() -> (UdpSocket, UdpSocket) {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        (server, client)
+    }
+
+    #[test]
+    fn receives_a_burst_in_one_call_and_echoes_it_to_the_source() {
+        let (server, client) = pair();
+        let to = server.local_addr().unwrap();
+        for i in 0..5u8 {
+            client.send_to(&vec![i; 1 + i as usize * 1000], to).unwrap();
+        }
+        let mut batch = Batch::new(8);
+        let mut got = 0;
+        while got < 5 {
+            let n = batch.recv(&server).unwrap();
+            for i in 0..n {
+                let (data, source) = batch.datagram(i);
+                assert_eq!(source, Some(client.local_addr().unwrap()));
+                assert_eq!(data, vec![got as u8; 1 + got * 1000]);
+                got += 1;
+            }
+            let outcome = batch.echo(&server, |_| true);
+            assert_eq!((outcome.sent, outcome.errors), (n, 0));
+        }
+        let mut buf = [0u8; 8192];
+        for i in 0..5u8 {
+            let n = client.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &vec![i; 1 + i as usize * 1000][..]);
+        }
+    }
+
+    #[test]
+    fn echo_sends_only_the_kept_slots() {
+        let (server, client) = pair();
+        let to = server.local_addr().unwrap();
+        for payload in [&b"a"[..], b"skip", b"c"] {
+            client.send_to(payload, to).unwrap();
+        }
+        let mut batch = Batch::new(4);
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let n = batch.recv(&server).unwrap();
+            let first = seen.len();
+            for i in 0..n {
+                seen.push(batch.datagram(i).0.to_vec());
+            }
+            let outcome = batch.echo(&server, |i| seen[first + i] != b"skip");
+            assert_eq!(outcome.errors, 0);
+        }
+        let mut buf = [0u8; 16];
+        for want in [&b"a"[..], b"c"] {
+            let n = client.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], want);
+        }
+    }
+
+    #[test]
+    fn a_refused_message_is_skipped_and_the_rest_still_go() {
+        let (server, client) = pair();
+        let to = server.local_addr().unwrap();
+        client.send_to(b"one", to).unwrap();
+        client.send_to(b"two", to).unwrap();
+        let mut batch = Batch::new(4);
+        // Loopback queues both before the first recvmmsg returns.
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(batch.recv(&server).unwrap(), 2);
+        // A source the kernel cannot send to (wrong family) makes it refuse that one.
+        batch.addrs[0].ss_family = libc::AF_UNIX as libc::sa_family_t;
+        let outcome = batch.echo(&server, |_| true);
+        assert_eq!(outcome.errors, 1, "{outcome:?}");
+        assert_eq!(outcome.sent, 1);
+        assert_eq!(outcome.bytes, 3);
+        let mut buf = [0u8; 16];
+        let n = client.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"two");
+    }
+
+    #[test]
+    fn ipv6_sources_are_decoded() {
+        let Ok(server) = UdpSocket::bind("[::1]:0") else {
+            return; // no IPv6 loopback here
+        };
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let client = UdpSocket::bind("[::1]:0").unwrap();
+        client
+            .send_to(b"six", server.local_addr().unwrap())
+            .unwrap();
+        let mut batch = Batch::new(2);
+        assert_eq!(batch.recv(&server).unwrap(), 1);
+        assert_eq!(
+            batch.datagram(0),
+            (&b"six"[..], Some(client.local_addr().unwrap()))
+        );
+    }
+
+    #[test]
+    fn a_timeout_is_an_error_not_an_empty_batch() {
+        let (server, _client) = pair();
+        server
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let err = Batch::new(4).recv(&server).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "{err:?}"
+        );
+    }
+}
