@@ -12,6 +12,7 @@
 //!   policy, counters, `--stats-interval` lines and the summary.
 //! - `batch` (Linux): `recvmmsg`/`sendmmsg` behind a safe API — the crate's only
 //!   `unsafe` code.
+//! - [`guard`]: loop guard, allowlist and per-source rate limit — pure decisions.
 //! - [`client`]: a connected socket to one server and one function per mode.
 //! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
 //! - [`units`]: sizes (`4M`) and seconds (`0.5`) from the command line.
@@ -24,6 +25,7 @@
 pub mod batch;
 pub mod client;
 pub mod error;
+pub mod guard;
 pub mod logging;
 pub mod net;
 pub mod server;

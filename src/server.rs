@@ -9,12 +9,14 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
 use crate::error::{Error, Result};
+use crate::guard::{Decision, DropReason, GuardConfig, RATE_LIMIT_SOURCES, RateLimiter, Rules};
 use crate::logging::escape_payload;
 use crate::net::{self, Family, Limits, SocketOptions, udp_table};
 use crate::shutdown::{Stop, StopCause, signal_name};
@@ -85,6 +87,8 @@ pub struct ServerConfig {
     pub threads: usize,
     /// Log a counter line this often; `None` costs nothing.
     pub stats_interval: Option<Duration>,
+    /// Loop guard, allowlist and rate limit.
+    pub guard: GuardConfig,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +103,7 @@ impl Default for ServerConfig {
             batch: DEFAULT_BATCH,
             threads: 1,
             stats_interval: None,
+            guard: GuardConfig::default(),
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct Server {
     stop_on_empty: StopPolicy,
     batch: usize,
     stats_interval: Option<Duration>,
+    rules: Rules,
+    limiter: Option<Mutex<RateLimiter>>,
 }
 
 impl Server {
@@ -173,15 +180,14 @@ impl Server {
         }
         let batch = effective_batch(config.batch);
         info!(
-            "{threads} thread{} ({} per socket), {} datagrams per syscall",
-            if threads == 1 { "" } else { "s" },
+            "{threads} thread{}, {batch} datagrams per syscall",
             if threads == 1 {
-                "one socket"
+                ", one socket".to_owned()
             } else {
-                "SO_REUSEPORT, one socket"
+                format!("s, {threads} sockets sharing the port with SO_REUSEPORT")
             },
-            batch
         );
+        log_guard(&config.guard);
         Ok(Server {
             sockets,
             local: addr,
@@ -189,6 +195,11 @@ impl Server {
             stop_on_empty: config.stop_on_empty,
             batch,
             stats_interval: config.stats_interval,
+            rules: Rules::new(&config.guard, addr),
+            limiter: config
+                .guard
+                .rate_limit
+                .map(|rate| Mutex::new(RateLimiter::new(rate, RATE_LIMIT_SOURCES))),
         })
     }
 
@@ -208,8 +219,15 @@ impl Server {
                 .iter()
                 .zip(&published)
                 .map(|(socket, published)| {
-                    let stats = self.stats_interval.map(|_| published);
-                    scope.spawn(move || serve(socket, stop, self.stop_on_empty, self.batch, stats))
+                    let context = LoopContext {
+                        stop,
+                        policy: self.stop_on_empty,
+                        rules: &self.rules,
+                        limiter: self.limiter.as_ref(),
+                        clock: started,
+                        published: self.stats_interval.map(|_| published),
+                    };
+                    scope.spawn(move || serve(socket, context, self.batch))
                 })
                 .collect();
             if let Some(interval) = self.stats_interval {
@@ -252,15 +270,24 @@ fn effective_batch(requested: usize) -> usize {
     }
 }
 
-/// Runs the loop that fits `batch` on one socket until a stop.
-fn serve(
-    socket: &UdpSocket,
-    stop: &Stop,
+/// What every loop of a server shares: the stop flag and policy, the guard, and
+/// where to publish counters for `--stats-interval`.
+#[derive(Clone, Copy)]
+struct LoopContext<'a> {
+    stop: &'a Stop,
     policy: StopPolicy,
-    batch: usize,
-    published: Option<&Published>,
-) -> Counters {
-    let mut state = LoopState::new(stop, policy, published);
+    rules: &'a Rules,
+    /// One table for all threads, so a source's budget is the same whichever
+    /// socket its flows land on; locked once per datagram, only when on.
+    limiter: Option<&'a Mutex<RateLimiter>>,
+    /// Origin of the rate limiter's nanosecond clock.
+    clock: Instant,
+    published: Option<&'a Published>,
+}
+
+/// Runs the loop that fits `batch` on one socket until a stop.
+fn serve(socket: &UdpSocket, context: LoopContext<'_>, batch: usize) -> Counters {
+    let mut state = LoopState::new(context);
     #[cfg(target_os = "linux")]
     if batch > 1 {
         batched_loop(socket, &mut state, &mut crate::batch::Batch::new(batch));
@@ -269,6 +296,31 @@ fn serve(
     let _ = batch;
     plain_loop(socket, &mut state);
     state.counters
+}
+
+/// Logs which protections are on, once at start.
+fn log_guard(guard: &GuardConfig) {
+    let ports = if guard.allow_service_ports {
+        "off (--allow-service-ports)"
+    } else {
+        "on (drops source ports 0-1023, 1900, 5353, 11211)"
+    };
+    let allow = if guard.allow.is_empty() {
+        "all sources".to_owned()
+    } else {
+        guard
+            .allow
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rate = guard.rate_limit.map_or("off".to_owned(), |r| {
+        format!(
+            "{r} datagrams/s per source address, burst {r}, {RATE_LIMIT_SOURCES} sources tracked"
+        )
+    });
+    info!("loop guard {ports}; allow {allow}; rate limit {rate}");
 }
 
 /// What one echo loop counted.
@@ -287,6 +339,8 @@ pub struct Counters {
     /// Receive calls that failed with something other than a timeout (e.g. an ICMP
     /// error queued on the socket): counted, not fatal.
     pub recv_errors: u64,
+    /// Datagrams dropped by the guard, per [`DropReason::index`].
+    pub dropped: [u64; 4],
     /// The sender of the empty datagram that stopped this loop, if one did.
     pub stopped_by: Option<SocketAddr>,
 }
@@ -300,7 +354,15 @@ impl Counters {
         self.bytes_echoed += other.bytes_echoed;
         self.send_errors += other.send_errors;
         self.recv_errors += other.recv_errors;
+        for (total, more) in self.dropped.iter_mut().zip(other.dropped) {
+            *total += more;
+        }
         self.stopped_by = self.stopped_by.or(other.stopped_by);
+    }
+
+    /// All datagrams the guard dropped.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
     }
 }
 
@@ -314,6 +376,7 @@ struct Published {
     bytes_echoed: AtomicU64,
     send_errors: AtomicU64,
     recv_errors: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl Published {
@@ -323,15 +386,17 @@ impl Published {
         self.bytes_echoed.store(c.bytes_echoed, Ordering::Relaxed);
         self.send_errors.store(c.send_errors, Ordering::Relaxed);
         self.recv_errors.store(c.recv_errors, Ordering::Relaxed);
+        self.dropped.store(c.dropped_total(), Ordering::Relaxed);
     }
 
-    fn sum(all: &[Published]) -> [u64; 4] {
-        all.iter().fold([0; 4], |acc, p| {
+    fn sum(all: &[Published]) -> [u64; 5] {
+        all.iter().fold([0; 5], |acc, p| {
             [
                 acc[0] + p.datagrams_echoed.load(Ordering::Relaxed),
                 acc[1] + p.bytes_echoed.load(Ordering::Relaxed),
                 acc[2] + p.send_errors.load(Ordering::Relaxed),
                 acc[3] + p.recv_errors.load(Ordering::Relaxed),
+                acc[4] + p.dropped.load(Ordering::Relaxed),
             ]
         })
     }
@@ -347,7 +412,7 @@ fn report_stats(
     stop: &Stop,
     started: Instant,
 ) {
-    let mut last = [0u64; 4];
+    let mut last = [0u64; 5];
     let mut last_at = started;
     let mut next = started + interval;
     while !stop.is_requested() {
@@ -359,11 +424,12 @@ fn report_stats(
         let totals = Published::sum(published);
         let secs = now.duration_since(last_at).as_secs_f64().max(1e-9);
         info!(
-            "stats {:.1}-{:.1} s: {:.0} datagrams/s, {:.0} bytes/s, send errors {}, receive errors {}, kernel drops {}",
+            "stats {:.1}-{:.1} s: {:.0} datagrams/s, {:.0} bytes/s, dropped {}, send errors {}, receive errors {}, kernel drops {}",
             last_at.duration_since(started).as_secs_f64(),
             now.duration_since(started).as_secs_f64(),
             (totals[0] - last[0]) as f64 / secs,
             (totals[1] - last[1]) as f64 / secs,
+            totals[4],
             totals[2],
             totals[3],
             crate::net::limits::Reading(udp_table::drops_of(inodes)),
@@ -377,19 +443,38 @@ fn report_stats(
 /// At most one warning per kind of error per this interval; the rest are counted.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Keeps a flood of identical errors from flooding the log (and costing throughput).
-#[derive(Debug, Default)]
+/// At most one debug line about dropped datagrams per this interval: a flood of
+/// hostile traffic must not become a flood of log lines.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps a flood of identical events from flooding the log (and costing throughput).
+#[derive(Debug)]
 struct Throttle {
+    interval: Duration,
     last: Option<Instant>,
     suppressed: u64,
 }
 
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::every(ERROR_LOG_INTERVAL)
+    }
+}
+
 impl Throttle {
+    fn every(interval: Duration) -> Self {
+        Throttle {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
     /// Returns `Some(suppressed since the last one)` when a line may be logged now.
     fn allow(&mut self) -> Option<u64> {
         let now = Instant::now();
         match self.last {
-            Some(last) if now.duration_since(last) < ERROR_LOG_INTERVAL => {
+            Some(last) if now.duration_since(last) < self.interval => {
                 self.suppressed += 1;
                 None
             }
@@ -413,31 +498,52 @@ fn suppressed_note(suppressed: u64) -> String {
 /// whether debug lines are wanted (decided once, not per datagram).
 struct LoopState<'a> {
     counters: Counters,
+    context: LoopContext<'a>,
     stop: &'a Stop,
-    policy: StopPolicy,
     debug: bool,
-    published: Option<&'a Published>,
     send_log: Throttle,
     recv_log: Throttle,
+    drop_log: Throttle,
 }
 
 /// What to do with one received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     Echo,
+    Drop,
     Stop,
 }
 
 impl<'a> LoopState<'a> {
-    fn new(stop: &'a Stop, policy: StopPolicy, published: Option<&'a Published>) -> Self {
+    fn new(context: LoopContext<'a>) -> Self {
         LoopState {
             counters: Counters::default(),
-            stop,
-            policy,
+            stop: context.stop,
+            context,
             debug: log::log_enabled!(log::Level::Debug),
-            published,
             send_log: Throttle::default(),
             recv_log: Throttle::default(),
+            drop_log: Throttle::every(DROP_LOG_INTERVAL),
+        }
+    }
+
+    /// The guard's verdict: the stateless rules, then the source's token bucket.
+    fn guard(&self, source: SocketAddr) -> Decision {
+        let decision = self.context.rules.check(source);
+        match (decision, self.context.limiter) {
+            (Decision::Echo, Some(limiter)) => {
+                let now_ns =
+                    u64::try_from(self.context.clock.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                // A poisoned lock only means another loop panicked mid-update of
+                // plain numbers; the table is still usable.
+                let mut table = limiter.lock().unwrap_or_else(PoisonError::into_inner);
+                if table.allow(source.ip(), now_ns) {
+                    Decision::Echo
+                } else {
+                    Decision::Drop(DropReason::RateLimited)
+                }
+            }
+            _ => decision,
         }
     }
 
@@ -452,7 +558,20 @@ impl<'a> LoopState<'a> {
                 escape_payload(data, DEBUG_PAYLOAD_BYTES)
             );
         }
-        if data.is_empty() && self.policy.stops(&source) {
+        if let Decision::Drop(reason) = self.guard(source) {
+            self.counters.dropped[reason.index()] += 1;
+            if self.debug {
+                if let Some(suppressed) = self.drop_log.allow() {
+                    debug!(
+                        "drop {} bytes from {source}: {reason}{}",
+                        data.len(),
+                        suppressed_note(suppressed)
+                    );
+                }
+            }
+            return Verdict::Drop;
+        }
+        if data.is_empty() && self.context.policy.stops(&source) {
             self.counters.stopped_by = Some(source);
             self.stop.request();
             return Verdict::Stop;
@@ -490,7 +609,7 @@ impl<'a> LoopState<'a> {
     }
 
     fn publish(&self) {
-        if let Some(published) = self.published {
+        if let Some(published) = self.context.published {
             published.store(&self.counters);
         }
     }
@@ -510,8 +629,10 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
             }
         };
         let data = &buf[..len];
-        if state.inspect(data, source) == Verdict::Stop {
-            break;
+        match state.inspect(data, source) {
+            Verdict::Echo => {}
+            Verdict::Drop => continue,
+            Verdict::Stop => break,
         }
         match socket.send_to(data, source) {
             Ok(sent) => state.echoed(sent, source),
@@ -546,6 +667,7 @@ fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate
             *slot = match source {
                 Some(source) => match state.inspect(data, source) {
                     Verdict::Echo => true,
+                    Verdict::Drop => false,
                     Verdict::Stop => {
                         end = i;
                         break;
@@ -631,13 +753,18 @@ impl fmt::Display for Summary {
         let c = &self.counters;
         write!(
             f,
-            "stopped by {} after {:.1} s: received {} datagrams ({} bytes), echoed {} ({} bytes), send errors {}, receive errors {}, kernel drops {}",
+            "stopped by {} after {:.1} s: received {} datagrams ({} bytes), echoed {} ({} bytes), dropped {} (service-port {}, bad-source {}, not-allowed {}, rate-limited {}), send errors {}, receive errors {}, kernel drops {}",
             self.cause,
             self.elapsed.as_secs_f64(),
             c.datagrams_received,
             c.bytes_received,
             c.datagrams_echoed,
             c.bytes_echoed,
+            c.dropped_total(),
+            c.dropped[DropReason::ServicePort.index()],
+            c.dropped[DropReason::BadSource.index()],
+            c.dropped[DropReason::NotAllowed.index()],
+            c.dropped[DropReason::RateLimited.index()],
             c.send_errors,
             c.recv_errors,
             crate::net::limits::Reading(self.kernel_drops),
@@ -676,8 +803,27 @@ mod tests {
         (
             addr,
             stop,
-            thread::spawn(move || serve(&socket, &flag, policy, batch, None)),
+            thread::spawn(move || serve_plainly(&socket, &flag, policy, batch)),
         )
+    }
+
+    /// `serve` with the default guard and no stats, as `Server::run` would call it.
+    fn serve_plainly(
+        socket: &UdpSocket,
+        stop: &Stop,
+        policy: StopPolicy,
+        batch: usize,
+    ) -> Counters {
+        let rules = Rules::new(&GuardConfig::default(), socket.local_addr().unwrap());
+        let context = LoopContext {
+            stop,
+            policy,
+            rules: &rules,
+            limiter: None,
+            clock: Instant::now(),
+            published: None,
+        };
+        serve(socket, context, batch)
     }
 
     fn client() -> UdpSocket {
@@ -737,7 +883,7 @@ mod tests {
         }
         // All four are queued before the loop starts: one recvmmsg takes them.
         thread::sleep(Duration::from_millis(20));
-        let counters = serve(&socket, &Stop::new(), StopPolicy::Loopback, 16, None);
+        let counters = serve_plainly(&socket, &Stop::new(), StopPolicy::Loopback, 16);
         assert_eq!(
             counters.datagrams_received, 3,
             "the datagram after the stop is not read"
@@ -758,6 +904,7 @@ mod tests {
                 bytes_received: 10,
                 datagrams_echoed: 2,
                 bytes_echoed: 10,
+                dropped: [1, 0, 0, 0],
                 ..Counters::default()
             },
             cause: StopReason::Signal(signal_hook::consts::SIGTERM),
@@ -766,7 +913,7 @@ mod tests {
         };
         assert_eq!(
             summary.to_string(),
-            "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), send errors 0, receive errors 0, kernel drops unknown"
+            "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0), send errors 0, receive errors 0, kernel drops unknown"
         );
     }
 

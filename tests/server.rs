@@ -55,7 +55,7 @@ fn an_empty_datagram_from_loopback_stops_it_with_a_summary_that_counts_what_was_
         "{stderr}"
     );
     assert!(
-        stderr.contains("received 6 datagrams (40 bytes), echoed 5 (40 bytes), send errors 0"),
+        stderr.contains("received 6 datagrams (40 bytes), echoed 5 (40 bytes), dropped 0 ("),
         "{stderr}"
     );
 }

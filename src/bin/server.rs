@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use udp_echo::guard::{self, Cidr, GuardConfig};
 use udp_echo::logging;
 use udp_echo::net::Family;
 use udp_echo::server::{DEFAULT_BATCH, Server, ServerConfig, StopPolicy};
@@ -43,6 +44,18 @@ struct Args {
     /// Request SO_SNDBUF, like --recv-buf; capped by net.core.wmem_max.
     #[arg(long, value_name = "SIZE", value_parser = parse_buffer_size)]
     send_buf: Option<usize>,
+
+    /// Answer only sources in this network (repeatable), e.g. 192.0.2.0/24, 2001:db8::/32.
+    #[arg(long, value_name = "CIDR", value_parser = guard::parse_cidr)]
+    allow: Vec<Cidr>,
+
+    /// Per-source-address budget in datagrams/s (burst: one second's worth); excess is dropped.
+    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u32).range(1..))]
+    rate_limit: Option<u32>,
+
+    /// Turn the loop guard off: also answer source ports 0-1023, 1900, 5353 and 11211.
+    #[arg(long)]
+    allow_service_ports: bool,
 
     /// Who may stop the server with an empty datagram; others get it echoed.
     #[arg(long, value_name = "WHO", value_enum, default_value_t = StopOnEmpty::Loopback)]
@@ -95,6 +108,11 @@ impl From<&Args> for ServerConfig {
             batch: args.batch as usize,
             threads: args.threads as usize,
             stats_interval: args.stats_interval,
+            guard: GuardConfig {
+                allow_service_ports: args.allow_service_ports,
+                allow: args.allow.clone(),
+                rate_limit: args.rate_limit,
+            },
         }
     }
 }

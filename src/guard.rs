@@ -1,0 +1,578 @@
+//! What bad traffic gets: the checks a datagram passes before it is echoed.
+//!
+//! Pure decisions, no I/O, the clock injected: given a source address (and the
+//! server's own), [`Guard::check`] says [`Decision::Echo`] or
+//! [`Decision::Drop`] with a reason. The rules, cheapest first:
+//!
+//! 1. `bad-source`: unspecified, broadcast or multicast sources (spoofed: no real
+//!    host sends from them), and the server's own address and port (a datagram
+//!    from itself would loop forever).
+//! 2. `service-port`: source port 0, below 1024, or a well-known reflector port
+//!    (SSDP 1900, mDNS 5353, memcached 11211). Another service's reply is never a
+//!    probe, and echoing to it starts the echo/chargen loops of CVE-1999-0103
+//!    and the 2024 "Loop DoS" (CVE-2024-2169). Off with `--allow-service-ports`.
+//! 3. `not-allowed`: the source is outside every `--allow` network.
+//! 4. `rate-limited`: the source's token bucket (`--rate-limit`) is empty.
+//!
+//! IPv4-mapped IPv6 sources (`::ffff:a.b.c.d`, seen on dual-stack sockets) are
+//! judged as the IPv4 address they are.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+/// Why a datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Source port 0, < 1024, or a reflector port (loop guard).
+    ServicePort,
+    /// Unspecified, broadcast, multicast, or the server's own address and port.
+    BadSource,
+    /// Outside every `--allow` network.
+    NotAllowed,
+    /// Over the source's `--rate-limit` budget.
+    RateLimited,
+}
+
+impl DropReason {
+    /// Every reason, in the order the summary lists them.
+    pub const ALL: [DropReason; 4] = [
+        DropReason::ServicePort,
+        DropReason::BadSource,
+        DropReason::NotAllowed,
+        DropReason::RateLimited,
+    ];
+
+    /// Index into per-reason counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The reason's name in logs and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::ServicePort => "service-port",
+            DropReason::BadSource => "bad-source",
+            DropReason::NotAllowed => "not-allowed",
+            DropReason::RateLimited => "rate-limited",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The verdict on one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Send it back.
+    Echo,
+    /// Drop it silently, counting the reason.
+    Drop(DropReason),
+}
+
+/// Source ports that are other services' reply ports: echoing to them can start
+/// a loop or amplify a reflection attack.
+pub const REFLECTOR_PORTS: [u16; 3] = [1900, 5353, 11211];
+
+/// An IPv4 or IPv6 network, `10.0.0.0/8` or `2001:db8::/32`; a bare address is
+/// a single host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` (already unmapped) is inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Cidr, String> {
+        let invalid = || {
+            format!(
+                "invalid network '{text}': expected ADDRESS/PREFIX such as 192.0.2.0/24, 127.0.0.2/32 or 2001:db8::/32"
+            )
+        };
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let network = addr.parse::<IpAddr>().map_err(|_| invalid())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(invalid)?,
+            None => max,
+        };
+        // Sources are unmapped before matching, so a mapped network (at least
+        // the whole ::ffff:0:0/96 prefix) becomes the IPv4 network it covers.
+        match unmap(network) {
+            IpAddr::V4(v4) if network.is_ipv6() && prefix >= 96 => Ok(Cidr {
+                network: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            }),
+            _ => Ok(Cidr { network, prefix }),
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// `::ffff:a.b.c.d` → `a.b.c.d`; any other address unchanged.
+pub fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn is_bad_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+    }
+}
+
+/// What the guard enforces, free of command-line types.
+#[derive(Debug, Clone, Default)]
+pub struct GuardConfig {
+    /// Echo to service and reflector ports too (`--allow-service-ports`).
+    pub allow_service_ports: bool,
+    /// Only these networks are answered; empty means all.
+    pub allow: Vec<Cidr>,
+    /// Datagrams per second per source address; `None` is unlimited.
+    pub rate_limit: Option<u32>,
+}
+
+/// The stateless rules (everything but the rate limit): shared by all threads.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    local: SocketAddr,
+    allow_service_ports: bool,
+    allow: Vec<Cidr>,
+}
+
+impl Rules {
+    /// Rules for a server bound to `local`.
+    pub fn new(config: &GuardConfig, local: SocketAddr) -> Rules {
+        Rules {
+            local: SocketAddr::new(unmap(local.ip()), local.port()),
+            allow_service_ports: config.allow_service_ports,
+            allow: config.allow.clone(),
+        }
+    }
+
+    /// Rules 1–3 of the module docs.
+    pub fn check(&self, source: SocketAddr) -> Decision {
+        let ip = unmap(source.ip());
+        let port = source.port();
+        if is_bad_ip(ip) || self.is_self(ip, port) {
+            return Decision::Drop(DropReason::BadSource);
+        }
+        if !self.allow_service_ports && (port < 1024 || REFLECTOR_PORTS.contains(&port)) {
+            return Decision::Drop(DropReason::ServicePort);
+        }
+        if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(ip)) {
+            return Decision::Drop(DropReason::NotAllowed);
+        }
+        Decision::Echo
+    }
+
+    /// The server's own socket: its exact address, or — bound to a wildcard —
+    /// its port on a loopback address (the only own address known without
+    /// listing interfaces).
+    fn is_self(&self, ip: IpAddr, port: u16) -> bool {
+        port == self.local.port()
+            && (ip == self.local.ip() || (self.local.ip().is_unspecified() && ip.is_loopback()))
+    }
+}
+
+/// Slots per set of the rate limiter's table: a source can only live in one set,
+/// and eviction picks the stalest of that set.
+const WAYS: usize = 8;
+
+/// The default capacity of [`RateLimiter`]: sources tracked at once.
+pub const RATE_LIMIT_SOURCES: usize = 65_536;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// The source as an IPv6 (v4 mapped) address; 0 marks an empty slot, which
+    /// no real source is (`::` is a bad source and never reaches the limiter).
+    key: u128,
+    /// When the bucket was last refilled, in ns of the injected clock.
+    last_ns: u64,
+    /// Tokens left, up to the burst.
+    tokens: f64,
+}
+
+/// Per-source token buckets in a fixed-size table.
+///
+/// The table is set-associative: a keyed hash (random per process, so senders
+/// cannot aim at one set) picks a set of [`WAYS`] slots, and a new source takes
+/// an empty slot or evicts the stalest one of that set. Memory is fixed at
+/// creation whatever the traffic — an attacker cycling through millions of
+/// addresses only evicts idle or other attacking entries. An evicted source
+/// starts again with a full bucket, so eviction can cost a legitimate source at
+/// most a refill, never its own budget.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    slots: Vec<Slot>,
+    sets: usize,
+    hasher: RandomState,
+}
+
+impl RateLimiter {
+    /// `rate` datagrams per second per source, a burst of one second's budget,
+    /// room for at least `capacity` sources (rounded up to whole sets).
+    pub fn new(rate: u32, capacity: usize) -> RateLimiter {
+        let sets = capacity.div_ceil(WAYS).max(1);
+        RateLimiter {
+            rate: f64::from(rate),
+            burst: f64::from(rate).max(1.0),
+            slots: vec![Slot::default(); sets * WAYS],
+            sets,
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// How many sources the table holds at most.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// How many slots are in use.
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.key != 0).count()
+    }
+
+    /// True when no source is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes one token from `ip`'s bucket at time `now_ns`; false when empty.
+    pub fn allow(&mut self, ip: IpAddr, now_ns: u64) -> bool {
+        let key = match unmap(ip) {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        let set = (self.hasher.hash_one(key) as usize % self.sets) * WAYS;
+        let ways = &mut self.slots[set..set + WAYS];
+        let slot = match ways.iter().position(|s| s.key == key) {
+            Some(i) => &mut ways[i],
+            None => {
+                let victim = ways
+                    .iter_mut()
+                    .min_by_key(|s| if s.key == 0 { 0 } else { s.last_ns.max(1) })
+                    .expect("WAYS > 0");
+                *victim = Slot {
+                    key,
+                    last_ns: now_ns,
+                    tokens: self.burst,
+                };
+                victim
+            }
+        };
+        let elapsed = now_ns.saturating_sub(slot.last_ns) as f64 / 1e9;
+        slot.tokens = (slot.tokens + elapsed * self.rate).min(self.burst);
+        slot.last_ns = slot.last_ns.max(now_ns);
+        if slot.tokens >= 1.0 {
+            slot.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Parses a `--allow` value (clap value parser).
+pub fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    text.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    fn rules(config: GuardConfig, local: &str) -> Rules {
+        Rules::new(&config, addr(local))
+    }
+
+    #[test]
+    fn ordinary_clients_are_echoed_v4_and_v6() {
+        let r = rules(GuardConfig::default(), "0.0.0.0:9999");
+        assert_eq!(r.check(addr("192.0.2.7:40000")), Decision::Echo);
+        assert_eq!(r.check(addr("127.0.0.1:1024")), Decision::Echo);
+        assert_eq!(r.check(addr("[2001:db8::7]:40000")), Decision::Echo);
+        assert_eq!(r.check(addr("[::1]:65535")), Decision::Echo);
+    }
+
+    #[test]
+    fn service_and_reflector_ports_are_dropped_unless_allowed() {
+        let r = rules(GuardConfig::default(), "0.0.0.0:9999");
+        for source in [
+            "192.0.2.7:0",
+            "192.0.2.7:7",
+            "192.0.2.7:19",
+            "192.0.2.7:53",
+            "192.0.2.7:123",
+            "192.0.2.7:1023",
+            "192.0.2.7:1900",
+            "192.0.2.7:5353",
+            "192.0.2.7:11211",
+            "[2001:db8::1]:53",
+            "[::ffff:192.0.2.7]:19",
+        ] {
+            assert_eq!(
+                r.check(addr(source)),
+                Decision::Drop(DropReason::ServicePort),
+                "{source}"
+            );
+        }
+        let open = rules(
+            GuardConfig {
+                allow_service_ports: true,
+                ..GuardConfig::default()
+            },
+            "0.0.0.0:9999",
+        );
+        assert_eq!(open.check(addr("192.0.2.7:53")), Decision::Echo);
+        assert_eq!(open.check(addr("192.0.2.7:1900")), Decision::Echo);
+    }
+
+    #[test]
+    fn spoofed_and_self_sources_are_bad_whatever_the_port_rule() {
+        let config = GuardConfig {
+            allow_service_ports: true,
+            ..GuardConfig::default()
+        };
+        let r = rules(config.clone(), "127.0.0.1:9999");
+        for source in [
+            "0.0.0.0:4000",
+            "255.255.255.255:4000",
+            "224.0.0.1:4000",
+            "239.1.2.3:4000",
+            "[::]:4000",
+            "[ff02::1]:4000",
+            "[::ffff:224.0.0.1]:4000",
+            "127.0.0.1:9999",
+            "[::ffff:127.0.0.1]:9999",
+        ] {
+            assert_eq!(
+                r.check(addr(source)),
+                Decision::Drop(DropReason::BadSource),
+                "{source}"
+            );
+        }
+        assert_eq!(
+            r.check(addr("127.0.0.2:9999")),
+            Decision::Echo,
+            "another host's port 9999 is not us"
+        );
+        let wildcard = rules(config.clone(), "0.0.0.0:9999");
+        assert_eq!(
+            wildcard.check(addr("127.0.0.1:9999")),
+            Decision::Drop(DropReason::BadSource)
+        );
+        assert_eq!(wildcard.check(addr("192.0.2.7:9999")), Decision::Echo);
+        let v6 = rules(config, "[::1]:9999");
+        assert_eq!(
+            v6.check(addr("[::1]:9999")),
+            Decision::Drop(DropReason::BadSource)
+        );
+    }
+
+    #[test]
+    fn the_allowlist_matches_v4_v6_and_mapped_sources() {
+        let config = GuardConfig {
+            allow: vec![
+                "127.0.0.2/32".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+            ..GuardConfig::default()
+        };
+        let r = rules(config, "0.0.0.0:9999");
+        for ok in [
+            "127.0.0.2:5000",
+            "10.200.3.4:5000",
+            "[::ffff:10.1.1.1]:5000",
+            "[2001:db8:ffff::1]:5000",
+        ] {
+            assert_eq!(r.check(addr(ok)), Decision::Echo, "{ok}");
+        }
+        for no in [
+            "127.0.0.1:5000",
+            "11.0.0.1:5000",
+            "[2001:db9::1]:5000",
+            "[::1]:5000",
+        ] {
+            assert_eq!(
+                r.check(addr(no)),
+                Decision::Drop(DropReason::NotAllowed),
+                "{no}"
+            );
+        }
+    }
+
+    #[test]
+    fn cidrs_parse_and_refuse_junk() {
+        assert_eq!(
+            "10.0.0.0/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            "127.0.0.2".parse::<Cidr>().unwrap().to_string(),
+            "127.0.0.2/32"
+        );
+        assert_eq!("::1".parse::<Cidr>().unwrap().to_string(), "::1/128");
+        assert_eq!(
+            "::ffff:10.0.0.0/104".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert!(
+            "0.0.0.0/0"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            "::/0"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("2001:db8::1".parse().unwrap())
+        );
+        for junk in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "host/8",
+            "",
+            "10.0.0.0/-1",
+            "10.0.0.0/",
+        ] {
+            let err = junk.parse::<Cidr>().unwrap_err();
+            assert!(err.contains("expected ADDRESS/PREFIX"), "{junk}: {err}");
+        }
+    }
+
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_source_gets_a_one_second_burst_then_its_rate() {
+        let mut limiter = RateLimiter::new(50, 1024);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let burst = (0..500).filter(|_| limiter.allow(ip, 0)).count();
+        assert_eq!(burst, 50);
+        // 100 ms later, 5 more tokens.
+        let later = (0..100).filter(|_| limiter.allow(ip, SEC / 10)).count();
+        assert_eq!(later, 5);
+        // A long pause refills to the burst, never beyond.
+        let refilled = (0..500).filter(|_| limiter.allow(ip, 100 * SEC)).count();
+        assert_eq!(refilled, 50);
+        // Steady sending at the rate is always allowed.
+        let mut t = 200 * SEC;
+        for _ in 0..1000 {
+            t += SEC / 50;
+            assert!(limiter.allow(ip, t));
+        }
+    }
+
+    #[test]
+    fn sources_have_separate_budgets_and_mapped_v4_is_the_same_source() {
+        let mut limiter = RateLimiter::new(10, 1024);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let a_mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!((0..10).filter(|_| limiter.allow(a, 0)).count(), 10);
+        assert!(
+            !limiter.allow(a_mapped, 0),
+            "the mapped form shares a's bucket"
+        );
+        assert_eq!((0..20).filter(|_| limiter.allow(b, 0)).count(), 10);
+    }
+
+    #[test]
+    fn a_million_sources_cannot_grow_the_table_or_starve_a_steady_source() {
+        let mut limiter = RateLimiter::new(100, RATE_LIMIT_SOURCES);
+        let capacity = limiter.capacity();
+        assert!(capacity >= RATE_LIMIT_SOURCES);
+        let steady: IpAddr = "198.51.100.1".parse().unwrap();
+        let mut t = 0;
+        let mut steady_denied = 0;
+        for i in 0..1_000_000u32 {
+            t += 1_000; // 1 µs apart: a million spoofed sources in one second
+            let attacker = IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i));
+            limiter.allow(attacker, t);
+            if i % 20_000 == 0 {
+                // 50 datagrams/s, half its budget of 100/s
+                if !limiter.allow(steady, t) {
+                    steady_denied += 1;
+                }
+            }
+        }
+        assert_eq!(limiter.capacity(), capacity, "the table never grows");
+        assert!(limiter.len() <= capacity);
+        assert_eq!(
+            steady_denied, 0,
+            "a source within its budget is never refused"
+        );
+    }
+
+    #[test]
+    fn a_flooding_source_stays_limited_while_others_churn() {
+        let mut limiter = RateLimiter::new(10, 64);
+        let flooder: IpAddr = "192.0.2.66".parse().unwrap();
+        let mut allowed = 0;
+        let mut t = 0;
+        for i in 0..100_000u32 {
+            t += 10_000; // 10 µs apart, one second in all
+            if limiter.allow(flooder, t) {
+                allowed += 1;
+            }
+            limiter.allow(IpAddr::V4(Ipv4Addr::from(0x0B00_0000 + i)), t);
+        }
+        // Its budget over one second is the burst (10) plus the rate (10);
+        // eviction by the churn may hand it at most a few fresh buckets.
+        assert!(allowed <= 40, "flooder got {allowed}");
+    }
+}

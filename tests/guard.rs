@@ -1,0 +1,276 @@
+//! What bad traffic gets, on the real server: the loop guard, the allowlist,
+//! the per-source rate limit, bounded memory and survival of random datagrams.
+
+mod common;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Binds a client to `addr`, or says why not (privileged port, missing address).
+fn bind_client(addr: &str) -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(addr)?;
+    socket.set_read_timeout(Some(Duration::from_millis(300)))?;
+    Ok(socket)
+}
+
+/// True when `socket` gets no datagram within its read timeout.
+fn gets_no_reply(socket: &UdpSocket) -> bool {
+    let mut buf = [0u8; 64];
+    socket.recv_from(&mut buf).is_err()
+}
+
+/// Parses `name N` out of the summary line.
+fn summary_count(stderr: &str, name: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("stopped by"))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
+    let at = line
+        .find(name)
+        .unwrap_or_else(|| panic!("no '{name}' in {line}"))
+        + name.len();
+    line[at..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn stop(mut server: ServerProcess) -> String {
+    server.signal(libc::SIGTERM);
+    let (status, stderr) = server.wait_exit(Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    stderr
+}
+
+#[test]
+fn reflector_source_ports_get_no_reply_while_others_are_answered() {
+    let server = start_server(&["--port", "0"]);
+    let mut dropped = 0;
+    for port in [1900, 5353, 11211] {
+        let Ok(reflector) = bind_client(&format!("127.0.0.1:{port}")) else {
+            eprintln!("SKIPPED port {port}: in use on this host");
+            continue;
+        };
+        reflector.send_to(b"loop?", server.addr).unwrap();
+        assert!(gets_no_reply(&reflector), "source port {port} was answered");
+        dropped += 1;
+        assert_eq!(echo(&udp_client(), server.addr, b"fine"), b"fine");
+    }
+    let stderr = stop(server);
+    assert_eq!(summary_count(&stderr, "service-port"), dropped, "{stderr}");
+}
+
+#[test]
+fn a_privileged_source_port_gets_no_reply() {
+    let server = start_server(&["--port", "0"]);
+    let privileged = match bind_client("127.0.0.1:1000") {
+        Ok(socket) => socket,
+        Err(e) => {
+            eprintln!("SKIPPED: binding source port 1000 needs root ({e})");
+            return;
+        }
+    };
+    privileged.send_to(b"chargen says hi", server.addr).unwrap();
+    assert!(gets_no_reply(&privileged));
+    assert_eq!(
+        echo(&udp_client(), server.addr, b"others still answered"),
+        b"others still answered"
+    );
+    let stderr = stop(server);
+    assert_eq!(summary_count(&stderr, "service-port"), 1, "{stderr}");
+}
+
+#[test]
+fn allow_service_ports_turns_the_port_rule_off() {
+    let server = start_server(&["--port", "0", "--allow-service-ports"]);
+    let Ok(reflector) = bind_client("127.0.0.1:5353") else {
+        eprintln!("SKIPPED: port 5353 in use on this host");
+        return;
+    };
+    assert_eq!(echo(&reflector, server.addr, b"allowed"), b"allowed");
+}
+
+#[test]
+fn the_allowlist_answers_its_network_and_ignores_the_rest() {
+    let server = start_server(&["--port", "0", "--allow", "127.0.0.2/32"]);
+    let allowed = bind_client("127.0.0.2:0").expect("127.0.0.2 is loopback");
+    let other = bind_client("127.0.0.1:0").unwrap();
+    assert_eq!(echo(&allowed, server.addr, b"in"), b"in");
+    other.send_to(b"out", server.addr).unwrap();
+    assert!(gets_no_reply(&other), "127.0.0.1 is not in 127.0.0.2/32");
+    assert_eq!(echo(&allowed, server.addr, b"still in"), b"still in");
+    let stderr = stop(server);
+    assert_eq!(summary_count(&stderr, "not-allowed"), 1, "{stderr}");
+    assert!(stderr.contains("allow 127.0.0.2/32"), "{stderr}");
+}
+
+#[test]
+fn a_bad_allow_network_is_a_usage_error() {
+    let run = run_program(SERVER, &["--allow", "10.0.0.0/33"], None);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("expected ADDRESS/PREFIX"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Sends `count` datagrams from `socket` as fast as it can, then counts replies
+/// until 300 ms of silence.
+fn blast(socket: &UdpSocket, server: SocketAddr, count: usize) -> usize {
+    for i in 0..count {
+        socket.send_to(&(i as u32).to_be_bytes(), server).unwrap();
+    }
+    let mut buf = [0u8; 16];
+    let mut replies = 0;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while socket.recv_from(&mut buf).is_ok() {
+        replies += 1;
+    }
+    replies
+}
+
+#[test]
+fn the_rate_limit_caps_a_flooding_source_while_another_is_answered_in_full() {
+    let server = start_server(&["--port", "0", "--rate-limit", "50", "--recv-buf", "1M"]);
+    let flooder = bind_client("127.0.0.3:0").unwrap();
+    let polite = bind_client("127.0.0.4:0").unwrap();
+    let started = Instant::now();
+    let answered = blast(&flooder, server.addr, 500);
+    // The burst is one second's budget (50); the send itself takes a few ms,
+    // refilling 50/s. Anything between the burst and burst + 50 × elapsed fits.
+    let refill = (started.elapsed().as_secs_f64() * 50.0).ceil() as usize;
+    assert!(
+        answered >= 50 && answered <= 50 + refill,
+        "answered {answered} of 500 (refill allowance {refill})"
+    );
+    // The polite source has its own budget: 20 datagrams are all answered.
+    assert_eq!(blast(&polite, server.addr, 20), 20);
+    let stderr = stop(server);
+    let limited = summary_count(&stderr, "rate-limited");
+    assert_eq!(limited, 500 - answered as u64, "{stderr}");
+}
+
+/// VmRSS of a process in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn thousands_of_sources_do_not_grow_the_servers_memory() {
+    let server = start_server(&["--port", "0", "--rate-limit", "1000"]);
+    let Some(before) = rss_kib(server.pid()) else {
+        eprintln!("SKIPPED: no /proc/PID/status on this system");
+        return;
+    };
+    // 4096 distinct source addresses 127.1.x.y, 4 datagrams each.
+    let mut sent = 0;
+    for i in 0..4096u32 {
+        let socket = bind_client(&format!("127.1.{}.{}:0", i / 256, i % 256)).unwrap();
+        for _ in 0..4 {
+            socket.send_to(b"many", server.addr).unwrap();
+            sent += 1;
+        }
+    }
+    assert_eq!(echo(&udp_client(), server.addr, b"check"), b"check");
+    let after = rss_kib(server.pid()).unwrap();
+    eprintln!("server RSS: {before} KiB before, {after} KiB after 4096 sources");
+    assert!(
+        after < 8 * 1024,
+        "RSS {after} KiB after 4096 sources (was {before} KiB)"
+    );
+    let stderr = stop(server);
+    let received = summary_count(&stderr, "received");
+    let kernel_drops = summary_count(&stderr, "kernel drops");
+    assert_eq!(received + kernel_drops, sent + 1, "{stderr}");
+}
+
+/// A small deterministic generator: the test needs varied bytes, not secrecy.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_hostile_traffic_is_survived_and_accounted_for() {
+    let server = start_server(&[
+        "--port",
+        "0",
+        "--stop-on-empty",
+        "never",
+        "--rate-limit",
+        "2000",
+        "--recv-buf",
+        "4M",
+    ]);
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    // 32 sources on distinct loopback addresses, plus reflector-port sources.
+    let mut sources: Vec<UdpSocket> = (0..32)
+        .map(|i| bind_client(&format!("127.2.0.{}:0", i + 1)).unwrap())
+        .collect();
+    sources.extend(
+        [1900, 11211]
+            .iter()
+            .filter_map(|p| bind_client(&format!("127.2.1.1:{p}")).ok()),
+    );
+    let mut payload = vec![0u8; 65507];
+    let mut sent = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && sent < 200_000 {
+        let socket = &sources[(rng.next() % sources.len() as u64) as usize];
+        // Mostly small, sometimes up to the maximum, sometimes empty.
+        let size = match rng.next() % 16 {
+            0 => (rng.next() % 65508) as usize,
+            1 => 0,
+            _ => (rng.next() % 1500) as usize,
+        };
+        for chunk in payload[..size].chunks_mut(8) {
+            let r = rng.next().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+        if socket.send_to(&payload[..size], server.addr).is_ok() {
+            sent += 1;
+        }
+        if sent % 64 == 0 {
+            // Drain replies now and then so the sources' buffers don't fill.
+            for s in &sources {
+                s.set_nonblocking(true).unwrap();
+                let mut buf = vec![0u8; 65536];
+                while s.recv_from(&mut buf).is_ok() {}
+                s.set_nonblocking(false).unwrap();
+            }
+        }
+    }
+    // The server still answers a normal probe byte for byte.
+    let probe: Vec<u8> = (0..=255u8).collect();
+    assert_eq!(echo(&udp_client(), server.addr, &probe), probe);
+    let stderr = stop(server);
+    let received = summary_count(&stderr, "received");
+    let echoed = summary_count(&stderr, "echoed");
+    let dropped = summary_count(&stderr, "dropped");
+    let send_errors = summary_count(&stderr, "send errors");
+    let kernel_drops = summary_count(&stderr, "kernel drops");
+    assert_eq!(received, echoed + dropped + send_errors, "{stderr}");
+    assert_eq!(
+        received + kernel_drops,
+        sent + 1,
+        "every datagram sent was read or dropped by the kernel: {stderr}"
+    );
+    assert!(dropped > 0, "reflector sources were dropped: {stderr}");
+}
