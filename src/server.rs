@@ -376,7 +376,7 @@ struct Published {
     bytes_echoed: AtomicU64,
     send_errors: AtomicU64,
     recv_errors: AtomicU64,
-    dropped: AtomicU64,
+    dropped: [AtomicU64; 4],
 }
 
 impl Published {
@@ -386,25 +386,26 @@ impl Published {
         self.bytes_echoed.store(c.bytes_echoed, Ordering::Relaxed);
         self.send_errors.store(c.send_errors, Ordering::Relaxed);
         self.recv_errors.store(c.recv_errors, Ordering::Relaxed);
-        self.dropped.store(c.dropped_total(), Ordering::Relaxed);
+        for (slot, value) in self.dropped.iter().zip(c.dropped) {
+            slot.store(value, Ordering::Relaxed);
+        }
     }
 
-    fn sum(all: &[Published]) -> [u64; 5] {
-        all.iter().fold([0; 5], |acc, p| {
-            [
-                acc[0] + p.datagrams_echoed.load(Ordering::Relaxed),
-                acc[1] + p.bytes_echoed.load(Ordering::Relaxed),
-                acc[2] + p.send_errors.load(Ordering::Relaxed),
-                acc[3] + p.recv_errors.load(Ordering::Relaxed),
-                acc[4] + p.dropped.load(Ordering::Relaxed),
-            ]
-        })
+    fn load(&self) -> Counters {
+        Counters {
+            datagrams_echoed: self.datagrams_echoed.load(Ordering::Relaxed),
+            bytes_echoed: self.bytes_echoed.load(Ordering::Relaxed),
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            recv_errors: self.recv_errors.load(Ordering::Relaxed),
+            dropped: self.dropped.each_ref().map(|d| d.load(Ordering::Relaxed)),
+            ..Counters::default()
+        }
     }
 }
 
 /// The `--stats-interval` thread: every interval, one line with rates over the
-/// interval and totals of errors and kernel drops. Sleeps in `STOP_POLL` steps so
-/// a stop is seen promptly.
+/// interval and running totals of drops, errors and kernel drops. Sleeps in
+/// `STOP_POLL` steps so a stop is seen promptly.
 fn report_stats(
     published: &[Published],
     inodes: &[u64],
@@ -412,7 +413,7 @@ fn report_stats(
     stop: &Stop,
     started: Instant,
 ) {
-    let mut last = [0u64; 5];
+    let mut last = Counters::default();
     let mut last_at = started;
     let mut next = started + interval;
     while !stop.is_requested() {
@@ -421,22 +422,39 @@ fn report_stats(
             thread::sleep((next - now).min(STOP_POLL));
             continue;
         }
-        let totals = Published::sum(published);
+        let mut totals = Counters::default();
+        for p in published {
+            totals.merge(&p.load());
+        }
         let secs = now.duration_since(last_at).as_secs_f64().max(1e-9);
         info!(
-            "stats {:.1}-{:.1} s: {:.0} datagrams/s, {:.0} bytes/s, dropped {}, send errors {}, receive errors {}, kernel drops {}",
+            "stats {:.1}-{:.1} s: {:.0} datagrams/s, {:.0} bytes/s, {}, send errors {}, receive errors {}, kernel drops {}",
             last_at.duration_since(started).as_secs_f64(),
             now.duration_since(started).as_secs_f64(),
-            (totals[0] - last[0]) as f64 / secs,
-            (totals[1] - last[1]) as f64 / secs,
-            totals[4],
-            totals[2],
-            totals[3],
+            (totals.datagrams_echoed - last.datagrams_echoed) as f64 / secs,
+            (totals.bytes_echoed - last.bytes_echoed) as f64 / secs,
+            Drops(&totals.dropped),
+            totals.send_errors,
+            totals.recv_errors,
             crate::net::limits::Reading(udp_table::drops_of(inodes)),
         );
         last = totals;
         last_at = now;
         next += interval;
+    }
+}
+
+/// Renders per-reason drop counts: `dropped 3 (service-port 1, bad-source 0, …)`.
+struct Drops<'a>(&'a [u64; 4]);
+
+impl fmt::Display for Drops<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dropped {} (", self.0.iter().sum::<u64>())?;
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{reason} {}", self.0[reason.index()])?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -753,18 +771,14 @@ impl fmt::Display for Summary {
         let c = &self.counters;
         write!(
             f,
-            "stopped by {} after {:.1} s: received {} datagrams ({} bytes), echoed {} ({} bytes), dropped {} (service-port {}, bad-source {}, not-allowed {}, rate-limited {}), send errors {}, receive errors {}, kernel drops {}",
+            "stopped by {} after {:.1} s: received {} datagrams ({} bytes), echoed {} ({} bytes), {}, send errors {}, receive errors {}, kernel drops {}",
             self.cause,
             self.elapsed.as_secs_f64(),
             c.datagrams_received,
             c.bytes_received,
             c.datagrams_echoed,
             c.bytes_echoed,
-            c.dropped_total(),
-            c.dropped[DropReason::ServicePort.index()],
-            c.dropped[DropReason::BadSource.index()],
-            c.dropped[DropReason::NotAllowed.index()],
-            c.dropped[DropReason::RateLimited.index()],
+            Drops(&c.dropped),
             c.send_errors,
             c.recv_errors,
             crate::net::limits::Reading(self.kernel_drops),
