@@ -39,6 +39,105 @@ pub struct Batch {
     filled: usize,
 }
 
+/// Probes to send on a connected socket, `capacity` at a time, in one `sendmmsg`.
+///
+/// The caller writes each datagram into [`slot_mut`](Self::slot_mut); the slots
+/// and headers are allocated once.
+pub struct SendBatch {
+    storage: Vec<u8>,
+    len: usize,
+    iovecs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl SendBatch {
+    /// Room for `capacity` datagrams of `len` bytes each.
+    pub fn new(capacity: usize, len: usize) -> SendBatch {
+        let capacity = capacity.max(1);
+        let mut batch = SendBatch {
+            storage: vec![0u8; capacity * len.max(1)],
+            len,
+            iovecs: Vec::with_capacity(capacity),
+            hdrs: Vec::with_capacity(capacity),
+        };
+        for slot in batch.storage.chunks_exact_mut(len.max(1)) {
+            batch.iovecs.push(libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: len,
+            });
+        }
+        for i in 0..capacity {
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) header.
+            let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+            hdr.msg_hdr.msg_iov = ptr::from_mut(&mut batch.iovecs[i]);
+            hdr.msg_hdr.msg_iovlen = 1;
+            batch.hdrs.push(hdr);
+        }
+        batch
+    }
+
+    /// How many datagrams one call can send.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// The bytes of datagram `i`.
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.storage[i * self.len..(i + 1) * self.len]
+    }
+
+    /// Sends datagrams `from..to` to the socket's connected peer; returns how
+    /// many the kernel took (fewer on a partial send), or the first one's error.
+    pub fn send(&mut self, socket: &UdpSocket, from: usize, to: usize) -> io::Result<usize> {
+        let hdrs = &mut self.hdrs[from..to];
+        let vlen = libc::c_uint::try_from(hdrs.len()).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: each header has no address (the socket is connected) and one
+        // iovec covering a live `len`-byte slot; `vlen` does not exceed the slice.
+        let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), hdrs.as_mut_ptr(), vlen, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+/// Waits until `socket` has a datagram (or an error) queued, at most `timeout`.
+/// Returns false on timeout. Nanosecond precision (`ppoll`), so paced senders
+/// can sleep exactly until their next send instead of spinning.
+pub fn wait_readable(socket: &UdpSocket, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut fds = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: one valid pollfd and a valid timespec, both live for the call; no
+    // signal mask is passed.
+    let n = unsafe { libc::ppoll(&mut fds, 1, &ts, ptr::null()) };
+    match n {
+        n if n < 0 => {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(err)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+// SAFETY: the raw pointers in the headers and iovecs point only into heap
+// buffers owned by the same struct (never shared, never reallocated), so moving
+// a whole batch to another thread moves everything they point to with it.
+unsafe impl Send for Batch {}
+// SAFETY: as for `Batch`.
+unsafe impl Send for SendBatch {}
+
 /// What one echo of a batch achieved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EchoOutcome {
@@ -93,6 +192,16 @@ impl Batch {
     /// timeout) for the first, then takes only those already queued. Returns how
     /// many slots were filled; EINTR and timeouts come back as errors to classify.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_with(socket, libc::MSG_WAITFORONE)
+    }
+
+    /// Takes only the datagrams already queued, without blocking: `WouldBlock`
+    /// when there are none (pair with [`wait_readable`]).
+    pub fn recv_queued(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_with(socket, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         for (hdr, iov) in self.recv_hdrs.iter_mut().zip(&mut self.iovecs) {
             hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
             hdr.msg_len = 0;
@@ -108,7 +217,7 @@ impl Batch {
                 socket.as_raw_fd(),
                 self.recv_hdrs.as_mut_ptr(),
                 vlen,
-                libc::MSG_WAITFORONE as _,
+                flags as _,
                 ptr::null_mut(),
             )
         };
@@ -293,6 +402,39 @@ mod tests {
         let mut buf = [0u8; 16];
         let n = client.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"two");
+    }
+
+    #[test]
+    fn send_batch_and_wait_readable_carry_probes_both_ways() {
+        let (server, client) = pair();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        let mut out = SendBatch::new(4, 10);
+        for i in 0..4 {
+            out.slot_mut(i).fill(i as u8);
+        }
+        assert_eq!(out.send(&client, 0, 4).unwrap(), 4);
+        assert!(wait_readable(&server, Duration::from_secs(2)).unwrap());
+        let mut batch = Batch::new(8);
+        let mut got = 0;
+        while got < 4 {
+            let n = match batch.recv_queued(&server) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_readable(&server, Duration::from_secs(2)).unwrap();
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            };
+            for i in 0..n {
+                assert_eq!(batch.datagram(i).0, &[got as u8; 10][..]);
+                got += 1;
+            }
+        }
+        assert!(!wait_readable(&server, Duration::from_millis(10)).unwrap());
+        assert_eq!(
+            batch.recv_queued(&server).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 
     #[test]

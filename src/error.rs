@@ -51,8 +51,9 @@ pub enum Error {
     },
     /// The server echoed the stop datagram instead of stopping.
     StopIgnored { addr: SocketAddr },
-    /// Reading the payload from stdin or writing the reply to stdout failed.
-    Stdio {
+    /// A local I/O step failed: reading stdin, writing stdout, installing
+    /// signal handlers.
+    Io {
         what: &'static str,
         source: io::Error,
     },
@@ -174,7 +175,7 @@ impl fmt::Display for Error {
                 f,
                 "the server at {addr} echoed the stop datagram instead of stopping (its --stop-on-empty policy does not accept stops from this address)"
             ),
-            Error::Stdio { what, source } => write!(f, "cannot {what}: {}", describe(source)),
+            Error::Io { what, source } => write!(f, "cannot {what}: {}", describe(source)),
         }
     }
 }
@@ -188,7 +189,7 @@ impl std::error::Error for Error {
             | Error::Connect { source, .. }
             | Error::Send { source, .. }
             | Error::Recv { source, .. }
-            | Error::Stdio { source, .. } => Some(source),
+            | Error::Io { source, .. } => Some(source),
             _ => None,
         }
     }

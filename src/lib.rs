@@ -13,7 +13,11 @@
 //! - `batch` (Linux): `recvmmsg`/`sendmmsg` behind a safe API — the crate's only
 //!   `unsafe` code.
 //! - [`guard`]: loop guard, allowlist and per-source rate limit — pure decisions.
-//! - [`client`]: a connected socket to one server and one function per mode.
+//! - [`client`]: a connected socket to one server; one-shot mode and, in
+//!   `client::measure` (Linux), ping, flood and rate.
+//! - [`probe`]: the measured modes' probe format: header, pattern, verify.
+//! - [`stats`]: counters, round-trip histogram and the run summary (data).
+//! - `report` (Linux): the only place results are formatted, human or JSON.
 //! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
 //! - [`units`]: sizes (`4M`) and seconds (`0.5`) from the command line.
 //! - [`logging`]: the seed's log format, `[program (PID)] message`.
@@ -28,8 +32,12 @@ pub mod error;
 pub mod guard;
 pub mod logging;
 pub mod net;
+pub mod probe;
+#[cfg(target_os = "linux")]
+pub mod report;
 pub mod server;
 pub mod shutdown;
+pub mod stats;
 pub mod units;
 
 pub use error::{Error, Result};

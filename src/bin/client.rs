@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use udp_echo::Error;
+use udp_echo::client::measure::{Event, MeasureConfig, Mode};
 use udp_echo::client::{self, Target};
 use udp_echo::logging;
 use udp_echo::net::{self, Family};
-use udp_echo::units::{parse_buffer_size, parse_positive_seconds};
+use udp_echo::report;
+use udp_echo::shutdown::Stop;
+use udp_echo::units::{parse_buffer_size, parse_positive_seconds, parse_seconds};
 
 const PROGRAM: &str = "udp-echo-client";
 
@@ -61,8 +64,44 @@ struct Args {
     send_buf: Option<usize>,
 
     /// Send an empty datagram, which asks the server to stop.
-    #[arg(long, conflicts_with = "data")]
+    #[arg(long, conflicts_with_all = ["data", "count", "flood", "rate"])]
     stop: bool,
+
+    /// Ping mode: send N probes, one per --interval, and report like ping (0 = until Ctrl-C).
+    #[arg(short, long, value_name = "N", group = "mode", conflicts_with = "data")]
+    count: Option<u64>,
+
+    /// Ping mode: seconds between probes; 0 sends the next as soon as the reply or its timeout comes.
+    #[arg(short, long, value_name = "SECS", requires = "count", value_parser = parse_seconds)]
+    interval: Option<Duration>,
+
+    /// Probe size in bytes in ping, flood and rate modes (16 ..= 65507).
+    #[arg(short, long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=65507))]
+    size: u32,
+
+    /// Flood mode: keep --window probes in flight per flow for --duration (closed loop).
+    #[arg(short, long, group = "mode", conflicts_with = "data")]
+    flood: bool,
+
+    /// Flood mode: probes in flight per flow.
+    #[arg(short, long, value_name = "N", default_value_t = 32, requires = "flood", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    window: u32,
+
+    /// Rate mode: send PPS probes per second (all flows together) for --duration (open loop).
+    #[arg(short, long, value_name = "PPS", group = "mode", conflicts_with = "data", value_parser = parse_rate)]
+    rate: Option<f64>,
+
+    /// Length of a flood or rate run, in seconds.
+    #[arg(short = 'D', long, value_name = "SECS", default_value = "5", value_parser = parse_positive_seconds)]
+    duration: Duration,
+
+    /// Sockets (source ports) in flood and rate mode, to spread over server threads.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    flows: u32,
+
+    /// Print the summary as one JSON object on stdout instead of the human report.
+    #[arg(long)]
+    json: bool,
 
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -94,10 +133,15 @@ impl From<&Args> for Target {
 fn main() -> ExitCode {
     let args = Args::parse();
     logging::init(PROGRAM, logging::verbosity(args.verbose, args.quiet));
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = match measured_mode(&args) {
+        Some(mode) => run_measured(&args, mode),
+        None => run(&args).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(PROBE_FAILED),
         // A closed stdout (`| head`) is the reader's choice, not a failure.
-        Err(Error::Stdio { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -109,6 +153,80 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// `--rate`: a positive number of probes per second.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(pps) if pps.is_finite() && pps > 0.0 && pps <= 1e8 => Ok(pps),
+        _ => Err(format!(
+            "invalid rate '{text}': expected probes per second, more than 0 (e.g. 1000 or 0.5)"
+        )),
+    }
+}
+
+/// The measured mode the arguments ask for, if any.
+fn measured_mode(args: &Args) -> Option<Mode> {
+    if let Some(count) = args.count {
+        return Some(Mode::Ping {
+            count: (count > 0).then_some(count),
+            interval: args.interval.unwrap_or(Duration::from_secs(1)),
+        });
+    }
+    if args.flood {
+        return Some(Mode::Flood {
+            window: args.window as usize,
+        });
+    }
+    args.rate.map(|pps| Mode::Rate { pps })
+}
+
+/// Runs ping, flood or rate mode; Ok(passed) decides the exit code.
+fn run_measured(args: &Args, mode: Mode) -> udp_echo::Result<bool> {
+    let stop = Stop::on_signals().map_err(|source| Error::Io {
+        what: "install signal handlers",
+        source,
+    })?;
+    let config = MeasureConfig {
+        mode,
+        size: args.size as usize,
+        timeout: args.timeout,
+        duration: args.duration,
+        flows: args.flows as usize,
+    };
+    let human = !args.json;
+    // A closed stdout ends the run like Ctrl-C: nobody is reading any more.
+    let print = |line: &str| {
+        if human && writeln!(io::stdout(), "{line}").is_err() {
+            stop.request();
+        }
+    };
+    let target = Target::from(args);
+    let mut peer = String::new();
+    let summary = client::measure::measure(
+        &target,
+        &config,
+        &stop,
+        &mut |event| {
+            if let Event::Start { peer: addr } = event {
+                peer = addr.to_string();
+                print(&report::start_line(&peer, &config));
+            } else {
+                print(&report::ping_event(&event, &peer));
+            }
+        },
+        &mut |interval| print(&report::interval_line(interval)),
+    )?;
+    if human {
+        print(report::summary(&summary).trim_end());
+    } else {
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{}", report::json(&summary)).map_err(|source| Error::Io {
+            what: "write the summary to stdout",
+            source,
+        })?;
+    }
+    Ok(summary.passed())
 }
 
 fn run(args: &Args) -> udp_echo::Result<()> {
@@ -123,7 +241,7 @@ fn run(args: &Args) -> udp_echo::Result<()> {
         return client::stop_server(&conn);
     }
     let reply = client::one_shot(&conn, &payload)?;
-    let stdio = |source| Error::Stdio {
+    let stdio = |source| Error::Io {
         what: "write the reply to stdout",
         source,
     };
@@ -144,7 +262,7 @@ fn read_stdin() -> udp_echo::Result<Vec<u8>> {
         .lock()
         .take(limit as u64 + 1)
         .read_to_end(&mut payload)
-        .map_err(|source| Error::Stdio {
+        .map_err(|source| Error::Io {
             what: "read the payload from stdin",
             source,
         })?;

@@ -4,6 +4,8 @@
 //! reports an ICMP port-unreachable as `ECONNREFUSED` on the next receive: a closed
 //! port is named at once instead of waiting out the timeout.
 
+#[cfg(target_os = "linux")]
+pub mod measure;
 mod oneshot;
 
 pub use oneshot::{Reply, one_shot, stop_server};

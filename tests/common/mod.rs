@@ -277,6 +277,15 @@ pub fn fake_server(
     limit: usize,
     respond: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
 ) -> (SocketAddr, thread::JoinHandle<usize>) {
+    fake_server_with(limit, move |d| respond(d).into_iter().collect())
+}
+
+/// Like [`fake_server`], but `respond` may keep state and send any number of
+/// datagrams back (none, one, several) for each one it gets.
+pub fn fake_server_with(
+    limit: usize,
+    mut respond: impl FnMut(&[u8]) -> Vec<Vec<u8>> + Send + 'static,
+) -> (SocketAddr, thread::JoinHandle<usize>) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
@@ -291,8 +300,8 @@ pub fn fake_server(
                 continue;
             };
             seen += 1;
-            if let Some(reply) = respond(&buf[..n]) {
-                socket.send_to(&reply, from).unwrap();
+            for reply in respond(&buf[..n]) {
+                let _ = socket.send_to(&reply, from);
             }
         }
         seen

@@ -1,0 +1,718 @@
+//! The measured modes: ping (one probe per interval), flood (closed loop, a
+//! window of probes in flight per flow) and rate (open loop, paced sends).
+//!
+//! Each flow is one connected socket with its own sequence space. A [`Flow`]
+//! sends probes in batches (`sendmmsg`), receives replies in batches
+//! (`recvmmsg`), checks every byte ([`probe::verify`]) and keeps the books:
+//! a FIFO of send times for the probes not yet settled, and two bit rings
+//! (seen, answered in time) over the recent sequence numbers, so duplicates,
+//! late replies and reordering are told apart without allocating per probe.
+//! A probe with no reply within `--timeout` is lost and frees its window slot.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use super::{Connection, Target};
+use crate::batch::{Batch, SendBatch, wait_readable};
+use crate::error::{Error, Result};
+use crate::probe::{self, Check, Clock};
+use crate::shutdown::Stop;
+use crate::stats::{Counts, Latency, RunSummary};
+
+/// Probes per `sendmmsg`/`recvmmsg`.
+const BATCH: usize = 64;
+
+/// How long a blocking receive in flood mode waits before the loop looks at its
+/// clocks again: short enough to expire lost probes and end on time, long
+/// enough not to spin.
+const TICK: Duration = Duration::from_millis(1);
+
+/// How the probes are sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// One probe per `interval` (0: the next as soon as the reply or its
+    /// timeout comes), `count` probes in all (`None`: until stopped).
+    Ping {
+        count: Option<u64>,
+        interval: Duration,
+    },
+    /// Closed loop: keep `window` probes in flight on each flow.
+    Flood { window: usize },
+    /// Open loop: `pps` probes per second over all flows.
+    Rate { pps: f64 },
+}
+
+impl Mode {
+    /// The mode's name in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Ping { .. } => "ping",
+            Mode::Flood { .. } => "flood",
+            Mode::Rate { .. } => "rate",
+        }
+    }
+}
+
+/// A measured run, free of command-line types.
+#[derive(Debug, Clone)]
+pub struct MeasureConfig {
+    /// How probes are sent.
+    pub mode: Mode,
+    /// Probe size in bytes, 16 ..= 65507.
+    pub size: usize,
+    /// How long to wait for each reply before counting its probe lost.
+    pub timeout: Duration,
+    /// Length of a flood or rate run.
+    pub duration: Duration,
+    /// Sockets (source ports), one thread each, in flood and rate mode.
+    pub flows: usize,
+}
+
+/// Something a run prints a line for (ping mode: every reply and timeout).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    /// The sockets are ready and the first probe is about to leave.
+    Start { peer: SocketAddr },
+    /// A reply to probe `seq`.
+    Reply {
+        seq: u64,
+        bytes: usize,
+        from: SocketAddr,
+        rtt_ns: u64,
+        check: Check,
+        duplicate: bool,
+        late: bool,
+    },
+    /// Probe `seq` got no reply within the timeout.
+    Timeout { seq: u64 },
+    /// The kernel reported ICMP port unreachable.
+    Refused,
+}
+
+/// One interval line of a flood or rate run.
+#[derive(Debug, Clone)]
+pub struct IntervalReport {
+    /// Seconds since the start, at the interval's start and end.
+    pub from_s: f64,
+    /// End of the interval, seconds since the start.
+    pub to_s: f64,
+    /// What happened in the interval.
+    pub counts: Counts,
+    /// Round trips of the interval.
+    pub latency: Latency,
+}
+
+/// A ring of bits over the most recent sequence numbers.
+struct BitRing {
+    words: Vec<u64>,
+    mask: u64,
+}
+
+impl BitRing {
+    fn new(bits: usize) -> BitRing {
+        let bits = bits.next_power_of_two().max(64);
+        BitRing {
+            words: vec![0; bits / 64],
+            mask: bits as u64 - 1,
+        }
+    }
+
+    fn span(&self) -> u64 {
+        self.mask + 1
+    }
+
+    fn get(&self, seq: u64) -> bool {
+        let i = seq & self.mask;
+        self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, seq: u64, on: bool) {
+        let i = seq & self.mask;
+        let word = &mut self.words[(i / 64) as usize];
+        if on {
+            *word |= 1 << (i % 64);
+        } else {
+            *word &= !(1 << (i % 64));
+        }
+    }
+}
+
+/// The part of a flow's books the interval reporter reads, behind a lock taken
+/// once per batch of replies.
+#[derive(Debug, Default)]
+struct Shared {
+    counts: Counts,
+    latency: Latency,
+}
+
+/// One socket's probes and their books.
+struct Flow {
+    conn: Connection,
+    size: usize,
+    timeout_ns: u64,
+    clock: Clock,
+    /// Sequence number of the next probe (the first is 1).
+    next_seq: u64,
+    /// Sequence number of `pending`'s front.
+    base: u64,
+    /// Send time (ns) of every probe from `base` up to `next_seq`.
+    pending: VecDeque<u64>,
+    seen: BitRing,
+    answered: BitRing,
+    highest: u64,
+    outstanding: u64,
+    counts: Counts,
+    latency: Latency,
+    /// Per-interval copy for flood/rate interval lines.
+    shared: Option<Arc<Mutex<Shared>>>,
+    batch_rtts: Vec<u64>,
+    batch_counts: Counts,
+    out: SendBatch,
+    inbox: Batch,
+    refused_logged: bool,
+}
+
+impl Flow {
+    fn new(
+        conn: Connection,
+        config: &MeasureConfig,
+        clock: Clock,
+        in_flight_max: usize,
+        shared: bool,
+    ) -> Flow {
+        let ring = BitRing::new((in_flight_max * 4).max(1 << 16));
+        Flow {
+            size: config.size,
+            timeout_ns: u64::try_from(config.timeout.as_nanos()).unwrap_or(u64::MAX),
+            clock,
+            next_seq: 1,
+            base: 1,
+            pending: VecDeque::with_capacity(in_flight_max + BATCH),
+            seen: BitRing::new(ring.span() as usize),
+            answered: ring,
+            highest: 0,
+            outstanding: 0,
+            counts: Counts::default(),
+            latency: Latency::new(),
+            shared: shared.then(|| Arc::new(Mutex::new(Shared::default()))),
+            batch_rtts: Vec::with_capacity(BATCH),
+            batch_counts: Counts::default(),
+            out: SendBatch::new(BATCH, config.size),
+            inbox: Batch::new(BATCH),
+            refused_logged: false,
+            conn,
+        }
+    }
+
+    /// Sends up to `n` probes now (at most one batch); returns how many left.
+    fn send(&mut self, n: usize) -> usize {
+        let n = n.min(BATCH);
+        if n == 0 {
+            return 0;
+        }
+        let now = self.clock.now_ns();
+        for i in 0..n {
+            probe::fill(self.out.slot_mut(i), self.next_seq + i as u64, now);
+        }
+        let mut sent = 0;
+        while sent < n {
+            match self.out.send(&self.conn.socket, sent, n) {
+                Ok(k) => sent += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    self.refused();
+                    break;
+                }
+                Err(e) => {
+                    self.counts.send_errors += 1;
+                    self.batch_counts.send_errors += 1;
+                    log::debug!("send to {} failed: {e}", self.conn.peer);
+                    break;
+                }
+            }
+        }
+        for _ in 0..sent {
+            let seq = self.next_seq;
+            self.seen.set(seq, false);
+            self.answered.set(seq, false);
+            self.pending.push_back(now);
+            self.next_seq += 1;
+        }
+        self.outstanding += sent as u64;
+        self.counts.sent += sent as u64;
+        self.batch_counts.sent += sent as u64;
+        sent
+    }
+
+    fn refused(&mut self) {
+        self.counts.refused += 1;
+        self.batch_counts.refused += 1;
+        if !self.refused_logged {
+            self.refused_logged = true;
+            log::warn!(
+                "no UDP server at {} (connection refused); its probes count as lost",
+                self.conn.peer
+            );
+        }
+    }
+
+    /// Receives what is queued; if nothing is, waits up to `wait` (`None`:
+    /// one blocking receive bounded by the socket's 1 ms read timeout).
+    /// Returns how many datagrams it took.
+    fn receive(
+        &mut self,
+        wait: Option<Duration>,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<usize> {
+        let first = match wait {
+            None => self.inbox.recv(&self.conn.socket),
+            Some(_) => self.inbox.recv_queued(&self.conn.socket),
+        };
+        let result = match (first, wait) {
+            (Err(e), Some(d)) if e.kind() == io::ErrorKind::WouldBlock && !d.is_zero() => {
+                match wait_readable(&self.conn.socket, d) {
+                    Ok(true) => self.inbox.recv_queued(&self.conn.socket),
+                    Ok(false) => return Ok(0),
+                    Err(source) => {
+                        return Err(Error::Recv {
+                            addr: self.conn.peer,
+                            source,
+                        });
+                    }
+                }
+            }
+            (other, _) => other,
+        };
+        let n = match result {
+            Ok(n) => n,
+            Err(e) => {
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted => Ok(0),
+                    io::ErrorKind::ConnectionRefused => {
+                        self.refused();
+                        on_event(Event::Refused);
+                        Ok(0)
+                    }
+                    _ => Err(Error::Recv {
+                        addr: self.conn.peer,
+                        source: e,
+                    }),
+                };
+            }
+        };
+        let now = self.clock.now_ns();
+        for i in 0..n {
+            let (data, from) = self.inbox.datagram(i);
+            let len = data.len();
+            let check = probe::verify(data, self.size);
+            let from = from.unwrap_or(self.conn.peer);
+            self.account(check, len, from, now, on_event);
+        }
+        self.flush_shared();
+        Ok(n)
+    }
+
+    /// Books one reply.
+    fn account(
+        &mut self,
+        check: Check,
+        len: usize,
+        from: SocketAddr,
+        now: u64,
+        on_event: &mut dyn FnMut(Event),
+    ) {
+        let seq = match check {
+            Check::Intact { seq, .. } | Check::Corrupt { seq } | Check::Truncated { seq } => seq,
+            Check::Foreign => 0,
+        };
+        if seq == 0 || seq >= self.next_seq || seq + self.seen.span() <= self.next_seq {
+            // Not a probe of this run, or older than the books remember.
+            self.bump(|c| c.foreign += 1);
+            return;
+        }
+        if self.seen.get(seq) {
+            self.bump(|c| c.duplicates += 1);
+            on_event(Event::Reply {
+                seq,
+                bytes: len,
+                from,
+                rtt_ns: 0,
+                check,
+                duplicate: true,
+                late: false,
+            });
+            return;
+        }
+        self.seen.set(seq, true);
+        let sent_ns = if seq >= self.base {
+            Some(self.pending[(seq - self.base) as usize])
+        } else {
+            None // already expired: this reply is late
+        };
+        let rtt_ns = sent_ns.map_or(u64::MAX, |s| now.saturating_sub(s));
+        if rtt_ns > self.timeout_ns {
+            self.bump(|c| c.late += 1);
+            let shown = match check {
+                Check::Intact { sent_ns, .. } => now.saturating_sub(sent_ns),
+                _ => 0,
+            };
+            on_event(Event::Reply {
+                seq,
+                bytes: len,
+                from,
+                rtt_ns: shown,
+                check,
+                duplicate: false,
+                late: true,
+            });
+            return;
+        }
+        self.answered.set(seq, true);
+        self.outstanding -= 1;
+        if seq < self.highest {
+            self.bump(|c| c.reordered += 1);
+        } else {
+            self.highest = seq;
+        }
+        self.bump(|c| {
+            c.received += 1;
+            c.bytes_received += len as u64;
+        });
+        match check {
+            Check::Intact { .. } => {
+                self.latency.record(rtt_ns);
+                if self.shared.is_some() {
+                    self.batch_rtts.push(rtt_ns);
+                }
+            }
+            Check::Corrupt { .. } => self.bump(|c| c.corrupt += 1),
+            Check::Truncated { .. } => self.bump(|c| c.truncated += 1),
+            Check::Foreign => {}
+        }
+        on_event(Event::Reply {
+            seq,
+            bytes: len,
+            from,
+            rtt_ns,
+            check,
+            duplicate: false,
+            late: false,
+        });
+    }
+
+    fn bump(&mut self, f: impl Fn(&mut Counts)) {
+        f(&mut self.counts);
+        f(&mut self.batch_counts);
+    }
+
+    /// Counts probes whose timeout passed as lost and frees their slots.
+    fn expire(&mut self, now: u64, on_event: &mut dyn FnMut(Event)) {
+        while let Some(&sent_ns) = self.pending.front() {
+            let seq = self.base;
+            if !self.answered.get(seq) {
+                if now.saturating_sub(sent_ns) <= self.timeout_ns {
+                    break;
+                }
+                self.outstanding -= 1;
+                self.bump(|c| c.lost += 1);
+                on_event(Event::Timeout { seq });
+            }
+            self.pending.pop_front();
+            self.base += 1;
+        }
+        self.flush_shared();
+    }
+
+    /// When the oldest unsettled probe times out, in ns of the clock.
+    fn next_deadline(&self) -> Option<u64> {
+        self.pending
+            .front()
+            .map(|s| s.saturating_add(self.timeout_ns))
+    }
+
+    /// Hands the batch's figures to the interval reporter (one lock per batch).
+    fn flush_shared(&mut self) {
+        let Some(shared) = &self.shared else { return };
+        if self.batch_counts == Counts::default() && self.batch_rtts.is_empty() {
+            return;
+        }
+        let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        s.counts.merge(&self.batch_counts);
+        for &rtt in &self.batch_rtts {
+            s.latency.record(rtt);
+        }
+        drop(s);
+        self.batch_counts = Counts::default();
+        self.batch_rtts.clear();
+    }
+}
+
+fn until(clock: &Clock, deadline_ns: u64) -> Duration {
+    Duration::from_nanos(deadline_ns.saturating_sub(clock.now_ns()))
+}
+
+/// Runs ping mode on one flow; `on_event` sees every reply and timeout.
+fn ping(
+    flow: &mut Flow,
+    count: Option<u64>,
+    interval: Duration,
+    stop: &Stop,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<()> {
+    let interval_ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+    let mut next_send = flow.clock.now_ns();
+    loop {
+        if stop.is_requested() {
+            return Ok(());
+        }
+        let all_sent = count.is_some_and(|c| flow.counts.sent >= c);
+        if all_sent && flow.outstanding == 0 {
+            return Ok(());
+        }
+        let now = flow.clock.now_ns();
+        let due = if interval_ns == 0 {
+            flow.outstanding == 0
+        } else {
+            now >= next_send
+        };
+        if !all_sent && due {
+            flow.send(1);
+            next_send = next_send.saturating_add(interval_ns).max(now);
+        }
+        flow.expire(flow.clock.now_ns(), on_event);
+        let mut wait_until = flow.next_deadline().unwrap_or(u64::MAX);
+        if !all_sent && interval_ns > 0 {
+            wait_until = wait_until.min(next_send);
+        }
+        let wait = until(&flow.clock, wait_until).min(crate::server::STOP_POLL);
+        flow.receive(Some(wait), on_event)?;
+    }
+}
+
+/// Runs a flood or rate flow until `end_ns`, then waits up to the timeout for
+/// the replies still in flight (unless stopped).
+fn run_flow(flow: &mut Flow, mode: Mode, flows: usize, end_ns: u64, stop: &Stop) -> Result<()> {
+    let mut ignore = |_: Event| {};
+    let start = flow.clock.now_ns();
+    let gap_ns = match mode {
+        Mode::Rate { pps } => (1e9 * flows as f64 / pps).max(1.0),
+        _ => 0.0,
+    };
+    let mut scheduled: u64 = 0;
+    while !stop.is_requested() {
+        let now = flow.clock.now_ns();
+        if now >= end_ns {
+            break;
+        }
+        match mode {
+            Mode::Flood { window } => {
+                let room = (window as u64).saturating_sub(flow.outstanding) as usize;
+                flow.send(room);
+                flow.receive(None, &mut ignore)?;
+            }
+            Mode::Rate { .. } => {
+                // Probes due by now: only what the schedule needs, never more.
+                let due_total = ((now - start) as f64 / gap_ns) as u64 + 1;
+                let due = due_total.saturating_sub(scheduled) as usize;
+                if due > 0 {
+                    // A probe the kernel refuses is skipped, not retried: the
+                    // schedule stays the schedule.
+                    let n = due.min(BATCH);
+                    flow.send(n);
+                    scheduled += n as u64;
+                }
+                let next_ns = start + (scheduled as f64 * gap_ns) as u64;
+                let wait_until = next_ns
+                    .min(flow.next_deadline().unwrap_or(u64::MAX))
+                    .min(end_ns);
+                flow.receive(
+                    Some(until(&flow.clock, wait_until).min(TICK * 10)),
+                    &mut ignore,
+                )?;
+            }
+            Mode::Ping { .. } => unreachable!("ping runs in `ping`"),
+        }
+        flow.expire(flow.clock.now_ns(), &mut ignore);
+        if flow.counts.refused > 0 && flow.counts.received == 0 && flow.counts.sent > 0 {
+            return Err(Error::Refused {
+                addr: flow.conn.peer,
+            });
+        }
+    }
+    // Drain: the probes in flight get their full timeout.
+    while !stop.is_requested() && flow.outstanding > 0 {
+        let deadline = flow.next_deadline().unwrap_or(0);
+        flow.receive(
+            Some(until(&flow.clock, deadline).min(crate::server::STOP_POLL)),
+            &mut ignore,
+        )?;
+        flow.expire(flow.clock.now_ns(), &mut ignore);
+    }
+    Ok(())
+}
+
+/// Runs a measured mode against `target` and returns the summary.
+///
+/// `on_event` sees ping mode's replies and timeouts; `on_interval` gets one
+/// report per second in flood and rate modes.
+pub fn measure(
+    target: &Target,
+    config: &MeasureConfig,
+    stop: &Stop,
+    on_event: &mut dyn FnMut(Event),
+    on_interval: &mut dyn FnMut(&IntervalReport),
+) -> Result<RunSummary> {
+    let flows = match config.mode {
+        Mode::Ping { .. } => 1,
+        _ => config.flows.max(1),
+    };
+    let in_flight_max = match config.mode {
+        Mode::Ping { .. } => 1024,
+        Mode::Flood { window } => window,
+        Mode::Rate { pps } => {
+            (pps / flows as f64 * config.timeout.as_secs_f64() * 1.5) as usize + BATCH
+        }
+    };
+    let clock = Clock::new();
+    let mut conns = Vec::with_capacity(flows);
+    for _ in 0..flows {
+        let conn = super::connect(target)?;
+        conn.socket
+            .set_read_timeout(Some(TICK))
+            .map_err(|source| Error::Socket {
+                what: "set a receive timeout",
+                addr: conn.peer,
+                source,
+            })?;
+        conns.push(conn);
+    }
+    let peer = conns[0].peer;
+    on_event(Event::Start { peer });
+    let interval_lines = !matches!(config.mode, Mode::Ping { .. });
+    let mut flow_list: Vec<Flow> = conns
+        .into_iter()
+        .map(|c| Flow::new(c, config, clock, in_flight_max, interval_lines))
+        .collect();
+    let start_ns = clock.now_ns();
+    let end_ns = start_ns + u64::try_from(config.duration.as_nanos()).unwrap_or(u64::MAX);
+    let mut send_end_ns = end_ns;
+    match config.mode {
+        Mode::Ping { count, interval } => {
+            ping(&mut flow_list[0], count, interval, stop, on_event)?;
+            send_end_ns = clock.now_ns();
+        }
+        mode => {
+            let shared: Vec<Arc<Mutex<Shared>>> =
+                flow_list.iter().filter_map(|f| f.shared.clone()).collect();
+            let results = thread::scope(|scope| {
+                let handles: Vec<_> = flow_list
+                    .iter_mut()
+                    .map(|flow| scope.spawn(move || run_flow(flow, mode, flows, end_ns, stop)))
+                    .collect();
+                report_intervals(
+                    &shared,
+                    &clock,
+                    start_ns,
+                    end_ns,
+                    stop,
+                    &handles,
+                    on_interval,
+                );
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect::<Vec<_>>()
+            });
+            for r in results {
+                r?;
+            }
+            if stop.is_requested() {
+                send_end_ns = send_end_ns.min(clock.now_ns());
+            }
+        }
+    }
+    let mut counts = Counts::default();
+    let mut latency = Latency::new();
+    let mut in_flight = 0;
+    for flow in &flow_list {
+        counts.merge(&flow.counts);
+        latency.merge(&flow.latency);
+        in_flight += flow.outstanding;
+    }
+    let duration_s = (send_end_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
+    Ok(RunSummary {
+        target: peer.to_string(),
+        mode: config.mode.name(),
+        size: config.size,
+        window: match config.mode {
+            Mode::Flood { window } => Some(window),
+            _ => None,
+        },
+        rate_pps: match config.mode {
+            Mode::Rate { pps } => Some(pps),
+            _ => None,
+        },
+        flows,
+        in_flight,
+        duration_s,
+        send_rate_pps: counts.sent as f64 / duration_s,
+        rtt_per_s: counts.received as f64 / duration_s,
+        mbit_per_s: counts.bytes_received as f64 * 8.0 / duration_s / 1e6,
+        loss_percent: counts.loss_percent(in_flight),
+        rtt_us: latency.summary(),
+        counts,
+    })
+}
+
+/// The main thread of a flood or rate run: one interval report per second
+/// while the flows run, taken from their shared books.
+fn report_intervals<T>(
+    shared: &[Arc<Mutex<Shared>>],
+    clock: &Clock,
+    start_ns: u64,
+    end_ns: u64,
+    stop: &Stop,
+    handles: &[thread::ScopedJoinHandle<'_, T>],
+    on_interval: &mut dyn FnMut(&IntervalReport),
+) {
+    const SECOND: u64 = 1_000_000_000;
+    let mut from_ns = start_ns;
+    let mut merged = Latency::new();
+    loop {
+        let boundary = (from_ns + SECOND).min(end_ns);
+        while clock.now_ns() < boundary
+            && !stop.is_requested()
+            && !handles.iter().all(|h| h.is_finished())
+        {
+            thread::sleep(until(clock, boundary).min(Duration::from_millis(50)));
+        }
+        let to_ns = clock.now_ns().min(boundary.max(from_ns));
+        let mut counts = Counts::default();
+        merged.reset();
+        for s in shared {
+            let mut s = s.lock().unwrap_or_else(PoisonError::into_inner);
+            counts.merge(&s.counts);
+            merged.merge(&s.latency);
+            s.counts = Counts::default();
+            s.latency.reset();
+        }
+        if to_ns > from_ns {
+            on_interval(&IntervalReport {
+                from_s: (from_ns - start_ns) as f64 / 1e9,
+                to_s: (to_ns - start_ns) as f64 / 1e9,
+                counts,
+                latency: merged.clone(),
+            });
+        }
+        from_ns = to_ns;
+        if to_ns >= end_ns || stop.is_requested() || handles.iter().all(|h| h.is_finished()) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The only place that formats measurement results for people: ping's lines
+//! and summary block, flood/rate interval lines, and the `--json` object.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode};
+use crate::probe::Check;
+use crate::stats::RunSummary;
+
+fn ms(us: f64) -> String {
+    format!("{:.3}", us / 1e3)
+}
+
+fn flows(n: usize) -> String {
+    if n == 1 {
+        "1 flow".to_owned()
+    } else {
+        format!("{n} flows")
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// The first line of a run, like ping's `PING host (addr) 56(84) bytes of data.`
+pub fn start_line(target: &str, config: &MeasureConfig) -> String {
+    let size = config.size;
+    let timeout = secs(config.timeout);
+    match config.mode {
+        Mode::Ping { count, interval } => format!(
+            "UDP ECHO PING {target}: {size} bytes per probe, {}interval {} s, timeout {timeout} s",
+            count.map_or(String::new(), |c| format!("{c} probes, ")),
+            secs(interval),
+        ),
+        Mode::Flood { window } => format!(
+            "UDP ECHO FLOOD {target}: {size} bytes per probe, window {window} × {}, {} s, timeout {timeout} s",
+            flows(config.flows),
+            secs(config.duration),
+        ),
+        Mode::Rate { pps } => format!(
+            "UDP ECHO RATE {target}: {size} bytes per probe, {pps} probes/s over {}, {} s, timeout {timeout} s",
+            flows(config.flows),
+            secs(config.duration),
+        ),
+    }
+}
+
+/// The line ping prints for one event, e.g.
+/// `64 bytes from 127.0.0.1:9999: seq=1 time=0.052 ms`.
+pub fn ping_event(event: &Event, target: &str) -> String {
+    match *event {
+        Event::Reply {
+            seq,
+            bytes,
+            from,
+            rtt_ns,
+            check,
+            duplicate,
+            late,
+        } => {
+            let mut line = format!("{bytes} bytes from {from}: seq={seq}");
+            if duplicate {
+                line.push_str(" (DUP!)");
+                return line;
+            }
+            if rtt_ns > 0 {
+                let _ = write!(line, " time={:.3} ms", rtt_ns as f64 / 1e6);
+            }
+            match check {
+                Check::Corrupt { .. } => line.push_str(" (CORRUPT: bytes differ from the probe)"),
+                Check::Truncated { .. } => line.push_str(" (TRUNCATED)"),
+                _ => {}
+            }
+            if late {
+                line.push_str(" (LATE: after the timeout, counted lost)");
+            }
+            if from.to_string() != target {
+                line.push_str(" (DIFFERENT ADDRESS!)");
+            }
+            line
+        }
+        Event::Timeout { seq } => format!("no reply from {target}: seq={seq} (timeout)"),
+        Event::Refused => format!("no UDP server at {target} (connection refused)"),
+        Event::Start { peer } => format!("start {peer}"),
+    }
+}
+
+/// One flood/rate interval line:
+/// `[  1.00-2.00 s] 48213 rt/s  24.7 Mbit/s  lost 0  p50 0.61 ms  p99 1.20 ms`.
+pub fn interval_line(report: &IntervalReport) -> String {
+    let secs = (report.to_s - report.from_s).max(1e-9);
+    let c = &report.counts;
+    let rtt = report.latency.summary();
+    format!(
+        "[{:6.2}-{:.2} s] {:.0} rt/s  {:.1} Mbit/s  lost {}  p50 {} ms  p99 {} ms",
+        report.from_s,
+        report.to_s,
+        c.received as f64 / secs,
+        c.bytes_received as f64 * 8.0 / secs / 1e6,
+        c.lost,
+        ms(rtt.p50),
+        ms(rtt.p99),
+    )
+}
+
+/// The human summary block, ping-style.
+pub fn summary(s: &RunSummary) -> String {
+    let c = &s.counts;
+    let mut out = format!("--- {} udp echo {} statistics ---\n", s.target, s.mode);
+    let _ = writeln!(
+        out,
+        "{} probes sent, {} received, {:.1}% loss, {} duplicates, {} reordered, {} corrupt, {} truncated, {} late, time {:.0} ms",
+        c.sent,
+        c.received,
+        s.loss_percent,
+        c.duplicates,
+        c.reordered,
+        c.corrupt,
+        c.truncated,
+        c.late,
+        s.duration_s * 1e3,
+    );
+    if s.in_flight > 0 || c.foreign > 0 || c.refused > 0 || c.send_errors > 0 {
+        let _ = writeln!(
+            out,
+            "{} still in flight at the end, {} foreign datagrams, {} refused (ICMP port unreachable), {} send errors",
+            s.in_flight, c.foreign, c.refused, c.send_errors
+        );
+    }
+    if s.mode != "ping" {
+        let _ = write!(
+            out,
+            "{:.0} rt/s, {:.1} Mbit/s, sent {:.0} probes/s",
+            s.rtt_per_s, s.mbit_per_s, s.send_rate_pps
+        );
+        match (s.window, s.rate_pps) {
+            (Some(w), _) => {
+                let _ = write!(out, " (window {w} × {})", flows(s.flows));
+            }
+            (_, Some(r)) => {
+                let _ = write!(
+                    out,
+                    " of {r:.0} requested ({:.1}%), {}",
+                    100.0 * s.send_rate_pps / r.max(1e-9),
+                    flows(s.flows)
+                );
+            }
+            _ => {}
+        }
+        out.push('\n');
+    }
+    let r = &s.rtt_us;
+    if c.received > c.corrupt + c.truncated {
+        let _ = writeln!(
+            out,
+            "rtt min/avg/max/mdev = {}/{}/{}/{} ms",
+            ms(r.min),
+            ms(r.mean),
+            ms(r.max),
+            ms(r.stddev)
+        );
+        let _ = writeln!(
+            out,
+            "rtt p50/p90/p99/p99.9 = {}/{}/{}/{} ms, jitter {} ms",
+            ms(r.p50),
+            ms(r.p90),
+            ms(r.p99),
+            ms(r.p999),
+            ms(r.jitter)
+        );
+    }
+    out
+}
+
+/// The `--json` object, one line.
+pub fn json(s: &RunSummary) -> String {
+    serde_json::to_string(s).expect("a RunSummary always serializes")
+}

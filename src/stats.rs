@@ -1,0 +1,378 @@
+//! Measurement results as data: probe counters, round-trip statistics from a
+//! histogram, and the run summary that both the human report and `--json` render.
+//!
+//! Pure and unit-tested; nothing here does I/O or formats text for people
+//! (that is `report`'s job).
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// The largest round trip a histogram holds, in ns; longer ones are clamped
+/// (a reply that late is counted late anyway).
+const MAX_RTT_NS: u64 = 600_000_000_000;
+
+/// What happened to the probes of a run (or of one interval of it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Probes sent.
+    pub sent: u64,
+    /// Probes answered within the timeout (intact, corrupt or truncated).
+    pub received: u64,
+    /// Probes with no answer within the timeout (late ones included).
+    pub lost: u64,
+    /// Replies that came after their probe's timeout (their probe is lost).
+    pub late: u64,
+    /// Extra copies of a reply already seen.
+    pub duplicates: u64,
+    /// Replies whose sequence number is lower than one already received.
+    pub reordered: u64,
+    /// Replies of the right length with wrong bytes.
+    pub corrupt: u64,
+    /// Replies shorter than the probe.
+    pub truncated: u64,
+    /// Datagrams that are not replies to any probe of this run.
+    pub foreign: u64,
+    /// ICMP port-unreachable reports (connection refused) seen on the socket.
+    pub refused: u64,
+    /// Sends the kernel refused (e.g. ENOBUFS); those probes were not sent.
+    pub send_errors: u64,
+    /// Payload bytes of the replies received.
+    pub bytes_received: u64,
+}
+
+impl Counts {
+    /// Adds another flow's or interval's counts.
+    pub fn merge(&mut self, o: &Counts) {
+        self.sent += o.sent;
+        self.received += o.received;
+        self.lost += o.lost;
+        self.late += o.late;
+        self.duplicates += o.duplicates;
+        self.reordered += o.reordered;
+        self.corrupt += o.corrupt;
+        self.truncated += o.truncated;
+        self.foreign += o.foreign;
+        self.refused += o.refused;
+        self.send_errors += o.send_errors;
+        self.bytes_received += o.bytes_received;
+    }
+
+    /// Lost as a percentage of the probes whose fate is known.
+    pub fn loss_percent(&self, in_flight: u64) -> f64 {
+        let settled = self.sent.saturating_sub(in_flight);
+        if settled == 0 {
+            0.0
+        } else {
+            100.0 * self.lost as f64 / settled as f64
+        }
+    }
+}
+
+/// Round-trip times of intact replies: exact min/mean/max/stddev from running
+/// sums, percentiles from an HDR histogram (3 significant digits, ns units, so
+/// far finer than the microseconds it reports), and the RFC 3550 jitter.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    histogram: Histogram<u64>,
+    count: u64,
+    sum_ns: f64,
+    sum_sq_ns: f64,
+    min_ns: u64,
+    max_ns: u64,
+    jitter_ns: f64,
+    last_ns: Option<u64>,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency::new()
+    }
+}
+
+impl Latency {
+    /// An empty record; allocates the histogram once, so recording never does.
+    pub fn new() -> Latency {
+        Latency {
+            histogram: Histogram::new_with_bounds(1, MAX_RTT_NS, 3).expect("valid bounds"),
+            count: 0,
+            sum_ns: 0.0,
+            sum_sq_ns: 0.0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+            jitter_ns: 0.0,
+            last_ns: None,
+        }
+    }
+
+    /// Records one round trip, in arrival order (the jitter depends on it).
+    pub fn record(&mut self, rtt_ns: u64) {
+        let v = rtt_ns.clamp(1, MAX_RTT_NS);
+        self.histogram.saturating_record(v);
+        self.count += 1;
+        self.sum_ns += v as f64;
+        self.sum_sq_ns += (v as f64) * (v as f64);
+        self.min_ns = self.min_ns.min(v);
+        self.max_ns = self.max_ns.max(v);
+        if let Some(last) = self.last_ns {
+            let d = (v as f64 - last as f64).abs();
+            self.jitter_ns += (d - self.jitter_ns) / 16.0;
+        }
+        self.last_ns = Some(v);
+    }
+
+    /// How many round trips were recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Adds another flow's record. Jitter is per flow, so the merged value is
+    /// the count-weighted mean of the flows' jitters.
+    pub fn merge(&mut self, o: &Latency) {
+        if o.count == 0 {
+            return;
+        }
+        self.histogram.add(&o.histogram).expect("same bounds");
+        let total = (self.count + o.count) as f64;
+        self.jitter_ns =
+            (self.jitter_ns * self.count as f64 + o.jitter_ns * o.count as f64) / total;
+        self.count += o.count;
+        self.sum_ns += o.sum_ns;
+        self.sum_sq_ns += o.sum_sq_ns;
+        self.min_ns = self.min_ns.min(o.min_ns);
+        self.max_ns = self.max_ns.max(o.max_ns);
+    }
+
+    /// Forgets everything (the interval record, after each interval line),
+    /// keeping the histogram's allocation.
+    pub fn reset(&mut self) {
+        self.histogram.reset();
+        self.count = 0;
+        self.sum_ns = 0.0;
+        self.sum_sq_ns = 0.0;
+        self.min_ns = u64::MAX;
+        self.max_ns = 0;
+        self.jitter_ns = 0.0;
+        self.last_ns = None;
+    }
+
+    /// The `q` quantile (0..=1) in ns; 0 when empty.
+    pub fn quantile_ns(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            0
+        } else {
+            self.histogram.value_at_quantile(q)
+        }
+    }
+
+    /// The figures a report shows, in µs.
+    pub fn summary(&self) -> RttSummary {
+        if self.count == 0 {
+            return RttSummary::default();
+        }
+        let n = self.count as f64;
+        let mean = self.sum_ns / n;
+        let variance = (self.sum_sq_ns / n - mean * mean).max(0.0);
+        let us = |ns: f64| ns / 1e3;
+        RttSummary {
+            min: us(self.min_ns as f64),
+            mean: us(mean),
+            max: us(self.max_ns as f64),
+            stddev: us(variance.sqrt()),
+            p50: us(self.quantile_ns(0.50) as f64),
+            p90: us(self.quantile_ns(0.90) as f64),
+            p99: us(self.quantile_ns(0.99) as f64),
+            p999: us(self.quantile_ns(0.999) as f64),
+            jitter: us(self.jitter_ns),
+        }
+    }
+}
+
+/// Round-trip figures in microseconds (0 when nothing came back).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RttSummary {
+    /// Fastest round trip, µs.
+    pub min: f64,
+    /// Mean round trip, µs.
+    pub mean: f64,
+    /// Slowest round trip, µs.
+    pub max: f64,
+    /// Standard deviation (ping's mdev), µs.
+    pub stddev: f64,
+    /// Median, µs.
+    pub p50: f64,
+    /// 90th percentile, µs.
+    pub p90: f64,
+    /// 99th percentile, µs.
+    pub p99: f64,
+    /// 99.9th percentile, µs.
+    pub p999: f64,
+    /// RFC 3550 interarrival jitter estimate, µs.
+    pub jitter: f64,
+}
+
+/// The whole result of a measured run: what `--json` prints, field for field.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The server probed, as `ADDR:PORT`.
+    pub target: String,
+    /// `ping`, `flood` or `rate`.
+    pub mode: &'static str,
+    /// Probe size in bytes (UDP payload).
+    pub size: usize,
+    /// Probes in flight per flow (flood mode).
+    pub window: Option<usize>,
+    /// Requested send rate in probes/s, all flows together (rate mode).
+    pub rate_pps: Option<f64>,
+    /// Sockets (source ports) used.
+    pub flows: usize,
+    /// Probe counters.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Probes still unanswered and not yet timed out when the run ended
+    /// (`sent = received + lost + in_flight`).
+    pub in_flight: u64,
+    /// Length of the sending period, seconds.
+    pub duration_s: f64,
+    /// Achieved send rate, probes/s.
+    pub send_rate_pps: f64,
+    /// Round trips completed per second.
+    pub rtt_per_s: f64,
+    /// Reply payload throughput, Mbit/s (one direction).
+    pub mbit_per_s: f64,
+    /// Loss as a percentage of settled probes.
+    pub loss_percent: f64,
+    /// Round-trip figures of intact replies, µs.
+    pub rtt_us: RttSummary,
+}
+
+impl RunSummary {
+    /// Whether the run passed: at least one reply, none corrupt or truncated.
+    pub fn passed(&self) -> bool {
+        self.counts.received > 0 && self.counts.corrupt == 0 && self.counts.truncated == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_figures_and_percentiles_of_known_samples() {
+        let mut l = Latency::new();
+        for us in 1..=1000u64 {
+            l.record(us * 1000);
+        }
+        let s = l.summary();
+        assert_eq!(s.min, 1.0);
+        assert_eq!(s.max, 1000.0);
+        assert!((s.mean - 500.5).abs() < 1e-9);
+        assert!((s.stddev - 288.675).abs() < 0.01, "{}", s.stddev);
+        for (got, want) in [
+            (s.p50, 500.0),
+            (s.p90, 900.0),
+            (s.p99, 990.0),
+            (s.p999, 999.0),
+        ] {
+            assert!((got - want).abs() / want < 0.002, "{got} vs {want}");
+        }
+        // Consecutive samples differ by 1 µs: the RFC 3550 estimate converges to 1 µs.
+        assert!((s.jitter - 1.0).abs() < 0.01, "{}", s.jitter);
+    }
+
+    #[test]
+    fn an_empty_record_reports_zeros() {
+        assert_eq!(Latency::new().summary(), RttSummary::default());
+    }
+
+    #[test]
+    fn merging_two_flows_equals_recording_both() {
+        let (mut a, mut b, mut both) = (Latency::new(), Latency::new(), Latency::new());
+        for i in 0..100u64 {
+            a.record(10_000 + i);
+            both.record(10_000 + i);
+        }
+        for i in 0..300u64 {
+            b.record(50_000 + i * 10);
+            both.record(50_000 + i * 10);
+        }
+        a.merge(&b);
+        let (m, w) = (a.summary(), both.summary());
+        assert_eq!((m.min, m.max, m.p50, m.p99), (w.min, w.max, w.p50, w.p99));
+        assert!((m.mean - w.mean).abs() < 1e-9);
+        assert_eq!(a.count(), 400);
+    }
+
+    #[test]
+    fn reset_forgets_everything() {
+        let mut l = Latency::new();
+        l.record(5_000);
+        l.reset();
+        assert_eq!(l.count(), 0);
+        assert_eq!(l.summary(), RttSummary::default());
+        l.record(7_000);
+        assert_eq!(l.summary().min, 7.0);
+    }
+
+    #[test]
+    fn loss_is_a_share_of_settled_probes() {
+        let c = Counts {
+            sent: 10,
+            received: 4,
+            lost: 4,
+            ..Counts::default()
+        };
+        assert_eq!(c.loss_percent(2), 50.0);
+        assert_eq!(Counts::default().loss_percent(0), 0.0);
+    }
+
+    #[test]
+    fn the_json_has_the_documented_fields() {
+        let summary = RunSummary {
+            target: "127.0.0.1:9999".into(),
+            mode: "flood",
+            size: 64,
+            window: Some(32),
+            rate_pps: None,
+            flows: 1,
+            counts: Counts {
+                sent: 3,
+                received: 3,
+                ..Counts::default()
+            },
+            in_flight: 0,
+            duration_s: 1.0,
+            send_rate_pps: 3.0,
+            rtt_per_s: 3.0,
+            mbit_per_s: 0.0,
+            loss_percent: 0.0,
+            rtt_us: RttSummary::default(),
+        };
+        let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
+        for key in [
+            "target",
+            "mode",
+            "size",
+            "window",
+            "rate_pps",
+            "flows",
+            "sent",
+            "received",
+            "lost",
+            "late",
+            "duplicates",
+            "reordered",
+            "corrupt",
+            "truncated",
+            "in_flight",
+            "duration_s",
+            "rtt_per_s",
+            "mbit_per_s",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        for key in ["min", "mean", "max", "stddev", "p50", "p90", "p99", "p999"] {
+            assert!(json["rtt_us"].get(key).is_some(), "missing rtt_us.{key}");
+        }
+        assert!(summary.passed());
+    }
+}

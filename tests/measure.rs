@@ -1,0 +1,399 @@
+//! The client's measured modes (ping, flood, rate) against the project's server
+//! and against deliberately bad echo servers written here.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn port(addr: std::net::SocketAddr) -> String {
+    addr.port().to_string()
+}
+
+fn json_of(run: &ClientRun) -> Value {
+    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
+            run.stdout_text(),
+            run.stderr
+        )
+    })
+}
+
+fn n(json: &Value, key: &str) -> u64 {
+    json[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no integer '{key}' in {json}"))
+}
+
+/// `sent = received + lost + in_flight`, and nothing counted twice.
+fn assert_books_balance(json: &Value) {
+    assert_eq!(
+        n(json, "sent"),
+        n(json, "received") + n(json, "lost") + n(json, "in_flight"),
+        "{json}"
+    );
+}
+
+#[test]
+fn ping_against_the_projects_server_prints_five_replies_and_no_loss() {
+    let server = start_server(&["--port", "0"]);
+    let run = run_client(&["-p", &port(server.addr), "-c", "5", "-i", "0.05"], None);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let out = run.stdout_text();
+    let replies: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("64 bytes from 127.0.0.1:"))
+        .collect();
+    assert_eq!(replies.len(), 5, "{out}");
+    for (i, line) in replies.iter().enumerate() {
+        assert!(
+            line.contains(&format!(": seq={} time=", i + 1)) && line.ends_with(" ms"),
+            "{line}"
+        );
+    }
+    assert!(
+        out.contains("5 probes sent, 5 received, 0.0% loss"),
+        "{out}"
+    );
+    assert!(out.contains("rtt min/avg/max/mdev = "), "{out}");
+    assert!(out.contains("rtt p50/p90/p99/p99.9 = "), "{out}");
+}
+
+#[test]
+fn a_server_that_drops_every_second_datagram_shows_half_lost() {
+    let mut count = 0;
+    let (addr, _h) = fake_server_with(10_000, move |d| {
+        count += 1;
+        if count % 2 == 0 {
+            vec![]
+        } else {
+            vec![d.to_vec()]
+        }
+    });
+    let run = run_client(
+        &[
+            "-p",
+            &port(addr),
+            "-c",
+            "20",
+            "-i",
+            "0",
+            "-t",
+            "0.1",
+            "--json",
+        ],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "some replies came back intact: {}",
+        run.stderr
+    );
+    assert_eq!(n(&json, "sent"), 20);
+    assert_eq!(n(&json, "received"), 10);
+    assert_eq!(n(&json, "lost"), 10);
+    assert_eq!(json["loss_percent"].as_f64(), Some(50.0));
+    assert_books_balance(&json);
+}
+
+#[test]
+fn a_server_that_duplicates_has_its_duplicates_counted() {
+    let (addr, _h) = fake_server_with(10_000, |d| vec![d.to_vec(), d.to_vec()]);
+    let run = run_client(
+        &["-p", &port(addr), "-c", "10", "-i", "0.02", "--json"],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    assert_eq!(n(&json, "received"), 10);
+    assert_eq!(n(&json, "duplicates"), 10);
+    assert_eq!(n(&json, "lost"), 0);
+}
+
+#[test]
+fn a_server_that_swaps_pairs_has_reordering_counted() {
+    let mut held: Option<Vec<u8>> = None;
+    let (addr, _h) = fake_server_with(1_000_000, move |d| match held.take() {
+        None => {
+            held = Some(d.to_vec());
+            vec![]
+        }
+        Some(first) => vec![d.to_vec(), first],
+    });
+    let run = run_client(
+        &[
+            "-p",
+            &port(addr),
+            "--flood",
+            "-w",
+            "8",
+            "-D",
+            "0.5",
+            "-t",
+            "0.2",
+            "--json",
+        ],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let received = n(&json, "received");
+    assert!(received > 100, "{json}");
+    // Every pair arrives second-first: about half the replies are reordered.
+    let reordered = n(&json, "reordered");
+    assert!(
+        reordered * 10 >= received * 4 && reordered * 10 <= received * 6,
+        "{json}"
+    );
+    assert_books_balance(&json);
+}
+
+#[test]
+fn a_server_that_flips_a_byte_is_caught_and_fails_the_run() {
+    let (addr, _h) = fake_server(10_000, |d| {
+        let mut r = d.to_vec();
+        let last = r.len() - 1;
+        r[last] ^= 0x40;
+        Some(r)
+    });
+    let run = run_client(
+        &["-p", &port(addr), "-c", "3", "-i", "0.02", "--json"],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "a corrupt reply fails the run: {}",
+        run.stderr
+    );
+    assert_eq!(n(&json, "corrupt"), 3);
+    assert_eq!(n(&json, "received"), 3);
+    let human = run_client(&["-p", &port(addr), "-c", "1"], None);
+    assert!(
+        human
+            .stdout_text()
+            .contains("(CORRUPT: bytes differ from the probe)"),
+        "{}",
+        human.stdout_text()
+    );
+}
+
+#[test]
+fn a_server_that_truncates_is_caught_and_fails_the_run() {
+    let (addr, _h) = fake_server(10_000, |d| Some(d[..d.len() / 2].to_vec()));
+    let run = run_client(
+        &[
+            "-p",
+            &port(addr),
+            "-c",
+            "3",
+            "-i",
+            "0.02",
+            "-s",
+            "200",
+            "--json",
+        ],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr);
+    assert_eq!(n(&json, "truncated"), 3);
+}
+
+#[test]
+fn a_silent_server_means_total_loss_and_exit_1() {
+    let (addr, _h) = fake_server(10_000, |_| None);
+    let run = run_client(
+        &["-p", &port(addr), "-c", "3", "-i", "0", "-t", "0.1"],
+        None,
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.stderr);
+    let out = run.stdout_text();
+    assert_eq!(
+        out.lines().filter(|l| l.contains("(timeout)")).count(),
+        3,
+        "{out}"
+    );
+    assert!(
+        out.contains("3 probes sent, 0 received, 100.0% loss"),
+        "{out}"
+    );
+}
+
+#[test]
+fn flood_json_is_valid_and_its_counters_agree() {
+    let server = start_server(&["--port", "0"]);
+    let run = run_client(
+        &["-p", &port(server.addr), "--flood", "-D", "1", "--json"],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let json = json_of(&run);
+    assert_eq!(json["mode"], "flood");
+    assert_eq!(json["window"], 32);
+    assert_eq!(json["target"], server.addr.to_string());
+    assert!(n(&json, "received") > 1000, "{json}");
+    assert_eq!(
+        n(&json, "corrupt") + n(&json, "truncated") + n(&json, "duplicates"),
+        0
+    );
+    assert_books_balance(&json);
+    let rtt = &json["rtt_us"];
+    let (min, p50, p99, max) = (
+        rtt["min"].as_f64().unwrap(),
+        rtt["p50"].as_f64().unwrap(),
+        rtt["p99"].as_f64().unwrap(),
+        rtt["max"].as_f64().unwrap(),
+    );
+    assert!(
+        0.0 < min && min <= p50 && p50 <= p99 && p99 <= max * 1.001,
+        "{rtt}"
+    );
+}
+
+#[test]
+fn rate_json_is_valid_and_holds_the_requested_rate() {
+    let server = start_server(&["--port", "0"]);
+    let run = run_client(
+        &[
+            "-p",
+            &port(server.addr),
+            "--rate",
+            "1000",
+            "-D",
+            "1",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let json = json_of(&run);
+    assert_eq!(json["mode"], "rate");
+    assert_eq!(json["rate_pps"].as_f64(), Some(1000.0));
+    let sent = n(&json, "sent");
+    assert!(
+        (900..=1100).contains(&sent),
+        "paced at 1000/s for 1 s: {json}"
+    );
+    assert_books_balance(&json);
+}
+
+#[test]
+fn flood_with_several_flows_reaches_every_flow() {
+    let server = start_server(&["--port", "0", "--threads", "2"]);
+    let run = run_client(
+        &[
+            "-p",
+            &port(server.addr),
+            "--flood",
+            "-w",
+            "4",
+            "--flows",
+            "4",
+            "-D",
+            "0.5",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let json = json_of(&run);
+    assert_eq!(n(&json, "flows"), 4);
+    assert_books_balance(&json);
+}
+
+#[test]
+fn flood_prints_interval_lines_then_the_summary() {
+    let server = start_server(&["--port", "0"]);
+    let run = run_client(&["-p", &port(server.addr), "-f", "-D", "2"], None);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let out = run.stdout_text();
+    let intervals: Vec<&str> = out.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(intervals.len(), 2, "{out}");
+    assert!(
+        intervals[0].contains("0.00-1.00 s]") && intervals[0].contains(" rt/s "),
+        "{out}"
+    );
+    assert!(out.contains("udp echo flood statistics"), "{out}");
+}
+
+#[test]
+fn ctrl_c_ends_a_flood_early_and_still_prints_the_json() {
+    let server = start_server(&["--port", "0"]);
+    let child = Command::new(CLIENT)
+        .args(["-p", &port(server.addr), "--flood", "-D", "30", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own, not yet reaped child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let asked = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON after Ctrl-C");
+    assert!(json["duration_s"].as_f64().unwrap() < 5.0, "{json}");
+    assert_books_balance(&json);
+}
+
+#[test]
+fn probe_sizes_outside_16_to_65507_are_usage_errors() {
+    for size in ["15", "65508"] {
+        let run = run_client(&["-c", "1", "-s", size], None);
+        assert_eq!(run.code(), Some(2), "{size}: {}", run.stderr);
+        assert!(run.stderr.contains("16..=65507"), "{}", run.stderr);
+    }
+    for args in [
+        &["-f", "-r", "10"][..],
+        &["-c", "1", "-d", "x"],
+        &["-w", "4"],
+        &["-i", "1"],
+        &["-r", "0"],
+        &["-r", "-5"],
+    ] {
+        let run = run_client(args, None);
+        assert_eq!(run.code(), Some(2), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn the_largest_probe_round_trips_in_ping_mode() {
+    let server = start_server(&["--port", "0"]);
+    let run = run_client(
+        &[
+            "-p",
+            &port(server.addr),
+            "-c",
+            "2",
+            "-i",
+            "0",
+            "-s",
+            "65507",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let json = json_of(&run);
+    assert_eq!(n(&json, "received"), 2);
+    assert_eq!(n(&json, "bytes_received"), 2 * 65507);
+}
