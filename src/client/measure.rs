@@ -472,10 +472,12 @@ fn ping(
             return Ok(());
         }
         let all_sent = count.is_some_and(|c| flow.counts.sent >= c);
-        if all_sent && flow.outstanding == 0 {
+        let now = flow.clock.now_ns();
+        // Like ping, the run lasts count × interval: after the last probe is
+        // settled, duplicates and strays still have until the next tick.
+        if all_sent && flow.outstanding == 0 && now >= next_send {
             return Ok(());
         }
-        let now = flow.clock.now_ns();
         let due = if interval_ns == 0 {
             flow.outstanding == 0
         } else {
@@ -487,7 +489,7 @@ fn ping(
         }
         flow.expire(flow.clock.now_ns(), on_event);
         let mut wait_until = flow.next_deadline().unwrap_or(u64::MAX);
-        if !all_sent && interval_ns > 0 {
+        if interval_ns > 0 {
             wait_until = wait_until.min(next_send);
         }
         let wait = until(&flow.clock, wait_until).min(crate::server::STOP_POLL);
