@@ -173,7 +173,6 @@ struct Flow {
     batch_counts: Counts,
     out: SendBatch,
     inbox: Batch,
-    refused_logged: bool,
 }
 
 impl Flow {
@@ -203,7 +202,6 @@ impl Flow {
             batch_counts: Counts::default(),
             out: SendBatch::new(BATCH, config.size),
             inbox: Batch::new(BATCH),
-            refused_logged: false,
             conn,
         }
     }
@@ -251,13 +249,10 @@ impl Flow {
     fn refused(&mut self) {
         self.counts.refused += 1;
         self.batch_counts.refused += 1;
-        if !self.refused_logged {
-            self.refused_logged = true;
-            log::warn!(
-                "no UDP server at {} (connection refused); its probes count as lost",
-                self.conn.peer
-            );
-        }
+        log::debug!(
+            "{}: connection refused (ICMP port unreachable)",
+            self.conn.peer
+        );
     }
 
     /// Receives what is queued; if nothing is, waits up to `wait` (`None`:
@@ -704,7 +699,11 @@ fn report_intervals<T>(
             s.counts = Counts::default();
             s.latency.reset();
         }
-        if to_ns > from_ns {
+        // Flows that ended on their own before the run's end failed: their
+        // error is the report, not a stub interval.
+        let finished = handles.iter().all(|h| h.is_finished());
+        let failed_early = finished && to_ns < end_ns && !stop.is_requested();
+        if to_ns > from_ns && !failed_early {
             on_interval(&IntervalReport {
                 from_s: (from_ns - start_ns) as f64 / 1e9,
                 to_s: (to_ns - start_ns) as f64 / 1e9,
@@ -713,7 +712,7 @@ fn report_intervals<T>(
             });
         }
         from_ns = to_ns;
-        if to_ns >= end_ns || stop.is_requested() || handles.iter().all(|h| h.is_finished()) {
+        if to_ns >= end_ns || stop.is_requested() || finished {
             return;
         }
     }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Client benchmarks against the C reference servers of ../shared/bench, side by
+# side with the C load generator in the same run, REPS times (default 3):
+#   ping:  udp-echo-client -c N -i 0   vs  loadgen --window 1   (p50 µs)  on c-simple
+#   flood: udp-echo-client --flood -w 32  vs  loadgen --window 32 (rt/s)  on c-mmsg
+# Server on CPU 0, client on CPU 1, as compare.sh does. Loopback only, bounded.
+#
+#   scripts/client-bench.sh [--reps N] [--duration S]
+set -euo pipefail
+reps=3 duration=3
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --reps) reps=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+kit=${BENCH_KIT:-../shared/bench}
+build=${BENCH_BUILD_DIR:-/tmp/udp-echo-bench-build}
+mkdir -p "$build"
+[[ -x $build/refserver ]] || gcc -O2 -o "$build/refserver" "$kit/refserver.c"
+[[ -x $build/loadgen ]] || gcc -O2 -o "$build/loadgen" "$kit/loadgen.c" -lm
+client=target/release/udp-echo-client
+[[ -x $client ]] || { echo "build first: cargo build --release" >&2; exit 2; }
+
+start_ref() {  # mode -> sets ref_pid, ref_port
+  local out; out=$(mktemp)
+  taskset -c 0 "$build/refserver" --mode "$1" --port 0 > "$out" 2>/dev/null &
+  ref_pid=$!
+  for _ in $(seq 50); do grep -q listening "$out" && break; sleep 0.1; done
+  ref_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out"); rm -f "$out"
+}
+field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p"; }
+p50() { python3 -c 'import json,sys; print(json.load(sys.stdin)["rtt_us"]["p50"])'; }
+
+printf '| run | loadgen w1 p50 µs | client ping p50 µs | ratio | loadgen w32 rt/s | client flood rt/s | ratio |\n|---|---:|---:|---:|---:|---:|---:|\n'
+for ((r = 1; r <= reps; r++)); do
+  start_ref simple
+  lg=$(taskset -c 1 "$build/loadgen" --port "$ref_port" --window 1 --duration "$duration" --json 2>/dev/null | field p50_us)
+  count=$(python3 -c "print(int($duration * 1e6 / max(float('$lg'), 1)))")
+  cp=$(taskset -c 1 "$client" -q -p "$ref_port" -c "$count" -i 0 --json | p50)
+  kill "$ref_pid"; wait "$ref_pid" 2>/dev/null || true
+  start_ref mmsg
+  lf=$(taskset -c 1 "$build/loadgen" --port "$ref_port" --window 32 --duration "$duration" --json 2>/dev/null | field rtt_per_s)
+  cf=$(taskset -c 1 "$client" -q -p "$ref_port" --flood -w 32 -D "$duration" --json | field rtt_per_s)
+  kill "$ref_pid"; wait "$ref_pid" 2>/dev/null || true
+  python3 -c "print(f'| {$r} | {$lg:.1f} | {$cp:.1f} | {$cp/$lg:.3f} | {$lf:.0f} | {$cf:.0f} | {$cf/$lf:.3f} |')"
+done
