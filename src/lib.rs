@@ -19,6 +19,7 @@
 //! - [`stats`]: counters, round-trip histogram and the run summary (data).
 //! - `report` (Linux): the only place results are formatted, human or JSON.
 //! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
+//! - [`watch`]: the server's watch for other sockets sharing its port.
 //! - [`units`]: sizes (`4M`) and seconds (`0.5`) from the command line.
 //! - [`logging`]: the seed's log format, `[program (PID)] message`.
 //! - [`error`]: the one error type, each variant with its context.
@@ -39,5 +40,6 @@ pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod units;
+pub mod watch;
 
 pub use error::{Error, Result};

@@ -20,6 +20,7 @@ use crate::guard::{Decision, DropReason, GuardConfig, RATE_LIMIT_SOURCES, RateLi
 use crate::logging::escape_payload;
 use crate::net::{self, Family, Limits, SocketOptions, udp_table};
 use crate::shutdown::{Stop, StopCause, signal_name};
+use crate::watch::watch_port;
 
 /// How often a blocked receive wakes up to look at the stop flag. Signal handlers
 /// are installed with SA_RESTART, so without a timeout `recv_from` would never
@@ -89,6 +90,8 @@ pub struct ServerConfig {
     pub stats_interval: Option<Duration>,
     /// Loop guard, allowlist and rate limit.
     pub guard: GuardConfig,
+    /// Bind without SO_REUSEADDR, so the kernel refuses any later co-binder.
+    pub exclusive: bool,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +107,7 @@ impl Default for ServerConfig {
             threads: 1,
             stats_interval: None,
             guard: GuardConfig::default(),
+            exclusive: false,
         }
     }
 }
@@ -132,7 +136,7 @@ impl Server {
         let options = SocketOptions {
             recv_buf: config.recv_buf,
             send_buf: config.send_buf,
-            reuse_address: true,
+            reuse_address: !config.exclusive,
             reuse_port: threads > 1,
         };
         let mut sockets = Vec::with_capacity(threads);
@@ -234,6 +238,7 @@ impl Server {
                 let (published, inodes) = (&published, &self.inodes);
                 scope.spawn(move || report_stats(published, inodes, interval, stop, started));
             }
+            let watcher = scope.spawn(|| watch_port(self.local, &self.inodes, stop, STOP_POLL));
             let mut total = Counters::default();
             for handle in loops {
                 match handle.join() {
@@ -241,10 +246,14 @@ impl Server {
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
             }
-            // Whatever ended one loop ends the stats thread too.
+            // Whatever ended one loop ends the stats and watch threads too.
             stop.request();
-            total
+            let sharers = watcher
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (total, sharers)
         });
+        let (counters, port_sharers) = counters;
         let cause = match (counters.stopped_by, stop.cause()) {
             (Some(source), _) => StopReason::EmptyDatagram(source),
             (None, Some(StopCause::Signal(signal))) => StopReason::Signal(signal),
@@ -255,6 +264,7 @@ impl Server {
             cause,
             elapsed: started.elapsed(),
             kernel_drops: udp_table::drops_of(&self.inodes),
+            port_sharers,
         }
     }
 }
@@ -764,6 +774,8 @@ pub struct Summary {
     /// Datagrams the kernel dropped before the server saw them (receive buffer
     /// full), from `/proc/net/udp`; `None` where that is unavailable.
     pub kernel_drops: Option<u64>,
+    /// Foreign sockets seen sharing the port during the run.
+    pub port_sharers: u64,
 }
 
 impl fmt::Display for Summary {
@@ -771,7 +783,7 @@ impl fmt::Display for Summary {
         let c = &self.counters;
         write!(
             f,
-            "stopped by {} after {:.1} s: received {} datagrams ({} bytes), echoed {} ({} bytes), {}, send errors {}, receive errors {}, kernel drops {}",
+            "stopped by {} after {:.1} s: received {} datagrams ({} bytes), echoed {} ({} bytes), {}, send errors {}, receive errors {}, kernel drops {}, port sharers {}",
             self.cause,
             self.elapsed.as_secs_f64(),
             c.datagrams_received,
@@ -782,6 +794,7 @@ impl fmt::Display for Summary {
             c.send_errors,
             c.recv_errors,
             crate::net::limits::Reading(self.kernel_drops),
+            self.port_sharers,
         )
     }
 }
@@ -924,10 +937,11 @@ mod tests {
             cause: StopReason::Signal(signal_hook::consts::SIGTERM),
             elapsed: Duration::from_millis(1500),
             kernel_drops: None,
+            port_sharers: 0,
         };
         assert_eq!(
             summary.to_string(),
-            "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0), send errors 0, receive errors 0, kernel drops unknown"
+            "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0), send errors 0, receive errors 0, kernel drops unknown, port sharers 0"
         );
     }
 

@@ -57,6 +57,10 @@ struct Args {
     #[arg(long)]
     allow_service_ports: bool,
 
+    /// Bind without SO_REUSEADDR, so no other socket can share the port later.
+    #[arg(long)]
+    exclusive: bool,
+
     /// Who may stop the server with an empty datagram; others get it echoed.
     #[arg(long, value_name = "WHO", value_enum, default_value_t = StopOnEmpty::Loopback)]
     stop_on_empty: StopOnEmpty,
@@ -113,6 +117,7 @@ impl From<&Args> for ServerConfig {
                 allow: args.allow.clone(),
                 rate_limit: args.rate_limit,
             },
+            exclusive: args.exclusive,
         }
     }
 }
