@@ -151,6 +151,9 @@ pub fn summary(s: &RunSummary) -> String {
         }
         out.push('\n');
     }
+    if c.lost > 0 || s.client_drops.unwrap_or(0) > 0 {
+        let _ = writeln!(out, "{}", loss_attribution(s));
+    }
     let r = &s.rtt_us;
     if c.received > c.corrupt + c.truncated {
         let _ = writeln!(
@@ -172,6 +175,23 @@ pub fn summary(s: &RunSummary) -> String {
         );
     }
     out
+}
+
+/// Where the lost probes went: dropped in this client's own receive buffers
+/// (the kernel counts those per socket) or on the path and server.
+pub fn loss_attribution(s: &RunSummary) -> String {
+    match s.client_drops {
+        Some(mine) => format!(
+            "lost {}: {} dropped in this client's receive buffers (kernel counter of its sockets, /proc/net/udp), {} on the path or at the server",
+            s.counts.lost,
+            mine,
+            s.counts.lost.saturating_sub(mine)
+        ),
+        None => format!(
+            "lost {}: this system does not say how many were dropped in this client's own receive buffers",
+            s.counts.lost
+        ),
+    }
 }
 
 /// The `--json` object, one line.

@@ -243,6 +243,10 @@ pub struct RunSummary {
     pub loss_percent: f64,
     /// Round-trip figures of intact replies, µs.
     pub rtt_us: RttSummary,
+    /// Replies the kernel dropped because this client's own receive buffers
+    /// were full: the `drops` counter of its sockets in `/proc/net/udp`
+    /// (`None` where unavailable). Part of `lost`, but not lost on the path.
+    pub client_drops: Option<u64>,
 }
 
 impl RunSummary {
@@ -346,6 +350,7 @@ mod tests {
             mbit_per_s: 0.0,
             loss_percent: 0.0,
             rtt_us: RttSummary::default(),
+            client_drops: Some(0),
         };
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
         for key in [

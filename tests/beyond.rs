@@ -72,3 +72,46 @@ fn exclusive_makes_the_kernel_refuse_a_co_binder() {
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     assert_eq!(echo(&udp_client(), server.addr, b"mine"), b"mine");
 }
+
+#[test]
+fn loss_in_the_clients_own_receive_buffer_is_told_apart_from_the_path() {
+    let server = start_server(&["--port", "0", "--recv-buf", "4M"]);
+    let port = server.addr.port().to_string();
+    // A tiny client receive buffer and 64 large probes in flight: replies pile
+    // up faster than one buffer of ~8 KiB holds, and the kernel drops them here.
+    let args = [
+        "-p",
+        &port,
+        "--flood",
+        "-w",
+        "64",
+        "-s",
+        "1400",
+        "--recv-buf",
+        "4K",
+        "-D",
+        "0.5",
+        "-t",
+        "0.2",
+    ];
+    let run = run_client(&[&args[..], &["--json"]].concat(), None);
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let Some(mine) = json["client_drops"].as_u64() else {
+        eprintln!("SKIPPED: no per-socket drop counter on this system");
+        return;
+    };
+    let lost = json["lost"].as_u64().unwrap();
+    assert!(
+        mine > 0,
+        "a 4 KiB buffer overflows under this flood: {json}"
+    );
+    assert!(mine <= lost, "client drops are part of the loss: {json}");
+    let human = run_client(&args, None);
+    assert!(
+        human
+            .stdout_text()
+            .contains("dropped in this client's receive buffers"),
+        "{}",
+        human.stdout_text()
+    );
+}

@@ -19,6 +19,7 @@ use std::time::Duration;
 use super::{Connection, Target};
 use crate::batch::{Batch, SendBatch, wait_readable};
 use crate::error::{Error, Result};
+use crate::net::udp_table;
 use crate::probe::{self, Check, Clock};
 use crate::shutdown::Stop;
 use crate::stats::{Counts, Latency, RunSummary};
@@ -634,6 +635,11 @@ pub fn measure(
             }
         }
     }
+    let inodes: Vec<u64> = flow_list
+        .iter()
+        .filter_map(|f| udp_table::socket_inode(&f.conn.socket))
+        .collect();
+    let client_drops = udp_table::drops_of(&inodes);
     let mut counts = Counts::default();
     let mut latency = Latency::new();
     let mut in_flight = 0;
@@ -664,6 +670,7 @@ pub fn measure(
         loss_percent: counts.loss_percent(in_flight),
         rtt_us: latency.summary(),
         counts,
+        client_drops,
     })
 }
 
