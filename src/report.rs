@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::client::find_rate::{FindRateSummary, Step};
 use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode};
 use crate::probe::Check;
 use crate::stats::RunSummary;
@@ -194,7 +195,49 @@ pub fn loss_attribution(s: &RunSummary) -> String {
     }
 }
 
+/// The first line of `--find-rate`.
+pub fn find_rate_start(host: &str, config: &MeasureConfig, max_loss: f64) -> String {
+    format!(
+        "UDP ECHO FIND-RATE {host}: {} bytes per probe, loss ≤ {max_loss}%, steps of {} s over {}, {} s apart",
+        config.size,
+        secs(config.duration),
+        flows(config.flows),
+        secs(crate::client::find_rate::SETTLE),
+    )
+}
+
+/// One `--find-rate` step.
+pub fn find_rate_step(i: usize, step: &Step) -> String {
+    format!(
+        "step {i:2}: {:>9.0} probes/s  sent {:>9.0}/s  lost {} ({:.2}%)  p99 {} ms  {}",
+        step.rate_pps,
+        step.send_rate_pps,
+        step.lost,
+        step.loss_percent,
+        ms(step.p99_us),
+        if step.ok { "ok" } else { "too fast" }
+    )
+}
+
+/// The answer of `--find-rate`.
+pub fn find_rate_summary(s: &FindRateSummary) -> String {
+    let limit = s
+        .limit_pps
+        .map_or("no limit found below the ceiling".to_owned(), |l| {
+            format!("{l:.0} probes/s was too fast")
+        });
+    match s.answer_pps {
+        Some(a) => format!(
+            "highest rate with loss ≤ {}%: {a:.0} probes/s of {} bytes ({:.1} Mbit/s each way); {limit}",
+            s.max_loss_percent,
+            s.size,
+            a * s.size as f64 * 8.0 / 1e6
+        ),
+        None => format!("no rate passed (loss ≤ {}%); {limit}", s.max_loss_percent),
+    }
+}
+
 /// The `--json` object, one line.
-pub fn json(s: &RunSummary) -> String {
-    serde_json::to_string(s).expect("a RunSummary always serializes")
+pub fn json(s: &impl serde::Serialize) -> String {
+    serde_json::to_string(s).expect("results always serialize")
 }

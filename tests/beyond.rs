@@ -115,3 +115,32 @@ fn loss_in_the_clients_own_receive_buffer_is_told_apart_from_the_path() {
         human.stdout_text()
     );
 }
+
+#[test]
+fn find_rate_finds_the_servers_rate_limit() {
+    // The server answers each source 1000 datagrams/s with a burst of one
+    // second's budget. A 1 s step that starts with a full bucket (the 1 s
+    // settle pause refills it) passes up to 1000 + 1000 = 2000 probes/s, and
+    // no step above that can pass; at 1000 and below every step passes. So the
+    // answer lies in [1000, 2000], less the 5% bisection precision at the low end.
+    let server = start_server(&["--port", "0", "--rate-limit", "1000"]);
+    // At most 24 steps of 1 s plus 1 s pauses: bounded, though longer than WAIT.
+    let port = server.addr.port().to_string();
+    let run = run_client_within(
+        &["-p", &port, "--find-rate", "--json"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let answer = json["answer_pps"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no answer: {json}"));
+    assert!((950.0..=2000.0).contains(&answer), "{json}");
+    let steps = json["steps"].as_array().unwrap();
+    assert!(steps.len() >= 3 && steps.len() <= 24, "{json}");
+    assert_eq!(steps[0]["rate_pps"].as_f64(), Some(1000.0));
+    assert!(
+        steps.iter().any(|s| s["ok"] == false),
+        "a failing step brackets the answer: {json}"
+    );
+}

@@ -91,9 +91,17 @@ struct Args {
     #[arg(short, long, value_name = "PPS", group = "mode", conflicts_with = "data", value_parser = parse_rate)]
     rate: Option<f64>,
 
-    /// Length of a flood or rate run, in seconds.
-    #[arg(short = 'D', long, value_name = "SECS", default_value = "5", value_parser = parse_positive_seconds)]
-    duration: Duration,
+    /// Length of a flood or rate run, in seconds [default: 5; --find-rate: 1 per step].
+    #[arg(short = 'D', long, value_name = "SECS", value_parser = parse_positive_seconds)]
+    duration: Option<Duration>,
+
+    /// Search the highest open-loop rate whose loss stays within --max-loss.
+    #[arg(long, group = "mode", conflicts_with = "data")]
+    find_rate: bool,
+
+    /// --find-rate: the loss allowed, in percent.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "find_rate", value_parser = parse_percent)]
+    max_loss: f64,
 
     /// Sockets (source ports) in flood and rate mode, to spread over server threads.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -134,6 +142,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     logging::init(PROGRAM, logging::verbosity(args.verbose, args.quiet));
     let result = match measured_mode(&args) {
+        _ if args.find_rate => run_find_rate(&args),
         Some(mode) => run_measured(&args, mode),
         None => run(&args).map(|()| true),
     };
@@ -155,6 +164,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--max-loss`: a percentage from 0 to 100.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "invalid percentage '{text}': expected 0 to 100, e.g. 0, 0.1 or 1"
+        )),
+    }
+}
+
 /// `--rate`: a positive number of probes per second.
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -163,6 +182,54 @@ fn parse_rate(text: &str) -> Result<f64, String> {
             "invalid rate '{text}': expected probes per second, more than 0 (e.g. 1000 or 0.5)"
         )),
     }
+}
+
+/// Runs `--find-rate`; Ok(found a rate) decides the exit code.
+fn run_find_rate(args: &Args) -> udp_echo::Result<bool> {
+    let stop = Stop::on_signals().map_err(|source| Error::Io {
+        what: "install signal handlers",
+        source,
+    })?;
+    let config = MeasureConfig {
+        mode: Mode::Rate { pps: 1.0 },
+        size: args.size as usize,
+        timeout: args.timeout,
+        duration: args.duration.unwrap_or(Duration::from_secs(1)),
+        flows: args.flows as usize,
+    };
+    let human = !args.json;
+    if human {
+        let _ = writeln!(
+            io::stdout(),
+            "{}",
+            report::find_rate_start(
+                &format!("{}:{}", args.host, args.port),
+                &config,
+                args.max_loss
+            )
+        );
+    }
+    let summary = client::find_rate::find_rate(
+        &Target::from(args),
+        &config,
+        args.max_loss,
+        &stop,
+        &mut |i, step| {
+            if human && writeln!(io::stdout(), "{}", report::find_rate_step(i, step)).is_err() {
+                stop.request();
+            }
+        },
+    )?;
+    let text = if human {
+        report::find_rate_summary(&summary)
+    } else {
+        report::json(&summary)
+    };
+    writeln!(io::stdout(), "{text}").map_err(|source| Error::Io {
+        what: "write the summary to stdout",
+        source,
+    })?;
+    Ok(summary.answer_pps.is_some())
 }
 
 /// The measured mode the arguments ask for, if any.
@@ -191,7 +258,7 @@ fn run_measured(args: &Args, mode: Mode) -> udp_echo::Result<bool> {
         mode,
         size: args.size as usize,
         timeout: args.timeout,
-        duration: args.duration,
+        duration: args.duration.unwrap_or(Duration::from_secs(5)),
         flows: args.flows as usize,
     };
     let human = !args.json;

@@ -208,8 +208,23 @@ pub fn run_client(args: &[&str], stdin: Option<&[u8]>) -> ClientRun {
     run_program(CLIENT, args, stdin)
 }
 
-/// Runs a program to completion with a deadline.
+/// Runs `udp-echo-client` with a longer deadline than `WAIT`, for runs that
+/// take longer by design (a rate search).
+pub fn run_client_within(args: &[&str], limit: Duration) -> ClientRun {
+    run_program_within(CLIENT, args, None, limit)
+}
+
+/// Runs a program to completion with a deadline of `WAIT`.
 pub fn run_program(program: &str, args: &[&str], stdin: Option<&[u8]>) -> ClientRun {
+    run_program_within(program, args, stdin, WAIT)
+}
+
+fn run_program_within(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    limit: Duration,
+) -> ClientRun {
     let started = Instant::now();
     let mut child = Command::new(program)
         .args(args)
@@ -231,13 +246,13 @@ pub fn run_program(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Client
             let _ = pipe.write_all(&input);
         });
     }
-    let status = wait_with_deadline(&mut child, WAIT);
+    let status = wait_with_deadline(&mut child, limit);
     let elapsed = started.elapsed();
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
         panic!(
-            "{program} {args:?} still running after {WAIT:?}; stderr:\n{}",
+            "{program} {args:?} still running after {limit:?}; stderr:\n{}",
             String::from_utf8_lossy(&stderr.lock().unwrap())
         );
     };
