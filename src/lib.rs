@@ -10,7 +10,8 @@
 //!   kernel's `/proc` limits and socket table.
 //! - [`server`]: the echo loops (plain and batched, one thread per socket), stop
 //!   policy, counters, `--stats-interval` lines and the summary.
-//! - `batch` (Linux): `recvmmsg`/`sendmmsg` behind a safe API — the crate's only
+//! - `sys` (Linux): the syscalls std and socket2 lack — `recvmmsg`/`sendmmsg`,
+//!   `ppoll`, path-MTU socket options — behind a safe API; the crate's only
 //!   `unsafe` code.
 //! - [`guard`]: loop guard, allowlist and per-source rate limit — pure decisions.
 //! - [`client`]: a connected socket to one server; one-shot mode and, in
@@ -26,8 +27,6 @@
 
 #![deny(unsafe_code)]
 
-#[cfg(target_os = "linux")]
-pub mod batch;
 pub mod client;
 pub mod error;
 pub mod guard;
@@ -39,6 +38,8 @@ pub mod report;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
+#[cfg(target_os = "linux")]
+pub mod sys;
 pub mod units;
 pub mod watch;
 

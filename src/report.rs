@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::client::find_rate::{FindRateSummary, Step};
 use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode};
+use crate::client::pmtu::{Outcome, PmtuStep, PmtuSummary};
 use crate::probe::Check;
 use crate::stats::RunSummary;
 
@@ -234,6 +235,64 @@ pub fn find_rate_summary(s: &FindRateSummary) -> String {
             a * s.size as f64 * 8.0 / 1e6
         ),
         None => format!("no rate passed (loss ≤ {}%); {limit}", s.max_loss_percent),
+    }
+}
+
+/// The first line of `--pmtu`.
+pub fn pmtu_start(target: &str, min: usize, timeout: Duration) -> String {
+    format!(
+        "UDP ECHO PMTU {target}: don't-fragment set, payload {min}..{} bytes, timeout {} s",
+        crate::probe::MAX_SIZE,
+        secs(timeout)
+    )
+}
+
+fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Intact => "echoed intact".to_owned(),
+        Outcome::Emsgsize { path_mtu: Some(m) } => {
+            format!("too big here (EMSGSIZE: the kernel's path MTU is {m})")
+        }
+        Outcome::Emsgsize { path_mtu: None } => "too big here (EMSGSIZE)".to_owned(),
+        Outcome::Silence => format!(
+            "no reply in {} tries (dropped on the way?)",
+            crate::client::pmtu::SILENT_TRIES
+        ),
+        Outcome::Truncation => "came back truncated".to_owned(),
+        Outcome::Corruption => "came back with other bytes".to_owned(),
+    }
+}
+
+/// One size tried by `--pmtu`.
+pub fn pmtu_step(step: &PmtuStep) -> String {
+    format!("{:>6} bytes: {}", step.size, outcome_text(&step.outcome))
+}
+
+/// The answer of `--pmtu`.
+pub fn pmtu_summary(s: &PmtuSummary) -> String {
+    let limit = match &s.limit {
+        None => "nothing larger exists: the largest UDP payload fits".to_owned(),
+        Some(Outcome::Emsgsize { .. }) => {
+            "limit: local EMSGSIZE, the kernel knows the path MTU (from the interface or an ICMP \"fragmentation needed\")".to_owned()
+        }
+        Some(Outcome::Silence) => {
+            "limit: silence, larger datagrams are dropped on the way without an ICMP error (a PMTU black hole)".to_owned()
+        }
+        Some(Outcome::Truncation) => "limit: truncation, larger replies come back cut".to_owned(),
+        Some(Outcome::Corruption) => "limit: corruption, larger replies come back altered".to_owned(),
+        Some(Outcome::Intact) => unreachable!("an intact size is never the limit"),
+    };
+    let kernel = s
+        .kernel_path_mtu
+        .map_or(String::new(), |m| format!("; kernel path MTU {m}"));
+    match (s.largest_payload, s.proven_mtu) {
+        (Some(p), Some(mtu)) => format!(
+            "largest payload that echoes intact: {p} bytes (a path MTU of at least {mtu} = {p} + {} bytes of headers){kernel}; {limit}",
+            mtu - p
+        ),
+        _ => format!(
+            "not even the smallest payload echoes intact with don't-fragment set{kernel}; {limit}"
+        ),
     }
 }
 

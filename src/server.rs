@@ -300,7 +300,7 @@ fn serve(socket: &UdpSocket, context: LoopContext<'_>, batch: usize) -> Counters
     let mut state = LoopState::new(context);
     #[cfg(target_os = "linux")]
     if batch > 1 {
-        batched_loop(socket, &mut state, &mut crate::batch::Batch::new(batch));
+        batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
         return state.counters;
     }
     let _ = batch;
@@ -678,7 +678,7 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
 /// one `sendmmsg` echoes it. Datagrams before a stop datagram in the same batch
 /// are still echoed.
 #[cfg(target_os = "linux")]
-fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate::batch::Batch) {
+fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate::sys::Batch) {
     let mut keep = vec![false; batch.capacity()];
     while !state.stop.is_requested() {
         let received = match batch.recv(socket) {

@@ -144,3 +144,122 @@ fn find_rate_finds_the_servers_rate_limit() {
         "a failing step brackets the answer: {json}"
     );
 }
+
+#[test]
+fn pmtu_on_loopback_fits_the_largest_payload() {
+    let server = start_server(&["--port", "0"]);
+    let run = run_client(
+        &["-p", &server.addr.port().to_string(), "--pmtu", "--json"],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(json["largest_payload"], 65507, "{json}");
+    assert!(json["limit"].is_null(), "{json}");
+}
+
+/// Two network namespaces joined by a veth pair with a lowered MTU: test hosts
+/// this test creates for itself, removed on drop.
+struct NetnsPair {
+    client_ns: String,
+    server_ns: String,
+    server_ip: String,
+}
+
+impl NetnsPair {
+    fn create(mtu: u32) -> Result<NetnsPair, String> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("creating network namespaces needs root".into());
+        }
+        let id = std::process::id() % 100_000;
+        let pair = NetnsPair {
+            client_ns: format!("udpecho-c{id}"),
+            server_ns: format!("udpecho-s{id}"),
+            server_ip: format!("10.231.{}.2", id % 250),
+        };
+        let client_ip = format!("10.231.{}.1/30", id % 250);
+        let server_cidr = format!("{}/30", pair.server_ip);
+        let (c, s) = (pair.client_ns.as_str(), pair.server_ns.as_str());
+        let (vc, vs) = (format!("uec{id}"), format!("ues{id}"));
+        let mtu = mtu.to_string();
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", c],
+            vec!["netns", "add", s],
+            vec![
+                "link", "add", &vc, "netns", c, "type", "veth", "peer", "name", &vs, "netns", s,
+            ],
+            vec!["-n", c, "addr", "add", &client_ip, "dev", &vc],
+            vec!["-n", s, "addr", "add", &server_cidr, "dev", &vs],
+            vec!["-n", c, "link", "set", &vc, "mtu", &mtu, "up"],
+            vec!["-n", s, "link", "set", &vs, "mtu", &mtu, "up"],
+            vec!["-n", c, "link", "set", "lo", "up"],
+            vec!["-n", s, "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            let out = std::process::Command::new("ip")
+                .args(&step)
+                .output()
+                .map_err(|e| format!("cannot run ip(8): {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip {}: {}",
+                    step.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(pair)
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for ns in [&self.client_ns, &self.server_ns] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .output();
+        }
+    }
+}
+
+#[test]
+fn pmtu_across_a_1280_byte_link_is_1252_and_names_the_local_limit() {
+    let pair = match NetnsPair::create(1280) {
+        Ok(pair) => pair,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let server = start_server_via(
+        &["ip", "netns", "exec", &pair.server_ns],
+        &["--host", &pair.server_ip, "--port", "0"],
+    );
+    let port = server.addr.port().to_string();
+    let client = [
+        "netns",
+        "exec",
+        &pair.client_ns,
+        CLIENT,
+        "-H",
+        &pair.server_ip,
+        "-p",
+        &port,
+        "--pmtu",
+    ];
+    let run = run_program("ip", &[&client[..], &["--json"]].concat(), None);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    // IPv4: 1280 − 20 (IP header) − 8 (UDP header).
+    assert_eq!(json["largest_payload"], 1252, "{json}");
+    assert_eq!(json["kernel_path_mtu"], 1280, "{json}");
+    assert_eq!(json["limit"]["emsgsize"]["path_mtu"], 1280, "{json}");
+    let human = run_program("ip", &client, None);
+    let out = human.stdout_text();
+    assert!(
+        out.contains("largest payload that echoes intact: 1252 bytes"),
+        "{out}"
+    );
+    assert!(out.contains("limit: local EMSGSIZE"), "{out}");
+}

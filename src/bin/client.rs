@@ -99,6 +99,10 @@ struct Args {
     #[arg(long, group = "mode", conflicts_with = "data")]
     find_rate: bool,
 
+    /// Find the largest payload (from --size up) that echoes intact with don't-fragment set.
+    #[arg(long, group = "mode", conflicts_with = "data")]
+    pmtu: bool,
+
     /// --find-rate: the loss allowed, in percent.
     #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "find_rate", value_parser = parse_percent)]
     max_loss: f64,
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
     logging::init(PROGRAM, logging::verbosity(args.verbose, args.quiet));
     let result = match measured_mode(&args) {
         _ if args.find_rate => run_find_rate(&args),
+        _ if args.pmtu => run_pmtu(&args),
         Some(mode) => run_measured(&args, mode),
         None => run(&args).map(|()| true),
     };
@@ -230,6 +235,38 @@ fn run_find_rate(args: &Args) -> udp_echo::Result<bool> {
         source,
     })?;
     Ok(summary.answer_pps.is_some())
+}
+
+/// Runs `--pmtu`; Ok(some size fits) decides the exit code.
+fn run_pmtu(args: &Args) -> udp_echo::Result<bool> {
+    let human = !args.json;
+    let target = Target::from(args);
+    if human {
+        let _ = writeln!(
+            io::stdout(),
+            "{}",
+            report::pmtu_start(
+                &format!("{}:{}", args.host, args.port),
+                args.size as usize,
+                args.timeout
+            )
+        );
+    }
+    let summary = client::pmtu::find_pmtu(&target, args.size as usize, &mut |step| {
+        if human {
+            let _ = writeln!(io::stdout(), "{}", report::pmtu_step(step));
+        }
+    })?;
+    let text = if human {
+        report::pmtu_summary(&summary)
+    } else {
+        report::json(&summary)
+    };
+    writeln!(io::stdout(), "{text}").map_err(|source| Error::Io {
+        what: "write the summary to stdout",
+        source,
+    })?;
+    Ok(summary.largest_payload.is_some())
 }
 
 /// The measured mode the arguments ask for, if any.

@@ -17,12 +17,12 @@ use std::thread;
 use std::time::Duration;
 
 use super::{Connection, Target};
-use crate::batch::{Batch, SendBatch, wait_readable};
 use crate::error::{Error, Result};
 use crate::net::udp_table;
 use crate::probe::{self, Check, Clock};
 use crate::shutdown::Stop;
 use crate::stats::{Counts, Latency, RunSummary};
+use crate::sys::{Batch, SendBatch, wait_readable};
 
 /// Probes per `sendmmsg`/`recvmmsg`.
 const BATCH: usize = 64;

@@ -9,6 +9,8 @@ pub mod find_rate;
 #[cfg(target_os = "linux")]
 pub mod measure;
 mod oneshot;
+#[cfg(target_os = "linux")]
+pub mod pmtu;
 
 pub use oneshot::{Reply, one_shot, stop_server};
 

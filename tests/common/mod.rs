@@ -63,7 +63,29 @@ pub fn start_server(args: &[&str]) -> ServerProcess {
 
 /// Like [`start_server`] but returns the failure of a server that exits instead.
 pub fn try_start_server(args: &[&str]) -> Result<ServerProcess, StartFailure> {
-    let mut child = Command::new(SERVER)
+    try_start_server_via(&[], args)
+}
+
+/// Starts the server under a wrapper that execs it, e.g. `ip netns exec NS`.
+pub fn start_server_via(wrapper: &[&str], args: &[&str]) -> ServerProcess {
+    try_start_server_via(wrapper, args).unwrap_or_else(|f| {
+        panic!(
+            "server {wrapper:?} {args:?} did not start: {:?}\n{}",
+            f.status, f.stderr
+        )
+    })
+}
+
+fn try_start_server_via(wrapper: &[&str], args: &[&str]) -> Result<ServerProcess, StartFailure> {
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(SERVER);
+            c
+        }
+        None => Command::new(SERVER),
+    };
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

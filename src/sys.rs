@@ -1,4 +1,6 @@
-//! Batched UDP I/O with `recvmmsg(2)`/`sendmmsg(2)`: the crate's only `unsafe` code.
+//! The Linux syscalls that neither std nor socket2 offer, behind a safe API: the
+//! crate's only `unsafe` code. Batched UDP I/O with `recvmmsg(2)`/`sendmmsg(2)`,
+//! `ppoll(2)` with nanosecond timeouts, and the path-MTU socket options.
 //!
 //! [`Batch`] owns preallocated buffers for `capacity` datagrams of up to 65535
 //! bytes, their source addresses and the kernel's message headers; nothing is
@@ -129,6 +131,88 @@ pub fn wait_readable(socket: &UdpSocket, timeout: std::time::Duration) -> io::Re
         0 => Ok(false),
         _ => Ok(true),
     }
+}
+
+fn setsockopt_int(
+    socket: &UdpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a live c_int and its exact size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            ptr::from_ref(&value).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn getsockopt_int(
+    socket: &UdpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the live c_int and
+    // updates `len`, both owned by this frame.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value)
+    }
+}
+
+/// Sets the don't-fragment bit on everything `socket` sends (IPv4:
+/// `IP_MTU_DISCOVER = IP_PMTUDISC_DO`; IPv6: `IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO`
+/// and `IPV6_DONTFRAG`). A datagram larger than the path MTU the kernel knows
+/// then fails with `EMSGSIZE` instead of leaving in fragments.
+pub fn set_dont_fragment(socket: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(
+            socket,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )?;
+        setsockopt_int(socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
+    } else {
+        setsockopt_int(
+            socket,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
+    }
+}
+
+/// The kernel's current path MTU for a connected socket's peer (`IP_MTU` /
+/// `IPV6_MTU`), in bytes of IP packet.
+pub fn path_mtu(socket: &UdpSocket, ipv6: bool) -> io::Result<u32> {
+    let mtu = if ipv6 {
+        getsockopt_int(socket, libc::IPPROTO_IPV6, libc::IPV6_MTU)?
+    } else {
+        getsockopt_int(socket, libc::IPPROTO_IP, libc::IP_MTU)?
+    };
+    u32::try_from(mtu).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative MTU"))
 }
 
 // SAFETY: the raw pointers in the headers and iovecs point only into heap
@@ -435,6 +519,25 @@ mod tests {
             batch.recv_queued(&server).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
+    }
+
+    #[test]
+    fn dont_fragment_and_path_mtu_on_loopback() {
+        let (server, client) = pair();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        set_dont_fragment(&client, false).unwrap();
+        let mtu = path_mtu(&client, false).unwrap();
+        assert!(mtu >= 1280, "loopback MTU {mtu}");
+        // Within the MTU a DF datagram goes; beyond it (if the MTU allows a
+        // beyond) the kernel refuses it locally.
+        client.send(&[0u8; 1000]).unwrap();
+        if mtu < 65535 {
+            let too_big = vec![0u8; mtu as usize];
+            assert_eq!(
+                client.send(&too_big).unwrap_err().raw_os_error(),
+                Some(libc::EMSGSIZE)
+            );
+        }
     }
 
     #[test]
