@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::client::doctor::{Finding, Severity};
 use crate::client::find_rate::{FindRateSummary, Step};
 use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode};
 use crate::client::pmtu::{Outcome, PmtuStep, PmtuSummary};
@@ -294,6 +295,33 @@ pub fn pmtu_summary(s: &PmtuSummary) -> String {
             "not even the smallest payload echoes intact with don't-fragment set{kernel}; {limit}"
         ),
     }
+}
+
+/// The `--doctor` report: one line per finding, its fix indented below, and a
+/// closing count.
+pub fn doctor(target: &str, findings: &[Finding]) -> String {
+    let mut out = format!("udp-echo doctor for {target}\n");
+    for f in findings {
+        let tag = match f.severity {
+            Severity::Ok => "[ok]    ",
+            Severity::Note => "[note]  ",
+            Severity::Action => "[ACTION]",
+        };
+        let _ = writeln!(out, "{tag} {}: {}", f.topic, f.text);
+        if let Some(fix) = &f.fix {
+            let _ = writeln!(out, "         fix: {fix}");
+        }
+    }
+    let actions = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Action)
+        .count();
+    let notes = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Note)
+        .count();
+    let _ = write!(out, "{} need action, {} notes", actions, notes);
+    out
 }
 
 /// The `--json` object, one line.

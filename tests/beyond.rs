@@ -263,3 +263,54 @@ fn pmtu_across_a_1280_byte_link_is_1252_and_names_the_local_limit() {
     );
     assert!(out.contains("limit: local EMSGSIZE"), "{out}");
 }
+
+#[test]
+fn doctor_against_a_running_server_names_it_and_exits_0() {
+    let server = start_server(&["--port", "0"]);
+    let run = run_client(&["-p", &server.addr.port().to_string(), "--doctor"], None);
+    let out = run.stdout_text();
+    assert_eq!(run.code(), Some(0), "{out}\n{}", run.stderr);
+    assert!(
+        out.contains(&format!("held by one socket: {}", server.addr)),
+        "{out}"
+    );
+    assert!(out.contains("[ok]     ping: ping against"), "{out}");
+    assert!(out.contains("[ok]     flood: flood against"), "{out}");
+    assert!(out.contains("not used by UDP"), "{out}");
+    assert!(out.contains("\n0 need action, "), "{out}");
+}
+
+#[test]
+fn doctor_against_a_shared_port_says_so_and_exits_1() {
+    let server = start_server(&["--port", "0"]);
+    let _intruder = co_bind(server.addr).unwrap();
+    let run = run_client(&["-p", &server.addr.port().to_string(), "--doctor"], None);
+    let out = run.stdout_text();
+    assert_eq!(run.code(), Some(1), "{out}\n{}", run.stderr);
+    assert!(
+        out.contains(&format!(
+            "[ACTION] port: UDP port {} is held by 2 sockets",
+            server.addr.port()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("--exclusive"), "{out}");
+}
+
+#[test]
+fn doctor_with_no_server_checks_the_host_in_process() {
+    let port = closed_port().to_string();
+    let run = run_client(&["-p", &port, "--doctor"], None);
+    let out = run.stdout_text();
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "a healthy host with no server needs no action: {out}\n{}",
+        run.stderr
+    );
+    assert!(out.contains("no echo server answers"), "{out}");
+    assert!(
+        out.contains("against an in-process server on 127.0.0.1:"),
+        "{out}"
+    );
+}

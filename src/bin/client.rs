@@ -103,6 +103,10 @@ struct Args {
     #[arg(long, group = "mode", conflicts_with = "data")]
     pmtu: bool,
 
+    /// Diagnose UDP on this host and the path to the target; exit 1 when a finding needs action.
+    #[arg(long, group = "mode", conflicts_with = "data")]
+    doctor: bool,
+
     /// --find-rate: the loss allowed, in percent.
     #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "find_rate", value_parser = parse_percent)]
     max_loss: f64,
@@ -148,6 +152,7 @@ fn main() -> ExitCode {
     let result = match measured_mode(&args) {
         _ if args.find_rate => run_find_rate(&args),
         _ if args.pmtu => run_pmtu(&args),
+        _ if args.doctor => run_doctor(&args),
         Some(mode) => run_measured(&args, mode),
         None => run(&args).map(|()| true),
     };
@@ -235,6 +240,23 @@ fn run_find_rate(args: &Args) -> udp_echo::Result<bool> {
         source,
     })?;
     Ok(summary.answer_pps.is_some())
+}
+
+/// Runs `--doctor`; Ok(nothing needs action) decides the exit code.
+fn run_doctor(args: &Args) -> udp_echo::Result<bool> {
+    let stop = Stop::on_signals().map_err(|source| Error::Io {
+        what: "install signal handlers",
+        source,
+    })?;
+    let findings = client::doctor::diagnose(&Target::from(args), &stop)?;
+    let text = report::doctor(&format!("{}:{}", args.host, args.port), &findings);
+    writeln!(io::stdout(), "{text}").map_err(|source| Error::Io {
+        what: "write the report to stdout",
+        source,
+    })?;
+    Ok(findings
+        .iter()
+        .all(|f| f.severity != client::doctor::Severity::Action))
 }
 
 /// Runs `--pmtu`; Ok(some size fits) decides the exit code.

@@ -5,6 +5,8 @@
 //! port is named at once instead of waiting out the timeout.
 
 #[cfg(target_os = "linux")]
+pub mod doctor;
+#[cfg(target_os = "linux")]
 pub mod find_rate;
 #[cfg(target_os = "linux")]
 pub mod measure;
