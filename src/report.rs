@@ -211,11 +211,15 @@ pub fn find_rate_start(host: &str, config: &MeasureConfig, max_loss: f64) -> Str
 /// One `--find-rate` step.
 pub fn find_rate_step(i: usize, step: &Step) -> String {
     format!(
-        "step {i:2}: {:>9.0} probes/s  sent {:>9.0}/s  lost {} ({:.2}%)  p99 {} ms  {}",
+        "step {i:2}: {:>9.0} probes/s  sent {:>9.0}/s  lost {} ({:.2}%{})  p99 {} ms  {}",
         step.rate_pps,
         step.send_rate_pps,
         step.lost,
         step.loss_percent,
+        match step.client_drops {
+            Some(mine) if step.lost > 0 => format!(", {mine} in this client's buffers"),
+            _ => String::new(),
+        },
         ms(step.p99_us),
         if step.ok { "ok" } else { "too fast" }
     )

@@ -107,6 +107,8 @@ pub struct Step {
     pub loss_percent: f64,
     /// 99th percentile round trip, µs.
     pub p99_us: f64,
+    /// Of the lost, how many this client's own receive buffers dropped.
+    pub client_drops: Option<u64>,
     /// Whether the step passed.
     pub ok: bool,
 }
@@ -171,6 +173,7 @@ pub fn find_rate(
             lost: run.counts.lost,
             loss_percent: run.loss_percent,
             p99_us: run.rtt_us.p99,
+            client_drops: run.client_drops,
             ok,
         };
         on_step(steps.len() + 1, &step);
