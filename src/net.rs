@@ -44,6 +44,15 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family `-4` / `-6` flags ask for (`-4` wins if both are given).
+    pub fn from_flags(ipv4: bool, ipv6: bool) -> Family {
+        match (ipv4, ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        }
+    }
+
     fn accepts(self, addr: &SocketAddr) -> bool {
         match self {
             Family::Any => true,

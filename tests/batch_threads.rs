@@ -80,6 +80,20 @@ fn burst_exchange(server: SocketAddr, sockets: &[UdpSocket], rounds: usize, burs
     sent
 }
 
+/// `--threads 4 --batch 64` with room for the bursts.
+fn start_four_thread_batched_server() -> ServerProcess {
+    start_server(&[
+        "--port",
+        "0",
+        "--recv-buf",
+        SERVER_RECV_BUF,
+        "--threads",
+        "4",
+        "--batch",
+        "64",
+    ])
+}
+
 fn mixed_sizes_in_bursts_are_each_echoed_once(batch: &str) {
     let mut server = start_server(&[
         "--port",
@@ -141,16 +155,7 @@ fn sockets_on_port(port: u16) -> Option<usize> {
 
 #[test]
 fn four_threads_answer_all_of_64_flows() {
-    let mut server = start_server(&[
-        "--port",
-        "0",
-        "--recv-buf",
-        SERVER_RECV_BUF,
-        "--threads",
-        "4",
-        "--batch",
-        "64",
-    ]);
+    let mut server = start_four_thread_batched_server();
     if let Some(count) = sockets_on_port(server.addr.port()) {
         assert_eq!(count, 4, "four sockets share the port");
     }
@@ -170,16 +175,7 @@ fn four_threads_answer_all_of_64_flows() {
 
 #[test]
 fn a_stop_datagram_ends_a_four_thread_batched_server_within_a_second() {
-    let mut server = start_server(&[
-        "--port",
-        "0",
-        "--recv-buf",
-        SERVER_RECV_BUF,
-        "--threads",
-        "4",
-        "--batch",
-        "64",
-    ]);
+    let mut server = start_four_thread_batched_server();
     let sockets: Vec<UdpSocket> = (0..16).map(|_| udp_client()).collect();
     let sent = burst_exchange(server.addr, &sockets, 2, 2);
     let asked = Instant::now();
@@ -197,16 +193,7 @@ fn a_stop_datagram_ends_a_four_thread_batched_server_within_a_second() {
 
 #[test]
 fn sigterm_ends_a_four_thread_batched_server_within_a_second() {
-    let mut server = start_server(&[
-        "--port",
-        "0",
-        "--recv-buf",
-        SERVER_RECV_BUF,
-        "--threads",
-        "4",
-        "--batch",
-        "64",
-    ]);
+    let mut server = start_four_thread_batched_server();
     let sockets: Vec<UdpSocket> = (0..16).map(|_| udp_client()).collect();
     let sent = burst_exchange(server.addr, &sockets, 2, 2);
     let asked = Instant::now();

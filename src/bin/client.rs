@@ -133,11 +133,7 @@ impl From<&Args> for Target {
         Target {
             host: args.host.clone(),
             port: args.port,
-            family: match (args.ipv4, args.ipv6) {
-                (true, _) => Family::V4,
-                (_, true) => Family::V6,
-                _ => Family::Any,
-            },
+            family: Family::from_flags(args.ipv4, args.ipv6),
             bind: args.bind,
             recv_buf: args.recv_buf,
             send_buf: args.send_buf,
@@ -196,10 +192,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 /// Runs `--find-rate`; Ok(found a rate) decides the exit code.
 fn run_find_rate(args: &Args) -> udp_echo::Result<bool> {
-    let stop = Stop::on_signals().map_err(|source| Error::Io {
-        what: "install signal handlers",
-        source,
-    })?;
+    let stop = stop_on_signals()?;
     let config = MeasureConfig {
         mode: Mode::Rate { pps: 1.0 },
         size: args.size as usize,
@@ -235,25 +228,32 @@ fn run_find_rate(args: &Args) -> udp_echo::Result<bool> {
     } else {
         report::json(&summary)
     };
-    writeln!(io::stdout(), "{text}").map_err(|source| Error::Io {
-        what: "write the summary to stdout",
-        source,
-    })?;
+    print_result(&text)?;
     Ok(summary.answer_pps.is_some())
+}
+
+/// The Ctrl-C flag of the long-running modes (a second Ctrl-C exits at once).
+fn stop_on_signals() -> udp_echo::Result<Stop> {
+    Stop::on_signals().map_err(|source| Error::Io {
+        what: "install signal handlers",
+        source,
+    })
+}
+
+/// Writes a mode's final result (human text or JSON) to stdout.
+fn print_result(text: &str) -> udp_echo::Result<()> {
+    writeln!(io::stdout(), "{text}").map_err(|source| Error::Io {
+        what: "write the result to stdout",
+        source,
+    })
 }
 
 /// Runs `--doctor`; Ok(nothing needs action) decides the exit code.
 fn run_doctor(args: &Args) -> udp_echo::Result<bool> {
-    let stop = Stop::on_signals().map_err(|source| Error::Io {
-        what: "install signal handlers",
-        source,
-    })?;
+    let stop = stop_on_signals()?;
     let findings = client::doctor::diagnose(&Target::from(args), &stop)?;
     let text = report::doctor(&format!("{}:{}", args.host, args.port), &findings);
-    writeln!(io::stdout(), "{text}").map_err(|source| Error::Io {
-        what: "write the report to stdout",
-        source,
-    })?;
+    print_result(&text)?;
     Ok(findings
         .iter()
         .all(|f| f.severity != client::doctor::Severity::Action))
@@ -284,10 +284,7 @@ fn run_pmtu(args: &Args) -> udp_echo::Result<bool> {
     } else {
         report::json(&summary)
     };
-    writeln!(io::stdout(), "{text}").map_err(|source| Error::Io {
-        what: "write the summary to stdout",
-        source,
-    })?;
+    print_result(&text)?;
     Ok(summary.largest_payload.is_some())
 }
 
@@ -309,10 +306,7 @@ fn measured_mode(args: &Args) -> Option<Mode> {
 
 /// Runs ping, flood or rate mode; Ok(passed) decides the exit code.
 fn run_measured(args: &Args, mode: Mode) -> udp_echo::Result<bool> {
-    let stop = Stop::on_signals().map_err(|source| Error::Io {
-        what: "install signal handlers",
-        source,
-    })?;
+    let stop = stop_on_signals()?;
     let config = MeasureConfig {
         mode,
         size: args.size as usize,
@@ -346,11 +340,7 @@ fn run_measured(args: &Args, mode: Mode) -> udp_echo::Result<bool> {
     if human {
         print(report::summary(&summary).trim_end());
     } else {
-        let mut stdout = io::stdout().lock();
-        writeln!(stdout, "{}", report::json(&summary)).map_err(|source| Error::Io {
-            what: "write the summary to stdout",
-            source,
-        })?;
+        print_result(&report::json(&summary))?;
     }
     Ok(summary.passed())
 }

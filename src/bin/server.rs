@@ -101,7 +101,7 @@ impl From<&Args> for ServerConfig {
         ServerConfig {
             host: args.host.clone(),
             port: args.port,
-            family: family(args.ipv4, args.ipv6),
+            family: Family::from_flags(args.ipv4, args.ipv6),
             recv_buf: args.recv_buf,
             send_buf: args.send_buf,
             stop_on_empty: match args.stop_on_empty {
@@ -119,14 +119,6 @@ impl From<&Args> for ServerConfig {
             },
             exclusive: args.exclusive,
         }
-    }
-}
-
-fn family(ipv4: bool, ipv6: bool) -> Family {
-    match (ipv4, ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => Family::Any,
     }
 }
 
