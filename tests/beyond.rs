@@ -314,3 +314,23 @@ fn doctor_with_no_server_checks_the_host_in_process() {
         "{out}"
     );
 }
+
+#[test]
+fn doctor_json_lists_every_finding_with_its_severity() {
+    let server = start_server(&["--port", "0"]);
+    let run = run_client(
+        &["-p", &server.addr.port().to_string(), "--doctor", "--json"],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(json["mode"], "doctor");
+    let findings = json["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["topic"] == "port" && f["severity"] == "ok"),
+        "{json}"
+    );
+    assert!(findings.iter().all(|f| f["severity"] != "action"), "{json}");
+}

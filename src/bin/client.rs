@@ -116,7 +116,7 @@ struct Args {
     flows: u32,
 
     /// Print the summary as one JSON object on stdout instead of the human report.
-    #[arg(long)]
+    #[arg(long, requires = "mode")]
     json: bool,
 
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
@@ -252,7 +252,14 @@ fn print_result(text: &str) -> udp_echo::Result<()> {
 fn run_doctor(args: &Args) -> udp_echo::Result<bool> {
     let stop = stop_on_signals()?;
     let findings = client::doctor::diagnose(&Target::from(args), &stop)?;
-    let text = report::doctor(&format!("{}:{}", args.host, args.port), &findings);
+    let target = format!("{}:{}", args.host, args.port);
+    let text = if args.json {
+        report::json(
+            &serde_json::json!({ "target": target, "mode": "doctor", "findings": findings }),
+        )
+    } else {
+        report::doctor(&target, &findings)
+    };
     print_result(&text)?;
     Ok(findings
         .iter()

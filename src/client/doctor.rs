@@ -8,6 +8,8 @@
 //! host itself is still checked.
 
 use std::net::SocketAddr;
+
+use serde::Serialize;
 use std::time::Duration;
 
 use super::Target;
@@ -23,7 +25,8 @@ use crate::sys;
 pub const RMEM_MAX_ADVISED: u64 = 4 * 1024 * 1024;
 
 /// How much a finding matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// As it should be.
     Ok,
@@ -34,7 +37,7 @@ pub enum Severity {
 }
 
 /// One line of the report.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     /// How much it matters.
     pub severity: Severity,
