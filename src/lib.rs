@@ -10,15 +10,15 @@
 //!   kernel's `/proc` limits and socket table.
 //! - [`server`]: the echo loops (plain and batched, one thread per socket), stop
 //!   policy, counters, `--stats-interval` lines and the summary.
-//! - `sys` (Linux): the syscalls std and socket2 lack — `recvmmsg`/`sendmmsg`,
-//!   `ppoll`, path-MTU socket options — behind a safe API; the crate's only
-//!   `unsafe` code.
+//! - [`sys`]: the I/O std and socket2 lack — on Linux `recvmmsg`/`sendmmsg`,
+//!   `ppoll`, path-MTU options (the crate's only `unsafe` code); elsewhere a
+//!   std-only fallback.
 //! - [`guard`]: loop guard, allowlist and per-source rate limit — pure decisions.
 //! - [`client`]: a connected socket to one server; one-shot mode and, in
-//!   `client::measure` (Linux), ping, flood and rate.
+//!   `client::measure`, ping, flood and rate; `--find-rate`, `--pmtu`, `--doctor`.
 //! - [`probe`]: the measured modes' probe format: header, pattern, verify.
 //! - [`stats`]: counters, round-trip histogram and the run summary (data).
-//! - `report` (Linux): the only place results are formatted, human or JSON.
+//! - [`report`]: the only place results are formatted, human or JSON.
 //! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
 //! - [`watch`]: the server's watch for other sockets sharing its port.
 //! - [`units`]: sizes (`4M`) and seconds (`0.5`) from the command line.
@@ -33,12 +33,10 @@ pub mod guard;
 pub mod logging;
 pub mod net;
 pub mod probe;
-#[cfg(target_os = "linux")]
 pub mod report;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
-#[cfg(target_os = "linux")]
 pub mod sys;
 pub mod units;
 pub mod watch;

@@ -269,10 +269,10 @@ impl Server {
     }
 }
 
-/// The batch size this platform can do: `recvmmsg`/`sendmmsg` are Linux-only.
+/// The batch size this platform can do: batching needs `recvmmsg`/`sendmmsg` (Linux).
 fn effective_batch(requested: usize) -> usize {
     let requested = requested.max(1);
-    if cfg!(target_os = "linux") || requested == 1 {
+    if crate::sys::BATCHING || requested == 1 {
         requested
     } else {
         warn!("--batch {requested} needs recvmmsg/sendmmsg, which this platform lacks; using 1");
@@ -298,12 +298,10 @@ struct LoopContext<'a> {
 /// Runs the loop that fits `batch` on one socket until a stop.
 fn serve(socket: &UdpSocket, context: LoopContext<'_>, batch: usize) -> Counters {
     let mut state = LoopState::new(context);
-    #[cfg(target_os = "linux")]
     if batch > 1 {
         batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
         return state.counters;
     }
-    let _ = batch;
     plain_loop(socket, &mut state);
     state.counters
 }
@@ -677,7 +675,6 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
 /// The batched loop: one `recvmmsg` takes what is queued (up to the batch size),
 /// one `sendmmsg` echoes it. Datagrams before a stop datagram in the same batch
 /// are still echoed.
-#[cfg(target_os = "linux")]
 fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate::sys::Batch) {
     let mut keep = vec![false; batch.capacity()];
     while !state.stop.is_requested() {

@@ -4,14 +4,10 @@
 //! reports an ICMP port-unreachable as `ECONNREFUSED` on the next receive: a closed
 //! port is named at once instead of waiting out the timeout.
 
-#[cfg(target_os = "linux")]
 pub mod doctor;
-#[cfg(target_os = "linux")]
 pub mod find_rate;
-#[cfg(target_os = "linux")]
 pub mod measure;
 mod oneshot;
-#[cfg(target_os = "linux")]
 pub mod pmtu;
 
 pub use oneshot::{Reply, one_shot, stop_server};

@@ -1,6 +1,6 @@
-//! The Linux syscalls that neither std nor socket2 offer, behind a safe API: the
-//! crate's only `unsafe` code. Batched UDP I/O with `recvmmsg(2)`/`sendmmsg(2)`,
-//! `ppoll(2)` with nanosecond timeouts, and the path-MTU socket options.
+//! Linux: the syscalls that neither std nor socket2 offer, behind a safe API —
+//! the crate's only `unsafe` code. Batched UDP I/O with `recvmmsg(2)`/
+//! `sendmmsg(2)`, `ppoll(2)` with nanosecond timeouts, and the path-MTU options.
 //!
 //! [`Batch`] owns preallocated buffers for `capacity` datagrams of up to 65535
 //! bytes, their source addresses and the kernel's message headers; nothing is
@@ -21,6 +21,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSo
 use std::os::fd::AsRawFd;
 use std::ptr;
 
+use super::EchoOutcome;
 use crate::net::RECV_BUFFER_LEN;
 
 /// Receive and echo buffers for one socket and one thread.
@@ -221,19 +222,6 @@ pub fn path_mtu(socket: &UdpSocket, ipv6: bool) -> io::Result<u32> {
 unsafe impl Send for Batch {}
 // SAFETY: as for `Batch`.
 unsafe impl Send for SendBatch {}
-
-/// What one echo of a batch achieved.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EchoOutcome {
-    /// Datagrams the kernel accepted.
-    pub sent: usize,
-    /// Their payload bytes.
-    pub bytes: usize,
-    /// Datagrams it refused (each skipped, the rest still sent).
-    pub errors: usize,
-    /// The first refusal, for the log.
-    pub first_error: Option<io::ErrorKind>,
-}
 
 impl Batch {
     /// Buffers for up to `capacity` datagrams per syscall (at least 1).

@@ -1,0 +1,168 @@
+//! Everywhere but Linux: the same API as `linux.rs` with the standard library
+//! only — one datagram per receive or send call, and no path-MTU options
+//! (reported as unsupported). Slower, but correct, and free of `unsafe`.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use super::EchoOutcome;
+use crate::net::RECV_BUFFER_LEN;
+
+/// Receive and echo buffers for one socket: one datagram per call here.
+pub struct Batch {
+    storage: Vec<u8>,
+    lens: Vec<usize>,
+    sources: Vec<Option<SocketAddr>>,
+    filled: usize,
+}
+
+impl Batch {
+    /// Room for `capacity` datagrams (only the first is used per call here).
+    pub fn new(capacity: usize) -> Batch {
+        let capacity = capacity.max(1);
+        Batch {
+            storage: vec![0u8; capacity * RECV_BUFFER_LEN],
+            lens: vec![0; capacity],
+            sources: vec![None; capacity],
+            filled: 0,
+        }
+    }
+
+    /// How many datagrams one receive could take.
+    pub fn capacity(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Receives one datagram, blocking up to the socket's read timeout.
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.filled = 0;
+        let (len, source) = socket.recv_from(&mut self.storage[..RECV_BUFFER_LEN])?;
+        self.lens[0] = len;
+        self.sources[0] = Some(source);
+        self.filled = 1;
+        Ok(1)
+    }
+
+    /// Takes one datagram if one is queued, without blocking.
+    pub fn recv_queued(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        socket.set_nonblocking(true)?;
+        let result = self.recv(socket);
+        socket.set_nonblocking(false)?;
+        result
+    }
+
+    /// The `i`-th datagram of the last receive and its source.
+    pub fn datagram(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        assert!(i < self.filled, "slot {i} was not filled");
+        let start = i * RECV_BUFFER_LEN;
+        (&self.storage[start..start + self.lens[i]], self.sources[i])
+    }
+
+    /// Sends the kept datagrams back to their sources, one call each.
+    pub fn echo(&mut self, socket: &UdpSocket, mut keep: impl FnMut(usize) -> bool) -> EchoOutcome {
+        let mut outcome = EchoOutcome::default();
+        for i in 0..self.filled {
+            let (data, source) = self.datagram(i);
+            let Some(source) = source.filter(|_| keep(i)) else {
+                continue;
+            };
+            match socket.send_to(data, source) {
+                Ok(n) => {
+                    outcome.sent += 1;
+                    outcome.bytes += n;
+                }
+                Err(e) => {
+                    outcome.errors += 1;
+                    outcome.first_error.get_or_insert(e.kind());
+                }
+            }
+        }
+        outcome
+    }
+}
+
+/// Probes to send on a connected socket, one call each here.
+pub struct SendBatch {
+    storage: Vec<u8>,
+    len: usize,
+    capacity: usize,
+}
+
+impl SendBatch {
+    /// Room for `capacity` datagrams of `len` bytes each.
+    pub fn new(capacity: usize, len: usize) -> SendBatch {
+        let capacity = capacity.max(1);
+        SendBatch {
+            storage: vec![0u8; capacity * len.max(1)],
+            len,
+            capacity,
+        }
+    }
+
+    /// How many datagrams one call can send.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The bytes of datagram `i`.
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.storage[i * self.len..(i + 1) * self.len]
+    }
+
+    /// Sends datagrams `from..to`; returns how many went before the first
+    /// refusal, or that refusal when it is the first.
+    pub fn send(&mut self, socket: &UdpSocket, from: usize, to: usize) -> io::Result<usize> {
+        for i in from..to {
+            if let Err(e) = socket.send(&self.storage[i * self.len..(i + 1) * self.len]) {
+                return if i == from { Err(e) } else { Ok(i - from) };
+            }
+        }
+        Ok(to - from)
+    }
+}
+
+/// Waits until `socket` has a datagram (or an error) queued, at most `timeout`,
+/// by peeking with a temporary read timeout.
+pub fn wait_readable(socket: &UdpSocket, timeout: Duration) -> io::Result<bool> {
+    let previous = socket.read_timeout()?;
+    let mut byte = [0u8; 1];
+    let result = if timeout.is_zero() {
+        socket.set_nonblocking(true)?;
+        let r = socket.peek(&mut byte);
+        socket.set_nonblocking(false)?;
+        r
+    } else {
+        socket.set_read_timeout(Some(timeout))?;
+        let r = socket.peek(&mut byte);
+        socket.set_read_timeout(previous)?;
+        r
+    };
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) => match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
+                Ok(false)
+            }
+            // A queued error (e.g. ICMP port unreachable): the next receive reports it.
+            _ => Ok(true),
+        },
+    }
+}
+
+fn unsupported(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} is not supported on this platform (Linux only)"),
+    )
+}
+
+/// Not available here: `--pmtu` reports it as unsupported.
+pub fn set_dont_fragment(_socket: &UdpSocket, _ipv6: bool) -> io::Result<()> {
+    Err(unsupported("setting the don't-fragment bit"))
+}
+
+/// Not available here.
+pub fn path_mtu(_socket: &UdpSocket, _ipv6: bool) -> io::Result<u32> {
+    Err(unsupported("reading the path MTU"))
+}
