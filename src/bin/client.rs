@@ -21,9 +21,10 @@ const PROGRAM: &str = "udp-echo-client";
 const PROBE_FAILED: u8 = 1;
 const LOCAL_PROBLEM: u8 = 2;
 
-/// Sends a datagram to a UDP echo server and checks that it comes back intact.
+/// Probes a UDP echo server: one datagram checked byte for byte, or ping, flood
+/// and rate measurements of loss, reordering and latency.
 ///
-/// The reply is written to stdout; `sent` / `recv` lines go to stderr.
+/// Results go to stdout (the reply, the report or --json); logs go to stderr.
 #[derive(Debug, Parser)]
 #[command(name = PROGRAM, version, max_term_width = 100)]
 struct Args {
@@ -71,7 +72,7 @@ struct Args {
     #[arg(short, long, value_name = "N", group = "mode", conflicts_with = "data")]
     count: Option<u64>,
 
-    /// Ping mode: seconds between probes; 0 sends the next as soon as the reply or its timeout comes.
+    /// Ping mode: seconds between probes [default: 1]; 0 sends the next as soon as the reply or its timeout comes.
     #[arg(short, long, value_name = "SECS", requires = "count", value_parser = parse_seconds)]
     interval: Option<Duration>,
 

@@ -184,14 +184,17 @@ impl Flow {
         in_flight_max: usize,
         shared: bool,
     ) -> Flow {
-        let ring = BitRing::new((in_flight_max * 4).max(1 << 16));
+        // The rings must span every probe that can still be answered; the
+        // reservations are capped so an absurd --rate × --timeout cannot ask
+        // for gigabytes up front (the FIFO still grows if it must).
+        let ring = BitRing::new(in_flight_max.saturating_mul(4).clamp(1 << 16, 1 << 26));
         Flow {
             size: config.size,
             timeout_ns: u64::try_from(config.timeout.as_nanos()).unwrap_or(u64::MAX),
             clock,
             next_seq: 1,
             base: 1,
-            pending: VecDeque::with_capacity(in_flight_max + BATCH),
+            pending: VecDeque::with_capacity(in_flight_max.min(1 << 22) + BATCH),
             seen: BitRing::new(ring.span() as usize),
             answered: ring,
             highest: 0,
