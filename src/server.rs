@@ -920,6 +920,36 @@ mod tests {
         }
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn send_errors_are_counted_and_the_loop_goes_on() {
+        for batch in [1, 8] {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_read_timeout(Some(STOP_POLL)).unwrap();
+            // Linux marks an unconnected UDP socket shut for writing (and says
+            // ENOTCONN): every send then fails with EPIPE, receives still work.
+            let _ = socket2::SockRef::from(&socket).shutdown(std::net::Shutdown::Write);
+            let addr = socket.local_addr().unwrap();
+            let stop = Stop::new();
+            let flag = stop.clone();
+            let handle =
+                thread::spawn(move || serve_plainly(&socket, &flag, StopPolicy::Loopback, batch));
+            let client = client();
+            for _ in 0..3 {
+                client.send_to(b"no way back", addr).unwrap();
+            }
+            // The loop keeps serving after the failures: a stop datagram still stops it.
+            thread::sleep(Duration::from_millis(50));
+            client.send_to(b"", addr).unwrap();
+            let counters = handle.join().unwrap();
+            assert_eq!(counters.datagrams_received, 4, "batch {batch}");
+            assert_eq!(counters.send_errors, 3, "batch {batch}");
+            assert_eq!(counters.datagrams_echoed, 0, "batch {batch}");
+            assert!(counters.stopped_by.is_some(), "batch {batch}");
+            drop(stop);
+        }
+    }
+
     #[test]
     fn the_summary_reads_as_one_line() {
         let summary = Summary {
