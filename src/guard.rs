@@ -1,7 +1,7 @@
 //! What bad traffic gets: the checks a datagram passes before it is echoed.
 //!
 //! Pure decisions, no I/O, the clock injected: given a source address (and the
-//! server's own), [`Guard::check`] says [`Decision::Echo`] or
+//! server's own), [`Rules::check`] and [`RateLimiter::allow`] say [`Decision::Echo`] or
 //! [`Decision::Drop`] with a reason. The rules, cheapest first:
 //!
 //! 1. `bad-source`: unspecified, broadcast or multicast sources (spoofed: no real
@@ -240,7 +240,7 @@ struct Slot {
 /// Per-source token buckets in a fixed-size table.
 ///
 /// The table is set-associative: a keyed hash (random per process, so senders
-/// cannot aim at one set) picks a set of [`WAYS`] slots, and a new source takes
+/// cannot aim at one set) picks a set of 8 slots, and a new source takes
 /// an empty slot or evicts the stalest one of that set. Memory is fixed at
 /// creation whatever the traffic — an attacker cycling through millions of
 /// addresses only evicts idle or other attacking entries. An evicted source

@@ -397,3 +397,40 @@ fn the_largest_probe_round_trips_in_ping_mode() {
     assert_eq!(n(&json, "received"), 2);
     assert_eq!(n(&json, "bytes_received"), 2 * 65507);
 }
+
+#[test]
+fn replies_after_the_timeout_are_late_and_their_probes_lost() {
+    // Echoes each probe 150 ms late; the client waits only 50 ms.
+    let (addr, _h) = fake_server_with(10_000, |d| {
+        std::thread::sleep(Duration::from_millis(150));
+        vec![d.to_vec()]
+    });
+    let run = run_client(
+        &[
+            "-p",
+            &port(addr),
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-t",
+            "0.05",
+            "--json",
+        ],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "no reply in time fails the run: {}",
+        run.stderr
+    );
+    assert_eq!(n(&json, "received"), 0, "{json}");
+    assert_eq!(n(&json, "lost"), 3, "{json}");
+    assert!(
+        n(&json, "late") >= 2,
+        "late replies are counted, not received: {json}"
+    );
+    assert_books_balance(&json);
+}

@@ -52,7 +52,7 @@ struct Args {
     #[arg(short, long, value_name = "SECS", default_value = "1", allow_hyphen_values = true, value_parser = parse_positive_seconds)]
     timeout: Duration,
 
-    /// Local address to send from: IP, IP:PORT or [IPv6]:PORT.
+    /// Local address to send from: IP, IP:PORT or \[IPv6\]:PORT.
     #[arg(short, long, value_name = "ADDR", value_parser = net::parse_bind_addr)]
     bind: Option<std::net::SocketAddr>,
 

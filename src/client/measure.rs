@@ -1,7 +1,7 @@
 //! The measured modes: ping (one probe per interval), flood (closed loop, a
 //! window of probes in flight per flow) and rate (open loop, paced sends).
 //!
-//! Each flow is one connected socket with its own sequence space. A [`Flow`]
+//! Each flow is one connected socket with its own sequence space. A `Flow`
 //! sends probes in batches (`sendmmsg`), receives replies in batches
 //! (`recvmmsg`), checks every byte ([`probe::verify`]) and keeps the books:
 //! a FIFO of send times for the probes not yet settled, and two bit rings
