@@ -4,6 +4,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -35,7 +36,7 @@ fn a_socket_that_joins_the_port_is_named_and_counted() {
         })
     });
     let Some(inode) = inode else {
-        eprintln!("SKIPPED: no /proc/self/fd socket links on this system");
+        skip("no /proc/self/fd socket links on this system");
         return;
     };
     assert!(
@@ -97,7 +98,7 @@ fn loss_in_the_clients_own_receive_buffer_is_told_apart_from_the_path() {
     let run = run_client(&[&args[..], &["--json"]].concat(), None);
     let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let Some(mine) = json["client_drops"].as_u64() else {
-        eprintln!("SKIPPED: no per-socket drop counter on this system");
+        skip("no per-socket drop counter on this system");
         return;
     };
     let lost = json["lost"].as_u64().unwrap();
@@ -158,110 +159,191 @@ fn pmtu_on_loopback_fits_the_largest_payload() {
     assert!(json["limit"].is_null(), "{json}");
 }
 
-/// Two network namespaces joined by a veth pair with a lowered MTU: test hosts
-/// this test creates for itself, removed on drop.
-struct NetnsPair {
-    client_ns: String,
-    server_ns: String,
-    server_ip: String,
+/// Network namespaces this test creates for itself (its own test hosts, joined
+/// by veth links), removed on drop.
+struct TestNet {
+    namespaces: Vec<String>,
+    id: u32,
 }
 
-impl NetnsPair {
-    fn create(mtu: u32) -> Result<NetnsPair, String> {
+impl TestNet {
+    /// Creates one namespace per role, named after the role and this process.
+    /// `Err` only when this environment cannot make namespaces at all (not
+    /// root, no ip(8), no permission), and the caller skips; any later failure
+    /// is a bug in the test and panics.
+    fn new(roles: &[&str]) -> Result<TestNet, String> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             return Err("creating network namespaces needs root".into());
         }
-        let id = std::process::id() % 100_000;
-        let pair = NetnsPair {
-            client_ns: format!("udpecho-c{id}"),
-            server_ns: format!("udpecho-s{id}"),
-            server_ip: format!("10.231.{}.2", id % 250),
+        // Unique per test in this process too: tests run in parallel.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % 10;
+        let mut net = TestNet {
+            namespaces: Vec::new(),
+            id: std::process::id() % 100_000 * 10 + n,
         };
-        let client_ip = format!("10.231.{}.1/30", id % 250);
-        let server_cidr = format!("{}/30", pair.server_ip);
-        let (c, s) = (pair.client_ns.as_str(), pair.server_ns.as_str());
-        let (vc, vs) = (format!("uec{id}"), format!("ues{id}"));
-        let mtu = mtu.to_string();
-        let steps: Vec<Vec<&str>> = vec![
-            vec!["netns", "add", c],
-            vec!["netns", "add", s],
-            vec![
-                "link", "add", &vc, "netns", c, "type", "veth", "peer", "name", &vs, "netns", s,
-            ],
-            vec!["-n", c, "addr", "add", &client_ip, "dev", &vc],
-            vec!["-n", s, "addr", "add", &server_cidr, "dev", &vs],
-            vec!["-n", c, "link", "set", &vc, "mtu", &mtu, "up"],
-            vec!["-n", s, "link", "set", &vs, "mtu", &mtu, "up"],
-            vec!["-n", c, "link", "set", "lo", "up"],
-            vec!["-n", s, "link", "set", "lo", "up"],
-        ];
-        for step in steps {
-            let out = std::process::Command::new("ip")
-                .args(&step)
-                .output()
-                .map_err(|e| format!("cannot run ip(8): {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "ip {}: {}",
-                    step.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+        for (i, role) in roles.iter().enumerate() {
+            let name = net.ns(role);
+            match net.ip(&["netns", "add", &name]) {
+                Err(why) if i == 0 => return Err(why),
+                other => other.unwrap(),
             }
+            net.namespaces.push(name);
+            net.ip(&["-n", &net.ns(role), "link", "set", "lo", "up"])
+                .unwrap();
         }
-        Ok(pair)
+        Ok(net)
+    }
+
+    fn ns(&self, role: &str) -> String {
+        format!("udpecho-{role}{}", self.id)
+    }
+
+    /// Runs one ip(8) command; its stderr is the error.
+    fn ip(&self, args: &[&str]) -> Result<(), String> {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run ip(8): {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Runs ip(8) for the set-up after the namespaces exist: failures panic.
+    fn must(&self, args: &[&str]) {
+        self.ip(args).unwrap_or_else(|why| panic!("{why}"));
+    }
+
+    /// A veth link between two roles' namespaces, with addresses and an MTU;
+    /// interface names (at most 15 bytes) are unique per link and per test.
+    fn link(&self, (a, a_addr): (&str, &str), (b, b_addr): (&str, &str), mtu: u32) {
+        let (na, nb) = (self.ns(a), self.ns(b));
+        let (va, vb) = (format!("{a}{b}{}", self.id), format!("{b}{a}{}", self.id));
+        let mtu = mtu.to_string();
+        self.must(&[
+            "link", "add", &va, "netns", &na, "type", "veth", "peer", "name", &vb, "netns", &nb,
+        ]);
+        for (ns, dev, addr) in [(&na, &va, a_addr), (&nb, &vb, b_addr)] {
+            self.must(&["-n", ns, "addr", "add", addr, "dev", dev]);
+            self.must(&["-n", ns, "link", "set", dev, "mtu", &mtu, "up"]);
+        }
     }
 }
 
-impl Drop for NetnsPair {
+impl Drop for TestNet {
     fn drop(&mut self) {
-        for ns in [&self.client_ns, &self.server_ns] {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", ns])
-                .output();
+        for ns in &self.namespaces {
+            let _ = self.ip(&["netns", "del", ns]);
         }
     }
+}
+
+/// Runs the client's `--pmtu` from the `c` namespace against a server in the
+/// `s` namespace at `server_ip`: returns the JSON and the human report.
+fn pmtu_between(net: &TestNet, server_ip: &str) -> (serde_json::Value, String) {
+    let server = start_server_via(
+        &["ip", "netns", "exec", &net.ns("s")],
+        &["--host", server_ip, "--port", "0"],
+    );
+    let port = server.addr.port().to_string();
+    let client_ns = net.ns("c");
+    let args = [
+        "netns", "exec", &client_ns, CLIENT, "-H", server_ip, "-p", &port, "--pmtu",
+    ];
+    let run = run_program("ip", &[&args[..], &["--json"]].concat(), None);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let human = run_program("ip", &args, None);
+    assert_eq!(human.code(), Some(0), "{}", human.stderr);
+    (
+        serde_json::from_slice(&run.stdout).unwrap(),
+        human.stdout_text(),
+    )
 }
 
 #[test]
 fn pmtu_across_a_1280_byte_link_is_1252_and_names_the_local_limit() {
-    let pair = match NetnsPair::create(1280) {
-        Ok(pair) => pair,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+    let net = match TestNet::new(&["c", "s"]) {
+        Ok(net) => net,
+        Err(why) => return skip(&why),
     };
-    let server = start_server_via(
-        &["ip", "netns", "exec", &pair.server_ns],
-        &["--host", &pair.server_ip, "--port", "0"],
-    );
-    let port = server.addr.port().to_string();
-    let client = [
-        "netns",
-        "exec",
-        &pair.client_ns,
-        CLIENT,
-        "-H",
-        &pair.server_ip,
-        "-p",
-        &port,
-        "--pmtu",
-    ];
-    let run = run_program("ip", &[&client[..], &["--json"]].concat(), None);
-    assert_eq!(run.code(), Some(0), "{}", run.stderr);
-    let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    net.link(("c", "10.231.1.1/24"), ("s", "10.231.1.2/24"), 1280);
+    let (json, human) = pmtu_between(&net, "10.231.1.2");
     // IPv4: 1280 − 20 (IP header) − 8 (UDP header).
     assert_eq!(json["largest_payload"], 1252, "{json}");
     assert_eq!(json["kernel_path_mtu"], 1280, "{json}");
     assert_eq!(json["limit"]["emsgsize"]["path_mtu"], 1280, "{json}");
-    let human = run_program("ip", &client, None);
-    let out = human.stdout_text();
     assert!(
-        out.contains("largest payload that echoes intact: 1252 bytes"),
-        "{out}"
+        human.contains("largest payload that echoes intact: 1252 bytes"),
+        "{human}"
     );
-    assert!(out.contains("limit: local EMSGSIZE"), "{out}");
+    assert!(human.contains("limit: local EMSGSIZE"), "{human}");
+}
+
+#[test]
+fn pmtu_learns_a_narrower_link_beyond_a_router_from_icmp() {
+    // client —1500— router —1280— server: the client's own interface allows
+    // 1472 bytes; only the router's ICMP "fragmentation needed" tells it about
+    // the 1280-byte link behind.
+    let net = match TestNet::new(&["c", "r", "s"]) {
+        Ok(net) => net,
+        Err(why) => return skip(&why),
+    };
+    net.link(("c", "10.232.1.1/24"), ("r", "10.232.1.2/24"), 1500);
+    net.link(("r", "10.232.2.1/24"), ("s", "10.232.2.2/24"), 1280);
+    net.must(&[
+        "-n",
+        &net.ns("c"),
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.232.1.2",
+    ]);
+    net.must(&[
+        "-n",
+        &net.ns("s"),
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.232.2.1",
+    ]);
+    net.must(&[
+        "netns",
+        "exec",
+        &net.ns("r"),
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+    let (json, human) = pmtu_between(&net, "10.232.2.2");
+    assert_eq!(json["largest_payload"], 1252, "{json}");
+    assert_eq!(
+        json["kernel_path_mtu"], 1280,
+        "the route learned the router's MTU: {json}"
+    );
+    let mtus: Vec<u64> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["outcome"]["emsgsize"]["path_mtu"].as_u64())
+        .collect();
+    assert!(
+        mtus.contains(&1500) && mtus.contains(&1280),
+        "first the interface's MTU, then the ICMP-learned one: {json}"
+    );
+    assert!(
+        human.contains("largest payload that echoes intact: 1252 bytes"),
+        "{human}"
+    );
 }
 
 #[test]

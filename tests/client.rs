@@ -236,7 +236,7 @@ fn local_problems_exit_2() {
 #[test]
 fn ipv6_round_trip() {
     if !has_ipv6_loopback() {
-        eprintln!("SKIPPED: no IPv6 loopback on this host");
+        skip("no IPv6 loopback on this host");
         return;
     }
     let server = start_server(&["-H", "::1", "--port", "0"]);

@@ -54,7 +54,7 @@ fn reflector_source_ports_get_no_reply_while_others_are_answered() {
     let mut dropped = 0;
     for port in [1900, 5353, 11211] {
         let Ok(reflector) = bind_client(&format!("127.0.0.1:{port}")) else {
-            eprintln!("SKIPPED port {port}: in use on this host");
+            skip(&format!("port {port}: in use on this host"));
             continue;
         };
         reflector.send_to(b"loop?", server.addr).unwrap();
@@ -72,7 +72,7 @@ fn a_privileged_source_port_gets_no_reply() {
     let privileged = match bind_client("127.0.0.1:1000") {
         Ok(socket) => socket,
         Err(e) => {
-            eprintln!("SKIPPED: binding source port 1000 needs root ({e})");
+            skip(&format!("binding source port 1000 needs root ({e})"));
             return;
         }
     };
@@ -90,7 +90,7 @@ fn a_privileged_source_port_gets_no_reply() {
 fn allow_service_ports_turns_the_port_rule_off() {
     let server = start_server(&["--port", "0", "--allow-service-ports"]);
     let Ok(reflector) = bind_client("127.0.0.1:5353") else {
-        eprintln!("SKIPPED: port 5353 in use on this host");
+        skip("port 5353 in use on this host");
         return;
     };
     assert_eq!(echo(&reflector, server.addr, b"allowed"), b"allowed");
@@ -170,7 +170,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 fn thousands_of_sources_do_not_grow_the_servers_memory() {
     let server = start_server(&["--port", "0", "--rate-limit", "1000"]);
     let Some(before) = rss_kib(server.pid()) else {
-        eprintln!("SKIPPED: no /proc/PID/status on this system");
+        skip("no /proc/PID/status on this system");
         return;
     };
     // 4096 distinct source addresses 127.1.x.y, 4 datagrams each.

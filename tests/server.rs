@@ -155,7 +155,7 @@ fn log_lines_carry_the_real_pid() {
 #[test]
 fn the_reported_limits_and_buffers_are_the_kernels() {
     let Ok(rmem_max) = std::fs::read_to_string("/proc/sys/net/core/rmem_max") else {
-        eprintln!("SKIPPED: no /proc/sys/net/core/rmem_max on this system");
+        skip("no /proc/sys/net/core/rmem_max on this system");
         return;
     };
     let rmem_max = rmem_max.trim();
@@ -184,12 +184,14 @@ fn a_buffer_request_above_the_limit_is_granted_capped_with_a_warning_and_a_fix()
     let rmem_max: u64 = match std::fs::read_to_string("/proc/sys/net/core/rmem_max") {
         Ok(text) => text.trim().parse().unwrap(),
         Err(_) => {
-            eprintln!("SKIPPED: no /proc/sys/net/core/rmem_max on this system");
+            skip("no /proc/sys/net/core/rmem_max on this system");
             return;
         }
     };
     if rmem_max >= 1 << 30 {
-        eprintln!("SKIPPED: rmem_max is {rmem_max}, a 1 GiB request is not capped here");
+        skip(&format!(
+            "rmem_max is {rmem_max}, a 1 GiB request is not capped here"
+        ));
         return;
     }
     let server = start_server(&["--port", "0", "--recv-buf", "1G"]);
@@ -286,7 +288,7 @@ fn info_logging_says_nothing_per_datagram() {
 #[test]
 fn ipv6_loopback_works_and_is_printed_in_brackets() {
     if !has_ipv6_loopback() {
-        eprintln!("SKIPPED: no IPv6 loopback on this host");
+        skip("no IPv6 loopback on this host");
         return;
     }
     let server = start_server(&["--host", "::1", "--port", "0"]);
@@ -302,7 +304,7 @@ fn ipv6_loopback_works_and_is_printed_in_brackets() {
 #[test]
 fn localhost_with_dash_6_binds_ipv6() {
     if !has_ipv6_loopback() {
-        eprintln!("SKIPPED: no IPv6 loopback on this host");
+        skip("no IPv6 loopback on this host");
         return;
     }
     let server = start_server(&["-6", "--port", "0"]);

@@ -356,3 +356,9 @@ pub fn closed_port() -> u16 {
 pub fn has_ipv6_loopback() -> bool {
     UdpSocket::bind("[::1]:0").is_ok()
 }
+
+/// Says why a test did not run, on the real stderr: `eprintln!` is captured by
+/// the test harness for passing tests, and a skip must be visible.
+pub fn skip(reason: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
+}
