@@ -151,7 +151,7 @@ fn main() -> ExitCode {
         _ if args.pmtu => run_pmtu(&args),
         _ if args.doctor => run_doctor(&args),
         Some(mode) => run_measured(&args, mode),
-        None => run(&args).map(|()| true),
+        None => run_one_shot(&args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -195,7 +195,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 fn run_find_rate(args: &Args) -> udp_echo::Result<bool> {
     let stop = stop_on_signals()?;
     let config = MeasureConfig {
-        mode: Mode::Rate { pps: 1.0 },
+        mode: Mode::Rate { pps: 1.0 }, // each step sets its own rate
         size: args.size as usize,
         timeout: args.timeout,
         duration: args.duration.unwrap_or(Duration::from_secs(1)),
@@ -353,7 +353,8 @@ fn run_measured(args: &Args, mode: Mode) -> udp_echo::Result<bool> {
     Ok(summary.passed())
 }
 
-fn run(args: &Args) -> udp_echo::Result<()> {
+/// Runs the one-shot probe (or `--stop`) and writes the reply to stdout.
+fn run_one_shot(args: &Args) -> udp_echo::Result<()> {
     let raw = args.data == "-";
     let payload = if raw {
         read_stdin()?
