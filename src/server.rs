@@ -238,7 +238,7 @@ impl Server {
                 let (published, inodes) = (&published, &self.inodes);
                 scope.spawn(move || report_stats(published, inodes, interval, stop, started));
             }
-            let watcher = scope.spawn(|| watch_port(self.local, &self.inodes, stop, STOP_POLL));
+            let watcher = scope.spawn(|| watch_port(self.local, &self.inodes, stop));
             let mut total = Counters::default();
             for handle in loops {
                 match handle.join() {
@@ -412,8 +412,7 @@ impl Published {
 }
 
 /// The `--stats-interval` thread: every interval, one line with rates over the
-/// interval and running totals of drops, errors and kernel drops. Sleeps in
-/// `STOP_POLL` steps so a stop is seen promptly.
+/// interval and running totals of drops, errors and kernel drops.
 fn report_stats(
     published: &[Published],
     inodes: &[u64],
@@ -424,12 +423,8 @@ fn report_stats(
     let mut last = Counters::default();
     let mut last_at = started;
     let mut next = started + interval;
-    while !stop.is_requested() {
+    while stop.sleep_until(next) {
         let now = Instant::now();
-        if now < next {
-            thread::sleep((next - now).min(STOP_POLL));
-            continue;
-        }
         let mut totals = Counters::default();
         for p in published {
             totals.merge(&p.load());

@@ -7,6 +7,8 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -69,7 +71,25 @@ impl Stop {
     pub fn is_requested(&self) -> bool {
         self.cause.load(Ordering::Relaxed) != RUNNING
     }
+
+    /// Sleeps until `deadline` in steps of at most [`SLEEP_STEP`], so a stop is
+    /// seen promptly. True when the deadline came, false when a stop came first.
+    pub fn sleep_until(&self, deadline: Instant) -> bool {
+        loop {
+            if self.is_requested() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            thread::sleep(left.min(SLEEP_STEP));
+        }
+    }
 }
+
+/// The longest a [`Stop::sleep_until`] sleeps before looking at the flag again.
+pub const SLEEP_STEP: Duration = Duration::from_millis(50);
 
 /// The conventional name of the signals the tools handle, for the summary.
 pub fn signal_name(signal: i32) -> &'static str {
@@ -93,6 +113,23 @@ mod tests {
         other.request();
         assert!(stop.is_requested());
         assert_eq!(stop.cause(), Some(StopCause::Requested));
+    }
+
+    #[test]
+    fn sleep_until_returns_at_the_deadline_or_on_a_stop() {
+        let stop = Stop::new();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        assert!(stop.sleep_until(deadline));
+        assert!(Instant::now() >= deadline);
+        let other = stop.clone();
+        let waker = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            other.request();
+        });
+        let asked = Instant::now();
+        assert!(!stop.sleep_until(asked + Duration::from_secs(10)));
+        assert!(asked.elapsed() < Duration::from_secs(1));
+        waker.join().unwrap();
     }
 
     #[test]

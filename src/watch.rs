@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::net::{self, udp_table::UdpSocketEntry};
@@ -54,15 +53,10 @@ pub fn warning(local: SocketAddr, h: &UdpSocketEntry) -> String {
 
 /// Watches `local` until `stop`, warning about sockets that are not `ours`;
 /// returns how many distinct ones were seen. Without `/proc` it returns at once.
-pub fn watch_port(local: SocketAddr, ours: &[u64], stop: &Stop, poll: Duration) -> u64 {
+pub fn watch_port(local: SocketAddr, ours: &[u64], stop: &Stop) -> u64 {
     let mut watch = Watch::default();
     let mut next = Instant::now();
-    while !stop.is_requested() {
-        let now = Instant::now();
-        if now < next {
-            thread::sleep((next - now).min(poll));
-            continue;
-        }
+    while stop.sleep_until(next) {
         let Some(holders) = net::foreign_holders(local, ours) else {
             log::debug!("no /proc/net/udp here: the port-sharing watch is off");
             return 0;
@@ -70,7 +64,7 @@ pub fn watch_port(local: SocketAddr, ours: &[u64], stop: &Stop, poll: Duration) 
         for h in watch.newcomers(&holders) {
             log::warn!("{}", warning(local, &h));
         }
-        next = now + WATCH_INTERVAL;
+        next = Instant::now() + WATCH_INTERVAL;
     }
     watch.seen()
 }

@@ -149,11 +149,8 @@ pub fn find_rate(
         if stop.is_requested() {
             break;
         }
-        if !steps.is_empty() {
-            sleep_unless_stopped(SETTLE, stop);
-            if stop.is_requested() {
-                break;
-            }
+        if !steps.is_empty() && !stop.sleep_until(std::time::Instant::now() + SETTLE) {
+            break;
         }
         let config = MeasureConfig {
             mode: Mode::Rate { pps: rate },
@@ -189,17 +186,6 @@ pub fn find_rate(
         answer_pps: search.answer(),
         limit_pps: search.limit(),
     })
-}
-
-fn sleep_unless_stopped(total: Duration, stop: &Stop) {
-    let end = std::time::Instant::now() + total;
-    while !stop.is_requested() {
-        let left = end.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
-    }
 }
 
 #[cfg(test)]
