@@ -207,6 +207,14 @@ impl BufferSize {
         }
     }
 
+    /// Logs the granted size at `level`, and the clamp warning when there is one.
+    pub fn log(&self, level: log::Level) {
+        log::log!(level, "{self}");
+        if let Some(warning) = self.clamp_warning() {
+            log::warn!("{warning}");
+        }
+    }
+
     /// The warning to log when [`clamped`](Self::clamped), with the command that fixes it.
     pub fn clamp_warning(&self) -> Option<String> {
         if !self.clamped() {

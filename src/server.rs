@@ -175,12 +175,8 @@ impl Server {
             info!("{note}");
         }
         if let Some((recv_buf, send_buf)) = first {
-            for size in [recv_buf, send_buf] {
-                info!("{size}");
-                if let Some(warning) = size.clamp_warning() {
-                    warn!("{warning}");
-                }
-            }
+            recv_buf.log(log::Level::Info);
+            send_buf.log(log::Level::Info);
         }
         let batch = effective_batch(config.batch);
         info!(

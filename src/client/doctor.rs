@@ -203,12 +203,7 @@ pub fn diagnose(target: &Target, stop: &Stop) -> Result<Vec<Finding>> {
 
     let conn = super::connect(target)?;
     let peer = conn.peer;
-    for size in [
-        conn_buffer(&conn, true, target.recv_buf, limits.rmem_max),
-        conn_buffer(&conn, false, target.send_buf, limits.wmem_max),
-    ] {
-        findings.push(buffer_finding(&size));
-    }
+    findings.extend(conn.buffers.iter().map(buffer_finding));
     match sys::path_mtu(&conn.socket, peer.is_ipv6()) {
         Ok(mtu) => findings.push(finding(
             Severity::Ok,
@@ -270,31 +265,6 @@ pub fn diagnose(target: &Target, stop: &Stop) -> Result<Vec<Finding>> {
         findings.push(snmp_finding(&before, &after));
     }
     Ok(findings)
-}
-
-fn conn_buffer(
-    conn: &super::Connection,
-    recv: bool,
-    requested: Option<usize>,
-    max: Option<u64>,
-) -> net::BufferSize {
-    let socket = socket2::SockRef::from(&conn.socket);
-    let effective = if recv {
-        socket.recv_buffer_size()
-    } else {
-        socket.send_buffer_size()
-    }
-    .unwrap_or(0);
-    net::BufferSize {
-        kind: if recv {
-            net::BufferKind::Recv
-        } else {
-            net::BufferKind::Send
-        },
-        requested,
-        effective,
-        max,
-    }
 }
 
 fn buffer_finding(size: &net::BufferSize) -> Finding {

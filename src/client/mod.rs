@@ -17,7 +17,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::net::{self, Family, Limits, SocketOptions};
+use crate::net::{self, BufferSize, Family, Limits, SocketOptions};
 
 /// Where to send and how, free of any command-line types.
 #[derive(Debug, Clone)]
@@ -47,6 +47,8 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// How long a receive waits.
     pub timeout: Duration,
+    /// Receive and send buffers, requested and granted.
+    pub buffers: [BufferSize; 2],
 }
 
 /// Resolves the server, binds the local socket and connects it.
@@ -67,12 +69,8 @@ pub fn connect(target: &Target) -> Result<Connection> {
     };
     let limits = Limits::read();
     let bound = net::bind(local, &options, &limits)?;
-    for size in [bound.recv_buf, bound.send_buf] {
-        log::debug!("{size}");
-        if let Some(warning) = size.clamp_warning() {
-            log::warn!("{warning}");
-        }
-    }
+    bound.recv_buf.log(log::Level::Debug);
+    bound.send_buf.log(log::Level::Debug);
     let socket = bound.socket;
     socket
         .connect(peer)
@@ -88,6 +86,7 @@ pub fn connect(target: &Target) -> Result<Connection> {
         socket,
         peer,
         timeout: target.timeout,
+        buffers: [bound.recv_buf, bound.send_buf],
     })
 }
 
