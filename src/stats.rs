@@ -57,6 +57,24 @@ impl Counts {
         self.bytes_received += o.bytes_received;
     }
 
+    /// What was counted since `earlier`, a snapshot of the same counters.
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        Counts {
+            sent: self.sent - earlier.sent,
+            received: self.received - earlier.received,
+            lost: self.lost - earlier.lost,
+            late: self.late - earlier.late,
+            duplicates: self.duplicates - earlier.duplicates,
+            reordered: self.reordered - earlier.reordered,
+            corrupt: self.corrupt - earlier.corrupt,
+            truncated: self.truncated - earlier.truncated,
+            foreign: self.foreign - earlier.foreign,
+            refused: self.refused - earlier.refused,
+            send_errors: self.send_errors - earlier.send_errors,
+            bytes_received: self.bytes_received - earlier.bytes_received,
+        }
+    }
+
     /// Lost as a percentage of the probes whose fate is known.
     pub fn loss_percent(&self, in_flight: u64) -> f64 {
         let settled = self.sent.saturating_sub(in_flight);
@@ -315,6 +333,28 @@ mod tests {
         assert_eq!(l.summary(), RttSummary::default());
         l.record(7_000);
         assert_eq!(l.summary().min, 7.0);
+    }
+
+    #[test]
+    fn since_undoes_merge() {
+        let earlier = Counts {
+            sent: 5,
+            received: 4,
+            lost: 1,
+            bytes_received: 256,
+            ..Counts::default()
+        };
+        let more = Counts {
+            sent: 3,
+            received: 2,
+            duplicates: 1,
+            refused: 2,
+            ..Counts::default()
+        };
+        let mut now = earlier;
+        now.merge(&more);
+        assert_eq!(now.since(&earlier), more);
+        assert_eq!(now.since(&now), Counts::default());
     }
 
     #[test]

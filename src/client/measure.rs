@@ -171,7 +171,8 @@ struct Flow {
     /// Per-interval copy for flood/rate interval lines.
     shared: Option<Arc<Mutex<Shared>>>,
     batch_rtts: Vec<u64>,
-    batch_counts: Counts,
+    /// `counts` as last handed to `shared`: the next hand-over is the difference.
+    flushed: Counts,
     out: SendBatch,
     inbox: Batch,
 }
@@ -203,7 +204,7 @@ impl Flow {
             latency: Latency::new(),
             shared: shared.then(|| Arc::new(Mutex::new(Shared::default()))),
             batch_rtts: Vec::with_capacity(BATCH),
-            batch_counts: Counts::default(),
+            flushed: Counts::default(),
             out: SendBatch::new(BATCH, config.size),
             inbox: Batch::new(BATCH),
             conn,
@@ -231,7 +232,6 @@ impl Flow {
                 }
                 Err(e) => {
                     self.counts.send_errors += 1;
-                    self.batch_counts.send_errors += 1;
                     log::debug!("send to {} failed: {e}", self.conn.peer);
                     break;
                 }
@@ -246,13 +246,11 @@ impl Flow {
         }
         self.outstanding += sent as u64;
         self.counts.sent += sent as u64;
-        self.batch_counts.sent += sent as u64;
         sent
     }
 
     fn refused(&mut self) {
         self.counts.refused += 1;
-        self.batch_counts.refused += 1;
         log::debug!(
             "{}: connection refused (ICMP port unreachable)",
             self.conn.peer
@@ -332,11 +330,11 @@ impl Flow {
         };
         if seq == 0 || seq >= self.next_seq || seq + self.seen.span() <= self.next_seq {
             // Not a probe of this run, or older than the books remember.
-            self.bump(|c| c.foreign += 1);
+            self.counts.foreign += 1;
             return;
         }
         if self.seen.get(seq) {
-            self.bump(|c| c.duplicates += 1);
+            self.counts.duplicates += 1;
             on_event(Event::Reply {
                 seq,
                 bytes: len,
@@ -356,7 +354,7 @@ impl Flow {
         };
         let rtt_ns = sent_ns.map_or(u64::MAX, |s| now.saturating_sub(s));
         if rtt_ns > self.timeout_ns {
-            self.bump(|c| c.late += 1);
+            self.counts.late += 1;
             let shown = match check {
                 Check::Intact { sent_ns, .. } => now.saturating_sub(sent_ns),
                 _ => 0,
@@ -375,14 +373,12 @@ impl Flow {
         self.answered.set(seq, true);
         self.outstanding -= 1;
         if seq < self.highest {
-            self.bump(|c| c.reordered += 1);
+            self.counts.reordered += 1;
         } else {
             self.highest = seq;
         }
-        self.bump(|c| {
-            c.received += 1;
-            c.bytes_received += len as u64;
-        });
+        self.counts.received += 1;
+        self.counts.bytes_received += len as u64;
         match check {
             Check::Intact { .. } => {
                 self.latency.record(rtt_ns);
@@ -390,8 +386,8 @@ impl Flow {
                     self.batch_rtts.push(rtt_ns);
                 }
             }
-            Check::Corrupt { .. } => self.bump(|c| c.corrupt += 1),
-            Check::Truncated { .. } => self.bump(|c| c.truncated += 1),
+            Check::Corrupt { .. } => self.counts.corrupt += 1,
+            Check::Truncated { .. } => self.counts.truncated += 1,
             Check::Foreign => {}
         }
         on_event(Event::Reply {
@@ -405,11 +401,6 @@ impl Flow {
         });
     }
 
-    fn bump(&mut self, f: impl Fn(&mut Counts)) {
-        f(&mut self.counts);
-        f(&mut self.batch_counts);
-    }
-
     /// Counts probes whose timeout passed as lost and frees their slots.
     fn expire(&mut self, now: u64, on_event: &mut dyn FnMut(Event)) {
         while let Some(&sent_ns) = self.pending.front() {
@@ -419,7 +410,7 @@ impl Flow {
                     break;
                 }
                 self.outstanding -= 1;
-                self.bump(|c| c.lost += 1);
+                self.counts.lost += 1;
                 on_event(Event::Timeout { seq });
             }
             self.pending.pop_front();
@@ -438,16 +429,17 @@ impl Flow {
     /// Hands the batch's figures to the interval reporter (one lock per batch).
     fn flush_shared(&mut self) {
         let Some(shared) = &self.shared else { return };
-        if self.batch_counts == Counts::default() && self.batch_rtts.is_empty() {
+        let delta = self.counts.since(&self.flushed);
+        if delta == Counts::default() && self.batch_rtts.is_empty() {
             return;
         }
         let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
-        s.counts.merge(&self.batch_counts);
+        s.counts.merge(&delta);
         for &rtt in &self.batch_rtts {
             s.latency.record(rtt);
         }
         drop(s);
-        self.batch_counts = Counts::default();
+        self.flushed = self.counts;
         self.batch_rtts.clear();
     }
 }
