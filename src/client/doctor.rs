@@ -130,12 +130,6 @@ pub fn check_holders(target: SocketAddr, holders: &[udp_table::UdpSocketEntry]) 
     }
 }
 
-/// Sockets on this host bound to `target`'s port on an address that receives
-/// its datagrams (the same address or a wildcard).
-fn holders_of(target: SocketAddr) -> Option<Vec<udp_table::UdpSocketEntry>> {
-    net::foreign_holders(target, &[])
-}
-
 /// Judges a ping or flood result.
 pub fn check_run(topic: &'static str, run: &RunSummary, against: &str) -> Finding {
     let c = &run.counts;
@@ -227,7 +221,8 @@ pub fn diagnose(target: &Target, stop: &Stop) -> Result<Vec<Finding>> {
     let is_local =
         peer.ip().is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(peer.ip(), 0)).is_ok();
     if is_local {
-        match holders_of(peer) {
+        // Every socket on the target's port and address (none is ours).
+        match net::foreign_holders(peer, &[]) {
             Some(holders) => findings.push(check_holders(peer, &holders)),
             None => findings.push(finding(
                 Severity::Note,
