@@ -25,6 +25,29 @@ use super::EchoOutcome;
 use crate::net::RECV_BUFFER_LEN;
 
 /// Receive and echo buffers for one socket and one thread.
+///
+/// # Safety of the self-referencing pointers
+///
+/// `recv_hdrs` (and their copies in `send_hdrs`) hold raw pointers into `addrs`
+/// and `iovecs`, and each iovec holds a raw pointer into `storage`. That is sound
+/// because:
+///
+/// - **The targets never move or shrink.** All four `Vec`s are filled once in
+///   [`new`](Self::new) and never pushed to, resized or dropped before the
+///   `Batch` itself, so their heap storage keeps the addresses the pointers
+///   were taken from (moving the `Batch` moves only the `Vec` handles).
+/// - **Rust writes to `iovecs` only between syscalls.** [`recv`](Self::recv)
+///   and [`echo`](Self::echo) set `iov_len` through `&mut self` *before* they
+///   pass the headers to the kernel, and the kernel dereferences the stored
+///   pointers only inside that one `recvmmsg`/`sendmmsg` call. No Rust
+///   reference into `iovecs`, `addrs` or `storage` is alive across a call,
+///   and `&mut self` rules out another thread touching them meanwhile. The
+///   stored pointers are raw, so they assert no exclusivity of their own that
+///   the write could break; they are only read by the kernel, after the write.
+/// - **The write keeps the pointer's promise.** `iov_len` is only ever set to
+///   `RECV_BUFFER_LEN` (before a receive) or to a received datagram's length
+///   (before an echo, which is at most that), so every iovec still covers
+///   memory inside its own slot of `storage`; `iov_base` is never written.
 pub struct Batch {
     /// `capacity` slots of `RECV_BUFFER_LEN` bytes, back to back.
     storage: Vec<u8>,
@@ -96,10 +119,7 @@ impl SendBatch {
         let vlen = libc::c_uint::try_from(hdrs.len()).unwrap_or(libc::c_uint::MAX);
         // SAFETY: each header has no address (the socket is connected) and one
         // iovec covering a live `len`-byte slot; `vlen` does not exceed the slice.
-        let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), hdrs.as_mut_ptr(), vlen, 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let n = cvt(unsafe { libc::sendmmsg(socket.as_raw_fd(), hdrs.as_mut_ptr(), vlen, 0) })?;
         Ok(n as usize)
     }
 }
@@ -119,18 +139,23 @@ pub fn wait_readable(socket: &UdpSocket, timeout: std::time::Duration) -> io::Re
     };
     // SAFETY: one valid pollfd and a valid timespec, both live for the call; no
     // signal mask is passed.
-    let n = unsafe { libc::ppoll(&mut fds, 1, &ts, ptr::null()) };
-    match n {
-        n if n < 0 => {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(err)
-            }
-        }
-        0 => Ok(false),
-        _ => Ok(true),
+    match cvt(unsafe { libc::ppoll(&mut fds, 1, &ts, ptr::null()) }) {
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(err) => Err(err),
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+    }
+}
+
+/// Turns a libc return value into an `io::Result`: a negative value (`-1`)
+/// becomes the thread's `errno` as an [`io::Error`], anything else is passed
+/// through. Call it directly on the syscall's result, before anything else can
+/// overwrite `errno` (socket2's `syscall!` does the same).
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
     }
 }
 
@@ -141,7 +166,7 @@ fn setsockopt_int(
     value: libc::c_int,
 ) -> io::Result<()> {
     // SAFETY: the option value is a live c_int and its exact size is passed.
-    let rc = unsafe {
+    cvt(unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             level,
@@ -149,12 +174,8 @@ fn setsockopt_int(
             ptr::from_ref(&value).cast(),
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    })?;
+    Ok(())
 }
 
 fn getsockopt_int(
@@ -166,7 +187,7 @@ fn getsockopt_int(
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into the live c_int and
     // updates `len`, both owned by this frame.
-    let rc = unsafe {
+    cvt(unsafe {
         libc::getsockopt(
             socket.as_raw_fd(),
             level,
@@ -174,12 +195,8 @@ fn getsockopt_int(
             ptr::from_mut(&mut value).cast(),
             &mut len,
         )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(value)
-    }
+    })?;
+    Ok(value)
 }
 
 /// Sets the don't-fragment bit on everything `socket` sends (IPv4:
@@ -217,8 +234,9 @@ pub fn path_mtu(socket: &UdpSocket, ipv6: bool) -> io::Result<u32> {
 }
 
 // SAFETY: the raw pointers in the headers and iovecs point only into heap
-// buffers owned by the same struct (never shared, never reallocated), so moving
-// a whole batch to another thread moves everything they point to with it.
+// buffers owned by the same struct (never shared, never reallocated; see the
+// invariants on `Batch`), so moving a whole batch to another thread moves
+// everything they point to with it.
 unsafe impl Send for Batch {}
 // SAFETY: as for `Batch`.
 unsafe impl Send for SendBatch {}
@@ -282,9 +300,11 @@ impl Batch {
         self.filled = 0;
         let vlen = libc::c_uint::try_from(self.recv_hdrs.len()).unwrap_or(libc::c_uint::MAX);
         // SAFETY: every header points at a live sockaddr_storage of the length it
-        // declares and at an iovec covering a live RECV_BUFFER_LEN slot; the kernel
-        // writes at most that much into each and no more than `vlen` headers.
-        let n = unsafe {
+        // declares and at an iovec covering a live RECV_BUFFER_LEN slot (the loop
+        // above wrote the iovecs before this call; see the invariants on `Batch`);
+        // the kernel writes at most that much into each and no more than `vlen`
+        // headers.
+        let n = cvt(unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
                 self.recv_hdrs.as_mut_ptr(),
@@ -292,10 +312,7 @@ impl Batch {
                 flags as _,
                 ptr::null_mut(),
             )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        })?;
         self.filled = n as usize;
         Ok(self.filled)
     }
@@ -333,7 +350,8 @@ impl Batch {
             let vlen = libc::c_uint::try_from(rest.len()).unwrap_or(libc::c_uint::MAX);
             // SAFETY: the headers are copies of receive headers: each points at a
             // live source address of the length the kernel reported and at an iovec
-            // whose length is the received datagram's, inside a live slot.
+            // whose length is the received datagram's, inside a live slot (set
+            // above, before the call; see the invariants on `Batch`).
             let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), rest.as_mut_ptr(), vlen, 0) };
             if n > 0 {
                 let n = n as usize;
