@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use socket2::{Domain, Socket, Type};
+use udp_echo::net::udp_table;
 
 /// A socket that sets SO_REUSEADDR and binds `addr`, as a hijacker would.
 fn co_bind(addr: SocketAddr) -> std::io::Result<Socket> {
@@ -22,20 +23,7 @@ fn co_bind(addr: SocketAddr) -> std::io::Result<Socket> {
 fn a_socket_that_joins_the_port_is_named_and_counted() {
     let mut server = start_server(&["--port", "0"]);
     let intruder = co_bind(server.addr).expect("SO_REUSEADDR lets a second socket bind");
-    let inode = std::fs::read_link(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&intruder)
-    ))
-    .ok()
-    .and_then(|l| {
-        l.to_str().and_then(|l| {
-            l.strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse::<u64>()
-                .ok()
-        })
-    });
-    let Some(inode) = inode else {
+    let Some(inode) = udp_table::socket_inode(&intruder) else {
         skip("no /proc/self/fd socket links on this system");
         return;
     };

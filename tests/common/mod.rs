@@ -18,11 +18,27 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub const SERVER: &str = env!("CARGO_BIN_EXE_udp-echo-server");
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_udp-echo-client");
 
-/// Collects a child's pipe in the background so the child never blocks on it.
-fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+/// How long to wait for a pipe to reach end-of-file once its child has exited:
+/// the child's end is closed by then, so this only bounds a broken case (a
+/// grandchild that inherited the pipe) instead of hanging on it.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// A child's pipe read to its end by a background thread, so the child never
+/// blocks on it; [`join`](Self::join) waits for the end instead of guessing.
+struct Collector {
+    buf: Arc<Mutex<Vec<u8>>>,
+    /// Disconnects when the thread ends (EOF or read error, even on panic).
+    done: mpsc::Receiver<()>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// Starts collecting `pipe`.
+fn collect(mut pipe: impl Read + Send + 'static) -> Collector {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&buf);
-    thread::spawn(move || {
+    let (done_tx, done) = mpsc::channel::<()>();
+    let thread = thread::spawn(move || {
+        let _done = done_tx;
         let mut chunk = [0u8; 4096];
         while let Ok(n) = pipe.read(&mut chunk) {
             if n == 0 {
@@ -31,7 +47,35 @@ fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
             sink.lock().unwrap().extend_from_slice(&chunk[..n]);
         }
     });
-    buf
+    Collector {
+        buf,
+        done,
+        thread: Some(thread),
+    }
+}
+
+impl Collector {
+    /// Waits up to `limit` for the pipe's end and joins the thread; returns
+    /// whether it ended (false: the pipe is still open, the bytes so far stay).
+    fn join(&mut self, limit: Duration) -> bool {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = self.done.recv_timeout(limit) {
+            return false;
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        true
+    }
+
+    /// Everything read so far.
+    fn bytes(&self) -> Vec<u8> {
+        self.buf.lock().unwrap().clone()
+    }
+
+    /// Everything read so far, as (lossy) UTF-8.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
 }
 
 /// A running server process; killed on drop, its stderr shown if the test panics.
@@ -39,7 +83,7 @@ pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     pub args: Vec<String>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr: Collector,
     stdout_rest: Arc<Mutex<Vec<u8>>>,
 }
 
@@ -92,7 +136,7 @@ fn try_start_server_via(wrapper: &[&str], args: &[&str]) -> Result<ServerProcess
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn udp-echo-server");
-    let stderr = collect(child.stderr.take().unwrap());
+    let mut stderr = collect(child.stderr.take().unwrap());
     let stdout = child.stdout.take().unwrap();
     let (line_tx, line_rx) = mpsc::channel();
     let stdout_rest = Arc::new(Mutex::new(Vec::new()));
@@ -113,9 +157,11 @@ fn try_start_server_via(wrapper: &[&str], args: &[&str]) -> Result<ServerProcess
     };
     let Some(addr) = line.trim_end().strip_prefix("listening on ") else {
         let status = wait_with_deadline(&mut child, WAIT).expect("server exits after failing");
-        thread::sleep(Duration::from_millis(50)); // let the collector drain stderr
-        let stderr = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
-        return Err(StartFailure { status, stderr });
+        stderr.join(DRAIN);
+        return Err(StartFailure {
+            status,
+            stderr: stderr.text(),
+        });
     };
     Ok(ServerProcess {
         addr: addr
@@ -147,7 +193,7 @@ impl ServerProcess {
     }
 
     pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+        self.stderr.text()
     }
 
     /// Sends a signal to the server.
@@ -168,11 +214,8 @@ impl ServerProcess {
                 self.stderr()
             )
         });
-        // The collector thread sees EOF right after the exit; give it a moment.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline && !self.stderr().contains("stopped by") {
-            thread::sleep(Duration::from_millis(5));
-        }
+        // The exit closed the server's end of the pipe: read it to the end.
+        self.stderr.join(DRAIN);
         (status, self.stderr())
     }
 
@@ -259,8 +302,8 @@ fn run_program_within(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
+    let mut stdout = collect(child.stdout.take().unwrap());
+    let mut stderr = collect(child.stderr.take().unwrap());
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().unwrap();
         let input = input.to_vec();
@@ -275,16 +318,16 @@ fn run_program_within(
         let _ = child.wait();
         panic!(
             "{program} {args:?} still running after {limit:?}; stderr:\n{}",
-            String::from_utf8_lossy(&stderr.lock().unwrap())
+            stderr.text()
         );
     };
-    thread::sleep(Duration::from_millis(20)); // let the collectors reach EOF
-    let stdout = stdout.lock().unwrap().clone();
-    let stderr = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+    // The exit closed the child's ends of both pipes: read them to the end.
+    stdout.join(DRAIN);
+    stderr.join(DRAIN);
     ClientRun {
         status,
-        stdout,
-        stderr,
+        stdout: stdout.bytes(),
+        stderr: stderr.text(),
         elapsed,
     }
 }
