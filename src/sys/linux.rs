@@ -32,10 +32,11 @@ use crate::net::RECV_BUFFER_LEN;
 /// and `iovecs`, and each iovec holds a raw pointer into `storage`. That is sound
 /// because:
 ///
-/// - **The targets never move or shrink.** All four `Vec`s are filled once in
-///   [`new`](Self::new) and never pushed to, resized or dropped before the
-///   `Batch` itself, so their heap storage keeps the addresses the pointers
-///   were taken from (moving the `Batch` moves only the `Vec` handles).
+/// - **The targets never move or shrink.** The three `Vec`s pointed into
+///   (`storage`, `addrs`, `iovecs`) are filled once in [`new`](Self::new) and
+///   never pushed to, resized or dropped before the `Batch` itself, so their
+///   heap storage keeps the addresses the pointers were taken from (moving the
+///   `Batch` moves only the `Vec` handles).
 /// - **Rust writes to `iovecs` only between syscalls.** [`recv`](Self::recv)
 ///   and [`echo`](Self::echo) set `iov_len` through `&mut self` *before* they
 ///   pass the headers to the kernel, and the kernel dereferences the stored
@@ -68,7 +69,10 @@ pub struct Batch {
 /// Probes to send on a connected socket, `capacity` at a time, in one `sendmmsg`.
 ///
 /// The caller writes each datagram into [`slot_mut`](Self::slot_mut); the slots
-/// and headers are allocated once.
+/// and headers are allocated once. The headers point into `iovecs` and the
+/// iovecs into `storage` as in [`Batch`], and the same reasoning makes it
+/// sound: neither `Vec` is ever reallocated, and `slot_mut` writes payload
+/// bytes through `&mut self` only between `sendmmsg` calls, never the iovecs.
 pub struct SendBatch {
     storage: Vec<u8>,
     len: usize,
