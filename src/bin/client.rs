@@ -12,7 +12,9 @@ use udp_echo::logging;
 use udp_echo::net::{self, Family};
 use udp_echo::report;
 use udp_echo::shutdown::Stop;
-use udp_echo::units::{parse_buffer_size, parse_positive_seconds, parse_seconds};
+use udp_echo::units::{
+    parse_buffer_size, parse_percent, parse_positive_seconds, parse_rate, parse_seconds,
+};
 
 const PROGRAM: &str = "udp-echo-client";
 
@@ -168,26 +170,6 @@ fn main() -> ExitCode {
                 LOCAL_PROBLEM
             })
         }
-    }
-}
-
-/// `--max-loss`: a percentage from 0 to 100.
-fn parse_percent(text: &str) -> Result<f64, String> {
-    match text.trim().trim_end_matches('%').parse::<f64>() {
-        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
-        _ => Err(format!(
-            "invalid percentage '{text}': expected 0 to 100, e.g. 0, 0.1 or 1"
-        )),
-    }
-}
-
-/// `--rate`: a positive number of probes per second.
-fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(pps) if pps.is_finite() && pps > 0.0 && pps <= 1e8 => Ok(pps),
-        _ => Err(format!(
-            "invalid rate '{text}': expected probes per second, more than 0 (e.g. 1000 or 0.5)"
-        )),
     }
 }
 
