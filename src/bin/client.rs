@@ -237,9 +237,7 @@ fn run_doctor(args: &Args) -> udp_echo::Result<bool> {
     let findings = client::doctor::diagnose(&Target::from(args), &stop)?;
     let target = format!("{}:{}", args.host, args.port);
     let text = if args.json {
-        report::json(
-            &serde_json::json!({ "target": target, "mode": "doctor", "findings": findings }),
-        )
+        report::json(&report::doctor_json(&target, &findings))
     } else {
         report::doctor(&target, &findings)
     };
