@@ -1,9 +1,11 @@
 //! The command lines of both binaries (clap) and their conversion to the plain
 //! configs the rest of the library takes: the only module that sees clap types.
 //!
-//! [`Common`] holds the flags both binaries share; [`server::Args`] flattens
-//! it beside its own flags and words its help for its role.
+//! [`Common`] holds the flags both binaries share; [`client::Args`] and
+//! [`server::Args`] flatten it beside their own flags and word its help for
+//! their role.
 
+pub mod client;
 pub mod server;
 
 use clap::Args;
@@ -73,7 +75,10 @@ mod tests {
     /// escape (`\[`) that only rustdoc would have removed.
     #[test]
     fn every_flag_has_plain_help() {
-        for cmd in [super::server::Args::command()] {
+        for cmd in [
+            super::client::Args::command(),
+            super::server::Args::command(),
+        ] {
             for arg in cmd.get_arguments() {
                 let help = arg.get_help().map(ToString::to_string);
                 let help = help.unwrap_or_else(|| panic!("{}: no help", arg.get_id()));
