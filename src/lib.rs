@@ -21,12 +21,15 @@
 //! - [`report`]: the only place results are formatted, human or JSON.
 //! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
 //! - [`watch`]: the server's watch for other sockets sharing its port.
+//! - [`cli`]: both command lines (clap) and their conversion to plain configs;
+//!   the only module that sees clap types.
 //! - [`units`]: sizes (`4M`) and seconds (`0.5`) from the command line.
 //! - [`logging`]: the seed's log format, `[program (PID)] message`.
 //! - [`error`]: the one error type, each variant with its context.
 
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod client;
 pub mod error;
 pub mod guard;

@@ -328,7 +328,34 @@ pub fn doctor(target: &str, findings: &[Finding]) -> String {
     out
 }
 
+/// The `--doctor --json` object: the target, the mode and every finding.
+pub fn doctor_json(target: &str, findings: &[Finding]) -> serde_json::Value {
+    serde_json::json!({ "target": target, "mode": "doctor", "findings": findings })
+}
+
 /// The `--json` object, one line.
 pub fn json(s: &impl serde::Serialize) -> String {
     serde_json::to_string(s).expect("results always serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doctor_json_names_the_target_and_every_finding() {
+        let findings = [Finding {
+            severity: Severity::Action,
+            topic: "buffers",
+            text: "small".to_owned(),
+            fix: Some("raise rmem_max".to_owned()),
+        }];
+        let text = json(&doctor_json("localhost:9999", &findings));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["target"], "localhost:9999");
+        assert_eq!(value["mode"], "doctor");
+        assert_eq!(value["findings"][0]["severity"], "action");
+        assert_eq!(value["findings"][0]["fix"], "raise rmem_max");
+        assert!(!text.contains('\n'), "one line: {text}");
+    }
 }

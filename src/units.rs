@@ -1,5 +1,6 @@
-//! Parsing of the human units on the command line: byte sizes (`256K`, `4M`, `1Mi`)
-//! and durations in seconds (`0.5`). Pure functions, used as clap value parsers.
+//! Parsing of the human units on the command line: byte sizes (`256K`, `4M`, `1Mi`),
+//! durations in seconds (`0.5`), percentages and rates. Pure functions, used as
+//! clap value parsers.
 
 use std::time::Duration;
 
@@ -78,6 +79,26 @@ pub fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses a percentage from 0 to 100 (`--max-loss`); a trailing `%` is allowed.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "invalid percentage '{text}': expected 0 to 100, e.g. 0, 0.1 or 1"
+        )),
+    }
+}
+
+/// Parses a rate in probes per second (`--rate`): more than 0, at most 10⁸.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(pps) if pps.is_finite() && pps > 0.0 && pps <= 1e8 => Ok(pps),
+        _ => Err(format!(
+            "invalid rate '{text}': expected probes per second, more than 0 (e.g. 1000 or 0.5)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +156,28 @@ mod tests {
             parse_positive_seconds("0.001"),
             Ok(Duration::from_millis(1))
         );
+    }
+
+    #[test]
+    fn percentages_from_0_to_100_with_an_optional_sign() {
+        assert_eq!(parse_percent("0"), Ok(0.0));
+        assert_eq!(parse_percent("0.1"), Ok(0.1));
+        assert_eq!(parse_percent(" 1% "), Ok(1.0));
+        assert_eq!(parse_percent("100"), Ok(100.0));
+        for junk in ["", "%", "-1", "100.5", "NaN", "inf", "one"] {
+            let err = parse_percent(junk).expect_err(junk);
+            assert!(err.contains("expected 0 to 100"), "{junk}: {err}");
+        }
+    }
+
+    #[test]
+    fn rates_are_positive_and_bounded() {
+        assert_eq!(parse_rate("1000"), Ok(1000.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        assert_eq!(parse_rate("1e8"), Ok(1e8));
+        for junk in ["", "0", "-5", "1e9", "inf", "NaN", "fast"] {
+            let err = parse_rate(junk).expect_err(junk);
+            assert!(err.contains("expected probes per second"), "{junk}: {err}");
+        }
     }
 }

@@ -1,0 +1,339 @@
+//! `udp-echo-client`'s command line and its conversion to a [`Command`] and a
+//! [`Target`]; the one-shot [`Payload`] and how its bytes are read.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::Common;
+use crate::client::Target;
+use crate::client::measure::{MeasureConfig, Mode};
+use crate::error::{Error, Result};
+use crate::net;
+use crate::units::{parse_percent, parse_positive_seconds, parse_rate, parse_seconds};
+
+/// The client binary's name, in `--help` and in every log line.
+pub const PROGRAM: &str = "udp-echo-client";
+
+/// Probes a UDP echo server: one datagram checked byte for byte, or ping, flood
+/// and rate measurements of loss, reordering and latency.
+///
+/// Results go to stdout (the reply, the report or --json); logs go to stderr.
+#[derive(Debug, Parser)]
+#[command(name = PROGRAM, version, max_term_width = 100)]
+#[command(
+    mut_arg("host", |a| a.help("Server address or name")),
+    mut_arg("port", |a| a.help("Server UDP port")),
+    mut_arg("recv_buf", |a| a.help("Request SO_RCVBUF, e.g. 256K, 4M")),
+    mut_arg("send_buf", |a| a.help("Request SO_SNDBUF, e.g. 256K, 4M")),
+    mut_arg("verbose", |a| a.help("More logging (-v debug, -vv trace). RUST_LOG overrides")),
+    mut_arg("quiet", |a| a.help("Less logging: -q hides the sent/recv lines, -qq also warnings")),
+)]
+pub struct Args {
+    /// Address, family, buffers and log level, shared with the server.
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Payload to send; `-` reads raw bytes from stdin and writes the reply raw (no newline).
+    #[arg(short, long, value_name = "TEXT", default_value = "data")]
+    pub data: String,
+
+    /// Seconds to wait for the reply (fractions allowed).
+    #[arg(short, long, value_name = "SECS", default_value = "1", allow_hyphen_values = true, value_parser = parse_positive_seconds)]
+    pub timeout: Duration,
+
+    /// Local address to send from: IP, IP:PORT or [IPv6]:PORT.
+    // Written for `--help`, where a markdown escape (`\[`) would show; rustdoc
+    // prints the unresolved "link" as the same plain text.
+    #[allow(rustdoc::broken_intra_doc_links)]
+    #[arg(short, long, value_name = "ADDR", value_parser = net::parse_bind_addr)]
+    pub bind: Option<SocketAddr>,
+
+    /// Send an empty datagram, which asks the server to stop.
+    #[arg(long, conflicts_with_all = ["data", "count", "flood", "rate"])]
+    pub stop: bool,
+
+    /// Ping mode: send N probes, one per --interval, and report like ping (0 = until Ctrl-C).
+    #[arg(short, long, value_name = "N", group = "mode", conflicts_with = "data")]
+    pub count: Option<u64>,
+
+    /// Ping mode: seconds between probes [default: 1]; 0 sends the next as soon as the reply or its timeout comes.
+    #[arg(short, long, value_name = "SECS", requires = "count", value_parser = parse_seconds)]
+    pub interval: Option<Duration>,
+
+    /// Probe size in bytes in ping, flood and rate modes (16 ..= 65507).
+    #[arg(short, long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=65507))]
+    pub size: u32,
+
+    /// Flood mode: keep --window probes in flight per flow for --duration (closed loop).
+    #[arg(short, long, group = "mode", conflicts_with = "data")]
+    pub flood: bool,
+
+    /// Flood mode: probes in flight per flow.
+    #[arg(short, long, value_name = "N", default_value_t = 32, requires = "flood", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub window: u32,
+
+    /// Rate mode: send PPS probes per second (all flows together) for --duration (open loop).
+    #[arg(short, long, value_name = "PPS", group = "mode", conflicts_with = "data", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Length of a flood or rate run, in seconds [default: 5; --find-rate: 1 per step].
+    #[arg(short = 'D', long, value_name = "SECS", value_parser = parse_positive_seconds)]
+    pub duration: Option<Duration>,
+
+    /// Search the highest open-loop rate whose loss stays within --max-loss.
+    #[arg(long, group = "mode", conflicts_with = "data")]
+    pub find_rate: bool,
+
+    /// Find the largest payload (from --size up) that echoes intact with don't-fragment set.
+    #[arg(long, group = "mode", conflicts_with = "data")]
+    pub pmtu: bool,
+
+    /// Diagnose UDP on this host and the path to the target; exit 1 when a finding needs action.
+    #[arg(long, group = "mode", conflicts_with = "data")]
+    pub doctor: bool,
+
+    /// --find-rate: the loss allowed, in percent.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "find_rate", value_parser = parse_percent)]
+    pub max_loss: f64,
+
+    /// Sockets (source ports) in flood and rate mode, to spread over server threads.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub flows: u32,
+
+    /// Print the summary as one JSON object on stdout instead of the human report.
+    #[arg(long, requires = "mode")]
+    pub json: bool,
+}
+
+/// What the client was asked to do, free of clap types.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Send one payload, wait for its echo and write the echo to stdout.
+    OneShot(Payload),
+    /// `--stop`: send the empty datagram that asks the server to stop.
+    Stop,
+    /// Ping (`--count`), flood (`--flood`) or rate (`--rate`) mode.
+    Measure(MeasureConfig),
+    /// `--find-rate`: rate-mode steps like `config` (each step sets its own
+    /// rate), searching the highest rate whose loss stays within `max_loss` percent.
+    FindRate {
+        /// Each step's run; its rate is a placeholder.
+        config: MeasureConfig,
+        /// The loss allowed, in percent.
+        max_loss: f64,
+    },
+    /// `--pmtu`: the largest payload, from `min_size` up, that echoes intact
+    /// with don't-fragment set.
+    Pmtu {
+        /// The smallest payload tried, in bytes (`--size`).
+        min_size: usize,
+    },
+    /// `--doctor`: diagnose UDP on this host and the path to the target.
+    Doctor,
+}
+
+/// The payload of a one-shot probe (`--data`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// This text; its echo is written with a newline after it.
+    Text(String),
+    /// `-`: raw bytes from stdin; the echo is written raw, without a newline.
+    Stdin,
+}
+
+impl Payload {
+    /// The bytes to send: the text, or what `stdin` holds — refused when it is
+    /// more than one UDP datagram can carry.
+    pub fn bytes(&self, stdin: impl Read) -> Result<Vec<u8>> {
+        match self {
+            Payload::Text(text) => Ok(text.clone().into_bytes()),
+            Payload::Stdin => read_at_most(stdin, net::MAX_UDP_PAYLOAD_V6),
+        }
+    }
+}
+
+/// Reads all of `input`, but never more than `limit` bytes (+1, to tell "too
+/// large" apart from "exactly the maximum").
+fn read_at_most(input: impl Read, limit: usize) -> Result<Vec<u8>> {
+    let mut payload = Vec::new();
+    input
+        .take(limit as u64 + 1)
+        .read_to_end(&mut payload)
+        .map_err(|source| Error::Io {
+            what: "read the payload from stdin",
+            source,
+        })?;
+    if payload.len() > limit {
+        return Err(Error::PayloadTooLarge {
+            len: payload.len(),
+            max: limit,
+        });
+    }
+    Ok(payload)
+}
+
+/// The one place a [`Command`] is built from the arguments. It cannot fail
+/// (clap has already refused every conflicting combination), so
+/// `Command::try_from(&args)` comes with it, with `Infallible` as its error.
+///
+/// The modes are one clap group, so at most one of them is set; a mode wins
+/// over `--stop`, which clap lets through beside `--find-rate`, `--pmtu` and
+/// `--doctor`.
+impl From<&Args> for Command {
+    fn from(args: &Args) -> Self {
+        // The one MeasureConfig literal; `default_secs` is `--duration`'s default.
+        let measure = |mode, default_secs| MeasureConfig {
+            mode,
+            size: args.size as usize,
+            timeout: args.timeout,
+            duration: args.duration.unwrap_or(Duration::from_secs(default_secs)),
+            flows: args.flows as usize,
+        };
+        let ping = args.count.map(|count| Mode::Ping {
+            count: (count > 0).then_some(count),
+            interval: args.interval.unwrap_or(Duration::from_secs(1)),
+        });
+        let flood = args.flood.then_some(Mode::Flood {
+            window: args.window as usize,
+        });
+        let rate = args.rate.map(|pps| Mode::Rate { pps });
+        if args.find_rate {
+            Command::FindRate {
+                config: measure(Mode::Rate { pps: 1.0 }, 1),
+                max_loss: args.max_loss,
+            }
+        } else if args.pmtu {
+            Command::Pmtu {
+                min_size: args.size as usize,
+            }
+        } else if args.doctor {
+            Command::Doctor
+        } else if let Some(mode) = ping.or(flood).or(rate) {
+            Command::Measure(measure(mode, 5))
+        } else if args.stop {
+            Command::Stop
+        } else if args.data == "-" {
+            Command::OneShot(Payload::Stdin)
+        } else {
+            Command::OneShot(Payload::Text(args.data.clone()))
+        }
+    }
+}
+
+/// The server and how to reach it, for every command.
+impl From<&Args> for Target {
+    fn from(args: &Args) -> Self {
+        Target {
+            host: args.common.host.clone(),
+            port: args.common.port,
+            family: args.common.family(),
+            bind: args.bind,
+            recv_buf: args.common.recv_buf,
+            send_buf: args.common.send_buf,
+            timeout: args.timeout,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn command(args: &[&str]) -> Command {
+        let args = Args::try_parse_from([PROGRAM].iter().chain(args)).unwrap();
+        Command::from(&args)
+    }
+
+    #[test]
+    fn cli_is_valid() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn help_shows_the_ipv6_brackets_plainly() {
+        let help = Args::command().render_help().to_string();
+        assert!(help.contains("IP, IP:PORT or [IPv6]:PORT"), "{help}");
+    }
+
+    #[test]
+    fn without_a_mode_it_is_one_shot() {
+        assert!(matches!(command(&[]), Command::OneShot(Payload::Text(t)) if t == "data"));
+        assert!(matches!(
+            command(&["-d", "-"]),
+            Command::OneShot(Payload::Stdin)
+        ));
+        assert!(matches!(command(&["--stop"]), Command::Stop));
+    }
+
+    #[test]
+    fn stdin_payloads_stop_at_one_datagram() {
+        let max = net::MAX_UDP_PAYLOAD_V6;
+        let bytes = Payload::Stdin.bytes(&vec![7u8; max][..]).unwrap();
+        assert_eq!(bytes.len(), max);
+        let too_large = Payload::Stdin.bytes(&vec![7u8; 70_000][..]);
+        assert!(matches!(too_large, Err(Error::PayloadTooLarge { len, .. }) if len == max + 1));
+        let text = Payload::Text("hi".into()).bytes(&b"ignored"[..]).unwrap();
+        assert_eq!(text, b"hi");
+    }
+
+    #[test]
+    fn a_mode_wins_over_stop() {
+        assert!(matches!(
+            command(&["--stop", "--pmtu"]),
+            Command::Pmtu { min_size: 64 }
+        ));
+        assert!(matches!(command(&["--stop", "--doctor"]), Command::Doctor));
+    }
+
+    #[test]
+    fn measured_modes_get_their_defaults() {
+        let Command::Measure(ping) = command(&["-c", "0"]) else {
+            panic!("not measured")
+        };
+        let every_second = Duration::from_secs(1);
+        assert_eq!(
+            ping.mode,
+            Mode::Ping {
+                count: None,
+                interval: every_second
+            }
+        );
+        assert_eq!((ping.size, ping.timeout, ping.flows), (64, every_second, 1));
+        assert_eq!(ping.duration, Duration::from_secs(5));
+        let Command::Measure(flood) = command(&["-f", "-w", "8", "--flows", "2"]) else {
+            panic!("not measured")
+        };
+        assert_eq!((flood.mode, flood.flows), (Mode::Flood { window: 8 }, 2));
+        let Command::Measure(rate) = command(&["-r", "100", "-D", "2", "-s", "100"]) else {
+            panic!("not measured")
+        };
+        assert_eq!(rate.mode, Mode::Rate { pps: 100.0 });
+        assert_eq!((rate.size, rate.duration), (100, Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn find_rate_steps_last_one_second_unless_told() {
+        let Command::FindRate { config, max_loss } = command(&["--find-rate", "--max-loss", "1%"])
+        else {
+            panic!("not find-rate")
+        };
+        assert_eq!((config.duration, max_loss), (Duration::from_secs(1), 1.0));
+        let Command::FindRate { config, .. } = command(&["--find-rate", "-D", "3"]) else {
+            panic!("not find-rate")
+        };
+        assert_eq!(config.duration, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_target_takes_the_shared_flags() {
+        let args = Args::parse_from([PROGRAM, "-H", "::1", "-p", "7", "-6", "-b", "[::1]:0"]);
+        let target = Target::from(&args);
+        assert_eq!((target.host.as_str(), target.port), ("::1", 7));
+        assert_eq!(target.family, net::Family::V6);
+        assert_eq!(target.bind, Some("[::1]:0".parse().unwrap()));
+    }
+}

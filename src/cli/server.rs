@@ -1,0 +1,172 @@
+//! `udp-echo-server`'s command line and its conversion to a [`ServerConfig`].
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use super::Common;
+use crate::guard::{self, Cidr, GuardConfig};
+use crate::server::{DEFAULT_BATCH, ServerConfig, StopPolicy};
+use crate::units::parse_positive_seconds;
+
+/// The server binary's name, in `--help` and in every log line.
+pub const PROGRAM: &str = "udp-echo-server";
+
+/// A UDP echo server (RFC 862): every datagram goes back, byte for byte, to its sender.
+///
+/// Prints `listening on ADDR:PORT` on stdout once bound; logs go to stderr.
+/// Stops on SIGINT, SIGTERM or an empty datagram (see --stop-on-empty).
+#[derive(Debug, Parser)]
+#[command(name = PROGRAM, version, max_term_width = 100)]
+#[command(
+    mut_arg("host", |a| a.help("Address or name to bind; 0.0.0.0 or :: for all interfaces")),
+    mut_arg("port", |a| a.help("UDP port; 0 picks a free one (read it from the `listening on` line)")),
+    mut_arg("recv_buf", |a| a.help("Request SO_RCVBUF, e.g. 4096, 256K, 4M (K/M/G are powers of 1024); capped by net.core.rmem_max")),
+    mut_arg("send_buf", |a| a.help("Request SO_SNDBUF, like --recv-buf; capped by net.core.wmem_max")),
+    mut_arg("verbose", |a| a.help("More logging: -v shows every datagram (debug), -vv trace. RUST_LOG overrides")),
+    mut_arg("quiet", |a| a.help("Less logging: -q warnings only, -qq errors only")),
+)]
+pub struct Args {
+    /// Address, family, buffers and log level, shared with the client.
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Answer only sources in this network (repeatable), e.g. 192.0.2.0/24, 2001:db8::/32.
+    #[arg(long, value_name = "CIDR", value_parser = guard::parse_cidr)]
+    pub allow: Vec<Cidr>,
+
+    /// Per-source-address budget in datagrams/s (burst: one second's worth); excess is dropped.
+    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
+
+    /// Turn the loop guard off: also answer source ports 0-1023, 1900, 5353 and 11211.
+    #[arg(long)]
+    pub allow_service_ports: bool,
+
+    /// Bind without SO_REUSEADDR, so no other socket can share the port later.
+    #[arg(long)]
+    pub exclusive: bool,
+
+    /// Who may stop the server with an empty datagram; others get it echoed.
+    #[arg(long, value_name = "WHO", value_enum, default_value_t = StopOnEmpty::Loopback)]
+    pub stop_on_empty: StopOnEmpty,
+
+    /// Datagrams per syscall: 1 = one recv_from/send_to each; more = recvmmsg/sendmmsg batches.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub batch: u32,
+
+    /// Sockets on the same address with SO_REUSEPORT, one blocking thread each.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: u32,
+
+    /// Log a counter line (datagrams/s, bytes/s, errors, kernel drops) every SECS seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_positive_seconds)]
+    pub stats_interval: Option<Duration>,
+}
+
+/// `--stop-on-empty`: the command-line face of [`StopPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StopOnEmpty {
+    /// From a loopback address (someone on this host).
+    Loopback,
+    /// From anyone (the original's behaviour; trusted networks only).
+    Any,
+    /// Never: empty datagrams are echoed.
+    Never,
+}
+
+/// The whole conversion; it cannot fail (clap has checked every value), so
+/// `ServerConfig::try_from(&args)` comes with it, with `Infallible` as its error.
+impl From<&Args> for ServerConfig {
+    fn from(args: &Args) -> Self {
+        ServerConfig {
+            host: args.common.host.clone(),
+            port: args.common.port,
+            family: args.common.family(),
+            recv_buf: args.common.recv_buf,
+            send_buf: args.common.send_buf,
+            stop_on_empty: match args.stop_on_empty {
+                StopOnEmpty::Loopback => StopPolicy::Loopback,
+                StopOnEmpty::Any => StopPolicy::Any,
+                StopOnEmpty::Never => StopPolicy::Never,
+            },
+            batch: args.batch as usize,
+            threads: args.threads as usize,
+            stats_interval: args.stats_interval,
+            guard: GuardConfig {
+                allow_service_ports: args.allow_service_ports,
+                allow: args.allow.clone(),
+                rate_limit: args.rate_limit,
+            },
+            exclusive: args.exclusive,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Family;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_valid() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_become_the_documented_config() {
+        let config = ServerConfig::from(&Args::parse_from([PROGRAM]));
+        assert_eq!((config.host.as_str(), config.port), ("localhost", 9999));
+        assert_eq!(config.family, Family::Any);
+        assert_eq!(config.stop_on_empty, StopPolicy::Loopback);
+        assert_eq!((config.batch, config.threads), (DEFAULT_BATCH, 1));
+        assert!(!config.exclusive && !config.guard.allow_service_ports);
+        assert_eq!((config.recv_buf, config.stats_interval), (None, None));
+    }
+
+    #[test]
+    fn every_flag_reaches_the_config() {
+        let args = Args::parse_from([
+            PROGRAM,
+            "-H",
+            "::1",
+            "-p",
+            "0",
+            "-6",
+            "--recv-buf",
+            "4M",
+            "--send-buf",
+            "1K",
+            "--allow",
+            "10.0.0.0/8",
+            "--rate-limit",
+            "5",
+            "--allow-service-ports",
+            "--exclusive",
+            "--stop-on-empty",
+            "never",
+            "--batch",
+            "1",
+            "--threads",
+            "4",
+            "--stats-interval",
+            "0.5",
+            "-qq",
+        ]);
+        let config = ServerConfig::from(&args);
+        assert_eq!((config.host.as_str(), config.port), ("::1", 0));
+        assert_eq!(config.family, Family::V6);
+        assert_eq!(
+            (config.recv_buf, config.send_buf),
+            (Some(4 << 20), Some(1024))
+        );
+        assert_eq!(config.guard.allow.len(), 1);
+        assert_eq!(config.guard.rate_limit, Some(5));
+        assert!(config.guard.allow_service_ports && config.exclusive);
+        assert_eq!(config.stop_on_empty, StopPolicy::Never);
+        assert_eq!((config.batch, config.threads), (1, 4));
+        assert_eq!(config.stats_interval, Some(Duration::from_millis(500)));
+        assert_eq!(args.common.verbosity(), -2);
+    }
+}
