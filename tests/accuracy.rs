@@ -117,13 +117,16 @@ fn count(json: &Value, key: &str) -> u64 {
 }
 
 /// Compares the client's figures with the truth, all at once, and fails with
-/// a table of every line (so one run shows every mismatch).
+/// a table of every line (so one run shows every mismatch). The table is
+/// printed either way: `cargo test --test accuracy -- --nocapture` shows the
+/// books of passing tests too.
 fn assert_books(what: &str, lines: &[(&str, u64, u64)], context: &str) {
     let mut table = format!("{:<12} {:>8} {:>8}\n", "", "client", "truth");
     for (name, client, truth) in lines {
         let mark = if client == truth { "" } else { "  <-- differs" };
         let _ = writeln!(table, "{name:<12} {client:>8} {truth:>8}{mark}");
     }
+    eprintln!("{what}\n{table}");
     assert!(
         lines.iter().all(|(_, c, t)| c == t),
         "{what}: the client's books differ from the kernel's truth\n{table}{context}"

@@ -117,19 +117,17 @@ impl TestNet {
             return Err("network namespaces and nftables need root".into());
         }
         run("ip", &["-V"], None).map_err(|e| format!("no ip(8) (iproute2): {e}"))?;
-        // Unique per process and per test in it (tests run in parallel);
-        // interface names stay within 15 bytes.
+        // Unique per process and per test in it (tests run in parallel, and
+        // so may other test processes on this host): the separators keep
+        // process 12 test 34 apart from process 123 test 4. Interface names
+        // stay within 15 bytes (pid ≤ 7 digits).
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "{}{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let (pid, n) = (std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let mut net = TestNet {
-            client: format!("udpecho-acc{id}-c"),
-            server: format!("udpecho-acc{id}-s"),
-            client_dev: format!("uac{id}"),
-            server_dev: format!("uas{id}"),
+            client: format!("udpecho-acc-{pid}-{n}-c"),
+            server: format!("udpecho-acc-{pid}-{n}-s"),
+            client_dev: format!("ua{pid}c{n}"),
+            server_dev: format!("ua{pid}s{n}"),
             made: Vec::new(),
         };
         for (i, ns) in [net.client.clone(), net.server.clone()]
