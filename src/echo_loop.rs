@@ -541,7 +541,7 @@ mod tests {
             assert_eq!(detector.check(client, &buf, now), LoopVerdict::Echo);
             now += 2_000; // 500,000 probes a second
         }
-        // Large probes, and the same clock (probes in flight sent in one ns).
+        // Large probes, all in the same nanosecond: speed alone is never a loop.
         let mut big = vec![0u8; 65507];
         for seq in 0..200u64 {
             probe::fill(&mut big, seq, now);
