@@ -14,6 +14,7 @@
 //!   `ppoll`, path-MTU options (the crate's only `unsafe` code); elsewhere a
 //!   std-only fallback.
 //! - [`guard`]: loop guard, allowlist and per-source rate limit — pure decisions.
+//! - [`echo_loop`]: echo-loop detection — a peer sending back what we just sent it.
 //! - [`client`]: a connected socket to one server; one-shot mode and, in
 //!   `client::measure`, ping, flood and rate; `--find-rate`, `--pmtu`, `--doctor`.
 //! - [`probe`]: the measured modes' probe format: header, pattern, verify.
@@ -31,6 +32,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod echo_loop;
 pub mod error;
 pub mod guard;
 pub mod logging;

@@ -5,6 +5,7 @@
 //! client receive a ready `std::net::UdpSocket`.
 
 pub mod limits;
+pub mod local_addrs;
 pub mod snmp;
 pub mod udp_table;
 

@@ -16,6 +16,12 @@ mod portable;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::{Batch, SendBatch, path_mtu, set_dont_fragment, wait_readable};
 
+/// This host's interface addresses (for `net::local_addrs`); unsupported off Linux.
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+pub use linux::interface_addrs;
+#[cfg(any(not(target_os = "linux"), udp_echo_portable))]
+pub use portable::interface_addrs;
+
 /// Whether one syscall can move several datagrams here (`--batch` > 1 pays off).
 pub const BATCHING: bool = cfg!(all(target_os = "linux", not(udp_echo_portable)));
 

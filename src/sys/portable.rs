@@ -166,3 +166,10 @@ pub fn set_dont_fragment(_socket: &UdpSocket, _ipv6: bool) -> io::Result<()> {
 pub fn path_mtu(_socket: &UdpSocket, _ipv6: bool) -> io::Result<u32> {
     Err(unsupported("reading the path MTU"))
 }
+
+/// Not available here (std cannot list interfaces): a server bound to a
+/// wildcard address knows only loopback as its own, and loop detection catches
+/// a self-loop through another address after its streak instead of at once.
+pub fn interface_addrs(_out: &mut Vec<crate::net::local_addrs::InterfaceAddr>) -> io::Result<()> {
+    Err(unsupported("listing the host's interface addresses"))
+}

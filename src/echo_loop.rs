@@ -1,0 +1,840 @@
+//! Echo-loop detection: a peer that keeps sending back exactly the bytes this
+//! server just echoed to it is in a loop with us, and is not answered for a while.
+//!
+//! Pure logic, no I/O, the clock injected (nanoseconds, like
+//! [`RateLimiter`](crate::guard::RateLimiter)), memory fixed at creation.
+//!
+//! # Why
+//!
+//! Two echo services bounce one forged datagram between them forever
+//! (CVE-1999-0103, the 2024 "Loop DoS", CVE-2024-2169), and a server bound to a
+//! wildcard address can be made to echo to itself. The port rules of
+//! [`guard`](crate::guard) cannot see a peer on an ordinary port. What every loop
+//! shows is its content: an echo server sends a peer exactly what it received
+//! from it, so in a loop the bytes that come from a peer are the bytes we
+//! recently sent that peer, again and again. With `k` datagrams circulating the
+//! peer's datagrams repeat with period `k`; one forged datagram gives `k = 1`.
+//!
+//! # The rule
+//!
+//! A datagram from a peer *returns* when it is byte for byte one we echoed to the
+//! same address and port less than [`RETURN_WINDOW`] (0.9 s) ago. A peer whose
+//! last [`LOOP_STREAK`] (100) datagrams in a row all returned is in a loop: the
+//! first verdict is [`LoopVerdict::Loop`] with `first: true` (log one warning),
+//! and everything it sends during the cool-down is dropped — the loop's
+//! datagrams die within one round trip. The cool-down is [`COOL_DOWN`] (10 s),
+//! doubled for each repeat offence up to 160 s; a peer not caught for
+//! [`FORGIVE_AFTER`] (10 min) starts again at 10 s.
+//!
+//! - A loop of `k` datagrams ends after `2k + 100` of them: the first round only
+//!   records them, the second confirms each by a full hash, the next 100 make the
+//!   streak. One forged datagram: 102; every loop with `k ≤ 300` in flight: under
+//!   1,000. Larger loops end after three rounds, as long as the echo table holds
+//!   them (about [`ECHOES`]` / 4` in flight) and a round takes under 0.9 s;
+//!   building a bigger one takes as many forged datagrams.
+//! - A client whose datagrams differ is never caught: a datagram that matches
+//!   nothing we echoed resets the streak, and "matches" means the same length and
+//!   the same 64-bit hash of every byte. udp-echo-client probes carry a sequence
+//!   number and a send time, so they all differ. A network that duplicates
+//!   datagrams adds no streak either: the first repeat of a payload is only the
+//!   confirmation step.
+//! - A client that sends *identical* bytes 100 times in a row from one port,
+//!   each less than 0.9 s after the previous one (`yes | nc -u`, a fixed-payload
+//!   heartbeat faster than 1 Hz, a script repeating one message), is
+//!   indistinguishable from a loop by content and timing, and gets the same
+//!   cool-down. Heartbeats every second or slower never are.
+//!
+//! # Cost
+//!
+//! Per datagram: a keyed hash of the source, one set of the peer table, a
+//! 40-byte sketch of the payload (length, first and last 16 bytes) and one set
+//! of the echo table — 30–40 ns here, whatever the size. The full hash of
+//! the payload (about 15 ns for 64 bytes, 90 ns for 1400, 3.7 µs for 65507) is
+//! computed only when the sketch matches a recent echo to the same peer: for
+//! repeated payloads, which is loops and identical-bytes senders, not for
+//! distinct traffic. Nothing is allocated after [`LoopDetector::new`].
+//!
+//! # Bounded memory, and churn
+//!
+//! Two fixed tables, set-associative (8 ways) with a hash keyed per process so
+//! that no sender can aim at one set: [`PEERS`] peers (32 bytes each) and
+//! [`ECHOES`] recent echoes (16 bytes each), 384 KiB per detector. Both evict
+//! the stalest entry of a set. A peer in a loop is the freshest entry of its
+//! set at every datagram, so pushing it out takes 8 new sources in its set
+//! between two of its datagrams: `8 × PEERS / 8` sources in that time, i.e.
+//! about 4,096 × the loop's rate (80 million datagrams/s against a loop of
+//! 20,000/s). A loop's echoes are refreshed every round; evicting them takes
+//! [`ECHOES`] new distinct datagrams per round of the loop. Churn can only
+//! delay a slow loop (tens of datagrams a second), at a far higher cost to the
+//! attacker than the loop.
+//!
+//! # Placement
+//!
+//! [`LoopDetector::check`] records the datagram as echoed when it says
+//! [`LoopVerdict::Echo`], since an echo server sends what it receives: call it
+//! last, after every other reason to drop. One detector per echo thread: the
+//! kernel sends every datagram of one source address and port to the same
+//! `SO_REUSEPORT` socket, so each thread sees all of a peer's traffic, and no
+//! lock is needed.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Datagrams in a row that must return before a peer counts as a loop.
+pub const LOOP_STREAK: u16 = 100;
+
+/// How recent an echo must be for a datagram equal to it to count as its
+/// return. Loops on real paths go round in well under a second; a heartbeat of
+/// identical bytes every second (or slower) stays out of reach.
+pub const RETURN_WINDOW: Duration = Duration::from_millis(900);
+
+/// How long a peer caught in a loop is not answered, the first time.
+pub const COOL_DOWN: Duration = Duration::from_secs(10);
+
+/// Repeat offences double the cool-down this many times at most (160 s).
+pub const MAX_DOUBLINGS: u8 = 4;
+
+/// A peer not caught for this long after its last cool-down starts again at
+/// [`COOL_DOWN`].
+pub const FORGIVE_AFTER: Duration = Duration::from_secs(600);
+
+/// Peers tracked at once by [`LoopDetector::new`].
+pub const PEERS: usize = 4096;
+
+/// Recent echoes remembered by [`LoopDetector::new`]; a loop can have up to
+/// about a quarter of this in flight and still be seen whole.
+pub const ECHOES: usize = 16_384;
+
+/// Entries per set of both tables.
+const WAYS: usize = 8;
+
+const RETURN_WINDOW_MS: u32 = RETURN_WINDOW.as_millis() as u32;
+const COOL_DOWN_NS: u64 = COOL_DOWN.as_nanos() as u64;
+const FORGIVE_AFTER_NS: u64 = FORGIVE_AFTER.as_nanos() as u64;
+
+/// The verdict on one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopVerdict {
+    /// Not a loop (as far as we know): echo it. It is now recorded as echoed.
+    Echo,
+    /// The peer is in a loop, or cooling down after one: drop it.
+    Loop {
+        /// True for the datagram that tripped the rule: the one to warn about.
+        first: bool,
+        /// How long the peer stays unanswered from now.
+        silent_for: Duration,
+    },
+}
+
+/// One peer: its loop streak and cool-down.
+#[derive(Debug, Clone, Copy, Default)]
+struct Peer {
+    /// Keyed hash of the source address and port; 0 marks an empty slot.
+    key: u64,
+    /// When its last datagram came, for eviction.
+    last_ns: u64,
+    /// Dropped until then; 0 when never caught.
+    blocked_until_ns: u64,
+    /// Its last datagrams that returned, in a row.
+    streak: u16,
+    /// Cool-downs since it was last forgiven.
+    offences: u8,
+}
+
+/// One set of the peer table, aligned so it starts a cache line.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct PeerSet([Peer; WAYS]);
+
+/// One datagram echoed recently, to whom and when.
+#[derive(Debug, Clone, Copy, Default)]
+struct Echoed {
+    /// Keyed hash of the peer and the payload's sketch; 0 marks an empty slot.
+    tag: u64,
+    /// Hash of the whole payload, computed once a second datagram has the
+    /// same sketch; 0 until then.
+    full: u32,
+    /// When it was last echoed, in ms of the injected clock (wraps every 49 days).
+    seen_ms: u32,
+}
+
+/// One set of the echo table: two cache lines.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct EchoSet([Echoed; WAYS]);
+
+/// Whether a datagram is the return of one we echoed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Return {
+    /// Equal to a recent echo to the same peer, every byte (by hash).
+    Yes,
+    /// Matches no recent echo to this peer.
+    No,
+    /// Same length, head and tail as a recent echo whose full hash was never
+    /// taken: the hash is taken now, and the next one decides.
+    Unsure,
+}
+
+/// Finds peers in an echo loop; one per echo thread. See the module docs.
+pub struct LoopDetector {
+    peers: Box<[PeerSet]>,
+    echoes: Box<[EchoSet]>,
+    /// Random per process: sets and tags cannot be aimed at.
+    secret: [u64; 4],
+}
+
+impl fmt::Debug for LoopDetector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopDetector")
+            .field("peers", &self.peer_capacity())
+            .field("echoes", &self.echo_capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for LoopDetector {
+    fn default() -> Self {
+        LoopDetector::new()
+    }
+}
+
+impl LoopDetector {
+    /// A detector with room for [`PEERS`] peers and [`ECHOES`] recent echoes.
+    pub fn new() -> LoopDetector {
+        LoopDetector::with_capacity(PEERS, ECHOES)
+    }
+
+    /// Room for at least `peers` peers and `echoes` echoes, rounded up to a
+    /// power of two of whole sets.
+    pub fn with_capacity(peers: usize, echoes: usize) -> LoopDetector {
+        let sets = |n: usize| n.div_ceil(WAYS).max(1).next_power_of_two();
+        let random = RandomState::new();
+        LoopDetector {
+            peers: vec![PeerSet::default(); sets(peers)].into_boxed_slice(),
+            echoes: vec![EchoSet::default(); sets(echoes)].into_boxed_slice(),
+            secret: [0u8, 1, 2, 3].map(|i| random.hash_one(i) | 1),
+        }
+    }
+
+    /// How many peers the table holds at most.
+    pub fn peer_capacity(&self) -> usize {
+        self.peers.len() * WAYS
+    }
+
+    /// How many recent echoes the table holds at most.
+    pub fn echo_capacity(&self) -> usize {
+        self.echoes.len() * WAYS
+    }
+
+    /// How many peers are tracked now.
+    pub fn peers_tracked(&self) -> usize {
+        self.peers
+            .iter()
+            .flat_map(|set| &set.0)
+            .filter(|p| p.key != 0)
+            .count()
+    }
+
+    /// Bytes of both tables: fixed at creation.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.peers) + std::mem::size_of_val(&*self.echoes)
+    }
+
+    /// Judges `payload` from `source` at `now_ns` and, when the verdict is
+    /// [`LoopVerdict::Echo`], records it as echoed to `source`. `now_ns` must
+    /// not go backwards by more than rounding (one clock for all calls).
+    pub fn check(&mut self, source: SocketAddr, payload: &[u8], now_ns: u64) -> LoopVerdict {
+        let key = self.peer_key(source);
+        let tag = mix(key ^ self.secret[3], sketch(payload)).max(1);
+        let mask = self.peers.len() - 1;
+        let peer = claim_peer(&mut self.peers[key as usize & mask].0, key, now_ns);
+        peer.last_ns = peer.last_ns.max(now_ns);
+        if now_ns < peer.blocked_until_ns {
+            return LoopVerdict::Loop {
+                first: false,
+                silent_for: Duration::from_nanos(peer.blocked_until_ns - now_ns),
+            };
+        }
+        let mask = self.echoes.len() - 1;
+        let echoes = &mut self.echoes[tag as usize & mask].0;
+        match note_echo(echoes, tag, payload, (now_ns / 1_000_000) as u32) {
+            Return::Yes => peer.streak = peer.streak.saturating_add(1),
+            Return::No => peer.streak = 0,
+            Return::Unsure => {}
+        }
+        if peer.streak < LOOP_STREAK {
+            return LoopVerdict::Echo;
+        }
+        if now_ns.saturating_sub(peer.blocked_until_ns) > FORGIVE_AFTER_NS {
+            peer.offences = 0;
+        }
+        let cool_down = COOL_DOWN_NS << peer.offences.min(MAX_DOUBLINGS);
+        peer.offences = peer.offences.saturating_add(1);
+        peer.blocked_until_ns = now_ns.saturating_add(cool_down);
+        peer.streak = 0;
+        LoopVerdict::Loop {
+            first: true,
+            silent_for: Duration::from_nanos(cool_down),
+        }
+    }
+
+    /// Keyed hash of address and port; IPv4 and its mapped IPv6 form are one
+    /// peer. Never 0 (the empty mark).
+    fn peer_key(&self, source: SocketAddr) -> u64 {
+        let ip = match source.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        let ip = u128::from(ip);
+        let [a, b, c, _] = self.secret;
+        mix(
+            mix(ip as u64 ^ a, (ip >> 64) as u64 ^ b) ^ u64::from(source.port()),
+            c,
+        )
+        .max(1)
+    }
+}
+
+/// The slot of the peer with `key` in its set; a new peer takes an empty slot
+/// or the stalest one.
+fn claim_peer(set: &mut [Peer; WAYS], key: u64, now_ns: u64) -> &mut Peer {
+    if let Some(i) = set.iter().position(|p| p.key == key) {
+        return &mut set[i];
+    }
+    let victim = set
+        .iter_mut()
+        .min_by_key(|p| {
+            if p.key == 0 {
+                0
+            } else {
+                p.last_ns.saturating_add(1)
+            }
+        })
+        .expect("WAYS > 0");
+    *victim = Peer {
+        key,
+        last_ns: now_ns,
+        ..Peer::default()
+    };
+    victim
+}
+
+/// Looks `payload` (sketched into `tag`) up among the recent echoes of its set
+/// and records it as echoed now.
+fn note_echo(set: &mut [Echoed; WAYS], tag: u64, payload: &[u8], now_ms: u32) -> Return {
+    let Some(echo) = set.iter_mut().find(|e| e.tag == tag) else {
+        let victim = set
+            .iter_mut()
+            .max_by_key(|e| {
+                if e.tag == 0 {
+                    u32::MAX
+                } else {
+                    now_ms.wrapping_sub(e.seen_ms)
+                }
+            })
+            .expect("WAYS > 0");
+        *victim = Echoed {
+            tag,
+            full: 0,
+            seen_ms: now_ms,
+        };
+        return Return::No;
+    };
+    let recent = now_ms.wrapping_sub(echo.seen_ms) < RETURN_WINDOW_MS;
+    echo.seen_ms = now_ms;
+    if !recent {
+        // Too old to be a return; start over without paying for the hash.
+        echo.full = 0;
+        return Return::No;
+    }
+    let full = (full_hash(payload) >> 32) as u32 | 1;
+    let before = std::mem::replace(&mut echo.full, full);
+    match before {
+        0 => Return::Unsure,
+        _ if before == full => Return::Yes,
+        _ => Return::No,
+    }
+}
+
+/// The 128-bit product of `a` and `b`, folded to 64 bits (wyhash's mixer).
+#[inline]
+fn mix(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// Fixed odd constants of the payload hashes (wyhash's).
+const K: [u64; 4] = [
+    0xa076_1d64_78bd_642f,
+    0xe703_7ed1_a0b4_28db,
+    0x8ebc_6af0_9c88_c6e3,
+    0x5899_65cc_7537_4cc3,
+];
+
+#[inline]
+fn word(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// `bytes` zero-padded to 16 bytes, as two words.
+#[inline]
+fn padded(bytes: &[u8]) -> (u64, u64) {
+    let mut block = [0u8; 16];
+    block[..bytes.len()].copy_from_slice(bytes);
+    (word(&block, 0), word(&block, 8))
+}
+
+/// A cheap stand-in for the payload: its length and its first and last 16
+/// bytes. Equal payloads have equal sketches; unequal ones usually differ
+/// already here (a probe's sequence number is in its first bytes).
+#[inline]
+fn sketch(payload: &[u8]) -> u64 {
+    let len = payload.len();
+    let ((a, b), (c, d)) = if len >= 16 {
+        (
+            (word(payload, 0), word(payload, 8)),
+            (word(payload, len - 16), word(payload, len - 8)),
+        )
+    } else {
+        (padded(payload), (0, 0))
+    };
+    mix(a ^ K[0], b ^ K[1]) ^ mix(c ^ K[2], d ^ K[3] ^ len as u64)
+}
+
+/// A fast 64-bit hash of every byte of `payload`: four independent lanes of
+/// 16 bytes each per step, so the multiplies overlap (about 17 GB/s here).
+/// Not keyed: a collision could only make a sender's own datagrams look equal.
+fn full_hash(payload: &[u8]) -> u64 {
+    let mut lanes = K;
+    let mut blocks = payload.chunks_exact(64);
+    for block in &mut blocks {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            *lane = mix(word(block, 16 * i) ^ K[i], word(block, 16 * i + 8) ^ *lane);
+        }
+    }
+    let mut h =
+        lanes[0] ^ lanes[1].rotate_left(16) ^ lanes[2].rotate_left(32) ^ lanes[3].rotate_left(48);
+    let mut pairs = blocks.remainder().chunks_exact(16);
+    for pair in &mut pairs {
+        h = mix(word(pair, 0) ^ K[1], word(pair, 8) ^ h);
+    }
+    let (a, b) = padded(pairs.remainder());
+    h = mix(a ^ K[2], b ^ h);
+    mix(h ^ K[3], payload.len() as u64 ^ K[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe;
+    use std::net::Ipv4Addr;
+
+    const MS: u64 = 1_000_000;
+    const SEC: u64 = 1_000 * MS;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    /// Feeds `peer`'s datagrams, one every `gap_ns`, from `start_ns`; returns
+    /// how many went through before the first `Loop` (None: never).
+    fn datagrams_until_loop<'a>(
+        detector: &mut LoopDetector,
+        peer: SocketAddr,
+        datagrams: impl IntoIterator<Item = &'a [u8]>,
+        start_ns: u64,
+        gap_ns: u64,
+    ) -> Option<usize> {
+        let mut now = start_ns;
+        for (n, payload) in datagrams.into_iter().enumerate() {
+            match detector.check(peer, payload, now) {
+                LoopVerdict::Echo => {}
+                LoopVerdict::Loop { first, .. } => {
+                    assert!(first, "the first loop verdict is the one to warn about");
+                    return Some(n + 1);
+                }
+            }
+            now += gap_ns;
+        }
+        None
+    }
+
+    /// `k` different payloads circulating: the peer sends them in turn.
+    fn circulating(k: usize, size: usize) -> Vec<Vec<u8>> {
+        (0..k)
+            .map(|i| {
+                let mut p = vec![0u8; size.max(16)];
+                probe::fill(&mut p, i as u64, 42);
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_datagram_bouncing_is_a_loop_after_the_streak() {
+        let mut detector = LoopDetector::new();
+        let peer = addr("192.0.2.7:9999");
+        let n = datagrams_until_loop(
+            &mut detector,
+            peer,
+            std::iter::repeat_n(&b"x"[..], 1000),
+            0,
+            20_000,
+        );
+        assert_eq!(n, Some(usize::from(LOOP_STREAK) + 2));
+        // Cooling down: dropped, not warned about again.
+        assert!(matches!(
+            detector.check(peer, b"x", SEC),
+            LoopVerdict::Loop { first: false, .. }
+        ));
+    }
+
+    #[test]
+    fn loops_of_two_to_three_hundred_datagrams_end_within_a_thousand() {
+        for k in (2..=8).chain([9, 16, 64, 100, 300]) {
+            for size in [1, 64, 1400] {
+                let mut detector = LoopDetector::new();
+                let loop_ = circulating(k, size);
+                let n = datagrams_until_loop(
+                    &mut detector,
+                    addr("[2001:db8::7]:7"),
+                    loop_.iter().cycle().take(5000).map(Vec::as_slice),
+                    5 * SEC,
+                    10_000,
+                )
+                .unwrap_or_else(|| panic!("k {k} size {size} never caught"));
+                assert_eq!(n, 2 * k + usize::from(LOOP_STREAK), "k {k} size {size}");
+                // The k in flight come back once more and are dropped: then it is over.
+                assert!(n + k <= 1000, "k {k}: {n} + {k} in flight");
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_loop_ends_after_three_rounds() {
+        let k = ECHOES / 4;
+        let mut detector = LoopDetector::new();
+        let loop_ = circulating(k, 64);
+        let n = datagrams_until_loop(
+            &mut detector,
+            addr("192.0.2.8:4000"),
+            loop_.iter().cycle().take(4 * k).map(Vec::as_slice),
+            0,
+            1_000,
+        );
+        assert!(n.is_some_and(|n| n <= 3 * k), "{n:?}");
+    }
+
+    #[test]
+    fn a_million_client_probes_are_never_a_loop() {
+        let mut detector = LoopDetector::new();
+        let client = addr("127.0.0.1:40000");
+        let mut buf = [0u8; 64];
+        let mut now = 0;
+        for seq in 0..1_000_000u64 {
+            probe::fill(&mut buf, seq, now);
+            assert_eq!(detector.check(client, &buf, now), LoopVerdict::Echo);
+            now += 2_000; // 500,000 probes a second
+        }
+        // Large probes, all in the same nanosecond: speed alone is never a loop.
+        let mut big = vec![0u8; 65507];
+        for seq in 0..200u64 {
+            probe::fill(&mut big, seq, now);
+            assert_eq!(detector.check(client, &big, now), LoopVerdict::Echo);
+        }
+    }
+
+    #[test]
+    fn duplicated_and_reordered_probes_are_never_a_loop() {
+        let mut detector = LoopDetector::new();
+        let client = addr("192.0.2.9:50000");
+        let mut now = 0;
+        let mut pair = circulating(2, 64);
+        for seq in 0..100_000u64 {
+            // Every probe twice, the pairs interleaved: a b a b, c d c d, …
+            probe::fill(&mut pair[0], 2 * seq, now);
+            probe::fill(&mut pair[1], 2 * seq + 1, now);
+            for i in [0, 1, 0, 1] {
+                assert_eq!(detector.check(client, &pair[i], now), LoopVerdict::Echo);
+                now += 5_000;
+            }
+        }
+    }
+
+    #[test]
+    fn payloads_that_differ_only_in_the_middle_are_told_apart() {
+        // Same length, same first and last 16 bytes: the sketch matches every
+        // time, the full hash does not.
+        let mut detector = LoopDetector::new();
+        let client = addr("192.0.2.10:5000");
+        let mut payload = [b'.'; 100];
+        for i in 0..100_000u32 {
+            payload[40..44].copy_from_slice(&i.to_le_bytes());
+            assert_eq!(
+                detector.check(client, &payload, u64::from(i) * 10_000),
+                LoopVerdict::Echo
+            );
+        }
+    }
+
+    #[test]
+    fn identical_bytes_faster_than_the_window_count_slower_never_do() {
+        // The documented catch: 100 identical datagrams in a row, each within
+        // 0.9 s of the last, look like a loop — e.g. a heartbeat every 100 ms.
+        let mut detector = LoopDetector::new();
+        let every_100ms = datagrams_until_loop(
+            &mut detector,
+            addr("192.0.2.11:5000"),
+            std::iter::repeat_n(&b"heartbeat"[..], 1000),
+            0,
+            100 * MS,
+        );
+        assert_eq!(every_100ms, Some(usize::from(LOOP_STREAK) + 2));
+        // Once a second (or slower), never; nor at the window's edge.
+        for gap in [SEC, 950 * MS, 901 * MS] {
+            let mut detector = LoopDetector::new();
+            let n = datagrams_until_loop(
+                &mut detector,
+                addr("192.0.2.12:5000"),
+                std::iter::repeat_n(&b"heartbeat"[..], 1000),
+                0,
+                gap,
+            );
+            assert_eq!(n, None, "every {gap} ns");
+        }
+    }
+
+    #[test]
+    fn a_different_datagram_breaks_the_streak() {
+        let mut detector = LoopDetector::new();
+        let peer = addr("192.0.2.13:5000");
+        let mut now = 0;
+        for round in 0..50u32 {
+            // One short of the streak, then something else: never a loop.
+            for _ in 0..usize::from(LOOP_STREAK) - 1 {
+                assert_eq!(detector.check(peer, b"same", now), LoopVerdict::Echo);
+                now += MS;
+            }
+            let other = round.to_le_bytes();
+            assert_eq!(detector.check(peer, &other, now), LoopVerdict::Echo);
+            now += MS;
+        }
+    }
+
+    #[test]
+    fn the_cool_down_expires_doubles_on_repeat_and_is_forgiven() {
+        let mut detector = LoopDetector::new();
+        let peer = addr("192.0.2.14:6000");
+        let bounce = |detector: &mut LoopDetector, start: u64| {
+            let n = datagrams_until_loop(
+                detector,
+                peer,
+                std::iter::repeat_n(&b"y\n"[..], 1000),
+                start,
+                MS,
+            )
+            .expect("caught");
+            start + (n as u64 - 1) * MS
+        };
+        let caught = bounce(&mut detector, 0);
+        let silent = |detector: &mut LoopDetector, at: u64| match detector.check(peer, b"y\n", at) {
+            LoopVerdict::Loop { first, silent_for } => {
+                assert!(!first);
+                Some(silent_for)
+            }
+            LoopVerdict::Echo => None,
+        };
+        assert_eq!(
+            silent(&mut detector, caught + SEC),
+            Some(COOL_DOWN - Duration::from_secs(1))
+        );
+        // Another peer is not affected.
+        assert_eq!(
+            detector.check(addr("192.0.2.14:6001"), b"y\n", caught + SEC),
+            LoopVerdict::Echo
+        );
+        // After 10 s a fresh chance; caught again, 20 s.
+        let start = caught + 10 * SEC;
+        let again = bounce(&mut detector, start);
+        assert_eq!(again, start + (u64::from(LOOP_STREAK) + 1) * MS);
+        assert_eq!(
+            silent(&mut detector, again + 19 * SEC),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(silent(&mut detector, again + 20 * SEC), None);
+        // Third and later offences: 40, 80, 160, 160 s.
+        let mut at = again + 20 * SEC + SEC;
+        for want in [40, 80, 160, 160] {
+            let caught = bounce(&mut detector, at);
+            assert_eq!(
+                silent(&mut detector, caught + MS),
+                Some(Duration::from_secs(want) - Duration::from_millis(1))
+            );
+            at = caught + want * SEC + SEC;
+        }
+        // Ten quiet minutes after a cool-down: forgiven, back to 10 s.
+        let caught = bounce(&mut detector, at + FORGIVE_AFTER.as_nanos() as u64);
+        assert_eq!(
+            silent(&mut detector, caught + MS),
+            Some(COOL_DOWN - Duration::from_millis(1))
+        );
+    }
+
+    #[test]
+    fn memory_is_fixed_whatever_the_number_of_sources() {
+        assert_eq!(std::mem::size_of::<Peer>(), 32);
+        assert_eq!(std::mem::size_of::<PeerSet>(), 256);
+        assert_eq!(std::mem::size_of::<Echoed>(), 16);
+        assert_eq!(std::mem::size_of::<EchoSet>(), 128);
+        let mut detector = LoopDetector::new();
+        assert_eq!(detector.peer_capacity(), PEERS);
+        assert_eq!(detector.echo_capacity(), ECHOES);
+        let memory = detector.memory_bytes();
+        assert_eq!(memory, PEERS * 32 + ECHOES * 16);
+        let mut now = 0;
+        for i in 0..100_000u32 {
+            let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i)), 40000);
+            assert_eq!(
+                detector.check(source, &i.to_le_bytes(), now),
+                LoopVerdict::Echo
+            );
+            now += 1_000;
+        }
+        assert_eq!(detector.memory_bytes(), memory, "the tables never grow");
+        assert_eq!(detector.peers_tracked(), PEERS, "full, old sources evicted");
+        // A newcomer still gets a slot, and its loop is still caught.
+        let n = datagrams_until_loop(
+            &mut detector,
+            addr("198.51.100.1:7777"),
+            std::iter::repeat_n(&b"z"[..], 1000),
+            now,
+            10_000,
+        );
+        assert_eq!(n, Some(usize::from(LOOP_STREAK) + 2));
+    }
+
+    #[test]
+    fn churning_sources_cannot_hide_a_loop() {
+        // A loop at 20,000 datagrams/s, and between two of its datagrams 10
+        // spoofed sources with fresh payloads (200,000/s, all new): the loop's
+        // peer and echoes stay the freshest of their sets.
+        for k in [1, 8, 64] {
+            let mut detector = LoopDetector::new();
+            let loop_peer = addr("203.0.113.5:9999");
+            let loop_ = circulating(k, 64);
+            let mut now = 0;
+            let mut spoofed = 0u32;
+            let mut caught = None;
+            for (n, payload) in loop_.iter().cycle().take(5000).enumerate() {
+                for _ in 0..10 {
+                    spoofed += 1;
+                    let source = SocketAddr::new(
+                        IpAddr::V4(Ipv4Addr::from(0x0B00_0000 + spoofed)),
+                        (spoofed % 60000) as u16 + 1024,
+                    );
+                    assert_eq!(
+                        detector.check(source, &spoofed.to_be_bytes(), now),
+                        LoopVerdict::Echo
+                    );
+                    now += 5_000;
+                }
+                if detector.check(loop_peer, payload, now) != LoopVerdict::Echo {
+                    caught = Some(n + 1);
+                    break;
+                }
+            }
+            assert_eq!(caught, Some(2 * k + usize::from(LOOP_STREAK)), "k {k}");
+        }
+    }
+
+    #[test]
+    fn a_small_table_shows_what_churn_costs_a_slow_loop() {
+        // The bound of the module docs, made visible: with one set of 8 peers,
+        // 8 fresh sources between two datagrams of a loop push it out; 7 do not.
+        for (churn, caught) in [(7, true), (8, false)] {
+            let mut detector = LoopDetector::with_capacity(8, 1024);
+            let loop_peer = addr("203.0.113.6:9999");
+            let mut now = 0;
+            let mut spoofed = 0u32;
+            let mut verdict = LoopVerdict::Echo;
+            for _ in 0..usize::from(LOOP_STREAK) + 2 {
+                for _ in 0..churn {
+                    spoofed += 1;
+                    let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(spoofed)), 5000);
+                    detector.check(source, &spoofed.to_be_bytes(), now);
+                    now += MS;
+                }
+                verdict = detector.check(loop_peer, b"slow", now);
+                now += MS;
+            }
+            assert_eq!(verdict != LoopVerdict::Echo, caught, "churn {churn}");
+        }
+    }
+
+    #[test]
+    fn two_detectors_bouncing_a_datagram_stop_it_quickly() {
+        // Two servers of ours, A and B, and one forged datagram: each sees the
+        // other as a peer sending back what it was sent.
+        let (a_addr, b_addr) = (addr("192.0.2.1:9999"), addr("192.0.2.2:9999"));
+        let (mut a, mut b) = (LoopDetector::new(), LoopDetector::new());
+        let mut now = 0;
+        let mut bounces = 0;
+        loop {
+            bounces += 1;
+            let (judge, from) = if bounces % 2 == 1 {
+                (&mut a, b_addr)
+            } else {
+                (&mut b, a_addr)
+            };
+            if judge.check(from, b"forged", now) != LoopVerdict::Echo {
+                break;
+            }
+            now += 30_000;
+        }
+        assert!(bounces <= 2 * (usize::from(LOOP_STREAK) + 2), "{bounces}");
+    }
+
+    #[test]
+    fn mapped_ipv4_is_the_same_peer() {
+        let mut detector = LoopDetector::new();
+        let (v4, mapped) = (addr("192.0.2.20:5000"), addr("[::ffff:192.0.2.20]:5000"));
+        let mut now = 0;
+        for i in 0..usize::from(LOOP_STREAK) + 1 {
+            let from = if i % 2 == 0 { v4 } else { mapped };
+            assert_eq!(detector.check(from, b"m", now), LoopVerdict::Echo);
+            now += MS;
+        }
+        assert!(matches!(
+            detector.check(mapped, b"m", now),
+            LoopVerdict::Loop { first: true, .. }
+        ));
+    }
+
+    #[test]
+    fn the_hashes_see_every_byte() {
+        for len in [0usize, 1, 15, 16, 17, 31, 32, 63, 64, 65, 100, 1400, 65507] {
+            let base: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let h = full_hash(&base);
+            // Every byte of the small ones, a spread of the largest.
+            let step = if len > 2000 { 997 } else { 1 };
+            for i in (0..len).step_by(step).chain(len.checked_sub(1)) {
+                let mut flipped = base.clone();
+                flipped[i] ^= 1;
+                assert_ne!(full_hash(&flipped), h, "len {len} byte {i}");
+            }
+            let mut longer = base.clone();
+            longer.push(0);
+            assert_ne!(full_hash(&longer), h, "len {len} + a zero byte");
+            assert_ne!(
+                sketch(&longer),
+                sketch(&base),
+                "len {len}: the sketch has the length"
+            );
+        }
+    }
+}
