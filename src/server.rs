@@ -9,14 +9,15 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
 use crate::error::{Error, Result};
-use crate::guard::{Decision, DropReason, GuardConfig, RATE_LIMIT_SOURCES, RateLimiter, Rules};
+use crate::guard::{
+    Decision, DropReason, GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter,
+};
 use crate::logging::escape_payload;
 use crate::net::{self, Family, Limits, SocketOptions, udp_table};
 use crate::shutdown::{Stop, StopCause, signal_name};
@@ -122,7 +123,7 @@ pub struct Server {
     batch: usize,
     stats_interval: Option<Duration>,
     rules: Rules,
-    limiter: Option<Mutex<RateLimiter>>,
+    limiter: Option<SharedRateLimiter>,
 }
 
 impl Server {
@@ -199,7 +200,7 @@ impl Server {
             limiter: config
                 .guard
                 .rate_limit
-                .map(|rate| Mutex::new(RateLimiter::new(rate, RATE_LIMIT_SOURCES))),
+                .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES)),
         })
     }
 
@@ -224,7 +225,6 @@ impl Server {
                         policy: self.stop_on_empty,
                         rules: &self.rules,
                         limiter: self.limiter.as_ref(),
-                        clock: started,
                         published: self.stats_interval.map(|_| published),
                     };
                     scope.spawn(move || serve(socket, context, self.batch))
@@ -283,11 +283,8 @@ struct LoopContext<'a> {
     stop: &'a Stop,
     policy: StopPolicy,
     rules: &'a Rules,
-    /// One table for all threads, so a source's budget is the same whichever
-    /// socket its flows land on; locked once per datagram, only when on.
-    limiter: Option<&'a Mutex<RateLimiter>>,
-    /// Origin of the rate limiter's nanosecond clock.
-    clock: Instant,
+    /// One table for all threads (see [`SharedRateLimiter`]); `None` when off.
+    limiter: Option<&'a SharedRateLimiter>,
     published: Option<&'a Published>,
 }
 
@@ -546,21 +543,11 @@ impl<'a> LoopState<'a> {
 
     /// The guard's verdict: the stateless rules, then the source's token bucket.
     fn guard(&self, source: SocketAddr) -> Decision {
-        let decision = self.context.rules.check(source);
-        match (decision, self.context.limiter) {
-            (Decision::Echo, Some(limiter)) => {
-                let now_ns =
-                    u64::try_from(self.context.clock.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                // A poisoned lock only means another loop panicked mid-update of
-                // plain numbers; the table is still usable.
-                let mut table = limiter.lock().unwrap_or_else(PoisonError::into_inner);
-                if table.allow(source.ip(), now_ns) {
-                    Decision::Echo
-                } else {
-                    Decision::Drop(DropReason::RateLimited)
-                }
+        match (self.context.rules.check(source), self.context.limiter) {
+            (Decision::Echo, Some(limiter)) if !limiter.allow(source.ip()) => {
+                Decision::Drop(DropReason::RateLimited)
             }
-            _ => decision,
+            (decision, _) => decision,
         }
     }
 
@@ -835,7 +822,6 @@ mod tests {
             policy,
             rules: &rules,
             limiter: None,
-            clock: Instant::now(),
             published: None,
         };
         serve(socket, context, batch)
