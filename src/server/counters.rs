@@ -13,6 +13,10 @@ use crate::net::udp_table;
 use crate::shutdown::{Stop, signal_name};
 
 /// What one echo loop counted.
+///
+/// Each datagram read is booked once: `datagrams_received =
+/// datagrams_echoed + dropped (all reasons) + send_errors + taken_after_stop`,
+/// plus the stop datagram itself when `stopped_by` is set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Datagrams received, the stop datagram included.
@@ -28,6 +32,9 @@ pub struct Counters {
     /// Receive calls that failed with something other than a timeout (e.g. an ICMP
     /// error queued on the socket): counted, not fatal.
     pub recv_errors: u64,
+    /// Datagrams one `recvmmsg` took after the stop datagram in the same batch:
+    /// read, so counted as received, but not echoed.
+    pub taken_after_stop: u64,
     /// Datagrams dropped by the guard, per [`DropReason::index`].
     pub dropped: [u64; 4],
     /// The sender of the empty datagram that stopped this loop, if one did.
@@ -43,6 +50,7 @@ impl Counters {
         self.bytes_echoed += other.bytes_echoed;
         self.send_errors += other.send_errors;
         self.recv_errors += other.recv_errors;
+        self.taken_after_stop += other.taken_after_stop;
         for (total, more) in self.dropped.iter_mut().zip(other.dropped) {
             *total += more;
         }
@@ -184,7 +192,7 @@ impl fmt::Display for Summary {
         let c = &self.counters;
         write!(
             f,
-            "stopped by {} after {:.1} s: received {} datagrams ({} bytes), echoed {} ({} bytes), {}, send errors {}, receive errors {}, kernel drops {}, port sharers {}",
+            "stopped by {} after {:.1} s: received {} datagrams ({} bytes), echoed {} ({} bytes), {}, send errors {}, ",
             self.cause,
             self.elapsed.as_secs_f64(),
             c.datagrams_received,
@@ -193,6 +201,18 @@ impl fmt::Display for Summary {
             c.bytes_echoed,
             Drops(&c.dropped),
             c.send_errors,
+        )?;
+        // Only a stop datagram followed by more in the same batch leaves these.
+        if c.taken_after_stop > 0 {
+            write!(
+                f,
+                "taken after the stop datagram {} (read, not echoed), ",
+                c.taken_after_stop
+            )?;
+        }
+        write!(
+            f,
+            "receive errors {}, kernel drops {}, port sharers {}",
             c.recv_errors,
             crate::net::limits::Reading(self.kernel_drops),
             self.port_sharers,
@@ -223,6 +243,32 @@ mod tests {
         assert_eq!(
             summary.to_string(),
             "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0), send errors 0, receive errors 0, kernel drops unknown, port sharers 0"
+        );
+    }
+
+    #[test]
+    fn the_summary_names_datagrams_taken_after_the_stop() {
+        let summary = Summary {
+            counters: Counters {
+                datagrams_received: 4,
+                bytes_received: 11,
+                datagrams_echoed: 2,
+                bytes_echoed: 6,
+                taken_after_stop: 1,
+                stopped_by: Some("127.0.0.1:40000".parse().unwrap()),
+                ..Counters::default()
+            },
+            cause: StopReason::EmptyDatagram("127.0.0.1:40000".parse().unwrap()),
+            elapsed: Duration::from_millis(100),
+            kernel_drops: Some(0),
+            port_sharers: 0,
+        };
+        let line = summary.to_string();
+        assert!(
+            line.contains(
+                "send errors 0, taken after the stop datagram 1 (read, not echoed), receive errors 0"
+            ),
+            "{line}"
         );
     }
 }
