@@ -28,6 +28,8 @@ pub(super) struct LoopContext<'a> {
     /// One table for all threads (see [`SharedRateLimiter`]); `None` when off.
     pub(super) limiter: Option<&'a SharedRateLimiter>,
     pub(super) published: Option<&'a Published>,
+    /// Whether per-datagram debug lines may be written at all.
+    pub(super) datagram_log: bool,
 }
 
 /// Runs the loop that fits `batch` on one socket until a stop.
@@ -119,7 +121,7 @@ impl<'a> LoopState<'a> {
         LoopState {
             counters: Counters::default(),
             context,
-            debug: log::log_enabled!(log::Level::Debug),
+            debug: context.datagram_log && log::log_enabled!(log::Level::Debug),
             send_log: Throttle::default(),
             recv_log: Throttle::default(),
             drop_log: Throttle::every(DROP_LOG_INTERVAL),
@@ -390,6 +392,7 @@ mod tests {
             rules: &rules,
             limiter: None,
             published: None,
+            datagram_log: true,
         };
         serve(socket, context, batch)
     }

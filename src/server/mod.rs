@@ -4,19 +4,22 @@
 //! [`Server::bind`] does everything that can fail (resolve, bind, buffers) so the
 //! binary can print `listening on` only once the socket is really there;
 //! [`Server::run`] cannot fail: per-datagram errors are counted and survived.
+//! What `bind` found is a [`StartupReport`], data for the binary to log: the
+//! library logs nothing of its own start-up.
 //! The loops live in `loops`, what they count and the summary in `counters`.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::Level;
 
 use crate::error::{Error, Result};
 use crate::guard::{GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
-use crate::net::{self, Family, Limits, SocketOptions, udp_table};
+use crate::net::udp_table::{self, UdpSocketEntry};
+use crate::net::{self, BufferSize, Family, Limits, SocketOptions};
 use crate::shutdown::{Stop, StopCause};
-use crate::watch::watch_port;
+use crate::watch::{self, watch_port};
 
 mod counters;
 mod loops;
@@ -112,23 +115,109 @@ impl Default for ServerConfig {
     }
 }
 
+/// What [`Server::bind`] found and set up: the start-up report as data. The
+/// binary logs it ([`StartupReport::lines`]); the library does not, so a server
+/// embedded in another tool (the doctor's self-test) starts silently.
+#[derive(Debug, Clone)]
+pub struct StartupReport {
+    /// The bound address, with the real port when 0 was asked.
+    pub local: SocketAddr,
+    /// The kernel's limits from `/proc/sys/net/core` (each `None` where unreadable).
+    pub limits: Limits,
+    /// The receive buffer as requested and as granted (with the clamp warning's
+    /// data). Every socket asks the same; this is what the first one got.
+    pub recv_buf: BufferSize,
+    /// The send buffer, likewise.
+    pub send_buf: BufferSize,
+    /// Sockets bound to the address, one echo thread each.
+    pub threads: usize,
+    /// Datagrams per syscall asked for (`--batch`, at least 1).
+    pub batch_requested: usize,
+    /// Datagrams per syscall the loops use: the request, or 1 where this
+    /// platform has no `recvmmsg`/`sendmmsg`.
+    pub batch: usize,
+    /// Loop guard, allowlist and rate limit, as configured.
+    pub guard: GuardConfig,
+    /// The port-sharing check at start: other sockets already on the port (the
+    /// watch warns only about later ones). `None` when the kernel's socket table
+    /// cannot be read, which turns the port-sharing watch off.
+    pub port_sharers: Option<Vec<UdpSocketEntry>>,
+}
+
+impl StartupReport {
+    /// The report as log lines, each with the level it deserves, in the order
+    /// the server logs them: limits (and the `somaxconn` note), the buffers
+    /// (each with its clamp warning), the batch fallback warning, threads and
+    /// batch, the guard, then the port-sharing check.
+    pub fn lines(&self) -> Vec<(Level, String)> {
+        let mut lines = vec![(Level::Info, self.limits.to_string())];
+        if let Some(note) = self.limits.somaxconn_note() {
+            lines.push((Level::Info, note));
+        }
+        for buffer in [&self.recv_buf, &self.send_buf] {
+            lines.push((Level::Info, buffer.to_string()));
+            if let Some(warning) = buffer.clamp_warning() {
+                lines.push((Level::Warn, warning));
+            }
+        }
+        if self.batch != self.batch_requested {
+            lines.push((
+                Level::Warn,
+                format!(
+                    "--batch {} needs recvmmsg/sendmmsg, which this platform lacks; using {}",
+                    self.batch_requested, self.batch
+                ),
+            ));
+        }
+        let threads = self.threads;
+        lines.push((
+            Level::Info,
+            format!(
+                "{threads} thread{}, {} datagrams per syscall",
+                if threads == 1 {
+                    ", one socket".to_owned()
+                } else {
+                    format!("s, {threads} sockets sharing the port with SO_REUSEPORT")
+                },
+                self.batch,
+            ),
+        ));
+        lines.push((Level::Info, guard_line(&self.guard)));
+        match &self.port_sharers {
+            None => lines.push((
+                Level::Debug,
+                "no /proc/net/udp here: the port-sharing watch is off".to_owned(),
+            )),
+            Some(sharers) => lines.extend(
+                sharers
+                    .iter()
+                    .map(|h| (Level::Warn, watch::warning(self.local, h))),
+            ),
+        }
+        lines
+    }
+}
+
 /// A bound server, ready to run.
 #[derive(Debug)]
 pub struct Server {
     sockets: Vec<UdpSocket>,
-    local: SocketAddr,
+    report: StartupReport,
     inodes: Vec<u64>,
     stop_on_empty: StopPolicy,
     batch: usize,
     stats_interval: Option<Duration>,
     rules: Rules,
     limiter: Option<SharedRateLimiter>,
+    /// Per-datagram debug lines, when debug logging is on (see [`Server::without_datagram_log`]).
+    datagram_log: bool,
 }
 
 impl Server {
-    /// Resolves, binds and logs the start-up report (limits, effective buffers,
-    /// warnings for clamped requests). Fails when the host does not resolve, the
-    /// address is not local, the port is privileged, or another socket holds it.
+    /// Resolves and binds, and keeps what it found in the [`StartupReport`]
+    /// ([`Server::startup`]) without logging it. Fails when the host does not
+    /// resolve, the address is not local, the port is privileged, or another
+    /// socket holds it.
     pub fn bind(config: &ServerConfig) -> Result<Server> {
         let mut addr = net::resolve(&config.host, config.port, config.family)?;
         let limits = Limits::read();
@@ -140,7 +229,7 @@ impl Server {
             reuse_port: threads > 1,
         };
         let mut sockets = Vec::with_capacity(threads);
-        let mut first = None;
+        let mut granted = None;
         for _ in 0..threads {
             let bound = net::bind(addr, &options, &limits)?;
             // Port 0: the siblings join the port the kernel picked for the first.
@@ -153,16 +242,16 @@ impl Server {
                     addr,
                     source,
                 })?;
-            first.get_or_insert((bound.recv_buf, bound.send_buf));
+            granted.get_or_insert((bound.recv_buf, bound.send_buf));
             sockets.push(bound.socket);
         }
+        let (recv_buf, send_buf) = granted.expect("threads >= 1, so a socket was bound");
         let inodes: Vec<u64> = sockets.iter().filter_map(udp_table::socket_inode).collect();
+        let port_sharers = net::foreign_holders(addr, &inodes);
         if threads > 1 {
             // SO_REUSEPORT lets a same-uid socket that set it too share the port
             // silently; the kernel's table shows whether one already does.
-            if let Some(other) =
-                net::foreign_holders(addr, &inodes).and_then(|o| o.first().copied())
-            {
+            if let Some(other) = port_sharers.as_ref().and_then(|o| o.first()) {
                 return Err(Error::PortShared {
                     addr,
                     uid: other.uid,
@@ -170,27 +259,21 @@ impl Server {
                 });
             }
         }
-        info!("{limits}");
-        if let Some(note) = limits.somaxconn_note() {
-            info!("{note}");
-        }
-        if let Some((recv_buf, send_buf)) = first {
-            recv_buf.log(log::Level::Info);
-            send_buf.log(log::Level::Info);
-        }
-        let batch = effective_batch(config.batch);
-        info!(
-            "{threads} thread{}, {batch} datagrams per syscall",
-            if threads == 1 {
-                ", one socket".to_owned()
-            } else {
-                format!("s, {threads} sockets sharing the port with SO_REUSEPORT")
-            },
-        );
-        log_guard(&config.guard);
+        let batch_requested = config.batch.max(1);
+        let batch = effective_batch(batch_requested);
         Ok(Server {
             sockets,
-            local: addr,
+            report: StartupReport {
+                local: addr,
+                limits,
+                recv_buf,
+                send_buf,
+                threads,
+                batch_requested,
+                batch,
+                guard: config.guard.clone(),
+                port_sharers,
+            },
             inodes,
             stop_on_empty: config.stop_on_empty,
             batch,
@@ -200,12 +283,26 @@ impl Server {
                 .guard
                 .rate_limit
                 .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES)),
+            datagram_log: true,
         })
     }
 
     /// The bound address, with the real port when 0 was asked.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.report.local
+    }
+
+    /// What [`bind`](Self::bind) found, for the caller to log or not.
+    pub fn startup(&self) -> &StartupReport {
+        &self.report
+    }
+
+    /// Keeps the per-datagram debug lines off even when debug logging is on: for
+    /// a server embedded in another tool (the doctor's self-test), whose own log
+    /// they would drown. Warnings (send and receive errors, port sharers) stay.
+    pub fn without_datagram_log(mut self) -> Server {
+        self.datagram_log = false;
+        self
     }
 
     /// Echoes until an allowed empty datagram or `stop`, then returns the summary.
@@ -225,6 +322,7 @@ impl Server {
                         rules: &self.rules,
                         limiter: self.limiter.as_ref(),
                         published: self.stats_interval.map(|_| published),
+                        datagram_log: self.datagram_log,
                     };
                     scope.spawn(move || serve(socket, context, self.batch))
                 })
@@ -233,7 +331,10 @@ impl Server {
                 let (published, inodes) = (&published, &self.inodes);
                 scope.spawn(move || report_stats(published, inodes, interval, stop, started));
             }
-            let watcher = scope.spawn(|| watch_port(self.local, &self.inodes, stop));
+            // No socket table at start, no watch (the report says so).
+            let watcher = self.report.port_sharers.as_ref().map(|at_start| {
+                scope.spawn(|| watch_port(self.report.local, &self.inodes, at_start, stop))
+            });
             let mut total = Counters::default();
             for handle in loops {
                 match handle.join() {
@@ -243,9 +344,11 @@ impl Server {
             }
             // Whatever ended one loop ends the stats and watch threads too.
             stop.request();
-            let sharers = watcher
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let sharers = watcher.map_or(0, |watcher| {
+                watcher
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            });
             (total, sharers)
         });
         let (counters, port_sharers) = counters;
@@ -266,17 +369,11 @@ impl Server {
 
 /// The batch size this platform can do: batching needs `recvmmsg`/`sendmmsg` (Linux).
 fn effective_batch(requested: usize) -> usize {
-    let requested = requested.max(1);
-    if crate::sys::BATCHING || requested == 1 {
-        requested
-    } else {
-        warn!("--batch {requested} needs recvmmsg/sendmmsg, which this platform lacks; using 1");
-        1
-    }
+    if crate::sys::BATCHING { requested } else { 1 }
 }
 
-/// Logs which protections are on, once at start.
-fn log_guard(guard: &GuardConfig) {
+/// Which protections are on, for the start-up report.
+fn guard_line(guard: &GuardConfig) -> String {
     let ports = if guard.allow_service_ports {
         "off (--allow-service-ports)"
     } else {
@@ -297,7 +394,7 @@ fn log_guard(guard: &GuardConfig) {
             "{r} datagrams/s per source address, burst {r}, {RATE_LIMIT_SOURCES} sources tracked"
         )
     });
-    info!("loop guard {ports}; allow {allow}; rate limit {rate}");
+    format!("loop guard {ports}; allow {allow}; rate limit {rate}")
 }
 
 #[cfg(test)]
