@@ -15,8 +15,9 @@ use std::time::Duration;
 use super::Target;
 use super::measure::{self, MeasureConfig, Mode};
 use crate::error::Result;
+use crate::guard::GuardConfig;
 use crate::net::{self, Limits, snmp, udp_table};
-use crate::server::{Server, ServerConfig, StopPolicy};
+use crate::server::{DEFAULT_BATCH, Server, ServerConfig, StopPolicy};
 use crate::shutdown::Stop;
 use crate::stats::RunSummary;
 use crate::sys;
@@ -336,8 +337,15 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
     let config = ServerConfig {
         host: "127.0.0.1".into(),
         port: 0,
+        family: net::Family::Any,
+        recv_buf: None,
+        send_buf: None,
         stop_on_empty: StopPolicy::Never,
-        ..ServerConfig::default()
+        batch: DEFAULT_BATCH,
+        threads: 1,
+        stats_interval: None,
+        guard: GuardConfig::default(),
+        exclusive: false,
     };
     // Its start-up report stays unlogged, and its per-datagram lines off even
     // at -v: they would drown the doctor's own.

@@ -70,7 +70,8 @@ fn is_loopback(ip: IpAddr) -> bool {
 /// sweep recorded in BENCHMARKS.md.
 pub const DEFAULT_BATCH: usize = 32;
 
-/// Everything the server needs to know, free of any command-line types.
+/// Everything the server needs to know, free of any command-line types. It has
+/// no `Default`: the defaults live in one place, the command line.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address or name to bind.
@@ -95,24 +96,6 @@ pub struct ServerConfig {
     pub guard: GuardConfig,
     /// Bind without SO_REUSEADDR, so the kernel refuses any later co-binder.
     pub exclusive: bool,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            host: "localhost".to_owned(),
-            port: 9999,
-            family: Family::Any,
-            recv_buf: None,
-            send_buf: None,
-            stop_on_empty: StopPolicy::Loopback,
-            batch: DEFAULT_BATCH,
-            threads: 1,
-            stats_interval: None,
-            guard: GuardConfig::default(),
-            exclusive: false,
-        }
-    }
 }
 
 /// What [`Server::bind`] found and set up: the start-up report as data. The
