@@ -62,6 +62,7 @@ pub fn watch_port(
     stop: &Stop,
 ) -> u64 {
     let mut watch = Watch::default();
+    // The start-up report named these already: remember them, warn about none.
     watch.newcomers(at_start);
     let mut next = Instant::now() + WATCH_INTERVAL;
     while stop.sleep_until(next) {

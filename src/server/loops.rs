@@ -512,7 +512,7 @@ mod tests {
                 assert_eq!(
                     c.datagrams_received,
                     c.datagrams_echoed
-                        + c.dropped_total()
+                        + c.dropped.iter().sum::<u64>()
                         + c.send_errors
                         + c.taken_after_stop
                         + stop_datagram,
