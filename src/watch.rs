@@ -1,8 +1,9 @@
 //! Port-sharing watch: SO_REUSEADDR (kept, as the seed had it) lets any local
 //! user bind the server's UDP port later and silently take datagrams meant for
 //! it — neither socket sees an error. The server looks at the kernel's socket
-//! table at start and every [`WATCH_INTERVAL`] for sockets on its port that are
-//! not its own, and warns once per newcomer.
+//! table at start (`Server::bind`, in its start-up report) and then every
+//! [`WATCH_INTERVAL`] for sockets on its port that are not its own, and warns
+//! once per newcomer.
 //!
 //! The decision ([`Watch::newcomers`]) is pure; the thread only reads
 //! `/proc/net/udp{,6}` and sleeps in short steps so a stop is seen promptly.
@@ -51,15 +52,23 @@ pub fn warning(local: SocketAddr, h: &UdpSocketEntry) -> String {
     )
 }
 
-/// Watches `local` until `stop`, warning about sockets that are not `ours`;
-/// returns how many distinct ones were seen. Without `/proc` it returns at once.
-pub fn watch_port(local: SocketAddr, ours: &[u64], stop: &Stop) -> u64 {
+/// Watches `local` until `stop`, warning about sockets that are not `ours` and
+/// were not already there `at_start` (the start-up report names those); returns
+/// how many distinct ones were seen, those at start included.
+pub fn watch_port(
+    local: SocketAddr,
+    ours: &[u64],
+    at_start: &[UdpSocketEntry],
+    stop: &Stop,
+) -> u64 {
     let mut watch = Watch::default();
-    let mut next = Instant::now();
+    // The start-up report named these already: remember them, warn about none.
+    watch.newcomers(at_start);
+    let mut next = Instant::now() + WATCH_INTERVAL;
     while stop.sleep_until(next) {
         let Some(holders) = net::foreign_holders(local, ours) else {
-            log::debug!("no /proc/net/udp here: the port-sharing watch is off");
-            return 0;
+            log::debug!("/proc/net/udp is no longer readable: the port-sharing watch stops");
+            return watch.seen();
         };
         for h in watch.newcomers(&holders) {
             log::warn!("{}", warning(local, &h));

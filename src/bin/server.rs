@@ -26,6 +26,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The library hands its start-up report over as data; logging it is ours.
+    for (level, line) in server.startup().lines() {
+        log::log!(level, "{line}");
+    }
     // The one line on stdout; a closed stdout must not stop a server.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {}", server.local_addr());

@@ -15,8 +15,9 @@ use std::time::Duration;
 use super::Target;
 use super::measure::{self, MeasureConfig, Mode};
 use crate::error::Result;
+use crate::guard::GuardConfig;
 use crate::net::{self, Limits, snmp, udp_table};
-use crate::server::{Server, ServerConfig, StopPolicy};
+use crate::server::{DEFAULT_BATCH, Server, ServerConfig, StopPolicy};
 use crate::shutdown::Stop;
 use crate::stats::RunSummary;
 use crate::sys;
@@ -336,23 +337,24 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
     let config = ServerConfig {
         host: "127.0.0.1".into(),
         port: 0,
+        family: net::Family::Any,
+        recv_buf: None,
+        send_buf: None,
         stop_on_empty: StopPolicy::Never,
-        ..ServerConfig::default()
+        batch: DEFAULT_BATCH,
+        threads: 1,
+        stats_interval: None,
+        guard: GuardConfig::default(),
+        exclusive: false,
     };
-    // The in-process server's start-up report would drown the doctor's own.
-    let level = log::max_level();
-    log::set_max_level(log::LevelFilter::Warn);
-    let server = Server::bind(&config);
-    log::set_max_level(level);
-    let server = server?;
+    // Its start-up report stays unlogged, and its per-datagram lines off even
+    // at -v: they would drown the doctor's own.
+    let server = Server::bind(&config)?.without_datagram_log();
     let addr = server.local_addr();
     let server_stop = Stop::new();
     std::thread::scope(|scope| {
         let flag = server_stop.clone();
-        let handle = scope.spawn(move || {
-            log::set_max_level(log::LevelFilter::Warn);
-            server.run(&flag)
-        });
+        let handle = scope.spawn(move || server.run(&flag));
         let target = Target {
             host: addr.ip().to_string(),
             port: addr.port(),
@@ -380,7 +382,6 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
         })();
         server_stop.request();
         let _ = handle.join();
-        log::set_max_level(level);
         result
     })
 }

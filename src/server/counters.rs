@@ -1,0 +1,274 @@
+//! What the echo loops count, how the `--stats-interval` thread sees it, and
+//! the end-of-run summary.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use log::info;
+
+use crate::guard::DropReason;
+use crate::net::udp_table;
+use crate::shutdown::{Stop, signal_name};
+
+/// What one echo loop counted.
+///
+/// Each datagram read is booked once: `datagrams_received =
+/// datagrams_echoed + dropped (all reasons) + send_errors + taken_after_stop`,
+/// plus the stop datagram itself when `stopped_by` is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams received, the stop datagram included.
+    pub datagrams_received: u64,
+    /// Payload bytes received.
+    pub bytes_received: u64,
+    /// Datagrams sent back in full.
+    pub datagrams_echoed: u64,
+    /// Payload bytes sent back.
+    pub bytes_echoed: u64,
+    /// Echoes the kernel refused (ENOBUFS, EMSGSIZE, unreachable…): counted, not fatal.
+    pub send_errors: u64,
+    /// Receive calls that failed with something other than a timeout (e.g. an ICMP
+    /// error queued on the socket): counted, not fatal.
+    pub recv_errors: u64,
+    /// Datagrams one `recvmmsg` took after the stop datagram in the same batch:
+    /// read, so counted as received, but not echoed.
+    pub taken_after_stop: u64,
+    /// Datagrams dropped by the guard, per [`DropReason::index`].
+    pub dropped: [u64; 4],
+    /// The sender of the empty datagram that stopped this loop, if one did.
+    pub stopped_by: Option<SocketAddr>,
+}
+
+impl Counters {
+    /// Adds another loop's counts (the summary of a multi-threaded run).
+    pub fn merge(&mut self, other: &Counters) {
+        self.datagrams_received += other.datagrams_received;
+        self.bytes_received += other.bytes_received;
+        self.datagrams_echoed += other.datagrams_echoed;
+        self.bytes_echoed += other.bytes_echoed;
+        self.send_errors += other.send_errors;
+        self.recv_errors += other.recv_errors;
+        self.taken_after_stop += other.taken_after_stop;
+        for (total, more) in self.dropped.iter_mut().zip(other.dropped) {
+            *total += more;
+        }
+        self.stopped_by = self.stopped_by.or(other.stopped_by);
+    }
+
+    /// All datagrams the guard dropped.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}
+
+/// A loop's counters as the stats thread sees them: the loop stores its own
+/// totals (relaxed stores, no read-modify-write) after each batch, only when
+/// `--stats-interval` is on. Padded to a cache line so threads don't share one.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub(super) struct Published {
+    datagrams_echoed: AtomicU64,
+    bytes_echoed: AtomicU64,
+    send_errors: AtomicU64,
+    recv_errors: AtomicU64,
+    dropped: [AtomicU64; 4],
+}
+
+impl Published {
+    pub(super) fn store(&self, c: &Counters) {
+        self.datagrams_echoed
+            .store(c.datagrams_echoed, Ordering::Relaxed);
+        self.bytes_echoed.store(c.bytes_echoed, Ordering::Relaxed);
+        self.send_errors.store(c.send_errors, Ordering::Relaxed);
+        self.recv_errors.store(c.recv_errors, Ordering::Relaxed);
+        for (slot, value) in self.dropped.iter().zip(c.dropped) {
+            slot.store(value, Ordering::Relaxed);
+        }
+    }
+
+    fn load(&self) -> Counters {
+        Counters {
+            datagrams_echoed: self.datagrams_echoed.load(Ordering::Relaxed),
+            bytes_echoed: self.bytes_echoed.load(Ordering::Relaxed),
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            recv_errors: self.recv_errors.load(Ordering::Relaxed),
+            dropped: self.dropped.each_ref().map(|d| d.load(Ordering::Relaxed)),
+            ..Counters::default()
+        }
+    }
+}
+
+/// The `--stats-interval` thread: every interval, one line with rates over the
+/// interval and running totals of drops, errors and kernel drops.
+pub(super) fn report_stats(
+    published: &[Published],
+    inodes: &[u64],
+    interval: Duration,
+    stop: &Stop,
+    started: Instant,
+) {
+    let mut last = Counters::default();
+    let mut last_at = started;
+    let mut next = started + interval;
+    while stop.sleep_until(next) {
+        let now = Instant::now();
+        let mut totals = Counters::default();
+        for p in published {
+            totals.merge(&p.load());
+        }
+        let secs = now.duration_since(last_at).as_secs_f64().max(1e-9);
+        info!(
+            "stats {:.1}-{:.1} s: {:.0} datagrams/s, {:.0} bytes/s, {}, send errors {}, receive errors {}, kernel drops {}",
+            last_at.duration_since(started).as_secs_f64(),
+            now.duration_since(started).as_secs_f64(),
+            (totals.datagrams_echoed - last.datagrams_echoed) as f64 / secs,
+            (totals.bytes_echoed - last.bytes_echoed) as f64 / secs,
+            Drops(&totals.dropped),
+            totals.send_errors,
+            totals.recv_errors,
+            crate::net::limits::Reading(udp_table::drops_of(inodes)),
+        );
+        last = totals;
+        last_at = now;
+        next += interval;
+    }
+}
+
+/// Renders per-reason drop counts: `dropped 3 (service-port 1, bad-source 0, …)`.
+struct Drops<'a>(&'a [u64; 4]);
+
+impl fmt::Display for Drops<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dropped {} (", self.0.iter().sum::<u64>())?;
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{reason} {}", self.0[reason.index()])?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Why the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// An empty datagram from this sender, allowed by `--stop-on-empty`.
+    EmptyDatagram(SocketAddr),
+    /// SIGINT or SIGTERM.
+    Signal(i32),
+    /// The embedding code raised the stop flag.
+    Requested,
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::EmptyDatagram(source) => write!(f, "empty datagram from {source}"),
+            StopReason::Signal(signal) => f.write_str(signal_name(*signal)),
+            StopReason::Requested => f.write_str("request"),
+        }
+    }
+}
+
+/// The end-of-run report: what was echoed, what failed, and why it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Merged counters of the run.
+    pub counters: Counters,
+    /// Why the run ended.
+    pub cause: StopReason,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Datagrams the kernel dropped before the server saw them (receive buffer
+    /// full), from `/proc/net/udp`; `None` where that is unavailable.
+    pub kernel_drops: Option<u64>,
+    /// Foreign sockets seen sharing the port during the run.
+    pub port_sharers: u64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counters;
+        write!(
+            f,
+            "stopped by {} after {:.1} s: received {} datagrams ({} bytes), echoed {} ({} bytes), {}, send errors {}, ",
+            self.cause,
+            self.elapsed.as_secs_f64(),
+            c.datagrams_received,
+            c.bytes_received,
+            c.datagrams_echoed,
+            c.bytes_echoed,
+            Drops(&c.dropped),
+            c.send_errors,
+        )?;
+        // Only a stop datagram followed by more in the same batch leaves these.
+        if c.taken_after_stop > 0 {
+            write!(
+                f,
+                "taken after the stop datagram {} (read, not echoed), ",
+                c.taken_after_stop
+            )?;
+        }
+        write!(
+            f,
+            "receive errors {}, kernel drops {}, port sharers {}",
+            c.recv_errors,
+            crate::net::limits::Reading(self.kernel_drops),
+            self.port_sharers,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_reads_as_one_line() {
+        let summary = Summary {
+            counters: Counters {
+                datagrams_received: 3,
+                bytes_received: 10,
+                datagrams_echoed: 2,
+                bytes_echoed: 10,
+                dropped: [1, 0, 0, 0],
+                ..Counters::default()
+            },
+            cause: StopReason::Signal(signal_hook::consts::SIGTERM),
+            elapsed: Duration::from_millis(1500),
+            kernel_drops: None,
+            port_sharers: 0,
+        };
+        assert_eq!(
+            summary.to_string(),
+            "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0), send errors 0, receive errors 0, kernel drops unknown, port sharers 0"
+        );
+    }
+
+    #[test]
+    fn the_summary_names_datagrams_taken_after_the_stop() {
+        let summary = Summary {
+            counters: Counters {
+                datagrams_received: 4,
+                bytes_received: 11,
+                datagrams_echoed: 2,
+                bytes_echoed: 6,
+                taken_after_stop: 1,
+                stopped_by: Some("127.0.0.1:40000".parse().unwrap()),
+                ..Counters::default()
+            },
+            cause: StopReason::EmptyDatagram("127.0.0.1:40000".parse().unwrap()),
+            elapsed: Duration::from_millis(100),
+            kernel_drops: Some(0),
+            port_sharers: 0,
+        };
+        let line = summary.to_string();
+        assert!(
+            line.contains(
+                "send errors 0, taken after the stop datagram 1 (read, not echoed), receive errors 0"
+            ),
+            "{line}"
+        );
+    }
+}

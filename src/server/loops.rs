@@ -1,0 +1,568 @@
+//! The two echo loops — plain `recv_from`/`send_to` and batched
+//! `recvmmsg`/`sendmmsg` — and the per-loop state every datagram passes through.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+
+use super::StopPolicy;
+use super::counters::{Counters, Published};
+use crate::guard::{Decision, DropReason, Rules, SharedRateLimiter};
+use crate::logging::escape_payload;
+use crate::net;
+use crate::shutdown::Stop;
+
+/// How much of a payload a debug line shows.
+const DEBUG_PAYLOAD_BYTES: usize = 64;
+
+/// What every loop of a server shares: the stop flag and policy, the guard, and
+/// where to publish counters for `--stats-interval`.
+#[derive(Clone, Copy)]
+pub(super) struct LoopContext<'a> {
+    pub(super) stop: &'a Stop,
+    pub(super) policy: StopPolicy,
+    pub(super) rules: &'a Rules,
+    /// One table for all threads (see [`SharedRateLimiter`]); `None` when off.
+    pub(super) limiter: Option<&'a SharedRateLimiter>,
+    pub(super) published: Option<&'a Published>,
+    /// Whether per-datagram debug lines may be written at all.
+    pub(super) datagram_log: bool,
+}
+
+/// Runs the loop that fits `batch` on one socket until a stop.
+pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, batch: usize) -> Counters {
+    let mut state = LoopState::new(context);
+    if batch > 1 {
+        batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
+        return state.counters;
+    }
+    plain_loop(socket, &mut state);
+    state.counters
+}
+
+/// At most one warning per kind of error per this interval; the rest are counted.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// At most one debug line about dropped datagrams per this interval: a flood of
+/// hostile traffic must not become a flood of log lines.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps a flood of identical events from flooding the log (and costing throughput).
+#[derive(Debug)]
+struct Throttle {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::every(ERROR_LOG_INTERVAL)
+    }
+}
+
+impl Throttle {
+    fn every(interval: Duration) -> Self {
+        Throttle {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Returns `Some(suppressed since the last one)` when a line may be logged now.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+fn suppressed_note(suppressed: u64) -> String {
+    if suppressed == 0 {
+        String::new()
+    } else {
+        format!(" ({suppressed} more since the last report)")
+    }
+}
+
+/// What one loop needs per datagram: counters, the stop policy and flag, and
+/// whether debug lines are wanted (decided once, not per datagram).
+struct LoopState<'a> {
+    counters: Counters,
+    context: LoopContext<'a>,
+    debug: bool,
+    send_log: Throttle,
+    recv_log: Throttle,
+    drop_log: Throttle,
+}
+
+/// What to do with one received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Echo,
+    Drop,
+    Stop,
+}
+
+impl<'a> LoopState<'a> {
+    fn new(context: LoopContext<'a>) -> Self {
+        LoopState {
+            counters: Counters::default(),
+            context,
+            debug: context.datagram_log && log::log_enabled!(log::Level::Debug),
+            send_log: Throttle::default(),
+            recv_log: Throttle::default(),
+            drop_log: Throttle::every(DROP_LOG_INTERVAL),
+        }
+    }
+
+    /// The guard's verdict: the stateless rules, then the source's token bucket.
+    fn guard(&self, source: SocketAddr) -> Decision {
+        match (self.context.rules.check(source), self.context.limiter) {
+            (Decision::Echo, Some(limiter)) if !limiter.allow(source.ip()) => {
+                Decision::Drop(DropReason::RateLimited)
+            }
+            (decision, _) => decision,
+        }
+    }
+
+    /// Counts a received datagram and decides its fate.
+    fn inspect(&mut self, data: &[u8], source: SocketAddr) -> Verdict {
+        self.counters.datagrams_received += 1;
+        self.counters.bytes_received += data.len() as u64;
+        if self.debug {
+            debug!(
+                "recv {} bytes from {source}: {}",
+                data.len(),
+                escape_payload(data, DEBUG_PAYLOAD_BYTES)
+            );
+        }
+        if let Decision::Drop(reason) = self.guard(source) {
+            self.counters.dropped[reason.index()] += 1;
+            if self.debug {
+                if let Some(suppressed) = self.drop_log.allow() {
+                    debug!(
+                        "drop {} bytes from {source}: {reason}{}",
+                        data.len(),
+                        suppressed_note(suppressed)
+                    );
+                }
+            }
+            return Verdict::Drop;
+        }
+        if data.is_empty() && self.context.policy.stops(&source) {
+            self.counters.stopped_by = Some(source);
+            self.context.stop.request();
+            return Verdict::Stop;
+        }
+        Verdict::Echo
+    }
+
+    /// Whether the loop should end: the stop flag, raised by a signal, the
+    /// embedding code, another loop or a stop datagram.
+    fn stopping(&self) -> bool {
+        self.context.stop.is_requested()
+    }
+
+    /// The one path for a receive call's result: `Some` with what it brought, or
+    /// `None` after a wake-up (the stop poll's timeout or EINTR: look at the flag
+    /// again) or an error, which is counted and logged at most once per interval.
+    #[inline]
+    fn received<T>(&mut self, result: io::Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) if is_wake_up(&e) => None,
+            Err(e) => {
+                self.recv_failed(&e);
+                None
+            }
+        }
+    }
+
+    /// The one path for echo accounting: books `datagrams` echoes of `bytes` bytes
+    /// in all that the kernel accepted. At debug, one line per datagram in `sent`
+    /// (length, destination), which is only walked then.
+    #[inline]
+    fn echoed<I>(&mut self, datagrams: usize, bytes: usize, sent: impl FnOnce() -> I)
+    where
+        I: IntoIterator<Item = (usize, SocketAddr)>,
+    {
+        self.counters.datagrams_echoed += datagrams as u64;
+        self.counters.bytes_echoed += bytes as u64;
+        if self.debug {
+            for (len, to) in sent() {
+                debug!("sent {len} bytes to {to}");
+            }
+        }
+    }
+
+    #[cold]
+    fn send_failed(&mut self, errors: usize, what: &dyn fmt::Display) {
+        self.counters.send_errors += errors as u64;
+        if let Some(suppressed) = self.send_log.allow() {
+            warn!(
+                "cannot echo: {what}; going on{}",
+                suppressed_note(suppressed)
+            );
+        }
+    }
+
+    #[cold]
+    fn recv_failed(&mut self, e: &io::Error) {
+        self.counters.recv_errors += 1;
+        if let Some(suppressed) = self.recv_log.allow() {
+            warn!(
+                "receive failed: {}; going on{}",
+                crate::error::describe(e),
+                suppressed_note(suppressed)
+            );
+        }
+    }
+
+    /// Books the datagrams one receive took after the stop datagram (their
+    /// lengths): read, so received, but neither echoed nor dropped. Without
+    /// this they would vanish from the books.
+    #[cold]
+    fn taken_after_stop(&mut self, lens: impl Iterator<Item = usize>) {
+        let mut taken = 0;
+        for len in lens {
+            taken += 1;
+            self.counters.bytes_received += len as u64;
+        }
+        self.counters.datagrams_received += taken;
+        self.counters.taken_after_stop += taken;
+        if self.debug && taken > 0 {
+            debug!("{taken} datagrams taken after the stop datagram are not echoed");
+        }
+    }
+
+    fn publish(&self) {
+        if let Some(published) = self.context.published {
+            published.store(&self.counters);
+        }
+    }
+}
+
+/// The plain echo loop: one `recv_from` and one `send_to` per datagram (`--batch 1`).
+/// Allocates nothing per datagram; the socket's read timeout lets it see `stop`.
+fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
+    let mut buf = vec![0u8; net::RECV_BUFFER_LEN];
+    while !state.stopping() {
+        let Some((len, source)) = state.received(socket.recv_from(&mut buf)) else {
+            continue;
+        };
+        let data = &buf[..len];
+        match state.inspect(data, source) {
+            Verdict::Echo => {}
+            Verdict::Drop => continue,
+            Verdict::Stop => break,
+        }
+        match socket.send_to(data, source) {
+            Ok(sent) => state.echoed(1, sent, || [(sent, source)]),
+            Err(e) => state.send_failed(
+                1,
+                &format_args!("{len} bytes to {source}: {}", crate::error::describe(&e)),
+            ),
+        }
+        state.publish();
+    }
+    state.publish();
+}
+
+/// The batched loop: one `recvmmsg` takes what is queued (up to the batch size),
+/// one `sendmmsg` echoes it. Datagrams before a stop datagram in the same batch
+/// are still echoed; those after it were read too, and are counted as taken
+/// after the stop, not echoed.
+fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate::sys::Batch) {
+    let mut keep = vec![false; batch.capacity()];
+    while !state.stopping() {
+        let Some(received) = state.received(batch.recv(socket)) else {
+            continue;
+        };
+        let mut end = received;
+        for (i, slot) in keep.iter_mut().enumerate().take(received) {
+            let (data, source) = batch.datagram(i);
+            *slot = match source {
+                Some(source) => match state.inspect(data, source) {
+                    Verdict::Echo => true,
+                    Verdict::Drop => false,
+                    Verdict::Stop => {
+                        end = i;
+                        break;
+                    }
+                },
+                None => false,
+            };
+        }
+        let outcome = batch.echo(socket, |i| i < end && keep[i]);
+        state.echoed(outcome.sent, outcome.bytes, || {
+            (0..end)
+                .filter(|&i| keep[i])
+                .filter_map(|i| match batch.datagram(i) {
+                    (data, Some(source)) => Some((data.len(), source)),
+                    (_, None) => None,
+                })
+        });
+        if outcome.errors > 0 {
+            let kind = outcome.first_error.map(io::Error::from);
+            let why = kind
+                .as_ref()
+                .map(crate::error::describe)
+                .unwrap_or_default();
+            state.send_failed(
+                outcome.errors,
+                &format_args!("{} of {} datagrams refused: {why}", outcome.errors, end),
+            );
+        }
+        if end < received {
+            state.taken_after_stop((end + 1..received).map(|i| batch.datagram(i).0.len()));
+            state.publish();
+            break;
+        }
+        state.publish();
+    }
+    state.publish();
+}
+
+/// A receive timeout (our stop poll) or an interrupted call: look at the flag, retry.
+fn is_wake_up(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::GuardConfig;
+    use crate::server::STOP_POLL;
+    use std::thread;
+
+    fn loopback_server(
+        policy: StopPolicy,
+        batch: usize,
+    ) -> (SocketAddr, Stop, thread::JoinHandle<Counters>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(STOP_POLL)).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Stop::new();
+        let flag = stop.clone();
+        (
+            addr,
+            stop,
+            thread::spawn(move || serve_plainly(&socket, &flag, policy, batch)),
+        )
+    }
+
+    /// `serve` with the default guard and no stats, as `Server::run` would call it.
+    fn serve_plainly(
+        socket: &UdpSocket,
+        stop: &Stop,
+        policy: StopPolicy,
+        batch: usize,
+    ) -> Counters {
+        serve_guarded(socket, stop, policy, &GuardConfig::default(), batch)
+    }
+
+    /// `serve` with the rules of `guard` (no rate limit) and no stats.
+    fn serve_guarded(
+        socket: &UdpSocket,
+        stop: &Stop,
+        policy: StopPolicy,
+        guard: &GuardConfig,
+        batch: usize,
+    ) -> Counters {
+        let rules = Rules::new(guard, socket.local_addr().unwrap());
+        let context = LoopContext {
+            stop,
+            policy,
+            rules: &rules,
+            limiter: None,
+            published: None,
+            datagram_log: true,
+        };
+        serve(socket, context, batch)
+    }
+
+    fn client() -> UdpSocket {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        socket
+    }
+
+    #[test]
+    fn both_loops_echo_and_stop_on_an_empty_datagram_in_process() {
+        for batch in [1, 8] {
+            echoes_and_stops(batch);
+        }
+    }
+
+    fn echoes_and_stops(batch: usize) {
+        let (addr, stop, handle) = loopback_server(StopPolicy::Loopback, batch);
+        let client = client();
+        let mut reply = [0u8; 16];
+        client.send_to(b"ping", addr).unwrap();
+        let (n, from) = client.recv_from(&mut reply).unwrap();
+        assert_eq!((&reply[..n], from), (&b"ping"[..], addr));
+        client.send_to(b"", addr).unwrap();
+        let counters = handle.join().unwrap();
+        assert_eq!(counters.datagrams_echoed, 1);
+        assert_eq!(counters.bytes_echoed, 4);
+        assert_eq!(counters.datagrams_received, 2);
+        assert_eq!(counters.stopped_by, Some(client.local_addr().unwrap()));
+        assert!(
+            stop.is_requested(),
+            "the stop datagram raises the shared flag"
+        );
+    }
+
+    #[test]
+    fn both_loops_notice_the_stop_flag_while_idle() {
+        for batch in [1, 8] {
+            let (_, stop, handle) = loopback_server(StopPolicy::Never, batch);
+            let asked = Instant::now();
+            stop.request();
+            let counters = handle.join().unwrap();
+            assert!(asked.elapsed() < STOP_POLL * 5);
+            assert_eq!(counters, Counters::default());
+        }
+    }
+
+    #[test]
+    fn datagrams_before_a_stop_datagram_in_one_batch_are_echoed() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(STOP_POLL)).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let client = client();
+        for payload in [&b"one"[..], b"two", b"", b"after"] {
+            client.send_to(payload, addr).unwrap();
+        }
+        // All four are queued before the loop starts: one recvmmsg takes them.
+        thread::sleep(Duration::from_millis(20));
+        let counters = serve_plainly(&socket, &Stop::new(), StopPolicy::Loopback, 16);
+        if crate::sys::BATCHING {
+            assert_eq!(
+                counters.datagrams_received, 4,
+                "the datagram after the stop came in the same recvmmsg: it was read, and is counted"
+            );
+            assert_eq!(
+                counters.taken_after_stop, 1,
+                "the datagram after the stop is booked as taken after it, not echoed"
+            );
+        } else {
+            assert_eq!(
+                counters.datagrams_received, 3,
+                "one datagram per receive here: the one after the stop stays queued"
+            );
+        }
+        assert_eq!(counters.datagrams_echoed, 2);
+        let mut buf = [0u8; 16];
+        for want in [&b"one"[..], b"two"] {
+            let n = client.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], want);
+        }
+    }
+
+    #[test]
+    fn every_datagram_read_is_echoed_dropped_refused_or_taken_after_the_stop() {
+        // Sends refused: Linux lets an unconnected UDP socket be shut for writing.
+        let refusals: &[bool] = if cfg!(target_os = "linux") {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        let guard = GuardConfig {
+            allow: vec!["127.0.0.1/32".parse().unwrap()],
+            ..GuardConfig::default()
+        };
+        for batch in [1, 16] {
+            for &refuse in refusals {
+                let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+                socket.set_read_timeout(Some(STOP_POLL)).unwrap();
+                if refuse {
+                    let _ = socket2::SockRef::from(&socket).shutdown(std::net::Shutdown::Write);
+                }
+                let addr = socket.local_addr().unwrap();
+                let (allowed, outsider) = (client(), UdpSocket::bind("127.0.0.2:0").unwrap());
+                allowed.send_to(b"one", addr).unwrap();
+                outsider.send_to(b"not allowed", addr).unwrap();
+                for payload in [&b"two"[..], b"", b"after", b"and after"] {
+                    allowed.send_to(payload, addr).unwrap();
+                }
+                // All six are queued before the loop starts: one recvmmsg takes them.
+                thread::sleep(Duration::from_millis(20));
+                let c = serve_guarded(&socket, &Stop::new(), StopPolicy::Loopback, &guard, batch);
+                let case = format!("batch {batch}, sends refused {refuse}: {c:?}");
+                let stop_datagram = u64::from(c.stopped_by.is_some());
+                assert_eq!(
+                    c.datagrams_received,
+                    c.datagrams_echoed
+                        + c.dropped.iter().sum::<u64>()
+                        + c.send_errors
+                        + c.taken_after_stop
+                        + stop_datagram,
+                    "{case}"
+                );
+                // Each term is really there, so the sum is not met by zeros.
+                assert_eq!(stop_datagram, 1, "{case}");
+                assert_eq!(c.dropped[DropReason::NotAllowed.index()], 1, "{case}");
+                assert_eq!(c.datagrams_echoed + c.send_errors, 2, "{case}");
+                assert_eq!(c.send_errors, if refuse { 2 } else { 0 }, "{case}");
+                let batched = batch > 1 && crate::sys::BATCHING;
+                assert_eq!(c.taken_after_stop, if batched { 2 } else { 0 }, "{case}");
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn send_errors_are_counted_and_the_loop_goes_on() {
+        for batch in [1, 8] {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_read_timeout(Some(STOP_POLL)).unwrap();
+            // Linux marks an unconnected UDP socket shut for writing (and says
+            // ENOTCONN): every send then fails with EPIPE, receives still work.
+            let _ = socket2::SockRef::from(&socket).shutdown(std::net::Shutdown::Write);
+            let addr = socket.local_addr().unwrap();
+            let handle = thread::spawn(move || {
+                serve_plainly(&socket, &Stop::new(), StopPolicy::Loopback, batch)
+            });
+            let client = client();
+            for _ in 0..3 {
+                client.send_to(b"no way back", addr).unwrap();
+            }
+            // The loop keeps serving after the failures: a stop datagram still stops it.
+            thread::sleep(Duration::from_millis(50));
+            client.send_to(b"", addr).unwrap();
+            let counters = handle.join().unwrap();
+            assert_eq!(counters.datagrams_received, 4, "batch {batch}");
+            assert_eq!(counters.send_errors, 3, "batch {batch}");
+            assert_eq!(counters.datagrams_echoed, 0, "batch {batch}");
+            assert!(counters.stopped_by.is_some(), "batch {batch}");
+        }
+    }
+
+    #[test]
+    fn throttle_lets_one_line_through_then_counts() {
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.allow(), Some(0));
+        assert_eq!(throttle.allow(), None);
+        assert_eq!(throttle.allow(), None);
+        assert_eq!(throttle.suppressed, 2);
+    }
+}
