@@ -220,8 +220,11 @@ fn bind_chooses_the_source_address() {
 fn local_problems_exit_2() {
     for (args, expected) in [
         (&["-H", "no-such-host.invalid"][..], "cannot resolve host"),
-        (&["--timeout", "0"], "must be more than 0"),
-        (&["--timeout", "-1"], "must be 0 or more"),
+        (&["--timeout", "0"], "expected a positive number of seconds"),
+        (
+            &["--timeout", "-1"],
+            "expected a positive number of seconds",
+        ),
         (&["--recv-buf", "lots"], "invalid size 'lots'"),
         (&["--bogus"], "unexpected argument"),
         (&["--stop", "--data", "x"], "cannot be used with"),
