@@ -150,10 +150,27 @@ fn stdin_larger_than_a_datagram_is_refused_locally() {
     );
     assert_eq!(run.code(), Some(2), "{}", run.stderr);
     assert!(
-        run.stderr.contains("does not fit in one UDP datagram"),
-        "{}",
+        run.stderr
+            .contains("payload of 70000 bytes does not fit in one UDP datagram"),
+        "the real size read, not the read limit: {}",
         run.stderr
     );
+}
+
+#[test]
+fn an_empty_stdin_payload_is_refused_and_the_server_keeps_running() {
+    let mut server = start_server(&["--port", "0"]);
+    let run = run_client(
+        &["-p", &server.addr.port().to_string(), "-d", "-"],
+        Some(b""),
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("use --stop"), "{}", run.stderr);
+    assert_eq!(
+        echo(&udp_client(), server.addr, b"still there"),
+        b"still there"
+    );
+    assert!(server.is_running(), "the empty stdin stopped the server");
 }
 
 #[test]
