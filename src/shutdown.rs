@@ -1,8 +1,10 @@
 //! The stop flag shared by the echo loop, its threads and the signal handlers.
 //!
 //! Signal handlers only store the signal number in an atomic (async-signal-safe);
-//! the loop notices it on its next wake-up. A second SIGINT or SIGTERM while the
-//! first is being handled exits at once with 130, so a stuck stop can't trap a user.
+//! the loop notices it on its next wake-up. SIGHUP (the terminal went away) stops
+//! like SIGTERM, with the summary, instead of killing the process without one.
+//! A second signal while the first is being handled exits at once with 130, so
+//! a stuck stop can't trap a user.
 
 use std::io;
 use std::sync::Arc;
@@ -10,12 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// Why a run was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopCause {
-    /// A signal arrived (SIGINT or SIGTERM).
+    /// A signal arrived (SIGINT, SIGTERM or SIGHUP).
     Signal(i32),
     /// Code asked for it (a test, or another thread that saw the stop datagram).
     Requested,
@@ -36,11 +38,11 @@ impl Stop {
         Stop::default()
     }
 
-    /// A flag raised by SIGINT and SIGTERM; a second one exits the process with 130.
+    /// A flag raised by SIGINT, SIGTERM and SIGHUP; a second one exits the process with 130.
     pub fn on_signals() -> io::Result<Stop> {
         let stop = Stop::new();
         let armed = Arc::new(AtomicBool::new(false));
-        for signal in [SIGINT, SIGTERM] {
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
             // Registration order matters: the exit must see the flag from the
             // previous signal, before this one sets it.
             signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&armed))?;
@@ -96,6 +98,7 @@ pub fn signal_name(signal: i32) -> &'static str {
     match signal {
         SIGINT => "SIGINT",
         SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
         _ => "a signal",
     }
 }
@@ -136,5 +139,6 @@ mod tests {
     fn signal_names() {
         assert_eq!(signal_name(SIGINT), "SIGINT");
         assert_eq!(signal_name(SIGTERM), "SIGTERM");
+        assert_eq!(signal_name(SIGHUP), "SIGHUP");
     }
 }
