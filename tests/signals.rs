@@ -65,6 +65,23 @@ fn sighup_stops_the_server_with_exit_0_and_its_summary() {
 }
 
 #[test]
+fn a_server_started_under_nohup_keeps_running_through_sighup() {
+    let mut server = start_server_via(&["nohup"], &["--port", "0"]);
+    server.signal(libc::SIGHUP);
+    assert_eq!(
+        echo(&udp_client(), server.addr, b"still here"),
+        b"still here"
+    );
+    // Had SIGHUP been taken, this second signal would exit at once with 130
+    // (or the summary would name SIGHUP).
+    server.signal(libc::SIGTERM);
+    let (status, stderr) = server.wait_exit(Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert!(stderr.contains("echoed 1 (10 bytes)"), "{stderr}");
+}
+
+#[test]
 fn sighup_ends_a_ping_run_with_its_summary() {
     let server = start_server(&["--port", "0"]);
     let port = server.addr.port().to_string();
