@@ -32,8 +32,19 @@ pub enum Error {
     },
     /// `connect(2)` on the client's socket failed.
     Connect { addr: SocketAddr, source: io::Error },
-    /// The payload cannot fit in one UDP datagram.
-    PayloadTooLarge { len: usize, max: usize },
+    /// The payload cannot fit in one UDP datagram; `len` is its size, or a
+    /// lower bound when `at_least` (stdin was not read to its end).
+    PayloadTooLarge {
+        len: usize,
+        max: usize,
+        at_least: bool,
+    },
+    /// The payload read from stdin was empty: an empty datagram would stop the server.
+    EmptyPayload,
+    /// The host is an IPv6 link-local address without the interface it belongs to.
+    LinkLocalWithoutScope { host: String },
+    /// The address to bind is a broadcast or multicast group, not a unicast address.
+    NotUnicast { addr: SocketAddr },
     /// Sending the probe failed.
     Send { addr: SocketAddr, source: io::Error },
     /// Nothing listens on the target port: the kernel answered with ICMP port unreachable.
@@ -144,9 +155,28 @@ impl fmt::Display for Error {
             Error::Connect { addr, source } => {
                 write!(f, "cannot connect to {addr}: {}", describe(source))
             }
-            Error::PayloadTooLarge { len, max } => write!(
+            Error::PayloadTooLarge { len, max, at_least } => write!(
                 f,
-                "payload of {len} bytes does not fit in one UDP datagram (at most {max} bytes)"
+                "payload of {}{len} bytes does not fit in one UDP datagram (at most {max} bytes); send less",
+                if *at_least { "more than " } else { "" }
+            ),
+            Error::EmptyPayload => write!(
+                f,
+                "the payload from stdin is empty, and an empty datagram stops the server; to stop it, use --stop"
+            ),
+            Error::LinkLocalWithoutScope { host } => write!(
+                f,
+                "'{host}' is a link-local address, valid only with the interface it belongs to; add it as a scope id, e.g. {host}%eth0"
+            ),
+            Error::NotUnicast { addr } => write!(
+                f,
+                "cannot bind {addr}: {} is a {} address, not one that can echo; bind an address of this host, or 0.0.0.0 / :: for all interfaces",
+                addr.ip(),
+                if addr.ip().is_multicast() {
+                    "multicast"
+                } else {
+                    "broadcast"
+                }
             ),
             Error::Send { addr, source } => {
                 write!(f, "cannot send to {addr}: {}", describe(source))

@@ -82,7 +82,8 @@ pub fn resolve(host: &str, port: u16, family: Family) -> Result<SocketAddr> {
         .unwrap_or(host);
     let candidates: Vec<SocketAddr> = match literal.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => (host, port)
+        // getaddrinfo reads a scope id (`fe80::1%eth0`) that IpAddr does not.
+        Err(_) => (literal, port)
             .to_socket_addrs()
             .map_err(|source| Error::Resolve {
                 host: host.to_owned(),
@@ -90,12 +91,36 @@ pub fn resolve(host: &str, port: u16, family: Family) -> Result<SocketAddr> {
             })?
             .collect(),
     };
-    choose(&candidates, family)
+    let addr = choose(&candidates, family)
         .or_else(|| loopback_name(host, port, family))
         .ok_or_else(|| Error::NoAddress {
             host: host.to_owned(),
             family: family.name(),
-        })
+        })?;
+    if needs_scope(&addr) {
+        return Err(Error::LinkLocalWithoutScope {
+            host: literal.to_owned(),
+        });
+    }
+    Ok(addr)
+}
+
+/// An IPv6 link-local address (fe80::/10) without a scope id: the kernel cannot
+/// tell which interface it is on and answers a bare EINVAL.
+fn needs_scope(addr: &SocketAddr) -> bool {
+    match addr {
+        SocketAddr::V6(v6) => (v6.ip().segments()[0] & 0xffc0) == 0xfe80 && v6.scope_id() == 0,
+        SocketAddr::V4(_) => false,
+    }
+}
+
+/// A broadcast or multicast address: one the kernel may let a socket bind, but
+/// that no echo can be answered from (replies need a unicast source).
+fn is_not_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_multicast(),
+    }
 }
 
 /// `localhost` is the loopback of either family (RFC 6761 §6.3), even where
@@ -272,6 +297,9 @@ pub struct BoundSocket {
 /// on both sockets at the later bind). With `reuse_port`, a same-uid socket that
 /// also set `SO_REUSEPORT` can share the port; [`foreign_holders`] finds it.
 pub fn bind(addr: SocketAddr, options: &SocketOptions, limits: &Limits) -> Result<BoundSocket> {
+    if is_not_unicast(addr.ip()) {
+        return Err(Error::NotUnicast { addr });
+    }
     let fail = |what: &'static str| move |source| Error::Socket { what, addr, source };
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .map_err(fail("create a UDP socket"))?;
@@ -376,6 +404,13 @@ mod tests {
             resolve("[::1]", 9, Family::V6).unwrap(),
             "[::1]:9".parse().unwrap()
         );
+        let scoped = resolve("fe80::1%1", 9, Family::Any).unwrap();
+        assert!(
+            matches!(scoped, SocketAddr::V6(a) if a.scope_id() == 1),
+            "{scoped}"
+        );
+        let bare = resolve("fe80::1", 9, Family::Any).unwrap_err();
+        assert!(bare.to_string().contains("fe80::1%eth0"), "{bare}");
         let err = resolve("127.0.0.1", 9, Family::V6).unwrap_err();
         assert_eq!(
             err.to_string(),

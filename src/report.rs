@@ -227,6 +227,20 @@ pub fn find_rate_step(i: usize, step: &Step) -> String {
 
 /// The answer of `--find-rate`.
 pub fn find_rate_summary(s: &FindRateSummary) -> String {
+    if s.interrupted {
+        let so_far = match (s.answer_pps, s.limit_pps) {
+            (Some(a), Some(l)) => format!("{a:.0} probes/s passed, {l:.0} probes/s was too fast"),
+            (Some(a), None) => format!("{a:.0} probes/s passed, no rate failed yet"),
+            (None, Some(l)) => format!("no rate passed, {l:.0} probes/s was too fast"),
+            (None, None) => "no step finished".to_owned(),
+        };
+        let steps = s.steps.len();
+        return format!(
+            "interrupted after {steps} step{}, before the search ended (loss ≤ {}%): so far {so_far}",
+            if steps == 1 { "" } else { "s" },
+            s.max_loss_percent
+        );
+    }
     let limit = s
         .limit_pps
         .map_or("no limit found below the ceiling".to_owned(), |l| {

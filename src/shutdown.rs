@@ -1,8 +1,11 @@
 //! The stop flag shared by the echo loop, its threads and the signal handlers.
 //!
 //! Signal handlers only store the signal number in an atomic (async-signal-safe);
-//! the loop notices it on its next wake-up. A second SIGINT or SIGTERM while the
-//! first is being handled exits at once with 130, so a stuck stop can't trap a user.
+//! the loop notices it on its next wake-up. SIGHUP (the terminal went away) stops
+//! like SIGTERM, with the summary, instead of killing the process without one —
+//! unless it was ignored at start (`nohup`), which is kept.
+//! A second signal while the first is being handled exits at once with 130, so
+//! a stuck stop can't trap a user.
 
 use std::io;
 use std::sync::Arc;
@@ -10,12 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// Why a run was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopCause {
-    /// A signal arrived (SIGINT or SIGTERM).
+    /// A signal arrived (SIGINT, SIGTERM or SIGHUP).
     Signal(i32),
     /// Code asked for it (a test, or another thread that saw the stop datagram).
     Requested,
@@ -36,11 +39,13 @@ impl Stop {
         Stop::default()
     }
 
-    /// A flag raised by SIGINT and SIGTERM; a second one exits the process with 130.
+    /// A flag raised by SIGINT, SIGTERM and SIGHUP; a second one exits the process with 130.
     pub fn on_signals() -> io::Result<Stop> {
         let stop = Stop::new();
         let armed = Arc::new(AtomicBool::new(false));
-        for signal in [SIGINT, SIGTERM] {
+        // Installing a handler would undo `nohup`'s SIG_IGN: keep what the user chose.
+        let hangup = (!ignored_at_start(SIGHUP)).then_some(SIGHUP);
+        for signal in [SIGINT, SIGTERM].into_iter().chain(hangup) {
             // Registration order matters: the exit must see the flag from the
             // previous signal, before this one sets it.
             signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&armed))?;
@@ -88,6 +93,22 @@ impl Stop {
     }
 }
 
+/// Whether `signal` was ignored when the process started (`nohup` ignores
+/// SIGHUP), from the `SigIgn` mask of `/proc/self/status`; false where that
+/// file cannot be read.
+fn ignored_at_start(signal: i32) -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| is_ignored(&status, signal))
+}
+
+/// Parses the `SigIgn:` hex mask of a `/proc/PID/status` text: bit N-1 is signal N.
+fn is_ignored(status: &str, signal: i32) -> bool {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| (1..=64).contains(&signal) && mask & (1 << (signal - 1)) != 0)
+}
+
 /// The longest a [`Stop::sleep_until`] sleeps before looking at the flag again.
 pub const SLEEP_STEP: Duration = Duration::from_millis(50);
 
@@ -96,6 +117,7 @@ pub fn signal_name(signal: i32) -> &'static str {
     match signal {
         SIGINT => "SIGINT",
         SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
         _ => "a signal",
     }
 }
@@ -133,8 +155,18 @@ mod tests {
     }
 
     #[test]
+    fn the_ignored_mask_is_read_per_signal() {
+        let status = "Name:\tx\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000001\n";
+        assert!(is_ignored(status, SIGHUP));
+        assert!(!is_ignored(status, SIGINT));
+        assert!(!is_ignored("SigIgn:\tzz\n", SIGHUP));
+        assert!(!is_ignored("", SIGHUP));
+    }
+
+    #[test]
     fn signal_names() {
         assert_eq!(signal_name(SIGINT), "SIGINT");
         assert_eq!(signal_name(SIGTERM), "SIGTERM");
+        assert_eq!(signal_name(SIGHUP), "SIGHUP");
     }
 }

@@ -55,46 +55,79 @@ pub fn parse_buffer_size(text: &str) -> Result<usize, String> {
     usize::try_from(size).map_err(|_| format!("buffer size '{text}' does not fit this platform"))
 }
 
-/// Parses a non-negative number of seconds, fractions allowed (`0.25`).
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid number of seconds '{text}': expected e.g. 1, 0.5 or 2.5"))?;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!(
-            "invalid number of seconds '{text}': must be 0 or more"
-        ));
+/// How a number of seconds was wrong, in one style for every option that takes
+/// seconds: clap prints it after `invalid value 'X' for '--opt <SECS>': `, so
+/// the text says only what was expected (the value is already quoted).
+fn expected_seconds(what: &str) -> String {
+    format!("expected {what} such as 0.5 or 2")
+}
+
+/// The longest duration any option takes: a day. Longer is a typo (`-t 1e30`),
+/// not a wish, and far below where `Duration` overflows.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
+/// Parses seconds, fractions allowed, at least `min` (0 included when `min` is
+/// 0), at most [`MAX_SECONDS`]; `what` names the accepted values in the error.
+fn parse_seconds_at_least(text: &str, min: f64, what: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= min && secs <= MAX_SECONDS => {
+            // Not negative, not NaN: try_from cannot fail; a 0 only when min is 0.
+            Duration::try_from_secs_f64(secs).map_err(|_| expected_seconds(what))
+        }
+        Ok(secs) if secs.is_finite() && secs > MAX_SECONDS => Err(format!(
+            "{} (at most {MAX_SECONDS} = one day)",
+            expected_seconds(what)
+        )),
+        _ => Err(expected_seconds(what)),
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' seconds is too long"))
+}
+
+/// Parses a non-negative number of seconds, fractions allowed (`0.25`, `0`).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    parse_seconds_at_least(text, 0.0, "0 or a positive number of seconds")
 }
 
 /// Parses a strictly positive number of seconds (a timeout of 0 would mean "forever"
 /// to the kernel, which is never what a user typing 0 wants).
 pub fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
-    let d = parse_seconds(text)?;
+    let d = parse_seconds_at_least(text, 0.0, "a positive number of seconds")?;
     if d.is_zero() {
-        return Err(format!("'{text}' seconds: must be more than 0"));
+        return Err(expected_seconds("a positive number of seconds"));
     }
     Ok(d)
+}
+
+/// The shortest `--stats-interval`: ten lines a second is already more than a
+/// log reader follows; shorter ones flood the log (1e-9 gave 20,000 lines in 2 s).
+pub const MIN_STATS_INTERVAL: f64 = 0.1;
+
+/// Parses `--stats-interval`: seconds, at least [`MIN_STATS_INTERVAL`].
+pub fn parse_stats_interval(text: &str) -> Result<Duration, String> {
+    parse_seconds_at_least(
+        text,
+        MIN_STATS_INTERVAL,
+        &format!("a number of seconds of at least {MIN_STATS_INTERVAL}"),
+    )
 }
 
 /// Parses a percentage from 0 to 100 (`--max-loss`); a trailing `%` is allowed.
 pub fn parse_percent(text: &str) -> Result<f64, String> {
     match text.trim().trim_end_matches('%').parse::<f64>() {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
-        _ => Err(format!(
-            "invalid percentage '{text}': expected 0 to 100, e.g. 0, 0.1 or 1"
-        )),
+        _ => Err("expected 0 to 100 (percent), e.g. 0, 0.1 or 1".to_owned()),
     }
 }
 
-/// Parses a rate in probes per second (`--rate`): more than 0, at most 10⁸.
+/// The highest `--rate`, probes/s: 10⁸, far beyond what one host sends (about
+/// 10⁷ at the very best), so a larger value is a typo.
+pub const MAX_RATE: f64 = 1e8;
+
+/// Parses a rate in probes per second (`--rate`): more than 0, at most [`MAX_RATE`].
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(pps) if pps.is_finite() && pps > 0.0 && pps <= 1e8 => Ok(pps),
+        Ok(pps) if pps.is_finite() && pps > 0.0 && pps <= MAX_RATE => Ok(pps),
         _ => Err(format!(
-            "invalid rate '{text}': expected probes per second, more than 0 (e.g. 1000 or 0.5)"
+            "expected probes per second, more than 0 and at most {MAX_RATE:.0} (e.g. 1000 or 0.5)"
         )),
     }
 }
@@ -159,6 +192,35 @@ mod tests {
     }
 
     #[test]
+    fn every_bad_number_of_seconds_gets_the_same_message() {
+        let expected = "expected a positive number of seconds such as 0.5 or 2";
+        for junk in [
+            "-1", "nan", "NaN", "inf", "-inf", "0", "0.0", "-0", "abc", "",
+        ] {
+            assert_eq!(parse_positive_seconds(junk), Err(expected.into()), "{junk}");
+        }
+        let zero_ok = "expected 0 or a positive number of seconds such as 0.5 or 2";
+        for junk in ["-1", "nan", "inf", "abc"] {
+            assert_eq!(parse_seconds(junk), Err(zero_ok.into()), "{junk}");
+        }
+        let too_long = parse_positive_seconds("1e30").unwrap_err();
+        assert!(
+            too_long.starts_with(expected) && too_long.contains("one day"),
+            "{too_long}"
+        );
+    }
+
+    #[test]
+    fn stats_intervals_have_a_floor_of_a_tenth_of_a_second() {
+        assert_eq!(parse_stats_interval("0.1"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_stats_interval("2"), Ok(Duration::from_secs(2)));
+        for junk in ["1e-9", "0.05", "0", "-1", "nan", "inf"] {
+            let err = parse_stats_interval(junk).expect_err(junk);
+            assert!(err.contains("at least 0.1"), "{junk}: {err}");
+        }
+    }
+
+    #[test]
     fn percentages_from_0_to_100_with_an_optional_sign() {
         assert_eq!(parse_percent("0"), Ok(0.0));
         assert_eq!(parse_percent("0.1"), Ok(0.1));
@@ -177,7 +239,7 @@ mod tests {
         assert_eq!(parse_rate("1e8"), Ok(1e8));
         for junk in ["", "0", "-5", "1e9", "inf", "NaN", "fast"] {
             let err = parse_rate(junk).expect_err(junk);
-            assert!(err.contains("expected probes per second"), "{junk}: {err}");
+            assert!(err.contains("at most 100000000"), "{junk}: {err}");
         }
     }
 }

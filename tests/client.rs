@@ -150,10 +150,27 @@ fn stdin_larger_than_a_datagram_is_refused_locally() {
     );
     assert_eq!(run.code(), Some(2), "{}", run.stderr);
     assert!(
-        run.stderr.contains("does not fit in one UDP datagram"),
-        "{}",
+        run.stderr
+            .contains("payload of 70000 bytes does not fit in one UDP datagram"),
+        "the real size read, not the read limit: {}",
         run.stderr
     );
+}
+
+#[test]
+fn an_empty_stdin_payload_is_refused_and_the_server_keeps_running() {
+    let mut server = start_server(&["--port", "0"]);
+    let run = run_client(
+        &["-p", &server.addr.port().to_string(), "-d", "-"],
+        Some(b""),
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("use --stop"), "{}", run.stderr);
+    assert_eq!(
+        echo(&udp_client(), server.addr, b"still there"),
+        b"still there"
+    );
+    assert!(server.is_running(), "the empty stdin stopped the server");
 }
 
 #[test]
@@ -220,8 +237,11 @@ fn bind_chooses_the_source_address() {
 fn local_problems_exit_2() {
     for (args, expected) in [
         (&["-H", "no-such-host.invalid"][..], "cannot resolve host"),
-        (&["--timeout", "0"], "must be more than 0"),
-        (&["--timeout", "-1"], "must be 0 or more"),
+        (&["--timeout", "0"], "expected a positive number of seconds"),
+        (
+            &["--timeout", "-1"],
+            "expected a positive number of seconds",
+        ),
         (&["--recv-buf", "lots"], "invalid size 'lots'"),
         (&["--bogus"], "unexpected argument"),
         (&["--stop", "--data", "x"], "cannot be used with"),

@@ -9,21 +9,42 @@ use serde::Serialize;
 use udp_echo::cli::client::{Args, Command, PROGRAM, Payload};
 use udp_echo::client::measure::{Event, MeasureConfig};
 use udp_echo::client::{self, Target, doctor::Severity};
-use udp_echo::shutdown::Stop;
+use udp_echo::shutdown::{Stop, StopCause};
 use udp_echo::{Error, Result, logging, report};
 
 /// Exit codes, as documented in README: 0 the probe came back intact; 1 no reply,
 /// a wrong reply or connection refused; 2 usage error or a local problem.
 const PROBE_FAILED: u8 = 1;
 const LOCAL_PROBLEM: u8 = 2;
+/// A search cut short by a signal (128 + SIGINT, as shells report Ctrl-C).
+const INTERRUPTED: u8 = 130;
+
+/// How a command ended, beyond errors: it decides the exit code.
+enum Verdict {
+    Passed,
+    Failed,
+    /// A signal stopped a run whose result only means something whole (`--find-rate`).
+    Interrupted,
+}
+
+impl From<bool> for Verdict {
+    fn from(passed: bool) -> Verdict {
+        if passed {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let (command, target) = (Command::from(&args), Target::from(&args));
     logging::init(PROGRAM, args.common.verbosity());
     match run(command, &target, args.json) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(PROBE_FAILED),
+        Ok(Verdict::Passed) => ExitCode::SUCCESS,
+        Ok(Verdict::Failed) => ExitCode::from(PROBE_FAILED),
+        Ok(Verdict::Interrupted) => ExitCode::from(INTERRUPTED),
         // A closed stdout (`| head`) is the reader's choice, not a failure.
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
@@ -39,16 +60,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one command; Ok(the probes passed) decides the exit code. The long
-/// runs get a Ctrl-C flag (a second Ctrl-C exits at once).
-fn run(command: Command, target: &Target, json: bool) -> Result<bool> {
+/// Runs one command; its verdict decides the exit code. The long runs get a
+/// Ctrl-C flag (a second Ctrl-C exits at once).
+fn run(command: Command, target: &Target, json: bool) -> Result<Verdict> {
     let on_signals =
         || Stop::on_signals().map_err(|source| io_error("install signal handlers", source));
     let label = format!("{}:{}", target.host, target.port);
     match command {
-        Command::OneShot(payload) => one_shot(target, &payload).map(|()| true),
-        Command::Stop => client::stop_server(&client::connect(target)?).map(|()| true),
-        Command::Measure(config) => measure(target, &config, &on_signals()?, json),
+        Command::OneShot(payload) => one_shot(target, &payload).map(|()| Verdict::Passed),
+        Command::Stop => client::stop_server(&client::connect(target)?).map(|()| Verdict::Passed),
+        Command::Measure(config) => {
+            measure(target, &config, &on_signals()?, json).map(Verdict::from)
+        }
         Command::FindRate { config, max_loss } => {
             let stop = on_signals()?;
             if !json {
@@ -61,7 +84,11 @@ fn run(command: Command, target: &Target, json: bool) -> Result<bool> {
                     }
                 })?;
             print_result(json, &summary, || report::find_rate_summary(&summary))?;
-            Ok(summary.answer_pps.is_some())
+            // A stop because stdout closed is the reader's choice, not an interruption.
+            if matches!(stop.cause(), Some(StopCause::Signal(_))) {
+                return Ok(Verdict::Interrupted);
+            }
+            Ok(summary.answer_pps.is_some().into())
         }
         Command::Pmtu { min_size } => {
             if !json {
@@ -73,13 +100,16 @@ fn run(command: Command, target: &Target, json: bool) -> Result<bool> {
                 }
             })?;
             print_result(json, &summary, || report::pmtu_summary(&summary))?;
-            Ok(summary.largest_payload.is_some())
+            Ok(summary.largest_payload.is_some().into())
         }
         Command::Doctor => {
             let findings = client::doctor::diagnose(target, &on_signals()?)?;
             let result = report::doctor_json(&label, &findings);
             print_result(json, &result, || report::doctor(&label, &findings))?;
-            Ok(findings.iter().all(|f| f.severity != Severity::Action))
+            Ok(findings
+                .iter()
+                .all(|f| f.severity != Severity::Action)
+                .into())
         }
     }
 }

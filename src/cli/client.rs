@@ -5,7 +5,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgGroup, Parser};
 
 use super::Common;
 use crate::client::Target;
@@ -25,19 +25,26 @@ pub const PROGRAM: &str = "udp-echo-client";
 #[command(name = PROGRAM, version, max_term_width = 100)]
 #[command(
     mut_arg("host", |a| a.help("Server address or name")),
-    mut_arg("port", |a| a.help("Server UDP port")),
+    mut_arg("port", |a| a.help("Server UDP port (1-65535)").value_parser(parse_peer_port)),
     mut_arg("recv_buf", |a| a.help("Request SO_RCVBUF, e.g. 256K, 4M")),
     mut_arg("send_buf", |a| a.help("Request SO_SNDBUF, e.g. 256K, 4M")),
     mut_arg("verbose", |a| a.help("More logging (-v debug, -vv trace). RUST_LOG overrides")),
     mut_arg("quiet", |a| a.help("Less logging: -q hides the sent/recv lines, -qq also warnings")),
 )]
+// Which options each mode takes, as clap rules: an option given outside its
+// modes is a usage error naming both, never silently ignored (defaults do not
+// count: clap checks only options given on the command line). One-shot is the
+// absence of a mode, so "one-shot only" reads "conflicts with every mode".
+// `sized`: the modes that send probes of --size; `timed`: those that run for --duration.
+#[command(group(ArgGroup::new("sized").multiple(true).args(["count", "flood", "rate", "find_rate", "pmtu"])))]
+#[command(group(ArgGroup::new("timed").multiple(true).args(["flood", "rate", "find_rate"])))]
 pub struct Args {
     /// Address, family, buffers and log level, shared with the server.
     #[command(flatten)]
     pub common: Common,
 
-    /// Payload to send; `-` reads raw bytes from stdin and writes the reply raw (no newline).
-    #[arg(short, long, value_name = "TEXT", default_value = "data")]
+    /// Payload to send (not empty: --stop sends that); `-` reads raw bytes from stdin and writes the reply raw (no newline).
+    #[arg(short, long, value_name = "TEXT", default_value = "data", value_parser = parse_data)]
     pub data: String,
 
     /// Seconds to wait for the reply (fractions allowed).
@@ -52,7 +59,7 @@ pub struct Args {
     pub bind: Option<SocketAddr>,
 
     /// Send an empty datagram, which asks the server to stop.
-    #[arg(long, conflicts_with_all = ["data", "count", "flood", "rate"])]
+    #[arg(long, conflicts_with_all = ["data", "count", "flood", "rate", "find_rate", "pmtu", "doctor"])]
     pub stop: bool,
 
     /// Ping mode: send N probes, one per --interval, and report like ping (0 = until Ctrl-C).
@@ -60,11 +67,13 @@ pub struct Args {
     pub count: Option<u64>,
 
     /// Ping mode: seconds between probes [default: 1]; 0 sends the next as soon as the reply or its timeout comes.
-    #[arg(short, long, value_name = "SECS", requires = "count", value_parser = parse_seconds)]
+    #[arg(short, long, value_name = "SECS", requires = "count", allow_hyphen_values = true, value_parser = parse_seconds,
+          conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop", "data"])]
     pub interval: Option<Duration>,
 
-    /// Probe size in bytes in ping, flood and rate modes (16 ..= 65507).
-    #[arg(short, long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=65507))]
+    /// Probe size in bytes in ping, flood, rate and --find-rate; where --pmtu starts (16 ..= 65507).
+    #[arg(short, long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=65507),
+          requires = "sized", conflicts_with_all = ["doctor", "stop", "data"])]
     pub size: u32,
 
     /// Flood mode: keep --window probes in flight per flow for --duration (closed loop).
@@ -72,7 +81,8 @@ pub struct Args {
     pub flood: bool,
 
     /// Flood mode: probes in flight per flow.
-    #[arg(short, long, value_name = "N", default_value_t = 32, requires = "flood", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(short, long, value_name = "N", default_value_t = 32, requires = "flood", value_parser = clap::value_parser!(u32).range(1..=65536),
+          conflicts_with_all = ["count", "rate", "find_rate", "pmtu", "doctor", "stop", "data"])]
     pub window: u32,
 
     /// Rate mode: send PPS probes per second (all flows together) for --duration (open loop).
@@ -80,7 +90,8 @@ pub struct Args {
     pub rate: Option<f64>,
 
     /// Length of a flood or rate run, in seconds [default: 5; --find-rate: 1 per step].
-    #[arg(short = 'D', long, value_name = "SECS", value_parser = parse_positive_seconds)]
+    #[arg(short = 'D', long, value_name = "SECS", allow_hyphen_values = true, value_parser = parse_positive_seconds,
+          requires = "timed", conflicts_with_all = ["count", "pmtu", "doctor", "stop", "data"])]
     pub duration: Option<Duration>,
 
     /// Search the highest open-loop rate whose loss stays within --max-loss.
@@ -96,16 +107,40 @@ pub struct Args {
     pub doctor: bool,
 
     /// --find-rate: the loss allowed, in percent.
-    #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "find_rate", value_parser = parse_percent)]
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "find_rate", value_parser = parse_percent,
+          conflicts_with_all = ["count", "flood", "rate", "pmtu", "doctor", "stop", "data"])]
     pub max_loss: f64,
 
     /// Sockets (source ports) in flood and rate mode, to spread over server threads.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256),
+          requires = "timed", conflicts_with_all = ["count", "pmtu", "doctor", "stop", "data"])]
     pub flows: u32,
 
     /// Print the summary as one JSON object on stdout instead of the human report.
-    #[arg(long, requires = "mode")]
+    #[arg(long, requires = "mode", conflicts_with_all = ["stop", "data"])]
     pub json: bool,
+}
+
+/// Parses `--port` for the client: a port to send to, so not 0 (the server's
+/// `-p 0` means "pick a free port"; there is no such thing to send to).
+fn parse_peer_port(text: &str) -> std::result::Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(0) => Err("port 0 cannot be sent to: expected the server's port, 1 to 65535".to_owned()),
+        Ok(port) => Ok(port),
+        Err(_) => Err("expected a port number from 1 to 65535".to_owned()),
+    }
+}
+
+/// Parses `--data`: any text but the empty one, which is the stop datagram —
+/// a script whose variable came out empty must not stop the server by accident.
+fn parse_data(text: &str) -> std::result::Result<String, String> {
+    if text.is_empty() {
+        return Err(
+            "an empty payload is the datagram that stops the server; to stop it, use --stop"
+                .to_owned(),
+        );
+    }
+    Ok(text.to_owned())
 }
 
 /// What the client was asked to do, free of clap types.
@@ -155,21 +190,34 @@ impl Payload {
     }
 }
 
-/// Reads all of `input`, but never more than `limit` bytes (+1, to tell "too
-/// large" apart from "exactly the maximum").
-fn read_at_most(input: impl Read, limit: usize) -> Result<Vec<u8>> {
+/// How far a too-large stdin payload is counted, to report its real size: past
+/// this (a pipe from `/dev/zero`), the message says "more than".
+const COUNT_LIMIT: u64 = 1 << 30;
+
+/// Reads all of `input`, keeping at most `limit` bytes (+1, to tell "too large"
+/// apart from "exactly the maximum"). Too large: the rest is counted, not kept,
+/// so the error gives the real size. Empty: refused, since an empty datagram
+/// is the stop signal (`--stop` sends it on purpose).
+fn read_at_most(mut input: impl Read, limit: usize) -> Result<Vec<u8>> {
+    let io = |source| Error::Io {
+        what: "read the payload from stdin",
+        source,
+    };
     let mut payload = Vec::new();
-    input
+    (&mut input)
         .take(limit as u64 + 1)
         .read_to_end(&mut payload)
-        .map_err(|source| Error::Io {
-            what: "read the payload from stdin",
-            source,
-        })?;
+        .map_err(io)?;
+    if payload.is_empty() {
+        return Err(Error::EmptyPayload);
+    }
     if payload.len() > limit {
+        let rest = std::io::copy(&mut input.take(COUNT_LIMIT), &mut std::io::sink()).map_err(io)?;
+        let len = payload.len() as u64 + rest;
         return Err(Error::PayloadTooLarge {
-            len: payload.len(),
+            len: usize::try_from(len).unwrap_or(usize::MAX),
             max: limit,
+            at_least: rest == COUNT_LIMIT,
         });
     }
     Ok(payload)
@@ -179,9 +227,8 @@ fn read_at_most(input: impl Read, limit: usize) -> Result<Vec<u8>> {
 /// (clap has already refused every conflicting combination), so
 /// `Command::try_from(&args)` comes with it, with `Infallible` as its error.
 ///
-/// The modes are one clap group, so at most one of them is set; a mode wins
-/// over `--stop`, which clap lets through beside `--find-rate`, `--pmtu` and
-/// `--doctor`.
+/// The modes are one clap group and `--stop` conflicts with each, so at most
+/// one of them is set; every option outside its modes was refused by clap.
 impl From<&Args> for Command {
     fn from(args: &Args) -> Self {
         // The one MeasureConfig literal; `default_secs` is `--duration`'s default.
@@ -275,18 +322,13 @@ mod tests {
         let bytes = Payload::Stdin.bytes(&vec![7u8; max][..]).unwrap();
         assert_eq!(bytes.len(), max);
         let too_large = Payload::Stdin.bytes(&vec![7u8; 70_000][..]);
-        assert!(matches!(too_large, Err(Error::PayloadTooLarge { len, .. }) if len == max + 1));
+        assert!(
+            matches!(too_large, Err(Error::PayloadTooLarge { len, at_least: false, .. }) if len == 70_000)
+        );
+        let empty = Payload::Stdin.bytes(&b""[..]);
+        assert!(matches!(empty, Err(Error::EmptyPayload)), "{empty:?}");
         let text = Payload::Text("hi".into()).bytes(&b"ignored"[..]).unwrap();
         assert_eq!(text, b"hi");
-    }
-
-    #[test]
-    fn a_mode_wins_over_stop() {
-        assert!(matches!(
-            command(&["--stop", "--pmtu"]),
-            Command::Pmtu { min_size: 64 }
-        ));
-        assert!(matches!(command(&["--stop", "--doctor"]), Command::Doctor));
     }
 
     #[test]
@@ -335,5 +377,97 @@ mod tests {
         assert_eq!((target.host.as_str(), target.port), ("::1", 7));
         assert_eq!(target.family, net::Family::V6);
         assert_eq!(target.bind, Some("[::1]:0".parse().unwrap()));
+    }
+}
+
+#[cfg(test)]
+mod applicability {
+    use super::*;
+
+    /// Each mode's flags, and each option given explicitly.
+    const MODES: [(&str, &[&str]); 8] = [
+        ("one-shot", &[]),
+        ("stop", &["--stop"]),
+        ("ping", &["-c", "3"]),
+        ("flood", &["-f"]),
+        ("rate", &["-r", "100"]),
+        ("find-rate", &["--find-rate"]),
+        ("pmtu", &["--pmtu"]),
+        ("doctor", &["--doctor"]),
+    ];
+    const OPTIONS: [(&str, &[&str], &str); 10] = [
+        ("-d", &["-d", "x"], "one-shot"),
+        ("-i", &["-i", "0.5"], "ping"),
+        ("-s", &["-s", "100"], "ping flood rate find-rate pmtu"),
+        ("-w", &["-w", "8"], "flood"),
+        ("-D", &["-D", "2"], "flood rate find-rate"),
+        ("--flows", &["--flows", "2"], "flood rate find-rate"),
+        ("--max-loss", &["--max-loss", "1"], "find-rate"),
+        (
+            "--json",
+            &["--json"],
+            "ping flood rate find-rate pmtu doctor",
+        ),
+        (
+            "-t",
+            &["-t", "2"],
+            "one-shot stop ping flood rate find-rate pmtu doctor",
+        ),
+        (
+            "-b",
+            &["-b", "127.0.0.1"],
+            "one-shot stop ping flood rate find-rate pmtu doctor",
+        ),
+    ];
+
+    /// Every option is accepted in exactly the modes that use it, and refused
+    /// with a usage error (exit 2) everywhere else.
+    #[test]
+    fn options_are_accepted_only_in_the_modes_that_use_them() {
+        let mut wrong = Vec::new();
+        for (option, flags, used_in) in OPTIONS {
+            for (mode, mode_flags) in MODES {
+                let argv = [PROGRAM].iter().chain(mode_flags).chain(flags);
+                let parsed = Args::try_parse_from(argv);
+                let expected = used_in.split(' ').any(|m| m == mode);
+                if parsed.is_ok() != expected {
+                    wrong.push(format!("{option} in {mode}: accepted = {}", parsed.is_ok()));
+                }
+                if let Err(e) = parsed {
+                    assert_eq!(e.exit_code(), 2, "{option} in {mode}: {e}");
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// Modes exclude each other, and a conflict names both options.
+    #[test]
+    fn two_modes_are_refused_naming_both() {
+        for (i, (a, a_flags)) in MODES.iter().enumerate().skip(1) {
+            for (b, b_flags) in MODES.iter().skip(i + 1) {
+                let argv = [PROGRAM].iter().chain(*a_flags).chain(*b_flags);
+                let e = Args::try_parse_from(argv).expect_err(&format!("{a} + {b}"));
+                assert_eq!(
+                    e.kind(),
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "{a} + {b}: {e}"
+                );
+            }
+        }
+        let e = Args::try_parse_from([PROGRAM, "--data", "x", "--size", "100"]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("--data") && text.contains("--size"), "{text}");
+    }
+
+    #[test]
+    fn an_empty_payload_and_port_0_are_usage_errors() {
+        let e = Args::try_parse_from([PROGRAM, "--data", ""]).unwrap_err();
+        assert!(e.to_string().contains("--stop"), "{e}");
+        let e = Args::try_parse_from([PROGRAM, "-p", "0"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{e}");
+        assert!(Args::try_parse_from([PROGRAM, "-p", "1"]).is_ok());
+        // -i 0 is documented: the next probe as soon as the reply comes.
+        assert!(Args::try_parse_from([PROGRAM, "-c", "3", "-i", "0"]).is_ok());
     }
 }

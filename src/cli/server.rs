@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 use super::Common;
 use crate::guard::{self, Cidr, GuardConfig};
 use crate::server::{DEFAULT_BATCH, ServerConfig, StopPolicy};
-use crate::units::parse_positive_seconds;
+use crate::units::parse_stats_interval;
 
 /// The server binary's name, in `--help` and in every log line.
 pub const PROGRAM: &str = "udp-echo-server";
@@ -59,8 +59,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
 
-    /// Log a counter line (datagrams/s, bytes/s, errors, kernel drops) every SECS seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse_positive_seconds)]
+    /// Log a counter line (datagrams/s, bytes/s, errors, kernel drops) every SECS seconds (at least 0.1).
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = parse_stats_interval)]
     pub stats_interval: Option<Duration>,
 }
 

@@ -130,8 +130,11 @@ pub struct FindRateSummary {
     pub steps: Vec<Step>,
     /// The highest rate that passed, probes/s (`null`: not even the lowest).
     pub answer_pps: Option<f64>,
-    /// The lowest rate that failed, probes/s (`null`: the ceiling was reached).
+    /// The lowest rate that failed, probes/s (`null`: none failed).
     pub limit_pps: Option<f64>,
+    /// True when a stop (Ctrl-C, a signal) cut the search short: the figures
+    /// above are what was found so far, not the answer.
+    pub interrupted: bool,
 }
 
 /// Runs the search; `on_step` sees each step as it ends.
@@ -185,6 +188,7 @@ pub fn find_rate(
         steps,
         answer_pps: search.answer(),
         limit_pps: search.limit(),
+        interrupted: stop.is_requested(),
     })
 }
 

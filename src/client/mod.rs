@@ -98,6 +98,7 @@ impl Connection {
             return Err(Error::PayloadTooLarge {
                 len: payload.len(),
                 max,
+                at_least: false,
             });
         }
         loop {

@@ -1,0 +1,172 @@
+//! Usage errors of both binaries, run as processes: exit 2, one clap-style
+//! message that names what was wrong and the way out; and nothing sent.
+
+mod common;
+
+use common::*;
+
+/// Runs the client and checks it refused with exit 2 and a message containing
+/// every one of `expected`.
+fn refused(args: &[&str], expected: &[&str]) -> String {
+    let run = run_client(args, None);
+    assert_eq!(run.code(), Some(2), "{args:?}: {}", run.stderr);
+    for needle in expected {
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
+    run.stderr
+}
+
+#[test]
+fn an_empty_data_is_refused_and_points_to_stop_without_stopping_the_server() {
+    let mut server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    refused(&["-p", &port, "--data", ""], &["'--data <TEXT>'", "--stop"]);
+    assert_eq!(
+        echo(&udp_client(), server.addr, b"still there"),
+        b"still there"
+    );
+    assert!(server.is_running(), "--data '' stopped the server");
+}
+
+#[test]
+fn the_client_refuses_port_0_and_the_server_still_takes_it() {
+    refused(&["-p", "0"], &["'--port <PORT>'", "1 to 65535"]);
+    // The server's -p 0 picks a free port.
+    let server = start_server(&["-p", "0"]);
+    assert_ne!(server.addr.port(), 0);
+}
+
+#[test]
+fn every_bad_number_of_seconds_gets_one_message() {
+    for value in ["-1", "nan", "inf", "0"] {
+        let stderr = refused(&["-t", value], &[]);
+        assert!(
+            stderr.starts_with(&format!(
+                "error: invalid value '{value}' for '--timeout <SECS>': expected a positive number of seconds such as 0.5 or 2\n"
+            )),
+            "{stderr}"
+        );
+    }
+    for value in ["-1", "nan", "inf"] {
+        refused(
+            &["-c", "1", "-i", value],
+            &[&format!(
+                "invalid value '{value}' for '--interval <SECS>': expected 0 or a positive number of seconds such as 0.5 or 2"
+            )],
+        );
+        refused(
+            &["-f", "-D", value],
+            &[&format!(
+                "invalid value '{value}' for '--duration <SECS>': expected a positive number of seconds such as 0.5 or 2"
+            )],
+        );
+    }
+}
+
+#[test]
+fn a_rate_too_high_names_the_real_limit() {
+    refused(
+        &["--rate", "1000000000"],
+        &["'--rate <PPS>'", "at most 100000000"],
+    );
+}
+
+#[test]
+fn a_stats_interval_below_a_tenth_of_a_second_is_refused() {
+    for value in ["1e-9", "0.05", "-1"] {
+        let run = run_program(SERVER, &["-p", "0", "--stats-interval", value], None);
+        assert_eq!(run.code(), Some(2), "{value}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "invalid value '{value}' for '--stats-interval <SECS>': expected a number of seconds of at least 0.1"
+            )),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn options_that_do_nothing_in_the_chosen_mode_are_refused_naming_both() {
+    for (args, a, b) in [
+        (&["--doctor", "--stop"][..], "--doctor", "--stop"),
+        (&["--pmtu", "--stop"], "--pmtu", "--stop"),
+        (&["--data", "x", "--size", "100"], "--data", "--size"),
+        (&["-c", "3", "-D", "2"], "--count", "--duration"),
+        (&["-c", "3", "--flows", "2"], "--count", "--flows"),
+        (&["-r", "100", "-w", "8"], "--rate", "--window"),
+        (&["-f", "-i", "0.5"], "--flood", "--interval"),
+        (&["--find-rate", "-i", "0.5"], "--find-rate", "--interval"),
+        (&["-r", "100", "--max-loss", "1"], "--rate", "--max-loss"),
+        (&["--doctor", "-s", "100"], "--doctor", "--size"),
+        (&["-c", "3", "-f"], "--count", "--flood"),
+    ] {
+        refused(args, &["cannot be used with", a, b]);
+    }
+    // One-shot (no mode): options of the other modes say which mode they need.
+    refused(&["-D", "2"], &["--duration", "--flood"]);
+    refused(&["--flows", "2"], &["--flows", "--rate"]);
+    refused(&["-s", "100"], &["--size", "--count"]);
+    refused(&["--max-loss", "1"], &["--max-loss", "--find-rate"]);
+
+    // The combinations README.md and docs/client.md show still run.
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    for args in [
+        &["-c", "3", "-i", "0", "-s", "1400", "--json"][..],
+        &["-c", "2", "-i", "0.2"],
+        &[
+            "--flood", "-w", "64", "-s", "1400", "-D", "0.5", "-t", "0.2",
+        ],
+        &["--rate", "200", "-D", "0.5", "--flows", "2"],
+        &["--pmtu", "-t", "0.5"],
+        &["-t", "2", "--data", "hello, world"],
+    ] {
+        let argv: Vec<&str> = ["-q", "-p", &port]
+            .iter()
+            .copied()
+            .chain(args.iter().copied())
+            .collect();
+        let run = run_client(&argv, None);
+        assert_eq!(run.code(), Some(0), "{argv:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_server_refuses_broadcast_and_multicast_addresses() {
+    for host in ["255.255.255.255", "224.0.0.1", "ff02::1"] {
+        let failure = try_start_server(&["-H", host, "-p", "0"])
+            .err()
+            .unwrap_or_else(|| panic!("{host}: the server started"));
+        assert_eq!(failure.status.code(), Some(1), "{host}: {}", failure.stderr);
+        assert!(
+            failure.stderr.contains("not one that can echo"),
+            "{host}: {}",
+            failure.stderr
+        );
+        assert_eq!(
+            failure.stderr.trim().lines().count(),
+            1,
+            "{}",
+            failure.stderr
+        );
+    }
+}
+
+#[test]
+fn a_link_local_address_without_a_scope_id_says_how_to_add_one() {
+    let failure = try_start_server(&["-H", "fe80::1", "-p", "0"])
+        .err()
+        .expect("the server started on fe80::1");
+    assert_eq!(failure.status.code(), Some(1), "{}", failure.stderr);
+    assert!(
+        failure.stderr.contains("fe80::1%eth0"),
+        "{}",
+        failure.stderr
+    );
+    assert!(
+        !failure.stderr.contains("invalid argument"),
+        "{}",
+        failure.stderr
+    );
+}
