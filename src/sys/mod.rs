@@ -1,7 +1,8 @@
 //! Platform I/O the standard library lacks, one safe API over two
 //! implementations: `linux.rs` (`recvmmsg`/`sendmmsg`, `ppoll`, path-MTU socket
-//! options — the crate's only `unsafe` code) and `portable.rs` (std only: one
-//! datagram per call, path-MTU options unsupported) for other Unix systems.
+//! options, and in `linux/gro.rs` UDP GRO receive and GSO echo — the crate's
+//! only `unsafe` code) and `portable.rs` (std only: one datagram per call, no
+//! GRO, path-MTU options unsupported) for other Unix systems.
 //!
 //! Building on Linux with `RUSTFLAGS="--cfg udp_echo_portable"` selects the
 //! portable one, so CI compiles the code other platforms get.
@@ -9,12 +10,20 @@
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 mod linux;
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+pub use linux::gro::{
+    GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, disable_udp_checksums, enable_gro, send_segmented,
+};
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::{Batch, SendBatch, path_mtu, set_dont_fragment, wait_readable};
 
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 mod portable;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::{Batch, SendBatch, path_mtu, set_dont_fragment, wait_readable};
+#[cfg(any(not(target_os = "linux"), udp_echo_portable))]
+pub use portable::{
+    GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, disable_udp_checksums, enable_gro, send_segmented,
+};
 
 /// This host's interface addresses (for `net::local_addrs`); unsupported off Linux.
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
@@ -24,6 +33,8 @@ pub use portable::interface_addrs;
 
 /// Whether one syscall can move several datagrams here (`--batch` > 1 pays off).
 pub const BATCHING: bool = cfg!(all(target_os = "linux", not(udp_echo_portable)));
+
+use std::net::SocketAddr;
 
 /// What one echo of a batch achieved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,4 +47,66 @@ pub struct EchoOutcome {
     pub errors: usize,
     /// The first refusal, for the log.
     pub first_error: Option<std::io::ErrorKind>,
+    /// The errno with which the kernel refused a segmented (`UDP_SEGMENT`) send
+    /// in this call, which switched GSO off for this batch from then on: that
+    /// message, and every later one, went out as separate datagrams. Set at
+    /// most once per batch, so the caller can log it once.
+    pub gso_refused: Option<i32>,
+}
+
+/// One buffer of a GRO receive ([`GroBatch`]): one datagram, or several
+/// consecutive datagrams of one source that the kernel coalesced (UDP GRO), all
+/// of `segment_size` bytes except the last, which may be shorter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroBuffer<'a> {
+    /// The bytes of all its datagrams, back to back.
+    pub data: &'a [u8],
+    /// Their source (`None` for a family other than IPv4/IPv6, which a UDP/IP
+    /// socket never reports).
+    pub source: Option<SocketAddr>,
+    /// Bytes per datagram: the kernel's `UDP_GRO` segment size, or the whole
+    /// length when it gave none (one datagram); 0 for an empty datagram.
+    pub segment_size: usize,
+    /// The kernel cut the data or the control message short (`MSG_TRUNC`,
+    /// `MSG_CTRUNC`): the last datagram is incomplete or the boundaries are
+    /// unknown. With 64 KiB buffers this does not happen; callers drop such a
+    /// buffer rather than echo something wrong.
+    pub truncated: bool,
+}
+
+impl<'a> GroBuffer<'a> {
+    /// A buffer of `data` from `source`; `segment_size` as the kernel said
+    /// (`None`, 0 or more than the length all mean one datagram).
+    pub fn new(
+        data: &'a [u8],
+        source: Option<SocketAddr>,
+        segment_size: Option<usize>,
+        truncated: bool,
+    ) -> Self {
+        let segment_size = segment_size
+            .filter(|&size| size > 0)
+            .map_or(data.len(), |size| size.min(data.len()));
+        GroBuffer {
+            data,
+            source,
+            segment_size,
+            truncated,
+        }
+    }
+
+    /// How many datagrams it holds (an empty datagram is one).
+    pub fn datagrams(&self) -> usize {
+        if self.data.is_empty() {
+            1
+        } else {
+            self.data.len().div_ceil(self.segment_size)
+        }
+    }
+
+    /// Datagram `k` (`k < datagrams()`).
+    pub fn datagram(&self, k: usize) -> &'a [u8] {
+        let start = (k * self.segment_size).min(self.data.len());
+        let end = (start + self.segment_size).min(self.data.len());
+        &self.data[start..end]
+    }
 }

@@ -173,3 +173,136 @@ pub fn path_mtu(_socket: &UdpSocket, _ipv6: bool) -> io::Result<u32> {
 pub fn interface_addrs(_out: &mut Vec<crate::net::local_addrs::InterfaceAddr>) -> io::Result<()> {
     Err(unsupported("listing the host's interface addresses"))
 }
+
+/// Bytes per receive buffer of a [`GroBatch`].
+pub const GRO_BUFFER_LEN: usize = 65536;
+
+/// Segments per segmented send at most (no GSO here: each is its own send).
+pub const MAX_GSO_SEGMENTS: usize = 64;
+
+/// No UDP GRO here: the server keeps its batched loop.
+pub fn enable_gro(_socket: &UdpSocket) -> io::Result<()> {
+    Err(unsupported("UDP GRO"))
+}
+
+/// Sends `data` as datagrams of `segment_size` bytes (the last may be
+/// shorter), one call each here; returns the bytes sent.
+pub fn send_segmented(
+    socket: &UdpSocket,
+    to: Option<SocketAddr>,
+    data: &[u8],
+    segment_size: usize,
+) -> io::Result<usize> {
+    let send = |datagram: &[u8]| match to {
+        Some(to) => socket.send_to(datagram, to),
+        None => socket.send(datagram),
+    };
+    if data.is_empty() {
+        return send(data);
+    }
+    let mut sent = 0;
+    for datagram in data.chunks(segment_size.max(1)) {
+        sent += send(datagram)?;
+    }
+    Ok(sent)
+}
+
+/// Test hook of the Linux build; unsupported here.
+#[doc(hidden)]
+pub fn disable_udp_checksums(_socket: &UdpSocket, _sends: bool) -> io::Result<()> {
+    Err(unsupported("turning UDP checksums off"))
+}
+
+/// The GRO batch's API with one datagram per buffer and one `send_to` per
+/// datagram: what the Linux one does without GRO and GSO.
+pub struct GroBatch {
+    inner: Batch,
+    /// Queued (slot, first datagram) pairs; a buffer here holds one datagram.
+    queued: Vec<usize>,
+    flushed: bool,
+}
+
+impl GroBatch {
+    /// Room for `capacity` buffers (only the first is used per call here).
+    pub fn new(capacity: usize) -> GroBatch {
+        let capacity = capacity.max(1);
+        GroBatch {
+            inner: Batch::new(capacity),
+            queued: Vec::with_capacity(capacity),
+            flushed: false,
+        }
+    }
+
+    /// How many buffers one receive could take.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Always false here.
+    pub fn gso(&self) -> bool {
+        false
+    }
+
+    /// Nothing to switch off here.
+    pub fn disable_gso(&mut self) {}
+
+    /// Receives one datagram, blocking up to the socket's read timeout.
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.queued.clear();
+        self.flushed = false;
+        self.inner.recv(socket)
+    }
+
+    /// Buffer `i` of the last receive: one datagram.
+    pub fn buffer(&self, i: usize) -> super::GroBuffer<'_> {
+        let (data, source) = self.inner.datagram(i);
+        super::GroBuffer::new(data, source, None, false)
+    }
+
+    /// Queues datagrams `datagrams` of buffer `slot` (here only datagram 0
+    /// exists); returns how many it queued.
+    pub fn queue(&mut self, slot: usize, datagrams: std::ops::Range<usize>) -> usize {
+        if self.flushed {
+            self.queued.clear();
+            self.flushed = false;
+        }
+        let wanted = datagrams.end.min(1).saturating_sub(datagrams.start);
+        if wanted == 0 || self.queued.len() == self.queued.capacity() {
+            return 0;
+        }
+        self.queued.push(slot);
+        1
+    }
+
+    /// Sends the queued datagrams, one `send_to` each.
+    pub fn flush(&mut self, socket: &UdpSocket) -> EchoOutcome {
+        let mut outcome = EchoOutcome::default();
+        if self.flushed {
+            return outcome;
+        }
+        self.flushed = true;
+        for &slot in &self.queued {
+            let (data, source) = self.inner.datagram(slot);
+            let Some(source) = source else { continue };
+            match socket.send_to(data, source) {
+                Ok(n) => {
+                    outcome.sent += 1;
+                    outcome.bytes += n;
+                }
+                Err(e) => {
+                    outcome.errors += 1;
+                    outcome.first_error.get_or_insert(e.kind());
+                }
+            }
+        }
+        outcome
+    }
+
+    /// The datagrams last queued, as (length, destination).
+    pub fn queued_datagrams(&self) -> impl Iterator<Item = (usize, SocketAddr)> + '_ {
+        self.queued.iter().filter_map(|&slot| {
+            let (data, source) = self.inner.datagram(slot);
+            source.map(|to| (data.len(), to))
+        })
+    }
+}

@@ -1,0 +1,774 @@
+//! Linux UDP GRO on receive and UDP GSO on send (Linux ≥ 5.0), behind a safe API.
+//!
+//! With `UDP_GRO` set on a socket ([`enable_gro`]) the kernel may hand over a
+//! burst of same-size datagrams from one source as one buffer, with a `UDP_GRO`
+//! control message giving the segment size; every datagram of the buffer has
+//! that size except the last, which may be shorter. [`GroBatch`] receives up to
+//! `capacity` such buffers with one `recvmmsg` (64 KiB each, plus a control
+//! buffer) and echoes any contiguous run of a buffer's datagrams back to its
+//! source as one message with a `UDP_SEGMENT` control message, so the kernel
+//! splits it back into the same datagrams; several messages go in one
+//! `sendmmsg`.
+//!
+//! Pitfalls others hit (quinn-udp and its issues, msquic, quiche, envoy), and
+//! what this module does about each:
+//!
+//! - `UDP_SEGMENT` is only ever a per-message control message, never a socket
+//!   option: a socket-level segment size would cut up a later, larger echo.
+//! - The control message is added only when a message really spans more than
+//!   one segment: with it, the kernel applies its GSO checks (and may refuse)
+//!   even to a single datagram.
+//! - At most [`MAX_GSO_SEGMENTS`] segments per message (the limit of kernels
+//!   before 6.11, which newer ones raised to 128); longer runs are split.
+//! - A GSO send can fail with `EIO` (no checksum offload, IPsec) or `EINVAL`
+//!   (e.g. IPv6 GSO on some kernels, checksums off): the refused message is
+//!   sent again as separate datagrams and GSO stays off for this batch, which
+//!   [`EchoOutcome::gso_refused`] reports once.
+//! - `MSG_TRUNC`/`MSG_CTRUNC` are reported ([`GroBuffer::truncated`]), never
+//!   silently echoed short.
+//! - A buffer never mixes sources, but a `recvmmsg` batch does: every message
+//!   goes back to its own slot's source.
+//!
+//! The headers point into the buffers as in [`Batch`](super::Batch), with the
+//! same reasoning (see [`GroBatch`]): the `Vec`s pointed into are never
+//! reallocated, and Rust writes the lengths and the segment size only between
+//! syscalls, through `&mut self`.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem;
+use std::net::{SocketAddr, UdpSocket};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::ptr;
+
+use super::{cvt, setsockopt_int, sockaddr_storage_len, to_socket_addr};
+use crate::sys::{EchoOutcome, GroBuffer};
+
+/// Bytes per receive buffer: the largest payload one UDP buffer can carry,
+/// coalesced or not (the UDP length field is 16 bits).
+pub const GRO_BUFFER_LEN: usize = 65536;
+
+/// Segments per `UDP_SEGMENT` send at most: `UDP_MAX_SEGMENTS` of kernels
+/// before 6.11 (later ones accept 128).
+pub const MAX_GSO_SEGMENTS: usize = 64;
+
+/// Control bytes per receive: room for the `UDP_GRO` message (an int) with
+/// plenty to spare should another option add one.
+const RECV_CONTROL_LEN: usize = 64;
+
+/// `SO_NO_CHECK` (asm-generic value; libc does not export it for Linux).
+const SO_NO_CHECK: libc::c_int = 11;
+
+/// Space the `UDP_SEGMENT` control message takes (`CMSG_SPACE(2)`).
+// SAFETY: CMSG_SPACE is arithmetic on its argument only.
+const SEGMENT_CONTROL_SPACE: usize = unsafe { libc::CMSG_SPACE(2) } as usize;
+/// Its `cmsg_len` (`CMSG_LEN(2)`).
+// SAFETY: as above.
+const SEGMENT_CONTROL_LEN: usize = unsafe { libc::CMSG_LEN(2) } as usize;
+/// Where a control message's data starts (`CMSG_LEN(0)`).
+// SAFETY: as above.
+const CONTROL_DATA_OFFSET: usize = unsafe { libc::CMSG_LEN(0) } as usize;
+
+/// One receive's control buffer, aligned for `cmsghdr`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+union RecvControl {
+    _align: libc::cmsghdr,
+    _bytes: [u8; RECV_CONTROL_LEN],
+}
+
+/// One send's control buffer: a `UDP_SEGMENT` message with its `u16` segment size.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SegmentControl {
+    hdr: libc::cmsghdr,
+    segment: u16,
+}
+
+// The struct is laid out as CMSG_DATA and CMSG_SPACE expect.
+const _: () = assert!(mem::offset_of!(SegmentControl, segment) == CONTROL_DATA_OFFSET);
+const _: () = assert!(mem::size_of::<SegmentControl>() >= SEGMENT_CONTROL_SPACE);
+const _: () = assert!(SEGMENT_CONTROL_LEN == CONTROL_DATA_OFFSET + 2);
+
+/// One queued echo message: `datagrams` datagrams of slot `slot`, starting at
+/// byte `offset` of its buffer, `bytes` long in all.
+#[derive(Debug, Clone, Copy, Default)]
+struct Message {
+    slot: usize,
+    offset: usize,
+    bytes: usize,
+    segment: usize,
+    datagrams: usize,
+}
+
+/// GRO receive buffers and GSO echo messages for one socket and one thread.
+///
+/// # Safety of the self-referencing pointers
+///
+/// Each receive header points at its slot's source address (`addrs`), its
+/// iovec (`iovecs`, pointing into `storage`) and its control buffer
+/// (`controls`); each send header at its own iovec (`send_iovecs`, pointing
+/// into `storage` too), its own `send_controls` entry and a slot's address.
+/// As for [`Batch`](super::Batch):
+///
+/// - **The targets never move or shrink**: every `Vec` pointed into is filled
+///   in [`new`](Self::new) and never resized before the batch is dropped.
+/// - **Rust writes what the kernel reads only between syscalls**, through
+///   `&mut self` ([`recv`](Self::recv) resets the lengths, [`queue`](Self::queue)
+///   fills a send header, its iovec and segment size); the kernel reads them
+///   only inside the one `recvmmsg`/`sendmmsg`/`sendto` call.
+/// - **Every length stays inside its target**: receive iovecs cover exactly
+///   their `GRO_BUFFER_LEN` slot, a send iovec a part of the received bytes of
+///   its slot, an address length is what the kernel reported for that slot,
+///   and a control length is its buffer's size or the segment message's space.
+pub struct GroBatch {
+    /// `capacity` buffers of `GRO_BUFFER_LEN` bytes, back to back.
+    storage: Vec<u8>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovecs: Vec<libc::iovec>,
+    controls: Vec<RecvControl>,
+    recv_hdrs: Vec<libc::mmsghdr>,
+    /// How many slots the last receive filled.
+    filled: usize,
+    send_iovecs: Vec<libc::iovec>,
+    send_controls: Vec<SegmentControl>,
+    send_hdrs: Vec<libc::mmsghdr>,
+    messages: Vec<Message>,
+    /// Messages queued (a prefix of the send vectors).
+    queued: usize,
+    /// The queued messages were flushed: the next `queue` starts a new list.
+    flushed: bool,
+    /// Whether runs of datagrams go out as one `UDP_SEGMENT` message each.
+    gso: bool,
+}
+
+// SAFETY: the raw pointers in the headers and iovecs point only into heap
+// buffers owned by the same struct (never shared, never reallocated; see
+// above), so moving the whole batch to another thread moves what they point to.
+unsafe impl Send for GroBatch {}
+
+/// Turns UDP GRO on for `socket` (`UDP_GRO`, Linux ≥ 5.0): from then on a
+/// receive may return several datagrams in one buffer, so only a loop that
+/// splits them ([`GroBatch`]) may read this socket. An error means the kernel
+/// lacks it; nothing changed then.
+pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
+    setsockopt_int(socket, libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// Sends `data` to `to` (or the connected peer when `None`) with one `sendmsg`
+/// as datagrams of `segment_size` bytes (the last may be shorter): with a
+/// `UDP_SEGMENT` control message when it spans more than one (at most
+/// [`MAX_GSO_SEGMENTS`]), as one plain datagram otherwise. Returns the bytes
+/// sent; `EIO`/`EINVAL` mean this path refuses GSO.
+pub fn send_segmented(
+    socket: &UdpSocket,
+    to: Option<SocketAddr>,
+    data: &[u8],
+    segment_size: usize,
+) -> io::Result<usize> {
+    let address = to.map(socket2::SockAddr::from);
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    let mut control = zeroed_segment_control();
+    // SAFETY: msghdr is plain old data; all-zero is a valid (empty) header.
+    let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
+    if let Some(address) = &address {
+        hdr.msg_name = address.as_ptr().cast_mut().cast();
+        hdr.msg_namelen = address.len();
+    }
+    hdr.msg_iov = ptr::from_mut(&mut iov);
+    hdr.msg_iovlen = 1;
+    if segment_size > 0 && data.len() > segment_size {
+        let segment =
+            u16::try_from(segment_size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        set_segment(&mut control, segment);
+        hdr.msg_control = ptr::from_mut(&mut control).cast();
+        hdr.msg_controllen = SEGMENT_CONTROL_SPACE as _;
+    }
+    // SAFETY: the header points at an iovec covering `data` (only read by
+    // sendmsg despite the mut pointer), an address of the length given (or
+    // none) and a control buffer of the length given; all live for the call.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &hdr, 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
+
+/// Test hook: lets `socket` receive IPv6 datagrams without a UDP checksum
+/// (`UDP_NO_CHECK6_RX`) and, with `sends`, sends without one (`SO_NO_CHECK`,
+/// and `UDP_NO_CHECK6_TX` on IPv6). The kernel then refuses every UDP GSO send
+/// on it with `EINVAL`: a real refusal for the fallback path to meet. Its IPv6
+/// peer needs this too (without `sends`) to accept what it sends.
+#[doc(hidden)]
+pub fn disable_udp_checksums(socket: &UdpSocket, sends: bool) -> io::Result<()> {
+    let ipv6 = socket.local_addr()?.is_ipv6();
+    if ipv6 {
+        setsockopt_int(socket, libc::SOL_UDP, libc::UDP_NO_CHECK6_RX, 1)?;
+    }
+    if sends {
+        setsockopt_int(socket, libc::SOL_SOCKET, SO_NO_CHECK, 1)?;
+        if ipv6 {
+            setsockopt_int(socket, libc::SOL_UDP, libc::UDP_NO_CHECK6_TX, 1)?;
+        }
+    }
+    Ok(())
+}
+
+fn zeroed_segment_control() -> SegmentControl {
+    // SAFETY: cmsghdr is plain old data (some libcs add private padding, so
+    // it cannot be built field by field); all-zero is a valid value.
+    SegmentControl {
+        hdr: unsafe { mem::zeroed() },
+        segment: 0,
+    }
+}
+
+fn set_segment(control: &mut SegmentControl, segment: u16) {
+    control.hdr.cmsg_len = SEGMENT_CONTROL_LEN as _;
+    control.hdr.cmsg_level = libc::SOL_UDP;
+    control.hdr.cmsg_type = libc::UDP_SEGMENT;
+    control.segment = segment;
+}
+
+/// The `UDP_GRO` segment size in a received header's control messages.
+fn gro_segment_size(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: the header's control pointer and length describe this slot's
+    // live control buffer as the kernel left it; CMSG_FIRSTHDR only reads them.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null result of CMSG_FIRSTHDR/CMSG_NXTHDR is a whole
+        // cmsghdr inside the control buffer, aligned for it (the buffer is).
+        let current = unsafe { &*cmsg };
+        if current.cmsg_level == libc::SOL_UDP
+            && current.cmsg_type == libc::UDP_GRO
+            && current.cmsg_len as usize >= CONTROL_DATA_OFFSET + mem::size_of::<libc::c_int>()
+        {
+            // SAFETY: its length says a c_int of data follows the header, inside
+            // the buffer; read unaligned, so no alignment is assumed.
+            let size = unsafe { libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned() };
+            return usize::try_from(size).ok();
+        }
+        // SAFETY: `cmsg` is a message of this header's control buffer;
+        // CMSG_NXTHDR checks the next one against the buffer's length.
+        cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
+    }
+    None
+}
+
+impl GroBatch {
+    /// Buffers for up to `capacity` receives per syscall (at least 1), and room
+    /// for `capacity + MAX_GSO_SEGMENTS` echo messages per `sendmmsg`. Memory:
+    /// `capacity × 64 KiB` of buffers, touched only as large buffers arrive.
+    pub fn new(capacity: usize) -> GroBatch {
+        let capacity = capacity.max(1);
+        let send_capacity = capacity + MAX_GSO_SEGMENTS;
+        let mut batch = GroBatch {
+            storage: vec![0u8; capacity * GRO_BUFFER_LEN],
+            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+            addrs: vec![unsafe { mem::zeroed() }; capacity],
+            iovecs: Vec::with_capacity(capacity),
+            controls: vec![
+                RecvControl {
+                    _bytes: [0; RECV_CONTROL_LEN]
+                };
+                capacity
+            ],
+            recv_hdrs: Vec::with_capacity(capacity),
+            filled: 0,
+            send_iovecs: vec![
+                libc::iovec {
+                    iov_base: ptr::null_mut(),
+                    iov_len: 0,
+                };
+                send_capacity
+            ],
+            send_controls: vec![zeroed_segment_control(); send_capacity],
+            send_hdrs: Vec::with_capacity(send_capacity),
+            messages: vec![Message::default(); send_capacity],
+            queued: 0,
+            flushed: false,
+            gso: true,
+        };
+        for slot in batch.storage.chunks_exact_mut(GRO_BUFFER_LEN) {
+            batch.iovecs.push(libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: GRO_BUFFER_LEN,
+            });
+        }
+        for i in 0..capacity {
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) header.
+            let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+            hdr.msg_hdr.msg_name = ptr::from_mut(&mut batch.addrs[i]).cast();
+            hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
+            hdr.msg_hdr.msg_iov = ptr::from_mut(&mut batch.iovecs[i]);
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_control = ptr::from_mut(&mut batch.controls[i]).cast();
+            hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
+            batch.recv_hdrs.push(hdr);
+        }
+        for j in 0..send_capacity {
+            // SAFETY: as above.
+            let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+            hdr.msg_hdr.msg_iov = ptr::from_mut(&mut batch.send_iovecs[j]);
+            hdr.msg_hdr.msg_iovlen = 1;
+            // The control buffer is always pointed at; its length (0 or the
+            // segment message's) decides whether the kernel reads it.
+            hdr.msg_hdr.msg_control = ptr::from_mut(&mut batch.send_controls[j]).cast();
+            batch.send_hdrs.push(hdr);
+        }
+        batch
+    }
+
+    /// How many buffers one receive can take.
+    pub fn capacity(&self) -> usize {
+        self.recv_hdrs.len()
+    }
+
+    /// Whether echoes still go out as `UDP_SEGMENT` messages (until the kernel
+    /// refuses one, or [`disable_gso`](Self::disable_gso)).
+    pub fn gso(&self) -> bool {
+        self.gso
+    }
+
+    /// Sends every datagram as a message of its own from now on (the fallback
+    /// after a refusal; also a test hook).
+    pub fn disable_gso(&mut self) {
+        self.gso = false;
+    }
+
+    /// Receives up to `capacity` buffers: blocks (up to the socket's read
+    /// timeout) for the first, then takes only those already queued
+    /// (`MSG_WAITFORONE`). Returns how many slots were filled; EINTR and
+    /// timeouts come back as errors to classify.
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        for (hdr, iov) in self.recv_hdrs.iter_mut().zip(&mut self.iovecs) {
+            hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
+            hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
+            hdr.msg_hdr.msg_flags = 0;
+            hdr.msg_len = 0;
+            iov.iov_len = GRO_BUFFER_LEN;
+        }
+        self.filled = 0;
+        self.queued = 0;
+        self.flushed = false;
+        let vlen = libc::c_uint::try_from(self.recv_hdrs.len()).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: every header points at a live sockaddr_storage, an iovec
+        // covering a live GRO_BUFFER_LEN slot and a live control buffer, each of
+        // the length it declares (written just above; see the invariants on
+        // `GroBatch`); the kernel writes at most that much into each and no
+        // more than `vlen` headers.
+        let n = cvt(unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.recv_hdrs.as_mut_ptr(),
+                vlen,
+                libc::MSG_WAITFORONE as _,
+                ptr::null_mut(),
+            )
+        })?;
+        self.filled = n as usize;
+        Ok(self.filled)
+    }
+
+    /// Buffer `i` of the last receive: its bytes, source, segment size and
+    /// whether it was cut short.
+    pub fn buffer(&self, i: usize) -> GroBuffer<'_> {
+        assert!(i < self.filled, "slot {i} was not filled");
+        let hdr = &self.recv_hdrs[i];
+        let len = (hdr.msg_len as usize).min(GRO_BUFFER_LEN);
+        let start = i * GRO_BUFFER_LEN;
+        GroBuffer::new(
+            &self.storage[start..start + len],
+            to_socket_addr(&self.addrs[i], hdr.msg_hdr.msg_namelen),
+            gro_segment_size(&hdr.msg_hdr),
+            hdr.msg_hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0,
+        )
+    }
+
+    /// Queues datagrams `datagrams` of buffer `slot` (contiguous, in order) to
+    /// go back to its source: one `UDP_SEGMENT` message per up to
+    /// [`MAX_GSO_SEGMENTS`] of them while GSO is on (a single datagram is a
+    /// plain message), one message each otherwise. Returns how many it queued:
+    /// fewer when the send list is full — [`flush`](Self::flush), then queue
+    /// the rest. After a flush, the next call starts a new list.
+    pub fn queue(&mut self, slot: usize, datagrams: Range<usize>) -> usize {
+        if self.flushed {
+            self.queued = 0;
+            self.flushed = false;
+        }
+        let buffer = self.buffer(slot);
+        let (len, segment, total) = (buffer.data.len(), buffer.segment_size, buffer.datagrams());
+        let per_message = match u16::try_from(segment) {
+            Ok(_) if self.gso => MAX_GSO_SEGMENTS,
+            _ => 1,
+        };
+        let namelen = self.recv_hdrs[slot].msg_hdr.msg_namelen;
+        let name = self.addrs.as_mut_ptr().wrapping_add(slot).cast();
+        let base = self
+            .storage
+            .as_mut_ptr()
+            .wrapping_add(slot * GRO_BUFFER_LEN);
+        let (mut next, end) = (datagrams.start, datagrams.end.min(total));
+        while next < end && self.queued < self.send_hdrs.len() {
+            let count = (end - next).min(per_message);
+            let offset = (next * segment).min(len);
+            let bytes = ((next + count) * segment).min(len) - offset;
+            let j = self.queued;
+            self.send_iovecs[j] = libc::iovec {
+                iov_base: base.wrapping_add(offset).cast(),
+                iov_len: bytes,
+            };
+            let hdr = &mut self.send_hdrs[j];
+            hdr.msg_len = 0;
+            hdr.msg_hdr.msg_name = name;
+            hdr.msg_hdr.msg_namelen = namelen;
+            hdr.msg_hdr.msg_flags = 0;
+            hdr.msg_hdr.msg_controllen = if count > 1 {
+                set_segment(&mut self.send_controls[j], segment as u16);
+                SEGMENT_CONTROL_SPACE as _
+            } else {
+                0
+            };
+            self.messages[j] = Message {
+                slot,
+                offset,
+                bytes,
+                segment,
+                datagrams: count,
+            };
+            self.queued += 1;
+            next += count;
+        }
+        next.saturating_sub(datagrams.start)
+    }
+
+    /// Sends the queued messages in order, as few `sendmmsg` calls as it takes:
+    /// a refused message is counted (all its datagrams) and skipped; a
+    /// `UDP_SEGMENT` message refused with `EIO`/`EINVAL` switches GSO off and
+    /// goes again as separate datagrams (see [`EchoOutcome::gso_refused`]).
+    pub fn flush(&mut self, socket: &UdpSocket) -> EchoOutcome {
+        let mut outcome = EchoOutcome::default();
+        if self.flushed {
+            return outcome;
+        }
+        self.flushed = true;
+        let mut pos = 0;
+        while pos < self.queued {
+            let message = self.messages[pos];
+            if !self.gso && message.datagrams > 1 {
+                self.send_separately(socket, &message, &mut outcome);
+                pos += 1;
+                continue;
+            }
+            let end = if self.gso {
+                self.queued
+            } else {
+                // Up to the next message queued with GSO before it was switched off.
+                self.messages[pos..self.queued]
+                    .iter()
+                    .position(|m| m.datagrams > 1)
+                    .map_or(self.queued, |k| pos + k)
+            };
+            let rest = &mut self.send_hdrs[pos..end];
+            let vlen = libc::c_uint::try_from(rest.len()).unwrap_or(libc::c_uint::MAX);
+            // SAFETY: each queued header points at a slot's source address of
+            // the length the kernel reported, an iovec inside the received
+            // bytes of that slot and a control buffer of the length it
+            // declares (set in `queue`, before the call; see the invariants on
+            // `GroBatch`).
+            let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), rest.as_mut_ptr(), vlen, 0) };
+            if n > 0 {
+                for m in &self.messages[pos..pos + n as usize] {
+                    outcome.sent += m.datagrams;
+                    outcome.bytes += m.bytes;
+                }
+                pos += n as usize;
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            let gso_refusal = matches!(err.raw_os_error(), Some(libc::EIO | libc::EINVAL));
+            if self.gso && message.datagrams > 1 && gso_refusal {
+                self.gso = false;
+                outcome
+                    .gso_refused
+                    .get_or_insert(err.raw_os_error().unwrap_or(0));
+                continue; // the same message again, separately
+            }
+            // sendmmsg fails the call only when its first message fails: skip it.
+            outcome.errors += message.datagrams;
+            outcome.first_error.get_or_insert(err.kind());
+            pos += 1;
+        }
+        outcome
+    }
+
+    /// Sends one queued message's datagrams one `sendto` each.
+    fn send_separately(&self, socket: &UdpSocket, message: &Message, outcome: &mut EchoOutcome) {
+        let hdr = &self.recv_hdrs[message.slot].msg_hdr;
+        let start = message.slot * GRO_BUFFER_LEN + message.offset;
+        let data = &self.storage[start..start + message.bytes];
+        for datagram in data.chunks(message.segment.max(1)) {
+            loop {
+                // SAFETY: `datagram` is live memory of the given length (only
+                // read), and the address is the slot's source with the length
+                // the kernel reported for it.
+                let sent = unsafe {
+                    libc::sendto(
+                        socket.as_raw_fd(),
+                        datagram.as_ptr().cast(),
+                        datagram.len(),
+                        0,
+                        ptr::from_ref(&self.addrs[message.slot]).cast(),
+                        hdr.msg_namelen,
+                    )
+                };
+                if sent >= 0 {
+                    outcome.sent += 1;
+                    outcome.bytes += sent as usize;
+                    break;
+                }
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    outcome.errors += 1;
+                    outcome.first_error.get_or_insert(err.kind());
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The datagrams of the messages last queued (or flushed), in order, as
+    /// (length, destination): for debug lines, walked only then.
+    pub fn queued_datagrams(&self) -> impl Iterator<Item = (usize, SocketAddr)> + '_ {
+        self.messages[..self.queued].iter().flat_map(move |m| {
+            let to = to_socket_addr(
+                &self.addrs[m.slot],
+                self.recv_hdrs[m.slot].msg_hdr.msg_namelen,
+            );
+            (0..m.datagrams).filter_map(move |k| {
+                let len = m.segment.min(m.bytes - (k * m.segment).min(m.bytes));
+                to.map(|to| (len, to))
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn bound(host: &str) -> Option<UdpSocket> {
+        let socket = UdpSocket::bind((host, 0)).ok()?;
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        Some(socket)
+    }
+
+    /// A GRO server socket and a client, or `None` without IPv6 loopback.
+    fn pair(host: &str) -> Option<(UdpSocket, UdpSocket)> {
+        let server = bound(host)?;
+        enable_gro(&server).expect("UDP GRO (Linux >= 5.0)");
+        Some((server, bound(host)?))
+    }
+
+    /// `count` datagrams of `size` bytes (the last `last` bytes), each byte
+    /// naming its datagram and position.
+    fn burst(count: usize, size: usize, last: usize) -> Vec<u8> {
+        (0..count)
+            .flat_map(|d| {
+                let len = if d + 1 == count { last } else { size };
+                (0..len).map(move |i| (d * 7 + i) as u8)
+            })
+            .collect()
+    }
+
+    /// Receives until `datagrams` datagrams have come in; returns every
+    /// buffer's (length, segment size) and the datagrams.
+    fn take(batch: &mut GroBatch, server: &UdpSocket, datagrams: usize) -> Vec<(usize, usize)> {
+        let mut buffers = Vec::new();
+        let mut seen = 0;
+        while seen < datagrams {
+            let n = batch.recv(server).unwrap();
+            for i in 0..n {
+                let buffer = batch.buffer(i);
+                assert!(!buffer.truncated);
+                buffers.push((buffer.data.len(), buffer.segment_size));
+                seen += buffer.datagrams();
+            }
+        }
+        buffers
+    }
+
+    fn replies(client: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
+        let mut buf = vec![0u8; GRO_BUFFER_LEN];
+        (0..count)
+            .map(|_| {
+                let n = client.recv(&mut buf).unwrap();
+                buf[..n].to_vec()
+            })
+            .collect()
+    }
+
+    fn expected(data: &[u8], size: usize, keep: impl Fn(usize) -> bool) -> Vec<Vec<u8>> {
+        data.chunks(size)
+            .enumerate()
+            .filter(|&(k, _)| keep(k))
+            .map(|(_, d)| d.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_gso_burst_arrives_as_one_buffer_and_goes_back_as_the_same_datagrams() {
+        for host in ["127.0.0.1", "::1"] {
+            let Some((server, client)) = pair(host) else {
+                continue; // no IPv6 loopback here
+            };
+            let to = server.local_addr().unwrap();
+            let data = burst(11, 100, 50);
+            assert_eq!(
+                send_segmented(&client, Some(to), &data, 100).unwrap(),
+                data.len()
+            );
+            let mut batch = GroBatch::new(4);
+            assert_eq!(batch.recv(&server).unwrap(), 1, "{host}");
+            let buffer = batch.buffer(0);
+            assert_eq!(
+                (buffer.data, buffer.segment_size, buffer.datagrams()),
+                (&data[..], 100, 11),
+                "{host}: one buffer, the UDP_GRO segment size"
+            );
+            assert_eq!(buffer.source, Some(client.local_addr().unwrap()));
+            assert_eq!(batch.queue(0, 0..11), 11);
+            let outcome = batch.flush(&server);
+            assert_eq!((outcome.sent, outcome.bytes), (11, data.len()), "{host}");
+            assert_eq!(outcome.gso_refused, None);
+            assert_eq!(replies(&client, 11), expected(&data, 100, |_| true));
+            assert_eq!(batch.queued_datagrams().count(), 11);
+            assert_eq!(
+                batch.queued_datagrams().last(),
+                Some((50, client.local_addr().unwrap()))
+            );
+        }
+    }
+
+    #[test]
+    fn runs_of_kept_datagrams_go_back_exact_and_the_rest_do_not() {
+        let (server, client) = pair("127.0.0.1").unwrap();
+        let data = burst(9, 300, 299);
+        send_segmented(&client, Some(server.local_addr().unwrap()), &data, 300).unwrap();
+        let mut batch = GroBatch::new(4);
+        assert_eq!(take(&mut batch, &server, 9), vec![(data.len(), 300)]);
+        // Keep 0-1, 4, 6-8 (the short last one included).
+        for run in [0..2, 4..5, 6..9] {
+            assert_eq!(batch.queue(0, run.clone()), run.len());
+        }
+        let outcome = batch.flush(&server);
+        assert_eq!(outcome.sent, 6);
+        let keep = |k| !matches!(k, 2 | 3 | 5);
+        assert_eq!(replies(&client, 6), expected(&data, 300, keep));
+    }
+
+    #[test]
+    fn the_empty_stop_datagram_is_never_coalesced() {
+        let (server, client) = pair("127.0.0.1").unwrap();
+        let to = server.local_addr().unwrap();
+        let data = burst(5, 64, 64);
+        send_segmented(&client, Some(to), &data, 64).unwrap();
+        client.send_to(b"", to).unwrap();
+        send_segmented(&client, Some(to), &data, 64).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let mut batch = GroBatch::new(8);
+        assert_eq!(
+            take(&mut batch, &server, 11),
+            vec![(320, 64), (0, 0), (320, 64)]
+        );
+        assert_eq!(batch.buffer(1).datagrams(), 1);
+        assert_eq!(batch.buffer(1).datagram(0), b"");
+    }
+
+    #[test]
+    fn runs_longer_than_the_segment_cap_are_split() {
+        let (server, client) = pair("127.0.0.1").unwrap();
+        let to = server.local_addr().unwrap();
+        // Kernels since 6.11 take 128 segments in one send; older ones refuse
+        // more than 64, and then separate sends show the same echo.
+        let data = burst(100, 20, 7);
+        if send_segmented(&client, Some(to), &data, 20).is_err() {
+            for chunk in data.chunks(20) {
+                client.send_to(chunk, to).unwrap();
+            }
+        }
+        let mut batch = GroBatch::new(128);
+        let buffers = take(&mut batch, &server, 100);
+        let mut queued = 0;
+        for (slot, _) in buffers.iter().enumerate() {
+            let datagrams = batch.buffer(slot).datagrams();
+            queued += batch.queue(slot, 0..datagrams);
+        }
+        assert_eq!(queued, 100);
+        if buffers.len() == 1 {
+            assert_eq!(batch.queued, 2, "64 + 36 segments");
+        }
+        assert_eq!(batch.flush(&server).sent, 100);
+        assert_eq!(replies(&client, 100), expected(&data, 20, |_| true));
+    }
+
+    #[test]
+    fn a_refused_gso_send_goes_again_as_separate_datagrams() {
+        for host in ["127.0.0.1", "::1"] {
+            let Some((server, client)) = pair(host) else {
+                continue;
+            };
+            // Without UDP checksums the kernel refuses GSO with EINVAL.
+            disable_udp_checksums(&server, true).unwrap();
+            disable_udp_checksums(&client, false).unwrap();
+            let to = server.local_addr().unwrap();
+            let mut batch = GroBatch::new(4);
+            let data = burst(6, 200, 10);
+            for round in 0..2 {
+                send_segmented(&client, Some(to), &data, 200).unwrap();
+                assert_eq!(take(&mut batch, &server, 6), vec![(data.len(), 200)]);
+                assert_eq!(batch.queue(0, 0..6), 6);
+                let outcome = batch.flush(&server);
+                assert_eq!((outcome.sent, outcome.errors), (6, 0), "{host} {outcome:?}");
+                let refused = if round == 0 { Some(libc::EINVAL) } else { None };
+                assert_eq!(outcome.gso_refused, refused, "{host}: reported once");
+                assert!(!batch.gso());
+                assert_eq!(
+                    replies(&client, 6),
+                    expected(&data, 200, |_| true),
+                    "{host}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_gso_every_datagram_is_a_message_and_a_full_list_says_so() {
+        let (server, client) = pair("127.0.0.1").unwrap();
+        let data = burst(64, 10, 10);
+        send_segmented(&client, Some(server.local_addr().unwrap()), &data, 10).unwrap();
+        let mut batch = GroBatch::new(1);
+        take(&mut batch, &server, 64);
+        batch.disable_gso();
+        // Room for capacity + 64 messages: 64 fit, then the list is full.
+        assert_eq!(batch.queue(0, 0..40), 40);
+        assert_eq!(batch.queue(0, 40..64), 24);
+        assert_eq!(batch.queue(0, 0..1), 1);
+        assert_eq!(batch.queue(0, 1..2), 0, "full");
+        assert_eq!(batch.flush(&server).sent, 65);
+        let mut want = expected(&data, 10, |_| true);
+        want.push(data[..10].to_vec());
+        assert_eq!(replies(&client, 65), want);
+    }
+}
