@@ -55,6 +55,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
 
+    /// Don't use UDP GRO/GSO (bursts received as one buffer, echoed with one segmented send) even where the kernel has it.
+    #[arg(long)]
+    pub no_gro: bool,
+
     /// Sockets on the same address with SO_REUSEPORT, one blocking thread each.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
@@ -91,6 +95,7 @@ impl From<&Args> for ServerConfig {
                 StopOnEmpty::Never => StopPolicy::Never,
             },
             batch: args.batch as usize,
+            gro: !args.no_gro,
             threads: args.threads as usize,
             stats_interval: args.stats_interval,
             guard: GuardConfig {
@@ -121,6 +126,7 @@ mod tests {
         assert_eq!(config.family, Family::Any);
         assert_eq!(config.stop_on_empty, StopPolicy::Loopback);
         assert_eq!((config.batch, config.threads), (DEFAULT_BATCH, 1));
+        assert!(config.gro);
         assert!(!config.exclusive && !config.guard.allow_service_ports);
         assert_eq!((config.recv_buf, config.stats_interval), (None, None));
     }
@@ -148,6 +154,7 @@ mod tests {
             "never",
             "--batch",
             "1",
+            "--no-gro",
             "--threads",
             "4",
             "--stats-interval",
@@ -166,6 +173,7 @@ mod tests {
         assert!(config.guard.allow_service_ports && config.exclusive);
         assert_eq!(config.stop_on_empty, StopPolicy::Never);
         assert_eq!((config.batch, config.threads), (1, 4));
+        assert!(!config.gro);
         assert_eq!(config.stats_interval, Some(Duration::from_millis(500)));
         assert_eq!(args.common.verbosity(), -2);
     }

@@ -342,6 +342,7 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
         send_buf: None,
         stop_on_empty: StopPolicy::Never,
         batch: DEFAULT_BATCH,
+        gro: true,
         threads: 1,
         stats_interval: None,
         guard: GuardConfig::default(),

@@ -1,5 +1,6 @@
-//! The two echo loops — plain `recv_from`/`send_to` and batched
-//! `recvmmsg`/`sendmmsg` — and the per-loop state every datagram passes through.
+//! The echo loops — plain `recv_from`/`send_to`, batched `recvmmsg`/`sendmmsg`
+//! and, in `gro`, batched with UDP GRO/GSO — and the per-loop state every
+//! datagram passes through.
 
 use std::fmt;
 use std::io;
@@ -32,14 +33,32 @@ pub(super) struct LoopContext<'a> {
     pub(super) datagram_log: bool,
 }
 
-/// Runs the loop that fits `batch` on one socket until a stop.
-pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, batch: usize) -> Counters {
+mod gro;
+
+/// Which echo loop a socket gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LoopKind {
+    /// One `recv_from`/`send_to` per datagram (`--batch 1`).
+    Plain,
+    /// Up to this many datagrams per `recvmmsg`/`sendmmsg`.
+    Batched(usize),
+    /// Up to this many GRO buffers per `recvmmsg`, echoed with GSO; the socket
+    /// has UDP GRO on.
+    Gro(usize),
+}
+
+/// Runs the loop of `kind` on one socket until a stop.
+pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, kind: LoopKind) -> Counters {
     let mut state = LoopState::new(context);
-    if batch > 1 {
-        batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
-        return state.counters;
+    match kind {
+        LoopKind::Plain => plain_loop(socket, &mut state),
+        LoopKind::Batched(batch) => {
+            batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
+        }
+        LoopKind::Gro(batch) => {
+            gro::gro_loop(socket, &mut state, &mut crate::sys::GroBatch::new(batch));
+        }
     }
-    plain_loop(socket, &mut state);
     state.counters
 }
 
@@ -394,7 +413,12 @@ mod tests {
             published: None,
             datagram_log: true,
         };
-        serve(socket, context, batch)
+        let kind = if batch > 1 {
+            LoopKind::Batched(batch)
+        } else {
+            LoopKind::Plain
+        };
+        serve(socket, context, kind)
     }
 
     fn client() -> UdpSocket {

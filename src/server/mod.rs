@@ -26,7 +26,7 @@ mod loops;
 
 pub use counters::{Counters, StopReason, Summary};
 use counters::{Published, report_stats};
-use loops::{LoopContext, serve};
+use loops::{LoopContext, LoopKind, serve};
 
 /// How often a blocked receive wakes up to look at the stop flag. Signal handlers
 /// are installed with SA_RESTART, so without a timeout `recv_from` would never
@@ -86,8 +86,12 @@ pub struct ServerConfig {
     pub send_buf: Option<usize>,
     /// Who may stop the server with an empty datagram.
     pub stop_on_empty: StopPolicy,
-    /// Datagrams per syscall: 1 = `recv_from`/`send_to`, more = `recvmmsg`/`sendmmsg`.
+    /// Datagrams per syscall: 1 = `recv_from`/`send_to`, more = `recvmmsg`/`sendmmsg`
+    /// (with GRO: buffers of up to 64 KiB, each a burst of datagrams).
     pub batch: usize,
+    /// Use UDP GRO on receive and GSO on send where the kernel has them (and
+    /// `batch` > 1); `false` is `--no-gro`.
+    pub gro: bool,
     /// Sockets sharing the port with `SO_REUSEPORT`, one blocking thread each.
     pub threads: usize,
     /// Log a counter line this often; `None` costs nothing.
@@ -119,6 +123,8 @@ pub struct StartupReport {
     /// Datagrams per syscall the loops use: the request, or 1 where this
     /// platform has no `recvmmsg`/`sendmmsg`.
     pub batch: usize,
+    /// Whether the loops use UDP GRO/GSO, and if not, why.
+    pub gro: GroStatus,
     /// Loop guard, allowlist and rate limit, as configured.
     pub guard: GuardConfig,
     /// The port-sharing check at start: other sockets already on the port (the
@@ -165,6 +171,22 @@ impl StartupReport {
                 self.batch,
             ),
         ));
+        match &self.gro {
+            GroStatus::On => lines.push((
+                Level::Info,
+                format!(
+                    "UDP GRO/GSO on: up to {} buffers of 64 KiB per recvmmsg, each burst echoed with one UDP_SEGMENT send",
+                    self.batch
+                ),
+            )),
+            GroStatus::NotAsked => {}
+            GroStatus::Unavailable(why) => lines.push((
+                Level::Info,
+                format!(
+                    "UDP GRO unavailable here ({why}): one datagram per buffer, no GSO"
+                ),
+            )),
+        }
         lines.push((Level::Info, guard_line(&self.guard)));
         match &self.port_sharers {
             None => lines.push((
@@ -181,6 +203,19 @@ impl StartupReport {
     }
 }
 
+/// Whether the echo loops use UDP GRO on receive and GSO on send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroStatus {
+    /// On: every socket has `UDP_GRO` set, and the loops split each buffer
+    /// into its datagrams and echo runs of them with `UDP_SEGMENT`.
+    On,
+    /// Not asked for: `--no-gro`, or `--batch 1` (the plain loop).
+    NotAsked,
+    /// Asked for, but the kernel refused `UDP_GRO` (Linux < 5.0, or not
+    /// Linux): the batched loop, with this reason.
+    Unavailable(String),
+}
+
 /// A bound server, ready to run.
 #[derive(Debug)]
 pub struct Server {
@@ -188,7 +223,7 @@ pub struct Server {
     report: StartupReport,
     inodes: Vec<u64>,
     stop_on_empty: StopPolicy,
-    batch: usize,
+    kind: LoopKind,
     stats_interval: Option<Duration>,
     rules: Rules,
     limiter: Option<SharedRateLimiter>,
@@ -244,6 +279,16 @@ impl Server {
         }
         let batch_requested = config.batch.max(1);
         let batch = effective_batch(batch_requested);
+        let gro = if config.gro && batch > 1 {
+            enable_gro(&sockets, addr)?
+        } else {
+            GroStatus::NotAsked
+        };
+        let kind = match (batch, &gro) {
+            (1, _) => LoopKind::Plain,
+            (_, GroStatus::On) => LoopKind::Gro(batch),
+            _ => LoopKind::Batched(batch),
+        };
         Ok(Server {
             sockets,
             report: StartupReport {
@@ -254,12 +299,13 @@ impl Server {
                 threads,
                 batch_requested,
                 batch,
+                gro,
                 guard: config.guard.clone(),
                 port_sharers,
             },
             inodes,
             stop_on_empty: config.stop_on_empty,
-            batch,
+            kind,
             stats_interval: config.stats_interval,
             rules: Rules::new(&config.guard, addr),
             limiter: config
@@ -307,7 +353,7 @@ impl Server {
                         published: self.stats_interval.map(|_| published),
                         datagram_log: self.datagram_log,
                     };
-                    scope.spawn(move || serve(socket, context, self.batch))
+                    scope.spawn(move || serve(socket, context, self.kind))
                 })
                 .collect();
             if let Some(interval) = self.stats_interval {
@@ -348,6 +394,27 @@ impl Server {
             port_sharers,
         }
     }
+}
+
+/// Turns UDP GRO on for every socket: `Unavailable` when the kernel refuses it
+/// for the first (nothing changed then), an error when it refuses a later one
+/// after accepting the first (a socket with GRO on must not be read by a loop
+/// that does not split buffers, and this cannot happen on one kernel).
+fn enable_gro(sockets: &[UdpSocket], addr: SocketAddr) -> Result<GroStatus> {
+    let Some((first, rest)) = sockets.split_first() else {
+        return Ok(GroStatus::NotAsked);
+    };
+    if let Err(e) = crate::sys::enable_gro(first) {
+        return Ok(GroStatus::Unavailable(crate::error::describe(&e)));
+    }
+    for socket in rest {
+        crate::sys::enable_gro(socket).map_err(|source| Error::Socket {
+            what: "turn UDP GRO on",
+            addr,
+            source,
+        })?;
+    }
+    Ok(GroStatus::On)
 }
 
 /// The batch size this platform can do: batching needs `recvmmsg`/`sendmmsg` (Linux).
@@ -409,6 +476,7 @@ mod tests {
             send_buf: None,
             stop_on_empty: StopPolicy::Loopback,
             batch,
+            gro: true,
             threads,
             stats_interval: None,
             guard: GuardConfig::default(),
@@ -432,6 +500,30 @@ mod tests {
                 sharers.is_empty(),
                 "a fresh port has no one else: {sharers:?}"
             );
+        }
+    }
+
+    #[test]
+    fn gro_is_asked_for_only_with_batches_and_without_no_gro() {
+        for (batch, gro) in [(1, true), (8, false)] {
+            let mut config = loopback_config(batch, 1);
+            config.gro = gro;
+            let server = Server::bind(&config).unwrap();
+            assert_eq!(server.startup().gro, GroStatus::NotAsked);
+            assert_eq!(
+                server.kind,
+                if batch > 1 && crate::sys::BATCHING {
+                    LoopKind::Batched(8)
+                } else {
+                    LoopKind::Plain
+                }
+            );
+        }
+        let server = Server::bind(&loopback_config(8, 2)).unwrap();
+        match &server.startup().gro {
+            GroStatus::On => assert_eq!(server.kind, LoopKind::Gro(8)),
+            GroStatus::Unavailable(_) => assert_eq!(server.kind, LoopKind::Batched(8)),
+            GroStatus::NotAsked => assert_eq!(server.kind, LoopKind::Plain, "no batching here"),
         }
     }
 
@@ -461,6 +553,7 @@ mod tests {
             threads: 1,
             batch_requested: 32,
             batch: 32,
+            gro: GroStatus::NotAsked,
             guard: GuardConfig::default(),
             port_sharers: Some(Vec::new()),
         };
@@ -509,6 +602,7 @@ mod tests {
             drops: 0,
         };
         report.port_sharers = Some(vec![sharer]);
+        report.gro = GroStatus::Unavailable("Protocol not available (os error 92)".to_owned());
         let lines = report.lines();
         let at = |level: Level, part: &str| {
             lines
@@ -541,6 +635,22 @@ mod tests {
             "{lines:?}"
         );
         assert!(at(Level::Warn, "inode 4242"), "{lines:?}");
+        assert!(
+            at(
+                Level::Info,
+                "UDP GRO unavailable here (Protocol not available (os error 92)): one datagram per buffer, no GSO"
+            ),
+            "{lines:?}"
+        );
+        report.gro = GroStatus::On;
+        report.batch = 8;
+        assert!(
+            report.lines().contains(&(
+                Level::Info,
+                "UDP GRO/GSO on: up to 8 buffers of 64 KiB per recvmmsg, each burst echoed with one UDP_SEGMENT send".to_owned()
+            )),
+            "{lines:?}"
+        );
         report.port_sharers = None;
         assert!(
             report.lines().contains(&(
