@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::net::udp_table;
 use crate::probe::{self, Check, Clock};
 use crate::shutdown::Stop;
-use crate::stats::{Counts, Latency, RunSummary};
+use crate::stats::{Counts, Latency, RunMode, RunSummary};
 use crate::sys::{Batch, SendBatch, wait_readable};
 
 /// Probes per `sendmmsg`/`recvmmsg`.
@@ -48,12 +48,12 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// The mode's name in reports.
-    pub fn name(&self) -> &'static str {
+    /// Which mode this is, as a run summary names it.
+    pub fn kind(&self) -> RunMode {
         match self {
-            Mode::Ping { .. } => "ping",
-            Mode::Flood { .. } => "flood",
-            Mode::Rate { .. } => "rate",
+            Mode::Ping { .. } => RunMode::Ping,
+            Mode::Flood { .. } => RunMode::Flood,
+            Mode::Rate { .. } => RunMode::Rate,
         }
     }
 }
@@ -646,7 +646,7 @@ pub fn measure(
     let duration_s = (send_end_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
     Ok(RunSummary {
         target: peer.to_string(),
-        mode: config.mode.name(),
+        mode: config.mode.kind(),
         size: config.size,
         window: match config.mode {
             Mode::Flood { window } => Some(window),
