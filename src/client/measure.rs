@@ -20,7 +20,7 @@ use super::{Connection, Target};
 use crate::error::{Error, Result};
 use crate::net::udp_table;
 use crate::probe::{self, Check, Clock};
-use crate::shutdown::Stop;
+use crate::shutdown::{self, Stop};
 use crate::stats::{Counts, Latency, RunMode, RunSummary};
 use crate::sys::{Batch, SendBatch, wait_readable};
 
@@ -483,7 +483,7 @@ fn ping(
         if interval_ns > 0 {
             wait_until = wait_until.min(next_send);
         }
-        let wait = until(&flow.clock, wait_until).min(crate::server::STOP_POLL);
+        let wait = until(&flow.clock, wait_until).min(shutdown::WAIT_STEP);
         flow.receive(Some(wait), on_event)?;
     }
 }
@@ -542,7 +542,7 @@ fn run_flow(flow: &mut Flow, mode: Mode, flows: usize, end_ns: u64, stop: &Stop)
     while !stop.is_requested() && flow.outstanding > 0 {
         let deadline = flow.next_deadline().unwrap_or(0);
         flow.receive(
-            Some(until(&flow.clock, deadline).min(crate::server::STOP_POLL)),
+            Some(until(&flow.clock, deadline).min(shutdown::WAIT_STEP)),
             &mut ignore,
         )?;
         flow.expire(flow.clock.now_ns(), &mut ignore);
