@@ -434,3 +434,42 @@ fn replies_after_the_timeout_are_late_and_their_probes_lost() {
     );
     assert_books_balance(&json);
 }
+
+#[test]
+fn every_flood_ends_within_its_duration_plus_the_timeout_whatever_the_window() {
+    // A probe lost while more than 65,536 others went out after it used to
+    // leave the receive thread spinning forever (issue 11 §3): the run must
+    // be long enough for that even in a debug build, hence 2 s and not less.
+    let server = start_server(&["--port", "0"]);
+    let (duration_s, timeout_s) = (2.0, 2.0);
+    // Start-up, the final report and a loaded machine: generous, but bounded.
+    let margin_s = 5.0;
+    let limit = Duration::from_secs_f64(duration_s + timeout_s + margin_s);
+    for window in [1, 2, 16, 256, 1024, 4096] {
+        // Kills the client and fails if it is still running at `limit`.
+        let run = run_client_within(
+            &[
+                "-p",
+                &port(server.addr),
+                "--flood",
+                "-w",
+                &window.to_string(),
+                "-D",
+                &duration_s.to_string(),
+                "-t",
+                &timeout_s.to_string(),
+                "--json",
+            ],
+            limit,
+        );
+        assert!(run.elapsed < limit, "window {window}: {:?}", run.elapsed);
+        assert_eq!(run.code(), Some(0), "window {window}: {}", run.stderr);
+        let json = json_of(&run);
+        assert_books_balance(&json);
+        assert_eq!(
+            n(&json, "in_flight"),
+            0,
+            "window {window}: a run that ends by itself settles every probe: {json}"
+        );
+    }
+}

@@ -382,7 +382,12 @@ fn run_flow(flow: &mut Flow, mode: Mode, flows: usize, end_ns: u64, stop: &Stop)
     }
     // Drain: the probes in flight get their full timeout.
     while !stop.is_requested() && flow.books.outstanding() > 0 {
-        let deadline = flow.books.next_deadline().unwrap_or(0);
+        // Outstanding probes are in the FIFO; should the books ever disagree,
+        // end rather than poll a socket with a zero timeout forever.
+        let Some(deadline) = flow.books.next_deadline() else {
+            debug_assert!(false, "outstanding probes but no deadline");
+            break;
+        };
         flow.receive(
             Some(until(&flow.clock, deadline).min(shutdown::WAIT_STEP)),
             &mut ignore,

@@ -6,10 +6,14 @@
 //! timeout are lost), and it keeps the counts and the round-trip record. It
 //! owns no socket and reads no clock, so every case is a unit test.
 //!
-//! The state is a FIFO of send times for the probes not yet settled and two
-//! bit rings (seen, answered in time) over the recent sequence numbers, so
-//! duplicates, late replies and reordering are told apart without allocating
-//! per probe.
+//! The state is a FIFO with one entry per probe not yet settled (its send
+//! time, whether a reply was seen, whether one came in time) and a bit ring
+//! that remembers, for the probes already settled, whether a reply was seen,
+//! so duplicates, late replies and reordering are told apart without
+//! allocating per probe. The FIFO's entries are exact however far it reaches
+//! (a lost probe holds its front for a whole timeout, while a fast flood sends
+//! hundreds of thousands behind it); the ring only bounds how far back a late
+//! reply or a duplicate is still recognised rather than called foreign.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -17,7 +21,8 @@ use std::time::Duration;
 use crate::probe::{self, Check};
 use crate::stats::{Counts, Latency};
 
-/// A ring of bits over the most recent sequence numbers.
+/// A ring of bits over the most recent sequence numbers: bit `seq` holds
+/// the last value set for any sequence number congruent to it.
 struct BitRing {
     words: Vec<u64>,
     mask: u64,
@@ -75,6 +80,17 @@ impl Answer {
     }
 }
 
+/// A probe not yet settled.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// When it was sent, ns.
+    sent_ns: u64,
+    /// A reply to it came (in time or late).
+    seen: bool,
+    /// A reply to it came in time: it is settled as received.
+    answered: bool,
+}
+
 /// One flow's probes and what became of them. Times are ns of any monotonic
 /// clock, the same one for every call.
 pub(crate) struct Books {
@@ -84,10 +100,11 @@ pub(crate) struct Books {
     next_seq: u64,
     /// Sequence number of `pending`'s front.
     base: u64,
-    /// Send time (ns) of every probe from `base` up to `next_seq`.
-    pending: VecDeque<u64>,
-    seen: BitRing,
-    answered: BitRing,
+    /// Every probe from `base` up to `next_seq`.
+    pending: VecDeque<Pending>,
+    /// Whether a reply was seen, for the probes before `base` (as far back
+    /// as the ring spans).
+    settled_seen: BitRing,
     highest: u64,
     outstanding: u64,
     counts: Counts,
@@ -98,18 +115,15 @@ impl Books {
     /// Books for probes of `size` bytes, lost after `timeout`, with room for
     /// `in_flight_max` probes in flight (more still works: the FIFO grows).
     pub(crate) fn new(size: usize, timeout: Duration, in_flight_max: usize) -> Books {
-        // The rings must span every probe that can still be answered; the
-        // reservations are capped so an absurd --rate × --timeout cannot ask
-        // for gigabytes up front (the FIFO still grows if it must).
-        let ring = BitRing::new(in_flight_max.saturating_mul(4).clamp(1 << 16, 1 << 26));
+        // The reservations are capped so an absurd --rate × --timeout cannot
+        // ask for gigabytes up front (the FIFO still grows if it must).
         Books {
             size,
             timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
             next_seq: 1,
             base: 1,
             pending: VecDeque::with_capacity(in_flight_max.min(1 << 22) + 64),
-            seen: BitRing::new(ring.span() as usize),
-            answered: ring,
+            settled_seen: BitRing::new(in_flight_max.saturating_mul(4).clamp(1 << 16, 1 << 26)),
             highest: 0,
             outstanding: 0,
             counts: Counts::default(),
@@ -140,12 +154,13 @@ impl Books {
     /// Books `n` probes, numbered from [`next_seq`](Self::next_seq), as sent at `at_ns`.
     pub(crate) fn sent(&mut self, n: usize, at_ns: u64) {
         for _ in 0..n {
-            let seq = self.next_seq;
-            self.seen.set(seq, false);
-            self.answered.set(seq, false);
-            self.pending.push_back(at_ns);
-            self.next_seq += 1;
+            self.pending.push_back(Pending {
+                sent_ns: at_ns,
+                seen: false,
+                answered: false,
+            });
         }
+        self.next_seq += n as u64;
         self.outstanding += n as u64;
         self.counts.sent += n as u64;
     }
@@ -168,7 +183,7 @@ impl Books {
             Check::Intact { seq, .. } | Check::Corrupt { seq } | Check::Truncated { seq } => seq,
             Check::Foreign => 0,
         };
-        if seq == 0 || seq >= self.next_seq || seq + self.seen.span() <= self.next_seq {
+        if seq == 0 || seq >= self.next_seq || seq + self.settled_seen.span() < self.base {
             // Not a probe of this run, or older than the books remember.
             self.counts.foreign += 1;
             return None;
@@ -180,28 +195,38 @@ impl Books {
             duplicate: false,
             late: false,
         };
-        if self.seen.get(seq) {
+        let Some(entry) = seq
+            .checked_sub(self.base)
+            .and_then(|i| self.pending.get_mut(i as usize))
+        else {
+            // Settled already: lost, so a first reply now is late.
+            if self.settled_seen.get(seq) {
+                self.counts.duplicates += 1;
+                answer.duplicate = true;
+            } else {
+                self.settled_seen.set(seq, true);
+                self.counts.late += 1;
+                answer.late = true;
+                answer.rtt_ns = echoed_rtt(check, at_ns);
+            }
+            return Some(answer);
+        };
+        if entry.seen {
             self.counts.duplicates += 1;
             answer.duplicate = true;
             return Some(answer);
         }
-        self.seen.set(seq, true);
-        let sent_ns = if seq >= self.base {
-            Some(self.pending[(seq - self.base) as usize])
-        } else {
-            None // already expired: this reply is late
-        };
-        let rtt_ns = sent_ns.map_or(u64::MAX, |s| at_ns.saturating_sub(s));
+        entry.seen = true;
+        let rtt_ns = at_ns.saturating_sub(entry.sent_ns);
         if rtt_ns > self.timeout_ns {
+            // Expiry has not looked at the clock yet; it will count it lost.
             self.counts.late += 1;
             answer.late = true;
-            if let Check::Intact { sent_ns, .. } = check {
-                answer.rtt_ns = at_ns.saturating_sub(sent_ns);
-            }
+            answer.rtt_ns = echoed_rtt(check, at_ns);
             return Some(answer);
         }
+        entry.answered = true;
         answer.rtt_ns = rtt_ns;
-        self.answered.set(seq, true);
         self.outstanding -= 1;
         if seq < self.highest {
             self.counts.reordered += 1;
@@ -222,10 +247,10 @@ impl Books {
     /// Time passes: at `now_ns`, counts the probes whose timeout has passed
     /// as lost (`on_lost` sees each one's sequence) and frees their slots.
     pub(crate) fn expire(&mut self, now_ns: u64, on_lost: &mut dyn FnMut(u64)) {
-        while let Some(&sent_ns) = self.pending.front() {
+        while let Some(&entry) = self.pending.front() {
             let seq = self.base;
-            if !self.answered.get(seq) {
-                if now_ns.saturating_sub(sent_ns) <= self.timeout_ns {
+            if !entry.answered {
+                if now_ns.saturating_sub(entry.sent_ns) <= self.timeout_ns {
                     break;
                 }
                 self.outstanding -= 1;
@@ -233,15 +258,27 @@ impl Books {
                 on_lost(seq);
             }
             self.pending.pop_front();
+            self.settled_seen.set(seq, entry.seen);
             self.base += 1;
         }
+        debug_assert!(self.outstanding <= self.pending.len() as u64);
     }
 
-    /// When the oldest unsettled probe times out, in ns.
+    /// When the oldest unsettled probe times out, in ns (`None`: nothing is
+    /// outstanding once [`expire`](Self::expire) has run).
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.pending
             .front()
-            .map(|s| s.saturating_add(self.timeout_ns))
+            .map(|p| p.sent_ns.saturating_add(self.timeout_ns))
+    }
+}
+
+/// The round trip a late reply shows: timed by the send time it carries
+/// (0 when the reply is not intact).
+fn echoed_rtt(check: Check, at_ns: u64) -> u64 {
+    match check {
+        Check::Intact { sent_ns, .. } => at_ns.saturating_sub(sent_ns),
+        _ => 0,
     }
 }
 
@@ -389,6 +426,65 @@ mod tests {
         assert_eq!(b.counts().foreign, 3);
         assert_eq!(b.counts().received, 0);
         assert_eq!(b.outstanding(), 2);
+    }
+
+    /// More probes behind a lost one than the ring spans, all answered within
+    /// the lost one's timeout, as a fast flood does.
+    fn lost_probe_behind_a_long_flood() -> Books {
+        let mut b = books();
+        let behind = 3 * b.settled_seen.span() + 7;
+        b.sent(1, 0);
+        for seq in 2..=behind + 1 {
+            b.sent(1, MS);
+            b.reply(&reply(seq, MS), 2 * MS).unwrap();
+            b.expire(2 * MS, &mut |seq| panic!("probe {seq} is not lost yet"));
+        }
+        assert_eq!(b.outstanding(), 1);
+        assert_eq!(b.counts().received, behind);
+        b
+    }
+
+    #[test]
+    fn a_lost_probe_is_lost_however_many_went_out_after_it() {
+        // The bug of issue 11 §3: the probe's state was a ring bit that a later
+        // probe reused, so it was never counted lost and its slot never freed.
+        let mut b = lost_probe_behind_a_long_flood();
+        assert_eq!(b.next_deadline(), Some(1_000 * MS));
+        assert_eq!(lost(&mut b, 1_100 * MS), vec![1]);
+        assert_eq!((b.outstanding(), b.next_deadline()), (0, None));
+        let c = *b.counts();
+        assert_eq!(c.sent, c.received + c.lost);
+        assert_eq!((c.lost, c.foreign, c.duplicates), (1, 0, 0));
+    }
+
+    #[test]
+    fn a_reply_to_the_oldest_probe_counts_however_many_went_out_after_it() {
+        let mut b = lost_probe_behind_a_long_flood();
+        let a = b.reply(&reply(1, 0), 900 * MS).unwrap();
+        assert!(a.measured(), "{a:?}");
+        assert_eq!((b.outstanding(), b.counts().foreign), (0, 0));
+        assert!(lost(&mut b, 5_000 * MS).is_empty());
+        assert_eq!(b.next_deadline(), None);
+    }
+
+    #[test]
+    fn replies_older_than_the_ring_remembers_are_foreign() {
+        let mut b = books();
+        let span = b.settled_seen.span();
+        b.sent(1, 0);
+        b.reply(&reply(1, 0), MS).unwrap();
+        for seq in 2..=span {
+            b.sent(1, MS);
+            b.reply(&reply(seq, MS), MS).unwrap();
+        }
+        b.expire(MS, &mut |_| {});
+        // Settled `span` probes ago: still remembered.
+        assert!(b.reply(&reply(1, 0), 2 * MS).unwrap().duplicate);
+        b.sent(1, MS);
+        b.reply(&reply(span + 1, MS), MS).unwrap();
+        b.expire(MS, &mut |_| {});
+        assert_eq!(b.reply(&reply(1, 0), 2 * MS), None);
+        assert_eq!(b.counts().foreign, 1);
     }
 
     #[test]
