@@ -28,7 +28,10 @@ pub struct Counts {
     pub duplicates: u64,
     /// Replies whose sequence number is lower than one already received.
     pub reordered: u64,
-    /// Replies of the right length with wrong bytes.
+    /// Replies matched to a probe but not equal to it: a wrong byte anywhere
+    /// (header included: sequence number or send time) or longer than the
+    /// probe. Every such reply counts, a late or repeated one too; the first
+    /// reply to a probe in time also counts as received.
     pub corrupt: u64,
     /// Replies shorter than the probe.
     pub truncated: u64,

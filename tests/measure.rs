@@ -473,3 +473,49 @@ fn every_flood_ends_within_its_duration_plus_the_timeout_whatever_the_window() {
         );
     }
 }
+
+/// Runs `-c 5` against a fake server that alters each reply with `alter` and
+/// returns the JSON summary (the run must fail: every reply is corrupt).
+fn ping_five_through(alter: impl FnMut(&mut Vec<u8>) + Send + 'static) -> Value {
+    let mut alter = alter;
+    let (addr, _h) = fake_server_with(10_000, move |d| {
+        let mut r = d.to_vec();
+        alter(&mut r);
+        vec![r]
+    });
+    let run = run_client(
+        &["-p", &port(addr), "-c", "5", "-i", "0.02", "--json"],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(run.code(), Some(1), "corrupt replies fail the run: {json}");
+    assert_books_balance(&json);
+    json
+}
+
+#[test]
+fn a_server_that_changes_the_send_time_is_caught() {
+    let json = ping_five_through(|r| r[15] ^= 0x01);
+    assert_eq!(n(&json, "corrupt"), 5, "{json}");
+    assert_eq!((n(&json, "received"), n(&json, "lost")), (5, 0), "{json}");
+}
+
+#[test]
+fn a_server_that_rewrites_the_sequence_number_is_corrupt_not_duplicated() {
+    let mut first = None;
+    let json = ping_five_through(move |r| {
+        let seq: [u8; 8] = r[..8].try_into().unwrap();
+        r[..8].copy_from_slice(first.get_or_insert(seq));
+    });
+    assert_eq!(n(&json, "corrupt"), 4, "{json}");
+    assert_eq!(n(&json, "duplicates"), 0, "{json}");
+    assert_eq!((n(&json, "received"), n(&json, "lost")), (5, 0), "{json}");
+}
+
+#[test]
+fn a_server_that_lengthens_replies_is_caught_and_nothing_is_lost() {
+    let json = ping_five_through(|r| r.push(0));
+    assert_eq!(n(&json, "corrupt"), 5, "{json}");
+    assert_eq!((n(&json, "foreign"), n(&json, "lost")), (0, 0), "{json}");
+    assert_eq!(n(&json, "received"), 5, "{json}");
+}

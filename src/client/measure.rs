@@ -3,10 +3,10 @@
 //!
 //! Each flow is one connected socket with its own sequence space. A `Flow`
 //! does the socket work: it sends probes in batches (`sendmmsg`), receives
-//! replies in batches (`recvmmsg`) and hands each reply to its [`books`], the
-//! pure bookkeeping that checks every byte and tells answers, losses,
-//! duplicates, late replies and reordering apart. A probe with no reply within
-//! `--timeout` is lost and frees its window slot.
+//! replies in batches (`recvmmsg`) and hands each reply to its `Books`, the
+//! pure bookkeeping (`measure/books.rs`) that checks every byte and tells
+//! answers, losses, duplicates, late replies and reordering apart. A probe
+//! with no reply within `--timeout` is lost and frees its window slot.
 
 use std::io;
 use std::net::SocketAddr;
@@ -158,9 +158,9 @@ impl Flow {
             return 0;
         }
         let now = self.clock.now_ns();
-        let first = self.books.next_seq();
+        let (first, stamp) = (self.books.next_seq(), self.books.stamp(now));
         for i in 0..n {
-            probe::fill(self.out.slot_mut(i), first + i as u64, now);
+            probe::fill(self.out.slot_mut(i), first + i as u64, stamp + i as u64);
         }
         let mut sent = 0;
         while sent < n {

@@ -6,6 +6,13 @@
 //! timeout are lost), and it keeps the counts and the round-trip record. It
 //! owns no socket and reads no clock, so every case is a unit test.
 //!
+//! A reply is first matched to its probe, then checked whole: the body against
+//! the pattern of that probe, the length against the probe's, and the echoed
+//! send time against the one recorded. Every probe carries a distinct send
+//! time (a batch's probes get `t, t+1 ns, …`), so the time also names the
+//! probe when the sequence field is the damaged part. Any mismatch makes the
+//! reply corrupt — counted every time, never as a duplicate or as foreign.
+//!
 //! The state is a FIFO with one entry per probe not yet settled (its send
 //! time, whether a reply was seen, whether one came in time) and a bit ring
 //! that remembers, for the probes already settled, whether a reply was seen,
@@ -98,6 +105,8 @@ pub(crate) struct Books {
     timeout_ns: u64,
     /// Sequence number of the next probe (the first is 1).
     next_seq: u64,
+    /// The lowest send time the next probe may carry: stamps strictly increase.
+    next_stamp: u64,
     /// Sequence number of `pending`'s front.
     base: u64,
     /// Every probe from `base` up to `next_seq`.
@@ -121,6 +130,7 @@ impl Books {
             size,
             timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
             next_seq: 1,
+            next_stamp: 0,
             base: 1,
             pending: VecDeque::with_capacity(in_flight_max.min(1 << 22) + 64),
             settled_seen: BitRing::new(in_flight_max.saturating_mul(4).clamp(1 << 16, 1 << 26)),
@@ -151,14 +161,27 @@ impl Books {
         &self.latency
     }
 
-    /// Books `n` probes, numbered from [`next_seq`](Self::next_seq), as sent at `at_ns`.
+    /// The send time the first probe of a batch sent at `now_ns` carries;
+    /// probe `i` of the batch carries this plus `i` ns. Later than any stamp
+    /// already booked, so no two probes share one (a batch leaves within a
+    /// few µs anyway: the nanoseconds added are below the clock's meaning).
+    pub(crate) fn stamp(&self, now_ns: u64) -> u64 {
+        now_ns.max(self.next_stamp)
+    }
+
+    /// Books `n` probes, numbered from [`next_seq`](Self::next_seq), sent at
+    /// `at_ns`: probe `i` carries the stamp `stamp(at_ns) + i`.
     pub(crate) fn sent(&mut self, n: usize, at_ns: u64) {
-        for _ in 0..n {
+        let first = self.stamp(at_ns);
+        for i in 0..n as u64 {
             self.pending.push_back(Pending {
-                sent_ns: at_ns,
+                sent_ns: first + i,
                 seen: false,
                 answered: false,
             });
+        }
+        if n > 0 {
+            self.next_stamp = first + n as u64;
         }
         self.next_seq += n as u64;
         self.outstanding += n as u64;
@@ -175,18 +198,66 @@ impl Books {
         self.counts.refused += 1;
     }
 
+    /// Which probe `bytes` answers and what the reply is, or `None` when it
+    /// answers no probe these books remember.
+    fn matched(&self, bytes: &[u8]) -> Option<(u64, Check)> {
+        let (claimed, echoed_ns) = probe::header(bytes)?;
+        let remembered = claimed != 0
+            && claimed < self.next_seq
+            && claimed + self.settled_seen.span() >= self.base;
+        // `None` when settled: its send time is no longer known.
+        let claimed_ns = claimed
+            .checked_sub(self.base)
+            .and_then(|i| self.pending.get(i as usize))
+            .map(|p| p.sent_ns);
+        let time_ok = claimed_ns.is_none_or(|t| t == echoed_ns);
+        // A settled probe's time is gone: then its pattern must vouch for it.
+        let trusted = remembered
+            && time_ok
+            && (claimed_ns.is_some() || probe::body_matches(bytes, claimed, self.size));
+        let seq = if trusted {
+            claimed
+        } else {
+            // The header may be damaged; the send time may still name the probe.
+            let by_time = self
+                .pending
+                .binary_search_by_key(&echoed_ns, |p| p.sent_ns)
+                .ok()
+                .map(|i| self.base + i as u64);
+            match (by_time, remembered) {
+                // Both name a probe: the one whose pattern the body has.
+                (Some(t), true)
+                    if !probe::body_matches(bytes, t, self.size)
+                        || probe::body_matches(bytes, claimed, self.size) =>
+                {
+                    claimed
+                }
+                (Some(t), _) => t,
+                (None, true) => claimed,
+                (None, false) => return None,
+            }
+        };
+        let header_ok = seq == claimed && time_ok;
+        let check = match probe::verify(bytes, self.size) {
+            Check::Intact { .. } | Check::Truncated { .. } if !header_ok => Check::Corrupt { seq },
+            Check::Intact { sent_ns, .. } => Check::Intact { seq, sent_ns },
+            Check::Truncated { .. } => Check::Truncated { seq },
+            _ => Check::Corrupt { seq },
+        };
+        Some((seq, check))
+    }
+
     /// Books the reply `bytes` that came at `at_ns`; `None` when it answers
     /// no probe of these books (counted foreign).
     pub(crate) fn reply(&mut self, bytes: &[u8], at_ns: u64) -> Option<Answer> {
-        let check = probe::verify(bytes, self.size);
-        let seq = match check {
-            Check::Intact { seq, .. } | Check::Corrupt { seq } | Check::Truncated { seq } => seq,
-            Check::Foreign => 0,
-        };
-        if seq == 0 || seq >= self.next_seq || seq + self.settled_seen.span() < self.base {
+        let Some((seq, check)) = self.matched(bytes) else {
             // Not a probe of this run, or older than the books remember.
             self.counts.foreign += 1;
             return None;
+        };
+        let corrupt = matches!(check, Check::Corrupt { .. });
+        if corrupt {
+            self.counts.corrupt += 1;
         }
         let mut answer = Answer {
             seq,
@@ -201,8 +272,8 @@ impl Books {
         else {
             // Settled already: lost, so a first reply now is late.
             if self.settled_seen.get(seq) {
-                self.counts.duplicates += 1;
-                answer.duplicate = true;
+                answer.duplicate = !corrupt;
+                self.counts.duplicates += u64::from(!corrupt);
             } else {
                 self.settled_seen.set(seq, true);
                 self.counts.late += 1;
@@ -212,8 +283,9 @@ impl Books {
             return Some(answer);
         };
         if entry.seen {
-            self.counts.duplicates += 1;
-            answer.duplicate = true;
+            // A corrupt copy is corrupt (counted above), not a duplicate.
+            answer.duplicate = !corrupt;
+            self.counts.duplicates += u64::from(!corrupt);
             return Some(answer);
         }
         entry.seen = true;
@@ -237,9 +309,8 @@ impl Books {
         self.counts.bytes_received += bytes.len() as u64;
         match check {
             Check::Intact { .. } => self.latency.record(rtt_ns),
-            Check::Corrupt { .. } => self.counts.corrupt += 1,
             Check::Truncated { .. } => self.counts.truncated += 1,
-            Check::Foreign => {}
+            Check::Corrupt { .. } | Check::Foreign => {}
         }
         Some(answer)
     }
@@ -283,217 +354,4 @@ fn echoed_rtt(check: Check, at_ns: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SIZE: usize = 64;
-    const MS: u64 = 1_000_000;
-
-    /// Books with a 1 s timeout.
-    fn books() -> Books {
-        Books::new(SIZE, Duration::from_secs(1), 32)
-    }
-
-    /// The reply to probe `seq` sent at `sent_ns`, as an honest echo returns it.
-    fn reply(seq: u64, sent_ns: u64) -> Vec<u8> {
-        let mut buf = vec![0; SIZE];
-        probe::fill(&mut buf, seq, sent_ns);
-        buf
-    }
-
-    fn lost(books: &mut Books, now_ns: u64) -> Vec<u64> {
-        let mut seqs = Vec::new();
-        books.expire(now_ns, &mut |seq| seqs.push(seq));
-        seqs
-    }
-
-    #[test]
-    fn replies_in_order_are_received_and_timed() {
-        let mut b = books();
-        assert_eq!(b.next_seq(), 1);
-        b.sent(3, 10 * MS);
-        assert_eq!((b.next_seq(), b.outstanding()), (4, 3));
-        for seq in 1..=3 {
-            let a = b.reply(&reply(seq, 10 * MS), 10 * MS + seq * MS).unwrap();
-            assert_eq!(a.seq, seq);
-            assert_eq!(a.rtt_ns, seq * MS);
-            assert!(a.measured());
-        }
-        let c = b.counts();
-        assert_eq!((c.sent, c.received, c.lost), (3, 3, 0));
-        assert_eq!(c.bytes_received, 3 * SIZE as u64);
-        assert_eq!(b.outstanding(), 0);
-        assert_eq!(b.latency().count(), 3);
-        assert_eq!(b.latency().summary().max, 3000.0);
-        assert!(lost(&mut b, 5_000 * MS).is_empty());
-        assert_eq!(b.next_deadline(), None);
-    }
-
-    #[test]
-    fn a_second_copy_is_a_duplicate_and_not_received_again() {
-        let mut b = books();
-        b.sent(1, 0);
-        assert!(!b.reply(&reply(1, 0), MS).unwrap().duplicate);
-        let again = b.reply(&reply(1, 0), 2 * MS).unwrap();
-        assert!(again.duplicate && !again.measured());
-        assert_eq!(again.rtt_ns, 0);
-        let c = b.counts();
-        assert_eq!((c.received, c.duplicates, c.reordered), (1, 1, 0));
-        assert_eq!(b.latency().count(), 1);
-    }
-
-    #[test]
-    fn a_reply_below_the_highest_seen_is_reordered() {
-        let mut b = books();
-        b.sent(3, 0);
-        for seq in [2, 1, 3] {
-            b.reply(&reply(seq, 0), MS).unwrap();
-        }
-        let c = b.counts();
-        assert_eq!((c.received, c.reordered, c.duplicates), (3, 1, 0));
-    }
-
-    #[test]
-    fn a_probe_without_a_reply_is_lost_once_its_timeout_passes() {
-        let mut b = books();
-        b.sent(2, 0);
-        b.sent(1, 500 * MS);
-        b.reply(&reply(2, 0), MS).unwrap();
-        assert_eq!(b.next_deadline(), Some(1_000 * MS));
-        assert!(
-            lost(&mut b, 1_000 * MS).is_empty(),
-            "not before the timeout"
-        );
-        assert_eq!(lost(&mut b, 1_000 * MS + 1), vec![1]);
-        // Probe 2 was answered; probe 3 still has time.
-        assert_eq!(b.next_deadline(), Some(1_500 * MS));
-        assert_eq!(b.outstanding(), 1);
-        assert_eq!(lost(&mut b, 2_000 * MS), vec![3]);
-        let c = b.counts();
-        assert_eq!((c.sent, c.received, c.lost), (3, 1, 2));
-        assert_eq!((b.outstanding(), b.next_deadline()), (0, None));
-    }
-
-    #[test]
-    fn a_reply_after_the_timeout_is_late_and_its_probe_lost() {
-        let mut b = books();
-        b.sent(2, 0);
-        // Probe 1: the books expired it before the reply came.
-        assert_eq!(lost(&mut b, 1_100 * MS), vec![1, 2]);
-        let a = b.reply(&reply(1, 0), 1_200 * MS).unwrap();
-        assert!(a.late && !a.duplicate && !a.measured());
-        assert_eq!(a.rtt_ns, 1_200 * MS, "timed by the echoed send time");
-        // Probe 2: the reply came late but before the books looked at the time.
-        let mut c = books();
-        c.sent(1, 0);
-        assert!(c.reply(&reply(1, 0), 1_500 * MS).unwrap().late);
-        assert_eq!(c.outstanding(), 1);
-        assert_eq!(lost(&mut c, 1_500 * MS), vec![1]);
-        for books in [&b, &c] {
-            let n = books.counts();
-            assert_eq!((n.received, n.late), (0, 1));
-            assert_eq!(books.latency().count(), 0);
-        }
-        // A second copy of a late reply is a duplicate.
-        assert!(b.reply(&reply(1, 0), 1_300 * MS).unwrap().duplicate);
-    }
-
-    #[test]
-    fn corrupt_and_truncated_replies_are_received_but_not_timed() {
-        let mut b = books();
-        b.sent(2, 0);
-        let mut bad = reply(1, 0);
-        bad[40] ^= 0x10;
-        let a = b.reply(&bad, MS).unwrap();
-        assert_eq!(a.check, Check::Corrupt { seq: 1 });
-        assert!(!a.measured());
-        let a = b.reply(&reply(2, 0)[..30], MS).unwrap();
-        assert_eq!(a.check, Check::Truncated { seq: 2 });
-        let c = b.counts();
-        assert_eq!((c.received, c.corrupt, c.truncated), (2, 1, 1));
-        assert_eq!(c.bytes_received, SIZE as u64 + 30);
-        assert_eq!(b.latency().count(), 0);
-        assert_eq!(b.outstanding(), 0);
-    }
-
-    #[test]
-    fn datagrams_that_answer_no_probe_are_foreign() {
-        let mut b = books();
-        b.sent(2, 0);
-        assert_eq!(b.reply(b"hello", MS), None, "too short for a header");
-        assert_eq!(b.reply(&reply(0, 0), MS), None, "sequence 0 is never sent");
-        assert_eq!(b.reply(&reply(3, 0), MS), None, "not sent yet");
-        assert_eq!(b.counts().foreign, 3);
-        assert_eq!(b.counts().received, 0);
-        assert_eq!(b.outstanding(), 2);
-    }
-
-    /// More probes behind a lost one than the ring spans, all answered within
-    /// the lost one's timeout, as a fast flood does.
-    fn lost_probe_behind_a_long_flood() -> Books {
-        let mut b = books();
-        let behind = 3 * b.settled_seen.span() + 7;
-        b.sent(1, 0);
-        for seq in 2..=behind + 1 {
-            b.sent(1, MS);
-            b.reply(&reply(seq, MS), 2 * MS).unwrap();
-            b.expire(2 * MS, &mut |seq| panic!("probe {seq} is not lost yet"));
-        }
-        assert_eq!(b.outstanding(), 1);
-        assert_eq!(b.counts().received, behind);
-        b
-    }
-
-    #[test]
-    fn a_lost_probe_is_lost_however_many_went_out_after_it() {
-        // The bug of issue 11 §3: the probe's state was a ring bit that a later
-        // probe reused, so it was never counted lost and its slot never freed.
-        let mut b = lost_probe_behind_a_long_flood();
-        assert_eq!(b.next_deadline(), Some(1_000 * MS));
-        assert_eq!(lost(&mut b, 1_100 * MS), vec![1]);
-        assert_eq!((b.outstanding(), b.next_deadline()), (0, None));
-        let c = *b.counts();
-        assert_eq!(c.sent, c.received + c.lost);
-        assert_eq!((c.lost, c.foreign, c.duplicates), (1, 0, 0));
-    }
-
-    #[test]
-    fn a_reply_to_the_oldest_probe_counts_however_many_went_out_after_it() {
-        let mut b = lost_probe_behind_a_long_flood();
-        let a = b.reply(&reply(1, 0), 900 * MS).unwrap();
-        assert!(a.measured(), "{a:?}");
-        assert_eq!((b.outstanding(), b.counts().foreign), (0, 0));
-        assert!(lost(&mut b, 5_000 * MS).is_empty());
-        assert_eq!(b.next_deadline(), None);
-    }
-
-    #[test]
-    fn replies_older_than_the_ring_remembers_are_foreign() {
-        let mut b = books();
-        let span = b.settled_seen.span();
-        b.sent(1, 0);
-        b.reply(&reply(1, 0), MS).unwrap();
-        for seq in 2..=span {
-            b.sent(1, MS);
-            b.reply(&reply(seq, MS), MS).unwrap();
-        }
-        b.expire(MS, &mut |_| {});
-        // Settled `span` probes ago: still remembered.
-        assert!(b.reply(&reply(1, 0), 2 * MS).unwrap().duplicate);
-        b.sent(1, MS);
-        b.reply(&reply(span + 1, MS), MS).unwrap();
-        b.expire(MS, &mut |_| {});
-        assert_eq!(b.reply(&reply(1, 0), 2 * MS), None);
-        assert_eq!(b.counts().foreign, 1);
-    }
-
-    #[test]
-    fn send_errors_and_refusals_are_counted() {
-        let mut b = books();
-        b.send_error();
-        b.refused();
-        b.refused();
-        let c = b.counts();
-        assert_eq!((c.sent, c.send_errors, c.refused), (0, 1, 2));
-    }
-}
+mod tests;
