@@ -49,12 +49,6 @@ pub fn fill(buf: &mut [u8], seq: u64, sent_ns: u64) {
     }
 }
 
-/// Rewrites only the send time of a probe already filled for its sequence
-/// number (the pattern does not depend on the time).
-pub fn stamp(buf: &mut [u8], sent_ns: u64) {
-    buf[8..16].copy_from_slice(&sent_ns.to_be_bytes());
-}
-
 /// What a reply turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -120,11 +114,6 @@ impl Clock {
     /// Nanoseconds since the origin.
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// The instant `ns` after the origin.
-    pub fn instant(&self, ns: u64) -> Instant {
-        self.origin + std::time::Duration::from_nanos(ns)
     }
 }
 
@@ -207,24 +196,10 @@ mod tests {
     }
 
     #[test]
-    fn stamping_changes_only_the_time() {
-        let mut buf = probe(64, 9);
-        stamp(&mut buf, 99);
-        assert_eq!(
-            verify(&buf, 64),
-            Check::Intact {
-                seq: 9,
-                sent_ns: 99
-            }
-        );
-    }
-
-    #[test]
     fn the_clock_is_monotonic() {
         let clock = Clock::new();
         let a = clock.now_ns();
         let b = clock.now_ns();
         assert!(b >= a);
-        assert!(clock.instant(a) <= std::time::Instant::now());
     }
 }
