@@ -132,7 +132,7 @@ pub fn summary(s: &RunSummary) -> String {
             s.in_flight, c.foreign, c.refused, c.send_errors
         );
     }
-    if s.mode != "ping" {
+    if s.mode != crate::stats::RunMode::Ping {
         let _ = write!(
             out,
             "{:.0} rt/s, {:.1} Mbit/s, sent {:.0} probes/s",

@@ -4,6 +4,8 @@
 //! Pure and unit-tested; nothing here does I/O or formats text for people
 //! (that is `report`'s job).
 
+use std::fmt;
+
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -26,7 +28,10 @@ pub struct Counts {
     pub duplicates: u64,
     /// Replies whose sequence number is lower than one already received.
     pub reordered: u64,
-    /// Replies of the right length with wrong bytes.
+    /// Replies matched to a probe but not equal to it: a wrong byte anywhere
+    /// (header included: sequence number or send time) or longer than the
+    /// probe. Every such reply counts, a late or repeated one too; the first
+    /// reply to a probe in time also counts as received.
     pub corrupt: u64,
     /// Replies shorter than the probe.
     pub truncated: u64,
@@ -228,13 +233,42 @@ pub struct RttSummary {
     pub jitter: f64,
 }
 
+/// Which measured mode a run was; serialises as `"ping"`, `"flood"`, `"rate"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// One probe per interval.
+    Ping,
+    /// Closed loop: a window of probes in flight.
+    Flood,
+    /// Open loop: a fixed send rate.
+    Rate,
+}
+
+impl RunMode {
+    /// The mode's name, as in the JSON and the reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunMode::Ping => "ping",
+            RunMode::Flood => "flood",
+            RunMode::Rate => "rate",
+        }
+    }
+}
+
+impl fmt::Display for RunMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The whole result of a measured run: what `--json` prints, field for field.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     /// The server probed, as `ADDR:PORT`.
     pub target: String,
-    /// `ping`, `flood` or `rate`.
-    pub mode: &'static str,
+    /// Which measured mode ran.
+    pub mode: RunMode,
     /// Probe size in bytes (UDP payload).
     pub size: usize,
     /// Probes in flight per flow (flood mode).
@@ -373,7 +407,7 @@ mod tests {
     fn the_json_has_the_documented_fields() {
         let summary = RunSummary {
             target: "127.0.0.1:9999".into(),
-            mode: "flood",
+            mode: RunMode::Flood,
             size: 64,
             window: Some(32),
             rate_pps: None,
@@ -419,5 +453,14 @@ mod tests {
             assert!(json["rtt_us"].get(key).is_some(), "missing rtt_us.{key}");
         }
         assert!(summary.passed());
+    }
+
+    #[test]
+    fn modes_serialise_to_their_names() {
+        for mode in [RunMode::Ping, RunMode::Flood, RunMode::Rate] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.name());
+            assert_eq!(mode.to_string(), mode.name());
+        }
+        assert_eq!(RunMode::Rate.name(), "rate");
     }
 }
