@@ -299,6 +299,21 @@ pub struct RunSummary {
     /// were full: the `drops` counter of its sockets in `/proc/net/udp`
     /// (`None` where unavailable). Part of `lost`, but not lost on the path.
     pub client_drops: Option<u64>,
+    /// How long a reply could take before its probe counted as lost, ms.
+    pub timeout_ms: f64,
+    /// The longest time one flow waited with probes out and no reply at
+    /// all, ms: from the first probe sent after a reply (or from a reply
+    /// that left probes out) to the next reply or the end of the run. A
+    /// server that died mid-run shows here even when the few probes in
+    /// flight at that moment make a tiny loss percentage.
+    pub longest_silence_ms: f64,
+}
+
+impl RunSummary {
+    /// Whether the run had an outage: longer than the timeout with no reply.
+    pub fn had_outage(&self) -> bool {
+        self.longest_silence_ms > self.timeout_ms
+    }
 }
 
 impl RunSummary {
@@ -425,6 +440,8 @@ mod tests {
             loss_percent: 0.0,
             rtt_us: RttSummary::default(),
             client_drops: Some(0),
+            timeout_ms: 1000.0,
+            longest_silence_ms: 0.1,
         };
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
         for key in [
@@ -446,6 +463,8 @@ mod tests {
             "duration_s",
             "rtt_per_s",
             "mbit_per_s",
+            "timeout_ms",
+            "longest_silence_ms",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }

@@ -519,3 +519,54 @@ fn a_server_that_lengthens_replies_is_caught_and_nothing_is_lost() {
     assert_eq!((n(&json, "foreign"), n(&json, "lost")), (0, 0), "{json}");
     assert_eq!(n(&json, "received"), 5, "{json}");
 }
+
+#[test]
+fn a_server_that_dies_mid_flood_shows_an_outage_not_just_a_tiny_loss() {
+    // Answers the first 2,000 probes, then goes silent with its socket open
+    // (no ICMP): a server that hung, or a path that went down.
+    let dying_server = || {
+        let mut answered = 0;
+        fake_server_with(usize::MAX, move |d| {
+            answered += 1;
+            if answered <= 2_000 {
+                vec![d.to_vec()]
+            } else {
+                Vec::new()
+            }
+        })
+    };
+    let (addr, _h) = dying_server();
+    let args = [
+        "--flood",
+        "-D",
+        "1.5",
+        "-t",
+        "0.3",
+        "--json",
+        "-p",
+        &port(addr),
+    ];
+    let json_run = run_client(&args, None);
+    let json = json_of(&json_run);
+    assert_books_balance(&json);
+    assert!(n(&json, "received") >= 1_900, "{json}");
+    assert_eq!(json["timeout_ms"].as_f64().unwrap(), 300.0, "{json}");
+    // Silent from a few ms into the run until its end: over a second.
+    let silence = json["longest_silence_ms"].as_f64().unwrap();
+    assert!(silence > 1_000.0, "{json}");
+    assert!(
+        json_run.stderr.contains("no reply for"),
+        "{}",
+        json_run.stderr
+    );
+    let (addr, _h) = dying_server();
+    let human = run_client(
+        &["--flood", "-D", "1.5", "-t", "0.3", "-p", &port(addr)],
+        None,
+    );
+    let out = human.stdout_text();
+    assert!(
+        out.contains("warning: no reply for") && out.contains("longer than the 300 ms timeout"),
+        "{out}"
+    );
+}

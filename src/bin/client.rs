@@ -137,6 +137,10 @@ fn measure(target: &Target, config: &MeasureConfig, stop: &Stop, json: bool) -> 
         },
         &mut |interval| print(&report::interval_line(interval)),
     )?;
+    // JSON on stdout stays one object: an outage is also said on stderr.
+    if let (true, Some(line)) = (json && summary.had_outage(), report::silence(&summary)) {
+        log::warn!("{line}");
+    }
     // In human mode the summary is the stream's last line: like the others, it
     // may find stdout closed, and the probes still decide the exit code.
     match print_result(json, &summary, || report::summary(&summary)) {

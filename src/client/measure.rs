@@ -485,10 +485,13 @@ pub fn measure(
     let mut counts = Counts::default();
     let mut latency = Latency::new();
     let mut in_flight = 0;
+    let mut longest_silence = Duration::ZERO;
+    let end = clock.now_ns();
     for flow in &flow_list {
         counts.merge(flow.books.counts());
         latency.merge(flow.books.latency());
         in_flight += flow.books.outstanding();
+        longest_silence = longest_silence.max(flow.books.longest_silence(end));
     }
     let duration_s = (send_end_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
     Ok(RunSummary {
@@ -513,6 +516,8 @@ pub fn measure(
         rtt_us: latency.summary(),
         counts,
         client_drops,
+        timeout_ms: config.timeout.as_secs_f64() * 1e3,
+        longest_silence_ms: longest_silence.as_secs_f64() * 1e3,
     })
 }
 

@@ -118,6 +118,13 @@ pub(crate) struct Books {
     outstanding: u64,
     counts: Counts,
     latency: Latency,
+    /// Since when probes have been waiting with no reply at all: the send
+    /// time of the first probe after the last reply (or the last reply, when
+    /// probes were still out then); `None` while nothing waits. Losses do not
+    /// end a silence: only a reply does.
+    quiet_since: Option<u64>,
+    /// The longest silence that has ended, ns.
+    longest_silence_ns: u64,
 }
 
 impl Books {
@@ -138,6 +145,8 @@ impl Books {
             outstanding: 0,
             counts: Counts::default(),
             latency: Latency::new(),
+            quiet_since: None,
+            longest_silence_ns: 0,
         }
     }
 
@@ -161,6 +170,14 @@ impl Books {
         &self.latency
     }
 
+    /// The longest time, up to `now_ns`, during which probes were out and no
+    /// reply came: a server that died mid-run shows here even when the few
+    /// probes in flight at that moment make a tiny loss percentage.
+    pub(crate) fn longest_silence(&self, now_ns: u64) -> Duration {
+        let open = self.quiet_since.map_or(0, |t| now_ns.saturating_sub(t));
+        Duration::from_nanos(self.longest_silence_ns.max(open))
+    }
+
     /// The send time the first probe of a batch sent at `now_ns` carries;
     /// probe `i` of the batch carries this plus `i` ns. Later than any stamp
     /// already booked, so no two probes share one (a batch leaves within a
@@ -182,6 +199,7 @@ impl Books {
         }
         if n > 0 {
             self.next_stamp = first + n as u64;
+            self.quiet_since.get_or_insert(first);
         }
         self.next_seq += n as u64;
         self.outstanding += n as u64;
@@ -255,6 +273,19 @@ impl Books {
             self.counts.foreign += 1;
             return None;
         };
+        // Any reply the books recognise, even a corrupt or late one, shows
+        // that the path and the server are alive: it ends a silence.
+        if let Some(since) = self.quiet_since {
+            let silence = at_ns.saturating_sub(since);
+            self.longest_silence_ns = self.longest_silence_ns.max(silence);
+        }
+        let answer = self.book(seq, check, bytes.len(), at_ns);
+        self.quiet_since = (self.outstanding > 0).then_some(at_ns);
+        Some(answer)
+    }
+
+    /// Books a matched reply of `len` bytes.
+    fn book(&mut self, seq: u64, check: Check, len: usize, at_ns: u64) -> Answer {
         let corrupt = matches!(check, Check::Corrupt { .. });
         if corrupt {
             self.counts.corrupt += 1;
@@ -280,13 +311,13 @@ impl Books {
                 answer.late = true;
                 answer.rtt_ns = echoed_rtt(check, at_ns);
             }
-            return Some(answer);
+            return answer;
         };
         if entry.seen {
             // A corrupt copy is corrupt (counted above), not a duplicate.
             answer.duplicate = !corrupt;
             self.counts.duplicates += u64::from(!corrupt);
-            return Some(answer);
+            return answer;
         }
         entry.seen = true;
         let rtt_ns = at_ns.saturating_sub(entry.sent_ns);
@@ -295,7 +326,7 @@ impl Books {
             self.counts.late += 1;
             answer.late = true;
             answer.rtt_ns = echoed_rtt(check, at_ns);
-            return Some(answer);
+            return answer;
         }
         entry.answered = true;
         answer.rtt_ns = rtt_ns;
@@ -306,13 +337,13 @@ impl Books {
             self.highest = seq;
         }
         self.counts.received += 1;
-        self.counts.bytes_received += bytes.len() as u64;
+        self.counts.bytes_received += len as u64;
         match check {
             Check::Intact { .. } => self.latency.record(rtt_ns),
             Check::Truncated { .. } => self.counts.truncated += 1,
             Check::Corrupt { .. } | Check::Foreign => {}
         }
-        Some(answer)
+        answer
     }
 
     /// Time passes: at `now_ns`, counts the probes whose timeout has passed
