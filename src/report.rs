@@ -161,7 +161,7 @@ pub fn summary(s: &RunSummary) -> String {
         let _ = writeln!(out, "{line}");
     }
     let r = &s.rtt_us;
-    if c.received > c.corrupt + c.truncated {
+    if r.samples > 0 {
         let _ = writeln!(
             out,
             "rtt min/avg/max/mdev = {}/{}/{}/{} ms",

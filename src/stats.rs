@@ -197,6 +197,7 @@ impl Latency {
         let variance = (self.sum_sq_ns / n - mean * mean).max(0.0);
         let us = |ns: f64| ns / 1e3;
         RttSummary {
+            samples: self.count,
             min: us(self.min_ns as f64),
             mean: us(mean),
             max: us(self.max_ns as f64),
@@ -213,6 +214,9 @@ impl Latency {
 /// Round-trip figures in microseconds (0 when nothing came back).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct RttSummary {
+    /// Round trips measured: intact replies in time (corrupt, truncated,
+    /// late and duplicate replies are not timed).
+    pub samples: u64,
     /// Fastest round trip, µs.
     pub min: f64,
     /// Mean round trip, µs.
