@@ -271,5 +271,9 @@ mod tests {
             ),
             "{line}"
         );
+        assert!(
+            line.ends_with("kernel drops 0, port sharers unknown"),
+            "no socket table, no count: {line}"
+        );
     }
 }
