@@ -242,7 +242,8 @@ impl Rules {
 
     /// The server's own socket: its exact address, or — bound to a wildcard —
     /// its port on a loopback address (the only own address known without
-    /// listing interfaces).
+    /// listing interfaces; the echo loop also checks every address of the
+    /// host, with [`LocalAddrs`](crate::net::local_addrs::LocalAddrs)).
     fn is_self(&self, ip: IpAddr, port: u16) -> bool {
         port == self.local.port()
             && (ip == self.local.ip() || (self.local.ip().is_unspecified() && ip.is_loopback()))
