@@ -466,6 +466,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn exclusive_threads_share_one_socket() {
+        let config = ServerConfig {
+            exclusive: true,
+            ..loopback_config(8, 3)
+        };
+        let server = Server::bind(&config).unwrap();
+        assert_eq!(server.sockets.len(), 1);
+        assert_eq!((server.threads, server.startup().threads), (3, 3));
+        assert!(server.startup().exclusive);
+        let socket = socket2::SockRef::from(&server.sockets[0]);
+        assert!(!socket.reuse_address().unwrap());
+        assert!(!socket.reuse_port().unwrap());
+    }
+
     fn buffer(kind: BufferKind, requested: Option<usize>, effective: usize) -> BufferSize {
         BufferSize {
             kind,
@@ -574,6 +589,22 @@ mod tests {
             "{lines:?}"
         );
         assert!(at(Level::Warn, "inode 4242"), "{lines:?}");
+        assert!(at(Level::Warn, "restart with --exclusive"), "{lines:?}");
+        report.exclusive = true;
+        let lines = report.lines();
+        let at = |level: Level, part: &str| {
+            lines
+                .iter()
+                .any(|(l, text)| *l == level && text.contains(part))
+        };
+        assert!(
+            at(
+                Level::Info,
+                "4 threads on one socket (--exclusive: a flow's echoes may leave out of order), 1 datagrams per syscall"
+            ),
+            "{lines:?}"
+        );
+        assert!(!at(Level::Warn, "restart with --exclusive"), "{lines:?}");
         report.port_sharers = None;
         assert!(
             report.lines().contains(&(
