@@ -167,12 +167,26 @@ fn a_wildcard_server_does_not_echo_to_itself_through_another_local_address() {
 
 #[test]
 fn two_of_our_servers_stop_bouncing_a_forged_datagram() {
+    two_servers_stop_bouncing(&[]);
+}
+
+#[test]
+fn two_of_our_servers_stop_bouncing_even_with_exclusive_threads() {
+    // Two threads on one socket: the peer's datagrams spread over two
+    // detectors, each of which needs its own streak.
+    two_servers_stop_bouncing(&["--exclusive", "--threads", "2"]);
+}
+
+/// Server A (with `a_args`) and B, one forged datagram "from B" to A.
+fn two_servers_stop_bouncing(a_args: &[&str]) {
     let Some(net) = test_net("two servers") else {
         return;
     };
     let ns = net.server.clone();
-    let a = server_in(&ns, &["-H", "127.0.0.1", "--stop-on-empty", "never"]);
-    let b = server_in(&ns, &["-H", "127.0.0.1", "--stop-on-empty", "never"]);
+    let mut args = vec!["-H", "127.0.0.1", "--stop-on-empty", "never"];
+    let b = server_in(&ns, &args);
+    args.extend_from_slice(a_args);
+    let a = server_in(&ns, &args);
     let (a_addr, b_addr) = (v4(a.addr), v4(b.addr));
     // One datagram "from B" to A: A answers B, B answers A, …
     in_ns(&ns, move || forge(b_addr, a_addr, b"ping-pong"));
@@ -181,7 +195,9 @@ fn two_of_our_servers_stop_bouncing_a_forged_datagram() {
     let a_received = summary_count(&a_err, "received");
     let b_received = summary_count(&b_err, "received");
     let loops = summary_count(&a_err, ", loop") + summary_count(&b_err, ", loop");
-    eprintln!("two servers: A received {a_received}, B received {b_received}, loop drops {loops}");
+    eprintln!(
+        "two servers (A {a_args:?}): A received {a_received}, B received {b_received}, loop drops {loops}"
+    );
     assert!(
         a_received > 1 && b_received > 0,
         "the loop started:\n{a_err}\n{b_err}"
@@ -317,32 +333,42 @@ fn our_clients_modes_at_full_speed_are_never_taken_for_a_loop() {
     }
 }
 
-/// Sends `count` identical datagrams in a row from one socket, each after the
-/// previous reply (or a 200 ms silence); returns how many were answered.
-fn identical_in_a_row(server: SocketAddr, count: usize) -> usize {
+/// Sends `count` identical datagrams in a row from one socket, each after
+/// the previous reply while `answered` of them are to be answered, the rest
+/// without waiting; then checks that exactly `answered` replies came.
+fn identical_in_a_row(server: SocketAddr, count: usize, answered: usize) {
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
     let mut buf = [0u8; 16];
-    (0..count)
-        .filter(|_| {
-            client.send_to(b"y\n", server).unwrap();
-            client.recv_from(&mut buf).is_ok()
-        })
-        .count()
+    for i in 0..count {
+        client.send_to(b"y\n", server).unwrap();
+        if i < answered {
+            let (n, _) = client
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("no reply to datagram {}: {e}", i + 1));
+            assert_eq!(&buf[..n], b"y\n");
+        }
+    }
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        client.recv_from(&mut buf).is_err(),
+        "more than {answered} of {count} answered"
+    );
 }
 
 #[test]
 fn identical_bytes_in_a_row_are_answered_101_times_then_not_unless_told() {
     // What `yes | nc -u` gets: the documented price of the rule.
     let server = start_server(&["--port", "0"]);
-    assert_eq!(identical_in_a_row(server.addr, 130), 101);
+    identical_in_a_row(server.addr, 130, 101);
     let stderr = stop(server);
+    assert_eq!(summary_count(&stderr, "echoed"), 101, "{stderr}");
     assert_eq!(summary_count(&stderr, ", loop"), 29, "{stderr}");
     let server = start_server(&["--port", "0", "--no-loop-detect"]);
     assert!(server.wait_for_stderr("loop detection off (--no-loop-detect)", WAIT));
-    assert_eq!(identical_in_a_row(server.addr, 130), 130);
+    identical_in_a_row(server.addr, 130, 130);
     let stderr = stop(server);
     assert_eq!(summary_count(&stderr, ", loop"), 0, "{stderr}");
 }
