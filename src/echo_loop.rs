@@ -75,7 +75,9 @@
 //! last, after every other reason to drop. One detector per echo thread: the
 //! kernel sends every datagram of one source address and port to the same
 //! `SO_REUSEPORT` socket, so each thread sees all of a peer's traffic, and no
-//! lock is needed.
+//! lock is needed. With `--exclusive --threads N` all threads read one socket
+//! and a peer's datagrams spread over their detectors: each must see its own
+//! streak, so a loop may take up to N times as many datagrams to end.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
