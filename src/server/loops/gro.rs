@@ -53,6 +53,7 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
         let Some(received) = state.received(batch.recv(socket)) else {
             continue;
         };
+        state.tick();
         let mut stopped_at = None;
         for slot in 0..received {
             let buffer = batch.buffer(slot);
@@ -180,7 +181,7 @@ mod tests {
     use crate::sys;
     use std::net::SocketAddr;
     use std::thread;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     /// How a test server runs.
     #[derive(Clone, Copy, Default)]
@@ -230,7 +231,10 @@ mod tests {
             let context = LoopContext {
                 stop: &flag,
                 policy: StopPolicy::Loopback,
+                local: addr,
                 rules: &rules,
+                loop_detect: guard.loop_detect,
+                origin: Instant::now(),
                 limiter: limiter.as_ref(),
                 published: None,
                 datagram_log: true,
@@ -470,7 +474,10 @@ mod tests {
         let context = LoopContext {
             stop: &stop,
             policy: StopPolicy::Loopback,
+            local: addr,
             rules: &rules,
+            loop_detect: true,
+            origin: Instant::now(),
             limiter: None,
             published: None,
             datagram_log: true,
