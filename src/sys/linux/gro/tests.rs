@@ -1,0 +1,210 @@
+//! GRO receive and GSO echo on loopback, IPv4 and IPv6.
+
+use super::*;
+use std::time::Duration;
+
+fn bound(host: &str) -> Option<UdpSocket> {
+    let socket = UdpSocket::bind((host, 0)).ok()?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    Some(socket)
+}
+
+/// A GRO server socket and a client, or `None` without IPv6 loopback.
+fn pair(host: &str) -> Option<(UdpSocket, UdpSocket)> {
+    let server = bound(host)?;
+    enable_gro(&server).expect("UDP GRO (Linux >= 5.0)");
+    Some((server, bound(host)?))
+}
+
+/// `count` datagrams of `size` bytes (the last `last` bytes), each byte
+/// naming its datagram and position.
+fn burst(count: usize, size: usize, last: usize) -> Vec<u8> {
+    (0..count)
+        .flat_map(|d| {
+            let len = if d + 1 == count { last } else { size };
+            (0..len).map(move |i| (d * 7 + i) as u8)
+        })
+        .collect()
+}
+
+/// Receives until `datagrams` datagrams have come in; returns every
+/// buffer's (length, segment size) and the datagrams.
+fn take(batch: &mut GroBatch, server: &UdpSocket, datagrams: usize) -> Vec<(usize, usize)> {
+    let mut buffers = Vec::new();
+    let mut seen = 0;
+    while seen < datagrams {
+        let n = batch.recv(server).unwrap();
+        for i in 0..n {
+            let buffer = batch.buffer(i);
+            assert!(!buffer.truncated);
+            buffers.push((buffer.data.len(), buffer.segment_size));
+            seen += buffer.datagrams();
+        }
+    }
+    buffers
+}
+
+fn replies(client: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
+    let mut buf = vec![0u8; GRO_BUFFER_LEN];
+    (0..count)
+        .map(|_| {
+            let n = client.recv(&mut buf).unwrap();
+            buf[..n].to_vec()
+        })
+        .collect()
+}
+
+fn expected(data: &[u8], size: usize, keep: impl Fn(usize) -> bool) -> Vec<Vec<u8>> {
+    data.chunks(size)
+        .enumerate()
+        .filter(|&(k, _)| keep(k))
+        .map(|(_, d)| d.to_vec())
+        .collect()
+}
+
+#[test]
+fn a_gso_burst_arrives_as_one_buffer_and_goes_back_as_the_same_datagrams() {
+    for host in ["127.0.0.1", "::1"] {
+        let Some((server, client)) = pair(host) else {
+            continue; // no IPv6 loopback here
+        };
+        let to = server.local_addr().unwrap();
+        let data = burst(11, 100, 50);
+        assert_eq!(
+            send_segmented(&client, Some(to), &data, 100).unwrap(),
+            data.len()
+        );
+        let mut batch = GroBatch::new(4);
+        assert_eq!(batch.recv(&server).unwrap(), 1, "{host}");
+        let buffer = batch.buffer(0);
+        assert_eq!(
+            (buffer.data, buffer.segment_size, buffer.datagrams()),
+            (&data[..], 100, 11),
+            "{host}: one buffer, the UDP_GRO segment size"
+        );
+        assert_eq!(buffer.source, Some(client.local_addr().unwrap()));
+        assert_eq!(batch.queue(0, 0..11), 11);
+        let outcome = batch.flush(&server);
+        assert_eq!((outcome.sent, outcome.bytes), (11, data.len()), "{host}");
+        assert_eq!(outcome.gso_refused, None);
+        assert_eq!(replies(&client, 11), expected(&data, 100, |_| true));
+        assert_eq!(batch.queued_datagrams().count(), 11);
+        assert_eq!(
+            batch.queued_datagrams().last(),
+            Some((50, client.local_addr().unwrap()))
+        );
+    }
+}
+
+#[test]
+fn runs_of_kept_datagrams_go_back_exact_and_the_rest_do_not() {
+    let (server, client) = pair("127.0.0.1").unwrap();
+    let data = burst(9, 300, 299);
+    send_segmented(&client, Some(server.local_addr().unwrap()), &data, 300).unwrap();
+    let mut batch = GroBatch::new(4);
+    assert_eq!(take(&mut batch, &server, 9), vec![(data.len(), 300)]);
+    // Keep 0-1, 4, 6-8 (the short last one included).
+    for run in [0..2, 4..5, 6..9] {
+        assert_eq!(batch.queue(0, run.clone()), run.len());
+    }
+    let outcome = batch.flush(&server);
+    assert_eq!(outcome.sent, 6);
+    let keep = |k| !matches!(k, 2 | 3 | 5);
+    assert_eq!(replies(&client, 6), expected(&data, 300, keep));
+}
+
+#[test]
+fn the_empty_stop_datagram_is_never_coalesced() {
+    let (server, client) = pair("127.0.0.1").unwrap();
+    let to = server.local_addr().unwrap();
+    let data = burst(5, 64, 64);
+    send_segmented(&client, Some(to), &data, 64).unwrap();
+    client.send_to(b"", to).unwrap();
+    send_segmented(&client, Some(to), &data, 64).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut batch = GroBatch::new(8);
+    assert_eq!(
+        take(&mut batch, &server, 11),
+        vec![(320, 64), (0, 0), (320, 64)]
+    );
+    assert_eq!(batch.buffer(1).datagrams(), 1);
+    assert_eq!(batch.buffer(1).datagram(0), b"");
+}
+
+#[test]
+fn runs_longer_than_the_segment_cap_are_split() {
+    let (server, client) = pair("127.0.0.1").unwrap();
+    let to = server.local_addr().unwrap();
+    // Kernels since 6.11 take 128 segments in one send; older ones refuse
+    // more than 64, and then separate sends show the same echo.
+    let data = burst(100, 20, 7);
+    if send_segmented(&client, Some(to), &data, 20).is_err() {
+        for chunk in data.chunks(20) {
+            client.send_to(chunk, to).unwrap();
+        }
+    }
+    let mut batch = GroBatch::new(128);
+    let buffers = take(&mut batch, &server, 100);
+    let mut queued = 0;
+    for (slot, _) in buffers.iter().enumerate() {
+        let datagrams = batch.buffer(slot).datagrams();
+        queued += batch.queue(slot, 0..datagrams);
+    }
+    assert_eq!(queued, 100);
+    if buffers.len() == 1 {
+        assert_eq!(batch.queued, 2, "64 + 36 segments");
+    }
+    assert_eq!(batch.flush(&server).sent, 100);
+    assert_eq!(replies(&client, 100), expected(&data, 20, |_| true));
+}
+
+#[test]
+fn a_refused_gso_send_goes_again_as_separate_datagrams() {
+    for host in ["127.0.0.1", "::1"] {
+        let Some((server, client)) = pair(host) else {
+            continue;
+        };
+        // Without UDP checksums the kernel refuses GSO with EINVAL.
+        disable_udp_checksums(&server, true).unwrap();
+        disable_udp_checksums(&client, false).unwrap();
+        let to = server.local_addr().unwrap();
+        let mut batch = GroBatch::new(4);
+        let data = burst(6, 200, 10);
+        for round in 0..2 {
+            send_segmented(&client, Some(to), &data, 200).unwrap();
+            assert_eq!(take(&mut batch, &server, 6), vec![(data.len(), 200)]);
+            assert_eq!(batch.queue(0, 0..6), 6);
+            let outcome = batch.flush(&server);
+            assert_eq!((outcome.sent, outcome.errors), (6, 0), "{host} {outcome:?}");
+            let refused = if round == 0 { Some(libc::EINVAL) } else { None };
+            assert_eq!(outcome.gso_refused, refused, "{host}: reported once");
+            assert!(!batch.gso());
+            assert_eq!(
+                replies(&client, 6),
+                expected(&data, 200, |_| true),
+                "{host}"
+            );
+        }
+    }
+}
+
+#[test]
+fn without_gso_every_datagram_is_a_message_and_a_full_list_says_so() {
+    let (server, client) = pair("127.0.0.1").unwrap();
+    let data = burst(64, 10, 10);
+    send_segmented(&client, Some(server.local_addr().unwrap()), &data, 10).unwrap();
+    let mut batch = GroBatch::new(1);
+    take(&mut batch, &server, 64);
+    batch.disable_gso();
+    // Room for capacity + 64 messages: 64 fit, then the list is full.
+    assert_eq!(batch.queue(0, 0..40), 40);
+    assert_eq!(batch.queue(0, 40..64), 24);
+    assert_eq!(batch.queue(0, 0..1), 1);
+    assert_eq!(batch.queue(0, 1..2), 0, "full");
+    assert_eq!(batch.flush(&server).sent, 65);
+    let mut want = expected(&data, 10, |_| true);
+    want.push(data[..10].to_vec());
+    assert_eq!(replies(&client, 65), want);
+}
