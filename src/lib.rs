@@ -11,8 +11,8 @@
 //! - [`server`]: the echo loops (plain and batched, one thread per socket), stop
 //!   policy, counters, `--stats-interval` lines and the summary.
 //! - [`sys`]: the I/O std and socket2 lack — on Linux `recvmmsg`/`sendmmsg`,
-//!   `ppoll`, path-MTU options (the crate's only `unsafe` code); elsewhere a
-//!   std-only fallback.
+//!   UDP GRO/GSO, `ppoll`, path-MTU options (the crate's only `unsafe` code);
+//!   elsewhere a std-only fallback.
 //! - [`guard`]: loop guard, allowlist and per-source rate limit — pure decisions.
 //! - [`echo_loop`]: echo-loop detection — a peer sending back what we just sent it.
 //! - [`client`]: a connected socket to one server; one-shot mode and, in
