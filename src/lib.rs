@@ -8,7 +8,7 @@
 //!
 //! - [`net`]: resolve, create and bind `socket2` UDP sockets, buffer sizes and the
 //!   kernel's `/proc` limits and socket table.
-//! - [`server`]: the echo loops (plain and batched, one thread per socket), stop
+//! - [`server`]: the echo loops (plain, batched, GRO/GSO; one thread per socket), stop
 //!   policy, counters, `--stats-interval` lines and the summary.
 //! - [`sys`]: the I/O std and socket2 lack — on Linux `recvmmsg`/`sendmmsg`,
 //!   UDP GRO/GSO, `ppoll`, path-MTU options (the crate's only `unsafe` code);
