@@ -159,9 +159,10 @@ pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
 
 /// Sends `data` to `to` (or the connected peer when `None`) with one `sendmsg`
 /// as datagrams of `segment_size` bytes (the last may be shorter): with a
-/// `UDP_SEGMENT` control message when it spans more than one (at most
-/// [`MAX_GSO_SEGMENTS`]), as one plain datagram otherwise. Returns the bytes
-/// sent; `EIO`/`EINVAL` mean this path refuses GSO.
+/// `UDP_SEGMENT` control message when it spans more than one, as one plain
+/// datagram otherwise. Keep it to [`MAX_GSO_SEGMENTS`] datagrams: older
+/// kernels refuse more with `EINVAL`. Returns the bytes sent; `EIO`/`EINVAL`
+/// mean this path refuses GSO.
 pub fn send_segmented(
     socket: &UdpSocket,
     to: Option<SocketAddr>,
