@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, value_name = "WHO", value_enum, default_value_t = StopOnEmpty::Loopback)]
     pub stop_on_empty: StopOnEmpty,
 
-    /// Datagrams per syscall: 1 = one recv_from/send_to each; more = recvmmsg/sendmmsg batches.
+    /// Datagrams per syscall: 1 = one recv_from/send_to each; more = recvmmsg/sendmmsg batches (with UDP GRO: buffers of up to 64 KiB).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
 
