@@ -131,11 +131,9 @@ pub enum LoopVerdict {
     },
 }
 
-/// One peer: its loop streak and cool-down.
+/// One peer: its loop streak and cool-down (its key is in [`PeerSet::keys`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct Peer {
-    /// Keyed hash of the source address and port; 0 marks an empty slot.
-    key: u64,
     /// When its last datagram came, for eviction.
     last_ns: u64,
     /// Dropped until then; 0 when never caught.
@@ -146,16 +144,20 @@ struct Peer {
     offences: u8,
 }
 
-/// One set of the peer table, aligned so it starts a cache line.
+/// One set of the peer table. The keys (keyed hashes of address and port; 0
+/// marks an empty slot) fill the first cache line on their own, so a lookup
+/// reads one line and then the one entry it found.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(align(64))]
-struct PeerSet([Peer; WAYS]);
+struct PeerSet {
+    keys: [u64; WAYS],
+    peers: [Peer; WAYS],
+}
 
-/// One datagram echoed recently, to whom and when.
+/// When a datagram was last echoed and the hash of all its bytes (its tag is
+/// in [`EchoSet::tags`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct Echoed {
-    /// Keyed hash of the peer and the payload's sketch; 0 marks an empty slot.
-    tag: u64,
     /// Hash of the whole payload, computed once a second datagram has the
     /// same sketch; 0 until then.
     full: u32,
@@ -163,10 +165,15 @@ struct Echoed {
     seen_ms: u32,
 }
 
-/// One set of the echo table: two cache lines.
+/// One set of the echo table: the tags (keyed hashes of the peer and the
+/// payload's sketch; 0 marks an empty slot) in one cache line, what is known
+/// of each in the next.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(align(64))]
-struct EchoSet([Echoed; WAYS]);
+struct EchoSet {
+    tags: [u64; WAYS],
+    echoes: [Echoed; WAYS],
+}
 
 /// Whether a datagram is the return of one we echoed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +193,10 @@ pub struct LoopDetector {
     echoes: Box<[EchoSet]>,
     /// Random per process: sets and tags cannot be aimed at.
     secret: [u64; 4],
+    /// The last peer seen: its address, key, set and way. A burst from one
+    /// source (a GRO buffer, a flood) then skips the key hash and the set
+    /// scan. Only `check` moves peers, so the slot is still that peer's.
+    last: Option<(SocketAddr, u64, usize, usize)>,
 }
 
 impl fmt::Debug for LoopDetector {
@@ -218,6 +229,7 @@ impl LoopDetector {
             peers: vec![PeerSet::default(); sets(peers)].into_boxed_slice(),
             echoes: vec![EchoSet::default(); sets(echoes)].into_boxed_slice(),
             secret: [0u8, 1, 2, 3].map(|i| random.hash_one(i) | 1),
+            last: None,
         }
     }
 
@@ -235,8 +247,8 @@ impl LoopDetector {
     pub fn peers_tracked(&self) -> usize {
         self.peers
             .iter()
-            .flat_map(|set| &set.0)
-            .filter(|p| p.key != 0)
+            .flat_map(|set| &set.keys)
+            .filter(|&&key| key != 0)
             .count()
     }
 
@@ -249,10 +261,18 @@ impl LoopDetector {
     /// [`LoopVerdict::Echo`], records it as echoed to `source`. `now_ns` must
     /// not go backwards by more than rounding (one clock for all calls).
     pub fn check(&mut self, source: SocketAddr, payload: &[u8], now_ns: u64) -> LoopVerdict {
-        let key = self.peer_key(source);
+        let (key, set, way) = match self.last {
+            Some((last, key, set, way)) if last == source => (key, set, way),
+            _ => {
+                let key = self.peer_key(source);
+                let set = key as usize & (self.peers.len() - 1);
+                let way = claim_peer(&mut self.peers[set], key, now_ns);
+                self.last = Some((source, key, set, way));
+                (key, set, way)
+            }
+        };
         let tag = mix(key ^ self.secret[3], sketch(payload)).max(1);
-        let mask = self.peers.len() - 1;
-        let peer = claim_peer(&mut self.peers[key as usize & mask].0, key, now_ns);
+        let peer = &mut self.peers[set].peers[way];
         peer.last_ns = peer.last_ns.max(now_ns);
         if now_ns < peer.blocked_until_ns {
             return LoopVerdict::Loop {
@@ -261,7 +281,7 @@ impl LoopDetector {
             };
         }
         let mask = self.echoes.len() - 1;
-        let echoes = &mut self.echoes[tag as usize & mask].0;
+        let echoes = &mut self.echoes[tag as usize & mask];
         match note_echo(echoes, tag, payload, (now_ns / 1_000_000) as u32) {
             Return::Yes => peer.streak = peer.streak.saturating_add(1),
             Return::No => peer.streak = 0,
@@ -300,51 +320,50 @@ impl LoopDetector {
     }
 }
 
-/// The slot of the peer with `key` in its set; a new peer takes an empty slot
+/// The way of the peer with `key` in its set; a new peer takes an empty slot
 /// or the stalest one.
-fn claim_peer(set: &mut [Peer; WAYS], key: u64, now_ns: u64) -> &mut Peer {
-    if let Some(i) = set.iter().position(|p| p.key == key) {
-        return &mut set[i];
+fn claim_peer(set: &mut PeerSet, key: u64, now_ns: u64) -> usize {
+    if let Some(way) = set.keys.iter().position(|&k| k == key) {
+        return way;
     }
-    let victim = set
-        .iter_mut()
-        .min_by_key(|p| {
-            if p.key == 0 {
+    let way = (0..WAYS)
+        .min_by_key(|&w| {
+            if set.keys[w] == 0 {
                 0
             } else {
-                p.last_ns.saturating_add(1)
+                set.peers[w].last_ns.saturating_add(1)
             }
         })
         .expect("WAYS > 0");
-    *victim = Peer {
-        key,
+    set.keys[way] = key;
+    set.peers[way] = Peer {
         last_ns: now_ns,
         ..Peer::default()
     };
-    victim
+    way
 }
 
 /// Looks `payload` (sketched into `tag`) up among the recent echoes of its set
 /// and records it as echoed now.
-fn note_echo(set: &mut [Echoed; WAYS], tag: u64, payload: &[u8], now_ms: u32) -> Return {
-    let Some(echo) = set.iter_mut().find(|e| e.tag == tag) else {
-        let victim = set
-            .iter_mut()
-            .max_by_key(|e| {
-                if e.tag == 0 {
+fn note_echo(set: &mut EchoSet, tag: u64, payload: &[u8], now_ms: u32) -> Return {
+    let Some(way) = set.tags.iter().position(|&t| t == tag) else {
+        let victim = (0..WAYS)
+            .max_by_key(|&w| {
+                if set.tags[w] == 0 {
                     u32::MAX
                 } else {
-                    now_ms.wrapping_sub(e.seen_ms)
+                    now_ms.wrapping_sub(set.echoes[w].seen_ms)
                 }
             })
             .expect("WAYS > 0");
-        *victim = Echoed {
-            tag,
+        set.tags[victim] = tag;
+        set.echoes[victim] = Echoed {
             full: 0,
             seen_ms: now_ms,
         };
         return Return::No;
     };
+    let echo = &mut set.echoes[way];
     let recent = now_ms.wrapping_sub(echo.seen_ms) < RETURN_WINDOW_MS;
     echo.seen_ms = now_ms;
     if !recent {
