@@ -154,25 +154,27 @@ struct PeerSet {
     peers: [Peer; WAYS],
 }
 
-/// When a datagram was last echoed and the hash of all its bytes (its tag is
-/// in [`EchoSet::tags`]).
+/// A datagram echoed recently: its tag and when, 8 bytes so that a set's
+/// eight fill one cache line, the only one a lookup of distinct traffic reads.
 #[derive(Debug, Clone, Copy, Default)]
 struct Echoed {
-    /// Hash of the whole payload, computed once a second datagram has the
-    /// same sketch; 0 until then.
-    full: u32,
+    /// Keyed hash of the peer and the payload's sketch, folded to 32 bits;
+    /// 0 marks an empty slot. Two payloads with one tag only cost a full hash
+    /// (see [`EchoSet::full`]), never a wrong verdict.
+    tag: u32,
     /// When it was last echoed, in ms of the injected clock (wraps every 49 days).
     seen_ms: u32,
 }
 
-/// One set of the echo table: the tags (keyed hashes of the peer and the
-/// payload's sketch; 0 marks an empty slot) in one cache line, what is known
-/// of each in the next.
+/// One set of the echo table: the entries in one cache line, the full hashes
+/// (read only when a tag matches) in the next.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(align(64))]
 struct EchoSet {
-    tags: [u64; WAYS],
     echoes: [Echoed; WAYS],
+    /// Hash of each entry's whole payload, computed once a second datagram
+    /// has the same tag; 0 until then.
+    full: [u32; WAYS],
 }
 
 /// Whether a datagram is the return of one we echoed.
@@ -255,6 +257,26 @@ impl LoopDetector {
     /// Bytes of both tables: fixed at creation.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.peers) + std::mem::size_of_val(&*self.echoes)
+    }
+
+    /// Starts loading the table lines [`check`](Self::check) will read for
+    /// `payload` from `source`, and changes nothing. The echo table is too
+    /// big to stay in cache beside the kernel's traffic, so its lines are
+    /// usually a cache miss; touching the lines of a whole batch before
+    /// checking any lets the processor wait for those misses together instead
+    /// of one after another (about a third of the check's cost at GRO rates).
+    #[inline]
+    pub fn prefetch(&self, source: SocketAddr, payload: &[u8]) {
+        let key = match self.last {
+            Some((last, key, _, _)) if last == source => key,
+            _ => {
+                let key = self.peer_key(source);
+                crate::sys::prefetch(&self.peers[key as usize & (self.peers.len() - 1)].keys);
+                key
+            }
+        };
+        let tag = mix(key ^ self.secret[3], sketch(payload)).max(1);
+        crate::sys::prefetch(&self.echoes[tag as usize & (self.echoes.len() - 1)].echoes);
     }
 
     /// Judges `payload` from `source` at `now_ns` and, when the verdict is
@@ -346,21 +368,23 @@ fn claim_peer(set: &mut PeerSet, key: u64, now_ns: u64) -> usize {
 /// Looks `payload` (sketched into `tag`) up among the recent echoes of its set
 /// and records it as echoed now.
 fn note_echo(set: &mut EchoSet, tag: u64, payload: &[u8], now_ms: u32) -> Return {
-    let Some(way) = set.tags.iter().position(|&t| t == tag) else {
+    let tag = (tag as u32 ^ (tag >> 32) as u32).max(1);
+    let Some(way) = set.echoes.iter().position(|e| e.tag == tag) else {
         let victim = (0..WAYS)
             .max_by_key(|&w| {
-                if set.tags[w] == 0 {
+                let e = set.echoes[w];
+                if e.tag == 0 {
                     u32::MAX
                 } else {
-                    now_ms.wrapping_sub(set.echoes[w].seen_ms)
+                    now_ms.wrapping_sub(e.seen_ms)
                 }
             })
             .expect("WAYS > 0");
-        set.tags[victim] = tag;
         set.echoes[victim] = Echoed {
-            full: 0,
+            tag,
             seen_ms: now_ms,
         };
+        set.full[victim] = 0;
         return Return::No;
     };
     let echo = &mut set.echoes[way];
@@ -368,11 +392,11 @@ fn note_echo(set: &mut EchoSet, tag: u64, payload: &[u8], now_ms: u32) -> Return
     echo.seen_ms = now_ms;
     if !recent {
         // Too old to be a return; start over without paying for the hash.
-        echo.full = 0;
+        set.full[way] = 0;
         return Return::No;
     }
     let full = (full_hash(payload) >> 32) as u32 | 1;
-    let before = std::mem::replace(&mut echo.full, full);
+    let before = std::mem::replace(&mut set.full[way], full);
     match before {
         0 => Return::Unsure,
         _ if before == full => Return::Yes,

@@ -261,7 +261,7 @@ fn memory_is_fixed_whatever_the_number_of_sources() {
     // 8 keys on one cache line, then 8 entries of 24 bytes: 32 bytes a peer.
     assert_eq!(std::mem::size_of::<Peer>(), 24);
     assert_eq!(std::mem::size_of::<PeerSet>(), 256);
-    // 8 tags on one cache line, then 8 entries of 8 bytes: 16 bytes an echo.
+    // 8 entries of 8 bytes on one cache line, then 8 full hashes: 16 bytes an echo.
     assert_eq!(std::mem::size_of::<Echoed>(), 8);
     assert_eq!(std::mem::size_of::<EchoSet>(), 128);
     let mut detector = LoopDetector::new();

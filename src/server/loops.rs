@@ -242,6 +242,15 @@ impl<'a> LoopState<'a> {
         }
     }
 
+    /// Before a batch is inspected: lets the loop detector start loading
+    /// what it will read for each datagram (see [`LoopDetector::prefetch`]).
+    #[inline]
+    fn prefetch(&self, data: &[u8], source: SocketAddr) {
+        if let Some(loops) = &self.loops {
+            loops.prefetch(source, data);
+        }
+    }
+
     /// Counts a received datagram and decides its fate.
     fn inspect(&mut self, data: &[u8], source: SocketAddr) -> Verdict {
         self.counters.datagrams_received += 1;
@@ -404,6 +413,11 @@ fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate
             continue;
         };
         state.tick();
+        for i in 0..received {
+            if let (data, Some(source)) = batch.datagram(i) {
+                state.prefetch(data, source);
+            }
+        }
         let mut end = received;
         for (i, slot) in keep.iter_mut().enumerate().take(received) {
             let (data, source) = batch.datagram(i);

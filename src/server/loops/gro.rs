@@ -71,6 +71,9 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
                 continue;
             }
             let datagrams = buffer.datagrams();
+            for k in 0..datagrams {
+                state.prefetch(buffer.datagram(k), source);
+            }
             let (mut end, mut dropped) = (datagrams, false);
             for k in 0..datagrams {
                 match state.inspect(buffer.datagram(k), source) {
