@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde::Serialize;
 use udp_echo::cli::client::{Args, Command, PROGRAM, Payload};
+use udp_echo::cli::generate::{self, Program};
 use udp_echo::client::measure::{Event, MeasureConfig};
 use udp_echo::client::{self, Target, doctor::Severity};
 use udp_echo::shutdown::{Stop, StopCause};
@@ -39,6 +40,15 @@ impl From<bool> for Verdict {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(kind) = args.common.generate {
+        return match generate::to_stdout(Program::Client, kind) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                logging::report_error(PROGRAM, &format!("cannot write to stdout: {e}"));
+                ExitCode::from(LOCAL_PROBLEM)
+            }
+        };
+    }
     let (command, target) = (Command::from(&args), Target::from(&args));
     logging::init(PROGRAM, args.common.verbosity());
     match run(command, &target, args.json) {

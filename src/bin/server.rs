@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use udp_echo::cli::generate::{self, Program};
 use udp_echo::cli::server::{Args, PROGRAM};
 use udp_echo::logging;
 use udp_echo::server::{Server, ServerConfig};
@@ -11,6 +12,15 @@ use udp_echo::shutdown::Stop;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(kind) = args.common.generate {
+        return match generate::to_stdout(Program::Server, kind) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                logging::report_error(PROGRAM, &format!("cannot write to stdout: {e}"));
+                ExitCode::from(1)
+            }
+        };
+    }
     logging::init(PROGRAM, args.common.verbosity());
     let stop = match Stop::on_signals() {
         Ok(stop) => stop,

@@ -6,6 +6,7 @@
 //! their role.
 
 pub mod client;
+pub mod generate;
 pub mod server;
 
 use clap::Args;
@@ -53,6 +54,17 @@ pub struct Common {
     /// Less logging (-q, -qq).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose", display_order = 901)]
     pub quiet: u8,
+
+    /// Write the man page (man) or completions (complete-bash, complete-zsh, complete-fish, complete-powershell) to stdout and exit.
+    #[arg(
+        long,
+        value_name = "KIND",
+        value_enum,
+        hide_short_help = true,
+        hide_possible_values = true,
+        display_order = 902
+    )]
+    pub generate: Option<generate::Kind>,
 }
 
 impl Common {
