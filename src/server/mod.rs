@@ -9,6 +9,7 @@
 //! The loops live in `loops`, what they count and the summary in `counters`.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::guard::{GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
 use crate::net::udp_table::{self, UdpSocketEntry};
 use crate::net::{self, BufferSize, Family, Limits, SocketOptions};
+use crate::notify::Notifier;
 use crate::shutdown::{Stop, StopCause};
 use crate::watch::{self, watch_port};
 
@@ -194,6 +196,8 @@ pub struct Server {
     limiter: Option<SharedRateLimiter>,
     /// Per-datagram debug lines, when debug logging is on (see [`Server::without_datagram_log`]).
     datagram_log: bool,
+    /// Where the `--stats-interval` lines also go, as `STATUS=` (see [`Server::notifying`]).
+    notifier: Option<Arc<Notifier>>,
 }
 
 impl Server {
@@ -244,9 +248,11 @@ impl Server {
         }
         let batch_requested = config.batch.max(1);
         let batch = effective_batch(batch_requested);
-        Ok(Server {
+        Ok(Server::assemble(
+            config,
             sockets,
-            report: StartupReport {
+            inodes,
+            StartupReport {
                 local: addr,
                 limits,
                 recv_buf,
@@ -257,17 +263,70 @@ impl Server {
                 guard: config.guard.clone(),
                 port_sharers,
             },
+        ))
+    }
+
+    /// Serves sockets someone else bound — a service manager's, through socket
+    /// activation ([`crate::activation`]) — instead of binding: one thread per
+    /// socket, whatever `config.threads` says. Each gets the buffer sizes and
+    /// read timeout [`bind`](Self::bind) would give it; the report names the
+    /// first socket's address (its buffers likewise). Fails only when the
+    /// kernel refuses those options, or `sockets` is empty.
+    pub fn adopt(sockets: Vec<UdpSocket>, config: &ServerConfig) -> Result<Server> {
+        let limits = Limits::read();
+        let mut granted = None;
+        let mut first = None;
+        for socket in &sockets {
+            let (addr, recv_buf, send_buf) = readopt_options(socket, config, &limits)?;
+            first.get_or_insert(addr);
+            granted.get_or_insert((recv_buf, send_buf));
+        }
+        let (Some(addr), Some((recv_buf, send_buf))) = (first, granted) else {
+            return Err(Error::Io {
+                what: "adopt inherited sockets",
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "none was given"),
+            });
+        };
+        let inodes: Vec<u64> = sockets.iter().filter_map(udp_table::socket_inode).collect();
+        let batch_requested = config.batch.max(1);
+        let batch = effective_batch(batch_requested);
+        let report = StartupReport {
+            local: addr,
+            limits,
+            recv_buf,
+            send_buf,
+            threads: sockets.len(),
+            batch_requested,
+            batch,
+            guard: config.guard.clone(),
+            port_sharers: net::foreign_holders(addr, &inodes),
+        };
+        Ok(Server::assemble(config, sockets, inodes, report))
+    }
+
+    /// Everything after the sockets exist, shared by [`bind`](Self::bind) and
+    /// [`adopt`](Self::adopt).
+    fn assemble(
+        config: &ServerConfig,
+        sockets: Vec<UdpSocket>,
+        inodes: Vec<u64>,
+        report: StartupReport,
+    ) -> Server {
+        Server {
+            sockets,
             inodes,
             stop_on_empty: config.stop_on_empty,
-            batch,
+            batch: report.batch,
             stats_interval: config.stats_interval,
-            rules: Rules::new(&config.guard, addr),
+            rules: Rules::new(&config.guard, report.local),
             limiter: config
                 .guard
                 .rate_limit
                 .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES)),
             datagram_log: true,
-        })
+            notifier: None,
+            report,
+        }
     }
 
     /// The bound address, with the real port when 0 was asked.
@@ -285,6 +344,13 @@ impl Server {
     /// they would drown. Warnings (send and receive errors, port sharers) stay.
     pub fn without_datagram_log(mut self) -> Server {
         self.datagram_log = false;
+        self
+    }
+
+    /// Also sends each `--stats-interval` line to the service manager as its
+    /// `STATUS=` (socket activation's companion, [`crate::notify`]).
+    pub fn notifying(mut self, notifier: Arc<Notifier>) -> Server {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -312,7 +378,10 @@ impl Server {
                 .collect();
             if let Some(interval) = self.stats_interval {
                 let (published, inodes) = (&published, &self.inodes);
-                scope.spawn(move || report_stats(published, inodes, interval, stop, started));
+                let notifier = self.notifier.as_deref();
+                scope.spawn(move || {
+                    report_stats(published, inodes, interval, stop, started, notifier)
+                });
             }
             // No socket table at start, no watch (the report says so).
             let watcher = self.report.port_sharers.as_ref().map(|at_start| {
@@ -348,6 +417,52 @@ impl Server {
             port_sharers,
         }
     }
+}
+
+/// An inherited socket gets what [`net::bind`] gives a new one: the requested
+/// buffer sizes (read back, as granted) and the read timeout the loops poll
+/// the stop flag with. Returns its address and both buffers.
+fn readopt_options(
+    socket: &UdpSocket,
+    config: &ServerConfig,
+    limits: &Limits,
+) -> Result<(SocketAddr, BufferSize, BufferSize)> {
+    let placeholder: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
+    let addr = socket.local_addr().map_err(|source| Error::Socket {
+        what: "read the inherited socket's address",
+        addr: placeholder,
+        source,
+    })?;
+    let fail = |what: &'static str| move |source| Error::Socket { what, addr, source };
+    let sock = socket2::SockRef::from(socket);
+    if let Some(size) = config.recv_buf {
+        sock.set_recv_buffer_size(size)
+            .map_err(fail("set SO_RCVBUF"))?;
+    }
+    if let Some(size) = config.send_buf {
+        sock.set_send_buffer_size(size)
+            .map_err(fail("set SO_SNDBUF"))?;
+    }
+    // The manager may hand it over non-blocking; the loops block with a timeout.
+    socket
+        .set_nonblocking(false)
+        .map_err(fail("make the socket blocking"))?;
+    socket
+        .set_read_timeout(Some(STOP_POLL))
+        .map_err(fail("set a receive timeout"))?;
+    let recv_buf = BufferSize {
+        kind: net::BufferKind::Recv,
+        requested: config.recv_buf,
+        effective: sock.recv_buffer_size().map_err(fail("read SO_RCVBUF"))?,
+        max: limits.rmem_max,
+    };
+    let send_buf = BufferSize {
+        kind: net::BufferKind::Send,
+        requested: config.send_buf,
+        effective: sock.send_buffer_size().map_err(fail("read SO_SNDBUF"))?,
+        max: limits.wmem_max,
+    };
+    Ok((addr, recv_buf, send_buf))
 }
 
 /// The batch size this platform can do: batching needs `recvmmsg`/`sendmmsg` (Linux).

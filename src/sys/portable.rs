@@ -173,3 +173,13 @@ pub fn path_mtu(_socket: &UdpSocket, _ipv6: bool) -> io::Result<u32> {
 pub fn interface_addrs(_out: &mut Vec<crate::net::local_addrs::InterfaceAddr>) -> io::Result<()> {
     Err(unsupported("listing the host's interface addresses"))
 }
+
+/// Socket activation needs to take ownership of raw descriptors, which this
+/// std-only layer does not do: not activated, nothing to take; activated, an
+/// error that says so (the environment is left as it is).
+pub fn take_listen_fds() -> io::Result<Vec<std::os::fd::OwnedFd>> {
+    match crate::activation::listen_fds_from_env()? {
+        0 => Ok(Vec::new()),
+        _ => Err(unsupported("socket activation (LISTEN_FDS)")),
+    }
+}
