@@ -227,3 +227,60 @@ fn the_socket_activated_service_scores_ok_in_systemd_analyze_security() {
     // README reports 1.1; 2.0 and above is no longer "OK".
     assert!(score < 2.0, "exposure {score}:\n{stdout}");
 }
+
+/// The first python3 that has PyYAML (Debian's python3-yaml), if any.
+fn python_with_yaml() -> Option<&'static str> {
+    ["python3", "/usr/bin/python3"].into_iter().find(|python| {
+        Command::new(python)
+            .args(["-c", "import yaml"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+#[test]
+fn the_kubernetes_manifests_parse_and_wire_threads_and_probes() {
+    let Some(python) = python_with_yaml() else {
+        return skip(
+            "no python3 with PyYAML (package python3-yaml): the manifests were not parsed",
+        );
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contrib/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no manifests in {}", dir.display());
+    // PyYAML parses (a syntax error fails here); serde_json checks the shape.
+    let script = "import json, sys, yaml\n\
+                  print(json.dumps([d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f))]))";
+    let mut args = vec!["-c", script];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&run(python, &args).stdout).unwrap();
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k} in {files:?}"))
+    };
+    let container = &kind("Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let args = container["args"].to_string();
+    assert!(args.contains("--threads=$(THREADS)"), "{args}");
+    assert_eq!(
+        container["env"][0]["valueFrom"]["resourceFieldRef"]["resource"],
+        "limits.cpu"
+    );
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            container[probe]["exec"]["command"][0], "udp-echo-client",
+            "{probe}"
+        );
+    }
+    let port = &kind("Service")["spec"]["ports"][0];
+    assert_eq!(
+        (port["protocol"].as_str(), port["port"].as_u64()),
+        (Some("UDP"), Some(7))
+    );
+}
