@@ -15,6 +15,9 @@
 //!    and the 2024 "Loop DoS" (CVE-2024-2169). Off with `--allow-service-ports`.
 //! 3. `not-allowed`: the source is outside every `--allow` network.
 //! 4. `rate-limited`: the source's token bucket (`--rate-limit`) is empty.
+//! 5. `loop`: the source keeps sending back what the server just sent it — an
+//!    echo loop ([`echo_loop`](crate::echo_loop), judged last, in the server's
+//!    loop). Off with `--no-loop-detect`.
 //!
 //! IPv4-mapped IPv6 sources (`::ffff:a.b.c.d`, seen on dual-stack sockets) are
 //! judged as the IPv4 address they are.
@@ -38,16 +41,22 @@ pub enum DropReason {
     NotAllowed,
     /// Over the source's `--rate-limit` budget.
     RateLimited,
+    /// In an echo loop with the server, or cooling down after one.
+    Loop,
 }
 
 impl DropReason {
     /// Every reason, in the order the summary lists them.
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::ServicePort,
         DropReason::BadSource,
         DropReason::NotAllowed,
         DropReason::RateLimited,
+        DropReason::Loop,
     ];
+
+    /// How many reasons there are: the length of per-reason counter arrays.
+    pub const COUNT: usize = 5;
 
     /// Index into per-reason counter arrays.
     pub fn index(self) -> usize {
@@ -61,6 +70,7 @@ impl DropReason {
             DropReason::BadSource => "bad-source",
             DropReason::NotAllowed => "not-allowed",
             DropReason::RateLimited => "rate-limited",
+            DropReason::Loop => "loop",
         }
     }
 }
@@ -169,8 +179,10 @@ fn is_bad_ip(ip: IpAddr) -> bool {
     }
 }
 
-/// What the guard enforces, free of command-line types.
-#[derive(Debug, Clone, Default)]
+/// What the guard enforces, free of command-line types. `Default` is the
+/// command line's default: port rule on, every source, no rate limit, loop
+/// detection on.
+#[derive(Debug, Clone)]
 pub struct GuardConfig {
     /// Echo to service and reflector ports too (`--allow-service-ports`).
     pub allow_service_ports: bool,
@@ -178,6 +190,20 @@ pub struct GuardConfig {
     pub allow: Vec<Cidr>,
     /// Datagrams per second per source address; `None` is unlimited.
     pub rate_limit: Option<u32>,
+    /// Drop peers in an echo loop with the server ([`crate::echo_loop`]);
+    /// off with `--no-loop-detect`. The own-socket check stays on regardless.
+    pub loop_detect: bool,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            allow_service_ports: false,
+            allow: Vec::new(),
+            rate_limit: None,
+            loop_detect: true,
+        }
+    }
 }
 
 /// The stateless rules (everything but the rate limit): shared by all threads.
@@ -216,7 +242,8 @@ impl Rules {
 
     /// The server's own socket: its exact address, or — bound to a wildcard —
     /// its port on a loopback address (the only own address known without
-    /// listing interfaces).
+    /// listing interfaces; the echo loop also checks every address of the
+    /// host, with [`LocalAddrs`](crate::net::local_addrs::LocalAddrs)).
     fn is_self(&self, ip: IpAddr, port: u16) -> bool {
         port == self.local.port()
             && (ip == self.local.ip() || (self.local.ip().is_unspecified() && ip.is_loopback()))

@@ -132,7 +132,7 @@ pub fn summary(s: &RunSummary) -> String {
             s.in_flight, c.foreign, c.refused, c.send_errors
         );
     }
-    if s.mode != "ping" {
+    if s.mode != crate::stats::RunMode::Ping {
         let _ = write!(
             out,
             "{:.0} rt/s, {:.1} Mbit/s, sent {:.0} probes/s",
@@ -157,8 +157,11 @@ pub fn summary(s: &RunSummary) -> String {
     if c.lost > 0 || s.client_drops.unwrap_or(0) > 0 {
         let _ = writeln!(out, "{}", loss_attribution(s));
     }
+    if let Some(line) = silence(s) {
+        let _ = writeln!(out, "{line}");
+    }
     let r = &s.rtt_us;
-    if c.received > c.corrupt + c.truncated {
+    if r.samples > 0 {
         let _ = writeln!(
             out,
             "rtt min/avg/max/mdev = {}/{}/{}/{} ms",
@@ -178,6 +181,27 @@ pub fn summary(s: &RunSummary) -> String {
         );
     }
     out
+}
+
+/// A line on the longest wait with no reply, when it says more than the loss
+/// percentage: past the timeout it was an outage (the server or the path was
+/// down for that long, however few probes were lost meanwhile); a stall of at
+/// least 100 ms that is also ten times the p99 round trip is worth a note.
+pub fn silence(s: &RunSummary) -> Option<String> {
+    let quiet = s.longest_silence_ms;
+    if s.had_outage() {
+        Some(format!(
+            "warning: no reply for {quiet:.0} ms while probes were out, longer than the {:.0} ms timeout: the server or the path was down for that long",
+            s.timeout_ms
+        ))
+    } else if quiet >= 100.0 && quiet > 10.0 * s.rtt_us.p99 / 1e3 {
+        Some(format!(
+            "longest silence {quiet:.0} ms with probes out (p99 round trip {} ms)",
+            ms(s.rtt_us.p99)
+        ))
+    } else {
+        None
+    }
 }
 
 /// Where the lost probes went: dropped in this client's own receive buffers

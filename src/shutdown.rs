@@ -112,6 +112,11 @@ fn is_ignored(status: &str, signal: i32) -> bool {
 /// The longest a [`Stop::sleep_until`] sleeps before looking at the flag again.
 pub const SLEEP_STEP: Duration = Duration::from_millis(50);
 
+/// The longest a blocking wait (a receive, a poll) lasts before its loop looks
+/// at the stop flag again: a stop is seen within this long, at the cost of
+/// that many idle wake-ups a second.
+pub const WAIT_STEP: Duration = Duration::from_millis(100);
+
 /// The conventional name of the signals the tools handle, for the summary.
 pub fn signal_name(signal: i32) -> &'static str {
     match signal {

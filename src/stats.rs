@@ -4,6 +4,8 @@
 //! Pure and unit-tested; nothing here does I/O or formats text for people
 //! (that is `report`'s job).
 
+use std::fmt;
+
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -26,7 +28,10 @@ pub struct Counts {
     pub duplicates: u64,
     /// Replies whose sequence number is lower than one already received.
     pub reordered: u64,
-    /// Replies of the right length with wrong bytes.
+    /// Replies matched to a probe but not equal to it: a wrong byte anywhere
+    /// (header included: sequence number or send time) or longer than the
+    /// probe. Every such reply counts, a late or repeated one too; the first
+    /// reply to a probe in time also counts as received.
     pub corrupt: u64,
     /// Replies shorter than the probe.
     pub truncated: u64,
@@ -192,6 +197,7 @@ impl Latency {
         let variance = (self.sum_sq_ns / n - mean * mean).max(0.0);
         let us = |ns: f64| ns / 1e3;
         RttSummary {
+            samples: self.count,
             min: us(self.min_ns as f64),
             mean: us(mean),
             max: us(self.max_ns as f64),
@@ -208,6 +214,9 @@ impl Latency {
 /// Round-trip figures in microseconds (0 when nothing came back).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct RttSummary {
+    /// Round trips measured: intact replies in time (corrupt, truncated,
+    /// late and duplicate replies are not timed).
+    pub samples: u64,
     /// Fastest round trip, µs.
     pub min: f64,
     /// Mean round trip, µs.
@@ -228,13 +237,42 @@ pub struct RttSummary {
     pub jitter: f64,
 }
 
+/// Which measured mode a run was; serialises as `"ping"`, `"flood"`, `"rate"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// One probe per interval.
+    Ping,
+    /// Closed loop: a window of probes in flight.
+    Flood,
+    /// Open loop: a fixed send rate.
+    Rate,
+}
+
+impl RunMode {
+    /// The mode's name, as in the JSON and the reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunMode::Ping => "ping",
+            RunMode::Flood => "flood",
+            RunMode::Rate => "rate",
+        }
+    }
+}
+
+impl fmt::Display for RunMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The whole result of a measured run: what `--json` prints, field for field.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     /// The server probed, as `ADDR:PORT`.
     pub target: String,
-    /// `ping`, `flood` or `rate`.
-    pub mode: &'static str,
+    /// Which measured mode ran.
+    pub mode: RunMode,
     /// Probe size in bytes (UDP payload).
     pub size: usize,
     /// Probes in flight per flow (flood mode).
@@ -265,6 +303,21 @@ pub struct RunSummary {
     /// were full: the `drops` counter of its sockets in `/proc/net/udp`
     /// (`None` where unavailable). Part of `lost`, but not lost on the path.
     pub client_drops: Option<u64>,
+    /// How long a reply could take before its probe counted as lost, ms.
+    pub timeout_ms: f64,
+    /// The longest time one flow waited with probes out and no reply at
+    /// all, ms: from the first probe sent after a reply (or from a reply
+    /// that left probes out) to the next reply or the end of the run. A
+    /// server that died mid-run shows here even when the few probes in
+    /// flight at that moment make a tiny loss percentage.
+    pub longest_silence_ms: f64,
+}
+
+impl RunSummary {
+    /// Whether the run had an outage: longer than the timeout with no reply.
+    pub fn had_outage(&self) -> bool {
+        self.longest_silence_ms > self.timeout_ms
+    }
 }
 
 impl RunSummary {
@@ -373,7 +426,7 @@ mod tests {
     fn the_json_has_the_documented_fields() {
         let summary = RunSummary {
             target: "127.0.0.1:9999".into(),
-            mode: "flood",
+            mode: RunMode::Flood,
             size: 64,
             window: Some(32),
             rate_pps: None,
@@ -391,6 +444,8 @@ mod tests {
             loss_percent: 0.0,
             rtt_us: RttSummary::default(),
             client_drops: Some(0),
+            timeout_ms: 1000.0,
+            longest_silence_ms: 0.1,
         };
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
         for key in [
@@ -412,6 +467,8 @@ mod tests {
             "duration_s",
             "rtt_per_s",
             "mbit_per_s",
+            "timeout_ms",
+            "longest_silence_ms",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
@@ -419,5 +476,14 @@ mod tests {
             assert!(json["rtt_us"].get(key).is_some(), "missing rtt_us.{key}");
         }
         assert!(summary.passed());
+    }
+
+    #[test]
+    fn modes_serialise_to_their_names() {
+        for mode in [RunMode::Ping, RunMode::Flood, RunMode::Rate] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.name());
+            assert_eq!(mode.to_string(), mode.name());
+        }
+        assert_eq!(RunMode::Rate.name(), "rate");
     }
 }

@@ -270,7 +270,7 @@ fn stats_interval_logs_rates_and_counters() {
     let stderr = server.stderr();
     let line = stderr.lines().find(|l| l.contains("stats ")).unwrap();
     assert!(
-        line.contains("bytes/s, dropped 0 (service-port 0, bad-source 0, not-allowed 0, rate-limited 0), send errors 0, receive errors 0, kernel drops"),
+        line.contains("bytes/s, dropped 0 (service-port 0, bad-source 0, not-allowed 0, rate-limited 0, loop 0), send errors 0, receive errors 0, kernel drops"),
         "{line}"
     );
 }
@@ -286,4 +286,65 @@ fn batch_and_threads_reject_zero_and_silly_values() {
         let run = run_program(SERVER, args, None);
         assert_eq!(run.code(), Some(2), "{args:?}: {}", run.stderr);
     }
+}
+
+#[test]
+fn exclusive_threads_share_one_socket_that_no_one_can_join() {
+    use socket2::{Domain, Socket, Type};
+    let mut server = start_server(&[
+        "--port",
+        "0",
+        "--recv-buf",
+        SERVER_RECV_BUF,
+        "--threads",
+        "2",
+        "--exclusive",
+    ]);
+    if let Some(count) = sockets_on_port(server.addr.port()) {
+        assert_eq!(count, 1, "two threads, one socket");
+    }
+    // The most a co-binder can ask for: both reuse options. The kernel refuses.
+    let intruder = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    intruder.set_reuse_address(true).unwrap();
+    intruder.set_reuse_port(true).unwrap();
+    let err = intruder
+        .bind(&server.addr.into())
+        .expect_err("an --exclusive server's port cannot be joined");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    // Both threads echo: every datagram once, to its source. Two threads on
+    // one socket may send a flow's echoes out of order, so order is not checked.
+    let sockets: Vec<UdpSocket> = (0..16).map(|_| udp_client()).collect();
+    let mut sent = 0;
+    for round in 0..4 {
+        for (s, socket) in sockets.iter().enumerate() {
+            let mut want: Vec<Vec<u8>> = (0..4)
+                .map(|b| payload(s, round * 4 + b, 64 + b * 100))
+                .collect();
+            for p in &want {
+                socket.send_to(p, server.addr).unwrap();
+                sent += 1;
+            }
+            let mut got: Vec<Vec<u8>> = (0..4)
+                .map(|_| {
+                    let mut buf = vec![0u8; 2048];
+                    let (n, from) = socket.recv_from(&mut buf).expect("a reply");
+                    assert_eq!(from, server.addr);
+                    buf.truncate(n);
+                    buf
+                })
+                .collect();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "socket {s} round {round}");
+        }
+    }
+    udp_client().send_to(b"", server.addr).unwrap();
+    let (status, stderr) = server.wait_exit(Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("received {} datagrams", sent + 1)),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("echoed {sent} (")), "{stderr}");
+    assert!(stderr.contains("2 threads on one socket"), "{stderr}");
 }

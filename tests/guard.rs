@@ -168,7 +168,10 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 #[test]
 fn thousands_of_sources_do_not_grow_the_servers_memory() {
-    let server = start_server(&["--port", "0", "--rate-limit", "1000"]);
+    // 16,384 datagrams in a burst: a 4 MiB receive buffer (if the kernel
+    // grants it) keeps the kernel from dropping most of them, and the books
+    // below count the ones it drops anyway.
+    let server = start_server(&["--port", "0", "--rate-limit", "1000", "--recv-buf", "4M"]);
     let Some(before) = rss_kib(server.pid()) else {
         skip("no /proc/PID/status on this system");
         return;
@@ -182,7 +185,21 @@ fn thousands_of_sources_do_not_grow_the_servers_memory() {
             sent += 1;
         }
     }
-    assert_eq!(echo(&udp_client(), server.addr, b"check"), b"check");
+    // The server still answers. The check datagram may be one the kernel drops
+    // from a full buffer: try again (each try is booked), up to five times.
+    let checker = bind_client("127.0.0.1:0").unwrap();
+    let mut answered = false;
+    for _ in 0..5 {
+        checker.send_to(b"check", server.addr).unwrap();
+        sent += 1;
+        let mut buf = [0u8; 16];
+        if let Ok((n, from)) = checker.recv_from(&mut buf) {
+            assert_eq!((&buf[..n], from), (&b"check"[..], server.addr));
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "no answer to five check datagrams");
     let after = rss_kib(server.pid()).unwrap();
     eprintln!("server RSS: {before} KiB before, {after} KiB after 4096 sources");
     assert!(
@@ -192,7 +209,7 @@ fn thousands_of_sources_do_not_grow_the_servers_memory() {
     let stderr = stop(server);
     let received = summary_count(&stderr, "received");
     let kernel_drops = summary_count(&stderr, "kernel drops");
-    assert_eq!(received + kernel_drops, sent + 1, "{stderr}");
+    assert_eq!(received + kernel_drops, sent, "{stderr}");
 }
 
 /// A small deterministic generator: the test needs varied bytes, not secrecy.

@@ -434,3 +434,139 @@ fn replies_after_the_timeout_are_late_and_their_probes_lost() {
     );
     assert_books_balance(&json);
 }
+
+#[test]
+fn every_flood_ends_within_its_duration_plus_the_timeout_whatever_the_window() {
+    // A probe lost while more than 65,536 others went out after it used to
+    // leave the receive thread spinning forever (issue 11 §3): the run must
+    // be long enough for that even in a debug build, hence 2 s and not less.
+    let server = start_server(&["--port", "0"]);
+    let (duration_s, timeout_s) = (2.0, 2.0);
+    // Start-up, the final report and a loaded machine: generous, but bounded.
+    let margin_s = 5.0;
+    let limit = Duration::from_secs_f64(duration_s + timeout_s + margin_s);
+    for window in [1, 2, 16, 256, 1024, 4096] {
+        // Kills the client and fails if it is still running at `limit`.
+        let run = run_client_within(
+            &[
+                "-p",
+                &port(server.addr),
+                "--flood",
+                "-w",
+                &window.to_string(),
+                "-D",
+                &duration_s.to_string(),
+                "-t",
+                &timeout_s.to_string(),
+                "--json",
+            ],
+            limit,
+        );
+        assert!(run.elapsed < limit, "window {window}: {:?}", run.elapsed);
+        assert_eq!(run.code(), Some(0), "window {window}: {}", run.stderr);
+        let json = json_of(&run);
+        assert_books_balance(&json);
+        assert_eq!(
+            n(&json, "in_flight"),
+            0,
+            "window {window}: a run that ends by itself settles every probe: {json}"
+        );
+    }
+}
+
+/// Runs `-c 5` against a fake server that alters each reply with `alter` and
+/// returns the JSON summary (the run must fail: every reply is corrupt).
+fn ping_five_through(alter: impl FnMut(&mut Vec<u8>) + Send + 'static) -> Value {
+    let mut alter = alter;
+    let (addr, _h) = fake_server_with(10_000, move |d| {
+        let mut r = d.to_vec();
+        alter(&mut r);
+        vec![r]
+    });
+    let run = run_client(
+        &["-p", &port(addr), "-c", "5", "-i", "0.02", "--json"],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(run.code(), Some(1), "corrupt replies fail the run: {json}");
+    assert_books_balance(&json);
+    json
+}
+
+#[test]
+fn a_server_that_changes_the_send_time_is_caught() {
+    let json = ping_five_through(|r| r[15] ^= 0x01);
+    assert_eq!(n(&json, "corrupt"), 5, "{json}");
+    assert_eq!((n(&json, "received"), n(&json, "lost")), (5, 0), "{json}");
+}
+
+#[test]
+fn a_server_that_rewrites_the_sequence_number_is_corrupt_not_duplicated() {
+    let mut first = None;
+    let json = ping_five_through(move |r| {
+        let seq: [u8; 8] = r[..8].try_into().unwrap();
+        r[..8].copy_from_slice(first.get_or_insert(seq));
+    });
+    assert_eq!(n(&json, "corrupt"), 4, "{json}");
+    assert_eq!(n(&json, "duplicates"), 0, "{json}");
+    assert_eq!((n(&json, "received"), n(&json, "lost")), (5, 0), "{json}");
+}
+
+#[test]
+fn a_server_that_lengthens_replies_is_caught_and_nothing_is_lost() {
+    let json = ping_five_through(|r| r.push(0));
+    assert_eq!(n(&json, "corrupt"), 5, "{json}");
+    assert_eq!((n(&json, "foreign"), n(&json, "lost")), (0, 0), "{json}");
+    assert_eq!(n(&json, "received"), 5, "{json}");
+}
+
+#[test]
+fn a_server_that_dies_mid_flood_shows_an_outage_not_just_a_tiny_loss() {
+    // Answers the first 2,000 probes, then goes silent with its socket open
+    // (no ICMP): a server that hung, or a path that went down.
+    let dying_server = || {
+        let mut answered = 0;
+        fake_server_with(usize::MAX, move |d| {
+            answered += 1;
+            if answered <= 2_000 {
+                vec![d.to_vec()]
+            } else {
+                Vec::new()
+            }
+        })
+    };
+    let (addr, _h) = dying_server();
+    let args = [
+        "--flood",
+        "-D",
+        "1.5",
+        "-t",
+        "0.3",
+        "--json",
+        "-p",
+        &port(addr),
+    ];
+    let json_run = run_client(&args, None);
+    let json = json_of(&json_run);
+    assert_books_balance(&json);
+    assert!(n(&json, "received") >= 1_900, "{json}");
+    assert_eq!(json["timeout_ms"].as_f64().unwrap(), 300.0, "{json}");
+    // Silent from a few ms into the run until its end: over a second.
+    let silence = json["longest_silence_ms"].as_f64().unwrap();
+    assert!(silence > 1_000.0, "{json}");
+    assert!(
+        json_run.stderr.contains("no reply for"),
+        "{}",
+        json_run.stderr
+    );
+    let (addr, _h) = dying_server();
+    let human = run_client(
+        &["--flood", "-D", "1.5", "-t", "0.3", "-p", &port(addr)],
+        None,
+    );
+    let out = human.stdout_text();
+    assert!(
+        out.contains("warning: no reply for") && out.contains("longer than the 300 ms timeout"),
+        "{out}"
+    );
+}

@@ -331,3 +331,25 @@ fn interleaved_sources_are_each_answered_to_their_own_address() {
         }
     }
 }
+
+#[test]
+fn a_co_binder_that_lives_one_second_is_still_named_and_counted() {
+    use socket2::{Domain, Socket, Type};
+    // Under the 2 s the watch used to wait between looks.
+    let mut server = start_server(&["--port", "0"]);
+    let intruder = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    intruder.set_reuse_address(true).unwrap();
+    intruder
+        .bind(&server.addr.into())
+        .expect("SO_REUSEADDR on both sides lets a second socket bind");
+    let seen = server.wait_for_stderr(
+        "receives the datagrams meant for it",
+        Duration::from_secs(1),
+    );
+    drop(intruder);
+    assert!(seen, "no warning while it lived:\n{}", server.stderr());
+    server.signal(libc::SIGTERM);
+    let (status, stderr) = server.wait_exit(Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("port sharers 1"), "{stderr}");
+}

@@ -7,36 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde::Serialize;
 use udp_echo::cli::client::{Args, Command, PROGRAM, Payload};
+use udp_echo::cli::exit::{self, Verdict};
 use udp_echo::cli::generate::{self, Program};
 use udp_echo::client::measure::{Event, MeasureConfig};
 use udp_echo::client::{self, Target, doctor::Severity};
 use udp_echo::shutdown::{Stop, StopCause};
 use udp_echo::{Error, Result, logging, report};
-
-/// Exit codes, as documented in README: 0 the probe came back intact; 1 no reply,
-/// a wrong reply or connection refused; 2 usage error or a local problem.
-const PROBE_FAILED: u8 = 1;
-const LOCAL_PROBLEM: u8 = 2;
-/// A search cut short by a signal (128 + SIGINT, as shells report Ctrl-C).
-const INTERRUPTED: u8 = 130;
-
-/// How a command ended, beyond errors: it decides the exit code.
-enum Verdict {
-    Passed,
-    Failed,
-    /// A signal stopped a run whose result only means something whole (`--find-rate`).
-    Interrupted,
-}
-
-impl From<bool> for Verdict {
-    fn from(passed: bool) -> Verdict {
-        if passed {
-            Verdict::Passed
-        } else {
-            Verdict::Failed
-        }
-    }
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -45,28 +21,18 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 logging::report_error(PROGRAM, &format!("cannot write to stdout: {e}"));
-                ExitCode::from(LOCAL_PROBLEM)
+                ExitCode::from(exit::LOCAL_PROBLEM)
             }
         };
     }
     let (command, target) = (Command::from(&args), Target::from(&args));
     logging::init(PROGRAM, args.common.verbosity());
     match run(command, &target, args.json) {
-        Ok(Verdict::Passed) => ExitCode::SUCCESS,
-        Ok(Verdict::Failed) => ExitCode::from(PROBE_FAILED),
-        Ok(Verdict::Interrupted) => ExitCode::from(INTERRUPTED),
-        // A closed stdout (`| head`) is the reader's choice, not a failure.
-        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
+        Ok(verdict) => verdict.into(),
+        Err(e) => exit::client_error_code(&e).map_or(ExitCode::SUCCESS, |code| {
             logging::report_error(PROGRAM, &e);
-            ExitCode::from(if e.is_probe_failure() {
-                PROBE_FAILED
-            } else {
-                LOCAL_PROBLEM
-            })
-        }
+            code
+        }),
     }
 }
 
@@ -147,6 +113,10 @@ fn measure(target: &Target, config: &MeasureConfig, stop: &Stop, json: bool) -> 
         },
         &mut |interval| print(&report::interval_line(interval)),
     )?;
+    // JSON on stdout stays one object: an outage is also said on stderr.
+    if let (true, Some(line)) = (json && summary.had_outage(), report::silence(&summary)) {
+        log::warn!("{line}");
+    }
     // In human mode the summary is the stream's last line: like the others, it
     // may find stdout closed, and the probes still decide the exit code.
     match print_result(json, &summary, || report::summary(&summary)) {

@@ -6,6 +6,7 @@
 //! their role.
 
 pub mod client;
+pub mod exit;
 pub mod generate;
 pub mod server;
 

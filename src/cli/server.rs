@@ -43,7 +43,11 @@ pub struct Args {
     #[arg(long)]
     pub allow_service_ports: bool,
 
-    /// Bind without SO_REUSEADDR, so no other socket can share the port later.
+    /// Turn echo-loop detection off: also answer a peer that keeps sending back exactly what it was sent.
+    #[arg(long)]
+    pub no_loop_detect: bool,
+
+    /// Bind one socket without SO_REUSEADDR/SO_REUSEPORT: the kernel refuses any co-binder (--threads share it).
     #[arg(long)]
     pub exclusive: bool,
 
@@ -55,7 +59,7 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
 
-    /// Sockets on the same address with SO_REUSEPORT, one blocking thread each.
+    /// Echo threads: N sockets sharing the port with SO_REUSEPORT, or N threads on one --exclusive socket.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
 
@@ -97,6 +101,7 @@ impl From<&Args> for ServerConfig {
                 allow_service_ports: args.allow_service_ports,
                 allow: args.allow.clone(),
                 rate_limit: args.rate_limit,
+                loop_detect: !args.no_loop_detect,
             },
             exclusive: args.exclusive,
         }
@@ -122,6 +127,7 @@ mod tests {
         assert_eq!(config.stop_on_empty, StopPolicy::Loopback);
         assert_eq!((config.batch, config.threads), (DEFAULT_BATCH, 1));
         assert!(!config.exclusive && !config.guard.allow_service_ports);
+        assert!(config.guard.loop_detect);
         assert_eq!((config.recv_buf, config.stats_interval), (None, None));
     }
 
@@ -143,6 +149,7 @@ mod tests {
             "--rate-limit",
             "5",
             "--allow-service-ports",
+            "--no-loop-detect",
             "--exclusive",
             "--stop-on-empty",
             "never",
@@ -164,6 +171,7 @@ mod tests {
         assert_eq!(config.guard.allow.len(), 1);
         assert_eq!(config.guard.rate_limit, Some(5));
         assert!(config.guard.allow_service_ports && config.exclusive);
+        assert!(!config.guard.loop_detect);
         assert_eq!(config.stop_on_empty, StopPolicy::Never);
         assert_eq!((config.batch, config.threads), (1, 4));
         assert_eq!(config.stats_interval, Some(Duration::from_millis(500)));

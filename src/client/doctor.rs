@@ -142,7 +142,7 @@ pub fn check_run(topic: &'static str, run: &RunSummary, against: &str) -> Findin
         run.loss_percent,
         run.rtt_us.p50 / 1e3,
         run.rtt_us.p99 / 1e3,
-        if run.mode == "flood" {
+        if run.mode == crate::stats::RunMode::Flood {
             format!(", {:.0} round trips/s", run.rtt_per_s)
         } else {
             String::new()
@@ -160,7 +160,7 @@ pub fn check_run(topic: &'static str, run: &RunSummary, against: &str) -> Findin
         );
     }
     let mine = run.client_drops.unwrap_or(0);
-    if c.lost > 0 && run.mode == "ping" {
+    if c.lost > 0 && run.mode == crate::stats::RunMode::Ping {
         return finding(
             Severity::Action,
             topic,

@@ -2,14 +2,12 @@
 //! window of probes in flight per flow) and rate (open loop, paced sends).
 //!
 //! Each flow is one connected socket with its own sequence space. A `Flow`
-//! sends probes in batches (`sendmmsg`), receives replies in batches
-//! (`recvmmsg`), checks every byte ([`probe::verify`]) and keeps the books:
-//! a FIFO of send times for the probes not yet settled, and two bit rings
-//! (seen, answered in time) over the recent sequence numbers, so duplicates,
-//! late replies and reordering are told apart without allocating per probe.
-//! A probe with no reply within `--timeout` is lost and frees its window slot.
+//! does the socket work: it sends probes in batches (`sendmmsg`), receives
+//! replies in batches (`recvmmsg`) and hands each reply to its `Books`, the
+//! pure bookkeeping (`measure/books.rs`) that checks every byte and tells
+//! answers, losses, duplicates, late replies and reordering apart. A probe
+//! with no reply within `--timeout` is lost and frees its window slot.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,9 +18,13 @@ use super::{Connection, Target};
 use crate::error::{Error, Result};
 use crate::net::udp_table;
 use crate::probe::{self, Check, Clock};
-use crate::shutdown::Stop;
-use crate::stats::{Counts, Latency, RunSummary};
+use crate::shutdown::{self, Stop};
+use crate::stats::{Counts, Latency, RunMode, RunSummary};
 use crate::sys::{Batch, SendBatch, wait_readable};
+
+mod books;
+
+use books::Books;
 
 /// Probes per `sendmmsg`/`recvmmsg`.
 const BATCH: usize = 64;
@@ -48,12 +50,12 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// The mode's name in reports.
-    pub fn name(&self) -> &'static str {
+    /// Which mode this is, as a run summary names it.
+    pub fn kind(&self) -> RunMode {
         match self {
-            Mode::Ping { .. } => "ping",
-            Mode::Flood { .. } => "flood",
-            Mode::Rate { .. } => "rate",
+            Mode::Ping { .. } => RunMode::Ping,
+            Mode::Flood { .. } => RunMode::Flood,
+            Mode::Rate { .. } => RunMode::Rate,
         }
     }
 }
@@ -107,41 +109,6 @@ pub struct IntervalReport {
     pub latency: Latency,
 }
 
-/// A ring of bits over the most recent sequence numbers.
-struct BitRing {
-    words: Vec<u64>,
-    mask: u64,
-}
-
-impl BitRing {
-    fn new(bits: usize) -> BitRing {
-        let bits = bits.next_power_of_two().max(64);
-        BitRing {
-            words: vec![0; bits / 64],
-            mask: bits as u64 - 1,
-        }
-    }
-
-    fn span(&self) -> u64 {
-        self.mask + 1
-    }
-
-    fn get(&self, seq: u64) -> bool {
-        let i = seq & self.mask;
-        self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
-    }
-
-    fn set(&mut self, seq: u64, on: bool) {
-        let i = seq & self.mask;
-        let word = &mut self.words[(i / 64) as usize];
-        if on {
-            *word |= 1 << (i % 64);
-        } else {
-            *word &= !(1 << (i % 64));
-        }
-    }
-}
-
 /// The part of a flow's books the interval reporter reads, behind a lock taken
 /// once per batch of replies.
 #[derive(Debug, Default)]
@@ -150,28 +117,15 @@ struct Shared {
     latency: Latency,
 }
 
-/// One socket's probes and their books.
+/// One socket's probes: the socket work around its [`Books`].
 struct Flow {
     conn: Connection,
-    size: usize,
-    timeout_ns: u64,
     clock: Clock,
-    /// Sequence number of the next probe (the first is 1).
-    next_seq: u64,
-    /// Sequence number of `pending`'s front.
-    base: u64,
-    /// Send time (ns) of every probe from `base` up to `next_seq`.
-    pending: VecDeque<u64>,
-    seen: BitRing,
-    answered: BitRing,
-    highest: u64,
-    outstanding: u64,
-    counts: Counts,
-    latency: Latency,
+    books: Books,
     /// Per-interval copy for flood/rate interval lines.
     shared: Option<Arc<Mutex<Shared>>>,
     batch_rtts: Vec<u64>,
-    /// `counts` as last handed to `shared`: the next hand-over is the difference.
+    /// The books' counts as last handed to `shared`: the next hand-over is the difference.
     flushed: Counts,
     out: SendBatch,
     inbox: Batch,
@@ -185,23 +139,9 @@ impl Flow {
         in_flight_max: usize,
         shared: bool,
     ) -> Flow {
-        // The rings must span every probe that can still be answered; the
-        // reservations are capped so an absurd --rate × --timeout cannot ask
-        // for gigabytes up front (the FIFO still grows if it must).
-        let ring = BitRing::new(in_flight_max.saturating_mul(4).clamp(1 << 16, 1 << 26));
         Flow {
-            size: config.size,
-            timeout_ns: u64::try_from(config.timeout.as_nanos()).unwrap_or(u64::MAX),
             clock,
-            next_seq: 1,
-            base: 1,
-            pending: VecDeque::with_capacity(in_flight_max.min(1 << 22) + BATCH),
-            seen: BitRing::new(ring.span() as usize),
-            answered: ring,
-            highest: 0,
-            outstanding: 0,
-            counts: Counts::default(),
-            latency: Latency::new(),
+            books: Books::new(config.size, config.timeout, in_flight_max),
             shared: shared.then(|| Arc::new(Mutex::new(Shared::default()))),
             batch_rtts: Vec::with_capacity(BATCH),
             flushed: Counts::default(),
@@ -218,8 +158,9 @@ impl Flow {
             return 0;
         }
         let now = self.clock.now_ns();
+        let (first, stamp) = (self.books.next_seq(), self.books.stamp(now));
         for i in 0..n {
-            probe::fill(self.out.slot_mut(i), self.next_seq + i as u64, now);
+            probe::fill(self.out.slot_mut(i), first + i as u64, stamp + i as u64);
         }
         let mut sent = 0;
         while sent < n {
@@ -231,26 +172,18 @@ impl Flow {
                     break;
                 }
                 Err(e) => {
-                    self.counts.send_errors += 1;
+                    self.books.send_error();
                     log::debug!("send to {} failed: {e}", self.conn.peer);
                     break;
                 }
             }
         }
-        for _ in 0..sent {
-            let seq = self.next_seq;
-            self.seen.set(seq, false);
-            self.answered.set(seq, false);
-            self.pending.push_back(now);
-            self.next_seq += 1;
-        }
-        self.outstanding += sent as u64;
-        self.counts.sent += sent as u64;
+        self.books.sent(sent, now);
         sent
     }
 
     fn refused(&mut self) {
-        self.counts.refused += 1;
+        self.books.refused();
         log::debug!(
             "{}: connection refused (ICMP port unreachable)",
             self.conn.peer
@@ -306,130 +239,38 @@ impl Flow {
         let now = self.clock.now_ns();
         for i in 0..n {
             let (data, from) = self.inbox.datagram(i);
-            let len = data.len();
-            let check = probe::verify(data, self.size);
-            let from = from.unwrap_or(self.conn.peer);
-            self.account(check, len, from, now, on_event);
+            let Some(answer) = self.books.reply(data, now) else {
+                continue;
+            };
+            if answer.measured() && self.shared.is_some() {
+                self.batch_rtts.push(answer.rtt_ns);
+            }
+            on_event(Event::Reply {
+                seq: answer.seq,
+                bytes: data.len(),
+                from: from.unwrap_or(self.conn.peer),
+                rtt_ns: answer.rtt_ns,
+                check: answer.check,
+                duplicate: answer.duplicate,
+                late: answer.late,
+            });
         }
         self.flush_shared();
         Ok(n)
     }
 
-    /// Books one reply.
-    fn account(
-        &mut self,
-        check: Check,
-        len: usize,
-        from: SocketAddr,
-        now: u64,
-        on_event: &mut dyn FnMut(Event),
-    ) {
-        let seq = match check {
-            Check::Intact { seq, .. } | Check::Corrupt { seq } | Check::Truncated { seq } => seq,
-            Check::Foreign => 0,
-        };
-        if seq == 0 || seq >= self.next_seq || seq + self.seen.span() <= self.next_seq {
-            // Not a probe of this run, or older than the books remember.
-            self.counts.foreign += 1;
-            return;
-        }
-        if self.seen.get(seq) {
-            self.counts.duplicates += 1;
-            on_event(Event::Reply {
-                seq,
-                bytes: len,
-                from,
-                rtt_ns: 0,
-                check,
-                duplicate: true,
-                late: false,
-            });
-            return;
-        }
-        self.seen.set(seq, true);
-        let sent_ns = if seq >= self.base {
-            Some(self.pending[(seq - self.base) as usize])
-        } else {
-            None // already expired: this reply is late
-        };
-        let rtt_ns = sent_ns.map_or(u64::MAX, |s| now.saturating_sub(s));
-        if rtt_ns > self.timeout_ns {
-            self.counts.late += 1;
-            let shown = match check {
-                Check::Intact { sent_ns, .. } => now.saturating_sub(sent_ns),
-                _ => 0,
-            };
-            on_event(Event::Reply {
-                seq,
-                bytes: len,
-                from,
-                rtt_ns: shown,
-                check,
-                duplicate: false,
-                late: true,
-            });
-            return;
-        }
-        self.answered.set(seq, true);
-        self.outstanding -= 1;
-        if seq < self.highest {
-            self.counts.reordered += 1;
-        } else {
-            self.highest = seq;
-        }
-        self.counts.received += 1;
-        self.counts.bytes_received += len as u64;
-        match check {
-            Check::Intact { .. } => {
-                self.latency.record(rtt_ns);
-                if self.shared.is_some() {
-                    self.batch_rtts.push(rtt_ns);
-                }
-            }
-            Check::Corrupt { .. } => self.counts.corrupt += 1,
-            Check::Truncated { .. } => self.counts.truncated += 1,
-            Check::Foreign => {}
-        }
-        on_event(Event::Reply {
-            seq,
-            bytes: len,
-            from,
-            rtt_ns,
-            check,
-            duplicate: false,
-            late: false,
-        });
-    }
-
     /// Counts probes whose timeout passed as lost and frees their slots.
     fn expire(&mut self, now: u64, on_event: &mut dyn FnMut(Event)) {
-        while let Some(&sent_ns) = self.pending.front() {
-            let seq = self.base;
-            if !self.answered.get(seq) {
-                if now.saturating_sub(sent_ns) <= self.timeout_ns {
-                    break;
-                }
-                self.outstanding -= 1;
-                self.counts.lost += 1;
-                on_event(Event::Timeout { seq });
-            }
-            self.pending.pop_front();
-            self.base += 1;
-        }
+        self.books
+            .expire(now, &mut |seq| on_event(Event::Timeout { seq }));
         self.flush_shared();
-    }
-
-    /// When the oldest unsettled probe times out, in ns of the clock.
-    fn next_deadline(&self) -> Option<u64> {
-        self.pending
-            .front()
-            .map(|s| s.saturating_add(self.timeout_ns))
     }
 
     /// Hands the batch's figures to the interval reporter (one lock per batch).
     fn flush_shared(&mut self) {
         let Some(shared) = &self.shared else { return };
-        let delta = self.counts.since(&self.flushed);
+        let counts = *self.books.counts();
+        let delta = counts.since(&self.flushed);
         if delta == Counts::default() && self.batch_rtts.is_empty() {
             return;
         }
@@ -439,7 +280,7 @@ impl Flow {
             s.latency.record(rtt);
         }
         drop(s);
-        self.flushed = self.counts;
+        self.flushed = counts;
         self.batch_rtts.clear();
     }
 }
@@ -462,15 +303,15 @@ fn ping(
         if stop.is_requested() {
             return Ok(());
         }
-        let all_sent = count.is_some_and(|c| flow.counts.sent >= c);
+        let all_sent = count.is_some_and(|c| flow.books.counts().sent >= c);
         let now = flow.clock.now_ns();
         // Like ping, the run lasts count × interval: after the last probe is
         // settled, duplicates and strays still have until the next tick.
-        if all_sent && flow.outstanding == 0 && now >= next_send {
+        if all_sent && flow.books.outstanding() == 0 && now >= next_send {
             return Ok(());
         }
         let due = if interval_ns == 0 {
-            flow.outstanding == 0
+            flow.books.outstanding() == 0
         } else {
             now >= next_send
         };
@@ -479,11 +320,11 @@ fn ping(
             next_send = next_send.saturating_add(interval_ns).max(now);
         }
         flow.expire(flow.clock.now_ns(), on_event);
-        let mut wait_until = flow.next_deadline().unwrap_or(u64::MAX);
+        let mut wait_until = flow.books.next_deadline().unwrap_or(u64::MAX);
         if interval_ns > 0 {
             wait_until = wait_until.min(next_send);
         }
-        let wait = until(&flow.clock, wait_until).min(crate::server::STOP_POLL);
+        let wait = until(&flow.clock, wait_until).min(shutdown::WAIT_STEP);
         flow.receive(Some(wait), on_event)?;
     }
 }
@@ -505,7 +346,7 @@ fn run_flow(flow: &mut Flow, mode: Mode, flows: usize, end_ns: u64, stop: &Stop)
         }
         match mode {
             Mode::Flood { window } => {
-                let room = (window as u64).saturating_sub(flow.outstanding) as usize;
+                let room = (window as u64).saturating_sub(flow.books.outstanding()) as usize;
                 flow.send(room);
                 flow.receive(None, &mut ignore)?;
             }
@@ -522,7 +363,7 @@ fn run_flow(flow: &mut Flow, mode: Mode, flows: usize, end_ns: u64, stop: &Stop)
                 }
                 let next_ns = start + (scheduled as f64 * gap_ns) as u64;
                 let wait_until = next_ns
-                    .min(flow.next_deadline().unwrap_or(u64::MAX))
+                    .min(flow.books.next_deadline().unwrap_or(u64::MAX))
                     .min(end_ns);
                 flow.receive(
                     Some(until(&flow.clock, wait_until).min(TICK * 10)),
@@ -532,17 +373,23 @@ fn run_flow(flow: &mut Flow, mode: Mode, flows: usize, end_ns: u64, stop: &Stop)
             Mode::Ping { .. } => unreachable!("ping runs in `ping`"),
         }
         flow.expire(flow.clock.now_ns(), &mut ignore);
-        if flow.counts.refused > 0 && flow.counts.received == 0 && flow.counts.sent > 0 {
+        let c = flow.books.counts();
+        if c.refused > 0 && c.received == 0 && c.sent > 0 {
             return Err(Error::Refused {
                 addr: flow.conn.peer,
             });
         }
     }
     // Drain: the probes in flight get their full timeout.
-    while !stop.is_requested() && flow.outstanding > 0 {
-        let deadline = flow.next_deadline().unwrap_or(0);
+    while !stop.is_requested() && flow.books.outstanding() > 0 {
+        // Outstanding probes are in the FIFO; should the books ever disagree,
+        // end rather than poll a socket with a zero timeout forever.
+        let Some(deadline) = flow.books.next_deadline() else {
+            debug_assert!(false, "outstanding probes but no deadline");
+            break;
+        };
         flow.receive(
-            Some(until(&flow.clock, deadline).min(crate::server::STOP_POLL)),
+            Some(until(&flow.clock, deadline).min(shutdown::WAIT_STEP)),
             &mut ignore,
         )?;
         flow.expire(flow.clock.now_ns(), &mut ignore);
@@ -638,15 +485,18 @@ pub fn measure(
     let mut counts = Counts::default();
     let mut latency = Latency::new();
     let mut in_flight = 0;
+    let mut longest_silence = Duration::ZERO;
+    let end = clock.now_ns();
     for flow in &flow_list {
-        counts.merge(&flow.counts);
-        latency.merge(&flow.latency);
-        in_flight += flow.outstanding;
+        counts.merge(flow.books.counts());
+        latency.merge(flow.books.latency());
+        in_flight += flow.books.outstanding();
+        longest_silence = longest_silence.max(flow.books.longest_silence(end));
     }
     let duration_s = (send_end_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
     Ok(RunSummary {
         target: peer.to_string(),
-        mode: config.mode.name(),
+        mode: config.mode.kind(),
         size: config.size,
         window: match config.mode {
             Mode::Flood { window } => Some(window),
@@ -666,6 +516,8 @@ pub fn measure(
         rtt_us: latency.summary(),
         counts,
         client_drops,
+        timeout_ms: config.timeout.as_secs_f64() * 1e3,
+        longest_silence_ms: longest_silence.as_secs_f64() * 1e3,
     })
 }
 

@@ -134,7 +134,18 @@ impl SharedRateLimiter {
 
     /// Takes one token from `ip`'s bucket now; false when it is empty.
     pub fn allow(&self, ip: IpAddr) -> bool {
-        let now_ns = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.allow_at(ip, self.now_ns())
+    }
+
+    /// The table's clock: nanoseconds since it was made.
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Takes one token from `ip`'s bucket at `now_ns`, in ns of any monotonic
+    /// clock, the same one for every call (so a loop's one clock reading per
+    /// receive serves here too); false when it is empty.
+    pub fn allow_at(&self, ip: IpAddr, now_ns: u64) -> bool {
         // A poisoned lock only means another loop panicked mid-update of plain
         // numbers; the table is still usable.
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);

@@ -37,7 +37,7 @@ pub struct Counters {
     /// read, so counted as received, but not echoed.
     pub taken_after_stop: u64,
     /// Datagrams dropped by the guard, per [`DropReason::index`].
-    pub dropped: [u64; 4],
+    pub dropped: [u64; DropReason::COUNT],
     /// The sender of the empty datagram that stopped this loop, if one did.
     pub stopped_by: Option<SocketAddr>,
 }
@@ -74,7 +74,7 @@ pub(super) struct Published {
     bytes_echoed: AtomicU64,
     send_errors: AtomicU64,
     recv_errors: AtomicU64,
-    dropped: [AtomicU64; 4],
+    dropped: [AtomicU64; DropReason::COUNT],
 }
 
 impl Published {
@@ -144,7 +144,7 @@ pub(super) fn report_stats(
 }
 
 /// Renders per-reason drop counts: `dropped 3 (service-port 1, bad-source 0, …)`.
-struct Drops<'a>(&'a [u64; 4]);
+struct Drops<'a>(&'a [u64; DropReason::COUNT]);
 
 impl fmt::Display for Drops<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -190,8 +190,9 @@ pub struct Summary {
     /// Datagrams the kernel dropped before the server saw them (receive buffer
     /// full), from `/proc/net/udp`; `None` where that is unavailable.
     pub kernel_drops: Option<u64>,
-    /// Foreign sockets seen sharing the port during the run.
-    pub port_sharers: u64,
+    /// Foreign sockets seen sharing the port during the run; `None` when the
+    /// kernel's socket table could not be read (the watch was off).
+    pub port_sharers: Option<u64>,
 }
 
 impl fmt::Display for Summary {
@@ -222,7 +223,7 @@ impl fmt::Display for Summary {
             "receive errors {}, kernel drops {}, port sharers {}",
             c.recv_errors,
             crate::net::limits::Reading(self.kernel_drops),
-            self.port_sharers,
+            crate::net::limits::Reading(self.port_sharers),
         )
     }
 }
@@ -239,17 +240,17 @@ mod tests {
                 bytes_received: 10,
                 datagrams_echoed: 2,
                 bytes_echoed: 10,
-                dropped: [1, 0, 0, 0],
+                dropped: [1, 0, 0, 0, 0],
                 ..Counters::default()
             },
             cause: StopReason::Signal(signal_hook::consts::SIGTERM),
             elapsed: Duration::from_millis(1500),
             kernel_drops: None,
-            port_sharers: 0,
+            port_sharers: Some(0),
         };
         assert_eq!(
             summary.to_string(),
-            "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0), send errors 0, receive errors 0, kernel drops unknown, port sharers 0"
+            "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0, loop 0), send errors 0, receive errors 0, kernel drops unknown, port sharers 0"
         );
     }
 
@@ -268,7 +269,7 @@ mod tests {
             cause: StopReason::EmptyDatagram("127.0.0.1:40000".parse().unwrap()),
             elapsed: Duration::from_millis(100),
             kernel_drops: Some(0),
-            port_sharers: 0,
+            port_sharers: None,
         };
         let line = summary.to_string();
         assert!(
@@ -276,6 +277,10 @@ mod tests {
                 "send errors 0, taken after the stop datagram 1 (read, not echoed), receive errors 0"
             ),
             "{line}"
+        );
+        assert!(
+            line.ends_with("kernel drops 0, port sharers unknown"),
+            "no socket table, no count: {line}"
         );
     }
 }

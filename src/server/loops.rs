@@ -10,21 +10,32 @@ use log::{debug, warn};
 
 use super::StopPolicy;
 use super::counters::{Counters, Published};
+use crate::echo_loop::{LoopDetector, LoopVerdict};
 use crate::guard::{Decision, DropReason, Rules, SharedRateLimiter};
 use crate::logging::escape_payload;
 use crate::net;
+use crate::net::local_addrs::LocalAddrs;
 use crate::shutdown::Stop;
 
 /// How much of a payload a debug line shows.
 const DEBUG_PAYLOAD_BYTES: usize = 64;
 
-/// What every loop of a server shares: the stop flag and policy, the guard, and
-/// where to publish counters for `--stats-interval`.
+/// What every loop of a server shares: the stop flag and policy, the bound
+/// address, the guard, the clock, and where to publish counters for
+/// `--stats-interval`.
 #[derive(Clone, Copy)]
 pub(super) struct LoopContext<'a> {
     pub(super) stop: &'a Stop,
     pub(super) policy: StopPolicy,
+    /// The server's bound address: a datagram from its port on one of this
+    /// host's addresses is from itself.
+    pub(super) local: SocketAddr,
     pub(super) rules: &'a Rules,
+    /// Whether each loop runs a [`LoopDetector`] (`--no-loop-detect` turns it off).
+    pub(super) loop_detect: bool,
+    /// The origin of the loops' nanosecond clock, one for all threads (the
+    /// rate limiter's table is shared).
+    pub(super) origin: Instant,
     /// One table for all threads (see [`SharedRateLimiter`]); `None` when off.
     pub(super) limiter: Option<&'a SharedRateLimiter>,
     pub(super) published: Option<&'a Published>,
@@ -49,6 +60,10 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// At most one debug line about dropped datagrams per this interval: a flood of
 /// hostile traffic must not become a flood of log lines.
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// At most one warning about a new loop (or a datagram from the server's own
+/// socket) per this interval: forged loops with many peers must not flood the log.
+const LOOP_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Keeps a flood of identical events from flooding the log (and costing throughput).
 #[derive(Debug)]
@@ -106,6 +121,16 @@ struct LoopState<'a> {
     send_log: Throttle,
     recv_log: Throttle,
     drop_log: Throttle,
+    /// Warnings about loops and datagrams from the server's own socket.
+    loop_log: Throttle,
+    /// This loop's echo-loop detector; `None` with `--no-loop-detect`.
+    loops: Option<LoopDetector>,
+    /// This host's addresses, for a wildcard bind only: bound to one address,
+    /// the guard's rules know the server's own socket.
+    locals: Option<LocalAddrs>,
+    /// The time of the current receive, ns since `context.origin`: read once
+    /// per receive call, used by every check of what it brought.
+    now_ns: u64,
 }
 
 /// What to do with one received datagram.
@@ -118,23 +143,83 @@ enum Verdict {
 
 impl<'a> LoopState<'a> {
     fn new(context: LoopContext<'a>) -> Self {
-        LoopState {
+        let mut state = LoopState {
             counters: Counters::default(),
             context,
             debug: context.datagram_log && log::log_enabled!(log::Level::Debug),
             send_log: Throttle::default(),
             recv_log: Throttle::default(),
             drop_log: Throttle::every(DROP_LOG_INTERVAL),
+            loop_log: Throttle::every(LOOP_LOG_INTERVAL),
+            loops: context.loop_detect.then(LoopDetector::new),
+            locals: None,
+            now_ns: 0,
+        };
+        state.tick();
+        if context.local.ip().is_unspecified() {
+            state.locals = Some(LocalAddrs::read(state.now_ns));
+        }
+        state
+    }
+
+    /// Reads the clock for the datagrams of one receive call.
+    #[inline]
+    fn tick(&mut self) {
+        self.now_ns = u64::try_from(self.context.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    /// Whether `source` is this server's own socket on another address of this
+    /// host (wildcard bind only; the rules see the bound address itself). One
+    /// port comparison for any other source.
+    #[inline]
+    fn is_own_socket(&mut self, source: SocketAddr) -> bool {
+        match &mut self.locals {
+            Some(locals) => locals.is_own_socket(source, self.context.local, self.now_ns),
+            None => false,
         }
     }
 
     /// The guard's verdict: the stateless rules, then the source's token bucket.
     fn guard(&self, source: SocketAddr) -> Decision {
         match (self.context.rules.check(source), self.context.limiter) {
-            (Decision::Echo, Some(limiter)) if !limiter.allow(source.ip()) => {
+            (Decision::Echo, Some(limiter)) if !limiter.allow_at(source.ip(), self.now_ns) => {
                 Decision::Drop(DropReason::RateLimited)
             }
             (decision, _) => decision,
+        }
+    }
+
+    /// Books a dropped datagram, with a debug line at most once per interval.
+    fn dropped(&mut self, reason: DropReason, len: usize, source: SocketAddr) {
+        self.counters.dropped[reason.index()] += 1;
+        if self.debug {
+            if let Some(suppressed) = self.drop_log.allow() {
+                debug!(
+                    "drop {len} bytes from {source}: {reason}{}",
+                    suppressed_note(suppressed)
+                );
+            }
+        }
+    }
+
+    #[cold]
+    fn warn_own_socket(&mut self, source: SocketAddr) {
+        if let Some(suppressed) = self.loop_log.allow() {
+            warn!(
+                "datagram from {source}, this server's own port on an address of this host: not answered, it would echo to itself for ever{}",
+                suppressed_note(suppressed)
+            );
+        }
+    }
+
+    #[cold]
+    fn warn_loop(&mut self, source: SocketAddr, silent_for: Duration) {
+        if let Some(suppressed) = self.loop_log.allow() {
+            warn!(
+                "echo loop with {source}: it keeps sending back exactly what it was sent; not answering it for {} s (--no-loop-detect turns this off){}",
+                silent_for.as_secs(),
+                suppressed_note(suppressed)
+            );
         }
     }
 
@@ -149,23 +234,30 @@ impl<'a> LoopState<'a> {
                 escape_payload(data, DEBUG_PAYLOAD_BYTES)
             );
         }
+        if self.is_own_socket(source) {
+            self.warn_own_socket(source);
+            self.dropped(DropReason::BadSource, data.len(), source);
+            return Verdict::Drop;
+        }
         if let Decision::Drop(reason) = self.guard(source) {
-            self.counters.dropped[reason.index()] += 1;
-            if self.debug {
-                if let Some(suppressed) = self.drop_log.allow() {
-                    debug!(
-                        "drop {} bytes from {source}: {reason}{}",
-                        data.len(),
-                        suppressed_note(suppressed)
-                    );
-                }
-            }
+            self.dropped(reason, data.len(), source);
             return Verdict::Drop;
         }
         if data.is_empty() && self.context.policy.stops(&source) {
             self.counters.stopped_by = Some(source);
             self.context.stop.request();
             return Verdict::Stop;
+        }
+        // Last: the detector records what it lets through as echoed.
+        if let Some(loops) = &mut self.loops {
+            if let LoopVerdict::Loop { first, silent_for } = loops.check(source, data, self.now_ns)
+            {
+                if first {
+                    self.warn_loop(source, silent_for);
+                }
+                self.dropped(DropReason::Loop, data.len(), source);
+                return Verdict::Drop;
+            }
         }
         Verdict::Echo
     }
@@ -263,6 +355,7 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
         let Some((len, source)) = state.received(socket.recv_from(&mut buf)) else {
             continue;
         };
+        state.tick();
         let data = &buf[..len];
         match state.inspect(data, source) {
             Verdict::Echo => {}
@@ -291,6 +384,7 @@ fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate
         let Some(received) = state.received(batch.recv(socket)) else {
             continue;
         };
+        state.tick();
         let mut end = received;
         for (i, slot) in keep.iter_mut().enumerate().take(received) {
             let (data, source) = batch.datagram(i);
@@ -389,7 +483,10 @@ mod tests {
         let context = LoopContext {
             stop,
             policy,
+            local: socket.local_addr().unwrap(),
             rules: &rules,
+            loop_detect: guard.loop_detect,
+            origin: Instant::now(),
             limiter: None,
             published: None,
             datagram_log: true,
@@ -555,6 +652,60 @@ mod tests {
             assert_eq!(counters.datagrams_echoed, 0, "batch {batch}");
             assert!(counters.stopped_by.is_some(), "batch {batch}");
         }
+    }
+
+    /// A peer that sends back every echo, in process: how many bounces until
+    /// the server goes quiet (capped at `cap`), and the server's counters.
+    fn bounce_until_quiet(guard: &GuardConfig, batch: usize, cap: u64) -> (u64, Counters) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(STOP_POLL)).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Stop::new();
+        let flag = stop.clone();
+        let guard = guard.clone();
+        let handle =
+            thread::spawn(move || serve_guarded(&socket, &flag, StopPolicy::Never, &guard, batch));
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let mut bounces = 0;
+        peer.send_to(b"forged", addr).unwrap();
+        while bounces < cap {
+            let Ok((n, _)) = peer.recv_from(&mut buf) else {
+                break;
+            };
+            bounces += 1;
+            peer.send_to(&buf[..n], addr).unwrap();
+        }
+        stop.request();
+        (bounces, handle.join().unwrap())
+    }
+
+    #[test]
+    fn a_peer_that_echoes_back_is_cut_off_and_counted_as_a_loop() {
+        for batch in [1, 8] {
+            let (bounces, c) = bounce_until_quiet(&GuardConfig::default(), batch, 10_000);
+            let streak = u64::from(crate::echo_loop::LOOP_STREAK);
+            assert!(bounces <= streak + 2, "batch {batch}: {bounces} bounces");
+            assert_eq!(
+                c.dropped[DropReason::Loop.index()],
+                1,
+                "batch {batch}: {c:?}"
+            );
+            assert_eq!(c.datagrams_echoed, bounces, "batch {batch}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn without_loop_detection_the_peer_keeps_being_answered() {
+        let guard = GuardConfig {
+            loop_detect: false,
+            ..GuardConfig::default()
+        };
+        let (bounces, c) = bounce_until_quiet(&guard, 8, 500);
+        assert_eq!(bounces, 500);
+        assert_eq!(c.dropped_total(), 0, "{c:?}");
     }
 
     #[test]

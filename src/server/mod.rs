@@ -90,13 +90,15 @@ pub struct ServerConfig {
     pub stop_on_empty: StopPolicy,
     /// Datagrams per syscall: 1 = `recv_from`/`send_to`, more = `recvmmsg`/`sendmmsg`.
     pub batch: usize,
-    /// Sockets sharing the port with `SO_REUSEPORT`, one blocking thread each.
+    /// Echo threads: each on its own socket sharing the port with
+    /// `SO_REUSEPORT`, or all on one socket with `exclusive`.
     pub threads: usize,
     /// Log a counter line this often; `None` costs nothing.
     pub stats_interval: Option<Duration>,
     /// Loop guard, allowlist and rate limit.
     pub guard: GuardConfig,
-    /// Bind without SO_REUSEADDR, so the kernel refuses any later co-binder.
+    /// Bind one socket without SO_REUSEADDR and SO_REUSEPORT, so the kernel
+    /// refuses any later co-binder; `threads` then share that socket.
     pub exclusive: bool,
 }
 
@@ -114,8 +116,11 @@ pub struct StartupReport {
     pub recv_buf: BufferSize,
     /// The send buffer, likewise.
     pub send_buf: BufferSize,
-    /// Sockets bound to the address, one echo thread each.
+    /// Echo threads.
     pub threads: usize,
+    /// Whether the threads share one exclusive socket (`--exclusive`) rather
+    /// than one `SO_REUSEPORT` socket each.
+    pub exclusive: bool,
     /// Datagrams per syscall asked for (`--batch`, at least 1).
     pub batch_requested: usize,
     /// Datagrams per syscall the loops use: the request, or 1 where this
@@ -161,6 +166,9 @@ impl StartupReport {
                 "{threads} thread{}, {} datagrams per syscall",
                 if threads == 1 {
                     ", one socket".to_owned()
+                } else if self.exclusive {
+                    "s on one socket (--exclusive: a flow's echoes may leave out of order)"
+                        .to_owned()
                 } else {
                     format!("s, {threads} sockets sharing the port with SO_REUSEPORT")
                 },
@@ -176,7 +184,7 @@ impl StartupReport {
             Some(sharers) => lines.extend(
                 sharers
                     .iter()
-                    .map(|h| (Level::Warn, watch::warning(self.local, h))),
+                    .map(|h| (Level::Warn, watch::warning(self.local, h, self.exclusive))),
             ),
         }
         lines
@@ -186,7 +194,9 @@ impl StartupReport {
 /// A bound server, ready to run.
 #[derive(Debug)]
 pub struct Server {
+    /// One socket per thread, or one for all with `--exclusive`.
     sockets: Vec<UdpSocket>,
+    threads: usize,
     report: StartupReport,
     inodes: Vec<u64>,
     stop_on_empty: StopPolicy,
@@ -209,15 +219,22 @@ impl Server {
         let mut addr = net::resolve(&config.host, config.port, config.family)?;
         let limits = Limits::read();
         let threads = config.threads.max(1);
+        // Exclusive: one socket with neither SO_REUSEADDR nor SO_REUSEPORT, so
+        // the kernel refuses every co-binder; the threads share it.
+        let (socket_count, reuse_port) = if config.exclusive {
+            (1, false)
+        } else {
+            (threads, threads > 1)
+        };
         let options = SocketOptions {
             recv_buf: config.recv_buf,
             send_buf: config.send_buf,
             reuse_address: !config.exclusive,
-            reuse_port: threads > 1,
+            reuse_port,
         };
-        let mut sockets = Vec::with_capacity(threads);
+        let mut sockets = Vec::with_capacity(socket_count);
         let mut granted = None;
-        for _ in 0..threads {
+        for _ in 0..socket_count {
             let bound = net::bind(addr, &options, &limits)?;
             // Port 0: the siblings join the port the kernel picked for the first.
             addr = bound.local;
@@ -232,10 +249,10 @@ impl Server {
             granted.get_or_insert((bound.recv_buf, bound.send_buf));
             sockets.push(bound.socket);
         }
-        let (recv_buf, send_buf) = granted.expect("threads >= 1, so a socket was bound");
+        let (recv_buf, send_buf) = granted.expect("at least one socket was bound");
         let inodes: Vec<u64> = sockets.iter().filter_map(udp_table::socket_inode).collect();
         let port_sharers = net::foreign_holders(addr, &inodes);
-        if threads > 1 {
+        if reuse_port {
             // SO_REUSEPORT lets a same-uid socket that set it too share the port
             // silently; the kernel's table shows whether one already does.
             if let Some(other) = port_sharers.as_ref().and_then(|o| o.first()) {
@@ -258,6 +275,7 @@ impl Server {
                 recv_buf,
                 send_buf,
                 threads,
+                exclusive: config.exclusive,
                 batch_requested,
                 batch,
                 guard: config.guard.clone(),
@@ -296,6 +314,7 @@ impl Server {
             recv_buf,
             send_buf,
             threads: sockets.len(),
+            exclusive: false,
             batch_requested,
             batch,
             guard: config.guard.clone(),
@@ -305,7 +324,8 @@ impl Server {
     }
 
     /// Everything after the sockets exist, shared by [`bind`](Self::bind) and
-    /// [`adopt`](Self::adopt).
+    /// [`adopt`](Self::adopt): one thread per socket, or `report.threads` on
+    /// the one exclusive socket.
     fn assemble(
         config: &ServerConfig,
         sockets: Vec<UdpSocket>,
@@ -314,6 +334,7 @@ impl Server {
     ) -> Server {
         Server {
             sockets,
+            threads: report.threads,
             inodes,
             stop_on_empty: config.stop_on_empty,
             batch: report.batch,
@@ -355,20 +376,24 @@ impl Server {
     }
 
     /// Echoes until an allowed empty datagram or `stop`, then returns the summary.
-    /// Each socket gets its own thread; a stop seen by one ends them all.
+    /// Each thread serves its own socket, or all serve the one exclusive
+    /// socket; a stop seen by one ends them all.
     pub fn run(self, stop: &Stop) -> Summary {
         let started = Instant::now();
-        let published: Vec<Published> = self.sockets.iter().map(|_| Published::default()).collect();
+        let published: Vec<Published> = (0..self.threads).map(|_| Published::default()).collect();
         let counters = thread::scope(|scope| {
-            let loops: Vec<_> = self
-                .sockets
+            let loops: Vec<_> = published
                 .iter()
-                .zip(&published)
-                .map(|(socket, published)| {
+                .enumerate()
+                .map(|(i, published)| {
+                    let socket = &self.sockets[i % self.sockets.len()];
                     let context = LoopContext {
                         stop,
                         policy: self.stop_on_empty,
+                        local: self.report.local,
                         rules: &self.rules,
+                        loop_detect: self.report.guard.loop_detect,
+                        origin: started,
                         limiter: self.limiter.as_ref(),
                         published: self.stats_interval.map(|_| published),
                         datagram_log: self.datagram_log,
@@ -385,7 +410,10 @@ impl Server {
             }
             // No socket table at start, no watch (the report says so).
             let watcher = self.report.port_sharers.as_ref().map(|at_start| {
-                scope.spawn(|| watch_port(self.report.local, &self.inodes, at_start, stop))
+                scope.spawn(|| {
+                    let report = &self.report;
+                    watch_port(report.local, &self.inodes, at_start, report.exclusive, stop)
+                })
             });
             let mut total = Counters::default();
             for handle in loops {
@@ -396,7 +424,7 @@ impl Server {
             }
             // Whatever ended one loop ends the stats and watch threads too.
             stop.request();
-            let sharers = watcher.map_or(0, |watcher| {
+            let sharers = watcher.and_then(|watcher| {
                 watcher
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p))
@@ -492,7 +520,12 @@ fn guard_line(guard: &GuardConfig) -> String {
             "{r} datagrams/s per source address, burst {r}, {RATE_LIMIT_SOURCES} sources tracked"
         )
     });
-    format!("loop guard {ports}; allow {allow}; rate limit {rate}")
+    let loops = if guard.loop_detect {
+        "on"
+    } else {
+        "off (--no-loop-detect)"
+    };
+    format!("loop guard {ports}; loop detection {loops}; allow {allow}; rate limit {rate}")
 }
 
 #[cfg(test)]
@@ -550,6 +583,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn exclusive_threads_share_one_socket() {
+        let config = ServerConfig {
+            exclusive: true,
+            ..loopback_config(8, 3)
+        };
+        let server = Server::bind(&config).unwrap();
+        assert_eq!(server.sockets.len(), 1);
+        assert_eq!((server.threads, server.startup().threads), (3, 3));
+        assert!(server.startup().exclusive);
+        let socket = socket2::SockRef::from(&server.sockets[0]);
+        assert!(!socket.reuse_address().unwrap());
+        assert!(!socket.reuse_port().unwrap());
+    }
+
     fn buffer(kind: BufferKind, requested: Option<usize>, effective: usize) -> BufferSize {
         BufferSize {
             kind,
@@ -574,6 +622,7 @@ mod tests {
             recv_buf: buffer(BufferKind::Recv, None, 212_992),
             send_buf: buffer(BufferKind::Send, None, 212_992),
             threads: 1,
+            exclusive: false,
             batch_requested: 32,
             batch: 32,
             guard: GuardConfig::default(),
@@ -603,7 +652,7 @@ mod tests {
                 ),
                 (
                     Level::Info,
-                    "loop guard on (drops source ports 0-1023, 1900, 5353, 11211); allow all sources; rate limit off".to_owned()
+                    "loop guard on (drops source ports 0-1023, 1900, 5353, 11211); loop detection on; allow all sources; rate limit off".to_owned()
                 ),
             ]
         );
@@ -616,6 +665,7 @@ mod tests {
             allow_service_ports: true,
             allow: vec!["10.0.0.0/8".parse().unwrap()],
             rate_limit: Some(100),
+            loop_detect: false,
         };
         let sharer = UdpSocketEntry {
             local,
@@ -651,11 +701,27 @@ mod tests {
         assert!(
             at(
                 Level::Info,
-                "loop guard off (--allow-service-ports); allow 10.0.0.0/8; rate limit 100 datagrams/s per source address, burst 100, 65536 sources tracked"
+                "loop guard off (--allow-service-ports); loop detection off (--no-loop-detect); allow 10.0.0.0/8; rate limit 100 datagrams/s per source address, burst 100, 65536 sources tracked"
             ),
             "{lines:?}"
         );
         assert!(at(Level::Warn, "inode 4242"), "{lines:?}");
+        assert!(at(Level::Warn, "restart with --exclusive"), "{lines:?}");
+        report.exclusive = true;
+        let lines = report.lines();
+        let at = |level: Level, part: &str| {
+            lines
+                .iter()
+                .any(|(l, text)| *l == level && text.contains(part))
+        };
+        assert!(
+            at(
+                Level::Info,
+                "4 threads on one socket (--exclusive: a flow's echoes may leave out of order), 1 datagrams per syscall"
+            ),
+            "{lines:?}"
+        );
+        assert!(!at(Level::Warn, "restart with --exclusive"), "{lines:?}");
         report.port_sharers = None;
         assert!(
             report.lines().contains(&(

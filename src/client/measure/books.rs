@@ -1,0 +1,388 @@
+//! The books of one flow, without the I/O: which probes are out and when they
+//! left, which were answered, and what every reply turned out to be.
+//!
+//! [`Books`] is pure bookkeeping. It is told "probes N.. were sent at t",
+//! "these reply bytes came at t" and "it is now t" (so probes past their
+//! timeout are lost), and it keeps the counts and the round-trip record. It
+//! owns no socket and reads no clock, so every case is a unit test.
+//!
+//! A reply is first matched to its probe, then checked whole: the body against
+//! the pattern of that probe, the length against the probe's, and the echoed
+//! send time against the one recorded. Every probe carries a distinct send
+//! time (a batch's probes get `t, t+1 ns, …`), so the time also names the
+//! probe when the sequence field is the damaged part. Any mismatch makes the
+//! reply corrupt — counted every time, never as a duplicate or as foreign.
+//!
+//! The state is a FIFO with one entry per probe not yet settled (its send
+//! time, whether a reply was seen, whether one came in time) and a bit ring
+//! that remembers, for the probes already settled, whether a reply was seen,
+//! so duplicates, late replies and reordering are told apart without
+//! allocating per probe. The FIFO's entries are exact however far it reaches
+//! (a lost probe holds its front for a whole timeout, while a fast flood sends
+//! hundreds of thousands behind it); the ring only bounds how far back a late
+//! reply or a duplicate is still recognised rather than called foreign.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::probe::{self, Check};
+use crate::stats::{Counts, Latency};
+
+/// A ring of bits over the most recent sequence numbers: bit `seq` holds
+/// the last value set for any sequence number congruent to it.
+struct BitRing {
+    words: Vec<u64>,
+    mask: u64,
+}
+
+impl BitRing {
+    fn new(bits: usize) -> BitRing {
+        let bits = bits.next_power_of_two().max(64);
+        BitRing {
+            words: vec![0; bits / 64],
+            mask: bits as u64 - 1,
+        }
+    }
+
+    fn span(&self) -> u64 {
+        self.mask + 1
+    }
+
+    fn get(&self, seq: u64) -> bool {
+        let i = seq & self.mask;
+        self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, seq: u64, on: bool) {
+        let i = seq & self.mask;
+        let word = &mut self.words[(i / 64) as usize];
+        if on {
+            *word |= 1 << (i % 64);
+        } else {
+            *word &= !(1 << (i % 64));
+        }
+    }
+}
+
+/// A reply the books matched to one of their probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The probe it answers.
+    pub(crate) seq: u64,
+    /// What the bytes turned out to be.
+    pub(crate) check: Check,
+    /// Round trip in ns: from the recorded send time for an answer in time,
+    /// from the echoed send time for a late one, 0 for a duplicate.
+    pub(crate) rtt_ns: u64,
+    /// Another copy of a reply already booked.
+    pub(crate) duplicate: bool,
+    /// The first reply, but after the probe's timeout (the probe is lost).
+    pub(crate) late: bool,
+}
+
+impl Answer {
+    /// True for an intact reply in time: its round trip is a measurement.
+    pub(crate) fn measured(&self) -> bool {
+        !self.duplicate && !self.late && matches!(self.check, Check::Intact { .. })
+    }
+}
+
+/// A probe not yet settled.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// When it was sent, ns.
+    sent_ns: u64,
+    /// A reply to it came (in time or late).
+    seen: bool,
+    /// A reply to it came in time: it is settled as received.
+    answered: bool,
+}
+
+/// One flow's probes and what became of them. Times are ns of any monotonic
+/// clock, the same one for every call.
+pub(crate) struct Books {
+    size: usize,
+    timeout_ns: u64,
+    /// Sequence number of the next probe (the first is 1).
+    next_seq: u64,
+    /// The lowest send time the next probe may carry: stamps strictly increase.
+    next_stamp: u64,
+    /// Sequence number of `pending`'s front.
+    base: u64,
+    /// Every probe from `base` up to `next_seq`.
+    pending: VecDeque<Pending>,
+    /// Whether a reply was seen, for the probes before `base` (as far back
+    /// as the ring spans).
+    settled_seen: BitRing,
+    highest: u64,
+    outstanding: u64,
+    counts: Counts,
+    latency: Latency,
+    /// Since when probes have been waiting with no reply at all: the send
+    /// time of the first probe after the last reply (or the last reply, when
+    /// probes were still out then); `None` while nothing waits. Losses do not
+    /// end a silence: only a reply does.
+    quiet_since: Option<u64>,
+    /// The longest silence that has ended, ns.
+    longest_silence_ns: u64,
+}
+
+impl Books {
+    /// Books for probes of `size` bytes, lost after `timeout`, with room for
+    /// `in_flight_max` probes in flight (more still works: the FIFO grows).
+    pub(crate) fn new(size: usize, timeout: Duration, in_flight_max: usize) -> Books {
+        // The reservations are capped so an absurd --rate × --timeout cannot
+        // ask for gigabytes up front (the FIFO still grows if it must).
+        Books {
+            size,
+            timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
+            next_seq: 1,
+            next_stamp: 0,
+            base: 1,
+            pending: VecDeque::with_capacity(in_flight_max.min(1 << 22) + 64),
+            settled_seen: BitRing::new(in_flight_max.saturating_mul(4).clamp(1 << 16, 1 << 26)),
+            highest: 0,
+            outstanding: 0,
+            counts: Counts::default(),
+            latency: Latency::new(),
+            quiet_since: None,
+            longest_silence_ns: 0,
+        }
+    }
+
+    /// The sequence number the next probe must carry.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Probes sent and neither answered in time nor lost yet.
+    pub(crate) fn outstanding(&self) -> u64 {
+        self.outstanding
+    }
+
+    /// The counts so far.
+    pub(crate) fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// Round trips of the intact replies in time.
+    pub(crate) fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    /// The longest time, up to `now_ns`, during which probes were out and no
+    /// reply came: a server that died mid-run shows here even when the few
+    /// probes in flight at that moment make a tiny loss percentage.
+    pub(crate) fn longest_silence(&self, now_ns: u64) -> Duration {
+        let open = self.quiet_since.map_or(0, |t| now_ns.saturating_sub(t));
+        Duration::from_nanos(self.longest_silence_ns.max(open))
+    }
+
+    /// The send time the first probe of a batch sent at `now_ns` carries;
+    /// probe `i` of the batch carries this plus `i` ns. Later than any stamp
+    /// already booked, so no two probes share one (a batch leaves within a
+    /// few µs anyway: the nanoseconds added are below the clock's meaning).
+    pub(crate) fn stamp(&self, now_ns: u64) -> u64 {
+        now_ns.max(self.next_stamp)
+    }
+
+    /// Books `n` probes, numbered from [`next_seq`](Self::next_seq), sent at
+    /// `at_ns`: probe `i` carries the stamp `stamp(at_ns) + i`.
+    pub(crate) fn sent(&mut self, n: usize, at_ns: u64) {
+        let first = self.stamp(at_ns);
+        for i in 0..n as u64 {
+            self.pending.push_back(Pending {
+                sent_ns: first + i,
+                seen: false,
+                answered: false,
+            });
+        }
+        if n > 0 {
+            self.next_stamp = first + n as u64;
+            self.quiet_since.get_or_insert(first);
+        }
+        self.next_seq += n as u64;
+        self.outstanding += n as u64;
+        self.counts.sent += n as u64;
+    }
+
+    /// Counts a send the kernel refused (the probe was not sent).
+    pub(crate) fn send_error(&mut self) {
+        self.counts.send_errors += 1;
+    }
+
+    /// Counts an ICMP port-unreachable report.
+    pub(crate) fn refused(&mut self) {
+        self.counts.refused += 1;
+    }
+
+    /// Which probe `bytes` answers and what the reply is, or `None` when it
+    /// answers no probe these books remember.
+    fn matched(&self, bytes: &[u8]) -> Option<(u64, Check)> {
+        let (claimed, echoed_ns) = probe::header(bytes)?;
+        let remembered = claimed != 0
+            && claimed < self.next_seq
+            && claimed + self.settled_seen.span() >= self.base;
+        // `None` when settled: its send time is no longer known.
+        let claimed_ns = claimed
+            .checked_sub(self.base)
+            .and_then(|i| self.pending.get(i as usize))
+            .map(|p| p.sent_ns);
+        let time_ok = claimed_ns.is_none_or(|t| t == echoed_ns);
+        // A settled probe's time is gone: then its pattern must vouch for it.
+        let trusted = remembered
+            && time_ok
+            && (claimed_ns.is_some() || probe::body_matches(bytes, claimed, self.size));
+        let seq = if trusted {
+            claimed
+        } else {
+            // The header may be damaged; the send time may still name the probe.
+            let by_time = self
+                .pending
+                .binary_search_by_key(&echoed_ns, |p| p.sent_ns)
+                .ok()
+                .map(|i| self.base + i as u64);
+            match (by_time, remembered) {
+                // Both name a probe: the one whose pattern the body has.
+                (Some(t), true)
+                    if !probe::body_matches(bytes, t, self.size)
+                        || probe::body_matches(bytes, claimed, self.size) =>
+                {
+                    claimed
+                }
+                (Some(t), _) => t,
+                (None, true) => claimed,
+                (None, false) => return None,
+            }
+        };
+        let header_ok = seq == claimed && time_ok;
+        let check = match probe::verify(bytes, self.size) {
+            Check::Intact { .. } | Check::Truncated { .. } if !header_ok => Check::Corrupt { seq },
+            Check::Intact { sent_ns, .. } => Check::Intact { seq, sent_ns },
+            Check::Truncated { .. } => Check::Truncated { seq },
+            _ => Check::Corrupt { seq },
+        };
+        Some((seq, check))
+    }
+
+    /// Books the reply `bytes` that came at `at_ns`; `None` when it answers
+    /// no probe of these books (counted foreign).
+    pub(crate) fn reply(&mut self, bytes: &[u8], at_ns: u64) -> Option<Answer> {
+        let Some((seq, check)) = self.matched(bytes) else {
+            // Not a probe of this run, or older than the books remember.
+            self.counts.foreign += 1;
+            return None;
+        };
+        // Any reply the books recognise, even a corrupt or late one, shows
+        // that the path and the server are alive: it ends a silence.
+        if let Some(since) = self.quiet_since {
+            let silence = at_ns.saturating_sub(since);
+            self.longest_silence_ns = self.longest_silence_ns.max(silence);
+        }
+        let answer = self.book(seq, check, bytes.len(), at_ns);
+        self.quiet_since = (self.outstanding > 0).then_some(at_ns);
+        Some(answer)
+    }
+
+    /// Books a matched reply of `len` bytes.
+    fn book(&mut self, seq: u64, check: Check, len: usize, at_ns: u64) -> Answer {
+        let corrupt = matches!(check, Check::Corrupt { .. });
+        if corrupt {
+            self.counts.corrupt += 1;
+        }
+        let mut answer = Answer {
+            seq,
+            check,
+            rtt_ns: 0,
+            duplicate: false,
+            late: false,
+        };
+        let Some(entry) = seq
+            .checked_sub(self.base)
+            .and_then(|i| self.pending.get_mut(i as usize))
+        else {
+            // Settled already: lost, so a first reply now is late.
+            if self.settled_seen.get(seq) {
+                answer.duplicate = !corrupt;
+                self.counts.duplicates += u64::from(!corrupt);
+            } else {
+                self.settled_seen.set(seq, true);
+                self.counts.late += 1;
+                answer.late = true;
+                answer.rtt_ns = echoed_rtt(check, at_ns);
+            }
+            return answer;
+        };
+        if entry.seen {
+            // A corrupt copy is corrupt (counted above), not a duplicate.
+            answer.duplicate = !corrupt;
+            self.counts.duplicates += u64::from(!corrupt);
+            return answer;
+        }
+        entry.seen = true;
+        let rtt_ns = at_ns.saturating_sub(entry.sent_ns);
+        if rtt_ns > self.timeout_ns {
+            // Expiry has not looked at the clock yet; it will count it lost.
+            self.counts.late += 1;
+            answer.late = true;
+            answer.rtt_ns = echoed_rtt(check, at_ns);
+            return answer;
+        }
+        entry.answered = true;
+        answer.rtt_ns = rtt_ns;
+        self.outstanding -= 1;
+        if seq < self.highest {
+            self.counts.reordered += 1;
+        } else {
+            self.highest = seq;
+        }
+        self.counts.received += 1;
+        self.counts.bytes_received += len as u64;
+        match check {
+            Check::Intact { .. } => self.latency.record(rtt_ns),
+            Check::Truncated { .. } => self.counts.truncated += 1,
+            Check::Corrupt { .. } | Check::Foreign => {}
+        }
+        answer
+    }
+
+    /// Time passes: at `now_ns`, counts the probes whose timeout has passed
+    /// as lost (`on_lost` sees each one's sequence) and frees their slots.
+    pub(crate) fn expire(&mut self, now_ns: u64, on_lost: &mut dyn FnMut(u64)) {
+        while let Some(&entry) = self.pending.front() {
+            let seq = self.base;
+            if !entry.answered {
+                if now_ns.saturating_sub(entry.sent_ns) <= self.timeout_ns {
+                    break;
+                }
+                self.outstanding -= 1;
+                self.counts.lost += 1;
+                on_lost(seq);
+            }
+            self.pending.pop_front();
+            self.settled_seen.set(seq, entry.seen);
+            self.base += 1;
+        }
+        debug_assert!(self.outstanding <= self.pending.len() as u64);
+    }
+
+    /// When the oldest unsettled probe times out, in ns (`None`: nothing is
+    /// outstanding once [`expire`](Self::expire) has run).
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
+        self.pending
+            .front()
+            .map(|p| p.sent_ns.saturating_add(self.timeout_ns))
+    }
+}
+
+/// The round trip a late reply shows: timed by the send time it carries
+/// (0 when the reply is not intact).
+fn echoed_rtt(check: Check, at_ns: u64) -> u64 {
+    match check {
+        Check::Intact { sent_ns, .. } => at_ns.saturating_sub(sent_ns),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests;

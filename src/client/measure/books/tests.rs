@@ -1,0 +1,358 @@
+//! Unit and property tests of [`Books`](super::Books): each case feeds sends,
+//! reply bytes and the passing of time, and reads the counts.
+
+use super::*;
+
+const SIZE: usize = 64;
+const MS: u64 = 1_000_000;
+
+/// Books with a 1 s timeout.
+fn books() -> Books {
+    Books::new(SIZE, Duration::from_secs(1), 32)
+}
+
+/// The reply to probe `seq` sent at `sent_ns`, as an honest echo returns it.
+fn reply(seq: u64, sent_ns: u64) -> Vec<u8> {
+    let mut buf = vec![0; SIZE];
+    probe::fill(&mut buf, seq, sent_ns);
+    buf
+}
+
+fn lost(books: &mut Books, now_ns: u64) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    books.expire(now_ns, &mut |seq| seqs.push(seq));
+    seqs
+}
+
+#[test]
+fn replies_in_order_are_received_and_timed() {
+    let mut b = books();
+    assert_eq!(b.next_seq(), 1);
+    b.sent(3, 10 * MS);
+    assert_eq!((b.next_seq(), b.outstanding()), (4, 3));
+    // A batch's probes carry distinct stamps, a nanosecond apart.
+    let stamp = |seq: u64| 10 * MS + seq - 1;
+    for seq in 1..=3 {
+        let a = b
+            .reply(&reply(seq, stamp(seq)), stamp(seq) + seq * MS)
+            .unwrap();
+        assert_eq!(a.seq, seq);
+        assert_eq!(a.rtt_ns, seq * MS);
+        assert!(a.measured());
+    }
+    let c = b.counts();
+    assert_eq!((c.sent, c.received, c.lost), (3, 3, 0));
+    assert_eq!(c.bytes_received, 3 * SIZE as u64);
+    assert_eq!(b.outstanding(), 0);
+    assert_eq!(b.latency().count(), 3);
+    assert_eq!(b.latency().summary().max, 3000.0);
+    assert!(lost(&mut b, 5_000 * MS).is_empty());
+    assert_eq!(b.next_deadline(), None);
+}
+
+#[test]
+fn a_second_copy_is_a_duplicate_and_not_received_again() {
+    let mut b = books();
+    b.sent(1, 0);
+    assert!(!b.reply(&reply(1, 0), MS).unwrap().duplicate);
+    let again = b.reply(&reply(1, 0), 2 * MS).unwrap();
+    assert!(again.duplicate && !again.measured());
+    assert_eq!(again.rtt_ns, 0);
+    let c = b.counts();
+    assert_eq!((c.received, c.duplicates, c.reordered), (1, 1, 0));
+    assert_eq!(b.latency().count(), 1);
+}
+
+#[test]
+fn a_reply_below_the_highest_seen_is_reordered() {
+    let mut b = books();
+    b.sent(3, 0);
+    for seq in [2, 1, 3] {
+        b.reply(&reply(seq, seq - 1), MS).unwrap();
+    }
+    let c = b.counts();
+    assert_eq!((c.received, c.reordered, c.duplicates), (3, 1, 0));
+}
+
+#[test]
+fn a_probe_without_a_reply_is_lost_once_its_timeout_passes() {
+    let mut b = books();
+    b.sent(2, 0);
+    b.sent(1, 500 * MS);
+    b.reply(&reply(2, 1), MS).unwrap();
+    assert_eq!(b.next_deadline(), Some(1_000 * MS));
+    assert!(
+        lost(&mut b, 1_000 * MS).is_empty(),
+        "not before the timeout"
+    );
+    assert_eq!(lost(&mut b, 1_000 * MS + 1), vec![1]);
+    // Probe 2 was answered; probe 3 still has time.
+    assert_eq!(b.next_deadline(), Some(1_500 * MS));
+    assert_eq!(b.outstanding(), 1);
+    assert_eq!(lost(&mut b, 2_000 * MS), vec![3]);
+    let c = b.counts();
+    assert_eq!((c.sent, c.received, c.lost), (3, 1, 2));
+    assert_eq!((b.outstanding(), b.next_deadline()), (0, None));
+}
+
+#[test]
+fn a_reply_after_the_timeout_is_late_and_its_probe_lost() {
+    let mut b = books();
+    b.sent(2, 0);
+    // Probe 1: the books expired it before the reply came.
+    assert_eq!(lost(&mut b, 1_100 * MS), vec![1, 2]);
+    let a = b.reply(&reply(1, 0), 1_200 * MS).unwrap();
+    assert!(a.late && !a.duplicate && !a.measured());
+    assert_eq!(a.rtt_ns, 1_200 * MS, "timed by the echoed send time");
+    // Probe 2: the reply came late but before the books looked at the time.
+    let mut c = books();
+    c.sent(1, 0);
+    assert!(c.reply(&reply(1, 0), 1_500 * MS).unwrap().late);
+    assert_eq!(c.outstanding(), 1);
+    assert_eq!(lost(&mut c, 1_500 * MS), vec![1]);
+    for books in [&b, &c] {
+        let n = books.counts();
+        assert_eq!((n.received, n.late), (0, 1));
+        assert_eq!(books.latency().count(), 0);
+    }
+    // A second copy of a late reply is a duplicate.
+    assert!(b.reply(&reply(1, 0), 1_300 * MS).unwrap().duplicate);
+}
+
+#[test]
+fn corrupt_and_truncated_replies_are_received_but_not_timed() {
+    let mut b = books();
+    b.sent(2, 0);
+    let mut bad = reply(1, 0);
+    bad[40] ^= 0x10;
+    let a = b.reply(&bad, MS).unwrap();
+    assert_eq!(a.check, Check::Corrupt { seq: 1 });
+    assert!(!a.measured());
+    let a = b.reply(&reply(2, 1)[..30], MS).unwrap();
+    assert_eq!(a.check, Check::Truncated { seq: 2 });
+    let c = b.counts();
+    assert_eq!((c.received, c.corrupt, c.truncated), (2, 1, 1));
+    assert_eq!(c.bytes_received, SIZE as u64 + 30);
+    assert_eq!(b.latency().count(), 0);
+    assert_eq!(b.outstanding(), 0);
+}
+
+#[test]
+fn datagrams_that_answer_no_probe_are_foreign() {
+    let mut b = books();
+    b.sent(2, 0);
+    assert_eq!(b.reply(b"hello", MS), None, "too short for a header");
+    // Neither the sequence number nor the send time names a probe.
+    assert_eq!(b.reply(&reply(0, 7), MS), None, "sequence 0 is never sent");
+    assert_eq!(b.reply(&reply(3, 7), MS), None, "not sent yet");
+    assert_eq!(b.counts().foreign, 3);
+    assert_eq!(b.counts().received, 0);
+    assert_eq!(b.outstanding(), 2);
+}
+
+/// More probes behind a lost one than the ring spans, all answered within
+/// the lost one's timeout, as a fast flood does.
+fn lost_probe_behind_a_long_flood() -> Books {
+    let mut b = books();
+    let behind = 3 * b.settled_seen.span() + 7;
+    b.sent(1, 0);
+    for seq in 2..=behind + 1 {
+        b.sent(1, MS);
+        b.reply(&reply(seq, MS + seq - 2), 2 * MS).unwrap();
+        b.expire(2 * MS, &mut |seq| panic!("probe {seq} is not lost yet"));
+    }
+    assert_eq!(b.outstanding(), 1);
+    assert_eq!(b.counts().received, behind);
+    b
+}
+
+#[test]
+fn a_lost_probe_is_lost_however_many_went_out_after_it() {
+    // The bug of issue 11 §3: the probe's state was a ring bit that a later
+    // probe reused, so it was never counted lost and its slot never freed.
+    let mut b = lost_probe_behind_a_long_flood();
+    assert_eq!(b.next_deadline(), Some(1_000 * MS));
+    assert_eq!(lost(&mut b, 1_100 * MS), vec![1]);
+    assert_eq!((b.outstanding(), b.next_deadline()), (0, None));
+    let c = *b.counts();
+    assert_eq!(c.sent, c.received + c.lost);
+    assert_eq!((c.lost, c.foreign, c.duplicates), (1, 0, 0));
+}
+
+#[test]
+fn a_reply_to_the_oldest_probe_counts_however_many_went_out_after_it() {
+    let mut b = lost_probe_behind_a_long_flood();
+    let a = b.reply(&reply(1, 0), 900 * MS).unwrap();
+    assert!(a.measured(), "{a:?}");
+    assert_eq!((b.outstanding(), b.counts().foreign), (0, 0));
+    assert!(lost(&mut b, 5_000 * MS).is_empty());
+    assert_eq!(b.next_deadline(), None);
+}
+
+#[test]
+fn replies_older_than_the_ring_remembers_are_foreign() {
+    let mut b = books();
+    let span = b.settled_seen.span();
+    b.sent(1, 0);
+    b.reply(&reply(1, 0), MS).unwrap();
+    for seq in 2..=span {
+        b.sent(1, MS);
+        b.reply(&reply(seq, MS + seq - 2), MS).unwrap();
+    }
+    b.expire(MS, &mut |_| {});
+    // Settled `span` probes ago: still remembered.
+    assert!(b.reply(&reply(1, 0), 2 * MS).unwrap().duplicate);
+    b.sent(1, MS);
+    b.reply(&reply(span + 1, MS + span - 1), MS).unwrap();
+    b.expire(MS, &mut |_| {});
+    assert_eq!(b.reply(&reply(1, 0), 2 * MS), None);
+    assert_eq!(b.counts().foreign, 1);
+}
+
+#[test]
+fn a_changed_send_time_is_corruption() {
+    let mut b = books();
+    b.sent(1, 5 * MS);
+    let mut bad = reply(1, 5 * MS);
+    bad[15] ^= 0x01;
+    let a = b.reply(&bad, 6 * MS).unwrap();
+    assert_eq!(a.check, Check::Corrupt { seq: 1 });
+    assert!(!a.measured());
+    let c = b.counts();
+    assert_eq!((c.received, c.corrupt, c.duplicates), (1, 1, 0));
+    assert_eq!(b.latency().count(), 0);
+}
+
+#[test]
+fn a_reply_claiming_another_probes_sequence_is_corrupt_never_a_duplicate() {
+    // A peer that writes the first probe's sequence into every reply.
+    let mut b = books();
+    for seq in 1..=5 {
+        b.sent(1, seq * 100 * MS);
+        let mut bad = reply(seq, seq * 100 * MS);
+        bad[..8].copy_from_slice(&1u64.to_be_bytes());
+        let a = b.reply(&bad, seq * 100 * MS + MS).unwrap();
+        assert_eq!(a.seq, seq, "matched to its probe by the send time");
+        assert_eq!(matches!(a.check, Check::Corrupt { .. }), seq > 1, "{seq}");
+        assert!(!a.duplicate);
+    }
+    assert!(lost(&mut b, 10_000 * MS).is_empty());
+    let c = b.counts();
+    assert_eq!((c.received, c.corrupt, c.duplicates, c.lost), (5, 4, 0, 0));
+    // The same when the named probe is settled and its send time forgotten.
+    let mut b = books();
+    for seq in 1..=3 {
+        b.sent(1, seq * 100 * MS);
+        let mut bad = reply(seq, seq * 100 * MS);
+        bad[..8].copy_from_slice(&1u64.to_be_bytes());
+        assert_eq!(b.reply(&bad, seq * 100 * MS + MS).unwrap().seq, seq);
+        b.expire(seq * 100 * MS + 2 * MS, &mut |seq| panic!("{seq} lost"));
+    }
+    let c = b.counts();
+    assert_eq!((c.received, c.corrupt, c.duplicates), (3, 2, 0));
+    // A corrupt copy of a probe already answered is corrupt too.
+    let mut b = books();
+    b.sent(1, 0);
+    b.reply(&reply(1, 0), MS).unwrap();
+    let mut bad = reply(1, 0);
+    bad[20] ^= 0x80;
+    assert!(!b.reply(&bad, MS).unwrap().duplicate);
+    assert_eq!((b.counts().corrupt, b.counts().duplicates), (1, 0));
+}
+
+#[test]
+fn a_reply_longer_than_its_probe_is_corrupt_not_foreign() {
+    let mut b = books();
+    b.sent(1, 0);
+    let mut long = reply(1, 0);
+    long.push(0);
+    assert_eq!(b.reply(&long, MS).unwrap().check, Check::Corrupt { seq: 1 });
+    assert!(lost(&mut b, 5_000 * MS).is_empty());
+    let c = b.counts();
+    assert_eq!((c.received, c.corrupt, c.foreign, c.lost), (1, 1, 0, 0));
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    /// Probe sizes: the small ones (little or no body) as often as the rest.
+    fn sizes() -> impl Strategy<Value = usize> {
+        prop_oneof![probe::MIN_SIZE..=64, probe::MIN_SIZE..=probe::MAX_SIZE]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_single_bit_flip_anywhere_is_corrupt(
+            size in sizes(),
+            n in 1u64..=8,
+            k in any::<Index>(),
+            in_header in any::<bool>(),
+            bit in any::<Index>(),
+            at in 0u64..1 << 62,
+        ) {
+            let mut b = Books::new(size, Duration::from_secs(1), 8);
+            b.sent(n as usize, at);
+            let seq = 1 + k.index(n as usize) as u64;
+            let mut buf = vec![0; size];
+            probe::fill(&mut buf, seq, at + seq - 1);
+            let bit = bit.index(if in_header { 8 * probe::HEADER_LEN } else { 8 * size });
+            buf[bit / 8] ^= 1 << (bit % 8);
+            let a = b.reply(&buf, at + MS);
+            let a = a.expect("a damaged reply is still matched to a probe");
+            prop_assert!(matches!(a.check, Check::Corrupt { .. }), "{a:?}");
+            prop_assert!(!a.duplicate && !a.measured());
+            if size >= probe::HEADER_LEN + 8 {
+                // Eight bytes of body settle which probe it was.
+                prop_assert_eq!(a.seq, seq);
+            }
+            let c = b.counts();
+            prop_assert_eq!((c.corrupt, c.duplicates, c.foreign), (1, 0, 0));
+            prop_assert_eq!(b.latency().count(), 0);
+        }
+
+        #[test]
+        fn intact_replies_in_any_order_and_number_are_never_corrupt(
+            size in probe::MIN_SIZE..=1500,
+            batches in proptest::collection::vec(1usize..=16, 1..=8),
+            order in proptest::collection::vec(any::<Index>(), 0..=200),
+        ) {
+            let mut b = Books::new(size, Duration::from_secs(1), 128);
+            let mut stamps = Vec::new();
+            for (i, &n) in batches.iter().enumerate() {
+                let at = i as u64 * 1_000 + 7;
+                let first = b.stamp(at);
+                stamps.extend((0..n as u64).map(|j| first + j));
+                b.sent(n, at);
+            }
+            let mut seen = vec![false; stamps.len()];
+            let mut buf = vec![0; size];
+            for (i, pick) in order.iter().enumerate() {
+                let p = pick.index(stamps.len());
+                probe::fill(&mut buf, p as u64 + 1, stamps[p]);
+                let a = b.reply(&buf, 10 * MS + i as u64).expect("ours");
+                prop_assert_eq!(a.check, Check::Intact { seq: p as u64 + 1, sent_ns: stamps[p] });
+                prop_assert_eq!(a.duplicate, seen[p]);
+                seen[p] = true;
+            }
+            let distinct = seen.iter().filter(|&&s| s).count() as u64;
+            let c = b.counts();
+            prop_assert_eq!((c.corrupt, c.truncated, c.foreign, c.late), (0, 0, 0, 0));
+            prop_assert_eq!(c.received, distinct);
+            prop_assert_eq!(c.duplicates, order.len() as u64 - distinct);
+        }
+    }
+}
+
+#[test]
+fn send_errors_and_refusals_are_counted() {
+    let mut b = books();
+    b.send_error();
+    b.refused();
+    b.refused();
+    let c = b.counts();
+    assert_eq!((c.sent, c.send_errors, c.refused), (0, 1, 2));
+}
