@@ -13,6 +13,9 @@
 //! - [`sys`]: the I/O std and socket2 lack — on Linux `recvmmsg`/`sendmmsg`,
 //!   UDP GRO/GSO, `ppoll`, path-MTU options (the crate's only `unsafe` code);
 //!   elsewhere a std-only fallback.
+//! - [`activation`]: socket activation (`LISTEN_FDS`): the inherited sockets,
+//!   checked to be UDP.
+//! - [`notify`]: readiness and status for a service manager (`NOTIFY_SOCKET`).
 //! - [`guard`]: loop guard, allowlist and per-source rate limit — pure decisions.
 //! - [`echo_loop`]: echo-loop detection — a peer sending back what we just sent it.
 //! - [`client`]: a connected socket to one server; one-shot mode and, in
@@ -30,6 +33,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod activation;
 pub mod cli;
 pub mod client;
 pub mod echo_loop;
@@ -37,6 +41,7 @@ pub mod error;
 pub mod guard;
 pub mod logging;
 pub mod net;
+pub mod notify;
 pub mod probe;
 pub mod report;
 pub mod server;

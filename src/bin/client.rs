@@ -8,6 +8,7 @@ use clap::Parser;
 use serde::Serialize;
 use udp_echo::cli::client::{Args, Command, PROGRAM, Payload};
 use udp_echo::cli::exit::{self, Verdict};
+use udp_echo::cli::generate::{self, Program};
 use udp_echo::client::measure::{Event, MeasureConfig};
 use udp_echo::client::{self, Target, doctor::Severity};
 use udp_echo::shutdown::{Stop, StopCause};
@@ -15,6 +16,15 @@ use udp_echo::{Error, Result, logging, report};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(kind) = args.common.generate {
+        return match generate::to_stdout(Program::Client, kind) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                logging::report_error(PROGRAM, &format!("cannot write to stdout: {e}"));
+                ExitCode::from(exit::LOCAL_PROBLEM)
+            }
+        };
+    }
     let (command, target) = (Command::from(&args), Target::from(&args));
     logging::init(PROGRAM, args.common.verbosity());
     match run(command, &target, args.json) {

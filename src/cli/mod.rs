@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod exit;
+pub mod generate;
 pub mod server;
 
 use clap::Args;
@@ -54,6 +55,17 @@ pub struct Common {
     /// Less logging (-q, -qq).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose", display_order = 901)]
     pub quiet: u8,
+
+    /// Write the man page (man) or completions (complete-bash, complete-zsh, complete-fish, complete-powershell) to stdout and exit.
+    #[arg(
+        long,
+        value_name = "KIND",
+        value_enum,
+        hide_short_help = true,
+        hide_possible_values = true,
+        display_order = 902
+    )]
+    pub generate: Option<generate::Kind>,
 }
 
 impl Common {

@@ -10,6 +10,7 @@ use log::info;
 
 use crate::guard::DropReason;
 use crate::net::udp_table;
+use crate::notify::Notifier;
 use crate::shutdown::{Stop, signal_name};
 
 /// What one echo loop counted.
@@ -108,6 +109,7 @@ pub(super) fn report_stats(
     interval: Duration,
     stop: &Stop,
     started: Instant,
+    notifier: Option<&Notifier>,
 ) {
     let mut last = Counters::default();
     let mut last_at = started;
@@ -119,7 +121,7 @@ pub(super) fn report_stats(
             totals.merge(&p.load());
         }
         let secs = now.duration_since(last_at).as_secs_f64().max(1e-9);
-        info!(
+        let line = format!(
             "stats {:.1}-{:.1} s: {:.0} datagrams/s, {:.0} bytes/s, {}, send errors {}, receive errors {}, kernel drops {}",
             last_at.duration_since(started).as_secs_f64(),
             now.duration_since(started).as_secs_f64(),
@@ -130,6 +132,11 @@ pub(super) fn report_stats(
             totals.recv_errors,
             crate::net::limits::Reading(udp_table::drops_of(inodes)),
         );
+        info!("{line}");
+        // The same line as the service manager's STATUS (`systemctl status`).
+        if let Err(e) = notifier.map_or(Ok(()), |n| n.status(&line)) {
+            log::debug!("cannot send STATUS to the service manager: {e}");
+        }
         last = totals;
         last_at = now;
         next += interval;

@@ -9,6 +9,7 @@
 //! The loops live in `loops`, what they count and the summary in `counters`.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::guard::{GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
 use crate::net::udp_table::{self, UdpSocketEntry};
 use crate::net::{self, BufferSize, Family, Limits, SocketOptions};
+use crate::notify::Notifier;
 use crate::shutdown::{Stop, StopCause};
 use crate::watch::{self, watch_port};
 
@@ -239,6 +241,8 @@ pub struct Server {
     limiter: Option<SharedRateLimiter>,
     /// Per-datagram debug lines, when debug logging is on (see [`Server::without_datagram_log`]).
     datagram_log: bool,
+    /// Where the `--stats-interval` lines also go, as `STATUS=` (see [`Server::notifying`]).
+    notifier: Option<Arc<Notifier>>,
 }
 
 impl Server {
@@ -296,20 +300,11 @@ impl Server {
         }
         let batch_requested = config.batch.max(1);
         let batch = effective_batch(batch_requested);
-        let gro = if config.gro && batch > 1 {
-            enable_gro(&sockets, addr)?
-        } else {
-            GroStatus::NotAsked
-        };
-        let kind = match (batch, &gro) {
-            (1, _) => LoopKind::Plain,
-            (_, GroStatus::On) => LoopKind::Gro(batch),
-            _ => LoopKind::Batched(batch),
-        };
-        Ok(Server {
+        Server::assemble(
+            config,
             sockets,
-            threads,
-            report: StartupReport {
+            inodes,
+            StartupReport {
                 local: addr,
                 limits,
                 recv_buf,
@@ -318,20 +313,86 @@ impl Server {
                 exclusive: config.exclusive,
                 batch_requested,
                 batch,
-                gro,
+                gro: GroStatus::NotAsked,
                 guard: config.guard.clone(),
                 port_sharers,
             },
+        )
+    }
+
+    /// Serves sockets someone else bound — a service manager's, through socket
+    /// activation ([`crate::activation`]) — instead of binding: one thread per
+    /// socket, whatever `config.threads` says. Each gets the buffer sizes and
+    /// read timeout [`bind`](Self::bind) would give it; the report names the
+    /// first socket's address (its buffers likewise). Fails only when the
+    /// kernel refuses those options, or `sockets` is empty.
+    pub fn adopt(sockets: Vec<UdpSocket>, config: &ServerConfig) -> Result<Server> {
+        let limits = Limits::read();
+        let mut granted = None;
+        let mut first = None;
+        for socket in &sockets {
+            let (addr, recv_buf, send_buf) = readopt_options(socket, config, &limits)?;
+            first.get_or_insert(addr);
+            granted.get_or_insert((recv_buf, send_buf));
+        }
+        let (Some(addr), Some((recv_buf, send_buf))) = (first, granted) else {
+            return Err(Error::Io {
+                what: "adopt inherited sockets",
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "none was given"),
+            });
+        };
+        let inodes: Vec<u64> = sockets.iter().filter_map(udp_table::socket_inode).collect();
+        let batch_requested = config.batch.max(1);
+        let batch = effective_batch(batch_requested);
+        let report = StartupReport {
+            local: addr,
+            limits,
+            recv_buf,
+            send_buf,
+            threads: sockets.len(),
+            exclusive: false,
+            batch_requested,
+            batch,
+            gro: GroStatus::NotAsked,
+            guard: config.guard.clone(),
+            port_sharers: net::foreign_holders(addr, &inodes),
+        };
+        Server::assemble(config, sockets, inodes, report)
+    }
+
+    /// Everything after the sockets exist, shared by [`bind`](Self::bind) and
+    /// [`adopt`](Self::adopt): UDP GRO on the sockets where asked for (an
+    /// inherited socket gets it too) and the loop that fits, one thread per
+    /// socket, or `report.threads` on the one exclusive socket.
+    fn assemble(
+        config: &ServerConfig,
+        sockets: Vec<UdpSocket>,
+        inodes: Vec<u64>,
+        mut report: StartupReport,
+    ) -> Result<Server> {
+        if config.gro && report.batch > 1 {
+            report.gro = enable_gro(&sockets, report.local)?;
+        }
+        let kind = match (report.batch, &report.gro) {
+            (1, _) => LoopKind::Plain,
+            (batch, GroStatus::On) => LoopKind::Gro(batch),
+            (batch, _) => LoopKind::Batched(batch),
+        };
+        Ok(Server {
+            sockets,
+            threads: report.threads,
             inodes,
             stop_on_empty: config.stop_on_empty,
             kind,
             stats_interval: config.stats_interval,
-            rules: Rules::new(&config.guard, addr),
+            rules: Rules::new(&config.guard, report.local),
             limiter: config
                 .guard
                 .rate_limit
                 .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES)),
             datagram_log: true,
+            notifier: None,
+            report,
         })
     }
 
@@ -350,6 +411,13 @@ impl Server {
     /// they would drown. Warnings (send and receive errors, port sharers) stay.
     pub fn without_datagram_log(mut self) -> Server {
         self.datagram_log = false;
+        self
+    }
+
+    /// Also sends each `--stats-interval` line to the service manager as its
+    /// `STATUS=` (socket activation's companion, [`crate::notify`]).
+    pub fn notifying(mut self, notifier: Arc<Notifier>) -> Server {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -381,7 +449,10 @@ impl Server {
                 .collect();
             if let Some(interval) = self.stats_interval {
                 let (published, inodes) = (&published, &self.inodes);
-                scope.spawn(move || report_stats(published, inodes, interval, stop, started));
+                let notifier = self.notifier.as_deref();
+                scope.spawn(move || {
+                    report_stats(published, inodes, interval, stop, started, notifier)
+                });
             }
             // No socket table at start, no watch (the report says so).
             let watcher = self.report.port_sharers.as_ref().map(|at_start| {
@@ -441,6 +512,52 @@ fn enable_gro(sockets: &[UdpSocket], addr: SocketAddr) -> Result<GroStatus> {
         })?;
     }
     Ok(GroStatus::On)
+}
+
+/// An inherited socket gets what [`net::bind`] gives a new one: the requested
+/// buffer sizes (read back, as granted) and the read timeout the loops poll
+/// the stop flag with. Returns its address and both buffers.
+fn readopt_options(
+    socket: &UdpSocket,
+    config: &ServerConfig,
+    limits: &Limits,
+) -> Result<(SocketAddr, BufferSize, BufferSize)> {
+    let placeholder: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
+    let addr = socket.local_addr().map_err(|source| Error::Socket {
+        what: "read the inherited socket's address",
+        addr: placeholder,
+        source,
+    })?;
+    let fail = |what: &'static str| move |source| Error::Socket { what, addr, source };
+    let sock = socket2::SockRef::from(socket);
+    if let Some(size) = config.recv_buf {
+        sock.set_recv_buffer_size(size)
+            .map_err(fail("set SO_RCVBUF"))?;
+    }
+    if let Some(size) = config.send_buf {
+        sock.set_send_buffer_size(size)
+            .map_err(fail("set SO_SNDBUF"))?;
+    }
+    // The manager may hand it over non-blocking; the loops block with a timeout.
+    socket
+        .set_nonblocking(false)
+        .map_err(fail("make the socket blocking"))?;
+    socket
+        .set_read_timeout(Some(STOP_POLL))
+        .map_err(fail("set a receive timeout"))?;
+    let recv_buf = BufferSize {
+        kind: net::BufferKind::Recv,
+        requested: config.recv_buf,
+        effective: sock.recv_buffer_size().map_err(fail("read SO_RCVBUF"))?,
+        max: limits.rmem_max,
+    };
+    let send_buf = BufferSize {
+        kind: net::BufferKind::Send,
+        requested: config.send_buf,
+        effective: sock.send_buffer_size().map_err(fail("read SO_SNDBUF"))?,
+        max: limits.wmem_max,
+    };
+    Ok((addr, recv_buf, send_buf))
 }
 
 /// The batch size this platform can do: batching needs `recvmmsg`/`sendmmsg` (Linux).

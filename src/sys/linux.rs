@@ -487,6 +487,57 @@ fn interface_ip(addr: *const libc::sockaddr) -> Option<std::net::IpAddr> {
     }
 }
 
+/// Socket activation: takes ownership of the sockets the service manager
+/// passed from descriptor 3 on (`sd_listen_fds(3)`), marks each close-on-exec
+/// and unsets `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES`. Empty when the
+/// variables are absent or meant for another process. The range is claimed at
+/// most once per process: a second call finds nothing.
+///
+/// It changes the environment: call it before any thread is spawned (the
+/// server binary does, at start).
+pub fn take_listen_fds() -> io::Result<Vec<std::os::fd::OwnedFd>> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+
+    let count = crate::activation::listen_fds_from_env();
+    if std::env::var_os("LISTEN_PID").is_some() {
+        for name in crate::activation::VARIABLES {
+            // SAFETY: the only caller is the server binary at start-up, before
+            // it spawns a thread, so nothing reads or writes the environment
+            // concurrently (std's requirement for `remove_var`).
+            unsafe { std::env::remove_var(name) };
+        }
+    }
+    let count = count?;
+    if count == 0 || TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(Vec::new());
+    }
+    let first = crate::activation::FIRST_FD;
+    let mut fds = Vec::with_capacity(count);
+    for fd in first..first + count as libc::c_int {
+        // Open at all? (F_GETFD touches nothing.)
+        // SAFETY: fcntl on a descriptor number reads only its flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("LISTEN_FDS={count} but inherited fd {fd} is not open: {e}"),
+            ));
+        }
+        // SAFETY: as above; FD_CLOEXEC keeps the socket out of any child.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+        // SAFETY: LISTEN_PID names this process, so by the sd_listen_fds
+        // protocol the service manager opened descriptors 3..3+LISTEN_FDS for
+        // it to own; nothing in this process opened or claimed them (the
+        // `TAKEN` flag above lets this run once, and the variables are gone),
+        // and the check above showed the descriptor is open. So this is its
+        // one owner, and it closes it exactly once, on drop.
+        fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    Ok(fds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,12 @@ pub fn prefetch<T>(value: &T) {
     let _ = value;
 }
 
+/// Socket activation: the descriptors a service manager passed (see `activation`).
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+pub use linux::take_listen_fds;
+#[cfg(any(not(target_os = "linux"), udp_echo_portable))]
+pub use portable::take_listen_fds;
+
 /// Whether one syscall can move several datagrams here (`--batch` > 1 pays off).
 pub const BATCHING: bool = cfg!(all(target_os = "linux", not(udp_echo_portable)));
 

@@ -306,3 +306,13 @@ impl GroBatch {
         })
     }
 }
+
+/// Socket activation needs to take ownership of raw descriptors, which this
+/// std-only layer does not do: not activated, nothing to take; activated, an
+/// error that says so (the environment is left as it is).
+pub fn take_listen_fds() -> io::Result<Vec<std::os::fd::OwnedFd>> {
+    match crate::activation::listen_fds_from_env()? {
+        0 => Ok(Vec::new()),
+        _ => Err(unsupported("socket activation (LISTEN_FDS)")),
+    }
+}
