@@ -19,6 +19,7 @@
 //!   `client::measure`, ping, flood and rate; `--find-rate`, `--pmtu`, `--doctor`.
 //! - [`probe`]: the measured modes' probe format: header, pattern, verify.
 //! - [`stats`]: counters, round-trip histogram and the run summary (data).
+//! - [`metrics`]: Prometheus `/metrics` endpoints of both binaries (`--metrics`).
 //! - [`report`]: the only place results are formatted, human or JSON.
 //! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
 //! - [`watch`]: the server's watch for other sockets sharing its port.
@@ -36,6 +37,7 @@ pub mod echo_loop;
 pub mod error;
 pub mod guard;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod probe;
 pub mod report;

@@ -66,6 +66,10 @@ pub struct Args {
     /// Log a counter line (datagrams/s, bytes/s, errors, kernel drops) every SECS seconds (at least 0.1).
     #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = parse_stats_interval)]
     pub stats_interval: Option<Duration>,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (TCP; port 0 picks one, printed on stdout).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `--stop-on-empty`: the command-line face of [`StopPolicy`].
@@ -159,6 +163,8 @@ mod tests {
             "4",
             "--stats-interval",
             "0.5",
+            "--metrics",
+            "127.0.0.1:0",
             "-qq",
         ]);
         let config = ServerConfig::from(&args);
@@ -176,5 +182,6 @@ mod tests {
         assert_eq!((config.batch, config.threads), (1, 4));
         assert_eq!(config.stats_interval, Some(Duration::from_millis(500)));
         assert_eq!(args.common.verbosity(), -2);
+        assert_eq!(args.metrics, Some("127.0.0.1:0".parse().unwrap()));
     }
 }

@@ -8,7 +8,7 @@
 //! library logs nothing of its own start-up.
 //! The loops live in `loops`, what they count and the summary in `counters`.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ mod counters;
 mod loops;
 
 pub use counters::{Counters, StopReason, Summary};
-use counters::{Published, report_stats};
+use counters::{Published, report_stats, totals};
 use loops::{LoopContext, serve};
 
 /// How often a blocked receive wakes up to look at the stop flag. Signal handlers
@@ -204,6 +204,8 @@ pub struct Server {
     limiter: Option<SharedRateLimiter>,
     /// Per-datagram debug lines, when debug logging is on (see [`Server::without_datagram_log`]).
     datagram_log: bool,
+    /// The `--metrics` endpoint, served by one more thread (see [`Server::with_metrics`]).
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -286,6 +288,7 @@ impl Server {
                 .rate_limit
                 .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES)),
             datagram_log: true,
+            metrics: None,
         })
     }
 
@@ -304,6 +307,14 @@ impl Server {
     /// they would drown. Warnings (send and receive errors, port sharers) stay.
     pub fn without_datagram_log(mut self) -> Server {
         self.datagram_log = false;
+        self
+    }
+
+    /// Serves Prometheus metrics on `listener` while running (`--metrics`):
+    /// the loops then publish their totals after each batch, as for
+    /// `--stats-interval`, and one more thread renders them per scrape.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Server {
+        self.metrics = Some(listener);
         self
     }
 
@@ -327,7 +338,8 @@ impl Server {
                         loop_detect: self.report.guard.loop_detect,
                         origin: started,
                         limiter: self.limiter.as_ref(),
-                        published: self.stats_interval.map(|_| published),
+                        published: (self.stats_interval.is_some() || self.metrics.is_some())
+                            .then_some(published),
                         datagram_log: self.datagram_log,
                     };
                     scope.spawn(move || serve(socket, context, self.batch))
@@ -336,6 +348,13 @@ impl Server {
             if let Some(interval) = self.stats_interval {
                 let (published, inodes) = (&published, &self.inodes);
                 scope.spawn(move || report_stats(published, inodes, interval, stop, started));
+            }
+            if let Some(listener) = &self.metrics {
+                let (published, report, inodes) = (&published, &self.report, &self.inodes);
+                let totals = move || totals(published);
+                scope.spawn(move || {
+                    crate::metrics::server::serve(listener, report, inodes, &totals, stop)
+                });
             }
             // No socket table at start, no watch (the report says so).
             let watcher = self.report.port_sharers.as_ref().map(|at_start| {
