@@ -248,7 +248,10 @@ fn hostile_http_clients_neither_stall_echoes_nor_grow_memory() {
         // Each payload differs: the same bytes again and again look like a loop.
         let payload = format!("still there? {echoes}");
         let sent = Instant::now();
-        assert_eq!(echo(&socket, server.addr, payload.as_bytes()), payload.as_bytes());
+        assert_eq!(
+            echo(&socket, server.addr, payload.as_bytes()),
+            payload.as_bytes()
+        );
         slowest = slowest.max(sent.elapsed());
         echoes += 1;
         thread::sleep(Duration::from_millis(10));
@@ -271,4 +274,106 @@ fn hostile_http_clients_neither_stall_echoes_nor_grow_memory() {
         after < before + 1024,
         "RSS grew from {before} KiB to {after} KiB under hostile HTTP clients"
     );
+}
+
+/// Kills the client on drop, so a failing test leaves nothing running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_continuous_ping_exposes_losses_and_the_rtt_histogram() {
+    // Probes 1..=20: every 2nd dropped. Later ones come back truncated: still
+    // answers (no more losses) but no round trip for the histogram, so the
+    // figures after probe 20 stay put while the run goes on.
+    let (peer, _server) = fake_server(10_000, |datagram| {
+        let seq = u64::from_be_bytes(datagram[..8].try_into().unwrap());
+        match seq {
+            1..=20 if seq % 2 == 0 => None,
+            1..=20 => Some(datagram.to_vec()),
+            _ => Some(datagram[..20].to_vec()),
+        }
+    });
+    let port = peer.port().to_string();
+    let mut child = Command::new(CLIENT)
+        .args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "0",
+            "-i",
+            "0.01",
+            "-t",
+            "0.1",
+        ])
+        .args(["--metrics", "127.0.0.1:0", "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn udp-echo-client");
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line).unwrap();
+    let metrics: SocketAddr = line
+        .trim_end()
+        .strip_prefix("metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("first stderr line: {line:?}"));
+    let target = format!("{{target=\"127.0.0.1:{port}\"}}");
+    let series = |name: &str| format!("udp_echo_client_{name}{target}");
+    scrape_until(metrics, &series("probes_lost_total"), 10.0);
+    // Past probe 20 and its timeout: nothing more can be lost or timed.
+    let deadline = Instant::now() + WAIT;
+    let body = loop {
+        let (_, body) = http_get(metrics, "/metrics");
+        if sample(&body, &series("probes_sent_total")).is_some_and(|s| s >= 40.0)
+            || Instant::now() >= deadline
+        {
+            break body;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        sample(&body, &series("probes_lost_total")),
+        Some(10.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, &series("rtt_seconds_count")),
+        Some(10.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, &series("replies_truncated_total")).is_some_and(|t| t >= 10.0),
+        "{body}"
+    );
+    let le_10s =
+        format!("udp_echo_client_rtt_seconds_bucket{{target=\"127.0.0.1:{port}\",le=\"10\"}}");
+    assert_eq!(sample(&body, &le_10s), Some(10.0), "{body}");
+    assert!(
+        sample(&body, &series("last_reply_age_seconds")).is_some_and(|a| a < 5.0),
+        "{body}"
+    );
+    if let Some((ok, said)) = promtool(&body) {
+        assert!(ok, "promtool check metrics:\n{said}\n{body}");
+    }
+    drop(running);
+}
+
+#[test]
+fn metrics_outside_ping_mode_are_a_usage_error() {
+    let run = run_client(&["-p", "9", "-f", "--metrics", "127.0.0.1:0"], None);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    let run = run_client(&["-p", "9", "--metrics", "127.0.0.1:0"], None);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
 }

@@ -3,9 +3,11 @@
 //! - [`http`]: a tiny blocking HTTP server for `/metrics` (`std::net`, one
 //!   thread, one connection at a time, bounded in time and memory).
 //! - [`server`]: the echo server's counters as `udp_echo_server_*`.
+//! - [`client`]: a continuous ping run as `udp_echo_client_*`.
 //!
 //! Text is encoded by `prometheus-client` in the Prometheus text format 0.0.4.
 
+pub mod client;
 pub mod http;
 pub mod server;
 
