@@ -12,7 +12,7 @@
 //! ticked too). The lower panel is the `--histogram`'s buckets as bars.
 
 use std::fmt::Write as _;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::measure::{Event, IntervalReport};
 use crate::probe::Check;
@@ -43,27 +43,25 @@ pub struct Timeline {
     origin: Instant,
     /// Answered probes: (seconds since the start, RTT ms).
     pub points: Vec<(f64, f64)>,
-    /// Lost probes: seconds since the start when the loss was known.
+    /// Lost probes: when they were sent, seconds since the start.
     pub losses: Vec<f64>,
+    /// A loss is known a timeout after its probe left.
+    timeout_s: f64,
     /// Flood and rate intervals.
     pub bands: Vec<Band>,
     stride: usize,
     seen: usize,
 }
 
-impl Default for Timeline {
-    fn default() -> Self {
-        Timeline::new()
-    }
-}
-
 impl Timeline {
-    /// An empty timeline starting now (reset by the run's start event).
-    pub fn new() -> Timeline {
+    /// An empty timeline starting now (reset by the run's start event), for
+    /// probes lost after `timeout`.
+    pub fn new(timeout: Duration) -> Timeline {
         Timeline {
             origin: Instant::now(),
             points: Vec::new(),
             losses: Vec::new(),
+            timeout_s: timeout.as_secs_f64(),
             bands: Vec::new(),
             stride: 1,
             seen: 0,
@@ -85,7 +83,9 @@ impl Timeline {
                 let rtt_s = rtt_ns as f64 / 1e9;
                 self.push_point((now - rtt_s).max(0.0), rtt_s * 1e3);
             }
-            Event::Timeout { .. } if self.losses.len() < MAX_POINTS => self.losses.push(now),
+            Event::Timeout { .. } if self.losses.len() < MAX_POINTS => {
+                self.losses.push((now - self.timeout_s).max(0.0));
+            }
             _ => {}
         }
     }
@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_long_ping_run_keeps_a_bounded_number_of_points() {
-        let mut t = Timeline::new();
+        let mut t = Timeline::new(Duration::from_secs(1));
         for i in 0..(MAX_POINTS * 5) {
             t.push_point(i as f64, 1.0);
         }

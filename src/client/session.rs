@@ -145,7 +145,7 @@ fn report_run(
             stop.request();
         }
     };
-    let timeline = RefCell::new(outputs.plot.as_ref().map(|_| Timeline::new()));
+    let timeline = RefCell::new(outputs.plot.as_ref().map(|_| Timeline::new(config.timeout)));
     let mut latency = Latency::new();
     let mut peer = String::new();
     let mut on_counts = |counts: &crate::stats::Counts| {
