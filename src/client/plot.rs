@@ -1,11 +1,12 @@
 //! `--plot FILE.svg`: round trips over time above their distribution, as a
 //! hand-written SVG.
 //!
-//! Hand-written rather than drawn with `plotters`: the picture is two panels of
-//! rectangles, circles, lines and labels, and SVG leaves text layout to the
-//! viewer, so no font has to be found or measured here (plotters' SVG backend
-//! still wants a font backend for its label layout). No dependency, no system
-//! library, and every element is one line of the file, easy to test.
+//! Hand-written rather than drawn with `plotters`: plotters lays label text out
+//! itself through a font backend (`ttf` finds system fonts through
+//! fontconfig, `ab_glyph` needs a font file registered), while SVG can leave
+//! text layout to the viewer. The picture is two panels of rectangles,
+//! circles, lines and labels: no dependency, no system library, and every
+//! element is one line of the file, easy to test.
 //!
 //! Ping runs get a point per answered probe and a red tick per lost one;
 //! flood and rate runs, a band per interval from p50 to p99 (their losses
