@@ -16,7 +16,9 @@
 //! - [`guard`]: loop guard, allowlist and per-source rate limit — pure decisions.
 //! - [`echo_loop`]: echo-loop detection — a peer sending back what we just sent it.
 //! - [`client`]: a connected socket to one server; one-shot mode and, in
-//!   `client::measure`, ping, flood and rate; `--find-rate`, `--pmtu`, `--doctor`.
+//!   `client::measure`, ping, flood and rate; `--find-rate`, `--pmtu`, `--doctor`;
+//!   in `client::session`, a measured run with its `--probes` records
+//!   (`client::probes`), `--histogram` and `--plot` (`client::plot`).
 //! - [`probe`]: the measured modes' probe format: header, pattern, verify.
 //! - [`stats`]: counters, round-trip histogram and the run summary (data).
 //! - [`metrics`]: Prometheus `/metrics` endpoints of both binaries (`--metrics`).
