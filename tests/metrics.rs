@@ -311,7 +311,7 @@ fn a_continuous_ping_exposes_losses_and_the_rtt_histogram() {
             "-i",
             "0.01",
             "-t",
-            "0.1",
+            "0.5",
         ])
         .args(["--metrics", "127.0.0.1:0", "-q"])
         .stdin(Stdio::null())
