@@ -14,8 +14,10 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::SystemTime;
 
-use prometheus_client::encoding::prometheus_text;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -67,6 +69,27 @@ impl Snapshot {
     }
 }
 
+/// `dropped_datagrams_total{reason}`, every reason in [`DropReason::ALL`]'s
+/// order (a `Family` would list them in hash order, different every scrape).
+#[derive(Debug)]
+struct DropsByReason([u64; DropReason::COUNT]);
+
+impl Collector for DropsByReason {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut metric = encoder.encode_descriptor(
+            "dropped_datagrams",
+            "Datagrams dropped unanswered by the guard, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for reason in DropReason::ALL {
+            let labels = [("reason", reason.name())];
+            ConstCounter::new(self.0[reason.index()]).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// A label set of `(name, value)` pairs, as `prometheus-client` encodes it.
 type Labels = Vec<(&'static str, String)>;
 
@@ -111,17 +134,7 @@ pub fn render(s: &Snapshot) -> String {
         "Payload bytes sent back",
         c.bytes_echoed,
     );
-    let dropped = Family::<Labels, Counter>::default();
-    for reason in DropReason::ALL {
-        dropped
-            .get_or_create(&vec![("reason", reason.name().to_owned())])
-            .inc_by(c.dropped[reason.index()]);
-    }
-    registry.register(
-        "dropped_datagrams",
-        "Datagrams dropped unanswered by the guard, by reason",
-        dropped,
-    );
+    registry.register_collector(Box::new(DropsByReason(c.dropped)));
     counter(
         &mut registry,
         "send_errors",
