@@ -19,9 +19,12 @@
 //! - [`guard`]: loop guard, allowlist and per-source rate limit — pure decisions.
 //! - [`echo_loop`]: echo-loop detection — a peer sending back what we just sent it.
 //! - [`client`]: a connected socket to one server; one-shot mode and, in
-//!   `client::measure`, ping, flood and rate; `--find-rate`, `--pmtu`, `--doctor`.
+//!   `client::measure`, ping, flood and rate; `--find-rate`, `--pmtu`, `--doctor`;
+//!   in `client::session`, a measured run with its `--probes` records
+//!   (`client::probes`), `--histogram` and `--plot` (`client::plot`).
 //! - [`probe`]: the measured modes' probe format: header, pattern, verify.
 //! - [`stats`]: counters, round-trip histogram and the run summary (data).
+//! - [`metrics`]: Prometheus `/metrics` endpoints of both binaries (`--metrics`).
 //! - [`report`]: the only place results are formatted, human or JSON.
 //! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
 //! - [`watch`]: the server's watch for other sockets sharing its port.
@@ -40,6 +43,7 @@ pub mod echo_loop;
 pub mod error;
 pub mod guard;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod probe;

@@ -9,7 +9,7 @@ use crate::client::find_rate::{FindRateSummary, Step};
 use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode};
 use crate::client::pmtu::{Outcome, PmtuStep, PmtuSummary};
 use crate::probe::Check;
-use crate::stats::RunSummary;
+use crate::stats::{Latency, RunSummary};
 
 fn ms(us: f64) -> String {
     format!("{:.3}", us / 1e3)
@@ -371,6 +371,84 @@ pub fn doctor_json(target: &str, findings: &[Finding]) -> serde_json::Value {
     serde_json::json!({ "target": target, "mode": "doctor", "findings": findings })
 }
 
+/// The terminal's width for `--histogram`: `COLUMNS` when set, else 80.
+pub fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|&w: &usize| w >= 40)
+        .unwrap_or(80)
+}
+
+/// A bucket bound in the unit that reads best: `850 µs`, `1.64 ms`, `2.1 s`.
+fn duration_label(ns: u64) -> String {
+    let ns = ns as f64;
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+/// `--histogram`: the round trips in log-scaled buckets (each twice as wide
+/// as the one before), one line each, a bar of `#` scaled to `width`
+/// columns, and the buckets holding p50 and p99 marked.
+pub fn histogram(latency: &Latency, width: usize) -> String {
+    let buckets = latency.log_buckets();
+    if buckets.is_empty() {
+        return "RTT distribution: no round trips to show\n".to_owned();
+    }
+    let (p50, p99) = (latency.quantile_ns(0.50), latency.quantile_ns(0.99));
+    let labels: Vec<String> = buckets
+        .iter()
+        .map(|b| {
+            format!(
+                "{:>10} - {:>10}",
+                duration_label(b.low_ns),
+                duration_label(b.high_ns)
+            )
+        })
+        .collect();
+    let most = buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1);
+    let count_width = most.to_string().len();
+    // label, " |", bar, " ", count, "  <- p50 p99"
+    let room = width
+        .saturating_sub(labels[0].chars().count() + 2 + 1 + count_width + 12)
+        .max(10);
+    let mut text = format!(
+        "RTT distribution: {} round trips, buckets doubling in width, p50 {} p99 {}\n",
+        latency.count(),
+        duration_label(p50),
+        duration_label(p99)
+    );
+    for (b, label) in buckets.iter().zip(&labels) {
+        let bar = if b.count == 0 {
+            0
+        } else {
+            ((b.count as f64 / most as f64 * room as f64).round() as usize).max(1)
+        };
+        let _ = write!(
+            text,
+            "{label} |{:<room$} {:>count_width$}",
+            "#".repeat(bar),
+            b.count
+        );
+        let inside = |v: u64| v > b.low_ns && v <= b.high_ns;
+        match (inside(p50), inside(p99)) {
+            (true, true) => text.push_str("  <- p50 p99"),
+            (true, false) => text.push_str("  <- p50"),
+            (false, true) => text.push_str("  <- p99"),
+            (false, false) => {}
+        }
+        text.push('\n');
+    }
+    text
+}
+
 /// The `--json` object, one line.
 pub fn json(s: &impl serde::Serialize) -> String {
     serde_json::to_string(s).expect("results always serialize")
@@ -379,6 +457,27 @@ pub fn json(s: &impl serde::Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_histogram_has_a_bar_per_non_empty_bucket_and_marks_p50_and_p99() {
+        let mut latency = Latency::new();
+        for _ in 0..90 {
+            latency.record(40_000);
+        }
+        for _ in 0..9 {
+            latency.record(300_000);
+        }
+        latency.record(5_000_000);
+        let text = histogram(&latency, 80);
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        let bars = lines.iter().filter(|l| l.contains('#')).count();
+        let non_empty = latency.log_buckets().iter().filter(|b| b.count > 0).count();
+        assert_eq!((bars, non_empty), (3, 3), "{text}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 80), "{text}");
+        let marked = |mark: &str| lines.iter().filter(|l| l.contains(mark)).count();
+        assert_eq!((marked("p50"), marked("p99")), (1, 1), "{text}");
+        assert!(lines[0].ends_with("90  <- p50"), "{text}");
+    }
 
     #[test]
     fn doctor_json_names_the_target_and_every_finding() {

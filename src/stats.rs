@@ -211,6 +211,50 @@ impl Latency {
     }
 }
 
+/// One bucket of a log-scaled view of the round trips: `low_ns < rtt <= high_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RttBucket {
+    /// Lower bound, ns (exclusive).
+    pub low_ns: u64,
+    /// Upper bound, ns (inclusive): twice the lower.
+    pub high_ns: u64,
+    /// Round trips in the bucket.
+    pub count: u64,
+}
+
+impl Latency {
+    /// The round trips in buckets doubling in width (bounds are powers of two
+    /// of ns), from the first non-empty bucket to the last; the empty ones
+    /// between are kept with count 0. Empty when nothing was recorded.
+    pub fn log_buckets(&self) -> Vec<RttBucket> {
+        let bucket_of = |v: u64| 64 - v.saturating_sub(1).leading_zeros();
+        let mut buckets: Vec<RttBucket> = Vec::new();
+        for v in self.histogram.iter_recorded() {
+            // Every value the histogram holds stands for an interval; its
+            // highest equivalent value names the bucket.
+            let value = v.value_iterated_to().max(1);
+            let k = bucket_of(value);
+            let first = buckets.first().map_or(k, |b| bucket_of(b.high_ns));
+            while buckets.is_empty() || bucket_of(buckets[buckets.len() - 1].high_ns) < k {
+                let next = if buckets.is_empty() {
+                    first
+                } else {
+                    bucket_of(buckets[buckets.len() - 1].high_ns) + 1
+                };
+                let high_ns = 1u64 << next;
+                buckets.push(RttBucket {
+                    low_ns: high_ns / 2,
+                    high_ns,
+                    count: 0,
+                });
+            }
+            let last = buckets.len() - 1;
+            buckets[last].count += v.count_at_value();
+        }
+        buckets
+    }
+}
+
 /// Round-trip figures in microseconds (0 when nothing came back).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct RttSummary {

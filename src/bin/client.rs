@@ -9,7 +9,7 @@ use serde::Serialize;
 use udp_echo::cli::client::{Args, Command, PROGRAM, Payload};
 use udp_echo::cli::exit::{self, Verdict};
 use udp_echo::cli::generate::{self, Program};
-use udp_echo::client::measure::{Event, MeasureConfig};
+use udp_echo::client::session::{self, Outputs};
 use udp_echo::client::{self, Target, doctor::Severity};
 use udp_echo::shutdown::{Stop, StopCause};
 use udp_echo::{Error, Result, logging, report};
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     }
     let (command, target) = (Command::from(&args), Target::from(&args));
     logging::init(PROGRAM, args.common.verbosity());
-    match run(command, &target, args.json) {
+    match run(command, &target, &Outputs::from(&args)) {
         Ok(verdict) => verdict.into(),
         Err(e) => exit::client_error_code(&e).map_or(ExitCode::SUCCESS, |code| {
             logging::report_error(PROGRAM, &e);
@@ -38,7 +38,8 @@ fn main() -> ExitCode {
 
 /// Runs one command; its verdict decides the exit code. The long runs get a
 /// Ctrl-C flag (a second Ctrl-C exits at once).
-fn run(command: Command, target: &Target, json: bool) -> Result<Verdict> {
+fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> {
+    let json = outputs.json;
     let on_signals =
         || Stop::on_signals().map_err(|source| io_error("install signal handlers", source));
     let label = format!("{}:{}", target.host, target.port);
@@ -46,7 +47,13 @@ fn run(command: Command, target: &Target, json: bool) -> Result<Verdict> {
         Command::OneShot(payload) => one_shot(target, &payload).map(|()| Verdict::Passed),
         Command::Stop => client::stop_server(&client::connect(target)?).map(|()| Verdict::Passed),
         Command::Measure(config) => {
-            measure(target, &config, &on_signals()?, json).map(Verdict::from)
+            // `--probes -` takes stdout: the report goes to stderr then.
+            let mut out: Box<dyn Write> = if outputs.probes_on_stdout() {
+                Box::new(io::stderr())
+            } else {
+                Box::new(io::stdout())
+            };
+            session::run(target, &config, outputs, &on_signals()?, &mut out).map(Verdict::from)
         }
         Command::FindRate { config, max_loss } => {
             let stop = on_signals()?;
@@ -87,41 +94,6 @@ fn run(command: Command, target: &Target, json: bool) -> Result<Verdict> {
                 .all(|f| f.severity != Severity::Action)
                 .into())
         }
-    }
-}
-
-/// Runs ping, flood or rate mode; Ok(passed) decides the exit code.
-fn measure(target: &Target, config: &MeasureConfig, stop: &Stop, json: bool) -> Result<bool> {
-    // A closed stdout ends the run like Ctrl-C: nobody is reading any more.
-    let print = |text: &str| {
-        if !json && !line(text) {
-            stop.request();
-        }
-    };
-    let mut peer = String::new();
-    let summary = client::measure::measure(
-        target,
-        config,
-        stop,
-        &mut |event| {
-            if let Event::Start { peer: addr } = event {
-                peer = addr.to_string();
-                print(&report::start_line(&peer, config));
-            } else {
-                print(&report::ping_event(&event, &peer));
-            }
-        },
-        &mut |interval| print(&report::interval_line(interval)),
-    )?;
-    // JSON on stdout stays one object: an outage is also said on stderr.
-    if let (true, Some(line)) = (json && summary.had_outage(), report::silence(&summary)) {
-        log::warn!("{line}");
-    }
-    // In human mode the summary is the stream's last line: like the others, it
-    // may find stdout closed, and the probes still decide the exit code.
-    match print_result(json, &summary, || report::summary(&summary)) {
-        Err(e) if json => Err(e),
-        _ => Ok(summary.passed()),
     }
 }
 

@@ -39,6 +39,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Bound before `listening on`, so a taken metrics port fails the start.
+    let metrics = match args.metrics.map(udp_echo::metrics::bind).transpose() {
+        Ok(metrics) => metrics,
+        Err(e) => {
+            logging::report_error(PROGRAM, &e);
+            return ExitCode::from(1);
+        }
+    };
     // The library hands its start-up report over as data; logging it is ours.
     for (level, line) in server.startup().lines() {
         log::log!(level, "{line}");
@@ -58,6 +66,15 @@ fn main() -> ExitCode {
     let local = server.local_addr();
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {local}");
+    let server = match metrics {
+        Some(listener) => {
+            if let Ok(addr) = listener.local_addr() {
+                let _ = writeln!(stdout, "{}", udp_echo::metrics::server::announce(addr));
+            }
+            server.with_metrics(listener)
+        }
+        None => server,
+    };
     let _ = stdout.flush();
     drop(stdout);
     tell(&notifier, |n| n.ready(&format!("serving on {local}")));

@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Parser};
@@ -10,6 +11,7 @@ use clap::{ArgGroup, Parser};
 use super::Common;
 use crate::client::Target;
 use crate::client::measure::{MeasureConfig, Mode};
+use crate::client::session::Outputs;
 use crate::error::{Error, Result};
 use crate::net;
 use crate::units::{parse_percent, parse_positive_seconds, parse_rate, parse_seconds};
@@ -37,6 +39,7 @@ pub const PROGRAM: &str = "udp-echo-client";
 // absence of a mode, so "one-shot only" reads "conflicts with every mode".
 // `sized`: the modes that send probes of --size; `timed`: those that run for --duration.
 #[command(group(ArgGroup::new("sized").multiple(true).args(["count", "flood", "rate", "find_rate", "pmtu"])))]
+#[command(group(ArgGroup::new("measured").multiple(true).args(["count", "flood", "rate"])))]
 #[command(group(ArgGroup::new("timed").multiple(true).args(["flood", "rate", "find_rate"])))]
 pub struct Args {
     /// Address, family, buffers and log level, shared with the server.
@@ -119,6 +122,35 @@ pub struct Args {
     /// Print the summary as one JSON object on stdout instead of the human report.
     #[arg(long, requires = "mode", conflicts_with_all = ["stop", "data"])]
     pub json: bool,
+
+    /// Ping mode as a continuous probe: serve Prometheus metrics at http://ADDR:PORT/metrics (port 0 picks one; the URL goes to stderr).
+    #[arg(long, value_name = "ADDR:PORT", requires = "count", conflicts_with_all = ["flood", "rate"], value_parser = crate::metrics::parse_addr)]
+    pub metrics: Option<SocketAddr>,
+
+    /// Write one record per probe as it settles: NDJSON, or CSV if FILE ends in .csv; - is stdout (the report then goes to stderr).
+    #[arg(long, value_name = "FILE", requires = "measured")]
+    pub probes: Option<PathBuf>,
+
+    /// After the summary, draw the RTT distribution (buckets doubling in width, p50/p99 marked), COLUMNS wide.
+    #[arg(long, requires = "measured")]
+    pub histogram: bool,
+
+    /// Draw RTT over time above the RTT distribution as an SVG file.
+    #[arg(long, value_name = "FILE.svg", requires = "measured")]
+    pub plot: Option<PathBuf>,
+}
+
+/// Everything a measured run writes besides its summary.
+impl From<&Args> for Outputs {
+    fn from(args: &Args) -> Self {
+        Outputs {
+            json: args.json,
+            metrics: args.metrics,
+            probes: args.probes.clone(),
+            histogram: args.histogram,
+            plot: args.plot.clone(),
+        }
+    }
 }
 
 /// Parses `--port` for the client: a port to send to, so not 0 (the server's

@@ -70,6 +70,10 @@ pub struct Args {
     /// Log a counter line (datagrams/s, bytes/s, errors, kernel drops) every SECS seconds (at least 0.1).
     #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = parse_stats_interval)]
     pub stats_interval: Option<Duration>,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (TCP; port 0 picks one, printed on stdout).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `--stop-on-empty`: the command-line face of [`StopPolicy`].
@@ -166,6 +170,8 @@ mod tests {
             "4",
             "--stats-interval",
             "0.5",
+            "--metrics",
+            "127.0.0.1:0",
             "-qq",
         ]);
         let config = ServerConfig::from(&args);
@@ -184,5 +190,6 @@ mod tests {
         assert!(!config.gro);
         assert_eq!(config.stats_interval, Some(Duration::from_millis(500)));
         assert_eq!(args.common.verbosity(), -2);
+        assert_eq!(args.metrics, Some("127.0.0.1:0".parse().unwrap()));
     }
 }

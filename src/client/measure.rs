@@ -8,23 +8,24 @@
 //! answers, losses, duplicates, late replies and reordering apart. A probe
 //! with no reply within `--timeout` is lost and frees its window slot.
 
-use std::io;
 use std::net::SocketAddr;
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use super::{Connection, Target};
+use super::Target;
+use super::probes::{ProbeBatch, unix_now_ns};
 use crate::error::{Error, Result};
 use crate::net::udp_table;
-use crate::probe::{self, Check, Clock};
+use crate::probe::{Check, Clock};
 use crate::shutdown::{self, Stop};
 use crate::stats::{Counts, Latency, RunMode, RunSummary};
-use crate::sys::{Batch, SendBatch, wait_readable};
 
 mod books;
+mod flow;
 
-use books::Books;
+use flow::{Flow, Shared};
 
 /// Probes per `sendmmsg`/`recvmmsg`.
 const BATCH: usize = 64;
@@ -109,180 +110,18 @@ pub struct IntervalReport {
     pub latency: Latency,
 }
 
-/// The part of a flow's books the interval reporter reads, behind a lock taken
-/// once per batch of replies.
-#[derive(Debug, Default)]
-struct Shared {
-    counts: Counts,
-    latency: Latency,
-}
-
-/// One socket's probes: the socket work around its [`Books`].
-struct Flow {
-    conn: Connection,
-    clock: Clock,
-    books: Books,
-    /// Per-interval copy for flood/rate interval lines.
-    shared: Option<Arc<Mutex<Shared>>>,
-    batch_rtts: Vec<u64>,
-    /// The books' counts as last handed to `shared`: the next hand-over is the difference.
-    flushed: Counts,
-    out: SendBatch,
-    inbox: Batch,
-}
-
-impl Flow {
-    fn new(
-        conn: Connection,
-        config: &MeasureConfig,
-        clock: Clock,
-        in_flight_max: usize,
-        shared: bool,
-    ) -> Flow {
-        Flow {
-            clock,
-            books: Books::new(config.size, config.timeout, in_flight_max),
-            shared: shared.then(|| Arc::new(Mutex::new(Shared::default()))),
-            batch_rtts: Vec::with_capacity(BATCH),
-            flushed: Counts::default(),
-            out: SendBatch::new(BATCH, config.size),
-            inbox: Batch::new(BATCH),
-            conn,
-        }
-    }
-
-    /// Sends up to `n` probes now (at most one batch); returns how many left.
-    fn send(&mut self, n: usize) -> usize {
-        let n = n.min(BATCH);
-        if n == 0 {
-            return 0;
-        }
-        let now = self.clock.now_ns();
-        let (first, stamp) = (self.books.next_seq(), self.books.stamp(now));
-        for i in 0..n {
-            probe::fill(self.out.slot_mut(i), first + i as u64, stamp + i as u64);
-        }
-        let mut sent = 0;
-        while sent < n {
-            match self.out.send(&self.conn.socket, sent, n) {
-                Ok(k) => sent += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    self.refused();
-                    break;
-                }
-                Err(e) => {
-                    self.books.send_error();
-                    log::debug!("send to {} failed: {e}", self.conn.peer);
-                    break;
-                }
-            }
-        }
-        self.books.sent(sent, now);
-        sent
-    }
-
-    fn refused(&mut self) {
-        self.books.refused();
-        log::debug!(
-            "{}: connection refused (ICMP port unreachable)",
-            self.conn.peer
-        );
-    }
-
-    /// Receives what is queued; if nothing is, waits up to `wait` (`None`:
-    /// one blocking receive bounded by the socket's 1 ms read timeout).
-    /// Returns how many datagrams it took.
-    fn receive(
-        &mut self,
-        wait: Option<Duration>,
-        on_event: &mut dyn FnMut(Event),
-    ) -> Result<usize> {
-        let first = match wait {
-            None => self.inbox.recv(&self.conn.socket),
-            Some(_) => self.inbox.recv_queued(&self.conn.socket),
-        };
-        let result = match (first, wait) {
-            (Err(e), Some(d)) if e.kind() == io::ErrorKind::WouldBlock && !d.is_zero() => {
-                match wait_readable(&self.conn.socket, d) {
-                    Ok(true) => self.inbox.recv_queued(&self.conn.socket),
-                    Ok(false) => return Ok(0),
-                    Err(source) => {
-                        return Err(Error::Recv {
-                            addr: self.conn.peer,
-                            source,
-                        });
-                    }
-                }
-            }
-            (other, _) => other,
-        };
-        let n = match result {
-            Ok(n) => n,
-            Err(e) => {
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock
-                    | io::ErrorKind::TimedOut
-                    | io::ErrorKind::Interrupted => Ok(0),
-                    io::ErrorKind::ConnectionRefused => {
-                        self.refused();
-                        on_event(Event::Refused);
-                        Ok(0)
-                    }
-                    _ => Err(Error::Recv {
-                        addr: self.conn.peer,
-                        source: e,
-                    }),
-                };
-            }
-        };
-        let now = self.clock.now_ns();
-        for i in 0..n {
-            let (data, from) = self.inbox.datagram(i);
-            let Some(answer) = self.books.reply(data, now) else {
-                continue;
-            };
-            if answer.measured() && self.shared.is_some() {
-                self.batch_rtts.push(answer.rtt_ns);
-            }
-            on_event(Event::Reply {
-                seq: answer.seq,
-                bytes: data.len(),
-                from: from.unwrap_or(self.conn.peer),
-                rtt_ns: answer.rtt_ns,
-                check: answer.check,
-                duplicate: answer.duplicate,
-                late: answer.late,
-            });
-        }
-        self.flush_shared();
-        Ok(n)
-    }
-
-    /// Counts probes whose timeout passed as lost and frees their slots.
-    fn expire(&mut self, now: u64, on_event: &mut dyn FnMut(Event)) {
-        self.books
-            .expire(now, &mut |seq| on_event(Event::Timeout { seq }));
-        self.flush_shared();
-    }
-
-    /// Hands the batch's figures to the interval reporter (one lock per batch).
-    fn flush_shared(&mut self) {
-        let Some(shared) = &self.shared else { return };
-        let counts = *self.books.counts();
-        let delta = counts.since(&self.flushed);
-        if delta == Counts::default() && self.batch_rtts.is_empty() {
-            return;
-        }
-        let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
-        s.counts.merge(&delta);
-        for &rtt in &self.batch_rtts {
-            s.latency.record(rtt);
-        }
-        drop(s);
-        self.flushed = counts;
-        self.batch_rtts.clear();
-    }
+/// Everything a run tells as it goes, beside its summary.
+pub struct Hooks<'a> {
+    /// Ping mode's replies and timeouts (and the start, in every mode).
+    pub on_event: &'a mut dyn FnMut(Event),
+    /// Flood and rate modes' interval reports, one a second.
+    pub on_interval: &'a mut dyn FnMut(&IntervalReport),
+    /// Ping mode: the running counts, after every step that changed them.
+    pub on_counts: Option<&'a mut dyn FnMut(&Counts)>,
+    /// `--probes`: where each flow sends its per-probe records.
+    pub probes: Option<SyncSender<ProbeBatch>>,
+    /// Filled at the end with the run's merged round trips (`--histogram`).
+    pub latency: Option<&'a mut Latency>,
 }
 
 fn until(clock: &Clock, deadline_ns: u64) -> Duration {
@@ -296,7 +135,9 @@ fn ping(
     interval: Duration,
     stop: &Stop,
     on_event: &mut dyn FnMut(Event),
+    mut on_counts: Option<&mut dyn FnMut(&Counts)>,
 ) -> Result<()> {
+    let mut told = Counts::default();
     let interval_ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
     let mut next_send = flow.clock.now_ns();
     loop {
@@ -326,6 +167,10 @@ fn ping(
         }
         let wait = until(&flow.clock, wait_until).min(shutdown::WAIT_STEP);
         flow.receive(Some(wait), on_event)?;
+        if let Some(tell) = on_counts.as_mut().filter(|_| *flow.books.counts() != told) {
+            told = *flow.books.counts();
+            tell(&told);
+        }
     }
 }
 
@@ -408,6 +253,30 @@ pub fn measure(
     on_event: &mut dyn FnMut(Event),
     on_interval: &mut dyn FnMut(&IntervalReport),
 ) -> Result<RunSummary> {
+    let hooks = Hooks {
+        on_event,
+        on_interval,
+        on_counts: None,
+        probes: None,
+        latency: None,
+    };
+    measure_with(target, config, stop, hooks)
+}
+
+/// [`measure`] with every hook: running counts (ping) and per-probe records.
+pub fn measure_with(
+    target: &Target,
+    config: &MeasureConfig,
+    stop: &Stop,
+    hooks: Hooks<'_>,
+) -> Result<RunSummary> {
+    let Hooks {
+        on_event,
+        on_interval,
+        on_counts,
+        probes,
+        latency: latency_out,
+    } = hooks;
     let flows = match config.mode {
         Mode::Ping { .. } => 1,
         _ => config.flows.max(1),
@@ -419,7 +288,7 @@ pub fn measure(
             (pps / flows as f64 * config.timeout.as_secs_f64() * 1.5) as usize + BATCH
         }
     };
-    let clock = Clock::new();
+    let (clock, origin_unix_ns) = (Clock::new(), unix_now_ns());
     let mut conns = Vec::with_capacity(flows);
     for _ in 0..flows {
         let conn = super::connect(target)?;
@@ -439,12 +308,25 @@ pub fn measure(
         .into_iter()
         .map(|c| Flow::new(c, config, clock, in_flight_max, interval_lines))
         .collect();
+    if let Some(sink) = &probes {
+        for (id, flow) in (0u32..).zip(&mut flow_list) {
+            flow.keep_records(id, sink.clone(), origin_unix_ns);
+        }
+    }
+    drop(probes);
     let start_ns = clock.now_ns();
     let end_ns = start_ns + u64::try_from(config.duration.as_nanos()).unwrap_or(u64::MAX);
     let mut send_end_ns = end_ns;
     match config.mode {
         Mode::Ping { count, interval } => {
-            ping(&mut flow_list[0], count, interval, stop, on_event)?;
+            ping(
+                &mut flow_list[0],
+                count,
+                interval,
+                stop,
+                on_event,
+                on_counts,
+            )?;
             send_end_ns = clock.now_ns();
         }
         mode => {
@@ -482,6 +364,9 @@ pub fn measure(
         .filter_map(|f| udp_table::socket_inode(&f.conn.socket))
         .collect();
     let client_drops = udp_table::drops_of(&inodes);
+    for flow in &mut flow_list {
+        flow.flush_records(true);
+    }
     let mut counts = Counts::default();
     let mut latency = Latency::new();
     let mut in_flight = 0;
@@ -492,6 +377,9 @@ pub fn measure(
         latency.merge(flow.books.latency());
         in_flight += flow.books.outstanding();
         longest_silence = longest_silence.max(flow.books.longest_silence(end));
+    }
+    if let Some(out) = latency_out {
+        out.clone_from(&latency);
     }
     let duration_s = (send_end_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
     Ok(RunSummary {

@@ -8,7 +8,10 @@ pub mod doctor;
 pub mod find_rate;
 pub mod measure;
 mod oneshot;
+pub mod plot;
 pub mod pmtu;
+pub mod probes;
+pub mod session;
 
 pub use oneshot::{Reply, one_shot, stop_server};
 

@@ -64,12 +64,15 @@ impl Counters {
     }
 }
 
-/// A loop's counters as the stats thread sees them: the loop stores its own
-/// totals (relaxed stores, no read-modify-write) after each batch, only when
-/// `--stats-interval` is on. Padded to a cache line so threads don't share one.
+/// A loop's counters as the stats and metrics threads see them: the loop
+/// stores its own totals (relaxed stores, no read-modify-write) after each
+/// batch, only when `--stats-interval` or `--metrics` is on. Padded to a cache
+/// line so threads don't share one.
 #[derive(Debug, Default)]
 #[repr(align(64))]
 pub(super) struct Published {
+    datagrams_received: AtomicU64,
+    bytes_received: AtomicU64,
     datagrams_echoed: AtomicU64,
     bytes_echoed: AtomicU64,
     send_errors: AtomicU64,
@@ -79,6 +82,10 @@ pub(super) struct Published {
 
 impl Published {
     pub(super) fn store(&self, c: &Counters) {
+        self.datagrams_received
+            .store(c.datagrams_received, Ordering::Relaxed);
+        self.bytes_received
+            .store(c.bytes_received, Ordering::Relaxed);
         self.datagrams_echoed
             .store(c.datagrams_echoed, Ordering::Relaxed);
         self.bytes_echoed.store(c.bytes_echoed, Ordering::Relaxed);
@@ -91,6 +98,8 @@ impl Published {
 
     fn load(&self) -> Counters {
         Counters {
+            datagrams_received: self.datagrams_received.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
             datagrams_echoed: self.datagrams_echoed.load(Ordering::Relaxed),
             bytes_echoed: self.bytes_echoed.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
@@ -99,6 +108,15 @@ impl Published {
             ..Counters::default()
         }
     }
+}
+
+/// The published totals of every loop, merged.
+pub(super) fn totals(published: &[Published]) -> Counters {
+    let mut totals = Counters::default();
+    for p in published {
+        totals.merge(&p.load());
+    }
+    totals
 }
 
 /// The `--stats-interval` thread: every interval, one line with rates over the
@@ -116,10 +134,7 @@ pub(super) fn report_stats(
     let mut next = started + interval;
     while stop.sleep_until(next) {
         let now = Instant::now();
-        let mut totals = Counters::default();
-        for p in published {
-            totals.merge(&p.load());
-        }
+        let totals = totals(published);
         let secs = now.duration_since(last_at).as_secs_f64().max(1e-9);
         let line = format!(
             "stats {:.1}-{:.1} s: {:.0} datagrams/s, {:.0} bytes/s, {}, send errors {}, receive errors {}, kernel drops {}",

@@ -8,7 +8,7 @@
 //! library logs nothing of its own start-up.
 //! The loops live in `loops`, what they count and the summary in `counters`.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ mod counters;
 mod loops;
 
 pub use counters::{Counters, StopReason, Summary};
-use counters::{Published, report_stats};
+use counters::{Published, report_stats, totals};
 use loops::{LoopContext, LoopKind, serve};
 
 /// How often a blocked receive wakes up to look at the stop flag. Signal handlers
@@ -243,6 +243,8 @@ pub struct Server {
     datagram_log: bool,
     /// Where the `--stats-interval` lines also go, as `STATUS=` (see [`Server::notifying`]).
     notifier: Option<Arc<Notifier>>,
+    /// The `--metrics` endpoint, served by one more thread (see [`Server::with_metrics`]).
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -392,6 +394,7 @@ impl Server {
                 .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES)),
             datagram_log: true,
             notifier: None,
+            metrics: None,
             report,
         })
     }
@@ -421,6 +424,14 @@ impl Server {
         self
     }
 
+    /// Serves Prometheus metrics on `listener` while running (`--metrics`):
+    /// the loops then publish their totals after each batch, as for
+    /// `--stats-interval`, and one more thread renders them per scrape.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Server {
+        self.metrics = Some(listener);
+        self
+    }
+
     /// Echoes until an allowed empty datagram or `stop`, then returns the summary.
     /// Each thread serves its own socket, or all serve the one exclusive
     /// socket; a stop seen by one ends them all.
@@ -441,7 +452,8 @@ impl Server {
                         loop_detect: self.report.guard.loop_detect,
                         origin: started,
                         limiter: self.limiter.as_ref(),
-                        published: self.stats_interval.map(|_| published),
+                        published: (self.stats_interval.is_some() || self.metrics.is_some())
+                            .then_some(published),
                         datagram_log: self.datagram_log,
                     };
                     scope.spawn(move || serve(socket, context, self.kind))
@@ -452,6 +464,13 @@ impl Server {
                 let notifier = self.notifier.as_deref();
                 scope.spawn(move || {
                     report_stats(published, inodes, interval, stop, started, notifier)
+                });
+            }
+            if let Some(listener) = &self.metrics {
+                let (published, report, inodes) = (&published, &self.report, &self.inodes);
+                let totals = move || totals(published);
+                scope.spawn(move || {
+                    crate::metrics::server::serve(listener, report, inodes, &totals, stop)
                 });
             }
             // No socket table at start, no watch (the report says so).

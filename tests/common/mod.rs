@@ -146,7 +146,14 @@ fn try_start_server_via(wrapper: &[&str], args: &[&str]) -> Result<ServerProcess
         let mut line = String::new();
         let _ = reader.read_line(&mut line);
         let _ = line_tx.send(line);
-        let _ = reader.read_to_end(&mut rest.lock().unwrap());
+        // Chunk by chunk, so the rest can be read while the server runs.
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            rest.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
     });
     let line = match line_rx.recv_timeout(WAIT) {
         Ok(line) => line,
@@ -194,6 +201,22 @@ impl ServerProcess {
 
     pub fn stderr(&self) -> String {
         self.stderr.text()
+    }
+
+    /// Waits up to `limit` for a stdout line after `listening on` that starts
+    /// with `prefix`, and returns the rest of it.
+    pub fn wait_for_stdout_line(&self, prefix: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = String::from_utf8_lossy(&self.stdout_rest.lock().unwrap()).into_owned();
+            if let Some(line) = text.lines().find_map(|l| l.strip_prefix(prefix)) {
+                return Some(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Sends a signal to the server.

@@ -25,6 +25,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::client::probes::{Outcome, ProbeRecord};
 use crate::probe::{self, Check};
 use crate::stats::{Counts, Latency};
 
@@ -125,6 +126,11 @@ pub(crate) struct Books {
     quiet_since: Option<u64>,
     /// The longest silence that has ended, ns.
     longest_silence_ns: u64,
+    /// Per-probe records (`--probes`), when kept: one per settled probe and
+    /// one per extra reply, taken by [`take_records`](Self::take_records).
+    records: Option<Vec<ProbeRecord>>,
+    /// The flow these books belong to, for the records.
+    flow: u32,
 }
 
 impl Books {
@@ -147,6 +153,41 @@ impl Books {
             latency: Latency::new(),
             quiet_since: None,
             longest_silence_ns: 0,
+            records: None,
+            flow: 0,
+        }
+    }
+
+    /// Keeps a record of every settled probe and every extra reply from now
+    /// on, for flow `flow` (the buffer is reserved once and reused).
+    pub(crate) fn keep_records(&mut self, flow: u32, capacity: usize) {
+        self.records = Some(Vec::with_capacity(capacity));
+        self.flow = flow;
+    }
+
+    /// The records kept since the last call (none unless kept), moved into
+    /// `into` (which is cleared first); the books keep the emptied buffer.
+    pub(crate) fn take_records(&mut self, into: &mut Vec<ProbeRecord>) {
+        into.clear();
+        if let Some(records) = &mut self.records {
+            std::mem::swap(records, into);
+        }
+    }
+
+    /// How many records wait to be taken.
+    pub(crate) fn records_waiting(&self) -> usize {
+        self.records.as_ref().map_or(0, Vec::len)
+    }
+
+    fn record(&mut self, seq: u64, sent_ns: Option<u64>, rtt_ns: u64, outcome: Outcome) {
+        if let Some(records) = &mut self.records {
+            records.push(ProbeRecord {
+                seq,
+                flow: self.flow,
+                sent_ns,
+                rtt_ns: (rtt_ns > 0).then_some(rtt_ns),
+                outcome,
+            });
         }
     }
 
@@ -281,6 +322,21 @@ impl Books {
         }
         let answer = self.book(seq, check, bytes.len(), at_ns);
         self.quiet_since = (self.outstanding > 0).then_some(at_ns);
+        if self.records.is_some() {
+            // Corrupt first, then late, then duplicate: one record per reply.
+            let outcome = match check {
+                Check::Corrupt { .. } => Outcome::Corrupt,
+                _ if answer.late => Outcome::Late,
+                _ if answer.duplicate => Outcome::Duplicate,
+                Check::Truncated { .. } => Outcome::Truncated,
+                _ => Outcome::Answered,
+            };
+            let sent_ns = match check {
+                Check::Intact { sent_ns, .. } => Some(sent_ns),
+                _ => self.sent_ns_of(seq),
+            };
+            self.record(seq, sent_ns, answer.rtt_ns, outcome);
+        }
         Some(answer)
     }
 
@@ -357,6 +413,7 @@ impl Books {
                 }
                 self.outstanding -= 1;
                 self.counts.lost += 1;
+                self.record(seq, Some(entry.sent_ns), 0, Outcome::Lost);
                 on_lost(seq);
             }
             self.pending.pop_front();
@@ -364,6 +421,12 @@ impl Books {
             self.base += 1;
         }
         debug_assert!(self.outstanding <= self.pending.len() as u64);
+    }
+
+    /// When probe `seq` was sent, while it is not settled.
+    fn sent_ns_of(&self, seq: u64) -> Option<u64> {
+        let i = seq.checked_sub(self.base)?;
+        self.pending.get(i as usize).map(|p| p.sent_ns)
     }
 
     /// When the oldest unsettled probe times out, in ns (`None`: nothing is

@@ -356,3 +356,36 @@ fn send_errors_and_refusals_are_counted() {
     let c = b.counts();
     assert_eq!((c.sent, c.send_errors, c.refused), (0, 1, 2));
 }
+
+#[test]
+fn kept_records_settle_each_probe_once_and_each_extra_reply_once() {
+    let mut b = books();
+    b.keep_records(3, 8);
+    b.sent(4, 0);
+    let stamp = |seq: u64| seq - 1;
+    b.reply(&reply(1, stamp(1)), MS).unwrap();
+    b.reply(&reply(1, stamp(1)), 2 * MS).unwrap();
+    let mut short = reply(2, stamp(2));
+    short.truncate(20);
+    b.reply(&short, 3 * MS).unwrap();
+    assert_eq!(lost(&mut b, 1_100 * MS), vec![3, 4]);
+    b.reply(&reply(4, stamp(4)), 1_200 * MS).unwrap();
+    let mut records = Vec::new();
+    b.take_records(&mut records);
+    let got: Vec<_> = records
+        .iter()
+        .map(|r| (r.seq, r.flow, r.sent_ns, r.rtt_ns, r.outcome))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 3, Some(0), Some(MS), Outcome::Answered),
+            (1, 3, Some(0), None, Outcome::Duplicate),
+            (2, 3, Some(1), Some(3 * MS - 1), Outcome::Truncated),
+            (3, 3, Some(2), None, Outcome::Lost),
+            (4, 3, Some(3), None, Outcome::Lost),
+            (4, 3, Some(3), Some(1_200 * MS - 3), Outcome::Late),
+        ]
+    );
+    assert_eq!(b.records_waiting(), 0);
+}

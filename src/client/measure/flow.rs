@@ -1,0 +1,240 @@
+//! One flow of a measured run: a connected socket and the socket work
+//! around its [`Books`]: probes sent in batches (`sendmmsg`), replies received
+//! in batches (`recvmmsg`), expiry, and the hand-over of figures to the
+//! interval reporter and of per-probe records to the `--probes` writer.
+
+use std::io;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::books::Books;
+use super::{BATCH, Event, MeasureConfig, Mode};
+use crate::client::Connection;
+use crate::client::probes::ProbeBatch;
+use crate::error::{Error, Result};
+use crate::probe::{self, Clock};
+use crate::stats::{Counts, Latency};
+use crate::sys::{Batch, SendBatch, wait_readable};
+
+/// Records a flow hands over at once in flood and rate mode (ping: each step).
+const RECORDS_PER_BATCH: usize = 512;
+
+/// The part of a flow's books the interval reporter reads, behind a lock taken
+/// once per batch of replies.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    pub(super) counts: Counts,
+    pub(super) latency: Latency,
+}
+
+/// One socket's probes: the socket work around its [`Books`].
+pub(super) struct Flow {
+    pub(super) conn: Connection,
+    pub(super) clock: Clock,
+    pub(super) books: Books,
+    /// Per-interval copy for flood/rate interval lines.
+    pub(super) shared: Option<Arc<Mutex<Shared>>>,
+    pub(super) batch_rtts: Vec<u64>,
+    /// The books' counts as last handed to `shared`: the next hand-over is the difference.
+    pub(super) flushed: Counts,
+    pub(super) out: SendBatch,
+    pub(super) inbox: Batch,
+    /// `--probes`: the writer's channel, the clock's origin and the last hand-over.
+    pub(super) probes: Option<(SyncSender<ProbeBatch>, u64, u64)>,
+    /// Ping mode hands every record over at once.
+    pub(super) ping: bool,
+}
+
+impl Flow {
+    pub(super) fn new(
+        conn: Connection,
+        config: &MeasureConfig,
+        clock: Clock,
+        in_flight_max: usize,
+        shared: bool,
+    ) -> Flow {
+        Flow {
+            clock,
+            books: Books::new(config.size, config.timeout, in_flight_max),
+            shared: shared.then(|| Arc::new(Mutex::new(Shared::default()))),
+            batch_rtts: Vec::with_capacity(BATCH),
+            flushed: Counts::default(),
+            out: SendBatch::new(BATCH, config.size),
+            inbox: Batch::new(BATCH),
+            conn,
+            probes: None,
+            ping: matches!(config.mode, Mode::Ping { .. }),
+        }
+    }
+
+    /// Sends the books' per-probe records to `sink` from now on.
+    pub(super) fn keep_records(
+        &mut self,
+        id: u32,
+        sink: SyncSender<ProbeBatch>,
+        origin_unix_ns: u64,
+    ) {
+        self.books.keep_records(id, RECORDS_PER_BATCH);
+        self.probes = Some((sink, origin_unix_ns, 0));
+    }
+
+    /// Hands the books' records to the writer: a full buffer, or whatever
+    /// waits when `force`, in ping mode, or 100 ms after the last hand-over.
+    pub(super) fn flush_records(&mut self, force: bool) {
+        let Some((sink, origin_unix_ns, last_ns)) = &mut self.probes else {
+            return;
+        };
+        let (waiting, now) = (self.books.records_waiting(), self.clock.now_ns());
+        let due = force || self.ping || now.saturating_sub(*last_ns) > 100_000_000;
+        if waiting == 0 || (waiting < RECORDS_PER_BATCH && !due) {
+            return;
+        }
+        let mut records = Vec::with_capacity(RECORDS_PER_BATCH);
+        self.books.take_records(&mut records);
+        *last_ns = now;
+        let batch = ProbeBatch {
+            origin_unix_ns: *origin_unix_ns,
+            records,
+        };
+        if sink.send(batch).is_err() {
+            log::warn!("the probe records' writer has stopped: no more records");
+            self.probes = None;
+        }
+    }
+
+    /// Sends up to `n` probes now (at most one batch); returns how many left.
+    pub(super) fn send(&mut self, n: usize) -> usize {
+        let n = n.min(BATCH);
+        if n == 0 {
+            return 0;
+        }
+        let now = self.clock.now_ns();
+        let (first, stamp) = (self.books.next_seq(), self.books.stamp(now));
+        for i in 0..n {
+            probe::fill(self.out.slot_mut(i), first + i as u64, stamp + i as u64);
+        }
+        let mut sent = 0;
+        while sent < n {
+            match self.out.send(&self.conn.socket, sent, n) {
+                Ok(k) => sent += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    self.refused();
+                    break;
+                }
+                Err(e) => {
+                    self.books.send_error();
+                    log::debug!("send to {} failed: {e}", self.conn.peer);
+                    break;
+                }
+            }
+        }
+        self.books.sent(sent, now);
+        sent
+    }
+
+    pub(super) fn refused(&mut self) {
+        self.books.refused();
+        log::debug!(
+            "{}: connection refused (ICMP port unreachable)",
+            self.conn.peer
+        );
+    }
+
+    /// Receives what is queued; if nothing is, waits up to `wait` (`None`:
+    /// one blocking receive bounded by the socket's 1 ms read timeout).
+    /// Returns how many datagrams it took.
+    pub(super) fn receive(
+        &mut self,
+        wait: Option<Duration>,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<usize> {
+        let first = match wait {
+            None => self.inbox.recv(&self.conn.socket),
+            Some(_) => self.inbox.recv_queued(&self.conn.socket),
+        };
+        let result = match (first, wait) {
+            (Err(e), Some(d)) if e.kind() == io::ErrorKind::WouldBlock && !d.is_zero() => {
+                match wait_readable(&self.conn.socket, d) {
+                    Ok(true) => self.inbox.recv_queued(&self.conn.socket),
+                    Ok(false) => return Ok(0),
+                    Err(source) => {
+                        return Err(Error::Recv {
+                            addr: self.conn.peer,
+                            source,
+                        });
+                    }
+                }
+            }
+            (other, _) => other,
+        };
+        let n = match result {
+            Ok(n) => n,
+            Err(e) => {
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted => Ok(0),
+                    io::ErrorKind::ConnectionRefused => {
+                        self.refused();
+                        on_event(Event::Refused);
+                        Ok(0)
+                    }
+                    _ => Err(Error::Recv {
+                        addr: self.conn.peer,
+                        source: e,
+                    }),
+                };
+            }
+        };
+        let now = self.clock.now_ns();
+        for i in 0..n {
+            let (data, from) = self.inbox.datagram(i);
+            let Some(answer) = self.books.reply(data, now) else {
+                continue;
+            };
+            if answer.measured() && self.shared.is_some() {
+                self.batch_rtts.push(answer.rtt_ns);
+            }
+            on_event(Event::Reply {
+                seq: answer.seq,
+                bytes: data.len(),
+                from: from.unwrap_or(self.conn.peer),
+                rtt_ns: answer.rtt_ns,
+                check: answer.check,
+                duplicate: answer.duplicate,
+                late: answer.late,
+            });
+        }
+        self.flush_shared();
+        self.flush_records(false);
+        Ok(n)
+    }
+
+    /// Counts probes whose timeout passed as lost and frees their slots.
+    pub(super) fn expire(&mut self, now: u64, on_event: &mut dyn FnMut(Event)) {
+        self.books
+            .expire(now, &mut |seq| on_event(Event::Timeout { seq }));
+        self.flush_shared();
+        self.flush_records(false);
+    }
+
+    /// Hands the batch's figures to the interval reporter (one lock per batch).
+    pub(super) fn flush_shared(&mut self) {
+        let Some(shared) = &self.shared else { return };
+        let counts = *self.books.counts();
+        let delta = counts.since(&self.flushed);
+        if delta == Counts::default() && self.batch_rtts.is_empty() {
+            return;
+        }
+        let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        s.counts.merge(&delta);
+        for &rtt in &self.batch_rtts {
+            s.latency.record(rtt);
+        }
+        drop(s);
+        self.flushed = counts;
+        self.batch_rtts.clear();
+    }
+}

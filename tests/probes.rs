@@ -1,0 +1,401 @@
+//! `--probes`, `--histogram` and `--plot`: per-probe records that add up to
+//! the summary in every measured mode, the terminal histogram, and the SVG.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+/// A scratch file name for this test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let path = std::env::temp_dir().join(format!("udp-echo-{}-{name}", std::process::id()));
+        Scratch(path)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.0).unwrap_or_else(|e| panic!("{}: {e}", self.0.display()))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `python3 -c script file`; `None` (and a visible skip) without python3.
+fn python(script: &str, file: &str) -> Option<String> {
+    let Ok(out) = Command::new("python3").args(["-c", script, file]).output() else {
+        skip("python3 not installed: the CSV and SVG are not parsed by an independent reader");
+        return None;
+    };
+    assert!(
+        out.status.success(),
+        "python3 failed on {file}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+/// Counts per outcome, and how many `corrupt` records carry an RTT.
+fn tally(records: &[(String, bool)]) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for (outcome, has_rtt) in records {
+        *counts.entry(outcome.clone()).or_insert(0) += 1;
+        if outcome == "corrupt" && *has_rtt {
+            *counts.entry("corrupt_in_time".to_owned()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// NDJSON records: (outcome, has an RTT).
+fn ndjson(text: &str) -> Vec<(String, bool)> {
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert!(
+                v["seq"].as_u64().is_some() && v["flow"].as_u64().is_some(),
+                "{line}"
+            );
+            let lost = v["outcome"] == "lost";
+            assert_eq!(
+                v["rtt_us"].is_null(),
+                lost || v["outcome"] == "duplicate",
+                "{line}"
+            );
+            assert!(
+                v["sent_ns"].as_u64().is_some() && v["sent_unix_ns"].as_u64().is_some(),
+                "{line}"
+            );
+            (
+                v["outcome"].as_str().unwrap().to_owned(),
+                !v["rtt_us"].is_null(),
+            )
+        })
+        .collect()
+}
+
+/// The summary's counts equal the records': every probe settles once, every
+/// extra reply is one more record.
+fn assert_adds_up(summary: &serde_json::Value, records: &[(String, bool)]) {
+    let t = tally(records);
+    let n = |k: &str| t.get(k).copied().unwrap_or(0);
+    let s = |k: &str| {
+        summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {summary}"))
+    };
+    assert_eq!(s("in_flight"), 0, "{summary}");
+    let settled = n("answered") + n("truncated") + n("corrupt_in_time");
+    assert_eq!(s("received"), settled, "received: {t:?} {summary}");
+    assert_eq!(s("lost"), n("lost"), "lost: {t:?} {summary}");
+    assert_eq!(s("sent"), settled + n("lost"), "sent: {t:?} {summary}");
+    assert_eq!(s("duplicates"), n("duplicate"), "{t:?} {summary}");
+    assert_eq!(s("truncated"), n("truncated"), "{t:?} {summary}");
+    assert_eq!(s("corrupt"), n("corrupt"), "{t:?} {summary}");
+    assert_eq!(s("late"), n("late"), "{t:?} {summary}");
+    assert_eq!(
+        summary["rtt_us"]["samples"].as_u64(),
+        Some(n("answered")),
+        "{summary}"
+    );
+}
+
+fn json_summary(run: &ClientRun) -> serde_json::Value {
+    serde_json::from_str(run.stdout_text().trim())
+        .unwrap_or_else(|e| panic!("{e}: stdout {:?} stderr {}", run.stdout_text(), run.stderr))
+}
+
+/// A peer that drops every 2nd probe (by sequence number).
+fn every_second_dropped() -> (std::net::SocketAddr, std::thread::JoinHandle<usize>) {
+    fake_server(1000, |d| {
+        let seq = u64::from_be_bytes(d[..8].try_into().unwrap());
+        (seq % 2 == 1).then(|| d.to_vec())
+    })
+}
+
+#[test]
+fn ping_records_add_up_to_the_summary_with_losses() {
+    let (peer, _server) = every_second_dropped();
+    let file = Scratch::new("ping.ndjson");
+    let port = peer.port().to_string();
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "20",
+            "-i",
+            "0.01",
+            "-t",
+            "0.5",
+            "--json",
+            "--probes",
+            file.arg(),
+        ],
+        None,
+    );
+    let summary = json_summary(&run);
+    let records = ndjson(&file.text());
+    assert_eq!(records.len(), 20, "{}", file.text());
+    assert_adds_up(&summary, &records);
+    assert_eq!(summary["lost"], 10);
+}
+
+#[test]
+fn rate_and_flood_records_add_up_to_the_summary_and_csv_parses() {
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    let file = Scratch::new("rate.ndjson");
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-r",
+            "2000",
+            "-D",
+            "0.5",
+            "--flows",
+            "2",
+            "--json",
+            "--probes",
+            file.arg(),
+        ],
+        None,
+    );
+    let summary = json_summary(&run);
+    let records = ndjson(&file.text());
+    assert!(records.len() >= 500, "{} records", records.len());
+    assert_adds_up(&summary, &records);
+
+    let csv = Scratch::new("flood.csv");
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-f",
+            "-D",
+            "0.5",
+            "--json",
+            "--probes",
+            csv.arg(),
+        ],
+        None,
+    );
+    let summary = json_summary(&run);
+    let text = csv.text();
+    assert!(
+        text.starts_with("seq,flow,sent_ns,sent_unix_ns,rtt_us,outcome\n"),
+        "{}",
+        &text[..100.min(text.len())]
+    );
+    let records: Vec<(String, bool)> = text
+        .lines()
+        .skip(1)
+        .map(|row| {
+            let cols: Vec<&str> = row.split(',').collect();
+            assert_eq!(cols.len(), 6, "{row}");
+            (cols[5].to_owned(), !cols[4].is_empty())
+        })
+        .collect();
+    assert_adds_up(&summary, &records);
+    // An independent CSV reader sees the same rows and columns.
+    let script = "import csv,sys,collections\nrows=list(csv.DictReader(open(sys.argv[1])))\nprint(len(rows), collections.Counter(r['outcome'] for r in rows)['answered'], all(r['seq'].isdigit() for r in rows))";
+    if let Some(out) = python(script, csv.arg()) {
+        let answered = records.iter().filter(|r| r.0 == "answered").count();
+        assert_eq!(out.trim(), format!("{} {answered} True", records.len()));
+    }
+}
+
+#[test]
+fn records_on_stdout_send_the_report_to_stderr() {
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "3",
+            "-i",
+            "0.01",
+            "--probes",
+            "-",
+        ],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let records = ndjson(&run.stdout_text());
+    assert_eq!(records.len(), 3, "{}", run.stdout_text());
+    assert!(
+        run.stderr.contains("3 probes sent, 3 received"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_histogram_follows_the_summary_with_marked_percentiles() {
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "20",
+            "-i",
+            "0",
+            "--histogram",
+        ],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let text = run.stdout_text();
+    let (report, histogram) = text
+        .split_once("RTT distribution: 20 round trips")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        report.contains("rtt p50/p90/p99"),
+        "the summary comes first: {text}"
+    );
+    let lines: Vec<&str> = histogram.lines().skip(1).collect();
+    assert!(lines.iter().any(|l| l.contains('#')), "{text}");
+    // Each line: "LOW - HIGH |####  COUNT  <- p50".
+    let count = |l: &str| -> u64 {
+        let after_bar = l.split('|').nth(1).unwrap().trim_start_matches('#');
+        after_bar
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        lines.iter().map(|l| count(l)).sum::<u64>(),
+        20,
+        "every round trip in a bucket: {text}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("p50")).count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("p99")).count(),
+        1,
+        "{text}"
+    );
+    let bars = lines.iter().filter(|l| l.contains('#')).count();
+    let non_empty = lines.iter().filter(|l| count(l) > 0).count();
+    assert_eq!(bars, non_empty, "{text}");
+}
+
+/// Element counts by class in an SVG, read by python's XML parser.
+fn svg_classes(file: &Scratch) -> Option<HashMap<String, usize>> {
+    let script = "import sys,collections,xml.etree.ElementTree as ET\nroot=ET.parse(sys.argv[1]).getroot()\nassert root.tag=='{http://www.w3.org/2000/svg}svg'\nfor k,v in collections.Counter(e.get('class') for e in root.iter() if e.get('class')).items(): print(k.replace(' ','_'),v)";
+    let out = python(script, file.arg())?;
+    Some(
+        out.lines()
+            .map(|l| {
+                let (k, v) = l.split_once(' ').unwrap();
+                (k.to_owned(), v.parse().unwrap())
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn the_plot_has_both_panels_a_point_per_answer_and_a_tick_per_loss() {
+    let (peer, _server) = every_second_dropped();
+    let file = Scratch::new("ping.svg");
+    let port = peer.port().to_string();
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "20",
+            "-i",
+            "0.01",
+            "-t",
+            "0.5",
+            "--plot",
+            file.arg(),
+        ],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let svg = file.text();
+    assert!(
+        svg.contains(&format!("127.0.0.1:{port}, ping mode, 64 bytes")),
+        "title: {svg}"
+    );
+    let Some(classes) = svg_classes(&file) else {
+        return;
+    };
+    let n = |k: &str| classes.get(k).copied().unwrap_or(0);
+    assert_eq!(
+        (n("panel_over-time"), n("panel_distribution")),
+        (1, 1),
+        "{classes:?}"
+    );
+    assert_eq!((n("point"), n("loss")), (10, 10), "{classes:?}");
+    assert!(n("bar") >= 1, "{classes:?}");
+}
+
+#[test]
+fn a_flood_plot_has_a_band_per_interval() {
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    let file = Scratch::new("flood.svg");
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-f",
+            "-D",
+            "2",
+            "--plot",
+            file.arg(),
+        ],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let intervals = run
+        .stdout_text()
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .count();
+    let Some(classes) = svg_classes(&file) else {
+        return;
+    };
+    assert_eq!(classes.get("band").copied(), Some(intervals), "{classes:?}");
+    assert_eq!(classes.get("point"), None, "{classes:?}");
+}
