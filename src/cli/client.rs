@@ -281,6 +281,7 @@ impl From<&Args> for Target {
             recv_buf: args.common.recv_buf,
             send_buf: args.common.send_buf,
             timeout: args.timeout,
+            interface: args.common.interface.clone(),
         }
     }
 }

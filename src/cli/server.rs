@@ -104,6 +104,7 @@ impl From<&Args> for ServerConfig {
                 loop_detect: !args.no_loop_detect,
             },
             exclusive: args.exclusive,
+            interface: args.common.interface.clone(),
         }
     }
 }

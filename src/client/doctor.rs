@@ -346,6 +346,7 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
         stats_interval: None,
         guard: GuardConfig::default(),
         exclusive: false,
+        interface: None,
     };
     // Its start-up report stays unlogged, and its per-datagram lines off even
     // at -v: they would drown the doctor's own.
@@ -363,6 +364,7 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
             recv_buf: None,
             send_buf: None,
             timeout: Duration::from_secs(1),
+            interface: None,
         };
         let against = format!("against an in-process server on {addr}");
         let result = (|| {

@@ -36,6 +36,8 @@ pub struct Target {
     pub send_buf: Option<usize>,
     /// How long to wait for a reply.
     pub timeout: Duration,
+    /// Network interface or VRF device to send through (`SO_BINDTODEVICE`).
+    pub interface: Option<String>,
 }
 
 /// A socket connected to the server.
@@ -66,6 +68,7 @@ pub fn connect(target: &Target) -> Result<Connection> {
         send_buf: target.send_buf,
         reuse_address: false,
         reuse_port: false,
+        interface: target.interface.clone(),
     };
     let limits = Limits::read();
     let bound = net::bind(local, &options, &limits)?;

@@ -98,6 +98,9 @@ pub struct ServerConfig {
     /// Bind one socket without SO_REUSEADDR and SO_REUSEPORT, so the kernel
     /// refuses any later co-binder; `threads` then share that socket.
     pub exclusive: bool,
+    /// Network interface or VRF device every socket is bound to
+    /// (`SO_BINDTODEVICE`); `None` serves all.
+    pub interface: Option<String>,
 }
 
 /// What [`Server::bind`] found and set up: the start-up report as data. The
@@ -119,6 +122,8 @@ pub struct StartupReport {
     /// Whether the threads share one exclusive socket (`--exclusive`) rather
     /// than one `SO_REUSEPORT` socket each.
     pub exclusive: bool,
+    /// The interface or VRF device the sockets are bound to (`--interface`).
+    pub interface: Option<String>,
     /// Datagrams per syscall asked for (`--batch`, at least 1).
     pub batch_requested: usize,
     /// Datagrams per syscall the loops use: the request, or 1 where this
@@ -173,6 +178,14 @@ impl StartupReport {
                 self.batch,
             ),
         ));
+        if let Some(name) = &self.interface {
+            lines.push((
+                Level::Info,
+                format!(
+                    "bound to interface {name} (SO_BINDTODEVICE): only its datagrams are answered"
+                ),
+            ));
+        }
         lines.push((Level::Info, guard_line(&self.guard)));
         match &self.port_sharers {
             None => lines.push((
@@ -227,6 +240,7 @@ impl Server {
             send_buf: config.send_buf,
             reuse_address: !config.exclusive,
             reuse_port,
+            interface: config.interface.clone(),
         };
         let mut sockets = Vec::with_capacity(socket_count);
         let mut granted = None;
@@ -271,6 +285,7 @@ impl Server {
                 send_buf,
                 threads,
                 exclusive: config.exclusive,
+                interface: config.interface.clone(),
                 batch_requested,
                 batch,
                 guard: config.guard.clone(),
@@ -444,6 +459,7 @@ mod tests {
             stats_interval: None,
             guard: GuardConfig::default(),
             exclusive: false,
+            interface: None,
         }
     }
 
@@ -506,6 +522,7 @@ mod tests {
             send_buf: buffer(BufferKind::Send, None, 212_992),
             threads: 1,
             exclusive: false,
+            interface: None,
             batch_requested: 32,
             batch: 32,
             guard: GuardConfig::default(),
