@@ -26,6 +26,11 @@ pub enum Error {
     Bind { addr: SocketAddr, source: io::Error },
     /// `SO_BINDTODEVICE` (`--interface`) failed: no such interface, or no permission.
     Interface { name: String, source: io::Error },
+    /// The STAMP key file (`--stamp-key`) cannot be read or holds no usable key.
+    StampKey {
+        path: std::path::PathBuf,
+        problem: String,
+    },
     /// Another process's socket shares the port through `SO_REUSEPORT`.
     PortShared {
         addr: SocketAddr,
@@ -162,6 +167,11 @@ impl fmt::Display for Error {
                 ),
                 _ => write!(f, "cannot bind to interface {name}: {}", describe(source)),
             },
+            Error::StampKey { path, problem } => write!(
+                f,
+                "cannot use STAMP key file {}: {problem}; it holds the shared key as hex text (at least 32 digits) or raw bytes (at least 16)",
+                path.display()
+            ),
             Error::PortShared { addr, uid, inode } => write!(
                 f,
                 "cannot bind {addr}: another socket (uid {uid}, inode {inode}) already holds UDP port {} on this address and shares it with SO_REUSEPORT; stop it, or choose another port with --port",

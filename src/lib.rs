@@ -18,6 +18,8 @@
 //! - [`client`]: a connected socket to one server; one-shot mode and, in
 //!   `client::measure`, ping, flood and rate; `--find-rate`, `--pmtu`, `--doctor`.
 //! - [`probe`]: the measured modes' probe format: header, pattern, verify.
+//! - [`stamp`]: STAMP (RFC 8762/8972) test packets, time stamps, HMAC and the
+//!   session-reflector's state — pure, no I/O.
 //! - [`stats`]: counters, round-trip histogram and the run summary (data).
 //! - [`report`]: the only place results are formatted, human or JSON.
 //! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
@@ -41,6 +43,7 @@ pub mod probe;
 pub mod report;
 pub mod server;
 pub mod shutdown;
+pub mod stamp;
 pub mod stats;
 pub mod sys;
 pub mod units;

@@ -347,6 +347,7 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
         guard: GuardConfig::default(),
         exclusive: false,
         interface: None,
+        stamp: None,
     };
     // Its start-up report stays unlogged, and its per-datagram lines off even
     // at -v: they would drown the doctor's own.

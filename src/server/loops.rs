@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 
@@ -16,6 +16,7 @@ use crate::logging::escape_payload;
 use crate::net;
 use crate::net::local_addrs::LocalAddrs;
 use crate::shutdown::Stop;
+use crate::stamp::{Reflector, ReflectorConfig, Refusal};
 
 /// How much of a payload a debug line shows.
 const DEBUG_PAYLOAD_BYTES: usize = 64;
@@ -41,12 +42,15 @@ pub(super) struct LoopContext<'a> {
     pub(super) published: Option<&'a Published>,
     /// Whether per-datagram debug lines may be written at all.
     pub(super) datagram_log: bool,
+    /// `--stamp`: the plain loop answers with a reply its [`Reflector`]
+    /// builds instead of the request's bytes; the batched loop is not used.
+    pub(super) stamp: Option<&'a ReflectorConfig>,
 }
 
 /// Runs the loop that fits `batch` on one socket until a stop.
 pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, batch: usize) -> Counters {
     let mut state = LoopState::new(context);
-    if batch > 1 {
+    if batch > 1 && context.stamp.is_none() {
         batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
         return state.counters;
     }
@@ -131,6 +135,8 @@ struct LoopState<'a> {
     /// The time of the current receive, ns since `context.origin`: read once
     /// per receive call, used by every check of what it brought.
     now_ns: u64,
+    /// This loop's STAMP reflector (`--stamp`), with its sessions when stateful.
+    reflector: Option<Reflector>,
 }
 
 /// What to do with one received datagram.
@@ -154,6 +160,7 @@ impl<'a> LoopState<'a> {
             loops: context.loop_detect.then(LoopDetector::new),
             locals: None,
             now_ns: 0,
+            reflector: context.stamp.cloned().map(Reflector::new),
         };
         state.tick();
         if context.local.ip().is_unspecified() {
@@ -347,14 +354,49 @@ impl<'a> LoopState<'a> {
     }
 }
 
+/// The TTL a STAMP reply reports for the sender's packet: 255, "unknown"
+/// (reading the real one needs IP_RECVTTL control messages, not done here).
+const UNKNOWN_TTL: u8 = 255;
+
+impl LoopState<'_> {
+    /// `--stamp`: builds the reply to `data` into `out` and returns its
+    /// length, or `None` when the reflector refuses it (booked as a drop:
+    /// `malformed`, or `loop` for a reflected packet coming back).
+    fn reflect(
+        &mut self,
+        data: &[u8],
+        source: SocketAddr,
+        received: SystemTime,
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let reflector = self.reflector.as_mut()?;
+        let refusal = match reflector.reflect(data, source, received, self.now_ns, UNKNOWN_TTL, out)
+        {
+            Ok(len) => return Some(len),
+            Err(refusal) => refusal,
+        };
+        let reason = match refusal {
+            Refusal::Malformed => DropReason::Malformed,
+            Refusal::Reflected => DropReason::Loop,
+        };
+        self.dropped(reason, data.len(), source);
+        None
+    }
+}
+
 /// The plain echo loop: one `recv_from` and one `send_to` per datagram (`--batch 1`).
 /// Allocates nothing per datagram; the socket's read timeout lets it see `stop`.
+/// With `--stamp` it sends the reflector's reply, built in its own buffer.
 fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
     let mut buf = vec![0u8; net::RECV_BUFFER_LEN];
+    let stamp = state.reflector.is_some();
+    let mut reply = vec![0u8; if stamp { net::RECV_BUFFER_LEN } else { 0 }];
     while !state.stopping() {
         let Some((len, source)) = state.received(socket.recv_from(&mut buf)) else {
             continue;
         };
+        // STAMP's receive time stamp: right after the syscall.
+        let received = stamp.then(SystemTime::now);
         state.tick();
         let data = &buf[..len];
         match state.inspect(data, source) {
@@ -362,6 +404,13 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
             Verdict::Drop => continue,
             Verdict::Stop => break,
         }
+        let data = match received {
+            None => data,
+            Some(at) => match state.reflect(data, source, at, &mut reply) {
+                Some(n) => &reply[..n],
+                None => continue,
+            },
+        };
         match socket.send_to(data, source) {
             Ok(sent) => state.echoed(1, sent, || [(sent, source)]),
             Err(e) => state.send_failed(
@@ -490,6 +539,7 @@ mod tests {
             limiter: None,
             published: None,
             datagram_log: true,
+            stamp: None,
         };
         serve(socket, context, batch)
     }

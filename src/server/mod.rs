@@ -19,6 +19,7 @@ use crate::guard::{GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
 use crate::net::udp_table::{self, UdpSocketEntry};
 use crate::net::{self, BufferSize, Family, Limits, SocketOptions};
 use crate::shutdown::{Stop, StopCause};
+use crate::stamp::{ReflectorConfig, StampOptions};
 use crate::watch::{self, watch_port};
 
 mod counters;
@@ -101,6 +102,9 @@ pub struct ServerConfig {
     /// Network interface or VRF device every socket is bound to
     /// (`SO_BINDTODEVICE`); `None` serves all.
     pub interface: Option<String>,
+    /// Answer as a STAMP session-reflector (RFC 8762) instead of echoing;
+    /// the loops then take one datagram per syscall.
+    pub stamp: Option<StampOptions>,
 }
 
 /// What [`Server::bind`] found and set up: the start-up report as data. The
@@ -124,6 +128,8 @@ pub struct StartupReport {
     pub exclusive: bool,
     /// The interface or VRF device the sockets are bound to (`--interface`).
     pub interface: Option<String>,
+    /// The STAMP reflector's settings (`--stamp`), key read.
+    pub stamp: Option<ReflectorConfig>,
     /// Datagrams per syscall asked for (`--batch`, at least 1).
     pub batch_requested: usize,
     /// Datagrams per syscall the loops use: the request, or 1 where this
@@ -153,7 +159,16 @@ impl StartupReport {
                 lines.push((Level::Warn, warning));
             }
         }
-        if self.batch != self.batch_requested {
+        if let Some(stamp) = &self.stamp {
+            lines.push((
+                Level::Info,
+                format!(
+                    "{}; one datagram per syscall (--batch {} is not used with --stamp)",
+                    stamp.describe(),
+                    self.batch_requested
+                ),
+            ));
+        } else if self.batch != self.batch_requested {
             lines.push((
                 Level::Warn,
                 format!(
@@ -274,7 +289,17 @@ impl Server {
             }
         }
         let batch_requested = config.batch.max(1);
-        let batch = effective_batch(batch_requested);
+        let stamp = config
+            .stamp
+            .as_ref()
+            .map(StampOptions::reflector)
+            .transpose()?;
+        // STAMP replies are built one by one in the plain loop.
+        let batch = if stamp.is_some() {
+            1
+        } else {
+            effective_batch(batch_requested)
+        };
         Ok(Server {
             sockets,
             threads,
@@ -286,6 +311,7 @@ impl Server {
                 threads,
                 exclusive: config.exclusive,
                 interface: config.interface.clone(),
+                stamp,
                 batch_requested,
                 batch,
                 guard: config.guard.clone(),
@@ -344,6 +370,7 @@ impl Server {
                         limiter: self.limiter.as_ref(),
                         published: self.stats_interval.map(|_| published),
                         datagram_log: self.datagram_log,
+                        stamp: self.report.stamp.as_ref(),
                     };
                     scope.spawn(move || serve(socket, context, self.batch))
                 })
@@ -460,6 +487,7 @@ mod tests {
             guard: GuardConfig::default(),
             exclusive: false,
             interface: None,
+            stamp: None,
         }
     }
 
@@ -523,6 +551,7 @@ mod tests {
             threads: 1,
             exclusive: false,
             interface: None,
+            stamp: None,
             batch_requested: 32,
             batch: 32,
             guard: GuardConfig::default(),

@@ -1,0 +1,247 @@
+//! `--stamp` end to end on loopback: an independent implementation's sender
+//! (stamp-suite, skipped visibly where it is not installed) against our
+//! reflector, open and authenticated; what the reflector refuses and counts;
+//! a reply bounced back by an echo service is not answered.
+//!
+//! stamp-suite is looked for in `$STAMP_SUITE`, then
+//! `target/ci-tools/bin/stamp-suite` (where `.ci/run` installs it), then `PATH`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use udp_echo::stamp::{Key, Mode, ReflectedPacket, SenderPacket, TimeFormat};
+
+/// The key both sides share in the authenticated tests, as hex text.
+const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// stamp-suite's binary, or `None` after saying visibly why the test skips.
+pub fn stamp_suite(test: &str) -> Option<PathBuf> {
+    let candidates = std::env::var_os("STAMP_SUITE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ci-tools/bin/stamp-suite")])
+        .chain(
+            std::env::var_os("PATH")
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join("stamp-suite"))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        );
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    skip(&format!(
+        "{test}: stamp-suite is not installed (cargo install stamp-suite --locked --root target/ci-tools)"
+    ));
+    None
+}
+
+/// A key file only its owner may read (stamp-suite insists), removed on drop.
+pub struct KeyFile(pub PathBuf);
+
+impl KeyFile {
+    pub fn new(tag: &str) -> KeyFile {
+        let path =
+            std::env::temp_dir().join(format!("udp-echo-stamp-key-{}-{tag}", std::process::id()));
+        std::fs::write(&path, format!("{KEY_HEX}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        KeyFile(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The number after `label` on a line of stamp-suite's report.
+fn stat(report: &str, label: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in stamp-suite's report:\n{report}"))
+}
+
+/// Stops the server and returns its summary line.
+fn summary(mut server: ServerProcess) -> String {
+    server.signal(libc::SIGINT);
+    let (_, stderr) = server.wait_exit(WAIT);
+    stderr
+        .lines()
+        .find(|l| l.contains("stopped by"))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"))
+        .to_owned()
+}
+
+#[test]
+fn stamp_suites_sender_gets_every_one_of_50_packets_answered_open_and_authenticated() {
+    let Some(suite) = stamp_suite("stamp-suite sender → our reflector") else {
+        return;
+    };
+    let key = KeyFile::new("reflector");
+    for (auth, stateful) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
+        if auth {
+            args.extend(["--stamp-key", key.path()]);
+        }
+        if stateful {
+            args.push("--stamp-stateful");
+        }
+        let server = start_server(&args);
+        let port = server.addr.port().to_string();
+        let mut suite_args = vec![
+            "-r",
+            "127.0.0.1",
+            "-S",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "50",
+            "-d",
+            "2",
+            "-L",
+            "1",
+        ];
+        if auth {
+            suite_args.extend(["-A", "A", "--hmac-key-file", key.path()]);
+        }
+        let run = run_program(suite.to_str().unwrap(), &suite_args, None);
+        let report = format!("{}{}", run.stdout_text(), run.stderr);
+        let case = format!("auth {auth}, stateful {stateful}");
+        assert_eq!(run.code(), Some(0), "{case}:\n{report}");
+        assert_eq!(stat(&report, "Packets sent:"), 50, "{case}:\n{report}");
+        assert_eq!(stat(&report, "Packets received:"), 50, "{case}:\n{report}");
+        assert_eq!(stat(&report, "Packets lost:"), 0, "{case}:\n{report}");
+        let line = summary(server);
+        let size = if auth { 112 } else { 44 };
+        assert!(
+            line.contains(&format!("echoed 50 ({} bytes)", 50 * size)),
+            "{case}: {line}"
+        );
+        assert!(line.contains("malformed 0"), "{case}: {line}");
+    }
+}
+
+/// A sender packet of `mode`, signed with `key` when given.
+fn request(mode: Mode, seq: u32, key: Option<&Key>) -> Vec<u8> {
+    let mut buf = vec![0u8; mode.base_len()];
+    SenderPacket {
+        seq,
+        timestamp: TimeFormat::Ntp.encode(SystemTime::now()),
+        error_estimate: TimeFormat::Ntp.error_estimate(),
+        ssid: 0x1234,
+    }
+    .encode(mode, &mut buf);
+    if let Some(key) = key {
+        key.sign(&mut buf);
+    }
+    buf
+}
+
+fn try_reply(socket: &std::net::UdpSocket, server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    socket.send_to(packet, server).unwrap();
+    let mut buf = [0u8; 2048];
+    socket.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+#[test]
+fn malformed_packets_and_wrong_hmacs_are_dropped_and_counted() {
+    let key_file = KeyFile::new("malformed");
+    let server = start_server(&[
+        "--stamp",
+        "--stamp-key",
+        key_file.path(),
+        "-H",
+        "127.0.0.1",
+        "-p",
+        "0",
+    ]);
+    let key = Key::from_file_contents(KEY_HEX.as_bytes()).unwrap();
+    let wrong = Key::from_bytes(b"not the shared key at all").unwrap();
+    let socket = udp_client();
+    let good = request(Mode::Authenticated, 7, Some(&key));
+    let reply = try_reply(&socket, server.addr, &good).expect("a signed packet is answered");
+    assert!(
+        key.verify(&reply),
+        "the reply is signed with the shared key"
+    );
+    let got = ReflectedPacket::decode(Mode::Authenticated, &reply).unwrap();
+    assert_eq!((got.seq, got.sender_seq, got.ssid), (7, 7, 0x1234));
+    for bad in [
+        request(Mode::Authenticated, 8, Some(&wrong)),
+        request(Mode::Authenticated, 9, None),
+        good[..100].to_vec(),
+        request(Mode::Open, 10, None),
+    ] {
+        assert_eq!(
+            try_reply(&socket, server.addr, &bad),
+            None,
+            "{} bytes",
+            bad.len()
+        );
+    }
+    let line = summary(server);
+    assert!(line.contains("malformed 4"), "{line}");
+    assert!(line.contains("echoed 1 (112 bytes)"), "{line}");
+}
+
+#[test]
+fn a_reply_bounced_back_by_an_echo_service_is_not_answered() {
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let socket = udp_client();
+    let reply = try_reply(&socket, server.addr, &request(Mode::Open, 1, None)).unwrap();
+    // An echo service would send it back byte for byte: the loop ends here.
+    assert_eq!(try_reply(&socket, server.addr, &reply), None);
+    // A short TWAMP-Light packet is answered with the 44-byte base packet.
+    let short = &request(Mode::Open, 2, None)[..14];
+    let reply = try_reply(&socket, server.addr, short).expect("TWAMP-Light is answered");
+    assert_eq!(reply.len(), 44);
+    let line = summary(server);
+    assert!(line.contains("loop 1"), "{line}");
+    assert!(line.contains("echoed 2 (88 bytes)"), "{line}");
+}
+
+#[test]
+fn the_start_up_report_says_stamp_takes_one_datagram_per_syscall() {
+    let server = start_server(&["--stamp", "--stamp-ptp", "-H", "127.0.0.1", "-p", "0"]);
+    assert!(
+        server.wait_for_stderr(
+            "STAMP reflector (RFC 8762/8972): unauthenticated, stateless, PTP time stamps; one datagram per syscall",
+            WAIT
+        ),
+        "{}",
+        server.stderr()
+    );
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let socket = udp_client();
+    let reply = try_reply(&socket, server.addr, &request(Mode::Open, 3, None)).unwrap();
+    let got = ReflectedPacket::decode(Mode::Open, &reply).unwrap();
+    assert_eq!(
+        got.error_estimate & udp_echo::stamp::Z_BIT,
+        udp_echo::stamp::Z_BIT
+    );
+    assert!(
+        (got.timestamp >> 32).abs_diff(now.as_secs() & 0xffff_ffff) < 5,
+        "PTP seconds since 1970"
+    );
+}
