@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use clap::builder::ArgPredicate;
 use clap::{Parser, ValueEnum};
 
 use super::Common;
@@ -25,7 +24,7 @@ pub const PROGRAM: &str = "udp-echo-server";
 #[command(
     mut_arg("host", |a| a.help("Address or name to bind; 0.0.0.0 or :: for all interfaces")),
     mut_arg("port", |a| a.help("UDP port; 0 picks a free one (read it from the `listening on` line); 862 with --stamp")
-        .default_value_if("stamp", ArgPredicate::IsPresent, Some("862"))),
+        .default_value_if("stamp", "true", Some("862"))),
     mut_arg("recv_buf", |a| a.help("Request SO_RCVBUF, e.g. 4096, 256K, 4M (K/M/G are powers of 1024); capped by net.core.rmem_max")),
     mut_arg("send_buf", |a| a.help("Request SO_SNDBUF, like --recv-buf; capped by net.core.wmem_max")),
     mut_arg("verbose", |a| a.help("More logging: -v shows every datagram (debug), -vv trace. RUST_LOG overrides")),
