@@ -376,6 +376,80 @@ pub fn json(s: &impl serde::Serialize) -> String {
     serde_json::to_string(s).expect("results always serialize")
 }
 
+/// The first line of a STAMP run.
+pub fn stamp_start_line(target: &str, config: &crate::client::stamp::StampPing) -> String {
+    format!(
+        "STAMP PING {target}: {} test packets, SSID {}, {}interval {} s, timeout {} s",
+        if config.options.key_file.is_some() {
+            "authenticated 112-byte"
+        } else {
+            "unauthenticated 44-byte"
+        },
+        config.ssid,
+        config
+            .count
+            .map_or(String::new(), |c| format!("{c} packets, ")),
+        secs(config.interval),
+        secs(config.timeout),
+    )
+}
+
+/// The human summary of a STAMP run: the echo ping's block, then one-way
+/// delays (with their clock caveat) and loss by direction.
+pub fn stamp_summary(s: &crate::client::stamp::StampSummary) -> String {
+    let mut out = summary(&s.run).replace(" udp echo ping ", " STAMP ping ");
+    for (name, owd) in [
+        ("forward", &s.owd_forward_us),
+        ("reverse", &s.owd_reverse_us),
+    ] {
+        if owd.samples > 0 {
+            let _ = writeln!(
+                out,
+                "one-way {name} min/p50/p99/max = {}/{}/{}/{} ms",
+                ms(owd.min),
+                ms(owd.p50),
+                ms(owd.p99),
+                ms(owd.max)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "one-way delays need synchronised clocks: the reflector {} (S bit {}), this sender does not claim it",
+        if s.reflector_clock_synchronized {
+            "claims a synchronised clock"
+        } else {
+            "does not claim a synchronised clock"
+        },
+        u8::from(s.reflector_clock_synchronized)
+    );
+    match (s.lost_forward, s.lost_reverse, s.lost_unattributed) {
+        (Some(f), Some(r), Some(u)) => {
+            let _ = writeln!(
+                out,
+                "loss by direction: {f} forward, {r} reverse{} ({})",
+                if u > 0 {
+                    format!(", {u} after the last reply (direction unknown)")
+                } else {
+                    String::new()
+                },
+                if s.reflector_stateful {
+                    "stateful reflector"
+                } else {
+                    "nothing lost"
+                }
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "loss by direction: unknown, the reflector's sequence numbers follow ours (stateless; a stateful reflector tells forward from reverse)"
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -245,3 +245,238 @@ fn the_start_up_report_says_stamp_takes_one_datagram_per_syscall() {
         "PTP seconds since 1970"
     );
 }
+
+/// stamp-suite as a reflector on a free loopback port, killed on drop.
+struct SuiteReflector {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl SuiteReflector {
+    fn start(suite: &std::path::Path, extra: &[&str]) -> SuiteReflector {
+        let port = closed_port();
+        let child = std::process::Command::new(suite)
+            .args(["-i", "-S", "127.0.0.1", "-o", &port.to_string()])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn stamp-suite");
+        let reflector = SuiteReflector { child, port };
+        // Ready when it answers a 44-byte STAMP packet (an authenticated one
+        // would be dropped unsigned: probe with our own client then).
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            let probe = UdpSocketProbe::new();
+            if probe.answered(port, extra) {
+                return reflector;
+            }
+        }
+        panic!("stamp-suite {extra:?} did not answer on port {port}");
+    }
+}
+
+impl Drop for SuiteReflector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One STAMP packet (signed with [`KEY_HEX`] when the reflector is authenticated).
+struct UdpSocketProbe(std::net::UdpSocket);
+
+impl UdpSocketProbe {
+    fn new() -> Self {
+        UdpSocketProbe(udp_client())
+    }
+
+    fn answered(&self, port: u16, extra: &[&str]) -> bool {
+        let key = extra
+            .contains(&"A")
+            .then(|| Key::from_file_contents(KEY_HEX.as_bytes()).unwrap());
+        let mode = if key.is_some() {
+            Mode::Authenticated
+        } else {
+            Mode::Open
+        };
+        let packet = request(mode, 0, key.as_ref());
+        try_reply(&self.0, SocketAddr::from(([127, 0, 0, 1], port)), &packet).is_some()
+    }
+}
+
+fn json_of(run: &ClientRun) -> serde_json::Value {
+    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); exit {:?}\nstdout: {}\nstderr: {}",
+            run.code(),
+            run.stdout_text(),
+            run.stderr
+        )
+    })
+}
+
+/// Checks a `--stamp --json` run: all answered, one-way delay objects there.
+fn all_answered(run: &ClientRun, sent: u64, size: u64) -> serde_json::Value {
+    let json = json_of(run);
+    assert_eq!(run.code(), Some(0), "{json}\n{}", run.stderr);
+    assert_eq!(json["sent"], sent, "{json}");
+    assert_eq!(json["received"], sent, "{json}");
+    assert_eq!(json["size"], size, "{json}");
+    for owd in ["owd_forward_us", "owd_reverse_us"] {
+        for field in ["min", "p50", "p99", "max"] {
+            assert!(json[owd][field].is_f64(), "{owd}.{field}: {json}");
+        }
+        assert_eq!(json[owd]["samples"], sent, "{json}");
+    }
+    json
+}
+
+#[test]
+fn our_sender_against_stamp_suites_reflector_open_and_authenticated() {
+    let Some(suite) = stamp_suite("our sender → stamp-suite reflector") else {
+        return;
+    };
+    let key = KeyFile::new("sender");
+    for (extra, auth) in [
+        (vec![], false),
+        (vec!["--stateful-reflector"], false),
+        (vec!["-A", "A", "--hmac-key-file", key.path()], true),
+    ] {
+        let reflector = SuiteReflector::start(&suite, &extra);
+        let port = reflector.port.to_string();
+        let mut args = vec![
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "20",
+            "-i",
+            "0.01",
+            "--json",
+        ];
+        if auth {
+            args.extend(["--stamp-key", key.path()]);
+        }
+        let run = run_client(&args, None);
+        let json = all_answered(&run, 20, if auth { 112 } else { 44 });
+        assert_eq!(json["lost_forward"], 0, "{json}");
+        assert_eq!(json["lost_reverse"], 0, "{json}");
+        drop(reflector);
+    }
+}
+
+#[test]
+fn our_sender_against_our_reflector_in_every_mode() {
+    let key = KeyFile::new("ours");
+    for (server_extra, client_extra, size) in [
+        (vec![], vec![], 44),
+        (
+            vec!["--stamp-stateful", "--stamp-ptp"],
+            vec!["--stamp-ptp"],
+            44,
+        ),
+        (
+            vec!["--stamp-key", key.path()],
+            vec!["--stamp-key", key.path()],
+            112,
+        ),
+    ] {
+        let server = start_server(
+            &[
+                &["--stamp", "-H", "127.0.0.1", "-p", "0"][..],
+                &server_extra,
+            ]
+            .concat(),
+        );
+        let port = server.addr.port().to_string();
+        let args = [
+            &[
+                "--stamp",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-c",
+                "10",
+                "-i",
+                "0.01",
+                "--json",
+            ][..],
+            &client_extra,
+        ]
+        .concat();
+        all_answered(&run_client(&args, None), 10, size);
+    }
+}
+
+/// A stateful reflector in the test that loses packet 2 on the way in (it
+/// never counts it) and the reply to packet 4 on the way out (counted, not
+/// sent): the sender must say one forward, one reverse.
+#[test]
+fn against_a_stateful_reflector_loss_is_split_by_direction() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port().to_string();
+    let reflector = std::thread::spawn(move || {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let mut next = 0u32;
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let sender = SenderPacket::decode(Mode::Open, &buf[..n]).unwrap();
+            if sender.seq == 2 {
+                continue;
+            }
+            let seq = next;
+            next += 1;
+            if sender.seq == 4 {
+                continue;
+            }
+            let now = TimeFormat::Ntp.encode(SystemTime::now());
+            let mut out = [0u8; 44];
+            ReflectedPacket {
+                seq,
+                timestamp: now,
+                error_estimate: TimeFormat::Ntp.error_estimate(),
+                ssid: sender.ssid,
+                receive_timestamp: now,
+                sender_seq: sender.seq,
+                sender_timestamp: sender.timestamp,
+                sender_error_estimate: sender.error_estimate,
+                sender_ttl: 255,
+            }
+            .encode(Mode::Open, &mut out);
+            socket.send_to(&out, from).unwrap();
+            if sender.seq == 7 {
+                return;
+            }
+        }
+    });
+    let run = run_client(
+        &[
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "8",
+            "-i",
+            "0.01",
+            "-t",
+            "0.3",
+            "--json",
+        ],
+        None,
+    );
+    reflector.join().unwrap();
+    let json = json_of(&run);
+    assert_eq!(json["lost"], 2, "{json}");
+    assert_eq!(json["reflector_stateful"], true, "{json}");
+    assert_eq!(json["lost_forward"], 1, "{json}");
+    assert_eq!(json["lost_reverse"], 1, "{json}");
+    assert_eq!(json["lost_unattributed"], 0, "{json}");
+}

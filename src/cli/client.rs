@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Parser};
@@ -10,8 +11,10 @@ use clap::{ArgGroup, Parser};
 use super::Common;
 use crate::client::Target;
 use crate::client::measure::{MeasureConfig, Mode};
+use crate::client::stamp::StampPing;
 use crate::error::{Error, Result};
 use crate::net;
+use crate::stamp::StampOptions;
 use crate::units::{parse_percent, parse_positive_seconds, parse_rate, parse_seconds};
 
 /// The client binary's name, in `--help` and in every log line.
@@ -25,7 +28,8 @@ pub const PROGRAM: &str = "udp-echo-client";
 #[command(name = PROGRAM, version, max_term_width = 100)]
 #[command(
     mut_arg("host", |a| a.help("Server address or name")),
-    mut_arg("port", |a| a.help("Server UDP port (1-65535)").value_parser(parse_peer_port)),
+    mut_arg("port", |a| a.help("Server UDP port (1-65535); 862 with --stamp").value_parser(parse_peer_port)
+        .default_value_if("stamp", "true", Some("862"))),
     mut_arg("recv_buf", |a| a.help("Request SO_RCVBUF, e.g. 256K, 4M")),
     mut_arg("send_buf", |a| a.help("Request SO_SNDBUF, e.g. 256K, 4M")),
     mut_arg("verbose", |a| a.help("More logging (-v debug, -vv trace). RUST_LOG overrides")),
@@ -116,6 +120,22 @@ pub struct Args {
           requires = "timed", conflicts_with_all = ["count", "pmtu", "doctor", "stop", "data"])]
     pub flows: u32,
 
+    /// Ping mode as a STAMP session-sender (RFC 8762): also one-way delays and, with a stateful reflector, loss by direction.
+    #[arg(long, requires = "count", conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop", "data"])]
+    pub stamp: bool,
+
+    /// STAMP authenticated mode (HMAC-SHA-256) with the shared key in FILE: hex text or raw bytes, 16 bytes or more.
+    #[arg(long, value_name = "FILE", requires = "stamp")]
+    pub stamp_key: Option<PathBuf>,
+
+    /// STAMP: PTP time stamps (Z bit set) instead of NTP.
+    #[arg(long, requires = "stamp")]
+    pub stamp_ptp: bool,
+
+    /// STAMP: the session-sender identifier (RFC 8972 SSID) in every packet [default: from the process id].
+    #[arg(long, value_name = "N", requires = "stamp", value_parser = clap::value_parser!(u16).range(1..))]
+    pub stamp_ssid: Option<u16>,
+
     /// Print the summary as one JSON object on stdout instead of the human report.
     #[arg(long, requires = "mode", conflicts_with_all = ["stop", "data"])]
     pub json: bool,
@@ -168,6 +188,8 @@ pub enum Command {
     },
     /// `--doctor`: diagnose UDP on this host and the path to the target.
     Doctor,
+    /// `--stamp` with `--count`: ping as a STAMP session-sender.
+    Stamp(StampPing),
 }
 
 /// The payload of a one-shot probe (`--data`).
@@ -258,6 +280,21 @@ impl From<&Args> for Command {
             }
         } else if args.doctor {
             Command::Doctor
+        } else if let (true, Some(Mode::Ping { count, interval })) = (args.stamp, ping) {
+            Command::Stamp(StampPing {
+                count,
+                interval,
+                timeout: args.timeout,
+                options: StampOptions {
+                    key_file: args.stamp_key.clone(),
+                    stateful: false,
+                    ptp: args.stamp_ptp,
+                },
+                // Non-zero: some reflectors treat SSID 0 as "none".
+                ssid: args
+                    .stamp_ssid
+                    .unwrap_or((std::process::id() as u16).max(1)),
+            })
         } else if let Some(mode) = ping.or(flood).or(rate) {
             Command::Measure(measure(mode, 5))
         } else if args.stop {

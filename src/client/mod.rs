@@ -9,6 +9,7 @@ pub mod find_rate;
 pub mod measure;
 mod oneshot;
 pub mod pmtu;
+pub mod stamp;
 
 pub use oneshot::{Reply, one_shot, stop_server};
 
