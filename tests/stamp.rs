@@ -480,3 +480,130 @@ fn against_a_stateful_reflector_loss_is_split_by_direction() {
     assert_eq!(json["lost_reverse"], 1, "{json}");
     assert_eq!(json["lost_unattributed"], 0, "{json}");
 }
+
+/// Whether tshark can capture here (root, tshark installed); says why not.
+fn tshark_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(&format!("{test}: capturing on lo needs root"));
+        return false;
+    }
+    let found = std::process::Command::new("tshark")
+        .arg("-v")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        skip(&format!(
+            "{test}: tshark is not installed (apt-get install tshark)"
+        ));
+    }
+    found
+}
+
+/// Wireshark's TWAMP-Test dissector reads our reflector's replies: each
+/// carries the sequence number and time stamp of the request it answers.
+#[test]
+fn tshark_decodes_our_reflectors_packets_as_twamp_test() {
+    if !tshark_or_skip("tshark decode") {
+        return;
+    }
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let port = server.addr.port();
+    let pcap = std::env::temp_dir().join(format!("udp-echo-stamp-{}.pcap", std::process::id()));
+    let pcap_path = pcap.to_str().unwrap().to_owned();
+    let filter = format!("udp port {port}");
+    // Six packets (three requests, three replies) or ten seconds, whichever first.
+    let mut capture = std::process::Command::new("tshark")
+        .args([
+            "-i",
+            "lo",
+            "-f",
+            &filter,
+            "-c",
+            "6",
+            "-a",
+            "duration:10",
+            "-w",
+            &pcap_path,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tshark");
+    // Capturing once it says so on stderr.
+    let stderr = capture.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(|l| l.ok())
+        {
+            if line.contains("Capturing on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(WAIT)
+        .expect("tshark did not start capturing");
+    // dumpcap may attach its filter a moment after saying so: send until it
+    // has its six packets.
+    let socket = udp_client();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seq = 10;
+    while capture.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "tshark did not stop");
+        assert!(try_reply(&socket, server.addr, &request(Mode::Open, seq, None)).is_some());
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let decode = format!("udp.port=={port},twamp.test");
+    let fields = [
+        "-r",
+        &pcap_path,
+        "-d",
+        &decode,
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "twamp.test.seq_number",
+        "-e",
+        "twamp.test.timestamp",
+        "-e",
+        "twamp.test.sender_seq_number",
+        "-e",
+        "twamp.test.sender_timestamp",
+    ];
+    let out = run_program("tshark", &fields, None);
+    let _ = std::fs::remove_file(&pcap);
+    let text = out.stdout_text();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), 6, "{text}\n{}", out.stderr);
+    let from_us = port.to_string();
+    let (requests, replies): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r[0] != from_us);
+    assert!(replies.len() >= 2, "{text}");
+    for reply in &replies {
+        // Stateless: the reflector's number is the sender's.
+        assert_eq!(reply[1], reply[3], "{text}");
+        assert!(!reply[2].contains("1970"), "a real transmit time: {text}");
+        if let Some(request) = requests.iter().find(|r| r[1] == reply[3]) {
+            assert_eq!(
+                reply[4], request[2],
+                "the sender's time stamp, copied: {text}"
+            );
+        }
+    }
+    assert!(
+        replies
+            .iter()
+            .any(|r| requests.iter().any(|q| q[1] == r[3])),
+        "no request and its reply both captured: {text}"
+    );
+    println!("tshark: {}", replies[0].join(" | "));
+}
