@@ -54,6 +54,10 @@ pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, batch: usize) 
         batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
         return state.counters;
     }
+    // DSCP reflection needs each request's TOS; without it, replies go unmarked.
+    if let Err(e) = crate::sys::enable_recv_tos(socket) {
+        log::debug!("no IP_RECVTOS/IPV6_RECVTCLASS here ({e}): replies keep the default DSCP");
+    }
     plain_loop(socket, &mut state);
     state.counters
 }
@@ -354,6 +358,9 @@ impl<'a> LoopState<'a> {
     }
 }
 
+/// The DSCP bits of the TOS / traffic-class byte (the low two are ECN).
+const DSCP_MASK: u8 = 0xfc;
+
 /// The TTL a STAMP reply reports for the sender's packet: 255, "unknown"
 /// (reading the real one needs IP_RECVTTL control messages, not done here).
 const UNKNOWN_TTL: u8 = 255;
@@ -392,7 +399,8 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
     let stamp = state.reflector.is_some();
     let mut reply = vec![0u8; if stamp { net::RECV_BUFFER_LEN } else { 0 }];
     while !state.stopping() {
-        let Some((len, source)) = state.received(socket.recv_from(&mut buf)) else {
+        let Some((len, source, tos)) = state.received(crate::sys::recv_from_tos(socket, &mut buf))
+        else {
             continue;
         };
         // STAMP's receive time stamp: right after the syscall.
@@ -411,7 +419,12 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
                 None => continue,
             },
         };
-        match socket.send_to(data, source) {
+        // The request's DSCP goes back on the reply; ECN is not copied (Not-ECT).
+        let sent = match tos.map(|t| t & DSCP_MASK) {
+            Some(dscp) if dscp != 0 => crate::sys::send_to_tos(socket, data, source, dscp),
+            _ => socket.send_to(data, source),
+        };
+        match sent {
             Ok(sent) => state.echoed(1, sent, || [(sent, source)]),
             Err(e) => state.send_failed(
                 1,
