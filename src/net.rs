@@ -4,6 +4,7 @@
 //! Everything that touches socket options lives here, so the echo loop and the
 //! client receive a ready `std::net::UdpSocket`.
 
+pub mod dscp;
 pub mod limits;
 pub mod local_addrs;
 pub mod snmp;

@@ -447,6 +447,26 @@ pub fn stamp_summary(s: &crate::client::stamp::StampSummary) -> String {
             );
         }
     }
+    if let (Some(seen), Some(ecn), Some(changed)) = (&s.dscp_seen, &s.ecn_seen, s.dscp_changed) {
+        use crate::net::dscp::{dscp_name, ecn_name};
+        let list = |items: Vec<String>| items.join(", ");
+        let _ = writeln!(
+            out,
+            "DSCP sent {} ({}); replies arrived with {}; {changed} with another DSCP (dscp_changed); ECN {}",
+            s.dscp_sent,
+            dscp_name(s.dscp_sent),
+            list(
+                seen.iter()
+                    .map(|(d, n)| format!("{} ×{n}", dscp_name(*d)))
+                    .collect()
+            ),
+            list(
+                ecn.iter()
+                    .map(|(e, n)| format!("{} ×{n}", ecn_name(*e)))
+                    .collect()
+            ),
+        );
+    }
     out
 }
 

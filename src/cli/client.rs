@@ -136,6 +136,10 @@ pub struct Args {
     #[arg(long, value_name = "N", requires = "stamp", value_parser = clap::value_parser!(u16).range(1..))]
     pub stamp_ssid: Option<u16>,
 
+    /// STAMP: mark the test packets with this TOS byte (0-255, 0x..) or DSCP name (EF, AF41, CS1…); the report says which DSCP came back.
+    #[arg(long, value_name = "VALUE", requires = "stamp", value_parser = crate::net::dscp::parse_tos)]
+    pub tos: Option<u8>,
+
     /// Print the summary as one JSON object on stdout instead of the human report.
     #[arg(long, requires = "mode", conflicts_with_all = ["stop", "data"])]
     pub json: bool,
@@ -294,6 +298,7 @@ impl From<&Args> for Command {
                 ssid: args
                     .stamp_ssid
                     .unwrap_or((std::process::id() as u16).max(1)),
+                tos: args.tos,
             })
         } else if let Some(mode) = ping.or(flood).or(rate) {
             Command::Measure(measure(mode, 5))

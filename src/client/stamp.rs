@@ -40,6 +40,8 @@ pub struct StampPing {
     pub options: StampOptions,
     /// The RFC 8972 session-sender identifier carried by every packet.
     pub ssid: u16,
+    /// The TOS / traffic-class byte to send with (`--tos`); `None` keeps the default.
+    pub tos: Option<u8>,
 }
 
 /// One-way delay figures in µs (negative when the clocks disagree by more
@@ -102,6 +104,15 @@ pub struct StampSummary {
     pub lost_reverse: Option<u64>,
     /// Lost packets sent after the last answered one: their direction is unknown.
     pub lost_unattributed: Option<u64>,
+    /// The DSCP the packets were sent with (0-63).
+    pub dscp_sent: u8,
+    /// Replies per DSCP they arrived with (`None` where the TOS cannot be read).
+    pub dscp_seen: Option<BTreeMap<u8, u64>>,
+    /// Replies per ECN codepoint they arrived with (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE).
+    pub ecn_seen: Option<BTreeMap<u8, u64>>,
+    /// Replies whose DSCP differs from the one sent: re-marked somewhere on
+    /// the way out, at the reflector or on the way back.
+    pub dscp_changed: Option<u64>,
 }
 
 /// Unix time in ns of a 64-bit STAMP time stamp (NTP: era 0, until 2036).
@@ -138,6 +149,10 @@ struct Books {
     synchronized: bool,
     answered_up_to_furthest: u64,
     answered: std::collections::HashSet<u32>,
+    dscp_seen: BTreeMap<u8, u64>,
+    ecn_seen: BTreeMap<u8, u64>,
+    /// Whether any reply's TOS could be read.
+    tos_read: bool,
 }
 
 /// Runs STAMP ping against `target`; `on_event` sees every reply and timeout.
@@ -169,7 +184,11 @@ pub fn ping(
         synchronized: false,
         answered_up_to_furthest: 0,
         answered: std::collections::HashSet::new(),
+        dscp_seen: BTreeMap::new(),
+        ecn_seen: BTreeMap::new(),
+        tos_read: false,
     };
+    mark(&conn, config.tos)?;
     let mut packet = vec![0u8; mode.base_len()];
     let mut buf = vec![0u8; crate::net::RECV_BUFFER_LEN];
     let started = Instant::now();
@@ -241,16 +260,23 @@ pub fn ping(
             .saturating_duration_since(Instant::now())
             .min(shutdown::WAIT_STEP)
             .max(Duration::from_millis(1));
-        match conn.recv(&mut buf, wait) {
-            Ok(n) => books.reply(
-                &buf[..n],
-                mode,
-                key.as_ref(),
-                format,
-                config,
-                peer,
-                on_event,
-            ),
+        match recv_with_tos(&conn, &mut buf, wait) {
+            Ok((n, tos)) => {
+                if let Some(tos) = tos {
+                    books.tos_read = true;
+                    *books.dscp_seen.entry(tos >> 2).or_default() += 1;
+                    *books.ecn_seen.entry(tos & 3).or_default() += 1;
+                }
+                books.reply(
+                    &buf[..n],
+                    mode,
+                    key.as_ref(),
+                    format,
+                    config,
+                    peer,
+                    on_event,
+                )
+            }
             Err(Error::Timeout { .. }) => {}
             Err(Error::Refused { .. }) => {
                 books.counts.refused += 1;
@@ -261,6 +287,54 @@ pub fn ping(
         }
     }
     Ok(books.summary(peer, mode, config, started.elapsed()))
+}
+
+/// Marks the connection's packets with `tos` (when given) and asks for each
+/// reply's TOS (best effort: without it, no DSCP figures).
+fn mark(conn: &super::Connection, tos: Option<u8>) -> Result<()> {
+    let sock = socket2::SockRef::from(&conn.socket);
+    if let Some(tos) = tos {
+        let set = match conn.peer {
+            SocketAddr::V4(_) => sock.set_tos_v4(u32::from(tos)),
+            SocketAddr::V6(_) => sock.set_tclass_v6(u32::from(tos)),
+        };
+        set.map_err(|source| Error::Socket {
+            what: "set the TOS / traffic class (--tos)",
+            addr: conn.peer,
+            source,
+        })?;
+    }
+    if let Err(e) = crate::sys::enable_recv_tos(&conn.socket) {
+        log::debug!("cannot read the replies' TOS here: {e}");
+    }
+    Ok(())
+}
+
+/// [`super::Connection::recv`] that also returns the reply's TOS byte.
+fn recv_with_tos(
+    conn: &super::Connection,
+    buf: &mut [u8],
+    wait: Duration,
+) -> Result<(usize, Option<u8>)> {
+    let fail = |source: io::Error| match source.kind() {
+        io::ErrorKind::ConnectionRefused => Error::Refused { addr: conn.peer },
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout {
+            addr: conn.peer,
+            waited: wait,
+        },
+        _ => Error::Recv {
+            addr: conn.peer,
+            source,
+        },
+    };
+    conn.socket.set_read_timeout(Some(wait)).map_err(fail)?;
+    loop {
+        match crate::sys::recv_from_tos(&conn.socket, buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(fail(e)),
+            Ok((n, _, tos)) => return Ok((n, tos)),
+        }
+    }
 }
 
 impl Books {
@@ -418,6 +492,17 @@ impl Books {
             lost_forward: split.0,
             lost_reverse: split.1,
             lost_unattributed: split.2,
+            dscp_sent: config.tos.unwrap_or(0) >> 2,
+            dscp_changed: self.tos_read.then(|| {
+                let sent = config.tos.unwrap_or(0) >> 2;
+                self.dscp_seen
+                    .iter()
+                    .filter(|&(&d, _)| d != sent)
+                    .map(|(_, n)| n)
+                    .sum()
+            }),
+            dscp_seen: self.tos_read.then_some(self.dscp_seen),
+            ecn_seen: self.tos_read.then_some(self.ecn_seen),
         }
     }
 }
