@@ -24,6 +24,13 @@ pub enum Error {
     },
     /// `bind(2)` failed; the message explains the usual causes.
     Bind { addr: SocketAddr, source: io::Error },
+    /// `SO_BINDTODEVICE` (`--interface`) failed: no such interface, or no permission.
+    Interface { name: String, source: io::Error },
+    /// The STAMP key file (`--stamp-key`) cannot be read or holds no usable key.
+    StampKey {
+        path: std::path::PathBuf,
+        problem: String,
+    },
     /// Another process's socket shares the port through `SO_REUSEPORT`.
     PortShared {
         addr: SocketAddr,
@@ -141,12 +148,30 @@ impl fmt::Display for Error {
                     ),
                     io::ErrorKind::PermissionDenied => write!(
                         f,
-                        "cannot bind {addr}: port {} is privileged ({why}); use a port of 1024 or more, or grant CAP_NET_BIND_SERVICE",
+                        "cannot bind {addr}: port {} is privileged ({why}); use a port of 1024 or more, run as root, or grant CAP_NET_BIND_SERVICE",
                         addr.port()
                     ),
                     _ => write!(f, "cannot bind {addr}: {why}"),
                 }
             }
+            Error::Interface { name, source } => match source.raw_os_error() {
+                Some(libc::ENODEV) => write!(f, "no interface {name} on this host; see `ip link`"),
+                Some(libc::EPERM) | Some(libc::EACCES) => write!(
+                    f,
+                    "cannot bind to interface {name}: SO_BINDTODEVICE needs CAP_NET_RAW or root ({})",
+                    describe(source)
+                ),
+                _ if source.kind() == io::ErrorKind::Unsupported => write!(
+                    f,
+                    "cannot bind to interface {name}: --interface needs SO_BINDTODEVICE (Linux)"
+                ),
+                _ => write!(f, "cannot bind to interface {name}: {}", describe(source)),
+            },
+            Error::StampKey { path, problem } => write!(
+                f,
+                "cannot use STAMP key file {}: {problem}; it holds the shared key as hex text (at least 32 digits) or raw bytes (at least 16)",
+                path.display()
+            ),
             Error::PortShared { addr, uid, inode } => write!(
                 f,
                 "cannot bind {addr}: another socket (uid {uid}, inode {inode}) already holds UDP port {} on this address and shares it with SO_REUSEPORT; stop it, or choose another port with --port",

@@ -43,6 +43,9 @@ pub enum DropReason {
     RateLimited,
     /// In an echo loop with the server, or cooling down after one.
     Loop,
+    /// Not a packet the server's mode answers: a STAMP packet too short, with
+    /// a wrong HMAC (`--stamp`).
+    Malformed,
 }
 
 impl DropReason {
@@ -53,10 +56,11 @@ impl DropReason {
         DropReason::NotAllowed,
         DropReason::RateLimited,
         DropReason::Loop,
+        DropReason::Malformed,
     ];
 
     /// How many reasons there are: the length of per-reason counter arrays.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     /// Index into per-reason counter arrays.
     pub fn index(self) -> usize {
@@ -71,6 +75,7 @@ impl DropReason {
             DropReason::NotAllowed => "not-allowed",
             DropReason::RateLimited => "rate-limited",
             DropReason::Loop => "loop",
+            DropReason::Malformed => "malformed",
         }
     }
 }

@@ -23,6 +23,8 @@
 //!   in `client::session`, a measured run with its `--probes` records
 //!   (`client::probes`), `--histogram` and `--plot` (`client::plot`).
 //! - [`probe`]: the measured modes' probe format: header, pattern, verify.
+//! - [`stamp`]: STAMP (RFC 8762/8972) test packets, time stamps, HMAC and the
+//!   session-reflector's state — pure, no I/O.
 //! - [`stats`]: counters, round-trip histogram and the run summary (data).
 //! - [`metrics`]: Prometheus `/metrics` endpoints of both binaries (`--metrics`).
 //! - [`report`]: the only place results are formatted, human or JSON.
@@ -50,6 +52,7 @@ pub mod probe;
 pub mod report;
 pub mod server;
 pub mod shutdown;
+pub mod stamp;
 pub mod stats;
 pub mod sys;
 pub mod units;

@@ -4,6 +4,7 @@
 //! Everything that touches socket options lives here, so the echo loop and the
 //! client receive a ready `std::net::UdpSocket`.
 
+pub mod dscp;
 pub mod limits;
 pub mod local_addrs;
 pub mod snmp;
@@ -167,8 +168,31 @@ pub fn unspecified_for(target: &SocketAddr) -> SocketAddr {
     }
 }
 
+/// `SO_BINDTODEVICE`: ties `socket` to the interface (or VRF device) `name`.
+/// Linux answers `ENODEV` for an unknown name and `EPERM` without CAP_NET_RAW
+/// when the socket is already bound to a device; both become
+/// [`Error::Interface`], whose message says which.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+fn bind_device(socket: &Socket, name: &str) -> Result<()> {
+    socket
+        .bind_device(Some(name.as_bytes()))
+        .map_err(|source| Error::Interface {
+            name: name.to_owned(),
+            source,
+        })
+}
+
+/// `SO_BINDTODEVICE` is Linux's: elsewhere `--interface` is refused.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
+fn bind_device(_socket: &Socket, name: &str) -> Result<()> {
+    Err(Error::Interface {
+        name: name.to_owned(),
+        source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+    })
+}
+
 /// What to ask of a new socket.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SocketOptions {
     /// `SO_RCVBUF` request in bytes; `None` keeps the kernel default.
     pub recv_buf: Option<usize>,
@@ -179,6 +203,10 @@ pub struct SocketOptions {
     /// Set `SO_REUSEPORT` before binding, so several sockets (one per server
     /// thread) share the port and the kernel spreads flows over them.
     pub reuse_port: bool,
+    /// Bind to this network interface (or VRF device) with `SO_BINDTODEVICE`
+    /// before binding the address: only datagrams that arrive on it are
+    /// received, and sends leave through it.
+    pub interface: Option<String>,
 }
 
 /// Which of the two buffers a [`BufferSize`] describes.
@@ -317,6 +345,9 @@ pub fn bind(addr: SocketAddr, options: &SocketOptions, limits: &Limits) -> Resul
         socket
             .set_reuse_port(true)
             .map_err(fail("set SO_REUSEPORT"))?;
+    }
+    if let Some(name) = &options.interface {
+        bind_device(&socket, name)?;
     }
     socket
         .bind(&SockAddr::from(addr))

@@ -454,6 +454,100 @@ pub fn json(s: &impl serde::Serialize) -> String {
     serde_json::to_string(s).expect("results always serialize")
 }
 
+/// The first line of a STAMP run.
+pub fn stamp_start_line(target: &str, config: &crate::client::stamp::StampPing) -> String {
+    format!(
+        "STAMP PING {target}: {} test packets, SSID {}, {}interval {} s, timeout {} s",
+        if config.options.key_file.is_some() {
+            "authenticated 112-byte"
+        } else {
+            "unauthenticated 44-byte"
+        },
+        config.ssid,
+        config
+            .count
+            .map_or(String::new(), |c| format!("{c} packets, ")),
+        secs(config.interval),
+        secs(config.timeout),
+    )
+}
+
+/// The human summary of a STAMP run: the echo ping's block, then one-way
+/// delays (with their clock caveat) and loss by direction.
+pub fn stamp_summary(s: &crate::client::stamp::StampSummary) -> String {
+    let mut out = summary(&s.run).replace(" udp echo ping ", " STAMP ping ");
+    for (name, owd) in [
+        ("forward", &s.owd_forward_us),
+        ("reverse", &s.owd_reverse_us),
+    ] {
+        if owd.samples > 0 {
+            let _ = writeln!(
+                out,
+                "one-way {name} min/p50/p99/max = {}/{}/{}/{} ms",
+                ms(owd.min),
+                ms(owd.p50),
+                ms(owd.p99),
+                ms(owd.max)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "one-way delays need synchronised clocks: the reflector {} (S bit {}), this sender does not claim it",
+        if s.reflector_clock_synchronized {
+            "claims a synchronised clock"
+        } else {
+            "does not claim a synchronised clock"
+        },
+        u8::from(s.reflector_clock_synchronized)
+    );
+    match (s.lost_forward, s.lost_reverse, s.lost_unattributed) {
+        (Some(f), Some(r), Some(u)) => {
+            let _ = writeln!(
+                out,
+                "loss by direction: {f} forward, {r} reverse{} ({})",
+                if u > 0 {
+                    format!(", {u} after the last reply (direction unknown)")
+                } else {
+                    String::new()
+                },
+                if s.reflector_stateful {
+                    "stateful reflector"
+                } else {
+                    "nothing lost"
+                }
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "loss by direction: unknown, the reflector's sequence numbers follow ours (stateless; a stateful reflector tells forward from reverse)"
+            );
+        }
+    }
+    if let (Some(seen), Some(ecn), Some(changed)) = (&s.dscp_seen, &s.ecn_seen, s.dscp_changed) {
+        use crate::net::dscp::{dscp_name, ecn_name};
+        let list = |items: Vec<String>| items.join(", ");
+        let _ = writeln!(
+            out,
+            "DSCP sent {} ({}); replies arrived with {}; {changed} with another DSCP (dscp_changed); ECN {}",
+            s.dscp_sent,
+            dscp_name(s.dscp_sent),
+            list(
+                seen.iter()
+                    .map(|(d, n)| format!("{} ×{n}", dscp_name(*d)))
+                    .collect()
+            ),
+            list(
+                ecn.iter()
+                    .map(|(e, n)| format!("{} ×{n}", ecn_name(*e)))
+                    .collect()
+            ),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,10 @@ use super::Common;
 use crate::client::Target;
 use crate::client::measure::{MeasureConfig, Mode};
 use crate::client::session::Outputs;
+use crate::client::stamp::StampPing;
 use crate::error::{Error, Result};
 use crate::net;
+use crate::stamp::StampOptions;
 use crate::units::{parse_percent, parse_positive_seconds, parse_rate, parse_seconds};
 
 /// The client binary's name, in `--help` and in every log line.
@@ -27,7 +29,8 @@ pub const PROGRAM: &str = "udp-echo-client";
 #[command(name = PROGRAM, version, max_term_width = 100)]
 #[command(
     mut_arg("host", |a| a.help("Server address or name")),
-    mut_arg("port", |a| a.help("Server UDP port (1-65535)").value_parser(parse_peer_port)),
+    mut_arg("port", |a| a.help("Server UDP port (1-65535); 862 with --stamp").value_parser(parse_peer_port)
+        .default_value_if("stamp", "true", Some("862"))),
     mut_arg("recv_buf", |a| a.help("Request SO_RCVBUF, e.g. 256K, 4M")),
     mut_arg("send_buf", |a| a.help("Request SO_SNDBUF, e.g. 256K, 4M")),
     mut_arg("verbose", |a| a.help("More logging (-v debug, -vv trace). RUST_LOG overrides")),
@@ -119,6 +122,26 @@ pub struct Args {
           requires = "timed", conflicts_with_all = ["count", "pmtu", "doctor", "stop", "data"])]
     pub flows: u32,
 
+    /// Ping mode as a STAMP session-sender (RFC 8762): also one-way delays and, with a stateful reflector, loss by direction.
+    #[arg(long, requires = "count", conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop", "data"])]
+    pub stamp: bool,
+
+    /// STAMP authenticated mode (HMAC-SHA-256) with the shared key in FILE: hex text or raw bytes, 16 bytes or more.
+    #[arg(long, value_name = "FILE", requires = "stamp")]
+    pub stamp_key: Option<PathBuf>,
+
+    /// STAMP: PTP time stamps (Z bit set) instead of NTP.
+    #[arg(long, requires = "stamp")]
+    pub stamp_ptp: bool,
+
+    /// STAMP: the session-sender identifier (RFC 8972 SSID) in every packet [default: from the process id].
+    #[arg(long, value_name = "N", requires = "stamp", value_parser = clap::value_parser!(u16).range(1..))]
+    pub stamp_ssid: Option<u16>,
+
+    /// STAMP: mark the test packets with this TOS byte (0-255, 0x..) or DSCP name (EF, AF41, CS1, ...); the report says which DSCP came back.
+    #[arg(long, value_name = "VALUE", requires = "stamp", value_parser = crate::net::dscp::parse_tos)]
+    pub tos: Option<u8>,
+
     /// Print the summary as one JSON object on stdout instead of the human report.
     #[arg(long, requires = "mode", conflicts_with_all = ["stop", "data"])]
     pub json: bool,
@@ -200,6 +223,8 @@ pub enum Command {
     },
     /// `--doctor`: diagnose UDP on this host and the path to the target.
     Doctor,
+    /// `--stamp` with `--count`: ping as a STAMP session-sender.
+    Stamp(StampPing),
 }
 
 /// The payload of a one-shot probe (`--data`).
@@ -290,6 +315,22 @@ impl From<&Args> for Command {
             }
         } else if args.doctor {
             Command::Doctor
+        } else if let (true, Some(Mode::Ping { count, interval })) = (args.stamp, ping) {
+            Command::Stamp(StampPing {
+                count,
+                interval,
+                timeout: args.timeout,
+                options: StampOptions {
+                    key_file: args.stamp_key.clone(),
+                    stateful: false,
+                    ptp: args.stamp_ptp,
+                },
+                // Non-zero: some reflectors treat SSID 0 as "none".
+                ssid: args
+                    .stamp_ssid
+                    .unwrap_or((std::process::id() as u16).max(1)),
+                tos: args.tos,
+            })
         } else if let Some(mode) = ping.or(flood).or(rate) {
             Command::Measure(measure(mode, 5))
         } else if args.stop {
@@ -313,6 +354,7 @@ impl From<&Args> for Target {
             recv_buf: args.common.recv_buf,
             send_buf: args.common.send_buf,
             timeout: args.timeout,
+            interface: args.common.interface.clone(),
         }
     }
 }

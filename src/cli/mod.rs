@@ -46,6 +46,10 @@ pub struct Common {
     #[arg(long, value_name = "SIZE", value_parser = parse_buffer_size)]
     pub send_buf: Option<usize>,
 
+    /// Bind to this network interface or VRF device (SO_BINDTODEVICE), e.g. eth0, vrf-blue.
+    #[arg(long, value_name = "NAME")]
+    pub interface: Option<String>,
+
     // The log level comes last in `--help`, after each binary's own flags and
     // before `--help` / `--version` (which clap places at 999).
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.

@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use clap::{Parser, ValueEnum};
 
 use super::Common;
 use crate::guard::{self, Cidr, GuardConfig};
 use crate::server::{DEFAULT_BATCH, ServerConfig, StopPolicy};
+use crate::stamp::StampOptions;
 use crate::units::parse_stats_interval;
 
 /// The server binary's name, in `--help` and in every log line.
@@ -20,7 +23,8 @@ pub const PROGRAM: &str = "udp-echo-server";
 #[command(name = PROGRAM, version, max_term_width = 100)]
 #[command(
     mut_arg("host", |a| a.help("Address or name to bind; 0.0.0.0 or :: for all interfaces")),
-    mut_arg("port", |a| a.help("UDP port; 0 picks a free one (read it from the `listening on` line)")),
+    mut_arg("port", |a| a.help("UDP port; 0 picks a free one (read it from the `listening on` line); 862 with --stamp")
+        .default_value_if("stamp", "true", Some("862"))),
     mut_arg("recv_buf", |a| a.help("Request SO_RCVBUF, e.g. 4096, 256K, 4M (K/M/G are powers of 1024); capped by net.core.rmem_max")),
     mut_arg("send_buf", |a| a.help("Request SO_SNDBUF, like --recv-buf; capped by net.core.wmem_max")),
     mut_arg("verbose", |a| a.help("More logging: -v shows every datagram (debug), -vv trace. RUST_LOG overrides")),
@@ -74,6 +78,22 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (TCP; port 0 picks one, printed on stdout).
     #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::parse_addr)]
     pub metrics: Option<std::net::SocketAddr>,
+
+    /// Answer STAMP test packets (RFC 8762 session-reflector, TWAMP-Light too) instead of echoing; port 862 unless --port.
+    #[arg(long)]
+    pub stamp: bool,
+
+    /// STAMP authenticated mode (HMAC-SHA-256) with the shared key in FILE: hex text or raw bytes, 16 bytes or more.
+    #[arg(long, value_name = "FILE", requires = "stamp")]
+    pub stamp_key: Option<PathBuf>,
+
+    /// STAMP: number replies per session (sender address and SSID), so the sender can tell forward from reverse loss.
+    #[arg(long, requires = "stamp")]
+    pub stamp_stateful: bool,
+
+    /// STAMP: PTP time stamps (Z bit set) instead of NTP.
+    #[arg(long, requires = "stamp")]
+    pub stamp_ptp: bool,
 }
 
 /// `--stop-on-empty`: the command-line face of [`StopPolicy`].
@@ -113,6 +133,12 @@ impl From<&Args> for ServerConfig {
                 loop_detect: !args.no_loop_detect,
             },
             exclusive: args.exclusive,
+            interface: args.common.interface.clone(),
+            stamp: args.stamp.then(|| StampOptions {
+                key_file: args.stamp_key.clone(),
+                stateful: args.stamp_stateful,
+                ptp: args.stamp_ptp,
+            }),
         }
     }
 }
@@ -139,6 +165,27 @@ mod tests {
         assert!(!config.exclusive && !config.guard.allow_service_ports);
         assert!(config.guard.loop_detect);
         assert_eq!((config.recv_buf, config.stats_interval), (None, None));
+        assert_eq!(config.stamp, None);
+    }
+
+    #[test]
+    fn stamp_defaults_to_port_862_unless_a_port_is_given() {
+        let config = ServerConfig::from(&Args::parse_from([PROGRAM, "--stamp"]));
+        assert_eq!(config.port, 862);
+        assert_eq!(config.stamp, Some(StampOptions::default()));
+        let args = [
+            PROGRAM,
+            "--stamp",
+            "-p",
+            "0",
+            "--stamp-stateful",
+            "--stamp-ptp",
+        ];
+        let config = ServerConfig::from(&Args::parse_from(args));
+        assert_eq!(config.port, 0);
+        let stamp = config.stamp.unwrap();
+        assert!(stamp.stateful && stamp.ptp && stamp.key_file.is_none());
+        assert!(Args::try_parse_from([PROGRAM, "--stamp-stateful"]).is_err());
     }
 
     #[test]

@@ -347,6 +347,8 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
         stats_interval: None,
         guard: GuardConfig::default(),
         exclusive: false,
+        interface: None,
+        stamp: None,
     };
     // Its start-up report stays unlogged, and its per-datagram lines off even
     // at -v: they would drown the doctor's own.
@@ -364,6 +366,7 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
             recv_buf: None,
             send_buf: None,
             timeout: Duration::from_secs(1),
+            interface: None,
         };
         let against = format!("against an in-process server on {addr}");
         let result = (|| {

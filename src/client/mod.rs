@@ -12,6 +12,7 @@ pub mod plot;
 pub mod pmtu;
 pub mod probes;
 pub mod session;
+pub mod stamp;
 
 pub use oneshot::{Reply, one_shot, stop_server};
 
@@ -39,6 +40,8 @@ pub struct Target {
     pub send_buf: Option<usize>,
     /// How long to wait for a reply.
     pub timeout: Duration,
+    /// Network interface or VRF device to send through (`SO_BINDTODEVICE`).
+    pub interface: Option<String>,
 }
 
 /// A socket connected to the server.
@@ -69,6 +72,7 @@ pub fn connect(target: &Target) -> Result<Connection> {
         send_buf: target.send_buf,
         reuse_address: false,
         reuse_port: false,
+        interface: target.interface.clone(),
     };
     let limits = Limits::read();
     let bound = net::bind(local, &options, &limits)?;

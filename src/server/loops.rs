@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 
@@ -17,6 +17,7 @@ use crate::logging::escape_payload;
 use crate::net;
 use crate::net::local_addrs::LocalAddrs;
 use crate::shutdown::Stop;
+use crate::stamp::{Reflector, ReflectorConfig, Refusal};
 
 /// How much of a payload a debug line shows.
 const DEBUG_PAYLOAD_BYTES: usize = 64;
@@ -42,6 +43,9 @@ pub(super) struct LoopContext<'a> {
     pub(super) published: Option<&'a Published>,
     /// Whether per-datagram debug lines may be written at all.
     pub(super) datagram_log: bool,
+    /// `--stamp`: the plain loop answers with a reply its [`Reflector`]
+    /// builds instead of the request's bytes; the batched loop is not used.
+    pub(super) stamp: Option<&'a ReflectorConfig>,
 }
 
 mod gro;
@@ -62,7 +66,15 @@ pub(super) enum LoopKind {
 pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, kind: LoopKind) -> Counters {
     let mut state = LoopState::new(context);
     match kind {
-        LoopKind::Plain => plain_loop(socket, &mut state),
+        LoopKind::Plain => {
+            // DSCP reflection needs each request's TOS; without it, replies go unmarked.
+            if let Err(e) = crate::sys::enable_recv_tos(socket) {
+                log::debug!(
+                    "no IP_RECVTOS/IPV6_RECVTCLASS here ({e}): replies keep the default DSCP"
+                );
+            }
+            plain_loop(socket, &mut state);
+        }
         LoopKind::Batched(batch) => {
             batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
         }
@@ -150,6 +162,8 @@ struct LoopState<'a> {
     /// The time of the current receive, ns since `context.origin`: read once
     /// per receive call, used by every check of what it brought.
     now_ns: u64,
+    /// This loop's STAMP reflector (`--stamp`), with its sessions when stateful.
+    reflector: Option<Reflector>,
 }
 
 /// What to do with one received datagram.
@@ -173,6 +187,7 @@ impl<'a> LoopState<'a> {
             loops: context.loop_detect.then(LoopDetector::new),
             locals: None,
             now_ns: 0,
+            reflector: context.stamp.cloned().map(Reflector::new),
         };
         state.tick();
         if context.local.ip().is_unspecified() {
@@ -375,14 +390,53 @@ impl<'a> LoopState<'a> {
     }
 }
 
+/// The DSCP bits of the TOS / traffic-class byte (the low two are ECN).
+const DSCP_MASK: u8 = 0xfc;
+
+/// The TTL a STAMP reply reports for the sender's packet: 255, "unknown"
+/// (reading the real one needs IP_RECVTTL control messages, not done here).
+const UNKNOWN_TTL: u8 = 255;
+
+impl LoopState<'_> {
+    /// `--stamp`: builds the reply to `data` into `out` and returns its
+    /// length, or `None` when the reflector refuses it (booked as a drop:
+    /// `malformed`, or `loop` for a reflected packet coming back).
+    fn reflect(
+        &mut self,
+        data: &[u8],
+        source: SocketAddr,
+        received: SystemTime,
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let reflector = self.reflector.as_mut()?;
+        let refusal = match reflector.reflect(data, source, received, self.now_ns, UNKNOWN_TTL, out)
+        {
+            Ok(len) => return Some(len),
+            Err(refusal) => refusal,
+        };
+        let reason = match refusal {
+            Refusal::Malformed => DropReason::Malformed,
+            Refusal::Reflected => DropReason::Loop,
+        };
+        self.dropped(reason, data.len(), source);
+        None
+    }
+}
+
 /// The plain echo loop: one `recv_from` and one `send_to` per datagram (`--batch 1`).
 /// Allocates nothing per datagram; the socket's read timeout lets it see `stop`.
+/// With `--stamp` it sends the reflector's reply, built in its own buffer.
 fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
     let mut buf = vec![0u8; net::RECV_BUFFER_LEN];
+    let stamp = state.reflector.is_some();
+    let mut reply = vec![0u8; if stamp { net::RECV_BUFFER_LEN } else { 0 }];
     while !state.stopping() {
-        let Some((len, source)) = state.received(socket.recv_from(&mut buf)) else {
+        let Some((len, source, tos)) = state.received(crate::sys::recv_from_tos(socket, &mut buf))
+        else {
             continue;
         };
+        // STAMP's receive time stamp: right after the syscall.
+        let received = stamp.then(SystemTime::now);
         state.tick();
         let data = &buf[..len];
         match state.inspect(data, source) {
@@ -390,7 +444,19 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
             Verdict::Drop => continue,
             Verdict::Stop => break,
         }
-        match socket.send_to(data, source) {
+        let data = match received {
+            None => data,
+            Some(at) => match state.reflect(data, source, at, &mut reply) {
+                Some(n) => &reply[..n],
+                None => continue,
+            },
+        };
+        // The request's DSCP goes back on the reply; ECN is not copied (Not-ECT).
+        let sent = match tos.map(|t| t & DSCP_MASK) {
+            Some(dscp) if dscp != 0 => crate::sys::send_to_tos(socket, data, source, dscp),
+            _ => socket.send_to(data, source),
+        };
+        match sent {
             Ok(sent) => state.echoed(1, sent, || [(sent, source)]),
             Err(e) => state.send_failed(
                 1,
@@ -523,6 +589,7 @@ mod tests {
             limiter: None,
             published: None,
             datagram_log: true,
+            stamp: None,
         };
         let kind = if batch > 1 {
             LoopKind::Batched(batch)

@@ -21,6 +21,7 @@ use crate::net::udp_table::{self, UdpSocketEntry};
 use crate::net::{self, BufferSize, Family, Limits, SocketOptions};
 use crate::notify::Notifier;
 use crate::shutdown::{Stop, StopCause};
+use crate::stamp::{ReflectorConfig, StampOptions};
 use crate::watch::{self, watch_port};
 
 mod counters;
@@ -104,6 +105,12 @@ pub struct ServerConfig {
     /// Bind one socket without SO_REUSEADDR and SO_REUSEPORT, so the kernel
     /// refuses any later co-binder; `threads` then share that socket.
     pub exclusive: bool,
+    /// Network interface or VRF device every socket is bound to
+    /// (`SO_BINDTODEVICE`); `None` serves all.
+    pub interface: Option<String>,
+    /// Answer as a STAMP session-reflector (RFC 8762) instead of echoing;
+    /// the loops then take one datagram per syscall.
+    pub stamp: Option<StampOptions>,
 }
 
 /// What [`Server::bind`] found and set up: the start-up report as data. The
@@ -125,6 +132,10 @@ pub struct StartupReport {
     /// Whether the threads share one exclusive socket (`--exclusive`) rather
     /// than one `SO_REUSEPORT` socket each.
     pub exclusive: bool,
+    /// The interface or VRF device the sockets are bound to (`--interface`).
+    pub interface: Option<String>,
+    /// The STAMP reflector's settings (`--stamp`), key read.
+    pub stamp: Option<ReflectorConfig>,
     /// Datagrams per syscall asked for (`--batch`, at least 1).
     pub batch_requested: usize,
     /// Datagrams per syscall the loops use: the request, or 1 where this
@@ -156,7 +167,16 @@ impl StartupReport {
                 lines.push((Level::Warn, warning));
             }
         }
-        if self.batch != self.batch_requested {
+        if let Some(stamp) = &self.stamp {
+            lines.push((
+                Level::Info,
+                format!(
+                    "{}; one datagram per syscall (--batch {} is not used with --stamp)",
+                    stamp.describe(),
+                    self.batch_requested
+                ),
+            ));
+        } else if self.batch != self.batch_requested {
             lines.push((
                 Level::Warn,
                 format!(
@@ -196,6 +216,14 @@ impl StartupReport {
                     "UDP GRO unavailable here ({why}): one datagram per buffer, no GSO"
                 ),
             )),
+        }
+        if let Some(name) = &self.interface {
+            lines.push((
+                Level::Info,
+                format!(
+                    "bound to interface {name} (SO_BINDTODEVICE): only its datagrams are answered"
+                ),
+            ));
         }
         lines.push((Level::Info, guard_line(&self.guard)));
         match &self.port_sharers {
@@ -268,6 +296,7 @@ impl Server {
             send_buf: config.send_buf,
             reuse_address: !config.exclusive,
             reuse_port,
+            interface: config.interface.clone(),
         };
         let mut sockets = Vec::with_capacity(socket_count);
         let mut granted = None;
@@ -313,6 +342,8 @@ impl Server {
                 send_buf,
                 threads,
                 exclusive: config.exclusive,
+                interface: config.interface.clone(),
+                stamp: None,
                 batch_requested,
                 batch,
                 gro: GroStatus::NotAsked,
@@ -353,6 +384,8 @@ impl Server {
             send_buf,
             threads: sockets.len(),
             exclusive: false,
+            interface: None,
+            stamp: None,
             batch_requested,
             batch,
             gro: GroStatus::NotAsked,
@@ -372,6 +405,15 @@ impl Server {
         inodes: Vec<u64>,
         mut report: StartupReport,
     ) -> Result<Server> {
+        report.stamp = config
+            .stamp
+            .as_ref()
+            .map(StampOptions::reflector)
+            .transpose()?;
+        if report.stamp.is_some() {
+            // STAMP replies are built one by one in the plain loop.
+            report.batch = 1;
+        }
         if config.gro && report.batch > 1 {
             report.gro = enable_gro(&sockets, report.local)?;
         }
@@ -455,6 +497,7 @@ impl Server {
                         published: (self.stats_interval.is_some() || self.metrics.is_some())
                             .then_some(published),
                         datagram_log: self.datagram_log,
+                        stamp: self.report.stamp.as_ref(),
                     };
                     scope.spawn(move || serve(socket, context, self.kind))
                 })
@@ -648,6 +691,8 @@ mod tests {
             stats_interval: None,
             guard: GuardConfig::default(),
             exclusive: false,
+            interface: None,
+            stamp: None,
         }
     }
 
@@ -734,6 +779,8 @@ mod tests {
             send_buf: buffer(BufferKind::Send, None, 212_992),
             threads: 1,
             exclusive: false,
+            interface: None,
+            stamp: None,
             batch_requested: 32,
             batch: 32,
             gro: GroStatus::NotAsked,

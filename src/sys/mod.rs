@@ -58,6 +58,10 @@ pub use linux::take_listen_fds;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::take_listen_fds;
 
+/// Per-datagram TOS / traffic class: the plain loop's DSCP reflection.
+mod tos;
+pub use tos::{enable_recv_tos, recv_from_tos, send_to_tos};
+
 /// Whether one syscall can move several datagrams here (`--batch` > 1 pays off).
 pub const BATCHING: bool = cfg!(all(target_os = "linux", not(udp_echo_portable)));
 

@@ -241,6 +241,7 @@ mod tests {
                 limiter: limiter.as_ref(),
                 published: None,
                 datagram_log: true,
+                stamp: None,
             };
             let mut state = LoopState::new(context);
             let mut batch = GroBatch::new(8);
@@ -484,6 +485,7 @@ mod tests {
             limiter: None,
             published: None,
             datagram_log: true,
+            stamp: None,
         };
         let mut state = LoopState::new(context);
         gro_loop(&socket, &mut state, &mut GroBatch::new(8));

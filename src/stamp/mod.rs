@@ -1,0 +1,298 @@
+//! STAMP (RFC 8762, with the RFC 8972 session identifier): pure packet
+//! encode/decode, time stamp formats, the HMAC of authenticated mode and the
+//! session-reflector's state. No I/O: the server's plain loop hands each
+//! request to a [`Reflector`] with its receive time and sends what it builds;
+//! the client's sender builds and reads packets with [`packet`].
+//!
+//! What is implemented: unauthenticated and authenticated test packets in
+//! both roles (TWAMP-Light packets shorter than 44 bytes answered with the
+//! missing bytes read as zero, RFC 8762 §4.6); stateless (reflector sequence
+//! number = sender's) and stateful (per session) reflection; NTP and PTP
+//! time stamps; the SSID copied; TLVs copied back, Extra Padding understood,
+//! every other type flagged U and an overrunning one flagged M (RFC 8972 §4).
+//! Not implemented: the other RFC 8972 TLVs (Location, Timestamp Information,
+//! Class of Service, Direct Measurement, Access Report, Follow-Up Telemetry,
+//! HMAC TLV), the sender TTL (always 255: reading it needs IP_RECVTTL
+//! control messages), and kernel receive time stamps.
+
+pub mod auth;
+pub mod packet;
+pub mod sessions;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+
+pub use auth::Key;
+pub use packet::{Mode, ReflectedPacket, SenderPacket};
+use sessions::{MAX_SESSIONS, SESSION_IDLE_NS, Sessions};
+
+/// The STAMP port (RFC 8762 §4.1): the server's default with `--stamp`.
+pub const STAMP_PORT: u16 = 862;
+
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// The Z bit of the error estimate: PTP time stamps (RFC 8186 §2.3, RFC 8762 §4.2.1).
+pub const Z_BIT: u16 = 0x4000;
+/// The S bit of the error estimate: the clock is synchronised to UTC externally.
+pub const S_BIT: u16 = 0x8000;
+
+/// The wire format of 64-bit time stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeFormat {
+    /// NTP: seconds since 1900 and a 32-bit binary fraction (the default).
+    #[default]
+    Ntp,
+    /// PTPv2 truncated: seconds since 1970 and nanoseconds.
+    Ptp,
+}
+
+impl TimeFormat {
+    /// `t` in this format. Before 1970 reads as 1970.
+    pub fn encode(self, t: SystemTime) -> u64 {
+        let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        match self {
+            TimeFormat::Ntp => {
+                let secs = (since.as_secs() + NTP_UNIX_OFFSET) & 0xffff_ffff;
+                let frac = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
+                (secs << 32) | frac
+            }
+            TimeFormat::Ptp => {
+                let secs = since.as_secs() & 0xffff_ffff;
+                (secs << 32) | u64::from(since.subsec_nanos())
+            }
+        }
+    }
+
+    /// `later - earlier` in nanoseconds, both in this format; the 32-bit
+    /// seconds wrap, so the difference is right within ±68 years.
+    pub fn diff_ns(self, later: u64, earlier: u64) -> i64 {
+        match self {
+            TimeFormat::Ntp => {
+                let diff = later.wrapping_sub(earlier) as i64;
+                ((i128::from(diff) * 1_000_000_000) >> 32) as i64
+            }
+            TimeFormat::Ptp => {
+                let secs = ((later >> 32) as u32).wrapping_sub((earlier >> 32) as u32) as i32;
+                let nanos = i64::from(later as u32) - i64::from(earlier as u32);
+                i64::from(secs) * 1_000_000_000 + nanos
+            }
+        }
+    }
+
+    /// The format an error estimate's Z bit names.
+    pub fn of_error_estimate(error_estimate: u16) -> TimeFormat {
+        if error_estimate & Z_BIT != 0 {
+            TimeFormat::Ptp
+        } else {
+            TimeFormat::Ntp
+        }
+    }
+
+    /// The error estimate this host sends (RFC 4656 §4.1.2): S clear (the
+    /// clock's synchronisation is not known here), Z set for PTP, and
+    /// multiplier 1 × 2^(22-32) s ≈ 1 ms, an honest bound for a user-space
+    /// time stamp rather than the 233 ps of scale 0.
+    pub fn error_estimate(self) -> u16 {
+        let z = if self == TimeFormat::Ptp { Z_BIT } else { 0 };
+        z | (22 << 8) | 1
+    }
+}
+
+/// STAMP as the command line asks for it, before the key file is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StampOptions {
+    /// Authenticated mode with the key in this file (hex text or raw bytes).
+    pub key_file: Option<PathBuf>,
+    /// Reflector: per-session sequence numbers (`--stamp-stateful`).
+    pub stateful: bool,
+    /// PTP time stamps instead of NTP (`--stamp-ptp`).
+    pub ptp: bool,
+}
+
+impl StampOptions {
+    /// The time stamp format asked for.
+    pub fn format(&self) -> TimeFormat {
+        if self.ptp {
+            TimeFormat::Ptp
+        } else {
+            TimeFormat::Ntp
+        }
+    }
+
+    /// Reads the key file, if any: `Err(Error::StampKey)` says why it cannot serve.
+    pub fn key(&self) -> Result<Option<Key>> {
+        self.key_file
+            .as_ref()
+            .map(|path| {
+                Key::read(path).map_err(|problem| Error::StampKey {
+                    path: path.clone(),
+                    problem,
+                })
+            })
+            .transpose()
+    }
+
+    /// The reflector's settings, with the key read.
+    pub fn reflector(&self) -> Result<ReflectorConfig> {
+        Ok(ReflectorConfig {
+            key: self.key()?,
+            stateful: self.stateful,
+            format: self.format(),
+        })
+    }
+}
+
+/// The session-reflector's settings.
+#[derive(Debug, Clone, Default)]
+pub struct ReflectorConfig {
+    /// Authenticated mode's key; `None` is unauthenticated mode.
+    pub key: Option<Key>,
+    /// Per-session reflector sequence numbers instead of the sender's.
+    pub stateful: bool,
+    /// The reflector's time stamp format.
+    pub format: TimeFormat,
+}
+
+impl ReflectorConfig {
+    /// The mode its key makes.
+    pub fn mode(&self) -> Mode {
+        if self.key.is_some() {
+            Mode::Authenticated
+        } else {
+            Mode::Open
+        }
+    }
+
+    /// One line for the server's start-up report.
+    pub fn describe(&self) -> String {
+        format!(
+            "STAMP reflector (RFC 8762/8972): {}, {}, {} time stamps",
+            match self.mode() {
+                Mode::Open => "unauthenticated",
+                Mode::Authenticated => "authenticated (HMAC-SHA-256)",
+            },
+            if self.stateful {
+                "stateful (own sequence numbers per session)"
+            } else {
+                "stateless"
+            },
+            match self.format {
+                TimeFormat::Ntp => "NTP",
+                TimeFormat::Ptp => "PTP",
+            }
+        )
+    }
+}
+
+/// Why a request gets no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too short for the mode, or a wrong HMAC.
+    Malformed,
+    /// A reflected STAMP packet, not a sender's: a reflector's reply coming
+    /// back (our own through an echo service, or another reflector's).
+    Reflected,
+}
+
+/// How close (ns) a packet's receive and sender time stamps must be to this
+/// host's clock for it to be taken for a reflected packet.
+const REFLECTED_WINDOW_NS: i64 = 60_000_000_000;
+
+/// One loop's session-reflector: its settings and, when stateful, its sessions.
+#[derive(Debug)]
+pub struct Reflector {
+    config: ReflectorConfig,
+    sessions: Option<Sessions>,
+    error_estimate: u16,
+}
+
+impl Reflector {
+    /// A reflector; stateful ones take their session table's memory now.
+    pub fn new(config: ReflectorConfig) -> Reflector {
+        Reflector {
+            sessions: config
+                .stateful
+                .then(|| Sessions::new(MAX_SESSIONS, SESSION_IDLE_NS)),
+            error_estimate: config.format.error_estimate(),
+            config,
+        }
+    }
+
+    /// Builds the reply to `request` from `source` into `out` and returns its
+    /// length: the request's length, at least the base packet (44 or 112
+    /// bytes). `received` is the receive time, `now_ns` a monotonic clock for
+    /// session expiry, `ttl` the request's TTL (255 when unknown). The
+    /// reflector's transmit time stamp is read here, just before the send.
+    /// `out` must hold `max(request.len(), 112)` bytes.
+    pub fn reflect(
+        &mut self,
+        request: &[u8],
+        source: SocketAddr,
+        received: SystemTime,
+        now_ns: u64,
+        ttl: u8,
+        out: &mut [u8],
+    ) -> Result<usize, Refusal> {
+        let mode = self.config.mode();
+        let sender = SenderPacket::decode(mode, request).ok_or(Refusal::Malformed)?;
+        if let Some(key) = &self.config.key {
+            if !key.verify(request) {
+                return Err(Refusal::Malformed);
+            }
+        }
+        let format = self.config.format;
+        let receive_timestamp = format.encode(received);
+        if looks_reflected(mode, request, format, receive_timestamp) {
+            return Err(Refusal::Reflected);
+        }
+        let base = mode.base_len();
+        let len = request.len().max(base);
+        if request.len() > base {
+            out[base..len].copy_from_slice(&request[base..]);
+            packet::mark_tlvs(&mut out[base..len]);
+        }
+        let seq = match &mut self.sessions {
+            Some(sessions) => sessions.next(source, sender.ssid, now_ns),
+            None => sender.seq,
+        };
+        let reply = ReflectedPacket {
+            seq,
+            timestamp: format.encode(SystemTime::now()),
+            error_estimate: self.error_estimate,
+            ssid: sender.ssid,
+            receive_timestamp,
+            sender_seq: sender.seq,
+            sender_timestamp: sender.timestamp,
+            sender_error_estimate: sender.error_estimate,
+            sender_ttl: ttl,
+        };
+        reply.encode(mode, out);
+        if let Some(key) = &self.config.key {
+            key.sign(out);
+        }
+        Ok(len)
+    }
+}
+
+/// Whether `request` is a reflected packet rather than a sender's: the two
+/// fields that are MBZ in a sender's packet and time stamps in a reply (the
+/// receive time stamp and the copied sender time stamp) both hold times
+/// within a minute of `now` (a random TWAMP-Light padding does that with
+/// odds of about 2^-50). Read in either time format.
+pub fn looks_reflected(mode: Mode, request: &[u8], format: TimeFormat, now: u64) -> bool {
+    let (receive_at, sender_at) = mode.reflected_timestamps_at();
+    if request.len() < sender_at + 8 {
+        return false;
+    }
+    let field = |at: usize| u64::from_be_bytes(request[at..at + 8].try_into().unwrap_or([0; 8]));
+    [field(receive_at), field(sender_at)]
+        .iter()
+        .all(|&t| t != 0 && format.diff_ns(now, t).abs() < REFLECTED_WINDOW_NS)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! The reflector against valid, hostile and odd input: round trips, every
+//! truncation and bit flip of a valid packet, wrong keys, TLVs.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proptest::prelude::*;
+
+use super::packet::{HMAC_AT, OPEN_LEN, tlv_flags};
+use super::*;
+
+fn source() -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, 7], 40000))
+}
+
+fn key() -> Key {
+    Key::from_bytes(b"0123456789abcdef0123").unwrap()
+}
+
+fn config(key: Option<Key>, stateful: bool, format: TimeFormat) -> ReflectorConfig {
+    ReflectorConfig {
+        key,
+        stateful,
+        format,
+    }
+}
+
+/// A sender packet of `mode` with sequence `seq`, sent a millisecond ago.
+fn request(mode: Mode, seq: u32, ssid: u16, key: Option<&Key>) -> Vec<u8> {
+    let mut buf = vec![0u8; mode.base_len()];
+    let sent = SystemTime::now() - Duration::from_millis(1);
+    SenderPacket {
+        seq,
+        timestamp: TimeFormat::Ntp.encode(sent),
+        error_estimate: TimeFormat::Ntp.error_estimate(),
+        ssid,
+    }
+    .encode(mode, &mut buf);
+    if let Some(key) = key {
+        key.sign(&mut buf);
+    }
+    buf
+}
+
+fn reflect(r: &mut Reflector, req: &[u8]) -> Result<Vec<u8>, Refusal> {
+    let mut out = vec![0u8; req.len().max(AUTH_LEN_FOR_TESTS)];
+    let now = SystemTime::now();
+    let len = r.reflect(req, source(), now, 0, 255, &mut out)?;
+    out.truncate(len);
+    Ok(out)
+}
+
+const AUTH_LEN_FOR_TESTS: usize = packet::AUTH_LEN;
+
+#[test]
+fn timestamps_round_trip_in_both_formats() {
+    let t = UNIX_EPOCH + Duration::new(1_790_000_000, 123_456_789);
+    let later = t + Duration::from_micros(1500);
+    for format in [TimeFormat::Ntp, TimeFormat::Ptp] {
+        let d = format.diff_ns(format.encode(later), format.encode(t));
+        assert!((d - 1_500_000).abs() <= 1, "{format:?}: {d}");
+        let back = format.diff_ns(format.encode(t), format.encode(later));
+        assert!((back + 1_500_000).abs() <= 1, "{format:?}: {back}");
+    }
+    // NTP seconds count from 1900.
+    assert_eq!(
+        TimeFormat::Ntp.encode(UNIX_EPOCH) >> 32,
+        super::NTP_UNIX_OFFSET
+    );
+    assert_eq!(TimeFormat::Ptp.error_estimate() & Z_BIT, Z_BIT);
+    assert_eq!(TimeFormat::Ntp.error_estimate() & (Z_BIT | S_BIT), 0);
+}
+
+#[test]
+fn a_stateless_reflector_copies_what_rfc_8762_says() {
+    for (mode, key) in [(Mode::Open, None), (Mode::Authenticated, Some(key()))] {
+        let mut r = Reflector::new(config(key.clone(), false, TimeFormat::Ntp));
+        let req = request(mode, 41, 0xbeef, key.as_ref());
+        let sender = SenderPacket::decode(mode, &req).unwrap();
+        let reply = reflect(&mut r, &req).unwrap();
+        assert_eq!(reply.len(), mode.base_len());
+        let got = ReflectedPacket::decode(mode, &reply).unwrap();
+        assert_eq!(got.seq, 41, "stateless: the sender's sequence number");
+        assert_eq!(got.sender_seq, 41);
+        assert_eq!(got.ssid, 0xbeef);
+        assert_eq!(got.sender_timestamp, sender.timestamp);
+        assert_eq!(got.sender_error_estimate, sender.error_estimate);
+        assert_eq!(got.sender_ttl, 255);
+        let turnaround = TimeFormat::Ntp.diff_ns(got.timestamp, got.receive_timestamp);
+        assert!((0..1_000_000_000).contains(&turnaround), "{turnaround}");
+        if let Some(key) = &key {
+            assert!(key.verify(&reply), "the reply is signed");
+        }
+    }
+}
+
+#[test]
+fn a_stateful_reflector_numbers_each_session() {
+    let mut r = Reflector::new(config(None, true, TimeFormat::Ptp));
+    for (i, seq) in [100u32, 105, 106].into_iter().enumerate() {
+        let reply = reflect(&mut r, &request(Mode::Open, seq, 1, None)).unwrap();
+        let got = ReflectedPacket::decode(Mode::Open, &reply).unwrap();
+        assert_eq!((got.seq, got.sender_seq), (i as u32, seq));
+        assert_eq!(got.error_estimate & Z_BIT, Z_BIT, "PTP: Z set");
+    }
+    let other = reflect(&mut r, &request(Mode::Open, 9, 2, None)).unwrap();
+    assert_eq!(ReflectedPacket::decode(Mode::Open, &other).unwrap().seq, 0);
+}
+
+#[test]
+fn short_twamp_light_packets_are_answered_with_44_bytes() {
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    let full = request(Mode::Open, 3, 0, None);
+    let reply = reflect(&mut r, &full[..14]).unwrap();
+    assert_eq!(reply.len(), OPEN_LEN);
+    assert_eq!(
+        ReflectedPacket::decode(Mode::Open, &reply)
+            .unwrap()
+            .sender_seq,
+        3
+    );
+    assert_eq!(reflect(&mut r, &full[..13]), Err(Refusal::Malformed));
+}
+
+#[test]
+fn a_wrong_key_or_no_hmac_is_dropped_as_malformed() {
+    let mut r = Reflector::new(config(Some(key()), false, TimeFormat::Ntp));
+    let other = Key::from_bytes(b"another key of 16+").unwrap();
+    let req = request(Mode::Authenticated, 1, 0, Some(&other));
+    assert_eq!(reflect(&mut r, &req), Err(Refusal::Malformed));
+    let unsigned = request(Mode::Authenticated, 1, 0, None);
+    assert_eq!(reflect(&mut r, &unsigned), Err(Refusal::Malformed));
+    let open = request(Mode::Open, 1, 0, None);
+    assert_eq!(reflect(&mut r, &open), Err(Refusal::Malformed));
+}
+
+#[test]
+fn tlvs_are_copied_and_flagged_unknown_or_malformed() {
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    let mut req = request(Mode::Open, 1, 0, None);
+    // Extra Padding (understood), an unknown type 200, then one overrunning the packet.
+    req.extend_from_slice(&[0, 1, 0, 2, 0xaa, 0xbb]);
+    req.extend_from_slice(&[0, 200, 0, 1, 0xcc]);
+    req.extend_from_slice(&[0, 5, 0, 99, 1, 2]);
+    let reply = reflect(&mut r, &req).unwrap();
+    assert_eq!(reply.len(), req.len(), "symmetric size");
+    let tlvs = &reply[OPEN_LEN..];
+    assert_eq!(&tlvs[..6], &[0, 1, 0, 2, 0xaa, 0xbb]);
+    assert_eq!(&tlvs[6..11], &[tlv_flags::U, 200, 0, 1, 0xcc]);
+    assert_eq!(&tlvs[11..], &[tlv_flags::M, 5, 0, 99, 1, 2]);
+    // Zero padding is not TLVs: left alone.
+    let mut padded = request(Mode::Open, 1, 0, None);
+    padded.resize(200, 0);
+    let reply = reflect(&mut r, &padded).unwrap();
+    assert!(reply[OPEN_LEN..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn a_reply_sent_back_to_the_reflector_is_not_answered() {
+    for (mode, key) in [(Mode::Open, None), (Mode::Authenticated, Some(key()))] {
+        let mut r = Reflector::new(config(key.clone(), false, TimeFormat::Ntp));
+        let reply = reflect(&mut r, &request(mode, 1, 0, key.as_ref())).unwrap();
+        assert_eq!(reflect(&mut r, &reply), Err(Refusal::Reflected), "{mode:?}");
+    }
+}
+
+/// Every prefix of a valid packet, and the packet with any one bit flipped:
+/// answered or refused, never a panic; in authenticated mode, every flip of
+/// an authenticated byte is refused.
+#[test]
+fn every_truncation_and_bit_flip_is_answered_or_refused() {
+    for (mode, key) in [(Mode::Open, None), (Mode::Authenticated, Some(key()))] {
+        for stateful in [false, true] {
+            let mut r = Reflector::new(config(key.clone(), stateful, TimeFormat::Ntp));
+            let mut req = request(mode, 77, 5, key.as_ref());
+            req.extend_from_slice(&[0, 1, 0, 4, 1, 2, 3, 4]);
+            for len in 0..=req.len() {
+                let result = reflect(&mut r, &req[..len]);
+                let min = if mode == Mode::Open { 14 } else { 112 };
+                assert_eq!(result.is_ok(), len >= min, "{mode:?} len {len}");
+            }
+            for bit in 0..req.len() * 8 {
+                let mut flipped = req.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                let result = reflect(&mut r, &flipped);
+                if mode == Mode::Authenticated && bit / 8 < HMAC_AT + 16 {
+                    assert_eq!(result, Err(Refusal::Malformed), "bit {bit}");
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_the_reflector(
+        data in proptest::collection::vec(any::<u8>(), 0..400),
+        authenticated in any::<bool>(),
+        stateful in any::<bool>(),
+    ) {
+        let key = authenticated.then(key);
+        let mut r = Reflector::new(config(key, stateful, TimeFormat::Ntp));
+        if let Ok(reply) = reflect(&mut r, &data) {
+            prop_assert!(reply.len() >= data.len());
+        }
+    }
+
+    #[test]
+    fn tlv_walks_never_panic(mut tail in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let walked = packet::mark_tlvs(&mut tail);
+        prop_assert!(walked <= tail.len() / 4);
+    }
+}

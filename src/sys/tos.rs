@@ -1,0 +1,180 @@
+//! The TOS / traffic-class byte of single datagrams (DSCP and ECN): received
+//! with `IP_RECVTOS` / `IPV6_RECVTCLASS` control messages, sent with an
+//! `IP_TOS` / `IPV6_TCLASS` control message on that one `sendmsg`, so threads
+//! sharing a socket never race on a socket option. Linux only (the crate's
+//! other `unsafe` lives in `linux.rs`); elsewhere, and with
+//! `--cfg udp_echo_portable`, plain `recv_from` / `send_to` and no TOS.
+//!
+//! Used by the server's plain loop (`--batch 1`, and `--stamp`) to answer with
+//! the DSCP the request came with. The batched loop does not do this yet.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+
+/// Asks the kernel to report each datagram's TOS (IPv4) or traffic class
+/// (IPv6; IPv4 too on a dual-stack socket, where the kernel allows it).
+pub fn enable_recv_tos(socket: &UdpSocket) -> io::Result<()> {
+    let sock = socket2::SockRef::from(socket);
+    match socket.local_addr()? {
+        SocketAddr::V4(_) => sock.set_recv_tos_v4(true),
+        SocketAddr::V6(_) => {
+            sock.set_recv_tclass_v6(true)?;
+            // v4-mapped sources on a dual-stack socket: best effort.
+            let _ = sock.set_recv_tos_v4(true);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+mod imp {
+    use std::io;
+    use std::mem;
+    use std::net::{SocketAddr, UdpSocket};
+    use std::os::fd::AsRawFd;
+    use std::ptr;
+
+    use socket2::SockAddr;
+
+    /// `recv_from` that also returns the datagram's TOS / traffic class,
+    /// `None` when the kernel sent none (not enabled, or another family).
+    pub fn recv_from_tos(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, Option<u8>)> {
+        // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
+        let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+        // u64s: the control buffer must be aligned for cmsghdr.
+        let mut control = [0u64; 8];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: as above.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_name = ptr::from_mut(&mut storage).cast();
+        msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = ptr::from_mut(&mut iov);
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = mem::size_of_val(&control) as _;
+        // SAFETY: every pointer in `msg` points to a live buffer of this frame
+        // (or `buf`) with its real length.
+        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel wrote `msg_namelen` bytes of a socket address.
+        let (_, addr) = unsafe {
+            SockAddr::try_init(|out, len| {
+                ptr::copy_nonoverlapping(
+                    ptr::from_ref(&storage).cast::<u8>(),
+                    out.cast::<u8>(),
+                    msg.msg_namelen as usize,
+                );
+                *len = msg.msg_namelen;
+                Ok(())
+            })
+        }?;
+        let source = addr
+            .as_socket()
+            .ok_or_else(|| io::Error::other("datagram from a non-IP address"))?;
+        let mut tos = None;
+        // SAFETY: `msg` is the header recvmsg filled; the CMSG_* helpers walk
+        // its control buffer within `msg_controllen`.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !cmsg.is_null() {
+            // SAFETY: a non-null header from CMSG_FIRSTHDR/NXTHDR is readable.
+            let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+            // SAFETY: IP_TOS carries one byte, IPV6_TCLASS one int.
+            match (level, kind) {
+                (libc::IPPROTO_IP, libc::IP_TOS) => tos = Some(unsafe { *libc::CMSG_DATA(cmsg) }),
+                (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
+                    let value: libc::c_int =
+                        unsafe { ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
+                    tos = Some(value as u8);
+                }
+                _ => {}
+            }
+            // SAFETY: as for CMSG_FIRSTHDR.
+            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+        }
+        Ok((n as usize, source, tos))
+    }
+
+    /// `send_to` with this TOS / traffic class on this datagram only. A
+    /// v4-mapped destination on an IPv6 socket is sent without it.
+    pub fn send_to_tos(
+        socket: &UdpSocket,
+        data: &[u8],
+        dest: SocketAddr,
+        tos: u8,
+    ) -> io::Result<usize> {
+        let (level, kind) = match dest {
+            SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_TOS),
+            SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
+                return socket.send_to(data, dest);
+            }
+            SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_TCLASS),
+        };
+        let addr = SockAddr::from(dest);
+        let mut control = [0u64; 4];
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr().cast_mut().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: all-zero is a valid msghdr.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_name = addr.as_ptr().cast_mut().cast();
+        msg.msg_namelen = addr.len();
+        msg.msg_iov = ptr::from_mut(&mut iov);
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) } as _;
+        // SAFETY: the control buffer (32 bytes, aligned) holds one header and
+        // an int; CMSG_FIRSTHDR returns its start, CMSG_DATA the data after it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = level;
+            (*cmsg).cmsg_type = kind;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as _;
+            ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), libc::c_int::from(tos));
+        }
+        // SAFETY: `msg` points to live buffers of this frame (and `data`,
+        // which the kernel only reads) with their real lengths.
+        let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+#[cfg(any(not(target_os = "linux"), udp_echo_portable))]
+mod imp {
+    use std::io;
+    use std::net::{SocketAddr, UdpSocket};
+
+    /// `recv_from`; no TOS here.
+    pub fn recv_from_tos(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, Option<u8>)> {
+        socket.recv_from(buf).map(|(n, from)| (n, from, None))
+    }
+
+    /// `send_to`; the TOS is not set here.
+    pub fn send_to_tos(
+        socket: &UdpSocket,
+        data: &[u8],
+        dest: SocketAddr,
+        _tos: u8,
+    ) -> io::Result<usize> {
+        socket.send_to(data, dest)
+    }
+}
+
+pub use imp::{recv_from_tos, send_to_tos};

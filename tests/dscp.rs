@@ -1,0 +1,155 @@
+//! DSCP reflection in the plain loop (`--batch 1`, and `--stamp`): a request
+//! marked EF (TOS 0xb8) gets its reply marked EF, over IPv4 and IPv6; an
+//! unmarked one gets an unmarked reply. Linux (IP_RECVTOS, IPV6_RECVTCLASS).
+
+#![cfg(all(target_os = "linux", not(udp_echo_portable)))]
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::*;
+use udp_echo::sys::{enable_recv_tos, recv_from_tos};
+
+/// DSCP EF (46) in the TOS byte.
+const EF: u8 = 0xb8;
+
+/// Sends `payload` marked `tos` from a socket on `local` and returns the
+/// reply's TOS byte.
+fn reply_tos(local: &str, server: SocketAddr, tos: u8, payload: &[u8]) -> Option<u8> {
+    let socket = UdpSocket::bind(local).unwrap();
+    let sock = socket2::SockRef::from(&socket);
+    match server {
+        SocketAddr::V4(_) => sock.set_tos_v4(u32::from(tos)).unwrap(),
+        SocketAddr::V6(_) => sock.set_tclass_v6(u32::from(tos)).unwrap(),
+    }
+    enable_recv_tos(&socket).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket.send_to(payload, server).unwrap();
+    let mut buf = [0u8; 256];
+    let (n, from, tos) = recv_from_tos(&socket, &mut buf).expect("a reply");
+    assert_eq!(from, server);
+    assert!(n > 0);
+    tos
+}
+
+#[test]
+fn a_request_marked_ef_gets_a_reply_marked_ef_on_ipv4_and_ipv6() {
+    let mut families = vec![("127.0.0.1", "127.0.0.1:0")];
+    if has_ipv6_loopback() {
+        families.push(("::1", "[::1]:0"));
+    } else {
+        skip("DSCP over IPv6: no ::1 here");
+    }
+    for (host, local) in families {
+        for extra in [&["--batch", "1"][..], &["--stamp"][..]] {
+            let server = start_server(&[&["-H", host, "-p", "0"][..], extra].concat());
+            let payload = [0u8; 44];
+            let case = format!("{host} {extra:?}");
+            assert_eq!(
+                reply_tos(local, server.addr, EF, &payload).map(|t| t & 0xfc),
+                Some(EF),
+                "{case}"
+            );
+            assert_eq!(
+                reply_tos(local, server.addr, 0, &payload).map(|t| t & 0xfc),
+                Some(0),
+                "{case}"
+            );
+            // ECT(0) on the request: the DSCP goes back, the ECN bits do not.
+            assert_eq!(
+                reply_tos(local, server.addr, EF | 0b10, &payload),
+                Some(EF),
+                "{case}"
+            );
+        }
+    }
+}
+
+fn json_of(run: &ClientRun) -> serde_json::Value {
+    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); exit {:?}\n{}\n{}",
+            run.code(),
+            run.stdout_text(),
+            run.stderr
+        )
+    })
+}
+
+/// `--stamp --tos EF`: our reflector keeps the DSCP (dscp_changed 0); a
+/// reflector that answers unmarked changes every reply's.
+#[test]
+fn the_stamp_sender_counts_replies_whose_dscp_changed() {
+    use udp_echo::stamp::{Mode, ReflectedPacket, SenderPacket, TimeFormat};
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let port = server.addr.port().to_string();
+    let args = |port: &str| {
+        vec![
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-c",
+            "5",
+            "-i",
+            "0.01",
+            "--tos",
+            "EF",
+            "--json",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let ours = args(&port);
+    let json = json_of(&run_client(
+        &ours.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    ));
+    assert_eq!(json["dscp_sent"], 46, "{json}");
+    assert_eq!(json["dscp_seen"]["46"], 5, "{json}");
+    assert_eq!(json["dscp_changed"], 0, "{json}");
+    // A reflector that does not copy the DSCP (replies leave unmarked).
+    let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = plain.local_addr().unwrap().port().to_string();
+    let reflector = std::thread::spawn(move || {
+        plain
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        for _ in 0..5 {
+            let Ok((n, from)) = plain.recv_from(&mut buf) else {
+                return;
+            };
+            let sender = SenderPacket::decode(Mode::Open, &buf[..n]).unwrap();
+            let mut out = [0u8; 44];
+            ReflectedPacket {
+                seq: sender.seq,
+                timestamp: sender.timestamp,
+                error_estimate: TimeFormat::Ntp.error_estimate(),
+                ssid: sender.ssid,
+                receive_timestamp: sender.timestamp,
+                sender_seq: sender.seq,
+                sender_timestamp: sender.timestamp,
+                sender_error_estimate: sender.error_estimate,
+                sender_ttl: 255,
+            }
+            .encode(Mode::Open, &mut out);
+            plain.send_to(&out, from).unwrap();
+        }
+    });
+    let theirs = args(&port);
+    let json = json_of(&run_client(
+        &theirs.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    ));
+    reflector.join().unwrap();
+    assert_eq!(json["received"], 5, "{json}");
+    assert_eq!(json["dscp_seen"]["0"], 5, "{json}");
+    assert_eq!(json["dscp_changed"], 5, "{json}");
+}

@@ -1,0 +1,609 @@
+//! `--stamp` end to end on loopback: an independent implementation's sender
+//! (stamp-suite, skipped visibly where it is not installed) against our
+//! reflector, open and authenticated; what the reflector refuses and counts;
+//! a reply bounced back by an echo service is not answered.
+//!
+//! stamp-suite is looked for in `$STAMP_SUITE`, then
+//! `target/ci-tools/bin/stamp-suite` (where `.ci/run` installs it), then `PATH`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use udp_echo::stamp::{Key, Mode, ReflectedPacket, SenderPacket, TimeFormat};
+
+/// The key both sides share in the authenticated tests, as hex text.
+const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// stamp-suite's binary, or `None` after saying visibly why the test skips.
+pub fn stamp_suite(test: &str) -> Option<PathBuf> {
+    let candidates = std::env::var_os("STAMP_SUITE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ci-tools/bin/stamp-suite")])
+        .chain(
+            std::env::var_os("PATH")
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join("stamp-suite"))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        );
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    skip(&format!(
+        "{test}: stamp-suite is not installed (cargo install stamp-suite --locked --root target/ci-tools)"
+    ));
+    None
+}
+
+/// A key file only its owner may read (stamp-suite insists), removed on drop.
+pub struct KeyFile(pub PathBuf);
+
+impl KeyFile {
+    pub fn new(tag: &str) -> KeyFile {
+        let path =
+            std::env::temp_dir().join(format!("udp-echo-stamp-key-{}-{tag}", std::process::id()));
+        std::fs::write(&path, format!("{KEY_HEX}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        KeyFile(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The number after `label` on a line of stamp-suite's report.
+fn stat(report: &str, label: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in stamp-suite's report:\n{report}"))
+}
+
+/// Stops the server and returns its summary line.
+fn summary(mut server: ServerProcess) -> String {
+    server.signal(libc::SIGINT);
+    let (_, stderr) = server.wait_exit(WAIT);
+    stderr
+        .lines()
+        .find(|l| l.contains("stopped by"))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"))
+        .to_owned()
+}
+
+#[test]
+fn stamp_suites_sender_gets_every_one_of_50_packets_answered_open_and_authenticated() {
+    let Some(suite) = stamp_suite("stamp-suite sender → our reflector") else {
+        return;
+    };
+    let key = KeyFile::new("reflector");
+    for (auth, stateful) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
+        if auth {
+            args.extend(["--stamp-key", key.path()]);
+        }
+        if stateful {
+            args.push("--stamp-stateful");
+        }
+        let server = start_server(&args);
+        let port = server.addr.port().to_string();
+        let mut suite_args = vec![
+            "-r",
+            "127.0.0.1",
+            "-S",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "50",
+            "-d",
+            "2",
+            "-L",
+            "1",
+        ];
+        if auth {
+            suite_args.extend(["-A", "A", "--hmac-key-file", key.path()]);
+        }
+        let run = run_program(suite.to_str().unwrap(), &suite_args, None);
+        let report = format!("{}{}", run.stdout_text(), run.stderr);
+        let case = format!("auth {auth}, stateful {stateful}");
+        assert_eq!(run.code(), Some(0), "{case}:\n{report}");
+        assert_eq!(stat(&report, "Packets sent:"), 50, "{case}:\n{report}");
+        assert_eq!(stat(&report, "Packets received:"), 50, "{case}:\n{report}");
+        assert_eq!(stat(&report, "Packets lost:"), 0, "{case}:\n{report}");
+        let line = summary(server);
+        let size = if auth { 112 } else { 44 };
+        assert!(
+            line.contains(&format!("echoed 50 ({} bytes)", 50 * size)),
+            "{case}: {line}"
+        );
+        assert!(line.contains("malformed 0"), "{case}: {line}");
+    }
+}
+
+/// A sender packet of `mode`, signed with `key` when given.
+fn request(mode: Mode, seq: u32, key: Option<&Key>) -> Vec<u8> {
+    let mut buf = vec![0u8; mode.base_len()];
+    SenderPacket {
+        seq,
+        timestamp: TimeFormat::Ntp.encode(SystemTime::now()),
+        error_estimate: TimeFormat::Ntp.error_estimate(),
+        ssid: 0x1234,
+    }
+    .encode(mode, &mut buf);
+    if let Some(key) = key {
+        key.sign(&mut buf);
+    }
+    buf
+}
+
+fn try_reply(socket: &std::net::UdpSocket, server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    socket.send_to(packet, server).unwrap();
+    let mut buf = [0u8; 2048];
+    socket.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+#[test]
+fn malformed_packets_and_wrong_hmacs_are_dropped_and_counted() {
+    let key_file = KeyFile::new("malformed");
+    let server = start_server(&[
+        "--stamp",
+        "--stamp-key",
+        key_file.path(),
+        "-H",
+        "127.0.0.1",
+        "-p",
+        "0",
+    ]);
+    let key = Key::from_file_contents(KEY_HEX.as_bytes()).unwrap();
+    let wrong = Key::from_bytes(b"not the shared key at all").unwrap();
+    let socket = udp_client();
+    let good = request(Mode::Authenticated, 7, Some(&key));
+    let reply = try_reply(&socket, server.addr, &good).expect("a signed packet is answered");
+    assert!(
+        key.verify(&reply),
+        "the reply is signed with the shared key"
+    );
+    let got = ReflectedPacket::decode(Mode::Authenticated, &reply).unwrap();
+    assert_eq!((got.seq, got.sender_seq, got.ssid), (7, 7, 0x1234));
+    for bad in [
+        request(Mode::Authenticated, 8, Some(&wrong)),
+        request(Mode::Authenticated, 9, None),
+        good[..100].to_vec(),
+        request(Mode::Open, 10, None),
+    ] {
+        assert_eq!(
+            try_reply(&socket, server.addr, &bad),
+            None,
+            "{} bytes",
+            bad.len()
+        );
+    }
+    let line = summary(server);
+    assert!(line.contains("malformed 4"), "{line}");
+    assert!(line.contains("echoed 1 (112 bytes)"), "{line}");
+}
+
+#[test]
+fn a_reply_bounced_back_by_an_echo_service_is_not_answered() {
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let socket = udp_client();
+    let reply = try_reply(&socket, server.addr, &request(Mode::Open, 1, None)).unwrap();
+    // An echo service would send it back byte for byte: the loop ends here.
+    assert_eq!(try_reply(&socket, server.addr, &reply), None);
+    // A short TWAMP-Light packet is answered with the 44-byte base packet.
+    let short = &request(Mode::Open, 2, None)[..14];
+    let reply = try_reply(&socket, server.addr, short).expect("TWAMP-Light is answered");
+    assert_eq!(reply.len(), 44);
+    let line = summary(server);
+    assert!(line.contains("loop 1"), "{line}");
+    assert!(line.contains("echoed 2 (88 bytes)"), "{line}");
+}
+
+#[test]
+fn the_start_up_report_says_stamp_takes_one_datagram_per_syscall() {
+    let server = start_server(&["--stamp", "--stamp-ptp", "-H", "127.0.0.1", "-p", "0"]);
+    assert!(
+        server.wait_for_stderr(
+            "STAMP reflector (RFC 8762/8972): unauthenticated, stateless, PTP time stamps; one datagram per syscall",
+            WAIT
+        ),
+        "{}",
+        server.stderr()
+    );
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let socket = udp_client();
+    let reply = try_reply(&socket, server.addr, &request(Mode::Open, 3, None)).unwrap();
+    let got = ReflectedPacket::decode(Mode::Open, &reply).unwrap();
+    assert_eq!(
+        got.error_estimate & udp_echo::stamp::Z_BIT,
+        udp_echo::stamp::Z_BIT
+    );
+    assert!(
+        (got.timestamp >> 32).abs_diff(now.as_secs() & 0xffff_ffff) < 5,
+        "PTP seconds since 1970"
+    );
+}
+
+/// stamp-suite as a reflector on a free loopback port, killed on drop.
+struct SuiteReflector {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl SuiteReflector {
+    fn start(suite: &std::path::Path, extra: &[&str]) -> SuiteReflector {
+        let port = closed_port();
+        let child = std::process::Command::new(suite)
+            .args(["-i", "-S", "127.0.0.1", "-o", &port.to_string()])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn stamp-suite");
+        let reflector = SuiteReflector { child, port };
+        // Ready when it answers a 44-byte STAMP packet (an authenticated one
+        // would be dropped unsigned: probe with our own client then).
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            let probe = UdpSocketProbe::new();
+            if probe.answered(port, extra) {
+                return reflector;
+            }
+        }
+        panic!("stamp-suite {extra:?} did not answer on port {port}");
+    }
+}
+
+impl Drop for SuiteReflector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One STAMP packet (signed with [`KEY_HEX`] when the reflector is authenticated).
+struct UdpSocketProbe(std::net::UdpSocket);
+
+impl UdpSocketProbe {
+    fn new() -> Self {
+        UdpSocketProbe(udp_client())
+    }
+
+    fn answered(&self, port: u16, extra: &[&str]) -> bool {
+        let key = extra
+            .contains(&"A")
+            .then(|| Key::from_file_contents(KEY_HEX.as_bytes()).unwrap());
+        let mode = if key.is_some() {
+            Mode::Authenticated
+        } else {
+            Mode::Open
+        };
+        let packet = request(mode, 0, key.as_ref());
+        try_reply(&self.0, SocketAddr::from(([127, 0, 0, 1], port)), &packet).is_some()
+    }
+}
+
+fn json_of(run: &ClientRun) -> serde_json::Value {
+    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); exit {:?}\nstdout: {}\nstderr: {}",
+            run.code(),
+            run.stdout_text(),
+            run.stderr
+        )
+    })
+}
+
+/// Checks a `--stamp --json` run: all answered, one-way delay objects there.
+fn all_answered(run: &ClientRun, sent: u64, size: u64) -> serde_json::Value {
+    let json = json_of(run);
+    assert_eq!(run.code(), Some(0), "{json}\n{}", run.stderr);
+    assert_eq!(json["sent"], sent, "{json}");
+    assert_eq!(json["received"], sent, "{json}");
+    assert_eq!(json["size"], size, "{json}");
+    for owd in ["owd_forward_us", "owd_reverse_us"] {
+        for field in ["min", "p50", "p99", "max"] {
+            assert!(json[owd][field].is_f64(), "{owd}.{field}: {json}");
+        }
+        assert_eq!(json[owd]["samples"], sent, "{json}");
+    }
+    json
+}
+
+#[test]
+fn our_sender_against_stamp_suites_reflector_open_and_authenticated() {
+    let Some(suite) = stamp_suite("our sender → stamp-suite reflector") else {
+        return;
+    };
+    let key = KeyFile::new("sender");
+    for (extra, auth) in [
+        (vec![], false),
+        (vec!["--stateful-reflector"], false),
+        (vec!["-A", "A", "--hmac-key-file", key.path()], true),
+    ] {
+        let reflector = SuiteReflector::start(&suite, &extra);
+        let port = reflector.port.to_string();
+        let mut args = vec![
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "20",
+            "-i",
+            "0.01",
+            "--json",
+        ];
+        if auth {
+            args.extend(["--stamp-key", key.path()]);
+        }
+        let run = run_client(&args, None);
+        let json = all_answered(&run, 20, if auth { 112 } else { 44 });
+        assert_eq!(json["lost_forward"], 0, "{json}");
+        assert_eq!(json["lost_reverse"], 0, "{json}");
+        drop(reflector);
+    }
+}
+
+#[test]
+fn our_sender_against_our_reflector_in_every_mode() {
+    let key = KeyFile::new("ours");
+    for (server_extra, client_extra, size) in [
+        (vec![], vec![], 44),
+        (
+            vec!["--stamp-stateful", "--stamp-ptp"],
+            vec!["--stamp-ptp"],
+            44,
+        ),
+        (
+            vec!["--stamp-key", key.path()],
+            vec!["--stamp-key", key.path()],
+            112,
+        ),
+    ] {
+        let server = start_server(
+            &[
+                &["--stamp", "-H", "127.0.0.1", "-p", "0"][..],
+                &server_extra,
+            ]
+            .concat(),
+        );
+        let port = server.addr.port().to_string();
+        let args = [
+            &[
+                "--stamp",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-c",
+                "10",
+                "-i",
+                "0.01",
+                "--json",
+            ][..],
+            &client_extra,
+        ]
+        .concat();
+        all_answered(&run_client(&args, None), 10, size);
+    }
+}
+
+/// A stateful reflector in the test that loses packet 2 on the way in (it
+/// never counts it) and the reply to packet 4 on the way out (counted, not
+/// sent): the sender must say one forward, one reverse.
+#[test]
+fn against_a_stateful_reflector_loss_is_split_by_direction() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port().to_string();
+    let reflector = std::thread::spawn(move || {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let mut next = 0u32;
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let sender = SenderPacket::decode(Mode::Open, &buf[..n]).unwrap();
+            if sender.seq == 2 {
+                continue;
+            }
+            let seq = next;
+            next += 1;
+            if sender.seq == 4 {
+                continue;
+            }
+            let now = TimeFormat::Ntp.encode(SystemTime::now());
+            let mut out = [0u8; 44];
+            ReflectedPacket {
+                seq,
+                timestamp: now,
+                error_estimate: TimeFormat::Ntp.error_estimate(),
+                ssid: sender.ssid,
+                receive_timestamp: now,
+                sender_seq: sender.seq,
+                sender_timestamp: sender.timestamp,
+                sender_error_estimate: sender.error_estimate,
+                sender_ttl: 255,
+            }
+            .encode(Mode::Open, &mut out);
+            socket.send_to(&out, from).unwrap();
+            if sender.seq == 7 {
+                return;
+            }
+        }
+    });
+    let run = run_client(
+        &[
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "8",
+            "-i",
+            "0.01",
+            "-t",
+            "0.3",
+            "--json",
+        ],
+        None,
+    );
+    reflector.join().unwrap();
+    let json = json_of(&run);
+    assert_eq!(json["lost"], 2, "{json}");
+    assert_eq!(json["reflector_stateful"], true, "{json}");
+    assert_eq!(json["lost_forward"], 1, "{json}");
+    assert_eq!(json["lost_reverse"], 1, "{json}");
+    assert_eq!(json["lost_unattributed"], 0, "{json}");
+}
+
+/// Whether tshark can capture here (root, tshark installed); says why not.
+fn tshark_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(&format!("{test}: capturing on lo needs root"));
+        return false;
+    }
+    let found = std::process::Command::new("tshark")
+        .arg("-v")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        skip(&format!(
+            "{test}: tshark is not installed (apt-get install tshark)"
+        ));
+    }
+    found
+}
+
+/// Wireshark's TWAMP-Test dissector reads our reflector's replies: each
+/// carries the sequence number and time stamp of the request it answers.
+#[test]
+fn tshark_decodes_our_reflectors_packets_as_twamp_test() {
+    if !tshark_or_skip("tshark decode") {
+        return;
+    }
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let port = server.addr.port();
+    let pcap = std::env::temp_dir().join(format!("udp-echo-stamp-{}.pcap", std::process::id()));
+    let pcap_path = pcap.to_str().unwrap().to_owned();
+    let filter = format!("udp port {port}");
+    // Six packets (three requests, three replies) or ten seconds, whichever first.
+    let mut capture = std::process::Command::new("tshark")
+        .args([
+            "-i",
+            "lo",
+            "-f",
+            &filter,
+            "-c",
+            "6",
+            "-a",
+            "duration:10",
+            "-w",
+            &pcap_path,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tshark");
+    // Capturing once it says so on stderr.
+    let stderr = capture.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(|l| l.ok())
+        {
+            if line.contains("Capturing on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(WAIT)
+        .expect("tshark did not start capturing");
+    // dumpcap may attach its filter a moment after saying so: send until it
+    // has its six packets.
+    let socket = udp_client();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seq = 10;
+    while capture.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "tshark did not stop");
+        assert!(try_reply(&socket, server.addr, &request(Mode::Open, seq, None)).is_some());
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let decode = format!("udp.port=={port},twamp.test");
+    let fields = [
+        "-r",
+        &pcap_path,
+        "-d",
+        &decode,
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "twamp.test.seq_number",
+        "-e",
+        "twamp.test.timestamp",
+        "-e",
+        "twamp.test.sender_seq_number",
+        "-e",
+        "twamp.test.sender_timestamp",
+    ];
+    let out = run_program("tshark", &fields, None);
+    let _ = std::fs::remove_file(&pcap);
+    let text = out.stdout_text();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), 6, "{text}\n{}", out.stderr);
+    let from_us = port.to_string();
+    let (requests, replies): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r[0] != from_us);
+    assert!(replies.len() >= 2, "{text}");
+    for reply in &replies {
+        // Stateless: the reflector's number is the sender's.
+        assert_eq!(reply[1], reply[3], "{text}");
+        assert!(!reply[2].contains("1970"), "a real transmit time: {text}");
+        if let Some(request) = requests.iter().find(|r| r[1] == reply[3]) {
+            assert_eq!(
+                reply[4], request[2],
+                "the sender's time stamp, copied: {text}"
+            );
+        }
+    }
+    assert!(
+        replies
+            .iter()
+            .any(|r| requests.iter().any(|q| q[1] == r[3])),
+        "no request and its reply both captured: {text}"
+    );
+    println!("tshark: {}", replies[0].join(" | "));
+}
