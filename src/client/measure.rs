@@ -2,8 +2,11 @@
 //! window of probes in flight per flow) and rate (open loop, paced sends).
 //!
 //! Each flow is one connected socket with its own sequence space. A `Flow`
-//! does the socket work: it sends probes in batches (`sendmmsg`), receives
-//! replies in batches (`recvmmsg`) and hands each reply to its `Books`, the
+//! does the socket work: it sends probes in batches (flood and rate: several
+//! probes per UDP GSO send where the kernel has it, else `sendmmsg`), receives
+//! replies in batches (`recvmmsg`; flood and rate with UDP GRO, each buffer
+//! split into its datagrams), times them with the kernel's receive time stamp
+//! where there is one (`offload.rs`) and hands each reply to its `Books`, the
 //! pure bookkeeping (`measure/books.rs`) that checks every byte and tells
 //! answers, losses, duplicates, late replies and reordering apart. A probe
 //! with no reply within `--timeout` is lost and frees its window slot.
@@ -19,15 +22,27 @@ use crate::error::{Error, Result};
 use crate::net::udp_table;
 use crate::probe::{self, Check, Clock};
 use crate::shutdown::{self, Stop};
+use crate::stats::RttClock;
 use crate::stats::{Counts, Latency, RunMode, RunSummary};
-use crate::sys::{Batch, SendBatch, wait_readable};
+use crate::sys::{GroBatch, SendBatch, wait_readable};
 
 mod books;
+mod intervals;
+mod offload;
 
 use books::Books;
+use intervals::report_intervals;
+use offload::{GsoSender, GsoSent, Offloads};
 
 /// Probes per `sendmmsg`/`recvmmsg`.
 const BATCH: usize = 64;
+
+/// Receive buffers (64 KiB each, touched as data arrives) per `recvmmsg` of a
+/// flood or rate flow; with GRO each may hold many replies.
+const GRO_SLOTS: usize = 16;
+
+/// Receive buffers of a ping flow (one reply at a time, plus strays).
+const PING_SLOTS: usize = 2;
 
 /// How long a blocking receive in flood mode waits before the loop looks at its
 /// clocks again: short enough to expire lost probes and end on time, long
@@ -128,7 +143,12 @@ struct Flow {
     /// The books' counts as last handed to `shared`: the next hand-over is the difference.
     flushed: Counts,
     out: SendBatch,
-    inbox: Batch,
+    /// Probes per UDP GSO send (flood and rate, until the kernel refuses).
+    gso: Option<GsoSender>,
+    inbox: GroBatch,
+    /// Receive buffers that carried the kernel's receive time, and those that did not.
+    kernel_timed: u64,
+    user_timed: u64,
 }
 
 impl Flow {
@@ -138,7 +158,10 @@ impl Flow {
         clock: Clock,
         in_flight_max: usize,
         shared: bool,
+        offloads: Offloads,
     ) -> Flow {
+        let bulk = !matches!(config.mode, Mode::Ping { .. });
+        let gso = offload::set_up(&conn, config.size, bulk, offloads);
         Flow {
             clock,
             books: Books::new(config.size, config.timeout, in_flight_max),
@@ -146,7 +169,10 @@ impl Flow {
             batch_rtts: Vec::with_capacity(BATCH),
             flushed: Counts::default(),
             out: SendBatch::new(BATCH, config.size),
-            inbox: Batch::new(BATCH),
+            gso,
+            inbox: GroBatch::new(if bulk { GRO_SLOTS } else { PING_SLOTS }),
+            kernel_timed: 0,
+            user_timed: 0,
             conn,
         }
     }
@@ -159,10 +185,29 @@ impl Flow {
         }
         let now = self.clock.now_ns();
         let (first, stamp) = (self.books.next_seq(), self.books.stamp(now));
-        for i in 0..n {
+        let mut sent = 0;
+        if let Some(gso) = &mut self.gso {
+            match gso.send(&self.conn.socket, first, stamp, n) {
+                GsoSent::All => sent = n,
+                GsoSent::Refused { sent: k } => {
+                    sent = k;
+                    self.gso = None;
+                }
+                GsoSent::Failed { sent: k, error } => {
+                    self.books.sent(k, now);
+                    if error.kind() == io::ErrorKind::ConnectionRefused {
+                        self.refused();
+                    } else {
+                        self.books.send_error();
+                        log::debug!("send to {} failed: {error}", self.conn.peer);
+                    }
+                    return k;
+                }
+            }
+        }
+        for i in sent..n {
             probe::fill(self.out.slot_mut(i), first + i as u64, stamp + i as u64);
         }
-        let mut sent = 0;
         while sent < n {
             match self.out.send(&self.conn.socket, sent, n) {
                 Ok(k) => sent += k,
@@ -236,27 +281,50 @@ impl Flow {
                 };
             }
         };
-        let now = self.clock.now_ns();
+        let (now, realtime_now) = offload::clock_pair(&self.clock);
+        let mut datagrams = 0;
         for i in 0..n {
-            let (data, from) = self.inbox.datagram(i);
-            let Some(answer) = self.books.reply(data, now) else {
-                continue;
-            };
-            if answer.measured() && self.shared.is_some() {
-                self.batch_rtts.push(answer.rtt_ns);
+            let buffer = self.inbox.buffer(i);
+            if buffer.truncated {
+                log::debug!(
+                    "{}: a receive was cut short (MSG_TRUNC/MSG_CTRUNC)",
+                    self.conn.peer
+                );
             }
-            on_event(Event::Reply {
-                seq: answer.seq,
-                bytes: data.len(),
-                from: from.unwrap_or(self.conn.peer),
-                rtt_ns: answer.rtt_ns,
-                check: answer.check,
-                duplicate: answer.duplicate,
-                late: answer.late,
-            });
+            // The kernel's receive time, as the books' clock would have read it.
+            let at = match self.inbox.rx_time_ns(i) {
+                Some(kernel) => {
+                    self.kernel_timed += 1;
+                    offload::kernel_at(now, realtime_now, kernel)
+                }
+                None => {
+                    self.user_timed += 1;
+                    now
+                }
+            };
+            let from = buffer.source.unwrap_or(self.conn.peer);
+            for k in 0..buffer.datagrams() {
+                let data = buffer.datagram(k);
+                datagrams += 1;
+                let Some(answer) = self.books.reply(data, at) else {
+                    continue;
+                };
+                if answer.measured() && self.shared.is_some() {
+                    self.batch_rtts.push(answer.rtt_ns);
+                }
+                on_event(Event::Reply {
+                    seq: answer.seq,
+                    bytes: data.len(),
+                    from,
+                    rtt_ns: answer.rtt_ns,
+                    check: answer.check,
+                    duplicate: answer.duplicate,
+                    late: answer.late,
+                });
+            }
         }
         self.flush_shared();
-        Ok(n)
+        Ok(datagrams)
     }
 
     /// Counts probes whose timeout passed as lost and frees their slots.
@@ -420,6 +488,7 @@ pub fn measure(
         }
     };
     let clock = Clock::new();
+    let offloads = Offloads::from_env();
     let mut conns = Vec::with_capacity(flows);
     for _ in 0..flows {
         let conn = super::connect(target)?;
@@ -437,7 +506,7 @@ pub fn measure(
     let interval_lines = !matches!(config.mode, Mode::Ping { .. });
     let mut flow_list: Vec<Flow> = conns
         .into_iter()
-        .map(|c| Flow::new(c, config, clock, in_flight_max, interval_lines))
+        .map(|c| Flow::new(c, config, clock, in_flight_max, interval_lines, offloads))
         .collect();
     let start_ns = clock.now_ns();
     let end_ns = start_ns + u64::try_from(config.duration.as_nanos()).unwrap_or(u64::MAX);
@@ -486,8 +555,11 @@ pub fn measure(
     let mut latency = Latency::new();
     let mut in_flight = 0;
     let mut longest_silence = Duration::ZERO;
+    let (mut kernel_timed, mut user_timed) = (0, 0);
     let end = clock.now_ns();
     for flow in &flow_list {
+        kernel_timed += flow.kernel_timed;
+        user_timed += flow.user_timed;
         counts.merge(flow.books.counts());
         latency.merge(flow.books.latency());
         in_flight += flow.books.outstanding();
@@ -518,56 +590,6 @@ pub fn measure(
         client_drops,
         timeout_ms: config.timeout.as_secs_f64() * 1e3,
         longest_silence_ms: longest_silence.as_secs_f64() * 1e3,
+        rtt_clock: RttClock::of(kernel_timed, user_timed),
     })
-}
-
-/// The main thread of a flood or rate run: one interval report per second
-/// while the flows run, taken from their shared books.
-fn report_intervals<T>(
-    shared: &[Arc<Mutex<Shared>>],
-    clock: &Clock,
-    start_ns: u64,
-    end_ns: u64,
-    stop: &Stop,
-    handles: &[thread::ScopedJoinHandle<'_, T>],
-    on_interval: &mut dyn FnMut(&IntervalReport),
-) {
-    const SECOND: u64 = 1_000_000_000;
-    let mut from_ns = start_ns;
-    let mut merged = Latency::new();
-    loop {
-        let boundary = (from_ns + SECOND).min(end_ns);
-        while clock.now_ns() < boundary
-            && !stop.is_requested()
-            && !handles.iter().all(|h| h.is_finished())
-        {
-            thread::sleep(until(clock, boundary).min(Duration::from_millis(50)));
-        }
-        let to_ns = clock.now_ns().min(boundary.max(from_ns));
-        let mut counts = Counts::default();
-        merged.reset();
-        for s in shared {
-            let mut s = s.lock().unwrap_or_else(PoisonError::into_inner);
-            counts.merge(&s.counts);
-            merged.merge(&s.latency);
-            s.counts = Counts::default();
-            s.latency.reset();
-        }
-        // Flows that ended on their own before the run's end failed: their
-        // error is the report, not a stub interval.
-        let finished = handles.iter().all(|h| h.is_finished());
-        let failed_early = finished && to_ns < end_ns && !stop.is_requested();
-        if to_ns > from_ns && !failed_early {
-            on_interval(&IntervalReport {
-                from_s: (from_ns - start_ns) as f64 / 1e9,
-                to_s: (to_ns - start_ns) as f64 / 1e9,
-                counts,
-                latency: merged.clone(),
-            });
-        }
-        from_ns = to_ns;
-        if to_ns >= end_ns || stop.is_requested() || finished {
-            return;
-        }
-    }
 }
