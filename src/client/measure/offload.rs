@@ -4,7 +4,10 @@
 //!
 //! Switches for benchmarks and tests: the environment variable
 //! `UDP_ECHO_CLIENT_OFFLOAD`, a comma-separated list of `no-gso`, `no-gro`
-//! and `no-kernel-time`, turns those off (unknown words are ignored).
+//! and `no-kernel-time`, turns those off (unknown words are ignored);
+//! `test-no-udp-checksum` sends without UDP checksums (`SO_NO_CHECK`), which
+//! makes the kernel refuse every GSO send with `EINVAL`: a test hook for the
+//! fallback.
 
 use std::io;
 use std::net::UdpSocket;
@@ -27,6 +30,8 @@ pub(super) struct Offloads {
     pub gso: bool,
     pub gro: bool,
     pub kernel_time: bool,
+    /// Test hook: UDP checksums off on send, so GSO is refused.
+    pub no_checksum: bool,
 }
 
 impl Offloads {
@@ -41,6 +46,7 @@ impl Offloads {
             gso: !off("no-gso"),
             gro: !off("no-gro"),
             kernel_time: !off("no-kernel-time"),
+            no_checksum: off("test-no-udp-checksum"),
         }
     }
 }
@@ -118,6 +124,11 @@ pub(super) fn set_up(
     bulk: bool,
     offloads: Offloads,
 ) -> Option<GsoSender> {
+    if offloads.no_checksum {
+        if let Err(e) = sys::disable_udp_checksums(&conn.socket, true) {
+            log::warn!("cannot turn UDP checksums off: {e}");
+        }
+    }
     let gso = (bulk && offloads.gso)
         .then(|| GsoSender::new(size))
         .flatten();
@@ -214,7 +225,7 @@ mod tests {
     #[test]
     fn the_environment_switch_turns_offloads_off() {
         let all = Offloads::parse("");
-        assert!(all.gso && all.gro && all.kernel_time);
+        assert!(all.gso && all.gro && all.kernel_time && !all.no_checksum);
         let some = Offloads::parse("no-gso, no-kernel-time");
         assert!(!some.gso && some.gro && !some.kernel_time);
     }
