@@ -281,6 +281,32 @@ pub struct RttSummary {
     pub jitter: f64,
 }
 
+/// Whose clock timed the replies' arrival; serialises as `"kernel"`,
+/// `"user"` or `"mixed"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RttClock {
+    /// The kernel's receive time stamp of every reply (`SO_TIMESTAMPNS`):
+    /// the client's own wake-up delay is not in the round trips.
+    Kernel,
+    /// The client's clock when its receive call returned (no kernel stamps).
+    User,
+    /// Some replies one way, some the other.
+    Mixed,
+}
+
+impl RttClock {
+    /// The clock of a run whose receives carried a kernel time `kernel`
+    /// times and none `user` times (no receive at all: `User`).
+    pub fn of(kernel: u64, user: u64) -> RttClock {
+        match (kernel, user) {
+            (0, _) => RttClock::User,
+            (_, 0) => RttClock::Kernel,
+            _ => RttClock::Mixed,
+        }
+    }
+}
+
 /// Which measured mode a run was; serialises as `"ping"`, `"flood"`, `"rate"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -355,6 +381,9 @@ pub struct RunSummary {
     /// server that died mid-run shows here even when the few probes in
     /// flight at that moment make a tiny loss percentage.
     pub longest_silence_ms: f64,
+    /// Whose clock timed the replies: `"kernel"` (receive time stamps),
+    /// `"user"` or `"mixed"`.
+    pub rtt_clock: RttClock,
 }
 
 impl RunSummary {
@@ -490,6 +519,7 @@ mod tests {
             client_drops: Some(0),
             timeout_ms: 1000.0,
             longest_silence_ms: 0.1,
+            rtt_clock: RttClock::Kernel,
         };
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
         for key in [
@@ -512,6 +542,7 @@ mod tests {
             "rtt_per_s",
             "mbit_per_s",
             "timeout_ms",
+            "rtt_clock",
             "longest_silence_ms",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
@@ -529,5 +560,13 @@ mod tests {
             assert_eq!(mode.to_string(), mode.name());
         }
         assert_eq!(RunMode::Rate.name(), "rate");
+    }
+
+    #[test]
+    fn the_rtt_clock_is_kernel_only_when_every_receive_had_a_stamp() {
+        assert_eq!(RttClock::of(5, 0), RttClock::Kernel);
+        assert_eq!(RttClock::of(0, 5), RttClock::User);
+        assert_eq!(RttClock::of(0, 0), RttClock::User);
+        assert_eq!(RttClock::of(4, 1), RttClock::Mixed);
     }
 }

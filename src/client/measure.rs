@@ -2,8 +2,11 @@
 //! window of probes in flight per flow) and rate (open loop, paced sends).
 //!
 //! Each flow is one connected socket with its own sequence space. A `Flow`
-//! does the socket work: it sends probes in batches (`sendmmsg`), receives
-//! replies in batches (`recvmmsg`) and hands each reply to its `Books`, the
+//! does the socket work: it sends probes in batches (flood and rate: several
+//! probes per UDP GSO send where the kernel has it, else `sendmmsg`), receives
+//! replies in batches (`recvmmsg`; flood and rate with UDP GRO), times them
+//! with the kernel's receive time stamp where there is one (`offload.rs`)
+//! and hands each reply to its `Books`, the
 //! pure bookkeeping (`measure/books.rs`) that checks every byte and tells
 //! answers, losses, duplicates, late replies and reordering apart. A probe
 //! with no reply within `--timeout` is lost and frees its window slot.
@@ -20,10 +23,11 @@ use crate::error::{Error, Result};
 use crate::net::udp_table;
 use crate::probe::{Check, Clock};
 use crate::shutdown::{self, Stop};
-use crate::stats::{Counts, Latency, RunMode, RunSummary};
+use crate::stats::{Counts, Latency, RttClock, RunMode, RunSummary};
 
 mod books;
 mod flow;
+mod offload;
 
 use flow::{Flow, Shared};
 
@@ -289,6 +293,7 @@ pub fn measure_with(
         }
     };
     let (clock, origin_unix_ns) = (Clock::new(), unix_now_ns());
+    let offloads = offload::Offloads::from_env();
     let mut conns = Vec::with_capacity(flows);
     for _ in 0..flows {
         let conn = super::connect(target)?;
@@ -306,7 +311,7 @@ pub fn measure_with(
     let interval_lines = !matches!(config.mode, Mode::Ping { .. });
     let mut flow_list: Vec<Flow> = conns
         .into_iter()
-        .map(|c| Flow::new(c, config, clock, in_flight_max, interval_lines))
+        .map(|c| Flow::new(c, config, clock, in_flight_max, interval_lines, offloads))
         .collect();
     if let Some(sink) = &probes {
         for (id, flow) in (0u32..).zip(&mut flow_list) {
@@ -371,8 +376,11 @@ pub fn measure_with(
     let mut latency = Latency::new();
     let mut in_flight = 0;
     let mut longest_silence = Duration::ZERO;
+    let (mut kernel_timed, mut user_timed) = (0, 0);
     let end = clock.now_ns();
     for flow in &flow_list {
+        kernel_timed += flow.kernel_timed;
+        user_timed += flow.user_timed;
         counts.merge(flow.books.counts());
         latency.merge(flow.books.latency());
         in_flight += flow.books.outstanding();
@@ -406,6 +414,7 @@ pub fn measure_with(
         client_drops,
         timeout_ms: config.timeout.as_secs_f64() * 1e3,
         longest_silence_ms: longest_silence.as_secs_f64() * 1e3,
+        rtt_clock: RttClock::of(kernel_timed, user_timed),
     })
 }
 

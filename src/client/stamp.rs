@@ -480,6 +480,7 @@ impl Books {
                 client_drops: None,
                 timeout_ms: config.timeout.as_secs_f64() * 1e3,
                 longest_silence_ms: 0.0,
+                rtt_clock: crate::stats::RttClock::User,
             },
             stamp_mode: match mode {
                 Mode::Open => "unauthenticated",

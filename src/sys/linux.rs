@@ -25,6 +25,7 @@ use super::EchoOutcome;
 use crate::net::RECV_BUFFER_LEN;
 
 pub(super) mod gro;
+pub(super) mod rxtime;
 
 /// Receive and echo buffers for one socket and one thread.
 ///

@@ -207,6 +207,11 @@ pub fn send_segmented(
     Ok(sent)
 }
 
+/// No kernel receive time stamps here: round trips use the client's clock.
+pub fn enable_rx_timestamps(_socket: &UdpSocket) -> io::Result<()> {
+    Err(unsupported("kernel receive time stamps"))
+}
+
 /// Test hook of the Linux build; unsupported here.
 #[doc(hidden)]
 pub fn disable_udp_checksums(_socket: &UdpSocket, _sends: bool) -> io::Result<()> {
@@ -251,6 +256,18 @@ impl GroBatch {
         self.queued.clear();
         self.flushed = false;
         self.inner.recv(socket)
+    }
+
+    /// Takes one datagram if one is queued, without blocking.
+    pub fn recv_queued(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.queued.clear();
+        self.flushed = false;
+        self.inner.recv_queued(socket)
+    }
+
+    /// No kernel receive times here.
+    pub fn rx_time_ns(&self, _i: usize) -> Option<u64> {
+        None
     }
 
     /// Buffer `i` of the last receive: one datagram.

@@ -1,7 +1,10 @@
 //! One flow of a measured run: a connected socket and the socket work
-//! around its [`Books`]: probes sent in batches (`sendmmsg`), replies received
-//! in batches (`recvmmsg`), expiry, and the hand-over of figures to the
-//! interval reporter and of per-probe records to the `--probes` writer.
+//! around its [`Books`]: probes sent in batches (flood and rate: several
+//! probes per UDP GSO send where the kernel has it, else `sendmmsg`), replies
+//! received in batches (`recvmmsg`; flood and rate with UDP GRO, each buffer
+//! split into its datagrams) and timed with the kernel's receive time stamp
+//! where there is one (`offload.rs`), expiry, and the hand-over of figures to
+//! the interval reporter and of per-probe records to the `--probes` writer.
 
 use std::io;
 use std::sync::mpsc::SyncSender;
@@ -9,16 +12,24 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::books::Books;
+use super::offload::{self, GsoSender, GsoSent, Offloads};
 use super::{BATCH, Event, MeasureConfig, Mode};
 use crate::client::Connection;
 use crate::client::probes::ProbeBatch;
 use crate::error::{Error, Result};
 use crate::probe::{self, Clock};
 use crate::stats::{Counts, Latency};
-use crate::sys::{Batch, SendBatch, wait_readable};
+use crate::sys::{GroBatch, SendBatch, wait_readable};
 
 /// Records a flow hands over at once in flood and rate mode (ping: each step).
 const RECORDS_PER_BATCH: usize = 512;
+
+/// Receive buffers (64 KiB each, touched as data arrives) per `recvmmsg` of a
+/// flood or rate flow; with GRO each may hold many replies.
+const GRO_SLOTS: usize = 16;
+
+/// Receive buffers of a ping flow (one reply at a time, plus strays).
+const PING_SLOTS: usize = 2;
 
 /// The part of a flow's books the interval reporter reads, behind a lock taken
 /// once per batch of replies.
@@ -39,7 +50,12 @@ pub(super) struct Flow {
     /// The books' counts as last handed to `shared`: the next hand-over is the difference.
     pub(super) flushed: Counts,
     pub(super) out: SendBatch,
-    pub(super) inbox: Batch,
+    /// Probes per UDP GSO send (flood and rate, until the kernel refuses).
+    gso: Option<GsoSender>,
+    pub(super) inbox: GroBatch,
+    /// Receive buffers that carried the kernel's receive time, and those that did not.
+    pub(super) kernel_timed: u64,
+    pub(super) user_timed: u64,
     /// `--probes`: the writer's channel, the clock's origin and the last hand-over.
     pub(super) probes: Option<(SyncSender<ProbeBatch>, u64, u64)>,
     /// Ping mode hands every record over at once.
@@ -53,7 +69,10 @@ impl Flow {
         clock: Clock,
         in_flight_max: usize,
         shared: bool,
+        offloads: Offloads,
     ) -> Flow {
+        let bulk = !matches!(config.mode, Mode::Ping { .. });
+        let gso = offload::set_up(&conn, config.size, bulk, offloads);
         Flow {
             clock,
             books: Books::new(config.size, config.timeout, in_flight_max),
@@ -61,7 +80,10 @@ impl Flow {
             batch_rtts: Vec::with_capacity(BATCH),
             flushed: Counts::default(),
             out: SendBatch::new(BATCH, config.size),
-            inbox: Batch::new(BATCH),
+            gso,
+            inbox: GroBatch::new(if bulk { GRO_SLOTS } else { PING_SLOTS }),
+            kernel_timed: 0,
+            user_timed: 0,
             conn,
             probes: None,
             ping: matches!(config.mode, Mode::Ping { .. }),
@@ -111,10 +133,29 @@ impl Flow {
         }
         let now = self.clock.now_ns();
         let (first, stamp) = (self.books.next_seq(), self.books.stamp(now));
-        for i in 0..n {
+        let mut sent = 0;
+        if let Some(gso) = &mut self.gso {
+            match gso.send(&self.conn.socket, first, stamp, n) {
+                GsoSent::All => sent = n,
+                GsoSent::Refused { sent: k } => {
+                    sent = k;
+                    self.gso = None;
+                }
+                GsoSent::Failed { sent: k, error } => {
+                    self.books.sent(k, now);
+                    if error.kind() == io::ErrorKind::ConnectionRefused {
+                        self.refused();
+                    } else {
+                        self.books.send_error();
+                        log::debug!("send to {} failed: {error}", self.conn.peer);
+                    }
+                    return k;
+                }
+            }
+        }
+        for i in sent..n {
             probe::fill(self.out.slot_mut(i), first + i as u64, stamp + i as u64);
         }
-        let mut sent = 0;
         while sent < n {
             match self.out.send(&self.conn.socket, sent, n) {
                 Ok(k) => sent += k,
@@ -188,28 +229,51 @@ impl Flow {
                 };
             }
         };
-        let now = self.clock.now_ns();
+        let (now, realtime_now) = offload::clock_pair(&self.clock);
+        let mut datagrams = 0;
         for i in 0..n {
-            let (data, from) = self.inbox.datagram(i);
-            let Some(answer) = self.books.reply(data, now) else {
-                continue;
-            };
-            if answer.measured() && self.shared.is_some() {
-                self.batch_rtts.push(answer.rtt_ns);
+            let buffer = self.inbox.buffer(i);
+            if buffer.truncated {
+                log::debug!(
+                    "{}: a receive was cut short (MSG_TRUNC/MSG_CTRUNC)",
+                    self.conn.peer
+                );
             }
-            on_event(Event::Reply {
-                seq: answer.seq,
-                bytes: data.len(),
-                from: from.unwrap_or(self.conn.peer),
-                rtt_ns: answer.rtt_ns,
-                check: answer.check,
-                duplicate: answer.duplicate,
-                late: answer.late,
-            });
+            // The kernel's receive time, as the books' clock would have read it.
+            let at = match self.inbox.rx_time_ns(i) {
+                Some(kernel) => {
+                    self.kernel_timed += 1;
+                    offload::kernel_at(now, realtime_now, kernel)
+                }
+                None => {
+                    self.user_timed += 1;
+                    now
+                }
+            };
+            let from = buffer.source.unwrap_or(self.conn.peer);
+            for k in 0..buffer.datagrams() {
+                let data = buffer.datagram(k);
+                datagrams += 1;
+                let Some(answer) = self.books.reply(data, at) else {
+                    continue;
+                };
+                if answer.measured() && self.shared.is_some() {
+                    self.batch_rtts.push(answer.rtt_ns);
+                }
+                on_event(Event::Reply {
+                    seq: answer.seq,
+                    bytes: data.len(),
+                    from,
+                    rtt_ns: answer.rtt_ns,
+                    check: answer.check,
+                    duplicate: answer.duplicate,
+                    late: answer.late,
+                });
+            }
         }
         self.flush_shared();
         self.flush_records(false);
-        Ok(n)
+        Ok(datagrams)
     }
 
     /// Counts probes whose timeout passed as lost and frees their slots.

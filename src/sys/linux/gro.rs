@@ -54,9 +54,15 @@ pub const GRO_BUFFER_LEN: usize = 65536;
 /// before 6.11 (later ones accept 128).
 pub const MAX_GSO_SEGMENTS: usize = 64;
 
-/// Control bytes per receive: room for the `UDP_GRO` message (an int) with
-/// plenty to spare should another option add one.
+/// Control bytes per receive: room for the `UDP_GRO` message (an int) and a
+/// kernel receive time stamp (`SO_TIMESTAMPNS`, see `rxtime`).
 const RECV_CONTROL_LEN: usize = 64;
+// SAFETY: CMSG_SPACE is arithmetic on its argument only.
+const _: () = assert!(
+    RECV_CONTROL_LEN
+        >= unsafe { libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) } as usize
+            + super::rxtime::TIMESTAMP_CONTROL_SPACE
+);
 
 /// `SO_NO_CHECK` (asm-generic value; libc does not export it for Linux).
 const SO_NO_CHECK: libc::c_int = 11;
@@ -347,6 +353,16 @@ impl GroBatch {
     /// (`MSG_WAITFORONE`). Returns how many slots were filled; EINTR and
     /// timeouts come back as errors to classify.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_with(socket, libc::MSG_WAITFORONE)
+    }
+
+    /// Takes only the buffers already queued, without blocking: `WouldBlock`
+    /// when there are none.
+    pub fn recv_queued(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_with(socket, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         for (hdr, iov) in self.recv_hdrs.iter_mut().zip(&mut self.iovecs) {
             hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
             hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
@@ -368,7 +384,7 @@ impl GroBatch {
                 socket.as_raw_fd(),
                 self.recv_hdrs.as_mut_ptr(),
                 vlen,
-                libc::MSG_WAITFORONE as _,
+                flags as _,
                 ptr::null_mut(),
             )
         })?;
@@ -389,6 +405,14 @@ impl GroBatch {
             gro_segment_size(&hdr.msg_hdr),
             hdr.msg_hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0,
         )
+    }
+
+    /// The kernel's receive time of buffer `i` of the last receive (ns since
+    /// the Unix epoch, `CLOCK_REALTIME`), when the socket asked for it
+    /// (`enable_rx_timestamps`).
+    pub fn rx_time_ns(&self, i: usize) -> Option<u64> {
+        assert!(i < self.filled, "slot {i} was not filled");
+        super::rxtime::rx_time_ns(&self.recv_hdrs[i].msg_hdr)
     }
 
     /// Queues datagrams `datagrams` of buffer `slot` (contiguous, in order) to
