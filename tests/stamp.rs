@@ -4,7 +4,8 @@
 //! a reply bounced back by an echo service is not answered.
 //!
 //! stamp-suite is looked for in `$STAMP_SUITE`, then
-//! `target/ci-tools/bin/stamp-suite` (where `.ci/run` installs it), then `PATH`.
+//! `target/ci-tools/bin/stamp-suite`, then `PATH` (`.ci/run` installs it into a
+//! cache outside the clone and sets `STAMP_SUITE`).
 
 mod common;
 
@@ -40,7 +41,7 @@ pub fn stamp_suite(test: &str) -> Option<PathBuf> {
         }
     }
     skip(&format!(
-        "{test}: stamp-suite is not installed (cargo install stamp-suite --locked --root target/ci-tools)"
+        "{test}: stamp-suite is not installed (cargo install stamp-suite --locked, or set STAMP_SUITE)"
     ));
     None
 }

@@ -1,0 +1,184 @@
+//! The start-up report as data: what `Server::bind` (or `adopt`) found and
+//! set up, and the lines the binary logs from it. The library logs nothing of
+//! its own start-up, so a server embedded in another tool starts silently.
+
+use std::net::SocketAddr;
+
+use log::Level;
+
+use crate::guard::{GuardConfig, RATE_LIMIT_SOURCES};
+use crate::net::udp_table::UdpSocketEntry;
+use crate::net::{BufferSize, Limits};
+use crate::stamp::ReflectorConfig;
+use crate::watch;
+
+/// What [`Server::bind`] found and set up: the start-up report as data. The
+/// binary logs it ([`StartupReport::lines`]); the library does not, so a server
+/// embedded in another tool (the doctor's self-test) starts silently.
+#[derive(Debug, Clone)]
+pub struct StartupReport {
+    /// The bound address, with the real port when 0 was asked.
+    pub local: SocketAddr,
+    /// The kernel's limits from `/proc/sys/net/core` (each `None` where unreadable).
+    pub limits: Limits,
+    /// The receive buffer as requested and as granted (with the clamp warning's
+    /// data). Every socket asks the same; this is what the first one got.
+    pub recv_buf: BufferSize,
+    /// The send buffer, likewise.
+    pub send_buf: BufferSize,
+    /// Echo threads.
+    pub threads: usize,
+    /// Whether the threads share one exclusive socket (`--exclusive`) rather
+    /// than one `SO_REUSEPORT` socket each.
+    pub exclusive: bool,
+    /// The interface or VRF device the sockets are bound to (`--interface`).
+    pub interface: Option<String>,
+    /// The STAMP reflector's settings (`--stamp`), key read.
+    pub stamp: Option<ReflectorConfig>,
+    /// Datagrams per syscall asked for (`--batch`, at least 1).
+    pub batch_requested: usize,
+    /// Datagrams per syscall the loops use: the request, or 1 where this
+    /// platform has no `recvmmsg`/`sendmmsg`.
+    pub batch: usize,
+    /// Whether the loops use UDP GRO/GSO, and if not, why.
+    pub gro: GroStatus,
+    /// Loop guard, allowlist and rate limit, as configured.
+    pub guard: GuardConfig,
+    /// The port-sharing check at start: other sockets already on the port (the
+    /// watch warns only about later ones). `None` when the kernel's socket table
+    /// cannot be read, which turns the port-sharing watch off.
+    pub port_sharers: Option<Vec<UdpSocketEntry>>,
+}
+
+impl StartupReport {
+    /// The report as log lines, each with the level it deserves, in the order
+    /// the server logs them: limits (and the `somaxconn` note), the buffers
+    /// (each with its clamp warning), the batch fallback warning, threads and
+    /// batch, the guard, then the port-sharing check.
+    pub fn lines(&self) -> Vec<(Level, String)> {
+        let mut lines = vec![(Level::Info, self.limits.to_string())];
+        if let Some(note) = self.limits.somaxconn_note() {
+            lines.push((Level::Info, note));
+        }
+        for buffer in [&self.recv_buf, &self.send_buf] {
+            lines.push((Level::Info, buffer.to_string()));
+            if let Some(warning) = buffer.clamp_warning() {
+                lines.push((Level::Warn, warning));
+            }
+        }
+        if let Some(stamp) = &self.stamp {
+            lines.push((
+                Level::Info,
+                format!(
+                    "{}; one datagram per syscall (--batch {} is not used with --stamp)",
+                    stamp.describe(),
+                    self.batch_requested
+                ),
+            ));
+        } else if self.batch != self.batch_requested {
+            lines.push((
+                Level::Warn,
+                format!(
+                    "--batch {} needs recvmmsg/sendmmsg, which this platform lacks; using {}",
+                    self.batch_requested, self.batch
+                ),
+            ));
+        }
+        let threads = self.threads;
+        lines.push((
+            Level::Info,
+            format!(
+                "{threads} thread{}, {} datagrams per syscall",
+                if threads == 1 {
+                    ", one socket".to_owned()
+                } else if self.exclusive {
+                    "s on one socket (--exclusive: a flow's echoes may leave out of order)"
+                        .to_owned()
+                } else {
+                    format!("s, {threads} sockets sharing the port with SO_REUSEPORT")
+                },
+                self.batch,
+            ),
+        ));
+        match &self.gro {
+            GroStatus::On => lines.push((
+                Level::Info,
+                format!(
+                    "UDP GRO/GSO on: up to {} buffers of 64 KiB per recvmmsg, each burst echoed with one UDP_SEGMENT send",
+                    self.batch
+                ),
+            )),
+            GroStatus::NotAsked => {}
+            GroStatus::Unavailable(why) => lines.push((
+                Level::Info,
+                format!(
+                    "UDP GRO unavailable here ({why}): one datagram per buffer, no GSO"
+                ),
+            )),
+        }
+        if let Some(name) = &self.interface {
+            lines.push((
+                Level::Info,
+                format!(
+                    "bound to interface {name} (SO_BINDTODEVICE): only its datagrams are answered"
+                ),
+            ));
+        }
+        lines.push((Level::Info, guard_line(&self.guard)));
+        match &self.port_sharers {
+            None => lines.push((
+                Level::Debug,
+                "no /proc/net/udp here: the port-sharing watch is off".to_owned(),
+            )),
+            Some(sharers) => lines.extend(
+                sharers
+                    .iter()
+                    .map(|h| (Level::Warn, watch::warning(self.local, h, self.exclusive))),
+            ),
+        }
+        lines
+    }
+}
+
+/// Whether the echo loops use UDP GRO on receive and GSO on send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroStatus {
+    /// On: every socket has `UDP_GRO` set, and the loops split each buffer
+    /// into its datagrams and echo runs of them with `UDP_SEGMENT`.
+    On,
+    /// Not asked for: `--no-gro`, or `--batch 1` (the plain loop).
+    NotAsked,
+    /// Asked for, but the kernel refused `UDP_GRO` (Linux < 5.0, or not
+    /// Linux): the batched loop, with this reason.
+    Unavailable(String),
+}
+
+/// Which protections are on, for the start-up report.
+fn guard_line(guard: &GuardConfig) -> String {
+    let ports = if guard.allow_service_ports {
+        "off (--allow-service-ports)"
+    } else {
+        "on (drops source ports 0-1023, 1900, 5353, 11211)"
+    };
+    let allow = if guard.allow.is_empty() {
+        "all sources".to_owned()
+    } else {
+        guard
+            .allow
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rate = guard.rate_limit.map_or("off".to_owned(), |r| {
+        format!(
+            "{r} datagrams/s per source address, burst {r}, {RATE_LIMIT_SOURCES} sources tracked"
+        )
+    });
+    let loops = if guard.loop_detect {
+        "on"
+    } else {
+        "off (--no-loop-detect)"
+    };
+    format!("loop guard {ports}; loop detection {loops}; allow {allow}; rate limit {rate}")
+}
