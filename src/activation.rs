@@ -98,9 +98,17 @@ pub enum ActivationError {
     /// `LISTEN_PID`/`LISTEN_FDS` are malformed, or a descriptor is not open.
     Environment(io::Error),
     /// A descriptor is open but not a socket.
-    NotASocket { fd: RawFd },
+    NotASocket {
+        /// The descriptor.
+        fd: RawFd,
+    },
     /// A socket, but not a bound UDP one; `what` says what it is.
-    NotUdp { fd: RawFd, what: String },
+    NotUdp {
+        /// The descriptor.
+        fd: RawFd,
+        /// What kind of socket it is instead.
+        what: String,
+    },
 }
 
 impl fmt::Display for ActivationError {

@@ -246,6 +246,7 @@ impl LoopDetector {
     }
 
     /// How many peers are tracked now.
+    #[cfg(test)]
     pub fn peers_tracked(&self) -> usize {
         self.peers
             .iter()
@@ -255,6 +256,7 @@ impl LoopDetector {
     }
 
     /// Bytes of both tables: fixed at creation.
+    #[cfg(test)]
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.peers) + std::mem::size_of_val(&*self.echoes)
     }

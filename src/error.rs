@@ -10,6 +10,10 @@ use std::time::Duration;
 ///
 /// Variants are typed because the binaries act on them (exit 1 for a failed probe,
 /// 2 for a local problem); their `Display` is the one line a user reads.
+// Each variant's fields are named for what they hold (`addr`, `source`,
+// `what`, …) and its doc and `Display` say the rest: a line per field would
+// only repeat its name.
+#[allow(missing_docs)]
 #[derive(Debug)]
 pub enum Error {
     /// The host name did not resolve at all.

@@ -29,10 +29,10 @@
 //! - [`metrics`]: Prometheus `/metrics` endpoints of both binaries (`--metrics`).
 //! - [`report`]: the only place results are formatted, human or JSON.
 //! - [`shutdown`]: the stop flag raised by SIGINT/SIGTERM or by code.
-//! - [`watch`]: the server's watch for other sockets sharing its port.
+//! - `watch` (crate-private): the server's watch for other sockets sharing its port.
 //! - [`cli`]: both command lines (clap) and their conversion to plain configs;
 //!   the only module that sees clap types.
-//! - [`units`]: sizes (`4M`) and seconds (`0.5`) from the command line.
+//! - `units` (crate-private): sizes (`4M`) and seconds (`0.5`) from the command line.
 //! - [`logging`]: the seed's log format, `[program (PID)] message`.
 //! - [`error`]: the one error type, each variant with its context.
 
@@ -55,7 +55,7 @@ pub mod shutdown;
 pub mod stamp;
 pub mod stats;
 pub mod sys;
-pub mod units;
-pub mod watch;
+pub(crate) mod units;
+pub(crate) mod watch;
 
 pub use error::{Error, Result};

@@ -53,12 +53,23 @@ pub fn fill(buf: &mut [u8], seq: u64, sent_ns: u64) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
     /// Exactly the probe that was sent.
-    Intact { seq: u64, sent_ns: u64 },
+    Intact {
+        /// The probe's sequence number.
+        seq: u64,
+        /// The send time it carries, ns of the run's clock.
+        sent_ns: u64,
+    },
     /// Some byte differs from probe `seq` (header or body), or the reply is
     /// longer than the probe.
-    Corrupt { seq: u64 },
+    Corrupt {
+        /// The probe it was matched to.
+        seq: u64,
+    },
     /// Shorter than the probe (cut somewhere on the way) but long enough to say which.
-    Truncated { seq: u64 },
+    Truncated {
+        /// The probe it was matched to.
+        seq: u64,
+    },
     /// Not one of ours: too short to carry a header.
     Foreign,
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// 1024, because the numbers users compare them with (`net.core.rmem_max = 4194304`)
 /// are powers of two: `--recv-buf 4M` should ask for exactly that limit. Decimal
 /// `KB`/`MB` are refused rather than guessed.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let invalid = || {
         format!(
             "invalid size '{text}': expected bytes with an optional K, M or G suffix (powers of 1024), e.g. 4096, 256K, 4M, 1Mi"
@@ -38,11 +38,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// The largest value `setsockopt(SO_RCVBUF/SO_SNDBUF)` takes: the option is a C `int`.
-pub const MAX_BUFFER_SIZE: u64 = i32::MAX as u64;
+pub(crate) const MAX_BUFFER_SIZE: u64 = i32::MAX as u64;
 
 /// Parses a socket buffer size: a [`parse_size`] that is at least 1 and fits the
 /// kernel's `int` (a larger value would silently wrap inside `setsockopt`).
-pub fn parse_buffer_size(text: &str) -> Result<usize, String> {
+pub(crate) fn parse_buffer_size(text: &str) -> Result<usize, String> {
     let size = parse_size(text)?;
     if size == 0 {
         return Err(format!("buffer size '{text}' must be at least 1 byte"));
@@ -64,7 +64,7 @@ fn expected_seconds(what: &str) -> String {
 
 /// The longest duration any option takes: a day. Longer is a typo (`-t 1e30`),
 /// not a wish, and far below where `Duration` overflows.
-pub const MAX_SECONDS: f64 = 86_400.0;
+pub(crate) const MAX_SECONDS: f64 = 86_400.0;
 
 /// Parses seconds, fractions allowed, at least `min` (0 included when `min` is
 /// 0), at most [`MAX_SECONDS`]; `what` names the accepted values in the error.
@@ -83,13 +83,13 @@ fn parse_seconds_at_least(text: &str, min: f64, what: &str) -> Result<Duration, 
 }
 
 /// Parses a non-negative number of seconds, fractions allowed (`0.25`, `0`).
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     parse_seconds_at_least(text, 0.0, "0 or a positive number of seconds")
 }
 
 /// Parses a strictly positive number of seconds (a timeout of 0 would mean "forever"
 /// to the kernel, which is never what a user typing 0 wants).
-pub fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
     let d = parse_seconds_at_least(text, 0.0, "a positive number of seconds")?;
     if d.is_zero() {
         return Err(expected_seconds("a positive number of seconds"));
@@ -99,10 +99,10 @@ pub fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
 
 /// The shortest `--stats-interval`: ten lines a second is already more than a
 /// log reader follows; shorter ones flood the log (1e-9 gave 20,000 lines in 2 s).
-pub const MIN_STATS_INTERVAL: f64 = 0.1;
+pub(crate) const MIN_STATS_INTERVAL: f64 = 0.1;
 
 /// Parses `--stats-interval`: seconds, at least [`MIN_STATS_INTERVAL`].
-pub fn parse_stats_interval(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_stats_interval(text: &str) -> Result<Duration, String> {
     parse_seconds_at_least(
         text,
         MIN_STATS_INTERVAL,
@@ -111,7 +111,7 @@ pub fn parse_stats_interval(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a percentage from 0 to 100 (`--max-loss`); a trailing `%` is allowed.
-pub fn parse_percent(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_percent(text: &str) -> Result<f64, String> {
     match text.trim().trim_end_matches('%').parse::<f64>() {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
         _ => Err("expected 0 to 100 (percent), e.g. 0, 0.1 or 1".to_owned()),
@@ -120,10 +120,10 @@ pub fn parse_percent(text: &str) -> Result<f64, String> {
 
 /// The highest `--rate`, probes/s: 10⁸, far beyond what one host sends (about
 /// 10⁷ at the very best), so a larger value is a typo.
-pub const MAX_RATE: f64 = 1e8;
+pub(crate) const MAX_RATE: f64 = 1e8;
 
 /// Parses a rate in probes per second (`--rate`): more than 0, at most [`MAX_RATE`].
-pub fn parse_rate(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(pps) if pps.is_finite() && pps > 0.0 && pps <= MAX_RATE => Ok(pps),
         _ => Err(format!(

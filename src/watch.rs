@@ -24,20 +24,20 @@ use crate::shutdown::Stop;
 /// interval can still be missed; the datagram it may leave behind to start a
 /// loop is caught by the own-socket check and loop detection
 /// ([`echo_loop`](crate::echo_loop)), not by the watch.
-pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The interval is at least this many times the last read of the table.
-pub const COST_FACTOR: u32 = 50;
+pub(crate) const COST_FACTOR: u32 = 50;
 
 /// Remembers which foreign sockets were already reported.
 #[derive(Debug, Default)]
-pub struct Watch {
+pub(crate) struct Watch {
     known: HashSet<u64>,
 }
 
 impl Watch {
     /// The holders not reported before, now remembered.
-    pub fn newcomers(&mut self, holders: &[UdpSocketEntry]) -> Vec<UdpSocketEntry> {
+    pub(crate) fn newcomers(&mut self, holders: &[UdpSocketEntry]) -> Vec<UdpSocketEntry> {
         holders
             .iter()
             .filter(|h| self.known.insert(h.inode))
@@ -46,14 +46,14 @@ impl Watch {
     }
 
     /// How many distinct foreign sockets were seen.
-    pub fn seen(&self) -> u64 {
+    pub(crate) fn seen(&self) -> u64 {
         self.known.len() as u64
     }
 }
 
 /// The warning for one newcomer: what it does, who, and what to do. With
 /// `exclusive` the kernel should have refused it, so the advice differs.
-pub fn warning(local: SocketAddr, h: &UdpSocketEntry, exclusive: bool) -> String {
+pub(crate) fn warning(local: SocketAddr, h: &UdpSocketEntry, exclusive: bool) -> String {
     let way_out = if exclusive {
         "--exclusive is on, so it bound before this server or in a way the kernel allows (another network namespace shares no port)"
     } else {
@@ -72,7 +72,7 @@ pub fn warning(local: SocketAddr, h: &UdpSocketEntry, exclusive: bool) -> String
 /// were not already there `at_start` (the start-up report names those); returns
 /// how many distinct ones were seen, those at start included, or `None` when
 /// the table could no longer be read (the count would understate).
-pub fn watch_port(
+pub(crate) fn watch_port(
     local: SocketAddr,
     ours: &[u64],
     at_start: &[UdpSocketEntry],

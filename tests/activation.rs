@@ -155,19 +155,34 @@ fn an_inherited_tcp_socket_is_refused_with_one_clear_line() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // A stream socket is handed over at the first connection.
+    // Connect only once the manager listens: connecting before, to a free port
+    // in the ephemeral range, can connect the socket to itself (TCP
+    // simultaneous open), and the manager would never see a connection.
+    let (lines, said) = std::sync::mpsc::channel();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut all = String::new();
+        for line in
+            std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)).map_while(Result::ok)
+        {
+            let _ = lines.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
     let deadline = Instant::now() + WAIT;
+    while let Ok(line) = said.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line.contains("Listening on") {
+            break;
+        }
+    }
+    // A stream socket is handed over at the first connection.
     while TcpStream::connect(addr).is_err() && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
     }
     let status = wait_exit(&mut child, WAIT).expect("the server exits");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = reader.join().unwrap();
     let mut stdout = String::new();
     child
         .stdout

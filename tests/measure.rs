@@ -573,19 +573,7 @@ fn a_server_that_dies_mid_flood_shows_an_outage_not_just_a_tiny_loss() {
 
 /// Runs the client with `UDP_ECHO_CLIENT_OFFLOAD` set to `offload`.
 fn run_client_with_offload(offload: &str, args: &[&str]) -> ClientRun {
-    let started = Instant::now();
-    let out = Command::new(CLIENT)
-        .args(args)
-        .env("UDP_ECHO_CLIENT_OFFLOAD", offload)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    ClientRun {
-        status: out.status,
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: started.elapsed(),
-    }
+    run_client_env(args, &[("UDP_ECHO_CLIENT_OFFLOAD", offload)])
 }
 
 /// Flood and rate against the project's server on `host`, with the client's

@@ -50,6 +50,7 @@ pub fn stamp_suite(test: &str) -> Option<PathBuf> {
 pub struct KeyFile(pub PathBuf);
 
 impl KeyFile {
+    /// The shared test key, written to a file for `tag`'s test.
     pub fn new(tag: &str) -> KeyFile {
         let path =
             std::env::temp_dir().join(format!("udp-echo-stamp-key-{}-{tag}", std::process::id()));
@@ -58,6 +59,7 @@ impl KeyFile {
         KeyFile(path)
     }
 
+    /// The file's path, as stamp-suite and our binaries take it.
     pub fn path(&self) -> &str {
         self.0.to_str().unwrap()
     }

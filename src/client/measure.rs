@@ -45,13 +45,21 @@ pub enum Mode {
     /// One probe per `interval` (0: the next as soon as the reply or its
     /// timeout comes), `count` probes in all (`None`: until stopped).
     Ping {
+        /// Probes in all; `None` until stopped (`-c 0`).
         count: Option<u64>,
+        /// From one probe to the next.
         interval: Duration,
     },
     /// Closed loop: keep `window` probes in flight on each flow.
-    Flood { window: usize },
+    Flood {
+        /// Probes in flight per flow.
+        window: usize,
+    },
     /// Open loop: `pps` probes per second over all flows.
-    Rate { pps: f64 },
+    Rate {
+        /// Probes per second, all flows together.
+        pps: f64,
+    },
 }
 
 impl Mode {
@@ -84,19 +92,32 @@ pub struct MeasureConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Event {
     /// The sockets are ready and the first probe is about to leave.
-    Start { peer: SocketAddr },
+    Start {
+        /// The server's address, as resolved.
+        peer: SocketAddr,
+    },
     /// A reply to probe `seq`.
     Reply {
+        /// The probe it answers.
         seq: u64,
+        /// Its length.
         bytes: usize,
+        /// Where it came from (ping's `(DIFFERENT ADDRESS!)` when not the peer).
         from: SocketAddr,
+        /// Round trip in ns (0 for a duplicate; by the echoed time when late).
         rtt_ns: u64,
+        /// What the bytes turned out to be.
         check: Check,
+        /// Another copy of a reply already counted.
         duplicate: bool,
+        /// The first reply, but after the probe's timeout.
         late: bool,
     },
     /// Probe `seq` got no reply within the timeout.
-    Timeout { seq: u64 },
+    Timeout {
+        /// The probe that timed out.
+        seq: u64,
+    },
     /// The kernel reported ICMP port unreachable.
     Refused,
 }

@@ -46,7 +46,7 @@ pub fn one_shot(conn: &Connection, payload: &[u8]) -> Result<Reply> {
 
 /// The index of the first byte where two payloads differ (the shorter length when
 /// one is a prefix of the other); `None` when they are equal.
-pub fn first_difference(sent: &[u8], received: &[u8]) -> Option<usize> {
+pub(super) fn first_difference(sent: &[u8], received: &[u8]) -> Option<usize> {
     if sent == received {
         return None;
     }
@@ -61,7 +61,7 @@ pub fn first_difference(sent: &[u8], received: &[u8]) -> Option<usize> {
 /// How long `--stop` listens after sending, at most: long enough for a closed
 /// port's ICMP refusal or a server's echo to come back on any sane path, short
 /// enough that scripts calling it are not slowed down.
-pub const STOP_CONFIRM_WAIT: Duration = Duration::from_millis(200);
+pub(super) const STOP_CONFIRM_WAIT: Duration = Duration::from_millis(200);
 
 /// Sends the empty stop datagram. Silence afterwards means the server stopped;
 /// an ICMP refusal means nobody was there; an echoed empty datagram means the

@@ -23,7 +23,10 @@ pub enum Outcome {
     Intact,
     /// The kernel refused to send it (or reported ICMP "fragmentation needed"):
     /// larger than the path MTU it knows, which is given when readable.
-    Emsgsize { path_mtu: Option<u32> },
+    Emsgsize {
+        /// The path MTU the kernel reports for the socket, when readable.
+        path_mtu: Option<u32>,
+    },
     /// No reply, `SILENT_TRIES` times.
     Silence,
     /// A shorter reply came back.

@@ -12,7 +12,7 @@ use crate::net::{BufferSize, Limits};
 use crate::stamp::ReflectorConfig;
 use crate::watch;
 
-/// What [`Server::bind`] found and set up: the start-up report as data. The
+/// What [`Server::bind`](crate::server::Server::bind) found and set up: the start-up report as data. The
 /// binary logs it ([`StartupReport::lines`]); the library does not, so a server
 /// embedded in another tool (the doctor's self-test) starts silently.
 #[derive(Debug, Clone)]

@@ -13,10 +13,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long any single wait in a test may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-pub const SERVER: &str = env!("CARGO_BIN_EXE_udp-echo-server");
-pub const CLIENT: &str = env!("CARGO_BIN_EXE_udp-echo-client");
+pub(crate) const SERVER: &str = env!("CARGO_BIN_EXE_udp-echo-server");
+pub(crate) const CLIENT: &str = env!("CARGO_BIN_EXE_udp-echo-client");
 
 /// How long to wait for a pipe to reach end-of-file once its child has exited:
 /// the child's end is closed by then, so this only bounds a broken case (a
@@ -79,7 +79,7 @@ impl Collector {
 }
 
 /// A running server process; killed on drop, its stderr shown if the test panics.
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     pub args: Vec<String>,
@@ -89,14 +89,14 @@ pub struct ServerProcess {
 
 /// Why a server did not come up: its exit status and stderr.
 #[derive(Debug)]
-pub struct StartFailure {
+pub(crate) struct StartFailure {
     pub status: ExitStatus,
     pub stderr: String,
 }
 
 /// Starts `udp-echo-server` with `args` (callers pass `--port 0`) and waits for its
 /// `listening on` line.
-pub fn start_server(args: &[&str]) -> ServerProcess {
+pub(crate) fn start_server(args: &[&str]) -> ServerProcess {
     try_start_server(args).unwrap_or_else(|f| {
         panic!(
             "server {args:?} did not start: {:?}\n{}",
@@ -106,12 +106,12 @@ pub fn start_server(args: &[&str]) -> ServerProcess {
 }
 
 /// Like [`start_server`] but returns the failure of a server that exits instead.
-pub fn try_start_server(args: &[&str]) -> Result<ServerProcess, StartFailure> {
+pub(crate) fn try_start_server(args: &[&str]) -> Result<ServerProcess, StartFailure> {
     try_start_server_via(&[], args)
 }
 
 /// Starts the server under a wrapper that execs it, e.g. `ip netns exec NS`.
-pub fn start_server_via(wrapper: &[&str], args: &[&str]) -> ServerProcess {
+pub(crate) fn start_server_via(wrapper: &[&str], args: &[&str]) -> ServerProcess {
     try_start_server_via(wrapper, args).unwrap_or_else(|f| {
         panic!(
             "server {wrapper:?} {args:?} did not start: {:?}\n{}",
@@ -195,17 +195,17 @@ fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> 
 }
 
 impl ServerProcess {
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.text()
     }
 
     /// Waits up to `limit` for a stdout line after `listening on` that starts
     /// with `prefix`, and returns the rest of it.
-    pub fn wait_for_stdout_line(&self, prefix: &str, limit: Duration) -> Option<String> {
+    pub(crate) fn wait_for_stdout_line(&self, prefix: &str, limit: Duration) -> Option<String> {
         let deadline = Instant::now() + limit;
         loop {
             let text = String::from_utf8_lossy(&self.stdout_rest.lock().unwrap()).into_owned();
@@ -220,7 +220,7 @@ impl ServerProcess {
     }
 
     /// Sends a signal to the server.
-    pub fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: i32) {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: kill(2) has no memory effects; the pid is our own child, not yet reaped.
         let rc = unsafe { libc::kill(pid, signal) };
@@ -229,7 +229,7 @@ impl ServerProcess {
 
     /// Waits for the server to exit by itself within `limit`; panics otherwise.
     /// Returns its status and its whole stderr.
-    pub fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, String) {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, String) {
         let status = wait_with_deadline(&mut self.child, limit).unwrap_or_else(|| {
             panic!(
                 "server {:?} still running after {limit:?}\nstderr:\n{}",
@@ -243,12 +243,12 @@ impl ServerProcess {
     }
 
     /// True while the process has not exited.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
     }
 
     /// Waits until stderr contains `needle` or `limit` passes.
-    pub fn wait_for_stderr(&self, needle: &str, limit: Duration) -> bool {
+    pub(crate) fn wait_for_stderr(&self, needle: &str, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if self.stderr().contains(needle) {
@@ -274,7 +274,7 @@ impl Drop for ServerProcess {
 
 /// What a finished client run left behind.
 #[derive(Debug)]
-pub struct ClientRun {
+pub(crate) struct ClientRun {
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
     pub stderr: String,
@@ -282,28 +282,33 @@ pub struct ClientRun {
 }
 
 impl ClientRun {
-    pub fn code(&self) -> Option<i32> {
+    pub(crate) fn code(&self) -> Option<i32> {
         self.status.code()
     }
 
-    pub fn stdout_text(&self) -> String {
+    pub(crate) fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 }
 
 /// Runs `udp-echo-client` with `args`, feeding `stdin`, and kills it after `WAIT`.
-pub fn run_client(args: &[&str], stdin: Option<&[u8]>) -> ClientRun {
+pub(crate) fn run_client(args: &[&str], stdin: Option<&[u8]>) -> ClientRun {
     run_program(CLIENT, args, stdin)
 }
 
 /// Runs `udp-echo-client` with a longer deadline than `WAIT`, for runs that
 /// take longer by design (a rate search).
-pub fn run_client_within(args: &[&str], limit: Duration) -> ClientRun {
+pub(crate) fn run_client_within(args: &[&str], limit: Duration) -> ClientRun {
     run_program_within(CLIENT, args, None, limit)
 }
 
+/// Runs `udp-echo-client` with these environment variables set, deadline `WAIT`.
+pub(crate) fn run_client_env(args: &[&str], env: &[(&str, &str)]) -> ClientRun {
+    run_program_env(CLIENT, args, None, WAIT, env)
+}
+
 /// Runs a program to completion with a deadline of `WAIT`.
-pub fn run_program(program: &str, args: &[&str], stdin: Option<&[u8]>) -> ClientRun {
+pub(crate) fn run_program(program: &str, args: &[&str], stdin: Option<&[u8]>) -> ClientRun {
     run_program_within(program, args, stdin, WAIT)
 }
 
@@ -313,9 +318,20 @@ fn run_program_within(
     stdin: Option<&[u8]>,
     limit: Duration,
 ) -> ClientRun {
+    run_program_env(program, args, stdin, limit, &[])
+}
+
+fn run_program_env(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    limit: Duration,
+    env: &[(&str, &str)],
+) -> ClientRun {
     let started = Instant::now();
     let mut child = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -356,7 +372,7 @@ fn run_program_within(
 }
 
 /// A std client socket on loopback with a receive timeout, so no test can hang.
-pub fn udp_client() -> UdpSocket {
+pub(crate) fn udp_client() -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
@@ -365,7 +381,7 @@ pub fn udp_client() -> UdpSocket {
 }
 
 /// Sends `payload` to `server` and returns the reply (panics on timeout).
-pub fn echo(socket: &UdpSocket, server: SocketAddr, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn echo(socket: &UdpSocket, server: SocketAddr, payload: &[u8]) -> Vec<u8> {
     socket.send_to(payload, server).expect("send");
     let mut buf = vec![0u8; 65536];
     let (n, from) = socket.recv_from(&mut buf).expect("reply within 2 s");
@@ -376,7 +392,7 @@ pub fn echo(socket: &UdpSocket, server: SocketAddr, payload: &[u8]) -> Vec<u8> {
 
 /// A test-only UDP server on loopback that answers each datagram with `respond`
 /// (`None`: stay silent), for at most `limit` datagrams or `WAIT`, then ends.
-pub fn fake_server(
+pub(crate) fn fake_server(
     limit: usize,
     respond: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
 ) -> (SocketAddr, thread::JoinHandle<usize>) {
@@ -385,7 +401,7 @@ pub fn fake_server(
 
 /// Like [`fake_server`], but `respond` may keep state and send any number of
 /// datagrams back (none, one, several) for each one it gets.
-pub fn fake_server_with(
+pub(crate) fn fake_server_with(
     limit: usize,
     mut respond: impl FnMut(&[u8]) -> Vec<Vec<u8>> + Send + 'static,
 ) -> (SocketAddr, thread::JoinHandle<usize>) {
@@ -413,18 +429,18 @@ pub fn fake_server_with(
 }
 
 /// A free loopback port that nothing listens on (bound, then released).
-pub fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.local_addr().unwrap().port()
 }
 
 /// Whether `::1` is usable on this host (some containers have no IPv6).
-pub fn has_ipv6_loopback() -> bool {
+pub(crate) fn has_ipv6_loopback() -> bool {
     UdpSocket::bind("[::1]:0").is_ok()
 }
 
 /// Says why a test did not run, on the real stderr: `eprintln!` is captured by
 /// the test harness for passing tests, and a skip must be visible.
-pub fn skip(reason: &str) {
+pub(crate) fn skip(reason: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }

@@ -22,16 +22,16 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(10);
 
 /// The client host's addresses on the link (each namespace has its own
 /// address space, so every test can use the same ones).
-pub const CLIENT_V4: &str = "10.0.0.1";
+pub(crate) const CLIENT_V4: &str = "10.0.0.1";
 /// The server host's IPv4 address.
-pub const SERVER_V4: &str = "10.0.0.2";
+pub(crate) const SERVER_V4: &str = "10.0.0.2";
 /// The client host's IPv6 address.
-pub const CLIENT_V6: &str = "fd00:ac::1";
+pub(crate) const CLIENT_V6: &str = "fd00:ac::1";
 /// The server host's IPv6 address.
-pub const SERVER_V6: &str = "fd00:ac::2";
+pub(crate) const SERVER_V6: &str = "fd00:ac::2";
 
 /// A pair of namespaces joined by a veth link; deleted on drop.
-pub struct TestNet {
+pub(crate) struct TestNet {
     /// Namespace of the client host.
     pub client: String,
     /// Namespace of the server host.
@@ -45,7 +45,7 @@ pub struct TestNet {
 
 /// Runs `program args` (stdin: `input`), kills it after [`COMMAND_LIMIT`];
 /// `Ok(stdout)` when it exits 0, `Err` with its stderr otherwise.
-pub fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
+pub(crate) fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
     let what = format!("{program} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)
@@ -97,7 +97,7 @@ pub fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, 
 }
 
 /// `Err` saying why when nft(8) cannot be run.
-pub fn nft_available() -> Result<(), String> {
+pub(crate) fn nft_available() -> Result<(), String> {
     run("nft", &["--version"], None)
         .map(drop)
         .map_err(|e| format!("no nft(8) (nftables): {e}"))
@@ -111,7 +111,7 @@ impl TestNet {
     /// Builds the two hosts and the link. `Err` (the caller skips) only when
     /// this environment cannot do it at all: not root, no ip(8), namespaces
     /// refused. Any later failure panics: it is a bug in the test.
-    pub fn new() -> Result<TestNet, String> {
+    pub(crate) fn new() -> Result<TestNet, String> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             return Err("network namespaces and nftables need root".into());
@@ -213,7 +213,7 @@ impl TestNet {
     }
 
     /// Loads an nftables rule set (`nft -f -` syntax) into `ns`.
-    pub fn nft(&self, ns: &str, ruleset: &str) {
+    pub(crate) fn nft(&self, ns: &str, ruleset: &str) {
         run(
             "ip",
             &["netns", "exec", ns, "nft", "-f", "-"],
@@ -223,7 +223,7 @@ impl TestNet {
     }
 
     /// The packet counts of the named nftables counters in `ns`.
-    pub fn counters(&self, ns: &str) -> HashMap<String, u64> {
+    pub(crate) fn counters(&self, ns: &str) -> HashMap<String, u64> {
         let text = must(
             "ip",
             &["netns", "exec", ns, "nft", "-j", "list", "counters"],
@@ -244,7 +244,7 @@ impl TestNet {
     /// The kernel's UDP counters in `ns` (`/proc/net/snmp` for IPv4,
     /// `/proc/net/snmp6` for IPv6), named as in IPv4's file: `InDatagrams`,
     /// `InErrors`, `RcvbufErrors`, `InCsumErrors`, …
-    pub fn udp_counters(&self, ns: &str, v6: bool) -> HashMap<String, u64> {
+    pub(crate) fn udp_counters(&self, ns: &str, v6: bool) -> HashMap<String, u64> {
         let file = if v6 {
             "/proc/net/snmp6"
         } else {
@@ -274,7 +274,7 @@ impl TestNet {
     /// Moves the calling thread into `ns` (network namespaces are per
     /// thread): sockets it opens afterwards live there. Meant for a thread
     /// the test spawns for this purpose and lets end.
-    pub fn enter(ns: &str) {
+    pub(crate) fn enter(ns: &str) {
         let file = File::open(format!("/run/netns/{ns}"))
             .unwrap_or_else(|e| panic!("open /run/netns/{ns}: {e}"));
         // SAFETY: setns(2) on a namespace file we hold open; it only changes

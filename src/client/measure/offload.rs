@@ -36,7 +36,7 @@ pub(super) struct Offloads {
 
 impl Offloads {
     /// All on, except what `UDP_ECHO_CLIENT_OFFLOAD` turns off.
-    pub fn from_env() -> Offloads {
+    pub(super) fn from_env() -> Offloads {
         Offloads::parse(std::env::var(ENV).ok().as_deref().unwrap_or(""))
     }
 
@@ -79,7 +79,7 @@ pub(super) struct GsoSender {
 
 impl GsoSender {
     /// A sender for probes of `size` bytes, or `None` when GSO cannot help.
-    pub fn new(size: usize) -> Option<GsoSender> {
+    pub(super) fn new(size: usize) -> Option<GsoSender> {
         let per_send = probes_per_gso_send(size);
         (per_send > 0).then(|| GsoSender {
             buf: vec![0; per_send * size],
@@ -90,7 +90,7 @@ impl GsoSender {
 
     /// Sends `n` probes numbered from `first`, probe `i` stamped `stamp + i`,
     /// as few `UDP_SEGMENT` sends as it takes.
-    pub fn send(&mut self, socket: &UdpSocket, first: u64, stamp: u64, n: usize) -> GsoSent {
+    pub(super) fn send(&mut self, socket: &UdpSocket, first: u64, stamp: u64, n: usize) -> GsoSent {
         let mut sent = 0;
         while sent < n {
             let count = (n - sent).min(self.per_send);
