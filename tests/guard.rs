@@ -22,25 +22,6 @@ fn gets_no_reply(socket: &UdpSocket) -> bool {
     socket.recv_from(&mut buf).is_err()
 }
 
-/// Parses `name N` out of the summary line.
-fn summary_count(stderr: &str, name: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("stopped by"))
-        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
-    let at = line
-        .find(name)
-        .unwrap_or_else(|| panic!("no '{name}' in {line}"))
-        + name.len();
-    line[at..]
-        .trim_start()
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn stop(mut server: ServerProcess) -> String {
     server.signal(libc::SIGTERM);
     let (status, stderr) = server.wait_exit(Duration::from_secs(2));

@@ -35,25 +35,6 @@ const LOOP_BUDGET: u64 = 1_000;
 /// was not stopped bounces some 20,000 times a second, far over the budget.
 const LOOP_RUN: Duration = Duration::from_secs(1);
 
-/// Parses `name N` out of the summary line.
-fn summary_count(stderr: &str, name: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("stopped by"))
-        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
-    let at = line
-        .find(name)
-        .unwrap_or_else(|| panic!("no '{name}' in {line}"))
-        + name.len();
-    line[at..]
-        .trim_start()
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|e| panic!("'{name}' in {line}: {e}"))
-}
-
 /// Stops a server with SIGTERM and returns its stderr (summary included).
 fn stop(mut server: ServerProcess) -> String {
     server.signal(libc::SIGTERM);

@@ -354,6 +354,28 @@ impl<'a> LoopState<'a> {
         }
     }
 
+    /// The send errors of one batched echo, if any: counted, logged at most
+    /// once per interval with the first error's reason.
+    #[inline]
+    fn batch_send_failed(&mut self, outcome: &crate::sys::EchoOutcome) {
+        if outcome.errors == 0 {
+            return;
+        }
+        let kind = outcome.first_error.map(io::Error::from);
+        let why = kind
+            .as_ref()
+            .map(crate::error::describe)
+            .unwrap_or_default();
+        self.send_failed(
+            outcome.errors,
+            &format_args!(
+                "{} of {} datagrams refused: {why}",
+                outcome.errors,
+                outcome.errors + outcome.sent
+            ),
+        );
+    }
+
     #[cold]
     fn recv_failed(&mut self, e: &io::Error) {
         self.counters.recv_errors += 1;
@@ -508,17 +530,7 @@ fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate
                     (_, None) => None,
                 })
         });
-        if outcome.errors > 0 {
-            let kind = outcome.first_error.map(io::Error::from);
-            let why = kind
-                .as_ref()
-                .map(crate::error::describe)
-                .unwrap_or_default();
-            state.send_failed(
-                outcome.errors,
-                &format_args!("{} of {} datagrams refused: {why}", outcome.errors, end),
-            );
-        }
+        state.batch_send_failed(&outcome);
         if end < received {
             state.taken_after_stop((end + 1..received).map(|i| batch.datagram(i).0.len()));
             state.publish();

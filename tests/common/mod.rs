@@ -444,3 +444,22 @@ pub(crate) fn has_ipv6_loopback() -> bool {
 pub(crate) fn skip(reason: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
+
+/// Parses `name N` out of the summary line.
+pub(crate) fn summary_count(stderr: &str, name: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("stopped by"))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
+    let at = line
+        .find(name)
+        .unwrap_or_else(|| panic!("no '{name}' in {line}"))
+        + name.len();
+    line[at..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("'{name}' in {line}: {e}"))
+}

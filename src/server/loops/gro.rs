@@ -148,21 +148,7 @@ fn flush(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut GroBatch) {
     if let Some(errno) = outcome.gso_refused {
         gso_refused(errno);
     }
-    if outcome.errors > 0 {
-        let kind = outcome.first_error.map(io::Error::from);
-        let why = kind
-            .as_ref()
-            .map(crate::error::describe)
-            .unwrap_or_default();
-        state.send_failed(
-            outcome.errors,
-            &format_args!(
-                "{} of {} datagrams refused: {why}",
-                outcome.errors,
-                outcome.errors + outcome.sent
-            ),
-        );
-    }
+    state.batch_send_failed(&outcome);
 }
 
 #[cold]
