@@ -126,10 +126,12 @@ fn hand_written(program: Program) -> Roff {
         "RUST_LOG",
         "Overrides the log level of -v and -q, e.g. RUST_LOG=debug.",
     );
-    if program == Program::Server {
-        for (name, meaning) in SERVER_ENVIRONMENT {
-            entry(&mut roff, name, meaning);
-        }
+    let environment = match program {
+        Program::Server => SERVER_ENVIRONMENT,
+        Program::Client => CLIENT_ENVIRONMENT,
+    };
+    for (name, meaning) in environment {
+        entry(&mut roff, name, meaning);
     }
     roff.control("SH", ["EXAMPLES"]);
     for (command, meaning) in examples {
@@ -188,6 +190,11 @@ const CLIENT_EXIT: Entries = &[
         "--find-rate cut short by Ctrl-C, or a second signal in any mode.",
     ),
 ];
+
+const CLIENT_ENVIRONMENT: Entries = &[(
+    "UDP_ECHO_CLIENT_OFFLOAD",
+    "Comma-separated offloads to switch off: no-gso (flood and rate send one datagram per sendmmsg entry), no-gro (replies are received one per buffer), no-kernel-time (round trips are timed with the client's own clock instead of the kernel's receive time stamps).",
+)];
 
 const SERVER_ENVIRONMENT: Entries = &[
     (
