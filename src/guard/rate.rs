@@ -8,7 +8,6 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
 
 use super::unmap;
 
@@ -111,15 +110,14 @@ impl RateLimiter {
         }
     }
 }
-/// A [`RateLimiter`] for all the server's threads, on the monotonic clock: one
-/// table, so a source's budget is the same whichever socket its flows land on.
-/// Locked once per datagram that passed the stateless rules, only when
-/// `--rate-limit` is on.
+/// A [`RateLimiter`] for all the server's threads: one table, so a source's
+/// budget is the same whichever socket its flows land on. Locked once per
+/// datagram that passed the stateless rules, only when `--rate-limit` is on.
+/// The time comes from the caller: the loops read their one shared clock once
+/// per receive.
 #[derive(Debug)]
 pub struct SharedRateLimiter {
     table: Mutex<RateLimiter>,
-    /// Origin of the table's nanosecond clock.
-    origin: Instant,
 }
 
 impl SharedRateLimiter {
@@ -128,18 +126,7 @@ impl SharedRateLimiter {
     pub fn new(rate: u32, capacity: usize) -> SharedRateLimiter {
         SharedRateLimiter {
             table: Mutex::new(RateLimiter::new(rate, capacity)),
-            origin: Instant::now(),
         }
-    }
-
-    /// Takes one token from `ip`'s bucket now; false when it is empty.
-    pub fn allow(&self, ip: IpAddr) -> bool {
-        self.allow_at(ip, self.now_ns())
-    }
-
-    /// The table's clock: nanoseconds since it was made.
-    pub fn now_ns(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Takes one token from `ip`'s bucket at `now_ns`, in ns of any monotonic

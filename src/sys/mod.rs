@@ -89,6 +89,23 @@ pub struct EchoOutcome {
     pub gso_refused: Option<i32>,
 }
 
+impl EchoOutcome {
+    /// Books the result of sending one datagram: accepted (with its bytes),
+    /// or refused, the first refusal kept for the log.
+    pub fn count(&mut self, sent: std::io::Result<usize>) {
+        match sent {
+            Ok(n) => {
+                self.sent += 1;
+                self.bytes += n;
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e.kind());
+            }
+        }
+    }
+}
+
 /// One buffer of a GRO receive ([`GroBatch`]): one datagram, or several
 /// consecutive datagrams of one source that the kernel coalesced (UDP GRO), all
 /// of `segment_size` bytes except the last, which may be shorter.

@@ -67,16 +67,7 @@ impl Batch {
             let Some(source) = source.filter(|_| keep(i)) else {
                 continue;
             };
-            match socket.send_to(data, source) {
-                Ok(n) => {
-                    outcome.sent += 1;
-                    outcome.bytes += n;
-                }
-                Err(e) => {
-                    outcome.errors += 1;
-                    outcome.first_error.get_or_insert(e.kind());
-                }
-            }
+            outcome.count(socket.send_to(data, source));
         }
         outcome
     }
@@ -301,16 +292,7 @@ impl GroBatch {
         for &slot in &self.queued {
             let (data, source) = self.inner.datagram(slot);
             let Some(source) = source else { continue };
-            match socket.send_to(data, source) {
-                Ok(n) => {
-                    outcome.sent += 1;
-                    outcome.bytes += n;
-                }
-                Err(e) => {
-                    outcome.errors += 1;
-                    outcome.first_error.get_or_insert(e.kind());
-                }
-            }
+            outcome.count(socket.send_to(data, source));
         }
         outcome
     }

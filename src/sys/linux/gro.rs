@@ -555,15 +555,13 @@ impl GroBatch {
                         hdr.msg_namelen,
                     )
                 };
-                if sent >= 0 {
-                    outcome.sent += 1;
-                    outcome.bytes += sent as usize;
-                    break;
-                }
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    outcome.errors += 1;
-                    outcome.first_error.get_or_insert(err.kind());
+                let result = if sent >= 0 {
+                    Ok(sent as usize)
+                } else {
+                    Err(io::Error::last_os_error())
+                };
+                if !matches!(&result, Err(e) if e.kind() == io::ErrorKind::Interrupted) {
+                    outcome.count(result);
                     break;
                 }
             }
