@@ -25,7 +25,7 @@ use super::EchoOutcome;
 use crate::net::RECV_BUFFER_LEN;
 
 pub(super) mod gro;
-pub(super) mod rxtime;
+pub(super) mod cmsg;
 
 /// Receive and echo buffers for one socket and one thread.
 ///

@@ -261,6 +261,11 @@ impl GroBatch {
         None
     }
 
+    /// No TOS here.
+    pub fn tos(&self, _i: usize) -> Option<u8> {
+        None
+    }
+
     /// Buffer `i` of the last receive: one datagram.
     pub fn buffer(&self, i: usize) -> super::GroBuffer<'_> {
         let (data, source) = self.inner.datagram(i);

@@ -54,14 +54,12 @@ pub const GRO_BUFFER_LEN: usize = 65536;
 /// before 6.11 (later ones accept 128).
 pub const MAX_GSO_SEGMENTS: usize = 64;
 
-/// Control bytes per receive: room for the `UDP_GRO` message (an int) and a
-/// kernel receive time stamp (`SO_TIMESTAMPNS`, see `rxtime`).
-const RECV_CONTROL_LEN: usize = 64;
-// SAFETY: CMSG_SPACE is arithmetic on its argument only.
+/// Control bytes per receive: room for the `UDP_GRO` message (an int), a
+/// kernel receive time stamp (`SO_TIMESTAMPNS`) and the TOS / traffic class
+/// (see `cmsg`).
+const RECV_CONTROL_LEN: usize = 96;
 const _: () = assert!(
-    RECV_CONTROL_LEN
-        >= unsafe { libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) } as usize
-            + super::rxtime::TIMESTAMP_CONTROL_SPACE
+    RECV_CONTROL_LEN >= 2 * super::cmsg::INT_CONTROL_SPACE + super::cmsg::TIMESTAMP_CONTROL_SPACE
 );
 
 /// `SO_NO_CHECK` (asm-generic value; libc does not export it for Linux).
@@ -242,31 +240,6 @@ fn set_segment(control: &mut SegmentControl, segment: u16) {
     control.segment = segment;
 }
 
-/// The `UDP_GRO` segment size in a received header's control messages.
-fn gro_segment_size(hdr: &libc::msghdr) -> Option<usize> {
-    // SAFETY: the header's control pointer and length describe this slot's
-    // live control buffer as the kernel left it; CMSG_FIRSTHDR only reads them.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
-    while !cmsg.is_null() {
-        // SAFETY: a non-null result of CMSG_FIRSTHDR/CMSG_NXTHDR is a whole
-        // cmsghdr inside the control buffer, aligned for it (the buffer is).
-        let current = unsafe { &*cmsg };
-        if current.cmsg_level == libc::SOL_UDP
-            && current.cmsg_type == libc::UDP_GRO
-            && current.cmsg_len as usize >= CONTROL_DATA_OFFSET + mem::size_of::<libc::c_int>()
-        {
-            // SAFETY: its length says a c_int of data follows the header, inside
-            // the buffer; read unaligned, so no alignment is assumed.
-            let size = unsafe { libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned() };
-            return usize::try_from(size).ok();
-        }
-        // SAFETY: `cmsg` is a message of this header's control buffer;
-        // CMSG_NXTHDR checks the next one against the buffer's length.
-        cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
-    }
-    None
-}
-
 impl GroBatch {
     /// Buffers for up to `capacity` receives per syscall (at least 1), and room
     /// for `capacity + MAX_GSO_SEGMENTS` echo messages per `sendmmsg`. Memory:
@@ -402,7 +375,7 @@ impl GroBatch {
         GroBuffer::new(
             &self.storage[start..start + len],
             to_socket_addr(&self.addrs[i], hdr.msg_hdr.msg_namelen),
-            gro_segment_size(&hdr.msg_hdr),
+            super::cmsg::gro_segment_size(&hdr.msg_hdr),
             hdr.msg_hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0,
         )
     }
@@ -412,7 +385,15 @@ impl GroBatch {
     /// (`enable_rx_timestamps`).
     pub fn rx_time_ns(&self, i: usize) -> Option<u64> {
         assert!(i < self.filled, "slot {i} was not filled");
-        super::rxtime::rx_time_ns(&self.recv_hdrs[i].msg_hdr)
+        super::cmsg::rx_time_ns(&self.recv_hdrs[i].msg_hdr)
+    }
+
+    /// The TOS / traffic class buffer `i` of the last receive arrived with
+    /// (one for all its datagrams), when the socket asked for it
+    /// ([`enable_recv_tos`](crate::sys::enable_recv_tos)).
+    pub fn tos(&self, i: usize) -> Option<u8> {
+        assert!(i < self.filled, "slot {i} was not filled");
+        super::cmsg::tos(&self.recv_hdrs[i].msg_hdr)
     }
 
     /// Queues datagrams `datagrams` of buffer `slot` (contiguous, in order) to

@@ -208,3 +208,27 @@ fn without_gso_every_datagram_is_a_message_and_a_full_list_says_so() {
     want.push(data[..10].to_vec());
     assert_eq!(replies(&client, 65), want);
 }
+
+#[test]
+fn each_buffer_reports_the_tos_it_arrived_with_ipv4_and_ipv6() {
+    for host in ["127.0.0.1", "::1"] {
+        let Some((server, client)) = pair(host) else {
+            eprintln!("skipped for {host}: no such loopback here");
+            continue;
+        };
+        crate::sys::enable_recv_tos(&server).unwrap();
+        let to = server.local_addr().unwrap();
+        let sock = socket2::SockRef::from(&client);
+        for tos in [0xb8u8, 0x00, 0x21] {
+            if to.is_ipv4() {
+                sock.set_tos_v4(u32::from(tos)).unwrap();
+            } else {
+                sock.set_tclass_v6(u32::from(tos)).unwrap();
+            }
+            client.send_to(b"marked", to).unwrap();
+            let mut batch = GroBatch::new(4);
+            assert_eq!(batch.recv(&server).unwrap(), 1);
+            assert_eq!(batch.tos(0), Some(tos), "{host}, TOS {tos:#04x}");
+        }
+    }
+}
