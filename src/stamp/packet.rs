@@ -137,24 +137,55 @@ impl SenderPacket {
         if data.len() < min {
             return None;
         }
-        let layout = mode.layout();
-        Some(SenderPacket {
-            seq: get_u32(data, layout.seq),
-            timestamp: get_u64(data, layout.timestamp),
-            error_estimate: get_u16(data, layout.error),
-            ssid: get_u16(data, layout.ssid),
-        })
+        Some(Header::read(mode.layout(), data).into_sender())
     }
 
     /// Writes the base packet into `buf[..mode.base_len()]`, MBZ fields and
     /// the HMAC field zeroed (sign it afterwards). Panics when `buf` is shorter.
     pub fn encode(&self, mode: Mode, buf: &mut [u8]) {
-        let layout = mode.layout();
         buf[..mode.base_len()].fill(0);
+        Header {
+            seq: self.seq,
+            timestamp: self.timestamp,
+            error_estimate: self.error_estimate,
+            ssid: self.ssid,
+        }
+        .write(mode.layout(), buf);
+    }
+}
+
+/// The four fields that open every STAMP packet, sender's or reflector's.
+struct Header {
+    seq: u32,
+    timestamp: u64,
+    error_estimate: u16,
+    ssid: u16,
+}
+
+impl Header {
+    fn read(layout: &Layout, data: &[u8]) -> Header {
+        Header {
+            seq: get_u32(data, layout.seq),
+            timestamp: get_u64(data, layout.timestamp),
+            error_estimate: get_u16(data, layout.error),
+            ssid: get_u16(data, layout.ssid),
+        }
+    }
+
+    fn write(&self, layout: &Layout, buf: &mut [u8]) {
         put(buf, layout.seq, &self.seq.to_be_bytes());
         put(buf, layout.timestamp, &self.timestamp.to_be_bytes());
         put(buf, layout.error, &self.error_estimate.to_be_bytes());
         put(buf, layout.ssid, &self.ssid.to_be_bytes());
+    }
+
+    fn into_sender(self) -> SenderPacket {
+        SenderPacket {
+            seq: self.seq,
+            timestamp: self.timestamp,
+            error_estimate: self.error_estimate,
+            ssid: self.ssid,
+        }
     }
 }
 
@@ -194,11 +225,12 @@ impl ReflectedPacket {
             return None;
         }
         let layout = mode.layout();
+        let header = Header::read(layout, data);
         Some(ReflectedPacket {
-            seq: get_u32(data, layout.seq),
-            timestamp: get_u64(data, layout.timestamp),
-            error_estimate: get_u16(data, layout.error),
-            ssid: get_u16(data, layout.ssid),
+            seq: header.seq,
+            timestamp: header.timestamp,
+            error_estimate: header.error_estimate,
+            ssid: header.ssid,
             receive_timestamp: get_u64(data, layout.receive),
             sender_seq: get_u32(data, layout.sender_seq),
             sender_timestamp: get_u64(data, layout.sender_timestamp),
@@ -212,10 +244,13 @@ impl ReflectedPacket {
     pub fn encode(&self, mode: Mode, buf: &mut [u8]) {
         let layout = mode.layout();
         buf[..mode.base_len()].fill(0);
-        put(buf, layout.seq, &self.seq.to_be_bytes());
-        put(buf, layout.timestamp, &self.timestamp.to_be_bytes());
-        put(buf, layout.error, &self.error_estimate.to_be_bytes());
-        put(buf, layout.ssid, &self.ssid.to_be_bytes());
+        Header {
+            seq: self.seq,
+            timestamp: self.timestamp,
+            error_estimate: self.error_estimate,
+            ssid: self.ssid,
+        }
+        .write(layout, buf);
         put(buf, layout.receive, &self.receive_timestamp.to_be_bytes());
         put(buf, layout.sender_seq, &self.sender_seq.to_be_bytes());
         put(
@@ -244,6 +279,88 @@ pub mod tlv_flags {
 
 /// The Extra Padding TLV's type (RFC 8972 §4.1): understood, copied as is.
 pub const TLV_EXTRA_PADDING: u8 = 1;
+
+/// The Class of Service TLV's type (RFC 8972 §4.4).
+pub const TLV_CLASS_OF_SERVICE: u8 = 4;
+
+/// A Class of Service TLV's whole length: a 4-byte header and 4 bytes of value.
+pub const CLASS_OF_SERVICE_LEN: usize = 8;
+
+/// The Class of Service TLV (RFC 8972 §4.4, with erratum 8199): how a test
+/// packet's DSCP fared each way. The sender asks for `dscp1` on the reply;
+/// the reflector fills in the DSCP and ECN the request arrived with
+/// (`dscp2`, `ecn`) and says in `rp` whether it used `dscp1` (0) or, its
+/// policy refusing that, the DSCP received (1). The sender compares `dscp2`
+/// with what it sent (the way out) and the reply's own DSCP with `rp`'s
+/// answer (the way back).
+///
+/// ```text
+/// |  DSCP1 (6)  |  DSCP2 (6)  | ECN (2) | RP (2) |     Reserved (16)     |
+/// ```
+///
+/// The reserved bits are sent as zero (draft-ietf-ippm-stamp-cos-ecn puts
+/// its reverse-path ECN fields there: zero means a reflector without them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClassOfService {
+    /// The DSCP the sender asks the reflector to send the reply with (0-63).
+    pub dscp1: u8,
+    /// The DSCP the request arrived with at the reflector (0-63).
+    pub dscp2: u8,
+    /// The ECN codepoint the request arrived with at the reflector (0-3).
+    pub ecn: u8,
+    /// Reverse path: 0 the reply went with `dscp1`, 1 with the DSCP received.
+    pub rp: u8,
+}
+
+impl ClassOfService {
+    /// The 4 value bytes.
+    pub fn value(&self) -> [u8; 4] {
+        [
+            ((self.dscp1 & 0x3f) << 2) | ((self.dscp2 >> 4) & 0x03),
+            ((self.dscp2 & 0x0f) << 4) | ((self.ecn & 0x03) << 2) | (self.rp & 0x03),
+            0,
+            0,
+        ]
+    }
+
+    /// Reads the 4 value bytes (the reserved ones are ignored).
+    pub fn from_value(value: [u8; 4]) -> ClassOfService {
+        ClassOfService {
+            dscp1: value[0] >> 2,
+            dscp2: ((value[0] & 0x03) << 4) | (value[1] >> 4),
+            ecn: (value[1] >> 2) & 0x03,
+            rp: value[1] & 0x03,
+        }
+    }
+
+    /// The whole TLV as a sender puts it after the base packet: flags clear,
+    /// type 4, length 4, then the value.
+    pub fn tlv(&self) -> [u8; CLASS_OF_SERVICE_LEN] {
+        let v = self.value();
+        [0, TLV_CLASS_OF_SERVICE, 0, 4, v[0], v[1], v[2], v[3]]
+    }
+}
+
+/// Where the first TLV of type `kind` starts in `tlvs` (the bytes after a
+/// base packet) and its value, walking as [`mark_tlvs`] does: `None` when
+/// there is none, or the walk meets zero padding or an overrunning length first.
+pub fn find_tlv(tlvs: &[u8], kind: u8) -> Option<(usize, &[u8])> {
+    let mut at = 0;
+    while tlvs.len() - at >= 4 {
+        if tlvs[at..at + 4] == [0; 4] {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([tlvs[at + 2], tlvs[at + 3]]));
+        if len > tlvs.len() - at - 4 {
+            return None;
+        }
+        if tlvs[at + 1] == kind {
+            return Some((at, &tlvs[at + 4..at + 4 + len]));
+        }
+        at += 4 + len;
+    }
+    None
+}
 
 /// Marks the TLVs in `tlvs` (the bytes after a reply's base packet, copied
 /// from the request) as RFC 8972 §4 asks of a reflector that implements none

@@ -211,3 +211,47 @@ proptest! {
         prop_assert!(walked <= tail.len() / 4);
     }
 }
+
+#[test]
+fn class_of_service_fields_round_trip_through_their_bits() {
+    for (dscp1, dscp2, ecn, rp) in [(46, 8, 2, 0), (63, 63, 3, 1), (0, 0, 0, 0), (10, 34, 1, 1)] {
+        let cos = packet::ClassOfService {
+            dscp1,
+            dscp2,
+            ecn,
+            rp,
+        };
+        assert_eq!(packet::ClassOfService::from_value(cos.value()), cos);
+    }
+    // EF asked for, CS1 received, ECT(0), reply with DSCP1: the bytes RFC 8972 §4.4 lays out.
+    let cos = packet::ClassOfService {
+        dscp1: 46,
+        dscp2: 8,
+        ecn: 2,
+        rp: 0,
+    };
+    assert_eq!(cos.tlv(), [0, 4, 0, 4, 0b1011_1000, 0b1000_1000, 0, 0]);
+}
+
+#[test]
+fn find_tlv_walks_to_the_type_and_stops_at_padding_or_overrun() {
+    let cos = packet::ClassOfService {
+        dscp1: 46,
+        ..Default::default()
+    }
+    .tlv();
+    let mut tail = vec![0u8, 1, 0, 2, 0xaa, 0xbb];
+    tail.extend_from_slice(&cos);
+    let (at, value) = packet::find_tlv(&tail, packet::TLV_CLASS_OF_SERVICE).unwrap();
+    assert_eq!((at, value), (6, &cos[4..]));
+    assert_eq!(
+        packet::find_tlv(&tail[..10], packet::TLV_CLASS_OF_SERVICE),
+        None
+    );
+    let mut padded = vec![0u8; 8];
+    padded.extend_from_slice(&cos);
+    assert_eq!(
+        packet::find_tlv(&padded, packet::TLV_CLASS_OF_SERVICE),
+        None
+    );
+}

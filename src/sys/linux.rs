@@ -24,8 +24,8 @@ use std::ptr;
 use super::EchoOutcome;
 use crate::net::RECV_BUFFER_LEN;
 
-pub(super) mod gro;
 pub(super) mod cmsg;
+pub(super) mod gro;
 
 /// Receive and echo buffers for one socket and one thread.
 ///

@@ -83,6 +83,7 @@ pub(super) fn gro_segment_size(hdr: &libc::msghdr) -> Option<usize> {
 /// The TOS (IPv4, one byte) or traffic class (IPv6, an int) the datagram
 /// arrived with, when the socket asked for it (`enable_recv_tos`).
 pub(super) fn tos(hdr: &libc::msghdr) -> Option<u8> {
-    find::<u8>(hdr, libc::IPPROTO_IP, libc::IP_TOS)
-        .or_else(|| find::<libc::c_int>(hdr, libc::IPPROTO_IPV6, libc::IPV6_TCLASS).map(|t| t as u8))
+    find::<u8>(hdr, libc::IPPROTO_IP, libc::IP_TOS).or_else(|| {
+        find::<libc::c_int>(hdr, libc::IPPROTO_IPV6, libc::IPV6_TCLASS).map(|t| t as u8)
+    })
 }
