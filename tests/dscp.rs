@@ -1,6 +1,9 @@
-//! DSCP reflection in the plain loop (`--batch 1`, and `--stamp`): a request
-//! marked EF (TOS 0xb8) gets its reply marked EF, over IPv4 and IPv6; an
-//! unmarked one gets an unmarked reply. Linux (IP_RECVTOS, IPV6_RECVTCLASS).
+//! DSCP reflection in every echo loop: a request marked EF (TOS 0xb8) gets
+//! its reply marked EF, over IPv4, IPv6 and from an IPv4 client of a
+//! dual-stack `::` server, in the plain loop (`--batch 1`), the default GRO
+//! loop, the batched loop (`--no-gro`), with `--threads 2` and `--stamp`; an
+//! unmarked one gets an unmarked reply, and the ECN bits never come back.
+//! Linux (IP_RECVTOS, IPV6_RECVTCLASS).
 
 #![cfg(all(target_os = "linux", not(udp_echo_portable)))]
 
@@ -15,8 +18,8 @@ use udp_echo::sys::{enable_recv_tos, recv_from_tos};
 /// DSCP EF (46) in the TOS byte.
 const EF: u8 = 0xb8;
 
-/// Sends `payload` marked `tos` from a socket on `local` and returns the
-/// reply's TOS byte.
+/// Sends `payload` marked `tos` from a socket on `local` to `server` and
+/// returns the reply's TOS byte.
 fn reply_tos(local: &str, server: SocketAddr, tos: u8, payload: &[u8]) -> Option<u8> {
     let socket = UdpSocket::bind(local).unwrap();
     let sock = socket2::SockRef::from(&socket);
@@ -36,6 +39,36 @@ fn reply_tos(local: &str, server: SocketAddr, tos: u8, payload: &[u8]) -> Option
     tos
 }
 
+/// EF comes back EF, 0 comes back 0, EF with ECT(0) comes back EF without it.
+fn assert_dscp_reflected(local: &str, server: SocketAddr, payload: &[u8], case: &str) {
+    assert_eq!(
+        reply_tos(local, server, EF, payload).map(|t| t & 0xfc),
+        Some(EF),
+        "{case}"
+    );
+    assert_eq!(
+        reply_tos(local, server, 0, payload),
+        Some(0),
+        "{case}: an unmarked request gets an unmarked reply"
+    );
+    // ECT(0) on the request: the DSCP goes back, the ECN bits do not.
+    assert_eq!(
+        reply_tos(local, server, EF | 0b10, payload),
+        Some(EF),
+        "{case}"
+    );
+}
+
+/// The loops: plain, default (GRO), batched without GRO, two threads, STAMP.
+const LOOPS: [&[&str]; 6] = [
+    &["--batch", "1"],
+    &[],
+    &["--no-gro", "--batch", "32"],
+    &["--threads", "2"],
+    &["--stamp"],
+    &["--stamp", "--batch", "1"],
+];
+
 #[test]
 fn a_request_marked_ef_gets_a_reply_marked_ef_on_ipv4_and_ipv6() {
     let mut families = vec![("127.0.0.1", "127.0.0.1:0")];
@@ -45,27 +78,24 @@ fn a_request_marked_ef_gets_a_reply_marked_ef_on_ipv4_and_ipv6() {
         skip("DSCP over IPv6: no ::1 here");
     }
     for (host, local) in families {
-        for extra in [&["--batch", "1"][..], &["--stamp"][..]] {
+        for extra in LOOPS {
             let server = start_server(&[&["-H", host, "-p", "0"][..], extra].concat());
             let payload = [0u8; 44];
-            let case = format!("{host} {extra:?}");
-            assert_eq!(
-                reply_tos(local, server.addr, EF, &payload).map(|t| t & 0xfc),
-                Some(EF),
-                "{case}"
-            );
-            assert_eq!(
-                reply_tos(local, server.addr, 0, &payload).map(|t| t & 0xfc),
-                Some(0),
-                "{case}"
-            );
-            // ECT(0) on the request: the DSCP goes back, the ECN bits do not.
-            assert_eq!(
-                reply_tos(local, server.addr, EF | 0b10, &payload),
-                Some(EF),
-                "{case}"
-            );
+            assert_dscp_reflected(local, server.addr, &payload, &format!("{host} {extra:?}"));
         }
+    }
+}
+
+#[test]
+fn a_dual_stack_server_reflects_an_ipv4_clients_dscp() {
+    if !has_ipv6_loopback() {
+        skip("dual-stack DSCP: no IPv6 here");
+        return;
+    }
+    for extra in LOOPS {
+        let server = start_server(&[&["-H", "::", "-p", "0"][..], extra].concat());
+        let v4: SocketAddr = ([127, 0, 0, 1], server.addr.port()).into();
+        assert_dscp_reflected("127.0.0.1:0", v4, &[0u8; 44], &format!(":: {extra:?}"));
     }
 }
 

@@ -65,16 +65,14 @@ pub(super) enum LoopKind {
 /// Runs the loop of `kind` on one socket until a stop.
 pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, kind: LoopKind) -> Counters {
     let mut state = LoopState::new(context);
+    // DSCP reflection needs each request's TOS; without it, replies go
+    // unmarked. Every loop, on every socket (threads sharing one socket set
+    // it again, which changes nothing).
+    if let Err(e) = crate::sys::enable_recv_tos(socket) {
+        log::debug!("no IP_RECVTOS/IPV6_RECVTCLASS here ({e}): replies keep the default DSCP");
+    }
     match kind {
-        LoopKind::Plain => {
-            // DSCP reflection needs each request's TOS; without it, replies go unmarked.
-            if let Err(e) = crate::sys::enable_recv_tos(socket) {
-                log::debug!(
-                    "no IP_RECVTOS/IPV6_RECVTCLASS here ({e}): replies keep the default DSCP"
-                );
-            }
-            plain_loop(socket, &mut state);
-        }
+        LoopKind::Plain => plain_loop(socket, &mut state),
         LoopKind::Batched(batch) => {
             batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
         }
@@ -474,9 +472,9 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
             },
         };
         // The request's DSCP goes back on the reply; ECN is not copied (Not-ECT).
-        let sent = match tos.map(|t| t & DSCP_MASK) {
-            Some(dscp) if dscp != 0 => crate::sys::send_to_tos(socket, data, source, dscp),
-            _ => socket.send_to(data, source),
+        let sent = match reply_tos(tos) {
+            0 => socket.send_to(data, source),
+            dscp => crate::sys::send_to_tos(socket, data, source, dscp),
         };
         match sent {
             Ok(sent) => state.echoed(1, sent, || [(sent, source)]),
@@ -490,12 +488,21 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
     state.publish();
 }
 
+/// The TOS byte an echo goes back with: the request's DSCP, never its ECN
+/// bits (an echo is Not-ECT: ECN is the path's business, not the echo's);
+/// 0, which costs no control message, when there is none to copy.
+#[inline]
+fn reply_tos(received: Option<u8>) -> u8 {
+    received.map_or(0, |tos| tos & DSCP_MASK)
+}
+
 /// The batched loop: one `recvmmsg` takes what is queued (up to the batch size),
-/// one `sendmmsg` echoes it. Datagrams before a stop datagram in the same batch
-/// are still echoed; those after it were read too, and are counted as taken
-/// after the stop, not echoed.
+/// one `sendmmsg` echoes it, each datagram with its request's DSCP. Datagrams
+/// before a stop datagram in the same batch are still echoed; those after it
+/// were read too, and are counted as taken after the stop, not echoed.
 fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate::sys::Batch) {
-    let mut keep = vec![false; batch.capacity()];
+    // Per slot: `Some(TOS to send with)`, or `None` for no echo.
+    let mut keep: Vec<Option<u8>> = vec![None; batch.capacity()];
     while !state.stopping() {
         let Some(received) = state.received(batch.recv(socket)) else {
             continue;
@@ -511,20 +518,20 @@ fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate
             let (data, source) = batch.datagram(i);
             *slot = match source {
                 Some(source) => match state.inspect(data, source) {
-                    Verdict::Echo => true,
-                    Verdict::Drop => false,
+                    Verdict::Echo => Some(reply_tos(batch.tos(i))),
+                    Verdict::Drop => None,
                     Verdict::Stop => {
                         end = i;
                         break;
                     }
                 },
-                None => false,
+                None => None,
             };
         }
-        let outcome = batch.echo(socket, |i| i < end && keep[i]);
+        let outcome = batch.echo(socket, |i| if i < end { keep[i] } else { None });
         state.echoed(outcome.sent, outcome.bytes, || {
             (0..end)
-                .filter(|&i| keep[i])
+                .filter(|&i| keep[i].is_some())
                 .filter_map(|i| match batch.datagram(i) {
                     (data, Some(source)) => Some((data.len(), source)),
                     (_, None) => None,

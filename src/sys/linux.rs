@@ -7,8 +7,10 @@
 //! allocated per datagram. A receive fills up to `capacity` slots in one syscall
 //! (`MSG_WAITFORONE`: block for the first datagram, then take only what is already
 //! queued, so a lone datagram is answered at once). An echo sends a chosen subset
-//! of the slots back to their own sources in one `sendmmsg`, retrying the rest
-//! after a partial send and skipping (and counting) a message the kernel refuses.
+//! of the slots back to their own sources in one `sendmmsg`, each with the TOS
+//! the caller gives it as a control message on that message alone (the
+//! request's DSCP, reflected), retrying the rest after a partial send and
+//! skipping (and counting) a message the kernel refuses.
 //!
 //! The headers point into the buffers; both live in `Vec`s whose heap storage never
 //! moves after `new`, so the pointers stay valid for the life of the `Batch`.
@@ -23,6 +25,7 @@ use std::ptr;
 
 use super::EchoOutcome;
 use crate::net::RECV_BUFFER_LEN;
+use cmsg::{RECV_CONTROL_LEN, RecvControl, SendControl};
 
 pub(super) mod cmsg;
 pub(super) mod gro;
@@ -31,32 +34,40 @@ pub(super) mod gro;
 ///
 /// # Safety of the self-referencing pointers
 ///
-/// `recv_hdrs` (and their copies in `send_hdrs`) hold raw pointers into `addrs`
-/// and `iovecs`, and each iovec holds a raw pointer into `storage`. That is sound
-/// because:
+/// `recv_hdrs` (and their copies in `send_hdrs`) hold raw pointers into `addrs`,
+/// `iovecs` and `controls` (a send header into `send_controls` instead), and
+/// each iovec holds a raw pointer into `storage`. That is sound because:
 ///
-/// - **The targets never move or shrink.** The three `Vec`s pointed into
-///   (`storage`, `addrs`, `iovecs`) are filled once in [`new`](Self::new) and
+/// - **The targets never move or shrink.** The `Vec`s pointed into
+///   (`storage`, `addrs`, `iovecs`, `controls`, `send_controls`) are filled once in [`new`](Self::new) and
 ///   never pushed to, resized or dropped before the `Batch` itself, so their
 ///   heap storage keeps the addresses the pointers were taken from (moving the
 ///   `Batch` moves only the `Vec` handles).
 /// - **Rust writes to `iovecs` only between syscalls.** [`recv`](Self::recv)
 ///   and [`echo`](Self::echo) set `iov_len` through `&mut self` *before* they
-///   pass the headers to the kernel, and the kernel dereferences the stored
-///   pointers only inside that one `recvmmsg`/`sendmmsg` call. No Rust
-///   reference into `iovecs`, `addrs` or `storage` is alive across a call,
+///   pass the headers to the kernel (and `echo` the send control messages;
+///   [`slot_mut`](Self::slot_mut) lets the STAMP reflector write a reply
+///   into a slot), and the kernel dereferences the stored pointers only
+///   inside that one `recvmmsg`/`sendmmsg` call. No Rust reference into
+///   `iovecs`, `addrs`, the controls or `storage` is alive across a call,
 ///   and `&mut self` rules out another thread touching them meanwhile. The
 ///   stored pointers are raw, so they assert no exclusivity of their own that
 ///   the write could break; they are only read by the kernel, after the write.
 /// - **The write keeps the pointer's promise.** `iov_len` is only ever set to
-///   `RECV_BUFFER_LEN` (before a receive) or to a received datagram's length
-///   (before an echo, which is at most that), so every iovec still covers
-///   memory inside its own slot of `storage`; `iov_base` is never written.
+///   `RECV_BUFFER_LEN` (before a receive) or to a slot's datagram length
+///   (before an echo: received, or set by [`set_len`](Self::set_len), at most
+///   that), so every iovec still covers memory inside its own slot of
+///   `storage`; `iov_base` is never written. A control length is
+///   `RECV_CONTROL_LEN` (receive) or what [`SendControl`] wrote (send).
 pub struct Batch {
     /// `capacity` slots of `RECV_BUFFER_LEN` bytes, back to back.
     storage: Vec<u8>,
     /// Source address of each slot, filled by the kernel.
     addrs: Vec<libc::sockaddr_storage>,
+    /// Each slot's receive control messages (TOS, time stamp, TTL).
+    controls: Vec<RecvControl>,
+    /// Each slot's send control message (its TOS), written by `echo`.
+    send_controls: Vec<SendControl>,
     /// One iovec per slot, pointing into `storage`.
     iovecs: Vec<libc::iovec>,
     /// Receive headers, one per slot.
@@ -256,6 +267,8 @@ impl Batch {
             storage: vec![0u8; capacity * RECV_BUFFER_LEN],
             // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
             addrs: vec![unsafe { mem::zeroed() }; capacity],
+            controls: vec![RecvControl::ZERO; capacity],
+            send_controls: vec![SendControl::ZERO; capacity],
             iovecs: Vec::with_capacity(capacity),
             recv_hdrs: Vec::with_capacity(capacity),
             send_hdrs: Vec::with_capacity(capacity),
@@ -275,6 +288,8 @@ impl Batch {
             hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
             hdr.msg_hdr.msg_iov = ptr::from_mut(&mut batch.iovecs[i]);
             hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_control = ptr::from_mut(&mut batch.controls[i]).cast();
+            hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
             batch.recv_hdrs.push(hdr);
         }
         batch
@@ -301,16 +316,18 @@ impl Batch {
     fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         for (hdr, iov) in self.recv_hdrs.iter_mut().zip(&mut self.iovecs) {
             hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
+            hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
+            hdr.msg_hdr.msg_flags = 0;
             hdr.msg_len = 0;
             iov.iov_len = RECV_BUFFER_LEN;
         }
         self.filled = 0;
         let vlen = libc::c_uint::try_from(self.recv_hdrs.len()).unwrap_or(libc::c_uint::MAX);
-        // SAFETY: every header points at a live sockaddr_storage of the length it
-        // declares and at an iovec covering a live RECV_BUFFER_LEN slot (the loop
-        // above wrote the iovecs before this call; see the invariants on `Batch`);
-        // the kernel writes at most that much into each and no more than `vlen`
-        // headers.
+        // SAFETY: every header points at a live sockaddr_storage, an iovec
+        // covering a live RECV_BUFFER_LEN slot and a live control buffer, each
+        // of the length it declares (the loop above wrote the lengths before
+        // this call; see the invariants on `Batch`); the kernel writes at most
+        // that much into each and no more than `vlen` headers.
         let n = cvt(unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -334,31 +351,89 @@ impl Batch {
         (&self.storage[start..start + len], source)
     }
 
-    /// Sends the datagrams of the slots for which `keep(i)` is true back to their
-    /// sources, in order, retrying after partial sends and skipping refused ones.
-    pub fn echo(&mut self, socket: &UdpSocket, mut keep: impl FnMut(usize) -> bool) -> EchoOutcome {
+    /// The TOS / traffic class datagram `i` of the last receive arrived with,
+    /// when the socket asked for it ([`enable_recv_tos`](crate::sys::enable_recv_tos)).
+    pub fn tos(&self, i: usize) -> Option<u8> {
+        assert!(i < self.filled, "slot {i} was not filled");
+        cmsg::tos(&self.recv_hdrs[i].msg_hdr)
+    }
+
+    /// The kernel's receive time of datagram `i` of the last receive (ns
+    /// since the Unix epoch, `CLOCK_REALTIME`), when the socket asked for it
+    /// ([`enable_rx_timestamps`](crate::sys::enable_rx_timestamps)).
+    pub fn rx_time_ns(&self, i: usize) -> Option<u64> {
+        assert!(i < self.filled, "slot {i} was not filled");
+        cmsg::rx_time_ns(&self.recv_hdrs[i].msg_hdr)
+    }
+
+    /// The TTL / hop limit datagram `i` arrived with, when the socket asked
+    /// for it ([`enable_recv_ttl`](crate::sys::enable_recv_ttl)).
+    pub fn ttl(&self, i: usize) -> Option<u8> {
+        assert!(i < self.filled, "slot {i} was not filled");
+        cmsg::ttl(&self.recv_hdrs[i].msg_hdr)
+    }
+
+    /// Slot `i`'s whole buffer (`RECV_BUFFER_LEN` bytes), writable: the
+    /// STAMP reflector builds a reply over the request in place (a reply
+    /// may be longer than a short request); [`set_len`](Self::set_len) then
+    /// says how much of it the echo sends.
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        assert!(i < self.filled, "slot {i} was not filled");
+        let start = i * RECV_BUFFER_LEN;
+        &mut self.storage[start..start + RECV_BUFFER_LEN]
+    }
+
+    /// Sets slot `i`'s datagram length (at most `RECV_BUFFER_LEN`): what
+    /// [`datagram`](Self::datagram) returns and [`echo`](Self::echo) sends.
+    pub fn set_len(&mut self, i: usize, len: usize) {
+        assert!(i < self.filled, "slot {i} was not filled");
+        assert!(len <= RECV_BUFFER_LEN);
+        self.recv_hdrs[i].msg_len = len as libc::c_uint;
+    }
+
+    /// Sends the datagrams of the slots for which `reply(i)` is `Some(tos)`
+    /// back to their sources, in order, each with that TOS / traffic class
+    /// as a control message of its own (none for 0, so unmarked traffic
+    /// costs nothing extra), retrying after partial sends and skipping
+    /// refused ones.
+    pub fn echo(
+        &mut self,
+        socket: &UdpSocket,
+        mut reply: impl FnMut(usize) -> Option<u8>,
+    ) -> EchoOutcome {
         self.send_hdrs.clear();
         self.send_lens.clear();
         let mut outcome = EchoOutcome::default();
         for i in 0..self.filled {
-            if keep(i) {
-                let mut hdr = self.recv_hdrs[i];
-                let len = hdr.msg_len as usize;
-                self.iovecs[i].iov_len = len;
-                hdr.msg_len = 0;
-                hdr.msg_hdr.msg_flags = 0;
-                self.send_hdrs.push(hdr);
-                self.send_lens.push(len);
+            let Some(tos) = reply(i) else {
+                continue;
+            };
+            let mut hdr = self.recv_hdrs[i];
+            let len = hdr.msg_len as usize;
+            self.iovecs[i].iov_len = len;
+            hdr.msg_len = 0;
+            hdr.msg_hdr.msg_flags = 0;
+            if tos == 0 {
+                hdr.msg_hdr.msg_control = ptr::null_mut();
+                hdr.msg_hdr.msg_controllen = 0;
+            } else {
+                let to = to_socket_addr(&self.addrs[i], hdr.msg_hdr.msg_namelen);
+                let control = &mut self.send_controls[i];
+                hdr.msg_hdr.msg_controllen = control.tos(0, to, tos) as _;
+                hdr.msg_hdr.msg_control = control.as_mut_ptr();
             }
+            self.send_hdrs.push(hdr);
+            self.send_lens.push(len);
         }
         let mut pos = 0;
         while pos < self.send_hdrs.len() {
             let rest = &mut self.send_hdrs[pos..];
             let vlen = libc::c_uint::try_from(rest.len()).unwrap_or(libc::c_uint::MAX);
             // SAFETY: the headers are copies of receive headers: each points at a
-            // live source address of the length the kernel reported and at an iovec
-            // whose length is the received datagram's, inside a live slot (set
-            // above, before the call; see the invariants on `Batch`).
+            // live source address of the length the kernel reported, at an iovec
+            // whose length is the slot's datagram's, inside a live slot, and at
+            // no control buffer or its slot's send control of the length
+            // written (set above, before the call; see the invariants on `Batch`).
             let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), rest.as_mut_ptr(), vlen, 0) };
             if n > 0 {
                 let n = n as usize;

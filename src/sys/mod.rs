@@ -10,7 +10,7 @@
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 mod linux;
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
-pub use linux::cmsg::enable_rx_timestamps;
+pub use linux::cmsg::{enable_recv_ttl, enable_rx_timestamps};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::gro::{
     GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, disable_udp_checksums, enable_gro, send_segmented,
@@ -22,7 +22,8 @@ pub use linux::{Batch, SendBatch, path_mtu, set_dont_fragment, wait_readable};
 mod portable;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::{
-    Batch, SendBatch, enable_rx_timestamps, path_mtu, set_dont_fragment, wait_readable,
+    Batch, SendBatch, enable_recv_ttl, enable_rx_timestamps, path_mtu, set_dont_fragment,
+    wait_readable,
 };
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::{
@@ -64,7 +65,7 @@ pub use portable::take_listen_fds;
 
 /// Per-datagram TOS / traffic class: the plain loop's DSCP reflection.
 mod tos;
-pub use tos::{enable_recv_tos, recv_from_tos, send_to_tos};
+pub use tos::{enable_recv_tos, recv_from_meta, recv_from_tos, send_to_tos};
 
 /// Whether one syscall can move several datagrams here (`--batch` > 1 pays off).
 pub const BATCHING: bool = cfg!(all(target_os = "linux", not(udp_echo_portable)));

@@ -59,12 +59,46 @@ impl Batch {
         (&self.storage[start..start + self.lens[i]], self.sources[i])
     }
 
-    /// Sends the kept datagrams back to their sources, one call each.
-    pub fn echo(&mut self, socket: &UdpSocket, mut keep: impl FnMut(usize) -> bool) -> EchoOutcome {
+    /// No TOS here.
+    pub fn tos(&self, _i: usize) -> Option<u8> {
+        None
+    }
+
+    /// No kernel receive times here.
+    pub fn rx_time_ns(&self, _i: usize) -> Option<u64> {
+        None
+    }
+
+    /// No TTL here.
+    pub fn ttl(&self, _i: usize) -> Option<u8> {
+        None
+    }
+
+    /// Slot `i`'s whole buffer, writable (the STAMP reflector's reply).
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        assert!(i < self.filled, "slot {i} was not filled");
+        let start = i * RECV_BUFFER_LEN;
+        &mut self.storage[start..start + RECV_BUFFER_LEN]
+    }
+
+    /// Sets slot `i`'s datagram length (at most `RECV_BUFFER_LEN`).
+    pub fn set_len(&mut self, i: usize, len: usize) {
+        assert!(i < self.filled, "slot {i} was not filled");
+        assert!(len <= RECV_BUFFER_LEN);
+        self.lens[i] = len;
+    }
+
+    /// Sends the datagrams for which `reply(i)` is `Some` back to their
+    /// sources, one call each; the TOS it gives is not set here.
+    pub fn echo(
+        &mut self,
+        socket: &UdpSocket,
+        mut reply: impl FnMut(usize) -> Option<u8>,
+    ) -> EchoOutcome {
         let mut outcome = EchoOutcome::default();
         for i in 0..self.filled {
             let (data, source) = self.datagram(i);
-            let Some(source) = source.filter(|_| keep(i)) else {
+            let Some(source) = source.filter(|_| reply(i).is_some()) else {
                 continue;
             };
             outcome.count(socket.send_to(data, source));
@@ -198,6 +232,11 @@ pub fn send_segmented(
     Ok(sent)
 }
 
+/// No TTL control messages here: STAMP replies report 255 (unknown).
+pub fn enable_recv_ttl(_socket: &UdpSocket) -> io::Result<()> {
+    Err(unsupported("IP_RECVTTL"))
+}
+
 /// No kernel receive time stamps here: round trips use the client's clock.
 pub fn enable_rx_timestamps(_socket: &UdpSocket) -> io::Result<()> {
     Err(unsupported("kernel receive time stamps"))
@@ -266,6 +305,17 @@ impl GroBatch {
         None
     }
 
+    /// No TTL here.
+    pub fn ttl(&self, _i: usize) -> Option<u8> {
+        None
+    }
+
+    /// Datagram `k` of buffer `slot` (here only datagram 0), writable.
+    pub fn datagram_mut(&mut self, slot: usize, k: usize) -> &mut [u8] {
+        let len = if k == 0 { self.inner.lens[slot] } else { 0 };
+        &mut self.inner.slot_mut(slot)[..len]
+    }
+
     /// Buffer `i` of the last receive: one datagram.
     pub fn buffer(&self, i: usize) -> super::GroBuffer<'_> {
         let (data, source) = self.inner.datagram(i);
@@ -273,8 +323,8 @@ impl GroBatch {
     }
 
     /// Queues datagrams `datagrams` of buffer `slot` (here only datagram 0
-    /// exists); returns how many it queued.
-    pub fn queue(&mut self, slot: usize, datagrams: std::ops::Range<usize>) -> usize {
+    /// exists); returns how many it queued. The TOS is not set here.
+    pub fn queue(&mut self, slot: usize, datagrams: std::ops::Range<usize>, _tos: u8) -> usize {
         if self.flushed {
             self.queued.clear();
             self.flushed = false;

@@ -5,8 +5,13 @@
 //! other `unsafe` lives in `linux.rs`); elsewhere, and with
 //! `--cfg udp_echo_portable`, plain `recv_from` / `send_to` and no TOS.
 //!
-//! Used by the server's plain loop (`--batch 1`, and `--stamp`) to answer with
-//! the DSCP the request came with. The batched loop does not do this yet.
+//! Used by the server's plain loop (`--batch 1`) to answer with the DSCP the
+//! request came with; the batched and GRO loops do the same with their own
+//! per-message control buffers (`Batch::echo`, `GroBatch::queue`).
+//!
+//! An IPv4-mapped destination on a dual-stack (`::`) socket gets an `IP_TOS`
+//! message: Linux sends it down its IPv4 path, which takes `SOL_IP` messages
+//! and ignores an `IPV6_TCLASS` one.
 
 #![allow(unsafe_code)]
 
@@ -38,16 +43,27 @@ mod imp {
 
     use socket2::SockAddr;
 
+    use crate::sys::linux::cmsg::{self, RECV_CONTROL_LEN, RecvControl, SendControl};
+
     /// `recv_from` that also returns the datagram's TOS / traffic class,
     /// `None` when the kernel sent none (not enabled, or another family).
     pub fn recv_from_tos(
         socket: &UdpSocket,
         buf: &mut [u8],
     ) -> io::Result<(usize, SocketAddr, Option<u8>)> {
+        recv_from_meta(socket, buf).map(|(n, source, tos, _)| (n, source, tos))
+    }
+
+    /// `recv_from` that also returns the datagram's TOS / traffic class and
+    /// TTL / hop limit (each `None` when the kernel sent none: not enabled
+    /// with `enable_recv_tos` / `enable_recv_ttl`).
+    pub fn recv_from_meta(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, Option<u8>, Option<u8>)> {
         // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
         let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-        // u64s: the control buffer must be aligned for cmsghdr.
-        let mut control = [0u64; 8];
+        let mut control = RecvControl::ZERO;
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -58,8 +74,8 @@ mod imp {
         msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         msg.msg_iov = ptr::from_mut(&mut iov);
         msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = mem::size_of_val(&control) as _;
+        msg.msg_control = ptr::from_mut(&mut control).cast();
+        msg.msg_controllen = RECV_CONTROL_LEN as _;
         // SAFETY: every pointer in `msg` points to a live buffer of this frame
         // (or `buf`) with its real length.
         let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
@@ -81,46 +97,19 @@ mod imp {
         let source = addr
             .as_socket()
             .ok_or_else(|| io::Error::other("datagram from a non-IP address"))?;
-        let mut tos = None;
-        // SAFETY: `msg` is the header recvmsg filled; the CMSG_* helpers walk
-        // its control buffer within `msg_controllen`.
-        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        while !cmsg.is_null() {
-            // SAFETY: a non-null header from CMSG_FIRSTHDR/NXTHDR is readable.
-            let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
-            // SAFETY: IP_TOS carries one byte, IPV6_TCLASS one int.
-            match (level, kind) {
-                (libc::IPPROTO_IP, libc::IP_TOS) => tos = Some(unsafe { *libc::CMSG_DATA(cmsg) }),
-                (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
-                    let value: libc::c_int =
-                        unsafe { ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
-                    tos = Some(value as u8);
-                }
-                _ => {}
-            }
-            // SAFETY: as for CMSG_FIRSTHDR.
-            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-        }
-        Ok((n as usize, source, tos))
+        Ok((n as usize, source, cmsg::tos(&msg), cmsg::ttl(&msg)))
     }
 
-    /// `send_to` with this TOS / traffic class on this datagram only. A
-    /// v4-mapped destination on an IPv6 socket is sent without it.
+    /// `send_to` with this TOS / traffic class on this datagram only (an
+    /// IPv4-mapped destination: `IP_TOS`, see the module doc).
     pub fn send_to_tos(
         socket: &UdpSocket,
         data: &[u8],
         dest: SocketAddr,
         tos: u8,
     ) -> io::Result<usize> {
-        let (level, kind) = match dest {
-            SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_TOS),
-            SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
-                return socket.send_to(data, dest);
-            }
-            SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_TCLASS),
-        };
         let addr = SockAddr::from(dest);
-        let mut control = [0u64; 4];
+        let mut control = SendControl::ZERO;
         let mut iov = libc::iovec {
             iov_base: data.as_ptr().cast_mut().cast(),
             iov_len: data.len(),
@@ -131,18 +120,8 @@ mod imp {
         msg.msg_namelen = addr.len();
         msg.msg_iov = ptr::from_mut(&mut iov);
         msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) } as _;
-        // SAFETY: the control buffer (32 bytes, aligned) holds one header and
-        // an int; CMSG_FIRSTHDR returns its start, CMSG_DATA the data after it.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = level;
-            (*cmsg).cmsg_type = kind;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as _;
-            ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), libc::c_int::from(tos));
-        }
+        msg.msg_controllen = control.tos(0, Some(dest), tos) as _;
+        msg.msg_control = control.as_mut_ptr();
         // SAFETY: `msg` points to live buffers of this frame (and `data`,
         // which the kernel only reads) with their real lengths.
         let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
@@ -166,6 +145,14 @@ mod imp {
         socket.recv_from(buf).map(|(n, from)| (n, from, None))
     }
 
+    /// `recv_from`; no TOS or TTL here.
+    pub fn recv_from_meta(
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, Option<u8>, Option<u8>)> {
+        socket.recv_from(buf).map(|(n, from)| (n, from, None, None))
+    }
+
     /// `send_to`; the TOS is not set here.
     pub fn send_to_tos(
         socket: &UdpSocket,
@@ -177,4 +164,4 @@ mod imp {
     }
 }
 
-pub use imp::{recv_from_tos, send_to_tos};
+pub use imp::{recv_from_meta, recv_from_tos, send_to_tos};

@@ -2,7 +2,9 @@
 //! datagram or a burst of same-size datagrams from one source that the kernel
 //! coalesced (UDP GRO); every datagram goes through [`LoopState::inspect`] on
 //! its own, and the kept ones go back with one `UDP_SEGMENT` message per run of
-//! consecutive datagrams (UDP GSO), several messages per `sendmmsg`.
+//! consecutive datagrams (UDP GSO), several messages per `sendmmsg`, with the
+//! DSCP the buffer arrived with (the kernel coalesces only datagrams whose IP
+//! headers agree on the TOS, so one per buffer is exact).
 //!
 //! The books and the guard see datagrams, never buffers: counters, rate limit,
 //! loop detection and the stop rule count each one. A datagram the guard drops
@@ -18,7 +20,7 @@ use std::ops::Range;
 
 use log::warn;
 
-use super::{LoopState, Verdict};
+use super::{LoopState, Verdict, reply_tos};
 use crate::sys::{GRO_BUFFER_LEN, GroBatch};
 
 /// Datagrams the guard dropped in the buffer at hand, one bit each (a 64 KiB
@@ -71,6 +73,7 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
                 continue;
             }
             let datagrams = buffer.datagrams();
+            let tos = reply_tos(batch.tos(slot));
             for k in 0..datagrams {
                 state.prefetch(buffer.datagram(k), source);
             }
@@ -93,14 +96,14 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
                 let mut start = 0;
                 for k in 0..end {
                     if drops.is_marked(k) {
-                        echo_run(socket, state, batch, slot, start..k);
+                        echo_run(socket, state, batch, slot, start..k, tos);
                         start = k + 1;
                     }
                 }
-                echo_run(socket, state, batch, slot, start..end);
+                echo_run(socket, state, batch, slot, start..end, tos);
                 drops.clear(end);
             } else {
-                echo_run(socket, state, batch, slot, 0..end);
+                echo_run(socket, state, batch, slot, 0..end, tos);
             }
             if stopped_at.is_some() {
                 break;
@@ -123,17 +126,18 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
     state.publish();
 }
 
-/// Queues datagrams `run` of buffer `slot` for echo, flushing whenever the
-/// batch's send list fills up.
+/// Queues datagrams `run` of buffer `slot` for echo with TOS `tos`,
+/// flushing whenever the batch's send list fills up.
 fn echo_run(
     socket: &UdpSocket,
     state: &mut LoopState<'_>,
     batch: &mut GroBatch,
     slot: usize,
     mut run: Range<usize>,
+    tos: u8,
 ) {
     while !run.is_empty() {
-        run.start += batch.queue(slot, run.clone());
+        run.start += batch.queue(slot, run.clone(), tos);
         if !run.is_empty() {
             flush(socket, state, batch);
         }

@@ -1,6 +1,14 @@
-//! Control messages of received datagrams, read with one walker: the kernel
-//! receive time stamp (`SO_TIMESTAMPNS`), the `UDP_GRO` segment size and the
-//! TOS / traffic class (`IP_RECVTOS` / `IPV6_RECVTCLASS`).
+//! Control messages: those of received datagrams, read with one walker (the
+//! kernel receive time stamp, `SO_TIMESTAMPNS`; the `UDP_GRO` segment size;
+//! the TOS / traffic class, `IP_RECVTOS` / `IPV6_RECVTCLASS`; the TTL / hop
+//! limit, `IP_RECVTTL` / `IPV6_RECVHOPLIMIT`), and those of a send, written
+//! into one [`SendControl`] (`UDP_SEGMENT` and the TOS / traffic class).
+//!
+//! The TOS of a send goes by the destination, not the socket: an IPv6
+//! socket sending to an IPv4-mapped address (a dual-stack `::` socket
+//! answering an IPv4 client) takes an `IP_TOS` message, as Linux sends that
+//! datagram down its IPv4 path, which reads `SOL_IP` messages and silently
+//! ignores an `IPV6_TCLASS` one (checked on Linux 6.x; see the tests).
 //!
 //! With `SO_TIMESTAMPNS` set, every receive carries an `SCM_TIMESTAMPNS`
 //! message, the time the kernel took the datagram in (for a GRO buffer, its
@@ -11,7 +19,8 @@
 
 use std::io;
 use std::mem;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
+use std::ptr;
 
 use super::setsockopt_int;
 
@@ -29,6 +38,126 @@ pub(super) const TIMESTAMP_CONTROL_SPACE: usize =
 // SAFETY: as above.
 pub(super) const INT_CONTROL_SPACE: usize =
     unsafe { libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) } as usize;
+
+/// Control bytes of one receive in a batch: room for the `UDP_GRO` message,
+/// a kernel receive time stamp, the TOS / traffic class and the TTL / hop
+/// limit, with room to spare.
+pub(in crate::sys) const RECV_CONTROL_LEN: usize = 128;
+const _: () = assert!(RECV_CONTROL_LEN >= 3 * INT_CONTROL_SPACE + TIMESTAMP_CONTROL_SPACE);
+
+/// One receive's control buffer, aligned for `cmsghdr`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(in crate::sys) struct RecvControl {
+    _align: [libc::cmsghdr; 0],
+    _bytes: [u8; RECV_CONTROL_LEN],
+}
+
+impl RecvControl {
+    pub(in crate::sys) const ZERO: RecvControl = RecvControl {
+        _align: [],
+        _bytes: [0; RECV_CONTROL_LEN],
+    };
+}
+
+/// Space the `UDP_SEGMENT` control message takes (`CMSG_SPACE(2)`).
+// SAFETY: CMSG_SPACE is arithmetic on its argument only.
+pub(in crate::sys) const SEGMENT_CONTROL_SPACE: usize = unsafe { libc::CMSG_SPACE(2) } as usize;
+
+/// Space a TOS / traffic-class message takes when sent: an int for both
+/// (`IP_TOS` accepts an int or a byte, `IPV6_TCLASS` only an int).
+pub(in crate::sys) const TOS_CONTROL_SPACE: usize = INT_CONTROL_SPACE;
+
+/// Control bytes of one send: a `UDP_SEGMENT` message, then a TOS message,
+/// each optional.
+pub(in crate::sys) const SEND_CONTROL_LEN: usize = SEGMENT_CONTROL_SPACE + TOS_CONTROL_SPACE;
+
+/// One send's control buffer, aligned for `cmsghdr`; [`segment`](Self::segment)
+/// and [`tos`](Self::tos) append a message and return the length so far,
+/// which the caller puts in `msg_controllen`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(in crate::sys) struct SendControl {
+    _align: [libc::cmsghdr; 0],
+    bytes: [u8; SEND_CONTROL_LEN],
+}
+
+impl SendControl {
+    pub(in crate::sys) const ZERO: SendControl = SendControl {
+        _align: [],
+        bytes: [0; SEND_CONTROL_LEN],
+    };
+
+    /// Where the kernel reads the messages from.
+    pub(in crate::sys) fn as_mut_ptr(&mut self) -> *mut libc::c_void {
+        self.bytes.as_mut_ptr().cast()
+    }
+
+    /// Writes a message of `level`/`kind` carrying `data` at byte `at` (a
+    /// length this type returned, or 0) and returns the length after it.
+    /// Panics if it does not fit: the buffer is sized for one of each kind.
+    fn put(&mut self, at: usize, level: libc::c_int, kind: libc::c_int, data: &[u8]) -> usize {
+        // SAFETY: CMSG_SPACE and CMSG_LEN are arithmetic on their argument only.
+        let (space, len) = unsafe {
+            (
+                libc::CMSG_SPACE(data.len() as u32) as usize,
+                libc::CMSG_LEN(data.len() as u32) as usize,
+            )
+        };
+        let end = at + space;
+        assert!(end <= SEND_CONTROL_LEN && at % mem::align_of::<libc::cmsghdr>() == 0);
+        self.bytes[at..end].fill(0);
+        // SAFETY: cmsghdr is plain old data (some libcs add private padding,
+        // so it cannot be built field by field); all-zero is a valid value.
+        let mut hdr: libc::cmsghdr = unsafe { mem::zeroed() };
+        hdr.cmsg_len = len as _;
+        hdr.cmsg_level = level;
+        hdr.cmsg_type = kind;
+        // SAFETY: `at + size_of::<cmsghdr>() <= at + space <= SEND_CONTROL_LEN`
+        // (asserted above), so the write stays inside `bytes`; unaligned, so
+        // no alignment is assumed (it is aligned anyway).
+        unsafe { ptr::write_unaligned(self.bytes.as_mut_ptr().add(at).cast(), hdr) };
+        self.bytes[at + CONTROL_DATA_OFFSET..at + len].copy_from_slice(data);
+        end
+    }
+
+    /// Appends `UDP_SEGMENT` with this segment size.
+    pub(in crate::sys) fn segment(&mut self, at: usize, segment: u16) -> usize {
+        self.put(at, libc::SOL_UDP, libc::UDP_SEGMENT, &segment.to_ne_bytes())
+    }
+
+    /// Appends the TOS / traffic class for a datagram to `to` (see the
+    /// module doc for IPv4-mapped destinations).
+    pub(in crate::sys) fn tos(&mut self, at: usize, to: Option<SocketAddr>, tos: u8) -> usize {
+        let (level, kind) = tos_message(to);
+        self.put(at, level, kind, &libc::c_int::from(tos).to_ne_bytes())
+    }
+}
+
+/// The control message that sets the TOS of a datagram to `to`: `IP_TOS`
+/// for IPv4 and IPv4-mapped destinations, `IPV6_TCLASS` for IPv6 ones.
+pub(in crate::sys) fn tos_message(to: Option<SocketAddr>) -> (libc::c_int, libc::c_int) {
+    match to {
+        Some(SocketAddr::V6(v6)) if v6.ip().to_ipv4_mapped().is_none() => {
+            (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+        }
+        _ => (libc::IPPROTO_IP, libc::IP_TOS),
+    }
+}
+
+/// Asks the kernel to report each datagram's TTL / hop limit
+/// (`IP_RECVTTL`; on IPv6 sockets `IPV6_RECVHOPLIMIT` too, for IPv4-mapped
+/// sources). An error means it cannot; what was set stays set.
+pub fn enable_recv_ttl(socket: &UdpSocket) -> io::Result<()> {
+    if socket.local_addr()?.is_ipv6() {
+        setsockopt_int(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
+        // IPv4-mapped sources on a dual-stack socket: best effort.
+        let _ = setsockopt_int(socket, libc::IPPROTO_IP, libc::IP_RECVTTL, 1);
+        Ok(())
+    } else {
+        setsockopt_int(socket, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)
+    }
+}
 
 /// Asks the kernel to stamp every datagram `socket` receives
 /// (`SO_TIMESTAMPNS`). An error means it cannot; nothing changed then.
@@ -67,7 +196,7 @@ fn find<T: Copy>(hdr: &libc::msghdr, level: libc::c_int, kind: libc::c_int) -> O
 
 /// The kernel's receive time in a received header's control messages, in ns
 /// since the Unix epoch on `CLOCK_REALTIME`; `None` without one.
-pub(super) fn rx_time_ns(hdr: &libc::msghdr) -> Option<u64> {
+pub(in crate::sys) fn rx_time_ns(hdr: &libc::msghdr) -> Option<u64> {
     let ts: libc::timespec = find(hdr, libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS)?;
     let secs = u64::try_from(ts.tv_sec).ok()?;
     let nanos = u64::try_from(ts.tv_nsec).ok()?;
@@ -82,8 +211,16 @@ pub(super) fn gro_segment_size(hdr: &libc::msghdr) -> Option<usize> {
 
 /// The TOS (IPv4, one byte) or traffic class (IPv6, an int) the datagram
 /// arrived with, when the socket asked for it (`enable_recv_tos`).
-pub(super) fn tos(hdr: &libc::msghdr) -> Option<u8> {
+pub(in crate::sys) fn tos(hdr: &libc::msghdr) -> Option<u8> {
     find::<u8>(hdr, libc::IPPROTO_IP, libc::IP_TOS).or_else(|| {
         find::<libc::c_int>(hdr, libc::IPPROTO_IPV6, libc::IPV6_TCLASS).map(|t| t as u8)
     })
+}
+
+/// The TTL (IPv4) or hop limit (IPv6) the datagram arrived with, both an
+/// int, when the socket asked for it ([`enable_recv_ttl`]).
+pub(in crate::sys) fn ttl(hdr: &libc::msghdr) -> Option<u8> {
+    find::<libc::c_int>(hdr, libc::IPPROTO_IP, libc::IP_TTL)
+        .or_else(|| find::<libc::c_int>(hdr, libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT))
+        .and_then(|t| u8::try_from(t).ok())
 }

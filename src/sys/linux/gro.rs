@@ -54,50 +54,14 @@ pub const GRO_BUFFER_LEN: usize = 65536;
 /// before 6.11 (later ones accept 128).
 pub const MAX_GSO_SEGMENTS: usize = 64;
 
-/// Control bytes per receive: room for the `UDP_GRO` message (an int), a
-/// kernel receive time stamp (`SO_TIMESTAMPNS`) and the TOS / traffic class
-/// (see `cmsg`).
-const RECV_CONTROL_LEN: usize = 96;
-const _: () = assert!(
-    RECV_CONTROL_LEN >= 2 * super::cmsg::INT_CONTROL_SPACE + super::cmsg::TIMESTAMP_CONTROL_SPACE
-);
+use super::cmsg::{RECV_CONTROL_LEN, RecvControl, SendControl};
 
 /// `SO_NO_CHECK` (asm-generic value; libc does not export it for Linux).
 const SO_NO_CHECK: libc::c_int = 11;
 
-/// Space the `UDP_SEGMENT` control message takes (`CMSG_SPACE(2)`).
-// SAFETY: CMSG_SPACE is arithmetic on its argument only.
-const SEGMENT_CONTROL_SPACE: usize = unsafe { libc::CMSG_SPACE(2) } as usize;
-/// Its `cmsg_len` (`CMSG_LEN(2)`).
-// SAFETY: as above.
-const SEGMENT_CONTROL_LEN: usize = unsafe { libc::CMSG_LEN(2) } as usize;
-/// Where a control message's data starts (`CMSG_LEN(0)`).
-// SAFETY: as above.
-const CONTROL_DATA_OFFSET: usize = unsafe { libc::CMSG_LEN(0) } as usize;
-
-/// One receive's control buffer, aligned for `cmsghdr`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-union RecvControl {
-    _align: libc::cmsghdr,
-    _bytes: [u8; RECV_CONTROL_LEN],
-}
-
-/// One send's control buffer: a `UDP_SEGMENT` message with its `u16` segment size.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct SegmentControl {
-    hdr: libc::cmsghdr,
-    segment: u16,
-}
-
-// The struct is laid out as CMSG_DATA and CMSG_SPACE expect.
-const _: () = assert!(mem::offset_of!(SegmentControl, segment) == CONTROL_DATA_OFFSET);
-const _: () = assert!(mem::size_of::<SegmentControl>() >= SEGMENT_CONTROL_SPACE);
-const _: () = assert!(SEGMENT_CONTROL_LEN == CONTROL_DATA_OFFSET + 2);
-
 /// One queued echo message: `datagrams` datagrams of slot `slot`, starting at
-/// byte `offset` of its buffer, `bytes` long in all.
+/// byte `offset` of its buffer, `bytes` long in all, sent with TOS `tos`
+/// (0: no TOS message).
 #[derive(Debug, Clone, Copy, Default)]
 struct Message {
     slot: usize,
@@ -105,6 +69,7 @@ struct Message {
     bytes: usize,
     segment: usize,
     datagrams: usize,
+    tos: u8,
 }
 
 /// GRO receive buffers and GSO echo messages for one socket and one thread.
@@ -126,7 +91,8 @@ struct Message {
 /// - **Every length stays inside its target**: receive iovecs cover exactly
 ///   their `GRO_BUFFER_LEN` slot, a send iovec a part of the received bytes of
 ///   its slot, an address length is what the kernel reported for that slot,
-///   and a control length is its buffer's size or the segment message's space.
+///   and a control length is its buffer's size or the space of the messages
+///   [`SendControl`] wrote into it (at most its size).
 pub struct GroBatch {
     /// `capacity` buffers of `GRO_BUFFER_LEN` bytes, back to back.
     storage: Vec<u8>,
@@ -137,7 +103,7 @@ pub struct GroBatch {
     /// How many slots the last receive filled.
     filled: usize,
     send_iovecs: Vec<libc::iovec>,
-    send_controls: Vec<SegmentControl>,
+    send_controls: Vec<SendControl>,
     send_hdrs: Vec<libc::mmsghdr>,
     messages: Vec<Message>,
     /// Messages queued (a prefix of the send vectors).
@@ -178,7 +144,7 @@ pub fn send_segmented(
         iov_base: data.as_ptr().cast_mut().cast(),
         iov_len: data.len(),
     };
-    let mut control = zeroed_segment_control();
+    let mut control = SendControl::ZERO;
     // SAFETY: msghdr is plain old data; all-zero is a valid (empty) header.
     let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
     if let Some(address) = &address {
@@ -190,9 +156,8 @@ pub fn send_segmented(
     if segment_size > 0 && data.len() > segment_size {
         let segment =
             u16::try_from(segment_size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        set_segment(&mut control, segment);
-        hdr.msg_control = ptr::from_mut(&mut control).cast();
-        hdr.msg_controllen = SEGMENT_CONTROL_SPACE as _;
+        hdr.msg_controllen = control.segment(0, segment) as _;
+        hdr.msg_control = control.as_mut_ptr();
     }
     // SAFETY: the header points at an iovec covering `data` (only read by
     // sendmsg despite the mut pointer), an address of the length given (or
@@ -224,22 +189,6 @@ pub fn disable_udp_checksums(socket: &UdpSocket, sends: bool) -> io::Result<()> 
     Ok(())
 }
 
-fn zeroed_segment_control() -> SegmentControl {
-    // SAFETY: cmsghdr is plain old data (some libcs add private padding, so
-    // it cannot be built field by field); all-zero is a valid value.
-    SegmentControl {
-        hdr: unsafe { mem::zeroed() },
-        segment: 0,
-    }
-}
-
-fn set_segment(control: &mut SegmentControl, segment: u16) {
-    control.hdr.cmsg_len = SEGMENT_CONTROL_LEN as _;
-    control.hdr.cmsg_level = libc::SOL_UDP;
-    control.hdr.cmsg_type = libc::UDP_SEGMENT;
-    control.segment = segment;
-}
-
 impl GroBatch {
     /// Buffers for up to `capacity` receives per syscall (at least 1), and room
     /// for `capacity + MAX_GSO_SEGMENTS` echo messages per `sendmmsg`. Memory:
@@ -252,12 +201,7 @@ impl GroBatch {
             // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
             addrs: vec![unsafe { mem::zeroed() }; capacity],
             iovecs: Vec::with_capacity(capacity),
-            controls: vec![
-                RecvControl {
-                    _bytes: [0; RECV_CONTROL_LEN]
-                };
-                capacity
-            ],
+            controls: vec![RecvControl::ZERO; capacity],
             recv_hdrs: Vec::with_capacity(capacity),
             filled: 0,
             send_iovecs: vec![
@@ -267,7 +211,7 @@ impl GroBatch {
                 };
                 send_capacity
             ],
-            send_controls: vec![zeroed_segment_control(); send_capacity],
+            send_controls: vec![SendControl::ZERO; send_capacity],
             send_hdrs: Vec::with_capacity(send_capacity),
             messages: vec![Message::default(); send_capacity],
             queued: 0,
@@ -296,9 +240,9 @@ impl GroBatch {
             let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
             hdr.msg_hdr.msg_iov = ptr::from_mut(&mut batch.send_iovecs[j]);
             hdr.msg_hdr.msg_iovlen = 1;
-            // The control buffer is always pointed at; its length (0 or the
-            // segment message's) decides whether the kernel reads it.
-            hdr.msg_hdr.msg_control = ptr::from_mut(&mut batch.send_controls[j]).cast();
+            // The control buffer is always pointed at; its length (0, or
+            // what `queue` wrote) decides whether the kernel reads it.
+            hdr.msg_hdr.msg_control = batch.send_controls[j].as_mut_ptr();
             batch.send_hdrs.push(hdr);
         }
         batch
@@ -396,13 +340,32 @@ impl GroBatch {
         super::cmsg::tos(&self.recv_hdrs[i].msg_hdr)
     }
 
+    /// The TTL / hop limit buffer `i` of the last receive arrived with, when
+    /// the socket asked for it ([`enable_recv_ttl`](crate::sys::enable_recv_ttl)).
+    pub fn ttl(&self, i: usize) -> Option<u8> {
+        assert!(i < self.filled, "slot {i} was not filled");
+        super::cmsg::ttl(&self.recv_hdrs[i].msg_hdr)
+    }
+
+    /// Datagram `k` of buffer `slot`, writable: the STAMP reflector turns a
+    /// request into its reply in place (same length), then queues it.
+    pub fn datagram_mut(&mut self, slot: usize, k: usize) -> &mut [u8] {
+        let buffer = self.buffer(slot);
+        let (segment, len) = (buffer.segment_size, buffer.data.len());
+        let start = (k * segment).min(len);
+        let end = (start + segment).min(len);
+        let base = slot * GRO_BUFFER_LEN;
+        &mut self.storage[base + start..base + end]
+    }
+
     /// Queues datagrams `datagrams` of buffer `slot` (contiguous, in order) to
-    /// go back to its source: one `UDP_SEGMENT` message per up to
+    /// go back to its source with TOS / traffic class `tos` (0: none, and no
+    /// control message for it): one `UDP_SEGMENT` message per up to
     /// [`MAX_GSO_SEGMENTS`] of them while GSO is on (a single datagram is a
     /// plain message), one message each otherwise. Returns how many it queued:
     /// fewer when the send list is full — [`flush`](Self::flush), then queue
     /// the rest. After a flush, the next call starts a new list.
-    pub fn queue(&mut self, slot: usize, datagrams: Range<usize>) -> usize {
+    pub fn queue(&mut self, slot: usize, datagrams: Range<usize>, tos: u8) -> usize {
         if self.flushed {
             self.queued = 0;
             self.flushed = false;
@@ -414,6 +377,8 @@ impl GroBatch {
             _ => 1,
         };
         let namelen = self.recv_hdrs[slot].msg_hdr.msg_namelen;
+        // Only needed for a TOS message (its kind follows the destination).
+        let to = if tos != 0 { buffer.source } else { None };
         let name = self.addrs.as_mut_ptr().wrapping_add(slot).cast();
         let base = self
             .storage
@@ -434,18 +399,22 @@ impl GroBatch {
             hdr.msg_hdr.msg_name = name;
             hdr.msg_hdr.msg_namelen = namelen;
             hdr.msg_hdr.msg_flags = 0;
-            hdr.msg_hdr.msg_controllen = if count > 1 {
-                set_segment(&mut self.send_controls[j], segment as u16);
-                SEGMENT_CONTROL_SPACE as _
-            } else {
-                0
-            };
+            let control = &mut self.send_controls[j];
+            let mut controllen = 0;
+            if count > 1 {
+                controllen = control.segment(controllen, segment as u16);
+            }
+            if tos != 0 {
+                controllen = control.tos(controllen, to, tos);
+            }
+            hdr.msg_hdr.msg_controllen = controllen as _;
             self.messages[j] = Message {
                 slot,
                 offset,
                 bytes,
                 segment,
                 datagrams: count,
+                tos,
             };
             self.queued += 1;
             next += count;
@@ -516,26 +485,40 @@ impl GroBatch {
         outcome
     }
 
-    /// Sends one queued message's datagrams one `sendto` each.
+    /// Sends one queued message's datagrams one `sendmsg` each, with its TOS.
     fn send_separately(&self, socket: &UdpSocket, message: &Message, outcome: &mut EchoOutcome) {
-        let hdr = &self.recv_hdrs[message.slot].msg_hdr;
+        let namelen = self.recv_hdrs[message.slot].msg_hdr.msg_namelen;
         let start = message.slot * GRO_BUFFER_LEN + message.offset;
         let data = &self.storage[start..start + message.bytes];
+        let mut control = SendControl::ZERO;
+        let controllen = if message.tos != 0 {
+            let to = to_socket_addr(&self.addrs[message.slot], namelen);
+            control.tos(0, to, message.tos)
+        } else {
+            0
+        };
         for datagram in data.chunks(message.segment.max(1)) {
+            let mut iov = libc::iovec {
+                iov_base: datagram.as_ptr().cast_mut().cast(),
+                iov_len: datagram.len(),
+            };
+            // SAFETY: msghdr is plain old data; all-zero is a valid (empty) header.
+            let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
+            hdr.msg_name = ptr::from_ref(&self.addrs[message.slot]).cast_mut().cast();
+            hdr.msg_namelen = namelen;
+            hdr.msg_iov = ptr::from_mut(&mut iov);
+            hdr.msg_iovlen = 1;
+            if controllen > 0 {
+                hdr.msg_control = control.as_mut_ptr();
+                hdr.msg_controllen = controllen as _;
+            }
             loop {
-                // SAFETY: `datagram` is live memory of the given length (only
-                // read), and the address is the slot's source with the length
-                // the kernel reported for it.
-                let sent = unsafe {
-                    libc::sendto(
-                        socket.as_raw_fd(),
-                        datagram.as_ptr().cast(),
-                        datagram.len(),
-                        0,
-                        ptr::from_ref(&self.addrs[message.slot]).cast(),
-                        hdr.msg_namelen,
-                    )
-                };
+                // SAFETY: the header points at an iovec covering `datagram`
+                // (live, only read by sendmsg despite the mut pointer), the
+                // slot's source address with the length the kernel reported
+                // for it (only read), and a control buffer of the length given
+                // (or none); all live for the call.
+                let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &hdr, 0) };
                 let result = if sent >= 0 {
                     Ok(sent as usize)
                 } else {

@@ -32,7 +32,7 @@ fn receives_a_burst_in_one_call_and_echoes_it_to_the_source() {
             assert_eq!(data, vec![got as u8; 1 + got * 1000]);
             got += 1;
         }
-        let outcome = batch.echo(&server, |_| true);
+        let outcome = batch.echo(&server, |_| Some(0));
         assert_eq!((outcome.sent, outcome.errors), (n, 0));
     }
     let mut buf = [0u8; 8192];
@@ -57,7 +57,7 @@ fn echo_sends_only_the_kept_slots() {
         for i in 0..n {
             seen.push(batch.datagram(i).0.to_vec());
         }
-        let outcome = batch.echo(&server, |i| seen[first + i] != b"skip");
+        let outcome = batch.echo(&server, |i| (seen[first + i] != b"skip").then_some(0));
         assert_eq!(outcome.errors, 0);
     }
     let mut buf = [0u8; 16];
@@ -79,7 +79,7 @@ fn a_refused_message_is_skipped_and_the_rest_still_go() {
     assert_eq!(batch.recv(&server).unwrap(), 2);
     // A source the kernel cannot send to (wrong family) makes it refuse that one.
     batch.addrs[0].ss_family = libc::AF_UNIX as libc::sa_family_t;
-    let outcome = batch.echo(&server, |_| true);
+    let outcome = batch.echo(&server, |_| Some(0));
     assert_eq!(outcome.errors, 1, "{outcome:?}");
     assert_eq!(outcome.sent, 1);
     assert_eq!(outcome.bytes, 3);
@@ -174,4 +174,82 @@ fn a_timeout_is_an_error_not_an_empty_batch() {
         ),
         "{err:?}"
     );
+}
+
+/// TOS EF (DSCP 46).
+const EF: u8 = 0xb8;
+
+/// The TOS cases of a send test: (server bind, client bind, where the client
+/// sends): IPv4, IPv6 (when there is `::1`), and an IPv4 client of a
+/// dual-stack `::` socket, whose replies go to an IPv4-mapped address.
+pub(super) fn tos_cases() -> Vec<(UdpSocket, UdpSocket, SocketAddr)> {
+    let mut cases = Vec::new();
+    for (server, client, to) in [
+        ("127.0.0.1:0", "127.0.0.1:0", None),
+        ("[::1]:0", "[::1]:0", None),
+        ("[::]:0", "127.0.0.1:0", Some(Ipv4Addr::LOCALHOST)),
+    ] {
+        let (Ok(server), Ok(client)) = (UdpSocket::bind(server), UdpSocket::bind(client)) else {
+            continue; // no IPv6 here
+        };
+        for socket in [&server, &client] {
+            socket
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            crate::sys::enable_recv_tos(socket).unwrap();
+        }
+        let port = server.local_addr().unwrap().port();
+        let to = match to {
+            Some(ip) => SocketAddr::from((ip, port)),
+            None => server.local_addr().unwrap(),
+        };
+        cases.push((server, client, to));
+    }
+    cases
+}
+
+/// The client's replies, each with the TOS it arrived with.
+pub(super) fn replies_with_tos(client: &UdpSocket, count: usize) -> Vec<(Vec<u8>, Option<u8>)> {
+    let mut buf = [0u8; 2048];
+    (0..count)
+        .map(|_| {
+            let (n, _, tos) = crate::sys::recv_from_tos(client, &mut buf).unwrap();
+            (buf[..n].to_vec(), tos)
+        })
+        .collect()
+}
+
+#[test]
+fn echo_sends_each_datagram_with_the_tos_given_and_none_for_zero() {
+    for (server, client, to) in tos_cases() {
+        let case = format!("{} → {to}", client.local_addr().unwrap());
+        for (payload, tos) in [(&b"ef"[..], EF), (b"zero", 0), (b"ef-ect0", EF | 0b10)] {
+            crate::sys::send_to_tos(&client, payload, to, tos).unwrap();
+        }
+        let mut batch = Batch::new(4);
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let n = batch.recv(&server).unwrap();
+            for i in 0..n {
+                got.push(batch.tos(i));
+            }
+            // The request's DSCP, not its ECN bits.
+            let outcome = batch.echo(&server, |i| Some(batch_tos(&got, got.len() - n + i)));
+            assert_eq!(outcome.sent, n, "{case}");
+        }
+        assert_eq!(got, [Some(EF), Some(0), Some(EF | 0b10)], "{case}");
+        assert_eq!(
+            replies_with_tos(&client, 3),
+            [
+                (b"ef".to_vec(), Some(EF)),
+                (b"zero".to_vec(), Some(0)),
+                (b"ef-ect0".to_vec(), Some(EF)),
+            ],
+            "{case}"
+        );
+    }
+}
+
+fn batch_tos(got: &[Option<u8>], i: usize) -> u8 {
+    got[i].unwrap_or(0) & 0xfc
 }

@@ -85,7 +85,7 @@ fn a_gso_burst_arrives_as_one_buffer_and_goes_back_as_the_same_datagrams() {
             "{host}: one buffer, the UDP_GRO segment size"
         );
         assert_eq!(buffer.source, Some(client.local_addr().unwrap()));
-        assert_eq!(batch.queue(0, 0..11), 11);
+        assert_eq!(batch.queue(0, 0..11, 0), 11);
         let outcome = batch.flush(&server);
         assert_eq!((outcome.sent, outcome.bytes), (11, data.len()), "{host}");
         assert_eq!(outcome.gso_refused, None);
@@ -107,7 +107,7 @@ fn runs_of_kept_datagrams_go_back_exact_and_the_rest_do_not() {
     assert_eq!(take(&mut batch, &server, 9), vec![(data.len(), 300)]);
     // Keep 0-1, 4, 6-8 (the short last one included).
     for run in [0..2, 4..5, 6..9] {
-        assert_eq!(batch.queue(0, run.clone()), run.len());
+        assert_eq!(batch.queue(0, run.clone(), 0), run.len());
     }
     let outcome = batch.flush(&server);
     assert_eq!(outcome.sent, 6);
@@ -150,7 +150,7 @@ fn runs_longer_than_the_segment_cap_are_split() {
     let mut queued = 0;
     for (slot, _) in buffers.iter().enumerate() {
         let datagrams = batch.buffer(slot).datagrams();
-        queued += batch.queue(slot, 0..datagrams);
+        queued += batch.queue(slot, 0..datagrams, 0);
     }
     assert_eq!(queued, 100);
     if buffers.len() == 1 {
@@ -175,7 +175,7 @@ fn a_refused_gso_send_goes_again_as_separate_datagrams() {
         for round in 0..2 {
             send_segmented(&client, Some(to), &data, 200).unwrap();
             assert_eq!(take(&mut batch, &server, 6), vec![(data.len(), 200)]);
-            assert_eq!(batch.queue(0, 0..6), 6);
+            assert_eq!(batch.queue(0, 0..6, 0), 6);
             let outcome = batch.flush(&server);
             assert_eq!((outcome.sent, outcome.errors), (6, 0), "{host} {outcome:?}");
             let refused = if round == 0 { Some(libc::EINVAL) } else { None };
@@ -199,10 +199,10 @@ fn without_gso_every_datagram_is_a_message_and_a_full_list_says_so() {
     take(&mut batch, &server, 64);
     batch.disable_gso();
     // Room for capacity + 64 messages: 64 fit, then the list is full.
-    assert_eq!(batch.queue(0, 0..40), 40);
-    assert_eq!(batch.queue(0, 40..64), 24);
-    assert_eq!(batch.queue(0, 0..1), 1);
-    assert_eq!(batch.queue(0, 1..2), 0, "full");
+    assert_eq!(batch.queue(0, 0..40, 0), 40);
+    assert_eq!(batch.queue(0, 40..64, 0), 24);
+    assert_eq!(batch.queue(0, 0..1, 0), 1);
+    assert_eq!(batch.queue(0, 1..2, 0), 0, "full");
     assert_eq!(batch.flush(&server).sent, 65);
     let mut want = expected(&data, 10, |_| true);
     want.push(data[..10].to_vec());
@@ -230,5 +230,46 @@ fn each_buffer_reports_the_tos_it_arrived_with_ipv4_and_ipv6() {
             assert_eq!(batch.recv(&server).unwrap(), 1);
             assert_eq!(batch.tos(0), Some(tos), "{host}, TOS {tos:#04x}");
         }
+    }
+}
+
+#[test]
+fn queued_runs_go_back_with_their_tos_segmented_or_not() {
+    use super::super::tests::{replies_with_tos, tos_cases};
+    const EF: u8 = 0xb8;
+    for (server, client, to) in tos_cases() {
+        let case = format!("{} → {to}", client.local_addr().unwrap());
+        enable_gro(&server).unwrap();
+        let sock = socket2::SockRef::from(&client);
+        if to.is_ipv4() {
+            sock.set_tos_v4(u32::from(EF)).unwrap();
+        } else {
+            sock.set_tclass_v6(u32::from(EF)).unwrap();
+        }
+        let data = burst(6, 40, 40);
+        send_segmented(&client, Some(to), &data, 40).unwrap();
+        let mut batch = GroBatch::new(4);
+        assert_eq!(take(&mut batch, &server, 6), vec![(240, 40)], "{case}");
+        assert_eq!(batch.tos(0), Some(EF), "{case}");
+        // A GSO run with EF, a single datagram with EF, a run without a TOS.
+        assert_eq!(batch.queue(0, 0..3, EF), 3);
+        assert_eq!(batch.queue(0, 3..4, EF), 1);
+        assert_eq!(batch.queue(0, 4..6, 0), 2);
+        assert_eq!(batch.flush(&server).sent, 6, "{case}");
+        let got = replies_with_tos(&client, 6);
+        let tos: Vec<_> = got.iter().map(|(_, tos)| *tos).collect();
+        let want = [EF, EF, EF, EF, 0, 0].map(Some);
+        assert_eq!(tos, want, "{case}");
+        let bytes: Vec<_> = got.into_iter().map(|(d, _)| d).collect();
+        assert_eq!(bytes, expected(&data, 40, |_| true), "{case}");
+        // Without GSO: one message per datagram, each with its TOS.
+        send_segmented(&client, Some(to), &data[..80], 40).unwrap();
+        let mut batch = GroBatch::new(4);
+        batch.disable_gso();
+        take(&mut batch, &server, 2);
+        assert_eq!(batch.queue(0, 0..2, EF), 2);
+        assert_eq!(batch.flush(&server).sent, 2, "{case}");
+        let tos: Vec<_> = replies_with_tos(&client, 2).iter().map(|r| r.1).collect();
+        assert_eq!(tos, [Some(EF), Some(EF)], "{case}");
     }
 }
