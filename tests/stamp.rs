@@ -225,11 +225,11 @@ fn a_reply_bounced_back_by_an_echo_service_is_not_answered() {
 }
 
 #[test]
-fn the_start_up_report_says_stamp_takes_one_datagram_per_syscall() {
+fn the_start_up_report_says_stamp_runs_batched_with_kernel_time_stamps() {
     let server = start_server(&["--stamp", "--stamp-ptp", "-H", "127.0.0.1", "-p", "0"]);
     assert!(
         server.wait_for_stderr(
-            "STAMP reflector (RFC 8762/8972): unauthenticated, stateless, PTP time stamps; one datagram per syscall",
+            "STAMP reflector (RFC 8762/8972): unauthenticated, stateless, PTP time stamps; up to 32 datagrams per syscall, kernel receive time stamps",
             WAIT
         ),
         "{}",

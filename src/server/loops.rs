@@ -17,7 +17,7 @@ use crate::logging::escape_payload;
 use crate::net;
 use crate::net::local_addrs::LocalAddrs;
 use crate::shutdown::Stop;
-use crate::stamp::{Reflector, ReflectorConfig, Refusal};
+use crate::stamp::{Reflector, ReflectorConfig};
 
 /// How much of a payload a debug line shows.
 const DEBUG_PAYLOAD_BYTES: usize = 64;
@@ -43,12 +43,13 @@ pub(super) struct LoopContext<'a> {
     pub(super) published: Option<&'a Published>,
     /// Whether per-datagram debug lines may be written at all.
     pub(super) datagram_log: bool,
-    /// `--stamp`: the plain loop answers with a reply its [`Reflector`]
-    /// builds instead of the request's bytes; the batched loop is not used.
+    /// `--stamp`: every loop answers with the reply its [`Reflector`] builds
+    /// over the request (see `stamp`) instead of the request's bytes.
     pub(super) stamp: Option<&'a ReflectorConfig>,
 }
 
 mod gro;
+mod stamp;
 
 /// Which echo loop a socket gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,18 @@ pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, kind: LoopKind
     // it again, which changes nothing).
     if let Err(e) = crate::sys::enable_recv_tos(socket) {
         log::debug!("no IP_RECVTOS/IPV6_RECVTCLASS here ({e}): replies keep the default DSCP");
+    }
+    if context.stamp.is_some() {
+        // STAMP replies report the request's TTL and, batched, its kernel
+        // receive time; without them, 255 and the loop's clock.
+        if let Err(e) = crate::sys::enable_recv_ttl(socket) {
+            log::debug!("no IP_RECVTTL here ({e}): STAMP replies report TTL 255");
+        }
+        if kind != LoopKind::Plain {
+            if let Err(e) = crate::sys::enable_rx_timestamps(socket) {
+                log::debug!("no SO_TIMESTAMPNS here ({e}): STAMP receive times from the clock");
+            }
+        }
     }
     match kind {
         LoopKind::Plain => plain_loop(socket, &mut state),
@@ -413,76 +426,40 @@ impl<'a> LoopState<'a> {
 /// The DSCP bits of the TOS / traffic-class byte (the low two are ECN).
 const DSCP_MASK: u8 = 0xfc;
 
-/// The TTL a STAMP reply reports for the sender's packet: 255, "unknown"
-/// (reading the real one needs IP_RECVTTL control messages, not done here).
-const UNKNOWN_TTL: u8 = 255;
-
-impl LoopState<'_> {
-    /// `--stamp`: builds the reply to `data` into `out` and returns its
-    /// length, or `None` when the reflector refuses it (booked as a drop:
-    /// `malformed`, or `loop` for a reflected packet coming back).
-    fn reflect(
-        &mut self,
-        data: &[u8],
-        source: SocketAddr,
-        received: SystemTime,
-        out: &mut [u8],
-    ) -> Option<usize> {
-        let reflector = self.reflector.as_mut()?;
-        let refusal = match reflector.reflect(data, source, received, self.now_ns, UNKNOWN_TTL, out)
-        {
-            Ok(len) => return Some(len),
-            Err(refusal) => refusal,
-        };
-        let reason = match refusal {
-            Refusal::Malformed => DropReason::Malformed,
-            Refusal::Reflected => DropReason::Loop,
-        };
-        self.dropped(reason, data.len(), source);
-        None
-    }
-}
-
 /// The plain echo loop: one `recv_from` and one `send_to` per datagram (`--batch 1`).
 /// Allocates nothing per datagram; the socket's read timeout lets it see `stop`.
-/// With `--stamp` it sends the reflector's reply, built in its own buffer.
+/// With `--stamp` it sends the reflector's reply, built over the request.
 fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
     let mut buf = vec![0u8; net::RECV_BUFFER_LEN];
     let stamp = state.reflector.is_some();
-    let mut reply = vec![0u8; if stamp { net::RECV_BUFFER_LEN } else { 0 }];
     while !state.stopping() {
-        let Some((len, source, tos)) = state.received(crate::sys::recv_from_tos(socket, &mut buf))
+        let Some((len, source, tos, ttl)) =
+            state.received(crate::sys::recv_from_meta(socket, &mut buf))
         else {
             continue;
         };
         // STAMP's receive time stamp: right after the syscall.
         let received = stamp.then(SystemTime::now);
         state.tick();
-        let data = &buf[..len];
-        match state.inspect(data, source) {
+        match state.inspect(&buf[..len], source) {
             Verdict::Echo => {}
             Verdict::Drop => continue,
             Verdict::Stop => break,
         }
-        let data = match received {
-            None => data,
-            Some(at) => match state.reflect(data, source, at, &mut reply) {
-                Some(n) => &reply[..n],
-                None => continue,
-            },
-        };
         // The request's DSCP goes back on the reply; ECN is not copied (Not-ECT).
-        let sent = match reply_tos(tos) {
-            0 => socket.send_to(data, source),
-            dscp => crate::sys::send_to_tos(socket, data, source, dscp),
+        let (len, tos) = match received {
+            None => (len, reply_tos(tos)),
+            Some(received) => {
+                let arrival = crate::stamp::Arrival { received, tos, ttl };
+                let reply_len = state.reply_len(len);
+                let transmit = SystemTime::now();
+                match state.reflect(&mut buf[..reply_len], len, source, &arrival, transmit) {
+                    Some(reply) => reply,
+                    None => continue,
+                }
+            }
         };
-        match sent {
-            Ok(sent) => state.echoed(1, sent, || [(sent, source)]),
-            Err(e) => state.send_failed(
-                1,
-                &format_args!("{len} bytes to {source}: {}", crate::error::describe(&e)),
-            ),
-        }
+        state.send_one(socket, &buf[..len], source, tos);
         state.publish();
     }
     state.publish();
@@ -503,10 +480,13 @@ fn reply_tos(received: Option<u8>) -> u8 {
 fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate::sys::Batch) {
     // Per slot: `Some(TOS to send with)`, or `None` for no echo.
     let mut keep: Vec<Option<u8>> = vec![None; batch.capacity()];
+    let stamp = state.reflector.is_some();
     while !state.stopping() {
         let Some(received) = state.received(batch.recv(socket)) else {
             continue;
         };
+        // STAMP's receive time where the kernel stamps none: right after the call.
+        let received_at = stamp.then(SystemTime::now);
         state.tick();
         for i in 0..received {
             if let (data, Some(source)) = batch.datagram(i) {
@@ -527,6 +507,9 @@ fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate
                 },
                 None => None,
             };
+        }
+        if let Some(fallback) = received_at {
+            stamp::reflect_slots(state, batch, &mut keep, end, fallback);
         }
         let outcome = batch.echo(socket, |i| if i < end { keep[i] } else { None });
         state.echoed(outcome.sent, outcome.bytes, || {

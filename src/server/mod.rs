@@ -108,8 +108,8 @@ pub struct ServerConfig {
     /// Network interface or VRF device every socket is bound to
     /// (`SO_BINDTODEVICE`); `None` serves all.
     pub interface: Option<String>,
-    /// Answer as a STAMP session-reflector (RFC 8762) instead of echoing;
-    /// the loops then take one datagram per syscall.
+    /// Answer as a STAMP session-reflector (RFC 8762) instead of echoing,
+    /// in whichever loop `batch` and `gro` choose.
     pub stamp: Option<StampOptions>,
 }
 
@@ -269,10 +269,6 @@ impl Server {
             .as_ref()
             .map(StampOptions::reflector)
             .transpose()?;
-        if report.stamp.is_some() {
-            // STAMP replies are built one by one in the plain loop.
-            report.batch = 1;
-        }
         if config.gro && report.batch > 1 {
             report.gro = enable_gro(&sockets, report.local)?;
         }

@@ -69,13 +69,18 @@ impl StartupReport {
         if let Some(stamp) = &self.stamp {
             lines.push((
                 Level::Info,
-                format!(
-                    "{}; one datagram per syscall (--batch {} is not used with --stamp)",
-                    stamp.describe(),
-                    self.batch_requested
-                ),
+                if self.batch == 1 {
+                    format!("{}; one datagram per syscall", stamp.describe())
+                } else {
+                    format!(
+                        "{}; up to {} datagrams per syscall, kernel receive time stamps",
+                        stamp.describe(),
+                        self.batch
+                    )
+                },
             ));
-        } else if self.batch != self.batch_requested {
+        }
+        if self.batch != self.batch_requested {
             lines.push((
                 Level::Warn,
                 format!(

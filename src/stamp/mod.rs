@@ -227,7 +227,8 @@ impl Reflector {
     /// bytes). `received` is the receive time, `now_ns` a monotonic clock for
     /// session expiry, `ttl` the request's TTL (255 when unknown). The
     /// reflector's transmit time stamp is read here, just before the send.
-    /// `out` must hold `max(request.len(), 112)` bytes.
+    /// `out` must hold `max(request.len(), 112)` bytes. The same as copying
+    /// the request into `out` and calling [`reflect_in_place`](Self::reflect_in_place).
     pub fn reflect(
         &mut self,
         request: &[u8],
@@ -237,7 +238,52 @@ impl Reflector {
         ttl: u8,
         out: &mut [u8],
     ) -> Result<usize, Refusal> {
+        out[..request.len()].copy_from_slice(request);
+        let arrival = Arrival {
+            received,
+            tos: None,
+            ttl: Some(ttl),
+        };
+        let len = self.reply_len(request.len());
+        self.reflect_in_place(
+            &mut out[..len],
+            request.len(),
+            source,
+            &arrival,
+            SystemTime::now(),
+            now_ns,
+        )
+        .map(|reply| reply.len)
+    }
+
+    /// The length of the reply to a request of `request_len` bytes (one this
+    /// reflector would answer): the request's, or the base packet's when the
+    /// request is shorter (TWAMP-Light, RFC 8762 §4.6).
+    pub fn reply_len(&self, request_len: usize) -> usize {
+        request_len.max(self.config.mode().base_len())
+    }
+
+    /// Turns the request in `buf[..request_len]` into its reply in place and
+    /// says how long it is and how to send it. `buf` must be
+    /// [`reply_len(request_len)`](Self::reply_len) bytes long (panics
+    /// otherwise): the request itself when it is at least the base packet, so
+    /// the reply takes exactly its place; a short request's bytes after it are
+    /// overwritten (zero-filled first). Nothing is written before the request
+    /// has passed every check (length, HMAC, not a reflected packet): a
+    /// refused request is left as it came. `transmit` is the reflector's
+    /// transmit time stamp (taken just before the reply's batch goes out),
+    /// `now_ns` a monotonic clock for session expiry.
+    pub fn reflect_in_place(
+        &mut self,
+        buf: &mut [u8],
+        request_len: usize,
+        source: SocketAddr,
+        arrival: &Arrival,
+        transmit: SystemTime,
+        now_ns: u64,
+    ) -> Result<Reply, Refusal> {
         let mode = self.config.mode();
+        let request = &buf[..request_len];
         let sender = SenderPacket::decode(mode, request).ok_or(Refusal::Malformed)?;
         if let Some(key) = &self.config.key {
             if !key.verify(request) {
@@ -245,37 +291,65 @@ impl Reflector {
             }
         }
         let format = self.config.format;
-        let receive_timestamp = format.encode(received);
+        let receive_timestamp = format.encode(arrival.received);
         if looks_reflected(mode, request, format, receive_timestamp) {
             return Err(Refusal::Reflected);
         }
         let base = mode.base_len();
-        let len = request.len().max(base);
-        if request.len() > base {
-            out[base..len].copy_from_slice(&request[base..]);
-            packet::mark_tlvs(&mut out[base..len]);
-        }
+        let len = self.reply_len(request_len);
+        assert_eq!(buf.len(), len, "a reply buffer of reply_len bytes");
+        buf[request_len..].fill(0);
+        let walk = packet::reflect_tlvs(&mut buf[base..], arrival.tos);
         let seq = match &mut self.sessions {
             Some(sessions) => sessions.next(source, sender.ssid, now_ns),
             None => sender.seq,
         };
         let reply = ReflectedPacket {
             seq,
-            timestamp: format.encode(SystemTime::now()),
+            timestamp: format.encode(transmit),
             error_estimate: self.error_estimate,
             ssid: sender.ssid,
             receive_timestamp,
             sender_seq: sender.seq,
             sender_timestamp: sender.timestamp,
             sender_error_estimate: sender.error_estimate,
-            sender_ttl: ttl,
+            sender_ttl: arrival.ttl.unwrap_or(UNKNOWN_TTL),
         };
-        reply.encode(mode, out);
+        reply.encode(mode, buf);
         if let Some(key) = &self.config.key {
-            key.sign(out);
+            key.sign(buf);
         }
-        Ok(len)
+        Ok(Reply {
+            len,
+            tos: walk.reply_dscp.map(|dscp| dscp << 2),
+        })
     }
+}
+
+/// The sender TTL a reply reports when the request's is not known: 255
+/// (the socket did not get `IP_RECVTTL`, or this platform has none).
+pub const UNKNOWN_TTL: u8 = 255;
+
+/// How a request arrived, as far as the socket could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// Its receive time: the kernel's stamp where there is one.
+    pub received: SystemTime,
+    /// Its TOS / traffic class byte (DSCP and ECN), when the kernel said.
+    pub tos: Option<u8>,
+    /// Its TTL / hop limit, when the kernel said.
+    pub ttl: Option<u8>,
+}
+
+/// A reply built by [`Reflector::reflect_in_place`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// Its length in bytes.
+    pub len: usize,
+    /// The TOS byte it must be sent with, when the request asked for one (a
+    /// Class of Service TLV's DSCP1, ECN Not-ECT); `None`: as any echo, the
+    /// request's DSCP.
+    pub tos: Option<u8>,
 }
 
 /// Whether `request` is a reflected packet rather than a sender's: the two

@@ -362,6 +362,16 @@ pub fn find_tlv(tlvs: &[u8], kind: u8) -> Option<(usize, &[u8])> {
     None
 }
 
+/// What [`reflect_tlvs`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlvWalk {
+    /// How many TLVs it walked.
+    pub walked: usize,
+    /// The DSCP the reply must be sent with: the first Class of Service
+    /// TLV's DSCP1, when one was filled in.
+    pub reply_dscp: Option<u8>,
+}
+
 /// Marks the TLVs in `tlvs` (the bytes after a reply's base packet, copied
 /// from the request) as RFC 8972 §4 asks of a reflector that implements none
 /// of them but Extra Padding: every other type gets the U flag; a TLV whose
@@ -370,13 +380,19 @@ pub fn find_tlv(tlvs: &[u8], kind: u8) -> Option<(usize, &[u8])> {
 /// everything from an all-zero header on: that is zero padding (a TWAMP-Light
 /// sender's, or an RFC 8762 sender's), not TLVs. Returns how many TLVs were walked.
 pub fn mark_tlvs(tlvs: &mut [u8]) -> usize {
+    reflect_tlvs(tlvs, None).walked
+}
+
+/// The reflector's pass over the TLVs of a reply (see [`mark_tlvs`]), given
+/// the TOS the request arrived with.
+pub fn reflect_tlvs(tlvs: &mut [u8], _arrived_tos: Option<u8>) -> TlvWalk {
     let mut at = 0;
-    let mut walked = 0;
+    let mut walk = TlvWalk::default();
     while tlvs.len() - at >= 4 {
         if tlvs[at..at + 4] == [0; 4] {
             break;
         }
-        walked += 1;
+        walk.walked += 1;
         let kind = tlvs[at + 1];
         let len = usize::from(u16::from_be_bytes([tlvs[at + 2], tlvs[at + 3]]));
         if len > tlvs.len() - at - 4 {
@@ -388,5 +404,5 @@ pub fn mark_tlvs(tlvs: &mut [u8]) -> usize {
         }
         at += 4 + len;
     }
-    walked
+    walk
 }

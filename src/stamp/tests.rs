@@ -255,3 +255,91 @@ fn find_tlv_walks_to_the_type_and_stops_at_padding_or_overrun() {
         None
     );
 }
+
+fn arrival(tos: Option<u8>) -> Arrival {
+    Arrival {
+        received: SystemTime::now(),
+        tos,
+        ttl: Some(61),
+    }
+}
+
+/// Reflects `req` in place in a buffer of its reply's length.
+fn reflect_in_place(
+    r: &mut Reflector,
+    req: &[u8],
+    tos: Option<u8>,
+) -> Result<(Vec<u8>, Reply), Refusal> {
+    let mut buf = req.to_vec();
+    buf.resize(r.reply_len(req.len()), 0xee);
+    let reply = r.reflect_in_place(
+        &mut buf,
+        req.len(),
+        source(),
+        &arrival(tos),
+        SystemTime::now(),
+        0,
+    )?;
+    assert_eq!(reply.len, buf.len());
+    Ok((buf, reply))
+}
+
+#[test]
+fn in_place_the_reply_takes_the_requests_place_with_its_ttl() {
+    for (mode, key) in [(Mode::Open, None), (Mode::Authenticated, Some(key()))] {
+        let mut r = Reflector::new(config(key.clone(), false, TimeFormat::Ntp));
+        let mut req = request(mode, 12, 0x77, key.as_ref());
+        req.extend_from_slice(&[0, 1, 0, 4, 9, 9, 9, 9]);
+        let (reply, meta) = reflect_in_place(&mut r, &req, Some(0xb8)).unwrap();
+        assert_eq!(reply.len(), req.len());
+        assert_eq!(meta.tos, None, "no CoS TLV: the caller reflects the DSCP");
+        let got = ReflectedPacket::decode(mode, &reply).unwrap();
+        assert_eq!((got.seq, got.sender_seq, got.ssid), (12, 12, 0x77));
+        assert_eq!(got.sender_ttl, 61);
+        assert_eq!(&reply[mode.base_len()..], &req[mode.base_len()..]);
+        if let Some(key) = &key {
+            assert!(key.verify(&reply));
+        }
+    }
+    // A short request: answered with the base packet built in the room after it.
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    let req = request(Mode::Open, 5, 0, None);
+    let (reply, _) = reflect_in_place(&mut r, &req[..20], None).unwrap();
+    assert_eq!(reply.len(), OPEN_LEN);
+    let got = ReflectedPacket::decode(Mode::Open, &reply).unwrap();
+    assert_eq!(got.sender_seq, 5);
+    assert_eq!(&reply[38..40], &[0, 0], "MBZ, rewritten");
+    assert_eq!(&reply[41..44], &[0, 0, 0], "MBZ, rewritten");
+}
+
+#[test]
+fn a_refused_request_is_left_as_it_came() {
+    let mut r = Reflector::new(config(Some(key()), false, TimeFormat::Ntp));
+    let wrong = Key::from_bytes(b"another key of 16+").unwrap();
+    let mut bad = request(Mode::Authenticated, 1, 0, Some(&wrong));
+    bad.extend_from_slice(&[0, 200, 0, 0]);
+    let mut buf = bad.clone();
+    let refusal = r.reflect_in_place(
+        &mut buf,
+        bad.len(),
+        source(),
+        &arrival(None),
+        SystemTime::now(),
+        0,
+    );
+    assert_eq!(refusal, Err(Refusal::Malformed));
+    assert_eq!(buf, bad, "nothing overwritten before the HMAC was checked");
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    let (reply, _) = reflect_in_place(&mut r, &request(Mode::Open, 1, 0, None), None).unwrap();
+    let mut buf = reply.clone();
+    let refusal = r.reflect_in_place(
+        &mut buf,
+        reply.len(),
+        source(),
+        &arrival(None),
+        SystemTime::now(),
+        0,
+    );
+    assert_eq!(refusal, Err(Refusal::Reflected));
+    assert_eq!(buf, reply);
+}

@@ -20,13 +20,19 @@ use std::ops::Range;
 
 use log::warn;
 
-use super::{LoopState, Verdict, reply_tos};
+use super::{LoopState, Verdict, reply_tos, stamp};
 use crate::sys::{GRO_BUFFER_LEN, GroBatch};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The scratch buffer for a short STAMP request's reply: the largest base
+/// packet (authenticated, 112 bytes; such requests are never short, but the
+/// size costs nothing).
+const STAMP_SCRATCH_LEN: usize = crate::stamp::packet::AUTH_LEN;
 
 /// Datagrams the guard dropped in the buffer at hand, one bit each (a 64 KiB
 /// buffer holds at most 65,536 of them, of one byte). Allocated once per loop;
 /// only the words a buffer used are cleared after it.
-struct DropMarks(Vec<u64>);
+pub(super) struct DropMarks(Vec<u64>);
 
 impl DropMarks {
     fn new() -> Self {
@@ -37,7 +43,7 @@ impl DropMarks {
         self.0[k / 64] |= 1 << (k % 64);
     }
 
-    fn is_marked(&self, k: usize) -> bool {
+    pub(super) fn is_marked(&self, k: usize) -> bool {
         self.0[k / 64] & (1 << (k % 64)) != 0
     }
 
@@ -51,10 +57,15 @@ impl DropMarks {
 /// The socket must have UDP GRO on ([`crate::sys::enable_gro`]).
 pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut GroBatch) {
     let mut drops = DropMarks::new();
+    let stamp = state.reflector.is_some();
+    // STAMP: a short request's longer reply is built here.
+    let mut scratch = vec![0u8; if stamp { STAMP_SCRATCH_LEN } else { 0 }];
     while !state.stopping() {
         let Some(received) = state.received(batch.recv(socket)) else {
             continue;
         };
+        // STAMP's receive time where the kernel stamps none: right after the call.
+        let received_at = if stamp { SystemTime::now() } else { UNIX_EPOCH };
         state.tick();
         let mut stopped_at = None;
         for slot in 0..received {
@@ -92,7 +103,21 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
                     }
                 }
             }
-            if dropped {
+            if stamp {
+                stamp::reflect_buffer(
+                    socket,
+                    state,
+                    batch,
+                    slot,
+                    end,
+                    &drops,
+                    &mut scratch,
+                    received_at,
+                );
+                if dropped {
+                    drops.clear(end);
+                }
+            } else if dropped {
                 let mut start = 0;
                 for k in 0..end {
                     if drops.is_marked(k) {
@@ -128,7 +153,7 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
 
 /// Queues datagrams `run` of buffer `slot` for echo with TOS `tos`,
 /// flushing whenever the batch's send list fills up.
-fn echo_run(
+pub(super) fn echo_run(
     socket: &UdpSocket,
     state: &mut LoopState<'_>,
     batch: &mut GroBatch,
@@ -146,7 +171,7 @@ fn echo_run(
 
 /// Sends what is queued and books it: echoes, refusals, and GSO's refusal,
 /// which the batch reports once (it sends datagram by datagram from then on).
-fn flush(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut GroBatch) {
+pub(super) fn flush(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut GroBatch) {
     let outcome = batch.flush(socket);
     state.echoed(outcome.sent, outcome.bytes, || batch.queued_datagrams());
     if let Some(errno) = outcome.gso_refused {

@@ -1,0 +1,209 @@
+//! `--stamp` in the echo loops: the [`Reflector`](crate::stamp::Reflector)
+//! turns each request that passed [`LoopState::inspect`] into its reply in
+//! place, in the buffer it was received into, and the loop sends the replies
+//! as it sends echoes — one `sendmmsg` per batch, a GRO buffer's replies as
+//! `UDP_SEGMENT` messages (they are as long as their requests, so they keep
+//! the segment size; only their contents differ).
+//!
+//! What each loop gives the reflector:
+//!
+//! - **Receive time**: the kernel's `SO_TIMESTAMPNS` stamp in the batched and
+//!   GRO loops — one per GRO buffer, the time its first datagram came in, so
+//!   the later datagrams of a coalesced burst carry their burst's time — or
+//!   the clock read right after the receive call where the kernel gave none
+//!   (and in the plain loop).
+//! - **Transmit time**: the clock read once per GRO buffer (batched loop:
+//!   per receive), just before its replies are built and sent.
+//! - **TOS and TTL**: from `IP_RECVTOS`/`IPV6_RECVTCLASS` and
+//!   `IP_RECVTTL`/`IPV6_RECVHOPLIMIT`, one per buffer (the kernel coalesces
+//!   only datagrams whose IP headers agree on both); the reply reports the
+//!   TTL (255 without one) and goes back with the request's DSCP, or the
+//!   DSCP1 a Class of Service TLV asks for.
+//!
+//! A request shorter than the base packet (TWAMP-Light, 14 to 43 bytes)
+//! gets a longer reply: in the plain and batched loops its slot has the room,
+//! in the GRO loop it is built in a scratch buffer and sent on its own, after
+//! what was queued before it (so a flow's replies stay in order).
+//! Refusals are booked as drops: `malformed`, or `loop` for a reflected
+//! packet coming back.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::gro::{DropMarks, echo_run, flush};
+use super::{LoopState, reply_tos};
+use crate::guard::DropReason;
+use crate::stamp::{Arrival, Refusal};
+use crate::sys::{Batch, GroBatch};
+
+impl LoopState<'_> {
+    /// The reply length for a request of `request_len` bytes (`--stamp` only).
+    #[inline]
+    pub(super) fn reply_len(&self, request_len: usize) -> usize {
+        self.reflector
+            .as_ref()
+            .map_or(request_len, |r| r.reply_len(request_len))
+    }
+
+    /// Turns the request in `buf[..request_len]` into its reply in place
+    /// (`buf` is [`reply_len`](Self::reply_len) bytes) and returns its length
+    /// and the TOS to send it with, or `None` when the reflector refuses it
+    /// (booked as a drop: `malformed`, or `loop` for a reflected packet).
+    pub(super) fn reflect(
+        &mut self,
+        buf: &mut [u8],
+        request_len: usize,
+        source: SocketAddr,
+        arrival: &Arrival,
+        transmit: SystemTime,
+    ) -> Option<(usize, u8)> {
+        let reflector = self.reflector.as_mut()?;
+        let refusal = match reflector.reflect_in_place(
+            buf,
+            request_len,
+            source,
+            arrival,
+            transmit,
+            self.now_ns,
+        ) {
+            Ok(reply) => {
+                let tos = reply.tos.unwrap_or_else(|| reply_tos(arrival.tos));
+                return Some((reply.len, tos));
+            }
+            Err(refusal) => refusal,
+        };
+        let reason = match refusal {
+            Refusal::Malformed => DropReason::Malformed,
+            Refusal::Reflected => DropReason::Loop,
+        };
+        self.dropped(reason, request_len, source);
+        None
+    }
+
+    /// Sends one datagram to `to` with TOS `tos` (0: no control message)
+    /// and books it.
+    pub(super) fn send_one(&mut self, socket: &UdpSocket, data: &[u8], to: SocketAddr, tos: u8) {
+        let sent = match tos {
+            0 => socket.send_to(data, to),
+            tos => crate::sys::send_to_tos(socket, data, to, tos),
+        };
+        match sent {
+            Ok(sent) => self.echoed(1, sent, || [(sent, to)]),
+            Err(e) => self.send_failed(
+                1,
+                &format_args!(
+                    "{} bytes to {to}: {}",
+                    data.len(),
+                    crate::error::describe(&e)
+                ),
+            ),
+        }
+    }
+}
+
+/// A kernel receive time (ns since the Unix epoch), or `fallback`.
+fn received_at(kernel_ns: Option<u64>, fallback: SystemTime) -> SystemTime {
+    kernel_ns.map_or(fallback, |ns| UNIX_EPOCH + Duration::from_nanos(ns))
+}
+
+/// The batched loop's STAMP pass: every slot `keep` holds (`Some`, below
+/// `end`) is reflected in place, its length set to the reply's and its TOS
+/// to the reply's; a refused one is no longer kept. `fallback` is the
+/// receive time for slots without a kernel stamp.
+pub(super) fn reflect_slots(
+    state: &mut LoopState<'_>,
+    batch: &mut Batch,
+    keep: &mut [Option<u8>],
+    end: usize,
+    fallback: SystemTime,
+) {
+    let transmit = SystemTime::now();
+    for (i, kept) in keep.iter_mut().enumerate().take(end) {
+        if kept.is_none() {
+            continue;
+        }
+        let (request, Some(source)) = batch.datagram(i) else {
+            continue;
+        };
+        let request_len = request.len();
+        let arrival = Arrival {
+            received: received_at(batch.rx_time_ns(i), fallback),
+            tos: batch.tos(i),
+            ttl: batch.ttl(i),
+        };
+        let reply_len = state.reply_len(request_len);
+        let buf = &mut batch.slot_mut(i)[..reply_len];
+        *kept = match state.reflect(buf, request_len, source, &arrival, transmit) {
+            Some((len, tos)) => {
+                batch.set_len(i, len);
+                Some(tos)
+            }
+            None => None,
+        };
+    }
+}
+
+/// The GRO loop's STAMP pass over datagrams `..end` of buffer `slot` (those
+/// `drops` marks were dropped by the guard): each is reflected in place and
+/// queued in runs of replies with the same TOS (one `UDP_SEGMENT` message
+/// per run); a refusal splits a run, and a short request's reply goes out on
+/// its own from `scratch` (at least the base packet long), after a flush of
+/// what was queued before it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn reflect_buffer(
+    socket: &UdpSocket,
+    state: &mut LoopState<'_>,
+    batch: &mut GroBatch,
+    slot: usize,
+    end: usize,
+    drops: &DropMarks,
+    scratch: &mut [u8],
+    fallback: SystemTime,
+) {
+    let Some(source) = batch.buffer(slot).source else {
+        return;
+    };
+    let arrival = Arrival {
+        received: received_at(batch.rx_time_ns(slot), fallback),
+        tos: batch.tos(slot),
+        ttl: batch.ttl(slot),
+    };
+    let transmit = SystemTime::now();
+    let (mut start, mut run_tos) = (0, 0);
+    for k in 0..end {
+        if drops.is_marked(k) {
+            echo_run(socket, state, batch, slot, start..k, run_tos);
+            start = k + 1;
+            continue;
+        }
+        let request = batch.datagram_mut(slot, k);
+        let request_len = request.len();
+        let reply_len = state.reply_len(request_len);
+        if reply_len != request_len {
+            // TWAMP-Light: the reply does not fit in the request's place.
+            scratch[..request_len].copy_from_slice(request);
+            echo_run(socket, state, batch, slot, start..k, run_tos);
+            start = k + 1;
+            let buf = &mut scratch[..reply_len];
+            if let Some((len, tos)) = state.reflect(buf, request_len, source, &arrival, transmit) {
+                flush(socket, state, batch);
+                state.send_one(socket, &scratch[..len], source, tos);
+            }
+            continue;
+        }
+        match state.reflect(request, request_len, source, &arrival, transmit) {
+            Some((_, tos)) => {
+                if k > start && tos != run_tos {
+                    echo_run(socket, state, batch, slot, start..k, run_tos);
+                    start = k;
+                }
+                run_tos = tos;
+            }
+            None => {
+                echo_run(socket, state, batch, slot, start..k, run_tos);
+                start = k + 1;
+            }
+        }
+    }
+    echo_run(socket, state, batch, slot, start..end, run_tos);
+}

@@ -1,0 +1,265 @@
+//! The STAMP reflector in every loop — plain (`--batch 1`), batched
+//! (`--no-gro`) and the default GRO loop — fed bursts of requests in one
+//! UDP GSO send, so the batched loops really see several per receive (the
+//! GRO loop: one coalesced buffer). Every request is answered in order, with
+//! the sender's TTL and a kernel receive time; TWAMP-Light requests get
+//! 44-byte replies; a bad HMAC or a reflected packet inside a burst is
+//! dropped and counted while the rest of the burst is answered.
+
+#![cfg(all(target_os = "linux", not(udp_echo_portable)))]
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use udp_echo::stamp::{Key, Mode, ReflectedPacket, SenderPacket, TimeFormat};
+use udp_echo::sys::send_segmented;
+
+/// The loops a `--stamp` server can run.
+const LOOPS: [&[&str]; 3] = [&["--batch", "1"], &[], &["--no-gro", "--batch", "32"]];
+
+/// The key of the authenticated tests, as hex text.
+const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// A key file only its owner may read, removed on drop.
+struct KeyFile(PathBuf);
+
+impl KeyFile {
+    fn new(tag: &str) -> KeyFile {
+        let path = std::env::temp_dir().join(format!(
+            "udp-echo-stamp-reflector-key-{}-{tag}",
+            std::process::id()
+        ));
+        std::fs::write(&path, format!("{KEY_HEX}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        KeyFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A `--stamp` server on IPv4 loopback with `extra` arguments.
+fn stamp_server(extra: &[&str]) -> ServerProcess {
+    start_server(&[&["--stamp", "-H", "127.0.0.1", "-p", "0"][..], extra].concat())
+}
+
+/// Stops the server and returns its stderr (with the summary line).
+fn stop(mut server: ServerProcess) -> String {
+    server.signal(libc::SIGINT);
+    server.wait_exit(WAIT).1
+}
+
+/// A sender packet of `mode`, `len` bytes (zero after the base packet),
+/// signed with `key` when given.
+fn request(mode: Mode, seq: u32, len: usize, key: Option<&Key>) -> Vec<u8> {
+    let mut buf = vec![0u8; len.max(mode.base_len())];
+    SenderPacket {
+        seq,
+        timestamp: TimeFormat::Ntp.encode(SystemTime::now()),
+        error_estimate: TimeFormat::Ntp.error_estimate(),
+        ssid: 0x5151,
+    }
+    .encode(mode, &mut buf);
+    if let Some(key) = key {
+        key.sign(&mut buf);
+    }
+    buf.truncate(len);
+    buf
+}
+
+/// A client socket with TTL `ttl` (what the replies must report).
+fn client(ttl: u32) -> UdpSocket {
+    let socket = udp_client();
+    socket.set_ttl(ttl).unwrap();
+    socket
+}
+
+/// Sends `packets` (all `packets[0].len()` bytes but the last, which may be
+/// shorter) with one GSO send.
+fn send_burst(socket: &UdpSocket, to: SocketAddr, packets: &[Vec<u8>]) {
+    let bytes = packets.concat();
+    let size = packets[0].len();
+    assert_eq!(
+        send_segmented(socket, Some(to), &bytes, size).unwrap(),
+        bytes.len()
+    );
+}
+
+/// `count` replies (each waited for at most 2 s).
+fn replies(socket: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
+    let mut buf = [0u8; 2048];
+    (0..count)
+        .map(|i| {
+            let n = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("reply {i} of {count}: {e}"));
+            buf[..n].to_vec()
+        })
+        .collect()
+}
+
+/// No further reply within 300 ms.
+fn assert_no_more(socket: &UdpSocket) {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(socket.recv(&mut buf).is_err(), "an unexpected reply");
+}
+
+/// Whether an NTP time stamp is within a minute of now: set, and on this
+/// host's clock (not a bound on any delay).
+fn is_now(t: u64) -> bool {
+    let now = TimeFormat::Ntp.encode(SystemTime::now());
+    TimeFormat::Ntp.diff_ns(now, t).abs() < 60_000_000_000
+}
+
+#[test]
+fn a_burst_of_requests_gets_every_reply_in_order_with_ttl_and_receive_time() {
+    for extra in LOOPS {
+        for stateful in [false, true] {
+            let mut args = extra.to_vec();
+            if stateful {
+                args.push("--stamp-stateful");
+            }
+            let server = stamp_server(&args);
+            let socket = client(77);
+            // 44-byte packets, then 60-byte ones with an Extra Padding TLV.
+            let mut sent = 0u32;
+            for len in [44, 60] {
+                let packets: Vec<Vec<u8>> = (0..20)
+                    .map(|i| {
+                        let mut p = request(Mode::Open, 1000 + sent + i, len, None);
+                        if len > 44 {
+                            p[44..48].copy_from_slice(&[0, 1, 0, 12]);
+                        }
+                        p
+                    })
+                    .collect();
+                send_burst(&socket, server.addr, &packets);
+                for (i, reply) in replies(&socket, 20).iter().enumerate() {
+                    let case = format!("{args:?}: {len}-byte request {i}");
+                    assert_eq!(reply.len(), len, "{case}: as long as its request");
+                    let got = ReflectedPacket::decode(Mode::Open, reply).unwrap();
+                    let seq = sent + i as u32;
+                    assert_eq!(got.sender_seq, 1000 + seq, "{case}: in order");
+                    let own = if stateful { seq } else { 1000 + seq };
+                    assert_eq!(got.seq, own, "{case}");
+                    assert_eq!(got.ssid, 0x5151, "{case}");
+                    assert_eq!(got.sender_ttl, 77, "{case}: the request's TTL");
+                    assert!(is_now(got.receive_timestamp), "{case}");
+                    assert!(is_now(got.timestamp), "{case}");
+                    assert_eq!(&reply[44..], &packets[i][44..], "{case}: TLVs copied");
+                }
+                sent += 20;
+            }
+            let stderr = stop(server);
+            assert_eq!(summary_count(&stderr, "echoed"), 40, "{args:?}\n{stderr}");
+            assert_eq!(summary_count(&stderr, "malformed"), 0, "{args:?}");
+        }
+    }
+}
+
+#[test]
+fn twamp_light_requests_in_a_burst_get_44_byte_replies_in_order() {
+    for extra in LOOPS {
+        let server = stamp_server(extra);
+        let socket = client(64);
+        // Ten 14-byte requests: every one short.
+        let short: Vec<Vec<u8>> = (0..10).map(|i| request(Mode::Open, i, 14, None)).collect();
+        send_burst(&socket, server.addr, &short);
+        let got = replies(&socket, 10);
+        for (i, reply) in got.iter().enumerate() {
+            assert_eq!(reply.len(), 44, "{extra:?} {i}");
+            let packet = ReflectedPacket::decode(Mode::Open, reply).unwrap();
+            assert_eq!(packet.sender_seq, i as u32, "{extra:?}: in order");
+        }
+        // Three 44-byte requests and a 20-byte one last in the same burst.
+        let mut mixed: Vec<Vec<u8>> = (10..13).map(|i| request(Mode::Open, i, 44, None)).collect();
+        mixed.push(request(Mode::Open, 13, 20, None));
+        send_burst(&socket, server.addr, &mixed);
+        let got = replies(&socket, 4);
+        let seqs: Vec<u32> = got
+            .iter()
+            .map(|r| ReflectedPacket::decode(Mode::Open, r).unwrap().sender_seq)
+            .collect();
+        assert_eq!(seqs, [10, 11, 12, 13], "{extra:?}");
+        assert!(got.iter().all(|r| r.len() == 44), "{extra:?}");
+        // Under 14 bytes: not a STAMP packet.
+        let tiny: Vec<Vec<u8>> = (0..3).map(|i| request(Mode::Open, i, 13, None)).collect();
+        send_burst(&socket, server.addr, &tiny);
+        assert_no_more(&socket);
+        let stderr = stop(server);
+        assert_eq!(summary_count(&stderr, "echoed"), 14, "{extra:?}\n{stderr}");
+        assert_eq!(summary_count(&stderr, "malformed"), 3, "{extra:?}");
+    }
+}
+
+#[test]
+fn a_bad_hmac_inside_a_burst_is_dropped_and_the_rest_answered() {
+    let key_file = KeyFile::new("burst");
+    let key = Key::from_file_contents(KEY_HEX.as_bytes()).unwrap();
+    for extra in LOOPS {
+        let server = stamp_server(&[&["--stamp-key", key_file.path()][..], extra].concat());
+        let socket = client(64);
+        let mut packets: Vec<Vec<u8>> = (0..5)
+            .map(|i| request(Mode::Authenticated, i, 112, Some(&key)))
+            .collect();
+        packets[2][40] ^= 0x01; // no longer matches its HMAC
+        send_burst(&socket, server.addr, &packets);
+        let got = replies(&socket, 4);
+        let seqs: Vec<u32> = got
+            .iter()
+            .map(|r| {
+                assert!(key.verify(r), "{extra:?}: signed");
+                ReflectedPacket::decode(Mode::Authenticated, r)
+                    .unwrap()
+                    .sender_seq
+            })
+            .collect();
+        assert_eq!(seqs, [0, 1, 3, 4], "{extra:?}");
+        assert_no_more(&socket);
+        let stderr = stop(server);
+        assert_eq!(
+            summary_count(&stderr, "malformed"),
+            1,
+            "{extra:?}\n{stderr}"
+        );
+        assert_eq!(summary_count(&stderr, "echoed"), 4, "{extra:?}");
+    }
+}
+
+#[test]
+fn replies_sent_back_inside_a_burst_are_dropped_as_a_loop() {
+    for extra in LOOPS {
+        let server = stamp_server(extra);
+        let socket = client(64);
+        send_burst(&socket, server.addr, &[request(Mode::Open, 1, 44, None)]);
+        let reply = replies(&socket, 1).remove(0);
+        // An echo service bouncing our replies, around a real request.
+        send_burst(
+            &socket,
+            server.addr,
+            &[reply.clone(), request(Mode::Open, 2, 44, None), reply],
+        );
+        let got = replies(&socket, 1);
+        let packet = ReflectedPacket::decode(Mode::Open, &got[0]).unwrap();
+        assert_eq!(packet.sender_seq, 2, "{extra:?}");
+        assert_no_more(&socket);
+        let stderr = stop(server);
+        assert_eq!(summary_count(&stderr, "loop"), 2, "{extra:?}\n{stderr}");
+        assert_eq!(summary_count(&stderr, "echoed"), 2, "{extra:?}");
+    }
+}
