@@ -263,3 +263,139 @@ fn replies_sent_back_inside_a_burst_are_dropped_as_a_loop() {
         assert_eq!(summary_count(&stderr, "echoed"), 2, "{extra:?}");
     }
 }
+
+/// The TOS byte of CS1 (DSCP 8), EF (46) and AF41 (34).
+const CS1: u8 = 8 << 2;
+const EF: u8 = 46 << 2;
+const AF41: u8 = 34 << 2;
+
+/// A client on `local` whose datagrams leave marked `tos` and which reads
+/// the TOS of what it receives.
+fn marking_client(local: &str, tos: u8) -> UdpSocket {
+    let socket = UdpSocket::bind(local).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let sock = socket2::SockRef::from(&socket);
+    if socket.local_addr().unwrap().is_ipv4() {
+        sock.set_tos_v4(u32::from(tos)).unwrap();
+    } else {
+        sock.set_tclass_v6(u32::from(tos)).unwrap();
+    }
+    udp_echo::sys::enable_recv_tos(&socket).unwrap();
+    socket
+}
+
+/// `count` replies, each with the TOS it arrived with.
+fn replies_with_tos(socket: &UdpSocket, count: usize) -> Vec<(Vec<u8>, u8)> {
+    let mut buf = [0u8; 2048];
+    (0..count)
+        .map(|i| {
+            let (n, _, tos) = udp_echo::sys::recv_from_tos(socket, &mut buf)
+                .unwrap_or_else(|e| panic!("reply {i} of {count}: {e}"));
+            (buf[..n].to_vec(), tos.expect("the reply's TOS"))
+        })
+        .collect()
+}
+
+/// An open request followed by `tlv`.
+fn request_with(seq: u32, tlv: &[u8]) -> Vec<u8> {
+    let mut p = request(Mode::Open, seq, 44, None);
+    p.extend_from_slice(tlv);
+    p
+}
+
+fn class_of_service(dscp1: u8) -> [u8; 8] {
+    udp_echo::stamp::packet::ClassOfService {
+        dscp1,
+        ..Default::default()
+    }
+    .tlv()
+}
+
+/// The Class of Service TLV of a reply, read back.
+fn cos_of(reply: &[u8]) -> udp_echo::stamp::packet::ClassOfService {
+    udp_echo::stamp::packet::ClassOfService::from_value(reply[48..52].try_into().unwrap())
+}
+
+#[test]
+fn a_class_of_service_tlv_gets_its_reply_sent_with_dscp1_and_says_what_arrived() {
+    let mut hosts = vec![("127.0.0.1", "127.0.0.1:0")];
+    if has_ipv6_loopback() {
+        hosts.push(("::1", "[::1]:0"));
+    } else {
+        skip("STAMP Class of Service over IPv6: no ::1 here");
+    }
+    for (host, local) in hosts {
+        for extra in LOOPS {
+            let args = [&["--stamp", "-H", host, "-p", "0"][..], extra].concat();
+            let server = start_server(&args);
+            let case = format!("{args:?}");
+            // CS1 with ECT(0) on the way out, EF asked for the way back.
+            let socket = marking_client(local, CS1 | 0b10);
+            let req = request_with(1, &class_of_service(46));
+            send_burst(&socket, server.addr, &[req]);
+            let (reply, tos) = replies_with_tos(&socket, 1).remove(0);
+            assert_eq!(tos, EF, "{case}: DSCP1, Not-ECT");
+            assert_eq!(&reply[44..48], &[0, 4, 0, 4], "{case}: no flag");
+            let cos = cos_of(&reply);
+            assert_eq!(
+                (cos.dscp1, cos.dscp2, cos.ecn, cos.rp),
+                (46, 8, 2, 0),
+                "{case}"
+            );
+            // A Class of Service TLV of the wrong length: flagged M, and the
+            // reply goes with the request's DSCP as any echo.
+            let mut bad = class_of_service(46).to_vec();
+            bad[3] = 2;
+            bad.truncate(6);
+            send_burst(&socket, server.addr, &[request_with(2, &bad)]);
+            let (reply, tos) = replies_with_tos(&socket, 1).remove(0);
+            assert_eq!(tos, CS1, "{case}");
+            assert_eq!(reply[44], udp_echo::stamp::packet::tlv_flags::M, "{case}");
+            assert_eq!(&reply[45..], &bad[1..], "{case}");
+            // Cut short (length 4, 2 bytes there): flagged M as well.
+            let cut = &class_of_service(46)[..6];
+            send_burst(&socket, server.addr, &[request_with(3, cut)]);
+            let (reply, tos) = replies_with_tos(&socket, 1).remove(0);
+            assert_eq!(
+                (reply[44], tos),
+                (udp_echo::stamp::packet::tlv_flags::M, CS1)
+            );
+            let stderr = stop(server);
+            assert_eq!(summary_count(&stderr, "echoed"), 3, "{case}\n{stderr}");
+        }
+    }
+}
+
+#[test]
+fn replies_in_one_burst_each_go_with_the_dscp_their_request_asked_for() {
+    for extra in LOOPS {
+        let server = stamp_server(extra);
+        let socket = marking_client("127.0.0.1:0", CS1);
+        // Same size, different asks: EF, EF, AF41, none (Extra Padding), EF.
+        let padding = [0, 1, 0, 4, 0, 0, 0, 0];
+        let asks = [Some(46), Some(46), Some(34), None, Some(46)];
+        let packets: Vec<Vec<u8>> = asks
+            .iter()
+            .enumerate()
+            .map(|(i, ask)| match ask {
+                Some(dscp1) => request_with(i as u32, &class_of_service(*dscp1)),
+                None => request_with(i as u32, &padding),
+            })
+            .collect();
+        send_burst(&socket, server.addr, &packets);
+        let got = replies_with_tos(&socket, 5);
+        let seqs: Vec<u32> = got
+            .iter()
+            .map(|(r, _)| ReflectedPacket::decode(Mode::Open, r).unwrap().sender_seq)
+            .collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4], "{extra:?}: in order");
+        let tos: Vec<u8> = got.iter().map(|(_, tos)| *tos).collect();
+        assert_eq!(tos, [EF, EF, AF41, CS1, EF], "{extra:?}");
+        for (reply, _) in got.iter().filter(|(r, _)| r[45] == 4) {
+            assert_eq!(cos_of(reply).dscp2, 8, "{extra:?}: arrived CS1");
+        }
+        stop(server);
+    }
+}

@@ -1,19 +1,31 @@
 //! STAMP (RFC 8762, with the RFC 8972 session identifier): pure packet
 //! encode/decode, time stamp formats, the HMAC of authenticated mode and the
-//! session-reflector's state. No I/O: the server's plain loop hands each
-//! request to a [`Reflector`] with its receive time and sends what it builds;
-//! the client's sender builds and reads packets with [`packet`].
+//! session-reflector's state. No I/O: the server's loops hand each request
+//! to a [`Reflector`] with how it arrived ([`Arrival`]: receive time, TOS,
+//! TTL), which turns it into its reply in place; the client's sender builds
+//! and reads packets with [`packet`].
 //!
 //! What is implemented: unauthenticated and authenticated test packets in
 //! both roles (TWAMP-Light packets shorter than 44 bytes answered with the
 //! missing bytes read as zero, RFC 8762 §4.6); stateless (reflector sequence
 //! number = sender's) and stateful (per session) reflection; NTP and PTP
-//! time stamps; the SSID copied; TLVs copied back, Extra Padding understood,
-//! every other type flagged U and an overrunning one flagged M (RFC 8972 §4).
-//! Not implemented: the other RFC 8972 TLVs (Location, Timestamp Information,
-//! Class of Service, Direct Measurement, Access Report, Follow-Up Telemetry,
-//! HMAC TLV), the sender TTL (always 255: reading it needs IP_RECVTTL
-//! control messages), and kernel receive time stamps.
+//! time stamps; the SSID copied; the sender's TTL / hop limit reported where
+//! the socket reads it (`IP_RECVTTL`, `IPV6_RECVHOPLIMIT`; 255 otherwise);
+//! kernel receive time stamps in the batched and GRO loops (one per GRO
+//! buffer: a coalesced burst's datagrams share their first one's); TLVs
+//! copied back, Extra Padding understood, the Class of Service TLV (RFC 8972
+//! §4.4) filled in — DSCP2 and ECN as the request arrived, RP 0, the reply
+//! sent with DSCP1 and Not-ECT — every other type flagged U, an overrunning
+//! TLV or a Class of Service TLV of the wrong length flagged M (RFC 8972 §4).
+//! Where the request's TOS cannot be read (the portable build, or a kernel
+//! that gives none) a Class of Service TLV is flagged U and copied back as
+//! it came, and the reply keeps the default DSCP: without the TOS the
+//! reflector can neither report DSCP2 nor honour DSCP1, and a half-filled
+//! TLV would tell the sender of a re-marking that never happened.
+//! Not implemented: the other RFC 8972 TLVs (Location, Timestamp
+//! Information, Direct Measurement, Access Report, Follow-Up Telemetry, HMAC
+//! TLV), and the reverse-path ECN fields of draft-ietf-ippm-stamp-cos-ecn
+//! (its reserved bits are sent as zero).
 
 pub mod auth;
 pub mod packet;

@@ -373,19 +373,32 @@ pub struct TlvWalk {
 }
 
 /// Marks the TLVs in `tlvs` (the bytes after a reply's base packet, copied
-/// from the request) as RFC 8972 §4 asks of a reflector that implements none
-/// of them but Extra Padding: every other type gets the U flag; a TLV whose
-/// length runs past the end gets the M flag and ends the walk. A tail too
-/// short for a TLV header (under 4 bytes) is left as it is, and so is
-/// everything from an all-zero header on: that is zero padding (a TWAMP-Light
-/// sender's, or an RFC 8762 sender's), not TLVs. Returns how many TLVs were walked.
+/// from the request) as [`reflect_tlvs`] does for a request whose TOS is not
+/// known. Returns how many TLVs were walked.
 pub fn mark_tlvs(tlvs: &mut [u8]) -> usize {
     reflect_tlvs(tlvs, None).walked
 }
 
-/// The reflector's pass over the TLVs of a reply (see [`mark_tlvs`]), given
-/// the TOS the request arrived with.
-pub fn reflect_tlvs(tlvs: &mut [u8], _arrived_tos: Option<u8>) -> TlvWalk {
+/// The reflector's pass over the TLVs of a reply (the bytes after its base
+/// packet, copied from the request), as RFC 8972 §4 asks of a reflector that
+/// implements Extra Padding and Class of Service:
+///
+/// - Extra Padding is copied as it is.
+/// - Class of Service (length 4) gets DSCP2 and ECN from `arrived_tos`, the
+///   TOS byte the request arrived with, RP 0 (the reply goes with DSCP1,
+///   which the result's `reply_dscp` carries, from the first such TLV) and
+///   its reserved bytes zeroed. Without `arrived_tos` (the platform cannot
+///   read it, so cannot set the reply's either) it is flagged U and left as
+///   it is: a half-filled TLV would report a re-marking that never happened.
+/// - A Class of Service TLV of another length is flagged M (malformed) and
+///   left as it is; the walk goes on past it.
+/// - Every other type is flagged U (unrecognised).
+/// - A TLV whose length runs past the end is flagged M and ends the walk.
+///
+/// A tail too short for a TLV header (under 4 bytes) is left as it is, and
+/// so is everything from an all-zero header on: that is zero padding (a
+/// TWAMP-Light sender's, or an RFC 8762 sender's), not TLVs.
+pub fn reflect_tlvs(tlvs: &mut [u8], arrived_tos: Option<u8>) -> TlvWalk {
     let mut at = 0;
     let mut walk = TlvWalk::default();
     while tlvs.len() - at >= 4 {
@@ -399,8 +412,26 @@ pub fn reflect_tlvs(tlvs: &mut [u8], _arrived_tos: Option<u8>) -> TlvWalk {
             tlvs[at] |= tlv_flags::M;
             break;
         }
-        if kind != TLV_EXTRA_PADDING {
-            tlvs[at] |= tlv_flags::U;
+        let value = at + 4..at + 4 + len;
+        match (kind, arrived_tos) {
+            (TLV_EXTRA_PADDING, _) => {}
+            (TLV_CLASS_OF_SERVICE, _) if len != CLASS_OF_SERVICE_LEN - 4 => {
+                tlvs[at] |= tlv_flags::M;
+            }
+            (TLV_CLASS_OF_SERVICE, Some(tos)) => {
+                let mut bytes = [0u8; 4];
+                bytes.copy_from_slice(&tlvs[value.clone()]);
+                let asked = ClassOfService::from_value(bytes);
+                let answer = ClassOfService {
+                    dscp1: asked.dscp1,
+                    dscp2: tos >> 2,
+                    ecn: tos & 0x03,
+                    rp: 0,
+                };
+                tlvs[value].copy_from_slice(&answer.value());
+                walk.reply_dscp.get_or_insert(asked.dscp1);
+            }
+            _ => tlvs[at] |= tlv_flags::U,
         }
         at += 4 + len;
     }

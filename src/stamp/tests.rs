@@ -343,3 +343,112 @@ fn a_refused_request_is_left_as_it_came() {
     assert_eq!(refusal, Err(Refusal::Reflected));
     assert_eq!(buf, reply);
 }
+
+/// An open request with `tail` after the base packet.
+fn with_tlvs(tail: &[u8]) -> Vec<u8> {
+    let mut req = request(Mode::Open, 3, 0, None);
+    req.extend_from_slice(tail);
+    req
+}
+
+fn cos(dscp1: u8) -> packet::ClassOfService {
+    packet::ClassOfService {
+        dscp1,
+        // What a sender might leave there: the reflector overwrites it.
+        dscp2: 63,
+        ecn: 3,
+        rp: 3,
+    }
+}
+
+#[test]
+fn a_class_of_service_tlv_gets_the_arrival_dscp_and_ecn_and_names_the_reply_dscp() {
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    let mut tlv = cos(46).tlv();
+    tlv[6..8].copy_from_slice(&[0xff, 0xff]); // reserved, set by a careless sender
+    // Arrived CS1 (DSCP 8) with ECT(1).
+    let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(&tlv), Some(0x20 | 0b01)).unwrap();
+    assert_eq!(meta.tos, Some(46 << 2), "sent with DSCP1, Not-ECT");
+    let tlv = &reply[OPEN_LEN..];
+    assert_eq!(
+        &tlv[..4],
+        &[0, packet::TLV_CLASS_OF_SERVICE, 0, 4],
+        "no flag"
+    );
+    let got = packet::ClassOfService::from_value(tlv[4..8].try_into().unwrap());
+    assert_eq!(
+        got,
+        packet::ClassOfService {
+            dscp1: 46,
+            dscp2: 8,
+            ecn: 1,
+            rp: 0
+        }
+    );
+    assert_eq!(&tlv[6..8], &[0, 0], "reserved zeroed");
+    // After Extra Padding, and asking DSCP 0: found, and 0 it is.
+    let mut tail = vec![0, 1, 0, 2, 7, 7];
+    tail.extend_from_slice(&cos(0).tlv());
+    let (_, meta) = reflect_in_place(&mut r, &with_tlvs(&tail), Some(0xb8)).unwrap();
+    assert_eq!(meta.tos, Some(0));
+}
+
+#[test]
+fn without_the_arrival_tos_a_class_of_service_tlv_is_flagged_unrecognised() {
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    let tlv = cos(46).tlv();
+    let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(&tlv), None).unwrap();
+    assert_eq!(meta.tos, None, "the request's DSCP, as any echo");
+    assert_eq!(reply[OPEN_LEN], tlv_flags::U);
+    assert_eq!(&reply[OPEN_LEN + 1..], &tlv[1..], "copied as it came");
+}
+
+#[test]
+fn a_class_of_service_tlv_of_the_wrong_length_or_cut_short_is_malformed() {
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    // Length 2, then a good one: M on the first, the second still honoured.
+    let mut tail = vec![0, packet::TLV_CLASS_OF_SERVICE, 0, 2, 0xb8, 0];
+    tail.extend_from_slice(&cos(10).tlv());
+    let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(&tail), Some(0)).unwrap();
+    assert_eq!(
+        &reply[OPEN_LEN..OPEN_LEN + 6],
+        &[tlv_flags::M, 4, 0, 2, 0xb8, 0]
+    );
+    assert_eq!(reply[OPEN_LEN + 6], 0);
+    assert_eq!(meta.tos, Some(10 << 2));
+    // Length 8: malformed too, value untouched, reply DSCP not taken from it.
+    let mut long = cos(46).tlv().to_vec();
+    long[3] = 8;
+    long.extend_from_slice(&[1, 2, 3, 4]);
+    let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(&long), Some(0)).unwrap();
+    assert_eq!(reply[OPEN_LEN], tlv_flags::M);
+    assert_eq!(&reply[OPEN_LEN + 1..], &long[1..]);
+    assert_eq!(meta.tos, None);
+    // Cut short: its length runs past the packet.
+    let cut = &cos(46).tlv()[..6];
+    let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(cut), Some(0)).unwrap();
+    assert_eq!(reply[OPEN_LEN], tlv_flags::M);
+    assert_eq!(meta.tos, None);
+}
+
+#[test]
+fn every_bit_flip_of_a_class_of_service_request_is_answered_or_refused() {
+    for (mode, key) in [(Mode::Open, None), (Mode::Authenticated, Some(key()))] {
+        let mut r = Reflector::new(config(key.clone(), true, TimeFormat::Ntp));
+        let mut req = request(mode, 1, 2, key.as_ref());
+        req.extend_from_slice(&cos(46).tlv());
+        for bit in 0..req.len() * 8 {
+            let mut flipped = req.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            for tos in [None, Some(0), Some(0xff)] {
+                if let Ok((reply, meta)) = reflect_in_place(&mut r, &flipped, tos) {
+                    assert_eq!(reply.len(), flipped.len());
+                    assert!(meta.tos.is_none_or(|t| t & 0x03 == 0), "Not-ECT");
+                }
+            }
+        }
+        for len in 0..req.len() {
+            let _ = reflect_in_place(&mut r, &req[..len], Some(0x20));
+        }
+    }
+}
