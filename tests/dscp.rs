@@ -1,7 +1,8 @@
 //! DSCP reflection in every echo loop: a request marked EF (TOS 0xb8) gets
 //! its reply marked EF, over IPv4, IPv6 and from an IPv4 client of a
 //! dual-stack `::` server, in the plain loop (`--batch 1`), the default GRO
-//! loop, the batched loop (`--no-gro`), with `--threads 2` and `--stamp`; an
+//! loop, the batched loop (`--no-gro`), with `--threads 2` (also on one
+//! `--exclusive` socket) and `--stamp`; an
 //! unmarked one gets an unmarked reply, and the ECN bits never come back.
 //! Linux (IP_RECVTOS, IPV6_RECVTCLASS).
 
@@ -59,12 +60,14 @@ fn assert_dscp_reflected(local: &str, server: SocketAddr, payload: &[u8], case: 
     );
 }
 
-/// The loops: plain, default (GRO), batched without GRO, two threads, STAMP.
-const LOOPS: [&[&str]; 6] = [
+/// The loops: plain, default (GRO), batched without GRO, two threads (on
+/// two sockets, and on one), STAMP.
+const LOOPS: [&[&str]; 7] = [
     &["--batch", "1"],
     &[],
     &["--no-gro", "--batch", "32"],
     &["--threads", "2"],
+    &["--exclusive", "--threads", "2"],
     &["--stamp"],
     &["--stamp", "--batch", "1"],
 ];

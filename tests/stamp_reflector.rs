@@ -269,8 +269,8 @@ const CS1: u8 = 8 << 2;
 const EF: u8 = 46 << 2;
 const AF41: u8 = 34 << 2;
 
-/// A client on `local` whose datagrams leave marked `tos` and which reads
-/// the TOS of what it receives.
+/// A client on `local` whose datagrams leave marked `tos`, with TTL / hop
+/// limit 77, and which reads the TOS of what it receives.
 fn marking_client(local: &str, tos: u8) -> UdpSocket {
     let socket = UdpSocket::bind(local).unwrap();
     socket
@@ -279,8 +279,10 @@ fn marking_client(local: &str, tos: u8) -> UdpSocket {
     let sock = socket2::SockRef::from(&socket);
     if socket.local_addr().unwrap().is_ipv4() {
         sock.set_tos_v4(u32::from(tos)).unwrap();
+        sock.set_ttl_v4(77).unwrap();
     } else {
         sock.set_tclass_v6(u32::from(tos)).unwrap();
+        sock.set_unicast_hops_v6(77).unwrap();
     }
     udp_echo::sys::enable_recv_tos(&socket).unwrap();
     socket

@@ -61,7 +61,7 @@ pub use ifaddrs::interface_addrs;
 ///   (before an echo: received, or set by [`set_len`](Self::set_len), at most
 ///   that), so every iovec still covers memory inside its own slot of
 ///   `storage`; `iov_base` is never written. A control length is
-///   `RECV_CONTROL_LEN` (receive) or what [`SendControl`] wrote (send).
+///   `RECV_CONTROL_LEN` (receive) or what `SendControl` wrote (send).
 pub struct Batch {
     /// `capacity` slots of `RECV_BUFFER_LEN` bytes, back to back.
     storage: Vec<u8>,

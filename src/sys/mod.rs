@@ -63,7 +63,8 @@ pub use linux::take_listen_fds;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::take_listen_fds;
 
-/// Per-datagram TOS / traffic class: the plain loop's DSCP reflection.
+/// Per-datagram TOS / traffic class (and TTL) for single datagrams: the plain
+/// loop's DSCP reflection; the batches carry their own control messages.
 mod tos;
 pub use tos::{enable_recv_tos, recv_from_meta, recv_from_tos, send_to_tos};
 

@@ -92,7 +92,7 @@ struct Message {
 ///   their `GRO_BUFFER_LEN` slot, a send iovec a part of the received bytes of
 ///   its slot, an address length is what the kernel reported for that slot,
 ///   and a control length is its buffer's size or the space of the messages
-///   [`SendControl`] wrote into it (at most its size).
+///   `SendControl` wrote into it (at most its size).
 pub struct GroBatch {
     /// `capacity` buffers of `GRO_BUFFER_LEN` bytes, back to back.
     storage: Vec<u8>,
