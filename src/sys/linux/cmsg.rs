@@ -82,6 +82,17 @@ pub(in crate::sys) struct SendControl {
     bytes: [u8; SEND_CONTROL_LEN],
 }
 
+// One `UDP_SEGMENT` message and one TOS message fit, each at an offset
+// aligned for `cmsghdr`, and the buffer is laid out and aligned as the kernel
+// reads it (no bytes before `bytes`).
+const _: () = assert!(SEGMENT_CONTROL_SPACE >= CONTROL_DATA_OFFSET + mem::size_of::<u16>());
+const _: () = assert!(TOS_CONTROL_SPACE >= CONTROL_DATA_OFFSET + mem::size_of::<libc::c_int>());
+const _: () = assert!(SEGMENT_CONTROL_SPACE % mem::align_of::<libc::cmsghdr>() == 0);
+const _: () = assert!(mem::size_of::<SendControl>() == SEND_CONTROL_LEN);
+const _: () = assert!(mem::align_of::<SendControl>() >= mem::align_of::<libc::cmsghdr>());
+const _: () = assert!(mem::size_of::<RecvControl>() == RECV_CONTROL_LEN);
+const _: () = assert!(mem::align_of::<RecvControl>() >= mem::align_of::<libc::cmsghdr>());
+
 impl SendControl {
     pub(in crate::sys) const ZERO: SendControl = SendControl {
         _align: [],
