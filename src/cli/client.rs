@@ -429,6 +429,37 @@ mod tests {
     }
 
     #[test]
+    fn stamp_runs_in_every_measured_mode_with_its_packet_length() {
+        let Command::Measure(flood) = command(&["--stamp", "-f", "--flows", "2", "--tos", "EF"])
+        else {
+            panic!("not measured")
+        };
+        assert_eq!((flood.mode, flood.flows), (Mode::Flood { window: 32 }, 2));
+        assert_eq!((flood.size, flood.tos), (52, Some(0xb8)));
+        let stamp = flood.stamp.expect("a STAMP session");
+        assert_ne!(stamp.ssid, 0);
+        let Command::Measure(rate) = command(&[
+            "--stamp",
+            "-r",
+            "10",
+            "--stamp-key",
+            "k",
+            "--stamp-ssid",
+            "7",
+        ]) else {
+            panic!("not measured")
+        };
+        assert_eq!((rate.size, rate.tos), (112, None));
+        assert_eq!(rate.stamp.map(|s| s.ssid), Some(7));
+        let Command::Measure(ping) = command(&["-c", "1", "--tos", "AF41"]) else {
+            panic!("not measured")
+        };
+        assert_eq!((ping.size, ping.tos, ping.stamp), (64, Some(34 << 2), None));
+        // The packet length is STAMP's: --size is refused with it.
+        assert!(Args::try_parse_from([PROGRAM, "--stamp", "-c", "1", "-s", "100"]).is_err());
+    }
+
+    #[test]
     fn find_rate_steps_last_one_second_unless_told() {
         let Command::FindRate { config, max_loss } = command(&["--find-rate", "--max-loss", "1%"])
         else {
@@ -466,7 +497,7 @@ mod applicability {
         ("pmtu", &["--pmtu"]),
         ("doctor", &["--doctor"]),
     ];
-    const OPTIONS: [(&str, &[&str], &str); 10] = [
+    const OPTIONS: [(&str, &[&str], &str); 12] = [
         ("-d", &["-d", "x"], "one-shot"),
         ("-i", &["-i", "0.5"], "ping"),
         ("-s", &["-s", "100"], "ping flood rate find-rate pmtu"),
@@ -474,6 +505,8 @@ mod applicability {
         ("-D", &["-D", "2"], "flood rate find-rate"),
         ("--flows", &["--flows", "2"], "flood rate find-rate"),
         ("--max-loss", &["--max-loss", "1"], "find-rate"),
+        ("--tos", &["--tos", "EF"], "ping flood rate"),
+        ("--stamp", &["--stamp"], "ping flood rate"),
         (
             "--json",
             &["--json"],
