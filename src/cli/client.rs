@@ -22,7 +22,8 @@ use crate::units::{parse_percent, parse_positive_seconds, parse_rate, parse_seco
 pub const PROGRAM: &str = "udp-echo-client";
 
 /// Probes a UDP echo server: one datagram checked byte for byte, or ping, flood
-/// and rate measurements of loss, reordering and latency.
+/// and rate measurements of loss, reordering and latency (with --stamp, of a
+/// STAMP session-reflector: also one-way delays and loss by direction).
 ///
 /// Results go to stdout (the reply, the report or --json); logs go to stderr.
 #[derive(Debug, Parser)]

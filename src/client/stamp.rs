@@ -4,7 +4,7 @@
 //! the STAMP codec writing the test packets and reading the replies, so a
 //! STAMP run reports everything an echo run does.
 //!
-//! Beside each flow's books, a [`StampBooks`] reads every intact reply in time
+//! Beside each flow's books, a `StampBooks` reads every intact reply in time
 //! for what only STAMP says: the one-way delay each way (meaningful only when
 //! both clocks are synchronised, which the reflector's S bit claims or not);
 //! whether the reflector numbers replies per session (stateful, RFC 8762

@@ -7,8 +7,10 @@
 //! owns no socket and reads no clock, so every case is a unit test.
 //!
 //! A reply is first matched to its probe, then checked whole: the body against
-//! the pattern of that probe, the length against the probe's, and the echoed
-//! send time against the one recorded. Every probe carries a distinct send
+//! the pattern of that probe (STAMP: what the reflector copies, and the HMAC),
+//! the length against the probe's, and the echoed send time against the one
+//! recorded. The wire format is the [`Codec`]'s; the books see only claimed
+//! sequence numbers, echoed stamps and whether the bytes are right. Every probe carries a distinct send
 //! time (a batch's probes get `t, t+1 ns, …`), so the time also names the
 //! probe when the sequence field is the damaged part. Any mismatch makes the
 //! reply corrupt — counted every time, never as a duplicate or as foreign.
