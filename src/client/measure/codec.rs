@@ -318,6 +318,41 @@ mod tests {
         }
     }
 
+    /// The books, fed STAMP replies, count them as they count echo replies.
+    #[test]
+    fn the_books_match_and_check_stamp_replies() {
+        use super::super::books::Books;
+        let s = stamp(Mode::Authenticated, TimeFormat::Ptp, true);
+        let size = s.packet_len();
+        let codec = Codec::Stamp(s.clone());
+        let mut books = Books::with_codec(codec.clone(), size, Duration::from_millis(10), 8);
+        let t0 = 5_000_000;
+        books.sent(3, t0);
+        let reply_to = |seq: u64| {
+            let mut probe = vec![0u8; size];
+            codec.fill(&mut probe, seq, t0 + seq - 1);
+            reflect(Mode::Authenticated, s.key.as_ref(), &probe)
+        };
+        let first = books.reply(&reply_to(1), t0 + 1_000).unwrap();
+        assert!(first.measured() && first.rtt_ns == 1_000, "{first:?}");
+        let copy = books.reply(&reply_to(1), t0 + 2_000).unwrap();
+        assert!(copy.duplicate);
+        // The SSID is not ours: the HMAC no longer matches either.
+        let mut bad = reply_to(2);
+        bad[27] ^= 1;
+        let corrupt = books.reply(&bad, t0 + 3_000).unwrap();
+        assert_eq!(corrupt.check, Check::Corrupt { seq: 2 });
+        // Packet 3's reply after its timeout: late, timed by its own stamp.
+        books.expire(t0 + 20_000_000, &mut |_| {});
+        let late = books.reply(&reply_to(3), t0 + 30_000_000).unwrap();
+        assert!(late.late && late.rtt_ns == 30_000_000 - 2, "{late:?}");
+        let c = books.counts();
+        assert_eq!(
+            (c.received, c.duplicates, c.corrupt, c.late, c.lost),
+            (2, 1, 1, 1, 1)
+        );
+    }
+
     #[test]
     fn the_echo_codec_is_the_probe_format() {
         let codec = Codec::Echo;
