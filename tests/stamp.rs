@@ -1,7 +1,11 @@
 //! `--stamp` end to end on loopback: an independent implementation's sender
 //! (stamp-suite, skipped visibly where it is not installed) against our
 //! reflector, open and authenticated; what the reflector refuses and counts;
-//! a reply bounced back by an echo service is not answered.
+//! a reply bounced back by an echo service is not answered. Our sender in
+//! ping, rate and flood (and `--flows 2`) against our reflector and
+//! stamp-suite's; against reflectors in the test that lose a packet each way
+//! (loss by direction) or re-mark the DSCP on purpose (the Class of Service
+//! TLV tells which way).
 //!
 //! stamp-suite is looked for in `$STAMP_SUITE`, then
 //! `target/ci-tools/bin/stamp-suite`, then `PATH` (`.ci/run` installs it into a
