@@ -619,6 +619,16 @@ fn tshark_decodes_our_reflectors_packets_as_twamp_test() {
 /// one-way delay figures from every reply.
 fn all_answered_in_bulk(run: &ClientRun, size: u64, flows: u64) -> serde_json::Value {
     let json = json_of(run);
+    // STAMP's summary flattens the echo summary: no key twice.
+    let text = run.stdout_text();
+    for key in [
+        "\"mode\":",
+        "\"dscp_sent\":",
+        "\"dscp_changed\":",
+        "\"lost\":",
+    ] {
+        assert_eq!(text.matches(key).count(), 1, "{key} in {text}");
+    }
     assert_eq!(run.code(), Some(0), "{json}\n{}", run.stderr);
     let sent = json["sent"].as_u64().unwrap();
     assert!(sent > 0, "{json}");
