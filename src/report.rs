@@ -1,12 +1,16 @@
 //! The only place that formats measurement results for people: ping's lines
 //! and summary block, flood/rate interval lines, and the `--json` object.
 
+mod stamp;
+
+pub use stamp::stamp_summary;
+
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::client::doctor::{Finding, Severity};
 use crate::client::find_rate::{FindRateSummary, Step};
-use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode};
+use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode, Summary};
 use crate::client::pmtu::{Outcome, PmtuStep, PmtuSummary};
 use crate::probe::Check;
 use crate::stats::{Latency, RunSummary};
@@ -29,21 +33,31 @@ fn secs(d: Duration) -> f64 {
 
 /// The first line of a run, like ping's `PING host (addr) 56(84) bytes of data.`
 pub fn start_line(target: &str, config: &MeasureConfig) -> String {
-    let size = config.size;
     let timeout = secs(config.timeout);
+    let (kind, what, noun) = match &config.stamp {
+        None => (
+            "UDP ECHO",
+            format!("{} bytes per probe", config.size),
+            "probes",
+        ),
+        Some(s) => ("STAMP", stamp::packets(config, s), "packets"),
+    };
+    let tos = config.tos.map_or(String::new(), |t| {
+        format!(", DSCP {}", crate::net::dscp::dscp_name(t >> 2))
+    });
     match config.mode {
         Mode::Ping { count, interval } => format!(
-            "UDP ECHO PING {target}: {size} bytes per probe, {}interval {} s, timeout {timeout} s",
-            count.map_or(String::new(), |c| format!("{c} probes, ")),
+            "{kind} PING {target}: {what}{tos}, {}interval {} s, timeout {timeout} s",
+            count.map_or(String::new(), |c| format!("{c} {noun}, ")),
             secs(interval),
         ),
         Mode::Flood { window } => format!(
-            "UDP ECHO FLOOD {target}: {size} bytes per probe, window {window} × {}, {} s, timeout {timeout} s",
+            "{kind} FLOOD {target}: {what}{tos}, window {window} × {}, {} s, timeout {timeout} s",
             flows(config.flows),
             secs(config.duration),
         ),
         Mode::Rate { pps } => format!(
-            "UDP ECHO RATE {target}: {size} bytes per probe, {pps} probes/s over {}, {} s, timeout {timeout} s",
+            "{kind} RATE {target}: {what}{tos}, {pps} {noun}/s over {}, {} s, timeout {timeout} s",
             flows(config.flows),
             secs(config.duration),
         ),
@@ -62,6 +76,7 @@ pub fn ping_event(event: &Event, target: &str) -> String {
             check,
             duplicate,
             late,
+            ..
         } => {
             let mut line = format!("{bytes} bytes from {from}: seq={seq}");
             if duplicate {
@@ -180,7 +195,18 @@ pub fn summary(s: &RunSummary) -> String {
             ms(r.jitter)
         );
     }
+    if let Some(line) = stamp::dscp_line(&s.dscp) {
+        let _ = writeln!(out, "{line}");
+    }
     out
+}
+
+/// The human summary of any run: the echo summary, or STAMP's.
+pub fn any_summary(s: &Summary) -> String {
+    match s {
+        Summary::Echo(run) => summary(run),
+        Summary::Stamp(stamp) => stamp_summary(stamp),
+    }
 }
 
 /// A line on the longest wait with no reply, when it says more than the loss
@@ -452,100 +478,6 @@ pub fn histogram(latency: &Latency, width: usize) -> String {
 /// The `--json` object, one line.
 pub fn json(s: &impl serde::Serialize) -> String {
     serde_json::to_string(s).expect("results always serialize")
-}
-
-/// The first line of a STAMP run.
-pub fn stamp_start_line(target: &str, config: &crate::client::stamp::StampPing) -> String {
-    format!(
-        "STAMP PING {target}: {} test packets, SSID {}, {}interval {} s, timeout {} s",
-        if config.options.key_file.is_some() {
-            "authenticated 112-byte"
-        } else {
-            "unauthenticated 44-byte"
-        },
-        config.ssid,
-        config
-            .count
-            .map_or(String::new(), |c| format!("{c} packets, ")),
-        secs(config.interval),
-        secs(config.timeout),
-    )
-}
-
-/// The human summary of a STAMP run: the echo ping's block, then one-way
-/// delays (with their clock caveat) and loss by direction.
-pub fn stamp_summary(s: &crate::client::stamp::StampSummary) -> String {
-    let mut out = summary(&s.run).replace(" udp echo ping ", " STAMP ping ");
-    for (name, owd) in [
-        ("forward", &s.owd_forward_us),
-        ("reverse", &s.owd_reverse_us),
-    ] {
-        if owd.samples > 0 {
-            let _ = writeln!(
-                out,
-                "one-way {name} min/p50/p99/max = {}/{}/{}/{} ms",
-                ms(owd.min),
-                ms(owd.p50),
-                ms(owd.p99),
-                ms(owd.max)
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "one-way delays need synchronised clocks: the reflector {} (S bit {}), this sender does not claim it",
-        if s.reflector_clock_synchronized {
-            "claims a synchronised clock"
-        } else {
-            "does not claim a synchronised clock"
-        },
-        u8::from(s.reflector_clock_synchronized)
-    );
-    match (s.lost_forward, s.lost_reverse, s.lost_unattributed) {
-        (Some(f), Some(r), Some(u)) => {
-            let _ = writeln!(
-                out,
-                "loss by direction: {f} forward, {r} reverse{} ({})",
-                if u > 0 {
-                    format!(", {u} after the last reply (direction unknown)")
-                } else {
-                    String::new()
-                },
-                if s.reflector_stateful {
-                    "stateful reflector"
-                } else {
-                    "nothing lost"
-                }
-            );
-        }
-        _ => {
-            let _ = writeln!(
-                out,
-                "loss by direction: unknown, the reflector's sequence numbers follow ours (stateless; a stateful reflector tells forward from reverse)"
-            );
-        }
-    }
-    if let (Some(seen), Some(ecn), Some(changed)) = (&s.dscp_seen, &s.ecn_seen, s.dscp_changed) {
-        use crate::net::dscp::{dscp_name, ecn_name};
-        let list = |items: Vec<String>| items.join(", ");
-        let _ = writeln!(
-            out,
-            "DSCP sent {} ({}); replies arrived with {}; {changed} with another DSCP (dscp_changed); ECN {}",
-            s.dscp_sent,
-            dscp_name(s.dscp_sent),
-            list(
-                seen.iter()
-                    .map(|(d, n)| format!("{} ×{n}", dscp_name(*d)))
-                    .collect()
-            ),
-            list(
-                ecn.iter()
-                    .map(|(e, n)| format!("{} ×{n}", ecn_name(*e)))
-                    .collect()
-            ),
-        );
-    }
-    out
 }
 
 #[cfg(test)]

@@ -4,7 +4,11 @@
 //! Pure and unit-tested; nothing here does I/O or formats text for people
 //! (that is `report`'s job).
 
+mod dscp;
+
 use std::fmt;
+
+pub use dscp::{DscpFigures, TosTally};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -384,6 +388,10 @@ pub struct RunSummary {
     /// Whose clock timed the replies: `"kernel"` (receive time stamps),
     /// `"user"` or `"mixed"`.
     pub rtt_clock: RttClock,
+    /// The DSCP sent and the DSCPs and ECN codepoints the replies came back
+    /// with: `dscp_sent`, `dscp_seen`, `ecn_seen`, `dscp_changed`.
+    #[serde(flatten)]
+    pub dscp: DscpFigures,
 }
 
 impl RunSummary {
@@ -520,6 +528,7 @@ mod tests {
             timeout_ms: 1000.0,
             longest_silence_ms: 0.1,
             rtt_clock: RttClock::Kernel,
+            dscp: DscpFigures::default(),
         };
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
         for key in [
@@ -544,6 +553,10 @@ mod tests {
             "timeout_ms",
             "rtt_clock",
             "longest_silence_ms",
+            "dscp_sent",
+            "dscp_seen",
+            "ecn_seen",
+            "dscp_changed",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }

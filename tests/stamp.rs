@@ -1,7 +1,11 @@
 //! `--stamp` end to end on loopback: an independent implementation's sender
 //! (stamp-suite, skipped visibly where it is not installed) against our
 //! reflector, open and authenticated; what the reflector refuses and counts;
-//! a reply bounced back by an echo service is not answered.
+//! a reply bounced back by an echo service is not answered. Our sender in
+//! ping, rate and flood (and `--flows 2`) against our reflector and
+//! stamp-suite's; against reflectors in the test that lose a packet each way
+//! (loss by direction) or re-mark the DSCP on purpose (the Class of Service
+//! TLV tells which way).
 //!
 //! stamp-suite is looked for in `$STAMP_SUITE`, then
 //! `target/ci-tools/bin/stamp-suite`, then `PATH` (`.ci/run` installs it into a
@@ -609,4 +613,352 @@ fn tshark_decodes_our_reflectors_packets_as_twamp_test() {
         "no request and its reply both captured: {text}"
     );
     println!("tshark: {}", replies[0].join(" | "));
+}
+
+/// Checks a `--stamp` flood or rate run: every packet answered, none lost,
+/// one-way delay figures from every reply.
+fn all_answered_in_bulk(run: &ClientRun, size: u64, flows: u64) -> serde_json::Value {
+    let json = json_of(run);
+    // STAMP's summary flattens the echo summary: no key twice.
+    let text = run.stdout_text();
+    for key in [
+        "\"mode\":",
+        "\"dscp_sent\":",
+        "\"dscp_changed\":",
+        "\"lost\":",
+    ] {
+        assert_eq!(text.matches(key).count(), 1, "{key} in {text}");
+    }
+    assert_eq!(run.code(), Some(0), "{json}\n{}", run.stderr);
+    let sent = json["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{json}");
+    assert_eq!(json["received"], sent, "{json}");
+    assert_eq!(json["lost"], 0, "{json}");
+    assert_eq!(json["corrupt"], 0, "{json}");
+    assert_eq!(json["size"], size, "{json}");
+    assert_eq!(json["flows"], flows, "{json}");
+    for owd in ["owd_forward_us", "owd_reverse_us"] {
+        assert!(json[owd]["p50"].is_f64(), "{owd}: {json}");
+        assert_eq!(json[owd]["samples"], sent, "{json}");
+    }
+    assert_eq!(json["lost_forward"], 0, "{json}");
+    assert_eq!(json["lost_reverse"], 0, "{json}");
+    json
+}
+
+/// The bulk modes' command lines: rate and flood, each with one flow and two.
+const BULK: [&[&str]; 4] = [
+    &["-r", "2000", "-D", "0.5"],
+    &["-r", "2000", "-D", "0.5", "--flows", "2"],
+    &["-f", "-w", "16", "-D", "0.5"],
+    &["-f", "-w", "16", "-D", "0.5", "--flows", "2"],
+];
+
+#[test]
+fn our_sender_floods_and_paces_our_reflector_stateless_stateful_and_authenticated() {
+    let key = KeyFile::new("bulk");
+    for (server_extra, client_extra, size, stateful) in [
+        (vec![], vec![], 44, false),
+        (vec!["--stamp-stateful"], vec![], 44, true),
+        (
+            vec!["--stamp-key", key.path()],
+            vec!["--stamp-key", key.path()],
+            112,
+            false,
+        ),
+    ] {
+        let server = start_server(
+            &[
+                &["--stamp", "-H", "127.0.0.1", "-p", "0"][..],
+                &server_extra,
+            ]
+            .concat(),
+        );
+        let port = server.addr.port().to_string();
+        for mode in BULK {
+            let args = [
+                &["--stamp", "-H", "127.0.0.1", "-p", &port, "--json"][..],
+                mode,
+                &client_extra,
+            ]
+            .concat();
+            let flows = if mode.contains(&"--flows") { 2 } else { 1 };
+            let json = all_answered_in_bulk(&run_client(&args, None), size, flows);
+            // Without loss a stateful reflector numbers as the sender does:
+            // only a stateless one is known never to look stateful.
+            if !stateful {
+                assert_eq!(json["reflector_stateful"], false, "{args:?}: {json}");
+            }
+            let mode_name = if mode[0] == "-f" { "flood" } else { "rate" };
+            assert_eq!(json["mode"], mode_name, "{json}");
+        }
+    }
+}
+
+#[test]
+fn our_sender_floods_and_paces_stamp_suites_reflector() {
+    let Some(suite) = stamp_suite("our sender (flood, rate) → stamp-suite reflector") else {
+        return;
+    };
+    let key = KeyFile::new("bulk-suite");
+    for (extra, auth) in [
+        (vec![], false),
+        (vec!["--stateful-reflector"], false),
+        (vec!["-A", "A", "--hmac-key-file", key.path()], true),
+    ] {
+        let reflector = SuiteReflector::start(&suite, &extra);
+        let port = reflector.port.to_string();
+        for mode in BULK {
+            let mut args = [
+                &["--stamp", "-H", "127.0.0.1", "-p", &port, "--json"][..],
+                mode,
+            ]
+            .concat();
+            if auth {
+                args.extend(["--stamp-key", key.path()]);
+            }
+            let flows = if mode.contains(&"--flows") { 2 } else { 1 };
+            all_answered_in_bulk(&run_client(&args, None), if auth { 112 } else { 44 }, flows);
+        }
+        drop(reflector);
+    }
+}
+
+/// One request as a fake reflector sees it, and what it makes of the reply.
+struct FakeReply {
+    /// The sender's sequence number.
+    sender_seq: u32,
+    /// The TOS byte the request arrived with (Linux only).
+    #[cfg_attr(any(not(target_os = "linux"), udp_echo_portable), allow(dead_code))]
+    arrived_tos: Option<u8>,
+    /// The reflector's sequence number (stateless: the sender's).
+    seq: u32,
+    /// The request's bytes after the base packet (TLVs), sent back as they are.
+    tlvs: Vec<u8>,
+}
+
+/// A session-reflector in the test, on a free loopback port: for each
+/// unauthenticated request, `answer` decides the reply (it may renumber it
+/// or rewrite its TLVs) and returns the TOS byte to send it with, or `None`
+/// to drop it. It ends 1 s after the last request (or 10 s without any).
+fn fake_reflector(
+    mut answer: impl FnMut(&mut FakeReply) -> Option<u8> + Send + 'static,
+) -> (String, std::thread::JoinHandle<()>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port().to_string();
+    let _ = udp_echo::sys::enable_recv_tos(&socket);
+    let thread = std::thread::spawn(move || {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let (mut idle, mut got_any) = (0, false);
+        loop {
+            let Ok((n, from, tos)) = udp_echo::sys::recv_from_tos(&socket, &mut buf) else {
+                idle += 1;
+                // Something came and then nothing for a second, or nothing at all.
+                if got_any || idle >= 10 {
+                    return;
+                }
+                continue;
+            };
+            (idle, got_any) = (0, true);
+            let sender = SenderPacket::decode(Mode::Open, &buf[..n]).unwrap();
+            let mut reply = FakeReply {
+                sender_seq: sender.seq,
+                arrived_tos: tos,
+                seq: sender.seq,
+                tlvs: buf[n.min(44)..n].to_vec(),
+            };
+            let Some(reply_tos) = answer(&mut reply) else {
+                continue;
+            };
+            let now = TimeFormat::Ntp.encode(SystemTime::now());
+            let mut out = vec![0u8; 44];
+            ReflectedPacket {
+                seq: reply.seq,
+                timestamp: now,
+                error_estimate: TimeFormat::Ntp.error_estimate(),
+                ssid: sender.ssid,
+                receive_timestamp: now,
+                sender_seq: sender.seq,
+                sender_timestamp: sender.timestamp,
+                sender_error_estimate: sender.error_estimate,
+                sender_ttl: 255,
+            }
+            .encode(Mode::Open, &mut out);
+            out.extend_from_slice(&reply.tlvs);
+            udp_echo::sys::send_to_tos(&socket, &out, from, reply_tos).unwrap();
+        }
+    });
+    (port, thread)
+}
+
+/// A stateful reflector that never sees packet 2 (it does not count it) and
+/// whose reply to packet 4 is lost on the way back (counted, not sent).
+fn losing_one_each_way() -> impl FnMut(&mut FakeReply) -> Option<u8> + Send + 'static {
+    let mut next = 0u32;
+    move |reply| {
+        if reply.sender_seq == 2 {
+            return None;
+        }
+        reply.seq = next;
+        next += 1;
+        (reply.sender_seq != 4).then_some(0)
+    }
+}
+
+#[test]
+fn against_a_stateful_reflector_rate_and_flood_split_the_loss_by_direction() {
+    for mode in [
+        &["-r", "400", "-D", "0.5"][..],
+        &["-f", "-w", "4", "-D", "0.3"][..],
+    ] {
+        let (port, reflector) = fake_reflector(losing_one_each_way());
+        let args = [
+            &[
+                "--stamp",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                "0.3",
+                "--json",
+            ][..],
+            mode,
+        ]
+        .concat();
+        let run = run_client(&args, None);
+        reflector.join().unwrap();
+        let json = json_of(&run);
+        assert_eq!(json["lost"], 2, "{mode:?}: {json}");
+        assert_eq!(json["reflector_stateful"], true, "{json}");
+        assert_eq!(json["lost_forward"], 1, "{mode:?}: {json}");
+        assert_eq!(json["lost_reverse"], 1, "{mode:?}: {json}");
+        assert_eq!(json["lost_unattributed"], 0, "{mode:?}: {json}");
+    }
+}
+
+/// Our reflector does not fill in the Class of Service TLV yet (it flags it
+/// U): the sender says it cannot tell the direction, instead of guessing.
+#[test]
+fn a_reflector_that_flags_the_class_of_service_tlv_gets_no_direction_split() {
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let port = server.addr.port().to_string();
+    let args = [
+        "--stamp",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-c",
+        "3",
+        "-i",
+        "0.01",
+    ];
+    let json = json_of(&run_client(
+        &[&args[..], &["--tos", "EF", "--json"]].concat(),
+        None,
+    ));
+    assert_eq!(
+        (json["received"].as_u64(), json["size"].as_u64()),
+        (Some(3), Some(52)),
+        "{json}"
+    );
+    if json["dscp_forward_changed"].is_null() {
+        assert!(json["dscp_reverse_changed"].is_null(), "{json}");
+    } else {
+        // The reflector has learnt the TLV: then it re-marks nothing here.
+        assert_eq!(json["dscp_forward_changed"], 0, "{json}");
+    }
+}
+
+/// A CoS-aware reflector in the test that re-marks on purpose: odd packets
+/// it claims arrived as CS0 (a forward re-mark) and answers with DSCP1 as
+/// asked; even ones arrived as sent, but it answers them CS1 while saying
+/// DSCP1 (a reverse re-mark). The sender must tell the two apart.
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+#[test]
+fn the_class_of_service_tlv_tells_a_forward_from_a_reverse_re_mark() {
+    use udp_echo::stamp::packet::{ClassOfService, TLV_CLASS_OF_SERVICE, find_tlv};
+    let remark = |reply: &mut FakeReply| {
+        let (at, value) = find_tlv(&reply.tlvs, TLV_CLASS_OF_SERVICE).expect("a CoS TLV");
+        let asked = ClassOfService::from_value(value.try_into().unwrap());
+        let arrived = reply.arrived_tos.expect("the request's TOS") >> 2;
+        let forward = reply.sender_seq % 2 == 1;
+        let cos = ClassOfService {
+            dscp1: asked.dscp1,
+            dscp2: if forward { 0 } else { arrived },
+            ecn: 0,
+            rp: 0,
+        };
+        reply.tlvs[at..at + 8].copy_from_slice(&cos.tlv());
+        Some(if forward { asked.dscp1 << 2 } else { 8 << 2 })
+    };
+    for mode in [
+        &["-c", "6", "-i", "0.01"][..],
+        &["-r", "200", "-D", "0.5"][..],
+    ] {
+        let (port, reflector) = fake_reflector(remark);
+        let args = [
+            &[
+                "--stamp",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "--tos",
+                "EF",
+                "--json",
+            ][..],
+            mode,
+        ]
+        .concat();
+        let run = run_client(&args, None);
+        reflector.join().unwrap();
+        let json = json_of(&run);
+        let received = json["received"].as_u64().unwrap();
+        assert_eq!(json["lost"], 0, "{json}");
+        assert!(received >= 6, "{json}");
+        let odd = received / 2; // packets 1, 3, 5, ... of 0 ..= received - 1
+        assert_eq!(json["dscp_forward_changed"], odd, "{mode:?}: {json}");
+        assert_eq!(
+            json["dscp_reverse_changed"],
+            received - odd,
+            "{mode:?}: {json}"
+        );
+        assert_eq!(json["dscp_changed"], received - odd, "{mode:?}: {json}");
+        assert_eq!(json["dscp_sent"], 46, "{json}");
+    }
+}
+
+/// A STAMP run has what an echo run has: interval lines and the summary in
+/// rate mode, a record per packet with `--probes`.
+#[test]
+fn a_stamp_rate_run_prints_interval_lines_and_writes_a_record_per_packet() {
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let port = server.addr.port().to_string();
+    let target = ["--stamp", "-H", "127.0.0.1", "-p", &port];
+    let run = run_client(&[&target[..], &["-r", "200", "-D", "1.2"]].concat(), None);
+    let text = run.stdout_text();
+    assert_eq!(run.code(), Some(0), "{text}\n{}", run.stderr);
+    assert!(text.starts_with("STAMP RATE 127.0.0.1:"), "{text}");
+    assert!(text.contains("[  0.00-1.00 s] "), "{text}");
+    assert!(text.contains(" STAMP rate statistics ---"), "{text}");
+    assert!(
+        text.contains("loss by direction: 0 forward, 0 reverse"),
+        "{text}"
+    );
+    let run = run_client(
+        &[&target[..], &["-c", "4", "-i", "0.01", "--probes", "-"]].concat(),
+        None,
+    );
+    let records = run.stdout_text();
+    assert_eq!(run.code(), Some(0), "{records}\n{}", run.stderr);
+    let answered = records
+        .lines()
+        .filter(|l| l.contains("\"outcome\":\"answered\""))
+        .count();
+    assert_eq!(answered, 4, "{records}");
 }

@@ -170,3 +170,39 @@ fn a_link_local_address_without_a_scope_id_says_how_to_add_one() {
         failure.stderr
     );
 }
+
+/// `--stamp` and `--tos` go with the measured modes (ping, flood, rate)
+/// only; STAMP packets have their own length, so `--size` is refused with
+/// `--stamp`. Each mistake is one clap error naming the options, exit 2.
+#[test]
+fn stamp_and_tos_outside_the_measured_modes_are_usage_errors() {
+    let a_mode = "<--count <N>|--flood|--rate <PPS>>";
+    for (args, names) in [
+        (&["--tos", "EF"][..], &["--tos <VALUE>", a_mode][..]),
+        (&["--stamp"], &["--stamp", a_mode]),
+        (
+            &["--stamp", "--find-rate"],
+            &["'--stamp' cannot be used with '--find-rate'"],
+        ),
+        (
+            &["--stamp", "--pmtu"],
+            &["'--stamp' cannot be used with '--pmtu'"],
+        ),
+        (&["--tos", "EF", "--doctor"], &["--tos <VALUE>", "--doctor"]),
+        (
+            &["--stamp", "-c", "1", "-s", "100"],
+            &["'--stamp' cannot be used with '--size <BYTES>'"],
+        ),
+        (
+            &["--stamp-key", "k", "-c", "1"],
+            &["required arguments", "--stamp"],
+        ),
+        (
+            &["-c", "1", "--tos", "XX"],
+            &["invalid value 'XX' for '--tos <VALUE>'", "DSCP name"],
+        ),
+    ] {
+        let stderr = refused(args, names);
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+}

@@ -9,9 +9,7 @@ use serde::Serialize;
 use udp_echo::cli::client::{Args, Command, PROGRAM, Payload};
 use udp_echo::cli::exit::{self, Verdict};
 use udp_echo::cli::generate::{self, Program};
-use udp_echo::client::measure::Event;
 use udp_echo::client::session::{self, Outputs};
-use udp_echo::client::stamp::StampPing;
 use udp_echo::client::{self, Target, doctor::Severity};
 use udp_echo::shutdown::{Stop, StopCause};
 use udp_echo::{Error, Result, logging, report};
@@ -48,7 +46,6 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> 
     match command {
         Command::OneShot(payload) => one_shot(target, &payload).map(|()| Verdict::Passed),
         Command::Stop => client::stop_server(&client::connect(target)?).map(|()| Verdict::Passed),
-        Command::Stamp(config) => stamp(target, &config, &on_signals()?, json).map(Verdict::from),
         Command::Measure(config) => {
             // `--probes -` takes stdout: the report goes to stderr then.
             let mut out: Box<dyn Write> = if outputs.probes_on_stdout() {
@@ -97,28 +94,6 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> 
                 .all(|f| f.severity != Severity::Action)
                 .into())
         }
-    }
-}
-
-/// Runs STAMP ping; Ok(passed) decides the exit code.
-fn stamp(target: &Target, config: &StampPing, stop: &Stop, json: bool) -> Result<bool> {
-    let print = |text: &str| {
-        if !json && !line(text) {
-            stop.request();
-        }
-    };
-    let mut peer = String::new();
-    let summary = client::stamp::ping(target, config, stop, &mut |event| {
-        if let Event::Start { peer: addr } = event {
-            peer = addr.to_string();
-            print(&report::stamp_start_line(&peer, config));
-        } else {
-            print(&report::ping_event(&event, &peer));
-        }
-    })?;
-    match print_result(json, &summary, || report::stamp_summary(&summary)) {
-        Err(e) if json => Err(e),
-        _ => Ok(summary.run.passed()),
     }
 }
 

@@ -12,7 +12,7 @@ use super::Common;
 use crate::client::Target;
 use crate::client::measure::{MeasureConfig, Mode};
 use crate::client::session::Outputs;
-use crate::client::stamp::StampPing;
+use crate::client::stamp::StampConfig;
 use crate::error::{Error, Result};
 use crate::net;
 use crate::stamp::StampOptions;
@@ -22,7 +22,8 @@ use crate::units::{parse_percent, parse_positive_seconds, parse_rate, parse_seco
 pub const PROGRAM: &str = "udp-echo-client";
 
 /// Probes a UDP echo server: one datagram checked byte for byte, or ping, flood
-/// and rate measurements of loss, reordering and latency.
+/// and rate measurements of loss, reordering and latency (with --stamp, of a
+/// STAMP session-reflector: also one-way delays and loss by direction).
 ///
 /// Results go to stdout (the reply, the report or --json); logs go to stderr.
 #[derive(Debug, Parser)]
@@ -77,9 +78,9 @@ pub struct Args {
           conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop", "data"])]
     pub interval: Option<Duration>,
 
-    /// Probe size in bytes in ping, flood, rate and --find-rate; where --pmtu starts (16 ..= 65507).
+    /// Probe size in bytes in ping, flood, rate and --find-rate; where --pmtu starts (16 ..= 65507). Not with --stamp (its packets are 44 or 112 bytes, +8 with --tos).
     #[arg(short, long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=65507),
-          requires = "sized", conflicts_with_all = ["doctor", "stop", "data"])]
+          requires = "sized", conflicts_with_all = ["doctor", "stop", "data", "stamp"])]
     pub size: u32,
 
     /// Flood mode: keep --window probes in flight per flow for --duration (closed loop).
@@ -122,8 +123,8 @@ pub struct Args {
           requires = "timed", conflicts_with_all = ["count", "pmtu", "doctor", "stop", "data"])]
     pub flows: u32,
 
-    /// Ping mode as a STAMP session-sender (RFC 8762): also one-way delays and, with a stateful reflector, loss by direction.
-    #[arg(long, requires = "count", conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop", "data"])]
+    /// Ping, flood or rate mode as a STAMP session-sender (RFC 8762/8972), one session per flow: also one-way delays and, with a stateful reflector, loss by direction.
+    #[arg(long, requires = "measured", conflicts_with_all = ["find_rate", "pmtu", "doctor", "stop", "data"])]
     pub stamp: bool,
 
     /// STAMP authenticated mode (HMAC-SHA-256) with the shared key in FILE: hex text or raw bytes, 16 bytes or more.
@@ -138,8 +139,8 @@ pub struct Args {
     #[arg(long, value_name = "N", requires = "stamp", value_parser = clap::value_parser!(u16).range(1..))]
     pub stamp_ssid: Option<u16>,
 
-    /// STAMP: mark the test packets with this TOS byte (0-255, 0x..) or DSCP name (EF, AF41, CS1, ...); the report says which DSCP came back.
-    #[arg(long, value_name = "VALUE", requires = "stamp", value_parser = crate::net::dscp::parse_tos)]
+    /// Ping, flood and rate: mark the probes with this TOS byte (0-255, 0x..) or DSCP name (EF, AF41, CS1, ...); the report says which DSCP came back. With --stamp, a Class of Service TLV also asks the reflector which way a re-mark happened.
+    #[arg(long, value_name = "VALUE", requires = "measured", value_parser = crate::net::dscp::parse_tos)]
     pub tos: Option<u8>,
 
     /// Print the summary as one JSON object on stdout instead of the human report.
@@ -223,8 +224,6 @@ pub enum Command {
     },
     /// `--doctor`: diagnose UDP on this host and the path to the target.
     Doctor,
-    /// `--stamp` with `--count`: ping as a STAMP session-sender.
-    Stamp(StampPing),
 }
 
 /// The payload of a one-shot probe (`--data`).
@@ -288,13 +287,28 @@ fn read_at_most(mut input: impl Read, limit: usize) -> Result<Vec<u8>> {
 /// one of them is set; every option outside its modes was refused by clap.
 impl From<&Args> for Command {
     fn from(args: &Args) -> Self {
+        let stamp = args.stamp.then(|| StampConfig {
+            options: StampOptions {
+                key_file: args.stamp_key.clone(),
+                stateful: false,
+                ptp: args.stamp_ptp,
+            },
+            // Non-zero: some reflectors treat SSID 0 as "none".
+            ssid: args
+                .stamp_ssid
+                .unwrap_or((std::process::id() as u16).max(1)),
+        });
         // The one MeasureConfig literal; `default_secs` is `--duration`'s default.
         let measure = |mode, default_secs| MeasureConfig {
             mode,
-            size: args.size as usize,
+            size: stamp
+                .as_ref()
+                .map_or(args.size as usize, |s| s.packet_len(args.tos)),
             timeout: args.timeout,
             duration: args.duration.unwrap_or(Duration::from_secs(default_secs)),
             flows: args.flows as usize,
+            stamp: stamp.clone(),
+            tos: args.tos,
         };
         let ping = args.count.map(|count| Mode::Ping {
             count: (count > 0).then_some(count),
@@ -315,22 +329,6 @@ impl From<&Args> for Command {
             }
         } else if args.doctor {
             Command::Doctor
-        } else if let (true, Some(Mode::Ping { count, interval })) = (args.stamp, ping) {
-            Command::Stamp(StampPing {
-                count,
-                interval,
-                timeout: args.timeout,
-                options: StampOptions {
-                    key_file: args.stamp_key.clone(),
-                    stateful: false,
-                    ptp: args.stamp_ptp,
-                },
-                // Non-zero: some reflectors treat SSID 0 as "none".
-                ssid: args
-                    .stamp_ssid
-                    .unwrap_or((std::process::id() as u16).max(1)),
-                tos: args.tos,
-            })
         } else if let Some(mode) = ping.or(flood).or(rate) {
             Command::Measure(measure(mode, 5))
         } else if args.stop {
@@ -432,6 +430,37 @@ mod tests {
     }
 
     #[test]
+    fn stamp_runs_in_every_measured_mode_with_its_packet_length() {
+        let Command::Measure(flood) = command(&["--stamp", "-f", "--flows", "2", "--tos", "EF"])
+        else {
+            panic!("not measured")
+        };
+        assert_eq!((flood.mode, flood.flows), (Mode::Flood { window: 32 }, 2));
+        assert_eq!((flood.size, flood.tos), (52, Some(0xb8)));
+        let stamp = flood.stamp.expect("a STAMP session");
+        assert_ne!(stamp.ssid, 0);
+        let Command::Measure(rate) = command(&[
+            "--stamp",
+            "-r",
+            "10",
+            "--stamp-key",
+            "k",
+            "--stamp-ssid",
+            "7",
+        ]) else {
+            panic!("not measured")
+        };
+        assert_eq!((rate.size, rate.tos), (112, None));
+        assert_eq!(rate.stamp.map(|s| s.ssid), Some(7));
+        let Command::Measure(ping) = command(&["-c", "1", "--tos", "AF41"]) else {
+            panic!("not measured")
+        };
+        assert_eq!((ping.size, ping.tos, ping.stamp), (64, Some(34 << 2), None));
+        // The packet length is STAMP's: --size is refused with it.
+        assert!(Args::try_parse_from([PROGRAM, "--stamp", "-c", "1", "-s", "100"]).is_err());
+    }
+
+    #[test]
     fn find_rate_steps_last_one_second_unless_told() {
         let Command::FindRate { config, max_loss } = command(&["--find-rate", "--max-loss", "1%"])
         else {
@@ -469,7 +498,7 @@ mod applicability {
         ("pmtu", &["--pmtu"]),
         ("doctor", &["--doctor"]),
     ];
-    const OPTIONS: [(&str, &[&str], &str); 10] = [
+    const OPTIONS: [(&str, &[&str], &str); 12] = [
         ("-d", &["-d", "x"], "one-shot"),
         ("-i", &["-i", "0.5"], "ping"),
         ("-s", &["-s", "100"], "ping flood rate find-rate pmtu"),
@@ -477,6 +506,8 @@ mod applicability {
         ("-D", &["-D", "2"], "flood rate find-rate"),
         ("--flows", &["--flows", "2"], "flood rate find-rate"),
         ("--max-loss", &["--max-loss", "1"], "find-rate"),
+        ("--tos", &["--tos", "EF"], "ping flood rate"),
+        ("--stamp", &["--stamp"], "ping flood rate"),
         (
             "--json",
             &["--json"],

@@ -327,6 +327,8 @@ fn quick_run(target: &Target, mode: Mode, stop: &Stop) -> Result<RunSummary> {
         timeout: target.timeout.min(Duration::from_secs(1)),
         duration: Duration::from_secs(1),
         flows: 1,
+        stamp: None,
+        tos: None,
     };
     measure::measure(target, &config, stop, &mut |_| {}, &mut |_| {})
 }

@@ -10,6 +10,11 @@
 //! pure bookkeeping (`measure/books.rs`) that checks every byte and tells
 //! answers, losses, duplicates, late replies and reordering apart. A probe
 //! with no reply within `--timeout` is lost and frees its window slot.
+//!
+//! The probes are echo probes, or with `--stamp` STAMP test packets (one
+//! session per flow): `measure/codec.rs` writes and reads either, so the
+//! books and every figure they give serve both; STAMP's own figures
+//! (`client/stamp.rs`) are kept beside the books.
 
 use std::net::SocketAddr;
 use std::sync::mpsc::SyncSender;
@@ -19,17 +24,22 @@ use std::time::Duration;
 
 use super::Target;
 use super::probes::{ProbeBatch, unix_now_ns};
+use super::stamp::StampConfig;
 use crate::error::{Error, Result};
 use crate::net::udp_table;
 use crate::probe::{Check, Clock};
 use crate::shutdown::{self, Stop};
-use crate::stats::{Counts, Latency, RttClock, RunMode, RunSummary};
+use crate::stats::{Counts, Latency, RunMode, RunSummary};
 
 mod books;
+pub(crate) mod codec;
 mod flow;
 mod offload;
+mod summary;
 
+use codec::Codec;
 use flow::{Flow, Shared};
+pub use summary::Summary;
 
 /// Probes per `sendmmsg`/`recvmmsg`.
 const BATCH: usize = 64;
@@ -86,6 +96,11 @@ pub struct MeasureConfig {
     pub duration: Duration,
     /// Sockets (source ports), one thread each, in flood and rate mode.
     pub flows: usize,
+    /// STAMP test packets instead of echo probes (`--stamp`): one session
+    /// per flow; `size` is then the test packet's length.
+    pub stamp: Option<StampConfig>,
+    /// The TOS byte every probe is sent with (`--tos`); `None`: the system's.
+    pub tos: Option<u8>,
 }
 
 /// Something a run prints a line for (ping mode: every reply and timeout).
@@ -112,6 +127,8 @@ pub enum Event {
         duplicate: bool,
         /// The first reply, but after the probe's timeout.
         late: bool,
+        /// The TOS byte it arrived with, where the kernel reports it.
+        tos: Option<u8>,
     },
     /// Probe `seq` got no reply within the timeout.
     Timeout {
@@ -267,7 +284,8 @@ fn run_flow(flow: &mut Flow, mode: Mode, flows: usize, end_ns: u64, stop: &Stop)
     Ok(())
 }
 
-/// Runs a measured mode against `target` and returns the summary.
+/// Runs a measured mode against `target` and returns the summary (a STAMP
+/// run's: the figures every run has).
 ///
 /// `on_event` sees ping mode's replies and timeouts; `on_interval` gets one
 /// report per second in flood and rate modes.
@@ -285,16 +303,17 @@ pub fn measure(
         probes: None,
         latency: None,
     };
-    measure_with(target, config, stop, hooks)
+    measure_with(target, config, stop, hooks).map(Summary::into_run)
 }
 
-/// [`measure`] with every hook: running counts (ping) and per-probe records.
+/// [`measure`] with every hook (running counts in ping mode, per-probe
+/// records) and the whole summary, STAMP's figures included.
 pub fn measure_with(
     target: &Target,
     config: &MeasureConfig,
     stop: &Stop,
     hooks: Hooks<'_>,
-) -> Result<RunSummary> {
+) -> Result<Summary> {
     let Hooks {
         on_event,
         on_interval,
@@ -314,10 +333,15 @@ pub fn measure_with(
         }
     };
     let (clock, origin_unix_ns) = (Clock::new(), unix_now_ns());
+    let codec = match &config.stamp {
+        Some(stamp) => stamp.codec(config.tos, origin_unix_ns)?,
+        None => Codec::Echo,
+    };
     let offloads = offload::Offloads::from_env();
     let mut conns = Vec::with_capacity(flows);
     for _ in 0..flows {
         let conn = super::connect(target)?;
+        Flow::mark(&conn, config.tos)?;
         conn.socket
             .set_read_timeout(Some(TICK))
             .map_err(|source| Error::Socket {
@@ -332,7 +356,18 @@ pub fn measure_with(
     let interval_lines = !matches!(config.mode, Mode::Ping { .. });
     let mut flow_list: Vec<Flow> = conns
         .into_iter()
-        .map(|c| Flow::new(c, config, clock, in_flight_max, interval_lines, offloads))
+        .map(|c| {
+            let codec = codec.clone();
+            Flow::new(
+                c,
+                config,
+                codec,
+                clock,
+                in_flight_max,
+                interval_lines,
+                offloads,
+            )
+        })
         .collect();
     if let Some(sink) = &probes {
         for (id, flow) in (0u32..).zip(&mut flow_list) {
@@ -393,50 +428,19 @@ pub fn measure_with(
     for flow in &mut flow_list {
         flow.flush_records(true);
     }
-    let mut counts = Counts::default();
-    let mut latency = Latency::new();
-    let mut in_flight = 0;
-    let mut longest_silence = Duration::ZERO;
-    let (mut kernel_timed, mut user_timed) = (0, 0);
-    let end = clock.now_ns();
-    for flow in &flow_list {
-        kernel_timed += flow.kernel_timed;
-        user_timed += flow.user_timed;
-        counts.merge(flow.books.counts());
-        latency.merge(flow.books.latency());
-        in_flight += flow.books.outstanding();
-        longest_silence = longest_silence.max(flow.books.longest_silence(end));
-    }
-    if let Some(out) = latency_out {
-        out.clone_from(&latency);
-    }
-    let duration_s = (send_end_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
-    Ok(RunSummary {
-        target: peer.to_string(),
-        mode: config.mode.kind(),
-        size: config.size,
-        window: match config.mode {
-            Mode::Flood { window } => Some(window),
-            _ => None,
-        },
-        rate_pps: match config.mode {
-            Mode::Rate { pps } => Some(pps),
-            _ => None,
-        },
-        flows,
-        in_flight,
-        duration_s,
-        send_rate_pps: counts.sent as f64 / duration_s,
-        rtt_per_s: counts.received as f64 / duration_s,
-        mbit_per_s: counts.bytes_received as f64 * 8.0 / duration_s / 1e6,
-        loss_percent: counts.loss_percent(in_flight),
-        rtt_us: latency.summary(),
-        counts,
+    let span = summary::Span {
+        start_ns,
+        send_end_ns,
+        end_ns: clock.now_ns(),
+    };
+    Ok(summary::summarize(
+        config,
+        &flow_list,
+        peer.to_string(),
+        span,
         client_drops,
-        timeout_ms: config.timeout.as_secs_f64() * 1e3,
-        longest_silence_ms: longest_silence.as_secs_f64() * 1e3,
-        rtt_clock: RttClock::of(kernel_timed, user_timed),
-    })
+        latency_out,
+    ))
 }
 
 /// The main thread of a flood or rate run: one interval report per second

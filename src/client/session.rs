@@ -66,7 +66,8 @@ pub fn run(
             let bound = listener.local_addr().unwrap_or(addr);
             // stdout carries the ping lines: the URL goes to stderr, unprefixed.
             let _ = writeln!(io::stderr(), "metrics on {}", metrics::url(bound));
-            Some((listener, ClientMetrics::new(&label)))
+            let dscp_sent = config.tos.unwrap_or(0) >> 2;
+            Some((listener, ClientMetrics::new(&label, dscp_sent)))
         }
         None => None,
     };
@@ -153,7 +154,7 @@ fn report_run(
             m.counts(counts);
         }
     };
-    let summary = measure_with(
+    let whole = measure_with(
         target,
         config,
         stop,
@@ -183,17 +184,18 @@ fn report_run(
             latency: Some(&mut latency),
         },
     )?;
+    let summary = whole.run();
     // JSON on stdout stays one object: an outage is also said on stderr.
-    if let (true, Some(line)) = (json && summary.had_outage(), report::silence(&summary)) {
+    if let (true, Some(line)) = (json && summary.had_outage(), report::silence(summary)) {
         log::warn!("{line}");
     }
     let out = out.into_inner();
     // In human mode the summary is the stream's last line: like the others, it
     // may find the stream closed, and the probes still decide the exit code.
     let text = if json {
-        report::json(&summary)
+        report::json(&whole)
     } else {
-        report::summary(&summary)
+        report::any_summary(&whole)
     };
     let written = writeln!(out, "{}", text.trim_end());
     if let (Err(source), true) = (written, json) {
@@ -213,7 +215,7 @@ fn report_run(
         };
     }
     if let (Some(path), Some(timeline)) = (&outputs.plot, timeline.into_inner()) {
-        let svg = super::plot::svg(&summary, &timeline, &latency, &super::plot::utc_now());
+        let svg = super::plot::svg(summary, &timeline, &latency, &super::plot::utc_now());
         std::fs::write(path, svg).map_err(|source| Error::Io {
             what: "write the --plot file",
             source,

@@ -40,6 +40,9 @@ pub struct ClientMetrics {
     reordered: Counter,
     corrupt: Counter,
     truncated: Counter,
+    /// Replies that came back with another DSCP than `dscp_sent`.
+    dscp_changed: Counter,
+    dscp_sent: u8,
     rtt: Histogram,
     last_reply_age: Gauge<f64, AtomicU64>,
     /// The counts already added to the counters.
@@ -49,8 +52,9 @@ pub struct ClientMetrics {
 }
 
 impl ClientMetrics {
-    /// Metrics for a run against `target` (the `target` label), starting now.
-    pub fn new(target: &str) -> ClientMetrics {
+    /// Metrics for a run against `target` (the `target` label) whose probes
+    /// carry DSCP `dscp_sent`, starting now.
+    pub fn new(target: &str, dscp_sent: u8) -> ClientMetrics {
         let mut registry = Registry::with_prefix_and_labels(
             "udp_echo_client",
             [("target".into(), target.to_owned().into())].into_iter(),
@@ -96,6 +100,11 @@ impl ClientMetrics {
             "replies_truncated",
             "Replies shorter than the probe",
         );
+        let dscp_changed = counter(
+            &mut registry,
+            "replies_dscp_changed",
+            "Replies that came back with another DSCP than the probes were sent with",
+        );
         let rtt = Histogram::new(RTT_BUCKETS);
         registry.register(
             "rtt_seconds",
@@ -118,6 +127,8 @@ impl ClientMetrics {
             reordered,
             corrupt,
             truncated,
+            dscp_changed,
+            dscp_sent,
             rtt,
             last_reply_age,
             told: Mutex::new(Counts::default()),
@@ -151,10 +162,14 @@ impl ClientMetrics {
             check,
             duplicate,
             late,
+            tos,
             ..
         } = *event
         {
             *self.last_reply.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            if tos.is_some_and(|t| t >> 2 != self.dscp_sent) {
+                self.dscp_changed.inc();
+            }
             if !duplicate && !late && matches!(check, Check::Intact { .. }) {
                 self.rtt.observe(rtt_ns as f64 / 1e9);
             }
@@ -197,7 +212,7 @@ mod tests {
 
     #[test]
     fn counts_and_replies_move_the_metrics() {
-        let m = ClientMetrics::new("127.0.0.1:9999");
+        let m = ClientMetrics::new("127.0.0.1:9999", 46);
         m.counts(&Counts {
             sent: 2,
             received: 1,
@@ -212,6 +227,7 @@ mod tests {
             check: Check::Intact { seq: 1, sent_ns: 0 },
             duplicate: false,
             late: false,
+            tos: Some(0),
         });
         m.counts(&Counts {
             sent: 3,
@@ -225,6 +241,7 @@ mod tests {
             "udp_echo_client_probes_received_total{target=\"127.0.0.1:9999\"} 2",
             "udp_echo_client_probes_lost_total{target=\"127.0.0.1:9999\"} 1",
             "udp_echo_client_rtt_seconds_count{target=\"127.0.0.1:9999\"} 1",
+            "udp_echo_client_replies_dscp_changed_total{target=\"127.0.0.1:9999\"} 1",
             "udp_echo_client_rtt_seconds_bucket{target=\"127.0.0.1:9999\",le=\"0.00025\"} 1",
             "# TYPE udp_echo_client_last_reply_age_seconds gauge",
         ] {

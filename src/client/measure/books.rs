@@ -7,8 +7,10 @@
 //! owns no socket and reads no clock, so every case is a unit test.
 //!
 //! A reply is first matched to its probe, then checked whole: the body against
-//! the pattern of that probe, the length against the probe's, and the echoed
-//! send time against the one recorded. Every probe carries a distinct send
+//! the pattern of that probe (STAMP: what the reflector copies, and the HMAC),
+//! the length against the probe's, and the echoed send time against the one
+//! recorded. The wire format is the [`Codec`]'s; the books see only claimed
+//! sequence numbers, echoed stamps and whether the bytes are right. Every probe carries a distinct send
 //! time (a batch's probes get `t, t+1 ns, …`), so the time also names the
 //! probe when the sequence field is the damaged part. Any mismatch makes the
 //! reply corrupt — counted every time, never as a duplicate or as foreign.
@@ -25,8 +27,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::codec::Codec;
 use crate::client::probes::{Outcome, ProbeRecord};
-use crate::probe::{self, Check};
+use crate::probe::Check;
 use crate::stats::{Counts, Latency};
 
 /// A ring of bits over the most recent sequence numbers: bit `seq` holds
@@ -102,6 +105,8 @@ struct Pending {
 /// One flow's probes and what became of them. Times are ns of any monotonic
 /// clock, the same one for every call.
 pub(crate) struct Books {
+    /// The wire format: echo probes or STAMP test packets.
+    codec: Codec,
     size: usize,
     timeout_ns: u64,
     /// Sequence number of the next probe (the first is 1).
@@ -136,10 +141,22 @@ pub(crate) struct Books {
 impl Books {
     /// Books for probes of `size` bytes, lost after `timeout`, with room for
     /// `in_flight_max` probes in flight (more still works: the FIFO grows).
+    #[cfg(test)]
     pub(crate) fn new(size: usize, timeout: Duration, in_flight_max: usize) -> Books {
+        Books::with_codec(Codec::Echo, size, timeout, in_flight_max)
+    }
+
+    /// [`Books::new`] for probes in `codec`'s format.
+    pub(crate) fn with_codec(
+        codec: Codec,
+        size: usize,
+        timeout: Duration,
+        in_flight_max: usize,
+    ) -> Books {
         // The reservations are capped so an absurd --rate × --timeout cannot
         // ask for gigabytes up front (the FIFO still grows if it must).
         Books {
+            codec,
             size,
             timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
             next_seq: 1,
@@ -189,6 +206,11 @@ impl Books {
                 outcome,
             });
         }
+    }
+
+    /// How probes are written and replies read.
+    pub(crate) fn codec(&self) -> &Codec {
+        &self.codec
     }
 
     /// The sequence number the next probe must carry.
@@ -260,7 +282,8 @@ impl Books {
     /// Which probe `bytes` answers and what the reply is, or `None` when it
     /// answers no probe these books remember.
     fn matched(&self, bytes: &[u8]) -> Option<(u64, Check)> {
-        let (claimed, echoed_ns) = probe::header(bytes)?;
+        let codec = &self.codec;
+        let (claimed, echoed_ns) = codec.header(bytes, self.next_seq)?;
         let remembered = claimed != 0
             && claimed < self.next_seq
             && claimed + self.settled_seen.span() >= self.base;
@@ -273,7 +296,7 @@ impl Books {
         // A settled probe's time is gone: then its pattern must vouch for it.
         let trusted = remembered
             && time_ok
-            && (claimed_ns.is_some() || probe::body_matches(bytes, claimed, self.size));
+            && (claimed_ns.is_some() || codec.body_matches(bytes, claimed, self.size));
         let seq = if trusted {
             claimed
         } else {
@@ -286,8 +309,8 @@ impl Books {
             match (by_time, remembered) {
                 // Both name a probe: the one whose pattern the body has.
                 (Some(t), true)
-                    if !probe::body_matches(bytes, t, self.size)
-                        || probe::body_matches(bytes, claimed, self.size) =>
+                    if !codec.body_matches(bytes, t, self.size)
+                        || codec.body_matches(bytes, claimed, self.size) =>
                 {
                     claimed
                 }
@@ -297,11 +320,9 @@ impl Books {
             }
         };
         let header_ok = seq == claimed && time_ok;
-        let check = match probe::verify(bytes, self.size) {
+        let check = match codec.verify(bytes, self.size, (seq, echoed_ns)) {
             Check::Intact { .. } | Check::Truncated { .. } if !header_ok => Check::Corrupt { seq },
-            Check::Intact { sent_ns, .. } => Check::Intact { seq, sent_ns },
-            Check::Truncated { .. } => Check::Truncated { seq },
-            _ => Check::Corrupt { seq },
+            other => other,
         };
         Some((seq, check))
     }

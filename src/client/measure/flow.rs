@@ -12,13 +12,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::books::Books;
+use super::codec::Codec;
 use super::offload::{self, GsoSender, GsoSent, Offloads};
 use super::{BATCH, Event, MeasureConfig, Mode};
 use crate::client::Connection;
 use crate::client::probes::ProbeBatch;
+use crate::client::stamp::StampBooks;
 use crate::error::{Error, Result};
-use crate::probe::{self, Clock};
-use crate::stats::{Counts, Latency};
+use crate::probe::Clock;
+use crate::stats::{Counts, Latency, TosTally};
 use crate::sys::{GroBatch, SendBatch, wait_readable};
 
 /// Records a flow hands over at once in flood and rate mode (ping: each step).
@@ -60,12 +62,17 @@ pub(super) struct Flow {
     pub(super) probes: Option<(SyncSender<ProbeBatch>, u64, u64)>,
     /// Ping mode hands every record over at once.
     pub(super) ping: bool,
+    /// The TOS of every reply the books matched, where the kernel reports it.
+    pub(super) tos: TosTally,
+    /// A STAMP session's own figures, beside the books.
+    pub(super) stamp: Option<StampBooks>,
 }
 
 impl Flow {
     pub(super) fn new(
         conn: Connection,
         config: &MeasureConfig,
+        codec: Codec,
         clock: Clock,
         in_flight_max: usize,
         shared: bool,
@@ -75,7 +82,9 @@ impl Flow {
         let gso = offload::set_up(&conn, config.size, bulk, offloads);
         Flow {
             clock,
-            books: Books::new(config.size, config.timeout, in_flight_max),
+            stamp: StampBooks::for_codec(&codec),
+            books: Books::with_codec(codec, config.size, config.timeout, in_flight_max),
+            tos: TosTally::default(),
             shared: shared.then(|| Arc::new(Mutex::new(Shared::default()))),
             batch_rtts: Vec::with_capacity(BATCH),
             flushed: Counts::default(),
@@ -135,7 +144,7 @@ impl Flow {
         let (first, stamp) = (self.books.next_seq(), self.books.stamp(now));
         let mut sent = 0;
         if let Some(gso) = &mut self.gso {
-            match gso.send(&self.conn.socket, first, stamp, n) {
+            match gso.send(&self.conn.socket, self.books.codec(), first, stamp, n) {
                 GsoSent::All => sent = n,
                 GsoSent::Refused { sent: k } => {
                     sent = k;
@@ -153,8 +162,9 @@ impl Flow {
                 }
             }
         }
+        let codec = self.books.codec();
         for i in sent..n {
-            probe::fill(self.out.slot_mut(i), first + i as u64, stamp + i as u64);
+            codec.fill(self.out.slot_mut(i), first + i as u64, stamp + i as u64);
         }
         while sent < n {
             match self.out.send(&self.conn.socket, sent, n) {
@@ -173,6 +183,27 @@ impl Flow {
         }
         self.books.sent(sent, now);
         sent
+    }
+
+    /// Marks the flow's probes with `tos` (`--tos`), when given, and asks
+    /// for every reply's TOS (best effort: without it, no DSCP figures).
+    pub(super) fn mark(conn: &Connection, tos: Option<u8>) -> Result<()> {
+        let sock = socket2::SockRef::from(&conn.socket);
+        if let Some(tos) = tos {
+            let set = match conn.peer {
+                std::net::SocketAddr::V4(_) => sock.set_tos_v4(u32::from(tos)),
+                std::net::SocketAddr::V6(_) => sock.set_tclass_v6(u32::from(tos)),
+            };
+            set.map_err(|source| Error::Socket {
+                what: "set the TOS / traffic class (--tos)",
+                addr: conn.peer,
+                source,
+            })?;
+        }
+        if let Err(e) = crate::sys::enable_recv_tos(&conn.socket) {
+            log::debug!("cannot read the replies' TOS here: {e}");
+        }
+        Ok(())
     }
 
     pub(super) fn refused(&mut self) {
@@ -251,12 +282,20 @@ impl Flow {
                 }
             };
             let from = buffer.source.unwrap_or(self.conn.peer);
+            // One TOS for the buffer: GRO merges only datagrams that share it.
+            let tos = self.inbox.tos(i);
             for k in 0..buffer.datagrams() {
                 let data = buffer.datagram(k);
                 datagrams += 1;
                 let Some(answer) = self.books.reply(data, at) else {
                     continue;
                 };
+                if let Some(tos) = tos {
+                    self.tos.count(tos, 1);
+                }
+                if let (Some(stamp), true) = (&mut self.stamp, answer.measured()) {
+                    stamp.reply(data, answer.seq, answer.check, at, tos);
+                }
                 if answer.measured() && self.shared.is_some() {
                     self.batch_rtts.push(answer.rtt_ns);
                 }
@@ -268,6 +307,7 @@ impl Flow {
                     check: answer.check,
                     duplicate: answer.duplicate,
                     late: answer.late,
+                    tos,
                 });
             }
         }

@@ -13,8 +13,9 @@ use std::io;
 use std::net::UdpSocket;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::codec::Codec;
 use crate::client::Connection;
-use crate::probe::{self, Clock};
+use crate::probe::Clock;
 use crate::sys::{self, MAX_GSO_SEGMENTS};
 
 /// The environment variable that turns offloads off (see the module doc).
@@ -89,15 +90,23 @@ impl GsoSender {
     }
 
     /// Sends `n` probes numbered from `first`, probe `i` stamped `stamp + i`,
-    /// as few `UDP_SEGMENT` sends as it takes.
-    pub(super) fn send(&mut self, socket: &UdpSocket, first: u64, stamp: u64, n: usize) -> GsoSent {
+    /// each written by `codec` (same size, its own contents), in as few
+    /// `UDP_SEGMENT` sends as it takes.
+    pub(super) fn send(
+        &mut self,
+        socket: &UdpSocket,
+        codec: &Codec,
+        first: u64,
+        stamp: u64,
+        n: usize,
+    ) -> GsoSent {
         let mut sent = 0;
         while sent < n {
             let count = (n - sent).min(self.per_send);
             let bytes = count * self.size;
             for (i, slot) in self.buf[..bytes].chunks_exact_mut(self.size).enumerate() {
                 let k = (sent + i) as u64;
-                probe::fill(slot, first + k, stamp + k);
+                codec.fill(slot, first + k, stamp + k);
             }
             match sys::send_segmented(socket, None, &self.buf[..bytes], self.size) {
                 Ok(_) => sent += count,

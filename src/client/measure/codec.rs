@@ -1,0 +1,372 @@
+//! What a probe looks like on the wire: the seam between the books, which
+//! match and check replies, and the two formats a measured run can send — the
+//! echo probe (`probe.rs`: sequence, send time, pattern) and the STAMP test
+//! packet (RFC 8762/8972, `stamp/packet.rs`).
+//!
+//! The books give every probe a sequence number (u64, from 1) and a distinct
+//! send stamp (ns of the run's monotonic clock). A codec writes both into a
+//! probe and reads them back from a reply, so one matching and integrity path
+//! serves both formats: the echoed stamp must be the one recorded, and a bit
+//! flip anywhere the codec checks makes the reply corrupt.
+//!
+//! A STAMP packet carries the stamp as its sender time stamp: the run's
+//! wall-clock origin plus the monotonic ns, in NTP or PTP format. Both formats
+//! resolve better than a nanosecond, so the stamp reads back exactly (NTP's
+//! fraction rounded up, see [`unix_ns_exact`]) and the copied time stamp
+//! names its probe as the echo probe's send time does. Its 32-bit sequence
+//! number is the books' minus one (STAMP counts from 0), mapped back to the
+//! most recent probe with those low 32 bits, so a long run wraps correctly.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::probe::{self, Check};
+use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
+use crate::stamp::{Key, Mode, ReflectedPacket, SenderPacket, TimeFormat};
+
+/// How probes are written and replies read.
+#[derive(Clone)]
+pub(crate) enum Codec {
+    /// The echo probe: an RFC 862 server sends it back byte for byte.
+    Echo,
+    /// A STAMP session-sender's test packet; a session-reflector answers it.
+    Stamp(StampCodec),
+}
+
+/// A STAMP session's fixed fields.
+#[derive(Clone)]
+pub(crate) struct StampCodec {
+    pub(crate) mode: Mode,
+    pub(crate) key: Option<Key>,
+    pub(crate) format: TimeFormat,
+    pub(crate) ssid: u16,
+    /// Unix time in ns of the books' clock at 0.
+    pub(crate) origin_unix_ns: u64,
+    /// The Class of Service TLV every packet carries (`--tos`), DSCP1 set.
+    pub(crate) cos: Option<ClassOfService>,
+}
+
+impl StampCodec {
+    /// The length of every test packet: the base packet and the CoS TLV.
+    pub(crate) fn packet_len(&self) -> usize {
+        self.mode.base_len() + self.cos.map_or(0, |_| CLASS_OF_SERVICE_LEN)
+    }
+
+    /// The sender time stamp of a probe stamped `sent_ns`.
+    fn timestamp(&self, sent_ns: u64) -> u64 {
+        let unix = self.origin_unix_ns.saturating_add(sent_ns);
+        self.format.encode(UNIX_EPOCH + Duration::from_nanos(unix))
+    }
+
+    /// The books' stamp a copied sender time stamp stands for (`u64::MAX`,
+    /// which no probe carries, when it is before the run).
+    fn stamp_of(&self, timestamp: u64) -> u64 {
+        unix_ns_exact(self.format, timestamp)
+            .checked_sub(self.origin_unix_ns)
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Whether what the reflector copies and signs is ours: the HMAC
+    /// (authenticated), the SSID, our error estimate, and the CoS TLV's
+    /// type, length and DSCP1 where the reply is long enough to hold it.
+    fn intact(&self, reply: &ReflectedPacket, bytes: &[u8]) -> bool {
+        if self.key.as_ref().is_some_and(|k| !k.verify(bytes)) {
+            return false;
+        }
+        if reply.ssid != self.ssid || reply.sender_error_estimate != self.format.error_estimate() {
+            return false;
+        }
+        let base = self.mode.base_len();
+        match (self.cos, bytes.get(base..base + CLASS_OF_SERVICE_LEN)) {
+            (Some(cos), Some(tlv)) => {
+                tlv[1] == TLV_CLASS_OF_SERVICE
+                    && tlv[2..4] == [0, 4]
+                    && ClassOfService::from_value([tlv[4], tlv[5], tlv[6], tlv[7]]).dscp1
+                        == cos.dscp1
+            }
+            _ => true,
+        }
+    }
+}
+
+/// The books' sequence number of the STAMP sequence number `wire`: the most
+/// recent probe before `next_seq` whose number minus one has those low 32
+/// bits (0, which names no probe, when there is none).
+pub(crate) fn unwrap_seq(wire: u32, next_seq: u64) -> u64 {
+    let Some(last) = next_seq.checked_sub(2) else {
+        return 0;
+    };
+    let back = u64::from((last as u32).wrapping_sub(wire));
+    last.checked_sub(back).map_or(0, |s| s + 1)
+}
+
+/// Unix time in ns of a 64-bit time stamp written by [`TimeFormat::encode`],
+/// exactly: an NTP fraction is the ns × 2^32 / 10^9 rounded down, so
+/// rounding its ns back up recovers them. NTP era 0 (until 2036).
+pub(crate) fn unix_ns_exact(format: TimeFormat, t: u64) -> u64 {
+    let (secs, low) = (t >> 32, t & 0xffff_ffff);
+    match format {
+        TimeFormat::Ntp => {
+            let nanos = (low * 1_000_000_000).div_ceil(1 << 32);
+            secs.saturating_sub(2_208_988_800) * 1_000_000_000 + nanos
+        }
+        TimeFormat::Ptp => secs * 1_000_000_000 + low,
+    }
+}
+
+impl Codec {
+    /// Writes probe `seq`, stamped `sent_ns`, into `buf` (its whole length).
+    #[inline]
+    pub(crate) fn fill(&self, buf: &mut [u8], seq: u64, sent_ns: u64) {
+        match self {
+            Codec::Echo => probe::fill(buf, seq, sent_ns),
+            Codec::Stamp(s) => {
+                SenderPacket {
+                    seq: seq.wrapping_sub(1) as u32,
+                    timestamp: s.timestamp(sent_ns),
+                    error_estimate: s.format.error_estimate(),
+                    ssid: s.ssid,
+                }
+                .encode(s.mode, buf);
+                let base = s.mode.base_len();
+                if let Some(cos) = s.cos {
+                    buf[base..base + CLASS_OF_SERVICE_LEN].copy_from_slice(&cos.tlv());
+                }
+                buf[s.packet_len()..].fill(0);
+                if let Some(key) = &s.key {
+                    key.sign(buf);
+                }
+            }
+        }
+    }
+
+    /// The sequence number and send stamp a reply claims, in the books'
+    /// terms (`None`: too short to be a reply of this format).
+    #[inline]
+    pub(crate) fn header(&self, bytes: &[u8], next_seq: u64) -> Option<(u64, u64)> {
+        match self {
+            Codec::Echo => probe::header(bytes),
+            Codec::Stamp(s) => {
+                let reply = ReflectedPacket::decode(s.mode, bytes)?;
+                Some((
+                    unwrap_seq(reply.sender_seq, next_seq),
+                    s.stamp_of(reply.sender_timestamp),
+                ))
+            }
+        }
+    }
+
+    /// Whether the reply's own content vouches for probe `seq` (the echo
+    /// pattern of `seq`; STAMP: what the reflector copies is ours and names `seq`).
+    #[inline]
+    pub(crate) fn body_matches(&self, bytes: &[u8], seq: u64, size: usize) -> bool {
+        match self {
+            Codec::Echo => probe::body_matches(bytes, seq, size),
+            Codec::Stamp(s) => ReflectedPacket::decode(s.mode, bytes).is_some_and(|reply| {
+                reply.sender_seq == seq.wrapping_sub(1) as u32 && s.intact(&reply, bytes)
+            }),
+        }
+    }
+
+    /// Checks a reply on its own (the header is the books' to check):
+    /// intact, truncated (shorter than `size`) or corrupt, with the claimed
+    /// sequence number and stamp.
+    #[inline]
+    pub(crate) fn verify(&self, bytes: &[u8], size: usize, claimed: (u64, u64)) -> Check {
+        let (seq, sent_ns) = claimed;
+        match self {
+            Codec::Echo => match probe::verify(bytes, size) {
+                Check::Intact { .. } => Check::Intact { seq, sent_ns },
+                Check::Truncated { .. } => Check::Truncated { seq },
+                _ => Check::Corrupt { seq },
+            },
+            Codec::Stamp(s) => {
+                let intact = ReflectedPacket::decode(s.mode, bytes)
+                    .is_some_and(|reply| s.intact(&reply, bytes));
+                match (intact, bytes.len().cmp(&size)) {
+                    (true, std::cmp::Ordering::Equal) => Check::Intact { seq, sent_ns },
+                    (true, std::cmp::Ordering::Less) => Check::Truncated { seq },
+                    _ => Check::Corrupt { seq },
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(mode: Mode, format: TimeFormat, cos: bool) -> StampCodec {
+        StampCodec {
+            mode,
+            key: (mode == Mode::Authenticated)
+                .then(|| Key::from_bytes(b"sixteen byte key and more").unwrap()),
+            format,
+            ssid: 0x4242,
+            origin_unix_ns: 1_790_000_000_123_456_789,
+            cos: cos.then_some(ClassOfService {
+                dscp1: 46,
+                ..ClassOfService::default()
+            }),
+        }
+    }
+
+    /// What a stateless reflector sends back for `request`.
+    fn reflect(mode: Mode, key: Option<&Key>, request: &[u8]) -> Vec<u8> {
+        let sender = SenderPacket::decode(mode, request).unwrap();
+        let mut out = request.to_vec();
+        ReflectedPacket {
+            seq: sender.seq,
+            timestamp: 7,
+            error_estimate: 1,
+            ssid: sender.ssid,
+            receive_timestamp: 5,
+            sender_seq: sender.seq,
+            sender_timestamp: sender.timestamp,
+            sender_error_estimate: sender.error_estimate,
+            sender_ttl: 255,
+        }
+        .encode(mode, &mut out);
+        if let Some(key) = key {
+            key.sign(&mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn time_stamps_read_back_to_the_nanosecond() {
+        for format in [TimeFormat::Ntp, TimeFormat::Ptp] {
+            let c = stamp(Mode::Open, format, false);
+            for ns in [
+                0,
+                1,
+                2,
+                999_999_999,
+                1_000_000_000,
+                123_456_789_012,
+                3_600e9 as u64,
+            ] {
+                assert_eq!(c.stamp_of(c.timestamp(ns)), ns, "{format:?} {ns}");
+            }
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_map_back_across_the_32_bit_wrap() {
+        assert_eq!(unwrap_seq(0, 1), 0, "nothing sent yet");
+        assert_eq!(unwrap_seq(0, 2), 1);
+        assert_eq!(unwrap_seq(4, 10), 5);
+        assert_eq!(unwrap_seq(9, 10), 0, "not sent yet");
+        let next = (1u64 << 32) + 10; // probes 1 ..= 2^32 + 9 sent
+        assert_eq!(unwrap_seq(8, next), (1 << 32) + 9);
+        assert_eq!(unwrap_seq(u32::MAX, next), 1 << 32);
+        assert_eq!(unwrap_seq(u32::MAX - 5, next), (1 << 32) - 6 + 1);
+    }
+
+    #[test]
+    fn a_reflected_packet_is_intact_and_names_its_probe_in_every_mode() {
+        for (mode, cos) in [
+            (Mode::Open, false),
+            (Mode::Open, true),
+            (Mode::Authenticated, true),
+        ] {
+            let s = stamp(mode, TimeFormat::Ntp, cos);
+            let size = s.packet_len();
+            let codec = Codec::Stamp(s.clone());
+            let mut probe = vec![0u8; size];
+            codec.fill(&mut probe, 7, 123_456);
+            let reply = reflect(mode, s.key.as_ref(), &probe);
+            let claimed = codec.header(&reply, 8).unwrap();
+            assert_eq!(claimed, (7, 123_456), "{mode:?}");
+            assert!(codec.body_matches(&reply, 7, size));
+            assert_eq!(
+                codec.verify(&reply, size, claimed),
+                Check::Intact {
+                    seq: 7,
+                    sent_ns: 123_456
+                }
+            );
+            // A flipped bit anywhere the codec or the HMAC checks is corrupt:
+            // the SSID, the copied error estimate, DSCP1 of the TLV; in
+            // authenticated mode any byte the HMAC covers.
+            let base = mode.base_len();
+            let mut checked = match mode {
+                Mode::Open => vec![14, 36],
+                Mode::Authenticated => vec![26, 72, 90],
+            };
+            if cos {
+                checked.push(base + 4);
+            }
+            for at in checked {
+                let mut bad = reply.clone();
+                bad[at] ^= 0x10;
+                assert_eq!(
+                    codec.verify(&bad, size, claimed),
+                    Check::Corrupt { seq: 7 },
+                    "{mode:?} byte {at}"
+                );
+            }
+            // Cut into the TLV: truncated (cut into the base packet, a
+            // reply does not decode at all and the books call it foreign).
+            if size > base {
+                let short = &reply[..size - 1];
+                assert_eq!(
+                    codec.verify(short, size, claimed),
+                    Check::Truncated { seq: 7 }
+                );
+            }
+        }
+    }
+
+    /// The books, fed STAMP replies, count them as they count echo replies.
+    #[test]
+    fn the_books_match_and_check_stamp_replies() {
+        use super::super::books::Books;
+        let s = stamp(Mode::Authenticated, TimeFormat::Ptp, true);
+        let size = s.packet_len();
+        let codec = Codec::Stamp(s.clone());
+        let mut books = Books::with_codec(codec.clone(), size, Duration::from_millis(10), 8);
+        let t0 = 5_000_000;
+        books.sent(3, t0);
+        let reply_to = |seq: u64| {
+            let mut probe = vec![0u8; size];
+            codec.fill(&mut probe, seq, t0 + seq - 1);
+            reflect(Mode::Authenticated, s.key.as_ref(), &probe)
+        };
+        let first = books.reply(&reply_to(1), t0 + 1_000).unwrap();
+        assert!(first.measured() && first.rtt_ns == 1_000, "{first:?}");
+        let copy = books.reply(&reply_to(1), t0 + 2_000).unwrap();
+        assert!(copy.duplicate);
+        // The SSID is not ours: the HMAC no longer matches either.
+        let mut bad = reply_to(2);
+        bad[27] ^= 1;
+        let corrupt = books.reply(&bad, t0 + 3_000).unwrap();
+        assert_eq!(corrupt.check, Check::Corrupt { seq: 2 });
+        // Packet 3's reply after its timeout: late, timed by its own stamp.
+        books.expire(t0 + 20_000_000, &mut |_| {});
+        let late = books.reply(&reply_to(3), t0 + 30_000_000).unwrap();
+        assert!(late.late && late.rtt_ns == 30_000_000 - 2, "{late:?}");
+        let c = books.counts();
+        assert_eq!(
+            (c.received, c.duplicates, c.corrupt, c.late, c.lost),
+            (2, 1, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn the_echo_codec_is_the_probe_format() {
+        let codec = Codec::Echo;
+        let mut buf = vec![0u8; 64];
+        codec.fill(&mut buf, 3, 99);
+        assert_eq!(codec.header(&buf, 4), Some((3, 99)));
+        assert_eq!(
+            codec.verify(&buf, 64, (3, 99)),
+            Check::Intact {
+                seq: 3,
+                sent_ns: 99
+            }
+        );
+        buf[40] ^= 1;
+        assert_eq!(codec.verify(&buf, 64, (3, 99)), Check::Corrupt { seq: 3 });
+    }
+}

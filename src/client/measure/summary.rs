@@ -1,0 +1,121 @@
+//! The end of a measured run: the flows' books merged into one summary, with
+//! STAMP's own figures beside it when the run was a STAMP session.
+
+use serde::Serialize;
+
+use super::flow::Flow;
+use super::{MeasureConfig, Mode};
+use crate::client::stamp::{self, StampSummary};
+use crate::stats::{Counts, Latency, RttClock, RunSummary, TosTally};
+
+/// What a measured run found: an echo run's summary, or a STAMP session's
+/// (which holds the echo summary and adds to it). Serialises as the one
+/// flat JSON object of either.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Summary {
+    /// Echo probes.
+    Echo(RunSummary),
+    /// STAMP test packets (`--stamp`).
+    Stamp(StampSummary),
+}
+
+impl Summary {
+    /// The figures every run has.
+    pub fn run(&self) -> &RunSummary {
+        match self {
+            Summary::Echo(run) => run,
+            Summary::Stamp(s) => &s.run,
+        }
+    }
+
+    /// Just the figures every run has.
+    pub fn into_run(self) -> RunSummary {
+        match self {
+            Summary::Echo(run) => run,
+            Summary::Stamp(s) => s.run,
+        }
+    }
+
+    /// Whether the run passed: at least one reply, none corrupt or truncated.
+    pub fn passed(&self) -> bool {
+        self.run().passed()
+    }
+}
+
+/// When a run's sending started and ended, and when it ended altogether (ns).
+pub(super) struct Span {
+    pub(super) start_ns: u64,
+    pub(super) send_end_ns: u64,
+    pub(super) end_ns: u64,
+}
+
+/// Merges the flows' books into the run's summary; `latency_out` gets the
+/// merged round trips (`--histogram`).
+pub(super) fn summarize(
+    config: &MeasureConfig,
+    flows: &[Flow],
+    target: String,
+    span: Span,
+    client_drops: Option<u64>,
+    latency_out: Option<&mut Latency>,
+) -> Summary {
+    let mut counts = Counts::default();
+    let mut latency = Latency::new();
+    let mut tos = TosTally::default();
+    let mut in_flight = 0;
+    let mut longest_silence = std::time::Duration::ZERO;
+    let (mut kernel_timed, mut user_timed) = (0, 0);
+    for flow in flows {
+        kernel_timed += flow.kernel_timed;
+        user_timed += flow.user_timed;
+        counts.merge(flow.books.counts());
+        latency.merge(flow.books.latency());
+        tos.merge(&flow.tos);
+        in_flight += flow.books.outstanding();
+        longest_silence = longest_silence.max(flow.books.longest_silence(span.end_ns));
+    }
+    if let Some(out) = latency_out {
+        out.clone_from(&latency);
+    }
+    let duration_s = (span.send_end_ns.saturating_sub(span.start_ns) as f64 / 1e9).max(1e-9);
+    let run = RunSummary {
+        target,
+        mode: config.mode.kind(),
+        size: config.size,
+        window: match config.mode {
+            Mode::Flood { window } => Some(window),
+            _ => None,
+        },
+        rate_pps: match config.mode {
+            Mode::Rate { pps } => Some(pps),
+            _ => None,
+        },
+        flows: flows.len(),
+        in_flight,
+        duration_s,
+        send_rate_pps: counts.sent as f64 / duration_s,
+        rtt_per_s: counts.received as f64 / duration_s,
+        mbit_per_s: counts.bytes_received as f64 * 8.0 / duration_s / 1e6,
+        loss_percent: counts.loss_percent(in_flight),
+        rtt_us: latency.summary(),
+        counts,
+        client_drops,
+        timeout_ms: config.timeout.as_secs_f64() * 1e3,
+        longest_silence_ms: longest_silence.as_secs_f64() * 1e3,
+        rtt_clock: RttClock::of(kernel_timed, user_timed),
+        dscp: tos.figures(config.tos),
+    };
+    let sessions: Vec<_> = flows
+        .iter()
+        .filter_map(|f| {
+            let c = f.books.counts();
+            f.stamp.as_ref().map(|s| (s, c.lost, f.books.outstanding()))
+        })
+        .collect();
+    if sessions.is_empty() {
+        Summary::Echo(run)
+    } else {
+        Summary::Stamp(stamp::summarize(run, &sessions))
+    }
+}

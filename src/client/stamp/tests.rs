@@ -1,0 +1,220 @@
+//! The STAMP figures of one flow, fed by hand-made replies.
+
+use super::*;
+use crate::stamp::{Key, SenderPacket};
+use std::time::{Duration, UNIX_EPOCH};
+
+const ORIGIN: u64 = 1_790_000_000_000_000_000;
+
+fn codec(tos: Option<u8>) -> (Codec, StampConfig) {
+    let config = StampConfig {
+        options: StampOptions::default(),
+        ssid: 9,
+    };
+    (config.codec(tos, ORIGIN).unwrap(), config)
+}
+
+/// A reflector's reply to our probe `seq` (books' number) sent at
+/// `sent_ns`, numbered `reflector_seq`, received and sent by the reflector
+/// `forward_ns` after it left (clocks in step); `cos` is the TLV it returns.
+fn reply(
+    codec: &Codec,
+    seq: u64,
+    sent_ns: u64,
+    reflector_seq: u32,
+    forward_ns: u64,
+    cos: Option<[u8; 8]>,
+) -> Vec<u8> {
+    let size = match codec {
+        Codec::Stamp(s) => s.packet_len(),
+        Codec::Echo => unreachable!(),
+    };
+    let mut probe = vec![0u8; size];
+    codec.fill(&mut probe, seq, sent_ns);
+    let sender = SenderPacket::decode(Mode::Open, &probe).unwrap();
+    let at =
+        TimeFormat::Ntp.encode(UNIX_EPOCH + Duration::from_nanos(ORIGIN + sent_ns + forward_ns));
+    ReflectedPacket {
+        seq: reflector_seq,
+        timestamp: at,
+        error_estimate: TimeFormat::Ntp.error_estimate(),
+        ssid: sender.ssid,
+        receive_timestamp: at,
+        sender_seq: sender.seq,
+        sender_timestamp: sender.timestamp,
+        sender_error_estimate: sender.error_estimate,
+        sender_ttl: 255,
+    }
+    .encode(Mode::Open, &mut probe);
+    if let Some(tlv) = cos {
+        probe[44..52].copy_from_slice(&tlv);
+    }
+    probe
+}
+
+fn intact(seq: u64, sent_ns: u64) -> Check {
+    Check::Intact { seq, sent_ns }
+}
+
+fn summary_of(books: &StampBooks, lost: u64) -> StampSummary {
+    use crate::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
+    let run = RunSummary {
+        target: "127.0.0.1:862".into(),
+        mode: RunMode::Ping,
+        size: 44,
+        window: None,
+        rate_pps: None,
+        flows: 1,
+        counts: Counts::default(),
+        in_flight: 0,
+        duration_s: 1.0,
+        send_rate_pps: 0.0,
+        rtt_per_s: 0.0,
+        mbit_per_s: 0.0,
+        loss_percent: 0.0,
+        rtt_us: RttSummary::default(),
+        client_drops: None,
+        timeout_ms: 1000.0,
+        longest_silence_ms: 0.0,
+        rtt_clock: RttClock::User,
+        dscp: DscpFigures::default(),
+    };
+    summarize(run, &[(books, lost, 0)])
+}
+
+#[test]
+fn one_way_delays_come_from_the_reflectors_time_stamps() {
+    let (codec, _) = codec(None);
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    // 30 µs out, the reply back 20 µs after the reflector sent it.
+    let bytes = reply(&codec, 1, 1_000_000, 0, 30_000, None);
+    books.reply(&bytes, 1, intact(1, 1_000_000), 1_050_000, None);
+    let s = summary_of(&books, 0);
+    assert!((s.owd_forward_us.min - 30.0).abs() < 0.01, "{s:?}");
+    assert!((s.owd_reverse_us.min - 20.0).abs() < 0.01, "{s:?}");
+    assert!(!s.reflector_stateful && !s.reflector_clock_synchronized);
+    assert_eq!((s.lost_forward, s.lost_reverse), (Some(0), Some(0)));
+    assert_eq!(s.dscp_forward_changed, None, "no --tos, no CoS figures");
+}
+
+#[test]
+fn a_stateful_reflector_splits_the_loss_by_direction() {
+    // Packets 0..8 (books' 1..=8): the reflector never saw 2 and did not
+    // get the reply to 4 back to us; it numbers what it saw 0, 1, 2, ...
+    let (codec, _) = codec(None);
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut r = 0;
+    for ours in 0..8u64 {
+        if ours == 2 {
+            continue;
+        }
+        let theirs = r;
+        r += 1;
+        if ours == 4 {
+            continue;
+        }
+        let bytes = reply(&codec, ours + 1, ours * 10, theirs, 5, None);
+        books.reply(
+            &bytes,
+            ours + 1,
+            intact(ours + 1, ours * 10),
+            ours * 10 + 10,
+            None,
+        );
+    }
+    let s = summary_of(&books, 2);
+    assert!(s.reflector_stateful);
+    assert_eq!(
+        (s.lost_forward, s.lost_reverse, s.lost_unattributed),
+        (Some(1), Some(1), Some(0))
+    );
+    // Stateless, with loss: unknown.
+    let mut stateless = StampBooks::for_codec(&codec).unwrap();
+    let bytes = reply(&codec, 1, 0, 0, 5, None);
+    stateless.reply(&bytes, 1, intact(1, 0), 10, None);
+    assert_eq!(summary_of(&stateless, 1).lost_forward, None);
+}
+
+#[test]
+fn the_reflectors_sequence_numbers_unwrap_past_2_to_the_32() {
+    let (codec, _) = codec(None);
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let ours = (1u64 << 32) + 5; // wire seq 5, books' seq 2^32 + 6
+    let bytes = reply(&codec, ours + 1, 100, 3, 5, None);
+    books.reply(&bytes, ours + 1, intact(ours + 1, 100), 110, None);
+    assert_eq!(books.furthest, Some(((1 << 32) + 3, ours)));
+}
+
+fn cos_tlv(flags: u8, dscp1: u8, dscp2: u8, rp: u8) -> [u8; 8] {
+    let mut tlv = ClassOfService {
+        dscp1,
+        dscp2,
+        ecn: 0,
+        rp,
+    }
+    .tlv();
+    tlv[0] = flags;
+    tlv
+}
+
+#[test]
+fn the_class_of_service_tlv_tells_a_forward_from_a_reverse_re_mark() {
+    let ef = 46 << 2;
+    let (codec, _) = codec(Some(ef));
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut feed = |seq: u64, tlv: [u8; 8], tos: Option<u8>| {
+        let bytes = reply(&codec, seq, seq, (seq - 1) as u32, 5, Some(tlv));
+        books.reply(&bytes, seq, intact(seq, seq), seq + 10, tos);
+    };
+    // Untouched both ways.
+    feed(1, cos_tlv(0, 46, 46, 0), Some(ef));
+    // Re-marked to 0 on the way out; the reflector replied with DSCP1 as asked.
+    feed(2, cos_tlv(0, 46, 0, 0), Some(ef));
+    // Arrived as sent; re-marked to CS1 on the way back.
+    feed(3, cos_tlv(0, 46, 46, 0), Some(8 << 2));
+    // RP = 1: the reflector replied with the DSCP it received (0), and 0 came back.
+    feed(4, cos_tlv(0, 46, 0, 1), Some(0));
+    let s = summary_of(&books, 0);
+    assert_eq!(s.dscp_forward_changed, Some(2));
+    assert_eq!(s.dscp_reverse_changed, Some(1));
+}
+
+#[test]
+fn a_reflector_that_flags_the_tlv_supports_no_class_of_service() {
+    let ef = 46 << 2;
+    let (codec, _) = codec(Some(ef));
+    for flags in [tlv_flags::U, tlv_flags::M] {
+        let mut books = StampBooks::for_codec(&codec).unwrap();
+        let bytes = reply(&codec, 1, 1, 0, 5, Some(cos_tlv(flags, 46, 0, 0)));
+        books.reply(&bytes, 1, intact(1, 1), 20, Some(ef));
+        let s = summary_of(&books, 0);
+        assert_eq!(
+            (s.dscp_forward_changed, s.dscp_reverse_changed),
+            (None, None)
+        );
+    }
+    // Without the TOS of the reply, the way back cannot be judged.
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let bytes = reply(&codec, 1, 1, 0, 5, Some(cos_tlv(0, 46, 46, 0)));
+    books.reply(&bytes, 1, intact(1, 1), 20, None);
+    let s = summary_of(&books, 0);
+    assert_eq!(
+        (s.dscp_forward_changed, s.dscp_reverse_changed),
+        (Some(0), None)
+    );
+}
+
+#[test]
+fn the_packet_length_holds_the_tlv_when_marked() {
+    let mut config = StampConfig {
+        options: StampOptions::default(),
+        ssid: 1,
+    };
+    assert_eq!(
+        (config.packet_len(None), config.packet_len(Some(0))),
+        (44, 52)
+    );
+    config.options.key_file = Some("k".into());
+    assert_eq!(config.packet_len(Some(0xb8)), 120);
+    let _ = Key::from_bytes(b"0123456789abcdef").unwrap();
+}

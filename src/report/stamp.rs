@@ -1,0 +1,140 @@
+//! The text of what DSCP marks and STAMP add to a run's report: the DSCP line
+//! every run may have, and a STAMP session's start and summary lines.
+
+use std::fmt::Write as _;
+
+use super::{ms, summary};
+use crate::client::measure::MeasureConfig;
+use crate::client::stamp::{StampConfig, StampSummary};
+use crate::net::dscp::{dscp_name, ecn_name};
+use crate::stamp::Mode;
+use crate::stats::DscpFigures;
+
+/// What a STAMP run's start line says of its packets:
+/// `unauthenticated 44-byte test packets, SSID 7`.
+pub(super) fn packets(config: &MeasureConfig, stamp: &StampConfig) -> String {
+    format!(
+        "{} {}-byte test packets{}, SSID {}",
+        match stamp.mode() {
+            Mode::Open => "unauthenticated",
+            Mode::Authenticated => "authenticated",
+        },
+        config.size,
+        if config.tos.is_some() {
+            " with a Class of Service TLV"
+        } else {
+            ""
+        },
+        stamp.ssid
+    )
+}
+
+/// The DSCP line of a summary, when it has something to say: the probes
+/// were marked (`--tos`), or some reply came back with another DSCP.
+pub(super) fn dscp_line(d: &DscpFigures) -> Option<String> {
+    let changed = d.dscp_changed.unwrap_or(0);
+    if !d.marked && changed == 0 {
+        return None;
+    }
+    let sent = format!("DSCP sent {} ({})", d.dscp_sent, dscp_name(d.dscp_sent));
+    let (Some(seen), Some(ecn)) = (&d.dscp_seen, &d.ecn_seen) else {
+        return Some(format!(
+            "{sent}; this system does not report the DSCP the replies came back with"
+        ));
+    };
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    Some(format!(
+        "{sent}; replies arrived with {}; {changed} with another DSCP (dscp_changed); ECN {}",
+        list(
+            seen.iter()
+                .map(|(d, n)| format!("{} ×{n}", dscp_name(*d)))
+                .collect()
+        ),
+        list(
+            ecn.iter()
+                .map(|(e, n)| format!("{} ×{n}", ecn_name(*e)))
+                .collect()
+        ),
+    ))
+}
+
+/// The human summary of a STAMP run: the echo run's block, then one-way
+/// delays (with their clock caveat), loss by direction and, with `--tos`,
+/// where the DSCP was re-marked.
+pub fn stamp_summary(s: &StampSummary) -> String {
+    let mode = s.run.mode;
+    let mut out =
+        summary(&s.run).replacen(&format!(" udp echo {mode} "), &format!(" STAMP {mode} "), 1);
+    for (name, owd) in [
+        ("forward", &s.owd_forward_us),
+        ("reverse", &s.owd_reverse_us),
+    ] {
+        if owd.samples > 0 {
+            let _ = writeln!(
+                out,
+                "one-way {name} min/p50/p99/max = {}/{}/{}/{} ms",
+                ms(owd.min),
+                ms(owd.p50),
+                ms(owd.p99),
+                ms(owd.max)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "one-way delays need synchronised clocks: the reflector {} (S bit {}), this sender does not claim it",
+        if s.reflector_clock_synchronized {
+            "claims a synchronised clock"
+        } else {
+            "does not claim a synchronised clock"
+        },
+        u8::from(s.reflector_clock_synchronized)
+    );
+    match (s.lost_forward, s.lost_reverse, s.lost_unattributed) {
+        (Some(f), Some(r), Some(u)) => {
+            let _ = writeln!(
+                out,
+                "loss by direction: {f} forward, {r} reverse{} ({})",
+                if u > 0 {
+                    format!(", {u} after the last reply (direction unknown)")
+                } else {
+                    String::new()
+                },
+                if s.reflector_stateful {
+                    "stateful reflector"
+                } else {
+                    "nothing lost"
+                }
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "loss by direction: unknown, the reflector's sequence numbers follow ours (stateless; a stateful reflector tells forward from reverse)"
+            );
+        }
+    }
+    if s.run.dscp.marked {
+        let _ = match (s.dscp_forward_changed, s.dscp_reverse_changed) {
+            (Some(f), reverse) => writeln!(
+                out,
+                "DSCP by direction (Class of Service TLV): {f} re-marked on the way out, {}",
+                reverse.map_or(
+                    "the way back unknown (no TOS of the replies here)".to_owned(),
+                    |r| { format!("{r} on the way back") }
+                )
+            ),
+            (None, _) => writeln!(
+                out,
+                "DSCP by direction: unknown, the reflector does not fill in the Class of Service TLV (RFC 8972 §4.4)"
+            ),
+        };
+    }
+    out
+}
