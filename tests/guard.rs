@@ -189,13 +189,15 @@ fn thousands_of_sources_do_not_grow_the_servers_memory() {
     eprintln!(
         "server RSS: {before} KiB at rest, {first} KiB after 4096 sources, {second} KiB after 4096 more"
     );
-    // The tables are fixed at start and their pages touched as sources come
-    // (rate limiter, loop detector: under 2 MiB together); a second crowd of
-    // as many new sources finds them full and adds nothing. The absolute
-    // 8 MiB target is for the release binary (scripts/rss.sh, BENCHMARKS.md):
-    // this debug binary's own pages are most of its RSS.
+    // The tables are fixed at start and their pages touched as sources come:
+    // the rate limiter's 65,536 slots of 32 bytes (2 MiB; 4096 sources hashed
+    // over its sets touch nearly every page) and the loop detector's 384 KiB.
+    // A release server takes in the whole crowd and touches them all; a debug
+    // one drops much of it in the kernel and touches less. A second crowd of
+    // as many new sources finds them touched and adds nothing. The absolute
+    // 8 MiB target is for the release binary (scripts/rss.sh, BENCHMARKS.md).
     assert!(
-        first - before < 2 * 1024,
+        first - before < 3 * 1024,
         "RSS grew from {before} to {first} KiB with 4096 sources"
     );
     assert!(
