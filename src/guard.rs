@@ -12,7 +12,8 @@
 //! 2. `service-port`: source port 0, below 1024, or a well-known reflector port
 //!    (SSDP 1900, mDNS 5353, memcached 11211). Another service's reply is never a
 //!    probe, and echoing to it starts the echo/chargen loops of CVE-1999-0103
-//!    and the 2024 "Loop DoS" (CVE-2024-2169). Off with `--allow-service-ports`.
+//!    and the 2024 "Loop DoS" (CVE-2024-2169). Off with `--allow-service-ports`;
+//!    a STAMP reflector answers port 862, its senders' port.
 //! 3. `not-allowed`: the source is outside every `--allow` network.
 //! 4. `rate-limited`: the source's token bucket (`--rate-limit`) is empty.
 //! 5. `loop`: the source keeps sending back what the server just sent it — an
@@ -198,6 +199,10 @@ pub struct GuardConfig {
     /// Drop peers in an echo loop with the server ([`crate::echo_loop`]);
     /// off with `--no-loop-detect`. The own-socket check stays on regardless.
     pub loop_detect: bool,
+    /// Answer source port 862 despite the port rule (`--stamp`): routers'
+    /// STAMP session-senders send from it, and a reflector cannot start a
+    /// loop with another one, since it never answers a reflected packet.
+    pub answer_stamp_port: bool,
 }
 
 impl Default for GuardConfig {
@@ -207,6 +212,7 @@ impl Default for GuardConfig {
             allow: Vec::new(),
             rate_limit: None,
             loop_detect: true,
+            answer_stamp_port: false,
         }
     }
 }
@@ -216,6 +222,7 @@ impl Default for GuardConfig {
 pub struct Rules {
     local: SocketAddr,
     allow_service_ports: bool,
+    answer_stamp_port: bool,
     allow: Vec<Cidr>,
 }
 
@@ -225,6 +232,7 @@ impl Rules {
         Rules {
             local: SocketAddr::new(unmap(local.ip()), local.port()),
             allow_service_ports: config.allow_service_ports,
+            answer_stamp_port: config.answer_stamp_port,
             allow: config.allow.clone(),
         }
     }
@@ -236,7 +244,11 @@ impl Rules {
         if is_bad_ip(ip) || self.is_self(ip, port) {
             return Decision::Drop(DropReason::BadSource);
         }
-        if !self.allow_service_ports && (port < 1024 || REFLECTOR_PORTS.contains(&port)) {
+        let stamp_sender = self.answer_stamp_port && port == crate::stamp::STAMP_PORT;
+        if !self.allow_service_ports
+            && !stamp_sender
+            && (port < 1024 || REFLECTOR_PORTS.contains(&port))
+        {
             return Decision::Drop(DropReason::ServicePort);
         }
         if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(ip)) {
@@ -312,6 +324,31 @@ mod tests {
         );
         assert_eq!(open.check(addr("192.0.2.7:53")), Decision::Echo);
         assert_eq!(open.check(addr("192.0.2.7:1900")), Decision::Echo);
+    }
+
+    #[test]
+    fn a_stamp_reflector_answers_port_862_and_no_other_service_port() {
+        let stamp = rules(
+            GuardConfig {
+                answer_stamp_port: true,
+                ..GuardConfig::default()
+            },
+            "0.0.0.0:862",
+        );
+        assert_eq!(stamp.check(addr("192.0.2.7:862")), Decision::Echo);
+        for port in [0, 7, 19, 861, 863, 1900] {
+            let source = addr(&format!("192.0.2.7:{port}"));
+            assert_eq!(
+                stamp.check(source),
+                Decision::Drop(DropReason::ServicePort),
+                "{source}"
+            );
+        }
+        let echo = rules(GuardConfig::default(), "0.0.0.0:9999");
+        assert_eq!(
+            echo.check(addr("192.0.2.7:862")),
+            Decision::Drop(DropReason::ServicePort)
+        );
     }
 
     #[test]

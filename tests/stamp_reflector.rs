@@ -401,3 +401,36 @@ fn replies_in_one_burst_each_go_with_the_dscp_their_request_asked_for() {
         stop(server);
     }
 }
+
+/// Routers' session-senders send from port 862: the reflector answers that
+/// port although the guard drops every other source port below 1024, and an
+/// echo server keeps dropping it.
+#[test]
+fn a_sender_on_port_862_is_answered_by_the_reflector_and_not_by_an_echo_server() {
+    let sender = match UdpSocket::bind("127.0.0.1:862") {
+        Ok(socket) => socket,
+        Err(e) => {
+            skip(&format!(
+                "cannot bind 127.0.0.1:862 ({e}): needs root and a free port"
+            ));
+            return;
+        }
+    };
+    sender
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let packet = request(Mode::Open, 7, 44, None);
+    let reflector = stamp_server(&[]);
+    sender.send_to(&packet, reflector.addr).unwrap();
+    let reply = replies(&sender, 1).remove(0);
+    let decoded = ReflectedPacket::decode(Mode::Open, &reply).unwrap();
+    assert_eq!(decoded.sender_seq, 7);
+    let stderr = stop(reflector);
+    assert_eq!(summary_count(&stderr, "service-port"), 0, "{stderr}");
+
+    let echo = start_server(&["-H", "127.0.0.1", "-p", "0"]);
+    sender.send_to(&packet, echo.addr).unwrap();
+    assert_no_more(&sender);
+    let stderr = stop(echo);
+    assert_eq!(summary_count(&stderr, "service-port"), 1, "{stderr}");
+}

@@ -131,6 +131,7 @@ impl From<&Args> for ServerConfig {
                 allow: args.allow.clone(),
                 rate_limit: args.rate_limit,
                 loop_detect: !args.no_loop_detect,
+                answer_stamp_port: args.stamp,
             },
             exclusive: args.exclusive,
             interface: args.common.interface.clone(),

@@ -195,7 +195,10 @@ impl<'a> LoopState<'a> {
             recv_log: Throttle::default(),
             drop_log: Throttle::every(DROP_LOG_INTERVAL),
             loop_log: Throttle::every(LOOP_LOG_INTERVAL),
-            loops: context.loop_detect.then(LoopDetector::new),
+            // A STAMP reply differs from its request, so the content detector
+            // would never see its own bytes come back: the reflector's own
+            // check (a reflected packet is refused) ends such loops instead.
+            loops: (context.loop_detect && context.stamp.is_none()).then(LoopDetector::new),
             locals: None,
             now_ns: 0,
             reflector: context.stamp.cloned().map(Reflector::new),

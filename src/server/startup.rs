@@ -129,7 +129,7 @@ impl StartupReport {
                 ),
             ));
         }
-        lines.push((Level::Info, guard_line(&self.guard)));
+        lines.push((Level::Info, guard_line(&self.guard, self.stamp.is_some())));
         match &self.port_sharers {
             None => lines.push((
                 Level::Debug,
@@ -159,11 +159,11 @@ pub enum GroStatus {
 }
 
 /// Which protections are on, for the start-up report.
-fn guard_line(guard: &GuardConfig) -> String {
-    let ports = if guard.allow_service_ports {
-        "off (--allow-service-ports)"
-    } else {
-        "on (drops source ports 0-1023, 1900, 5353, 11211)"
+fn guard_line(guard: &GuardConfig, stamp: bool) -> String {
+    let ports = match (guard.allow_service_ports, guard.answer_stamp_port) {
+        (true, _) => "off (--allow-service-ports)",
+        (false, false) => "on (drops source ports 0-1023, 1900, 5353, 11211)",
+        (false, true) => "on (drops source ports 0-1023 but 862, 1900, 5353, 11211)",
     };
     let allow = if guard.allow.is_empty() {
         "all sources".to_owned()
@@ -180,10 +180,10 @@ fn guard_line(guard: &GuardConfig) -> String {
             "{r} datagrams/s per source address, burst {r}, {RATE_LIMIT_SOURCES} sources tracked"
         )
     });
-    let loops = if guard.loop_detect {
-        "on"
-    } else {
-        "off (--no-loop-detect)"
+    let loops = match (guard.loop_detect, stamp) {
+        (true, false) => "on",
+        (true, true) => "by refusing reflected packets (--stamp)",
+        (false, _) => "off (--no-loop-detect)",
     };
     format!("loop guard {ports}; loop detection {loops}; allow {allow}; rate limit {rate}")
 }
