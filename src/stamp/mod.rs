@@ -220,6 +220,10 @@ pub struct Reflector {
     config: ReflectorConfig,
     sessions: Option<Sessions>,
     error_estimate: u16,
+    /// The last receive and transmit times and their wire form: the batched
+    /// loops hand every datagram of a buffer the same two times, so each is
+    /// encoded once per buffer, not once per datagram.
+    encoded: [(SystemTime, u64); 2],
 }
 
 impl Reflector {
@@ -230,6 +234,7 @@ impl Reflector {
                 .stateful
                 .then(|| Sessions::new(MAX_SESSIONS, SESSION_IDLE_NS)),
             error_estimate: config.format.error_estimate(),
+            encoded: [(UNIX_EPOCH, config.format.encode(UNIX_EPOCH)); 2],
             config,
         }
     }
@@ -303,7 +308,7 @@ impl Reflector {
             }
         }
         let format = self.config.format;
-        let receive_timestamp = format.encode(arrival.received);
+        let receive_timestamp = self.encode(0, arrival.received);
         if looks_reflected(mode, request, format, receive_timestamp) {
             return Err(Refusal::Reflected);
         }
@@ -318,7 +323,7 @@ impl Reflector {
         };
         let reply = ReflectedPacket {
             seq,
-            timestamp: format.encode(transmit),
+            timestamp: self.encode(1, transmit),
             error_estimate: self.error_estimate,
             ssid: sender.ssid,
             receive_timestamp,
@@ -335,6 +340,19 @@ impl Reflector {
             len,
             tos: walk.reply_dscp.map(|dscp| dscp << 2),
         })
+    }
+}
+
+impl Reflector {
+    /// `t` in the reflector's format, through cache entry `which`.
+    #[inline]
+    fn encode(&mut self, which: usize, t: SystemTime) -> u64 {
+        let (at, wire) = &mut self.encoded[which];
+        if *at != t {
+            *at = t;
+            *wire = self.config.format.encode(t);
+        }
+        *wire
     }
 }
 

@@ -92,11 +92,18 @@ impl Mode {
 }
 
 /// Reads `N` big-endian bytes at `at`; bytes past the end of `data` read as zero.
+#[inline]
 fn read_be<const N: usize>(data: &[u8], at: usize) -> [u8; N] {
+    // The whole field is there (every base packet): a fixed-size load, no
+    // variable-length copy on the senders' and reflectors' per-packet path.
+    if let Some(field) = data.get(at..at + N) {
+        let mut out = [0u8; N];
+        out.copy_from_slice(field);
+        return out;
+    }
     let mut out = [0u8; N];
     if at < data.len() {
-        let end = (at + N).min(data.len());
-        out[..end - at].copy_from_slice(&data[at..end]);
+        out[..data.len() - at].copy_from_slice(&data[at..]);
     }
     out
 }
