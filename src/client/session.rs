@@ -187,7 +187,8 @@ fn report_run(
     let summary = whole.run();
     // JSON on stdout stays one object: an outage is also said on stderr.
     if let (true, Some(line)) = (json && summary.had_outage(), report::silence(summary)) {
-        log::warn!("{line}");
+        // The log prefix says "warning: " already.
+        log::warn!("{}", line.strip_prefix("warning: ").unwrap_or(&line));
     }
     let out = out.into_inner();
     // In human mode the summary is the stream's last line: like the others, it

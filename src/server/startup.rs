@@ -163,7 +163,7 @@ fn guard_line(guard: &GuardConfig, stamp: bool) -> String {
     let ports = match (guard.allow_service_ports, guard.answer_stamp_port) {
         (true, _) => "off (--allow-service-ports)",
         (false, false) => "on (drops source ports 0-1023, 1900, 5353, 11211)",
-        (false, true) => "on (drops source ports 0-1023 but 862, 1900, 5353, 11211)",
+        (false, true) => "on (drops source ports 0-861, 863-1023, 1900, 5353, 11211)",
     };
     let allow = if guard.allow.is_empty() {
         "all sources".to_owned()
