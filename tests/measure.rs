@@ -555,7 +555,8 @@ fn a_server_that_dies_mid_flood_shows_an_outage_not_just_a_tiny_loss() {
     let silence = json["longest_silence_ms"].as_f64().unwrap();
     assert!(silence > 1_000.0, "{json}");
     assert!(
-        json_run.stderr.contains("no reply for"),
+        json_run.stderr.contains("warning: no reply for")
+            && !json_run.stderr.contains("warning: warning:"),
         "{}",
         json_run.stderr
     );
