@@ -434,3 +434,31 @@ fn a_sender_on_port_862_is_answered_by_the_reflector_and_not_by_an_echo_server()
     let stderr = stop(echo);
     assert_eq!(summary_count(&stderr, "service-port"), 1, "{stderr}");
 }
+
+/// One reflector's reply sent on to another that writes the other time
+/// format must be refused, or two reflectors (or one of ours and a PTP
+/// router) would bounce one forged packet for ever.
+#[test]
+fn a_reply_of_a_reflector_in_the_other_time_format_is_refused() {
+    for (first, second) in [
+        (&[][..], &["--stamp-ptp"][..]),
+        (&["--stamp-ptp"][..], &[][..]),
+    ] {
+        let a = stamp_server(first);
+        let b = stamp_server(second);
+        let socket = client(64);
+        socket
+            .send_to(&request(Mode::Open, 9, 44, None), a.addr)
+            .unwrap();
+        let reply = replies(&socket, 1).remove(0);
+        socket.send_to(&reply, b.addr).unwrap();
+        assert_no_more(&socket);
+        let stderr = stop(b);
+        assert_eq!(
+            summary_count(&stderr, "loop"),
+            1,
+            "{first:?} → {second:?}: {stderr}"
+        );
+        drop(a);
+    }
+}

@@ -210,9 +210,16 @@ pub enum Refusal {
     Reflected,
 }
 
-/// How close (ns) a packet's receive and sender time stamps must be to this
-/// host's clock for it to be taken for a reflected packet.
-const REFLECTED_WINDOW_NS: i64 = 60_000_000_000;
+/// How close (s) a packet's receive and sender time stamps must be to this
+/// host's clock, in either time format, for it to be taken for a reflected
+/// packet: a day, so that two reflectors whose clocks disagree by hours, or
+/// that write different formats, still cannot keep a packet bouncing.
+const REFLECTED_WINDOW_SECS: u32 = 86_400;
+
+/// How close (s) the copied sender time stamp must be to this host's clock to
+/// be taken for this reflector's own transmit time coming back: a loop goes
+/// round in well under a minute.
+const OWN_TIME_WINDOW_SECS: u32 = 60;
 
 /// One loop's session-reflector: its settings and, when stateful, its sessions.
 #[derive(Debug)]
@@ -224,6 +231,8 @@ pub struct Reflector {
     /// loops hand every datagram of a buffer the same two times, so each is
     /// encoded once per buffer, not once per datagram.
     encoded: [(SystemTime, u64); 2],
+    /// The receive time's Unix seconds (mod 2^32), beside `encoded[0]`.
+    received_secs: u32,
 }
 
 impl Reflector {
@@ -235,6 +244,7 @@ impl Reflector {
                 .then(|| Sessions::new(MAX_SESSIONS, SESSION_IDLE_NS)),
             error_estimate: config.format.error_estimate(),
             encoded: [(UNIX_EPOCH, config.format.encode(UNIX_EPOCH)); 2],
+            received_secs: 0,
             config,
         }
     }
@@ -307,9 +317,8 @@ impl Reflector {
                 return Err(Refusal::Malformed);
             }
         }
-        let format = self.config.format;
         let receive_timestamp = self.encode(0, arrival.received);
-        if looks_reflected(mode, request, format, receive_timestamp) {
+        if looks_reflected(mode, request, source.port(), self.received_secs) {
             return Err(Refusal::Reflected);
         }
         let base = mode.base_len();
@@ -351,6 +360,10 @@ impl Reflector {
         if *at != t {
             *at = t;
             *wire = self.config.format.encode(t);
+            if which == 0 {
+                let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                self.received_secs = secs as u32;
+            }
         }
         *wire
     }
@@ -382,20 +395,44 @@ pub struct Reply {
     pub tos: Option<u8>,
 }
 
-/// Whether `request` is a reflected packet rather than a sender's: the two
-/// fields that are MBZ in a sender's packet and time stamps in a reply (the
-/// receive time stamp and the copied sender time stamp) both hold times
-/// within a minute of `now` (a random TWAMP-Light padding does that with
-/// odds of about 2^-50). Read in either time format.
-pub fn looks_reflected(mode: Mode, request: &[u8], format: TimeFormat, now: u64) -> bool {
+/// Whether `request` is a reflected packet rather than a sender's. Two fields
+/// are MBZ in a sender's packet and time stamps in a reply: the receive time
+/// stamp and the copied sender time stamp. Any time stamp is read as NTP and
+/// as PTP, whatever this reflector writes, and compared with
+/// `now_unix_secs` (Unix seconds, mod 2^32):
+///
+/// - From the STAMP port (862), where reflectors live, either field set is
+///   enough: a session-sender there follows RFC 8762 and leaves them zero,
+///   and two reflectors must never answer each other.
+/// - The copied sender time stamp within a minute of now: this reflector's
+///   own transmit time coming back, i.e. a loop through another reflector,
+///   whatever that one's clock says. Random TWAMP-Light padding does that
+///   with odds of about 10^-8.
+/// - Both fields within a day of now: another reflector's reply (odds for
+///   random padding about 10^-9).
+pub fn looks_reflected(mode: Mode, request: &[u8], source_port: u16, now_unix_secs: u32) -> bool {
     let (receive_at, sender_at) = mode.reflected_timestamps_at();
     if request.len() < sender_at + 8 {
         return false;
     }
     let field = |at: usize| u64::from_be_bytes(request[at..at + 8].try_into().unwrap_or([0; 8]));
-    [field(receive_at), field(sender_at)]
-        .iter()
-        .all(|&t| t != 0 && format.diff_ns(now, t).abs() < REFLECTED_WINDOW_NS)
+    let (receive, sender) = (field(receive_at), field(sender_at));
+    if source_port == STAMP_PORT {
+        return receive != 0 || sender != 0;
+    }
+    let recent = |t: u64, window| t != 0 && is_recent(t, now_unix_secs, window);
+    recent(sender, OWN_TIME_WINDOW_SECS)
+        || (recent(receive, REFLECTED_WINDOW_SECS) && recent(sender, REFLECTED_WINDOW_SECS))
+}
+
+/// Whether time stamp `t` is within `window` seconds of `now_unix_secs` as
+/// NTP or as PTP (its seconds compared mod 2^32, so the NTP era does not matter).
+fn is_recent(t: u64, now_unix_secs: u32, window: u32) -> bool {
+    let secs = (t >> 32) as u32;
+    let near = |unix: u32| (unix.wrapping_sub(now_unix_secs) as i32).unsigned_abs() < window;
+    let ntp = near(secs.wrapping_sub(NTP_UNIX_OFFSET as u32));
+    let ptp = (t as u32) < 1_000_000_000 && near(secs);
+    ntp || ptp
 }
 
 #[cfg(test)]

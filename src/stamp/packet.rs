@@ -379,6 +379,12 @@ pub struct TlvWalk {
     pub reply_dscp: Option<u8>,
 }
 
+/// The lowest DSCP of network control (CS6 = 48, CS7 = 56 and the codepoints
+/// between and above): routers queue it ahead of all traffic, so a Class of
+/// Service TLV cannot make the reflector send it — one unauthenticated packet
+/// would otherwise aim priority traffic at any address.
+pub const NETWORK_CONTROL_DSCP: u8 = 48;
+
 /// Marks the TLVs in `tlvs` (the bytes after a reply's base packet, copied
 /// from the request) as [`reflect_tlvs`] does for a request whose TOS is not
 /// known. Returns how many TLVs were walked.
@@ -394,7 +400,8 @@ pub fn mark_tlvs(tlvs: &mut [u8]) -> usize {
 /// - Class of Service (length 4) gets DSCP2 and ECN from `arrived_tos`, the
 ///   TOS byte the request arrived with, RP 0 (the reply goes with DSCP1,
 ///   which the result's `reply_dscp` carries, from the first such TLV) and
-///   its reserved bytes zeroed. Without `arrived_tos` (the platform cannot
+///   its reserved bytes zeroed. A DSCP1 of network control (48 and up) is
+///   refused by policy: RP 1, and the reply goes with the DSCP received. Without `arrived_tos` (the platform cannot
 ///   read it, so cannot set the reply's either) it is flagged U and left as
 ///   it is: a half-filled TLV would report a re-marking that never happened.
 /// - A Class of Service TLV of another length is flagged M (malformed) and
@@ -429,14 +436,18 @@ pub fn reflect_tlvs(tlvs: &mut [u8], arrived_tos: Option<u8>) -> TlvWalk {
                 let mut bytes = [0u8; 4];
                 bytes.copy_from_slice(&tlvs[value.clone()]);
                 let asked = ClassOfService::from_value(bytes);
+                // Policy (RFC 8972 §4.4): network control is never sent on
+                // request; the reply then goes as the request came (RP 1).
+                let refused = asked.dscp1 >= NETWORK_CONTROL_DSCP;
                 let answer = ClassOfService {
                     dscp1: asked.dscp1,
                     dscp2: tos >> 2,
                     ecn: tos & 0x03,
-                    rp: 0,
+                    rp: u8::from(refused),
                 };
                 tlvs[value].copy_from_slice(&answer.value());
-                walk.reply_dscp.get_or_insert(asked.dscp1);
+                walk.reply_dscp
+                    .get_or_insert(if refused { tos >> 2 } else { asked.dscp1 });
             }
             _ => tlvs[at] |= tlv_flags::U,
         }

@@ -452,3 +452,89 @@ fn every_bit_flip_of_a_class_of_service_request_is_answered_or_refused() {
         }
     }
 }
+
+/// Two reflectors that write different time formats, or whose clocks
+/// disagree by hours, must still refuse each other's replies; and from the
+/// STAMP port, where reflectors live, any time stamp in the MBZ fields is a
+/// reply (the loop one forged packet from 862 to 862 would start).
+#[test]
+fn replies_of_reflectors_in_the_other_format_or_hours_off_are_refused() {
+    let now = SystemTime::now();
+    let now_secs = now.duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+    for writer in [TimeFormat::Ntp, TimeFormat::Ptp] {
+        for offset in [0i64, 3 * 3600, -5 * 3600, 23 * 3600] {
+            let their_now = if offset >= 0 {
+                now + Duration::from_secs(offset as u64)
+            } else {
+                now - Duration::from_secs(offset.unsigned_abs())
+            };
+            let mut r = Reflector::new(config(None, false, writer));
+            let mut out = vec![0u8; OPEN_LEN];
+            let len = r
+                .reflect(
+                    &request(Mode::Open, 1, 0, None),
+                    source(),
+                    their_now,
+                    0,
+                    64,
+                    &mut out,
+                )
+                .unwrap();
+            let reply = &out[..len];
+            // The reader writes the other format, or the same: it must not matter.
+            for port in [40000, 862] {
+                assert!(
+                    looks_reflected(Mode::Open, reply, port, now_secs),
+                    "{writer:?} reply, clock {offset} s off, from port {port}"
+                );
+            }
+        }
+    }
+    // A reflector two days off answering a sender two days off: neither
+    // stamp is ours or near, so not from 862 it is taken for a request (it
+    // cannot be a loop through us: our own transmit time is not in it).
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    let old = now - Duration::from_secs(2 * 86_400);
+    let mut stale = request(Mode::Open, 1, 0, None);
+    stale[4..12].copy_from_slice(&TimeFormat::Ntp.encode(old).to_be_bytes());
+    let mut out = vec![0u8; OPEN_LEN];
+    let len = r.reflect(&stale, source(), old, 0, 64, &mut out).unwrap();
+    let reply = out[..len].to_vec();
+    assert!(!looks_reflected(Mode::Open, &reply, 40000, now_secs));
+    assert!(looks_reflected(Mode::Open, &reply, 862, now_secs));
+    // Our own transmit time coming back through a reflector whose clock is
+    // two days off, in the other format: refused.
+    let mut ours = reply.clone();
+    ours[28..36].copy_from_slice(&TimeFormat::Ptp.encode(now).to_be_bytes());
+    assert!(looks_reflected(Mode::Open, &ours, 40000, now_secs));
+    // A sender's packet is never a reply, from any port; random TWAMP-Light
+    // padding is not one either, except from the STAMP port.
+    let sender = request(Mode::Open, 1, 0, None);
+    assert!(!looks_reflected(Mode::Open, &sender, 862, now_secs));
+    assert!(!looks_reflected(Mode::Open, &sender, 40000, now_secs));
+    let mut padded = sender.clone();
+    for (i, b) in padded[16..].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(151).wrapping_add(77);
+    }
+    assert!(!looks_reflected(Mode::Open, &padded, 40000, now_secs));
+    assert!(looks_reflected(Mode::Open, &padded, 862, now_secs));
+}
+
+#[test]
+fn a_class_of_service_tlv_cannot_ask_for_network_control() {
+    for (dscp1, arrived, reply_dscp, rp) in [(56, 46, 46, 1), (48, 0, 0, 1), (47, 8, 47, 0)] {
+        let mut tail = packet::ClassOfService {
+            dscp1,
+            ..Default::default()
+        }
+        .tlv();
+        let walk = packet::reflect_tlvs(&mut tail, Some(arrived << 2));
+        assert_eq!(walk.reply_dscp, Some(reply_dscp), "DSCP1 {dscp1}");
+        let got = packet::ClassOfService::from_value(tail[4..8].try_into().unwrap());
+        assert_eq!(
+            (got.dscp1, got.dscp2, got.rp),
+            (dscp1, arrived, rp),
+            "DSCP1 {dscp1}"
+        );
+    }
+}
