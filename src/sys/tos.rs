@@ -82,15 +82,20 @@ mod imp {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: the kernel wrote `msg_namelen` bytes of a socket address.
+        // The kernel reports the address's full length even when it had to
+        // cut it to the buffer: copy no more than the buffer holds.
+        let name_len = (msg.msg_namelen as usize).min(mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: the kernel wrote the first `name_len` bytes of `storage`
+        // (a socket address), and both `storage` and the sockaddr_storage
+        // `try_init` hands out are at least that long.
         let (_, addr) = unsafe {
             SockAddr::try_init(|out, len| {
                 ptr::copy_nonoverlapping(
                     ptr::from_ref(&storage).cast::<u8>(),
                     out.cast::<u8>(),
-                    msg.msg_namelen as usize,
+                    name_len,
                 );
-                *len = msg.msg_namelen;
+                *len = name_len as libc::socklen_t;
                 Ok(())
             })
         }?;
