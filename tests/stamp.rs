@@ -844,8 +844,38 @@ fn a_reflector_that_flags_the_class_of_service_tlv_gets_no_direction_split() {
     }
 }
 
+/// A reflector that returns the request's TLV bytes unchanged (DSCP2 left
+/// at 0) has not filled the Class of Service TLV in: no re-mark either way
+/// is reported, the direction figures are `null`.
+#[test]
+fn a_class_of_service_tlv_copied_back_unprocessed_is_no_re_mark() {
+    let (port, reflector) = fake_reflector(|_| Some(46 << 2));
+    let run = run_client(
+        &[
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--tos",
+            "EF",
+            "-c",
+            "3",
+            "-i",
+            "0.01",
+            "--json",
+        ],
+        None,
+    );
+    reflector.join().unwrap();
+    let json = json_of(&run);
+    assert_eq!(json["received"], 3, "{json}");
+    assert!(json["dscp_forward_changed"].is_null(), "{json}");
+    assert!(json["dscp_reverse_changed"].is_null(), "{json}");
+}
+
 /// A CoS-aware reflector in the test that re-marks on purpose: odd packets
-/// it claims arrived as CS0 (a forward re-mark) and answers with DSCP1 as
+/// it claims arrived as CS1 (a forward re-mark) and answers with DSCP1 as
 /// asked; even ones arrived as sent, but it answers them CS1 while saying
 /// DSCP1 (a reverse re-mark). The sender must tell the two apart.
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
@@ -859,7 +889,7 @@ fn the_class_of_service_tlv_tells_a_forward_from_a_reverse_re_mark() {
         let forward = reply.sender_seq % 2 == 1;
         let cos = ClassOfService {
             dscp1: asked.dscp1,
-            dscp2: if forward { 0 } else { arrived },
+            dscp2: if forward { 8 } else { arrived },
             ecn: 0,
             rp: 0,
         };
