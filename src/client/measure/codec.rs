@@ -57,22 +57,36 @@ impl StampCodec {
         self.format.encode(UNIX_EPOCH + Duration::from_nanos(unix))
     }
 
+    /// Unix time in ns of a copied sender time stamp, when it is one that
+    /// [`timestamp`](Self::timestamp) writes: read back and re-encoded, it
+    /// must give the same bits. An NTP fraction holds about 4.3 values per
+    /// ns and reading back rounds them to one, so without this a flip of a
+    /// low fraction bit would name the same ns and go unnoticed.
+    fn exact_unix_ns(&self, timestamp: u64) -> Option<u64> {
+        let ns = unix_ns_exact(self.format, timestamp);
+        (self.format.encode(UNIX_EPOCH + Duration::from_nanos(ns)) == timestamp).then_some(ns)
+    }
+
     /// The books' stamp a copied sender time stamp stands for (`u64::MAX`,
-    /// which no probe carries, when it is before the run).
+    /// which no probe carries, when it is before the run or not one we write).
     fn stamp_of(&self, timestamp: u64) -> u64 {
-        unix_ns_exact(self.format, timestamp)
-            .checked_sub(self.origin_unix_ns)
+        self.exact_unix_ns(timestamp)
+            .and_then(|ns| ns.checked_sub(self.origin_unix_ns))
             .unwrap_or(u64::MAX)
     }
 
     /// Whether what the reflector copies and signs is ours: the HMAC
-    /// (authenticated), the SSID, our error estimate, and the CoS TLV's
-    /// type, length and DSCP1 where the reply is long enough to hold it.
+    /// (authenticated), the SSID, our error estimate, a sender time stamp
+    /// we could have written, and the CoS TLV's type, length and DSCP1 where
+    /// the reply is long enough to hold it.
     fn intact(&self, reply: &ReflectedPacket, bytes: &[u8]) -> bool {
         if self.key.as_ref().is_some_and(|k| !k.verify(bytes)) {
             return false;
         }
-        if reply.ssid != self.ssid || reply.sender_error_estimate != self.format.error_estimate() {
+        if reply.ssid != self.ssid
+            || reply.sender_error_estimate != self.format.error_estimate()
+            || self.exact_unix_ns(reply.sender_timestamp).is_none()
+        {
             return false;
         }
         let base = self.mode.base_len();
@@ -351,6 +365,35 @@ mod tests {
             (c.received, c.duplicates, c.corrupt, c.late, c.lost),
             (2, 1, 1, 1, 1)
         );
+    }
+
+    /// Every single-bit flip of the copied sender time stamp (bytes 28..36
+    /// of an open reply) makes the reply corrupt, NTP and PTP: the low NTP
+    /// fraction bits too, which read back to the same ns.
+    #[test]
+    fn every_bit_flip_of_the_copied_sender_time_stamp_is_corrupt() {
+        use super::super::books::Books;
+        for format in [TimeFormat::Ntp, TimeFormat::Ptp] {
+            let s = stamp(Mode::Open, format, false);
+            let size = s.packet_len();
+            let codec = Codec::Stamp(s.clone());
+            let t0 = 5_000_123;
+            let mut probe = vec![0u8; size];
+            codec.fill(&mut probe, 1, t0);
+            let reply = reflect(Mode::Open, None, &probe);
+            for bit in 0..64 {
+                let mut books = Books::with_codec(codec.clone(), size, Duration::from_secs(1), 8);
+                books.sent(1, t0);
+                let mut bad = reply.clone();
+                bad[28 + bit / 8] ^= 1 << (bit % 8);
+                let answer = books.reply(&bad, t0 + 1_000);
+                assert_eq!(
+                    answer.map(|a| a.check),
+                    Some(Check::Corrupt { seq: 1 }),
+                    "{format:?} bit {bit}"
+                );
+            }
+        }
     }
 
     #[test]
