@@ -696,7 +696,8 @@ fn our_sender_against_stamp_suites_reflector_in_every_mode() {
 
 /// One request as a fake reflector sees it, and what it makes of the reply.
 struct FakeReply {
-    /// The sender's sequence number.
+    /// The sender's sequence number, copied into the reply (a test may
+    /// damage the copy).
     sender_seq: u32,
     /// The TOS byte the request arrived with (Linux only).
     #[cfg_attr(any(not(target_os = "linux"), udp_echo_portable), allow(dead_code))]
@@ -751,7 +752,7 @@ fn fake_reflector(
                 error_estimate: TimeFormat::Ntp.error_estimate(),
                 ssid: sender.ssid,
                 receive_timestamp: now,
-                sender_seq: sender.seq,
+                sender_seq: reply.sender_seq,
                 sender_timestamp: sender.timestamp,
                 sender_error_estimate: sender.error_estimate,
                 sender_ttl: 255,
@@ -842,6 +843,44 @@ fn a_reflector_that_flags_the_class_of_service_tlv_gets_no_direction_split() {
         // The reflector has learnt the TLV: then it re-marks nothing here.
         assert_eq!(json["dscp_forward_changed"], 0, "{json}");
     }
+}
+
+/// A reflector that flips the lowest bit of the copied sender sequence
+/// number in its reply to packet 3 (so it claims packet 2, already
+/// answered): the copied time stamp names packet 3, whose reply is corrupt —
+/// not a duplicate of packet 2 with packet 3 lost.
+#[test]
+fn a_flipped_bit_in_the_copied_sender_sequence_number_is_corrupt_not_a_duplicate() {
+    let (port, reflector) = fake_reflector(|reply| {
+        if reply.sender_seq == 3 {
+            reply.sender_seq ^= 1;
+        }
+        Some(0)
+    });
+    let run = run_client(
+        &[
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "6",
+            "-i",
+            "0.02",
+            "-t",
+            "0.5",
+            "--json",
+        ],
+        None,
+    );
+    reflector.join().unwrap();
+    let json = json_of(&run);
+    assert_eq!(json["sent"], 6, "{json}");
+    assert_eq!(json["received"], 6, "{json}");
+    assert_eq!(json["corrupt"], 1, "{json}");
+    assert_eq!(json["lost"], 0, "{json}");
+    assert_eq!(json["duplicates"], 0, "{json}");
 }
 
 /// A reflector that returns the request's TLV bytes unchanged (DSCP2 left

@@ -169,8 +169,20 @@ impl Codec {
         }
     }
 
+    /// Whether the copied send stamp, rather than the body, decides which
+    /// probe a reply answers when the two disagree (STAMP: the body has no
+    /// pattern, [`body_matches`](Self::body_matches) only repeats the
+    /// sequence number the header claims).
+    #[inline]
+    pub(crate) fn time_names_probe(&self) -> bool {
+        matches!(self, Codec::Stamp(_))
+    }
+
     /// Whether the reply's own content vouches for probe `seq` (the echo
-    /// pattern of `seq`; STAMP: what the reflector copies is ours and names `seq`).
+    /// pattern of `seq`; STAMP: what the reflector copies is ours and its
+    /// copied sequence number is `seq`'s — false for the probe the time
+    /// stamp names when that number is the damaged field, hence
+    /// [`time_names_probe`](Self::time_names_probe)).
     #[inline]
     pub(crate) fn body_matches(&self, bytes: &[u8], seq: u64, size: usize) -> bool {
         match self {
@@ -394,6 +406,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A flipped bit of the copied sender sequence number makes the reply
+    /// claim another probe; its time stamp names its own: corrupt for that
+    /// one, not a duplicate of the other (settled or pending), none lost.
+    #[test]
+    fn a_flipped_sender_sequence_number_is_corrupt_for_the_probe_its_stamp_names() {
+        use super::super::books::Books;
+        let s = stamp(Mode::Open, TimeFormat::Ntp, false);
+        let size = s.packet_len();
+        let codec = Codec::Stamp(s.clone());
+        let t0 = 7_000_000;
+        let reply_to = |seq: u64, flip: u8| {
+            let mut probe = vec![0u8; size];
+            codec.fill(&mut probe, seq, t0 + seq - 1);
+            let mut out = reflect(Mode::Open, None, &probe);
+            out[27] ^= flip;
+            out
+        };
+        let mut books = Books::with_codec(codec.clone(), size, Duration::from_millis(10), 8);
+        books.sent(4, t0);
+        assert!(books.reply(&reply_to(1, 0), t0 + 100).unwrap().measured());
+        // Probe 2 (wire 1) claims probe 1 (wire 0), settled and answered.
+        let a = books.reply(&reply_to(2, 1), t0 + 200).unwrap();
+        assert_eq!((a.check, a.duplicate), (Check::Corrupt { seq: 2 }, false));
+        // Probe 3 (wire 2) claims probe 4 (wire 3), pending.
+        let a = books.reply(&reply_to(3, 1), t0 + 300).unwrap();
+        assert_eq!((a.check, a.duplicate), (Check::Corrupt { seq: 3 }, false));
+        assert!(books.reply(&reply_to(4, 0), t0 + 400).unwrap().measured());
+        let c = books.counts();
+        assert_eq!(
+            (c.received, c.corrupt, c.duplicates, c.lost, c.foreign),
+            (4, 2, 0, 0, 0)
+        );
     }
 
     #[test]
