@@ -845,6 +845,58 @@ fn a_reflector_that_flags_the_class_of_service_tlv_gets_no_direction_split() {
     }
 }
 
+/// `--stamp` pointed at an echo service: every test packet comes back as
+/// sent, which no reflector would send (zero receive and copied time
+/// stamps): none received, all foreign, the exit code of total loss, and a
+/// hint that the target is no STAMP reflector (stdout's summary; stderr with
+/// `--json`).
+#[test]
+fn our_sender_against_an_echo_server_gets_foreign_replies_and_a_hint() {
+    let server = start_server(&["-H", "127.0.0.1", "--port", "0"]);
+    let port = server.addr.port().to_string();
+    let hint = "replies are not STAMP reflections: the target may be an echo service";
+    let base = [
+        "--stamp",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-c",
+        "3",
+        "-i",
+        "0.01",
+        "-t",
+        "0.3",
+    ];
+    let run = run_client(&[&base[..], &["--json"]].concat(), None);
+    let json = json_of(&run);
+    assert_eq!(json["sent"], 3, "{json}");
+    assert_eq!(json["received"], 0, "{json}");
+    assert_eq!(json["corrupt"], 0, "{json}");
+    assert_eq!(json["foreign"], 3, "{json}");
+    assert!(run.stderr.contains(hint), "{}", run.stderr);
+    let text = run_client(&base, None);
+    assert!(text.stdout_text().contains(hint), "{}", text.stdout_text());
+    // The exit code of a run that got nothing back at all.
+    let silent = run_client(
+        &[
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &closed_port().to_string(),
+            "-c",
+            "1",
+            "-t",
+            "0.3",
+        ],
+        None,
+    );
+    assert_eq!(run.code(), silent.code(), "{}", silent.stderr);
+    assert_eq!(text.code(), silent.code());
+    assert_ne!(run.code(), Some(0));
+}
+
 /// A reflector that flips the lowest bit of the copied sender sequence
 /// number in its reply to packet 3 (so it claims packet 2, already
 /// answered): the copied time stamp names packet 3, whose reply is corrupt —

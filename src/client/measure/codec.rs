@@ -161,6 +161,12 @@ impl Codec {
             Codec::Echo => probe::header(bytes),
             Codec::Stamp(s) => {
                 let reply = ReflectedPacket::decode(s.mode, bytes)?;
+                // Our own packet sent back by an echo service: where a
+                // reflector writes its receive time and copies ours, zeros.
+                // Not a reflection, so not a reply to any probe (foreign).
+                if reply.receive_timestamp == 0 && reply.sender_timestamp == 0 {
+                    return None;
+                }
                 Some((
                     unwrap_seq(reply.sender_seq, next_seq),
                     s.stamp_of(reply.sender_timestamp),
@@ -440,6 +446,26 @@ mod tests {
             (c.received, c.corrupt, c.duplicates, c.lost, c.foreign),
             (4, 2, 0, 0, 0)
         );
+    }
+
+    /// A test packet sent back byte for byte (an echo service) has zero
+    /// receive and copied time stamps: it names no probe, in any mode.
+    #[test]
+    fn an_echoed_test_packet_is_not_a_reply() {
+        use super::super::books::Books;
+        for (mode, cos) in [(Mode::Open, false), (Mode::Authenticated, true)] {
+            let s = stamp(mode, TimeFormat::Ntp, cos);
+            let size = s.packet_len();
+            let codec = Codec::Stamp(s);
+            let mut books = Books::with_codec(codec.clone(), size, Duration::from_millis(10), 8);
+            books.sent(1, 1_000);
+            let mut probe = vec![0u8; size];
+            codec.fill(&mut probe, 1, 1_000);
+            assert_eq!(codec.header(&probe, 2), None, "{mode:?}");
+            assert!(books.reply(&probe, 2_000).is_none());
+            let c = books.counts();
+            assert_eq!((c.received, c.corrupt, c.foreign), (0, 0, 1), "{mode:?}");
+        }
     }
 
     #[test]
