@@ -3,7 +3,7 @@
 
 mod stamp;
 
-pub use stamp::stamp_summary;
+pub use stamp::{not_reflections, stamp_summary};
 
 use std::fmt::Write as _;
 use std::time::Duration;

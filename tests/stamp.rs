@@ -696,7 +696,8 @@ fn our_sender_against_stamp_suites_reflector_in_every_mode() {
 
 /// One request as a fake reflector sees it, and what it makes of the reply.
 struct FakeReply {
-    /// The sender's sequence number.
+    /// The sender's sequence number, copied into the reply (a test may
+    /// damage the copy).
     sender_seq: u32,
     /// The TOS byte the request arrived with (Linux only).
     #[cfg_attr(any(not(target_os = "linux"), udp_echo_portable), allow(dead_code))]
@@ -751,7 +752,7 @@ fn fake_reflector(
                 error_estimate: TimeFormat::Ntp.error_estimate(),
                 ssid: sender.ssid,
                 receive_timestamp: now,
-                sender_seq: sender.seq,
+                sender_seq: reply.sender_seq,
                 sender_timestamp: sender.timestamp,
                 sender_error_estimate: sender.error_estimate,
                 sender_ttl: 255,
@@ -844,8 +845,128 @@ fn a_reflector_that_flags_the_class_of_service_tlv_gets_no_direction_split() {
     }
 }
 
+/// `--stamp` pointed at an echo service: every test packet comes back as
+/// sent, which no reflector would send (zero receive and copied time
+/// stamps): none received, all foreign, the exit code of total loss, and a
+/// hint that the target is no STAMP reflector (stdout's summary; stderr with
+/// `--json`).
+#[test]
+fn our_sender_against_an_echo_server_gets_foreign_replies_and_a_hint() {
+    let server = start_server(&["-H", "127.0.0.1", "--port", "0"]);
+    let port = server.addr.port().to_string();
+    let hint = "replies are not STAMP reflections: the target may be an echo service";
+    let base = [
+        "--stamp",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-c",
+        "3",
+        "-i",
+        "0.01",
+        "-t",
+        "0.3",
+    ];
+    let run = run_client(&[&base[..], &["--json"]].concat(), None);
+    let json = json_of(&run);
+    assert_eq!(json["sent"], 3, "{json}");
+    assert_eq!(json["received"], 0, "{json}");
+    assert_eq!(json["corrupt"], 0, "{json}");
+    assert_eq!(json["foreign"], 3, "{json}");
+    assert!(run.stderr.contains(hint), "{}", run.stderr);
+    let text = run_client(&base, None);
+    assert!(text.stdout_text().contains(hint), "{}", text.stdout_text());
+    // The exit code of a run that got nothing back at all.
+    let silent = run_client(
+        &[
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &closed_port().to_string(),
+            "-c",
+            "1",
+            "-t",
+            "0.3",
+        ],
+        None,
+    );
+    assert_eq!(run.code(), silent.code(), "{}", silent.stderr);
+    assert_eq!(text.code(), silent.code());
+    assert_ne!(run.code(), Some(0));
+}
+
+/// A reflector that flips the lowest bit of the copied sender sequence
+/// number in its reply to packet 3 (so it claims packet 2, already
+/// answered): the copied time stamp names packet 3, whose reply is corrupt —
+/// not a duplicate of packet 2 with packet 3 lost.
+#[test]
+fn a_flipped_bit_in_the_copied_sender_sequence_number_is_corrupt_not_a_duplicate() {
+    let (port, reflector) = fake_reflector(|reply| {
+        if reply.sender_seq == 3 {
+            reply.sender_seq ^= 1;
+        }
+        Some(0)
+    });
+    let run = run_client(
+        &[
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "6",
+            "-i",
+            "0.02",
+            "-t",
+            "0.5",
+            "--json",
+        ],
+        None,
+    );
+    reflector.join().unwrap();
+    let json = json_of(&run);
+    assert_eq!(json["sent"], 6, "{json}");
+    assert_eq!(json["received"], 6, "{json}");
+    assert_eq!(json["corrupt"], 1, "{json}");
+    assert_eq!(json["lost"], 0, "{json}");
+    assert_eq!(json["duplicates"], 0, "{json}");
+}
+
+/// A reflector that returns the request's TLV bytes unchanged (DSCP2 left
+/// at 0) has not filled the Class of Service TLV in: no re-mark either way
+/// is reported, the direction figures are `null`.
+#[test]
+fn a_class_of_service_tlv_copied_back_unprocessed_is_no_re_mark() {
+    let (port, reflector) = fake_reflector(|_| Some(46 << 2));
+    let run = run_client(
+        &[
+            "--stamp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--tos",
+            "EF",
+            "-c",
+            "3",
+            "-i",
+            "0.01",
+            "--json",
+        ],
+        None,
+    );
+    reflector.join().unwrap();
+    let json = json_of(&run);
+    assert_eq!(json["received"], 3, "{json}");
+    assert!(json["dscp_forward_changed"].is_null(), "{json}");
+    assert!(json["dscp_reverse_changed"].is_null(), "{json}");
+}
+
 /// A CoS-aware reflector in the test that re-marks on purpose: odd packets
-/// it claims arrived as CS0 (a forward re-mark) and answers with DSCP1 as
+/// it claims arrived as CS1 (a forward re-mark) and answers with DSCP1 as
 /// asked; even ones arrived as sent, but it answers them CS1 while saying
 /// DSCP1 (a reverse re-mark). The sender must tell the two apart.
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
@@ -859,7 +980,7 @@ fn the_class_of_service_tlv_tells_a_forward_from_a_reverse_re_mark() {
         let forward = reply.sender_seq % 2 == 1;
         let cos = ClassOfService {
             dscp1: asked.dscp1,
-            dscp2: if forward { 0 } else { arrived },
+            dscp2: if forward { 8 } else { arrived },
             ecn: 0,
             rp: 0,
         };

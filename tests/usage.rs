@@ -206,3 +206,24 @@ fn stamp_and_tos_outside_the_measured_modes_are_usage_errors() {
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
     }
 }
+
+/// A numeric `--tos` with an ECN bit set (`46` meant as DSCP 46, `3`) is
+/// refused with one line that names the DSCP or TOS byte meant, exit 2.
+#[test]
+fn a_numeric_tos_with_ecn_bits_is_refused_with_the_value_meant() {
+    for (value, hint) in [
+        ("46", "for DSCP 46 give --tos EF (TOS 184)"),
+        ("3", "for DSCP 3 give --tos 12"),
+        ("0xb9", "for DSCP 46 give --tos EF (TOS 184)"),
+    ] {
+        let stderr = refused(&["-c", "1", "--tos", value], &[]);
+        let first = stderr.lines().next().unwrap_or_default();
+        assert_eq!(
+            first,
+            format!(
+                "error: invalid value '{value}' for '--tos <VALUE>': the low two bits of the TOS byte are ECN; {hint}"
+            ),
+            "{stderr}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use super::Target;
-use super::measure::{Event, Hooks, MeasureConfig, measure_with};
+use super::measure::{Event, Hooks, MeasureConfig, Summary, measure_with};
 use super::plot::Timeline;
 use super::probes::{Format, write_records};
 use crate::error::{Error, Result};
@@ -189,6 +189,12 @@ fn report_run(
     if let (true, Some(line)) = (json && summary.had_outage(), report::silence(summary)) {
         // The log prefix says "warning: " already.
         log::warn!("{}", line.strip_prefix("warning: ").unwrap_or(&line));
+    }
+    // Likewise that the target answered, but not as a STAMP reflector.
+    if let (true, Summary::Stamp(stamp)) = (json, &whole) {
+        if let Some(hint) = report::not_reflections(stamp) {
+            log::warn!("{hint}");
+        }
     }
     let out = out.into_inner();
     // In human mode the summary is the stream's last line: like the others, it

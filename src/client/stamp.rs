@@ -213,6 +213,18 @@ impl StampBooks {
             self.cos_unsupported += 1;
             return;
         }
+        // Sent back byte for byte (DSCP2 still 0, as sent): copied, not
+        // filled in — unless the packet really arrived as CS0 / Not-ECT,
+        // which reads the same and is taken as not supported too.
+        let sent_value = ClassOfService {
+            dscp1: sent,
+            ..ClassOfService::default()
+        }
+        .tlv();
+        if sent != 0 && value[..4] == sent_value[4..8] {
+            self.cos_unsupported += 1;
+            return;
+        }
         let cos = ClassOfService::from_value([value[0], value[1], value[2], value[3]]);
         self.cos_supported += 1;
         self.forward_changed += u64::from(cos.dscp2 != sent);

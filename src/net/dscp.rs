@@ -4,6 +4,10 @@
 /// Parses a `--tos` value into the TOS byte: a number (decimal or `0x` hex,
 /// 0-255, the whole byte as IP_TOS takes it) or a DSCP name — `EF`, `CS0`-`CS7`,
 /// `AF11`-`AF43`, `LE`, `VA` — shifted into the upper six bits.
+///
+/// A number with either of its low two bits set is refused: those bits are
+/// ECN, so `46` would mean DSCP 11 with ECT(0) and `3` would mark CE. The
+/// message names the DSCP name or TOS byte most likely meant.
 pub fn parse_tos(text: &str) -> Result<u8, String> {
     let text = text.trim();
     let number = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
@@ -11,7 +15,21 @@ pub fn parse_tos(text: &str) -> Result<u8, String> {
         None => text.parse::<u8>().ok(),
     };
     if let Some(tos) = number {
-        return Ok(tos);
+        if tos & 3 == 0 {
+            return Ok(tos);
+        }
+        // Below 64 it reads as a DSCP given as a number; above, as a TOS
+        // byte with ECN bits.
+        let dscp = if tos < 64 { tos } else { tos >> 2 };
+        let name = dscp_name(dscp);
+        let give = if name == dscp.to_string() {
+            format!("--tos {}", dscp << 2)
+        } else {
+            format!("--tos {name} (TOS {})", dscp << 2)
+        };
+        return Err(format!(
+            "the low two bits of the TOS byte are ECN; for DSCP {dscp} give {give}"
+        ));
     }
     dscp_of_name(text).map(|dscp| dscp << 2).ok_or_else(|| {
         format!(
@@ -88,7 +106,33 @@ mod tests {
         assert_eq!(parse_tos("AF41"), Ok(34 << 2));
         assert_eq!(parse_tos("CS1"), Ok(8 << 2));
         assert_eq!(parse_tos("CS0"), Ok(0));
+        assert_eq!(parse_tos("0x20"), Ok(32));
         for bad in ["AF44", "AF51", "CS8", "XX", "256", "0x1ff", ""] {
+            assert!(parse_tos(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_number_with_ecn_bits_is_refused_with_the_dscp_meant() {
+        assert_eq!(
+            parse_tos("46"),
+            Err(
+                "the low two bits of the TOS byte are ECN; for DSCP 46 give --tos EF (TOS 184)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            parse_tos("3"),
+            Err("the low two bits of the TOS byte are ECN; for DSCP 3 give --tos 12".into())
+        );
+        assert_eq!(
+            parse_tos("0xb9"),
+            Err(
+                "the low two bits of the TOS byte are ECN; for DSCP 46 give --tos EF (TOS 184)"
+                    .into()
+            )
+        );
+        for bad in ["1", "2", "185", "255", "0x03"] {
             assert!(parse_tos(bad).is_err(), "{bad}");
         }
     }

@@ -64,6 +64,14 @@ pub(super) fn dscp_line(d: &DscpFigures) -> Option<String> {
     ))
 }
 
+/// A hint when the target answered, but nothing it sent back was a STAMP
+/// reflection (every reply foreign, none received): an echo service sends
+/// the test packets back unchanged.
+pub fn not_reflections(s: &StampSummary) -> Option<&'static str> {
+    (s.run.counts.received == 0 && s.run.counts.foreign > 0)
+        .then_some("replies are not STAMP reflections: the target may be an echo service (drop --stamp to measure it)")
+}
+
 /// The human summary of a STAMP run: the echo run's block, then one-way
 /// delays (with their clock caveat), loss by direction and, with `--tos`,
 /// where the DSCP was re-marked.
@@ -71,6 +79,9 @@ pub fn stamp_summary(s: &StampSummary) -> String {
     let mode = s.run.mode;
     let mut out =
         summary(&s.run).replacen(&format!(" udp echo {mode} "), &format!(" STAMP {mode} "), 1);
+    if let Some(hint) = not_reflections(s) {
+        let _ = writeln!(out, "{hint}");
+    }
     for (name, owd) in [
         ("forward", &s.owd_forward_us),
         ("reverse", &s.owd_reverse_us),

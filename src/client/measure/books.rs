@@ -293,24 +293,36 @@ impl Books {
             .and_then(|i| self.pending.get(i as usize))
             .map(|p| p.sent_ns);
         let time_ok = claimed_ns.is_none_or(|t| t == echoed_ns);
+        let by_time = || {
+            self.pending
+                .binary_search_by_key(&echoed_ns, |p| p.sent_ns)
+                .ok()
+                .map(|i| self.base + i as u64)
+        };
+        // STAMP has no pattern: its body vouches for the sequence number it
+        // carries, the damaged field itself. There the copied time stamp
+        // names the probe, so a pending probe it names wins over a claim
+        // that disagrees (settled or not): the reply is corrupt for it.
+        let stamp_names = if codec.time_names_probe() && !(claimed_ns.is_some() && time_ok) {
+            by_time().filter(|&t| t != claimed)
+        } else {
+            None
+        };
         // A settled probe's time is gone: then its pattern must vouch for it.
         let trusted = remembered
             && time_ok
+            && stamp_names.is_none()
             && (claimed_ns.is_some() || codec.body_matches(bytes, claimed, self.size));
         let seq = if trusted {
             claimed
         } else {
             // The header may be damaged; the send time may still name the probe.
-            let by_time = self
-                .pending
-                .binary_search_by_key(&echoed_ns, |p| p.sent_ns)
-                .ok()
-                .map(|i| self.base + i as u64);
-            match (by_time, remembered) {
+            match (by_time(), remembered) {
                 // Both name a probe: the one whose pattern the body has.
                 (Some(t), true)
-                    if !codec.body_matches(bytes, t, self.size)
-                        || codec.body_matches(bytes, claimed, self.size) =>
+                    if stamp_names.is_none()
+                        && (!codec.body_matches(bytes, t, self.size)
+                            || codec.body_matches(bytes, claimed, self.size)) =>
                 {
                     claimed
                 }

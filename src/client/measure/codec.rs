@@ -57,22 +57,36 @@ impl StampCodec {
         self.format.encode(UNIX_EPOCH + Duration::from_nanos(unix))
     }
 
+    /// Unix time in ns of a copied sender time stamp, when it is one that
+    /// [`timestamp`](Self::timestamp) writes: read back and re-encoded, it
+    /// must give the same bits. An NTP fraction holds about 4.3 values per
+    /// ns and reading back rounds them to one, so without this a flip of a
+    /// low fraction bit would name the same ns and go unnoticed.
+    fn exact_unix_ns(&self, timestamp: u64) -> Option<u64> {
+        let ns = unix_ns_exact(self.format, timestamp);
+        (self.format.encode(UNIX_EPOCH + Duration::from_nanos(ns)) == timestamp).then_some(ns)
+    }
+
     /// The books' stamp a copied sender time stamp stands for (`u64::MAX`,
-    /// which no probe carries, when it is before the run).
+    /// which no probe carries, when it is before the run or not one we write).
     fn stamp_of(&self, timestamp: u64) -> u64 {
-        unix_ns_exact(self.format, timestamp)
-            .checked_sub(self.origin_unix_ns)
+        self.exact_unix_ns(timestamp)
+            .and_then(|ns| ns.checked_sub(self.origin_unix_ns))
             .unwrap_or(u64::MAX)
     }
 
     /// Whether what the reflector copies and signs is ours: the HMAC
-    /// (authenticated), the SSID, our error estimate, and the CoS TLV's
-    /// type, length and DSCP1 where the reply is long enough to hold it.
+    /// (authenticated), the SSID, our error estimate, a sender time stamp
+    /// we could have written, and the CoS TLV's type, length and DSCP1 where
+    /// the reply is long enough to hold it.
     fn intact(&self, reply: &ReflectedPacket, bytes: &[u8]) -> bool {
         if self.key.as_ref().is_some_and(|k| !k.verify(bytes)) {
             return false;
         }
-        if reply.ssid != self.ssid || reply.sender_error_estimate != self.format.error_estimate() {
+        if reply.ssid != self.ssid
+            || reply.sender_error_estimate != self.format.error_estimate()
+            || self.exact_unix_ns(reply.sender_timestamp).is_none()
+        {
             return false;
         }
         let base = self.mode.base_len();
@@ -147,6 +161,12 @@ impl Codec {
             Codec::Echo => probe::header(bytes),
             Codec::Stamp(s) => {
                 let reply = ReflectedPacket::decode(s.mode, bytes)?;
+                // Our own packet sent back by an echo service: where a
+                // reflector writes its receive time and copies ours, zeros.
+                // Not a reflection, so not a reply to any probe (foreign).
+                if reply.receive_timestamp == 0 && reply.sender_timestamp == 0 {
+                    return None;
+                }
                 Some((
                     unwrap_seq(reply.sender_seq, next_seq),
                     s.stamp_of(reply.sender_timestamp),
@@ -155,8 +175,20 @@ impl Codec {
         }
     }
 
+    /// Whether the copied send stamp, rather than the body, decides which
+    /// probe a reply answers when the two disagree (STAMP: the body has no
+    /// pattern, [`body_matches`](Self::body_matches) only repeats the
+    /// sequence number the header claims).
+    #[inline]
+    pub(crate) fn time_names_probe(&self) -> bool {
+        matches!(self, Codec::Stamp(_))
+    }
+
     /// Whether the reply's own content vouches for probe `seq` (the echo
-    /// pattern of `seq`; STAMP: what the reflector copies is ours and names `seq`).
+    /// pattern of `seq`; STAMP: what the reflector copies is ours and its
+    /// copied sequence number is `seq`'s — false for the probe the time
+    /// stamp names when that number is the damaged field, hence
+    /// [`time_names_probe`](Self::time_names_probe)).
     #[inline]
     pub(crate) fn body_matches(&self, bytes: &[u8], seq: u64, size: usize) -> bool {
         match self {
@@ -351,6 +383,89 @@ mod tests {
             (c.received, c.duplicates, c.corrupt, c.late, c.lost),
             (2, 1, 1, 1, 1)
         );
+    }
+
+    /// Every single-bit flip of the copied sender time stamp (bytes 28..36
+    /// of an open reply) makes the reply corrupt, NTP and PTP: the low NTP
+    /// fraction bits too, which read back to the same ns.
+    #[test]
+    fn every_bit_flip_of_the_copied_sender_time_stamp_is_corrupt() {
+        use super::super::books::Books;
+        for format in [TimeFormat::Ntp, TimeFormat::Ptp] {
+            let s = stamp(Mode::Open, format, false);
+            let size = s.packet_len();
+            let codec = Codec::Stamp(s.clone());
+            let t0 = 5_000_123;
+            let mut probe = vec![0u8; size];
+            codec.fill(&mut probe, 1, t0);
+            let reply = reflect(Mode::Open, None, &probe);
+            for bit in 0..64 {
+                let mut books = Books::with_codec(codec.clone(), size, Duration::from_secs(1), 8);
+                books.sent(1, t0);
+                let mut bad = reply.clone();
+                bad[28 + bit / 8] ^= 1 << (bit % 8);
+                let answer = books.reply(&bad, t0 + 1_000);
+                assert_eq!(
+                    answer.map(|a| a.check),
+                    Some(Check::Corrupt { seq: 1 }),
+                    "{format:?} bit {bit}"
+                );
+            }
+        }
+    }
+
+    /// A flipped bit of the copied sender sequence number makes the reply
+    /// claim another probe; its time stamp names its own: corrupt for that
+    /// one, not a duplicate of the other (settled or pending), none lost.
+    #[test]
+    fn a_flipped_sender_sequence_number_is_corrupt_for_the_probe_its_stamp_names() {
+        use super::super::books::Books;
+        let s = stamp(Mode::Open, TimeFormat::Ntp, false);
+        let size = s.packet_len();
+        let codec = Codec::Stamp(s.clone());
+        let t0 = 7_000_000;
+        let reply_to = |seq: u64, flip: u8| {
+            let mut probe = vec![0u8; size];
+            codec.fill(&mut probe, seq, t0 + seq - 1);
+            let mut out = reflect(Mode::Open, None, &probe);
+            out[27] ^= flip;
+            out
+        };
+        let mut books = Books::with_codec(codec.clone(), size, Duration::from_millis(10), 8);
+        books.sent(4, t0);
+        assert!(books.reply(&reply_to(1, 0), t0 + 100).unwrap().measured());
+        // Probe 2 (wire 1) claims probe 1 (wire 0), settled and answered.
+        let a = books.reply(&reply_to(2, 1), t0 + 200).unwrap();
+        assert_eq!((a.check, a.duplicate), (Check::Corrupt { seq: 2 }, false));
+        // Probe 3 (wire 2) claims probe 4 (wire 3), pending.
+        let a = books.reply(&reply_to(3, 1), t0 + 300).unwrap();
+        assert_eq!((a.check, a.duplicate), (Check::Corrupt { seq: 3 }, false));
+        assert!(books.reply(&reply_to(4, 0), t0 + 400).unwrap().measured());
+        let c = books.counts();
+        assert_eq!(
+            (c.received, c.corrupt, c.duplicates, c.lost, c.foreign),
+            (4, 2, 0, 0, 0)
+        );
+    }
+
+    /// A test packet sent back byte for byte (an echo service) has zero
+    /// receive and copied time stamps: it names no probe, in any mode.
+    #[test]
+    fn an_echoed_test_packet_is_not_a_reply() {
+        use super::super::books::Books;
+        for (mode, cos) in [(Mode::Open, false), (Mode::Authenticated, true)] {
+            let s = stamp(mode, TimeFormat::Ntp, cos);
+            let size = s.packet_len();
+            let codec = Codec::Stamp(s);
+            let mut books = Books::with_codec(codec.clone(), size, Duration::from_millis(10), 8);
+            books.sent(1, 1_000);
+            let mut probe = vec![0u8; size];
+            codec.fill(&mut probe, 1, 1_000);
+            assert_eq!(codec.header(&probe, 2), None, "{mode:?}");
+            assert!(books.reply(&probe, 2_000).is_none());
+            let c = books.counts();
+            assert_eq!((c.received, c.corrupt, c.foreign), (0, 0, 1), "{mode:?}");
+        }
     }
 
     #[test]

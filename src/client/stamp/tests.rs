@@ -168,8 +168,8 @@ fn the_class_of_service_tlv_tells_a_forward_from_a_reverse_re_mark() {
     };
     // Untouched both ways.
     feed(1, cos_tlv(0, 46, 46, 0), Some(ef));
-    // Re-marked to 0 on the way out; the reflector replied with DSCP1 as asked.
-    feed(2, cos_tlv(0, 46, 0, 0), Some(ef));
+    // Re-marked to CS1 on the way out; the reflector replied with DSCP1 as asked.
+    feed(2, cos_tlv(0, 46, 8, 0), Some(ef));
     // Arrived as sent; re-marked to CS1 on the way back.
     feed(3, cos_tlv(0, 46, 46, 0), Some(8 << 2));
     // RP = 1: the reflector replied with the DSCP it received (0), and 0 came back.
@@ -201,6 +201,41 @@ fn a_reflector_that_flags_the_tlv_supports_no_class_of_service() {
     assert_eq!(
         (s.dscp_forward_changed, s.dscp_reverse_changed),
         (Some(0), None)
+    );
+}
+
+/// A reflector that copies the TLV back unprocessed leaves DSCP2 at 0: that
+/// is not a forward re-mark to CS0 but a TLV not filled in. Sent as CS0, the
+/// same bytes are the true answer.
+#[test]
+fn a_class_of_service_tlv_copied_back_unchanged_is_not_filled_in() {
+    let ef = 46 << 2;
+    let (marked, _) = codec(Some(ef));
+    let mut books = StampBooks::for_codec(&marked).unwrap();
+    for seq in 1..=3 {
+        let bytes = reply(
+            &marked,
+            seq,
+            seq,
+            (seq - 1) as u32,
+            5,
+            Some(cos_tlv(0, 46, 0, 0)),
+        );
+        books.reply(&bytes, seq, intact(seq, seq), seq + 10, Some(0));
+    }
+    let s = summary_of(&books, 0);
+    assert_eq!(
+        (s.dscp_forward_changed, s.dscp_reverse_changed),
+        (None, None)
+    );
+    let (cs0, _) = codec(Some(0));
+    let mut books = StampBooks::for_codec(&cs0).unwrap();
+    let bytes = reply(&cs0, 1, 1, 0, 5, Some(cos_tlv(0, 0, 0, 0)));
+    books.reply(&bytes, 1, intact(1, 1), 20, Some(0));
+    let s = summary_of(&books, 0);
+    assert_eq!(
+        (s.dscp_forward_changed, s.dscp_reverse_changed),
+        (Some(0), Some(0))
     );
 }
 
