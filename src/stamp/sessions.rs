@@ -4,7 +4,7 @@
 //!
 //! The table is set-associative, as the guard's rate limiter: a keyed hash
 //! (random per process, so senders cannot aim at one set) picks a set of
-//! [`WAYS`] slots, and a new session takes an empty or expired slot of its set,
+//! 8 slots, and a new session takes an empty or expired slot of its set,
 //! or else evicts the one idle longest there. Every packet costs one set's
 //! scan, whatever the number of sessions or spoofed sources.
 
