@@ -39,7 +39,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{CLIENT, ClientRun, WAIT, run_program, skip, start_server_via};
+use common::{WAIT, json_of, run_client_in, skip, start_server_via};
 use netns::TestNet;
 use serde_json::Value;
 
@@ -91,23 +91,6 @@ fn net_or_skip(nft: bool) -> Option<TestNet> {
             None
         }
     }
-}
-
-/// Runs the client in the client namespace with a deadline.
-fn client_in(net: &TestNet, args: &[&str]) -> ClientRun {
-    let prefix = ["netns", "exec", net.client.as_str(), CLIENT];
-    run_program("ip", &[&prefix[..], args].concat(), None)
-}
-
-fn json_of(run: &ClientRun) -> Value {
-    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON from the client ({e}); exit {:?}\nstdout: {}\nstderr: {}",
-            run.code(),
-            run.stdout_text(),
-            run.stderr
-        )
-    })
 }
 
 fn count(json: &Value, key: &str) -> u64 {
@@ -279,7 +262,7 @@ fn nft_run(family: Family, mode: &[&str], imp: Impairments) {
         mode,
     ]
     .concat();
-    let run = client_in(&net, &args);
+    let run = run_client_in(&net.client, &args);
     let json = json_of(&run);
 
     let at_server = net.counters(&net.server);
@@ -692,7 +675,7 @@ fn relay_run(family: Family, mode: &[&str], plan: RelayPlan) {
         mode,
     ]
     .concat();
-    let run = client_in(&net, &args);
+    let run = run_client_in(&net.client, &args);
     let truth = relay.finish();
     let json = json_of(&run);
     let rtt = |k: &str| {

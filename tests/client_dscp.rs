@@ -21,17 +21,6 @@ const MODES: [&[&str]; 3] = [
     &["-f", "-w", "8", "-D", "0.5"],
 ];
 
-fn json_of(run: &ClientRun) -> serde_json::Value {
-    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}); exit {:?}\nstdout: {}\nstderr: {}",
-            run.code(),
-            run.stdout_text(),
-            run.stderr
-        )
-    })
-}
-
 /// Runs the client against `port` in `mode` with `extra`, `--json`.
 fn run(port: &str, mode: &[&str], extra: &[&str]) -> serde_json::Value {
     let args = [&["-H", "127.0.0.1", "-p", port, "--json"][..], mode, extra].concat();

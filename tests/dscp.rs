@@ -102,17 +102,6 @@ fn a_dual_stack_server_reflects_an_ipv4_clients_dscp() {
     }
 }
 
-fn json_of(run: &ClientRun) -> serde_json::Value {
-    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}); exit {:?}\n{}\n{}",
-            run.code(),
-            run.stdout_text(),
-            run.stderr
-        )
-    })
-}
-
 /// `--stamp --tos EF`: our reflector keeps the DSCP (dscp_changed 0); a
 /// reflector that answers unmarked changes every reply's.
 #[test]

@@ -23,7 +23,7 @@ mod common;
 #[allow(dead_code)] // the UDP counters and `enter`: used by tests/accuracy.rs
 mod netns;
 
-use common::{CLIENT, ClientRun, run_program, skip, start_server_via};
+use common::{json_of, run_client_in, skip, start_server_via};
 use netns::TestNet;
 use serde_json::Value;
 
@@ -66,22 +66,6 @@ fn remark_rules(v6: bool, dev: &str, match_port: &str) -> String {
     )
 }
 
-fn client_in(net: &TestNet, args: &[&str]) -> ClientRun {
-    let prefix = ["netns", "exec", net.client.as_str(), CLIENT];
-    run_program("ip", &[&prefix[..], args].concat(), None)
-}
-
-fn json_of(run: &ClientRun) -> Value {
-    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON from the client ({e}); exit {:?}\nstdout: {}\nstderr: {}",
-            run.code(),
-            run.stdout_text(),
-            run.stderr
-        )
-    })
-}
-
 fn number(json: &Value, key: &str) -> u64 {
     json[key]
         .as_u64()
@@ -116,7 +100,7 @@ fn remarked_run(v6: bool, stamp: bool, way: Way, mode: &[&str]) -> Option<(Value
         args.push("--stamp");
     }
     args.extend_from_slice(mode);
-    let run = client_in(&net, &args);
+    let run = run_client_in(&net.client, &args);
     let json = json_of(&run);
     let remarked = net.counters(ns)["remarked"];
     drop(server);
@@ -229,8 +213,8 @@ fn no_remark_no_change_through_the_same_link() {
         &["--host", netns::SERVER_V4, "--port", "0"],
     );
     let port = server.addr.port().to_string();
-    let run = client_in(
-        &net,
+    let run = run_client_in(
+        &net.client,
         &[
             "--host",
             netns::SERVER_V4,

@@ -24,11 +24,6 @@ fn test_net(test: &str) -> Option<TestNet> {
     }
 }
 
-fn client_in(ns: &str, args: &[&str]) -> ClientRun {
-    let prefix = ["netns", "exec", ns, CLIENT];
-    run_program("ip", &[&prefix[..], args].concat(), None)
-}
-
 #[test]
 fn a_server_bound_to_an_interface_answers_only_what_arrives_on_it() {
     let Some(net) = test_net("interface binding") else {
@@ -36,7 +31,7 @@ fn a_server_bound_to_an_interface_answers_only_what_arrives_on_it() {
     };
     let wrapper = ["ip", "netns", "exec", net.server.as_str()];
     let client = |port: &str, interface: &str| {
-        client_in(
+        run_client_in(
             &net.client,
             &[
                 "-H",

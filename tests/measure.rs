@@ -13,16 +13,6 @@ fn port(addr: std::net::SocketAddr) -> String {
     addr.port().to_string()
 }
 
-fn json_of(run: &ClientRun) -> Value {
-    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
-            run.stdout_text(),
-            run.stderr
-        )
-    })
-}
-
 fn n(json: &Value, key: &str) -> u64 {
     json[key]
         .as_u64()

@@ -312,17 +312,6 @@ impl UdpSocketProbe {
     }
 }
 
-fn json_of(run: &ClientRun) -> serde_json::Value {
-    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}); exit {:?}\nstdout: {}\nstderr: {}",
-            run.code(),
-            run.stdout_text(),
-            run.stderr
-        )
-    })
-}
-
 /// Checks a `--stamp --json` run: all answered, one-way delay objects there.
 fn all_answered(run: &ClientRun, sent: u64, size: u64) -> serde_json::Value {
     let json = json_of(run);

@@ -463,3 +463,23 @@ pub(crate) fn summary_count(stderr: &str, name: &str) -> u64 {
         .parse()
         .unwrap_or_else(|e| panic!("'{name}' in {line}: {e}"))
 }
+
+/// The client's `--json` output as one JSON value, or a panic that shows
+/// everything the client printed and its exit code.
+pub(crate) fn json_of(run: &ClientRun) -> serde_json::Value {
+    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON from the client ({e}); exit {:?}\nstdout: {}\nstderr: {}",
+            run.code(),
+            run.stdout_text(),
+            run.stderr
+        )
+    })
+}
+
+/// Runs the client in network namespace `ns` (`ip netns exec`), with the
+/// same deadline as every run.
+pub(crate) fn run_client_in(ns: &str, args: &[&str]) -> ClientRun {
+    let prefix = ["netns", "exec", ns, CLIENT];
+    run_program("ip", &[&prefix[..], args].concat(), None)
+}
