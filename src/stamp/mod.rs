@@ -255,8 +255,10 @@ impl Reflector {
     /// session expiry, `ttl` the request's TTL (255 when unknown). The
     /// reflector's transmit time stamp is read here, just before the send.
     /// `out` must hold `max(request.len(), 112)` bytes. The same as copying
-    /// the request into `out` and calling [`reflect_in_place`](Self::reflect_in_place).
-    pub fn reflect(
+    /// the request into `out` and calling [`reflect_in_place`](Self::reflect_in_place):
+    /// the tests' way in, since every loop reflects in place.
+    #[cfg(test)]
+    pub(crate) fn reflect(
         &mut self,
         request: &[u8],
         source: SocketAddr,

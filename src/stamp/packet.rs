@@ -348,25 +348,46 @@ impl ClassOfService {
     }
 }
 
+/// One step of a TLV walk (RFC 8972 §4), from byte `at` of `tlvs` (the bytes
+/// after a base packet).
+enum Step {
+    /// The walk is over: fewer than 4 bytes left, or an all-zero header, which
+    /// is zero padding (a TWAMP-Light sender's, or an RFC 8762 sender's), not TLVs.
+    End,
+    /// A TLV whose length runs past the end of the packet.
+    Overrun,
+    /// A whole TLV: its type and value length.
+    Tlv { kind: u8, len: usize },
+}
+
+fn step(tlvs: &[u8], at: usize) -> Step {
+    if tlvs.len() - at < 4 || tlvs[at..at + 4] == [0; 4] {
+        return Step::End;
+    }
+    let len = usize::from(u16::from_be_bytes([tlvs[at + 2], tlvs[at + 3]]));
+    if len > tlvs.len() - at - 4 {
+        return Step::Overrun;
+    }
+    Step::Tlv {
+        kind: tlvs[at + 1],
+        len,
+    }
+}
+
 /// Where the first TLV of type `kind` starts in `tlvs` (the bytes after a
-/// base packet) and its value, walking as [`mark_tlvs`] does: `None` when
+/// base packet) and its value, walking as [`reflect_tlvs`] does: `None` when
 /// there is none, or the walk meets zero padding or an overrunning length first.
 pub fn find_tlv(tlvs: &[u8], kind: u8) -> Option<(usize, &[u8])> {
     let mut at = 0;
-    while tlvs.len() - at >= 4 {
-        if tlvs[at..at + 4] == [0; 4] {
-            return None;
+    loop {
+        match step(tlvs, at) {
+            Step::End | Step::Overrun => return None,
+            Step::Tlv { kind: k, len } if k == kind => {
+                return Some((at, &tlvs[at + 4..at + 4 + len]));
+            }
+            Step::Tlv { len, .. } => at += 4 + len,
         }
-        let len = usize::from(u16::from_be_bytes([tlvs[at + 2], tlvs[at + 3]]));
-        if len > tlvs.len() - at - 4 {
-            return None;
-        }
-        if tlvs[at + 1] == kind {
-            return Some((at, &tlvs[at + 4..at + 4 + len]));
-        }
-        at += 4 + len;
     }
-    None
 }
 
 /// What [`reflect_tlvs`] did.
@@ -385,13 +406,6 @@ pub struct TlvWalk {
 /// would otherwise aim priority traffic at any address.
 pub const NETWORK_CONTROL_DSCP: u8 = 48;
 
-/// Marks the TLVs in `tlvs` (the bytes after a reply's base packet, copied
-/// from the request) as [`reflect_tlvs`] does for a request whose TOS is not
-/// known. Returns how many TLVs were walked.
-pub fn mark_tlvs(tlvs: &mut [u8]) -> usize {
-    reflect_tlvs(tlvs, None).walked
-}
-
 /// The reflector's pass over the TLVs of a reply (the bytes after its base
 /// packet, copied from the request), as RFC 8972 §4 asks of a reflector that
 /// implements Extra Padding and Class of Service:
@@ -401,9 +415,10 @@ pub fn mark_tlvs(tlvs: &mut [u8]) -> usize {
 ///   TOS byte the request arrived with, RP 0 (the reply goes with DSCP1,
 ///   which the result's `reply_dscp` carries, from the first such TLV) and
 ///   its reserved bytes zeroed. A DSCP1 of network control (48 and up) is
-///   refused by policy: RP 1, and the reply goes with the DSCP received. Without `arrived_tos` (the platform cannot
-///   read it, so cannot set the reply's either) it is flagged U and left as
-///   it is: a half-filled TLV would report a re-marking that never happened.
+///   refused by policy: RP 1, and the reply goes with the DSCP received.
+///   Without `arrived_tos` (the platform cannot read it, so cannot set the
+///   reply's either) it is flagged U and left as it is: a half-filled TLV
+///   would report a re-marking that never happened.
 /// - A Class of Service TLV of another length is flagged M (malformed) and
 ///   left as it is; the walk goes on past it.
 /// - Every other type is flagged U (unrecognised).
@@ -415,17 +430,17 @@ pub fn mark_tlvs(tlvs: &mut [u8]) -> usize {
 pub fn reflect_tlvs(tlvs: &mut [u8], arrived_tos: Option<u8>) -> TlvWalk {
     let mut at = 0;
     let mut walk = TlvWalk::default();
-    while tlvs.len() - at >= 4 {
-        if tlvs[at..at + 4] == [0; 4] {
-            break;
-        }
+    loop {
+        let (kind, len) = match step(tlvs, at) {
+            Step::End => break,
+            Step::Overrun => {
+                walk.walked += 1;
+                tlvs[at] |= tlv_flags::M;
+                break;
+            }
+            Step::Tlv { kind, len } => (kind, len),
+        };
         walk.walked += 1;
-        let kind = tlvs[at + 1];
-        let len = usize::from(u16::from_be_bytes([tlvs[at + 2], tlvs[at + 3]]));
-        if len > tlvs.len() - at - 4 {
-            tlvs[at] |= tlv_flags::M;
-            break;
-        }
         let value = at + 4..at + 4 + len;
         match (kind, arrived_tos) {
             (TLV_EXTRA_PADDING, _) => {}
