@@ -317,18 +317,12 @@ impl Batch {
     }
 
     fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
-        for (hdr, iov) in self.recv_hdrs.iter_mut().zip(&mut self.iovecs) {
-            hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
-            hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
-            hdr.msg_hdr.msg_flags = 0;
-            hdr.msg_len = 0;
-            iov.iov_len = RECV_BUFFER_LEN;
-        }
+        reset_for_recv(&mut self.recv_hdrs, &mut self.iovecs, RECV_BUFFER_LEN);
         self.filled = 0;
         let vlen = libc::c_uint::try_from(self.recv_hdrs.len()).unwrap_or(libc::c_uint::MAX);
         // SAFETY: every header points at a live sockaddr_storage, an iovec
         // covering a live RECV_BUFFER_LEN slot and a live control buffer, each
-        // of the length it declares (the loop above wrote the lengths before
+        // of the length it declares (`reset_for_recv` wrote the lengths before
         // this call; see the invariants on `Batch`); the kernel writes at most
         // that much into each and no more than `vlen` headers.
         let n = cvt(unsafe {
@@ -455,6 +449,20 @@ impl Batch {
             pos += 1;
         }
         outcome
+    }
+}
+
+/// Readies receive headers for the next `recvmmsg`: every length back to its
+/// buffer's full size (`buffer_len` bytes of data, a whole `RecvControl`, a
+/// `sockaddr_storage`), flags and results cleared. What the headers point to
+/// is not touched: only lengths within those buffers are written.
+fn reset_for_recv(hdrs: &mut [libc::mmsghdr], iovecs: &mut [libc::iovec], buffer_len: usize) {
+    for (hdr, iov) in hdrs.iter_mut().zip(iovecs) {
+        hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
+        hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
+        hdr.msg_hdr.msg_flags = 0;
+        hdr.msg_len = 0;
+        iov.iov_len = buffer_len;
     }
 }
 

@@ -280,22 +280,16 @@ impl GroBatch {
     }
 
     fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
-        for (hdr, iov) in self.recv_hdrs.iter_mut().zip(&mut self.iovecs) {
-            hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
-            hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
-            hdr.msg_hdr.msg_flags = 0;
-            hdr.msg_len = 0;
-            iov.iov_len = GRO_BUFFER_LEN;
-        }
+        super::reset_for_recv(&mut self.recv_hdrs, &mut self.iovecs, GRO_BUFFER_LEN);
         self.filled = 0;
         self.queued = 0;
         self.flushed = false;
         let vlen = libc::c_uint::try_from(self.recv_hdrs.len()).unwrap_or(libc::c_uint::MAX);
         // SAFETY: every header points at a live sockaddr_storage, an iovec
-        // covering a live GRO_BUFFER_LEN slot and a live control buffer, each of
-        // the length it declares (written just above; see the invariants on
-        // `GroBatch`); the kernel writes at most that much into each and no
-        // more than `vlen` headers.
+        // covering a live GRO_BUFFER_LEN slot and a live control buffer, each
+        // of the length it declares (`reset_for_recv` wrote them just above;
+        // see the invariants on `GroBatch`); the kernel writes at most that
+        // much into each and no more than `vlen` headers.
         let n = cvt(unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
