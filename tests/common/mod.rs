@@ -439,9 +439,18 @@ pub(crate) fn has_ipv6_loopback() -> bool {
     UdpSocket::bind("[::1]:0").is_ok()
 }
 
+/// The variable under which a skip fails its test instead of passing: `.ci/run`
+/// sets it, so a missing install step (a tool, root) cannot hide in CI.
+pub(crate) const NO_SKIP: &str = "UDP_ECHO_TESTS_NO_SKIP";
+
 /// Says why a test did not run, on the real stderr: `eprintln!` is captured by
-/// the test harness for passing tests, and a skip must be visible.
+/// the test harness for passing tests, and a skip must be visible. Every test
+/// that cannot run here comes through this one function; under
+/// [`NO_SKIP`]`=1` it panics with the reason instead.
 pub(crate) fn skip(reason: &str) {
+    if std::env::var_os(NO_SKIP).is_some_and(|v| !v.is_empty() && v != "0") {
+        panic!("would skip, and {NO_SKIP} is set: {reason}");
+    }
     let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
 

@@ -1,0 +1,97 @@
+//! The test suite's own rules: a test that cannot run here says so and passes
+//! for a person, but fails the run under `UDP_ECHO_TESTS_NO_SKIP=1`, which
+//! `.ci/run` sets, so a missing install step cannot hide in CI.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{NO_SKIP, skip};
+
+/// Runs only when asked (`--ignored`): a test that always skips, for
+/// [`a_skip_passes_for_a_person_and_fails_under_the_ci_variable`] to run in a
+/// child process with and without the variable.
+#[test]
+#[ignore = "run by a_skip_passes_for_a_person_and_fails_under_the_ci_variable"]
+fn always_skips() {
+    skip("always_skips: nothing to run here");
+}
+
+/// This test binary again, running only [`always_skips`], with `NO_SKIP` set
+/// to `value` (or removed).
+fn run_always_skips(value: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "always_skips", "--ignored", "--nocapture"])
+        .stdin(Stdio::null());
+    match value {
+        Some(v) => command.env(NO_SKIP, v),
+        None => command.env_remove(NO_SKIP),
+    };
+    command.output().unwrap()
+}
+
+#[test]
+fn a_skip_passes_for_a_person_and_fails_under_the_ci_variable() {
+    for value in [None, Some(""), Some("0")] {
+        let out = run_always_skips(value);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{NO_SKIP}={value:?}: {stderr}");
+        assert!(
+            stderr.contains("SKIPPED: always_skips: nothing to run here"),
+            "{NO_SKIP}={value:?}: {stderr}"
+        );
+    }
+    let out = run_always_skips(Some("1"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a skip passed under {NO_SKIP}=1");
+    assert!(
+        stderr.contains(&format!(
+            "would skip, and {NO_SKIP} is set: always_skips: nothing to run here"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn ci_fails_on_any_skip() {
+    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
+    assert!(
+        ci.lines()
+            .any(|l| l.trim() == format!("export {NO_SKIP}=1")),
+        ".ci/run does not export {NO_SKIP}=1"
+    );
+}
+
+/// Every test that cannot run goes through `common::skip`: no test file
+/// prints its own `SKIPPED` (which the CI variable would not catch).
+#[test]
+fn every_skip_goes_through_common_skip() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let mut offenders = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.extend(
+        std::fs::read_dir(format!("{dir}/common"))
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
+    for path in files {
+        if path.extension().is_none_or(|e| e != "rs")
+            || path.ends_with("common/mod.rs")
+            || path.ends_with("hermetic.rs")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("SKIPPED") || code.contains("SKIP:") {
+                offenders.push(format!("{}:{}: {line}", path.display(), n + 1));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+}
