@@ -136,6 +136,25 @@ fn the_server_announces_its_metrics_as_the_second_stdout_line_and_passes_promtoo
     }
     let (status, _) = http_get(metrics, "/");
     assert_eq!(status, 404, "only /metrics is served");
+    // Every drop reason the endpoint exports is listed in docs/metrics.md.
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+    let row = doc
+        .lines()
+        .find(|l| l.starts_with("| `udp_echo_server_dropped_datagrams_total{reason}`"))
+        .expect("docs/metrics.md has a row for the drop counter");
+    let reasons: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("udp_echo_server_dropped_datagrams_total{reason=\""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert!(reasons.len() >= 6, "{body}");
+    for reason in reasons {
+        assert!(
+            row.contains(&format!("`{reason}`")),
+            "{reason} not in {row}"
+        );
+    }
 }
 
 #[test]

@@ -130,6 +130,17 @@ fn options_that_do_nothing_in_the_chosen_mode_are_refused_naming_both() {
         let run = run_client(&argv, None);
         assert_eq!(run.code(), Some(0), "{argv:?}: {}", run.stderr);
     }
+    // README's `-r 1000 -D 3 --probes run.csv`, shorter: one CSV record per probe.
+    let csv = std::env::temp_dir().join(format!("udp-echo-usage-{}.csv", std::process::id()));
+    let csv_arg = csv.to_str().unwrap();
+    let argv = [
+        "-q", "-p", &port, "-r", "1000", "-D", "0.3", "--probes", csv_arg,
+    ];
+    let run = run_client(&argv, None);
+    assert_eq!(run.code(), Some(0), "{argv:?}: {}", run.stderr);
+    let records = std::fs::read_to_string(&csv).unwrap().lines().count() - 1;
+    std::fs::remove_file(&csv).unwrap();
+    assert!((1..=1000).contains(&records), "{records} records");
 }
 
 #[test]
