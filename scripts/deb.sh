@@ -2,7 +2,8 @@
 # Builds the Debian package of udp-echo into target/debian/:
 #   1. the release binaries (cargo build --release --locked);
 #   2. the man pages and completions, from the binaries' own --generate, into
-#      target/assets/ (man pages gzipped -9n, as Debian ships them);
+#      target/assets/ (man pages gzipped -9n, as Debian ships them), and the
+#      docs with their links fixed for the package (scripts/package-docs.py);
 #   3. the .deb: `cargo deb --no-build` where cargo-deb is installed, else the
 #      same file list (Cargo.toml's [package.metadata.deb] assets, read with
 #      python3's tomllib) staged and packed by dpkg-deb --build --root-owner-group.
@@ -23,6 +24,8 @@ for program in udp-echo-server udp-echo-client; do
     "$bin/$program" --generate complete-zsh >"$assets/_$program"
     "$bin/$program" --generate complete-fish >"$assets/$program.fish"
 done
+# The docs, with links to files the package does not ship rewritten.
+python3 scripts/package-docs.py "$assets/doc"
 
 tool=${UDP_ECHO_DEB_TOOL:-}
 if [ -z "$tool" ]; then

@@ -3,8 +3,13 @@
 //! file that exists, every `#fragment` names a heading of its page (GitHub's
 //! slugs), and the README stays short enough to read on one screenful or two.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::skip;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -226,5 +231,58 @@ fn the_readme_starts_with_the_two_set_up_commands() {
         first_block[0].starts_with("cargo run --release --bin udp-echo-server")
             && first_block[1].starts_with("cargo test"),
         "{first_block:#?}"
+    );
+}
+
+/// The docs as the .deb ships them (scripts/package-docs.py, which
+/// scripts/deb.sh runs): every Cargo.toml doc asset is there, and every
+/// relative link resolves inside /usr/share/doc/udp-echo, where `copyright`
+/// sits beside README.md and no ARCHITECTURE.md, LICENSE or contrib/ exists.
+#[test]
+fn every_link_in_the_packaged_docs_resolves_in_the_package() {
+    let out = std::env::temp_dir().join(format!("udp-echo-package-docs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let Ok(status) = Command::new("python3")
+        .arg("scripts/package-docs.py")
+        .arg(&out)
+        .current_dir(ROOT)
+        .stdin(Stdio::null())
+        .status()
+    else {
+        return skip("python3 is not installed: the packaged docs were not built");
+    };
+    assert!(status.success(), "scripts/package-docs.py: {status}");
+    let cargo = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).unwrap();
+    let mut assets = 0;
+    for line in cargo.lines() {
+        let Some(rest) = line.split("\"target/assets/doc/").nth(1) else {
+            continue;
+        };
+        let source = rest.split('"').next().unwrap();
+        let (dir, name) = source.rsplit_once('/').unwrap_or(("", source));
+        let found = match name.strip_prefix('*') {
+            Some(ext) => std::fs::read_dir(out.join(dir))
+                .unwrap()
+                .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(ext)),
+            None => out.join(source).is_file(),
+        };
+        assert!(
+            found,
+            "Cargo.toml asset target/assets/doc/{source} not built"
+        );
+        assets += 1;
+    }
+    assert!(
+        assets >= 4,
+        "no doc assets from target/assets/doc in Cargo.toml"
+    );
+    // What scripts/deb.sh (or cargo-deb) adds beside them.
+    std::fs::write(out.join("copyright"), "").unwrap();
+    let broken = broken_links(&out, &pages(&out));
+    std::fs::remove_dir_all(&out).unwrap();
+    assert!(
+        broken.is_empty(),
+        "broken links in the package:\n{}",
+        broken.join("\n")
     );
 }
