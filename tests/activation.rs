@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use common::{SERVER, WAIT, skip, start_server_via};
 const ACTIVATE: &str = "systemd-socket-activate";
 
 fn has_activate() -> bool {
-    let found = Command::new(ACTIVATE)
+    let found = common::command(ACTIVATE)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -148,7 +148,7 @@ fn an_inherited_tcp_socket_is_refused_with_one_clear_line() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut child = Command::new(ACTIVATE)
+    let mut child = common::command(ACTIVATE)
         .args(["-l", &addr.to_string(), SERVER])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -239,7 +239,7 @@ impl Drop for Manager {
 
 /// Starts the server with `env`, returns it and its address.
 fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr) {
-    let mut child = Command::new(SERVER)
+    let mut child = common::command(SERVER)
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())

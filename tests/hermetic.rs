@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{NO_SKIP, skip};
+use common::{NO_SKIP, run_client, skip, start_server};
 
 /// Runs only when asked (`--ignored`): a test that always skips, for
 /// [`a_skip_passes_for_a_person_and_fails_under_the_ci_variable`] to run in a
@@ -94,4 +94,54 @@ fn every_skip_goes_through_common_skip() {
         }
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
+}
+
+/// Runs only when asked (`--ignored`): one echo, judged as every test judges
+/// it, for [`the_callers_environment_does_not_reach_the_binaries`] to run
+/// under a polluted environment.
+#[test]
+#[ignore = "run by the_callers_environment_does_not_reach_the_binaries"]
+fn one_echo_as_the_tests_see_it() {
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    let run = run_client(&["-p", &port, "--data", "hermetic"], None);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, b"hermetic\n");
+    // `sent …` and `recv …`: nothing from RUST_LOG.
+    assert_eq!(run.stderr.lines().count(), 2, "{}", run.stderr);
+}
+
+/// What the shell or service manager running `cargo test` has set does not
+/// reach the binaries the tests start: a trace log level, a service
+/// manager's notify socket (the server would report READY=1 to it). Run in
+/// a child test process with those variables set.
+#[test]
+#[cfg(target_os = "linux")]
+fn the_callers_environment_does_not_reach_the_binaries() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let name = format!("udp-echo-hermetic-{}", std::process::id());
+    let manager = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(&name).unwrap())
+        .expect("bind an abstract notify socket");
+    manager.set_nonblocking(true).unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "one_echo_as_the_tests_see_it", "--ignored"])
+        .env("RUST_LOG", "trace")
+        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    if let Ok(n) = manager.recv(&mut buf) {
+        panic!(
+            "the server told the caller's service manager: {}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

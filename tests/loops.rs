@@ -276,7 +276,7 @@ fn our_server_stops_bouncing_with_an_independent_echo() {
 /// here only the server's verdict on its traffic counts).
 fn client_run(server: SocketAddr, args: &[&str], limit: Duration) {
     let port = server.port().to_string();
-    let mut child = Command::new(CLIENT)
+    let mut child = common::command(CLIENT)
         .args(["-H", "127.0.0.1", "-p", &port, "-q"])
         .args(args)
         .stdin(Stdio::null())

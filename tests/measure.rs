@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -317,7 +317,7 @@ fn flood_prints_interval_lines_then_the_summary() {
 #[test]
 fn ctrl_c_ends_a_flood_early_and_still_prints_the_json() {
     let server = start_server(&["--port", "0"]);
-    let child = Command::new(CLIENT)
+    let child = common::command(CLIENT)
         .args(["-p", &port(server.addr), "--flood", "-D", "30", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -319,7 +319,7 @@ fn a_continuous_ping_exposes_losses_and_the_rtt_histogram() {
         }
     });
     let port = peer.port().to_string();
-    let mut child = Command::new(CLIENT)
+    let mut child = common::command(CLIENT)
         .args([
             "-H",
             "127.0.0.1",

@@ -24,7 +24,7 @@ fn has(tool: &str) -> bool {
 
 /// Runs `program args`, asserting it succeeds; returns its output.
 fn run(program: &str, args: &[&str]) -> Output {
-    let output = Command::new(program)
+    let output = common::command(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -61,7 +61,7 @@ fn generate_is_in_the_long_help_only() {
 #[test]
 fn generate_refuses_an_unknown_kind_as_a_usage_error() {
     for (binary, _) in PROGRAMS {
-        let output = Command::new(binary)
+        let output = common::command(binary)
             .args(["--generate", "complete-tcsh"])
             .output()
             .unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -20,7 +20,7 @@ fn send(child: &std::process::Child, signal: i32) {
 /// Spawns the client, reads stdout until a line starts with `ready`, sends
 /// `signal`, and returns (exit code, all of stdout, stderr).
 fn signal_client_after(args: &[&str], ready: &str, signal: i32) -> (Option<i32>, String, String) {
-    let mut child = Command::new(CLIENT)
+    let mut child = common::command(CLIENT)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -114,7 +114,7 @@ fn ctrl_c_during_find_rate_says_it_was_interrupted_and_exits_130() {
 fn ctrl_c_during_find_rate_marks_the_json_interrupted() {
     let server = start_server(&["--port", "0"]);
     let port = server.addr.port().to_string();
-    let mut child = Command::new(CLIENT)
+    let mut child = common::command(CLIENT)
         .args(["-p", &port, "--find-rate", "-D", "0.2", "--json"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

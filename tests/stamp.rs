@@ -262,7 +262,7 @@ struct SuiteReflector {
 impl SuiteReflector {
     fn start(suite: &std::path::Path, extra: &[&str]) -> SuiteReflector {
         let port = closed_port();
-        let child = std::process::Command::new(suite)
+        let child = common::command(suite.to_str().unwrap())
             .args(["-i", "-S", "127.0.0.1", "-o", &port.to_string()])
             .args(extra)
             .stdout(std::process::Stdio::null())

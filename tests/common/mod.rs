@@ -18,6 +18,38 @@ pub(crate) const WAIT: Duration = Duration::from_secs(10);
 pub(crate) const SERVER: &str = env!("CARGO_BIN_EXE_udp-echo-server");
 pub(crate) const CLIENT: &str = env!("CARGO_BIN_EXE_udp-echo-client");
 
+/// Variables of the caller's environment that change what the binaries do:
+/// log level (`RUST_LOG`), systemd's socket activation, readiness and
+/// watchdog (set when `cargo test` itself runs under systemd), the terminal
+/// width of help and histograms, the client's offload switch. Every child a
+/// test starts goes without them ([`command`]) unless the test sets one.
+pub(crate) const CALLER_ENV: [&str; 14] = [
+    "RUST_LOG",
+    "RUST_LOG_STYLE",
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "COLUMNS",
+    "LINES",
+    "NO_COLOR",
+    "CLICOLOR",
+    "CLICOLOR_FORCE",
+    "UDP_ECHO_CLIENT_OFFLOAD",
+];
+
+/// `Command::new(program)` without [`CALLER_ENV`]: what a test starts
+/// behaves the same whatever shell or service manager runs `cargo test`.
+pub(crate) fn command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    for name in CALLER_ENV {
+        command.env_remove(name);
+    }
+    command
+}
+
 /// How long to wait for a pipe to reach end-of-file once its child has exited:
 /// the child's end is closed by then, so this only bounds a broken case (a
 /// grandchild that inherited the pipe) instead of hanging on it.
@@ -123,11 +155,11 @@ pub(crate) fn start_server_via(wrapper: &[&str], args: &[&str]) -> ServerProcess
 fn try_start_server_via(wrapper: &[&str], args: &[&str]) -> Result<ServerProcess, StartFailure> {
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {
-            let mut c = Command::new(program);
+            let mut c = command(program);
             c.args(rest).arg(SERVER);
             c
         }
-        None => Command::new(SERVER),
+        None => command(SERVER),
     };
     let mut child = command
         .args(args)
@@ -329,7 +361,7 @@ fn run_program_env(
     env: &[(&str, &str)],
 ) -> ClientRun {
     let started = Instant::now();
-    let mut child = Command::new(program)
+    let mut child = command(program)
         .args(args)
         .envs(env.iter().copied())
         .stdin(if stdin.is_some() {

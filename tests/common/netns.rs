@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ pub(crate) struct TestNet {
 /// `Ok(stdout)` when it exits 0, `Err` with its stderr otherwise.
 pub(crate) fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
     let what = format!("{program} {}", args.join(" "));
-    let mut child = Command::new(program)
+    let mut child = crate::common::command(program)
         .args(args)
         .stdin(if input.is_some() {
             Stdio::piped()
