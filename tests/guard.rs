@@ -16,6 +16,14 @@ fn bind_client(addr: &str) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
+/// A client on a fixed source `port`, on a loopback address no other program
+/// or test holds ([`bind_fixed_port`]).
+fn bind_fixed(port: u16) -> io::Result<UdpSocket> {
+    let socket = bind_fixed_port(port)?;
+    socket.set_read_timeout(Some(Duration::from_millis(300)))?;
+    Ok(socket)
+}
+
 /// True when `socket` gets no datagram within its read timeout.
 fn gets_no_reply(socket: &UdpSocket) -> bool {
     let mut buf = [0u8; 64];
@@ -34,10 +42,7 @@ fn reflector_source_ports_get_no_reply_while_others_are_answered() {
     let server = start_server(&["--port", "0"]);
     let mut dropped = 0;
     for port in [1900, 5353, 11211] {
-        let Ok(reflector) = bind_client(&format!("127.0.0.1:{port}")) else {
-            skip(&format!("port {port}: in use on this host"));
-            continue;
-        };
+        let reflector = bind_fixed(port).unwrap_or_else(|e| panic!("source port {port}: {e}"));
         reflector.send_to(b"loop?", server.addr).unwrap();
         assert!(gets_no_reply(&reflector), "source port {port} was answered");
         dropped += 1;
@@ -50,7 +55,7 @@ fn reflector_source_ports_get_no_reply_while_others_are_answered() {
 #[test]
 fn a_privileged_source_port_gets_no_reply() {
     let server = start_server(&["--port", "0"]);
-    let privileged = match bind_client("127.0.0.1:1000") {
+    let privileged = match bind_fixed(1000) {
         Ok(socket) => socket,
         Err(e) => {
             skip(&format!("binding source port 1000 needs root ({e})"));
@@ -70,10 +75,7 @@ fn a_privileged_source_port_gets_no_reply() {
 #[test]
 fn allow_service_ports_turns_the_port_rule_off() {
     let server = start_server(&["--port", "0", "--allow-service-ports"]);
-    let Ok(reflector) = bind_client("127.0.0.1:5353") else {
-        skip("port 5353 in use on this host");
-        return;
-    };
+    let reflector = bind_fixed(5353).unwrap();
     assert_eq!(echo(&reflector, server.addr, b"allowed"), b"allowed");
 }
 

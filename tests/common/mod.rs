@@ -466,6 +466,25 @@ pub(crate) fn closed_port() -> u16 {
     socket.local_addr().unwrap().port()
 }
 
+/// A UDP socket on a fixed `port` (a reflector's, a router's or a
+/// privileged one) that no other program on the host and no other test
+/// holds: bound to a loopback address of its own, 127.X.Y.Z with X.Y from
+/// this process's id and Z counting calls, and with SO_REUSEADDR so a local
+/// service on the wildcard address that allows sharing (avahi on 5353) does
+/// not stand in the way. Only a privileged port without root fails.
+pub(crate) fn bind_fixed_port(port: u16) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static NEXT: AtomicU8 = AtomicU8::new(10);
+    let pid = std::process::id();
+    let z = NEXT.fetch_add(1, Ordering::Relaxed).max(10);
+    let ip = std::net::Ipv4Addr::new(127, (pid >> 8) as u8, pid as u8, z);
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::from((ip, port)).into())?;
+    Ok(socket.into())
+}
+
 /// Whether `::1` is usable on this host (some containers have no IPv6).
 pub(crate) fn has_ipv6_loopback() -> bool {
     UdpSocket::bind("[::1]:0").is_ok()
