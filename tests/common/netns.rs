@@ -134,6 +134,9 @@ impl TestNet {
             .into_iter()
             .enumerate()
         {
+            // A namespace of this name can only be left over by a crashed
+            // run of a process with this same id: it is no one's any more.
+            let _ = run("ip", &["netns", "del", &ns], None);
             match run("ip", &["netns", "add", &ns], None) {
                 Err(why) if i == 0 => return Err(format!("cannot create a namespace: {why}")),
                 other => {
