@@ -134,29 +134,35 @@ fn batch_64_echoes_mixed_sizes_in_bursts_each_once_to_its_source() {
     mixed_sizes_in_bursts_are_each_echoed_once("64");
 }
 
-/// Sockets of the kernel's UDP table on `port` (Linux), to see SO_REUSEPORT at work.
-fn sockets_on_port(port: u16) -> Option<usize> {
-    let mut count = 0;
-    for path in ["/proc/net/udp", "/proc/net/udp6"] {
-        let text = std::fs::read_to_string(path).ok()?;
-        let needle = format!(":{port:04X} ");
-        count += text
-            .lines()
+/// Sockets of the kernel's UDP table bound to exactly `addr` (Linux), to see
+/// SO_REUSEPORT at work. The address counts too: another program's (or
+/// another test's) socket may hold the same port number on another address.
+fn sockets_on(addr: SocketAddr) -> Option<usize> {
+    // The kernel prints each 32-bit word of the address as a native integer.
+    let words = |octets: &[u8]| -> String {
+        octets
+            .chunks(4)
+            .map(|w| format!("{:08X}", u32::from_ne_bytes(w.try_into().unwrap())))
+            .collect()
+    };
+    let (path, ip) = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ("/proc/net/udp", words(&ip.octets())),
+        std::net::IpAddr::V6(ip) => ("/proc/net/udp6", words(&ip.octets())),
+    };
+    let needle = format!("{ip}:{:04X}", addr.port());
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
             .skip(1)
-            .filter(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|local| format!("{local} ").ends_with(&needle))
-            })
-            .count();
-    }
-    Some(count)
+            .filter(|l| l.split_whitespace().nth(1) == Some(needle.as_str()))
+            .count(),
+    )
 }
 
 #[test]
 fn four_threads_answer_all_of_64_flows() {
     let mut server = start_four_thread_batched_server();
-    if let Some(count) = sockets_on_port(server.addr.port()) {
+    if let Some(count) = sockets_on(server.addr) {
         assert_eq!(count, 4, "four sockets share the port");
     }
     let sockets: Vec<UdpSocket> = (0..64).map(|_| udp_client()).collect();
@@ -300,7 +306,7 @@ fn exclusive_threads_share_one_socket_that_no_one_can_join() {
         "2",
         "--exclusive",
     ]);
-    if let Some(count) = sockets_on_port(server.addr.port()) {
+    if let Some(count) = sockets_on(server.addr) {
         assert_eq!(count, 1, "two threads, one socket");
     }
     // The most a co-binder can ask for: both reuse options. The kernel refuses.
