@@ -473,7 +473,11 @@ fn tshark_decodes_our_reflectors_packets_as_twamp_test() {
     let port = server.addr.port();
     let pcap = std::env::temp_dir().join(format!("udp-echo-stamp-{}.pcap", std::process::id()));
     let pcap_path = pcap.to_str().unwrap().to_owned();
-    let filter = format!("udp port {port}");
+    // Only this test's two sockets: other programs may use this port number
+    // on another loopback address, or talk on lo at the same time.
+    let socket = udp_client();
+    let ours = socket.local_addr().unwrap().port();
+    let filter = format!("ip host 127.0.0.1 and udp port {port} and udp port {ours}");
     // Six packets (three requests, three replies) or ten seconds, whichever first.
     let mut capture = std::process::Command::new("tshark")
         .args([
@@ -510,7 +514,6 @@ fn tshark_decodes_our_reflectors_packets_as_twamp_test() {
         .expect("tshark did not start capturing");
     // dumpcap may attach its filter a moment after saying so: send until it
     // has its six packets.
-    let socket = udp_client();
     let deadline = std::time::Instant::now() + WAIT;
     let mut seq = 10;
     while capture.try_wait().unwrap().is_none() {
