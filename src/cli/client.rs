@@ -196,8 +196,8 @@ pub struct Args {
     /// Write one record per probe to FILE (.csv: CSV, else NDJSON; -: stdout).
     ///
     /// Records are written as probes settle; with -, the report goes to stderr.
-    /// Flood and rate write 40-80 bytes per probe, hundreds of MB in seconds:
-    /// a warning at the start says how much to expect.
+    /// A record is ~55 bytes (CSV) or ~115 (NDJSON): a flood writes hundreds
+    /// of MB in seconds, and a warning at the start says how much to expect.
     #[arg(long, value_name = "FILE", requires = "measured", help_heading = OUTPUT)]
     pub probes: Option<PathBuf>,
 
