@@ -114,9 +114,11 @@ pub fn run(
             outputs,
             stop,
             out,
-            endpoint.as_ref().map(|e| &e.1),
-            sink,
-            plot,
+            Sinks {
+                live: endpoint.as_ref().map(|e| &e.1),
+                probes: sink,
+                plot,
+            },
         );
         endpoint_stop.request();
         if let Some(writer) = writer {
@@ -212,6 +214,16 @@ fn probes_volume(config: &MeasureConfig, outputs: &Outputs) -> Option<(u64, Stri
     Some((total, text))
 }
 
+/// Where a run's results go besides the report.
+struct Sinks<'a> {
+    /// The metrics endpoint's counters.
+    live: Option<&'a ClientMetrics>,
+    /// The records' writer thread.
+    probes: Option<mpsc::SyncSender<super::probes::ProbeBatch>>,
+    /// The `--plot` file, created before the run.
+    plot: Option<File>,
+}
+
 /// The run itself and its report: lines as it goes, the summary, then the
 /// histogram and the plot when asked.
 fn report_run(
@@ -220,10 +232,9 @@ fn report_run(
     outputs: &Outputs,
     stop: &Stop,
     out: &mut dyn Write,
-    live: Option<&ClientMetrics>,
-    probes: Option<mpsc::SyncSender<super::probes::ProbeBatch>>,
-    plot: Option<File>,
+    sinks: Sinks<'_>,
 ) -> Result<bool> {
+    let Sinks { live, probes, plot } = sinks;
     let json = outputs.json;
     let out = RefCell::new(out);
     // A closed report stream ends the run like Ctrl-C: nobody is reading any more.
