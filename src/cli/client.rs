@@ -273,9 +273,28 @@ const TAKEN_BY: [(&str, &str); 10] = [
     ("--probes, --histogram, --plot", "ping flood rate"),
 ];
 
-/// What `--help` prints after the options: the modes, which options each
-/// takes, the exit status and a few examples (`-h` leaves it out).
+/// What `--help` prints after the options: the modes and which options
+/// each takes, the exit status and a few examples (`-h` leaves it out).
 fn long_help_tail() -> String {
+    let mut text = mode_table();
+    text.push_str(
+        "
+Exit status: 0 every probe came back intact; 1 no reply, a wrong reply or
+refused (--doctor: a finding needs action); 2 usage error or local problem
+(cannot resolve, bind or create a file); 130 interrupted (--find-rate).
+
+Examples:
+  udp-echo-client 192.0.2.7:7 --data hello        one probe to port 7
+  udp-echo-client example.net -c 5 -i 0.2         ping: five probes, 0.2 s apart
+  udp-echo-client [::1]:9999 -f -D 3 --histogram  flood for 3 s, then the distribution
+  udp-echo-client -r 20000 -D 2 --flows 2 --json  open loop, the summary as JSON",
+    );
+    text
+}
+
+/// The modes and which options each takes, as a plain-text table (for
+/// `--help` and the man page's MODES).
+pub(crate) fn mode_table() -> String {
     let mut text = String::from(
         "Modes (at most one; with none, one datagram is sent and its echo printed):
   (none)         one-shot: send --data, check the echo byte for byte, print it
@@ -313,19 +332,7 @@ Options each mode takes (any other is a usage error, exit 2):
         text.push_str(row.trim_end());
         text.push('\n');
     }
-    text.push_str(
-        "  TARGET, -H, -p, -4, -6, -t, -b, --interface, buffers, -v, -q: every mode
-
-Exit status: 0 every probe came back intact; 1 no reply, a wrong reply or
-refused (--doctor: a finding needs action); 2 usage error or local problem
-(cannot resolve, bind or create a file); 130 interrupted (--find-rate).
-
-Examples:
-  udp-echo-client 192.0.2.7:7 --data hello        one probe to port 7
-  udp-echo-client example.net -c 5 -i 0.2         ping: five probes, 0.2 s apart
-  udp-echo-client [::1]:9999 -f -D 3 --histogram  flood for 3 s, then the distribution
-  udp-echo-client -r 20000 -D 2 --flows 2 --json  open loop, the summary as JSON",
-    );
+    text.push_str("  TARGET, -H, -p, -4, -6, -t, -b, --interface, buffers, -v, -q: every mode\n");
     text
 }
 
