@@ -147,31 +147,20 @@ pub fn utc_minute(unix_s: u64) -> String {
     )
 }
 
-/// Round tick steps for an axis from 0 to `max`: about 5 ticks of 1, 2 or 5 × 10^n.
-fn ticks(max: f64) -> Vec<f64> {
+/// Round ticks (1, 2 or 5 × 10^n apart, at most 8 steps) from 0 up to the
+/// first at or above `max`, which becomes the axis's end: both edges of an
+/// axis carry a label, and the axis wastes less than a step.
+fn edge_ticks(max: f64) -> (f64, Vec<f64>) {
     let max = if max > 0.0 { max } else { 1.0 };
-    let raw = max / 5.0;
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
+    let magnitude = 10f64.powf((max / 10.0).log10().floor());
+    let (step, steps) = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
         .into_iter()
         .map(|m| m * magnitude)
-        .find(|s| *s >= raw)
-        .unwrap_or(magnitude * 10.0);
-    (0..=((max / step).floor() as usize))
-        .map(|i| i as f64 * step)
-        .collect()
-}
-
-/// Round ticks from 0 up to and including the first tick at or above `max`,
-/// which becomes the axis's end: both edges of an axis carry a label.
-fn edge_ticks(max: f64) -> (f64, Vec<f64>) {
-    let mut t = ticks(max);
-    let step = t.get(1).copied().unwrap_or(1.0);
-    let last = t.last().copied().unwrap_or(0.0);
-    if last < max * (1.0 - 1e-9) || t.len() < 2 {
-        t.push(last + step);
-    }
-    (t.last().copied().unwrap_or(1.0), t)
+        .map(|step| (step, (max / step - 1e-9).ceil().max(1.0) as usize))
+        .find(|&(_, steps)| steps <= 8)
+        .unwrap_or((max, 1));
+    let t: Vec<f64> = (0..=steps).map(|i| i as f64 * step).collect();
+    (steps as f64 * step, t)
 }
 
 /// A tick value without needless decimals.
@@ -505,8 +494,9 @@ mod tests {
 
     #[test]
     fn ticks_are_round() {
-        assert_eq!(ticks(10.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        assert_eq!(ticks(0.7), vec![0.0, 0.2, 0.4, 0.6000000000000001]);
+        assert_eq!(edge_ticks(10.0).1, vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        let labels: Vec<String> = edge_ticks(0.55).1.into_iter().map(tick_label).collect();
+        assert_eq!(labels, ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6"]);
         assert_eq!(tick_label(0.6000000000000001), "0.6");
     }
 
@@ -533,8 +523,11 @@ mod tests {
             (10.0, vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0])
         );
         let (end, t) = edge_ticks(10.3);
-        assert_eq!((end, t), (15.0, vec![0.0, 5.0, 10.0, 15.0]));
-        assert_eq!(edge_ticks(0.7).0, 0.8);
+        assert_eq!((end, t.len()), (12.0, 7));
+        // A 6.49 s run ends its axis at 7 s, not 8 or 10.
+        assert_eq!(edge_ticks(6.49).0, 7.0);
+        assert_eq!(tick_label(edge_ticks(0.7).0), "0.7");
+        assert_eq!(tick_label(edge_ticks(0.242).0), "0.25");
         let mut latency = Latency::new();
         for (rtt, n) in [
             (50_000, 3000),
