@@ -73,6 +73,12 @@ pub enum Error {
     },
     /// The server echoed the stop datagram instead of stopping.
     StopIgnored { addr: SocketAddr },
+    /// An output file (`--probes`, `--plot`) cannot be created or written.
+    File {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
     /// A local I/O step failed: reading stdin, writing stdout, installing
     /// signal handlers.
     Io {
@@ -234,6 +240,9 @@ impl fmt::Display for Error {
                 f,
                 "the server at {addr} echoed the stop datagram instead of stopping (its --stop-on-empty policy does not accept stops from this address)"
             ),
+            Error::File { what, path, source } => {
+                write!(f, "cannot {what} {}: {}", path.display(), describe(source))
+            }
             Error::Io { what, source } => write!(f, "cannot {what}: {}", describe(source)),
         }
     }
@@ -248,6 +257,7 @@ impl std::error::Error for Error {
             | Error::Connect { source, .. }
             | Error::Send { source, .. }
             | Error::Recv { source, .. }
+            | Error::File { source, .. }
             | Error::Io { source, .. } => Some(source),
             _ => None,
         }

@@ -420,11 +420,34 @@ fn duration_label(ns: u64) -> String {
     }
 }
 
-/// `--histogram`: the round trips in log-scaled buckets (each twice as wide
-/// as the one before), one line each, a bar of `#` scaled to `width`
-/// columns, and the buckets holding p50 and p99 marked.
+/// The most lines `--histogram` draws, gaps merged (see [`histogram`]).
+const HISTOGRAM_LINES: usize = 24;
+
+/// Merges each run of empty buckets into one, so a lone outlier far out
+/// costs one line, not one per bucket on the way.
+fn merge_empty_runs(buckets: Vec<crate::stats::RttBucket>) -> Vec<crate::stats::RttBucket> {
+    let mut merged: Vec<crate::stats::RttBucket> = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        match merged.last_mut() {
+            Some(last) if last.count == 0 && b.count == 0 => last.high_ns = b.high_ns,
+            _ => merged.push(b),
+        }
+    }
+    merged
+}
+
+/// `--histogram`: the round trips in buckets of equal ratio, as fine as fits
+/// in [`HISTOGRAM_LINES`] (8, 4, 2 or 1 per doubling; a run of empty buckets
+/// is one line), one line each: its bounds, a bar of `#` whose length is
+/// log-scaled (a tail of 32 and one of 1,824 differ at a glance, and a bucket
+/// with any round trip gets at least one `#`), the count, the cumulative
+/// percentage (the CDF), and the buckets holding p50 and p99 marked.
 pub fn histogram(latency: &Latency, width: usize) -> String {
-    let buckets = latency.log_buckets();
+    let buckets = [8, 4, 2]
+        .into_iter()
+        .map(|per| merge_empty_runs(latency.buckets(per)))
+        .find(|b| b.len() <= HISTOGRAM_LINES)
+        .unwrap_or_else(|| merge_empty_runs(latency.buckets(1)));
     if buckets.is_empty() {
         return "RTT distribution: no round trips to show\n".to_owned();
     }
@@ -440,28 +463,32 @@ pub fn histogram(latency: &Latency, width: usize) -> String {
         })
         .collect();
     let most = buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1);
+    let total = buckets.iter().map(|b| b.count).sum::<u64>().max(1);
     let count_width = most.to_string().len();
-    // label, " |", bar, " ", count, "  <- p50 p99"
+    // label, " |", bar, " ", count, " ", "100.0%", "  <- p50 p99"
     let room = width
-        .saturating_sub(labels[0].chars().count() + 2 + 1 + count_width + 12)
+        .saturating_sub(labels[0].chars().count() + 2 + 1 + count_width + 7 + 12)
         .max(10);
+    let scale = |count: u64| ((count as f64).ln_1p() / (most as f64).ln_1p() * room as f64).round();
     let mut text = format!(
-        "RTT distribution: {} round trips, buckets doubling in width, p50 {} p99 {}\n",
+        "RTT distribution: {} round trips, p50 {}, p99 {}; log-scaled bars, count, cumulative %\n",
         latency.count(),
         duration_label(p50),
         duration_label(p99)
     );
+    let mut below = 0;
     for (b, label) in buckets.iter().zip(&labels) {
-        let bar = if b.count == 0 {
-            0
-        } else {
-            ((b.count as f64 / most as f64 * room as f64).round() as usize).max(1)
+        let bar = match b.count {
+            0 => 0,
+            n => (scale(n) as usize).max(1),
         };
+        below += b.count;
         let _ = write!(
             text,
-            "{label} |{:<room$} {:>count_width$}",
+            "{label} |{:<room$} {:>count_width$} {:>5.1}%",
             "#".repeat(bar),
-            b.count
+            b.count,
+            below as f64 * 100.0 / total as f64
         );
         let inside = |v: u64| v > b.low_ns && v <= b.high_ns;
         match (inside(p50), inside(p99)) {
@@ -497,12 +524,89 @@ mod tests {
         let text = histogram(&latency, 80);
         let lines: Vec<&str> = text.lines().skip(1).collect();
         let bars = lines.iter().filter(|l| l.contains('#')).count();
-        let non_empty = latency.log_buckets().iter().filter(|b| b.count > 0).count();
-        assert_eq!((bars, non_empty), (3, 3), "{text}");
+        // Three non-empty buckets and the two gaps between them.
+        assert_eq!((bars, lines.len()), (3, 5), "{text}");
         assert!(lines.iter().all(|l| l.chars().count() <= 80), "{text}");
         let marked = |mark: &str| lines.iter().filter(|l| l.contains(mark)).count();
         assert_eq!((marked("p50"), marked("p99")), (1, 1), "{text}");
-        assert!(lines[0].ends_with("90  <- p50"), "{text}");
+        assert!(lines[0].ends_with("90  90.0%  <- p50"), "{text}");
+        assert!(
+            lines
+                .last()
+                .unwrap()
+                .ends_with("#####                              1 100.0%"),
+            "{text}"
+        );
+    }
+
+    /// The bar length of each line of a histogram, by its count.
+    fn bars_by_count(text: &str) -> Vec<(u64, usize)> {
+        text.lines()
+            .skip(1)
+            .map(|l| {
+                let after = l.split('|').nth(1).unwrap();
+                let bar = after.chars().take_while(|&c| c == '#').count();
+                (
+                    after
+                        .split_whitespace()
+                        .find(|w| !w.starts_with('#'))
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                    bar,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tails_of_different_sizes_get_different_bars() {
+        let mut latency = Latency::new();
+        for (rtt, n) in [
+            (50_000, 300_000),
+            (200_000, 32),
+            (400_000, 576),
+            (800_000, 1824),
+        ] {
+            for _ in 0..n {
+                latency.record(rtt);
+            }
+        }
+        let text = histogram(&latency, 80);
+        let bars = bars_by_count(&text);
+        let bar = |count: u64| {
+            bars.iter()
+                .find(|b| b.0 == count)
+                .unwrap_or_else(|| panic!("{count}: {text}"))
+                .1
+        };
+        assert!(
+            0 < bar(32) && bar(32) < bar(576) && bar(576) < bar(1824),
+            "{text}"
+        );
+        assert!(bar(1824) < bar(300_000), "{text}");
+        // Longer bars for more round trips, everywhere.
+        let mut sorted = bars.clone();
+        sorted.sort();
+        assert!(sorted.windows(2).all(|w| w[0].1 <= w[1].1), "{text}");
+    }
+
+    #[test]
+    fn a_narrow_distribution_is_split_finer_than_doublings() {
+        // 272 of 300 round trips within one doubling, as on loopback.
+        let mut latency = Latency::new();
+        for i in 0..272 {
+            latency.record(33_000 + i * 100);
+        }
+        for i in 0..28 {
+            latency.record(70_000 + i * 50_000);
+        }
+        let text = histogram(&latency, 100);
+        let bars = bars_by_count(&text);
+        let biggest = bars.iter().map(|b| b.0).max().unwrap();
+        assert!(biggest < 200, "the bulk is split: {text}");
+        assert_eq!(bars.iter().map(|b| b.0).sum::<u64>(), 300, "{text}");
+        assert!(text.lines().count() <= 26, "{text}");
     }
 
     #[test]

@@ -75,6 +75,54 @@ fn generate_refuses_an_unknown_kind_as_a_usage_error() {
 }
 
 #[test]
+fn the_man_pages_describe_every_option_with_its_value_name_and_no_markdown() {
+    for (binary, name) in PROGRAMS {
+        let page = String::from_utf8(run(binary, &["--generate", "man"]).stdout).unwrap();
+        assert!(!page.contains('`'), "{name}: a markdown backtick:\n{page}");
+        // Each .TP entry: a term line, then its description.
+        let lines: Vec<&str> = page.lines().collect();
+        for (i, _) in lines.iter().enumerate().filter(|(_, l)| **l == ".TP") {
+            let body = lines.get(i + 2).copied().unwrap_or("");
+            assert!(
+                !body.trim().is_empty() && !body.starts_with('.'),
+                "{name}: {} has no description:\n{page}",
+                lines[i + 1]
+            );
+        }
+        let synopsis = page
+            .split(".SH SYNOPSIS\n")
+            .nth(1)
+            .and_then(|rest| rest.split(".SH ").next())
+            .unwrap_or_else(|| panic!("{name}: no SYNOPSIS:\n{page}"));
+        for expected in [
+            r"[\fB\-H\fR|\fB\-\-host\fR \fIHOST\fR]",
+            r"[\fB\-4\fR]",
+            r"[\fB\-\-recv\-buf\fR \fISIZE\fR]",
+            r"[\fB\-v\fR|\fB\-\-verbose\fR]...",
+        ] {
+            assert!(
+                synopsis.contains(expected),
+                "{name}: {expected} in\n{synopsis}"
+            );
+        }
+        assert!(
+            !synopsis.contains(r" \fR"),
+            "{name}: padded flag in\n{synopsis}"
+        );
+        for long in ["--generate", "--help", "--port", "--stamp"] {
+            let roff = long.replace('-', r"\-");
+            assert!(
+                synopsis.contains(&roff),
+                "{name}: {long} not in\n{synopsis}"
+            );
+        }
+    }
+    let client = String::from_utf8(run(CLIENT, &["--generate", "man"]).stdout).unwrap();
+    assert!(client.contains(r"[\fITARGET\fR]"), "{client}");
+    assert!(client.contains(".SH MODES"), "{client}");
+}
+
+#[test]
 fn the_man_pages_render_with_groff_without_warnings() {
     if !has("groff") {
         return skip("groff is not installed: the man pages were not rendered");
@@ -92,6 +140,7 @@ fn the_man_pages_render_with_groff_without_warnings() {
         for heading in ["SYNOPSIS", "OPTIONS", "EXIT STATUS", "EXAMPLES"] {
             assert!(text.contains(heading), "{name}: no {heading}:\n{text}");
         }
+        assert!(!text.contains('`'), "{name}: a literal backtick:\n{text}");
         if has("man") {
             // Not the caller's man options, language or width.
             let output = Command::new("man")

@@ -399,3 +399,147 @@ fn a_flood_plot_has_a_band_per_interval() {
     assert_eq!(classes.get("band").copied(), Some(intervals), "{classes:?}");
     assert_eq!(classes.get("point"), None, "{classes:?}");
 }
+
+#[test]
+fn output_files_are_checked_before_the_run_and_named_in_errors() {
+    // A silent target that counts what reaches it: nothing may.
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let port = target.local_addr().unwrap().port().to_string();
+    let missing = std::env::temp_dir().join(format!("udp-echo-{}-no-such-dir", std::process::id()));
+    for (option, file) in [("--plot", "x.svg"), ("--probes", "x.csv")] {
+        let path = missing.join(file);
+        let path = path.to_str().unwrap();
+        // Ten probes a second apart: the run would take 9 s, the refusal none.
+        let run = run_client(
+            &["-H", "127.0.0.1", "-p", &port, "-c", "10", option, path],
+            None,
+        );
+        assert_eq!(run.code(), Some(2), "{option}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(path),
+            "{option} names the path: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stdout_text().contains("probes sent"),
+            "{option}: measured first"
+        );
+        let mut buf = [0; 2048];
+        assert!(target.recv(&mut buf).is_err(), "{option}: a probe was sent");
+    }
+    // Another extension than .svg would hold SVG under a wrong name.
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    let run = run_client(
+        &["-H", "127.0.0.1", "-p", &port, "-c", "1", "--plot", "x.png"],
+        None,
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains(".svg"), "{}", run.stderr);
+    // Where the plot went is said on stderr.
+    let file = Scratch::new("said.svg");
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "1",
+            "--plot",
+            file.arg(),
+        ],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("plot written to {}", file.arg())),
+        "{}",
+        run.stderr
+    );
+    assert!(file.text().starts_with("<svg"), "{}", file.text());
+}
+
+#[test]
+fn probes_in_flood_and_rate_mode_warn_of_the_volume_and_say_what_it_came_to() {
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    let file = Scratch::new("volume.csv");
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-f",
+            "-D",
+            "0.3",
+            "--probes",
+            file.arg(),
+        ],
+        None,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("warning: --probes"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning: {}", run.stderr);
+    assert!(
+        warnings[0].contains(file.arg()) && warnings[0].contains(" MB"),
+        "{}",
+        warnings[0]
+    );
+    // At the end: the records and bytes the file really holds.
+    let rows = file.text().lines().count() as u64 - 1;
+    let bytes = std::fs::metadata(&file.0).unwrap().len();
+    let end = format!(
+        "{rows} probe records, {:.1} MB, written to {}",
+        bytes as f64 / 1e6,
+        file.arg()
+    );
+    assert!(run.stderr.contains(&end), "{end}:\n{}", run.stderr);
+    // An open-loop run's estimate is its own: 1000 probes/s for 0.5 s of ~115 bytes.
+    let ndjson = Scratch::new("volume.ndjson");
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-r",
+            "1000",
+            "-D",
+            "0.5",
+            "--probes",
+            ndjson.arg(),
+        ],
+        None,
+    );
+    assert!(
+        run.stderr
+            .contains("1000 probes/s for 0.5 s writes about 57.5 kB"),
+        "{}",
+        run.stderr
+    );
+    // Ping mode writes a record per interval: nothing to warn about.
+    let run = run_client(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "2",
+            "-i",
+            "0",
+            "--probes",
+            ndjson.arg(),
+        ],
+        None,
+    );
+    assert!(!run.stderr.contains("--probes"), "{}", run.stderr);
+}

@@ -238,3 +238,104 @@ fn a_numeric_tos_with_ecn_bits_is_refused_with_the_value_meant() {
         );
     }
 }
+
+/// `-h` of `program` with stdout a pipe and COLUMNS as given (None: unset).
+fn help_text(program: &str, flag: &str, columns: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg(flag).env_remove("COLUMNS");
+    if let Some(columns) = columns {
+        cmd.env("COLUMNS", columns);
+    }
+    let output = cmd.output().expect("run the binary");
+    assert!(output.status.success(), "{program} {flag}: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn help_is_grouped_under_headings_and_wrapped_to_100_columns_off_a_terminal() {
+    let headings: [(&str, &[&str]); 2] = [
+        (
+            CLIENT,
+            &[
+                "Target:",
+                "Mode:",
+                "Probe:",
+                "Timing and load:",
+                "Output:",
+                "STAMP:",
+                "Logging:",
+            ],
+        ),
+        (
+            SERVER,
+            &[
+                "Address:", "Echo:", "Guard:", "STAMP:", "Service:", "Logging:",
+            ],
+        ),
+    ];
+    for (program, headings) in headings {
+        for flag in ["-h", "--help"] {
+            let text = help_text(program, flag, None);
+            let long: Vec<_> = text.lines().filter(|l| l.chars().count() > 100).collect();
+            assert!(long.is_empty(), "{program} {flag}: {long:#?}");
+            for heading in headings {
+                assert!(
+                    text.lines().any(|l| l == *heading),
+                    "{program} {flag}: {heading}\n{text}"
+                );
+            }
+        }
+        // A narrower terminal (COLUMNS when stdout is not one) gets narrower help.
+        let narrow = help_text(program, "-h", Some("60"));
+        let long: Vec<_> = narrow.lines().filter(|l| l.chars().count() > 60).collect();
+        assert!(long.is_empty(), "{program} -h at 60 columns: {long:#?}");
+    }
+    // The client's --help tells the modes apart and which options each takes.
+    let long = help_text(CLIENT, "--help", None);
+    assert!(long.contains("Options each mode takes"), "{long}");
+    assert!(
+        long.contains("Usage: udp-echo-client [OPTIONS] [TARGET]"),
+        "{long}"
+    );
+}
+
+#[test]
+fn a_target_is_taken_as_ping_and_nc_take_it() {
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port();
+    let with_port = format!("127.0.0.1:{port}");
+    let args: [&[&str]; 4] = [
+        &[&with_port, "--data", "hello"],
+        &["--data", "hello", "-H", &with_port],
+        &["127.0.0.1", "-p", &port.to_string(), "--data", "hello"],
+        &[&with_port, "-p", &port.to_string(), "--data", "hello"],
+    ];
+    for args in args {
+        let run = run_client(args, None);
+        assert_eq!(run.code(), Some(0), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout_text(), "hello\n", "{args:?}");
+    }
+    if has_ipv6_loopback() {
+        let v6 = start_server(&["-H", "::1", "--port", "0"]);
+        let target = format!("[::1]:{}", v6.addr.port());
+        let run = run_client(&[&target, "--data", "hello"], None);
+        assert_eq!(run.code(), Some(0), "{}", run.stderr);
+        // A bare IPv6 address is a host, the port comes from -p.
+        let run = run_client(&["::1", "-p", &v6.addr.port().to_string()], None);
+        assert_eq!(
+            (run.code(), run.stdout_text().as_str()),
+            (Some(0), "data\n"),
+            "{}",
+            run.stderr
+        );
+    }
+    // The same port twice is fine; two different ones are a usage error, naming both.
+    let other = port.checked_add(1).unwrap_or(1).to_string();
+    let stderr = refused(
+        &[&with_port, "-p", &other],
+        &["port is given twice", &other],
+    );
+    assert!(stderr.contains(&port.to_string()), "{stderr}");
+    refused(&["-H", &with_port, "-p", &other], &["port is given twice"]);
+    refused(&["127.0.0.1", "-H", "127.0.0.1"], &["[TARGET]", "--host"]);
+}

@@ -4,7 +4,6 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
 use serde::Serialize;
 use udp_echo::cli::client::{Args, Command, PROGRAM, Payload};
 use udp_echo::cli::exit::{self, Verdict};
@@ -15,7 +14,7 @@ use udp_echo::shutdown::{Stop, StopCause};
 use udp_echo::{Error, Result, logging, report};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::from_command_line();
     if let Some(kind) = args.common.generate {
         return match generate::to_stdout(Program::Client, kind) {
             Ok(()) => ExitCode::SUCCESS,

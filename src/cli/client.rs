@@ -1,12 +1,14 @@
 //! `udp-echo-client`'s command line and its conversion to a [`Command`] and a
 //! [`Target`]; the one-shot [`Payload`] and how its bytes are read.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgGroup, Parser};
+use clap::parser::ValueSource;
+use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser};
 
 use super::Common;
 use crate::client::Target;
@@ -21,27 +23,45 @@ use crate::units::{parse_percent, parse_positive_seconds, parse_rate, parse_seco
 /// The client binary's name, in `--help` and in every log line.
 pub const PROGRAM: &str = "udp-echo-client";
 
-/// Probes a UDP echo server: one datagram checked byte for byte, or ping, flood
-/// and rate measurements of loss, reordering and latency (with --stamp, of a
-/// STAMP session-reflector: also one-way delays and loss by direction).
+/// The `--help` headings, in the order they appear.
+const TARGET: &str = "Target";
+const MODE: &str = "Mode";
+const PROBE: &str = "Probe";
+const TIMING: &str = "Timing and load";
+const OUTPUT: &str = "Output";
+const STAMP: &str = "STAMP";
+const LOGGING: &str = "Logging";
+
+/// Checks a UDP echo server with one datagram, or measures the path to it.
 ///
-/// Results go to stdout (the reply, the report or --json); logs go to stderr.
+/// One datagram checked byte for byte, or ping, flood and rate measurements of
+/// loss, reordering and latency. With --stamp, the target is a STAMP session-reflector, and the report adds
+/// one-way delays and loss by direction. Results go to stdout (the reply, the
+/// report or --json); logs go to stderr.
 #[derive(Debug, Parser)]
-#[command(name = PROGRAM, version, max_term_width = 100)]
+#[command(name = PROGRAM, version, max_term_width = 100, after_long_help = long_help_tail())]
 #[command(
-    mut_arg("host", |a| a.help("Server address or name")),
-    mut_arg("port", |a| a.help("Server UDP port (1-65535); 862 with --stamp").value_parser(parse_peer_port)
+    mut_arg("host", |a| a.help_heading(TARGET).display_order(1).help("Server address or name, or HOST:PORT")
+        .long_help("Server address or name; HOST:PORT or [IPv6]:PORT sets the port too (as TARGET does)")),
+    mut_arg("port", |a| a.help_heading(TARGET).display_order(2)
+        .help("Server UDP port; 862 with --stamp")
+        .long_help("Server UDP port (1-65535); 862 with --stamp. A port in TARGET or -H must not differ from it.")
+        .value_parser(parse_peer_port)
         .default_value_if("stamp", "true", Some("862"))),
-    mut_arg("recv_buf", |a| a.help("Request SO_RCVBUF, e.g. 256K, 4M")),
-    mut_arg("send_buf", |a| a.help("Request SO_SNDBUF, e.g. 256K, 4M")),
-    mut_arg("verbose", |a| a.help("More logging (-v debug, -vv trace). RUST_LOG overrides")),
-    mut_arg("quiet", |a| a.help("Less logging: -q hides the sent/recv lines, -qq also warnings")),
+    mut_arg("ipv4", |a| a.help_heading(TARGET).display_order(3)),
+    mut_arg("ipv6", |a| a.help_heading(TARGET).display_order(4)),
+    mut_arg("interface", |a| a.help_heading(TARGET).display_order(7)),
+    mut_arg("recv_buf", |a| a.help_heading(TARGET).display_order(5).help("Request SO_RCVBUF, e.g. 256K, 4M")),
+    mut_arg("send_buf", |a| a.help_heading(TARGET).display_order(6).help("Request SO_SNDBUF, e.g. 256K, 4M")),
+    mut_arg("verbose", |a| a.help_heading(LOGGING).help("More logging (-v debug, -vv trace). RUST_LOG overrides")),
+    mut_arg("quiet", |a| a.help_heading(LOGGING).help("Less logging: -q hides the sent/recv lines, -qq also warnings")),
 )]
 // Which options each mode takes, as clap rules: an option given outside its
 // modes is a usage error naming both, never silently ignored (defaults do not
 // count: clap checks only options given on the command line). One-shot is the
 // absence of a mode, so "one-shot only" reads "conflicts with every mode".
 // `sized`: the modes that send probes of --size; `timed`: those that run for --duration.
+// `--help` shows the same rules as a table (TAKEN_BY), checked against these.
 #[command(group(ArgGroup::new("sized").multiple(true).args(["count", "flood", "rate", "find_rate", "pmtu"])))]
 #[command(group(ArgGroup::new("measured").multiple(true).args(["count", "flood", "rate"])))]
 #[command(group(ArgGroup::new("timed").multiple(true).args(["flood", "rate", "find_rate"])))]
@@ -50,118 +70,355 @@ pub struct Args {
     #[command(flatten)]
     pub common: Common,
 
-    /// Payload to send (not empty: --stop sends that); `-` reads raw bytes from stdin and writes the reply raw (no newline).
-    #[arg(short, long, value_name = "TEXT", default_value = "data", value_parser = parse_data)]
-    pub data: String,
-
-    /// Seconds to wait for the reply (fractions allowed).
-    #[arg(short, long, value_name = "SECS", default_value = "1", allow_hyphen_values = true, value_parser = parse_positive_seconds)]
-    pub timeout: Duration,
+    /// The server, as ping and nc take it: HOST, HOST:PORT or [IPv6]:PORT.
+    ///
+    /// The same as -H HOST (and -p PORT); a bare IPv6 address such as ::1 is
+    /// a host. Not together with -H; a port here and a different -p is a
+    /// usage error.
+    #[arg(value_name = "TARGET", conflicts_with = "host", help_heading = TARGET, display_order = 0)]
+    pub target: Option<String>,
 
     /// Local address to send from: IP, IP:PORT or [IPv6]:PORT.
     // Written for `--help`, where a markdown escape (`\[`) would show; rustdoc
     // prints the unresolved "link" as the same plain text.
     #[allow(rustdoc::broken_intra_doc_links)]
-    #[arg(short, long, value_name = "ADDR", value_parser = net::parse_bind_addr)]
+    #[arg(short, long, value_name = "ADDR", value_parser = net::parse_bind_addr, help_heading = TARGET)]
     pub bind: Option<SocketAddr>,
 
     /// Send an empty datagram, which asks the server to stop.
-    #[arg(long, conflicts_with_all = ["data", "count", "flood", "rate", "find_rate", "pmtu", "doctor"])]
+    #[arg(long, help_heading = MODE, conflicts_with_all = ["data", "count", "flood", "rate", "find_rate", "pmtu", "doctor"])]
     pub stop: bool,
 
-    /// Ping mode: send N probes, one per --interval, and report like ping (0 = until Ctrl-C).
-    #[arg(short, long, value_name = "N", group = "mode", conflicts_with = "data")]
+    /// Ping: send N probes, one per --interval (0 = until Ctrl-C).
+    ///
+    /// Ping mode: one line per reply and ping's summary (loss, duplicates,
+    /// reordering, corruption, RTT min/avg/max/mdev and percentiles).
+    #[arg(short, long, value_name = "N", group = "mode", conflicts_with = "data", help_heading = MODE)]
     pub count: Option<u64>,
 
-    /// Ping mode: seconds between probes [default: 1]; 0 sends the next as soon as the reply or its timeout comes.
-    #[arg(short, long, value_name = "SECS", requires = "count", allow_hyphen_values = true, value_parser = parse_seconds,
-          conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop", "data"])]
-    pub interval: Option<Duration>,
-
-    /// Probe size in bytes in ping, flood, rate and --find-rate; where --pmtu starts (16 ..= 65507). Not with --stamp (its packets are 44 or 112 bytes, +8 with --tos).
-    #[arg(short, long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=65507),
-          requires = "sized", conflicts_with_all = ["doctor", "stop", "data", "stamp"])]
-    pub size: u32,
-
-    /// Flood mode: keep --window probes in flight per flow for --duration (closed loop).
-    #[arg(short, long, group = "mode", conflicts_with = "data")]
+    /// Flood: keep --window probes in flight per flow (closed loop).
+    ///
+    /// For --duration: the round trips per second the path and server sustain.
+    #[arg(short, long, group = "mode", conflicts_with = "data", help_heading = MODE)]
     pub flood: bool,
 
-    /// Flood mode: probes in flight per flow.
-    #[arg(short, long, value_name = "N", default_value_t = 32, requires = "flood", value_parser = clap::value_parser!(u32).range(1..=65536),
-          conflicts_with_all = ["count", "rate", "find_rate", "pmtu", "doctor", "stop", "data"])]
-    pub window: u32,
-
-    /// Rate mode: send PPS probes per second (all flows together) for --duration (open loop).
-    #[arg(short, long, value_name = "PPS", group = "mode", conflicts_with = "data", value_parser = parse_rate)]
+    /// Rate: send PPS probes per second for --duration (open loop).
+    ///
+    /// All flows together, paced; the summary compares the achieved send rate
+    /// with the requested one.
+    #[arg(short, long, value_name = "PPS", group = "mode", conflicts_with = "data", value_parser = parse_rate, help_heading = MODE)]
     pub rate: Option<f64>,
 
-    /// Length of a flood or rate run, in seconds [default: 5; --find-rate: 1 per step].
-    #[arg(short = 'D', long, value_name = "SECS", allow_hyphen_values = true, value_parser = parse_positive_seconds,
-          requires = "timed", conflicts_with_all = ["count", "pmtu", "doctor", "stop", "data"])]
-    pub duration: Option<Duration>,
-
     /// Search the highest open-loop rate whose loss stays within --max-loss.
-    #[arg(long, group = "mode", conflicts_with = "data")]
+    #[arg(long, group = "mode", conflicts_with = "data", help_heading = MODE)]
     pub find_rate: bool,
 
-    /// Find the largest payload (from --size up) that echoes intact with don't-fragment set.
-    #[arg(long, group = "mode", conflicts_with = "data")]
+    /// Find the largest payload that echoes intact with don't-fragment set.
+    ///
+    /// Starts at --size and searches up to 65507 bytes.
+    #[arg(long, group = "mode", conflicts_with = "data", help_heading = MODE)]
     pub pmtu: bool,
 
-    /// Diagnose UDP on this host and the path to the target; exit 1 when a finding needs action.
-    #[arg(long, group = "mode", conflicts_with = "data")]
+    /// Diagnose UDP on this host and the path to the target.
+    ///
+    /// Each finding comes with a fix; exit 1 when one needs action.
+    #[arg(long, group = "mode", conflicts_with = "data", help_heading = MODE)]
     pub doctor: bool,
+
+    /// One-shot payload; - reads it from stdin.
+    ///
+    /// Sent when no mode is given; not empty (--stop sends that). With -, the
+    /// reply is written raw (no newline).
+    #[arg(short, long, value_name = "TEXT", default_value = "data", value_parser = parse_data, help_heading = PROBE)]
+    pub data: String,
+
+    /// Probe size in bytes (16-65507); not with --stamp.
+    ///
+    /// In ping, flood, rate and --find-rate; where --pmtu starts. Not with
+    /// --stamp (its packets are 44 or 112 bytes, +8 with --tos).
+    #[arg(short, long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=65507),
+          requires = "sized", conflicts_with_all = ["doctor", "stop", "data", "stamp"], help_heading = PROBE)]
+    pub size: u32,
+
+    /// Mark the probes with this TOS byte or DSCP name (EF, AF41, CS1, ...).
+    ///
+    /// Ping, flood and rate; a TOS byte is 0-255 or 0x... The report says which
+    /// DSCP came back. With --stamp, a Class of Service TLV also asks the reflector
+    /// which way a re-mark happened.
+    #[arg(long, value_name = "VALUE", requires = "measured", value_parser = crate::net::dscp::parse_tos, help_heading = PROBE)]
+    pub tos: Option<u8>,
+
+    /// Seconds to wait for a reply (fractions allowed).
+    ///
+    /// In the measured modes, a probe unanswered this long is lost.
+    #[arg(short, long, value_name = "SECS", default_value = "1", allow_hyphen_values = true, value_parser = parse_positive_seconds,
+          help_heading = TIMING)]
+    pub timeout: Duration,
+
+    /// Ping: seconds between probes [default: 1].
+    ///
+    /// 0 sends the next as soon as the reply or its timeout comes.
+    #[arg(short, long, value_name = "SECS", requires = "count", allow_hyphen_values = true, value_parser = parse_seconds,
+          conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop", "data"], help_heading = TIMING)]
+    pub interval: Option<Duration>,
+
+    /// Length of a flood or rate run in seconds [default: 5].
+    ///
+    /// A --find-rate step lasts 1 s unless told.
+    #[arg(short = 'D', long, value_name = "SECS", allow_hyphen_values = true, value_parser = parse_positive_seconds,
+          requires = "timed", conflicts_with_all = ["count", "pmtu", "doctor", "stop", "data"], help_heading = TIMING)]
+    pub duration: Option<Duration>,
+
+    /// Flood: probes in flight per flow.
+    #[arg(short, long, value_name = "N", default_value_t = 32, requires = "flood", value_parser = clap::value_parser!(u32).range(1..=65536),
+          conflicts_with_all = ["count", "rate", "find_rate", "pmtu", "doctor", "stop", "data"], help_heading = TIMING)]
+    pub window: u32,
+
+    /// Sockets (source ports) in flood and rate mode.
+    ///
+    /// One thread each, to spread the load over the threads of a --threads
+    /// server.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256),
+          requires = "timed", conflicts_with_all = ["count", "pmtu", "doctor", "stop", "data"], help_heading = TIMING)]
+    pub flows: u32,
 
     /// --find-rate: the loss allowed, in percent.
     #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "find_rate", value_parser = parse_percent,
-          conflicts_with_all = ["count", "flood", "rate", "pmtu", "doctor", "stop", "data"])]
+          conflicts_with_all = ["count", "flood", "rate", "pmtu", "doctor", "stop", "data"], help_heading = TIMING)]
     pub max_loss: f64,
 
-    /// Sockets (source ports) in flood and rate mode, to spread over server threads.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256),
-          requires = "timed", conflicts_with_all = ["count", "pmtu", "doctor", "stop", "data"])]
-    pub flows: u32,
-
-    /// Ping, flood or rate mode as a STAMP session-sender (RFC 8762/8972), one session per flow: also one-way delays and, with a stateful reflector, loss by direction.
-    #[arg(long, requires = "measured", conflicts_with_all = ["find_rate", "pmtu", "doctor", "stop", "data"])]
-    pub stamp: bool,
-
-    /// STAMP authenticated mode (HMAC-SHA-256) with the shared key in FILE: hex text or raw bytes, 16 bytes or more.
-    #[arg(long, value_name = "FILE", requires = "stamp")]
-    pub stamp_key: Option<PathBuf>,
-
-    /// STAMP: PTP time stamps (Z bit set) instead of NTP.
-    #[arg(long, requires = "stamp")]
-    pub stamp_ptp: bool,
-
-    /// STAMP: the session-sender identifier (RFC 8972 SSID) in every packet [default: from the process id].
-    #[arg(long, value_name = "N", requires = "stamp", value_parser = clap::value_parser!(u16).range(1..))]
-    pub stamp_ssid: Option<u16>,
-
-    /// Ping, flood and rate: mark the probes with this TOS byte (0-255, 0x..) or DSCP name (EF, AF41, CS1, ...); the report says which DSCP came back. With --stamp, a Class of Service TLV also asks the reflector which way a re-mark happened.
-    #[arg(long, value_name = "VALUE", requires = "measured", value_parser = crate::net::dscp::parse_tos)]
-    pub tos: Option<u8>,
-
-    /// Print the summary as one JSON object on stdout instead of the human report.
-    #[arg(long, requires = "mode", conflicts_with_all = ["stop", "data"])]
+    /// Print the summary as one JSON object on stdout.
+    ///
+    /// Instead of the human report; docs/json.md describes its fields.
+    #[arg(long, requires = "mode", conflicts_with_all = ["stop", "data"], help_heading = OUTPUT)]
     pub json: bool,
 
-    /// Ping mode as a continuous probe: serve Prometheus metrics at http://ADDR:PORT/metrics (port 0 picks one; the URL goes to stderr).
-    #[arg(long, value_name = "ADDR:PORT", requires = "count", conflicts_with_all = ["flood", "rate"], value_parser = crate::metrics::parse_addr)]
-    pub metrics: Option<SocketAddr>,
-
-    /// Write one record per probe as it settles: NDJSON, or CSV if FILE ends in .csv; - is stdout (the report then goes to stderr).
-    #[arg(long, value_name = "FILE", requires = "measured")]
+    /// Write one record per probe to FILE (.csv: CSV, else NDJSON; -: stdout).
+    ///
+    /// Records are written as probes settle; with -, the report goes to stderr.
+    /// A record is ~55 bytes (CSV) or ~115 (NDJSON): a flood writes hundreds
+    /// of MB in seconds, and a warning at the start says how much to expect.
+    #[arg(long, value_name = "FILE", requires = "measured", help_heading = OUTPUT)]
     pub probes: Option<PathBuf>,
 
-    /// After the summary, draw the RTT distribution (buckets doubling in width, p50/p99 marked), COLUMNS wide.
-    #[arg(long, requires = "measured")]
+    /// After the summary, draw the RTT distribution in the terminal.
+    ///
+    /// Bars on a log scale with their counts, p50 and p99 marked, COLUMNS
+    /// wide; after --json, on stderr.
+    #[arg(long, requires = "measured", help_heading = OUTPUT)]
     pub histogram: bool,
 
-    /// Draw RTT over time above the RTT distribution as an SVG file.
-    #[arg(long, value_name = "FILE.svg", requires = "measured")]
+    /// Draw RTT over time and the RTT distribution as an SVG file.
+    #[arg(long, value_name = "FILE.svg", requires = "measured", value_parser = parse_svg_path, help_heading = OUTPUT)]
     pub plot: Option<PathBuf>,
+
+    /// Ping: serve Prometheus metrics at http://ADDR:PORT/metrics.
+    ///
+    /// Ping mode as a continuous probe; port 0 picks one, and the URL goes to
+    /// stderr.
+    // Every other mode is listed although `count` is required: clap does not
+    // enforce a requirement that conflicts with an option given (`--stop`).
+    #[arg(long, value_name = "ADDR:PORT", requires = "count", conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop"],
+          value_parser = crate::metrics::parse_addr, help_heading = OUTPUT)]
+    pub metrics: Option<SocketAddr>,
+
+    /// Run ping, flood or rate as a STAMP session-sender (RFC 8762/8972).
+    ///
+    /// One session per flow: also one-way delays and, with a stateful reflector,
+    /// loss by direction. The port defaults to 862.
+    #[arg(long, requires = "measured", conflicts_with_all = ["find_rate", "pmtu", "doctor", "stop", "data"], help_heading = STAMP)]
+    pub stamp: bool,
+
+    /// Authenticated mode (HMAC-SHA-256) with the shared key in FILE.
+    ///
+    /// The key is hex text or raw bytes, 16 bytes or more.
+    #[arg(long, value_name = "FILE", requires = "stamp", help_heading = STAMP)]
+    pub stamp_key: Option<PathBuf>,
+
+    /// PTP time stamps (Z bit set) instead of NTP.
+    #[arg(long, requires = "stamp", help_heading = STAMP)]
+    pub stamp_ptp: bool,
+
+    /// The RFC 8972 session-sender identifier [default: from the process id].
+    ///
+    /// 1-65535, in every packet; all flows share it.
+    #[arg(long, value_name = "N", requires = "stamp", value_parser = clap::value_parser!(u16).range(1..), help_heading = STAMP)]
+    pub stamp_ssid: Option<u16>,
+}
+
+/// The modes, in the order of the columns of `--help`'s table.
+const MODE_NAMES: [&str; 8] = [
+    "one-shot",
+    "stop",
+    "ping",
+    "flood",
+    "rate",
+    "find-rate",
+    "pmtu",
+    "doctor",
+];
+
+/// Which options each mode takes, as `--help` shows them (docs/client.md has
+/// the same table); a test checks clap's rules against it.
+const TAKEN_BY: [(&str, &str); 10] = [
+    ("-d, --data", "one-shot"),
+    ("-i, --interval", "ping"),
+    ("-s, --size", "ping flood rate find-rate pmtu"),
+    ("-w, --window", "flood"),
+    ("-D, --duration, --flows", "flood rate find-rate"),
+    ("--max-loss", "find-rate"),
+    ("--json", "ping flood rate find-rate pmtu doctor"),
+    ("--metrics", "ping"),
+    ("--tos, --stamp, --stamp-*", "ping flood rate"),
+    ("--probes, --histogram, --plot", "ping flood rate"),
+];
+
+/// What `--help` prints after the options: the modes and which options
+/// each takes, the exit status and a few examples (`-h` leaves it out).
+fn long_help_tail() -> String {
+    let mut text = mode_table();
+    text.push_str(
+        "
+Exit status: 0 every probe came back intact; 1 no reply, a wrong reply or
+refused (--doctor: a finding needs action); 2 usage error or local problem
+(cannot resolve, bind or create a file); 130 interrupted (--find-rate).
+
+Examples:
+  udp-echo-client 192.0.2.7:7 --data hello        one probe to port 7
+  udp-echo-client example.net -c 5 -i 0.2         ping: five probes, 0.2 s apart
+  udp-echo-client [::1]:9999 -f -D 3 --histogram  flood for 3 s, then the distribution
+  udp-echo-client -r 20000 -D 2 --flows 2 --json  open loop, the summary as JSON",
+    );
+    text
+}
+
+/// The modes and which options each takes, as a plain-text table (for
+/// `--help` and the man page's MODES).
+pub(crate) fn mode_table() -> String {
+    let mut text = String::from(
+        "Modes (at most one; with none, one datagram is sent and its echo printed):
+  (none)         one-shot: send --data, check the echo byte for byte, print it
+  --stop         send an empty datagram, which asks the server to stop
+  -c N           ping: N probes, one per --interval, a line each and ping's summary
+  -f             flood: --window probes in flight per flow for --duration (closed loop)
+  -r PPS         rate: PPS probes per second for --duration (open loop)
+  --find-rate    the highest rate whose loss stays within --max-loss
+  --pmtu         the largest payload that echoes intact with don't-fragment set
+  --doctor       diagnose UDP on this host and the path to the target
+
+Options each mode takes (any other is a usage error, exit 2):
+",
+    );
+    let label_width = 32;
+    text.push_str(&format!("{:label_width$}", ""));
+    text.push_str(&MODE_NAMES.join("  "));
+    text.push('\n');
+    for (label, modes) in TAKEN_BY {
+        let mut row = format!("  {label:<0$}", label_width - 2);
+        for (i, mode) in MODE_NAMES.iter().enumerate() {
+            // The mark sits under the middle of its column's name.
+            let mark = if modes.split(' ').any(|m| m == *mode) {
+                "x"
+            } else {
+                ""
+            };
+            let start = label_width + MODE_NAMES[..i].iter().map(|m| m.len() + 2).sum::<usize>();
+            let at = start + mode.len().saturating_sub(1) / 2;
+            if !mark.is_empty() {
+                row.push_str(&format!("{:1$}", "", at - row.len()));
+                row.push_str(mark);
+            }
+        }
+        text.push_str(row.trim_end());
+        text.push('\n');
+    }
+    text.push_str("  TARGET, -H, -p, -4, -6, -t, -b, --interface, buffers, -v, -q: every mode\n");
+    text
+}
+
+impl Args {
+    /// Parses the process's command line like `Args::parse()`, then splits a
+    /// TARGET or -H given as HOST:PORT; a usage error exits 2 with clap's
+    /// message.
+    pub fn from_command_line() -> Args {
+        Args::try_from_command_line(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Args::from_command_line`] for any argument list (tests), the error
+    /// returned: the program name first, as in `argv`.
+    pub fn try_from_command_line<I, T>(argv: I) -> std::result::Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut cmd = Args::command();
+        let matches = cmd.try_get_matches_from_mut(argv)?;
+        let mut args = Args::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+        let port_given = matches.value_source("port") == Some(ValueSource::CommandLine);
+        args.resolve_target(port_given)
+            .map_err(|message| cmd.error(clap::error::ErrorKind::ArgumentConflict, message))?;
+        Ok(args)
+    }
+
+    /// Moves the positional TARGET (or a port in -H) into the host and port
+    /// the rest of the client reads. `port_given`: -p was on the command line.
+    fn resolve_target(&mut self, port_given: bool) -> std::result::Result<(), String> {
+        let (text, name) = match &self.target {
+            Some(target) => (target.clone(), "TARGET"),
+            None => (self.common.host.clone(), "--host"),
+        };
+        let (host, port) =
+            split_target(&text).map_err(|e| format!("invalid {name} '{text}': {e}"))?;
+        if let Some(port) = port {
+            if port_given && port != self.common.port {
+                return Err(format!(
+                    "the port is given twice: {name} '{text}' says {port}, --port says {}; give it once",
+                    self.common.port
+                ));
+            }
+            self.common.port = port;
+        }
+        self.common.host = host;
+        Ok(())
+    }
+}
+
+/// Splits a target into its host and port, as ping and nc read it: `HOST`,
+/// `HOST:PORT`, `[IPv6]:PORT`, `[IPv6]`; a bare IPv6 address (more than one
+/// colon) is a host without a port.
+fn split_target(text: &str) -> std::result::Result<(String, Option<u16>), String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address in brackets needs its ']'")?;
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err("expected [IPv6]:PORT".to_owned()),
+            },
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            _ => (text, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the host is empty".to_owned());
+    }
+    let port = port.map(parse_peer_port).transpose()?;
+    Ok((host.to_owned(), port))
+}
+
+/// Parses `--plot`: the file is SVG, so its name must say so — an SVG in a
+/// `.png` would open as a broken image.
+fn parse_svg_path(text: &str) -> std::result::Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) if ext.eq_ignore_ascii_case("svg") => Ok(path),
+        _ => Err("the plot is SVG: give a file name ending in .svg".to_owned()),
+    }
 }
 
 /// Everything a measured run writes besides its summary.
@@ -363,8 +620,130 @@ mod tests {
     use clap::CommandFactory;
 
     fn command(args: &[&str]) -> Command {
-        let args = Args::try_parse_from([PROGRAM].iter().chain(args)).unwrap();
-        Command::from(&args)
+        Command::from(&parse(args).unwrap())
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<Args, clap::Error> {
+        Args::try_from_command_line([PROGRAM].iter().chain(args))
+    }
+
+    /// The host and port the client sends to, from `args`.
+    fn host_port(args: &[&str]) -> (String, u16) {
+        let target = Target::from(&parse(args).unwrap());
+        (target.host, target.port)
+    }
+
+    #[test]
+    fn a_target_is_taken_as_ping_and_nc_take_it() {
+        let hp = |h: &str, p| (h.to_owned(), p);
+        assert_eq!(host_port(&[]), hp("localhost", 9999));
+        assert_eq!(host_port(&["127.0.0.1"]), hp("127.0.0.1", 9999));
+        assert_eq!(host_port(&["127.0.0.1:7"]), hp("127.0.0.1", 7));
+        assert_eq!(host_port(&["::1"]), hp("::1", 9999));
+        assert_eq!(host_port(&["fe80::1%eth0"]), hp("fe80::1%eth0", 9999));
+        assert_eq!(host_port(&["[::1]:7"]), hp("::1", 7));
+        assert_eq!(host_port(&["[::1]"]), hp("::1", 9999));
+        assert_eq!(host_port(&["example.net", "-p", "7"]), hp("example.net", 7));
+        assert_eq!(host_port(&["-H", "127.0.0.1:7"]), hp("127.0.0.1", 7));
+        assert_eq!(host_port(&["-H", "[::1]:7"]), hp("::1", 7));
+        assert_eq!(host_port(&["-H", "::1", "-p", "7"]), hp("::1", 7));
+        // The same port twice is no conflict; STAMP's default port yields to one given.
+        assert_eq!(host_port(&["127.0.0.1:7", "-p", "7"]), hp("127.0.0.1", 7));
+        assert_eq!(host_port(&["--stamp", "-c", "1", "h"]), hp("h", 862));
+        assert_eq!(host_port(&["--stamp", "-c", "1", "h:9"]), hp("h", 9));
+        // The one-shot payload is still --data's, and the target comes after options too.
+        let args = parse(&["--data", "hello", "127.0.0.1:7"]).unwrap();
+        assert_eq!(args.data, "hello");
+        assert_eq!(Target::from(&args).port, 7);
+    }
+
+    #[test]
+    fn a_target_that_contradicts_the_options_is_a_usage_error() {
+        for (args, needle) in [
+            (&["127.0.0.1:7", "-p", "8"][..], "port is given twice"),
+            (&["-H", "127.0.0.1:7", "-p", "8"], "port is given twice"),
+            (&["127.0.0.1", "-H", "::1"], "cannot be used with"),
+            (&["127.0.0.1:0"], "port 0"),
+            (&["127.0.0.1:x"], "1 to 65535"),
+            (&["[::1"], "']'"),
+            (&["[::1]7"], "[IPv6]:PORT"),
+            (&[":7"], "host is empty"),
+        ] {
+            let e = parse(args).expect_err(&format!("{args:?}"));
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+            assert!(e.to_string().contains(needle), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_plot_must_be_named_svg() {
+        assert!(parse(&["-c", "1", "--plot", "a/b.SVG"]).is_ok());
+        for name in ["x.png", "x", "x.svg.png"] {
+            let e = parse(&["-c", "1", "--plot", name]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{e}");
+            assert!(e.to_string().contains(".svg"), "{e}");
+        }
+    }
+
+    #[test]
+    fn short_help_is_grouped_and_fits_100_columns() {
+        let short = Args::command().term_width(100).render_help().to_string();
+        let long = Args::command()
+            .term_width(100)
+            .render_long_help()
+            .to_string();
+        for heading in [TARGET, MODE, PROBE, TIMING, OUTPUT, STAMP, LOGGING] {
+            assert!(
+                short.contains(&format!("\n{heading}:\n")),
+                "{heading}:\n{short}"
+            );
+        }
+        let too_long: Vec<_> = short.lines().filter(|l| l.chars().count() > 100).collect();
+        assert!(too_long.is_empty(), "{too_long:#?}");
+        // One line per option in -h: the longer text is --help's.
+        assert!(short.lines().count() < 75, "{short}");
+        for arg in Args::command().get_arguments() {
+            let name = match (arg.get_long(), arg.get_short()) {
+                (Some(long), _) => format!("--{long}"),
+                (None, Some(short)) => format!("-{short}"),
+                (None, None) => format!("[{}]", arg.get_id().as_str().to_uppercase()),
+            };
+            assert!(long.contains(&name), "{name} not in --help");
+            if !arg.is_hide_short_help_set() {
+                assert!(short.contains(&name), "{name} not in -h");
+            }
+        }
+        assert!(long.contains("Options each mode takes") && !short.contains("Options each mode"));
+    }
+
+    /// `--help`'s table says what clap's rules do (the applicability tests
+    /// below check the rules themselves).
+    #[test]
+    fn the_help_table_matches_the_mode_rules() {
+        for (label, modes) in TAKEN_BY {
+            let flag = label.split([',', ' ']).next().unwrap();
+            let value: &[&str] = match flag {
+                "-d" => &["x"],
+                "-i" | "-D" => &["1"],
+                "-s" => &["100"],
+                "-w" => &["8"],
+                "--max-loss" => &["1"],
+                "--metrics" => &["127.0.0.1:0"],
+                "--tos" => &["EF"],
+                "--probes" => &["x.csv"],
+                _ => &[],
+            };
+            for (mode, mode_flags) in super::applicability::MODES {
+                let argv: Vec<&str> = mode_flags
+                    .iter()
+                    .chain([flag].iter())
+                    .chain(value)
+                    .copied()
+                    .collect();
+                let taken = modes.split(' ').any(|m| m == mode);
+                assert_eq!(parse(&argv).is_ok(), taken, "{label} in {mode}: {argv:?}");
+            }
+        }
     }
 
     #[test]
@@ -488,7 +867,7 @@ mod applicability {
     use super::*;
 
     /// Each mode's flags, and each option given explicitly.
-    const MODES: [(&str, &[&str]); 8] = [
+    pub(super) const MODES: [(&str, &[&str]); 8] = [
         ("one-shot", &[]),
         ("stop", &["--stop"]),
         ("ping", &["-c", "3"]),

@@ -84,22 +84,119 @@ pub fn to_stdout(program: Program, kind: Kind) -> io::Result<()> {
     }
 }
 
-/// The man page: clap_mangen's title, NAME, SYNOPSIS, DESCRIPTION and
-/// OPTIONS, then the hand-written sections, then VERSION.
+/// The man page: clap_mangen's title, NAME, our SYNOPSIS, clap_mangen's
+/// DESCRIPTION and options (a section per `--help` heading), then the
+/// hand-written sections, then VERSION.
 fn man(program: Program, cmd: clap::Command, out: &mut dyn Write) -> io::Result<()> {
+    let cmd = for_man(cmd);
+    let synopsis = synopsis(&cmd, program.name());
     let page = Man::new(cmd)
         .manual("User Commands")
         .source(format!("udp-echo {}", env!("CARGO_PKG_VERSION")));
     let mut text = Vec::new();
     page.render_title(&mut text)?;
     page.render_name_section(&mut text)?;
-    page.render_synopsis_section(&mut text)?;
+    synopsis.to_writer(&mut text)?;
     page.render_description_section(&mut text)?;
     page.render_options_section(&mut text)?;
+    if program == Program::Client {
+        let mut modes = Roff::new();
+        modes.control("SH", ["MODES"]);
+        // The table is laid out in columns: no filling, no adjusting.
+        modes.control("nf", []);
+        for line in super::client::mode_table().lines() {
+            modes.text([roman(line)]);
+        }
+        modes.control("fi", []);
+        modes.to_writer(&mut text)?;
+    }
     hand_written(program).to_writer(&mut text)?;
     page.render_version_section(&mut text)?;
     out.write_all(&text)?;
     out.flush()
+}
+
+/// The command as the man page shows it: every option with its long help
+/// (clap_mangen leaves an option hidden from `-h` without any, and takes the
+/// short help when there is no long one), and no markdown backticks, which a
+/// man page would print as they are.
+fn for_man(cmd: clap::Command) -> clap::Command {
+    let plain = |text: &clap::builder::StyledStr| text.to_string().replace('`', "'");
+    let mut cmd = cmd;
+    if let Some(about) = cmd.get_about().map(plain) {
+        cmd = cmd.about(about);
+    }
+    if let Some(about) = cmd.get_long_about().map(plain) {
+        cmd = cmd.long_about(about);
+    }
+    cmd = cmd.mut_args(
+        |arg| match arg.get_long_help().or(arg.get_help()).map(plain) {
+            Some(help) => arg.long_help(help).hide_short_help(false),
+            None => arg,
+        },
+    );
+    cmd.build();
+    cmd
+}
+
+/// SYNOPSIS: every option with its value name, `[-H|--host HOST]`, and the
+/// positionals (clap_mangen names no values and pads short-only flags).
+fn synopsis(cmd: &clap::Command, name: &str) -> Roff {
+    // In `--help`'s order: by heading, then display order; the options
+    // without a heading (help, version, generate) and the positionals last.
+    let mut headings: Vec<&str> = Vec::new();
+    for heading in cmd.get_arguments().filter_map(|a| a.get_help_heading()) {
+        if !headings.contains(&heading) {
+            headings.push(heading);
+        }
+    }
+    let mut args: Vec<&clap::Arg> = cmd.get_arguments().filter(|a| !a.is_hide_set()).collect();
+    args.sort_by_key(|a| {
+        let heading = a
+            .get_help_heading()
+            .and_then(|h| headings.iter().position(|&x| x == h));
+        (
+            a.is_positional(),
+            heading.unwrap_or(usize::MAX),
+            a.get_display_order(),
+        )
+    });
+    let mut line = vec![bold(name)];
+    for arg in args {
+        line.push(roman(" ["));
+        if arg.is_positional() {
+            let value = arg
+                .get_value_names()
+                .map_or_else(|| arg.get_id().as_str().to_uppercase(), |v| v.join(" "));
+            line.extend([italic(value), roman("]")]);
+            continue;
+        }
+        let short = arg.get_short().map(|s| format!("-{s}"));
+        let long = arg.get_long().map(|l| format!("--{l}"));
+        match (short, long) {
+            (Some(short), Some(long)) => line.extend([bold(short), roman("|"), bold(long)]),
+            (Some(flag), None) | (None, Some(flag)) => line.push(bold(flag)),
+            (None, None) => {}
+        }
+        let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
+        if let (true, Some(values)) = (takes_value, arg.get_value_names()) {
+            line.extend([roman(" "), italic(values.join(" "))]);
+        }
+        line.push(roman("]"));
+        if matches!(
+            arg.get_action(),
+            clap::ArgAction::Count | clap::ArgAction::Append
+        ) {
+            line.push(roman("..."));
+        }
+    }
+    let mut roff = Roff::new();
+    roff.control("SH", ["SYNOPSIS"]);
+    // Option names are not words to hyphenate or spread apart.
+    roff.control("nh", []).control("ad", ["l"]);
+    roff.text(line);
+    roff.control("ad", ["b"]).control("hy", []);
+    roff
 }
 
 /// One `.TP` entry: a bold term and its paragraph.

@@ -46,7 +46,9 @@ pub struct Common {
     #[arg(long, value_name = "SIZE", value_parser = parse_buffer_size)]
     pub send_buf: Option<usize>,
 
-    /// Bind to this network interface or VRF device (SO_BINDTODEVICE), e.g. eth0, vrf-blue.
+    /// Bind to this network interface or VRF device, e.g. eth0, vrf-blue.
+    ///
+    /// SO_BINDTODEVICE, which needs CAP_NET_RAW or root.
     #[arg(long, value_name = "NAME")]
     pub interface: Option<String>,
 
@@ -60,7 +62,8 @@ pub struct Common {
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose", display_order = 901)]
     pub quiet: u8,
 
-    /// Write the man page (man) or completions (complete-bash, complete-zsh, complete-fish, complete-powershell) to stdout and exit.
+    /// Write the man page (man) or completions (complete-bash, complete-zsh,
+    /// complete-fish, complete-powershell) to stdout and exit.
     #[arg(
         long,
         value_name = "KIND",

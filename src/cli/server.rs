@@ -15,6 +15,14 @@ use crate::units::parse_stats_interval;
 /// The server binary's name, in `--help` and in every log line.
 pub const PROGRAM: &str = "udp-echo-server";
 
+/// The `--help` headings, in the order they appear.
+const ADDRESS: &str = "Address";
+const ECHO: &str = "Echo";
+const GUARD: &str = "Guard";
+const STAMP: &str = "STAMP";
+const SERVICE: &str = "Service";
+const LOGGING: &str = "Logging";
+
 /// A UDP echo server (RFC 862): every datagram goes back, byte for byte, to its sender.
 ///
 /// Prints `listening on ADDR:PORT` on stdout once bound; logs go to stderr.
@@ -22,78 +30,115 @@ pub const PROGRAM: &str = "udp-echo-server";
 #[derive(Debug, Parser)]
 #[command(name = PROGRAM, version, max_term_width = 100)]
 #[command(
-    mut_arg("host", |a| a.help("Address or name to bind; 0.0.0.0 or :: for all interfaces")),
-    mut_arg("port", |a| a.help("UDP port; 0 picks a free one (read it from the `listening on` line); 862 with --stamp")
+    mut_arg("host", |a| a.help_heading(ADDRESS).help("Address or name to bind; :: or 0.0.0.0 for all")
+        .long_help("Address or name to bind; 0.0.0.0 or :: for all interfaces")),
+    mut_arg("port", |a| a.help_heading(ADDRESS).help("UDP port; 0 picks a free one; 862 with --stamp")
+        .long_help("UDP port; 0 picks a free one (read it from the `listening on` line); 862 with --stamp")
         .default_value_if("stamp", "true", Some("862"))),
-    mut_arg("recv_buf", |a| a.help("Request SO_RCVBUF, e.g. 4096, 256K, 4M (K/M/G are powers of 1024); capped by net.core.rmem_max")),
-    mut_arg("send_buf", |a| a.help("Request SO_SNDBUF, like --recv-buf; capped by net.core.wmem_max")),
-    mut_arg("verbose", |a| a.help("More logging: -v shows every datagram (debug), -vv trace. RUST_LOG overrides")),
-    mut_arg("quiet", |a| a.help("Less logging: -q warnings only, -qq errors only")),
+    mut_arg("ipv4", |a| a.help_heading(ADDRESS)),
+    mut_arg("ipv6", |a| a.help_heading(ADDRESS)),
+    mut_arg("interface", |a| a.help_heading(ADDRESS)),
+    mut_arg("recv_buf", |a| a.help_heading(ECHO).help("Request SO_RCVBUF, e.g. 4096, 256K, 4M")
+        .long_help("Request SO_RCVBUF, e.g. 4096, 256K, 4M (K/M/G are powers of 1024); capped by net.core.rmem_max")),
+    mut_arg("send_buf", |a| a.help_heading(ECHO).help("Request SO_SNDBUF, like --recv-buf")
+        .long_help("Request SO_SNDBUF, like --recv-buf; capped by net.core.wmem_max")),
+    mut_arg("verbose", |a| a.help_heading(LOGGING).help("More logging: -v shows every datagram (debug), -vv trace")
+        .long_help("More logging: -v shows every datagram (debug), -vv trace. RUST_LOG overrides")),
+    mut_arg("quiet", |a| a.help_heading(LOGGING).help("Less logging: -q warnings only, -qq errors only")),
 )]
 pub struct Args {
     /// Address, family, buffers and log level, shared with the client.
     #[command(flatten)]
     pub common: Common,
 
-    /// Answer only sources in this network (repeatable), e.g. 192.0.2.0/24, 2001:db8::/32.
-    #[arg(long, value_name = "CIDR", value_parser = guard::parse_cidr)]
-    pub allow: Vec<Cidr>,
-
-    /// Per-source-address budget in datagrams/s (burst: one second's worth); excess is dropped.
-    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u32).range(1..))]
-    pub rate_limit: Option<u32>,
-
-    /// Turn the loop guard off: also answer source ports 0-1023, 1900, 5353 and 11211.
-    #[arg(long)]
-    pub allow_service_ports: bool,
-
-    /// Turn echo-loop detection off: also answer a peer that keeps sending back exactly what it was sent.
-    #[arg(long)]
-    pub no_loop_detect: bool,
-
-    /// Bind one socket without SO_REUSEADDR/SO_REUSEPORT: the kernel refuses any co-binder (--threads share it).
-    #[arg(long)]
+    /// Bind one socket without SO_REUSEADDR/SO_REUSEPORT.
+    ///
+    /// The kernel refuses any co-binder; --threads share the one socket.
+    #[arg(long, help_heading = ADDRESS)]
     pub exclusive: bool,
 
-    /// Who may stop the server with an empty datagram; others get it echoed.
-    #[arg(long, value_name = "WHO", value_enum, default_value_t = StopOnEmpty::Loopback)]
-    pub stop_on_empty: StopOnEmpty,
-
-    /// Datagrams per syscall: 1 = one recv_from/send_to each; more = recvmmsg/sendmmsg batches (with UDP GRO: buffers of up to 64 KiB).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub batch: u32,
-
-    /// Don't use UDP GRO/GSO (bursts received as one buffer, echoed with one segmented send) even where the kernel has it.
-    #[arg(long)]
-    pub no_gro: bool,
-
-    /// Echo threads: N sockets sharing the port with SO_REUSEPORT, or N threads on one --exclusive socket.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Echo threads, one socket each (SO_REUSEPORT).
+    ///
+    /// With --exclusive, N threads share one socket.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256), help_heading = ECHO)]
     pub threads: u32,
 
-    /// Log a counter line (datagrams/s, bytes/s, errors, kernel drops) every SECS seconds (at least 0.1).
-    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = parse_stats_interval)]
-    pub stats_interval: Option<Duration>,
+    /// Datagrams per syscall: 1 = one recv_from/send_to each.
+    ///
+    /// More = recvmmsg/sendmmsg batches (with UDP GRO: buffers of up to 64 KiB).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=1024),
+          help_heading = ECHO)]
+    pub batch: u32,
 
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (TCP; port 0 picks one, printed on stdout).
-    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::parse_addr)]
-    pub metrics: Option<std::net::SocketAddr>,
+    /// Don't use UDP GRO/GSO even where the kernel has it.
+    ///
+    /// GRO receives a burst as one buffer; GSO echoes it with one segmented
+    /// send.
+    #[arg(long, help_heading = ECHO)]
+    pub no_gro: bool,
 
-    /// Answer STAMP test packets (RFC 8762 session-reflector, TWAMP-Light too) instead of echoing; port 862 unless --port.
-    #[arg(long)]
+    /// Who may stop the server with an empty datagram; others get it echoed.
+    #[arg(long, value_name = "WHO", value_enum, default_value_t = StopOnEmpty::Loopback, help_heading = ECHO)]
+    pub stop_on_empty: StopOnEmpty,
+
+    /// Answer only sources in this network (repeatable), e.g. 192.0.2.0/24.
+    ///
+    /// IPv6 networks too, e.g. 2001:db8::/32.
+    #[arg(long, value_name = "CIDR", value_parser = guard::parse_cidr, help_heading = GUARD)]
+    pub allow: Vec<Cidr>,
+
+    /// Per-source-address budget in datagrams/s; excess is dropped.
+    ///
+    /// The burst allowed is one second's worth.
+    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u32).range(1..), help_heading = GUARD)]
+    pub rate_limit: Option<u32>,
+
+    /// Also answer source ports 0-1023, 1900, 5353 and 11211.
+    ///
+    /// Turns the loop guard off: services on these ports may answer an echo,
+    /// and loop.
+    #[arg(long, help_heading = GUARD)]
+    pub allow_service_ports: bool,
+
+    /// Also answer a peer that keeps sending back what it was sent.
+    ///
+    /// Turns echo-loop detection off.
+    #[arg(long, help_heading = GUARD)]
+    pub no_loop_detect: bool,
+
+    /// Answer STAMP test packets (RFC 8762 session-reflector) instead of echoing.
+    ///
+    /// TWAMP-Light too; port 862 unless --port.
+    #[arg(long, help_heading = STAMP)]
     pub stamp: bool,
 
-    /// STAMP authenticated mode (HMAC-SHA-256) with the shared key in FILE: hex text or raw bytes, 16 bytes or more.
-    #[arg(long, value_name = "FILE", requires = "stamp")]
+    /// Authenticated mode (HMAC-SHA-256) with the shared key in FILE.
+    ///
+    /// The key is hex text or raw bytes, 16 bytes or more.
+    #[arg(long, value_name = "FILE", requires = "stamp", help_heading = STAMP)]
     pub stamp_key: Option<PathBuf>,
 
-    /// STAMP: number replies per session (sender address and SSID), so the sender can tell forward from reverse loss.
-    #[arg(long, requires = "stamp")]
+    /// Number replies per session, to tell forward from reverse loss.
+    ///
+    /// A session is a sender address and SSID.
+    #[arg(long, requires = "stamp", help_heading = STAMP)]
     pub stamp_stateful: bool,
 
-    /// STAMP: PTP time stamps (Z bit set) instead of NTP.
-    #[arg(long, requires = "stamp")]
+    /// PTP time stamps (Z bit set) instead of NTP.
+    #[arg(long, requires = "stamp", help_heading = STAMP)]
     pub stamp_ptp: bool,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
+    ///
+    /// TCP; port 0 picks one, printed on stdout.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::parse_addr, help_heading = SERVICE)]
+    pub metrics: Option<std::net::SocketAddr>,
+
+    /// Log a counter line every SECS seconds (at least 0.1).
+    ///
+    /// The line counts datagrams/s, bytes/s, errors and kernel drops.
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = parse_stats_interval, help_heading = SERVICE)]
+    pub stats_interval: Option<Duration>,
 }
 
 /// `--stop-on-empty`: the command-line face of [`StopPolicy`].

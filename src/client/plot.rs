@@ -147,19 +147,20 @@ pub fn utc_minute(unix_s: u64) -> String {
     )
 }
 
-/// Round tick steps for an axis from 0 to `max`: about 5 ticks of 1, 2 or 5 × 10^n.
-fn ticks(max: f64) -> Vec<f64> {
+/// Round ticks (1, 2 or 5 × 10^n apart, at most 8 steps) from 0 up to the
+/// first at or above `max`, which becomes the axis's end: both edges of an
+/// axis carry a label, and the axis wastes less than a step.
+fn edge_ticks(max: f64) -> (f64, Vec<f64>) {
     let max = if max > 0.0 { max } else { 1.0 };
-    let raw = max / 5.0;
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
+    let magnitude = 10f64.powf((max / 10.0).log10().floor());
+    let (step, steps) = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
         .into_iter()
         .map(|m| m * magnitude)
-        .find(|s| *s >= raw)
-        .unwrap_or(magnitude * 10.0);
-    (0..=((max / step).floor() as usize))
-        .map(|i| i as f64 * step)
-        .collect()
+        .map(|step| (step, (max / step - 1e-9).ceil().max(1.0) as usize))
+        .find(|&(_, steps)| steps <= 8)
+        .unwrap_or((max, 1));
+    let t: Vec<f64> = (0..=steps).map(|i| i as f64 * step).collect();
+    (steps as f64 * step, t)
 }
 
 /// A tick value without needless decimals.
@@ -178,7 +179,7 @@ fn escape(text: &str) -> String {
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 680.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 930.0;
+const RIGHT: f64 = 910.0;
 /// Top panel: RTT over time.
 const TOP: (f64, f64) = (70.0, 360.0);
 /// Bottom panel: the distribution.
@@ -228,26 +229,28 @@ pub fn svg(summary: &RunSummary, timeline: &Timeline, latency: &Latency, date: &
     s
 }
 
-/// Axes, ticks, grid and labels of one panel; returns the scales.
+/// Axes, ticks, grid and labels of one panel: x ticks at their pixel
+/// positions, y ticks as values that `y` maps to pixels.
+#[allow(clippy::too_many_arguments)]
 fn axes(
     s: &mut String,
     (top, bottom): (f64, f64),
     x_ticks: &[(f64, String)],
-    y_max: f64,
+    y_ticks: &[(f64, String)],
+    y: &dyn Fn(f64) -> f64,
     x_label: &str,
     y_label: &str,
     class: &str,
-) -> impl Fn(f64) -> f64 + use<> {
-    let y = move |v: f64| bottom - v / y_max * (bottom - top);
+) {
     let _ = writeln!(s, r##"<g class="{class}">"##);
-    for v in ticks(y_max) {
-        let py = y(v);
+    for (v, label) in y_ticks {
+        let py = y(*v);
         let _ = writeln!(
             s,
             r##"<line x1="{LEFT}" y1="{py:.1}" x2="{RIGHT}" y2="{py:.1}" stroke="#e4e4e4"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
             LEFT - 6.0,
             py + 4.0,
-            tick_label(v)
+            escape(label)
         );
     }
     for (px, label) in x_ticks {
@@ -277,7 +280,6 @@ fn axes(
         escape(y_label)
     );
     s.push_str("</g>\n");
-    y
 }
 
 /// The upper panel: a point per answered probe (ping) or a p50–p99 band per
@@ -298,21 +300,24 @@ fn over_time(s: &mut String, t: &Timeline, duration_s: f64) {
         .chain(t.bands.iter().map(|b| b.p99_ms))
         .fold(0.0, f64::max)
         * 1.1;
+    let (t_max, t_ticks) = edge_ticks(t_max);
     let x = |v: f64| LEFT + v / t_max * (RIGHT - LEFT);
-    let x_ticks: Vec<(f64, String)> = ticks(t_max)
-        .into_iter()
-        .map(|v| (x(v), tick_label(v)))
-        .collect();
+    let x_ticks: Vec<(f64, String)> = t_ticks.into_iter().map(|v| (x(v), tick_label(v))).collect();
+    let (rtt_max, rtt_ticks) = edge_ticks(rtt_max.max(1e-3));
+    let (top, bottom) = TOP;
+    let y = move |v: f64| bottom - v / rtt_max * (bottom - top);
+    let y_ticks: Vec<(f64, String)> = rtt_ticks.into_iter().map(|v| (v, tick_label(v))).collect();
     let what = if t.bands.is_empty() {
         "RTT (ms), a point per answered probe; red ticks: lost probes"
     } else {
         "RTT (ms), p50–p99 band per interval; red ticks: losses"
     };
-    let y = axes(
+    axes(
         s,
         TOP,
         &x_ticks,
-        rtt_max.max(1e-3),
+        &y_ticks,
+        &y,
         "time since start (s)",
         "RTT (ms)",
         "panel over-time",
@@ -361,45 +366,117 @@ fn over_time(s: &mut String, t: &Timeline, duration_s: f64) {
     }
 }
 
-/// The lower panel: the round trips in buckets doubling in width, as bars.
+/// The most bars in the distribution panel.
+const MAX_BARS: usize = 48;
+
+/// The lower panel: the round trips in buckets of equal ratio (8, 4, 2 or 1
+/// per doubling, at most [`MAX_BARS`]) as bars on a log count scale, so a tail of a
+/// few dozen shows beside a bulk of thousands, and the cumulative percentage
+/// as a line on a right-hand axis. Every axis edge is labelled.
 fn distribution(s: &mut String, latency: &Latency) {
-    let buckets = latency.log_buckets();
-    let n = buckets.len().max(1) as f64;
-    let slot = (RIGHT - LEFT) / n;
-    let most = buckets.iter().map(|b| b.count).max().unwrap_or(0) as f64;
+    let (per_doubling, buckets) = [8, 4, 2]
+        .into_iter()
+        .map(|per| (per, latency.buckets(per)))
+        .find(|(_, b)| b.len() <= MAX_BARS)
+        .unwrap_or_else(|| (1, latency.buckets(1)));
+    let per_doubling = per_doubling as usize;
+    let n = buckets.len().max(1);
+    let slot = (RIGHT - LEFT) / n as f64;
+    let most = buckets.iter().map(|b| b.count).max().unwrap_or(0);
+    // Counts: 0, then powers of ten up to the first at or above the most.
+    let mut y_ticks = vec![(0.0, "0".to_owned())];
+    let mut decade = 1u64;
+    loop {
+        y_ticks.push((decade as f64, decade.to_string()));
+        if decade >= most.max(10) {
+            break;
+        }
+        decade = decade.saturating_mul(10);
+    }
+    let (top, bottom) = BOTTOM;
+    let y_top = decade as f64;
+    let y = move |v: f64| bottom - v.ln_1p() / y_top.ln_1p() * (bottom - top);
     let label = |ns: u64| tick_label(ns as f64 / 1e6);
-    let x_ticks: Vec<(f64, String)> = buckets
+    // A label at every doubling (every bucket when they double), thinned
+    // to about 12, and always at both ends.
+    let step = per_doubling * n.div_ceil(per_doubling * 12).max(1);
+    let bounds = buckets
         .iter()
+        .map(|b| b.low_ns)
+        .chain(buckets.last().map(|b| b.high_ns));
+    let mut x_ticks: Vec<(f64, String)> = bounds
         .enumerate()
-        .filter(|(i, _)| buckets.len() <= 16 || i % 2 == 0)
-        .map(|(i, b)| (LEFT + i as f64 * slot, label(b.low_ns)))
+        .filter(|&(i, _)| i % step == 0 || i == n)
+        .map(|(i, ns)| (LEFT + i as f64 * slot, label(ns)))
         .collect();
-    let y = axes(
+    // The right edge keeps its label; a regular one too close before it goes.
+    if let [.., (before, _), (edge, _)] = x_ticks[..] {
+        if x_ticks.len() > 2 && edge - before < 45.0 {
+            x_ticks.remove(x_ticks.len() - 2);
+        }
+    }
+    let x_label = match per_doubling {
+        1 => "RTT (ms), buckets doubling in width".to_owned(),
+        k => format!("RTT (ms), {k} buckets per doubling"),
+    };
+    axes(
         s,
         BOTTOM,
         &x_ticks,
-        (most * 1.1).max(1.0),
-        "RTT (ms), buckets doubling in width",
-        "round trips",
+        &y_ticks,
+        &y,
+        &x_label,
+        "round trips (log scale)",
         "panel distribution",
     );
     let _ = writeln!(
         s,
-        r##"<text x="{LEFT}" y="{}" fill="#444444">RTT distribution ({} round trips)</text>"##,
-        BOTTOM.0 - 6.0,
+        r##"<text x="{LEFT}" y="{}" fill="#444444">RTT distribution ({} round trips); line: cumulative % (right axis)</text>"##,
+        top - 6.0,
         latency.count()
     );
     for (i, b) in buckets.iter().enumerate().filter(|(_, b)| b.count > 0) {
-        let top = y(b.count as f64);
+        let bar_top = y(b.count as f64);
         let _ = writeln!(
             s,
-            r##"<rect class="bar" x="{:.2}" y="{top:.2}" width="{:.2}" height="{:.2}" fill="#4c78a8"><title>{} – {} ms: {}</title></rect>"##,
+            r##"<rect class="bar" x="{:.2}" y="{bar_top:.2}" width="{:.2}" height="{:.2}" fill="#4c78a8"><title>{} – {} ms: {}</title></rect>"##,
             LEFT + i as f64 * slot + 1.0,
             (slot - 2.0).max(1.0),
-            BOTTOM.1 - top,
+            bottom - bar_top,
             label(b.low_ns),
             label(b.high_ns),
             b.count
+        );
+    }
+    // The CDF: from 0 at the left edge to 100% at the right, a point at each
+    // bucket's upper bound.
+    let total = buckets.iter().map(|b| b.count).sum::<u64>().max(1) as f64;
+    let percent_y = |p: f64| bottom - p / 100.0 * (bottom - top);
+    let mut path = format!("M{LEFT:.2},{bottom:.2}");
+    let mut below = 0;
+    for (i, b) in buckets.iter().enumerate() {
+        below += b.count;
+        let _ = write!(
+            path,
+            " L{:.2},{:.2}",
+            LEFT + (i + 1) as f64 * slot,
+            percent_y(below as f64 * 100.0 / total)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r##"<path class="cdf" d="{path}" fill="none" stroke="#d62728" stroke-width="1.5"/>"##
+    );
+    let _ = writeln!(
+        s,
+        r##"<path d="M{RIGHT},{top} V{bottom}" fill="none" stroke="#333333"/>"##
+    );
+    for p in [0.0, 50.0, 90.0, 100.0] {
+        let _ = writeln!(
+            s,
+            r##"<text class="cdf-tick" x="{}" y="{:.1}" fill="#d62728">{p}%</text>"##,
+            RIGHT + 4.0,
+            percent_y(p) + 4.0
         );
     }
 }
@@ -417,9 +494,101 @@ mod tests {
 
     #[test]
     fn ticks_are_round() {
-        assert_eq!(ticks(10.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        assert_eq!(ticks(0.7), vec![0.0, 0.2, 0.4, 0.6000000000000001]);
+        assert_eq!(edge_ticks(10.0).1, vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        let labels: Vec<String> = edge_ticks(0.55).1.into_iter().map(tick_label).collect();
+        assert_eq!(labels, ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6"]);
         assert_eq!(tick_label(0.6000000000000001), "0.6");
+    }
+
+    /// The text of every `<text>` element of a panel's SVG.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .map(|t| {
+                t.split('>')
+                    .nth(1)
+                    .unwrap()
+                    .split('<')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_axis_edge_is_labelled() {
+        assert_eq!(
+            edge_ticks(10.0),
+            (10.0, vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0])
+        );
+        let (end, t) = edge_ticks(10.3);
+        assert_eq!((end, t.len()), (12.0, 7));
+        // A 6.49 s run ends its axis at 7 s, not 8 or 10.
+        assert_eq!(edge_ticks(6.49).0, 7.0);
+        assert_eq!(tick_label(edge_ticks(0.7).0), "0.7");
+        assert_eq!(tick_label(edge_ticks(0.242).0), "0.25");
+        let mut latency = Latency::new();
+        for (rtt, n) in [
+            (50_000, 3000),
+            (200_000, 32),
+            (400_000, 576),
+            (9_000_000, 1),
+        ] {
+            for _ in 0..n {
+                latency.record(rtt);
+            }
+        }
+        let mut s = String::new();
+        distribution(&mut s, &latency);
+        let texts = texts(&s);
+        let buckets = latency.buckets(4);
+        let (first, last) = (buckets[0].low_ns, buckets[buckets.len() - 1].high_ns);
+        let label = |ns: u64| tick_label(ns as f64 / 1e6);
+        // x: both bucket edges; y: 0 at the bottom, a power of ten at the
+        // top (at or above the most in a bucket); the CDF's 0% and 100%.
+        for edge in [
+            label(first),
+            label(last),
+            "0".into(),
+            "10000".into(),
+            "0%".into(),
+            "100%".into(),
+        ] {
+            assert!(texts.contains(&edge), "{edge} not in {texts:?}");
+        }
+        assert!(s.contains("4 buckets per doubling"), "{texts:?}");
+        // Bars on a log scale: the tails of 1, 32 and 576 have distinct heights.
+        let heights: Vec<f64> = s
+            .split(r#"class="bar""#)
+            .skip(1)
+            .map(|b| {
+                b.split("height=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        let mut distinct = heights.clone();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        assert_eq!((heights.len(), distinct.len()), (4, 4), "{heights:?}");
+        // The CDF ends at 100% at the right edge.
+        let cdf = s
+            .split(r#"class="cdf" d=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(
+            cdf.ends_with(&format!("L{RIGHT:.2},{:.2}", BOTTOM.0)),
+            "{cdf}"
+        );
     }
 
     #[test]

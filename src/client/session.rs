@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use super::Target;
-use super::measure::{Event, Hooks, MeasureConfig, Summary, measure_with};
+use super::measure::{Event, Hooks, MeasureConfig, Mode, Summary, measure_with};
 use super::plot::Timeline;
 use super::probes::{Format, write_records};
 use crate::error::{Error, Result};
@@ -60,6 +60,27 @@ pub fn run(
     out: &mut dyn Write,
 ) -> Result<bool> {
     let label = format!("{}:{}", target.host, target.port);
+    // The output files first: a path that cannot be written is refused before
+    // the run, not after it.
+    let records = match &outputs.probes {
+        Some(path) => Some((open_probes(path)?, Format::for_path(path))),
+        None => None,
+    };
+    let plot = match &outputs.plot {
+        Some(path) => Some(File::create(path).map_err(|source| Error::File {
+            what: "create the --plot file",
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    if let Some((bytes, text)) = probes_volume(config, outputs) {
+        if bytes >= PROBES_WARN_BYTES {
+            log::warn!("{text}");
+        } else {
+            log::info!("{text}");
+        }
+    }
     let endpoint = match outputs.metrics {
         Some(addr) => {
             let listener = metrics::bind(addr)?;
@@ -69,10 +90,6 @@ pub fn run(
             let dscp_sent = config.tos.unwrap_or(0) >> 2;
             Some((listener, ClientMetrics::new(&label, dscp_sent)))
         }
-        None => None,
-    };
-    let records = match &outputs.probes {
-        Some(path) => Some((open_probes(path)?, Format::for_path(path))),
         None => None,
     };
     let endpoint_stop = Stop::new();
@@ -97,8 +114,11 @@ pub fn run(
             outputs,
             stop,
             out,
-            endpoint.as_ref().map(|e| &e.1),
-            sink,
+            Sinks {
+                live: endpoint.as_ref().map(|e| &e.1),
+                probes: sink,
+                plot,
+            },
         );
         endpoint_stop.request();
         if let Some(writer) = writer {
@@ -106,7 +126,21 @@ pub fn run(
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p))
             {
-                Ok(n) => log::debug!("{n} probe records written"),
+                // After a volume warning, what it came to.
+                Ok(n) => match outputs.probes.as_deref() {
+                    Some(path)
+                        if !outputs.probes_on_stdout()
+                            && probes_volume(config, outputs).is_some() =>
+                    {
+                        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+                        log::info!(
+                            "{n} probe records, {}, written to {}",
+                            format_bytes(size),
+                            path.display()
+                        );
+                    }
+                    _ => log::debug!("{n} probe records written"),
+                },
                 Err(e) => log::warn!("probe records incomplete: {e}"),
             }
         }
@@ -121,10 +155,73 @@ fn open_probes(path: &Path) -> Result<Box<dyn Write + Send>> {
     }
     File::create(path)
         .map(|f| Box::new(f) as Box<dyn Write + Send>)
-        .map_err(|source| Error::Io {
+        .map_err(|source| Error::File {
             what: "create the --probes file",
+            path: path.to_owned(),
             source,
         })
+}
+
+/// A file size as people say it: `870 bytes`, `5.5 MB`, `1.2 GB` (powers of 1000).
+fn format_bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        _ if n < 1e3 => format!("{n} bytes"),
+        _ if n < 1e6 => format!("{:.1} kB", n / 1e3),
+        _ if n < 1e9 => format!("{:.1} MB", n / 1e6),
+        _ => format!("{:.1} GB", n / 1e9),
+    }
+}
+
+/// Bytes per `--probes` record, roughly (measured: CSV rows 52-56, NDJSON
+/// lines 110-116, growing with the sequence number).
+fn record_bytes(format: Format) -> f64 {
+    match format {
+        Format::Csv => 55.0,
+        Format::Ndjson => 115.0,
+    }
+}
+
+/// The probes per second the volume warning assumes for a flood, which runs
+/// as fast as replies come: a loopback flood with GSO and GRO reaches it.
+const FLOOD_PPS_ASSUMED: f64 = 1e6;
+
+/// From this estimate on, the volume line is a warning.
+const PROBES_WARN_BYTES: u64 = 10_000_000;
+
+/// What `--probes` will write in flood and rate mode, whose records come by
+/// the hundred thousand per second: the bytes expected and the line that
+/// says so. `None` in ping mode (a record per interval) and without `--probes`.
+fn probes_volume(config: &MeasureConfig, outputs: &Outputs) -> Option<(u64, String)> {
+    let path = outputs.probes.as_deref()?;
+    let format = Format::for_path(path);
+    let secs = config.duration.as_secs_f64();
+    let per_record = record_bytes(format);
+    let (pps, how) = match config.mode {
+        Mode::Ping { .. } => return None,
+        Mode::Rate { pps } => (pps, format!("{pps} probes/s")),
+        Mode::Flood { .. } => (
+            FLOOD_PPS_ASSUMED,
+            "a flood as fast as replies come (1 million probes/s on loopback)".to_owned(),
+        ),
+    };
+    let total = (pps * secs * per_record) as u64;
+    let text = format!(
+        "--probes {}: {how} for {secs} s writes about {} (a record of ~{per_record:.0} bytes per probe)",
+        path.display(),
+        format_bytes(total)
+    );
+    Some((total, text))
+}
+
+/// Where a run's results go besides the report.
+struct Sinks<'a> {
+    /// The metrics endpoint's counters.
+    live: Option<&'a ClientMetrics>,
+    /// The records' writer thread.
+    probes: Option<mpsc::SyncSender<super::probes::ProbeBatch>>,
+    /// The `--plot` file, created before the run.
+    plot: Option<File>,
 }
 
 /// The run itself and its report: lines as it goes, the summary, then the
@@ -135,9 +232,9 @@ fn report_run(
     outputs: &Outputs,
     stop: &Stop,
     out: &mut dyn Write,
-    live: Option<&ClientMetrics>,
-    probes: Option<mpsc::SyncSender<super::probes::ProbeBatch>>,
+    sinks: Sinks<'_>,
 ) -> Result<bool> {
+    let Sinks { live, probes, plot } = sinks;
     let json = outputs.json;
     let out = RefCell::new(out);
     // A closed report stream ends the run like Ctrl-C: nobody is reading any more.
@@ -221,12 +318,67 @@ fn report_run(
             writeln!(out, "{}", text.trim_end())
         };
     }
-    if let (Some(path), Some(timeline)) = (&outputs.plot, timeline.into_inner()) {
+    if let (Some(path), Some(mut file), Some(timeline)) =
+        (&outputs.plot, plot, timeline.into_inner())
+    {
         let svg = super::plot::svg(summary, &timeline, &latency, &super::plot::utc_now());
-        std::fs::write(path, svg).map_err(|source| Error::Io {
-            what: "write the --plot file",
-            source,
-        })?;
+        file.write_all(svg.as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(|source| Error::File {
+                what: "write the --plot file",
+                path: path.clone(),
+                source,
+            })?;
+        log::info!("plot written to {}", path.display());
     }
     Ok(summary.passed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn volume(mode: Mode, secs: u64, probes: &str) -> Option<(u64, String)> {
+        let config = MeasureConfig {
+            mode,
+            size: 64,
+            timeout: Duration::from_secs(1),
+            duration: Duration::from_secs(secs),
+            flows: 1,
+            stamp: None,
+            tos: None,
+        };
+        let outputs = Outputs {
+            probes: Some(PathBuf::from(probes)),
+            ..Outputs::default()
+        };
+        probes_volume(&config, &outputs)
+    }
+
+    #[test]
+    fn the_probes_volume_is_estimated_for_flood_and_rate_only() {
+        let (bytes, text) = volume(Mode::Rate { pps: 20000.0 }, 5, "run.csv").unwrap();
+        assert_eq!(bytes, 5_500_000);
+        assert!(
+            text.contains("--probes run.csv: 20000 probes/s for 5 s writes about 5.5 MB"),
+            "{text}"
+        );
+        let (bytes, text) = volume(Mode::Flood { window: 32 }, 5, "run.ndjson").unwrap();
+        assert!(bytes >= PROBES_WARN_BYTES, "{text}");
+        assert!(text.contains("575.0 MB"), "{text}");
+        let ping = Mode::Ping {
+            count: Some(3),
+            interval: Duration::from_secs(1),
+        };
+        assert_eq!(volume(ping, 5, "run.csv"), None);
+    }
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(format_bytes(870), "870 bytes");
+        assert_eq!(format_bytes(57_500), "57.5 kB");
+        assert_eq!(format_bytes(330_000_000), "330.0 MB");
+        assert_eq!(format_bytes(1_200_000_000), "1.2 GB");
+    }
 }
