@@ -182,12 +182,16 @@ impl Latency {
         self.last_ns = None;
     }
 
-    /// The `q` quantile (0..=1) in ns; 0 when empty.
+    /// The `q` quantile (0..=1) in ns; 0 when empty. Always within the
+    /// exact [min, max]: the histogram answers with the highest value its
+    /// bucket stands for, which can lie above every value recorded.
     pub fn quantile_ns(&self, q: f64) -> u64 {
         if self.count == 0 {
             0
         } else {
-            self.histogram.value_at_quantile(q)
+            self.histogram
+                .value_at_quantile(q)
+                .clamp(self.min_ns, self.max_ns)
         }
     }
 
@@ -433,6 +437,30 @@ mod tests {
         }
         // Consecutive samples differ by 1 µs: the RFC 3550 estimate converges to 1 µs.
         assert!((s.jitter - 1.0).abs() < 0.01, "{}", s.jitter);
+    }
+
+    #[test]
+    fn every_percentile_lies_within_the_exact_min_and_max() {
+        // 120,085 ns sits in a bucket whose highest value is 120,127 ns:
+        // unclamped, p90 came out above the maximum.
+        let mut l = Latency::new();
+        for ns in [118_900, 119_500, 120_085] {
+            l.record(ns);
+        }
+        let s = l.summary();
+        assert_eq!((s.min, s.max), (118.9, 120.085));
+        for p in [s.p50, s.p90, s.p99, s.p999] {
+            assert!(
+                s.min <= p && p <= s.max,
+                "{p} outside [{}, {}]",
+                s.min,
+                s.max
+            );
+        }
+        assert_eq!(s.p999, s.max);
+        let mut one = Latency::new();
+        one.record(1_234_567);
+        assert_eq!(one.quantile_ns(0.5), 1_234_567);
     }
 
     #[test]
