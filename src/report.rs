@@ -19,12 +19,18 @@ fn ms(us: f64) -> String {
     format!("{:.3}", us / 1e3)
 }
 
-fn flows(n: usize) -> String {
+/// `n` and its noun, singular for exactly one: `1 probe`, `0 probes`,
+/// `2 probes`. Every count a report prints next to a noun goes through here.
+pub fn count(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
-        "1 flow".to_owned()
+        format!("1 {one}")
     } else {
-        format!("{n} flows")
+        format!("{n} {many}")
     }
+}
+
+fn flows(n: usize) -> String {
+    count(n as u64, "flow", "flows")
 }
 
 fn secs(d: Duration) -> f64 {
@@ -129,11 +135,11 @@ pub fn summary(s: &RunSummary) -> String {
     let mut out = format!("--- {} udp echo {} statistics ---\n", s.target, s.mode);
     let _ = writeln!(
         out,
-        "{} probes sent, {} received, {:.1}% loss, {} duplicates, {} reordered, {} corrupt, {} truncated, {} late, time {:.0} ms",
-        c.sent,
+        "{} sent, {} received, {:.1}% loss, {}, {} reordered, {} corrupt, {} truncated, {} late, time {:.0} ms",
+        count(c.sent, "probe", "probes"),
         c.received,
         s.loss_percent,
-        c.duplicates,
+        count(c.duplicates, "duplicate", "duplicates"),
         c.reordered,
         c.corrupt,
         c.truncated,
@@ -143,8 +149,11 @@ pub fn summary(s: &RunSummary) -> String {
     if s.in_flight > 0 || c.foreign > 0 || c.refused > 0 || c.send_errors > 0 {
         let _ = writeln!(
             out,
-            "{} still in flight at the end, {} foreign datagrams, {} refused (ICMP port unreachable), {} send errors",
-            s.in_flight, c.foreign, c.refused, c.send_errors
+            "{} still in flight at the end, {}, {} refused (ICMP port unreachable), {}",
+            s.in_flight,
+            count(c.foreign, "foreign datagram", "foreign datagrams"),
+            c.refused,
+            count(c.send_errors, "send error", "send errors")
         );
     }
     if s.mode != crate::stats::RunMode::Ping {
@@ -388,7 +397,12 @@ pub fn doctor(target: &str, findings: &[Finding]) -> String {
         .iter()
         .filter(|f| f.severity == Severity::Note)
         .count();
-    let _ = write!(out, "{} need action, {} notes", actions, notes);
+    let _ = write!(
+        out,
+        "{} action, {}",
+        count(actions as u64, "needs", "need"),
+        count(notes as u64, "note", "notes")
+    );
     out
 }
 
@@ -483,6 +497,33 @@ pub fn json(s: &impl serde::Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
+
+    /// A one-flow ping run of 64-byte probes against 127.0.0.1:9999, no
+    /// figures yet: each test sets what it looks at.
+    fn sample_summary() -> RunSummary {
+        RunSummary {
+            target: "127.0.0.1:9999".into(),
+            mode: RunMode::Ping,
+            size: 64,
+            window: None,
+            rate_pps: None,
+            flows: 1,
+            counts: Counts::default(),
+            in_flight: 0,
+            duration_s: 1.0,
+            send_rate_pps: 0.0,
+            rtt_per_s: 0.0,
+            mbit_per_s: 0.0,
+            loss_percent: 0.0,
+            rtt_us: RttSummary::default(),
+            client_drops: Some(0),
+            timeout_ms: 1000.0,
+            longest_silence_ms: 0.0,
+            rtt_clock: RttClock::Kernel,
+            dscp: DscpFigures::default(),
+        }
+    }
 
     #[test]
     fn the_histogram_has_a_bar_per_non_empty_bucket_and_marks_p50_and_p99() {
@@ -503,6 +544,31 @@ mod tests {
         let marked = |mark: &str| lines.iter().filter(|l| l.contains(mark)).count();
         assert_eq!((marked("p50"), marked("p99")), (1, 1), "{text}");
         assert!(lines[0].ends_with("90  <- p50"), "{text}");
+    }
+
+    #[test]
+    fn counts_of_one_are_singular() {
+        assert_eq!(count(1, "probe", "probes"), "1 probe");
+        assert_eq!(count(0, "probe", "probes"), "0 probes");
+        assert_eq!(count(2, "round trip", "round trips"), "2 round trips");
+        let mut run = sample_summary();
+        run.counts.sent = 1;
+        run.counts.received = 1;
+        run.counts.duplicates = 1;
+        run.counts.foreign = 1;
+        run.counts.send_errors = 1;
+        let text = summary(&run);
+        assert!(text.contains("1 probe sent, 1 received,"), "{text}");
+        assert!(text.contains(", 1 duplicate, "), "{text}");
+        assert!(text.contains(", 1 foreign datagram, "), "{text}");
+        assert!(text.contains(", 1 send error\n"), "{text}");
+        let one = [Finding {
+            severity: Severity::Action,
+            topic: "buffers",
+            text: "small".to_owned(),
+            fix: None,
+        }];
+        assert!(doctor("x", &one).ends_with("1 needs action, 0 notes"));
     }
 
     #[test]
