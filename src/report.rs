@@ -106,7 +106,10 @@ pub fn ping_event(event: &Event, target: &str) -> String {
             line
         }
         Event::Timeout { seq } => format!("no reply from {target}: seq={seq} (timeout)"),
-        Event::Refused => format!("no UDP server at {target} (connection refused)"),
+        Event::Refused { seq: Some(seq) } => {
+            format!("no UDP server at {target}: seq={seq} (connection refused)")
+        }
+        Event::Refused { seq: None } => format!("no UDP server at {target} (connection refused)"),
         Event::Start { peer } => format!("start {peer}"),
     }
 }
@@ -222,16 +225,30 @@ pub fn any_summary(s: &Summary) -> String {
 /// percentage: past the timeout it was an outage (the server or the path was
 /// down for that long, however few probes were lost meanwhile); a stall of at
 /// least 100 ms that is also ten times the p99 round trip is worth a note.
+/// When every lost probe was refused (ICMP port unreachable) the loss line
+/// already says why: nobody listened, the path was up.
 pub fn silence(s: &RunSummary) -> Option<String> {
     let quiet = s.longest_silence_ms;
+    let c = &s.counts;
+    if c.lost_refused > 0 && c.lost_refused >= c.lost {
+        return None;
+    }
+    let refused = if c.lost_refused > 0 {
+        format!(
+            " ({} of the lost refused: nobody listened on the port for part of it)",
+            c.lost_refused
+        )
+    } else {
+        String::new()
+    };
     if s.had_outage() {
         Some(format!(
-            "warning: no reply for {quiet:.0} ms while probes were out, longer than the {:.0} ms timeout: the server or the path was down for that long",
+            "warning: no reply for {quiet:.0} ms while probes were out, longer than the {:.0} ms timeout: the server or the path was down for that long{refused}",
             s.timeout_ms
         ))
     } else if quiet >= 100.0 && quiet > 10.0 * s.rtt_us.p99 / 1e3 {
         Some(format!(
-            "longest silence {quiet:.0} ms with probes out (p99 round trip {} ms)",
+            "longest silence {quiet:.0} ms with probes out (p99 round trip {} ms){refused}",
             ms(s.rtt_us.p99)
         ))
     } else {
@@ -239,21 +256,63 @@ pub fn silence(s: &RunSummary) -> Option<String> {
     }
 }
 
-/// Where the lost probes went: dropped in this client's own receive buffers
-/// (the kernel counts those per socket) or on the path and server.
+/// Where the lost probes went, as far as the evidence goes: refused (an ICMP
+/// port unreachable: nobody listens), dropped in this client's own receive
+/// buffers (the kernel counts those per socket, but counts every kind of
+/// datagram: only when nothing but first replies came are the drops lost
+/// replies), or on the path and at the server.
 pub fn loss_attribution(s: &RunSummary) -> String {
-    match s.client_drops {
-        Some(mine) => format!(
-            "lost {}: {} dropped in this client's receive buffers (kernel counter of its sockets, /proc/net/udp), {} on the path or at the server",
-            s.counts.lost,
-            mine,
-            s.counts.lost.saturating_sub(mine)
-        ),
-        None => format!(
-            "lost {}: this system does not say how many were dropped in this client's own receive buffers",
-            s.counts.lost
-        ),
+    let c = &s.counts;
+    let refused = c.lost_refused.min(c.lost);
+    let rest = c.lost - refused;
+    let mut parts = Vec::new();
+    if refused > 0 {
+        parts.push(format!(
+            "{refused} refused (ICMP port unreachable: nothing listens on {})",
+            s.target
+        ));
     }
+    let drops = s.client_drops.unwrap_or(0);
+    match (s.lost_in_client, s.client_drops) {
+        _ if rest == 0 && drops == 0 && refused > 0 => {}
+        (Some(mine), _) => {
+            parts.push(format!(
+                "{mine} dropped in this client's receive buffers (kernel counter of its sockets, /proc/net/udp)"
+            ));
+            parts.push(format!("{} on the path or at the server", rest - mine));
+        }
+        (None, Some(drops)) if rest == 0 => parts.push(format!(
+            "none in this client's receive buffers, which dropped {} that were not needed ({} came)",
+            count(drops, "datagram", "datagrams"),
+            extras(c)
+        )),
+        (None, Some(drops)) => parts.push(format!(
+            "{rest} on the path, at the server or in this client's receive buffers: those dropped {}, but {} came too, so the drops need not be replies (at most {} of the lost)",
+            count(drops, "datagram", "datagrams"),
+            extras(c),
+            drops.min(rest)
+        )),
+        (None, None) => parts.push(format!(
+            "{rest} on the path, at the server or in this client's receive buffers (this system does not say what those dropped)"
+        )),
+    }
+    format!("lost {}: {}", c.lost, parts.join(", "))
+}
+
+/// The datagrams beside the needed replies, named: `300 duplicates, 2 foreign`.
+fn extras(c: &crate::stats::Counts) -> String {
+    let named = [
+        (c.duplicates, "duplicate", "duplicates"),
+        (c.late, "late reply", "late replies"),
+        (c.corrupt, "damaged reply", "damaged replies"),
+        (c.foreign, "foreign datagram", "foreign datagrams"),
+    ];
+    named
+        .iter()
+        .filter(|(n, ..)| *n > 0)
+        .map(|&(n, one, many)| count(n, one, many))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The first line of `--find-rate`.
@@ -518,6 +577,7 @@ mod tests {
             loss_percent: 0.0,
             rtt_us: RttSummary::default(),
             client_drops: Some(0),
+            lost_in_client: Some(0),
             timeout_ms: 1000.0,
             longest_silence_ms: 0.0,
             rtt_clock: RttClock::Kernel,

@@ -43,6 +43,10 @@ pub struct Counts {
     pub foreign: u64,
     /// ICMP port-unreachable reports (connection refused) seen on the socket.
     pub refused: u64,
+    /// Probes settled as lost by such a report (nobody listens on the
+    /// port): each report settles the newest probe still waiting, at once.
+    /// Part of `lost`.
+    pub lost_refused: u64,
     /// Sends the kernel refused (e.g. ENOBUFS); those probes were not sent.
     pub send_errors: u64,
     /// Payload bytes of the replies received.
@@ -62,6 +66,7 @@ impl Counts {
         self.truncated += o.truncated;
         self.foreign += o.foreign;
         self.refused += o.refused;
+        self.lost_refused += o.lost_refused;
         self.send_errors += o.send_errors;
         self.bytes_received += o.bytes_received;
     }
@@ -79,9 +84,31 @@ impl Counts {
             truncated: self.truncated - earlier.truncated,
             foreign: self.foreign - earlier.foreign,
             refused: self.refused - earlier.refused,
+            lost_refused: self.lost_refused - earlier.lost_refused,
             send_errors: self.send_errors - earlier.send_errors,
             bytes_received: self.bytes_received - earlier.bytes_received,
         }
+    }
+
+    /// Datagrams that came beside the replies the probes needed: duplicates,
+    /// late and foreign ones, and damaged copies. Any of them may be among
+    /// what a socket's kernel drop counter counts.
+    pub fn extra_datagrams(&self) -> u64 {
+        self.duplicates + self.late + self.foreign + self.corrupt
+    }
+
+    /// How many lost probes the evidence puts in this client's own receive
+    /// buffers, given their kernel drop counter `drops` (datagrams of any
+    /// kind): all the drops (at most the probes lost other than to a
+    /// refusal) when nothing but first replies came, since then every
+    /// dropped datagram was some probe's only reply; `None` when duplicates,
+    /// late, damaged or foreign datagrams came too, as any drop may have been
+    /// one of those, or when there is no counter.
+    pub fn lost_in_client(&self, drops: Option<u64>) -> Option<u64> {
+        let lost = self.lost.saturating_sub(self.lost_refused);
+        drops
+            .filter(|_| self.extra_datagrams() == 0)
+            .map(|d| d.min(lost))
     }
 
     /// Lost as a percentage of the probes whose fate is known.
@@ -377,10 +404,15 @@ pub struct RunSummary {
     pub loss_percent: f64,
     /// Round-trip figures of intact replies, µs.
     pub rtt_us: RttSummary,
-    /// Replies the kernel dropped because this client's own receive buffers
-    /// were full: the `drops` counter of its sockets in `/proc/net/udp`
-    /// (`None` where unavailable). Part of `lost`, but not lost on the path.
+    /// Datagrams the kernel dropped because this client's own receive
+    /// buffers were full: the `drops` counter of its sockets in
+    /// `/proc/net/udp` (`None` where unavailable). Datagrams of any kind:
+    /// replies, but also duplicates, late and foreign ones.
     pub client_drops: Option<u64>,
+    /// How many of the lost probes were dropped in this client's own
+    /// receive buffers, where the evidence says (see
+    /// [`Counts::lost_in_client`]); `None` when it does not.
+    pub lost_in_client: Option<u64>,
     /// How long a reply could take before its probe counted as lost, ms.
     pub timeout_ms: f64,
     /// The longest time one flow waited with probes out and no reply at
@@ -520,6 +552,30 @@ mod tests {
     }
 
     #[test]
+    fn client_drops_explain_loss_only_when_nothing_else_came() {
+        let mut c = Counts {
+            sent: 20,
+            received: 10,
+            lost: 10,
+            ..Counts::default()
+        };
+        assert_eq!(c.lost_in_client(Some(4)), Some(4));
+        assert_eq!(c.lost_in_client(Some(50)), Some(10), "at most the loss");
+        assert_eq!(c.lost_in_client(None), None);
+        // The server's loss, with 300 copies of each reply it sent: the
+        // drops may all be copies, so they explain nothing.
+        c.duplicates = 2990;
+        assert_eq!(c.lost_in_client(Some(5577)), None);
+        c.duplicates = 0;
+        c.foreign = 1;
+        assert_eq!(c.lost_in_client(Some(3)), None);
+        c.foreign = 0;
+        // Probes a refusal settled were not dropped here.
+        c.lost_refused = 8;
+        assert_eq!(c.lost_in_client(Some(5)), Some(2));
+    }
+
+    #[test]
     fn loss_is_a_share_of_settled_probes() {
         let c = Counts {
             sent: 10,
@@ -553,6 +609,7 @@ mod tests {
             loss_percent: 0.0,
             rtt_us: RttSummary::default(),
             client_drops: Some(0),
+            lost_in_client: Some(0),
             timeout_ms: 1000.0,
             longest_silence_ms: 0.1,
             rtt_clock: RttClock::Kernel,

@@ -100,6 +100,8 @@ struct Pending {
     seen: bool,
     /// A reply to it came in time: it is settled as received.
     answered: bool,
+    /// An ICMP port unreachable answered it: it is settled as lost.
+    refused: bool,
 }
 
 /// One flow's probes and what became of them. Times are ns of any monotonic
@@ -258,6 +260,7 @@ impl Books {
                 sent_ns: first + i,
                 seen: false,
                 answered: false,
+                refused: false,
             });
         }
         if n > 0 {
@@ -274,9 +277,26 @@ impl Books {
         self.counts.send_errors += 1;
     }
 
-    /// Counts an ICMP port-unreachable report.
-    pub(crate) fn refused(&mut self) {
+    /// Counts an ICMP port-unreachable report and settles the probe it
+    /// answers as lost at once (returned; `None` when no probe waits). The
+    /// report does not name its probe: it is taken to answer the newest one
+    /// not yet answered or refused, which in ping mode is the probe just sent
+    /// (the report comes back within a round trip, before the next probe).
+    pub(crate) fn refused(&mut self) -> Option<u64> {
         self.counts.refused += 1;
+        let i = self
+            .pending
+            .iter()
+            .rposition(|p| !p.seen && !p.answered && !p.refused)?;
+        let entry = &mut self.pending[i];
+        entry.refused = true;
+        let sent_ns = entry.sent_ns;
+        let seq = self.base + i as u64;
+        self.outstanding -= 1;
+        self.counts.lost += 1;
+        self.counts.lost_refused += 1;
+        self.record(seq, Some(sent_ns), 0, Outcome::Lost);
+        Some(seq)
     }
 
     /// Which probe `bytes` answers and what the reply is, or `None` when it
@@ -410,8 +430,9 @@ impl Books {
         }
         entry.seen = true;
         let rtt_ns = at_ns.saturating_sub(entry.sent_ns);
-        if rtt_ns > self.timeout_ns {
-            // Expiry has not looked at the clock yet; it will count it lost.
+        if entry.refused || rtt_ns > self.timeout_ns {
+            // Refused: settled as lost already. Past its timeout: expiry
+            // has not looked at the clock yet; it will count it lost.
             self.counts.late += 1;
             answer.late = true;
             answer.rtt_ns = echoed_rtt(check, at_ns);
@@ -440,7 +461,7 @@ impl Books {
     pub(crate) fn expire(&mut self, now_ns: u64, on_lost: &mut dyn FnMut(u64)) {
         while let Some(&entry) = self.pending.front() {
             let seq = self.base;
-            if !entry.answered {
+            if !entry.answered && !entry.refused {
                 if now_ns.saturating_sub(entry.sent_ns) <= self.timeout_ns {
                     break;
                 }

@@ -99,6 +99,7 @@ pub(super) fn summarize(
         mbit_per_s: counts.bytes_received as f64 * 8.0 / duration_s / 1e6,
         loss_percent: counts.loss_percent(in_flight),
         rtt_us: latency.summary(),
+        lost_in_client: counts.lost_in_client(client_drops),
         counts,
         client_drops,
         timeout_ms: config.timeout.as_secs_f64() * 1e3,

@@ -74,6 +74,7 @@ fn summary_of(books: &StampBooks, lost: u64) -> StampSummary {
         loss_percent: 0.0,
         rtt_us: RttSummary::default(),
         client_drops: None,
+        lost_in_client: None,
         timeout_ms: 1000.0,
         longest_silence_ms: 0.0,
         rtt_clock: RttClock::User,

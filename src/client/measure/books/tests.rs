@@ -352,10 +352,34 @@ mod properties {
 fn send_errors_and_refusals_are_counted() {
     let mut b = books();
     b.send_error();
-    b.refused();
-    b.refused();
+    assert_eq!(b.refused(), None, "no probe waits");
+    assert_eq!(b.refused(), None);
     let c = b.counts();
-    assert_eq!((c.sent, c.send_errors, c.refused), (0, 1, 2));
+    assert_eq!((c.sent, c.send_errors, c.refused, c.lost), (0, 1, 2, 0));
+}
+
+#[test]
+fn a_refusal_settles_the_newest_waiting_probe_as_lost_once() {
+    let mut b = books();
+    b.sent(1, 0);
+    b.sent(1, 200 * MS);
+    assert_eq!(b.refused(), Some(2));
+    assert_eq!(b.refused(), Some(1));
+    assert_eq!(b.refused(), None);
+    assert_eq!(b.outstanding(), 0);
+    let c = *b.counts();
+    assert_eq!((c.lost, c.lost_refused, c.refused), (2, 2, 3));
+    // No timeout on top of the refusal.
+    assert!(lost(&mut b, 5_000 * MS).is_empty());
+    assert_eq!(b.counts().lost, 2);
+    // A reply after all (a server that came up) is late, not received.
+    let mut b = books();
+    b.sent(1, 0);
+    assert_eq!(b.refused(), Some(1));
+    let a = b.reply(&reply(1, 0), MS).unwrap();
+    assert!(a.late && !a.measured());
+    let c = b.counts();
+    assert_eq!((c.received, c.late, c.lost, b.outstanding()), (0, 1, 1, 0));
 }
 
 #[test]

@@ -1,0 +1,128 @@
+//! Numbers that are what they say (SPEC §8): loss put only where the
+//! evidence puts it, refusals told once per probe, figures of hostile
+//! reflectors that cannot inflate, percentiles within [min, max], the
+//! resolution of batch-shared times said, one target form, plurals.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn n(json: &Value, key: &str) -> u64 {
+    json[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no integer '{key}' in {json}"))
+}
+
+fn seq_of(probe: &[u8]) -> u64 {
+    u64::from_be_bytes(probe[..8].try_into().unwrap())
+}
+
+/// A server that drops the even probes and sends each odd one back 300
+/// times: every loss is the server's, while the copies overflow the
+/// client's tiny receive buffer. The drop counter must not be read as lost
+/// replies.
+#[test]
+fn drops_of_duplicates_are_not_blamed_for_the_servers_loss() {
+    let args = |port: &str, json: bool| {
+        let mut a = vec![
+            "-p",
+            port,
+            "-c",
+            "20",
+            "-i",
+            "0.01",
+            "-t",
+            "0.3",
+            "-s",
+            "1400",
+            "--recv-buf",
+            "4K",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        if json {
+            a.push("--json".into());
+        }
+        a
+    };
+    let spam = |probe: &[u8]| {
+        if seq_of(probe) % 2 == 0 {
+            Vec::new()
+        } else {
+            vec![probe.to_vec(); 300]
+        }
+    };
+    let (addr, _server) = fake_server_with(20, spam);
+    let port = addr.port().to_string();
+    let a = args(&port, true);
+    let run = run_client(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let json = json_of(&run);
+    let Some(drops) = json["client_drops"].as_u64() else {
+        skip("no per-socket drop counter on this system");
+        return;
+    };
+    assert!(drops > 0, "300 copies of 1400 bytes overflow 4 KiB: {json}");
+    assert!(n(&json, "lost") >= 10, "{json}");
+    assert!(n(&json, "duplicates") > 0, "{json}");
+    assert_eq!(json["lost_in_client"], Value::Null, "{json}");
+
+    let (addr, _server) = fake_server_with(20, spam);
+    let port = addr.port().to_string();
+    let a = args(&port, false);
+    let run = run_client(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let out = run.stdout_text();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("lost "))
+        .unwrap_or_else(|| panic!("no loss line:\n{out}"));
+    assert!(
+        !line.contains("0 on the path or at the server"),
+        "the server lost them all: {line}"
+    );
+    assert!(
+        line.contains("on the path, at the server or in this client's receive buffers"),
+        "{line}"
+    );
+    assert!(line.contains("duplicates came too"), "{line}");
+}
+
+/// A closed port: one line per probe, with its sequence number, and a
+/// summary that says nobody listens, not that the path was down.
+#[test]
+fn a_closed_port_is_told_once_per_probe_and_blamed_on_nobody_listening() {
+    let port = closed_port().to_string();
+    let run = run_client(&["-p", &port, "-c", "3", "-i", "0.2"], None);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr);
+    let out = run.stdout_text();
+    let refused: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("connection refused"))
+        .collect();
+    assert_eq!(
+        refused,
+        (1..=3)
+            .map(|s| format!("no UDP server at 127.0.0.1:{port}: seq={s} (connection refused)"))
+            .collect::<Vec<_>>(),
+        "{out}"
+    );
+    assert!(!out.contains("(timeout)"), "{out}");
+    assert!(!out.contains("path was down"), "{out}");
+    assert!(!out.contains("down for that long"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "lost 3: 3 refused (ICMP port unreachable: nothing listens on 127.0.0.1:{port})\n"
+        )),
+        "{out}"
+    );
+    let json = json_of(&run_client(
+        &["-p", &port, "-c", "2", "-i", "0.1", "--json"],
+        None,
+    ));
+    assert_eq!(
+        (n(&json, "lost"), n(&json, "lost_refused")),
+        (2, 2),
+        "{json}"
+    );
+}
