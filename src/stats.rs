@@ -49,7 +49,8 @@ pub struct Counts {
     pub lost_refused: u64,
     /// Sends the kernel refused (e.g. ENOBUFS); those probes were not sent.
     pub send_errors: u64,
-    /// Payload bytes of the replies received.
+    /// Payload bytes of the intact replies in time (the throughput figures'
+    /// bytes: corrupt and truncated replies carry none of what was asked).
     pub bytes_received: u64,
 }
 

@@ -5,8 +5,11 @@
 
 mod common;
 
+use std::time::SystemTime;
+
 use common::*;
 use serde_json::Value;
+use udp_echo::stamp::{Mode, ReflectedPacket, SenderPacket, TimeFormat};
 
 fn n(json: &Value, key: &str) -> u64 {
     json[key]
@@ -125,4 +128,81 @@ fn a_closed_port_is_told_once_per_probe_and_blamed_on_nobody_listening() {
         (2, 2),
         "{json}"
     );
+}
+
+/// A reflector's reply to the STAMP request `request`, with the reflector's
+/// receive and transmit stamps given.
+fn stamp_reply(request: &[u8], receive_timestamp: u64, timestamp: u64) -> Vec<u8> {
+    let sender = SenderPacket::decode(Mode::Open, request).unwrap();
+    let mut out = vec![0u8; 44];
+    ReflectedPacket {
+        seq: sender.seq,
+        timestamp,
+        error_estimate: TimeFormat::Ntp.error_estimate(),
+        ssid: sender.ssid,
+        receive_timestamp,
+        sender_seq: sender.seq,
+        sender_timestamp: sender.timestamp,
+        sender_error_estimate: sender.error_estimate,
+        sender_ttl: 255,
+    }
+    .encode(Mode::Open, &mut out);
+    out
+}
+
+/// 65,507 bytes back for every 44-byte probe: corrupt replies are no
+/// throughput, echo or STAMP.
+#[test]
+fn huge_corrupt_replies_add_nothing_to_the_throughput() {
+    for stamp in [false, true] {
+        let (addr, _server) = fake_server(5, move |probe| {
+            let mut reply = if stamp {
+                let now = TimeFormat::Ntp.encode(SystemTime::now());
+                stamp_reply(probe, now, now)
+            } else {
+                probe.to_vec()
+            };
+            reply.resize(65_507, 0xA5);
+            Some(reply)
+        });
+        let port = addr.port().to_string();
+        let mut args = vec!["-p", &port, "-c", "5", "-i", "0.01", "--json"];
+        args.extend(if stamp {
+            ["--stamp"].as_slice()
+        } else {
+            ["-s", "44"].as_slice()
+        });
+        let run = run_client(&args, None);
+        let json = json_of(&run);
+        assert_eq!(n(&json, "corrupt"), 5, "stamp {stamp}: {json}");
+        assert_eq!(n(&json, "bytes_received"), 0, "stamp {stamp}: {json}");
+        assert_eq!(json["mbit_per_s"], 0.0, "stamp {stamp}: {json}");
+    }
+}
+
+/// A reflector that says it received at the end of NTP time and sent at its
+/// beginning: the one-way figures are invalid, counted, not 2.9e11 ms.
+#[test]
+fn impossible_reflector_time_stamps_are_counted_not_reported_as_delays() {
+    let (addr, _server) = fake_server(3, |request| Some(stamp_reply(request, u64::MAX, 0)));
+    let port = addr.port().to_string();
+    let run = run_client(
+        &["-p", &port, "-c", "3", "-i", "0.01", "--stamp", "--json"],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(n(&json, "received"), 3, "{json}");
+    assert_eq!(n(&json, "owd_invalid"), 3, "{json}");
+    assert!(json["owd_forward_us"].is_null(), "{json}");
+    assert!(json["owd_reverse_us"].is_null(), "{json}");
+
+    let (addr, _server) = fake_server(3, |request| Some(stamp_reply(request, u64::MAX, 0)));
+    let port = addr.port().to_string();
+    let run = run_client(&["-p", &port, "-c", "3", "-i", "0.01", "--stamp"], None);
+    let out = run.stdout_text();
+    assert!(
+        out.contains("one-way delays: invalid, impossible reflector time stamps in 3 replies ("),
+        "{out}"
+    );
+    assert!(!out.contains("one-way forward"), "{out}");
 }

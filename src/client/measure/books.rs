@@ -447,9 +447,13 @@ impl Books {
             self.highest = seq;
         }
         self.counts.received += 1;
-        self.counts.bytes_received += len as u64;
         match check {
-            Check::Intact { .. } => self.latency.record(rtt_ns),
+            Check::Intact { .. } => {
+                // Only intact bytes are throughput: a reflector that sends
+                // back 64 KiB of garbage per probe moves nothing we asked for.
+                self.counts.bytes_received += len as u64;
+                self.latency.record(rtt_ns);
+            }
             Check::Truncated { .. } => self.counts.truncated += 1,
             Check::Corrupt { .. } | Check::Foreign => {}
         }
