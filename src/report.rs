@@ -13,7 +13,7 @@ use crate::client::find_rate::{FindRateSummary, Step};
 use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode, Summary};
 use crate::client::pmtu::{Outcome, PmtuStep, PmtuSummary};
 use crate::probe::Check;
-use crate::stats::{Latency, RunSummary};
+use crate::stats::{Latency, RttResolution, RunSummary};
 
 fn ms(us: f64) -> String {
     format!("{:.3}", us / 1e3)
@@ -199,13 +199,23 @@ pub fn summary(s: &RunSummary) -> String {
         );
         let _ = writeln!(
             out,
-            "rtt p50/p90/p99/p99.9 = {}/{}/{}/{} ms, jitter {} ms",
+            "rtt p50/p90/p99/p99.9 = {}/{}/{}/{} ms, jitter {}",
             ms(r.p50),
             ms(r.p90),
             ms(r.p99),
             ms(r.p999),
-            ms(r.jitter)
+            match r.jitter {
+                Some(j) => format!("{} ms", ms(j)),
+                None => "n/a (per-batch times)".to_owned(),
+            }
         );
+        if s.rtt_resolution == RttResolution::PerBatch {
+            let _ = writeln!(
+                out,
+                "rtt resolution per-batch: {} of {} round trips timed with a batch's shared time (probes sent in one write share a send time, replies in one receive buffer a receive time), so no jitter",
+                s.rtt_batch_timed, r.samples
+            );
+        }
     }
     if let Some(line) = stamp::dscp_line(&s.dscp) {
         let _ = writeln!(out, "{line}");
@@ -581,6 +591,8 @@ mod tests {
             timeout_ms: 1000.0,
             longest_silence_ms: 0.0,
             rtt_clock: RttClock::Kernel,
+            rtt_resolution: RttResolution::PerProbe,
+            rtt_batch_timed: 0,
             dscp: DscpFigures::default(),
         }
     }

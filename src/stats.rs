@@ -242,7 +242,7 @@ impl Latency {
             p90: us(self.quantile_ns(0.90) as f64),
             p99: us(self.quantile_ns(0.99) as f64),
             p999: us(self.quantile_ns(0.999) as f64),
-            jitter: us(self.jitter_ns),
+            jitter: Some(us(self.jitter_ns)),
         }
     }
 }
@@ -313,8 +313,38 @@ pub struct RttSummary {
     pub p99: f64,
     /// 99.9th percentile, µs.
     pub p999: f64,
-    /// RFC 3550 interarrival jitter estimate, µs.
-    pub jitter: f64,
+    /// RFC 3550 interarrival jitter estimate, µs; `None` when there is
+    /// nothing to estimate it from: no round trip, or round trips timed
+    /// with batch-shared times ([`RttResolution::PerBatch`]), whose
+    /// differences are the batching's, not the path's.
+    pub jitter: Option<f64>,
+}
+
+/// Whether each round trip was timed with its own probe's times; serialises
+/// as `"per-probe"` or `"per-batch"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RttResolution {
+    /// Every round trip from its probe's own send time and its reply's own
+    /// receive time (ping: one probe per send, one reply per receive).
+    PerProbe,
+    /// Some round trips from times shared by a batch: probes sent in one
+    /// write (GSO or `sendmmsg`) carry one send time, replies in one GRO
+    /// buffer (or one receive call without kernel stamps) one receive
+    /// time. Their spread within a batch is not measured.
+    PerBatch,
+}
+
+impl RttResolution {
+    /// The resolution of a run in which `batch_timed` round trips used
+    /// batch-shared times.
+    pub fn of(batch_timed: u64) -> RttResolution {
+        if batch_timed == 0 {
+            RttResolution::PerProbe
+        } else {
+            RttResolution::PerBatch
+        }
+    }
 }
 
 /// Whose clock timed the replies' arrival; serialises as `"kernel"`,
@@ -425,6 +455,11 @@ pub struct RunSummary {
     /// Whose clock timed the replies: `"kernel"` (receive time stamps),
     /// `"user"` or `"mixed"`.
     pub rtt_clock: RttClock,
+    /// `"per-probe"` when every round trip had its probe's own times,
+    /// `"per-batch"` when some shared a batch's (flood and rate).
+    pub rtt_resolution: RttResolution,
+    /// Round trips timed with batch-shared times (of `rtt_us.samples`).
+    pub rtt_batch_timed: u64,
     /// The DSCP sent and the DSCPs and ECN codepoints the replies came back
     /// with: `dscp_sent`, `dscp_seen`, `ecn_seen`, `dscp_changed`.
     #[serde(flatten)]
@@ -469,7 +504,8 @@ mod tests {
             assert!((got - want).abs() / want < 0.002, "{got} vs {want}");
         }
         // Consecutive samples differ by 1 µs: the RFC 3550 estimate converges to 1 µs.
-        assert!((s.jitter - 1.0).abs() < 0.01, "{}", s.jitter);
+        let jitter = s.jitter.unwrap();
+        assert!((jitter - 1.0).abs() < 0.01, "{jitter}");
     }
 
     #[test]
@@ -614,9 +650,12 @@ mod tests {
             timeout_ms: 1000.0,
             longest_silence_ms: 0.1,
             rtt_clock: RttClock::Kernel,
+            rtt_resolution: RttResolution::PerBatch,
+            rtt_batch_timed: 3,
             dscp: DscpFigures::default(),
         };
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["rtt_resolution"], "per-batch");
         for key in [
             "target",
             "mode",

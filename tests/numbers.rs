@@ -206,3 +206,70 @@ fn impossible_reflector_time_stamps_are_counted_not_reported_as_delays() {
     );
     assert!(!out.contains("one-way forward"), "{out}");
 }
+
+/// Flood and rate probes leave several per send (one send time) and their
+/// replies come several per GRO buffer (one receive time): the run says its
+/// round trips are per-batch, gives no jitter, and the records carry the
+/// send's own time, not one made up a nanosecond apart per probe. Ping
+/// keeps per-probe times and its jitter.
+#[test]
+fn batch_shared_times_are_said_and_not_dressed_up_as_per_probe() {
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    for (mode, env) in [
+        (["--flood", "-D", "0.3"], ""),
+        (["--flood", "-D", "0.3"], "no-gro"),
+        (["--rate", "200000", "-D"], ""),
+    ] {
+        let dir = std::env::temp_dir().join(format!(
+            "udp-echo-numbers-{}-{}.ndjson",
+            std::process::id(),
+            mode[0].trim_start_matches('-')
+        ));
+        let path = dir.to_str().unwrap();
+        let mut args = vec!["-p", &port, "--json", "--probes", path];
+        args.extend(mode);
+        if mode[0] == "--rate" {
+            args.push("0.3");
+        }
+        let run = run_client_env(&args, &[("UDP_ECHO_CLIENT_OFFLOAD", env)]);
+        let json = json_of(&run);
+        let records = std::fs::read_to_string(&dir).unwrap();
+        let _ = std::fs::remove_file(&dir);
+        assert!(n(&json, "received") > 100, "{json}");
+        assert_eq!(
+            json["rtt_resolution"], "per-batch",
+            "{mode:?} {env}: {json}"
+        );
+        assert!(n(&json, "rtt_batch_timed") > 0, "{json}");
+        assert!(json["rtt_us"]["jitter"].is_null(), "{json}");
+        let rows: Vec<Value> = records
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            rows.iter().any(|r| r["timing"] == "per-batch"),
+            "{mode:?}: {}",
+            &records[..500.min(records.len())]
+        );
+        // Probes of one send share its time: no neighbour is stamped one
+        // made-up nanosecond after the other.
+        let sent: Vec<u64> = rows
+            .iter()
+            .filter(|r| r["outcome"] == "answered")
+            .map(|r| r["sent_ns"].as_u64().unwrap())
+            .collect();
+        assert!(
+            sent.windows(2).all(|w| w[1] != w[0] + 1),
+            "{mode:?}: consecutive send times 1 ns apart"
+        );
+    }
+    let run = run_client(&["-p", &port, "-c", "3", "-i", "0.01", "--json"], None);
+    let json = json_of(&run);
+    assert_eq!(json["rtt_resolution"], "per-probe", "{json}");
+    assert_eq!(n(&json, "rtt_batch_timed"), 0, "{json}");
+    assert!(json["rtt_us"]["jitter"].is_f64(), "{json}");
+    let text = run_client(&["-p", &port, "--flood", "-D", "0.2"], None).stdout_text();
+    assert!(text.contains(", jitter n/a (per-batch times)\n"), "{text}");
+    assert!(text.contains("rtt resolution per-batch: "), "{text}");
+}

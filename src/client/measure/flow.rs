@@ -287,14 +287,19 @@ impl Flow {
                 );
             }
             // The kernel's receive time, as the books' clock would have read it.
-            let at = match self.inbox.rx_time_ns(i) {
+            // A GRO buffer's datagrams share it; without it, every datagram
+            // of this receive call shares the one user-space time.
+            let (at, shared) = match self.inbox.rx_time_ns(i) {
                 Some(kernel) => {
                     self.kernel_timed += 1;
-                    offload::kernel_at(now, realtime_now, kernel)
+                    (
+                        offload::kernel_at(now, realtime_now, kernel),
+                        buffer.datagrams() > 1,
+                    )
                 }
                 None => {
                     self.user_timed += 1;
-                    now
+                    (now, n > 1 || buffer.datagrams() > 1)
                 }
             };
             let from = buffer.source.unwrap_or(self.conn.peer);
@@ -303,7 +308,7 @@ impl Flow {
             for k in 0..buffer.datagrams() {
                 let data = buffer.datagram(k);
                 datagrams += 1;
-                let Some(answer) = self.books.reply(data, at) else {
+                let Some(answer) = self.books.reply_at(data, at, shared) else {
                     continue;
                 };
                 if let Some(tos) = tos {

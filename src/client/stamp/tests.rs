@@ -78,6 +78,8 @@ fn summary_of(books: &StampBooks, lost: u64) -> StampSummary {
         timeout_ms: 1000.0,
         longest_silence_ms: 0.0,
         rtt_clock: RttClock::User,
+        rtt_resolution: crate::stats::RttResolution::PerProbe,
+        rtt_batch_timed: 0,
         dscp: DscpFigures::default(),
     };
     summarize(run, &[(books, lost, 0)])
