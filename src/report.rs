@@ -54,7 +54,10 @@ pub fn start_line(target: &str, config: &MeasureConfig) -> String {
     match config.mode {
         Mode::Ping { count, interval } => format!(
             "{kind} PING {target}: {what}{tos}, {}interval {} s, timeout {timeout} s",
-            count.map_or(String::new(), |c| format!("{c} {noun}, ")),
+            count.map_or(String::new(), |c| format!(
+                "{}, ",
+                crate::report::count(c, noun.trim_end_matches('s'), noun)
+            )),
             secs(interval),
         ),
         Mode::Flood { window } => format!(
@@ -206,7 +209,10 @@ pub fn summary(s: &RunSummary) -> String {
             ms(r.p999),
             match r.jitter {
                 Some(j) => format!("{} ms", ms(j)),
-                None => "n/a (per-batch times)".to_owned(),
+                None if s.rtt_resolution == RttResolution::PerBatch => {
+                    "n/a (per-batch times)".to_owned()
+                }
+                None => "n/a (one round trip)".to_owned(),
             }
         );
         if s.rtt_resolution == RttResolution::PerBatch {
@@ -573,6 +579,7 @@ mod tests {
     fn sample_summary() -> RunSummary {
         RunSummary {
             target: "127.0.0.1:9999".into(),
+            host: "127.0.0.1".into(),
             mode: RunMode::Ping,
             size: 64,
             window: None,

@@ -242,7 +242,8 @@ impl Latency {
             p90: us(self.quantile_ns(0.90) as f64),
             p99: us(self.quantile_ns(0.99) as f64),
             p999: us(self.quantile_ns(0.999) as f64),
-            jitter: Some(us(self.jitter_ns)),
+            // A jitter needs two round trips to differ.
+            jitter: (self.count > 1).then(|| us(self.jitter_ns)),
         }
     }
 }
@@ -405,8 +406,12 @@ impl fmt::Display for RunMode {
 /// The whole result of a measured run: what `--json` prints, field for field.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
-    /// The server probed, as `ADDR:PORT`.
+    /// The server probed, as `ADDR:PORT`: the address, whatever name was
+    /// given (the same text as every line of the report and the metrics'
+    /// `target` label).
     pub target: String,
+    /// The server as given (`-H`): a name, or the address itself.
+    pub host: String,
     /// Which measured mode ran.
     pub mode: RunMode,
     /// Probe size in bytes (UDP payload).
@@ -628,6 +633,7 @@ mod tests {
     fn the_json_has_the_documented_fields() {
         let summary = RunSummary {
             target: "127.0.0.1:9999".into(),
+            host: "localhost".into(),
             mode: RunMode::Flood,
             size: 64,
             window: Some(32),
@@ -658,6 +664,7 @@ mod tests {
         assert_eq!(json["rtt_resolution"], "per-batch");
         for key in [
             "target",
+            "host",
             "mode",
             "size",
             "window",

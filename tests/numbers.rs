@@ -5,7 +5,10 @@
 
 mod common;
 
-use std::time::SystemTime;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
 
 use common::*;
 use serde_json::Value;
@@ -272,4 +275,117 @@ fn batch_shared_times_are_said_and_not_dressed_up_as_per_probe() {
     let text = run_client(&["-p", &port, "--flood", "-D", "0.2"], None).stdout_text();
     assert!(text.contains(", jitter n/a (per-batch times)\n"), "{text}");
     assert!(text.contains("rtt resolution per-batch: "), "{text}");
+}
+
+/// A child killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `-H localhost`: every place names the address probed, 127.0.0.1:PORT
+/// (the start line adds the name), the JSON keeps the name in `host`, and
+/// the metrics' `target` label is the same address.
+#[test]
+fn a_name_given_is_reported_as_the_address_probed_everywhere() {
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let run = run_client(&["-H", "localhost", "-p", &port, "-c", "1", "-4"], None);
+    let out = run.stdout_text();
+    assert!(
+        out.starts_with(&format!(
+            "UDP ECHO PING {addr} (localhost): 64 bytes per probe, 1 probe, "
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("--- {addr} udp echo ping")), "{out}");
+    let json = json_of(&run_client(
+        &["-H", "localhost", "-p", &port, "-c", "1", "-4", "--json"],
+        None,
+    ));
+    assert_eq!(
+        (json["target"].as_str(), json["host"].as_str()),
+        (Some(addr.as_str()), Some("localhost")),
+        "{json}"
+    );
+    let pmtu = run_client(&["-H", "localhost", "-p", &port, "-4", "--pmtu"], None);
+    assert!(
+        pmtu.stdout_text()
+            .starts_with(&format!("UDP ECHO PMTU {addr} (localhost): ")),
+        "{}",
+        pmtu.stdout_text()
+    );
+
+    let mut child = Command::new(CLIENT)
+        .args([
+            "-H",
+            "localhost",
+            "-4",
+            "-p",
+            &port,
+            "-c",
+            "50",
+            "-i",
+            "0.1",
+            "-q",
+        ])
+        .args(["--metrics", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _child = Killed(child);
+    let mut line = String::new();
+    BufReader::new(stderr).read_line(&mut line).unwrap();
+    let endpoint = line
+        .trim_end()
+        .strip_prefix("metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("first stderr line: {line:?}"))
+        .to_owned();
+    let mut http = TcpStream::connect(&endpoint).unwrap();
+    http.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    let _ = http.read_to_string(&mut body);
+    assert!(
+        body.contains(&format!(
+            "udp_echo_client_probes_sent_total{{target=\"{addr}\"}}"
+        )),
+        "{body}"
+    );
+    assert!(!body.contains("localhost"), "{body}");
+}
+
+/// One probe, one round trip, one datagram: singular everywhere.
+#[test]
+fn counts_of_one_read_in_the_singular() {
+    let server = start_server(&["--port", "0"]);
+    let port = server.addr.port().to_string();
+    let out = run_client(&["-p", &port, "-c", "1"], None).stdout_text();
+    assert!(out.contains(", 1 probe, "), "{out}");
+    assert!(out.contains("\n1 probe sent, 1 received, "), "{out}");
+    assert!(out.contains("jitter n/a (one round trip)"), "{out}");
+    let socket = udp_client();
+    echo(&socket, server.addr, b"one");
+    socket.send_to(b"", server.addr).unwrap();
+    let mut server = server;
+    let (_, stderr) = server.wait_exit(WAIT);
+    assert!(stderr.contains("received 3 datagrams ("), "{stderr}");
+    let mut single = start_server(&["--port", "0", "--batch", "1"]);
+    assert!(
+        single.wait_for_stderr("1 datagram per syscall", WAIT),
+        "{}",
+        single.stderr()
+    );
+    udp_client().send_to(b"", single.addr).unwrap();
+    let (_, stderr) = single.wait_exit(WAIT);
+    assert!(stderr.contains("received 1 datagram ("), "{stderr}");
 }

@@ -441,6 +441,7 @@ pub fn measure_with(
         config,
         &flow_list,
         peer.to_string(),
+        target.host.clone(),
         span,
         client_drops,
         latency_out,

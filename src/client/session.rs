@@ -59,7 +59,9 @@ pub fn run(
     stop: &Stop,
     out: &mut dyn Write,
 ) -> Result<bool> {
-    let label = format!("{}:{}", target.host, target.port);
+    // One address for the whole run: its sockets, its lines, its labels.
+    let (pinned, peer) = super::pinned(target)?;
+    let label = peer.to_string();
     let endpoint = match outputs.metrics {
         Some(addr) => {
             let listener = metrics::bind(addr)?;
@@ -92,7 +94,7 @@ pub fn run(
             None => (None, None),
         };
         let result = report_run(
-            target,
+            (&pinned, &target.host),
             config,
             outputs,
             stop,
@@ -130,7 +132,7 @@ fn open_probes(path: &Path) -> Result<Box<dyn Write + Send>> {
 /// The run itself and its report: lines as it goes, the summary, then the
 /// histogram and the plot when asked.
 fn report_run(
-    target: &Target,
+    (target, host): (&Target, &str),
     config: &MeasureConfig,
     outputs: &Outputs,
     stop: &Stop,
@@ -154,7 +156,7 @@ fn report_run(
             m.counts(counts);
         }
     };
-    let whole = measure_with(
+    let mut whole = measure_with(
         target,
         config,
         stop,
@@ -168,7 +170,10 @@ fn report_run(
                 }
                 if let Event::Start { peer: addr } = event {
                     peer = addr.to_string();
-                    print(&report::start_line(&peer, config));
+                    print(&report::start_line(
+                        &super::target_label(host, addr),
+                        config,
+                    ));
                 } else {
                     print(&report::ping_event(&event, &peer));
                 }
@@ -184,6 +189,7 @@ fn report_run(
             latency: Some(&mut latency),
         },
     )?;
+    whole.set_host(host);
     let summary = whole.run();
     // JSON on stdout stays one object: an outage is also said on stderr.
     if let (true, Some(line)) = (json && summary.had_outage(), report::silence(summary)) {

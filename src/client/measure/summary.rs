@@ -29,6 +29,16 @@ impl Summary {
         }
     }
 
+    /// Says which name the server was given as (the run's own target may
+    /// have named the address already: [`crate::client::pinned`]).
+    pub fn set_host(&mut self, host: &str) {
+        let run = match self {
+            Summary::Echo(run) => run,
+            Summary::Stamp(s) => &mut s.run,
+        };
+        host.clone_into(&mut run.host);
+    }
+
     /// Just the figures every run has.
     pub fn into_run(self) -> RunSummary {
         match self {
@@ -56,6 +66,7 @@ pub(super) fn summarize(
     config: &MeasureConfig,
     flows: &[Flow],
     target: String,
+    host: String,
     span: Span,
     client_drops: Option<u64>,
     latency_out: Option<&mut Latency>,
@@ -88,6 +99,7 @@ pub(super) fn summarize(
     let duration_s = (span.send_end_ns.saturating_sub(span.start_ns) as f64 / 1e9).max(1e-9);
     let run = RunSummary {
         target,
+        host,
         mode: config.mode.kind(),
         size: config.size,
         window: match config.mode {

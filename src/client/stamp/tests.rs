@@ -60,6 +60,7 @@ fn summary_of(books: &StampBooks, lost: u64) -> StampSummary {
     use crate::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
     let run = RunSummary {
         target: "127.0.0.1:862".into(),
+        host: "127.0.0.1".into(),
         mode: RunMode::Ping,
         size: 44,
         window: None,
