@@ -303,13 +303,13 @@ pub fn loss_attribution(s: &RunSummary) -> String {
             extras(c)
         )),
         (None, Some(drops)) => parts.push(format!(
-            "{rest} on the path, at the server or in this client's receive buffers: those dropped {}, but {} came too, so the drops need not be replies (at most {} of the lost)",
+            "{rest} on the path, at the server or dropped in this client's receive buffers (they dropped {}, but {} came too, so the drops need not be replies: at most {} of the lost)",
             count(drops, "datagram", "datagrams"),
             extras(c),
             drops.min(rest)
         )),
         (None, None) => parts.push(format!(
-            "{rest} on the path, at the server or in this client's receive buffers (this system does not say what those dropped)"
+            "{rest} on the path, at the server or dropped in this client's receive buffers (this system does not say what those dropped)"
         )),
     }
     format!("lost {}: {}", c.lost, parts.join(", "))
@@ -623,6 +623,47 @@ mod tests {
         let marked = |mark: &str| lines.iter().filter(|l| l.contains(mark)).count();
         assert_eq!((marked("p50"), marked("p99")), (1, 1), "{text}");
         assert!(lines[0].ends_with("90  <- p50"), "{text}");
+    }
+
+    #[test]
+    fn loss_goes_only_where_the_evidence_puts_it() {
+        let mut run = sample_summary();
+        run.counts = Counts {
+            sent: 20,
+            received: 10,
+            lost: 10,
+            ..Counts::default()
+        };
+        run.client_drops = Some(4);
+        run.lost_in_client = run.counts.lost_in_client(run.client_drops);
+        assert_eq!(
+            loss_attribution(&run),
+            "lost 10: 4 dropped in this client's receive buffers (kernel counter of its sockets, /proc/net/udp), 6 on the path or at the server"
+        );
+        run.counts.duplicates = 2990;
+        run.client_drops = Some(5577);
+        run.lost_in_client = run.counts.lost_in_client(run.client_drops);
+        assert_eq!(
+            loss_attribution(&run),
+            "lost 10: 10 on the path, at the server or dropped in this client's receive buffers (they dropped 5577 datagrams, but 2990 duplicates came too, so the drops need not be replies: at most 10 of the lost)"
+        );
+        run.client_drops = None;
+        run.lost_in_client = None;
+        assert!(loss_attribution(&run).ends_with("(this system does not say what those dropped)"));
+        let mut refused = sample_summary();
+        refused.counts = Counts {
+            sent: 3,
+            lost: 3,
+            refused: 3,
+            lost_refused: 3,
+            ..Counts::default()
+        };
+        refused.longest_silence_ms = 5000.0;
+        assert_eq!(
+            loss_attribution(&refused),
+            "lost 3: 3 refused (ICMP port unreachable: nothing listens on 127.0.0.1:9999)"
+        );
+        assert_eq!(silence(&refused), None, "the path was not down");
     }
 
     #[test]

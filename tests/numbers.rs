@@ -88,7 +88,7 @@ fn drops_of_duplicates_are_not_blamed_for_the_servers_loss() {
         "the server lost them all: {line}"
     );
     assert!(
-        line.contains("on the path, at the server or in this client's receive buffers"),
+        line.contains("on the path, at the server or dropped in this client's receive buffers ("),
         "{line}"
     );
     assert!(line.contains("duplicates came too"), "{line}");
