@@ -132,38 +132,6 @@ pub fn connect(target: &Target) -> Result<Connection> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_name_is_shown_beside_the_address_probed() {
-        let v4: SocketAddr = "127.0.0.1:9999".parse().unwrap();
-        let v6: SocketAddr = "[::1]:9999".parse().unwrap();
-        assert_eq!(target_label("127.0.0.1", v4), "127.0.0.1:9999");
-        assert_eq!(target_label("localhost", v4), "127.0.0.1:9999 (localhost)");
-        assert_eq!(target_label("::1", v6), "[::1]:9999");
-        assert_eq!(target_label("[::1]", v6), "[::1]:9999");
-    }
-
-    #[test]
-    fn a_pinned_target_names_the_address_it_resolved_to() {
-        let target = Target {
-            host: "localhost".into(),
-            port: 9999,
-            family: Family::V4,
-            bind: None,
-            recv_buf: None,
-            send_buf: None,
-            timeout: Duration::from_secs(1),
-            interface: None,
-        };
-        let (pinned, peer) = pinned(&target).unwrap();
-        assert_eq!(peer, "127.0.0.1:9999".parse().unwrap());
-        assert_eq!(pinned.host, "127.0.0.1");
-    }
-}
-
 impl Connection {
     /// Sends one datagram; a payload too large for UDP is refused before the kernel is asked.
     pub fn send(&self, payload: &[u8]) -> Result<()> {
@@ -223,5 +191,37 @@ impl Connection {
                 source,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_shown_beside_the_address_probed() {
+        let v4: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9999".parse().unwrap();
+        assert_eq!(target_label("127.0.0.1", v4), "127.0.0.1:9999");
+        assert_eq!(target_label("localhost", v4), "127.0.0.1:9999 (localhost)");
+        assert_eq!(target_label("::1", v6), "[::1]:9999");
+        assert_eq!(target_label("[::1]", v6), "[::1]:9999");
+    }
+
+    #[test]
+    fn a_pinned_target_names_the_address_it_resolved_to() {
+        let target = Target {
+            host: "localhost".into(),
+            port: 9999,
+            family: Family::V4,
+            bind: None,
+            recv_buf: None,
+            send_buf: None,
+            timeout: Duration::from_secs(1),
+            interface: None,
+        };
+        let (pinned, peer) = pinned(&target).unwrap();
+        assert_eq!(peer, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(pinned.host, "127.0.0.1");
     }
 }

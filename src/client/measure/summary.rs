@@ -13,6 +13,8 @@ use crate::stats::{Counts, Latency, RttClock, RttResolution, RunSummary, TosTall
 /// flat JSON object of either.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
+// One per run, built once at its end: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Summary {
     /// Echo probes.
     Echo(RunSummary),
