@@ -287,9 +287,9 @@ impl Drop for Killed {
     }
 }
 
-/// `-H localhost`: every place names the address probed, 127.0.0.1:PORT
-/// (the start line adds the name), the JSON keeps the name in `host`, and
-/// the metrics' `target` label is the same address.
+/// `-H localhost`: every place names the address probed, 127.0.0.1:PORT,
+/// the JSON keeps the name in `host`, and the metrics' `target` label is
+/// the same address.
 #[test]
 fn a_name_given_is_reported_as_the_address_probed_everywhere() {
     let server = start_server(&["--port", "0"]);
@@ -299,7 +299,7 @@ fn a_name_given_is_reported_as_the_address_probed_everywhere() {
     let out = run.stdout_text();
     assert!(
         out.starts_with(&format!(
-            "UDP ECHO PING {addr} (localhost): 64 bytes per probe, 1 probe, "
+            "UDP ECHO PING {addr}: 64 bytes per probe, 1 probe, "
         )),
         "{out}"
     );
@@ -316,7 +316,7 @@ fn a_name_given_is_reported_as_the_address_probed_everywhere() {
     let pmtu = run_client(&["-H", "localhost", "-p", &port, "-4", "--pmtu"], None);
     assert!(
         pmtu.stdout_text()
-            .starts_with(&format!("UDP ECHO PMTU {addr} (localhost): ")),
+            .starts_with(&format!("UDP ECHO PMTU {addr}: ")),
         "{}",
         pmtu.stdout_text()
     );

@@ -84,14 +84,15 @@ pub fn pinned(target: &Target) -> Result<(Target, SocketAddr)> {
 }
 
 /// How a report names the server: the address probed, `127.0.0.1:9999`,
-/// and the name given beside it when it was a name:
-/// `127.0.0.1:9999 (localhost)`.
+/// and the name given beside it when it was a name that says more than the
+/// address: `192.0.2.7:9999 (echo.example.net)`. `localhost`, the default,
+/// adds nothing to its loopback address.
 pub fn target_label(host: &str, peer: SocketAddr) -> String {
     let literal = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    if literal.parse::<std::net::IpAddr>().is_ok() {
+    if literal.parse::<std::net::IpAddr>().is_ok() || literal.eq_ignore_ascii_case("localhost") {
         peer.to_string()
     } else {
         format!("{peer} ({host})")
@@ -203,7 +204,11 @@ mod tests {
         let v4: SocketAddr = "127.0.0.1:9999".parse().unwrap();
         let v6: SocketAddr = "[::1]:9999".parse().unwrap();
         assert_eq!(target_label("127.0.0.1", v4), "127.0.0.1:9999");
-        assert_eq!(target_label("localhost", v4), "127.0.0.1:9999 (localhost)");
+        assert_eq!(target_label("localhost", v4), "127.0.0.1:9999");
+        assert_eq!(
+            target_label("echo.example.net", v4),
+            "127.0.0.1:9999 (echo.example.net)"
+        );
         assert_eq!(target_label("::1", v6), "[::1]:9999");
         assert_eq!(target_label("[::1]", v6), "[::1]:9999");
     }
