@@ -127,7 +127,7 @@ pub fn interval_line(report: &IntervalReport) -> String {
         "[{:6.2}-{:.2} s] {:.0} rt/s  {:.1} Mbit/s  lost {}  p50 {} ms  p99 {} ms",
         report.from_s,
         report.to_s,
-        c.received as f64 / secs,
+        report.latency.count() as f64 / secs,
         c.bytes_received as f64 * 8.0 / secs / 1e6,
         c.lost,
         ms(rtt.p50),

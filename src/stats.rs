@@ -432,9 +432,10 @@ pub struct RunSummary {
     pub duration_s: f64,
     /// Achieved send rate, probes/s.
     pub send_rate_pps: f64,
-    /// Round trips completed per second.
+    /// Round trips completed per second: intact replies in time.
     pub rtt_per_s: f64,
-    /// Reply payload throughput, Mbit/s (one direction).
+    /// Reply payload throughput, Mbit/s (one direction): intact replies in
+    /// time only.
     pub mbit_per_s: f64,
     /// Loss as a percentage of settled probes.
     pub loss_percent: f64,

@@ -180,6 +180,7 @@ fn huge_corrupt_replies_add_nothing_to_the_throughput() {
         assert_eq!(n(&json, "corrupt"), 5, "stamp {stamp}: {json}");
         assert_eq!(n(&json, "bytes_received"), 0, "stamp {stamp}: {json}");
         assert_eq!(json["mbit_per_s"], 0.0, "stamp {stamp}: {json}");
+        assert_eq!(json["rtt_per_s"], 0.0, "stamp {stamp}: {json}");
     }
 }
 

@@ -116,7 +116,9 @@ pub(super) fn summarize(
         in_flight,
         duration_s,
         send_rate_pps: counts.sent as f64 / duration_s,
-        rtt_per_s: counts.received as f64 / duration_s,
+        // Intact replies in time only, like the Mbit/s: a damaged reply is
+        // no completed round trip.
+        rtt_per_s: latency.count() as f64 / duration_s,
         mbit_per_s: counts.bytes_received as f64 * 8.0 / duration_s / 1e6,
         loss_percent: counts.loss_percent(in_flight),
         rtt_us,
