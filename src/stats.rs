@@ -315,7 +315,7 @@ pub struct RttSummary {
     /// 99.9th percentile, µs.
     pub p999: f64,
     /// RFC 3550 interarrival jitter estimate, µs; `None` when there is
-    /// nothing to estimate it from: no round trip, or round trips timed
+    /// nothing to estimate it from: fewer than two round trips, or ones timed
     /// with batch-shared times ([`RttResolution::PerBatch`]), whose
     /// differences are the batching's, not the path's.
     pub jitter: Option<f64>,
