@@ -109,8 +109,8 @@ impl StartupReport {
             GroStatus::On => lines.push((
                 Level::Info,
                 format!(
-                    "UDP GRO/GSO on: up to {} buffers of 64 KiB per recvmmsg, each burst echoed with one UDP_SEGMENT send",
-                    self.batch
+                    "UDP GRO/GSO on: up to {} of 64 KiB per recvmmsg, each burst echoed with one UDP_SEGMENT send",
+                    crate::report::count(self.batch as u64, "buffer", "buffers")
                 ),
             )),
             GroStatus::NotAsked => {}
