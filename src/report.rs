@@ -350,7 +350,7 @@ pub fn find_rate_step(i: usize, step: &Step) -> String {
         step.send_rate_pps,
         step.lost,
         step.loss_percent,
-        match step.client_drops {
+        match step.lost_in_client {
             Some(mine) if step.lost > 0 => format!(", {mine} in this client's buffers"),
             _ => String::new(),
         },
