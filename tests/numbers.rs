@@ -91,7 +91,10 @@ fn drops_of_duplicates_are_not_blamed_for_the_servers_loss() {
         line.contains("on the path, at the server or dropped in this client's receive buffers ("),
         "{line}"
     );
-    assert!(line.contains(" duplicates") && line.contains(" came too"), "{line}");
+    assert!(
+        line.contains(" duplicates") && line.contains(" came too"),
+        "{line}"
+    );
 }
 
 /// A closed port: one line per probe, with its sequence number, and a

@@ -86,8 +86,9 @@ pub struct StampSummary {
     pub owd_reverse_us: Option<OwdSummary>,
     /// Intact replies in time whose reflector time stamps cannot be true:
     /// sent before received, or held longer than the whole round trip, by
-    /// more than [`STAMP_SLACK_NS`]. One such reply makes the reflector's
-    /// stamps untrustworthy, so the one-way figures are withheld.
+    /// more than [`STAMP_SLACK_NS`], or a day or more from this host's clock
+    /// ([`STAMP_MAX_OFFSET_NS`]: no clock). One such reply makes the
+    /// reflector's stamps untrustworthy, so the one-way figures are withheld.
     pub owd_invalid: u64,
     /// The reflector's S bit (in its last reply): it claims a clock
     /// synchronised to UTC. One-way delays need both clocks synchronised;
@@ -120,6 +121,12 @@ pub struct StampSummary {
 /// against its own, stay far below a millisecond.
 pub const STAMP_SLACK_NS: i128 = 1_000_000;
 
+/// How far a reflector's clock may be from ours before its stamps are no
+/// clock error but no clock at all (unset, or a made-up value), ns: a day.
+/// Unsynchronised clocks drift seconds a day and a wrong time zone is
+/// hours; the one-way figures of a clock in 1900 or 2036 are not delays.
+pub const STAMP_MAX_OFFSET_NS: i128 = 86_400_000_000_000;
+
 /// Unix time in ns (signed) of a reflector's time stamp in `format`.
 fn unix_ns(format: TimeFormat, t: u64) -> i128 {
     i128::from(unix_ns_exact(format, t))
@@ -134,7 +141,7 @@ pub(crate) struct StampBooks {
     dscp_sent: Option<u8>,
     forward: Owd,
     reverse: Owd,
-    /// Replies whose time stamps cannot be true (none recorded above).
+    /// Replies whose time stamps cannot be true (not recorded above).
     impossible: u64,
     synchronized: bool,
     stateful: bool,
@@ -205,7 +212,8 @@ impl StampBooks {
         // within our round trip, whatever the offset between the clocks.
         let hold = their_tx - their_rx;
         let rtt = received - sent;
-        if hold < -STAMP_SLACK_NS || hold > rtt + STAMP_SLACK_NS {
+        let unset = (their_rx - sent).abs() > STAMP_MAX_OFFSET_NS;
+        if unset || hold < -STAMP_SLACK_NS || hold > rtt + STAMP_SLACK_NS {
             self.impossible += 1;
         } else {
             self.forward.record(clamp(their_rx - sent));

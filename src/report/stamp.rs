@@ -85,7 +85,7 @@ pub fn stamp_summary(s: &StampSummary) -> String {
     if s.owd_invalid > 0 {
         let _ = writeln!(
             out,
-            "one-way delays: invalid, impossible reflector time stamps in {} (sent before received, or held longer than the round trip): none are shown",
+            "one-way delays: invalid, impossible reflector time stamps in {} (sent before received, held longer than the round trip, or a day or more from this clock): none are shown",
             crate::report::count(s.owd_invalid, "reply", "replies")
         );
     }

@@ -142,8 +142,7 @@ fn impossible_reflector_time_stamps_make_the_one_way_figures_invalid() {
     books.reply(&bytes, 1, intact(1, 1_000_000), 1_050_000, None);
     assert_eq!(summary_of(&books, 0).owd_invalid, 1);
 
-    // Clocks far apart are not impossible: only the reflector's own two
-    // stamps are judged against each other.
+    // Clocks an hour apart are an error of the clocks, not impossible.
     let mut books = StampBooks::for_codec(&codec).unwrap();
     let mut bytes = reply(&codec, 1, 1_000_000, 0, 30_000, None);
     rewrite(&mut bytes, at(3_600_000_000_000), at(3_600_000_010_000));
@@ -151,6 +150,13 @@ fn impossible_reflector_time_stamps_make_the_one_way_figures_invalid() {
     let s = summary_of(&books, 0);
     assert_eq!(s.owd_invalid, 0);
     assert!(s.owd_forward_us.unwrap().min > 3.5e9, "{s:?}");
+
+    // A clock that was never set (both stamps 0, in 1900) is no clock.
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut bytes = reply(&codec, 1, 1_000_000, 0, 30_000, None);
+    rewrite(&mut bytes, 0, 0);
+    books.reply(&bytes, 1, intact(1, 1_000_000), 1_050_000, None);
+    assert_eq!(summary_of(&books, 0).owd_invalid, 1);
 }
 
 #[test]
