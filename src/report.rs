@@ -13,18 +13,24 @@ use crate::client::find_rate::{FindRateSummary, Step};
 use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode, Summary};
 use crate::client::pmtu::{Outcome, PmtuStep, PmtuSummary};
 use crate::probe::Check;
-use crate::stats::{Latency, RunSummary};
+use crate::stats::{Latency, RttResolution, RunSummary};
 
 fn ms(us: f64) -> String {
     format!("{:.3}", us / 1e3)
 }
 
-fn flows(n: usize) -> String {
+/// `n` and its noun, singular for exactly one: `1 probe`, `0 probes`,
+/// `2 probes`. Every count a report prints next to a noun goes through here.
+pub fn count(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
-        "1 flow".to_owned()
+        format!("1 {one}")
     } else {
-        format!("{n} flows")
+        format!("{n} {many}")
     }
+}
+
+fn flows(n: usize) -> String {
+    count(n as u64, "flow", "flows")
 }
 
 fn secs(d: Duration) -> f64 {
@@ -48,7 +54,10 @@ pub fn start_line(target: &str, config: &MeasureConfig) -> String {
     match config.mode {
         Mode::Ping { count, interval } => format!(
             "{kind} PING {target}: {what}{tos}, {}interval {} s, timeout {timeout} s",
-            count.map_or(String::new(), |c| format!("{c} {noun}, ")),
+            count.map_or(String::new(), |c| format!(
+                "{}, ",
+                crate::report::count(c, noun.trim_end_matches('s'), noun)
+            )),
             secs(interval),
         ),
         Mode::Flood { window } => format!(
@@ -100,7 +109,10 @@ pub fn ping_event(event: &Event, target: &str) -> String {
             line
         }
         Event::Timeout { seq } => format!("no reply from {target}: seq={seq} (timeout)"),
-        Event::Refused => format!("no UDP server at {target} (connection refused)"),
+        Event::Refused { seq: Some(seq) } => {
+            format!("no UDP server at {target}: seq={seq} (connection refused)")
+        }
+        Event::Refused { seq: None } => format!("no UDP server at {target} (connection refused)"),
         Event::Start { peer } => format!("start {peer}"),
     }
 }
@@ -115,7 +127,7 @@ pub fn interval_line(report: &IntervalReport) -> String {
         "[{:6.2}-{:.2} s] {:.0} rt/s  {:.1} Mbit/s  lost {}  p50 {} ms  p99 {} ms",
         report.from_s,
         report.to_s,
-        c.received as f64 / secs,
+        report.latency.count() as f64 / secs,
         c.bytes_received as f64 * 8.0 / secs / 1e6,
         c.lost,
         ms(rtt.p50),
@@ -129,11 +141,11 @@ pub fn summary(s: &RunSummary) -> String {
     let mut out = format!("--- {} udp echo {} statistics ---\n", s.target, s.mode);
     let _ = writeln!(
         out,
-        "{} probes sent, {} received, {:.1}% loss, {} duplicates, {} reordered, {} corrupt, {} truncated, {} late, time {:.0} ms",
-        c.sent,
+        "{} sent, {} received, {:.1}% loss, {}, {} reordered, {} corrupt, {} truncated, {} late, time {:.0} ms",
+        count(c.sent, "probe", "probes"),
         c.received,
         s.loss_percent,
-        c.duplicates,
+        count(c.duplicates, "duplicate", "duplicates"),
         c.reordered,
         c.corrupt,
         c.truncated,
@@ -143,8 +155,11 @@ pub fn summary(s: &RunSummary) -> String {
     if s.in_flight > 0 || c.foreign > 0 || c.refused > 0 || c.send_errors > 0 {
         let _ = writeln!(
             out,
-            "{} still in flight at the end, {} foreign datagrams, {} refused (ICMP port unreachable), {} send errors",
-            s.in_flight, c.foreign, c.refused, c.send_errors
+            "{} still in flight at the end, {}, {} refused (ICMP port unreachable), {}",
+            s.in_flight,
+            count(c.foreign, "foreign datagram", "foreign datagrams"),
+            c.refused,
+            count(c.send_errors, "send error", "send errors")
         );
     }
     if s.mode != crate::stats::RunMode::Ping {
@@ -187,13 +202,26 @@ pub fn summary(s: &RunSummary) -> String {
         );
         let _ = writeln!(
             out,
-            "rtt p50/p90/p99/p99.9 = {}/{}/{}/{} ms, jitter {} ms",
+            "rtt p50/p90/p99/p99.9 = {}/{}/{}/{} ms, jitter {}",
             ms(r.p50),
             ms(r.p90),
             ms(r.p99),
             ms(r.p999),
-            ms(r.jitter)
+            match r.jitter {
+                Some(j) => format!("{} ms", ms(j)),
+                None if s.rtt_resolution == RttResolution::PerBatch => {
+                    "n/a (per-batch times)".to_owned()
+                }
+                None => "n/a (one round trip)".to_owned(),
+            }
         );
+        if s.rtt_resolution == RttResolution::PerBatch {
+            let _ = writeln!(
+                out,
+                "rtt resolution per-batch: {} of {} round trips timed with a batch's shared time (probes sent in one write share a send time, replies in one receive buffer a receive time), so no jitter",
+                s.rtt_batch_timed, r.samples
+            );
+        }
     }
     if let Some(line) = stamp::dscp_line(&s.dscp) {
         let _ = writeln!(out, "{line}");
@@ -213,16 +241,30 @@ pub fn any_summary(s: &Summary) -> String {
 /// percentage: past the timeout it was an outage (the server or the path was
 /// down for that long, however few probes were lost meanwhile); a stall of at
 /// least 100 ms that is also ten times the p99 round trip is worth a note.
+/// When every lost probe was refused (ICMP port unreachable) the loss line
+/// already says why: nobody listened, the path was up.
 pub fn silence(s: &RunSummary) -> Option<String> {
     let quiet = s.longest_silence_ms;
+    let c = &s.counts;
+    if c.lost_refused > 0 && c.lost_refused >= c.lost {
+        return None;
+    }
+    let refused = if c.lost_refused > 0 {
+        format!(
+            " ({} of the lost refused: nobody listened on the port for part of it)",
+            c.lost_refused
+        )
+    } else {
+        String::new()
+    };
     if s.had_outage() {
         Some(format!(
-            "warning: no reply for {quiet:.0} ms while probes were out, longer than the {:.0} ms timeout: the server or the path was down for that long",
+            "warning: no reply for {quiet:.0} ms while probes were out, longer than the {:.0} ms timeout: the server or the path was down for that long{refused}",
             s.timeout_ms
         ))
     } else if quiet >= 100.0 && quiet > 10.0 * s.rtt_us.p99 / 1e3 {
         Some(format!(
-            "longest silence {quiet:.0} ms with probes out (p99 round trip {} ms)",
+            "longest silence {quiet:.0} ms with probes out (p99 round trip {} ms){refused}",
             ms(s.rtt_us.p99)
         ))
     } else {
@@ -230,21 +272,63 @@ pub fn silence(s: &RunSummary) -> Option<String> {
     }
 }
 
-/// Where the lost probes went: dropped in this client's own receive buffers
-/// (the kernel counts those per socket) or on the path and server.
+/// Where the lost probes went, as far as the evidence goes: refused (an ICMP
+/// port unreachable: nobody listens), dropped in this client's own receive
+/// buffers (the kernel counts those per socket, but counts every kind of
+/// datagram: only when nothing but first replies came are the drops lost
+/// replies), or on the path and at the server.
 pub fn loss_attribution(s: &RunSummary) -> String {
-    match s.client_drops {
-        Some(mine) => format!(
-            "lost {}: {} dropped in this client's receive buffers (kernel counter of its sockets, /proc/net/udp), {} on the path or at the server",
-            s.counts.lost,
-            mine,
-            s.counts.lost.saturating_sub(mine)
-        ),
-        None => format!(
-            "lost {}: this system does not say how many were dropped in this client's own receive buffers",
-            s.counts.lost
-        ),
+    let c = &s.counts;
+    let refused = c.lost_refused.min(c.lost);
+    let rest = c.lost - refused;
+    let mut parts = Vec::new();
+    if refused > 0 {
+        parts.push(format!(
+            "{refused} refused (ICMP port unreachable: nothing listens on {})",
+            s.target
+        ));
     }
+    let drops = s.client_drops.unwrap_or(0);
+    match (s.lost_in_client, s.client_drops) {
+        _ if rest == 0 && drops == 0 && refused > 0 => {}
+        (Some(mine), _) => {
+            parts.push(format!(
+                "{mine} dropped in this client's receive buffers (kernel counter of its sockets, /proc/net/udp)"
+            ));
+            parts.push(format!("{} on the path or at the server", rest - mine));
+        }
+        (None, Some(drops)) if rest == 0 => parts.push(format!(
+            "none in this client's receive buffers, which dropped {} that were not needed ({} came)",
+            count(drops, "datagram", "datagrams"),
+            extras(c)
+        )),
+        (None, Some(drops)) => parts.push(format!(
+            "{rest} on the path, at the server or dropped in this client's receive buffers (they dropped {}, but {} came too, so the drops need not be replies: at most {} of the lost)",
+            count(drops, "datagram", "datagrams"),
+            extras(c),
+            drops.min(rest)
+        )),
+        (None, None) => parts.push(format!(
+            "{rest} on the path, at the server or dropped in this client's receive buffers (this system does not say what those dropped)"
+        )),
+    }
+    format!("lost {}: {}", c.lost, parts.join(", "))
+}
+
+/// The datagrams beside the needed replies, named: `300 duplicates, 2 foreign`.
+fn extras(c: &crate::stats::Counts) -> String {
+    let named = [
+        (c.duplicates, "duplicate", "duplicates"),
+        (c.late, "late reply", "late replies"),
+        (c.corrupt, "damaged reply", "damaged replies"),
+        (c.foreign, "foreign datagram", "foreign datagrams"),
+    ];
+    named
+        .iter()
+        .filter(|(n, ..)| *n > 0)
+        .map(|&(n, one, many)| count(n, one, many))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The first line of `--find-rate`.
@@ -266,7 +350,7 @@ pub fn find_rate_step(i: usize, step: &Step) -> String {
         step.send_rate_pps,
         step.lost,
         step.loss_percent,
-        match step.client_drops {
+        match step.lost_in_client {
             Some(mine) if step.lost > 0 => format!(", {mine} in this client's buffers"),
             _ => String::new(),
         },
@@ -388,7 +472,12 @@ pub fn doctor(target: &str, findings: &[Finding]) -> String {
         .iter()
         .filter(|f| f.severity == Severity::Note)
         .count();
-    let _ = write!(out, "{} need action, {} notes", actions, notes);
+    let _ = write!(
+        out,
+        "{} action, {}",
+        count(actions as u64, "needs", "need"),
+        count(notes as u64, "note", "notes")
+    );
     out
 }
 
@@ -510,6 +599,37 @@ pub fn json(s: &impl serde::Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
+
+    /// A one-flow ping run of 64-byte probes against 127.0.0.1:9999, no
+    /// figures yet: each test sets what it looks at.
+    fn sample_summary() -> RunSummary {
+        RunSummary {
+            target: "127.0.0.1:9999".into(),
+            host: "127.0.0.1".into(),
+            mode: RunMode::Ping,
+            size: 64,
+            window: None,
+            rate_pps: None,
+            flows: 1,
+            counts: Counts::default(),
+            in_flight: 0,
+            duration_s: 1.0,
+            send_rate_pps: 0.0,
+            rtt_per_s: 0.0,
+            mbit_per_s: 0.0,
+            loss_percent: 0.0,
+            rtt_us: RttSummary::default(),
+            client_drops: Some(0),
+            lost_in_client: Some(0),
+            timeout_ms: 1000.0,
+            longest_silence_ms: 0.0,
+            rtt_clock: RttClock::Kernel,
+            rtt_resolution: RttResolution::PerProbe,
+            rtt_batch_timed: 0,
+            dscp: DscpFigures::default(),
+        }
+    }
 
     #[test]
     fn the_histogram_has_a_bar_per_non_empty_bucket_and_marks_p50_and_p99() {
@@ -607,6 +727,72 @@ mod tests {
         assert!(biggest < 200, "the bulk is split: {text}");
         assert_eq!(bars.iter().map(|b| b.0).sum::<u64>(), 300, "{text}");
         assert!(text.lines().count() <= 26, "{text}");
+    }
+
+    #[test]
+    fn loss_goes_only_where_the_evidence_puts_it() {
+        let mut run = sample_summary();
+        run.counts = Counts {
+            sent: 20,
+            received: 10,
+            lost: 10,
+            ..Counts::default()
+        };
+        run.client_drops = Some(4);
+        run.lost_in_client = run.counts.lost_in_client(run.client_drops);
+        assert_eq!(
+            loss_attribution(&run),
+            "lost 10: 4 dropped in this client's receive buffers (kernel counter of its sockets, /proc/net/udp), 6 on the path or at the server"
+        );
+        run.counts.duplicates = 2990;
+        run.client_drops = Some(5577);
+        run.lost_in_client = run.counts.lost_in_client(run.client_drops);
+        assert_eq!(
+            loss_attribution(&run),
+            "lost 10: 10 on the path, at the server or dropped in this client's receive buffers (they dropped 5577 datagrams, but 2990 duplicates came too, so the drops need not be replies: at most 10 of the lost)"
+        );
+        run.client_drops = None;
+        run.lost_in_client = None;
+        assert!(loss_attribution(&run).ends_with("(this system does not say what those dropped)"));
+        let mut refused = sample_summary();
+        refused.counts = Counts {
+            sent: 3,
+            lost: 3,
+            refused: 3,
+            lost_refused: 3,
+            ..Counts::default()
+        };
+        refused.longest_silence_ms = 5000.0;
+        assert_eq!(
+            loss_attribution(&refused),
+            "lost 3: 3 refused (ICMP port unreachable: nothing listens on 127.0.0.1:9999)"
+        );
+        assert_eq!(silence(&refused), None, "the path was not down");
+    }
+
+    #[test]
+    fn counts_of_one_are_singular() {
+        assert_eq!(count(1, "probe", "probes"), "1 probe");
+        assert_eq!(count(0, "probe", "probes"), "0 probes");
+        assert_eq!(count(2, "round trip", "round trips"), "2 round trips");
+        let mut run = sample_summary();
+        run.counts.sent = 1;
+        run.counts.received = 1;
+        run.counts.duplicates = 1;
+        run.counts.foreign = 1;
+        run.counts.send_errors = 1;
+        let text = summary(&run);
+        assert!(text.contains("1 probe sent, 1 received,"), "{text}");
+        assert!(text.contains(", 1 duplicate, "), "{text}");
+        assert!(text.contains(", 1 foreign datagram, "), "{text}");
+        assert!(text.contains(", 1 send error\n"), "{text}");
+        let one = [Finding {
+            severity: Severity::Action,
+            topic: "buffers",
+            text: "small".to_owned(),
+            fix: None,
+        }];
+        assert!(doctor("x", &one).ends_with("1 needs action, 0 notes"));
     }
 
     #[test]

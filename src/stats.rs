@@ -43,9 +43,14 @@ pub struct Counts {
     pub foreign: u64,
     /// ICMP port-unreachable reports (connection refused) seen on the socket.
     pub refused: u64,
+    /// Probes settled as lost by such a report (nobody listens on the
+    /// port): each report settles the newest probe still waiting, at once.
+    /// Part of `lost`.
+    pub lost_refused: u64,
     /// Sends the kernel refused (e.g. ENOBUFS); those probes were not sent.
     pub send_errors: u64,
-    /// Payload bytes of the replies received.
+    /// Payload bytes of the intact replies in time (the throughput figures'
+    /// bytes: corrupt and truncated replies carry none of what was asked).
     pub bytes_received: u64,
 }
 
@@ -62,6 +67,7 @@ impl Counts {
         self.truncated += o.truncated;
         self.foreign += o.foreign;
         self.refused += o.refused;
+        self.lost_refused += o.lost_refused;
         self.send_errors += o.send_errors;
         self.bytes_received += o.bytes_received;
     }
@@ -79,9 +85,31 @@ impl Counts {
             truncated: self.truncated - earlier.truncated,
             foreign: self.foreign - earlier.foreign,
             refused: self.refused - earlier.refused,
+            lost_refused: self.lost_refused - earlier.lost_refused,
             send_errors: self.send_errors - earlier.send_errors,
             bytes_received: self.bytes_received - earlier.bytes_received,
         }
+    }
+
+    /// Datagrams that came beside the replies the probes needed: duplicates,
+    /// late and foreign ones, and damaged copies. Any of them may be among
+    /// what a socket's kernel drop counter counts.
+    pub fn extra_datagrams(&self) -> u64 {
+        self.duplicates + self.late + self.foreign + self.corrupt
+    }
+
+    /// How many lost probes the evidence puts in this client's own receive
+    /// buffers, given their kernel drop counter `drops` (datagrams of any
+    /// kind): all the drops (at most the probes lost other than to a
+    /// refusal) when nothing but first replies came, since then every
+    /// dropped datagram was some probe's only reply; `None` when duplicates,
+    /// late, damaged or foreign datagrams came too, as any drop may have been
+    /// one of those, or when there is no counter.
+    pub fn lost_in_client(&self, drops: Option<u64>) -> Option<u64> {
+        let lost = self.lost.saturating_sub(self.lost_refused);
+        drops
+            .filter(|_| self.extra_datagrams() == 0)
+            .map(|d| d.min(lost))
     }
 
     /// Lost as a percentage of the probes whose fate is known.
@@ -182,12 +210,16 @@ impl Latency {
         self.last_ns = None;
     }
 
-    /// The `q` quantile (0..=1) in ns; 0 when empty.
+    /// The `q` quantile (0..=1) in ns; 0 when empty. Always within the
+    /// exact [min, max]: the histogram answers with the highest value its
+    /// bucket stands for, which can lie above every value recorded.
     pub fn quantile_ns(&self, q: f64) -> u64 {
         if self.count == 0 {
             0
         } else {
-            self.histogram.value_at_quantile(q)
+            self.histogram
+                .value_at_quantile(q)
+                .clamp(self.min_ns, self.max_ns)
         }
     }
 
@@ -210,7 +242,8 @@ impl Latency {
             p90: us(self.quantile_ns(0.90) as f64),
             p99: us(self.quantile_ns(0.99) as f64),
             p999: us(self.quantile_ns(0.999) as f64),
-            jitter: us(self.jitter_ns),
+            // A jitter needs two round trips to differ.
+            jitter: (self.count > 1).then(|| us(self.jitter_ns)),
         }
     }
 }
@@ -319,8 +352,38 @@ pub struct RttSummary {
     pub p99: f64,
     /// 99.9th percentile, µs.
     pub p999: f64,
-    /// RFC 3550 interarrival jitter estimate, µs.
-    pub jitter: f64,
+    /// RFC 3550 interarrival jitter estimate, µs; `None` when there is
+    /// nothing to estimate it from: fewer than two round trips, or ones timed
+    /// with batch-shared times ([`RttResolution::PerBatch`]), whose
+    /// differences are the batching's, not the path's.
+    pub jitter: Option<f64>,
+}
+
+/// Whether each round trip was timed with its own probe's times; serialises
+/// as `"per-probe"` or `"per-batch"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RttResolution {
+    /// Every round trip from its probe's own send time and its reply's own
+    /// receive time (ping: one probe per send, one reply per receive).
+    PerProbe,
+    /// Some round trips from times shared by a batch: probes sent in one
+    /// write (GSO or `sendmmsg`) carry one send time, replies in one GRO
+    /// buffer (or one receive call without kernel stamps) one receive
+    /// time. Their spread within a batch is not measured.
+    PerBatch,
+}
+
+impl RttResolution {
+    /// The resolution of a run in which `batch_timed` round trips used
+    /// batch-shared times.
+    pub fn of(batch_timed: u64) -> RttResolution {
+        if batch_timed == 0 {
+            RttResolution::PerProbe
+        } else {
+            RttResolution::PerBatch
+        }
+    }
 }
 
 /// Whose clock timed the replies' arrival; serialises as `"kernel"`,
@@ -381,8 +444,12 @@ impl fmt::Display for RunMode {
 /// The whole result of a measured run: what `--json` prints, field for field.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
-    /// The server probed, as `ADDR:PORT`.
+    /// The server probed, as `ADDR:PORT`: the address, whatever name was
+    /// given (the same text as every line of the report and the metrics'
+    /// `target` label).
     pub target: String,
+    /// The server as given (`-H`): a name, or the address itself.
+    pub host: String,
     /// Which measured mode ran.
     pub mode: RunMode,
     /// Probe size in bytes (UDP payload).
@@ -403,18 +470,24 @@ pub struct RunSummary {
     pub duration_s: f64,
     /// Achieved send rate, probes/s.
     pub send_rate_pps: f64,
-    /// Round trips completed per second.
+    /// Round trips completed per second: intact replies in time.
     pub rtt_per_s: f64,
-    /// Reply payload throughput, Mbit/s (one direction).
+    /// Reply payload throughput, Mbit/s (one direction): intact replies in
+    /// time only.
     pub mbit_per_s: f64,
     /// Loss as a percentage of settled probes.
     pub loss_percent: f64,
     /// Round-trip figures of intact replies, µs.
     pub rtt_us: RttSummary,
-    /// Replies the kernel dropped because this client's own receive buffers
-    /// were full: the `drops` counter of its sockets in `/proc/net/udp`
-    /// (`None` where unavailable). Part of `lost`, but not lost on the path.
+    /// Datagrams the kernel dropped because this client's own receive
+    /// buffers were full: the `drops` counter of its sockets in
+    /// `/proc/net/udp` (`None` where unavailable). Datagrams of any kind:
+    /// replies, but also duplicates, late and foreign ones.
     pub client_drops: Option<u64>,
+    /// How many of the lost probes were dropped in this client's own
+    /// receive buffers, where the evidence says (see
+    /// [`Counts::lost_in_client`]); `None` when it does not.
+    pub lost_in_client: Option<u64>,
     /// How long a reply could take before its probe counted as lost, ms.
     pub timeout_ms: f64,
     /// The longest time one flow waited with probes out and no reply at
@@ -426,6 +499,11 @@ pub struct RunSummary {
     /// Whose clock timed the replies: `"kernel"` (receive time stamps),
     /// `"user"` or `"mixed"`.
     pub rtt_clock: RttClock,
+    /// `"per-probe"` when every round trip had its probe's own times,
+    /// `"per-batch"` when some shared a batch's (flood and rate).
+    pub rtt_resolution: RttResolution,
+    /// Round trips timed with batch-shared times (of `rtt_us.samples`).
+    pub rtt_batch_timed: u64,
     /// The DSCP sent and the DSCPs and ECN codepoints the replies came back
     /// with: `dscp_sent`, `dscp_seen`, `ecn_seen`, `dscp_changed`.
     #[serde(flatten)]
@@ -470,7 +548,32 @@ mod tests {
             assert!((got - want).abs() / want < 0.002, "{got} vs {want}");
         }
         // Consecutive samples differ by 1 µs: the RFC 3550 estimate converges to 1 µs.
-        assert!((s.jitter - 1.0).abs() < 0.01, "{}", s.jitter);
+        let jitter = s.jitter.unwrap();
+        assert!((jitter - 1.0).abs() < 0.01, "{jitter}");
+    }
+
+    #[test]
+    fn every_percentile_lies_within_the_exact_min_and_max() {
+        // 120,085 ns sits in a bucket whose highest value is 120,127 ns:
+        // unclamped, p90 came out above the maximum.
+        let mut l = Latency::new();
+        for ns in [118_900, 119_500, 120_085] {
+            l.record(ns);
+        }
+        let s = l.summary();
+        assert_eq!((s.min, s.max), (118.9, 120.085));
+        for p in [s.p50, s.p90, s.p99, s.p999] {
+            assert!(
+                s.min <= p && p <= s.max,
+                "{p} outside [{}, {}]",
+                s.min,
+                s.max
+            );
+        }
+        assert_eq!(s.p999, s.max);
+        let mut one = Latency::new();
+        one.record(1_234_567);
+        assert_eq!(one.quantile_ns(0.5), 1_234_567);
     }
 
     #[test]
@@ -530,6 +633,30 @@ mod tests {
     }
 
     #[test]
+    fn client_drops_explain_loss_only_when_nothing_else_came() {
+        let mut c = Counts {
+            sent: 20,
+            received: 10,
+            lost: 10,
+            ..Counts::default()
+        };
+        assert_eq!(c.lost_in_client(Some(4)), Some(4));
+        assert_eq!(c.lost_in_client(Some(50)), Some(10), "at most the loss");
+        assert_eq!(c.lost_in_client(None), None);
+        // The server's loss, with 300 copies of each reply it sent: the
+        // drops may all be copies, so they explain nothing.
+        c.duplicates = 2990;
+        assert_eq!(c.lost_in_client(Some(5577)), None);
+        c.duplicates = 0;
+        c.foreign = 1;
+        assert_eq!(c.lost_in_client(Some(3)), None);
+        c.foreign = 0;
+        // Probes a refusal settled were not dropped here.
+        c.lost_refused = 8;
+        assert_eq!(c.lost_in_client(Some(5)), Some(2));
+    }
+
+    #[test]
     fn loss_is_a_share_of_settled_probes() {
         let c = Counts {
             sent: 10,
@@ -545,6 +672,7 @@ mod tests {
     fn the_json_has_the_documented_fields() {
         let summary = RunSummary {
             target: "127.0.0.1:9999".into(),
+            host: "localhost".into(),
             mode: RunMode::Flood,
             size: 64,
             window: Some(32),
@@ -563,14 +691,19 @@ mod tests {
             loss_percent: 0.0,
             rtt_us: RttSummary::default(),
             client_drops: Some(0),
+            lost_in_client: Some(0),
             timeout_ms: 1000.0,
             longest_silence_ms: 0.1,
             rtt_clock: RttClock::Kernel,
+            rtt_resolution: RttResolution::PerBatch,
+            rtt_batch_timed: 3,
             dscp: DscpFigures::default(),
         };
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["rtt_resolution"], "per-batch");
         for key in [
             "target",
+            "host",
             "mode",
             "size",
             "window",

@@ -360,3 +360,49 @@ fn a_co_binder_that_lives_one_second_is_still_named_and_counted() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("port sharers 1"), "{stderr}");
 }
+
+/// Every figure of a `--stats-interval` line is the interval's; totals say
+/// they are totals. A drop before the second interval began shows in its
+/// totals, not as one of its drops.
+#[test]
+fn a_stats_line_counts_the_interval_and_labels_the_totals() {
+    // Loopback is outside --allow: the one datagram sent is dropped.
+    let server = start_server(&[
+        "--port",
+        "0",
+        "--allow",
+        "192.0.2.0/24",
+        "--stats-interval",
+        "0.2",
+    ]);
+    let client = udp_client();
+    client.send_to(b"dropped", server.addr).unwrap();
+    assert!(
+        server.wait_for_stderr("since the start: received 1, echoed 0, dropped 1", WAIT),
+        "{}",
+        server.stderr()
+    );
+    // A line for an interval that began after the drop was counted.
+    let deadline = Instant::now() + WAIT;
+    let later = loop {
+        let stderr = server.stderr();
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("since the start: received 1,"))
+            .collect();
+        if lines.len() >= 2 {
+            break lines[1].to_owned();
+        }
+        assert!(Instant::now() < deadline, "no second stats line:\n{stderr}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        later.contains(": 0 datagrams/s, 0 bytes/s, dropped 0 ("),
+        "{later}"
+    );
+    assert!(later.contains("not-allowed 0"), "{later}");
+    assert!(
+        later.ends_with("since the start: received 1, echoed 0, dropped 1, kernel drops 0"),
+        "{later}"
+    );
+}

@@ -41,7 +41,14 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> 
     let json = outputs.json;
     let on_signals =
         || Stop::on_signals().map_err(|source| io_error("install signal handlers", source));
-    let label = format!("{}:{}", target.host, target.port);
+    // The address probed, resolved once for the whole command, and how the
+    // report names it (with the name given, if one was).
+    let pin = || {
+        client::pinned(target).map(|(pinned, peer)| {
+            let label = client::target_label(&target.host, peer);
+            (pinned, peer, label)
+        })
+    };
     match command {
         Command::OneShot(payload) => one_shot(target, &payload).map(|()| Verdict::Passed),
         Command::Stop => client::stop_server(&client::connect(target)?).map(|()| Verdict::Passed),
@@ -55,6 +62,8 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> 
             session::run(target, &config, outputs, &on_signals()?, &mut out).map(Verdict::from)
         }
         Command::FindRate { config, max_loss } => {
+            let (target, _, label) = pin()?;
+            let target = &target;
             let stop = on_signals()?;
             if !json {
                 line(&report::find_rate_start(&label, &config, max_loss));
@@ -73,6 +82,8 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> 
             Ok(summary.answer_pps.is_some().into())
         }
         Command::Pmtu { min_size } => {
+            let (target, _, label) = pin()?;
+            let target = &target;
             if !json {
                 line(&report::pmtu_start(&label, min_size, target.timeout));
             }
@@ -85,8 +96,9 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> 
             Ok(summary.largest_payload.is_some().into())
         }
         Command::Doctor => {
-            let findings = client::doctor::diagnose(target, &on_signals()?)?;
-            let result = report::doctor_json(&label, &findings);
+            let (target, peer, label) = pin()?;
+            let findings = client::doctor::diagnose(&target, &on_signals()?)?;
+            let result = report::doctor_json(&peer.to_string(), &findings);
             print_result(json, &result, || report::doctor(&label, &findings))?;
             Ok(findings
                 .iter()

@@ -159,7 +159,7 @@ pub fn check_run(topic: &'static str, run: &RunSummary, against: &str) -> Findin
             Some("start the server, or check firewalls on the path".into()),
         );
     }
-    let mine = run.client_drops.unwrap_or(0);
+    let mine = run.lost_in_client.unwrap_or(0);
     if c.lost > 0 && run.mode == crate::stats::RunMode::Ping {
         return finding(
             Severity::Action,

@@ -107,8 +107,11 @@ pub struct Step {
     pub loss_percent: f64,
     /// 99th percentile round trip, µs.
     pub p99_us: f64,
-    /// Of the lost, how many this client's own receive buffers dropped.
+    /// Datagrams this client's own receive buffers dropped (any kind).
     pub client_drops: Option<u64>,
+    /// Of the lost, how many the evidence puts in this client's own
+    /// receive buffers (`RunSummary::lost_in_client`).
+    pub lost_in_client: Option<u64>,
     /// Whether the step passed.
     pub ok: bool,
 }
@@ -174,6 +177,7 @@ pub fn find_rate(
             loss_percent: run.loss_percent,
             p99_us: run.rtt_us.p99,
             client_drops: run.client_drops,
+            lost_in_client: run.lost_in_client,
             ok,
         };
         on_step(steps.len() + 1, &step);

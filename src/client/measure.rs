@@ -135,8 +135,12 @@ pub enum Event {
         /// The probe that timed out.
         seq: u64,
     },
-    /// The kernel reported ICMP port unreachable.
-    Refused,
+    /// The kernel reported ICMP port unreachable: nobody listens on the
+    /// port. It settled probe `seq` as lost (`None`: no probe was waiting).
+    Refused {
+        /// The probe it settled.
+        seq: Option<u64>,
+    },
 }
 
 /// One interval line of a flood or rate run.
@@ -437,6 +441,7 @@ pub fn measure_with(
         config,
         &flow_list,
         peer.to_string(),
+        target.host.clone(),
         span,
         client_drops,
         latency_out,

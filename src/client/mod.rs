@@ -57,15 +57,51 @@ pub struct Connection {
     pub buffers: [BufferSize; 2],
 }
 
-/// Resolves the server, binds the local socket and connects it.
-pub fn connect(target: &Target) -> Result<Connection> {
-    // A --bind address fixes the family a name should resolve to.
+/// The server's address: `target`'s name resolved in its family (a
+/// `--bind` address fixes the family).
+pub fn resolve(target: &Target) -> Result<SocketAddr> {
     let family = match (target.family, target.bind) {
         (Family::Any, Some(SocketAddr::V4(_))) => Family::V4,
         (Family::Any, Some(SocketAddr::V6(_))) => Family::V6,
         (family, _) => family,
     };
-    let peer = net::resolve(&target.host, target.port, family)?;
+    net::resolve(&target.host, target.port, family)
+}
+
+/// `target` resolved once, and a copy of it that names that address, so
+/// every socket of a run and every label of its report (`--metrics`, the
+/// start line, the JSON) agree on one address even when a name resolves
+/// differently each time. A scoped IPv6 address keeps the name given (its
+/// scope is not in the address text).
+pub fn pinned(target: &Target) -> Result<(Target, SocketAddr)> {
+    let peer = resolve(target)?;
+    let scoped = matches!(peer, SocketAddr::V6(v6) if v6.scope_id() != 0);
+    let mut pinned = target.clone();
+    if !scoped {
+        pinned.host = peer.ip().to_string();
+    }
+    Ok((pinned, peer))
+}
+
+/// How a report names the server: the address probed, `127.0.0.1:9999`,
+/// and the name given beside it when it was a name that says more than the
+/// address: `192.0.2.7:9999 (echo.example.net)`. `localhost`, the default,
+/// adds nothing to its loopback address.
+pub fn target_label(host: &str, peer: SocketAddr) -> String {
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if literal.parse::<std::net::IpAddr>().is_ok() || literal.eq_ignore_ascii_case("localhost") {
+        peer.to_string()
+    } else {
+        format!("{peer} ({host})")
+    }
+}
+
+/// Resolves the server, binds the local socket and connects it.
+pub fn connect(target: &Target) -> Result<Connection> {
+    let peer = resolve(target)?;
     let local = target.bind.unwrap_or_else(|| net::unspecified_for(&peer));
     let options = SocketOptions {
         recv_buf: target.recv_buf,
@@ -156,5 +192,41 @@ impl Connection {
                 source,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_shown_beside_the_address_probed() {
+        let v4: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9999".parse().unwrap();
+        assert_eq!(target_label("127.0.0.1", v4), "127.0.0.1:9999");
+        assert_eq!(target_label("localhost", v4), "127.0.0.1:9999");
+        assert_eq!(
+            target_label("echo.example.net", v4),
+            "127.0.0.1:9999 (echo.example.net)"
+        );
+        assert_eq!(target_label("::1", v6), "[::1]:9999");
+        assert_eq!(target_label("[::1]", v6), "[::1]:9999");
+    }
+
+    #[test]
+    fn a_pinned_target_names_the_address_it_resolved_to() {
+        let target = Target {
+            host: "localhost".into(),
+            port: 9999,
+            family: Family::V4,
+            bind: None,
+            recv_buf: None,
+            send_buf: None,
+            timeout: Duration::from_secs(1),
+            interface: None,
+        };
+        let (pinned, peer) = pinned(&target).unwrap();
+        assert_eq!(peer, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(pinned.host, "127.0.0.1");
     }
 }

@@ -78,6 +78,22 @@ pub struct ProbeRecord {
     pub rtt_ns: Option<u64>,
     /// What it was.
     pub outcome: Outcome,
+    /// Its times are shared with other probes: it left in one send with
+    /// others (`sent_ns` is that send's), or its reply came in one receive
+    /// buffer with others (one receive time for all). Its `rtt_us` then is
+    /// the batch's, not its own.
+    pub batch_timed: bool,
+}
+
+impl ProbeRecord {
+    /// `per-batch` when its times are shared with other probes, else `per-probe`.
+    pub fn timing(&self) -> &'static str {
+        if self.batch_timed {
+            "per-batch"
+        } else {
+            "per-probe"
+        }
+    }
 }
 
 /// Records handed from a flow to the writer thread.
@@ -109,7 +125,7 @@ impl Format {
 }
 
 /// The CSV header line.
-pub const CSV_HEADER: &str = "seq,flow,sent_ns,sent_unix_ns,rtt_us,outcome";
+pub const CSV_HEADER: &str = "seq,flow,sent_ns,sent_unix_ns,rtt_us,outcome,timing";
 
 /// Now, ns since the Unix epoch.
 pub fn unix_now_ns() -> u64 {
@@ -135,7 +151,14 @@ pub fn format_record(line: &mut String, format: Format, origin_unix_ns: u64, r: 
                 Some(us) => write!(line, "\"rtt_us\":{us},"),
                 None => write!(line, "\"rtt_us\":null,"),
             })
-            .and_then(|()| writeln!(line, "\"outcome\":\"{}\"}}", r.outcome.name()))
+            .and_then(|()| {
+                writeln!(
+                    line,
+                    "\"outcome\":\"{}\",\"timing\":\"{}\"}}",
+                    r.outcome.name(),
+                    r.timing()
+                )
+            })
         }
         Format::Csv => {
             let _ = write!(line, "{},{},", r.seq, r.flow);
@@ -148,7 +171,7 @@ pub fn format_record(line: &mut String, format: Format, origin_unix_ns: u64, r: 
             if let Some(us) = rtt_us {
                 let _ = write!(line, "{us}");
             }
-            writeln!(line, ",{}", r.outcome.name())
+            writeln!(line, ",{},{}", r.outcome.name(), r.timing())
         }
     };
 }
@@ -201,6 +224,7 @@ mod tests {
             sent_ns: sent,
             rtt_ns: rtt,
             outcome,
+            batch_timed: false,
         }
     }
 
@@ -211,7 +235,7 @@ mod tests {
         format_record(&mut line, Format::Ndjson, 5_000, &r);
         assert_eq!(
             line,
-            "{\"seq\":7,\"flow\":1,\"sent_ns\":1000,\"sent_unix_ns\":6000,\"rtt_us\":52.100,\"outcome\":\"answered\"}\n"
+            "{\"seq\":7,\"flow\":1,\"sent_ns\":1000,\"sent_unix_ns\":6000,\"rtt_us\":52.100,\"outcome\":\"answered\",\"timing\":\"per-probe\"}\n"
         );
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["outcome"], "answered");
@@ -222,7 +246,7 @@ mod tests {
             5_000,
             &record(Outcome::Lost, Some(1_000), None),
         );
-        assert_eq!(line, "7,1,1000,6000,,lost\n");
+        assert_eq!(line, "7,1,1000,6000,,lost,per-probe\n");
         line.clear();
         format_record(
             &mut line,
@@ -232,14 +256,15 @@ mod tests {
         );
         assert!(
             line.contains(
-                "\"sent_ns\":null,\"sent_unix_ns\":null,\"rtt_us\":null,\"outcome\":\"corrupt\""
+                "\"sent_ns\":null,\"sent_unix_ns\":null,\"rtt_us\":null,\"outcome\":\"corrupt\",\"timing\":\"per-probe\""
             ),
             "{line}"
         );
         line.clear();
-        let r = record(Outcome::Corrupt, None, Some(1_000_001));
+        let mut r = record(Outcome::Corrupt, None, Some(1_000_001));
+        r.batch_timed = true;
         format_record(&mut line, Format::Csv, 5_000, &r);
-        assert_eq!(line, "7,1,,,1000.001,corrupt\n");
+        assert_eq!(line, "7,1,,,1000.001,corrupt,per-batch\n");
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub fn run(
     stop: &Stop,
     out: &mut dyn Write,
 ) -> Result<bool> {
-    let label = format!("{}:{}", target.host, target.port);
+    // One address for the whole run: its sockets, its lines, its labels.
+    let (pinned, peer) = super::pinned(target)?;
+    let label = peer.to_string();
     // The output files first: a path that cannot be written is refused before
     // the run, not after it.
     let records = match &outputs.probes {
@@ -109,7 +111,7 @@ pub fn run(
             None => (None, None),
         };
         let result = report_run(
-            target,
+            (&pinned, &target.host),
             config,
             outputs,
             stop,
@@ -227,7 +229,7 @@ struct Sinks<'a> {
 /// The run itself and its report: lines as it goes, the summary, then the
 /// histogram and the plot when asked.
 fn report_run(
-    target: &Target,
+    (target, host): (&Target, &str),
     config: &MeasureConfig,
     outputs: &Outputs,
     stop: &Stop,
@@ -251,7 +253,7 @@ fn report_run(
             m.counts(counts);
         }
     };
-    let whole = measure_with(
+    let mut whole = measure_with(
         target,
         config,
         stop,
@@ -265,7 +267,10 @@ fn report_run(
                 }
                 if let Event::Start { peer: addr } = event {
                     peer = addr.to_string();
-                    print(&report::start_line(&peer, config));
+                    print(&report::start_line(
+                        &super::target_label(host, addr),
+                        config,
+                    ));
                 } else {
                     print(&report::ping_event(&event, &peer));
                 }
@@ -281,6 +286,7 @@ fn report_run(
             latency: Some(&mut latency),
         },
     )?;
+    whole.set_host(host);
     let summary = whole.run();
     // JSON on stdout stays one object: an outage is also said on stderr.
     if let (true, Some(line)) = (json && summary.had_outage(), report::silence(summary)) {

@@ -77,11 +77,19 @@ pub struct StampSummary {
     pub run: RunSummary,
     /// `"unauthenticated"` or `"authenticated"`.
     pub stamp_mode: &'static str,
-    /// Sender → reflector delay: reflector's receive time − our send time, µs.
-    pub owd_forward_us: OwdSummary,
+    /// Sender → reflector delay: reflector's receive time − our send time,
+    /// µs; `None` (invalid) when any reply's time stamps were impossible
+    /// (`owd_invalid`).
+    pub owd_forward_us: Option<OwdSummary>,
     /// Reflector → sender delay: our receive time (the kernel's where there
-    /// is one) − reflector's send time, µs.
-    pub owd_reverse_us: OwdSummary,
+    /// is one) − reflector's send time, µs; `None` likewise.
+    pub owd_reverse_us: Option<OwdSummary>,
+    /// Intact replies in time whose reflector time stamps cannot be true:
+    /// sent before received, or held longer than the whole round trip, by
+    /// more than [`STAMP_SLACK_NS`], or a day or more from this host's clock
+    /// ([`STAMP_MAX_OFFSET_NS`]: no clock). One such reply makes the
+    /// reflector's stamps untrustworthy, so the one-way figures are withheld.
+    pub owd_invalid: u64,
     /// The reflector's S bit (in its last reply): it claims a clock
     /// synchronised to UTC. One-way delays need both clocks synchronised;
     /// this sender does not claim it (its S bit is clear).
@@ -106,6 +114,19 @@ pub struct StampSummary {
     pub dscp_reverse_changed: Option<u64>,
 }
 
+/// How far a reflector's own two time stamps may disagree with what is
+/// possible (its transmit time before its receive time, or its hold time
+/// longer than our round trip) before they count as impossible, ns: a
+/// clock stepped or slewed between the two readings, and our clock's rate
+/// against its own, stay far below a millisecond.
+pub const STAMP_SLACK_NS: i128 = 1_000_000;
+
+/// How far a reflector's clock may be from ours before its stamps are no
+/// clock error but no clock at all (unset, or a made-up value), ns: a day.
+/// Unsynchronised clocks drift seconds a day and a wrong time zone is
+/// hours; the one-way figures of a clock in 1900 or 2036 are not delays.
+pub const STAMP_MAX_OFFSET_NS: i128 = 86_400_000_000_000;
+
 /// Unix time in ns (signed) of a reflector's time stamp in `format`.
 fn unix_ns(format: TimeFormat, t: u64) -> i128 {
     i128::from(unix_ns_exact(format, t))
@@ -120,6 +141,8 @@ pub(crate) struct StampBooks {
     dscp_sent: Option<u8>,
     forward: Owd,
     reverse: Owd,
+    /// Replies whose time stamps cannot be true (not recorded above).
+    impossible: u64,
     synchronized: bool,
     stateful: bool,
     /// (reflector seq, our seq), both from 0, of the reply with the highest
@@ -147,6 +170,7 @@ impl StampBooks {
             dscp_sent: s.cos.map(|c| c.dscp1),
             forward: Owd::new(),
             reverse: Owd::new(),
+            impossible: 0,
             synchronized: false,
             stateful: false,
             furthest: None,
@@ -180,10 +204,21 @@ impl StampBooks {
         let origin = i128::from(self.origin_unix_ns);
         let sent = origin + i128::from(sent_ns);
         let received = origin + i128::from(at_ns);
-        self.forward
-            .record(clamp(unix_ns(theirs, reply.receive_timestamp) - sent));
-        self.reverse
-            .record(clamp(received - unix_ns(theirs, reply.timestamp)));
+        let (their_rx, their_tx) = (
+            unix_ns(theirs, reply.receive_timestamp),
+            unix_ns(theirs, reply.timestamp),
+        );
+        // The reflector's hold time is on its clock alone: it must lie
+        // within our round trip, whatever the offset between the clocks.
+        let hold = their_tx - their_rx;
+        let rtt = received - sent;
+        let unset = (their_rx - sent).abs() > STAMP_MAX_OFFSET_NS;
+        if unset || hold < -STAMP_SLACK_NS || hold > rtt + STAMP_SLACK_NS {
+            self.impossible += 1;
+        } else {
+            self.forward.record(clamp(their_rx - sent));
+            self.reverse.record(clamp(received - their_tx));
+        }
         self.synchronized = reply.error_estimate & S_BIT != 0;
         if reply.seq != reply.sender_seq {
             self.stateful = true;
@@ -268,12 +303,14 @@ fn clamp(ns: i128) -> i64 {
 pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> StampSummary {
     let mut forward = Owd::new();
     let mut reverse = Owd::new();
+    let mut impossible = 0;
     let mut split = Some((0, 0, 0));
     let (mut cos_supported, mut cos_unsupported) = (0, 0);
     let (mut forward_changed, mut reverse_changed, mut reverse_judged) = (0, 0, 0);
     for &(books, lost, in_flight) in flows {
         forward.merge(&books.forward);
         reverse.merge(&books.reverse);
+        impossible += books.impossible;
         split = match (split, books.split(lost, in_flight)) {
             (Some((f, r, u)), Some((f2, r2, u2))) => Some((f + f2, r + r2, u + u2)),
             _ => None,
@@ -293,8 +330,9 @@ pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> S
             Mode::Open => "unauthenticated",
             Mode::Authenticated => "authenticated",
         },
-        owd_forward_us: forward.summary(),
-        owd_reverse_us: reverse.summary(),
+        owd_forward_us: (impossible == 0).then(|| forward.summary()),
+        owd_reverse_us: (impossible == 0).then(|| reverse.summary()),
+        owd_invalid: impossible,
         reflector_clock_synchronized: flows.iter().any(|f| f.0.synchronized),
         reflector_stateful: flows.iter().any(|f| f.0.stateful),
         lost_forward: split.map(|s| s.0),

@@ -82,11 +82,18 @@ pub fn stamp_summary(s: &StampSummary) -> String {
     if let Some(hint) = not_reflections(s) {
         let _ = writeln!(out, "{hint}");
     }
+    if s.owd_invalid > 0 {
+        let _ = writeln!(
+            out,
+            "one-way delays: invalid, impossible reflector time stamps in {} (sent before received, held longer than the round trip, or a day or more from this clock): none are shown",
+            crate::report::count(s.owd_invalid, "reply", "replies")
+        );
+    }
     for (name, owd) in [
         ("forward", &s.owd_forward_us),
         ("reverse", &s.owd_reverse_us),
     ] {
-        if owd.samples > 0 {
+        if let Some(owd) = owd.filter(|o| o.samples > 0) {
             let _ = writeln!(
                 out,
                 "one-way {name} min/p50/p99/max = {}/{}/{}/{} ms",

@@ -119,8 +119,10 @@ pub(super) fn totals(published: &[Published]) -> Counters {
     totals
 }
 
-/// The `--stats-interval` thread: every interval, one line with rates over the
-/// interval and running totals of drops, errors and kernel drops.
+/// The `--stats-interval` thread: every interval, one line whose figures
+/// all cover that interval (rates, drops, errors, kernel drops), then the
+/// running totals, labelled as such. A drop before the interval began is in
+/// the totals only.
 pub(super) fn report_stats(
     published: &[Published],
     inodes: &[u64],
@@ -130,22 +132,20 @@ pub(super) fn report_stats(
     notifier: Option<&Notifier>,
 ) {
     let mut last = Counters::default();
+    // The socket's counter may predate this run (socket activation).
+    let first_kernel = udp_table::drops_of(inodes);
+    let mut last_kernel = first_kernel;
     let mut last_at = started;
     let mut next = started + interval;
     while stop.sleep_until(next) {
         let now = Instant::now();
         let totals = totals(published);
-        let secs = now.duration_since(last_at).as_secs_f64().max(1e-9);
-        let line = format!(
-            "stats {:.1}-{:.1} s: {:.0} datagrams/s, {:.0} bytes/s, {}, send errors {}, receive errors {}, kernel drops {}",
-            last_at.duration_since(started).as_secs_f64(),
-            now.duration_since(started).as_secs_f64(),
-            (totals.datagrams_echoed - last.datagrams_echoed) as f64 / secs,
-            (totals.bytes_echoed - last.bytes_echoed) as f64 / secs,
-            Drops(&totals.dropped),
-            totals.send_errors,
-            totals.recv_errors,
-            crate::net::limits::Reading(udp_table::drops_of(inodes)),
+        let kernel = udp_table::drops_of(inodes);
+        let line = stats_line(
+            (last_at.duration_since(started), now.duration_since(started)),
+            &totals,
+            &last,
+            (kernel, last_kernel, first_kernel),
         );
         info!("{line}");
         // The same line as the service manager's STATUS (`systemctl status`).
@@ -153,9 +153,45 @@ pub(super) fn report_stats(
             log::debug!("cannot send STATUS to the service manager: {e}");
         }
         last = totals;
+        last_kernel = kernel;
         last_at = now;
         next += interval;
     }
+}
+
+/// One `--stats-interval` line for the interval `span` (since the start):
+/// what changed from `last` to `totals` (and in the kernel's drop counter,
+/// `kernel` = (now, at the interval's start, at the run's start)), then the
+/// totals since the start.
+fn stats_line(
+    span: (Duration, Duration),
+    totals: &Counters,
+    last: &Counters,
+    kernel: (Option<u64>, Option<u64>, Option<u64>),
+) -> String {
+    let (from, to) = (span.0.as_secs_f64(), span.1.as_secs_f64());
+    let secs = (to - from).max(1e-9);
+    let mut dropped = totals.dropped;
+    for (d, before) in dropped.iter_mut().zip(last.dropped) {
+        *d = d.saturating_sub(before);
+    }
+    let since = |then: Option<u64>| Some(kernel.0?.saturating_sub(then?));
+    format!(
+        "stats {from:.1}-{to:.1} s: {:.0} datagrams/s, {:.0} bytes/s, {}, send errors {}, receive errors {}, kernel drops {}; since the start: received {}, echoed {}, dropped {}, kernel drops {}",
+        totals
+            .datagrams_echoed
+            .saturating_sub(last.datagrams_echoed) as f64
+            / secs,
+        totals.bytes_echoed.saturating_sub(last.bytes_echoed) as f64 / secs,
+        Drops(&dropped),
+        totals.send_errors.saturating_sub(last.send_errors),
+        totals.recv_errors.saturating_sub(last.recv_errors),
+        crate::net::limits::Reading(since(kernel.1)),
+        totals.datagrams_received,
+        totals.datagrams_echoed,
+        totals.dropped_total(),
+        crate::net::limits::Reading(since(kernel.2)),
+    )
 }
 
 /// Renders per-reason drop counts: `dropped 3 (service-port 1, bad-source 0, …)`.
@@ -215,10 +251,10 @@ impl fmt::Display for Summary {
         let c = &self.counters;
         write!(
             f,
-            "stopped by {} after {:.1} s: received {} datagrams ({} bytes), echoed {} ({} bytes), {}, send errors {}, ",
+            "stopped by {} after {:.1} s: received {} ({} bytes), echoed {} ({} bytes), {}, send errors {}, ",
             self.cause,
             self.elapsed.as_secs_f64(),
-            c.datagrams_received,
+            crate::report::count(c.datagrams_received, "datagram", "datagrams"),
             c.bytes_received,
             c.datagrams_echoed,
             c.bytes_echoed,
@@ -267,6 +303,62 @@ mod tests {
             summary.to_string(),
             "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0, loop 0, malformed 0), send errors 0, receive errors 0, kernel drops unknown, port sharers 0"
         );
+    }
+
+    #[test]
+    fn a_stats_line_gives_the_interval_s_figures_and_labels_the_totals() {
+        let mut earlier = Counters {
+            datagrams_received: 1,
+            ..Counters::default()
+        };
+        earlier.dropped[DropReason::NotAllowed.index()] = 1;
+        let mut now = earlier;
+        now.datagrams_received += 10;
+        now.datagrams_echoed = 10;
+        now.bytes_echoed = 100;
+        now.send_errors = 2;
+        let line = stats_line(
+            (Duration::from_millis(500), Duration::from_millis(1000)),
+            &now,
+            &earlier,
+            (Some(7), Some(5), Some(4)),
+        );
+        assert!(
+            line.starts_with("stats 0.5-1.0 s: 20 datagrams/s, 200 bytes/s, dropped 0 ("),
+            "{line}"
+        );
+        assert!(line.contains("not-allowed 0"), "{line}");
+        assert!(
+            line.contains("), send errors 2, receive errors 0, kernel drops 2; "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("since the start: received 11, echoed 10, dropped 1, kernel drops 3"),
+            "{line}"
+        );
+        let unknown = stats_line(
+            (Duration::ZERO, Duration::from_secs(1)),
+            &now,
+            &now,
+            (None, None, None),
+        );
+        assert!(unknown.ends_with("kernel drops unknown"), "{unknown}");
+    }
+
+    #[test]
+    fn one_datagram_is_singular() {
+        let summary = Summary {
+            counters: Counters {
+                datagrams_received: 1,
+                ..Counters::default()
+            },
+            cause: StopReason::Requested,
+            elapsed: Duration::from_millis(100),
+            kernel_drops: Some(0),
+            port_sharers: Some(0),
+        };
+        let line = summary.to_string();
+        assert!(line.contains("received 1 datagram (0 bytes)"), "{line}");
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl StartupReport {
         lines.push((
             Level::Info,
             format!(
-                "{threads} thread{}, {} datagrams per syscall",
+                "{threads} thread{}, {} per syscall",
                 if threads == 1 {
                     ", one socket".to_owned()
                 } else if self.exclusive {
@@ -102,15 +102,15 @@ impl StartupReport {
                 } else {
                     format!("s, {threads} sockets sharing the port with SO_REUSEPORT")
                 },
-                self.batch,
+                crate::report::count(self.batch as u64, "datagram", "datagrams"),
             ),
         ));
         match &self.gro {
             GroStatus::On => lines.push((
                 Level::Info,
                 format!(
-                    "UDP GRO/GSO on: up to {} buffers of 64 KiB per recvmmsg, each burst echoed with one UDP_SEGMENT send",
-                    self.batch
+                    "UDP GRO/GSO on: up to {} of 64 KiB per recvmmsg, each burst echoed with one UDP_SEGMENT send",
+                    crate::report::count(self.batch as u64, "buffer", "buffers")
                 ),
             )),
             GroStatus::NotAsked => {}

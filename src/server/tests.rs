@@ -198,7 +198,7 @@ fn the_startup_report_has_the_lines_and_levels_the_server_always_logged() {
     assert!(
         at(
             Level::Info,
-            "4 threads, 4 sockets sharing the port with SO_REUSEPORT, 1 datagrams per syscall"
+            "4 threads, 4 sockets sharing the port with SO_REUSEPORT, 1 datagram per syscall"
         ),
         "{lines:?}"
     );
@@ -221,7 +221,7 @@ fn the_startup_report_has_the_lines_and_levels_the_server_always_logged() {
     assert!(
         at(
             Level::Info,
-            "4 threads on one socket (--exclusive: a flow's echoes may leave out of order), 1 datagrams per syscall"
+            "4 threads on one socket (--exclusive: a flow's echoes may leave out of order), 1 datagram per syscall"
         ),
         "{lines:?}"
     );

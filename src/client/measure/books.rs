@@ -100,6 +100,20 @@ struct Pending {
     seen: bool,
     /// A reply to it came in time: it is settled as received.
     answered: bool,
+    /// An ICMP port unreachable answered it: it is settled as lost.
+    refused: bool,
+    /// Its place in the send it left in: its stamp is the send's time plus
+    /// this many ns (distinct stamps name the probes; the ns are not real).
+    batch_index: u32,
+    /// It left in one send with other probes: its send time is theirs.
+    batch: bool,
+}
+
+impl Pending {
+    /// The time of the send it left in: its true send time as far as known.
+    fn batch_ns(&self) -> u64 {
+        self.sent_ns - u64::from(self.batch_index)
+    }
 }
 
 /// One flow's probes and what became of them. Times are ns of any monotonic
@@ -136,6 +150,10 @@ pub(crate) struct Books {
     records: Option<Vec<ProbeRecord>>,
     /// The flow these books belong to, for the records.
     flow: u32,
+    /// Round trips timed with a time shared by other probes: a send of
+    /// several probes, or a receive buffer (or user-space receive time) of
+    /// several replies.
+    batch_timed: u64,
 }
 
 impl Books {
@@ -172,6 +190,7 @@ impl Books {
             longest_silence_ns: 0,
             records: None,
             flow: 0,
+            batch_timed: 0,
         }
     }
 
@@ -196,7 +215,14 @@ impl Books {
         self.records.as_ref().map_or(0, Vec::len)
     }
 
-    fn record(&mut self, seq: u64, sent_ns: Option<u64>, rtt_ns: u64, outcome: Outcome) {
+    fn record(
+        &mut self,
+        seq: u64,
+        sent_ns: Option<u64>,
+        rtt_ns: u64,
+        outcome: Outcome,
+        batch_timed: bool,
+    ) {
         if let Some(records) = &mut self.records {
             records.push(ProbeRecord {
                 seq,
@@ -204,8 +230,15 @@ impl Books {
                 sent_ns,
                 rtt_ns: (rtt_ns > 0).then_some(rtt_ns),
                 outcome,
+                batch_timed,
             });
         }
+    }
+
+    /// Round trips timed with a time other probes share (a send of several,
+    /// or one receive time for several replies): not per-probe times.
+    pub(crate) fn batch_timed(&self) -> u64 {
+        self.batch_timed
     }
 
     /// How probes are written and replies read.
@@ -250,7 +283,10 @@ impl Books {
     }
 
     /// Books `n` probes, numbered from [`next_seq`](Self::next_seq), sent at
-    /// `at_ns`: probe `i` carries the stamp `stamp(at_ns) + i`.
+    /// `at_ns`: probe `i` carries the stamp `stamp(at_ns) + i`. `at_ns` is
+    /// the one time of the whole send: with `n > 1` the probes' send times
+    /// are the batch's (a source of per-probe send times, such as kernel
+    /// transmit stamps, would book each probe at its own time, `n = 1`).
     pub(crate) fn sent(&mut self, n: usize, at_ns: u64) {
         let first = self.stamp(at_ns);
         for i in 0..n as u64 {
@@ -258,6 +294,9 @@ impl Books {
                 sent_ns: first + i,
                 seen: false,
                 answered: false,
+                refused: false,
+                batch_index: u32::try_from(i).unwrap_or(u32::MAX),
+                batch: n > 1,
             });
         }
         if n > 0 {
@@ -274,9 +313,26 @@ impl Books {
         self.counts.send_errors += 1;
     }
 
-    /// Counts an ICMP port-unreachable report.
-    pub(crate) fn refused(&mut self) {
+    /// Counts an ICMP port-unreachable report and settles the probe it
+    /// answers as lost at once (returned; `None` when no probe waits). The
+    /// report does not name its probe: it is taken to answer the newest one
+    /// not yet answered or refused, which in ping mode is the probe just sent
+    /// (the report comes back within a round trip, before the next probe).
+    pub(crate) fn refused(&mut self) -> Option<u64> {
         self.counts.refused += 1;
+        let i = self
+            .pending
+            .iter()
+            .rposition(|p| !p.seen && !p.answered && !p.refused)?;
+        let entry = &mut self.pending[i];
+        entry.refused = true;
+        let (sent_ns, batch) = (entry.batch_ns(), entry.batch);
+        let seq = self.base + i as u64;
+        self.outstanding -= 1;
+        self.counts.lost += 1;
+        self.counts.lost_refused += 1;
+        self.record(seq, Some(sent_ns), 0, Outcome::Lost, batch);
+        Some(seq)
     }
 
     /// Which probe `bytes` answers and what the reply is, or `None` when it
@@ -339,9 +395,17 @@ impl Books {
         Some((seq, check))
     }
 
-    /// Books the reply `bytes` that came at `at_ns`; `None` when it answers
-    /// no probe of these books (counted foreign).
+    /// Books the reply `bytes` that came at `at_ns`, a time of its own;
+    /// `None` when it answers no probe of these books (counted foreign).
+    #[cfg(test)]
     pub(crate) fn reply(&mut self, bytes: &[u8], at_ns: u64) -> Option<Answer> {
+        self.reply_at(bytes, at_ns, false)
+    }
+
+    /// [`reply`](Self::reply) for a reply whose receive time `at_ns` is
+    /// shared with other replies when `shared` (one GRO buffer, or one
+    /// user-space time for a whole receive call).
+    pub(crate) fn reply_at(&mut self, bytes: &[u8], at_ns: u64, shared: bool) -> Option<Answer> {
         let Some((seq, check)) = self.matched(bytes) else {
             // Not a probe of this run, or older than the books remember.
             self.counts.foreign += 1;
@@ -353,7 +417,11 @@ impl Books {
             let silence = at_ns.saturating_sub(since);
             self.longest_silence_ns = self.longest_silence_ns.max(silence);
         }
+        let batch = shared || self.pending_of(seq).is_some_and(|p| p.batch);
         let answer = self.book(seq, check, bytes.len(), at_ns);
+        if answer.measured() && batch {
+            self.batch_timed += 1;
+        }
         self.quiet_since = (self.outstanding > 0).then_some(at_ns);
         if self.records.is_some() {
             // Corrupt first, then late, then duplicate: one record per reply.
@@ -364,11 +432,12 @@ impl Books {
                 Check::Truncated { .. } => Outcome::Truncated,
                 _ => Outcome::Answered,
             };
-            let sent_ns = match check {
-                Check::Intact { sent_ns, .. } => Some(sent_ns),
-                _ => self.sent_ns_of(seq),
+            let sent_ns = match (self.pending_of(seq), check) {
+                (Some(p), _) => Some(p.batch_ns()),
+                (None, Check::Intact { sent_ns, .. }) => Some(sent_ns),
+                (None, _) => None,
             };
-            self.record(seq, sent_ns, answer.rtt_ns, outcome);
+            self.record(seq, sent_ns, answer.rtt_ns, outcome, batch);
         }
         Some(answer)
     }
@@ -409,9 +478,11 @@ impl Books {
             return answer;
         }
         entry.seen = true;
-        let rtt_ns = at_ns.saturating_sub(entry.sent_ns);
-        if rtt_ns > self.timeout_ns {
-            // Expiry has not looked at the clock yet; it will count it lost.
+        // From the send's own time: the ns added to name the probe are not real.
+        let rtt_ns = at_ns.saturating_sub(entry.batch_ns());
+        if entry.refused || rtt_ns > self.timeout_ns {
+            // Refused: settled as lost already. Past its timeout: expiry
+            // has not looked at the clock yet; it will count it lost.
             self.counts.late += 1;
             answer.late = true;
             answer.rtt_ns = echoed_rtt(check, at_ns);
@@ -426,9 +497,13 @@ impl Books {
             self.highest = seq;
         }
         self.counts.received += 1;
-        self.counts.bytes_received += len as u64;
         match check {
-            Check::Intact { .. } => self.latency.record(rtt_ns),
+            Check::Intact { .. } => {
+                // Only intact bytes are throughput: a reflector that sends
+                // back 64 KiB of garbage per probe moves nothing we asked for.
+                self.counts.bytes_received += len as u64;
+                self.latency.record(rtt_ns);
+            }
             Check::Truncated { .. } => self.counts.truncated += 1,
             Check::Corrupt { .. } | Check::Foreign => {}
         }
@@ -440,13 +515,13 @@ impl Books {
     pub(crate) fn expire(&mut self, now_ns: u64, on_lost: &mut dyn FnMut(u64)) {
         while let Some(&entry) = self.pending.front() {
             let seq = self.base;
-            if !entry.answered {
+            if !entry.answered && !entry.refused {
                 if now_ns.saturating_sub(entry.sent_ns) <= self.timeout_ns {
                     break;
                 }
                 self.outstanding -= 1;
                 self.counts.lost += 1;
-                self.record(seq, Some(entry.sent_ns), 0, Outcome::Lost);
+                self.record(seq, Some(entry.batch_ns()), 0, Outcome::Lost, entry.batch);
                 on_lost(seq);
             }
             self.pending.pop_front();
@@ -456,10 +531,10 @@ impl Books {
         debug_assert!(self.outstanding <= self.pending.len() as u64);
     }
 
-    /// When probe `seq` was sent, while it is not settled.
-    fn sent_ns_of(&self, seq: u64) -> Option<u64> {
+    /// Probe `seq`, while it is not settled.
+    fn pending_of(&self, seq: u64) -> Option<&Pending> {
         let i = seq.checked_sub(self.base)?;
-        self.pending.get(i as usize).map(|p| p.sent_ns)
+        self.pending.get(i as usize)
     }
 
     /// When the oldest unsettled probe times out, in ns (`None`: nothing is

@@ -66,6 +66,9 @@ pub(super) struct Flow {
     pub(super) tos: TosTally,
     /// A STAMP session's own figures, beside the books.
     pub(super) stamp: Option<StampBooks>,
+    /// Probes a refusal settled while sending (where no event can be told),
+    /// told by the next receive or expiry. Pushed only on refusals.
+    refusals: Vec<Option<u64>>,
 }
 
 impl Flow {
@@ -96,6 +99,7 @@ impl Flow {
             conn,
             probes: None,
             ping: matches!(config.mode, Mode::Ping { .. }),
+            refusals: Vec::new(),
         }
     }
 
@@ -153,7 +157,8 @@ impl Flow {
                 GsoSent::Failed { sent: k, error } => {
                     self.books.sent(k, now);
                     if error.kind() == io::ErrorKind::ConnectionRefused {
-                        self.refused();
+                        let seq = self.refused();
+                        self.refusals.push(seq);
                     } else {
                         self.books.send_error();
                         log::debug!("send to {} failed: {error}", self.conn.peer);
@@ -171,7 +176,9 @@ impl Flow {
                 Ok(k) => sent += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    self.refused();
+                    // The report of an earlier probe; this one did not leave.
+                    let seq = self.refused();
+                    self.refusals.push(seq);
                     break;
                 }
                 Err(e) => {
@@ -206,12 +213,20 @@ impl Flow {
         Ok(())
     }
 
-    pub(super) fn refused(&mut self) {
-        self.books.refused();
+    /// Books an ICMP port unreachable; returns the probe it settled.
+    pub(super) fn refused(&mut self) -> Option<u64> {
         log::debug!(
             "{}: connection refused (ICMP port unreachable)",
             self.conn.peer
         );
+        self.books.refused()
+    }
+
+    /// Tells the refusals booked while sending.
+    fn tell_refusals(&mut self, on_event: &mut dyn FnMut(Event)) {
+        for seq in self.refusals.drain(..) {
+            on_event(Event::Refused { seq });
+        }
     }
 
     /// Receives what is queued; if nothing is, waits up to `wait` (`None`:
@@ -222,6 +237,7 @@ impl Flow {
         wait: Option<Duration>,
         on_event: &mut dyn FnMut(Event),
     ) -> Result<usize> {
+        self.tell_refusals(on_event);
         let first = match wait {
             None => self.inbox.recv(&self.conn.socket),
             Some(_) => self.inbox.recv_queued(&self.conn.socket),
@@ -249,8 +265,8 @@ impl Flow {
                     | io::ErrorKind::TimedOut
                     | io::ErrorKind::Interrupted => Ok(0),
                     io::ErrorKind::ConnectionRefused => {
-                        self.refused();
-                        on_event(Event::Refused);
+                        let seq = self.refused();
+                        on_event(Event::Refused { seq });
                         Ok(0)
                     }
                     _ => Err(Error::Recv {
@@ -271,14 +287,19 @@ impl Flow {
                 );
             }
             // The kernel's receive time, as the books' clock would have read it.
-            let at = match self.inbox.rx_time_ns(i) {
+            // A GRO buffer's datagrams share it; without it, every datagram
+            // of this receive call shares the one user-space time.
+            let (at, shared) = match self.inbox.rx_time_ns(i) {
                 Some(kernel) => {
                     self.kernel_timed += 1;
-                    offload::kernel_at(now, realtime_now, kernel)
+                    (
+                        offload::kernel_at(now, realtime_now, kernel),
+                        buffer.datagrams() > 1,
+                    )
                 }
                 None => {
                     self.user_timed += 1;
-                    now
+                    (now, n > 1 || buffer.datagrams() > 1)
                 }
             };
             let from = buffer.source.unwrap_or(self.conn.peer);
@@ -287,7 +308,7 @@ impl Flow {
             for k in 0..buffer.datagrams() {
                 let data = buffer.datagram(k);
                 datagrams += 1;
-                let Some(answer) = self.books.reply(data, at) else {
+                let Some(answer) = self.books.reply_at(data, at, shared) else {
                     continue;
                 };
                 if let Some(tos) = tos {
@@ -318,6 +339,7 @@ impl Flow {
 
     /// Counts probes whose timeout passed as lost and frees their slots.
     pub(super) fn expire(&mut self, now: u64, on_event: &mut dyn FnMut(Event)) {
+        self.tell_refusals(on_event);
         self.books
             .expire(now, &mut |seq| on_event(Event::Timeout { seq }));
         self.flush_shared();

@@ -6,13 +6,15 @@ use serde::Serialize;
 use super::flow::Flow;
 use super::{MeasureConfig, Mode};
 use crate::client::stamp::{self, StampSummary};
-use crate::stats::{Counts, Latency, RttClock, RunSummary, TosTally};
+use crate::stats::{Counts, Latency, RttClock, RttResolution, RunSummary, TosTally};
 
 /// What a measured run found: an echo run's summary, or a STAMP session's
 /// (which holds the echo summary and adds to it). Serialises as the one
 /// flat JSON object of either.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
+// One per run, built once at its end: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Summary {
     /// Echo probes.
     Echo(RunSummary),
@@ -27,6 +29,16 @@ impl Summary {
             Summary::Echo(run) => run,
             Summary::Stamp(s) => &s.run,
         }
+    }
+
+    /// Says which name the server was given as (the run's own target may
+    /// have named the address already: [`crate::client::pinned`]).
+    pub fn set_host(&mut self, host: &str) {
+        let run = match self {
+            Summary::Echo(run) => run,
+            Summary::Stamp(s) => &mut s.run,
+        };
+        host.clone_into(&mut run.host);
     }
 
     /// Just the figures every run has.
@@ -56,6 +68,7 @@ pub(super) fn summarize(
     config: &MeasureConfig,
     flows: &[Flow],
     target: String,
+    host: String,
     span: Span,
     client_drops: Option<u64>,
     latency_out: Option<&mut Latency>,
@@ -65,8 +78,9 @@ pub(super) fn summarize(
     let mut tos = TosTally::default();
     let mut in_flight = 0;
     let mut longest_silence = std::time::Duration::ZERO;
-    let (mut kernel_timed, mut user_timed) = (0, 0);
+    let (mut kernel_timed, mut user_timed, mut batch_timed) = (0, 0, 0);
     for flow in flows {
+        batch_timed += flow.books.batch_timed();
         kernel_timed += flow.kernel_timed;
         user_timed += flow.user_timed;
         counts.merge(flow.books.counts());
@@ -78,9 +92,16 @@ pub(super) fn summarize(
     if let Some(out) = latency_out {
         out.clone_from(&latency);
     }
+    let resolution = RttResolution::of(batch_timed);
+    let mut rtt_us = latency.summary();
+    if resolution == RttResolution::PerBatch {
+        // Differences of batch-shared times are the batching's, not the path's.
+        rtt_us.jitter = None;
+    }
     let duration_s = (span.send_end_ns.saturating_sub(span.start_ns) as f64 / 1e9).max(1e-9);
     let run = RunSummary {
         target,
+        host,
         mode: config.mode.kind(),
         size: config.size,
         window: match config.mode {
@@ -95,15 +116,20 @@ pub(super) fn summarize(
         in_flight,
         duration_s,
         send_rate_pps: counts.sent as f64 / duration_s,
-        rtt_per_s: counts.received as f64 / duration_s,
+        // Intact replies in time only, like the Mbit/s: a damaged reply is
+        // no completed round trip.
+        rtt_per_s: latency.count() as f64 / duration_s,
         mbit_per_s: counts.bytes_received as f64 * 8.0 / duration_s / 1e6,
         loss_percent: counts.loss_percent(in_flight),
-        rtt_us: latency.summary(),
+        rtt_us,
+        lost_in_client: counts.lost_in_client(client_drops),
         counts,
         client_drops,
         timeout_ms: config.timeout.as_secs_f64() * 1e3,
         longest_silence_ms: longest_silence.as_secs_f64() * 1e3,
         rtt_clock: RttClock::of(kernel_timed, user_timed),
+        rtt_resolution: resolution,
+        rtt_batch_timed: batch_timed,
         dscp: tos.figures(config.tos),
     };
     let sessions: Vec<_> = flows

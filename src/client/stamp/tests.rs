@@ -60,6 +60,7 @@ fn summary_of(books: &StampBooks, lost: u64) -> StampSummary {
     use crate::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
     let run = RunSummary {
         target: "127.0.0.1:862".into(),
+        host: "127.0.0.1".into(),
         mode: RunMode::Ping,
         size: 44,
         window: None,
@@ -74,9 +75,12 @@ fn summary_of(books: &StampBooks, lost: u64) -> StampSummary {
         loss_percent: 0.0,
         rtt_us: RttSummary::default(),
         client_drops: None,
+        lost_in_client: None,
         timeout_ms: 1000.0,
         longest_silence_ms: 0.0,
         rtt_clock: RttClock::User,
+        rtt_resolution: crate::stats::RttResolution::PerProbe,
+        rtt_batch_timed: 0,
         dscp: DscpFigures::default(),
     };
     summarize(run, &[(books, lost, 0)])
@@ -90,11 +94,69 @@ fn one_way_delays_come_from_the_reflectors_time_stamps() {
     let bytes = reply(&codec, 1, 1_000_000, 0, 30_000, None);
     books.reply(&bytes, 1, intact(1, 1_000_000), 1_050_000, None);
     let s = summary_of(&books, 0);
-    assert!((s.owd_forward_us.min - 30.0).abs() < 0.01, "{s:?}");
-    assert!((s.owd_reverse_us.min - 20.0).abs() < 0.01, "{s:?}");
+    assert!((s.owd_forward_us.unwrap().min - 30.0).abs() < 0.01, "{s:?}");
+    assert!((s.owd_reverse_us.unwrap().min - 20.0).abs() < 0.01, "{s:?}");
+    assert_eq!(s.owd_invalid, 0);
     assert!(!s.reflector_stateful && !s.reflector_clock_synchronized);
     assert_eq!((s.lost_forward, s.lost_reverse), (Some(0), Some(0)));
     assert_eq!(s.dscp_forward_changed, None, "no --tos, no CoS figures");
+}
+
+#[test]
+fn impossible_reflector_time_stamps_make_the_one_way_figures_invalid() {
+    let (codec, _) = codec(None);
+    let rewrite = |bytes: &mut Vec<u8>, rx: u64, tx: u64| {
+        let mut r = ReflectedPacket::decode(Mode::Open, bytes).unwrap();
+        r.receive_timestamp = rx;
+        r.timestamp = tx;
+        r.encode(Mode::Open, bytes);
+    };
+    // Received at the end of time, sent at its beginning.
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut bytes = reply(&codec, 1, 1_000_000, 0, 30_000, None);
+    rewrite(&mut bytes, u64::MAX, 0);
+    books.reply(&bytes, 1, intact(1, 1_000_000), 1_050_000, None);
+    // And one honest reply: one liar is enough to trust none.
+    let honest = reply(&codec, 2, 2_000_000, 1, 30_000, None);
+    books.reply(&honest, 2, intact(2, 2_000_000), 2_050_000, None);
+    let s = summary_of(&books, 0);
+    assert_eq!((s.owd_forward_us, s.owd_reverse_us), (None, None), "{s:?}");
+    assert_eq!(s.owd_invalid, 1);
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(
+        json["owd_forward_us"].is_null() && json["owd_invalid"] == 1,
+        "{json}"
+    );
+    let text = crate::report::stamp_summary(&s);
+    assert!(
+        text.contains("one-way delays: invalid, impossible reflector time stamps in 1 reply ("),
+        "{text}"
+    );
+    assert!(!text.contains("one-way forward"), "{text}");
+
+    // Held 10 ms by a reflector while the whole round trip took 50 µs.
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut bytes = reply(&codec, 1, 1_000_000, 0, 30_000, None);
+    let at = |ns: u64| TimeFormat::Ntp.encode(UNIX_EPOCH + Duration::from_nanos(ORIGIN + ns));
+    rewrite(&mut bytes, at(1_030_000), at(11_030_000));
+    books.reply(&bytes, 1, intact(1, 1_000_000), 1_050_000, None);
+    assert_eq!(summary_of(&books, 0).owd_invalid, 1);
+
+    // Clocks an hour apart are an error of the clocks, not impossible.
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut bytes = reply(&codec, 1, 1_000_000, 0, 30_000, None);
+    rewrite(&mut bytes, at(3_600_000_000_000), at(3_600_000_010_000));
+    books.reply(&bytes, 1, intact(1, 1_000_000), 1_050_000, None);
+    let s = summary_of(&books, 0);
+    assert_eq!(s.owd_invalid, 0);
+    assert!(s.owd_forward_us.unwrap().min > 3.5e9, "{s:?}");
+
+    // A clock that was never set (both stamps 0, in 1900) is no clock.
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut bytes = reply(&codec, 1, 1_000_000, 0, 30_000, None);
+    rewrite(&mut bytes, 0, 0);
+    books.reply(&bytes, 1, intact(1, 1_000_000), 1_050_000, None);
+    assert_eq!(summary_of(&books, 0).owd_invalid, 1);
 }
 
 #[test]

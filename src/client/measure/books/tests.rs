@@ -31,16 +31,18 @@ fn replies_in_order_are_received_and_timed() {
     assert_eq!(b.next_seq(), 1);
     b.sent(3, 10 * MS);
     assert_eq!((b.next_seq(), b.outstanding()), (4, 3));
-    // A batch's probes carry distinct stamps, a nanosecond apart.
+    // A batch's probes carry distinct stamps, a nanosecond apart; their
+    // round trips are timed from the send's one time, not from the stamps.
     let stamp = |seq: u64| 10 * MS + seq - 1;
     for seq in 1..=3 {
         let a = b
-            .reply(&reply(seq, stamp(seq)), stamp(seq) + seq * MS)
+            .reply(&reply(seq, stamp(seq)), 10 * MS + seq * MS)
             .unwrap();
         assert_eq!(a.seq, seq);
         assert_eq!(a.rtt_ns, seq * MS);
         assert!(a.measured());
     }
+    assert_eq!(b.batch_timed(), 3, "three probes in one send");
     let c = b.counts();
     assert_eq!((c.sent, c.received, c.lost), (3, 3, 0));
     assert_eq!(c.bytes_received, 3 * SIZE as u64);
@@ -133,7 +135,8 @@ fn corrupt_and_truncated_replies_are_received_but_not_timed() {
     assert_eq!(a.check, Check::Truncated { seq: 2 });
     let c = b.counts();
     assert_eq!((c.received, c.corrupt, c.truncated), (2, 1, 1));
-    assert_eq!(c.bytes_received, SIZE as u64 + 30);
+    // Neither is throughput (SPEC §8: only intact replies count).
+    assert_eq!(c.bytes_received, 0);
     assert_eq!(b.latency().count(), 0);
     assert_eq!(b.outstanding(), 0);
 }
@@ -349,13 +352,57 @@ mod properties {
 }
 
 #[test]
+fn only_probes_sent_and_answered_alone_have_per_probe_times() {
+    let mut b = books();
+    b.sent(1, 0);
+    b.sent(1, MS);
+    // Its own send, its own receive: per probe.
+    assert!(b.reply(&reply(1, 0), 2 * MS).unwrap().measured());
+    assert_eq!(b.batch_timed(), 0);
+    // Its own send, but a receive time shared with other replies.
+    assert!(b.reply_at(&reply(2, MS), 3 * MS, true).unwrap().measured());
+    assert_eq!(b.batch_timed(), 1);
+    // Two probes of one send, answered at once: one round trip each, equal.
+    b.sent(2, 10 * MS);
+    let stamp = 10 * MS;
+    let first = b.reply(&reply(3, stamp), 11 * MS).unwrap();
+    let second = b.reply(&reply(4, stamp + 1), 11 * MS).unwrap();
+    assert_eq!((first.rtt_ns, second.rtt_ns), (MS, MS));
+    assert_eq!(b.batch_timed(), 3);
+}
+
+#[test]
 fn send_errors_and_refusals_are_counted() {
     let mut b = books();
     b.send_error();
-    b.refused();
-    b.refused();
+    assert_eq!(b.refused(), None, "no probe waits");
+    assert_eq!(b.refused(), None);
     let c = b.counts();
-    assert_eq!((c.sent, c.send_errors, c.refused), (0, 1, 2));
+    assert_eq!((c.sent, c.send_errors, c.refused, c.lost), (0, 1, 2, 0));
+}
+
+#[test]
+fn a_refusal_settles_the_newest_waiting_probe_as_lost_once() {
+    let mut b = books();
+    b.sent(1, 0);
+    b.sent(1, 200 * MS);
+    assert_eq!(b.refused(), Some(2));
+    assert_eq!(b.refused(), Some(1));
+    assert_eq!(b.refused(), None);
+    assert_eq!(b.outstanding(), 0);
+    let c = *b.counts();
+    assert_eq!((c.lost, c.lost_refused, c.refused), (2, 2, 3));
+    // No timeout on top of the refusal.
+    assert!(lost(&mut b, 5_000 * MS).is_empty());
+    assert_eq!(b.counts().lost, 2);
+    // A reply after all (a server that came up) is late, not received.
+    let mut b = books();
+    b.sent(1, 0);
+    assert_eq!(b.refused(), Some(1));
+    let a = b.reply(&reply(1, 0), MS).unwrap();
+    assert!(a.late && !a.measured());
+    let c = b.counts();
+    assert_eq!((c.received, c.late, c.lost, b.outstanding()), (0, 1, 1, 0));
 }
 
 #[test]
@@ -377,16 +424,19 @@ fn kept_records_settle_each_probe_once_and_each_extra_reply_once() {
         .iter()
         .map(|r| (r.seq, r.flow, r.sent_ns, r.rtt_ns, r.outcome))
         .collect();
+    // Sent in one send: the records give the send's time, not the stamps'
+    // made-up nanoseconds (a late reply's probe is settled: its stamp it is).
     assert_eq!(
         got,
         vec![
             (1, 3, Some(0), Some(MS), Outcome::Answered),
             (1, 3, Some(0), None, Outcome::Duplicate),
-            (2, 3, Some(1), Some(3 * MS - 1), Outcome::Truncated),
-            (3, 3, Some(2), None, Outcome::Lost),
-            (4, 3, Some(3), None, Outcome::Lost),
+            (2, 3, Some(0), Some(3 * MS), Outcome::Truncated),
+            (3, 3, Some(0), None, Outcome::Lost),
+            (4, 3, Some(0), None, Outcome::Lost),
             (4, 3, Some(3), Some(1_200 * MS - 3), Outcome::Late),
         ]
     );
+    assert!(records[..5].iter().all(|r| r.batch_timed), "{records:?}");
     assert_eq!(b.records_waiting(), 0);
 }
