@@ -44,9 +44,12 @@ pub enum DropReason {
     RateLimited,
     /// In an echo loop with the server, or cooling down after one.
     Loop,
-    /// Not a packet the server's mode answers: a STAMP packet too short, with
-    /// a wrong HMAC (`--stamp`).
+    /// Not a packet the server's mode answers: a STAMP packet with a wrong
+    /// HMAC (`--stamp`).
     Malformed,
+    /// A STAMP request shorter than its reply would be (`--stamp`): answering
+    /// it would send a spoofed source more bytes than it sent.
+    Short,
 }
 
 impl DropReason {
@@ -58,10 +61,11 @@ impl DropReason {
         DropReason::RateLimited,
         DropReason::Loop,
         DropReason::Malformed,
+        DropReason::Short,
     ];
 
     /// How many reasons there are: the length of per-reason counter arrays.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     /// Index into per-reason counter arrays.
     pub fn index(self) -> usize {
@@ -77,6 +81,7 @@ impl DropReason {
             DropReason::RateLimited => "rate-limited",
             DropReason::Loop => "loop",
             DropReason::Malformed => "malformed",
+            DropReason::Short => "short",
         }
     }
 }
