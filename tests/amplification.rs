@@ -198,6 +198,9 @@ fn drain(socket: &UdpSocket, into: &mut Vec<Vec<u8>>) {
     }
 }
 
+/// Per size class: the largest bytes and datagrams ratio, requests, replies.
+type ClassRow = (f64, f64, usize, usize);
+
 /// Per request: (bytes in, bytes out, datagrams out).
 type Tally = BTreeMap<u32, (usize, usize, usize)>;
 
@@ -263,7 +266,7 @@ fn no_mode_sends_a_source_more_bytes_or_datagrams_than_it_sent() {
             let mut server = start_server(&args);
             let tally = measure(*kind, server.addr, &requests);
             // Per size class: the largest ratio of any one request in it.
-            let mut classes: Vec<(&str, (f64, f64, usize, usize))> = Vec::new();
+            let mut classes: Vec<(&str, ClassRow)> = Vec::new();
             let (mut answered, mut short) = (0, 0);
             for request in &requests {
                 let (bytes_in, bytes_out, datagrams_out) = tally[&request.id];
