@@ -229,7 +229,7 @@ mod tests {
             let rules = Rules::new(&guard, addr);
             let limiter = setup
                 .rate_limit
-                .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES));
+                .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES, Default::default()));
             let context = LoopContext {
                 stop: &flag,
                 policy: StopPolicy::Loopback,
