@@ -53,6 +53,11 @@ const ACCEPTS_PER_ROUND: usize = 256;
 /// The longest method name of a plausible request line (`OPTIONS` is 7).
 const MAX_METHOD_LEN: usize = 16;
 
+/// The longest request line taken (`GET /metrics HTTP/1.1` is 21 bytes): a
+/// longer one is a `400` at once, which also bounds what is re-read while
+/// the line is incomplete.
+const MAX_REQUEST_LINE: usize = 1024;
+
 /// How long a read takes from a socket at a time, in bytes (on the stack).
 const READ_CHUNK: usize = 2048;
 
@@ -99,13 +104,13 @@ pub fn parse_request(head: &[u8]) -> Request {
 /// decided — a complete head, or a start that no HTTP/1.x request has (a
 /// first byte that is not an upper-case letter, as in binary garbage or a
 /// TLS ClientHello; a control byte or an over-long method in the request
-/// line; a request line without a version, HTTP/0.9) — `None` while more is
-/// needed. Pure, for tests.
+/// line; a request line without a version, HTTP/0.9; a request line over
+/// [`MAX_REQUEST_LINE`]) — `None` while more is needed. Pure, for tests.
 pub fn parse_head(buf: &[u8]) -> Option<Request> {
     let line_end = buf.iter().position(|&b| b == b'\n');
     let line = &buf[..line_end.unwrap_or(buf.len())];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if !plausible_request_line(line) {
+    if line.len() > MAX_REQUEST_LINE || !plausible_request_line(line) {
         return Some(Request::BadRequest);
     }
     let end = line_end?;
@@ -150,6 +155,10 @@ struct Connection {
     serial: u64,
     /// The request head so far (at most [`REQUEST_LIMIT`] bytes).
     head: Vec<u8>,
+    /// Whether `head` holds the whole request line: from then on only a
+    /// blank line in new bytes can decide the request, so a head fed a
+    /// byte at a time is not re-read whole each time.
+    line_done: bool,
     /// The response and how much of it is written, once the request is judged.
     out: Option<(Vec<u8>, usize)>,
 }
@@ -176,8 +185,12 @@ impl Connection {
                 match self.stream.read(&mut chunk[..room.min(READ_CHUNK)]) {
                     Ok(0) => return Ok(Turn::Done),
                     Ok(n) => {
+                        let old = self.head.len();
                         self.head.extend_from_slice(&chunk[..n]);
-                        if let Some(request) = parse_head(&self.head) {
+                        let decisive = !self.line_done
+                            || head_end(&self.head[old.saturating_sub(3)..]).is_some();
+                        self.line_done |= chunk[..n].contains(&b'\n');
+                        if let Some(request) = decisive.then(|| parse_head(&self.head)).flatten() {
                             break Some(Some(request));
                         }
                     }
@@ -349,6 +362,7 @@ fn accept(
             deadline: Instant::now() + CONNECTION_DEADLINE,
             serial: *serial,
             head: Vec::new(),
+            line_done: false,
             out: None,
         };
         if !turn(&mut c, content_type, render) {
@@ -436,6 +450,9 @@ mod tests {
         assert_eq!(parse_head(b"GET /\x01"), Some(Request::BadRequest));
         assert_eq!(parse_head(b"get /metrics"), Some(Request::BadRequest));
         assert_eq!(parse_head(&[b'G'; 40]), Some(Request::BadRequest));
+        // A request line too long to be a scrape.
+        let long = format!("GET /{}", "a".repeat(MAX_REQUEST_LINE));
+        assert_eq!(parse_head(long.as_bytes()), Some(Request::BadRequest));
         // Still possible: wait.
         for partial in [
             &b""[..],
@@ -485,6 +502,7 @@ mod tests {
             deadline: Instant::now() + CONNECTION_DEADLINE,
             serial,
             head: Vec::new(),
+            line_done: false,
             out: writing.then(|| (Vec::new(), 0)),
         };
         let all = [
@@ -501,6 +519,50 @@ mod tests {
             })
             .collect();
         assert_eq!(shed(&writing), 0, "all answering: the oldest");
+    }
+
+    #[test]
+    fn a_request_fed_a_byte_at_a_time_is_answered_when_its_blank_line_comes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for request in [
+            &b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"HEAD /metrics HTTP/1.0\n\n",
+        ] {
+            let mut client = TcpStream::connect(addr).unwrap();
+            let (stream, peer) = listener.accept().unwrap();
+            stream.set_nonblocking(true).unwrap();
+            let mut c = Connection {
+                stream,
+                peer,
+                deadline: Instant::now() + CONNECTION_DEADLINE,
+                serial: 1,
+                head: Vec::new(),
+                line_done: false,
+                out: None,
+            };
+            let render = || "x 1\n".to_owned();
+            for (i, byte) in request.iter().enumerate() {
+                client.write_all(&[*byte]).unwrap();
+                // Until the byte is in (loopback: at once, almost always).
+                let mut done = false;
+                for _ in 0..1000 {
+                    done = matches!(c.advance("text/plain", &render).unwrap(), Turn::Done);
+                    if done || c.head.len() == i + 1 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                assert_eq!(
+                    done,
+                    i == request.len() - 1,
+                    "after byte {i} of {request:?}"
+                );
+            }
+            let mut response = String::new();
+            client.read_to_string(&mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        }
     }
 
     #[test]
