@@ -409,6 +409,11 @@ pub struct Reply {
 ///   with odds of about 10^-8.
 /// - Both fields within a day of now: another reflector's reply (odds for
 ///   random padding about 10^-9).
+///
+/// A packet too short to hold both fields is never called a reply here;
+/// the reflector refuses it before asking, as shorter than the base packet
+/// ([`Refusal::Short`]), so an echo that truncates replies (to 30 bytes,
+/// say) cannot keep one bouncing either.
 pub fn looks_reflected(mode: Mode, request: &[u8], source_port: u16, now_unix_secs: u32) -> bool {
     let (receive_at, sender_at) = mode.reflected_timestamps_at();
     if request.len() < sender_at + 8 {
