@@ -105,7 +105,7 @@ pub fn parse_request(head: &[u8]) -> Request {
 /// first byte that is not an upper-case letter, as in binary garbage or a
 /// TLS ClientHello; a control byte or an over-long method in the request
 /// line; a request line without a version, HTTP/0.9; a request line over
-/// [`MAX_REQUEST_LINE`]) — `None` while more is needed. Pure, for tests.
+/// 1 KiB) — `None` while more is needed. Pure, for tests.
 pub fn parse_head(buf: &[u8]) -> Option<Request> {
     let line_end = buf.iter().position(|&b| b == b'\n');
     let line = &buf[..line_end.unwrap_or(buf.len())];
