@@ -2,16 +2,19 @@
 //! the per-source rate limit, bounded memory and survival of random datagrams.
 
 mod common;
+#[cfg(target_os = "linux")]
 #[path = "common/netns.rs"]
 #[allow(dead_code)]
 mod netns;
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+#[cfg(target_os = "linux")]
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+#[cfg(target_os = "linux")]
 use netns::TestNet;
 
 /// Binds a client to `addr`, or says why not (privileged port, missing address).
@@ -299,6 +302,7 @@ fn random_hostile_traffic_is_survived_and_accounted_for() {
 /// hold: IP_FREEBIND for IPv6, IP_TRANSPARENT for IPv4, whose routing
 /// refuses a foreign source otherwise; ephemeral ports) to `to`, on a thread inside
 /// namespace `ns`.
+#[cfg(target_os = "linux")]
 fn send_from_each(ns: &str, sources: Vec<std::net::IpAddr>, to: SocketAddr) {
     let ns = ns.to_owned();
     thread::spawn(move || {
@@ -338,6 +342,7 @@ fn send_from_each(ns: &str, sources: Vec<std::net::IpAddr>, to: SocketAddr) {
 /// network namespaces: the client host sends from 2,000 addresses of its /64
 /// (IP_FREEBIND), then from 200 addresses of its IPv4 /24. Judged by the
 /// server's counts, not by replies (they go to addresses no host answers for).
+#[cfg(target_os = "linux")]
 #[test]
 fn rate_limit_budgets_cover_an_ipv6_64_and_a_configured_ipv4_prefix() {
     let net = match TestNet::new() {
