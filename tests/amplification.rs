@@ -51,9 +51,9 @@ const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbc
 struct KeyFile(PathBuf);
 
 impl KeyFile {
-    fn new() -> KeyFile {
-        let path =
-            std::env::temp_dir().join(format!("udp-echo-amplification-key-{}", std::process::id()));
+    fn new(tag: &str) -> KeyFile {
+        let name = format!("udp-echo-amplification-key-{}-{tag}", std::process::id());
+        let path = std::env::temp_dir().join(name);
         std::fs::write(&path, format!("{KEY_HEX}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         KeyFile(path)
@@ -268,7 +268,7 @@ fn scrape(addr: SocketAddr, series: &str) -> Option<f64> {
 
 #[test]
 fn no_mode_sends_a_source_more_bytes_or_datagrams_than_it_sent() {
-    let key_file = KeyFile::new();
+    let key_file = KeyFile::new("table");
     let key = Key::from_file_contents(KEY_HEX.as_bytes()).unwrap();
     let modes: [(&str, Kind, Vec<&str>); 3] = [
         ("echo", Kind::Echo, vec![]),
@@ -391,15 +391,27 @@ fn no_mode_sends_a_source_more_bytes_or_datagrams_than_it_sent() {
 /// bounces or 5 s.
 #[test]
 fn a_reflector_and_an_echo_that_truncates_to_30_bytes_do_not_loop() {
-    for (loop_name, loop_args) in LOOPS {
+    let key_file = KeyFile::new("truncating");
+    let key = Key::from_file_contents(KEY_HEX.as_bytes()).unwrap();
+    let modes = [
+        (Mode::Open, vec![]),
+        (Mode::Authenticated, vec!["--stamp-key", key_file.path()]),
+    ];
+    for ((loop_name, loop_args), (mode, mode_args)) in LOOPS
+        .into_iter()
+        .flat_map(|l| modes.iter().map(move |m| (l, m)))
+    {
+        let loop_name = format!("{mode:?} {loop_name}");
         let mut args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
         args.extend_from_slice(loop_args);
+        args.extend_from_slice(mode_args);
         let mut server = start_server(&args);
+        let key = (*mode == Mode::Authenticated).then_some(&key);
         // The echo's socket sends the forged request: its source is the echo.
         // (The first reply is waited for up to 2 s, later ones 500 ms: a
         // loop answers within microseconds.)
         let echo = udp_client();
-        echo.send_to(&stamp_request(Mode::Open, 1, 44, None), server.addr)
+        echo.send_to(&stamp_request(*mode, 1, mode.base_len(), key), server.addr)
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut buf = [0u8; 2048];
