@@ -6,8 +6,8 @@
 //! and reads packets with [`packet`].
 //!
 //! What is implemented: unauthenticated and authenticated test packets in
-//! both roles; stateless (reflector sequence
-//! number = sender's) and stateful (per session) reflection; NTP and PTP
+//! both roles; stateless (reflector sequence number = sender's) and
+//! stateful (per session) reflection; NTP and PTP
 //! time stamps; the SSID copied; the sender's TTL / hop limit reported where
 //! the socket reads it (`IP_RECVTTL`, `IPV6_RECVHOPLIMIT`; 255 otherwise);
 //! kernel receive time stamps in the batched and GRO loops (one per GRO
@@ -262,7 +262,8 @@ impl Reflector {
     /// length: the request's. `received` is the receive time, `now_ns` a
     /// monotonic clock for session expiry, `ttl` the request's TTL (255 when
     /// unknown). The reflector's transmit time stamp is read here, just
-    /// before the send. `out` must hold `request.len()` bytes. The same as copying
+    /// before the send. `out` must hold `request.len()` bytes. The same as
+    /// copying
     /// the request into `out` and calling [`reflect_in_place`](Self::reflect_in_place):
     /// the tests' way in, since every loop reflects in place.
     #[cfg(test)]

@@ -89,8 +89,8 @@ fn received_at(kernel_ns: Option<u64>, fallback: SystemTime) -> SystemTime {
 
 /// The batched loop's STAMP pass: every slot `keep` holds (`Some`, below
 /// `end`) is reflected in place and its TOS set to the reply's; a refused
-/// one is no longer kept. `fallback` is the
-/// receive time for slots without a kernel stamp.
+/// one is no longer kept. `fallback` is the receive time for slots without
+/// a kernel stamp.
 pub(super) fn reflect_slots(
     state: &mut LoopState<'_>,
     batch: &mut Batch,
