@@ -15,7 +15,9 @@
 //!    and the 2024 "Loop DoS" (CVE-2024-2169). Off with `--allow-service-ports`;
 //!    a STAMP reflector answers port 862, its senders' port.
 //! 3. `not-allowed`: the source is outside every `--allow` network.
-//! 4. `rate-limited`: the source's token bucket (`--rate-limit`) is empty.
+//! 4. `rate-limited`: the token bucket (`--rate-limit`) of the source's
+//!    network (its IPv4 address or IPv6 /64 by default, `--rate-limit-prefix`)
+//!    is empty.
 //! 5. `loop`: the source keeps sending back what the server just sent it — an
 //!    echo loop ([`echo_loop`](crate::echo_loop), judged last, in the server's
 //!    loop). Off with `--no-loop-detect`.
@@ -29,7 +31,7 @@ use std::str::FromStr;
 
 mod rate;
 
-pub use rate::{RATE_LIMIT_SOURCES, RateLimiter, SharedRateLimiter};
+pub use rate::{RATE_LIMIT_SOURCES, RateLimiter, RatePrefix, SharedRateLimiter, parse_rate_prefix};
 
 /// Why a datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,9 +46,12 @@ pub enum DropReason {
     RateLimited,
     /// In an echo loop with the server, or cooling down after one.
     Loop,
-    /// Not a packet the server's mode answers: a STAMP packet too short, with
-    /// a wrong HMAC (`--stamp`).
+    /// Not a packet the server's mode answers: a STAMP packet with a wrong
+    /// HMAC (`--stamp`).
     Malformed,
+    /// A STAMP request shorter than its reply would be (`--stamp`): answering
+    /// it would send a spoofed source more bytes than it sent.
+    Short,
 }
 
 impl DropReason {
@@ -58,10 +63,11 @@ impl DropReason {
         DropReason::RateLimited,
         DropReason::Loop,
         DropReason::Malformed,
+        DropReason::Short,
     ];
 
     /// How many reasons there are: the length of per-reason counter arrays.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     /// Index into per-reason counter arrays.
     pub fn index(self) -> usize {
@@ -77,6 +83,7 @@ impl DropReason {
             DropReason::RateLimited => "rate-limited",
             DropReason::Loop => "loop",
             DropReason::Malformed => "malformed",
+            DropReason::Short => "short",
         }
     }
 }
@@ -194,8 +201,10 @@ pub struct GuardConfig {
     pub allow_service_ports: bool,
     /// Only these networks are answered; empty means all.
     pub allow: Vec<Cidr>,
-    /// Datagrams per second per source address; `None` is unlimited.
+    /// Datagrams per second per source network; `None` is unlimited.
     pub rate_limit: Option<u32>,
+    /// What a source network is for `rate_limit` (`--rate-limit-prefix`).
+    pub rate_limit_prefix: RatePrefix,
     /// Drop peers in an echo loop with the server ([`crate::echo_loop`]);
     /// off with `--no-loop-detect`. The own-socket check stays on regardless.
     pub loop_detect: bool,
@@ -211,6 +220,7 @@ impl Default for GuardConfig {
             allow_service_ports: false,
             allow: Vec::new(),
             rate_limit: None,
+            rate_limit_prefix: RatePrefix::default(),
             loop_detect: true,
             answer_stamp_port: false,
         }

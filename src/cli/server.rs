@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 
 use super::Common;
-use crate::guard::{self, Cidr, GuardConfig};
+use crate::guard::{self, Cidr, GuardConfig, RatePrefix};
 use crate::server::{DEFAULT_BATCH, ServerConfig, StopPolicy};
 use crate::stamp::StampOptions;
 use crate::units::parse_stats_interval;
@@ -87,11 +87,20 @@ pub struct Args {
     #[arg(long, value_name = "CIDR", value_parser = guard::parse_cidr, help_heading = GUARD)]
     pub allow: Vec<Cidr>,
 
-    /// Per-source-address budget in datagrams/s; excess is dropped.
+    /// Per-source budget in datagrams/s; excess is dropped.
     ///
-    /// The burst allowed is one second's worth.
+    /// The burst allowed is one second's worth. A source is an IPv4
+    /// address or an IPv6 /64 (see --rate-limit-prefix).
     #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u32).range(1..), help_heading = GUARD)]
     pub rate_limit: Option<u32>,
+
+    /// What one --rate-limit budget covers: IPv4 and IPv6 prefix lengths.
+    ///
+    /// E.g. 24,48; IPv4-mapped sources count as IPv4. The default budgets a
+    /// single IPv4 address or an IPv6 /64.
+    #[arg(long, value_name = "V4,V6", default_value = "32,64", requires = "rate_limit",
+          value_parser = guard::parse_rate_prefix, help_heading = GUARD)]
+    pub rate_limit_prefix: RatePrefix,
 
     /// Also answer source ports 0-1023, 1900, 5353 and 11211.
     ///
@@ -175,6 +184,7 @@ impl From<&Args> for ServerConfig {
                 allow_service_ports: args.allow_service_ports,
                 allow: args.allow.clone(),
                 rate_limit: args.rate_limit,
+                rate_limit_prefix: args.rate_limit_prefix,
                 loop_detect: !args.no_loop_detect,
                 answer_stamp_port: args.stamp,
             },
@@ -251,6 +261,8 @@ mod tests {
             "10.0.0.0/8",
             "--rate-limit",
             "5",
+            "--rate-limit-prefix",
+            "24,56",
             "--allow-service-ports",
             "--no-loop-detect",
             "--exclusive",
@@ -276,6 +288,10 @@ mod tests {
         );
         assert_eq!(config.guard.allow.len(), 1);
         assert_eq!(config.guard.rate_limit, Some(5));
+        assert_eq!(
+            config.guard.rate_limit_prefix,
+            RatePrefix { v4: 24, v6: 56 }
+        );
         assert!(config.guard.allow_service_ports && config.exclusive);
         assert!(!config.guard.loop_detect);
         assert_eq!(config.stop_on_empty, StopPolicy::Never);

@@ -1,30 +1,67 @@
-//! The smallest HTTP server that serves `/metrics`: one blocking thread, one
-//! connection at a time, `std::net` only.
+//! The smallest HTTP server that serves `/metrics`: one thread, `std::net`
+//! and `poll(2)`, no async runtime.
 //!
-//! A scraper sends one short `GET`; anything else is answered with an error
-//! status and closed. Nothing a client does can hold the thread longer than
-//! [`CONNECTION_DEADLINE`] or make it buffer more than [`REQUEST_LIMIT`] bytes:
-//! a slow client (slowloris) is cut off at the deadline, an oversized request
-//! gets `431` after its first [`REQUEST_LIMIT`] bytes, garbage gets `400`. The
-//! echo loops never wait on this thread: it only reads what they publish.
+//! A scraper sends one short `GET` (or `HEAD`); anything else is answered
+//! with an error status and closed. The thread holds at most
+//! [`MAX_CONNECTIONS`] connections and waits on all of them and the listener
+//! at once ([`crate::sys::poll`]), so no connection waits behind another:
+//! a scrape is answered as soon as its request is in, however many idle or
+//! slow connections are open. Each connection is bounded:
+//!
+//! - in time: closed [`CONNECTION_DEADLINE`] after it was accepted, whatever
+//!   it was doing (slowloris, a reader that never reads);
+//! - in memory: at most [`REQUEST_LIMIT`] bytes of request head (more gets
+//!   `431`), and the one response it asked for;
+//! - in number: a connection accepted when [`MAX_CONNECTIONS`] are open
+//!   sheds the oldest one still sending its request (an idle or slow one;
+//!   a scraper's request arrives with its connection and is answered at
+//!   once), or the oldest of all when every one is being answered. File
+//!   descriptors and memory stay bounded whatever the number of clients.
+//!
+//! A request that cannot become HTTP/1.x gets `400` as soon as that is
+//! certain, not at the deadline: binary garbage and a TLS ClientHello at
+//! their first byte, an HTTP/0.9 request (`GET /metrics` and no version) at
+//! the end of its line ([`parse_head`]). The echo loops never wait on this
+//! thread: it only reads what they publish.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use log::debug;
 
 use crate::shutdown::Stop;
+use crate::sys::{PollFd, poll};
 
 /// The most a request head may take (request line and headers), in bytes. A
-/// scraper's request is a few hundred; the buffer lives on the thread's stack.
+/// scraper's request is a few hundred.
 pub const REQUEST_LIMIT: usize = 8 * 1024;
 
-/// The longest one connection may hold the thread, from accept to close.
+/// The longest one connection may stay open, from accept to close.
 pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(2);
 
-/// How often an idle listener looks at the stop flag, and the longest a read
-/// waits before it does too.
+/// The most connections held at once: a few scrapers need a few; beyond
+/// this, the oldest idle one is shed. Bounds the thread's descriptors
+/// (this many plus the listener) and memory (this many request heads and
+/// responses).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// The most connections taken from the listener's queue per wake-up, so a
+/// flood of connections cannot keep the thread from the ones it holds.
+const ACCEPTS_PER_ROUND: usize = 256;
+
+/// The longest method name of a plausible request line (`OPTIONS` is 7).
+const MAX_METHOD_LEN: usize = 16;
+
+/// The longest request line taken (`GET /metrics HTTP/1.1` is 21 bytes): a
+/// longer one is a `400` at once, which also bounds what is re-read while
+/// the line is incomplete.
+const MAX_REQUEST_LINE: usize = 1024;
+
+/// How long a read takes from a socket at a time, in bytes (on the stack).
+const READ_CHUNK: usize = 2048;
+
+/// How often the thread looks at the stop flag when nothing happens.
 const POLL: Duration = Duration::from_millis(50);
 
 /// What a request asked for, as far as this server cares.
@@ -32,9 +69,11 @@ const POLL: Duration = Duration::from_millis(50);
 pub enum Request {
     /// `GET /metrics` (a query string is ignored).
     Metrics,
+    /// `HEAD /metrics`: the same headers, no body.
+    MetricsHead,
     /// A well-formed request for anything else.
     NotFound,
-    /// Not an HTTP request line.
+    /// Not an HTTP/1.x request line.
     BadRequest,
 }
 
@@ -54,11 +93,46 @@ pub fn parse_request(head: &[u8]) -> Request {
         return Request::BadRequest;
     }
     let path = target.split('?').next().unwrap_or(target);
-    if method == "GET" && path == "/metrics" {
-        Request::Metrics
-    } else {
-        Request::NotFound
+    match (method, path) {
+        ("GET", "/metrics") => Request::Metrics,
+        ("HEAD", "/metrics") => Request::MetricsHead,
+        _ => Request::NotFound,
     }
+}
+
+/// Judges what has arrived of a request head so far: `Some` when it is
+/// decided — a complete head, or a start that no HTTP/1.x request has (a
+/// first byte that is not an upper-case letter, as in binary garbage or a
+/// TLS ClientHello; a control byte or an over-long method in the request
+/// line; a request line without a version, HTTP/0.9; a request line over
+/// 1 KiB) — `None` while more is needed. Pure, for tests.
+pub fn parse_head(buf: &[u8]) -> Option<Request> {
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    let line = &buf[..line_end.unwrap_or(buf.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > MAX_REQUEST_LINE || !plausible_request_line(line) {
+        return Some(Request::BadRequest);
+    }
+    let end = line_end?;
+    match parse_request(&buf[..end]) {
+        Request::BadRequest => Some(Request::BadRequest),
+        request => head_end(buf).map(|_| request),
+    }
+}
+
+/// Whether `line` (all or the start of a request line, no line end) can
+/// still be `METHOD SP TARGET SP VERSION`: an upper-case method, then
+/// printable ASCII.
+fn plausible_request_line(line: &[u8]) -> bool {
+    let method_len = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    let method = &line[..method_len];
+    let method_ok = method.iter().all(u8::is_ascii_uppercase)
+        && method.len() <= MAX_METHOD_LEN
+        && (method_len > 0 || line.is_empty());
+    method_ok
+        && line[method_len..]
+            .iter()
+            .all(|&b| (b' '..=b'~').contains(&b))
 }
 
 /// Where a request head ends (after its blank line), if it has.
@@ -71,116 +145,253 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
-/// Accepts connections until `stop`, answering `GET /metrics` with `render()`
-/// (Prometheus text format, `content_type`). Errors are logged at debug and
-/// survived: the thread ends only with the stop flag.
+/// One open connection: reading its request head, then writing its answer.
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// When it is closed, done or not.
+    deadline: Instant,
+    /// Accept order: the lowest is the oldest.
+    serial: u64,
+    /// The request head so far (at most [`REQUEST_LIMIT`] bytes).
+    head: Vec<u8>,
+    /// Whether `head` holds the whole request line: from then on only a
+    /// blank line in new bytes can decide the request, so a head fed a
+    /// byte at a time is not re-read whole each time.
+    line_done: bool,
+    /// The response and how much of it is written, once the request is judged.
+    out: Option<(Vec<u8>, usize)>,
+}
+
+/// What became of a connection after it was given a turn.
+enum Turn {
+    /// Waiting for more of the request, or for room to write.
+    Open,
+    /// Answered, closed by the peer, or failed: drop it.
+    Done,
+}
+
+impl Connection {
+    /// Reads what has arrived (a request head decided: its response is built
+    /// and written) or writes more of the response. Never blocks.
+    fn advance(&mut self, content_type: &str, render: &dyn Fn() -> String) -> io::Result<Turn> {
+        if self.out.is_none() {
+            let mut chunk = [0u8; READ_CHUNK];
+            let request = loop {
+                let room = REQUEST_LIMIT - self.head.len();
+                if room == 0 {
+                    break Some(None);
+                }
+                match self.stream.read(&mut chunk[..room.min(READ_CHUNK)]) {
+                    Ok(0) => return Ok(Turn::Done),
+                    Ok(n) => {
+                        let old = self.head.len();
+                        self.head.extend_from_slice(&chunk[..n]);
+                        let decisive = !self.line_done
+                            || head_end(&self.head[old.saturating_sub(3)..]).is_some();
+                        self.line_done |= chunk[..n].contains(&b'\n');
+                        if let Some(request) = decisive.then(|| parse_head(&self.head)).flatten() {
+                            break Some(Some(request));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                    Err(e) => return Err(e),
+                }
+            };
+            match request {
+                None => return Ok(Turn::Open),
+                Some(request) => self.out = Some((response(request, content_type, render), 0)),
+            }
+        }
+        let Some((out, written)) = &mut self.out else {
+            return Ok(Turn::Open);
+        };
+        while *written < out.len() {
+            match self.stream.write(&out[*written..]) {
+                Ok(0) => return Ok(Turn::Done),
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Turn::Open),
+                Err(e) => return Err(e),
+            }
+        }
+        self.stream.shutdown(Shutdown::Write)?;
+        Ok(Turn::Done)
+    }
+
+    fn writing(&self) -> bool {
+        self.out.is_some()
+    }
+}
+
+/// The whole response to `request` (`None`: a head over [`REQUEST_LIMIT`]).
+fn response(request: Option<Request>, content_type: &str, render: &dyn Fn() -> String) -> Vec<u8> {
+    let (status, content_type, body, with_body) = match request {
+        Some(Request::Metrics) => ("200 OK", content_type, render(), true),
+        Some(Request::MetricsHead) => ("200 OK", content_type, render(), false),
+        Some(Request::NotFound) => (
+            "404 Not Found",
+            "text/plain",
+            "not found: try /metrics\n".to_owned(),
+            true,
+        ),
+        Some(Request::BadRequest) => (
+            "400 Bad Request",
+            "text/plain",
+            "bad request\n".to_owned(),
+            true,
+        ),
+        None => (
+            "431 Request Header Fields Too Large",
+            "text/plain",
+            "request too large\n".to_owned(),
+            true,
+        ),
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if with_body {
+        out.extend_from_slice(body.as_bytes());
+    }
+    out
+}
+
+/// Serves connections until `stop`, answering `GET /metrics` (and `HEAD`)
+/// with `render()` (Prometheus text format, `content_type`). Errors are
+/// logged at debug and survived: the thread ends only with the stop flag.
 pub fn serve(listener: &TcpListener, stop: &Stop, content_type: &str, render: &dyn Fn() -> String) {
     if let Err(e) = listener.set_nonblocking(true) {
         log::warn!("metrics endpoint off: cannot make the listener non-blocking: {e}");
         return;
     }
+    let mut connections: Vec<Connection> = Vec::with_capacity(MAX_CONNECTIONS);
+    let mut fds: Vec<PollFd> = Vec::with_capacity(MAX_CONNECTIONS + 1);
+    let mut serial = 0u64;
     while !stop.is_requested() {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                if let Err(e) = answer(stream, stop, content_type, render) {
-                    debug!("metrics: {peer}: {e}");
-                }
+        let now = Instant::now();
+        connections.retain(|c| {
+            let open = c.deadline > now;
+            if !open {
+                debug!(
+                    "metrics: {}: closed at the {CONNECTION_DEADLINE:?} deadline",
+                    c.peer
+                );
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                stop.sleep_until(Instant::now() + POLL);
-            }
-            Err(e) => {
-                // EMFILE, ECONNABORTED…: wait a little rather than spin.
-                debug!("metrics: accept: {e}");
-                stop.sleep_until(Instant::now() + POLL);
-            }
+            open
+        });
+        fds.clear();
+        fds.push(PollFd::new(listener, false));
+        fds.extend(
+            connections
+                .iter()
+                .map(|c| PollFd::new(&c.stream, c.writing())),
+        );
+        let wait = connections
+            .iter()
+            .map(|c| c.deadline.saturating_duration_since(now))
+            .fold(POLL, Duration::min);
+        if let Err(e) = poll(&mut fds, wait) {
+            debug!("metrics: poll: {e}");
+            stop.sleep_until(Instant::now() + POLL);
+            continue;
         }
-    }
-}
-
-/// Reads one request head within the deadline and the size limit, answers it
-/// and closes the connection.
-fn answer(
-    mut stream: TcpStream,
-    stop: &Stop,
-    content_type: &str,
-    render: &dyn Fn() -> String,
-) -> io::Result<()> {
-    let deadline = Instant::now() + CONNECTION_DEADLINE;
-    stream.set_nonblocking(false)?;
-    let mut buf = [0u8; REQUEST_LIMIT];
-    let mut len = 0;
-    let request = loop {
-        if let Some(end) = head_end(&buf[..len]) {
-            break parse_request(&buf[..end]);
-        }
-        if len == buf.len() {
-            return respond(
-                &mut stream,
-                deadline,
-                "431 Request Header Fields Too Large",
-                "text/plain",
-                "request too large\n",
+        // The connections held first, then newcomers: a flood of new
+        // connections never delays a request that has arrived.
+        let mut k = 0;
+        connections.retain_mut(|c| {
+            k += 1;
+            !fds[k].ready() || turn(c, content_type, render)
+        });
+        if fds[0].ready() {
+            accept(
+                listener,
+                &mut connections,
+                &mut serial,
+                content_type,
+                render,
             );
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stop.is_requested() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no complete request in time",
-            ));
-        }
-        stream.set_read_timeout(Some(left.min(POLL)))?;
-        match stream.read(&mut buf[len..]) {
-            Ok(0) => return Ok(()),
-            Ok(n) => len += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e),
-        }
-    };
-    match request {
-        Request::Metrics => respond(&mut stream, deadline, "200 OK", content_type, &render()),
-        Request::NotFound => respond(
-            &mut stream,
-            deadline,
-            "404 Not Found",
-            "text/plain",
-            "not found: try /metrics\n",
-        ),
-        Request::BadRequest => respond(
-            &mut stream,
-            deadline,
-            "400 Bad Request",
-            "text/plain",
-            "bad request\n",
-        ),
     }
 }
 
-/// Writes a whole response (status line, length, body) and closes our side.
-fn respond(
-    stream: &mut TcpStream,
-    deadline: Instant,
-    status: &str,
+/// Gives `c` a turn; whether it stays open.
+fn turn(c: &mut Connection, content_type: &str, render: &dyn Fn() -> String) -> bool {
+    match c.advance(content_type, render) {
+        Ok(Turn::Open) => true,
+        Ok(Turn::Done) => false,
+        Err(e) => {
+            debug!("metrics: {}: {e}", c.peer);
+            false
+        }
+    }
+}
+
+/// Takes what the listener has queued (up to [`ACCEPTS_PER_ROUND`]): each
+/// connection is read at once (a scraper's request is usually there
+/// already, and is answered on the spot); one still open joins
+/// `connections`, shedding the oldest idle one when they are full.
+fn accept(
+    listener: &TcpListener,
+    connections: &mut Vec<Connection>,
+    serial: &mut u64,
     content_type: &str,
-    body: &str,
-) -> io::Result<()> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    stream.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()?;
-    stream.shutdown(Shutdown::Write)
+    render: &dyn Fn() -> String,
+) {
+    for _ in 0..ACCEPTS_PER_ROUND {
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                // EMFILE, ECONNABORTED…: try again at the next wake-up.
+                debug!("metrics: accept: {e}");
+                return;
+            }
+        };
+        if let Err(e) = stream.set_nonblocking(true) {
+            debug!("metrics: {peer}: {e}");
+            continue;
+        }
+        *serial += 1;
+        let mut c = Connection {
+            stream,
+            peer,
+            deadline: Instant::now() + CONNECTION_DEADLINE,
+            serial: *serial,
+            head: Vec::new(),
+            line_done: false,
+            out: None,
+        };
+        if !turn(&mut c, content_type, render) {
+            continue;
+        }
+        if connections.len() >= MAX_CONNECTIONS {
+            let victim = shed(connections);
+            let gone = connections.swap_remove(victim);
+            debug!(
+                "metrics: {}: shed ({MAX_CONNECTIONS} connections open)",
+                gone.peer
+            );
+        }
+        connections.push(c);
+    }
+}
+
+/// The connection to drop for a newcomer: the oldest still sending its
+/// request, or the oldest of all when every one is being answered.
+fn shed(connections: &[Connection]) -> usize {
+    let oldest = |reading: bool| {
+        connections
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !reading || !c.writing())
+            .min_by_key(|(_, c)| c.serial)
+            .map(|(i, _)| i)
+    };
+    oldest(true).or_else(|| oldest(false)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -212,9 +423,146 @@ mod tests {
         );
         assert_eq!(parse_request(b"GET /metrics\r\n\r\n"), Request::BadRequest);
         assert_eq!(
+            parse_request(b"HEAD /metrics HTTP/1.1\r\n\r\n"),
+            Request::MetricsHead
+        );
+        assert_eq!(
             parse_request(b"GET metrics HTTP/1.1\r\n\r\n"),
             Request::BadRequest
         );
+    }
+
+    #[test]
+    fn what_cannot_become_http_is_judged_at_once() {
+        // A TLS ClientHello, binary garbage, a leading space: the first byte.
+        for start in [
+            &b"\x16\x03\x01\x02\x00\x01"[..],
+            b"\x00",
+            b"\xff\xfe",
+            b" GET",
+        ] {
+            assert_eq!(parse_head(start), Some(Request::BadRequest), "{start:?}");
+        }
+        // HTTP/0.9: a request line without a version, at its line end.
+        assert_eq!(parse_head(b"GET /metrics\r\n"), Some(Request::BadRequest));
+        assert_eq!(parse_head(b"GET /metrics\n"), Some(Request::BadRequest));
+        // A control byte, or a method no server has.
+        assert_eq!(parse_head(b"GET /\x01"), Some(Request::BadRequest));
+        assert_eq!(parse_head(b"get /metrics"), Some(Request::BadRequest));
+        assert_eq!(parse_head(&[b'G'; 40]), Some(Request::BadRequest));
+        // A request line too long to be a scrape.
+        let long = format!("GET /{}", "a".repeat(MAX_REQUEST_LINE));
+        assert_eq!(parse_head(long.as_bytes()), Some(Request::BadRequest));
+        // Still possible: wait.
+        for partial in [
+            &b""[..],
+            b"G",
+            b"GET",
+            b"GET /met",
+            b"GET /metrics HTTP/1.1\r",
+            b"GET /metrics HTTP/1.1\r\n",
+            b"GET /metrics HTTP/1.1\r\nHost: \xff",
+        ] {
+            assert_eq!(parse_head(partial), None, "{partial:?}");
+        }
+        assert_eq!(
+            parse_head(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some(Request::Metrics)
+        );
+        assert_eq!(
+            parse_head(b"HEAD /metrics HTTP/1.0\n\n"),
+            Some(Request::MetricsHead)
+        );
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\n\r\n"),
+            Some(Request::NotFound)
+        );
+    }
+
+    #[test]
+    fn a_head_response_has_the_length_and_no_body() {
+        let render = || "x 1\n".to_owned();
+        let head = response(Some(Request::MetricsHead), "text/plain", &render);
+        let text = String::from_utf8(head).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("Content-Length: 4\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "no body: {text}");
+        let get = response(Some(Request::Metrics), "text/plain", &render);
+        assert!(String::from_utf8(get).unwrap().ends_with("\r\n\r\nx 1\n"));
+    }
+
+    #[test]
+    fn the_oldest_idle_connection_is_shed_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let connection = |serial, writing: bool| Connection {
+            stream: listener.accept().unwrap().0,
+            peer: addr,
+            deadline: Instant::now() + CONNECTION_DEADLINE,
+            serial,
+            head: Vec::new(),
+            line_done: false,
+            out: writing.then(|| (Vec::new(), 0)),
+        };
+        let all = [
+            connection(1, true),
+            connection(5, false),
+            connection(3, false),
+        ];
+        assert_eq!(shed(&all), 2, "the oldest still reading");
+        let writing: Vec<Connection> = all
+            .into_iter()
+            .map(|mut c| {
+                c.out = Some((Vec::new(), 0));
+                c
+            })
+            .collect();
+        assert_eq!(shed(&writing), 0, "all answering: the oldest");
+    }
+
+    #[test]
+    fn a_request_fed_a_byte_at_a_time_is_answered_when_its_blank_line_comes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for request in [
+            &b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"HEAD /metrics HTTP/1.0\n\n",
+        ] {
+            let mut client = TcpStream::connect(addr).unwrap();
+            let (stream, peer) = listener.accept().unwrap();
+            stream.set_nonblocking(true).unwrap();
+            let mut c = Connection {
+                stream,
+                peer,
+                deadline: Instant::now() + CONNECTION_DEADLINE,
+                serial: 1,
+                head: Vec::new(),
+                line_done: false,
+                out: None,
+            };
+            let render = || "x 1\n".to_owned();
+            for (i, byte) in request.iter().enumerate() {
+                client.write_all(&[*byte]).unwrap();
+                // Until the byte is in (loopback: at once, almost always).
+                let mut done = false;
+                for _ in 0..1000 {
+                    done = matches!(c.advance("text/plain", &render).unwrap(), Turn::Done);
+                    if done || c.head.len() == i + 1 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                assert_eq!(
+                    done,
+                    i == request.len() - 1,
+                    "after byte {i} of {request:?}"
+                );
+            }
+            let mut response = String::new();
+            client.read_to_string(&mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        }
     }
 
     #[test]

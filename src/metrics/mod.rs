@@ -1,7 +1,7 @@
 //! Prometheus metrics for both binaries (`--metrics ADDR:PORT`).
 //!
-//! - [`http`]: a tiny blocking HTTP server for `/metrics` (`std::net`, one
-//!   thread, one connection at a time, bounded in time and memory).
+//! - [`http`]: a tiny HTTP server for `/metrics` (`std::net` and `poll`, one
+//!   thread, a bounded set of connections, each bounded in time and memory).
 //! - [`server`]: the echo server's counters as `udp_echo_server_*`.
 //! - [`client`]: a continuous ping run as `udp_echo_client_*`.
 //!

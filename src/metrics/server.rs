@@ -227,6 +227,7 @@ mod tests {
             ..Counters::default()
         };
         counters.dropped[DropReason::NotAllowed.index()] = 2;
+        counters.dropped[DropReason::Short.index()] = 4;
         let text = render(&Snapshot {
             counters,
             kernel_drops: Some(3),
@@ -244,6 +245,7 @@ mod tests {
             "udp_echo_server_echoed_bytes_total 900",
             "udp_echo_server_dropped_datagrams_total{reason=\"not-allowed\"} 2",
             "udp_echo_server_dropped_datagrams_total{reason=\"loop\"} 0",
+            "udp_echo_server_dropped_datagrams_total{reason=\"short\"} 4",
             "udp_echo_server_send_errors_total 1",
             "udp_echo_server_receive_errors_total 0",
             "udp_echo_server_kernel_dropped_datagrams_total 3",

@@ -450,14 +450,13 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
             Verdict::Stop => break,
         }
         // The request's DSCP goes back on the reply; ECN is not copied (Not-ECT).
-        let (len, tos) = match received {
-            None => (len, reply_tos(tos)),
+        let tos = match received {
+            None => reply_tos(tos),
             Some(received) => {
                 let arrival = crate::stamp::Arrival { received, tos, ttl };
-                let reply_len = state.reply_len(len);
                 let transmit = SystemTime::now();
-                match state.reflect(&mut buf[..reply_len], len, source, &arrival, transmit) {
-                    Some(reply) => reply,
+                match state.reflect(&mut buf[..len], source, &arrival, transmit) {
+                    Some(tos) => tos,
                     None => continue,
                 }
             }

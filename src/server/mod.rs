@@ -285,10 +285,9 @@ impl Server {
             kind,
             stats_interval: config.stats_interval,
             rules: Rules::new(&config.guard, report.local),
-            limiter: config
-                .guard
-                .rate_limit
-                .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES)),
+            limiter: config.guard.rate_limit.map(|rate| {
+                SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES, config.guard.rate_limit_prefix)
+            }),
             datagram_log: true,
             notifier: None,
             metrics: None,

@@ -176,8 +176,9 @@ fn guard_line(guard: &GuardConfig, stamp: bool) -> String {
             .join(", ")
     };
     let rate = guard.rate_limit.map_or("off".to_owned(), |r| {
+        let prefix = guard.rate_limit_prefix;
         format!(
-            "{r} datagrams/s per source address, burst {r}, {RATE_LIMIT_SOURCES} sources tracked"
+            "{r} datagrams/s per source network ({prefix}), burst {r}, {RATE_LIMIT_SOURCES} sources tracked"
         )
     });
     let loops = match (guard.loop_detect, stamp) {

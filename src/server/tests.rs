@@ -169,6 +169,7 @@ fn the_startup_report_has_the_lines_and_levels_the_server_always_logged() {
         rate_limit: Some(100),
         loop_detect: false,
         answer_stamp_port: false,
+        ..GuardConfig::default()
     };
     let sharer = UdpSocketEntry {
         local,
@@ -205,7 +206,7 @@ fn the_startup_report_has_the_lines_and_levels_the_server_always_logged() {
     assert!(
         at(
             Level::Info,
-            "loop guard off (--allow-service-ports); loop detection off (--no-loop-detect); allow 10.0.0.0/8; rate limit 100 datagrams/s per source address, burst 100, 65536 sources tracked"
+            "loop guard off (--allow-service-ports); loop detection off (--no-loop-detect); allow 10.0.0.0/8; rate limit 100 datagrams/s per source network (IPv4 /32, IPv6 /64), burst 100, 65536 sources tracked"
         ),
         "{lines:?}"
     );

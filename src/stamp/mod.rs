@@ -6,9 +6,8 @@
 //! and reads packets with [`packet`].
 //!
 //! What is implemented: unauthenticated and authenticated test packets in
-//! both roles (TWAMP-Light packets shorter than 44 bytes answered with the
-//! missing bytes read as zero, RFC 8762 §4.6); stateless (reflector sequence
-//! number = sender's) and stateful (per session) reflection; NTP and PTP
+//! both roles; stateless (reflector sequence number = sender's) and
+//! stateful (per session) reflection; NTP and PTP
 //! time stamps; the SSID copied; the sender's TTL / hop limit reported where
 //! the socket reads it (`IP_RECVTTL`, `IPV6_RECVHOPLIMIT`; 255 otherwise);
 //! kernel receive time stamps in the batched and GRO loops (one per GRO
@@ -26,6 +25,14 @@
 //! Information, Direct Measurement, Access Report, Follow-Up Telemetry, HMAC
 //! TLV), and the reverse-path ECN fields of draft-ietf-ippm-stamp-cos-ecn
 //! (its reserved bits are sent as zero).
+//!
+//! A reply is never longer than its request: a request shorter than the
+//! base packet (a TWAMP-Light sender's 14 to 43 bytes, or anything under 112
+//! in authenticated mode) is refused as [`Refusal::Short`]. Answering it
+//! with the 44-byte base packet, as RFC 8762 §4.6 allows, would make the
+//! reflector an amplifier for spoofed sources (a 14-byte request, a 44-byte
+//! reply: 3.14×); RFC 8762 §4.6 expects senders to pad to the reflector's
+//! size, and every STAMP sender does.
 
 pub mod auth;
 pub mod packet;
@@ -203,7 +210,9 @@ impl ReflectorConfig {
 /// Why a request gets no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Too short for the mode, or a wrong HMAC.
+    /// Shorter than the base packet: its reply would be longer than it.
+    Short,
+    /// A wrong HMAC.
     Malformed,
     /// A reflected STAMP packet, not a sender's: a reflector's reply coming
     /// back (our own through an echo service, or another reflector's).
@@ -250,11 +259,11 @@ impl Reflector {
     }
 
     /// Builds the reply to `request` from `source` into `out` and returns its
-    /// length: the request's length, at least the base packet (44 or 112
-    /// bytes). `received` is the receive time, `now_ns` a monotonic clock for
-    /// session expiry, `ttl` the request's TTL (255 when unknown). The
-    /// reflector's transmit time stamp is read here, just before the send.
-    /// `out` must hold `max(request.len(), 112)` bytes. The same as copying
+    /// length: the request's. `received` is the receive time, `now_ns` a
+    /// monotonic clock for session expiry, `ttl` the request's TTL (255 when
+    /// unknown). The reflector's transmit time stamp is read here, just
+    /// before the send. `out` must hold `request.len()` bytes. The same as
+    /// copying
     /// the request into `out` and calling [`reflect_in_place`](Self::reflect_in_place):
     /// the tests' way in, since every loop reflects in place.
     #[cfg(test)]
@@ -273,10 +282,8 @@ impl Reflector {
             tos: None,
             ttl: Some(ttl),
         };
-        let len = self.reply_len(request.len());
         self.reflect_in_place(
-            &mut out[..len],
-            request.len(),
+            &mut out[..request.len()],
             source,
             &arrival,
             SystemTime::now(),
@@ -285,35 +292,29 @@ impl Reflector {
         .map(|reply| reply.len)
     }
 
-    /// The length of the reply to a request of `request_len` bytes (one this
-    /// reflector would answer): the request's, or the base packet's when the
-    /// request is shorter (TWAMP-Light, RFC 8762 §4.6).
-    pub fn reply_len(&self, request_len: usize) -> usize {
-        request_len.max(self.config.mode().base_len())
-    }
-
-    /// Turns the request in `buf[..request_len]` into its reply in place and
-    /// says how long it is and how to send it. `buf` must be
-    /// [`reply_len(request_len)`](Self::reply_len) bytes long (panics
-    /// otherwise): the request itself when it is at least the base packet, so
-    /// the reply takes exactly its place; a short request's bytes after it are
-    /// overwritten (zero-filled first). Nothing is written before the request
-    /// has passed every check (length, HMAC, not a reflected packet): a
-    /// refused request is left as it came. `transmit` is the reflector's
-    /// transmit time stamp (taken just before the reply's batch goes out),
-    /// `now_ns` a monotonic clock for session expiry.
+    /// Turns the request in `buf` into its reply in place and says how to
+    /// send it: the reply takes exactly the request's place, so it is never
+    /// longer (a request shorter than the base packet is refused as
+    /// [`Refusal::Short`]). Nothing is written before the request has passed
+    /// every check (length, HMAC, not a reflected packet): a refused request
+    /// is left as it came. `transmit` is the reflector's transmit time stamp
+    /// (taken just before the reply's batch goes out), `now_ns` a monotonic
+    /// clock for session expiry.
     pub fn reflect_in_place(
         &mut self,
         buf: &mut [u8],
-        request_len: usize,
         source: SocketAddr,
         arrival: &Arrival,
         transmit: SystemTime,
         now_ns: u64,
     ) -> Result<Reply, Refusal> {
         let mode = self.config.mode();
-        let request = &buf[..request_len];
-        let sender = SenderPacket::decode(mode, request).ok_or(Refusal::Malformed)?;
+        let base = mode.base_len();
+        if buf.len() < base {
+            return Err(Refusal::Short);
+        }
+        let request = &*buf;
+        let sender = SenderPacket::decode(mode, request).ok_or(Refusal::Short)?;
         if let Some(key) = &self.config.key {
             if !key.verify(request) {
                 return Err(Refusal::Malformed);
@@ -323,10 +324,7 @@ impl Reflector {
         if looks_reflected(mode, request, source.port(), self.received_secs) {
             return Err(Refusal::Reflected);
         }
-        let base = mode.base_len();
-        let len = self.reply_len(request_len);
-        assert_eq!(buf.len(), len, "a reply buffer of reply_len bytes");
-        buf[request_len..].fill(0);
+        let len = buf.len();
         let walk = packet::reflect_tlvs(&mut buf[base..], arrival.tos);
         let seq = match &mut self.sessions {
             Some(sessions) => sessions.next(source, sender.ssid, now_ns),
@@ -412,6 +410,11 @@ pub struct Reply {
 ///   with odds of about 10^-8.
 /// - Both fields within a day of now: another reflector's reply (odds for
 ///   random padding about 10^-9).
+///
+/// A packet too short to hold both fields is never called a reply here;
+/// the reflector refuses it before asking, as shorter than the base packet
+/// ([`Refusal::Short`]), so an echo that truncates replies (to 30 bytes,
+/// say) cannot keep one bouncing either.
 pub fn looks_reflected(mode: Mode, request: &[u8], source_port: u16, now_unix_secs: u32) -> bool {
     let (receive_at, sender_at) = mode.reflected_timestamps_at();
     if request.len() < sender_at + 8 {

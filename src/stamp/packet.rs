@@ -6,7 +6,8 @@
 //! Decoding a sender packet in unauthenticated mode zero-fills what a short
 //! packet lacks, as RFC 8762 §4.6 lets a reflector do for TWAMP-Light
 //! senders; at least the sequence number, time stamp and error estimate (14
-//! bytes) must be there.
+//! bytes) must be there. The reflector does not answer such packets (its
+//! reply would be longer than the request: [`super::Refusal::Short`]).
 
 /// The unauthenticated base packet, sender and reflector alike, in bytes.
 pub const OPEN_LEN: usize = 44;

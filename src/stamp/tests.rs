@@ -108,18 +108,23 @@ fn a_stateful_reflector_numbers_each_session() {
 }
 
 #[test]
-fn short_twamp_light_packets_are_answered_with_44_bytes() {
-    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
-    let full = request(Mode::Open, 3, 0, None);
-    let reply = reflect(&mut r, &full[..14]).unwrap();
-    assert_eq!(reply.len(), OPEN_LEN);
-    assert_eq!(
-        ReflectedPacket::decode(Mode::Open, &reply)
-            .unwrap()
-            .sender_seq,
-        3
-    );
-    assert_eq!(reflect(&mut r, &full[..13]), Err(Refusal::Malformed));
+fn requests_shorter_than_the_base_packet_are_refused_never_amplified() {
+    // A 14-byte TWAMP-Light request answered with 44 bytes is 3.14×
+    // amplification for a spoofed source: every length under the base
+    // packet is refused as short, in both modes.
+    for (mode, key) in [(Mode::Open, None), (Mode::Authenticated, Some(key()))] {
+        let mut r = Reflector::new(config(key.clone(), false, TimeFormat::Ntp));
+        let full = request(mode, 3, 0, key.as_ref());
+        for len in 0..mode.base_len() {
+            assert_eq!(
+                reflect(&mut r, &full[..len]),
+                Err(Refusal::Short),
+                "{mode:?} {len}"
+            );
+        }
+        let reply = reflect(&mut r, &full).unwrap();
+        assert_eq!(reply.len(), full.len());
+    }
 }
 
 #[test]
@@ -131,7 +136,11 @@ fn a_wrong_key_or_no_hmac_is_dropped_as_malformed() {
     let unsigned = request(Mode::Authenticated, 1, 0, None);
     assert_eq!(reflect(&mut r, &unsigned), Err(Refusal::Malformed));
     let open = request(Mode::Open, 1, 0, None);
-    assert_eq!(reflect(&mut r, &open), Err(Refusal::Malformed));
+    assert_eq!(
+        reflect(&mut r, &open),
+        Err(Refusal::Short),
+        "44 < 112 bytes"
+    );
 }
 
 #[test]
@@ -176,8 +185,7 @@ fn every_truncation_and_bit_flip_is_answered_or_refused() {
             req.extend_from_slice(&[0, 1, 0, 4, 1, 2, 3, 4]);
             for len in 0..=req.len() {
                 let result = reflect(&mut r, &req[..len]);
-                let min = if mode == Mode::Open { 14 } else { 112 };
-                assert_eq!(result.is_ok(), len >= min, "{mode:?} len {len}");
+                assert_eq!(result.is_ok(), len >= mode.base_len(), "{mode:?} len {len}");
             }
             for bit in 0..req.len() * 8 {
                 let mut flipped = req.clone();
@@ -201,7 +209,7 @@ proptest! {
         let key = authenticated.then(key);
         let mut r = Reflector::new(config(key, stateful, TimeFormat::Ntp));
         if let Ok(reply) = reflect(&mut r, &data) {
-            prop_assert!(reply.len() >= data.len());
+            prop_assert_eq!(reply.len(), data.len(), "never longer than the request");
         }
     }
 
@@ -271,15 +279,7 @@ fn reflect_in_place(
     tos: Option<u8>,
 ) -> Result<(Vec<u8>, Reply), Refusal> {
     let mut buf = req.to_vec();
-    buf.resize(r.reply_len(req.len()), 0xee);
-    let reply = r.reflect_in_place(
-        &mut buf,
-        req.len(),
-        source(),
-        &arrival(tos),
-        SystemTime::now(),
-        0,
-    )?;
+    let reply = r.reflect_in_place(&mut buf, source(), &arrival(tos), SystemTime::now(), 0)?;
     assert_eq!(reply.len, buf.len());
     Ok((buf, reply))
 }
@@ -301,15 +301,13 @@ fn in_place_the_reply_takes_the_requests_place_with_its_ttl() {
             assert!(key.verify(&reply));
         }
     }
-    // A short request: answered with the base packet built in the room after it.
+    // A short request: refused, left as it came.
     let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
     let req = request(Mode::Open, 5, 0, None);
-    let (reply, _) = reflect_in_place(&mut r, &req[..20], None).unwrap();
-    assert_eq!(reply.len(), OPEN_LEN);
-    let got = ReflectedPacket::decode(Mode::Open, &reply).unwrap();
-    assert_eq!(got.sender_seq, 5);
-    assert_eq!(&reply[38..40], &[0, 0], "MBZ, rewritten");
-    assert_eq!(&reply[41..44], &[0, 0, 0], "MBZ, rewritten");
+    let mut buf = req[..20].to_vec();
+    let refusal = r.reflect_in_place(&mut buf, source(), &arrival(None), SystemTime::now(), 0);
+    assert_eq!(refusal, Err(Refusal::Short));
+    assert_eq!(buf, &req[..20]);
 }
 
 #[test]
@@ -319,27 +317,13 @@ fn a_refused_request_is_left_as_it_came() {
     let mut bad = request(Mode::Authenticated, 1, 0, Some(&wrong));
     bad.extend_from_slice(&[0, 200, 0, 0]);
     let mut buf = bad.clone();
-    let refusal = r.reflect_in_place(
-        &mut buf,
-        bad.len(),
-        source(),
-        &arrival(None),
-        SystemTime::now(),
-        0,
-    );
+    let refusal = r.reflect_in_place(&mut buf, source(), &arrival(None), SystemTime::now(), 0);
     assert_eq!(refusal, Err(Refusal::Malformed));
     assert_eq!(buf, bad, "nothing overwritten before the HMAC was checked");
     let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
     let (reply, _) = reflect_in_place(&mut r, &request(Mode::Open, 1, 0, None), None).unwrap();
     let mut buf = reply.clone();
-    let refusal = r.reflect_in_place(
-        &mut buf,
-        reply.len(),
-        source(),
-        &arrival(None),
-        SystemTime::now(),
-        0,
-    );
+    let refusal = r.reflect_in_place(&mut buf, source(), &arrival(None), SystemTime::now(), 0);
     assert_eq!(refusal, Err(Refusal::Reflected));
     assert_eq!(buf, reply);
 }

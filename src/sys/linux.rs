@@ -58,8 +58,7 @@ pub use ifaddrs::interface_addrs;
 ///   the write could break; they are only read by the kernel, after the write.
 /// - **The write keeps the pointer's promise.** `iov_len` is only ever set to
 ///   `RECV_BUFFER_LEN` (before a receive) or to a slot's datagram length
-///   (before an echo: received, or set by [`set_len`](Self::set_len), at most
-///   that), so every iovec still covers memory inside its own slot of
+///   (before an echo: as received), so every iovec still covers memory inside its own slot of
 ///   `storage`; `iov_base` is never written. A control length is
 ///   `RECV_CONTROL_LEN` (receive) or what `SendControl` wrote (send).
 pub struct Batch {
@@ -371,21 +370,12 @@ impl Batch {
     }
 
     /// Slot `i`'s whole buffer (`RECV_BUFFER_LEN` bytes), writable: the
-    /// STAMP reflector builds a reply over the request in place (a reply
-    /// may be longer than a short request); [`set_len`](Self::set_len) then
-    /// says how much of it the echo sends.
+    /// STAMP reflector builds a reply over the request in place (as long as
+    /// the request, so the echo sends exactly the reply).
     pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
         assert!(i < self.filled, "slot {i} was not filled");
         let start = i * RECV_BUFFER_LEN;
         &mut self.storage[start..start + RECV_BUFFER_LEN]
-    }
-
-    /// Sets slot `i`'s datagram length (at most `RECV_BUFFER_LEN`): what
-    /// [`datagram`](Self::datagram) returns and [`echo`](Self::echo) sends.
-    pub fn set_len(&mut self, i: usize, len: usize) {
-        assert!(i < self.filled, "slot {i} was not filled");
-        assert!(len <= RECV_BUFFER_LEN);
-        self.recv_hdrs[i].msg_len = len as libc::c_uint;
     }
 
     /// Sends the datagrams of the slots for which `reply(i)` is `Some(tos)`

@@ -68,6 +68,10 @@ pub use portable::take_listen_fds;
 mod tos;
 pub use tos::{enable_recv_tos, recv_from_meta, recv_from_tos, send_to_tos};
 
+/// `poll(2)` over several descriptors: the metrics endpoint's connections.
+mod poll;
+pub use poll::{PollFd, poll};
+
 /// Whether one syscall can move several datagrams here (`--batch` > 1 pays off).
 pub const BATCHING: bool = cfg!(all(target_os = "linux", not(udp_echo_portable)));
 

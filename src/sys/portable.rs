@@ -81,13 +81,6 @@ impl Batch {
         &mut self.storage[start..start + RECV_BUFFER_LEN]
     }
 
-    /// Sets slot `i`'s datagram length (at most `RECV_BUFFER_LEN`).
-    pub fn set_len(&mut self, i: usize, len: usize) {
-        assert!(i < self.filled, "slot {i} was not filled");
-        assert!(len <= RECV_BUFFER_LEN);
-        self.lens[i] = len;
-    }
-
     /// Sends the datagrams for which `reply(i)` is `Some` back to their
     /// sources, one call each; the TOS it gives is not set here.
     pub fn echo(

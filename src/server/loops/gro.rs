@@ -24,11 +24,6 @@ use super::{LoopState, Verdict, reply_tos, stamp};
 use crate::sys::{GRO_BUFFER_LEN, GroBatch};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The scratch buffer for a short STAMP request's reply: the largest base
-/// packet (authenticated, 112 bytes; such requests are never short, but the
-/// size costs nothing).
-const STAMP_SCRATCH_LEN: usize = crate::stamp::packet::AUTH_LEN;
-
 /// Datagrams the guard dropped in the buffer at hand, one bit each (a 64 KiB
 /// buffer holds at most 65,536 of them, of one byte). Allocated once per loop;
 /// only the words a buffer used are cleared after it.
@@ -58,8 +53,6 @@ impl DropMarks {
 pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut GroBatch) {
     let mut drops = DropMarks::new();
     let stamp = state.reflector.is_some();
-    // STAMP: a short request's longer reply is built here.
-    let mut scratch = vec![0u8; if stamp { STAMP_SCRATCH_LEN } else { 0 }];
     while !state.stopping() {
         let Some(received) = state.received(batch.recv(socket)) else {
             continue;
@@ -104,16 +97,7 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
                 }
             }
             if stamp {
-                stamp::reflect_buffer(
-                    socket,
-                    state,
-                    batch,
-                    slot,
-                    end,
-                    &drops,
-                    &mut scratch,
-                    received_at,
-                );
+                stamp::reflect_buffer(socket, state, batch, slot, end, &drops, received_at);
                 if dropped {
                     drops.clear(end);
                 }
@@ -245,7 +229,7 @@ mod tests {
             let rules = Rules::new(&guard, addr);
             let limiter = setup
                 .rate_limit
-                .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES));
+                .map(|rate| SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES, Default::default()));
             let context = LoopContext {
                 stop: &flag,
                 policy: StopPolicy::Loopback,

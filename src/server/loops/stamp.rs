@@ -20,63 +20,44 @@
 //!   TTL (255 without one) and goes back with the request's DSCP, or the
 //!   DSCP1 a Class of Service TLV asks for.
 //!
-//! A request shorter than the base packet (TWAMP-Light, 14 to 43 bytes)
-//! gets a longer reply: in the plain and batched loops its slot has the room,
-//! in the GRO loop it is built in a scratch buffer and sent on its own, after
-//! what was queued before it (so a flow's replies stay in order).
-//! Refusals are booked as drops: `malformed`, or `loop` for a reflected
-//! packet coming back.
+//! A reply is never longer than its request: one shorter than the base
+//! packet (TWAMP-Light, 14 to 43 bytes) is refused, so a spoofed source can
+//! never be sent more than it sent. Refusals are booked as drops: `short`,
+//! `malformed` (a wrong HMAC), or `loop` for a reflected packet coming back.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::gro::{DropMarks, echo_run, flush};
+use super::gro::{DropMarks, echo_run};
 use super::{LoopState, reply_tos};
 use crate::guard::DropReason;
 use crate::stamp::{Arrival, Refusal};
 use crate::sys::{Batch, GroBatch};
 
 impl LoopState<'_> {
-    /// The reply length for a request of `request_len` bytes (`--stamp` only).
-    #[inline]
-    pub(super) fn reply_len(&self, request_len: usize) -> usize {
-        self.reflector
-            .as_ref()
-            .map_or(request_len, |r| r.reply_len(request_len))
-    }
-
-    /// Turns the request in `buf[..request_len]` into its reply in place
-    /// (`buf` is [`reply_len`](Self::reply_len) bytes) and returns its length
-    /// and the TOS to send it with, or `None` when the reflector refuses it
-    /// (booked as a drop: `malformed`, or `loop` for a reflected packet).
+    /// Turns the request in `buf` into its reply in place (as long as the
+    /// request) and returns the TOS to send it with, or `None` when the
+    /// reflector refuses it (booked as a drop: `short`, `malformed`, or
+    /// `loop` for a reflected packet).
     pub(super) fn reflect(
         &mut self,
         buf: &mut [u8],
-        request_len: usize,
         source: SocketAddr,
         arrival: &Arrival,
         transmit: SystemTime,
-    ) -> Option<(usize, u8)> {
+    ) -> Option<u8> {
         let reflector = self.reflector.as_mut()?;
-        let refusal = match reflector.reflect_in_place(
-            buf,
-            request_len,
-            source,
-            arrival,
-            transmit,
-            self.now_ns,
-        ) {
-            Ok(reply) => {
-                let tos = reply.tos.unwrap_or_else(|| reply_tos(arrival.tos));
-                return Some((reply.len, tos));
-            }
+        let refusal = match reflector.reflect_in_place(buf, source, arrival, transmit, self.now_ns)
+        {
+            Ok(reply) => return Some(reply.tos.unwrap_or_else(|| reply_tos(arrival.tos))),
             Err(refusal) => refusal,
         };
         let reason = match refusal {
+            Refusal::Short => DropReason::Short,
             Refusal::Malformed => DropReason::Malformed,
             Refusal::Reflected => DropReason::Loop,
         };
-        self.dropped(reason, request_len, source);
+        self.dropped(reason, buf.len(), source);
         None
     }
 
@@ -107,9 +88,9 @@ fn received_at(kernel_ns: Option<u64>, fallback: SystemTime) -> SystemTime {
 }
 
 /// The batched loop's STAMP pass: every slot `keep` holds (`Some`, below
-/// `end`) is reflected in place, its length set to the reply's and its TOS
-/// to the reply's; a refused one is no longer kept. `fallback` is the
-/// receive time for slots without a kernel stamp.
+/// `end`) is reflected in place and its TOS set to the reply's; a refused
+/// one is no longer kept. `fallback` is the receive time for slots without
+/// a kernel stamp.
 pub(super) fn reflect_slots(
     state: &mut LoopState<'_>,
     batch: &mut Batch,
@@ -131,25 +112,15 @@ pub(super) fn reflect_slots(
             tos: batch.tos(i),
             ttl: batch.ttl(i),
         };
-        let reply_len = state.reply_len(request_len);
-        let buf = &mut batch.slot_mut(i)[..reply_len];
-        *kept = match state.reflect(buf, request_len, source, &arrival, transmit) {
-            Some((len, tos)) => {
-                batch.set_len(i, len);
-                Some(tos)
-            }
-            None => None,
-        };
+        let buf = &mut batch.slot_mut(i)[..request_len];
+        *kept = state.reflect(buf, source, &arrival, transmit);
     }
 }
 
 /// The GRO loop's STAMP pass over datagrams `..end` of buffer `slot` (those
 /// `drops` marks were dropped by the guard): each is reflected in place and
 /// queued in runs of replies with the same TOS (one `UDP_SEGMENT` message
-/// per run); a refusal splits a run, and a short request's reply goes out on
-/// its own from `scratch` (at least the base packet long), after a flush of
-/// what was queued before it.
-#[allow(clippy::too_many_arguments)]
+/// per run); a refusal splits a run.
 pub(super) fn reflect_buffer(
     socket: &UdpSocket,
     state: &mut LoopState<'_>,
@@ -157,7 +128,6 @@ pub(super) fn reflect_buffer(
     slot: usize,
     end: usize,
     drops: &DropMarks,
-    scratch: &mut [u8],
     fallback: SystemTime,
 ) {
     let Some(source) = batch.buffer(slot).source else {
@@ -177,22 +147,8 @@ pub(super) fn reflect_buffer(
             continue;
         }
         let request = batch.datagram_mut(slot, k);
-        let request_len = request.len();
-        let reply_len = state.reply_len(request_len);
-        if reply_len != request_len {
-            // TWAMP-Light: the reply does not fit in the request's place.
-            scratch[..request_len].copy_from_slice(request);
-            echo_run(socket, state, batch, slot, start..k, run_tos);
-            start = k + 1;
-            let buf = &mut scratch[..reply_len];
-            if let Some((len, tos)) = state.reflect(buf, request_len, source, &arrival, transmit) {
-                flush(socket, state, batch);
-                state.send_one(socket, &scratch[..len], source, tos);
-            }
-            continue;
-        }
-        match state.reflect(request, request_len, source, &arrival, transmit) {
-            Some((_, tos)) => {
+        match state.reflect(request, source, &arrival, transmit) {
+            Some(tos) => {
                 if k > start && tos != run_tos {
                     echo_run(socket, state, batch, slot, start..k, run_tos);
                     start = k;
