@@ -118,6 +118,8 @@ pub struct ServerConfig {
 pub struct Server {
     /// One socket per thread, or one for all with `--exclusive`.
     sockets: Vec<UdpSocket>,
+    /// Each socket's address, in the same order: its loop's own address.
+    addrs: Vec<SocketAddr>,
     threads: usize,
     report: StartupReport,
     inodes: Vec<u64>,
@@ -196,6 +198,7 @@ impl Server {
             inodes,
             StartupReport {
                 local: addr,
+                inherited: Vec::new(),
                 limits,
                 recv_buf,
                 send_buf,
@@ -215,19 +218,21 @@ impl Server {
     /// Serves sockets someone else bound — a service manager's, through socket
     /// activation ([`crate::activation`]) — instead of binding: one thread per
     /// socket, whatever `config.threads` says. Each gets the buffer sizes and
-    /// read timeout [`bind`](Self::bind) would give it; the report names the
-    /// first socket's address (its buffers likewise). Fails only when the
-    /// kernel refuses those options, or `sockets` is empty.
+    /// read timeout [`bind`](Self::bind) would give it; the report names
+    /// every socket's address, and the first one's buffers. Each loop knows
+    /// its own socket's address, and the guard all of them: a datagram from
+    /// one inherited socket to another is from the server itself. Fails only
+    /// when the kernel refuses those options, or `sockets` is empty.
     pub fn adopt(sockets: Vec<UdpSocket>, config: &ServerConfig) -> Result<Server> {
         let limits = Limits::read();
         let mut granted = None;
-        let mut first = None;
+        let mut inherited = Vec::with_capacity(sockets.len());
         for socket in &sockets {
             let (addr, recv_buf, send_buf) = readopt_options(socket, config, &limits)?;
-            first.get_or_insert(addr);
+            inherited.push(addr);
             granted.get_or_insert((recv_buf, send_buf));
         }
-        let (Some(addr), Some((recv_buf, send_buf))) = (first, granted) else {
+        let (Some(&addr), Some((recv_buf, send_buf))) = (inherited.first(), granted) else {
             return Err(Error::Io {
                 what: "adopt inherited sockets",
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "none was given"),
@@ -238,6 +243,7 @@ impl Server {
         let batch = effective_batch(batch_requested);
         let report = StartupReport {
             local: addr,
+            inherited,
             limits,
             recv_buf,
             send_buf,
@@ -272,6 +278,12 @@ impl Server {
         if config.gro && report.batch > 1 {
             report.gro = enable_gro(&sockets, report.local)?;
         }
+        // Bound by us, every socket is on `report.local`; inherited, each on its own.
+        let addrs: Vec<SocketAddr> = if report.inherited.len() == sockets.len() {
+            report.inherited.clone()
+        } else {
+            vec![report.local; sockets.len()]
+        };
         let kind = match (report.batch, &report.gro) {
             (1, _) => LoopKind::Plain,
             (batch, GroStatus::On) => LoopKind::Gro(batch),
@@ -279,12 +291,13 @@ impl Server {
         };
         Ok(Server {
             sockets,
+            rules: Rules::serving(&config.guard, &addrs),
+            addrs,
             threads: report.threads,
             inodes,
             stop_on_empty: config.stop_on_empty,
             kind,
             stats_interval: config.stats_interval,
-            rules: Rules::new(&config.guard, report.local),
             limiter: config
                 .guard
                 .rate_limit
@@ -344,7 +357,7 @@ impl Server {
                     let context = LoopContext {
                         stop,
                         policy: self.stop_on_empty,
-                        local: self.report.local,
+                        local: self.addrs[i % self.addrs.len()],
                         rules: &self.rules,
                         loop_detect: self.report.guard.loop_detect,
                         origin: started,

@@ -17,8 +17,13 @@ use crate::watch;
 /// embedded in another tool (the doctor's self-test) starts silently.
 #[derive(Debug, Clone)]
 pub struct StartupReport {
-    /// The bound address, with the real port when 0 was asked.
+    /// The bound address, with the real port when 0 was asked (with socket
+    /// activation, the first inherited socket's).
     pub local: SocketAddr,
+    /// Socket activation: every inherited socket's address, in descriptor
+    /// order (each served by its own thread); empty when the server bound
+    /// its sockets itself (all on `local`).
+    pub inherited: Vec<SocketAddr>,
     /// The kernel's limits from `/proc/sys/net/core` (each `None` where unreadable).
     pub limits: Limits,
     /// The receive buffer as requested and as granted (with the clamp warning's
@@ -96,6 +101,10 @@ impl StartupReport {
                 "{threads} thread{}, {} datagrams per syscall",
                 if threads == 1 {
                     ", one socket".to_owned()
+                } else if !self.inherited.is_empty() {
+                    let addrs: Vec<String> =
+                        self.inherited.iter().map(ToString::to_string).collect();
+                    format!("s, one per inherited socket ({})", addrs.join(", "))
                 } else if self.exclusive {
                     "s on one socket (--exclusive: a flow's echoes may leave out of order)"
                         .to_owned()

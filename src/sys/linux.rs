@@ -29,9 +29,7 @@ use cmsg::{RECV_CONTROL_LEN, RecvControl, SendControl};
 
 pub(super) mod cmsg;
 pub(super) mod gro;
-mod ifaddrs;
-
-pub use ifaddrs::interface_addrs;
+pub(super) mod route;
 
 /// Receive and echo buffers for one socket and one thread.
 ///
