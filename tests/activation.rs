@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -15,7 +15,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{SERVER, WAIT, skip, start_server_via};
+use common::{SERVER, WAIT, skip, start_server_via, summary_count};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const ACTIVATE: &str = "systemd-socket-activate";
 
@@ -122,6 +123,73 @@ fn two_inherited_sockets_are_served_by_a_thread_each() {
     assert!(
         stderr.contains("--threads 3 ignored: serving the 2 inherited sockets"),
         "{stderr}"
+    );
+}
+
+/// Sends one UDP datagram with a forged source `from` to `to`, both on
+/// loopback, through a raw socket (root only): the kernel writes the IP
+/// header, the UDP header is ours with checksum 0 (none, which IPv4 allows).
+fn forge(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> std::io::Result<()> {
+    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP))?;
+    raw.bind(&SockAddr::from(SocketAddrV4::new(*from.ip(), 0)))?;
+    let len = u16::try_from(8 + payload.len()).unwrap();
+    let mut packet = Vec::new();
+    for field in [from.port(), to.port(), len, 0] {
+        packet.extend_from_slice(&field.to_be_bytes());
+    }
+    packet.extend_from_slice(payload);
+    raw.send_to(&packet, &SockAddr::from(SocketAddrV4::new(*to.ip(), 0)))?;
+    Ok(())
+}
+
+#[test]
+fn each_inherited_socket_is_named_and_a_datagram_from_one_to_the_other_is_not_echoed() {
+    // Issue 19 §2: every loop took the first socket's address as its own, so
+    // a datagram forged to the second socket from its own address echoed to
+    // itself, two of them (same length, head and tail) for ever. Now each
+    // loop knows its socket, and the guard every socket served: from either
+    // socket, to either, nothing is echoed.
+    if !has_activate() {
+        return;
+    }
+    let (first, second) = (free_addr(), free_addr());
+    let (a, b) = (first.to_string(), second.to_string());
+    let answered = echo_until_answered(first);
+    let server = start_server_via(&[ACTIVATE, "--datagram", "-l", &a, "-l", &b], &[]);
+    assert_eq!(answered.join().unwrap().as_deref(), Some(&b"inherited"[..]));
+    let report = format!("2 threads, one per inherited socket ({first}, {second})");
+    assert!(server.wait_for_stderr(&report, WAIT), "{}", server.stderr());
+    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (first, second) else {
+        unreachable!("loopback IPv4 addresses")
+    };
+    let mut pair = [vec![b'p'; 64], vec![b'p'; 64]];
+    pair[0][32] = b'x';
+    pair[1][32] = b'y';
+    for (from, to) in [(to, to), (from, to), (to, from)] {
+        for payload in &pair {
+            if let Err(e) = forge(from, to, payload) {
+                skip(&format!(
+                    "no raw socket to forge a source ({e}): needs root"
+                ));
+                return;
+            }
+        }
+    }
+    thread::sleep(Duration::from_secs(1));
+    let mut server = server;
+    server.signal(libc::SIGTERM);
+    let (status, stderr) = server.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let received = summary_count(&stderr, "received");
+    let echoed = summary_count(&stderr, "echoed");
+    let bad_source = summary_count(&stderr, "bad-source");
+    eprintln!("cross-socket: received {received}, echoed {echoed}, bad-source {bad_source}");
+    assert!(received < 1_000, "runaway: {stderr}");
+    assert_eq!(bad_source, 6, "{stderr}");
+    assert_eq!(
+        received,
+        echoed + 6,
+        "only the wake-up datagrams echoed: {stderr}"
     );
 }
 
