@@ -391,3 +391,37 @@ fn status_lines_follow_the_stats_interval_and_the_watchdog_is_fed() {
     }
     assert!(wait_exit(&mut child, WAIT).unwrap().success());
 }
+
+#[test]
+fn an_absurd_listen_fds_is_refused_with_one_line_without_reserving_memory() {
+    // Issue 19 §9: LISTEN_FDS=2147483644 with our PID reserved 8 GiB before
+    // looking at a descriptor (an abort, exit 134, under a memory limit).
+    // Under a 2 GiB address-space limit, the shell execs the server with
+    // LISTEN_PID set to its own PID, which exec keeps.
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -v 2000000; LISTEN_PID=$$ LISTEN_FDS=2147483644 exec \"$0\" --port 0",
+            SERVER,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, WAIT).expect("exits at once");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "socket activation: LISTEN_FDS=2147483644 is more descriptors than this process may have open"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
