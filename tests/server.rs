@@ -353,3 +353,41 @@ fn a_co_binder_that_lives_one_second_is_still_named_and_counted() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("port sharers 1"), "{stderr}");
 }
+
+#[test]
+fn a_stamp_key_that_is_not_a_regular_file_is_refused_at_once() {
+    // Issue 19 §11: a FIFO blocked start-up in open(2) until a writer came,
+    // and SIGTERM could not stop it. A directory and a device likewise.
+    let fifo = std::env::temp_dir().join(format!("udp-echo-key-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    let fifo_path = fifo.to_str().unwrap().to_owned();
+    let mut cases = vec![("/dev/zero", "a device"), ("/tmp", "a directory")];
+    if made {
+        cases.push((fifo_path.as_str(), "a FIFO"));
+    } else {
+        skip("no mkfifo(1): the FIFO case was not tried");
+    }
+    for (path, kind) in cases {
+        let asked = Instant::now();
+        let failure =
+            match try_start_server(&["--stamp", "--stamp-key", path, "-H", "127.0.0.1", "-p", "0"])
+            {
+                Ok(_) => panic!("{path} was accepted as a key file"),
+                Err(failure) => failure,
+            };
+        assert!(asked.elapsed() < Duration::from_secs(5), "{path}: slow");
+        assert_eq!(failure.status.code(), Some(1), "{}", failure.stderr);
+        assert!(
+            failure.stderr.contains(&format!(
+                "cannot use STAMP key file {path}: not a regular file ({kind})"
+            )),
+            "{}",
+            failure.stderr
+        );
+    }
+    let _ = std::fs::remove_file(&fifo);
+}
