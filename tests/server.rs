@@ -391,3 +391,45 @@ fn a_stamp_key_that_is_not_a_regular_file_is_refused_at_once() {
     }
     let _ = std::fs::remove_file(&fifo);
 }
+
+/// Sets the soft `RLIMIT_NOFILE` of process `pid` with prlimit(1); false
+/// when the tool is missing or refuses.
+fn set_fd_limit(pid: u32, soft: u64) -> bool {
+    std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn the_port_sharing_watch_survives_a_failed_read_and_says_so() {
+    use socket2::{Domain, Socket, Type};
+    // Issue 19 §10: one failed read of /proc/net/udp (out of descriptors)
+    // stopped the watch for good. With no descriptor left to open, the
+    // reads fail; given them back, the watch must see a co-binder again.
+    let mut server = start_server(&["--port", "0"]);
+    if !set_fd_limit(server.pid(), 3) {
+        skip("no prlimit(1) (util-linux): the watch's retry was not tried");
+        return;
+    }
+    assert!(
+        server.wait_for_stderr("the port-sharing watch is blind; retrying", WAIT),
+        "{}",
+        server.stderr()
+    );
+    assert!(set_fd_limit(server.pid(), 1024));
+    let intruder = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    intruder.set_reuse_address(true).unwrap();
+    intruder.bind(&server.addr.into()).unwrap();
+    let seen = server.wait_for_stderr("receives the datagrams meant for it", WAIT);
+    drop(intruder);
+    assert!(seen, "the watch did not resume:\n{}", server.stderr());
+    assert!(
+        server.stderr().contains("/proc/net/udp is readable again"),
+        "{}",
+        server.stderr()
+    );
+    server.signal(libc::SIGTERM);
+    let (status, stderr) = server.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
