@@ -64,7 +64,7 @@ impl Watch {
 
 /// The warning for one newcomer: what it does, who, and what to do. With
 /// `exclusive` the kernel should have refused it, so the advice differs.
-pub(crate) fn warning(local: SocketAddr, h: &UdpSocketEntry, exclusive: bool) -> String {
+pub(crate) fn warning(h: &UdpSocketEntry, exclusive: bool) -> String {
     let way_out = if exclusive {
         "--exclusive is on, so it bound before this server or in a way the kernel allows (another network namespace shares no port)"
     } else {
@@ -72,21 +72,21 @@ pub(crate) fn warning(local: SocketAddr, h: &UdpSocketEntry, exclusive: bool) ->
     };
     format!(
         "another socket shares UDP port {port} with this server and receives the datagrams meant for it: {addr}, uid {uid}, inode {inode} (on Linux the later or more specific SO_REUSEADDR binder takes all of them, silently). Find it with `ss -ulpne 'sport = :{port}'`; {way_out}",
-        port = local.port(),
+        port = h.local.port(),
         addr = h.local,
         uid = h.uid,
         inode = h.inode
     )
 }
 
-/// Watches `local` until `stop`, warning about sockets that are not `ours` and
+/// Watches `locals` (the server's distinct socket addresses) until `stop`, warning about sockets that are not `ours` and
 /// were not already there `at_start` (the start-up report names those); returns
 /// how many distinct ones were seen, those at start included, or `None` when
 /// a read of the table failed on the way (the count may understate). A failed
 /// read is retried with a growing delay ([`retry_delay`]), and the log says
 /// when the watch is blind and when it sees again.
 pub(crate) fn watch_port(
-    local: SocketAddr,
+    locals: &[SocketAddr],
     ours: &[u64],
     at_start: &[UdpSocketEntry],
     exclusive: bool,
@@ -99,7 +99,7 @@ pub(crate) fn watch_port(
     let (mut failures, mut blind_once) = (0u32, false);
     while stop.sleep_until(next) {
         let read_at = Instant::now();
-        let Some(holders) = net::foreign_holders(local, ours) else {
+        let Some(holders) = net::foreign_holders_of(locals, ours) else {
             failures += 1;
             blind_once = true;
             let delay = retry_delay(failures);
@@ -121,7 +121,7 @@ pub(crate) fn watch_port(
             failures = 0;
         }
         for h in watch.newcomers(&holders) {
-            log::warn!("{}", warning(local, &h, exclusive));
+            log::warn!("{}", warning(&h, exclusive));
         }
         let now = Instant::now();
         next = now + WATCH_INTERVAL.max(now.duration_since(read_at) * COST_FACTOR);
@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn the_warning_names_address_uid_inode_and_the_way_out() {
-        let text = warning("127.0.0.1:9999".parse().unwrap(), &entry(4242), false);
+        let text = warning(&entry(4242), false);
         for part in [
             "UDP port 9999",
             "receives the datagrams meant for it",
@@ -174,7 +174,7 @@ mod tests {
         ] {
             assert!(text.contains(part), "{part}: {text}");
         }
-        let text = warning("127.0.0.1:9999".parse().unwrap(), &entry(4242), true);
+        let text = warning(&entry(4242), true);
         assert!(!text.contains("restart with --exclusive"), "{text}");
         assert!(text.contains("--exclusive is on"), "{text}");
     }

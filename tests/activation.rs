@@ -124,6 +124,19 @@ fn two_inherited_sockets_are_served_by_a_thread_each() {
         stderr.contains("--threads 3 ignored: serving the 2 inherited sockets"),
         "{stderr}"
     );
+    // The port-sharing watch covers the second socket too.
+    let intruder = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    intruder.set_reuse_address(true).unwrap();
+    if intruder.bind(&second.into()).is_err() {
+        skip("the manager's sockets lack SO_REUSEADDR: no co-binder to watch for");
+        return;
+    }
+    let warning = format!("another socket shares UDP port {}", second.port());
+    assert!(
+        server.wait_for_stderr(&warning, WAIT),
+        "{}",
+        server.stderr()
+    );
 }
 
 /// Sends one UDP datagram with a forged source `from` to `to`, both on

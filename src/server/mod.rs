@@ -241,6 +241,7 @@ impl Server {
         let inodes: Vec<u64> = sockets.iter().filter_map(udp_table::socket_inode).collect();
         let batch_requested = config.batch.max(1);
         let batch = effective_batch(batch_requested);
+        let port_sharers = net::foreign_holders_of(&distinct(&inherited), &inodes);
         let report = StartupReport {
             local: addr,
             inherited,
@@ -255,7 +256,7 @@ impl Server {
             batch,
             gro: GroStatus::NotAsked,
             guard: config.guard.clone(),
-            port_sharers: net::foreign_holders(addr, &inodes),
+            port_sharers,
         };
         Server::assemble(config, sockets, inodes, report)
     }
@@ -388,7 +389,8 @@ impl Server {
             let watcher = self.report.port_sharers.as_ref().map(|at_start| {
                 scope.spawn(|| {
                     let report = &self.report;
-                    watch_port(report.local, &self.inodes, at_start, report.exclusive, stop)
+                    let watched = distinct(&self.addrs);
+                    watch_port(&watched, &self.inodes, at_start, report.exclusive, stop)
                 })
             });
             let mut total = Counters::default();
@@ -488,6 +490,17 @@ fn readopt_options(
         max: limits.wmem_max,
     };
     Ok((addr, recv_buf, send_buf))
+}
+
+/// `addrs` without repeats, in their order.
+fn distinct(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut seen = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if !seen.contains(addr) {
+            seen.push(*addr);
+        }
+    }
+    seen
 }
 
 /// The batch size this platform can do: batching needs `recvmmsg`/`sendmmsg` (Linux).

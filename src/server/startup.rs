@@ -49,8 +49,8 @@ pub struct StartupReport {
     pub gro: GroStatus,
     /// Loop guard, allowlist and rate limit, as configured.
     pub guard: GuardConfig,
-    /// The port-sharing check at start: other sockets already on the port (the
-    /// watch warns only about later ones). `None` when the kernel's socket table
+    /// The port-sharing check at start: other sockets already on the port (of
+    /// any inherited socket; the watch warns only about later ones). `None` when the kernel's socket table
     /// cannot be read, which turns the port-sharing watch off.
     pub port_sharers: Option<Vec<UdpSocketEntry>>,
 }
@@ -147,7 +147,7 @@ impl StartupReport {
             Some(sharers) => lines.extend(
                 sharers
                     .iter()
-                    .map(|h| (Level::Warn, watch::warning(self.local, h, self.exclusive))),
+                    .map(|h| (Level::Warn, watch::warning(h, self.exclusive))),
             ),
         }
         lines
