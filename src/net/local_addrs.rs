@@ -209,16 +209,19 @@ impl LocalAddrs {
         }
     }
 
+    /// Logs a failed question: a warning the first time, then debug lines
+    /// (formatted only when debug logging is on).
     #[cold]
     fn failed(&mut self, e: &io::Error) {
-        let message = format!(
+        let level = if std::mem::replace(&mut self.complained_error, true) {
+            log::Level::Debug
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
             "cannot ask the kernel whether an address is this host's ({e}): datagrams from this server's own port are dropped as bad-source meanwhile"
         );
-        if std::mem::replace(&mut self.complained_error, true) {
-            debug!("{message}");
-        } else {
-            warn!("{message}");
-        }
     }
 }
 
