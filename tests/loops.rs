@@ -448,3 +448,62 @@ fn a_wildcard_server_does_not_echo_to_itself_through_an_ipv6_anyip_route() {
     thread::sleep(LOOP_RUN);
     assert_two_dropped_as_own("IPv6 AnyIP", &stop(server));
 }
+
+/// As [`forge`], from any source address, local or not: the whole IPv4
+/// header is ours (`IPPROTO_RAW`); the kernel fills in its checksum.
+fn forge_any(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) {
+    let raw = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(libc::IPPROTO_RAW)),
+    )
+    .expect("raw socket");
+    let udp_len = u16::try_from(8 + payload.len()).unwrap();
+    let mut packet = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    packet[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+    packet.extend_from_slice(&from.ip().octets());
+    packet.extend_from_slice(&to.ip().octets());
+    for field in [from.port(), to.port(), udp_len, 0] {
+        packet.extend_from_slice(&field.to_be_bytes());
+    }
+    packet.extend_from_slice(payload);
+    let sent = raw
+        .send_to(&packet, &SockAddr::from(SocketAddrV4::new(*to.ip(), 0)))
+        .expect("send the forged packet");
+    assert_eq!(sent, packet.len());
+}
+
+#[test]
+fn an_anyip_route_added_while_the_server_runs_counts_once_its_answer_is_a_second_old() {
+    let Some(net) = test_net("AnyIP added later") else {
+        return;
+    };
+    let ns = net.server.clone();
+    let server = server_in(&ns, &["-H", "0.0.0.0", "--stop-on-empty", "never"]);
+    let port = server.addr.port();
+    let from = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 5), port);
+    let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    // Not local yet: answered (towards an unroutable address), and the
+    // kernel's "not local" cached.
+    in_ns(&ns, move || forge_any(from, to, b"not yet ours"));
+    thread::sleep(Duration::from_millis(200));
+    add_anyip(&ns, "-4", "198.51.100.0/24");
+    // The cached "not local" is at most 1 s old after this (TTL).
+    thread::sleep(Duration::from_millis(1_500));
+    in_ns(&ns, move || {
+        for payload in same_sketch_pair() {
+            forge_any(from, to, &payload);
+        }
+    });
+    thread::sleep(LOOP_RUN);
+    let stderr = stop(server);
+    let received = summary_count(&stderr, "received");
+    let bad_source = summary_count(&stderr, "bad-source");
+    eprintln!("AnyIP added later: {received} received, bad-source {bad_source}");
+    assert!(received <= LOOP_BUDGET, "runaway: {stderr}");
+    assert_eq!(received, 3, "{stderr}");
+    // The first one too, should it have been read only after the route came.
+    assert!(bad_source >= 2, "{stderr}");
+    let answered = summary_count(&stderr, "echoed") + summary_count(&stderr, "send errors");
+    assert_eq!(answered, 3 - bad_source, "{stderr}");
+}
