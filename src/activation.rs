@@ -9,8 +9,10 @@
 //! each add a crate for a dozen lines, and neither checks what we must check
 //! anyway — that each socket is UDP. Taking ownership of a raw descriptor is
 //! the one `unsafe` step; it lives in [`crate::sys`] (`take_listen_fds`), which
-//! also unsets `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` and claims the
-//! range at most once per process. This module parses the variables (pure) and
+//! claims the range at most once per process, refuses a count beyond the
+//! descriptor limit, and unsets `LISTEN_PID`, `LISTEN_FDS` and
+//! `LISTEN_FDNAMES` only while the process has one thread (the one case in
+//! which changing the environment is sound; left set, they are harmless). This module parses the variables (pure) and
 //! checks each socket: a datagram socket, IPv4 or IPv6, protocol UDP, bound.
 
 use std::fmt;
@@ -24,7 +26,7 @@ use socket2::{Socket, Type};
 /// stdout and stderr.
 pub const FIRST_FD: RawFd = 3;
 
-/// The variables of the protocol, unset once read.
+/// The variables of the protocol, unset once read while the process has one thread.
 pub const VARIABLES: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 
 /// How many sockets the environment hands this process (`our_pid`): 0 when
@@ -130,9 +132,9 @@ impl fmt::Display for ActivationError {
 impl std::error::Error for ActivationError {}
 
 /// The sockets this process was started with, each checked to be a bound UDP
-/// socket; empty when it was not socket-activated. Unsets the `LISTEN_*`
-/// variables. Call it once, at start, before any thread is spawned (it
-/// changes the environment).
+/// socket; empty when it was not socket-activated. Safe at any time; the
+/// binary calls it at start, before it spawns a thread, so the `LISTEN_*`
+/// variables are unset too (see [`crate::sys::take_listen_fds`]).
 pub fn inherited() -> Result<Vec<Inherited>, ActivationError> {
     crate::sys::take_listen_fds()
         .map_err(ActivationError::Environment)?

@@ -230,7 +230,9 @@ impl Default for GuardConfig {
 /// The stateless rules (everything but the rate limit): shared by all threads.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    local: SocketAddr,
+    /// Every socket the server serves, addresses unmapped (one per distinct
+    /// address and port: threads sharing one with `SO_REUSEPORT` count once).
+    own: Vec<SocketAddr>,
     allow_service_ports: bool,
     answer_stamp_port: bool,
     allow: Vec<Cidr>,
@@ -239,8 +241,21 @@ pub struct Rules {
 impl Rules {
     /// Rules for a server bound to `local`.
     pub fn new(config: &GuardConfig, local: SocketAddr) -> Rules {
+        Rules::serving(config, &[local])
+    }
+
+    /// Rules for a server serving every socket in `sockets` (several with
+    /// socket activation): a datagram from any of them, arriving at any of
+    /// them, is from the server itself.
+    pub fn serving(config: &GuardConfig, sockets: &[SocketAddr]) -> Rules {
+        let mut own: Vec<SocketAddr> = sockets
+            .iter()
+            .map(|s| SocketAddr::new(unmap(s.ip()), s.port()))
+            .collect();
+        own.sort_unstable();
+        own.dedup();
         Rules {
-            local: SocketAddr::new(unmap(local.ip()), local.port()),
+            own,
             allow_service_ports: config.allow_service_ports,
             answer_stamp_port: config.answer_stamp_port,
             allow: config.allow.clone(),
@@ -267,13 +282,24 @@ impl Rules {
         Decision::Echo
     }
 
-    /// The server's own socket: its exact address, or — bound to a wildcard —
-    /// its port on a loopback address (the only own address known without
-    /// listing interfaces; the echo loop also checks every address of the
-    /// host, with [`LocalAddrs`](crate::net::local_addrs::LocalAddrs)).
+    /// One of the server's own sockets: its exact address, or — bound to a
+    /// wildcard — its port on a loopback address (the only own address known
+    /// without asking the kernel; the echo loop asks it about every other
+    /// address, with [`LocalAddrs`](crate::net::local_addrs::LocalAddrs)).
     fn is_self(&self, ip: IpAddr, port: u16) -> bool {
-        port == self.local.port()
-            && (ip == self.local.ip() || (self.local.ip().is_unspecified() && ip.is_loopback()))
+        self.own.iter().any(|own| {
+            port == own.port()
+                && (ip == own.ip() || (own.ip().is_unspecified() && ip.is_loopback()))
+        })
+    }
+
+    /// The ports of the server's sockets bound to a wildcard address: a
+    /// datagram from one of them on any local address is from the server.
+    pub fn wildcard_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.own
+            .iter()
+            .filter(|own| own.ip().is_unspecified())
+            .map(SocketAddr::port)
     }
 }
 
@@ -401,6 +427,37 @@ mod tests {
             v6.check(addr("[::1]:9999")),
             Decision::Drop(DropReason::BadSource)
         );
+    }
+
+    #[test]
+    fn every_served_socket_is_the_servers_own() {
+        // Socket activation with two sockets: a datagram from either, at
+        // either, is from the server itself.
+        let sockets = [
+            addr("127.0.0.1:7001"),
+            addr("127.0.0.2:7002"),
+            addr("[::]:7003"),
+        ];
+        let r = Rules::serving(&GuardConfig::default(), &sockets);
+        for own in [
+            "127.0.0.1:7001",
+            "127.0.0.2:7002",
+            "[::ffff:127.0.0.2]:7002",
+            "127.0.0.9:7003",
+            "[::1]:7003",
+        ] {
+            assert_eq!(
+                r.check(addr(own)),
+                Decision::Drop(DropReason::BadSource),
+                "{own}"
+            );
+        }
+        for other in ["127.0.0.2:7001", "127.0.0.1:7002", "192.0.2.1:7003"] {
+            assert_eq!(r.check(addr(other)), Decision::Echo, "{other}");
+        }
+        assert_eq!(r.wildcard_ports().collect::<Vec<_>>(), vec![7003]);
+        let one = rules(GuardConfig::default(), "127.0.0.1:9999");
+        assert_eq!(one.wildcard_ports().count(), 0);
     }
 
     #[test]

@@ -385,17 +385,28 @@ pub fn bind(addr: SocketAddr, options: &SocketOptions, limits: &Limits) -> Resul
 /// address (the same one, or a wildcard on either side, same family) and are not
 /// among `ours` (inodes). `None` when the table is unavailable.
 pub fn foreign_holders(local: SocketAddr, ours: &[u64]) -> Option<Vec<udp_table::UdpSocketEntry>> {
+    foreign_holders_of(&[local], ours)
+}
+
+/// [`foreign_holders`] of any of `locals` (the sockets of a socket-activated
+/// server), from one read of the table.
+pub fn foreign_holders_of(
+    locals: &[SocketAddr],
+    ours: &[u64],
+) -> Option<Vec<udp_table::UdpSocketEntry>> {
     let table = udp_table::read()?;
     Some(
         table
             .into_iter()
             .filter(|e| {
-                e.local.port() == local.port()
-                    && e.local.is_ipv4() == local.is_ipv4()
-                    && (e.local.ip() == local.ip()
-                        || e.local.ip().is_unspecified()
-                        || local.ip().is_unspecified())
-                    && !ours.contains(&e.inode)
+                !ours.contains(&e.inode)
+                    && locals.iter().any(|local| {
+                        e.local.port() == local.port()
+                            && e.local.is_ipv4() == local.is_ipv4()
+                            && (e.local.ip() == local.ip()
+                                || e.local.ip().is_unspecified()
+                                || local.ip().is_unspecified())
+                    })
             })
             .collect(),
     )

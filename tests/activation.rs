@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
@@ -15,7 +15,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{SERVER, WAIT, skip, start_server_via};
+use common::{SERVER, WAIT, skip, start_server_via, summary_count};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const ACTIVATE: &str = "systemd-socket-activate";
 
@@ -122,6 +123,86 @@ fn two_inherited_sockets_are_served_by_a_thread_each() {
     assert!(
         stderr.contains("--threads 3 ignored: serving the 2 inherited sockets"),
         "{stderr}"
+    );
+    // The port-sharing watch covers the second socket too.
+    let intruder = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    intruder.set_reuse_address(true).unwrap();
+    if intruder.bind(&second.into()).is_err() {
+        skip("the manager's sockets lack SO_REUSEADDR: no co-binder to watch for");
+        return;
+    }
+    let warning = format!("another socket shares UDP port {}", second.port());
+    assert!(
+        server.wait_for_stderr(&warning, WAIT),
+        "{}",
+        server.stderr()
+    );
+}
+
+/// Sends one UDP datagram with a forged source `from` to `to`, both on
+/// loopback, through a raw socket (root only): the kernel writes the IP
+/// header, the UDP header is ours with checksum 0 (none, which IPv4 allows).
+fn forge(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> std::io::Result<()> {
+    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP))?;
+    raw.bind(&SockAddr::from(SocketAddrV4::new(*from.ip(), 0)))?;
+    let len = u16::try_from(8 + payload.len()).unwrap();
+    let mut packet = Vec::new();
+    for field in [from.port(), to.port(), len, 0] {
+        packet.extend_from_slice(&field.to_be_bytes());
+    }
+    packet.extend_from_slice(payload);
+    raw.send_to(&packet, &SockAddr::from(SocketAddrV4::new(*to.ip(), 0)))?;
+    Ok(())
+}
+
+#[test]
+fn each_inherited_socket_is_named_and_a_datagram_from_one_to_the_other_is_not_echoed() {
+    // Issue 19 §2: every loop took the first socket's address as its own, so
+    // a datagram forged to the second socket from its own address echoed to
+    // itself, two of them (same length, head and tail) for ever. Now each
+    // loop knows its socket, and the guard every socket served: from either
+    // socket, to either, nothing is echoed.
+    if !has_activate() {
+        return;
+    }
+    let (first, second) = (free_addr(), free_addr());
+    let (a, b) = (first.to_string(), second.to_string());
+    let answered = echo_until_answered(first);
+    let server = start_server_via(&[ACTIVATE, "--datagram", "-l", &a, "-l", &b], &[]);
+    assert_eq!(answered.join().unwrap().as_deref(), Some(&b"inherited"[..]));
+    let report = format!("2 threads, one per inherited socket ({first}, {second})");
+    assert!(server.wait_for_stderr(&report, WAIT), "{}", server.stderr());
+    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (first, second) else {
+        unreachable!("loopback IPv4 addresses")
+    };
+    let mut pair = [vec![b'p'; 64], vec![b'p'; 64]];
+    pair[0][32] = b'x';
+    pair[1][32] = b'y';
+    for (from, to) in [(to, to), (from, to), (to, from)] {
+        for payload in &pair {
+            if let Err(e) = forge(from, to, payload) {
+                skip(&format!(
+                    "no raw socket to forge a source ({e}): needs root"
+                ));
+                return;
+            }
+        }
+    }
+    thread::sleep(Duration::from_secs(1));
+    let mut server = server;
+    server.signal(libc::SIGTERM);
+    let (status, stderr) = server.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let received = summary_count(&stderr, "received");
+    let echoed = summary_count(&stderr, "echoed");
+    let bad_source = summary_count(&stderr, "bad-source");
+    eprintln!("cross-socket: received {received}, echoed {echoed}, bad-source {bad_source}");
+    assert!(received < 1_000, "runaway: {stderr}");
+    assert_eq!(bad_source, 6, "{stderr}");
+    assert_eq!(
+        received,
+        echoed + 6,
+        "only the wake-up datagrams echoed: {stderr}"
     );
 }
 
@@ -322,4 +403,38 @@ fn status_lines_follow_the_stats_interval_and_the_watchdog_is_fed() {
         assert!(Instant::now() < deadline, "no STOPPING=1");
     }
     assert!(wait_exit(&mut child, WAIT).unwrap().success());
+}
+
+#[test]
+fn an_absurd_listen_fds_is_refused_with_one_line_without_reserving_memory() {
+    // Issue 19 §9: LISTEN_FDS=2147483644 with our PID reserved 8 GiB before
+    // looking at a descriptor (an abort, exit 134, under a memory limit).
+    // Under a 2 GiB address-space limit, the shell execs the server with
+    // LISTEN_PID set to its own PID, which exec keeps.
+    let mut child = common::command("sh")
+        .args([
+            "-c",
+            "ulimit -v 2000000; LISTEN_PID=$$ LISTEN_FDS=2147483644 exec \"$0\" --port 0",
+            SERVER,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, WAIT).expect("exits at once");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "socket activation: LISTEN_FDS=2147483644 is more descriptors than this process may have open"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }

@@ -406,3 +406,83 @@ fn a_stats_line_counts_the_interval_and_labels_the_totals() {
         "{later}"
     );
 }
+
+#[test]
+fn a_stamp_key_that_is_not_a_regular_file_is_refused_at_once() {
+    // Issue 19 §11: a FIFO blocked start-up in open(2) until a writer came,
+    // and SIGTERM could not stop it. A directory and a device likewise.
+    let fifo = std::env::temp_dir().join(format!("udp-echo-key-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    let fifo_path = fifo.to_str().unwrap().to_owned();
+    let mut cases = vec![("/dev/zero", "a device"), ("/tmp", "a directory")];
+    if made {
+        cases.push((fifo_path.as_str(), "a FIFO"));
+    } else {
+        skip("no mkfifo(1): the FIFO case was not tried");
+    }
+    for (path, kind) in cases {
+        let asked = Instant::now();
+        let failure =
+            match try_start_server(&["--stamp", "--stamp-key", path, "-H", "127.0.0.1", "-p", "0"])
+            {
+                Ok(_) => panic!("{path} was accepted as a key file"),
+                Err(failure) => failure,
+            };
+        assert!(asked.elapsed() < Duration::from_secs(5), "{path}: slow");
+        assert_eq!(failure.status.code(), Some(1), "{}", failure.stderr);
+        assert!(
+            failure.stderr.contains(&format!(
+                "cannot use STAMP key file {path}: not a regular file ({kind})"
+            )),
+            "{}",
+            failure.stderr
+        );
+    }
+    let _ = std::fs::remove_file(&fifo);
+}
+
+/// Sets the soft `RLIMIT_NOFILE` of process `pid` with prlimit(1); false
+/// when the tool is missing or refuses.
+fn set_fd_limit(pid: u32, soft: u64) -> bool {
+    std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn the_port_sharing_watch_survives_a_failed_read_and_says_so() {
+    use socket2::{Domain, Socket, Type};
+    // Issue 19 §10: one failed read of /proc/net/udp (out of descriptors)
+    // stopped the watch for good. With no descriptor left to open, the
+    // reads fail; given them back, the watch must see a co-binder again.
+    let mut server = start_server(&["--port", "0"]);
+    if !set_fd_limit(server.pid(), 3) {
+        skip("no prlimit(1) (util-linux): the watch's retry was not tried");
+        return;
+    }
+    assert!(
+        server.wait_for_stderr("the port-sharing watch is blind; retrying", WAIT),
+        "{}",
+        server.stderr()
+    );
+    assert!(set_fd_limit(server.pid(), 1024));
+    let intruder = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    intruder.set_reuse_address(true).unwrap();
+    intruder.bind(&server.addr.into()).unwrap();
+    let seen = server.wait_for_stderr("receives the datagrams meant for it", WAIT);
+    drop(intruder);
+    assert!(seen, "the watch did not resume:\n{}", server.stderr());
+    assert!(
+        server.stderr().contains("/proc/net/udp is readable again"),
+        "{}",
+        server.stderr()
+    );
+    server.signal(libc::SIGTERM);
+    let (status, stderr) = server.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}

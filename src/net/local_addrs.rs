@@ -1,226 +1,260 @@
-//! This host's own addresses, so that a server bound to a wildcard address
-//! (`0.0.0.0`, `::`) recognises a datagram from its own port on any of them —
-//! a self-loop — on the first datagram.
+//! "Is this source this host?" for a server socket bound to a wildcard
+//! address (`0.0.0.0`, `::`), answered by the kernel, so that a datagram
+//! from the server's own port on any address of the host — a self-loop — is
+//! dropped on the first datagram.
 //!
-//! Bound to one address, the server's own socket is that address and port, and
-//! the guard's rules see it. Bound to a wildcard, every address of the host
-//! reaches it: anyone who can send once from `(any local address, server port)`
-//! (a `SO_REUSEADDR` co-binder, any local user) makes it echo to itself for
-//! ever. The guard knows only loopback as "this host"; [`LocalAddrs`] knows the
-//! interface list.
+//! Bound to one address, a socket's own source is that address and port, and
+//! the guard's rules see it. Bound to a wildcard, every local address reaches
+//! it: anyone who can send once from `(any local address, server port)` (a
+//! forged source, a `SO_REUSEADDR` co-binder, any local user) makes it echo
+//! to itself for ever. "Local" is what the kernel routes to this host:
+//! interface addresses, whole networks on loopback, AnyIP routes (`ip route
+//! add local 198.51.100.0/24 dev lo`), addresses added after start. The
+//! interface list misses AnyIP, so the question goes to the kernel itself,
+//! one address at a time ([`crate::sys::LocalRoutes`]: a netlink route query,
+//! or a test bind where netlink is not allowed, which misses IPv6 AnyIP).
 //!
-//! The list is read at start and re-read lazily: only when a datagram comes
-//! from the server's port, is not from a known local address, and the list is
-//! at least [`REFRESH`] old — so an address added after start is caught too,
-//! ordinary traffic costs one port comparison, and even a flood from the
-//! server's port costs one `getifaddrs` a second. An address added less than a
-//! second after such a re-read is missed until the next one; loop detection
-//! ([`echo_loop`](crate::echo_loop)) still ends that loop after its streak.
+//! Cost: a self-loop needs the source *port* to be one of the server's
+//! wildcard ports, so every other datagram costs one port comparison. For the
+//! few that match, the answer is cached per address for [`TTL`] in a fixed
+//! table of [`SLOTS`] entries (no allocation per datagram), and at most
+//! [`ASK_BUDGET`] questions a second reach the kernel per echo thread, so a
+//! flood of forged sources on the server's port cannot buy a syscall per
+//! datagram. What cannot be asked — over budget, or the kernel unreachable —
+//! counts as this host: the datagram is dropped (`bad-source`) rather than
+//! risk echoing to ourselves. Only datagrams from the server's own port
+//! number pay that, which no ordinary client sends from.
 //!
-//! Every address of a network on a loopback interface is local (Linux routes
-//! all of `192.0.2.0/24 dev lo` to this host, as it does `127.0.0.0/8`), so for
-//! loopback interfaces the whole prefix counts; elsewhere only the address.
-//! Addresses made local by a route alone (`ip route add local …`, AnyIP) are
-//! not in the interface list; for those, the loop detector is the guard.
+//! An address that becomes local is seen within [`TTL`] of the last "not
+//! local" answer for it; until then the loop detector
+//! ([`echo_loop`](crate::echo_loop)) is the guard.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use log::{debug, warn};
 
 use crate::guard::unmap;
 
-/// One address of an interface, as `getifaddrs(3)` lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InterfaceAddr {
-    /// The address.
-    pub ip: IpAddr,
-    /// Its network's prefix length (32 or 128 when unknown).
-    pub prefix: u8,
-    /// Whether the interface is a loopback one: then the whole network is local.
-    pub loopback: bool,
+/// How long an answer is trusted: an address added or removed is seen this
+/// late at most.
+pub const TTL: Duration = Duration::from_secs(1);
+
+/// Kernel questions per second per echo thread at most (each a few µs: about
+/// 1% of one core at the limit).
+pub const ASK_BUDGET: u32 = 1000;
+
+/// Cached answers per echo thread (direct-mapped by address).
+pub const SLOTS: usize = 128;
+
+const SLOT_BITS: u32 = SLOTS.trailing_zeros();
+const TTL_NS: u64 = TTL.as_nanos() as u64;
+const WINDOW_NS: u64 = 1_000_000_000;
+
+/// Answers "does the kernel route this address to this host?"; the kernel
+/// ([`kernel_asker`]) or a stand-in in tests.
+pub type Asker = Box<dyn FnMut(IpAddr) -> io::Result<bool> + Send>;
+
+/// One cached answer.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    ip: IpAddr,
+    local: bool,
+    /// The answer is stale from here on (0: empty).
+    expires_ns: u64,
 }
 
-/// The youngest the list may be when a miss makes it re-read.
-pub const REFRESH: Duration = Duration::from_secs(1);
+const EMPTY: Slot = Slot {
+    ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    local: false,
+    expires_ns: 0,
+};
 
-const REFRESH_NS: u64 = REFRESH.as_nanos() as u64;
-
-/// Where the list comes from: [`crate::sys::interface_addrs`], or a stand-in in tests.
-pub type Reader = fn(&mut Vec<InterfaceAddr>) -> io::Result<()>;
-
-/// The host's addresses, refreshed lazily; one per echo thread (it is
-/// mutable and cheap). See the module docs.
-#[derive(Debug)]
+/// The own-socket check of one echo thread for the server's wildcard sockets:
+/// their ports, the cached answers and the question budget. See the module
+/// docs.
 pub struct LocalAddrs {
-    /// Single addresses, unmapped and sorted for binary search.
-    addrs: Vec<IpAddr>,
-    /// Networks on loopback interfaces beyond loopback itself, `(network, prefix)`.
-    loopback_nets: Vec<(IpAddr, u8)>,
-    /// The reader's output, kept to reuse its allocation.
-    scratch: Vec<InterfaceAddr>,
-    /// When the list was last read (or tried), in ns of the injected clock.
-    read_ns: u64,
-    reader: Reader,
-    /// A failure has been logged: log the next one at debug only.
-    complained: bool,
+    /// The ports of the server's wildcard sockets, sorted.
+    ports: Vec<u16>,
+    slots: Box<[Slot; SLOTS]>,
+    /// Start of the current budget window and questions asked in it.
+    window_ns: u64,
+    asked: u32,
+    /// Questions asked in all (for the tests and the curious).
+    asked_total: u64,
+    asker: Asker,
+    complained_error: bool,
+    complained_budget: bool,
+}
+
+impl std::fmt::Debug for LocalAddrs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalAddrs")
+            .field("ports", &self.ports)
+            .field("asked_total", &self.asked_total)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The kernel's answer: a netlink route query where allowed, else a test
+/// bind (which says "not local" for an IPv6 AnyIP address, and "local" for
+/// everything under `ip_nonlocal_bind`). A failed query falls back to the
+/// bind too.
+pub fn kernel_asker() -> Asker {
+    match crate::sys::LocalRoutes::open() {
+        Ok(mut routes) => Box::new(move |ip| routes.is_local(ip).or_else(|_| bind_check(ip))),
+        Err(e) => {
+            debug!(
+                "cannot ask the kernel's routes ({e}): a test bind says which addresses are local"
+            );
+            Box::new(bind_check)
+        }
+    }
+}
+
+/// Whether `ip` is local by a test `bind(ip:0)`: it succeeds (or finds no
+/// free port) for a local address, and fails with EADDRNOTAVAIL otherwise.
+pub fn bind_check(ip: IpAddr) -> io::Result<bool> {
+    match UdpSocket::bind((unmap(ip), 0)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 impl LocalAddrs {
-    /// Reads this host's interface list at `now_ns`. Never fails: without a list
-    /// (unsupported platform, error) only loopback is known, and a warning says so.
-    pub fn read(now_ns: u64) -> LocalAddrs {
-        LocalAddrs::with_reader(crate::sys::interface_addrs, now_ns)
+    /// The check for wildcard sockets on `ports`, asking the kernel; `None`
+    /// when there are none (sockets bound to one address need no check).
+    pub fn for_ports(ports: impl IntoIterator<Item = u16>) -> Option<LocalAddrs> {
+        let ports: Vec<u16> = ports.into_iter().collect();
+        (!ports.is_empty()).then(|| LocalAddrs::with_asker(ports, kernel_asker()))
     }
 
-    /// As [`read`](Self::read), with the list from `reader`.
-    pub fn with_reader(reader: Reader, now_ns: u64) -> LocalAddrs {
-        let mut local = LocalAddrs {
-            addrs: Vec::new(),
-            loopback_nets: Vec::new(),
-            scratch: Vec::new(),
-            read_ns: now_ns,
-            reader,
-            complained: false,
-        };
-        local.refresh(now_ns);
-        local
+    /// As [`for_ports`](Self::for_ports), asking `asker`.
+    pub fn with_asker(mut ports: Vec<u16>, asker: Asker) -> LocalAddrs {
+        ports.sort_unstable();
+        ports.dedup();
+        LocalAddrs {
+            ports,
+            slots: Box::new([EMPTY; SLOTS]),
+            window_ns: 0,
+            asked: 0,
+            asked_total: 0,
+            asker,
+            complained_error: false,
+            complained_budget: false,
+        }
     }
 
-    /// Whether `ip` is an address of this host as of the last read: loopback
-    /// always, IPv4-mapped IPv6 as its IPv4 address.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    /// Whether `source` is one of the server's wildcard sockets: one of their
+    /// ports on an address of this host. One comparison unless the port is
+    /// one of theirs.
+    #[inline]
+    pub fn is_own_socket(&mut self, source: SocketAddr, now_ns: u64) -> bool {
+        self.ports.contains(&source.port()) && self.is_local(source.ip(), now_ns)
+    }
+
+    /// Whether `ip` is an address of this host (IPv4-mapped IPv6 as its IPv4
+    /// address), from the cache or the kernel; `true` when it cannot be
+    /// known (see the module docs).
+    pub fn is_local(&mut self, ip: IpAddr, now_ns: u64) -> bool {
         let ip = unmap(ip);
-        ip.is_loopback()
-            || self.addrs.binary_search(&ip).is_ok()
-            || self
-                .loopback_nets
-                .iter()
-                .any(|&(net, prefix)| in_network(ip, net, prefix))
-    }
-
-    /// How many single addresses and loopback networks are known.
-    pub fn len(&self) -> usize {
-        self.addrs.len() + self.loopback_nets.len()
-    }
-
-    /// True when nothing beyond loopback is known.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether `source` is the server's own socket, `local`, on any address of
-    /// this host: same port, and the address is `local`'s own or — for a
-    /// wildcard `local` — any local one. Costs one comparison unless the port
-    /// is the server's; may re-read the list (see the module docs).
-    pub fn is_own_socket(&mut self, source: SocketAddr, local: SocketAddr, now_ns: u64) -> bool {
-        if source.port() != local.port() {
-            return false;
+        if ip.is_loopback() {
+            return true;
         }
-        let ip = unmap(source.ip());
-        if !local.ip().is_unspecified() {
-            return ip == unmap(local.ip());
+        let slot = slot_of(ip);
+        let cached = self.slots[slot];
+        if cached.ip == ip && now_ns < cached.expires_ns {
+            return cached.local;
         }
-        self.contains(ip) || (self.refresh_if_stale(now_ns) && self.contains(ip))
+        if now_ns.saturating_sub(self.window_ns) >= WINDOW_NS {
+            self.window_ns = now_ns;
+            self.asked = 0;
+        }
+        if self.asked >= ASK_BUDGET {
+            self.over_budget();
+            return true;
+        }
+        self.asked += 1;
+        self.asked_total += 1;
+        match (self.asker)(ip) {
+            Ok(local) => {
+                self.slots[slot] = Slot {
+                    ip,
+                    local,
+                    expires_ns: now_ns.saturating_add(TTL_NS).max(1),
+                };
+                local
+            }
+            Err(e) => {
+                self.failed(&e);
+                true
+            }
+        }
     }
 
-    /// Re-reads the list when the last read is [`REFRESH`] old or more;
-    /// returns whether it did.
-    pub fn refresh_if_stale(&mut self, now_ns: u64) -> bool {
-        if now_ns.saturating_sub(self.read_ns) < REFRESH_NS {
-            return false;
-        }
-        self.refresh(now_ns);
-        true
+    /// Questions asked so far.
+    pub fn asked(&self) -> u64 {
+        self.asked_total
     }
 
-    /// Re-reads the list now. On failure the previous list stays.
-    pub fn refresh(&mut self, now_ns: u64) {
-        self.read_ns = now_ns;
-        if let Err(e) = (self.reader)(&mut self.scratch) {
-            let quiet = self.complained || e.kind() == io::ErrorKind::Unsupported;
-            let message = format!(
-                "cannot list this host's addresses ({e}): a datagram from the server's own port via a non-loopback address is dropped by loop detection after its streak, not at once"
+    #[cold]
+    fn over_budget(&mut self) {
+        if !std::mem::replace(&mut self.complained_budget, true) {
+            warn!(
+                "more than {ASK_BUDGET} new source addresses a second on this server's own port: those the kernel was not asked about are dropped as bad-source (they could be this host)"
             );
-            if quiet {
-                debug!("{message}");
-            } else {
-                warn!("{message}");
-            }
-            self.complained = true;
-            return;
         }
-        self.addrs.clear();
-        self.loopback_nets.clear();
-        for entry in &self.scratch {
-            let ip = unmap(entry.ip);
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            if entry.loopback && entry.prefix < max && !ip.is_loopback() {
-                self.loopback_nets.push((ip, entry.prefix));
-            } else if !ip.is_loopback() {
-                self.addrs.push(ip);
-            }
-        }
-        self.addrs.sort_unstable();
-        self.addrs.dedup();
+    }
+
+    /// Logs a failed question: a warning the first time, then debug lines
+    /// (formatted only when debug logging is on).
+    #[cold]
+    fn failed(&mut self, e: &io::Error) {
+        let level = if std::mem::replace(&mut self.complained_error, true) {
+            log::Level::Debug
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
+            "cannot ask the kernel whether an address is this host's ({e}): datagrams from this server's own port are dropped as bad-source meanwhile"
+        );
     }
 }
 
-/// Whether `ip` is in `net/prefix` (same family only).
-fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(ip), IpAddr::V4(net)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            u32::from(ip) & mask == u32::from(net) & mask
+/// The cache slot of `ip`.
+fn slot_of(ip: IpAddr) -> usize {
+    let bits = match ip {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let all = u128::from(v6);
+            (all as u64) ^ ((all >> 64) as u64)
         }
-        (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            u128::from(ip) & mask == u128::from(net) & mask
-        }
-        _ => false,
-    }
+    };
+    (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOT_BITS)) as usize
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::{Cell, RefCell};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     const SEC: u64 = 1_000_000_000;
 
-    thread_local! {
-        /// What the stand-in reader returns (each test runs on its own thread).
-        static LIST: RefCell<io::Result<Vec<InterfaceAddr>>> = const { RefCell::new(Ok(Vec::new())) };
-        static READS: Cell<usize> = const { Cell::new(0) };
-    }
-
-    fn stand_in(out: &mut Vec<InterfaceAddr>) -> io::Result<()> {
-        READS.set(READS.get() + 1);
-        LIST.with_borrow(|list| match list {
-            Ok(list) => {
-                out.clear();
-                out.extend_from_slice(list);
-                Ok(())
-            }
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+    /// A stand-in kernel: these networks are local; counts its questions.
+    fn stand_in(local: &'static [&'static str], asked: Arc<AtomicU64>) -> Asker {
+        Box::new(move |ip| {
+            asked.fetch_add(1, Ordering::Relaxed);
+            Ok(local.iter().any(|net| {
+                net.parse::<crate::guard::Cidr>()
+                    .unwrap()
+                    .contains(unmap(ip))
+            }))
         })
-    }
-
-    fn set_list(entries: &[(&str, u8, bool)]) {
-        let list = entries
-            .iter()
-            .map(|&(ip, prefix, loopback)| InterfaceAddr {
-                ip: ip.parse().unwrap(),
-                prefix,
-                loopback,
-            })
-            .collect();
-        LIST.set(Ok(list));
-    }
-
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
     }
 
     fn addr(text: &str) -> SocketAddr {
@@ -228,112 +262,119 @@ mod tests {
     }
 
     #[test]
-    fn interface_addresses_loopback_networks_and_mapped_forms_are_local() {
-        set_list(&[
-            ("127.0.0.1", 8, true),
-            ("::1", 128, true),
-            ("192.0.2.1", 24, true),
-            ("10.1.2.3", 8, false),
-            ("2001:db8::5", 64, false),
-            ("fe80::1", 64, false),
-        ]);
-        let local = LocalAddrs::with_reader(stand_in, 0);
+    fn anyip_networks_and_mapped_forms_count_on_our_ports_only() {
+        let asked = Arc::new(AtomicU64::new(0));
+        let mut own = LocalAddrs::with_asker(
+            vec![9999, 7000],
+            stand_in(&["198.51.100.0/24", "10.1.2.3", "2001:db8:5::/64"], asked),
+        );
         for yes in [
-            "127.0.0.1",
-            "127.9.9.9",
-            "::1",
-            "192.0.2.1",
-            "192.0.2.77",
-            "::ffff:192.0.2.200",
-            "10.1.2.3",
-            "::ffff:10.1.2.3",
-            "2001:db8::5",
-            "fe80::1",
+            "198.51.100.5:9999",
+            "[::ffff:198.51.100.200]:9999",
+            "10.1.2.3:7000",
+            "[2001:db8:5::9]:9999",
+            "127.0.0.5:9999",
+            "[::1]:7000",
         ] {
-            assert!(local.contains(ip(yes)), "{yes}");
+            assert!(own.is_own_socket(addr(yes), 0), "{yes}");
         }
-        for no in ["192.0.3.1", "10.1.2.4", "2001:db8::6", "8.8.8.8", "::"] {
-            assert!(!local.contains(ip(no)), "{no}");
+        for no in [
+            "198.51.101.5:9999",
+            "198.51.100.5:9998",
+            "10.1.2.4:7000",
+            "[2001:db8:6::1]:9999",
+        ] {
+            assert!(!own.is_own_socket(addr(no), 0), "{no}");
         }
-        assert_eq!(local.len(), 4, "three addresses and one loopback network");
     }
 
     #[test]
-    fn only_the_servers_port_on_a_local_address_is_its_own_socket() {
-        set_list(&[("192.0.2.1", 32, true), ("10.1.2.3", 8, false)]);
-        let mut local = LocalAddrs::with_reader(stand_in, 0);
-        let wildcard = addr("0.0.0.0:9999");
-        let dual = addr("[::]:9999");
-        for own in ["192.0.2.1:9999", "10.1.2.3:9999", "127.0.0.5:9999"] {
-            assert!(local.is_own_socket(addr(own), wildcard, 0), "{own}");
-        }
-        assert!(local.is_own_socket(addr("[::ffff:10.1.2.3]:9999"), dual, 0));
-        assert!(local.is_own_socket(addr("[::1]:9999"), dual, 0));
-        for other in ["192.0.2.1:9998", "10.1.2.4:9999", "[2001:db8::1]:9999"] {
-            assert!(!local.is_own_socket(addr(other), wildcard, 0), "{other}");
-        }
-        // Bound to one address: only that address is the server's own.
-        let one = addr("10.1.2.3:9999");
-        assert!(local.is_own_socket(addr("10.1.2.3:9999"), one, 0));
-        assert!(!local.is_own_socket(addr("192.0.2.1:9999"), one, 0));
-    }
-
-    #[test]
-    fn an_address_added_later_is_found_with_at_most_one_read_a_second() {
-        set_list(&[("10.1.2.3", 8, false)]);
-        let mut local = LocalAddrs::with_reader(stand_in, 0);
-        let wildcard = addr("0.0.0.0:9999");
-        let reads = READS.get();
-        // A flood from the server's port on a remote address: one re-read a second.
-        let mut now = 0;
-        for _ in 0..100_000 {
-            assert!(!local.is_own_socket(addr("198.51.100.7:9999"), wildcard, now));
-            now += 100_000; // 10 s in all
-        }
-        assert!(READS.get() - reads <= 10, "{} reads", READS.get() - reads);
-        // Other ports never read it.
-        let reads = READS.get();
+    fn answers_are_cached_for_a_ttl_so_an_address_added_later_is_seen() {
+        let asked = Arc::new(AtomicU64::new(0));
+        static LOCAL: AtomicU64 = AtomicU64::new(0);
+        let counter = Arc::clone(&asked);
+        let mut own = LocalAddrs::with_asker(
+            vec![9999],
+            Box::new(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(LOCAL.load(Ordering::Relaxed) == 1)
+            }),
+        );
+        let source = addr("192.0.2.1:9999");
+        let mut now = SEC;
         for _ in 0..1000 {
-            now += SEC;
-            assert!(!local.is_own_socket(addr("198.51.100.7:9998"), wildcard, now));
+            assert!(!own.is_own_socket(source, now));
+            now += 100_000; // 0.1 s in all
         }
-        assert_eq!(READS.get(), reads);
-        // An address added after start: caught on its first datagram.
-        set_list(&[("10.1.2.3", 8, false), ("192.0.2.1", 32, true)]);
-        now += SEC;
-        assert!(local.is_own_socket(addr("192.0.2.1:9999"), wildcard, now));
+        assert_eq!(asked.load(Ordering::Relaxed), 1, "cached");
+        // Other ports never ask.
+        for port in 1024..2024 {
+            assert!(!own.is_own_socket(addr(&format!("192.0.2.9:{port}")), now));
+        }
+        assert_eq!(asked.load(Ordering::Relaxed), 1);
+        // The address becomes local: seen once the answer is a TTL old.
+        LOCAL.store(1, Ordering::Relaxed);
+        now += TTL_NS;
+        assert!(own.is_own_socket(source, now));
+        assert_eq!(own.asked(), 2);
     }
 
     #[test]
-    fn a_failed_read_keeps_the_previous_list() {
-        set_list(&[("10.1.2.3", 8, false)]);
-        let mut local = LocalAddrs::with_reader(stand_in, 0);
-        LIST.set(Err(io::Error::other("netlink trouble")));
-        assert!(local.refresh_if_stale(2 * SEC));
-        assert!(local.contains(ip("10.1.2.3")));
-        assert!(!local.refresh_if_stale(2 * SEC + 1), "not retried at once");
-        // Without any list, loopback is still known.
-        let empty = LocalAddrs::with_reader(stand_in, 0);
-        assert!(empty.is_empty());
-        assert!(empty.contains(ip("127.0.0.1")));
-        assert!(!empty.contains(ip("10.1.2.3")));
+    fn a_flood_of_forged_sources_asks_at_most_the_budget_and_the_rest_are_dropped() {
+        let asked = Arc::new(AtomicU64::new(0));
+        let mut own = LocalAddrs::with_asker(vec![9999], stand_in(&[], Arc::clone(&asked)));
+        let mut now = 0;
+        let mut dropped = 0;
+        // 100,000 distinct sources on our port over 10 s.
+        for i in 0..100_000u32 {
+            let source = SocketAddr::new(IpAddr::V4((0x0a00_0000 + i).into()), 9999);
+            if own.is_own_socket(source, now) {
+                dropped += 1;
+            }
+            now += 100_000;
+        }
+        let asked = asked.load(Ordering::Relaxed);
+        assert!(asked <= 11 * u64::from(ASK_BUDGET), "{asked} questions");
+        assert_eq!(
+            dropped,
+            100_000 - asked,
+            "what was not asked counts as local"
+        );
     }
 
-    #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
     #[test]
-    fn the_real_list_reads_and_has_sane_prefixes() {
-        let mut list = Vec::new();
-        crate::sys::interface_addrs(&mut list).unwrap();
-        for entry in &list {
-            let max = if entry.ip.is_ipv4() { 32 } else { 128 };
-            assert!(entry.prefix <= max, "{entry:?}");
-            if entry.ip == ip("127.0.0.1") {
-                assert!(entry.loopback, "{entry:?}");
+    fn a_failing_kernel_counts_as_local() {
+        let mut own = LocalAddrs::with_asker(vec![9999], Box::new(|_| Err(io::Error::other("no"))));
+        assert!(own.is_own_socket(addr("192.0.2.1:9999"), 0));
+        assert!(!own.is_own_socket(addr("192.0.2.1:9998"), 0));
+    }
+
+    #[test]
+    fn slots_spread_neighbouring_addresses() {
+        let used: std::collections::HashSet<usize> = (0..64u32)
+            .map(|i| slot_of(IpAddr::V4((0xc633_6400 + i).into())))
+            .collect();
+        assert!(used.len() > 40, "{} of 64", used.len());
+    }
+
+    #[test]
+    fn the_kernel_and_the_bind_check_agree_on_loopback_and_a_remote_address() {
+        let mut kernel = kernel_asker();
+        for ip in ["127.0.0.1", "127.3.4.5", "::ffff:127.0.0.1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(kernel(ip).unwrap(), "{ip}");
+            assert!(bind_check(ip).unwrap(), "{ip}");
+        }
+        for ip in ["192.0.2.1", "2001:db8::1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(!kernel(ip).unwrap(), "{ip}");
+            if ip.is_ipv4() || UdpSocket::bind("[::1]:0").is_ok() {
+                assert!(!bind_check(ip).unwrap(), "{ip}");
             }
         }
-        let local = LocalAddrs::read(0);
-        for entry in &list {
-            assert!(local.contains(entry.ip), "{entry:?}");
-        }
+        let mut own = LocalAddrs::for_ports([9999]).unwrap();
+        assert!(own.is_own_socket(addr("127.0.0.1:9999"), 0));
+        assert!(!own.is_own_socket(addr("192.0.2.1:9999"), 0));
+        assert!(LocalAddrs::for_ports([]).is_none());
     }
 }

@@ -29,8 +29,8 @@ const DEBUG_PAYLOAD_BYTES: usize = 64;
 pub(super) struct LoopContext<'a> {
     pub(super) stop: &'a Stop,
     pub(super) policy: StopPolicy,
-    /// The server's bound address: a datagram from its port on one of this
-    /// host's addresses is from itself.
+    /// This loop's socket's address (with socket activation, each socket
+    /// has its own). The guard's rules know every socket of the server.
     pub(super) local: SocketAddr,
     pub(super) rules: &'a Rules,
     /// Whether each loop runs a [`LoopDetector`] (`--no-loop-detect` turns it off).
@@ -167,8 +167,9 @@ struct LoopState<'a> {
     loop_log: Throttle,
     /// This loop's echo-loop detector; `None` with `--no-loop-detect`.
     loops: Option<LoopDetector>,
-    /// This host's addresses, for a wildcard bind only: bound to one address,
-    /// the guard's rules know the server's own socket.
+    /// The kernel's answer to "is this source this host?", for the server's
+    /// wildcard sockets only: bound to one address, the guard's rules know
+    /// the server's own socket.
     locals: Option<LocalAddrs>,
     /// The time of the current receive, ns since `context.origin`: read once
     /// per receive call, used by every check of what it brought.
@@ -199,14 +200,11 @@ impl<'a> LoopState<'a> {
             // would never see its own bytes come back: the reflector's own
             // check (a reflected packet is refused) ends such loops instead.
             loops: (context.loop_detect && context.stamp.is_none()).then(LoopDetector::new),
-            locals: None,
+            locals: LocalAddrs::for_ports(context.rules.wildcard_ports()),
             now_ns: 0,
             reflector: context.stamp.cloned().map(Reflector::new),
         };
         state.tick();
-        if context.local.ip().is_unspecified() {
-            state.locals = Some(LocalAddrs::read(state.now_ns));
-        }
         state
     }
 
@@ -216,13 +214,13 @@ impl<'a> LoopState<'a> {
         self.now_ns = u64::try_from(self.context.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
     }
 
-    /// Whether `source` is this server's own socket on another address of this
-    /// host (wildcard bind only; the rules see the bound address itself). One
-    /// port comparison for any other source.
+    /// Whether `source` is one of this server's wildcard sockets on another
+    /// address of this host (the rules see the bound addresses themselves).
+    /// One port comparison for any other source.
     #[inline]
     fn is_own_socket(&mut self, source: SocketAddr) -> bool {
         match &mut self.locals {
-            Some(locals) => locals.is_own_socket(source, self.context.local, self.now_ns),
+            Some(locals) => locals.is_own_socket(source, self.now_ns),
             None => false,
         }
     }
@@ -254,7 +252,8 @@ impl<'a> LoopState<'a> {
     fn warn_own_socket(&mut self, source: SocketAddr) {
         if let Some(suppressed) = self.loop_log.allow() {
             warn!(
-                "datagram from {source}, this server's own port on an address of this host: not answered, it would echo to itself for ever{}",
+                "datagram from {source} at {}: this server's own port on an address of this host, not answered, it would echo to itself for ever{}",
+                self.context.local,
                 suppressed_note(suppressed)
             );
         }

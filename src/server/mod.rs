@@ -118,6 +118,8 @@ pub struct ServerConfig {
 pub struct Server {
     /// One socket per thread, or one for all with `--exclusive`.
     sockets: Vec<UdpSocket>,
+    /// Each socket's address, in the same order: its loop's own address.
+    addrs: Vec<SocketAddr>,
     threads: usize,
     report: StartupReport,
     inodes: Vec<u64>,
@@ -196,6 +198,7 @@ impl Server {
             inodes,
             StartupReport {
                 local: addr,
+                inherited: Vec::new(),
                 limits,
                 recv_buf,
                 send_buf,
@@ -215,19 +218,21 @@ impl Server {
     /// Serves sockets someone else bound — a service manager's, through socket
     /// activation ([`crate::activation`]) — instead of binding: one thread per
     /// socket, whatever `config.threads` says. Each gets the buffer sizes and
-    /// read timeout [`bind`](Self::bind) would give it; the report names the
-    /// first socket's address (its buffers likewise). Fails only when the
-    /// kernel refuses those options, or `sockets` is empty.
+    /// read timeout [`bind`](Self::bind) would give it; the report names
+    /// every socket's address, and the first one's buffers. Each loop knows
+    /// its own socket's address, and the guard all of them: a datagram from
+    /// one inherited socket to another is from the server itself. Fails only
+    /// when the kernel refuses those options, or `sockets` is empty.
     pub fn adopt(sockets: Vec<UdpSocket>, config: &ServerConfig) -> Result<Server> {
         let limits = Limits::read();
         let mut granted = None;
-        let mut first = None;
+        let mut inherited = Vec::with_capacity(sockets.len());
         for socket in &sockets {
             let (addr, recv_buf, send_buf) = readopt_options(socket, config, &limits)?;
-            first.get_or_insert(addr);
+            inherited.push(addr);
             granted.get_or_insert((recv_buf, send_buf));
         }
-        let (Some(addr), Some((recv_buf, send_buf))) = (first, granted) else {
+        let (Some(&addr), Some((recv_buf, send_buf))) = (inherited.first(), granted) else {
             return Err(Error::Io {
                 what: "adopt inherited sockets",
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "none was given"),
@@ -236,8 +241,10 @@ impl Server {
         let inodes: Vec<u64> = sockets.iter().filter_map(udp_table::socket_inode).collect();
         let batch_requested = config.batch.max(1);
         let batch = effective_batch(batch_requested);
+        let port_sharers = net::foreign_holders_of(&distinct(&inherited), &inodes);
         let report = StartupReport {
             local: addr,
+            inherited,
             limits,
             recv_buf,
             send_buf,
@@ -249,7 +256,7 @@ impl Server {
             batch,
             gro: GroStatus::NotAsked,
             guard: config.guard.clone(),
-            port_sharers: net::foreign_holders(addr, &inodes),
+            port_sharers,
         };
         Server::assemble(config, sockets, inodes, report)
     }
@@ -272,6 +279,12 @@ impl Server {
         if config.gro && report.batch > 1 {
             report.gro = enable_gro(&sockets, report.local)?;
         }
+        // Bound by us, every socket is on `report.local`; inherited, each on its own.
+        let addrs: Vec<SocketAddr> = if report.inherited.len() == sockets.len() {
+            report.inherited.clone()
+        } else {
+            vec![report.local; sockets.len()]
+        };
         let kind = match (report.batch, &report.gro) {
             (1, _) => LoopKind::Plain,
             (batch, GroStatus::On) => LoopKind::Gro(batch),
@@ -279,12 +292,13 @@ impl Server {
         };
         Ok(Server {
             sockets,
+            rules: Rules::serving(&config.guard, &addrs),
+            addrs,
             threads: report.threads,
             inodes,
             stop_on_empty: config.stop_on_empty,
             kind,
             stats_interval: config.stats_interval,
-            rules: Rules::new(&config.guard, report.local),
             limiter: config.guard.rate_limit.map(|rate| {
                 SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES, config.guard.rate_limit_prefix)
             }),
@@ -343,7 +357,7 @@ impl Server {
                     let context = LoopContext {
                         stop,
                         policy: self.stop_on_empty,
-                        local: self.report.local,
+                        local: self.addrs[i % self.addrs.len()],
                         rules: &self.rules,
                         loop_detect: self.report.guard.loop_detect,
                         origin: started,
@@ -374,7 +388,8 @@ impl Server {
             let watcher = self.report.port_sharers.as_ref().map(|at_start| {
                 scope.spawn(|| {
                     let report = &self.report;
-                    watch_port(report.local, &self.inodes, at_start, report.exclusive, stop)
+                    let watched = distinct(&self.addrs);
+                    watch_port(&watched, &self.inodes, at_start, report.exclusive, stop)
                 })
             });
             let mut total = Counters::default();
@@ -474,6 +489,17 @@ fn readopt_options(
         max: limits.wmem_max,
     };
     Ok((addr, recv_buf, send_buf))
+}
+
+/// `addrs` without repeats, in their order.
+fn distinct(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut seen = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if !seen.contains(addr) {
+            seen.push(*addr);
+        }
+    }
+    seen
 }
 
 /// The batch size this platform can do: batching needs `recvmmsg`/`sendmmsg` (Linux).

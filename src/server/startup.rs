@@ -17,8 +17,13 @@ use crate::watch;
 /// embedded in another tool (the doctor's self-test) starts silently.
 #[derive(Debug, Clone)]
 pub struct StartupReport {
-    /// The bound address, with the real port when 0 was asked.
+    /// The bound address, with the real port when 0 was asked (with socket
+    /// activation, the first inherited socket's).
     pub local: SocketAddr,
+    /// Socket activation: every inherited socket's address, in descriptor
+    /// order (each served by its own thread); empty when the server bound
+    /// its sockets itself (all on `local`).
+    pub inherited: Vec<SocketAddr>,
     /// The kernel's limits from `/proc/sys/net/core` (each `None` where unreadable).
     pub limits: Limits,
     /// The receive buffer as requested and as granted (with the clamp warning's
@@ -44,8 +49,8 @@ pub struct StartupReport {
     pub gro: GroStatus,
     /// Loop guard, allowlist and rate limit, as configured.
     pub guard: GuardConfig,
-    /// The port-sharing check at start: other sockets already on the port (the
-    /// watch warns only about later ones). `None` when the kernel's socket table
+    /// The port-sharing check at start: other sockets already on the port (of
+    /// any inherited socket; the watch warns only about later ones). `None` when the kernel's socket table
     /// cannot be read, which turns the port-sharing watch off.
     pub port_sharers: Option<Vec<UdpSocketEntry>>,
 }
@@ -96,6 +101,10 @@ impl StartupReport {
                 "{threads} thread{}, {} per syscall",
                 if threads == 1 {
                     ", one socket".to_owned()
+                } else if !self.inherited.is_empty() {
+                    let addrs: Vec<String> =
+                        self.inherited.iter().map(ToString::to_string).collect();
+                    format!("s, one per inherited socket ({})", addrs.join(", "))
                 } else if self.exclusive {
                     "s on one socket (--exclusive: a flow's echoes may leave out of order)"
                         .to_owned()
@@ -138,7 +147,7 @@ impl StartupReport {
             Some(sharers) => lines.extend(
                 sharers
                     .iter()
-                    .map(|h| (Level::Warn, watch::warning(self.local, h, self.exclusive))),
+                    .map(|h| (Level::Warn, watch::warning(h, self.exclusive))),
             ),
         }
         lines

@@ -111,6 +111,7 @@ fn the_startup_report_has_the_lines_and_levels_the_server_always_logged() {
     let local: SocketAddr = "127.0.0.1:9999".parse().unwrap();
     let mut report = StartupReport {
         local,
+        inherited: Vec::new(),
         limits: Limits {
             rmem_max: Some(212_992),
             wmem_max: Some(212_992),
@@ -227,6 +228,19 @@ fn the_startup_report_has_the_lines_and_levels_the_server_always_logged() {
         "{lines:?}"
     );
     assert!(!at(Level::Warn, "restart with --exclusive"), "{lines:?}");
+    // Socket activation: every inherited socket is named.
+    let mut activated = report.clone();
+    (activated.exclusive, activated.threads) = (false, 2);
+    activated.inherited = vec![local, "[::1]:7000".parse().unwrap()];
+    assert!(
+        activated.lines().contains(&(
+            Level::Info,
+            "2 threads, one per inherited socket (127.0.0.1:9999, [::1]:7000), 1 datagrams per syscall"
+                .to_owned()
+        )),
+        "{:?}",
+        activated.lines()
+    );
     assert!(
         at(
             Level::Info,

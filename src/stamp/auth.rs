@@ -16,6 +16,27 @@ use super::packet::{HMAC_AT, HMAC_LEN};
 /// The shortest key accepted, in bytes (RFC 8762 §4.4 asks for at least 16).
 pub const MIN_KEY_LEN: usize = 16;
 
+/// The largest key file read (a key is 16 bytes or more; HMAC hashes one
+/// longer than 64 bytes anyway).
+pub const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// What a file that is not a regular one is, for the refusal.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a file"
+    }
+}
+
 /// A keyed HMAC-SHA-256, ready to sign and verify packets.
 #[derive(Clone)]
 pub struct Key {
@@ -54,8 +75,36 @@ impl Key {
     }
 
     /// Reads a key file (see [`Key::from_file_contents`]); `Err` says why not.
+    /// Only a regular file of at most [`MAX_KEY_FILE`] bytes is read: a FIFO
+    /// would block start-up in `open` until a writer came (with the stop
+    /// handler unable to act), a device could be endless. The type is checked
+    /// before opening, and the file is opened non-blocking and checked again,
+    /// so a file swapped for a FIFO in between cannot block either.
     pub fn read(path: &Path) -> Result<Key, String> {
-        let contents = std::fs::read(path).map_err(|e| crate::error::describe(&e))?;
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let describe = |e: std::io::Error| crate::error::describe(&e);
+        let regular = |meta: &std::fs::Metadata| {
+            if meta.is_file() {
+                Ok(())
+            } else {
+                Err(format!("not a regular file ({})", file_kind(meta)))
+            }
+        };
+        regular(&std::fs::metadata(path).map_err(describe)?)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(describe)?;
+        regular(&file.metadata().map_err(describe)?)?;
+        let mut contents = Vec::new();
+        file.take(MAX_KEY_FILE + 1)
+            .read_to_end(&mut contents)
+            .map_err(describe)?;
+        if contents.len() as u64 > MAX_KEY_FILE {
+            return Err(format!("longer than {MAX_KEY_FILE} bytes"));
+        }
         Key::from_file_contents(&contents)
     }
 

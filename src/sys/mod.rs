@@ -30,11 +30,12 @@ pub use portable::{
     GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, disable_udp_checksums, enable_gro, send_segmented,
 };
 
-/// This host's interface addresses (for `net::local_addrs`); unsupported off Linux.
+/// Whether the kernel routes an address to this host (for `net::local_addrs`);
+/// netlink on Linux, unsupported elsewhere.
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
-pub use linux::interface_addrs;
+pub use linux::route::LocalRoutes;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
-pub use portable::interface_addrs;
+pub use portable::LocalRoutes;
 
 /// Asks the processor to start loading the cache line that holds `value`,
 /// without waiting for it: a hint, with no effect on what the program computes.

@@ -185,11 +185,21 @@ pub fn path_mtu(_socket: &UdpSocket, _ipv6: bool) -> io::Result<u32> {
     Err(unsupported("reading the path MTU"))
 }
 
-/// Not available here (std cannot list interfaces): a server bound to a
-/// wildcard address knows only loopback as its own, and loop detection catches
-/// a self-loop through another address after its streak instead of at once.
-pub fn interface_addrs(_out: &mut Vec<crate::net::local_addrs::InterfaceAddr>) -> io::Result<()> {
-    Err(unsupported("listing the host's interface addresses"))
+/// No netlink here: [`LocalAddrs`](crate::net::local_addrs::LocalAddrs)
+/// asks with a test bind instead.
+#[derive(Debug)]
+pub struct LocalRoutes;
+
+impl LocalRoutes {
+    /// Always unsupported here.
+    pub fn open() -> io::Result<LocalRoutes> {
+        Err(unsupported("asking the kernel's routes (netlink)"))
+    }
+
+    /// Never reached: [`open`](Self::open) fails.
+    pub fn is_local(&mut self, _ip: std::net::IpAddr) -> io::Result<bool> {
+        Err(unsupported("asking the kernel's routes (netlink)"))
+    }
 }
 
 /// Bytes per receive buffer of a [`GroBatch`].

@@ -253,3 +253,62 @@ fn echo_sends_each_datagram_with_the_tos_given_and_none_for_zero() {
 fn batch_tos(got: &[Option<u8>], i: usize) -> u8 {
     got[i].unwrap_or(0) & 0xfc
 }
+
+#[test]
+fn the_environment_is_changed_only_by_a_lone_thread() {
+    assert_eq!(threads_of("Name:\tx\nThreads:\t1\nSigQ:\t0/1\n"), Some(1));
+    assert_eq!(threads_of("Threads:\t17\n"), Some(17));
+    assert_eq!(threads_of("Name:\tx\n"), None);
+    // A test runs beside the harness's main thread, and here beside one more
+    // of its own: never alone, so `take_listen_fds` leaves the environment be.
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || wait.recv());
+    assert!(!only_thread());
+    drop(done);
+    let _ = other.join();
+}
+
+#[test]
+fn the_descriptor_limit_is_known_here() {
+    assert!(open_files_limit().is_some_and(|limit| limit >= 3));
+}
+
+/// Set in the child process the test below starts.
+const CHILD: &str = "UDP_ECHO_TAKE_LISTEN_FDS_CHILD";
+
+#[test]
+fn take_listen_fds_beside_other_threads_leaves_the_environment_alone() {
+    const NAME: &str =
+        "sys::linux::tests::take_listen_fds_beside_other_threads_leaves_the_environment_alone";
+    if std::env::var_os(CHILD).is_none() {
+        // The variables must be in place before the process starts (setting
+        // them here, beside the harness's threads, is what must not happen):
+        // run this test again in a child that has them, meant for PID 1.
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--quiet"])
+            .env(CHILD, "1")
+            .env("LISTEN_PID", "1")
+            .env("LISTEN_FDS", "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the child test failed: {status}");
+        return;
+    }
+    // Another thread reads the environment all the while, as a logger or a
+    // resolver might.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = std::sync::Arc::clone(&stop);
+    let reader = std::thread::spawn(move || {
+        while !reading.load(std::sync::atomic::Ordering::Relaxed) {
+            assert_eq!(std::env::var("LISTEN_FDS").as_deref(), Ok("1"));
+        }
+    });
+    assert!(take_listen_fds().unwrap().is_empty(), "meant for PID 1");
+    assert_eq!(
+        std::env::var("LISTEN_PID").as_deref(),
+        Ok("1"),
+        "left alone"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+}
