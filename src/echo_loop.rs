@@ -26,18 +26,26 @@
 //! doubled for each repeat offence up to 160 s; a peer not caught for
 //! [`FORGIVE_AFTER`] (10 min) starts again at 10 s.
 //!
-//! - A loop of `k` datagrams ends after `2k + 100` of them: the first round only
-//!   records them, the second confirms each by a full hash, the next 100 make the
-//!   streak. One forged datagram: 102; every loop with `k ≤ 300` in flight: under
-//!   1,000. Larger loops end after three rounds, as long as the echo table holds
-//!   them (about [`ECHOES`]` / 4` in flight) and a round takes under 0.9 s;
+//! - Any number of datagrams may be in flight: every distinct payload has an
+//!   entry of its own (see *Memory*), found by its full hash, so two payloads
+//!   with one length, head and tail never disturb each other (issue 19: such
+//!   a pair used to reset each other's streak for ever).
+//! - A loop of `k` datagrams ends after `2k + 100` of them: the first round
+//!   only records them, the second confirms each by a full hash, the next 100
+//!   make the streak. When several share a sketch, the first of them needs
+//!   one round more: `3k + 100` at worst. One forged datagram: 102; every
+//!   loop with `k ≤ 225` in flight: under 1,000 with its `k` last in flight.
+//!   Larger loops end after three rounds (four, sketches shared), as long as the echo table holds them
+//!   (about [`ECHOES`]` / 8` in flight) and a round takes under 0.9 s;
 //!   building a bigger one takes as many forged datagrams.
 //! - A client whose datagrams differ is never caught: a datagram that matches
 //!   nothing we echoed resets the streak, and "matches" means the same length and
 //!   the same 64-bit hash of every byte. udp-echo-client probes carry a sequence
 //!   number and a send time, so they all differ. A network that duplicates
 //!   datagrams adds no streak either: the first repeat of a payload is only the
-//!   confirmation step.
+//!   confirmation step (one payload per sketch, the first to repeat, is taken
+//!   as confirmed at its first repeat: one step of a streak, reset by the next
+//!   new datagram).
 //! - A client that sends *identical* bytes 100 times in a row from one port,
 //!   each less than 0.9 s after the previous one (`yes | nc -u`, a fixed-payload
 //!   heartbeat faster than 1 Hz, a script repeating one message), is
@@ -49,17 +57,23 @@
 //! Per datagram: a keyed hash of the source, one set of the peer table, a
 //! 40-byte sketch of the payload (length, first and last 16 bytes) and one set
 //! of the echo table — 30–40 ns here, whatever the size. The full hash of
-//! the payload (about 15 ns for 64 bytes, 90 ns for 1400, 3.7 µs for 65507) is
-//! computed only when the sketch matches a recent echo to the same peer: for
-//! repeated payloads, which is loops and identical-bytes senders, not for
-//! distinct traffic. Nothing is allocated after [`LoopDetector::new`].
+//! the payload (about 15 ns for 64 bytes, 90 ns for 1400, 3.7 µs for 65507)
+//! and a second set of the echo table (the payload's own entry) are paid
+//! only when the sketch matches a recent echo to the same peer: for repeated
+//! payloads or payloads alike at both ends (loops, identical-bytes senders,
+//! clients whose datagrams differ only in the middle), not for distinct
+//! traffic. Nothing is allocated after [`LoopDetector::new`].
 //!
 //! # Bounded memory, and churn
 //!
 //! Two fixed tables, set-associative (8 ways) with a hash keyed per process so
 //! that no sender can aim at one set: [`PEERS`] peers (32 bytes each) and
-//! [`ECHOES`] recent echoes (16 bytes each), 384 KiB per detector. Both evict
-//! the stalest entry of a set. A peer in a loop is the freshest entry of its
+//! [`ECHOES`] recent echoes (8 bytes each), 384 KiB per detector. Both evict
+//! the stalest entry of a set. An echo entry is a sketch (length, head and
+//! tail echoed to this peer lately) or a payload (these exact bytes, by a
+//! keyed hash of the sketch and the full hash, in a set of its own): a
+//! loop's datagram holds one payload entry, plus one sketch entry per
+//! distinct sketch. A peer in a loop is the freshest entry of its
 //! set at every datagram, so pushing it out takes 8 new sources in its set
 //! between two of its datagrams: `8 × PEERS / 8` sources in that time, i.e.
 //! about 4,096 × the loop's rate (80 million datagrams/s against a loop of
@@ -106,9 +120,10 @@ pub const FORGIVE_AFTER: Duration = Duration::from_secs(600);
 /// Peers tracked at once by [`LoopDetector::new`].
 pub const PEERS: usize = 4096;
 
-/// Recent echoes remembered by [`LoopDetector::new`]; a loop can have up to
-/// about a quarter of this in flight and still be seen whole.
-pub const ECHOES: usize = 16_384;
+/// Recent echoes (sketch and payload entries) remembered by
+/// [`LoopDetector::new`]; a loop can have up to about an eighth of this in
+/// flight and still be seen whole.
+pub const ECHOES: usize = 32_768;
 
 /// Entries per set of both tables.
 const WAYS: usize = 8;
@@ -158,23 +173,23 @@ struct PeerSet {
 /// eight fill one cache line, the only one a lookup of distinct traffic reads.
 #[derive(Debug, Clone, Copy, Default)]
 struct Echoed {
-    /// Keyed hash of the peer and the payload's sketch, folded to 32 bits;
-    /// 0 marks an empty slot. Two payloads with one tag only cost a full hash
-    /// (see [`EchoSet::full`]), never a wrong verdict.
+    /// Keyed hash of the peer and the payload, folded to 32 bits; 0 marks an
+    /// empty slot. A *sketch* entry (low bit 0) hashes the payload's sketch
+    /// and says "something of this length, head and tail was echoed to this
+    /// peer"; a *payload* entry (low bit 1) hashes the sketch and the full
+    /// hash and stands for one payload. Two payloads with one tag only cost a
+    /// full hash or, for payload entries (odds 2^-29 a lookup), one step of
+    /// a streak that needs [`LOOP_STREAK`] in a row.
     tag: u32,
     /// When it was last echoed, in ms of the injected clock (wraps every 49 days).
     seen_ms: u32,
 }
 
-/// One set of the echo table: the entries in one cache line, the full hashes
-/// (read only when a tag matches) in the next.
+/// One set of the echo table: one cache line.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(align(64))]
 struct EchoSet {
     echoes: [Echoed; WAYS],
-    /// Hash of each entry's whole payload, computed once a second datagram
-    /// has the same tag; 0 until then.
-    full: [u32; WAYS],
 }
 
 /// Whether a datagram is the return of one we echoed.
@@ -182,11 +197,9 @@ struct EchoSet {
 enum Return {
     /// Equal to a recent echo to the same peer, every byte (by hash).
     Yes,
-    /// Matches no recent echo to this peer.
+    /// Matches no recent echo to this peer: new, or the first repeat of one
+    /// whose full hash was never taken (recorded now; the next one decides).
     No,
-    /// Same length, head and tail as a recent echo whose full hash was never
-    /// taken: the hash is taken now, and the next one decides.
-    Unsure,
 }
 
 /// Finds peers in an echo loop; one per echo thread. See the module docs.
@@ -304,12 +317,9 @@ impl LoopDetector {
                 silent_for: Duration::from_nanos(peer.blocked_until_ns - now_ns),
             };
         }
-        let mask = self.echoes.len() - 1;
-        let echoes = &mut self.echoes[tag as usize & mask];
-        match note_echo(echoes, tag, payload, (now_ns / 1_000_000) as u32) {
+        match note_echo(&mut self.echoes, tag, payload, (now_ns / 1_000_000) as u32) {
             Return::Yes => peer.streak = peer.streak.saturating_add(1),
             Return::No => peer.streak = 0,
-            Return::Unsure => {}
         }
         if peer.streak < LOOP_STREAK {
             return LoopVerdict::Echo;
@@ -367,12 +377,68 @@ fn claim_peer(set: &mut PeerSet, key: u64, now_ns: u64) -> usize {
     way
 }
 
-/// Looks `payload` (sketched into `tag`) up among the recent echoes of its set
-/// and records it as echoed now.
-fn note_echo(set: &mut EchoSet, tag: u64, payload: &[u8], now_ms: u32) -> Return {
-    let tag = (tag as u32 ^ (tag >> 32) as u32).max(1);
-    let Some(way) = set.echoes.iter().position(|e| e.tag == tag) else {
-        let victim = (0..WAYS)
+/// Low bit of a tag: a payload entry (1) or a sketch entry (0).
+const PAYLOAD: u32 = 1;
+/// Second bit: a sketch entry that sent a payload to its own entry already
+/// ("resolved"), or a payload entry seen twice ("confirmed").
+const SEEN_TWICE: u32 = 2;
+
+/// Looks `payload` (sketched into `tag`, keyed by its peer) up among the
+/// recent echoes and records it as echoed now.
+///
+/// Its sketch entry first, in the set the sketch picks: no such entry (or
+/// only a stale one) means nothing like it went to this peer lately, and the
+/// full hash is not paid for. Otherwise the full hash names the payload, and
+/// its own entry, in the set that hash picks, says whether exactly these
+/// bytes went out lately. So every distinct payload has an entry of its own,
+/// however many share a sketch, and a new one never disturbs another's.
+///
+/// As before the first repeat of a payload only confirms it: a payload entry
+/// answers [`Return::Yes`] once it was seen twice. The first payload to hit
+/// a new sketch entry is taken for the one that made it (seen twice, then);
+/// any other with that sketch makes its entry at its first sighting.
+fn note_echo(echoes: &mut [EchoSet], tag: u64, payload: &[u8], now_ms: u32) -> Return {
+    let mask = echoes.len() - 1;
+    let sketch_tag = (fold(tag) & !(PAYLOAD | SEEN_TWICE)).max(4);
+    let set = &mut echoes[tag as usize & mask];
+    let Ok(way) = touch(set, sketch_tag, now_ms) else {
+        return Return::No;
+    };
+    let resolved = set.echoes[way].tag & SEEN_TWICE != 0;
+    set.echoes[way].tag |= SEEN_TWICE;
+    let whole = mix(tag ^ K[1], full_hash(payload));
+    // Made by the first payload to hit its sketch: taken for its second
+    // sighting, so confirmed at once.
+    let payload_tag = fold(whole) | PAYLOAD | if resolved { 0 } else { SEEN_TWICE };
+    let set = &mut echoes[whole as usize & mask];
+    match touch(set, payload_tag, now_ms) {
+        Ok(way) if set.echoes[way].tag & SEEN_TWICE != 0 => Return::Yes,
+        Ok(way) => {
+            set.echoes[way].tag |= SEEN_TWICE;
+            Return::No
+        }
+        Err(_) => Return::No,
+    }
+}
+
+/// `Ok` with the way of the entry of `set` that holds `tag` (whatever its
+/// [`SEEN_TWICE`] bit), when it was seen less than [`RETURN_WINDOW`] ago.
+/// Otherwise `Err` with the way that holds `tag` now, as new: a stale entry
+/// starts again, a newcomer evicts the stalest. Either way it is seen now.
+#[inline]
+fn touch(set: &mut EchoSet, tag: u32, now_ms: u32) -> Result<usize, usize> {
+    let same = |e: &Echoed| e.tag | SEEN_TWICE == tag | SEEN_TWICE;
+    let way = match set.echoes.iter().position(same) {
+        Some(way) => {
+            let echo = &mut set.echoes[way];
+            let recent = now_ms.wrapping_sub(echo.seen_ms) < RETURN_WINDOW_MS;
+            echo.seen_ms = now_ms;
+            if recent {
+                return Ok(way);
+            }
+            way
+        }
+        None => (0..WAYS)
             .max_by_key(|&w| {
                 let e = set.echoes[w];
                 if e.tag == 0 {
@@ -381,29 +447,19 @@ fn note_echo(set: &mut EchoSet, tag: u64, payload: &[u8], now_ms: u32) -> Return
                     now_ms.wrapping_sub(e.seen_ms)
                 }
             })
-            .expect("WAYS > 0");
-        set.echoes[victim] = Echoed {
-            tag,
-            seen_ms: now_ms,
-        };
-        set.full[victim] = 0;
-        return Return::No;
+            .expect("WAYS > 0"),
     };
-    let echo = &mut set.echoes[way];
-    let recent = now_ms.wrapping_sub(echo.seen_ms) < RETURN_WINDOW_MS;
-    echo.seen_ms = now_ms;
-    if !recent {
-        // Too old to be a return; start over without paying for the hash.
-        set.full[way] = 0;
-        return Return::No;
-    }
-    let full = (full_hash(payload) >> 32) as u32 | 1;
-    let before = std::mem::replace(&mut set.full[way], full);
-    match before {
-        0 => Return::Unsure,
-        _ if before == full => Return::Yes,
-        _ => Return::No,
-    }
+    set.echoes[way] = Echoed {
+        tag,
+        seen_ms: now_ms,
+    };
+    Err(way)
+}
+
+/// 64 bits folded to 32.
+#[inline]
+fn fold(h: u64) -> u32 {
+    h as u32 ^ (h >> 32) as u32
 }
 
 /// The 128-bit product of `a` and `b`, folded to 64 bits (wyhash's mixer).
