@@ -354,6 +354,39 @@ impl LoopDetector {
     }
 }
 
+/// Whether `payload` is the reply of a request/response protocol that a plain
+/// echo must never answer: a STAMP or TWAMP-Light reflector's packet (RFC
+/// 8762, RFC 5357), open or authenticated. Such a reply differs from the
+/// request that caused it, so the content rule cannot see a loop through a
+/// reflector; but a reply is never something a client sends an echo server.
+///
+/// Precise on purpose: first fields that are MBZ in every reflected packet
+/// must be zero (open: the 2 bytes after the sender's error estimate;
+/// authenticated: the 12 after the sequence number), then the reflector's
+/// own check, [`looks_reflected`](crate::stamp::looks_reflected), finds
+/// time stamps of now in both stamp fields (or the session-sender's time of
+/// the last minute), whatever the source port. A udp-echo-client probe (sequence number, send time,
+/// then pattern bytes) passes all of it with odds under 10^-12 a probe; a
+/// STAMP sender's packet (MBZ where a reply has stamps) never does. `now_unix_secs`:
+/// the wall clock's Unix seconds. Cost: a length test and one 2-byte load
+/// for most datagrams.
+#[inline]
+pub fn is_known_reply(payload: &[u8], now_unix_secs: u32) -> bool {
+    use crate::stamp::{Mode, looks_reflected};
+    const OPEN_MBZ: std::ops::Range<usize> = 38..40;
+    const AUTH_MBZ: std::ops::Range<usize> = 4..16;
+    if payload.len() < crate::stamp::packet::OPEN_LEN {
+        return false;
+    }
+    let zero = |range: std::ops::Range<usize>| payload[range].iter().all(|&b| b == 0);
+    // Port 0: the reflector's leniency for port 862 (any stamp set) is not
+    // wanted here; the time rule alone decides, from every port.
+    (zero(OPEN_MBZ) && looks_reflected(Mode::Open, payload, 0, now_unix_secs))
+        || (payload.len() >= crate::stamp::packet::AUTH_LEN
+            && zero(AUTH_MBZ)
+            && looks_reflected(Mode::Authenticated, payload, 0, now_unix_secs))
+}
+
 /// The way of the peer with `key` in its set; a new peer takes an empty slot
 /// or the stalest one.
 fn claim_peer(set: &mut PeerSet, key: u64, now_ns: u64) -> usize {

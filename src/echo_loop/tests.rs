@@ -515,3 +515,58 @@ fn distinct_same_sketch_datagrams_and_their_duplicates_are_never_a_loop() {
         }
     }
 }
+
+#[test]
+fn stamp_and_twamp_light_replies_are_known_client_probes_never() {
+    use crate::stamp::{Mode, ReflectedPacket, SenderPacket, TimeFormat};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let now = SystemTime::now();
+    let now_secs = now.duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+    for format in [TimeFormat::Ntp, TimeFormat::Ptp] {
+        let stamp = format.encode(now);
+        for (mode, len) in [
+            (Mode::Open, 44),
+            (Mode::Open, 1400),
+            (Mode::Authenticated, 112),
+        ] {
+            let mut reply = vec![0u8; len];
+            ReflectedPacket {
+                seq: 7,
+                timestamp: stamp,
+                error_estimate: 0x8001,
+                ssid: 3,
+                receive_timestamp: stamp,
+                sender_seq: 7,
+                sender_timestamp: stamp,
+                sender_error_estimate: 0x8001,
+                sender_ttl: 64,
+            }
+            .encode(mode, &mut reply);
+            assert!(
+                is_known_reply(&reply, now_secs),
+                "{format:?} {mode:?} {len}"
+            );
+            // The request that caused it: MBZ where the reply has stamps.
+            let mut request = vec![0u8; len];
+            SenderPacket {
+                seq: 7,
+                timestamp: stamp,
+                error_estimate: 0x8001,
+                ssid: 3,
+            }
+            .encode(mode, &mut request);
+            assert!(!is_known_reply(&request, now_secs), "{mode:?} request");
+        }
+    }
+    // 200,000 probes of udp-echo-client, every size a flood uses, sent
+    // now: never a reply (the pattern bytes sit where a reply has stamps).
+    for size in [44usize, 64, 112, 1400] {
+        let mut buf = vec![0u8; size];
+        for seq in 0..50_000u64 {
+            probe::fill(&mut buf, seq, seq * 1_000);
+            assert!(!is_known_reply(&buf, now_secs), "probe {seq} of {size}");
+        }
+    }
+    // Shorter than any reply: never looked at.
+    assert!(!is_known_reply(&[0xff; 43], now_secs));
+}
