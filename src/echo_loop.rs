@@ -117,6 +117,20 @@ pub const MAX_DOUBLINGS: u8 = 4;
 /// [`COOL_DOWN`].
 pub const FORGIVE_AFTER: Duration = Duration::from_secs(600);
 
+/// The default budget of near-copy ping-pong with one peer (see the module
+/// docs, *Peers whose replies change*): datagrams, each a near-copy of the
+/// last one echoed to it and alone in its receive call, in a row.
+pub const NEAR_COPY_BUDGET: u32 = 1 << 22;
+
+/// What one datagram that is the last echo plus a few bytes (up to
+/// [`MAX_GROWTH`]) costs of the near-copy budget: 1,024 of them in a row
+/// spend the default budget.
+pub const GROWTH_WEIGHT: u32 = 1 << 12;
+
+/// The most bytes a datagram may add to the last echo and still count as
+/// grown from it.
+pub const MAX_GROWTH: usize = 64;
+
 /// Peers tracked at once by [`LoopDetector::new`].
 pub const PEERS: usize = 4096;
 
@@ -153,8 +167,15 @@ struct Peer {
     last_ns: u64,
     /// Dropped until then; 0 when never caught.
     blocked_until_ns: u64,
+    /// Near-copy budget spent (see [`NEAR_COPY_BUDGET`]).
+    near: u32,
+    /// The last payload echoed to it, sketched: head and tail (see [`ends`]).
+    last_head: u32,
+    last_tail: u32,
     /// Its last datagrams that returned, in a row.
     streak: u16,
+    /// The last payload's length (saturating).
+    last_len: u16,
     /// Cool-downs since it was last forgiven.
     offences: u8,
 }
@@ -208,6 +229,8 @@ pub struct LoopDetector {
     echoes: Box<[EchoSet]>,
     /// Random per process: sets and tags cannot be aimed at.
     secret: [u64; 4],
+    /// Near-copy ping-pong allowed per peer; 0: no budget.
+    near_copy_budget: u32,
     /// The last peer seen: its address, key, set and way. A burst from one
     /// source (a GRO buffer, a flood) then skips the key hash and the set
     /// scan. Only `check` moves peers, so the slot is still that peer's.
@@ -244,8 +267,16 @@ impl LoopDetector {
             peers: vec![PeerSet::default(); sets(peers)].into_boxed_slice(),
             echoes: vec![EchoSet::default(); sets(echoes)].into_boxed_slice(),
             secret: [0u8, 1, 2, 3].map(|i| random.hash_one(i) | 1),
+            near_copy_budget: NEAR_COPY_BUDGET,
             last: None,
         }
+    }
+
+    /// The same detector with a near-copy budget of `budget` (0: none) in
+    /// place of [`NEAR_COPY_BUDGET`].
+    pub fn with_near_copy_budget(mut self, budget: u32) -> LoopDetector {
+        self.near_copy_budget = budget;
+        self
     }
 
     /// How many peers the table holds at most.
@@ -290,7 +321,8 @@ impl LoopDetector {
                 key
             }
         };
-        let tag = mix(key ^ self.secret[3], sketch(payload)).max(1);
+        let (head, tail) = ends(payload);
+        let tag = mix(key ^ self.secret[3], head ^ tail).max(1);
         crate::sys::prefetch(&self.echoes[tag as usize & (self.echoes.len() - 1)].echoes);
     }
 
@@ -308,8 +340,10 @@ impl LoopDetector {
                 (key, set, way)
             }
         };
-        let tag = mix(key ^ self.secret[3], sketch(payload)).max(1);
+        let (head, tail) = ends(payload);
+        let tag = mix(key ^ self.secret[3], head ^ tail).max(1);
         let peer = &mut self.peers[set].peers[way];
+        let previous_ns = peer.last_ns;
         peer.last_ns = peer.last_ns.max(now_ns);
         if now_ns < peer.blocked_until_ns {
             return LoopVerdict::Loop {
@@ -321,9 +355,18 @@ impl LoopDetector {
             Return::Yes => peer.streak = peer.streak.saturating_add(1),
             Return::No => peer.streak = 0,
         }
-        if peer.streak < LOOP_STREAK {
+        let spent = near_copy_cost(peer, payload.len(), head, tail, now_ns, previous_ns);
+        peer.near = match spent {
+            Some(cost) => peer.near.saturating_add(cost),
+            None => 0,
+        };
+        peer.last_len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
+        (peer.last_head, peer.last_tail) = (fold(head), fold(tail));
+        let over_budget = self.near_copy_budget != 0 && peer.near >= self.near_copy_budget;
+        if peer.streak < LOOP_STREAK && !over_budget {
             return LoopVerdict::Echo;
         }
+        peer.near = 0;
         if now_ns.saturating_sub(peer.blocked_until_ns) > FORGIVE_AFTER_NS {
             peer.offences = 0;
         }
@@ -525,11 +568,13 @@ fn padded(bytes: &[u8]) -> (u64, u64) {
     (word(&block, 0), word(&block, 8))
 }
 
-/// A cheap stand-in for the payload: its length and its first and last 16
-/// bytes. Equal payloads have equal sketches; unequal ones usually differ
-/// already here (a probe's sequence number is in its first bytes).
+/// A cheap stand-in for the payload, in two halves: a hash of its first 16
+/// bytes (the head) and one of its last 16 and its length (the tail).
+/// Equal payloads have equal sketches; unequal ones usually differ already
+/// here (a probe's sequence number is in its first bytes). Under 16 bytes
+/// the head is the whole payload and the tail its length alone.
 #[inline]
-fn sketch(payload: &[u8]) -> u64 {
+fn ends(payload: &[u8]) -> (u64, u64) {
     let len = payload.len();
     let ((a, b), (c, d)) = if len >= 16 {
         (
@@ -539,7 +584,51 @@ fn sketch(payload: &[u8]) -> u64 {
     } else {
         (padded(payload), (0, 0))
     };
-    mix(a ^ K[0], b ^ K[1]) ^ mix(c ^ K[2], d ^ K[3] ^ len as u64)
+    (
+        mix(a ^ K[0], b ^ K[1]),
+        mix(c ^ K[2], d ^ K[3] ^ len as u64),
+    )
+}
+
+/// The sketch of the payload as one word (tests).
+#[cfg(test)]
+fn sketch(payload: &[u8]) -> u64 {
+    let (head, tail) = ends(payload);
+    head ^ tail
+}
+
+/// What `payload` (`len` bytes, sketched into `head` and `tail`) spends of
+/// `peer`'s near-copy budget, or `None` when it resets it: a datagram that
+/// is not a near-copy of the last one echoed to the peer, or that comes
+/// [`RETURN_WINDOW`] or more after the peer's last one. A near-copy has the
+/// same length and the same head or tail (a counter written into one end),
+/// or adds 1 to [`MAX_GROWTH`] bytes and keeps the head (an echo that
+/// appends): 1, and [`GROWTH_WEIGHT`] for a grown one. A near-copy in the
+/// same receive call as the peer's last datagram (`now_ns == previous_ns`:
+/// several in flight, a pipelined client) costs nothing: the budget is on
+/// ping-pong.
+#[inline]
+fn near_copy_cost(
+    peer: &Peer,
+    len: usize,
+    head: u64,
+    tail: u64,
+    now_ns: u64,
+    previous_ns: u64,
+) -> Option<u32> {
+    if now_ns.saturating_sub(previous_ns) >= RETURN_WINDOW.as_nanos() as u64 {
+        return None;
+    }
+    let last_len = usize::from(peer.last_len);
+    let same_head = fold(head) == peer.last_head;
+    let cost = if len == last_len && (same_head || fold(tail) == peer.last_tail) {
+        1
+    } else if len > last_len && len - last_len <= MAX_GROWTH && same_head {
+        GROWTH_WEIGHT
+    } else {
+        return None;
+    };
+    Some(if now_ns == previous_ns { 0 } else { cost })
 }
 
 /// A fast 64-bit hash of every byte of `payload`: four independent lanes of

@@ -51,6 +51,10 @@ pub struct Args {
     #[arg(long)]
     pub no_loop_detect: bool,
 
+    /// Near-copy ping-pong datagrams in a row one peer may cost before a cool-down (an echo that changes a few bytes per bounce); 0: no budget.
+    #[arg(long, value_name = "N", default_value_t = crate::echo_loop::NEAR_COPY_BUDGET)]
+    pub near_copy_budget: u32,
+
     /// Bind one socket without SO_REUSEADDR/SO_REUSEPORT: the kernel refuses any co-binder (--threads share it).
     #[arg(long)]
     pub exclusive: bool,
@@ -131,6 +135,7 @@ impl From<&Args> for ServerConfig {
                 allow: args.allow.clone(),
                 rate_limit: args.rate_limit,
                 loop_detect: !args.no_loop_detect,
+                near_copy_budget: args.near_copy_budget,
                 answer_stamp_port: args.stamp,
             },
             exclusive: args.exclusive,

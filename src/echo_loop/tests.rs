@@ -258,9 +258,9 @@ fn the_cool_down_expires_doubles_on_repeat_and_is_forgiven() {
 
 #[test]
 fn memory_is_fixed_whatever_the_number_of_sources() {
-    // 8 keys on one cache line, then 8 entries of 24 bytes: 32 bytes a peer.
-    assert_eq!(std::mem::size_of::<Peer>(), 24);
-    assert_eq!(std::mem::size_of::<PeerSet>(), 256);
+    // 8 keys on one cache line, then 8 entries of 40 bytes: 48 bytes a peer.
+    assert_eq!(std::mem::size_of::<Peer>(), 40);
+    assert_eq!(std::mem::size_of::<PeerSet>(), 384);
     // 8 entries of 8 bytes on one cache line: 8 bytes an echo.
     assert_eq!(std::mem::size_of::<Echoed>(), 8);
     assert_eq!(std::mem::size_of::<EchoSet>(), 64);
@@ -268,7 +268,7 @@ fn memory_is_fixed_whatever_the_number_of_sources() {
     assert_eq!(detector.peer_capacity(), PEERS);
     assert_eq!(detector.echo_capacity(), ECHOES);
     let memory = detector.memory_bytes();
-    assert_eq!(memory, PEERS * 32 + ECHOES * 8);
+    assert_eq!(memory, PEERS * 48 + ECHOES * 8);
     let mut now = 0;
     for i in 0..100_000u32 {
         let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i)), 40000);
@@ -569,4 +569,106 @@ fn stamp_and_twamp_light_replies_are_known_client_probes_never() {
     }
     // Shorter than any reply: never looked at.
     assert!(!is_known_reply(&[0xff; 43], now_secs));
+}
+
+/// A peer that changes every datagram a little: each is `echoed` turned by
+/// `change`; returns how many were answered before the first `Loop`.
+fn near_copies_until_loop(
+    detector: &mut LoopDetector,
+    first: &[u8],
+    count: usize,
+    gap_ns: u64,
+    mut change: impl FnMut(&mut Vec<u8>, usize),
+) -> Option<usize> {
+    let peer = addr("203.0.113.40:7777");
+    let mut payload = first.to_vec();
+    let mut now = SEC;
+    for n in 0..count {
+        if detector.check(peer, &payload, now) != LoopVerdict::Echo {
+            return Some(n + 1);
+        }
+        change(&mut payload, n);
+        now += gap_ns;
+    }
+    None
+}
+
+#[test]
+fn a_counter_echo_is_bounded_by_the_near_copy_budget() {
+    // A counter written at the head, or at the tail: not a return, ever; the
+    // budget ends it, exactly.
+    for at_head in [true, false] {
+        let mut detector = LoopDetector::new().with_near_copy_budget(10_000);
+        let n = near_copies_until_loop(&mut detector, &[b'c'; 64], 50_000, 40_000, |p, n| {
+            let at = if at_head { 0 } else { 56 };
+            p[at..at + 8].copy_from_slice(&(n as u64).to_le_bytes());
+        });
+        assert_eq!(n, Some(10_001), "at head {at_head}");
+    }
+}
+
+#[test]
+fn an_appending_echo_ends_after_1024_bounces() {
+    let mut detector = LoopDetector::new();
+    let n = near_copies_until_loop(&mut detector, &[b'a'; 64], 65_000, 40_000, |p, _| {
+        p.push(b'+')
+    });
+    assert_eq!(n, Some((NEAR_COPY_BUDGET / GROWTH_WEIGHT) as usize + 1));
+    // Growing by more than MAX_GROWTH bytes a bounce: the size limit ends it.
+    let mut detector = LoopDetector::new();
+    let n = near_copies_until_loop(&mut detector, &[b'a'; 64], 1_000, 40_000, |p, _| {
+        p.extend_from_slice(&[b'+'; MAX_GROWTH + 1])
+    });
+    assert_eq!(n, None);
+}
+
+#[test]
+fn pauses_pipelining_and_distinct_probes_keep_the_budget() {
+    let budget = 1_000;
+    // Constant payload and a counter at window 1, a pause of 0.9 s every
+    // budget - 1: never.
+    let mut detector = LoopDetector::new().with_near_copy_budget(budget);
+    let peer = addr("203.0.113.41:7777");
+    let mut payload = [b'k'; 100];
+    let mut now = SEC;
+    for n in 0..20 * budget as u64 {
+        payload[..8].copy_from_slice(&n.to_le_bytes());
+        assert_eq!(
+            detector.check(peer, &payload, now),
+            LoopVerdict::Echo,
+            "{n}"
+        );
+        now += if n % u64::from(budget - 1) == 0 {
+            RETURN_WINDOW.as_nanos() as u64
+        } else {
+            30_000
+        };
+    }
+    // A load generator (u64 sequence, u64 send time, constant pattern) in
+    // batches of 32 per receive call spends one per call: 32 times the budget
+    // before it is spent.
+    let mut detector = LoopDetector::new().with_near_copy_budget(budget);
+    let mut seq = 0u64;
+    for call in 0..u64::from(budget) - 1 {
+        for _ in 0..32 {
+            payload[..8].copy_from_slice(&seq.to_le_bytes());
+            payload[8..16].copy_from_slice(&(call * 7_000).to_le_bytes());
+            seq += 1;
+            assert_eq!(
+                detector.check(peer, &payload, call * 10_000),
+                LoopVerdict::Echo
+            );
+        }
+    }
+    // udp-echo-client probes (the pattern follows the sequence number) at
+    // window 1: never near-copies.
+    let mut detector = LoopDetector::new().with_near_copy_budget(budget);
+    let mut probe_buf = [0u8; 64];
+    for seq in 0..20 * u64::from(budget) {
+        probe::fill(&mut probe_buf, seq, seq * 30_000);
+        assert_eq!(
+            detector.check(peer, &probe_buf, seq * 30_000),
+            LoopVerdict::Echo
+        );
+    }
 }

@@ -35,6 +35,8 @@ pub(super) struct LoopContext<'a> {
     pub(super) rules: &'a Rules,
     /// Whether each loop runs a [`LoopDetector`] (`--no-loop-detect` turns it off).
     pub(super) loop_detect: bool,
+    /// Each detector's near-copy budget (`--near-copy-budget`).
+    pub(super) near_copy_budget: u32,
     /// The origin of the loops' nanosecond clock, one for all threads (the
     /// rate limiter's table is shared).
     pub(super) origin: Instant,
@@ -206,7 +208,8 @@ impl<'a> LoopState<'a> {
             // A STAMP reply differs from its request, so the content detector
             // would never see its own bytes come back: the reflector's own
             // check (a reflected packet is refused) ends such loops instead.
-            loops: (context.loop_detect && context.stamp.is_none()).then(LoopDetector::new),
+            loops: (context.loop_detect && context.stamp.is_none())
+                .then(|| LoopDetector::new().with_near_copy_budget(context.near_copy_budget)),
             locals: None,
             now_ns: 0,
             unix_secs: 0,
@@ -299,7 +302,7 @@ impl<'a> LoopState<'a> {
     fn warn_loop(&mut self, source: SocketAddr, silent_for: Duration) {
         if let Some(suppressed) = self.loop_log.allow() {
             warn!(
-                "echo loop with {source}: it keeps sending back exactly what it was sent; not answering it for {} s (--no-loop-detect turns this off){}",
+                "echo loop with {source}: it keeps sending back what it was sent (or near-copies of it); not answering it for {} s (--no-loop-detect turns this off){}",
                 silent_for.as_secs(),
                 suppressed_note(suppressed)
             );
