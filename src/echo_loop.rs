@@ -169,13 +169,8 @@ struct Peer {
     blocked_until_ns: u64,
     /// Near-copy budget spent (see [`NEAR_COPY_BUDGET`]).
     near: u32,
-    /// The last payload echoed to it, sketched: head and tail (see [`ends`]).
-    last_head: u32,
-    last_tail: u32,
     /// Its last datagrams that returned, in a row.
     streak: u16,
-    /// The last payload's length (saturating).
-    last_len: u16,
     /// Cool-downs since it was last forgiven.
     offences: u8,
 }
@@ -321,9 +316,10 @@ impl LoopDetector {
                 key
             }
         };
-        let (head, tail) = ends(payload);
-        let tag = mix(key ^ self.secret[3], head ^ tail).max(1);
-        crate::sys::prefetch(&self.echoes[tag as usize & (self.echoes.len() - 1)].echoes);
+        let sketch = self.sketch(key, payload);
+        let mask = self.echoes.len() - 1;
+        crate::sys::prefetch(&self.echoes[sketch.tail as usize & mask].echoes);
+        crate::sys::prefetch(&self.echoes[sketch.head as usize & mask].echoes);
     }
 
     /// Judges `payload` from `source` at `now_ns` and, when the verdict is
@@ -340,8 +336,7 @@ impl LoopDetector {
                 (key, set, way)
             }
         };
-        let (head, tail) = ends(payload);
-        let tag = mix(key ^ self.secret[3], head ^ tail).max(1);
+        let sketch = self.sketch(key, payload);
         let peer = &mut self.peers[set].peers[way];
         let previous_ns = peer.last_ns;
         peer.last_ns = peer.last_ns.max(now_ns);
@@ -351,17 +346,26 @@ impl LoopDetector {
                 silent_for: Duration::from_nanos(peer.blocked_until_ns - now_ns),
             };
         }
-        match note_echo(&mut self.echoes, tag, payload, (now_ns / 1_000_000) as u32) {
+        let (returned, near) = note_echo(
+            &mut self.echoes,
+            &sketch,
+            payload,
+            (now_ns / 1_000_000) as u32,
+        );
+        match returned {
             Return::Yes => peer.streak = peer.streak.saturating_add(1),
             Return::No => peer.streak = 0,
         }
-        let spent = near_copy_cost(peer, payload.len(), head, tail, now_ns, previous_ns);
-        peer.near = match spent {
-            Some(cost) => peer.near.saturating_add(cost),
-            None => 0,
+        let window_ns = RETURN_WINDOW.as_nanos() as u64;
+        peer.near = match near {
+            // A pause, or something unlike all we sent it lately: reset.
+            _ if now_ns.saturating_sub(previous_ns) >= window_ns => 0,
+            Near::No => 0,
+            // In the receive call of its last one: pipelined, not ping-pong.
+            _ if now_ns == previous_ns => peer.near,
+            Near::Same => peer.near.saturating_add(1),
+            Near::Grown => peer.near.saturating_add(GROWTH_WEIGHT),
         };
-        peer.last_len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
-        (peer.last_head, peer.last_tail) = (fold(head), fold(tail));
         let over_budget = self.near_copy_budget != 0 && peer.near >= self.near_copy_budget;
         if peer.streak < LOOP_STREAK && !over_budget {
             return LoopVerdict::Echo;
@@ -377,6 +381,18 @@ impl LoopDetector {
         LoopVerdict::Loop {
             first: true,
             silent_for: Duration::from_nanos(cool_down),
+        }
+    }
+
+    /// `payload`'s sketch as sent to the peer with `key`: keyed, so that no
+    /// sender can aim at a set.
+    #[inline]
+    fn sketch(&self, key: u64, payload: &[u8]) -> Sketch {
+        let (head, tail) = ends(payload);
+        Sketch {
+            head: mix(key ^ self.secret[3], head),
+            tail: mix(key ^ self.secret[2], tail),
+            len: u16::try_from(payload.len()).unwrap_or(u16::MAX),
         }
     }
 
@@ -453,48 +469,126 @@ fn claim_peer(set: &mut PeerSet, key: u64, now_ns: u64) -> usize {
     way
 }
 
-/// Low bit of a tag: a payload entry (1) or a sketch entry (0).
-const PAYLOAD: u32 = 1;
-/// Second bit: a sketch entry that sent a payload to its own entry already
-/// ("resolved"), or a payload entry seen twice ("confirmed").
-const SEEN_TWICE: u32 = 2;
+/// A payload's sketch, keyed by its peer: hashes of its head (first 16
+/// bytes) and its tail (last 16 bytes and length), and its length.
+#[derive(Debug, Clone, Copy)]
+struct Sketch {
+    head: u64,
+    tail: u64,
+    len: u16,
+}
 
-/// Looks `payload` (sketched into `tag`, keyed by its peer) up among the
-/// recent echoes and records it as echoed now.
+/// Whether a datagram is a near-copy of one echoed to the same peer lately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Near {
+    /// Like nothing we sent it lately.
+    No,
+    /// Same length, and the same head or the same tail (or both).
+    Same,
+    /// The same head and 1 to [`MAX_GROWTH`] bytes longer.
+    Grown,
+}
+
+/// The low two bits of a tag: its kind (0 is the empty slot's tag).
+const KIND: u32 = 3;
+const SKETCH: u32 = 1;
+const PAYLOAD: u32 = 2;
+const HEAD: u32 = 3;
+/// The third bit: a sketch entry that sent a payload to its own entry
+/// already ("resolved"), or a payload entry seen twice ("confirmed").
+const SEEN_TWICE: u32 = 4;
+/// A sketch entry's tail check (the rest of its tag is a head check).
+const TAIL_BITS: u32 = 0x0003_fff8;
+/// A head entry's head check (the rest of its tag is the length).
+const HEAD_BITS: u32 = 0x0000_fff8;
+
+/// Looks the payload (sketched) up among the recent echoes to its peer,
+/// records it as echoed now, and says whether it is a return of one and
+/// whether it is a near-copy of one.
 ///
-/// Its sketch entry first, in the set the sketch picks: no such entry (or
-/// only a stale one) means nothing like it went to this peer lately, and the
-/// full hash is not paid for. Otherwise the full hash names the payload, and
-/// its own entry, in the set that hash picks, says whether exactly these
-/// bytes went out lately. So every distinct payload has an entry of its own,
-/// however many share a sketch, and a new one never disturbs another's.
+/// Three kinds of entries, each in the set its own hash picks:
+///
+/// - a *sketch* entry, in the set of the tail: "this length, head and tail
+///   went to this peer lately". Read for every datagram: no entry with its
+///   tail check means no near-copy by the tail; no exact match means nothing
+///   like it went out lately, and the full hash is not paid for.
+/// - a *head* entry, in the set of the head, with the length: read for
+///   every datagram, for near-copies by the head (a counter at the end, an
+///   appended byte).
+/// - a *payload* entry, in the set of the sketch and the full hash, made on
+///   a sketch hit: these exact bytes. So every distinct payload has an entry
+///   of its own, however many share a sketch, and a new one never disturbs
+///   another's.
 ///
 /// As before the first repeat of a payload only confirms it: a payload entry
 /// answers [`Return::Yes`] once it was seen twice. The first payload to hit
 /// a new sketch entry is taken for the one that made it (seen twice, then);
-/// any other with that sketch makes its entry at its first sighting.
-fn note_echo(echoes: &mut [EchoSet], tag: u64, payload: &[u8], now_ms: u32) -> Return {
+/// any other with that sketch makes its entry at its first sighting. Check
+/// bits are 13 to 15 bits wide: a false near-copy costs one step of a
+/// budget that any unlike datagram resets; a false sketch match costs a
+/// full hash.
+fn note_echo(
+    echoes: &mut [EchoSet],
+    sketch: &Sketch,
+    payload: &[u8],
+    now_ms: u32,
+) -> (Return, Near) {
     let mask = echoes.len() - 1;
-    let sketch_tag = (fold(tag) & !(PAYLOAD | SEEN_TWICE)).max(4);
-    let set = &mut echoes[tag as usize & mask];
+    let recent = |e: &Echoed| now_ms.wrapping_sub(e.seen_ms) < RETURN_WINDOW_MS;
+    // By the head: same head, same or a little more length.
+    let head_check = fold(sketch.head) & HEAD_BITS;
+    let head_tag = HEAD | head_check | u32::from(sketch.len) << 16;
+    let set = &mut echoes[sketch.head as usize & mask];
+    // The costlier verdict wins: an appended byte may also make a datagram
+    // the length of another in flight, alike at the end.
+    let mut near = Near::No;
+    for e in set
+        .echoes
+        .iter()
+        .filter(|e| e.tag & KIND == HEAD && e.tag & HEAD_BITS == head_check && recent(e))
+    {
+        match sketch.len.checked_sub((e.tag >> 16) as u16) {
+            Some(0) if near == Near::No => near = Near::Same,
+            Some(grown) if grown > 0 && usize::from(grown) <= MAX_GROWTH => near = Near::Grown,
+            _ => {}
+        }
+    }
+    let _ = touch(set, head_tag, now_ms);
+    // By the tail (and length), and the sketch itself.
+    let tail_check = fold(sketch.tail) & TAIL_BITS;
+    let sketch_tag = SKETCH | tail_check | (fold(sketch.head) & !(TAIL_BITS | KIND | SEEN_TWICE));
+    let set = &mut echoes[sketch.tail as usize & mask];
+    if near == Near::No
+        && set
+            .echoes
+            .iter()
+            .any(|e| e.tag & KIND == SKETCH && e.tag & TAIL_BITS == tail_check && recent(e))
+    {
+        near = Near::Same;
+    }
     let Ok(way) = touch(set, sketch_tag, now_ms) else {
-        return Return::No;
+        return (Return::No, near);
     };
     let resolved = set.echoes[way].tag & SEEN_TWICE != 0;
     set.echoes[way].tag |= SEEN_TWICE;
-    let whole = mix(tag ^ K[1], full_hash(payload));
+    let whole = mix(
+        sketch.head ^ sketch.tail.rotate_left(32) ^ K[1],
+        full_hash(payload),
+    );
     // Made by the first payload to hit its sketch: taken for its second
     // sighting, so confirmed at once.
-    let payload_tag = fold(whole) | PAYLOAD | if resolved { 0 } else { SEEN_TWICE };
+    let payload_tag =
+        (fold(whole) & !(KIND | SEEN_TWICE)) | PAYLOAD | if resolved { 0 } else { SEEN_TWICE };
     let set = &mut echoes[whole as usize & mask];
-    match touch(set, payload_tag, now_ms) {
+    let returned = match touch(set, payload_tag, now_ms) {
         Ok(way) if set.echoes[way].tag & SEEN_TWICE != 0 => Return::Yes,
         Ok(way) => {
             set.echoes[way].tag |= SEEN_TWICE;
             Return::No
         }
         Err(_) => Return::No,
-    }
+    };
+    (returned, near)
 }
 
 /// `Ok` with the way of the entry of `set` that holds `tag` (whatever its
@@ -595,40 +689,6 @@ fn ends(payload: &[u8]) -> (u64, u64) {
 fn sketch(payload: &[u8]) -> u64 {
     let (head, tail) = ends(payload);
     head ^ tail
-}
-
-/// What `payload` (`len` bytes, sketched into `head` and `tail`) spends of
-/// `peer`'s near-copy budget, or `None` when it resets it: a datagram that
-/// is not a near-copy of the last one echoed to the peer, or that comes
-/// [`RETURN_WINDOW`] or more after the peer's last one. A near-copy has the
-/// same length and the same head or tail (a counter written into one end),
-/// or adds 1 to [`MAX_GROWTH`] bytes and keeps the head (an echo that
-/// appends): 1, and [`GROWTH_WEIGHT`] for a grown one. A near-copy in the
-/// same receive call as the peer's last datagram (`now_ns == previous_ns`:
-/// several in flight, a pipelined client) costs nothing: the budget is on
-/// ping-pong.
-#[inline]
-fn near_copy_cost(
-    peer: &Peer,
-    len: usize,
-    head: u64,
-    tail: u64,
-    now_ns: u64,
-    previous_ns: u64,
-) -> Option<u32> {
-    if now_ns.saturating_sub(previous_ns) >= RETURN_WINDOW.as_nanos() as u64 {
-        return None;
-    }
-    let last_len = usize::from(peer.last_len);
-    let same_head = fold(head) == peer.last_head;
-    let cost = if len == last_len && (same_head || fold(tail) == peer.last_tail) {
-        1
-    } else if len > last_len && len - last_len <= MAX_GROWTH && same_head {
-        GROWTH_WEIGHT
-    } else {
-        return None;
-    };
-    Some(if now_ns == previous_ns { 0 } else { cost })
 }
 
 /// A fast 64-bit hash of every byte of `payload`: four independent lanes of
