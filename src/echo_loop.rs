@@ -35,9 +35,10 @@
 //!   make the streak. When several share a sketch, the first of them needs
 //!   one round more: `3k + 100` at worst. One forged datagram: 102; every
 //!   loop with `k ≤ 225` in flight: under 1,000 with its `k` last in flight.
-//!   Larger loops end after three rounds (four, sketches shared), as long as the echo table holds them
-//!   (about [`ECHOES`]` / 8` in flight) and a round takes under 0.9 s;
-//!   building a bigger one takes as many forged datagrams.
+//!   Larger loops end after three rounds (four, sketches shared), as long
+//!   as the echo table holds them (about [`ECHOES`]` / 12` in flight) and a
+//!   round takes under 0.9 s; building a bigger one takes as many forged
+//!   datagrams.
 //! - A client whose datagrams differ is never caught: a datagram that matches
 //!   nothing we echoed resets the streak, and "matches" means the same length and
 //!   the same 64-bit hash of every byte. udp-echo-client probes carry a sequence
@@ -52,13 +53,42 @@
 //!   indistinguishable from a loop by content and timing, and gets the same
 //!   cool-down. Heartbeats every second or slower never are.
 //!
+//! # Peers whose replies change
+//!
+//! A loop through a peer that does not send back exactly what it got (a
+//! STAMP reflector, an echo that writes a counter or appends a byte) never
+//! returns our bytes. Two more rules:
+//!
+//! - Replies of a request/response protocol are never what a client sends an
+//!   echo server: [`is_known_reply`] recognises STAMP/TWAMP-Light replies, and
+//!   the server drops them (`loop`) before asking the detector.
+//! - A *near-copy* (same length and same head or tail as a recent echo to the
+//!   peer, or the same head and 1 to [`MAX_GROWTH`] bytes more) is what a
+//!   counter or appending echo sends, and also what a client with a constant
+//!   payload and a counter at window 1 sends: byte for byte the same, so not
+//!   detectable by content. Its cost is bounded instead: each near-copy in a
+//!   receive call of its own (ping-pong) spends 1 of the peer's budget
+//!   ([`NEAR_COPY_BUDGET`], 4,194,304), a grown one [`GROWTH_WEIGHT`]; any
+//!   other datagram, or a pause of [`RETURN_WINDOW`], resets it; spent, the
+//!   peer gets the loop's cool-down. An appending echo ends after 1,024
+//!   bounces, a counter echo after 4,194,304 (minutes on loopback), whatever
+//!   the number in flight; a client meets the budget only with over 4 million
+//!   near-copies of ping-pong in a row, without a pause. Pipelined near-copies
+//!   (several from the peer in one receive call, a load generator's window)
+//!   spend nothing beyond the first of the call. udp-echo-client probes are
+//!   never near-copies: the pattern after their header follows the sequence
+//!   number.
+//!
 //! # Cost
 //!
 //! Per datagram: a keyed hash of the source, one set of the peer table, a
-//! 40-byte sketch of the payload (length, first and last 16 bytes) and one set
-//! of the echo table — 30–40 ns here, whatever the size. The full hash of
+//! 40-byte sketch of the payload (length, first and last 16 bytes) and two
+//! sets of the echo table (the tail's, with the sketch entries, and the
+//! head's) — 45–60 ns here for a burst from one source (about 25 ns more
+//! than one set), 90–100 ns over a thousand sources when the lines are not
+//! prefetched, whatever the size. The full hash of
 //! the payload (about 15 ns for 64 bytes, 90 ns for 1400, 3.7 µs for 65507)
-//! and a second set of the echo table (the payload's own entry) are paid
+//! and a third set of the echo table (the payload's own entry) are paid
 //! only when the sketch matches a recent echo to the same peer: for repeated
 //! payloads or payloads alike at both ends (loops, identical-bytes senders,
 //! clients whose datagrams differ only in the middle), not for distinct
@@ -70,15 +100,15 @@
 //! that no sender can aim at one set: [`PEERS`] peers (32 bytes each) and
 //! [`ECHOES`] recent echoes (8 bytes each), 384 KiB per detector. Both evict
 //! the stalest entry of a set. An echo entry is a sketch (length, head and
-//! tail echoed to this peer lately) or a payload (these exact bytes, by a
-//! keyed hash of the sketch and the full hash, in a set of its own): a
-//! loop's datagram holds one payload entry, plus one sketch entry per
-//! distinct sketch. A peer in a loop is the freshest entry of its
+//! tail echoed to this peer lately, in the tail's set), a head (a head and
+//! length, in the head's set) or a payload (these exact bytes, by a keyed
+//! hash of the sketch and the full hash, in a set of its own): distinct
+//! traffic takes two entries a datagram, a loop's datagram three. A peer in a loop is the freshest entry of its
 //! set at every datagram, so pushing it out takes 8 new sources in its set
 //! between two of its datagrams: `8 × PEERS / 8` sources in that time, i.e.
 //! about 4,096 × the loop's rate (80 million datagrams/s against a loop of
 //! 20,000/s). A loop's echoes are refreshed every round; evicting them takes
-//! [`ECHOES`] new distinct datagrams per round of the loop. Churn can only
+//! about [`ECHOES`]` / 2` new distinct datagrams per round of the loop. Churn can only
 //! delay a slow loop (tens of datagrams a second), at a far higher cost to the
 //! attacker than the loop.
 //!
@@ -134,8 +164,8 @@ pub const MAX_GROWTH: usize = 64;
 /// Peers tracked at once by [`LoopDetector::new`].
 pub const PEERS: usize = 4096;
 
-/// Recent echoes (sketch and payload entries) remembered by
-/// [`LoopDetector::new`]; a loop can have up to about an eighth of this in
+/// Recent echo entries (sketch, head and payload) remembered by
+/// [`LoopDetector::new`]; a loop can have up to about a twelfth of this in
 /// flight and still be seen whole.
 pub const ECHOES: usize = 32_768;
 
@@ -534,7 +564,6 @@ fn note_echo(
     now_ms: u32,
 ) -> (Return, Near) {
     let mask = echoes.len() - 1;
-    let recent = |e: &Echoed| now_ms.wrapping_sub(e.seen_ms) < RETURN_WINDOW_MS;
     // By the head: same head, same or a little more length.
     let head_check = fold(sketch.head) & HEAD_BITS;
     let head_tag = HEAD | head_check | u32::from(sketch.len) << 16;
@@ -542,31 +571,27 @@ fn note_echo(
     // The costlier verdict wins: an appended byte may also make a datagram
     // the length of another in flight, alike at the end.
     let mut near = Near::No;
-    for e in set
-        .echoes
-        .iter()
-        .filter(|e| e.tag & KIND == HEAD && e.tag & HEAD_BITS == head_check && recent(e))
-    {
-        match sketch.len.checked_sub((e.tag >> 16) as u16) {
-            Some(0) if near == Near::No => near = Near::Same,
-            Some(grown) if grown > 0 && usize::from(grown) <= MAX_GROWTH => near = Near::Grown,
-            _ => {}
+    let _ = visit(set, head_tag, now_ms, |tag| {
+        if tag & KIND == HEAD && tag & HEAD_BITS == head_check {
+            match sketch.len.checked_sub((tag >> 16) as u16) {
+                Some(0) if near == Near::No => near = Near::Same,
+                Some(grown) if grown > 0 && usize::from(grown) <= MAX_GROWTH => near = Near::Grown,
+                _ => {}
+            }
         }
-    }
-    let _ = touch(set, head_tag, now_ms);
+    });
     // By the tail (and length), and the sketch itself.
     let tail_check = fold(sketch.tail) & TAIL_BITS;
     let sketch_tag = SKETCH | tail_check | (fold(sketch.head) & !(TAIL_BITS | KIND | SEEN_TWICE));
     let set = &mut echoes[sketch.tail as usize & mask];
-    if near == Near::No
-        && set
-            .echoes
-            .iter()
-            .any(|e| e.tag & KIND == SKETCH && e.tag & TAIL_BITS == tail_check && recent(e))
-    {
+    let mut by_tail = false;
+    let sketch_way = visit(set, sketch_tag, now_ms, |tag| {
+        by_tail |= tag & KIND == SKETCH && tag & TAIL_BITS == tail_check;
+    });
+    if by_tail && near == Near::No {
         near = Near::Same;
     }
-    let Ok(way) = touch(set, sketch_tag, now_ms) else {
+    let Ok(way) = sketch_way else {
         return (Return::No, near);
     };
     let resolved = set.echoes[way].tag & SEEN_TWICE != 0;
@@ -597,27 +622,43 @@ fn note_echo(
 /// starts again, a newcomer evicts the stalest. Either way it is seen now.
 #[inline]
 fn touch(set: &mut EchoSet, tag: u32, now_ms: u32) -> Result<usize, usize> {
-    let same = |e: &Echoed| e.tag | SEEN_TWICE == tag | SEEN_TWICE;
-    let way = match set.echoes.iter().position(same) {
-        Some(way) => {
-            let echo = &mut set.echoes[way];
-            let recent = now_ms.wrapping_sub(echo.seen_ms) < RETURN_WINDOW_MS;
-            echo.seen_ms = now_ms;
-            if recent {
-                return Ok(way);
-            }
-            way
+    visit(set, tag, now_ms, |_| {})
+}
+
+/// [`touch`], calling `recent` first with the tag of every entry seen less
+/// than [`RETURN_WINDOW`] ago: one pass over the set for all of it.
+#[inline]
+fn visit(
+    set: &mut EchoSet,
+    tag: u32,
+    now_ms: u32,
+    mut recent: impl FnMut(u32),
+) -> Result<usize, usize> {
+    let mut found = None;
+    let (mut victim, mut oldest) = (0, 0u32);
+    for (way, e) in set.echoes.iter().enumerate() {
+        let age = if e.tag == 0 {
+            u32::MAX
+        } else {
+            now_ms.wrapping_sub(e.seen_ms)
+        };
+        if age < RETURN_WINDOW_MS {
+            recent(e.tag);
         }
-        None => (0..WAYS)
-            .max_by_key(|&w| {
-                let e = set.echoes[w];
-                if e.tag == 0 {
-                    u32::MAX
-                } else {
-                    now_ms.wrapping_sub(e.seen_ms)
-                }
-            })
-            .expect("WAYS > 0"),
+        if e.tag | SEEN_TWICE == tag | SEEN_TWICE {
+            found = Some((way, age < RETURN_WINDOW_MS));
+        }
+        if age > oldest || way == 0 {
+            (victim, oldest) = (way, age);
+        }
+    }
+    let way = match found {
+        Some((way, true)) => {
+            set.echoes[way].seen_ms = now_ms;
+            return Ok(way);
+        }
+        Some((way, false)) => way,
+        None => victim,
     };
     set.echoes[way] = Echoed {
         tag,
