@@ -82,11 +82,12 @@
 //! # Cost
 //!
 //! Per datagram: a keyed hash of the source, one set of the peer table, a
-//! 40-byte sketch of the payload (length, first and last 16 bytes) and two
-//! sets of the echo table (the tail's, with the sketch entries, and the
-//! head's) — 45–60 ns here for a burst from one source (about 25 ns more
-//! than one set), 90–100 ns over a thousand sources when the lines are not
-//! prefetched, whatever the size. The full hash of
+//! 40-byte sketch of the payload (length, first and last 16 bytes) and one
+//! set of the echo table (the tail's, with the sketch entries), plus the
+//! head's set for a peer's first datagram of a receive call (the only one
+//! the near-copy budget looks at) — about 30–55 ns here for a burst from one
+//! source (25–30 ns before the near-copy rule; the machine was shared and
+//! noisy), whatever the size. The full hash of
 //! the payload (about 15 ns for 64 bytes, 90 ns for 1400, 3.7 µs for 65507)
 //! and a third set of the echo table (the payload's own entry) are paid
 //! only when the sketch matches a recent echo to the same peer: for repeated
@@ -349,7 +350,11 @@ impl LoopDetector {
         let sketch = self.sketch(key, payload);
         let mask = self.echoes.len() - 1;
         crate::sys::prefetch(&self.echoes[sketch.tail as usize & mask].echoes);
-        crate::sys::prefetch(&self.echoes[sketch.head as usize & mask].echoes);
+        if !matches!(self.last, Some((last, ..)) if last == source) {
+            // Read for a peer's first datagram of a receive call only: a
+            // burst from the last peer seen does not need it.
+            crate::sys::prefetch(&self.echoes[sketch.head as usize & mask].echoes);
+        }
     }
 
     /// Judges `payload` from `source` at `now_ns` and, when the verdict is
@@ -361,7 +366,7 @@ impl LoopDetector {
             _ => {
                 let key = self.peer_key(source);
                 let set = key as usize & (self.peers.len() - 1);
-                let way = claim_peer(&mut self.peers[set], key, now_ns);
+                let way = claim_peer(&mut self.peers[set], key);
                 self.last = Some((source, key, set, way));
                 (key, set, way)
             }
@@ -376,11 +381,15 @@ impl LoopDetector {
                 silent_for: Duration::from_nanos(peer.blocked_until_ns - now_ns),
             };
         }
+        // The first datagram of this peer in this receive call: ping-pong
+        // as far as the budget is concerned (see `note_echo`).
+        let first_in_call = now_ns != previous_ns;
         let (returned, near) = note_echo(
             &mut self.echoes,
             &sketch,
             payload,
             (now_ns / 1_000_000) as u32,
+            first_in_call,
         );
         match returned {
             Return::Yes => peer.streak = peer.streak.saturating_add(1),
@@ -388,11 +397,13 @@ impl LoopDetector {
         }
         let window_ns = RETURN_WINDOW.as_nanos() as u64;
         peer.near = match near {
-            // A pause, or something unlike all we sent it lately: reset.
+            // A pause: reset.
             _ if now_ns.saturating_sub(previous_ns) >= window_ns => 0,
+            // In the receive call of its last one: pipelined, not ping-pong;
+            // not even looked at.
+            _ if !first_in_call => peer.near,
+            // Something unlike all we sent it lately: reset.
             Near::No => 0,
-            // In the receive call of its last one: pipelined, not ping-pong.
-            _ if now_ns == previous_ns => peer.near,
             Near::Same => peer.near.saturating_add(1),
             Near::Grown => peer.near.saturating_add(GROWTH_WEIGHT),
         };
@@ -478,7 +489,7 @@ pub fn is_known_reply(payload: &[u8], now_unix_secs: u32) -> bool {
 
 /// The way of the peer with `key` in its set; a new peer takes an empty slot
 /// or the stalest one.
-fn claim_peer(set: &mut PeerSet, key: u64, now_ns: u64) -> usize {
+fn claim_peer(set: &mut PeerSet, key: u64) -> usize {
     if let Some(way) = set.keys.iter().position(|&k| k == key) {
         return way;
     }
@@ -492,10 +503,9 @@ fn claim_peer(set: &mut PeerSet, key: u64, now_ns: u64) -> usize {
         })
         .expect("WAYS > 0");
     set.keys[way] = key;
-    set.peers[way] = Peer {
-        last_ns: now_ns,
-        ..Peer::default()
-    };
+    // last_ns 0: its first datagram is the first of its receive call (and
+    // `check` makes it now at once).
+    set.peers[way] = Peer::default();
     way
 }
 
@@ -562,24 +572,13 @@ fn note_echo(
     sketch: &Sketch,
     payload: &[u8],
     now_ms: u32,
+    first_in_call: bool,
 ) -> (Return, Near) {
     let mask = echoes.len() - 1;
-    // By the head: same head, same or a little more length.
-    let head_check = fold(sketch.head) & HEAD_BITS;
-    let head_tag = HEAD | head_check | u32::from(sketch.len) << 16;
-    let set = &mut echoes[sketch.head as usize & mask];
-    // The costlier verdict wins: an appended byte may also make a datagram
-    // the length of another in flight, alike at the end.
     let mut near = Near::No;
-    let _ = visit(set, head_tag, now_ms, |tag| {
-        if tag & KIND == HEAD && tag & HEAD_BITS == head_check {
-            match sketch.len.checked_sub((tag >> 16) as u16) {
-                Some(0) if near == Near::No => near = Near::Same,
-                Some(grown) if grown > 0 && usize::from(grown) <= MAX_GROWTH => near = Near::Grown,
-                _ => {}
-            }
-        }
-    });
+    if first_in_call {
+        near = near_by_head(&mut echoes[sketch.head as usize & mask], sketch, now_ms);
+    }
     // By the tail (and length), and the sketch itself.
     let tail_check = fold(sketch.tail) & TAIL_BITS;
     let sketch_tag = SKETCH | tail_check | (fold(sketch.head) & !(TAIL_BITS | KIND | SEEN_TWICE));
@@ -614,6 +613,28 @@ fn note_echo(
         Err(_) => Return::No,
     };
     (returned, near)
+}
+
+/// Whether the payload is a near-copy by its head of one echoed to its peer
+/// lately (same head, same length or up to [`MAX_GROWTH`] bytes more), and
+/// its head entry in `set`, seen now.
+#[inline]
+fn near_by_head(set: &mut EchoSet, sketch: &Sketch, now_ms: u32) -> Near {
+    let head_check = fold(sketch.head) & HEAD_BITS;
+    let head_tag = HEAD | head_check | u32::from(sketch.len) << 16;
+    // The costlier verdict wins: an appended byte may also make a datagram
+    // the length of another in flight, alike at the end.
+    let mut near = Near::No;
+    let _ = visit(set, head_tag, now_ms, |tag| {
+        if tag & KIND == HEAD && tag & HEAD_BITS == head_check {
+            match sketch.len.checked_sub((tag >> 16) as u16) {
+                Some(0) if near == Near::No => near = Near::Same,
+                Some(grown) if grown > 0 && usize::from(grown) <= MAX_GROWTH => near = Near::Grown,
+                _ => {}
+            }
+        }
+    });
+    near
 }
 
 /// `Ok` with the way of the entry of `set` that holds `tag` (whatever its
