@@ -82,12 +82,12 @@
 //! # Cost
 //!
 //! Per datagram: a keyed hash of the source, one set of the peer table, a
-//! 40-byte sketch of the payload (length, first and last 16 bytes) and one
-//! set of the echo table (the tail's, with the sketch entries), plus the
-//! head's set for a peer's first datagram of a receive call (the only one
-//! the near-copy budget looks at) — about 30–55 ns here for a burst from one
-//! source (25–30 ns before the near-copy rule; the machine was shared and
-//! noisy), whatever the size. The full hash of
+//! 40-byte sketch of the payload (length, first and last 16 bytes) and two
+//! sets of the echo table (the tail's, with the sketch entries, and the
+//! head's: every datagram's head is recorded, since a loop's datagrams may
+//! come one in a receive call now and together the next time) — about
+//! 45–60 ns here for a burst from one source (25–30 ns before the near-copy
+//! rule; the machine was shared and noisy), whatever the size. The full hash of
 //! the payload (about 15 ns for 64 bytes, 90 ns for 1400, 3.7 µs for 65507)
 //! and a third set of the echo table (the payload's own entry) are paid
 //! only when the sketch matches a recent echo to the same peer: for repeated
@@ -350,11 +350,7 @@ impl LoopDetector {
         let sketch = self.sketch(key, payload);
         let mask = self.echoes.len() - 1;
         crate::sys::prefetch(&self.echoes[sketch.tail as usize & mask].echoes);
-        if !matches!(self.last, Some((last, ..)) if last == source) {
-            // Read for a peer's first datagram of a receive call only: a
-            // burst from the last peer seen does not need it.
-            crate::sys::prefetch(&self.echoes[sketch.head as usize & mask].echoes);
-        }
+        crate::sys::prefetch(&self.echoes[sketch.head as usize & mask].echoes);
     }
 
     /// Judges `payload` from `source` at `now_ns` and, when the verdict is
@@ -382,14 +378,13 @@ impl LoopDetector {
             };
         }
         // The first datagram of this peer in this receive call: ping-pong
-        // as far as the budget is concerned (see `note_echo`).
+        // as far as the budget is concerned.
         let first_in_call = now_ns != previous_ns;
         let (returned, near) = note_echo(
             &mut self.echoes,
             &sketch,
             payload,
             (now_ns / 1_000_000) as u32,
-            first_in_call,
         );
         match returned {
             Return::Yes => peer.streak = peer.streak.saturating_add(1),
@@ -572,13 +567,12 @@ fn note_echo(
     sketch: &Sketch,
     payload: &[u8],
     now_ms: u32,
-    first_in_call: bool,
 ) -> (Return, Near) {
     let mask = echoes.len() - 1;
-    let mut near = Near::No;
-    if first_in_call {
-        near = near_by_head(&mut echoes[sketch.head as usize & mask], sketch, now_ms);
-    }
+    // Every datagram's head is recorded (a loop's datagrams may come one
+    // in a call now and together the next time); only the first of a call
+    // spends the budget (see `check`).
+    let mut near = near_by_head(&mut echoes[sketch.head as usize & mask], sketch, now_ms);
     // By the tail (and length), and the sketch itself.
     let tail_check = fold(sketch.tail) & TAIL_BITS;
     let sketch_tag = SKETCH | tail_check | (fold(sketch.head) & !(TAIL_BITS | KIND | SEEN_TWICE));

@@ -244,7 +244,7 @@ fn wait_bound(ns: &str, addr: SocketAddr) -> bool {
 }
 
 /// A peer that is not our server: a child process in the namespace,
-/// killed on drop (and bounded by timeout(1) in any case).
+/// killed on drop.
 struct ChildPeer {
     child: Child,
     addr: SocketAddr,
@@ -270,9 +270,12 @@ fn python_body(kind: PeerKind) -> &'static str {
     }
 }
 
+/// Starts `program` in `ns`. `ip netns exec` execs it in place, so the
+/// child is the program itself and [`ChildPeer`]'s kill ends it (a
+/// timeout(1) in between would be killed alone, leaving it orphaned).
 fn spawn_in(ns: &str, program: &str, args: &[&str]) -> Option<Child> {
     Command::new("ip")
-        .args(["netns", "exec", ns, "timeout", "30", program])
+        .args(["netns", "exec", ns, program])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
