@@ -26,45 +26,90 @@
 //! doubled for each repeat offence up to 160 s; a peer not caught for
 //! [`FORGIVE_AFTER`] (10 min) starts again at 10 s.
 //!
-//! - A loop of `k` datagrams ends after `2k + 100` of them: the first round only
-//!   records them, the second confirms each by a full hash, the next 100 make the
-//!   streak. One forged datagram: 102; every loop with `k ≤ 300` in flight: under
-//!   1,000. Larger loops end after three rounds, as long as the echo table holds
-//!   them (about [`ECHOES`]` / 4` in flight) and a round takes under 0.9 s;
-//!   building a bigger one takes as many forged datagrams.
+//! - Any number of datagrams may be in flight: every distinct payload has an
+//!   entry of its own (see *Memory*), found by its full hash, so two payloads
+//!   with one length, head and tail never disturb each other (issue 19: such
+//!   a pair used to reset each other's streak for ever).
+//! - A loop of `k` datagrams ends after `2k + 100` of them: the first round
+//!   only records them, the second confirms each by a full hash, the next 100
+//!   make the streak. When several share a sketch, the first of them needs
+//!   one round more: `3k + 100` at worst. One forged datagram: 102; every
+//!   loop with `k ≤ 225` in flight: under 1,000 with its `k` last in flight.
+//!   Larger loops end after three rounds (four, sketches shared), as long
+//!   as the echo table holds them (about [`ECHOES`]` / 12` in flight) and a
+//!   round takes under 0.9 s; building a bigger one takes as many forged
+//!   datagrams.
 //! - A client whose datagrams differ is never caught: a datagram that matches
 //!   nothing we echoed resets the streak, and "matches" means the same length and
 //!   the same 64-bit hash of every byte. udp-echo-client probes carry a sequence
 //!   number and a send time, so they all differ. A network that duplicates
 //!   datagrams adds no streak either: the first repeat of a payload is only the
-//!   confirmation step.
+//!   confirmation step (one payload per sketch, the first to repeat, is taken
+//!   as confirmed at its first repeat: one step of a streak, reset by the next
+//!   new datagram).
 //! - A client that sends *identical* bytes 100 times in a row from one port,
 //!   each less than 0.9 s after the previous one (`yes | nc -u`, a fixed-payload
 //!   heartbeat faster than 1 Hz, a script repeating one message), is
 //!   indistinguishable from a loop by content and timing, and gets the same
 //!   cool-down. Heartbeats every second or slower never are.
 //!
+//! # Peers whose replies change
+//!
+//! A loop through a peer that does not send back exactly what it got (a
+//! STAMP reflector, an echo that writes a counter or appends a byte) never
+//! returns our bytes. Two more rules:
+//!
+//! - Replies of a request/response protocol are never what a client sends an
+//!   echo server: [`is_known_reply`] recognises STAMP/TWAMP-Light replies, and
+//!   the server drops them (`loop`) before asking the detector.
+//! - A *near-copy* (same length and same head or tail as a recent echo to the
+//!   peer, or the same head and 1 to [`MAX_GROWTH`] bytes more) is what a
+//!   counter or appending echo sends, and also what a client with a constant
+//!   payload and a counter at window 1 sends: byte for byte the same, so not
+//!   detectable by content. Its cost is bounded instead: each near-copy in a
+//!   receive call of its own (ping-pong) spends 1 of the peer's budget
+//!   ([`NEAR_COPY_BUDGET`], 4,194,304), a grown one [`GROWTH_WEIGHT`]; any
+//!   other datagram, or a pause of [`RETURN_WINDOW`], resets it; spent, the
+//!   peer gets the loop's cool-down. An appending echo ends after 1,024
+//!   bounces, a counter echo after 4,194,304 (minutes on loopback), whatever
+//!   the number in flight; a client meets the budget only with over 4 million
+//!   near-copies of ping-pong in a row, without a pause. Pipelined near-copies
+//!   (several from the peer in one receive call, a load generator's window)
+//!   spend nothing beyond the first of the call. udp-echo-client probes are
+//!   never near-copies: the pattern after their header follows the sequence
+//!   number.
+//!
 //! # Cost
 //!
 //! Per datagram: a keyed hash of the source, one set of the peer table, a
-//! 40-byte sketch of the payload (length, first and last 16 bytes) and one set
-//! of the echo table — 30–40 ns here, whatever the size. The full hash of
-//! the payload (about 15 ns for 64 bytes, 90 ns for 1400, 3.7 µs for 65507) is
-//! computed only when the sketch matches a recent echo to the same peer: for
-//! repeated payloads, which is loops and identical-bytes senders, not for
-//! distinct traffic. Nothing is allocated after [`LoopDetector::new`].
+//! 40-byte sketch of the payload (length, first and last 16 bytes) and two
+//! sets of the echo table (the tail's, with the sketch entries, and the
+//! head's: every datagram's head is recorded, since a loop's datagrams may
+//! come one in a receive call now and together the next time) — about
+//! 45–60 ns here for a burst from one source (25–30 ns before the near-copy
+//! rule; the machine was shared and noisy), whatever the size. The full hash of
+//! the payload (about 15 ns for 64 bytes, 90 ns for 1400, 3.7 µs for 65507)
+//! and a third set of the echo table (the payload's own entry) are paid
+//! only when the sketch matches a recent echo to the same peer: for repeated
+//! payloads or payloads alike at both ends (loops, identical-bytes senders,
+//! clients whose datagrams differ only in the middle), not for distinct
+//! traffic. Nothing is allocated after [`LoopDetector::new`].
 //!
 //! # Bounded memory, and churn
 //!
 //! Two fixed tables, set-associative (8 ways) with a hash keyed per process so
 //! that no sender can aim at one set: [`PEERS`] peers (32 bytes each) and
-//! [`ECHOES`] recent echoes (16 bytes each), 384 KiB per detector. Both evict
-//! the stalest entry of a set. A peer in a loop is the freshest entry of its
+//! [`ECHOES`] recent echoes (8 bytes each), 384 KiB per detector. Both evict
+//! the stalest entry of a set. An echo entry is a sketch (length, head and
+//! tail echoed to this peer lately, in the tail's set), a head (a head and
+//! length, in the head's set) or a payload (these exact bytes, by a keyed
+//! hash of the sketch and the full hash, in a set of its own): distinct
+//! traffic takes two entries a datagram, a loop's datagram three. A peer in a loop is the freshest entry of its
 //! set at every datagram, so pushing it out takes 8 new sources in its set
 //! between two of its datagrams: `8 × PEERS / 8` sources in that time, i.e.
 //! about 4,096 × the loop's rate (80 million datagrams/s against a loop of
 //! 20,000/s). A loop's echoes are refreshed every round; evicting them takes
-//! [`ECHOES`] new distinct datagrams per round of the loop. Churn can only
+//! about [`ECHOES`]` / 2` new distinct datagrams per round of the loop. Churn can only
 //! delay a slow loop (tens of datagrams a second), at a far higher cost to the
 //! attacker than the loop.
 //!
@@ -103,12 +148,27 @@ pub const MAX_DOUBLINGS: u8 = 4;
 /// [`COOL_DOWN`].
 pub const FORGIVE_AFTER: Duration = Duration::from_secs(600);
 
+/// The default budget of near-copy ping-pong with one peer (see the module
+/// docs, *Peers whose replies change*): datagrams, each a near-copy of the
+/// last one echoed to it and alone in its receive call, in a row.
+pub const NEAR_COPY_BUDGET: u32 = 1 << 22;
+
+/// What one datagram that is the last echo plus a few bytes (up to
+/// [`MAX_GROWTH`]) costs of the near-copy budget: 1,024 of them in a row
+/// spend the default budget.
+pub const GROWTH_WEIGHT: u32 = 1 << 12;
+
+/// The most bytes a datagram may add to the last echo and still count as
+/// grown from it.
+pub const MAX_GROWTH: usize = 64;
+
 /// Peers tracked at once by [`LoopDetector::new`].
 pub const PEERS: usize = 4096;
 
-/// Recent echoes remembered by [`LoopDetector::new`]; a loop can have up to
-/// about a quarter of this in flight and still be seen whole.
-pub const ECHOES: usize = 16_384;
+/// Recent echo entries (sketch, head and payload) remembered by
+/// [`LoopDetector::new`]; a loop can have up to about a twelfth of this in
+/// flight and still be seen whole.
+pub const ECHOES: usize = 32_768;
 
 /// Entries per set of both tables.
 const WAYS: usize = 8;
@@ -138,6 +198,8 @@ struct Peer {
     last_ns: u64,
     /// Dropped until then; 0 when never caught.
     blocked_until_ns: u64,
+    /// Near-copy budget spent (see [`NEAR_COPY_BUDGET`]).
+    near: u32,
     /// Its last datagrams that returned, in a row.
     streak: u16,
     /// Cool-downs since it was last forgiven.
@@ -158,23 +220,23 @@ struct PeerSet {
 /// eight fill one cache line, the only one a lookup of distinct traffic reads.
 #[derive(Debug, Clone, Copy, Default)]
 struct Echoed {
-    /// Keyed hash of the peer and the payload's sketch, folded to 32 bits;
-    /// 0 marks an empty slot. Two payloads with one tag only cost a full hash
-    /// (see [`EchoSet::full`]), never a wrong verdict.
+    /// Keyed hash of the peer and the payload, folded to 32 bits; 0 marks an
+    /// empty slot. A *sketch* entry (low bit 0) hashes the payload's sketch
+    /// and says "something of this length, head and tail was echoed to this
+    /// peer"; a *payload* entry (low bit 1) hashes the sketch and the full
+    /// hash and stands for one payload. Two payloads with one tag only cost a
+    /// full hash or, for payload entries (odds 2^-29 a lookup), one step of
+    /// a streak that needs [`LOOP_STREAK`] in a row.
     tag: u32,
     /// When it was last echoed, in ms of the injected clock (wraps every 49 days).
     seen_ms: u32,
 }
 
-/// One set of the echo table: the entries in one cache line, the full hashes
-/// (read only when a tag matches) in the next.
+/// One set of the echo table: one cache line.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(align(64))]
 struct EchoSet {
     echoes: [Echoed; WAYS],
-    /// Hash of each entry's whole payload, computed once a second datagram
-    /// has the same tag; 0 until then.
-    full: [u32; WAYS],
 }
 
 /// Whether a datagram is the return of one we echoed.
@@ -182,11 +244,9 @@ struct EchoSet {
 enum Return {
     /// Equal to a recent echo to the same peer, every byte (by hash).
     Yes,
-    /// Matches no recent echo to this peer.
+    /// Matches no recent echo to this peer: new, or the first repeat of one
+    /// whose full hash was never taken (recorded now; the next one decides).
     No,
-    /// Same length, head and tail as a recent echo whose full hash was never
-    /// taken: the hash is taken now, and the next one decides.
-    Unsure,
 }
 
 /// Finds peers in an echo loop; one per echo thread. See the module docs.
@@ -195,6 +255,8 @@ pub struct LoopDetector {
     echoes: Box<[EchoSet]>,
     /// Random per process: sets and tags cannot be aimed at.
     secret: [u64; 4],
+    /// Near-copy ping-pong allowed per peer; 0: no budget.
+    near_copy_budget: u32,
     /// The last peer seen: its address, key, set and way. A burst from one
     /// source (a GRO buffer, a flood) then skips the key hash and the set
     /// scan. Only `check` moves peers, so the slot is still that peer's.
@@ -231,8 +293,16 @@ impl LoopDetector {
             peers: vec![PeerSet::default(); sets(peers)].into_boxed_slice(),
             echoes: vec![EchoSet::default(); sets(echoes)].into_boxed_slice(),
             secret: [0u8, 1, 2, 3].map(|i| random.hash_one(i) | 1),
+            near_copy_budget: NEAR_COPY_BUDGET,
             last: None,
         }
+    }
+
+    /// The same detector with a near-copy budget of `budget` (0: none) in
+    /// place of [`NEAR_COPY_BUDGET`].
+    pub fn with_near_copy_budget(mut self, budget: u32) -> LoopDetector {
+        self.near_copy_budget = budget;
+        self
     }
 
     /// How many peers the table holds at most.
@@ -277,8 +347,10 @@ impl LoopDetector {
                 key
             }
         };
-        let tag = mix(key ^ self.secret[3], sketch(payload)).max(1);
-        crate::sys::prefetch(&self.echoes[tag as usize & (self.echoes.len() - 1)].echoes);
+        let sketch = self.sketch(key, payload);
+        let mask = self.echoes.len() - 1;
+        crate::sys::prefetch(&self.echoes[sketch.tail as usize & mask].echoes);
+        crate::sys::prefetch(&self.echoes[sketch.head as usize & mask].echoes);
     }
 
     /// Judges `payload` from `source` at `now_ns` and, when the verdict is
@@ -290,13 +362,14 @@ impl LoopDetector {
             _ => {
                 let key = self.peer_key(source);
                 let set = key as usize & (self.peers.len() - 1);
-                let way = claim_peer(&mut self.peers[set], key, now_ns);
+                let way = claim_peer(&mut self.peers[set], key);
                 self.last = Some((source, key, set, way));
                 (key, set, way)
             }
         };
-        let tag = mix(key ^ self.secret[3], sketch(payload)).max(1);
+        let sketch = self.sketch(key, payload);
         let peer = &mut self.peers[set].peers[way];
+        let previous_ns = peer.last_ns;
         peer.last_ns = peer.last_ns.max(now_ns);
         if now_ns < peer.blocked_until_ns {
             return LoopVerdict::Loop {
@@ -304,16 +377,36 @@ impl LoopDetector {
                 silent_for: Duration::from_nanos(peer.blocked_until_ns - now_ns),
             };
         }
-        let mask = self.echoes.len() - 1;
-        let echoes = &mut self.echoes[tag as usize & mask];
-        match note_echo(echoes, tag, payload, (now_ns / 1_000_000) as u32) {
+        // The first datagram of this peer in this receive call: ping-pong
+        // as far as the budget is concerned.
+        let first_in_call = now_ns != previous_ns;
+        let (returned, near) = note_echo(
+            &mut self.echoes,
+            &sketch,
+            payload,
+            (now_ns / 1_000_000) as u32,
+        );
+        match returned {
             Return::Yes => peer.streak = peer.streak.saturating_add(1),
             Return::No => peer.streak = 0,
-            Return::Unsure => {}
         }
-        if peer.streak < LOOP_STREAK {
+        let window_ns = RETURN_WINDOW.as_nanos() as u64;
+        peer.near = match near {
+            // A pause: reset.
+            _ if now_ns.saturating_sub(previous_ns) >= window_ns => 0,
+            // In the receive call of its last one: pipelined, not ping-pong;
+            // not even looked at.
+            _ if !first_in_call => peer.near,
+            // Something unlike all we sent it lately: reset.
+            Near::No => 0,
+            Near::Same => peer.near.saturating_add(1),
+            Near::Grown => peer.near.saturating_add(GROWTH_WEIGHT),
+        };
+        let over_budget = self.near_copy_budget != 0 && peer.near >= self.near_copy_budget;
+        if peer.streak < LOOP_STREAK && !over_budget {
             return LoopVerdict::Echo;
         }
+        peer.near = 0;
         if now_ns.saturating_sub(peer.blocked_until_ns) > FORGIVE_AFTER_NS {
             peer.offences = 0;
         }
@@ -324,6 +417,18 @@ impl LoopDetector {
         LoopVerdict::Loop {
             first: true,
             silent_for: Duration::from_nanos(cool_down),
+        }
+    }
+
+    /// `payload`'s sketch as sent to the peer with `key`: keyed, so that no
+    /// sender can aim at a set.
+    #[inline]
+    fn sketch(&self, key: u64, payload: &[u8]) -> Sketch {
+        let (head, tail) = ends(payload);
+        Sketch {
+            head: mix(key ^ self.secret[3], head),
+            tail: mix(key ^ self.secret[2], tail),
+            len: u16::try_from(payload.len()).unwrap_or(u16::MAX),
         }
     }
 
@@ -344,9 +449,42 @@ impl LoopDetector {
     }
 }
 
+/// Whether `payload` is the reply of a request/response protocol that a plain
+/// echo must never answer: a STAMP or TWAMP-Light reflector's packet (RFC
+/// 8762, RFC 5357), open or authenticated. Such a reply differs from the
+/// request that caused it, so the content rule cannot see a loop through a
+/// reflector; but a reply is never something a client sends an echo server.
+///
+/// Precise on purpose: first fields that are MBZ in every reflected packet
+/// must be zero (open: the 2 bytes after the sender's error estimate;
+/// authenticated: the 12 after the sequence number), then the reflector's
+/// own check, [`looks_reflected`](crate::stamp::looks_reflected), finds
+/// time stamps of now in both stamp fields (or the session-sender's time of
+/// the last minute), whatever the source port. A udp-echo-client probe (sequence number, send time,
+/// then pattern bytes) passes all of it with odds under 10^-12 a probe; a
+/// STAMP sender's packet (MBZ where a reply has stamps) never does. `now_unix_secs`:
+/// the wall clock's Unix seconds. Cost: a length test and one 2-byte load
+/// for most datagrams.
+#[inline]
+pub fn is_known_reply(payload: &[u8], now_unix_secs: u32) -> bool {
+    use crate::stamp::{Mode, looks_reflected};
+    const OPEN_MBZ: std::ops::Range<usize> = 38..40;
+    const AUTH_MBZ: std::ops::Range<usize> = 4..16;
+    if payload.len() < crate::stamp::packet::OPEN_LEN {
+        return false;
+    }
+    let zero = |range: std::ops::Range<usize>| payload[range].iter().all(|&b| b == 0);
+    // Port 0: the reflector's leniency for port 862 (any stamp set) is not
+    // wanted here; the time rule alone decides, from every port.
+    (zero(OPEN_MBZ) && looks_reflected(Mode::Open, payload, 0, now_unix_secs))
+        || (payload.len() >= crate::stamp::packet::AUTH_LEN
+            && zero(AUTH_MBZ)
+            && looks_reflected(Mode::Authenticated, payload, 0, now_unix_secs))
+}
+
 /// The way of the peer with `key` in its set; a new peer takes an empty slot
 /// or the stalest one.
-fn claim_peer(set: &mut PeerSet, key: u64, now_ns: u64) -> usize {
+fn claim_peer(set: &mut PeerSet, key: u64) -> usize {
     if let Some(way) = set.keys.iter().position(|&k| k == key) {
         return way;
     }
@@ -360,50 +498,194 @@ fn claim_peer(set: &mut PeerSet, key: u64, now_ns: u64) -> usize {
         })
         .expect("WAYS > 0");
     set.keys[way] = key;
-    set.peers[way] = Peer {
-        last_ns: now_ns,
-        ..Peer::default()
-    };
+    // last_ns 0: its first datagram is the first of its receive call (and
+    // `check` makes it now at once).
+    set.peers[way] = Peer::default();
     way
 }
 
-/// Looks `payload` (sketched into `tag`) up among the recent echoes of its set
-/// and records it as echoed now.
-fn note_echo(set: &mut EchoSet, tag: u64, payload: &[u8], now_ms: u32) -> Return {
-    let tag = (tag as u32 ^ (tag >> 32) as u32).max(1);
-    let Some(way) = set.echoes.iter().position(|e| e.tag == tag) else {
-        let victim = (0..WAYS)
-            .max_by_key(|&w| {
-                let e = set.echoes[w];
-                if e.tag == 0 {
-                    u32::MAX
-                } else {
-                    now_ms.wrapping_sub(e.seen_ms)
-                }
-            })
-            .expect("WAYS > 0");
-        set.echoes[victim] = Echoed {
-            tag,
-            seen_ms: now_ms,
-        };
-        set.full[victim] = 0;
-        return Return::No;
+/// A payload's sketch, keyed by its peer: hashes of its head (first 16
+/// bytes) and its tail (last 16 bytes and length), and its length.
+#[derive(Debug, Clone, Copy)]
+struct Sketch {
+    head: u64,
+    tail: u64,
+    len: u16,
+}
+
+/// Whether a datagram is a near-copy of one echoed to the same peer lately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Near {
+    /// Like nothing we sent it lately.
+    No,
+    /// Same length, and the same head or the same tail (or both).
+    Same,
+    /// The same head and 1 to [`MAX_GROWTH`] bytes longer.
+    Grown,
+}
+
+/// The low two bits of a tag: its kind (0 is the empty slot's tag).
+const KIND: u32 = 3;
+const SKETCH: u32 = 1;
+const PAYLOAD: u32 = 2;
+const HEAD: u32 = 3;
+/// The third bit: a sketch entry that sent a payload to its own entry
+/// already ("resolved"), or a payload entry seen twice ("confirmed").
+const SEEN_TWICE: u32 = 4;
+/// A sketch entry's tail check (the rest of its tag is a head check).
+const TAIL_BITS: u32 = 0x0003_fff8;
+/// A head entry's head check (the rest of its tag is the length).
+const HEAD_BITS: u32 = 0x0000_fff8;
+
+/// Looks the payload (sketched) up among the recent echoes to its peer,
+/// records it as echoed now, and says whether it is a return of one and
+/// whether it is a near-copy of one.
+///
+/// Three kinds of entries, each in the set its own hash picks:
+///
+/// - a *sketch* entry, in the set of the tail: "this length, head and tail
+///   went to this peer lately". Read for every datagram: no entry with its
+///   tail check means no near-copy by the tail; no exact match means nothing
+///   like it went out lately, and the full hash is not paid for.
+/// - a *head* entry, in the set of the head, with the length: read for
+///   every datagram, for near-copies by the head (a counter at the end, an
+///   appended byte).
+/// - a *payload* entry, in the set of the sketch and the full hash, made on
+///   a sketch hit: these exact bytes. So every distinct payload has an entry
+///   of its own, however many share a sketch, and a new one never disturbs
+///   another's.
+///
+/// As before the first repeat of a payload only confirms it: a payload entry
+/// answers [`Return::Yes`] once it was seen twice. The first payload to hit
+/// a new sketch entry is taken for the one that made it (seen twice, then);
+/// any other with that sketch makes its entry at its first sighting. Check
+/// bits are 13 to 15 bits wide: a false near-copy costs one step of a
+/// budget that any unlike datagram resets; a false sketch match costs a
+/// full hash.
+fn note_echo(
+    echoes: &mut [EchoSet],
+    sketch: &Sketch,
+    payload: &[u8],
+    now_ms: u32,
+) -> (Return, Near) {
+    let mask = echoes.len() - 1;
+    // Every datagram's head is recorded (a loop's datagrams may come one
+    // in a call now and together the next time); only the first of a call
+    // spends the budget (see `check`).
+    let mut near = near_by_head(&mut echoes[sketch.head as usize & mask], sketch, now_ms);
+    // By the tail (and length), and the sketch itself.
+    let tail_check = fold(sketch.tail) & TAIL_BITS;
+    let sketch_tag = SKETCH | tail_check | (fold(sketch.head) & !(TAIL_BITS | KIND | SEEN_TWICE));
+    let set = &mut echoes[sketch.tail as usize & mask];
+    let mut by_tail = false;
+    let sketch_way = visit(set, sketch_tag, now_ms, |tag| {
+        by_tail |= tag & KIND == SKETCH && tag & TAIL_BITS == tail_check;
+    });
+    if by_tail && near == Near::No {
+        near = Near::Same;
+    }
+    let Ok(way) = sketch_way else {
+        return (Return::No, near);
     };
-    let echo = &mut set.echoes[way];
-    let recent = now_ms.wrapping_sub(echo.seen_ms) < RETURN_WINDOW_MS;
-    echo.seen_ms = now_ms;
-    if !recent {
-        // Too old to be a return; start over without paying for the hash.
-        set.full[way] = 0;
-        return Return::No;
+    let resolved = set.echoes[way].tag & SEEN_TWICE != 0;
+    set.echoes[way].tag |= SEEN_TWICE;
+    let whole = mix(
+        sketch.head ^ sketch.tail.rotate_left(32) ^ K[1],
+        full_hash(payload),
+    );
+    // Made by the first payload to hit its sketch: taken for its second
+    // sighting, so confirmed at once.
+    let payload_tag =
+        (fold(whole) & !(KIND | SEEN_TWICE)) | PAYLOAD | if resolved { 0 } else { SEEN_TWICE };
+    let set = &mut echoes[whole as usize & mask];
+    let returned = match touch(set, payload_tag, now_ms) {
+        Ok(way) if set.echoes[way].tag & SEEN_TWICE != 0 => Return::Yes,
+        Ok(way) => {
+            set.echoes[way].tag |= SEEN_TWICE;
+            Return::No
+        }
+        Err(_) => Return::No,
+    };
+    (returned, near)
+}
+
+/// Whether the payload is a near-copy by its head of one echoed to its peer
+/// lately (same head, same length or up to [`MAX_GROWTH`] bytes more), and
+/// its head entry in `set`, seen now.
+#[inline]
+fn near_by_head(set: &mut EchoSet, sketch: &Sketch, now_ms: u32) -> Near {
+    let head_check = fold(sketch.head) & HEAD_BITS;
+    let head_tag = HEAD | head_check | u32::from(sketch.len) << 16;
+    // The costlier verdict wins: an appended byte may also make a datagram
+    // the length of another in flight, alike at the end.
+    let mut near = Near::No;
+    let _ = visit(set, head_tag, now_ms, |tag| {
+        if tag & KIND == HEAD && tag & HEAD_BITS == head_check {
+            match sketch.len.checked_sub((tag >> 16) as u16) {
+                Some(0) if near == Near::No => near = Near::Same,
+                Some(grown) if grown > 0 && usize::from(grown) <= MAX_GROWTH => near = Near::Grown,
+                _ => {}
+            }
+        }
+    });
+    near
+}
+
+/// `Ok` with the way of the entry of `set` that holds `tag` (whatever its
+/// [`SEEN_TWICE`] bit), when it was seen less than [`RETURN_WINDOW`] ago.
+/// Otherwise `Err` with the way that holds `tag` now, as new: a stale entry
+/// starts again, a newcomer evicts the stalest. Either way it is seen now.
+#[inline]
+fn touch(set: &mut EchoSet, tag: u32, now_ms: u32) -> Result<usize, usize> {
+    visit(set, tag, now_ms, |_| {})
+}
+
+/// [`touch`], calling `recent` first with the tag of every entry seen less
+/// than [`RETURN_WINDOW`] ago: one pass over the set for all of it.
+#[inline]
+fn visit(
+    set: &mut EchoSet,
+    tag: u32,
+    now_ms: u32,
+    mut recent: impl FnMut(u32),
+) -> Result<usize, usize> {
+    let mut found = None;
+    let (mut victim, mut oldest) = (0, 0u32);
+    for (way, e) in set.echoes.iter().enumerate() {
+        let age = if e.tag == 0 {
+            u32::MAX
+        } else {
+            now_ms.wrapping_sub(e.seen_ms)
+        };
+        if age < RETURN_WINDOW_MS {
+            recent(e.tag);
+        }
+        if e.tag | SEEN_TWICE == tag | SEEN_TWICE {
+            found = Some((way, age < RETURN_WINDOW_MS));
+        }
+        if age > oldest || way == 0 {
+            (victim, oldest) = (way, age);
+        }
     }
-    let full = (full_hash(payload) >> 32) as u32 | 1;
-    let before = std::mem::replace(&mut set.full[way], full);
-    match before {
-        0 => Return::Unsure,
-        _ if before == full => Return::Yes,
-        _ => Return::No,
-    }
+    let way = match found {
+        Some((way, true)) => {
+            set.echoes[way].seen_ms = now_ms;
+            return Ok(way);
+        }
+        Some((way, false)) => way,
+        None => victim,
+    };
+    set.echoes[way] = Echoed {
+        tag,
+        seen_ms: now_ms,
+    };
+    Err(way)
+}
+
+/// 64 bits folded to 32.
+#[inline]
+fn fold(h: u64) -> u32 {
+    h as u32 ^ (h >> 32) as u32
 }
 
 /// The 128-bit product of `a` and `b`, folded to 64 bits (wyhash's mixer).
@@ -436,11 +718,13 @@ fn padded(bytes: &[u8]) -> (u64, u64) {
     (word(&block, 0), word(&block, 8))
 }
 
-/// A cheap stand-in for the payload: its length and its first and last 16
-/// bytes. Equal payloads have equal sketches; unequal ones usually differ
-/// already here (a probe's sequence number is in its first bytes).
+/// A cheap stand-in for the payload, in two halves: a hash of its first 16
+/// bytes (the head) and one of its last 16 and its length (the tail).
+/// Equal payloads have equal sketches; unequal ones usually differ already
+/// here (a probe's sequence number is in its first bytes). Under 16 bytes
+/// the head is the whole payload and the tail its length alone.
 #[inline]
-fn sketch(payload: &[u8]) -> u64 {
+fn ends(payload: &[u8]) -> (u64, u64) {
     let len = payload.len();
     let ((a, b), (c, d)) = if len >= 16 {
         (
@@ -450,7 +734,17 @@ fn sketch(payload: &[u8]) -> u64 {
     } else {
         (padded(payload), (0, 0))
     };
-    mix(a ^ K[0], b ^ K[1]) ^ mix(c ^ K[2], d ^ K[3] ^ len as u64)
+    (
+        mix(a ^ K[0], b ^ K[1]),
+        mix(c ^ K[2], d ^ K[3] ^ len as u64),
+    )
+}
+
+/// The sketch of the payload as one word (tests).
+#[cfg(test)]
+fn sketch(payload: &[u8]) -> u64 {
+    let (head, tail) = ends(payload);
+    head ^ tail
 }
 
 /// A fast 64-bit hash of every byte of `payload`: four independent lanes of

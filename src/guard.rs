@@ -208,6 +208,9 @@ pub struct GuardConfig {
     /// Drop peers in an echo loop with the server ([`crate::echo_loop`]);
     /// off with `--no-loop-detect`. The own-socket check stays on regardless.
     pub loop_detect: bool,
+    /// Near-copy ping-pong allowed per peer before a cool-down
+    /// (`--near-copy-budget`; 0: none); see [`crate::echo_loop`].
+    pub near_copy_budget: u32,
     /// Answer source port 862 despite the port rule (`--stamp`): routers'
     /// STAMP session-senders send from it, and a reflector cannot start a
     /// loop with another one, since it never answers a reflected packet.
@@ -222,6 +225,7 @@ impl Default for GuardConfig {
             rate_limit: None,
             rate_limit_prefix: RatePrefix::default(),
             loop_detect: true,
+            near_copy_budget: crate::echo_loop::NEAR_COPY_BUDGET,
             answer_stamp_port: false,
         }
     }

@@ -115,6 +115,13 @@ pub struct Args {
     #[arg(long, help_heading = GUARD)]
     pub no_loop_detect: bool,
 
+    /// Near-copy ping-pong datagrams in a row one peer may cost before a cool-down.
+    ///
+    /// Such a peer echoes what it was sent with a few bytes changed per
+    /// bounce; 0: no budget.
+    #[arg(long, value_name = "N", default_value_t = crate::echo_loop::NEAR_COPY_BUDGET, help_heading = GUARD)]
+    pub near_copy_budget: u32,
+
     /// Answer STAMP test packets (RFC 8762 session-reflector) instead of echoing.
     ///
     /// TWAMP-Light too; port 862 unless --port.
@@ -186,6 +193,7 @@ impl From<&Args> for ServerConfig {
                 rate_limit: args.rate_limit,
                 rate_limit_prefix: args.rate_limit_prefix,
                 loop_detect: !args.no_loop_detect,
+                near_copy_budget: args.near_copy_budget,
                 answer_stamp_port: args.stamp,
             },
             exclusive: args.exclusive,

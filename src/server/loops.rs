@@ -11,7 +11,7 @@ use log::{debug, warn};
 
 use super::StopPolicy;
 use super::counters::{Counters, Published};
-use crate::echo_loop::{LoopDetector, LoopVerdict};
+use crate::echo_loop::{LoopDetector, LoopVerdict, is_known_reply};
 use crate::guard::{Decision, DropReason, Rules, SharedRateLimiter};
 use crate::logging::escape_payload;
 use crate::net;
@@ -35,6 +35,8 @@ pub(super) struct LoopContext<'a> {
     pub(super) rules: &'a Rules,
     /// Whether each loop runs a [`LoopDetector`] (`--no-loop-detect` turns it off).
     pub(super) loop_detect: bool,
+    /// Each detector's near-copy budget (`--near-copy-budget`).
+    pub(super) near_copy_budget: u32,
     /// The origin of the loops' nanosecond clock, one for all threads (the
     /// rate limiter's table is shared).
     pub(super) origin: Instant,
@@ -154,6 +156,9 @@ fn suppressed_note(suppressed: u64) -> String {
     }
 }
 
+/// How often a loop reads the wall clock again (for [`is_known_reply`]).
+const WALL_EVERY_NS: u64 = 10_000_000_000;
+
 /// What one loop needs per datagram: counters, the stop policy and flag, and
 /// whether debug lines are wanted (decided once, not per datagram).
 struct LoopState<'a> {
@@ -174,6 +179,11 @@ struct LoopState<'a> {
     /// The time of the current receive, ns since `context.origin`: read once
     /// per receive call, used by every check of what it brought.
     now_ns: u64,
+    /// The wall clock's Unix seconds at `now_ns`, for the STAMP-reply check:
+    /// derived from `now_ns` and `wall`, read again every [`WALL_EVERY_NS`].
+    unix_secs: u32,
+    /// (`now_ns`, Unix ns) when the wall clock was last read.
+    wall: (u64, u64),
     /// This loop's STAMP reflector (`--stamp`), with its sessions when stateful.
     reflector: Option<Reflector>,
 }
@@ -199,9 +209,12 @@ impl<'a> LoopState<'a> {
             // A STAMP reply differs from its request, so the content detector
             // would never see its own bytes come back: the reflector's own
             // check (a reflected packet is refused) ends such loops instead.
-            loops: (context.loop_detect && context.stamp.is_none()).then(LoopDetector::new),
+            loops: (context.loop_detect && context.stamp.is_none())
+                .then(|| LoopDetector::new().with_near_copy_budget(context.near_copy_budget)),
             locals: LocalAddrs::for_ports(context.rules.wildcard_ports()),
             now_ns: 0,
+            unix_secs: 0,
+            wall: (0, 0),
             reflector: context.stamp.cloned().map(Reflector::new),
         };
         state.tick();
@@ -212,6 +225,21 @@ impl<'a> LoopState<'a> {
     #[inline]
     fn tick(&mut self) {
         self.now_ns = u64::try_from(self.context.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let (at, unix_ns) = self.wall;
+        if unix_ns == 0 || self.now_ns.wrapping_sub(at) >= WALL_EVERY_NS {
+            self.read_wall();
+        }
+        let unix_ns = self.wall.1 + self.now_ns.saturating_sub(self.wall.0);
+        self.unix_secs = (unix_ns / 1_000_000_000) as u32;
+    }
+
+    /// Reads the wall clock (rarely: it may step, the loop's clock does not).
+    #[cold]
+    fn read_wall(&mut self) {
+        let unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.wall = (self.now_ns, unix_ns.max(1));
     }
 
     /// Whether `source` is one of this server's wildcard sockets on another
@@ -260,10 +288,20 @@ impl<'a> LoopState<'a> {
     }
 
     #[cold]
+    fn warn_reply(&mut self, source: SocketAddr) {
+        if let Some(suppressed) = self.loop_log.allow() {
+            warn!(
+                "STAMP/TWAMP reply from {source}: not echoed, a reflector and an echo would answer each other for ever (--no-loop-detect turns this off){}",
+                suppressed_note(suppressed)
+            );
+        }
+    }
+
+    #[cold]
     fn warn_loop(&mut self, source: SocketAddr, silent_for: Duration) {
         if let Some(suppressed) = self.loop_log.allow() {
             warn!(
-                "echo loop with {source}: it keeps sending back exactly what it was sent; not answering it for {} s (--no-loop-detect turns this off){}",
+                "echo loop with {source}: it keeps sending back what it was sent (or near-copies of it); not answering it for {} s (--no-loop-detect turns this off){}",
                 silent_for.as_secs(),
                 suppressed_note(suppressed)
             );
@@ -306,6 +344,11 @@ impl<'a> LoopState<'a> {
         }
         // Last: the detector records what it lets through as echoed.
         if let Some(loops) = &mut self.loops {
+            if is_known_reply(data, self.unix_secs) {
+                self.warn_reply(source);
+                self.dropped(DropReason::Loop, data.len(), source);
+                return Verdict::Drop;
+            }
             if let LoopVerdict::Loop { first, silent_for } = loops.check(source, data, self.now_ns)
             {
                 if first {

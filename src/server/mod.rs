@@ -360,6 +360,7 @@ impl Server {
                         local: self.addrs[i % self.addrs.len()],
                         rules: &self.rules,
                         loop_detect: self.report.guard.loop_detect,
+                        near_copy_budget: self.report.guard.near_copy_budget,
                         origin: started,
                         limiter: self.limiter.as_ref(),
                         published: (self.stats_interval.is_some() || self.metrics.is_some())

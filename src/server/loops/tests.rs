@@ -41,6 +41,7 @@ fn serve_guarded(
         local: socket.local_addr().unwrap(),
         rules: &rules,
         loop_detect: guard.loop_detect,
+        near_copy_budget: guard.near_copy_budget,
         origin: Instant::now(),
         limiter: None,
         published: None,
