@@ -560,8 +560,8 @@ pub fn histogram(latency: &Latency, width: usize) -> String {
         .max(10);
     let scale = |count: u64| ((count as f64).ln_1p() / (most as f64).ln_1p() * room as f64).round();
     let mut text = format!(
-        "RTT distribution: {} round trips, p50 {}, p99 {}; log-scaled bars, count, cumulative %\n",
-        latency.count(),
+        "RTT distribution: {}, p50 {}, p99 {}; log-scaled bars, count, cumulative %\n",
+        count(latency.count(), "round trip", "round trips"),
         duration_label(p50),
         duration_label(p99)
     );

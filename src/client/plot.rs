@@ -431,9 +431,9 @@ fn distribution(s: &mut String, latency: &Latency) {
     );
     let _ = writeln!(
         s,
-        r##"<text x="{LEFT}" y="{}" fill="#444444">RTT distribution ({} round trips); line: cumulative % (right axis)</text>"##,
+        r##"<text x="{LEFT}" y="{}" fill="#444444">RTT distribution ({}); line: cumulative % (right axis)</text>"##,
         top - 6.0,
-        latency.count()
+        crate::report::count(latency.count(), "round trip", "round trips")
     );
     for (i, b) in buckets.iter().enumerate().filter(|(_, b)| b.count > 0) {
         let bar_top = y(b.count as f64);

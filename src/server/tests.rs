@@ -236,7 +236,7 @@ fn the_startup_report_has_the_lines_and_levels_the_server_always_logged() {
     assert!(
         activated.lines().contains(&(
             Level::Info,
-            "2 threads, one per inherited socket (127.0.0.1:9999, [::1]:7000), 1 datagrams per syscall"
+            "2 threads, one per inherited socket (127.0.0.1:9999, [::1]:7000), 1 datagram per syscall"
                 .to_owned()
         )),
         "{:?}",
