@@ -336,12 +336,21 @@ fn no_mode_sends_a_source_more_bytes_or_datagrams_than_it_sent() {
                 "{mode_name} {loop_name}: every request of at least the reply's size is answered"
             );
             if *kind != Kind::Echo {
-                // The short ones are counted: stats line, /metrics, summary.
-                let needle = format!("short {short})");
-                assert!(
-                    server.wait_for_stderr(&needle, WAIT),
-                    "{mode_name} {loop_name}: no stats line with {needle}\n{}",
-                    server.stderr()
+                // The short ones are counted: stats lines (each the
+                // interval's own), /metrics, summary.
+                let deadline = Instant::now() + WAIT;
+                while stats_lines_short(&server.stderr()) < short as u64 {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{mode_name} {loop_name}: the stats lines never added up to short {short}\n{}",
+                        server.stderr()
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                assert_eq!(
+                    stats_lines_short(&server.stderr()),
+                    short as u64,
+                    "{mode_name} {loop_name}"
                 );
                 let url = server.wait_for_stdout_line("metrics on ", WAIT).unwrap();
                 let addr: SocketAddr = url
@@ -433,4 +442,18 @@ fn a_reflector_and_an_echo_that_truncates_to_30_bytes_do_not_loop() {
         );
         assert_eq!(summary_count(&stderr, "short"), 1, "{loop_name}\n{stderr}");
     }
+}
+
+/// The sum of `short N` over every `--stats-interval` line: each line counts
+/// its own interval's drops.
+fn stats_lines_short(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|line| line.contains("] stats "))
+        .filter_map(|line| {
+            let rest = &line[line.find("short ")? + "short ".len()..];
+            let end = rest.find(')')?;
+            rest[..end].parse::<u64>().ok()
+        })
+        .sum()
 }

@@ -112,12 +112,14 @@ fn remarked_run(v6: bool, stamp: bool, way: Way, mode: &[&str]) -> Option<(Value
 fn assert_replies(json: &Value, remarked: u64, arrived: u64, what: &str) {
     let received = number(json, "received");
     // Ping sends exactly its count; rate mode what its schedule allows in
-    // the time (400/s for 0.1 s: 40, give or take the last tick).
+    // the time (400/s for 0.1 s: at most 41, one at 0 s and one per 2.5 ms),
+    // never more. How many of them a loaded host gets out in 0.1 s is timing,
+    // which is for benchmarks: this test is about what each reply carries.
     let sent = number(json, "sent");
     if json["mode"] == "ping" {
         assert_eq!(sent, PROBES, "{what}: {json}");
     } else {
-        assert!(sent.abs_diff(PROBES) <= 2, "{what}: {json}");
+        assert!((1..=PROBES + 1).contains(&sent), "{what}: {json}");
     }
     assert_eq!(number(json, "lost"), 0, "{what}: {json}");
     assert_eq!(received, number(json, "sent"), "{what}: {json}");

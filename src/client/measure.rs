@@ -222,13 +222,25 @@ fn ping(
 
 /// Runs a flood or rate flow until `end_ns`, then waits up to the timeout for
 /// the replies still in flight (unless stopped).
-fn run_flow(flow: &mut Flow, mode: Mode, flows: usize, end_ns: u64, stop: &Stop) -> Result<()> {
+///
+/// A rate flow's schedule is anchored on the run's clock, not on when its
+/// thread first ran: flow `index` of `flows` sends its k-th probe at
+/// `start_ns + (k + index / flows) × gap`, so the flows interleave evenly and
+/// a thread the scheduler started late catches up instead of shortening the
+/// run (a 0.1 s run on a busy host once sent nothing).
+fn run_flow(
+    flow: &mut Flow,
+    mode: Mode,
+    (index, flows): (usize, usize),
+    (start_ns, end_ns): (u64, u64),
+    stop: &Stop,
+) -> Result<()> {
     let mut ignore = |_: Event| {};
-    let start = flow.clock.now_ns();
     let gap_ns = match mode {
         Mode::Rate { pps } => (1e9 * flows as f64 / pps).max(1.0),
         _ => 0.0,
     };
+    let start = start_ns + (gap_ns * index as f64 / flows as f64) as u64;
     let mut scheduled: u64 = 0;
     while !stop.is_requested() {
         let now = flow.clock.now_ns();
@@ -243,7 +255,10 @@ fn run_flow(flow: &mut Flow, mode: Mode, flows: usize, end_ns: u64, stop: &Stop)
             }
             Mode::Rate { .. } => {
                 // Probes due by now: only what the schedule needs, never more.
-                let due_total = ((now - start) as f64 / gap_ns) as u64 + 1;
+                let due_total = match now.checked_sub(start) {
+                    Some(elapsed) => (elapsed as f64 / gap_ns) as u64 + 1,
+                    None => 0,
+                };
                 let due = due_total.saturating_sub(scheduled) as usize;
                 if due > 0 {
                     // A probe the kernel refuses is skipped, not retried: the
@@ -400,7 +415,12 @@ pub fn measure_with(
             let results = thread::scope(|scope| {
                 let handles: Vec<_> = flow_list
                     .iter_mut()
-                    .map(|flow| scope.spawn(move || run_flow(flow, mode, flows, end_ns, stop)))
+                    .enumerate()
+                    .map(|(index, flow)| {
+                        scope.spawn(move || {
+                            run_flow(flow, mode, (index, flows), (start_ns, end_ns), stop)
+                        })
+                    })
                     .collect();
                 report_intervals(
                     &shared,
