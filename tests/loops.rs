@@ -190,7 +190,9 @@ fn two_servers_stop_bouncing(a_args: &[&str]) {
     assert!(warned.contains("echo loop with 127.0.0.1:"), "{warned}");
 }
 
-/// An independent RFC 862 echo: a Python loop in `ns`, bounded by timeout(1).
+/// An independent RFC 862 echo: a Python loop in `ns`, which ends itself
+/// after 30 s should the test die before its drop kills it. (A timeout(1) in
+/// between would be killed alone and leave Python running.)
 struct PythonEcho {
     child: Child,
     addr: SocketAddrV4,
@@ -199,14 +201,15 @@ struct PythonEcho {
 impl PythonEcho {
     /// `None` (the caller skips) when python3 cannot run.
     fn start(ns: &str) -> Option<PythonEcho> {
-        let script = "import socket,sys\n\
-            s=socket.socket(2,2); s.bind(('127.0.0.1',0))\n\
+        let script = "import socket,time\n\
+            s=socket.socket(2,2); s.bind(('127.0.0.1',0)); s.settimeout(0.5)\n\
             print(s.getsockname()[1], flush=True)\n\
-            while True:\n    d,a=s.recvfrom(65535); s.sendto(d,a)\n";
+            end=time.monotonic()+30\n\
+            while time.monotonic()<end:\n\
+            \x20   try: d,a=s.recvfrom(65535); s.sendto(d,a)\n\
+            \x20   except OSError: pass\n";
         let mut child = Command::new("ip")
-            .args([
-                "netns", "exec", ns, "timeout", "30", "python3", "-c", script,
-            ])
+            .args(["netns", "exec", ns, "python3", "-c", script])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
