@@ -378,35 +378,7 @@ fn a_scrape_is_answered_within_a_second_while_300_idle_and_slow_connections_are_
 fn the_clients_endpoint_survives_the_same_connection_flood() {
     let server = start_server(&["--port", "0"]);
     let port = server.addr.port().to_string();
-    let mut child = Command::new(CLIENT)
-        .args([
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-c",
-            "0",
-            "-i",
-            "0.1",
-            "-t",
-            "0.5",
-        ])
-        .args(["--metrics", "127.0.0.1:0", "-q"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn udp-echo-client");
-    let stderr = child.stderr.take().unwrap();
-    let running = Running(child);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line).unwrap();
-    let metrics: SocketAddr = line
-        .trim_end()
-        .strip_prefix("metrics on http://")
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("first stderr line: {line:?}"));
+    let (running, metrics) = continuous_ping(&port, "0.1");
     scrapes_survive_a_connection_flood(
         metrics,
         running.0.id(),
@@ -482,6 +454,38 @@ fn scrapes_survive_a_connection_flood(metrics: SocketAddr, pid: u32, series: &st
 /// Kills the client on drop, so a failing test leaves nothing running.
 struct Running(std::process::Child);
 
+/// Starts `udp-echo-client -c 0 -i INTERVAL --metrics 127.0.0.1:0` against
+/// `port` and returns it (killed on drop) with its endpoint, read from its
+/// first stderr line.
+fn continuous_ping(port: &str, interval: &str) -> (Running, SocketAddr) {
+    let mut child = common::command(CLIENT)
+        .args(["-H", "127.0.0.1", "-p", port, "-c", "0", "-i", interval])
+        .args(["-t", "0.5", "--metrics", "127.0.0.1:0", "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn udp-echo-client");
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(WAIT)
+        .expect("the client's first stderr line");
+    let metrics = line
+        .trim_end()
+        .strip_prefix("metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("first stderr line: {line:?}"));
+    (running, metrics)
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -503,35 +507,7 @@ fn a_continuous_ping_exposes_losses_and_the_rtt_histogram() {
         }
     });
     let port = peer.port().to_string();
-    let mut child = common::command(CLIENT)
-        .args([
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-c",
-            "0",
-            "-i",
-            "0.01",
-            "-t",
-            "0.5",
-        ])
-        .args(["--metrics", "127.0.0.1:0", "-q"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn udp-echo-client");
-    let stderr = child.stderr.take().unwrap();
-    let running = Running(child);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line).unwrap();
-    let metrics: SocketAddr = line
-        .trim_end()
-        .strip_prefix("metrics on http://")
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("first stderr line: {line:?}"));
+    let (running, metrics) = continuous_ping(&port, "0.01");
     let target = format!("{{target=\"127.0.0.1:{port}\"}}");
     let series = |name: &str| format!("udp_echo_client_{name}{target}");
     scrape_until(metrics, &series("probes_lost_total"), 10.0);
