@@ -96,9 +96,9 @@ static uint64_t now_ns(void)
 
 static int measured(uint64_t sent_ns) { return sent_ns >= t_start && sent_ns < t_end; }
 
-static void *zalloc(size_t n, size_t size)
+static void *zalloc(size_t n, size_t each)
 {
-    void *p = calloc(n, size);
+    void *p = calloc(n, each);
     if (!p) {
         perror("calloc");
         exit(1);

@@ -66,9 +66,9 @@ static void fail(const char *what)
     exit(1);
 }
 
-static void *zalloc(size_t n, size_t size)
+static void *zalloc(size_t n, size_t each)
 {
-    void *p = calloc(n, size);
+    void *p = calloc(n, each);
     if (!p)
         fail("calloc");
     return p;
