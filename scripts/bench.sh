@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Runs ../shared/bench/compare.sh REPS times (default 3) with the same arguments
-# and prints each run's table, then the median of every row: round trips/s, ratio
+# Runs bench/compare.sh REPS times (default 3) with the same arguments and
+# prints each run's table, then the median of every row: round trips/s, ratio
 # to the first row (median of the per-run ratios), p50, p99.
 #
 #   scripts/bench.sh [--reps N] [compare.sh options and NAME='command' rows]
 #
-# Run from the repository root after `cargo build --release`.
+# BENCH_KIT=DIR runs DIR/compare.sh instead (another kit with the same
+# interface, see scripts/kit.sh). Run from the repository root after
+# `cargo build --release`; needs a C compiler (cc), taskset and python3.
 set -euo pipefail
 reps=3
 if [[ "${1:-}" == "--reps" ]]; then reps=$2; shift 2; fi
-kit="${BENCH_KIT:-../shared/bench}"
+. "$(dirname "${BASH_SOURCE[0]}")/kit.sh"
+[[ -x "$kit/compare.sh" ]] || { echo "bench.sh: no compare.sh in $kit" >&2; exit 2; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for ((i = 1; i <= reps; i++)); do

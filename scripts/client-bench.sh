@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Client benchmarks against the C reference servers of ../shared/bench, side by
-# side with the C load generator in the same run, REPS times (default 3):
+# Client benchmarks against the C reference servers of bench/ (BENCH_KIT for
+# another kit, see scripts/kit.sh), side by side with the kit's C load
+# generator in the same run, REPS times (default 3):
 #   ping:  udp-echo-client -c N -i 0   vs  loadgen --window 1   (p50 µs)  on c-simple
 #   flood: udp-echo-client --flood -w W  vs  loadgen --window W   (rt/s)  on c-MODE
 #          (W = --flood-window, default 32; MODE = --flood-server, default mmsg)
@@ -20,11 +21,8 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-kit=${BENCH_KIT:-../shared/bench}
-build=${BENCH_BUILD_DIR:-/tmp/udp-echo-bench-build}
-mkdir -p "$build"
-[[ -x $build/refserver ]] || gcc -O2 -o "$build/refserver" "$kit/refserver.c"
-[[ -x $build/loadgen ]] || gcc -O2 -o "$build/loadgen" "$kit/loadgen.c" -lm
+. "$(dirname "${BASH_SOURCE[0]}")/kit.sh"
+build_kit
 client=target/release/udp-echo-client
 [[ -x $client ]] || { echo "build first: cargo build --release" >&2; exit 2; }
 

@@ -7,7 +7,7 @@
 #
 # For each server: start it pinned to CPU $SERVER_CPU (default 0) with a free
 # port substituted for {port}, wait until the port is bound, read the server's
-# utime + stime from /proc/PID/stat, run ../shared/bench's C load generator
+# utime + stime from /proc/PID/stat, run the kit's C load generator
 # (pinned to CPU $CLIENT_CPU, default 1, no warm-up so every datagram is
 # counted) for --duration seconds, read utime + stime again, stop the server
 # (SIGTERM to its process group) and print the CPU time divided by the
@@ -16,24 +16,16 @@
 # Options: --duration S (3), --size B (64), --window W (32), --flows F (1),
 # --host ADDR (127.0.0.1), --no-gso (loadgen sends without GSO), --refs
 # (prepend the C references c-mmsg and c-gro). BENCH_KIT names the kit's
-# folder (default ../shared/bench). The command must contain {port}; it is run
-# with `exec`, so its PID is the server's.
+# folder (default bench/ of this repository, see scripts/kit.sh). The command
+# must contain {port}; it is run with `exec`, so its PID is the server's.
 #
 # /proc/PID/stat counts in clock ticks (usually 10 ms): over 3 s of load the
 # figure is good to a few percent. Run from the repository root after
-# `cargo build --release`. Needs Linux, gcc, taskset and 2+ cores.
+# `cargo build --release`. Needs Linux, cc, taskset and 2+ cores.
 set -euo pipefail
 die() { echo "cpu-per-echo.sh: $*" >&2; exit 2; }
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# The kit sits beside the main checkout (../shared/bench); from a git worktree,
-# beside the repository it belongs to. BENCH_KIT overrides.
-kit=${BENCH_KIT:-$root/../shared/bench}
-if [ ! -d "$kit" ] && common=$(git -C "$root" rev-parse --path-format=absolute --git-common-dir 2>/dev/null); then
-    kit=$(dirname "$common")/../shared/bench
-fi
-[ -f "$kit/loadgen.c" ] || die "no load generator at $kit (set BENCH_KIT)"
-build=${BENCH_BUILD_DIR:-${TMPDIR:-/tmp}/udp-echo-bench-build}
+. "$(dirname "${BASH_SOURCE[0]}")/kit.sh"
 duration=3 size=64 window=32 flows=1 host=127.0.0.1 nogso="" refs=0
 servers=()
 
@@ -52,13 +44,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-# The C tools, built as compare.sh builds them (same directory, same flags).
-mkdir -p "$build"
-for t in refserver loadgen; do
-    if [ ! -x "$build/$t" ] || [ "$kit/$t.c" -nt "$build/$t" ]; then
-        gcc -O2 -Wall -Wextra -pthread -o "$build/$t" "$kit/$t.c" || die "building $t failed"
-    fi
-done
+build_kit
 if [ "$refs" = 1 ]; then
     servers=("c-mmsg=$build/refserver --mode mmsg --port {port}"
              "c-gro=$build/refserver --mode gro --port {port}" ${servers[@]+"${servers[@]}"})

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Measures udp-echo-server's resident memory (VmRSS) at rest and after floods
-# from ../shared/bench's load generator, to check the "under 8 MiB and flat"
-# target. Bounded: each flood lasts DURATION seconds (default 10) on loopback.
+# from the benchmark kit's load generator (bench/loadgen.c; BENCH_KIT for
+# another kit, see scripts/kit.sh; LOADGEN=PATH for a ready binary), to check
+# the "under 8 MiB and flat" target. Bounded: each flood lasts DURATION seconds
+# (default 10) on loopback.
 #
 #   scripts/rss.sh [server options...]      e.g. scripts/rss.sh --threads 2
 #
-# Run from the repository root after `cargo build --release`; compare.sh builds
-# the load generator into /tmp/udp-echo-bench-build on its first run.
+# Run from the repository root after `cargo build --release`.
 set -euo pipefail
 duration=${DURATION:-10}
-loadgen=${LOADGEN:-/tmp/udp-echo-bench-build/loadgen}
-if [[ ! -x "$loadgen" ]]; then
-  mkdir -p "$(dirname "$loadgen")"
-  gcc -O2 -o "$loadgen" ../shared/bench/loadgen.c -lm
+if [[ -z "${LOADGEN:-}" ]]; then
+  . "$(dirname "${BASH_SOURCE[0]}")/kit.sh"
+  build_kit
 fi
+loadgen=${LOADGEN:-$build/loadgen}
 out=$(mktemp)
 target/release/udp-echo-server --port 0 -q "$@" > "$out" &
 pid=$!

@@ -594,11 +594,13 @@ fn nothing_a_real_client_does_is_cut() {
     );
     assert_eq!(row.echoed, 20_000);
     assert_eq!(row.loops, 0);
-    // The C load generator, when gcc can build it.
-    let source = std::path::Path::new("/work/shared/bench/loadgen.c");
+    // The C load generator of bench/ (UDP_ECHO_LOADGEN_C names another),
+    // when gcc can build it.
     let source = std::env::var("UDP_ECHO_LOADGEN_C")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| source.to_path_buf());
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/loadgen.c")
+        });
     let binary = std::env::temp_dir().join(format!("udp-echo-loadgen-{}", std::process::id()));
     let built = source.is_file()
         && run_bounded(
