@@ -30,6 +30,12 @@ pub(crate) fn stamp_suite(test: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
         .into_iter()
         .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ci-tools/bin/stamp-suite")])
+        // Where .ci/run installs it (as tests/it/loop_matrix.rs looks too).
+        .chain([PathBuf::from(
+            std::env::var_os("UDP_ECHO_CI_TOOLS")
+                .unwrap_or_else(|| "/var/cache/udp-echo-ci".into()),
+        )
+        .join("bin/stamp-suite")])
         .chain(
             std::env::var_os("PATH")
                 .map(|p| {
@@ -45,7 +51,7 @@ pub(crate) fn stamp_suite(test: &str) -> Option<PathBuf> {
         }
     }
     skip(&format!(
-        "{test}: stamp-suite is not installed (cargo install stamp-suite --locked, or set STAMP_SUITE)"
+        "{test}: stamp-suite is not installed (cargo install stamp-suite --locked, or set STAMP_SUITE; .ci/run installs it)"
     ));
     None
 }
