@@ -11,7 +11,7 @@
 //! `target/ci-tools/bin/stamp-suite`, then `PATH` (`.ci/run` installs it into a
 //! cache outside the clone and sets `STAMP_SUITE`).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -25,11 +25,17 @@ use udp_echo::stamp::{Key, Mode, ReflectedPacket, SenderPacket, TimeFormat};
 const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// stamp-suite's binary, or `None` after saying visibly why the test skips.
-pub fn stamp_suite(test: &str) -> Option<PathBuf> {
+pub(crate) fn stamp_suite(test: &str) -> Option<PathBuf> {
     let candidates = std::env::var_os("STAMP_SUITE")
         .map(PathBuf::from)
         .into_iter()
         .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ci-tools/bin/stamp-suite")])
+        // Where .ci/run installs it (as tests/it/loop_matrix.rs looks too).
+        .chain([PathBuf::from(
+            std::env::var_os("UDP_ECHO_CI_TOOLS")
+                .unwrap_or_else(|| "/var/cache/udp-echo-ci".into()),
+        )
+        .join("bin/stamp-suite")])
         .chain(
             std::env::var_os("PATH")
                 .map(|p| {
@@ -45,17 +51,17 @@ pub fn stamp_suite(test: &str) -> Option<PathBuf> {
         }
     }
     skip(&format!(
-        "{test}: stamp-suite is not installed (cargo install stamp-suite --locked, or set STAMP_SUITE)"
+        "{test}: stamp-suite is not installed (cargo install stamp-suite --locked, or set STAMP_SUITE; .ci/run installs it)"
     ));
     None
 }
 
 /// A key file only its owner may read (stamp-suite insists), removed on drop.
-pub struct KeyFile(pub PathBuf);
+pub(crate) struct KeyFile(pub PathBuf);
 
 impl KeyFile {
     /// The shared test key, written to a file for `tag`'s test.
-    pub fn new(tag: &str) -> KeyFile {
+    pub(crate) fn new(tag: &str) -> KeyFile {
         let path =
             std::env::temp_dir().join(format!("udp-echo-stamp-key-{}-{tag}", std::process::id()));
         std::fs::write(&path, format!("{KEY_HEX}\n")).unwrap();
@@ -64,7 +70,7 @@ impl KeyFile {
     }
 
     /// The file's path, as stamp-suite and our binaries take it.
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.0.to_str().unwrap()
     }
 }

@@ -1,7 +1,7 @@
 //! `--batch`, `--threads` and `--stats-interval` on the real server: every datagram
 //! answered once, to its source, byte for byte; prompt stops; honest summaries.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};

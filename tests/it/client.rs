@@ -1,7 +1,7 @@
 //! The real `udp-echo-client` against the project's server and against
 //! deliberately wrong servers written here.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

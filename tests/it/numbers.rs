@@ -3,7 +3,7 @@
 //! reflectors that cannot inflate, percentiles within [min, max], the
 //! resolution of batch-shared times said, one target form, plurals.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

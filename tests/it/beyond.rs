@@ -1,7 +1,7 @@
 //! The features no peer tool offers: the port-sharing watch, loss attribution,
 //! --find-rate, --pmtu and --doctor.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};

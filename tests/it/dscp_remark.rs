@@ -18,10 +18,8 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-#[path = "common/netns.rs"]
-#[allow(dead_code)] // the UDP counters and `enter`: used by tests/accuracy.rs
-mod netns;
+use crate::common;
+use crate::common::netns;
 
 use common::{json_of, run_client_in, skip, start_server_via};
 use netns::TestNet;

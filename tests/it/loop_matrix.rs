@@ -8,7 +8,7 @@
 //! datagram and one that appends a byte. Each row reads the server's summary
 //! (datagrams received, echoed, dropped as `loop`) and asserts the loop
 //! ended within its documented bound. Every row prints one line of the table
-//! of docs/public-service.md (`cargo test --test loop_matrix -- --nocapture`).
+//! of docs/public-service.md (`cargo test --test it loop_matrix:: -- --nocapture`).
 //!
 //! Everything runs in a network namespace the test creates (root needed for
 //! it and for raw sockets; skipped visibly otherwise), bounded in time and
@@ -16,10 +16,8 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-#[path = "common/netns.rs"]
-#[allow(dead_code)] // nftables and link helpers: used by other test files
-mod netns;
+use crate::common;
+use crate::common::netns;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};

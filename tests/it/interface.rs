@@ -6,10 +6,8 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-#[path = "common/netns.rs"]
-#[allow(dead_code)] // nftables helpers: used by tests/accuracy.rs
-mod netns;
+use crate::common;
+use crate::common::netns;
 
 use common::*;
 use netns::TestNet;

@@ -2,7 +2,7 @@
 //! end on loopback, checked by `promtool` where it is installed, and against
 //! hostile HTTP clients.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,11 +1,9 @@
 //! What bad traffic gets, on the real server: the loop guard, the allowlist,
 //! the per-source rate limit, bounded memory and survival of random datagrams.
 
-mod common;
+use crate::common;
 #[cfg(target_os = "linux")]
-#[path = "common/netns.rs"]
-#[allow(dead_code)]
-mod netns;
+use crate::common::netns;
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};

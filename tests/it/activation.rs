@@ -4,7 +4,7 @@
 //! `WATCHDOG=1`, then `STOPPING=1`), read from a Unix datagram socket the test
 //! listens on as the manager would.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, SocketAddrV4, TcpStream, UdpSocket};

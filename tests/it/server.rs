@@ -1,6 +1,6 @@
 //! The real `udp-echo-server` on loopback, driven by std sockets.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::UdpSocket;

@@ -14,10 +14,8 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-#[path = "common/netns.rs"]
-#[allow(dead_code)] // nftables helpers: used by tests/accuracy.rs
-mod netns;
+use crate::common;
+use crate::common::netns;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::{Child, Command, Stdio};

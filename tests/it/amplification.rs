@@ -14,7 +14,7 @@
 
 #![cfg(all(target_os = "linux", not(udp_echo_portable)))]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -3,7 +3,7 @@
 //! file that exists, every `#fragment` names a heading of its page (GitHub's
 //! slugs), and the README stays short enough to read on one screenful or two.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

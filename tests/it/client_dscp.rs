@@ -6,7 +6,7 @@
 
 #![cfg(all(target_os = "linux", not(udp_echo_portable)))]
 
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::thread::JoinHandle;

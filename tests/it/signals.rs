@@ -2,7 +2,7 @@
 //! terminal) stops like SIGTERM, with the summary; a Ctrl-C that cuts a
 //! `--find-rate` search short says so and exits 130.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;

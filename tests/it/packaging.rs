@@ -4,7 +4,7 @@
 //! manifests parse. A test whose tool is missing says `SKIPPED: …` and passes
 //! (fails under `UDP_ECHO_TESTS_NO_SKIP=1`); `.ci/run` installs the tools.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

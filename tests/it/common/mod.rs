@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+#[cfg(target_os = "linux")]
+pub(crate) mod netns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,7 +1,7 @@
 //! The client's measured modes (ping, flood, rate) against the project's server
 //! and against deliberately bad echo servers written here.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

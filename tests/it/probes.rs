@@ -1,7 +1,7 @@
 //! `--probes`, `--histogram` and `--plot`: per-probe records that add up to
 //! the summary in every measured mode, the terminal histogram, and the SVG.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! for a person, but fails the run under `UDP_ECHO_TESTS_NO_SKIP=1`, which
 //! `.ci/run` sets, so a missing install step cannot hide in CI.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 
@@ -22,7 +22,12 @@ fn always_skips() {
 fn run_always_skips(value: Option<&str>) -> std::process::Output {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["--exact", "always_skips", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "hermetic::always_skips",
+            "--ignored",
+            "--nocapture",
+        ])
         .stdin(Stdio::null());
     match value {
         Some(v) => command.env(NO_SKIP, v),
@@ -67,7 +72,7 @@ fn ci_fails_on_any_skip() {
 /// prints its own `SKIPPED` (which the CI variable would not catch).
 #[test]
 fn every_skip_goes_through_common_skip() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it");
     let mut offenders = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -125,7 +130,11 @@ fn the_callers_environment_does_not_reach_the_binaries() {
         .expect("bind an abstract notify socket");
     manager.set_nonblocking(true).unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "one_echo_as_the_tests_see_it", "--ignored"])
+        .args([
+            "--exact",
+            "hermetic::one_echo_as_the_tests_see_it",
+            "--ignored",
+        ])
         .env("RUST_LOG", "trace")
         .env("NOTIFY_SOCKET", format!("@{name}"))
         .stdin(Stdio::null())
@@ -143,5 +152,58 @@ fn the_callers_environment_does_not_reach_the_binaries() {
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    // A name that matches nothing runs no test and passes as well.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+}
+
+/// All integration tests are one binary, `tests/it/main.rs` (one link per
+/// change, not one per file): no other test target beside it in `tests/`.
+#[test]
+fn the_integration_tests_are_one_binary() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let target = if path.is_dir() {
+            path.join("main.rs")
+        } else {
+            path.clone()
+        };
+        if target.extension().is_some_and(|e| e == "rs")
+            && target.is_file()
+            && !path.ends_with("it")
+        {
+            others.push(target.display().to_string());
+        }
+    }
+    assert!(
+        others.is_empty(),
+        "test targets beside tests/it: {others:?}"
+    );
+}
+
+/// Every file in `tests/it/` is a module of `main.rs`: a file without its
+/// `mod` line would compile nowhere and its tests would silently not run.
+#[test]
+fn every_test_file_is_a_module_of_main() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it");
+    let main = std::fs::read_to_string(format!("{dir}/main.rs")).unwrap();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let is_module = path.is_dir() || path.extension().is_some_and(|e| e == "rs");
+        if is_module && name != "main" && !main.lines().any(|l| l.trim() == format!("mod {name};"))
+        {
+            missing.push(name.to_owned());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not declared in tests/it/main.rs: {missing:?}"
     );
 }

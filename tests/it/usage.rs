@@ -1,7 +1,7 @@
 //! Usage errors of both binaries, run as processes: exit 2, one clap-style
 //! message that names what was wrong and the way out; and nothing sent.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -8,7 +8,7 @@
 
 #![cfg(all(target_os = "linux", not(udp_echo_portable)))]
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;

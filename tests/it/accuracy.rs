@@ -24,9 +24,8 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-#[path = "common/netns.rs"]
-mod netns;
+use crate::common;
+use crate::common::netns;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -101,7 +100,7 @@ fn count(json: &Value, key: &str) -> u64 {
 
 /// Compares the client's figures with the truth, all at once, and fails with
 /// a table of every line (so one run shows every mismatch). The table is
-/// printed either way: `cargo test --test accuracy -- --nocapture` shows the
+/// printed either way: `cargo test --test it accuracy:: -- --nocapture` shows the
 /// books of passing tests too.
 fn assert_books(what: &str, lines: &[(&str, u64, u64)], context: &str) {
     let mut table = format!("{:<12} {:>8} {:>8}\n", "", "client", "truth");

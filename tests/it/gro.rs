@@ -2,7 +2,7 @@
 //! come back as the same datagrams, byte for byte and in order, whichever loop
 //! serves them, and the summary counts datagrams, not buffers.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;

@@ -1,0 +1,36 @@
+//! The integration tests, one binary: one module per area, each starting the
+//! real binaries (`udp-echo-server`, `udp-echo-client`) on loopback or in
+//! network namespaces it creates. One binary links once per change instead of
+//! once per file; a test's name is `FILE::NAME` (`cargo test --test it
+//! stamp::`, or `cargo test --test it -- --exact hermetic::ci_fails_on_any_skip`).
+//! A new file here needs its `mod` line below: `hermetic` checks that none is
+//! left out.
+
+mod common;
+
+mod accuracy;
+mod activation;
+mod amplification;
+mod batch_threads;
+mod beyond;
+mod client;
+mod client_dscp;
+mod docs;
+mod dscp;
+mod dscp_remark;
+mod gro;
+mod guard;
+mod hermetic;
+mod interface;
+mod loop_matrix;
+mod loops;
+mod measure;
+mod metrics;
+mod numbers;
+mod packaging;
+mod probes;
+mod server;
+mod signals;
+mod stamp;
+mod stamp_reflector;
+mod usage;
