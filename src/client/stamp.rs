@@ -20,8 +20,9 @@ pub use owd::OwdSummary;
 use super::measure::codec::{Codec, StampCodec, unix_ns_exact};
 use crate::error::Result;
 use crate::probe::Check;
+use crate::stamp::Key;
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
-use crate::stamp::packet::{find_tlv, tlv_flags};
+use crate::stamp::packet::{HMAC_TLV_LEN, find_tlv, tlv_flags, tlvs_authentic};
 use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat};
 use crate::stats::RunSummary;
 use owd::Owd;
@@ -33,6 +34,52 @@ pub struct StampConfig {
     pub options: StampOptions,
     /// The RFC 8972 session-sender identifier carried by every packet.
     pub ssid: u16,
+    /// `--size`: every packet this long, an Extra Padding TLV making up the
+    /// difference (checked by [`check_size`]); `None`: no padding.
+    pub size: Option<usize>,
+}
+
+/// The shortest STAMP test packet: the base packet, the Class of Service TLV
+/// when the packets are marked (`tos`), and in authenticated mode the HMAC
+/// TLV that must then protect it (RFC 8972 §4.8).
+pub fn min_packet_len(authenticated: bool, tos: Option<u8>) -> usize {
+    let mode = if authenticated {
+        Mode::Authenticated
+    } else {
+        Mode::Open
+    };
+    mode.base_len()
+        + tos.map_or(0, |_| {
+            CLASS_OF_SERVICE_LEN + if authenticated { HMAC_TLV_LEN } else { 0 }
+        })
+}
+
+/// Whether `--size` fits a STAMP packet: at least [`min_packet_len`], and
+/// the difference either 0 or room for an Extra Padding TLV (its 4-byte
+/// header at least). `Err` says why not, as one line.
+pub fn check_size(
+    authenticated: bool,
+    tos: Option<u8>,
+    size: usize,
+) -> std::result::Result<(), String> {
+    let min = min_packet_len(authenticated, tos);
+    match size.checked_sub(min) {
+        None => Err(format!(
+            "--size {size} is shorter than this STAMP packet ({min} bytes{})",
+            match (authenticated, tos) {
+                (false, None) => "",
+                (true, None) => ", authenticated",
+                (false, Some(_)) => " with the Class of Service TLV of --tos",
+                (true, Some(_)) => " with the Class of Service and HMAC TLVs",
+            }
+        )),
+        Some(1..=3) => Err(format!(
+            "--size {size}: {} bytes past the {min}-byte STAMP packet is no room for an Extra Padding TLV (4 at least); use {min} or {} and up",
+            size - min,
+            min + 4
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 impl StampConfig {
@@ -45,10 +92,11 @@ impl StampConfig {
         }
     }
 
-    /// The length of every test packet: the base packet, and the Class of
-    /// Service TLV when the packets are marked (`tos`).
+    /// The length of every test packet: `--size`, or the base packet and
+    /// the TLVs `tos` needs ([`min_packet_len`]).
     pub fn packet_len(&self, tos: Option<u8>) -> usize {
-        self.mode().base_len() + tos.map_or(0, |_| CLASS_OF_SERVICE_LEN)
+        self.size
+            .unwrap_or_else(|| min_packet_len(self.mode() == Mode::Authenticated, tos))
     }
 
     /// The codec of this session (the key read now), stamps on the clock
@@ -139,6 +187,9 @@ pub(crate) struct StampBooks {
     origin_unix_ns: u64,
     /// The DSCP the packets carry in their CoS TLV (`--tos`).
     dscp_sent: Option<u8>,
+    /// Authenticated mode's key: a reply's TLVs are used only when they
+    /// pass their HMAC TLV (RFC 8972 §4.8).
+    key: Option<Key>,
     forward: Owd,
     reverse: Owd,
     /// Replies whose time stamps cannot be true (not recorded above).
@@ -168,6 +219,7 @@ impl StampBooks {
             mode: s.mode,
             origin_unix_ns: s.origin_unix_ns,
             dscp_sent: s.cos.map(|c| c.dscp1),
+            key: s.key.clone(),
             forward: Owd::new(),
             reverse: Owd::new(),
             impossible: 0,
@@ -234,7 +286,17 @@ impl StampBooks {
             }
         }
         if let Some(sent) = self.dscp_sent {
-            self.class_of_service(&bytes[self.mode.base_len()..], sent, tos);
+            let tlvs = &bytes[self.mode.base_len()..];
+            // RFC 8972 §4.8: TLVs whose HMAC TLV fails are not used.
+            if self
+                .key
+                .as_ref()
+                .is_some_and(|key| !tlvs_authentic(tlvs, &bytes[..4], key))
+            {
+                self.cos_unsupported += 1;
+                return;
+            }
+            self.class_of_service(tlvs, sent, tos);
         }
     }
 
@@ -244,7 +306,7 @@ impl StampBooks {
             self.cos_unsupported += 1;
             return;
         };
-        if tlvs[at] & (tlv_flags::U | tlv_flags::M) != 0 || value.len() < 4 {
+        if tlvs[at] & (tlv_flags::U | tlv_flags::M | tlv_flags::I) != 0 || value.len() < 4 {
             self.cos_unsupported += 1;
             return;
         }

@@ -37,6 +37,7 @@
 pub mod auth;
 pub mod packet;
 pub mod sessions;
+pub mod tlv;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -130,6 +131,8 @@ pub struct StampOptions {
     pub stateful: bool,
     /// PTP time stamps instead of NTP (`--stamp-ptp`).
     pub ptp: bool,
+    /// Reflector: TLVs copied back unprocessed (`--tlv-mode ignore`).
+    pub tlv_ignore: bool,
 }
 
 impl StampOptions {
@@ -161,6 +164,11 @@ impl StampOptions {
             key: self.key()?,
             stateful: self.stateful,
             format: self.format(),
+            tlv_mode: if self.tlv_ignore {
+                TlvMode::Ignore
+            } else {
+                TlvMode::Process
+            },
         })
     }
 }
@@ -174,6 +182,20 @@ pub struct ReflectorConfig {
     pub stateful: bool,
     /// The reflector's time stamp format.
     pub format: TimeFormat,
+    /// Whether the TLVs are processed (RFC 8972) or copied back as they came.
+    pub tlv_mode: TlvMode,
+}
+
+/// What the reflector does with the TLVs after the base packet (`--tlv-mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlvMode {
+    /// RFC 8972: understood TLVs filled in, flags U, M, I set as the RFC says.
+    #[default]
+    Process,
+    /// Everything after the base packet copied back untouched, flags
+    /// included, as a reflector without TLV support (RFC 8762 only) does:
+    /// for testing senders.
+    Ignore,
 }
 
 impl ReflectorConfig {
@@ -189,7 +211,7 @@ impl ReflectorConfig {
     /// One line for the server's start-up report.
     pub fn describe(&self) -> String {
         format!(
-            "STAMP reflector (RFC 8762/8972): {}, {}, {} time stamps",
+            "STAMP reflector (RFC 8762/8972): {}, {}, {} time stamps{}",
             match self.mode() {
                 Mode::Open => "unauthenticated",
                 Mode::Authenticated => "authenticated (HMAC-SHA-256)",
@@ -202,6 +224,10 @@ impl ReflectorConfig {
             match self.format {
                 TimeFormat::Ntp => "NTP",
                 TimeFormat::Ptp => "PTP",
+            },
+            match self.tlv_mode {
+                TlvMode::Process => "",
+                TlvMode::Ignore => ", TLVs copied back unprocessed (--tlv-mode ignore)",
             }
         )
     }
@@ -325,7 +351,18 @@ impl Reflector {
             return Err(Refusal::Reflected);
         }
         let len = buf.len();
-        let walk = packet::reflect_tlvs(&mut buf[base..], arrival.tos);
+        let walk = match self.config.tlv_mode {
+            TlvMode::Process => tlv::reflect_tlvs(
+                &mut buf[base..],
+                &tlv::TlvContext {
+                    arrived_tos: arrival.tos,
+                    timestamp_info: tlv::TimestampInfo::REFLECTOR,
+                    key: self.config.key.as_ref(),
+                    seq: sender.seq.to_be_bytes(),
+                },
+            ),
+            TlvMode::Ignore => tlv::TlvWalk::default(),
+        };
         let seq = match &mut self.sessions {
             Some(sessions) => sessions.next(source, sender.ssid, now_ns),
             None => sender.seq,
@@ -343,6 +380,10 @@ impl Reflector {
         };
         reply.encode(mode, buf);
         if let Some(key) = &self.config.key {
+            if let Some(at) = walk.sign_hmac_at {
+                let (head, tlvs) = buf.split_at_mut(base);
+                tlv::sign_hmac_tlv(tlvs, at, &head[..4], key);
+            }
             key.sign(buf);
         }
         Ok(Reply {

@@ -13,6 +13,16 @@ fn source() -> SocketAddr {
     SocketAddr::from(([192, 0, 2, 7], 40000))
 }
 
+/// The reflector's TLV context of an unauthenticated request that arrived with `tos`.
+fn cx(tos: Option<u8>) -> packet::TlvContext<'static> {
+    packet::TlvContext {
+        arrived_tos: tos,
+        timestamp_info: packet::TimestampInfo::REFLECTOR,
+        key: None,
+        seq: [0; 4],
+    }
+}
+
 fn key() -> Key {
     Key::from_bytes(b"0123456789abcdef0123").unwrap()
 }
@@ -22,6 +32,7 @@ fn config(key: Option<Key>, stateful: bool, format: TimeFormat) -> ReflectorConf
         key,
         stateful,
         format,
+        tlv_mode: super::TlvMode::Process,
     }
 }
 
@@ -215,7 +226,7 @@ proptest! {
 
     #[test]
     fn tlv_walks_never_panic(mut tail in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let walked = packet::reflect_tlvs(&mut tail, None).walked;
+        let walked = packet::reflect_tlvs(&mut tail, &cx(None)).walked;
         prop_assert!(walked <= tail.len() / 4);
     }
 }
@@ -238,7 +249,8 @@ fn class_of_service_fields_round_trip_through_their_bits() {
         ecn: 2,
         rp: 0,
     };
-    assert_eq!(cos.tlv(), [0, 4, 0, 4, 0b1011_1000, 0b1000_1000, 0, 0]);
+    // A sender's TLV carries U (RFC 8972 §4: 0x80 in the flags byte).
+    assert_eq!(cos.tlv(), [0x80, 4, 0, 4, 0b1011_1000, 0b1000_1000, 0, 0]);
 }
 
 #[test]
@@ -390,7 +402,8 @@ fn without_the_arrival_tos_a_class_of_service_tlv_is_flagged_unrecognised() {
 #[test]
 fn a_class_of_service_tlv_of_the_wrong_length_or_cut_short_is_malformed() {
     let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
-    // Length 2, then a good one: M on the first, the second still honoured.
+    // Length 2, then a good one: M on the first, and processing stops
+    // there (RFC 8972 §4): the second comes back as it came, U still set.
     let mut tail = vec![0, packet::TLV_CLASS_OF_SERVICE, 0, 2, 0xb8, 0];
     tail.extend_from_slice(&cos(10).tlv());
     let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(&tail), Some(0)).unwrap();
@@ -398,8 +411,8 @@ fn a_class_of_service_tlv_of_the_wrong_length_or_cut_short_is_malformed() {
         &reply[OPEN_LEN..OPEN_LEN + 6],
         &[tlv_flags::M, 4, 0, 2, 0xb8, 0]
     );
-    assert_eq!(reply[OPEN_LEN + 6], 0);
-    assert_eq!(meta.tos, Some(10 << 2));
+    assert_eq!(&reply[OPEN_LEN + 6..], &cos(10).tlv());
+    assert_eq!(meta.tos, None);
     // Length 8: malformed too, value untouched, reply DSCP not taken from it.
     let mut long = cos(46).tlv().to_vec();
     long[3] = 8;
@@ -512,7 +525,7 @@ fn a_class_of_service_tlv_cannot_ask_for_network_control() {
             ..Default::default()
         }
         .tlv();
-        let walk = packet::reflect_tlvs(&mut tail, Some(arrived << 2));
+        let walk = packet::reflect_tlvs(&mut tail, &cx(Some(arrived << 2)));
         assert_eq!(walk.reply_dscp, Some(reply_dscp), "DSCP1 {dscp1}");
         let got = packet::ClassOfService::from_value(tail[4..8].try_into().unwrap());
         assert_eq!(

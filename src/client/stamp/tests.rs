@@ -10,6 +10,7 @@ fn codec(tos: Option<u8>) -> (Codec, StampConfig) {
     let config = StampConfig {
         options: StampOptions::default(),
         ssid: 9,
+        size: None,
     };
     (config.codec(tos, ORIGIN).unwrap(), config)
 }
@@ -306,12 +307,46 @@ fn the_packet_length_holds_the_tlv_when_marked() {
     let mut config = StampConfig {
         options: StampOptions::default(),
         ssid: 1,
+        size: None,
     };
     assert_eq!(
         (config.packet_len(None), config.packet_len(Some(0))),
         (44, 52)
     );
     config.options.key_file = Some("k".into());
-    assert_eq!(config.packet_len(Some(0xb8)), 120);
+    // Authenticated, the CoS TLV comes with the HMAC TLV that protects it.
+    assert_eq!(config.packet_len(Some(0xb8)), 140);
+    config.size = Some(200);
+    assert_eq!(config.packet_len(Some(0xb8)), 200);
     let _ = Key::from_bytes(b"0123456789abcdef").unwrap();
+}
+
+#[test]
+fn a_size_must_hold_the_packet_and_room_for_an_extra_padding_tlv() {
+    assert_eq!(check_size(false, None, 44), Ok(()));
+    assert_eq!(check_size(false, None, 48), Ok(()));
+    assert_eq!(check_size(true, Some(0xb8), 140), Ok(()));
+    let short = check_size(false, Some(0xb8), 50).unwrap_err();
+    assert!(
+        short.contains("shorter than this STAMP packet (52 bytes"),
+        "{short}"
+    );
+    let gap = check_size(false, None, 46).unwrap_err();
+    assert!(gap.contains("use 44 or 48 and up"), "{gap}");
+}
+
+#[test]
+fn a_padded_packet_carries_an_extra_padding_tlv_to_its_size() {
+    let config = StampConfig {
+        options: StampOptions::default(),
+        ssid: 3,
+        size: Some(100),
+    };
+    let codec = config.codec(Some(46 << 2), ORIGIN).unwrap();
+    let mut buf = vec![0xffu8; config.packet_len(Some(46 << 2))];
+    codec.fill(&mut buf, 1, 5);
+    // CoS TLV (U set), then Extra Padding (U set) of 100 - 52 - 4 = 44 zero bytes.
+    assert_eq!(&buf[44..48], &[0x80, 4, 0, 4]);
+    assert_eq!(&buf[52..56], &[0x80, 1, 0, 44]);
+    assert!(buf[56..].iter().all(|&b| b == 0));
 }
