@@ -1303,3 +1303,164 @@ fn hmac_tlvs_are_verified_and_signed_both_ways_against_stamp_suites_sender() {
         }
     }
 }
+
+/// Our sender with `--size` (an Extra Padding TLV) and `--tos` (a Class of
+/// Service TLV), open and authenticated (then with an HMAC TLV), against our
+/// reflector and stamp-suite's (verifying our HMAC TLV). Every reply comes
+/// back whole and as long as its request, and with `--tos` the CoS TLV is
+/// used (`dscp_forward_changed` 0, not `null`): the reflector understood it
+/// (U cleared) and, authenticated, both HMAC TLVs passed — the reflector's
+/// check of ours (it would flag I) and ours of its reply.
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+#[test]
+fn our_sender_pads_and_signs_its_tlvs_against_our_reflector_and_stamp_suites() {
+    let key = KeyFile::new("pad-sign");
+    let suite = stamp_suite("our sender with TLVs → stamp-suite reflector");
+    for auth in [false, true] {
+        let mut server_args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
+        if auth {
+            server_args.extend(["--stamp-key", key.path()]);
+        }
+        let ours = start_server(&server_args);
+        let theirs = suite.as_ref().map(|suite| {
+            let extra: &[&str] = if auth {
+                &[
+                    "-A",
+                    "A",
+                    "--hmac-key-file",
+                    key.path(),
+                    "--verify-tlv-hmac",
+                ]
+            } else {
+                &[]
+            };
+            SuiteReflector::start(suite, extra)
+        });
+        let mut ports = vec![("ours", ours.addr.port())];
+        ports.extend(theirs.as_ref().map(|r| ("stamp-suite", r.port)));
+        for (name, port) in ports {
+            let port = port.to_string();
+            for extra in [
+                &["--size", "200"][..],
+                &["--tos", "EF"],
+                &["--tos", "EF", "--size", "300"],
+            ] {
+                let mut args = [
+                    &[
+                        "--stamp",
+                        "-H",
+                        "127.0.0.1",
+                        "-p",
+                        &port,
+                        "-c",
+                        "3",
+                        "-i",
+                        "0.01",
+                        "--json",
+                    ][..],
+                    extra,
+                ]
+                .concat();
+                if auth {
+                    args.extend(["--stamp-key", key.path()]);
+                }
+                let size = match extra {
+                    [.., "--size", n] => n.parse().unwrap(),
+                    _ if auth => 140,
+                    _ => 52,
+                };
+                let json = all_answered(&run_client(&args, None), 3, size);
+                let case = format!("{name}, auth {auth}, {extra:?}");
+                assert_eq!(json["corrupt"], 0, "{case}: {json}");
+                if extra.contains(&"--tos") {
+                    assert_eq!(json["dscp_forward_changed"], 0, "{case}: {json}");
+                    assert_eq!(json["dscp_reverse_changed"], 0, "{case}: {json}");
+                }
+            }
+        }
+    }
+}
+
+/// `--tlv-mode ignore`: the reflector copies everything after the base
+/// packet back as it came (a reflector without TLV support, for testing
+/// senders). stamp-suite's sender sees its TLVs come back with its own U
+/// flag, i.e. unrecognized, byte for byte; our sender reports no direction
+/// of a re-mark (`null`) rather than one read from an unfilled TLV.
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+#[test]
+fn tlv_mode_ignore_sends_every_tlv_back_as_it_came() {
+    let server = start_server(&[
+        "--stamp",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--tlv-mode",
+        "ignore",
+    ]);
+    let port = server.addr.port().to_string();
+    let json = all_answered(
+        &run_client(
+            &[
+                "--stamp",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-c",
+                "3",
+                "-i",
+                "0.01",
+                "--tos",
+                "EF",
+                "--size",
+                "100",
+                "--json",
+            ],
+            None,
+        ),
+        3,
+        100,
+    );
+    assert!(json["dscp_forward_changed"].is_null(), "{json}");
+    let Some(suite) = stamp_suite("stamp-suite sender → our reflector with --tlv-mode ignore")
+    else {
+        return;
+    };
+    let (proxy, relay) = recording_proxy(server.addr.port(), |_| {});
+    let proxy = proxy.to_string();
+    let run = run_program(
+        suite.to_str().unwrap(),
+        &[
+            "-r",
+            "127.0.0.1",
+            "-S",
+            "127.0.0.1",
+            "-p",
+            &proxy,
+            "-c",
+            "3",
+            "-d",
+            "20",
+            "-L",
+            "1",
+            "--cos",
+            "--dscp",
+            "46",
+            "--timestamp-info",
+            "--output-format",
+            "json",
+        ],
+        None,
+    );
+    let seen = relay.join().unwrap();
+    let report = suite_summary(&run);
+    assert_eq!(report["packets_received"], 3, "{report}");
+    assert_eq!(suite_tlv_flags(&report, 4), (3, 3, 0, 0), "{report}");
+    assert_eq!(suite_tlv_flags(&report, 3), (3, 3, 0, 0), "{report}");
+    for ex in &seen {
+        assert_eq!(ex.reply[44..], ex.request[44..], "TLVs as they came");
+    }
+    let line = summary(server);
+    assert!(line.contains("echoed 6"), "{line}");
+}

@@ -39,32 +39,45 @@ pub struct StampConfig {
     pub size: Option<usize>,
 }
 
-/// The shortest STAMP test packet: the base packet, the Class of Service TLV
-/// when the packets are marked (`tos`), and in authenticated mode the HMAC
-/// TLV that must then protect it (RFC 8972 §4.8).
+/// The shortest STAMP test packet: the base packet and the Class of Service
+/// TLV when the packets are marked (`tos`); authenticated, that TLV comes
+/// with the HMAC TLV that must protect it (RFC 8972 §4.8).
 pub fn min_packet_len(authenticated: bool, tos: Option<u8>) -> usize {
-    let mode = if authenticated {
-        Mode::Authenticated
+    fixed_len(authenticated, tos, false)
+}
+
+/// The base packet and the TLVs that say something (not Extra Padding):
+/// the CoS TLV with `tos`, and authenticated the HMAC TLV whenever there is
+/// a TLV (`padded`: an Extra Padding TLV follows). RFC 8972 §4.8 spares a
+/// lone Extra Padding TLV the HMAC TLV, but stamp-suite's reflector then
+/// appends one to its reply, 20 bytes longer than the request; with ours
+/// in place it signs that one instead.
+fn fixed_len(authenticated: bool, tos: Option<u8>, padded: bool) -> usize {
+    let base = if authenticated {
+        Mode::Authenticated.base_len()
     } else {
-        Mode::Open
+        Mode::Open.base_len()
     };
-    mode.base_len()
-        + tos.map_or(0, |_| {
-            CLASS_OF_SERVICE_LEN + if authenticated { HMAC_TLV_LEN } else { 0 }
-        })
+    let cos = tos.map_or(0, |_| CLASS_OF_SERVICE_LEN);
+    let hmac = if authenticated && (cos > 0 || padded) {
+        HMAC_TLV_LEN
+    } else {
+        0
+    };
+    base + cos + hmac
 }
 
 /// Whether `--size` fits a STAMP packet: at least [`min_packet_len`], and
-/// the difference either 0 or room for an Extra Padding TLV (its 4-byte
-/// header at least). `Err` says why not, as one line.
+/// what it leaves past the packet's TLVs either 0 or room for an Extra
+/// Padding TLV (its 4-byte header at least). `Err` says why not, as one line.
 pub fn check_size(
     authenticated: bool,
     tos: Option<u8>,
     size: usize,
 ) -> std::result::Result<(), String> {
     let min = min_packet_len(authenticated, tos);
-    match size.checked_sub(min) {
-        None => Err(format!(
+    if size < min {
+        return Err(format!(
             "--size {size} is shorter than this STAMP packet ({min} bytes{})",
             match (authenticated, tos) {
                 (false, None) => "",
@@ -72,13 +85,31 @@ pub fn check_size(
                 (false, Some(_)) => " with the Class of Service TLV of --tos",
                 (true, Some(_)) => " with the Class of Service and HMAC TLVs",
             }
-        )),
-        Some(1..=3) => Err(format!(
-            "--size {size}: {} bytes past the {min}-byte STAMP packet is no room for an Extra Padding TLV (4 at least); use {min} or {} and up",
-            size - min,
-            min + 4
-        )),
-        Some(_) => Ok(()),
+        ));
+    }
+    if size == min {
+        return Ok(());
+    }
+    // Longer: authenticated, the padding comes with an HMAC TLV.
+    let fixed = fixed_len(authenticated, tos, true);
+    match size.checked_sub(fixed) {
+        Some(0) | Some(4..) => Ok(()),
+        _ => {
+            let sizes = if fixed > min {
+                format!("{min}, {fixed}")
+            } else {
+                min.to_string()
+            };
+            Err(format!(
+                "--size {size}: no room for an Extra Padding TLV past the {fixed}-byte STAMP packet{} (4 bytes at least); use {sizes} or {} and up",
+                if fixed > min {
+                    " with its HMAC TLV"
+                } else {
+                    ""
+                },
+                fixed + 4
+            ))
+        }
     }
 }
 
@@ -90,6 +121,23 @@ impl StampConfig {
         } else {
             Mode::Open
         }
+    }
+
+    /// The TLVs every test packet carries, in order, by name.
+    pub fn tlv_names(&self, tos: Option<u8>) -> Vec<&'static str> {
+        let authenticated = self.mode() == Mode::Authenticated;
+        let padded = self.packet_len(tos) > min_packet_len(authenticated, tos);
+        let mut names = Vec::new();
+        if tos.is_some() {
+            names.push("Class of Service");
+        }
+        if authenticated && (tos.is_some() || padded) {
+            names.push("HMAC");
+        }
+        if padded {
+            names.push("Extra Padding");
+        }
+        names
     }
 
     /// The length of every test packet: `--size`, or the base packet and

@@ -57,8 +57,9 @@ impl StampCodec {
         self.mode.base_len() + self.cos.map_or(0, |_| CLASS_OF_SERVICE_LEN) + self.hmac_tlv_len()
     }
 
-    /// The HMAC TLV's length: 20 authenticated with a CoS TLV, 0 otherwise
-    /// (a lone Extra Padding TLV needs none, RFC 8972 §4.8).
+    /// The HMAC TLV's length without padding: 20 authenticated with a CoS
+    /// TLV, 0 otherwise.
+    #[cfg(test)]
     fn hmac_tlv_len(&self) -> usize {
         if self.key.is_some() && self.cos.is_some() {
             HMAC_TLV_LEN
@@ -163,7 +164,10 @@ impl Codec {
                     buf[at..at + CLASS_OF_SERVICE_LEN].copy_from_slice(&cos.tlv());
                     at += CLASS_OF_SERVICE_LEN;
                 }
-                let hmac_at = (s.hmac_tlv_len() > 0).then_some(at);
+                // Authenticated, any TLV comes with the HMAC TLV (even a
+                // lone Extra Padding TLV: see `client::stamp::fixed_len`).
+                let hmac_at =
+                    (s.key.is_some() && (s.cos.is_some() || buf.len() > base)).then_some(at);
                 if hmac_at.is_some() {
                     buf[at..at + TLV_HEADER_LEN].copy_from_slice(&sender_header(TLV_HMAC, 16));
                     at += HMAC_TLV_LEN;

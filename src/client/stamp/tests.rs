@@ -333,6 +333,15 @@ fn a_size_must_hold_the_packet_and_room_for_an_extra_padding_tlv() {
     );
     let gap = check_size(false, None, 46).unwrap_err();
     assert!(gap.contains("use 44 or 48 and up"), "{gap}");
+    // Authenticated padding comes with an HMAC TLV: 112 + 20 + 4 at least.
+    assert_eq!(check_size(true, None, 112), Ok(()));
+    assert_eq!(check_size(true, None, 132), Ok(()));
+    assert_eq!(check_size(true, None, 136), Ok(()));
+    let auth_gap = check_size(true, None, 120).unwrap_err();
+    assert!(
+        auth_gap.contains("use 112, 132 or 136 and up"),
+        "{auth_gap}"
+    );
 }
 
 #[test]
