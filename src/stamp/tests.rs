@@ -224,6 +224,63 @@ proptest! {
         }
     }
 
+    /// A well-formed base packet followed by a chain of TLVs of every type
+    /// the reflector knows and some it does not, lengths right and wrong,
+    /// any flags, signed with an HMAC TLV (authenticated) or not, then one
+    /// bit flipped anywhere after the base packet: always answered, the
+    /// reply as long as the request; a chain that was signed and survived
+    /// unflipped comes back signed by the reflector.
+    #[test]
+    fn tlv_chains_are_answered_in_place_whatever_their_shape(
+        tlvs in proptest::collection::vec(
+            (any::<u8>(), prop_oneof![Just(1u8), Just(3), Just(4), Just(8), Just(200)], 0usize..24),
+            0..5,
+        ),
+        authenticated in any::<bool>(),
+        signed in any::<bool>(),
+        flip in proptest::option::of(any::<proptest::sample::Index>()),
+    ) {
+        let key = key();
+        let mode = if authenticated { Mode::Authenticated } else { Mode::Open };
+        let mut req = request(mode, 5, 1, None);
+        let base = req.len();
+        for (flags, kind, len) in &tlvs {
+            req.extend_from_slice(&[*flags, *kind, 0, *len as u8]);
+            req.extend(std::iter::repeat_n(0x5a, *len));
+        }
+        let hmac_at = (authenticated && signed).then(|| req.len() - base);
+        if let Some(at) = hmac_at {
+            req.extend_from_slice(&packet::sender_header(packet::TLV_HMAC, 16));
+            req.extend_from_slice(&[0; 16]);
+            let (head, tail) = req.split_at_mut(base);
+            packet::sign_hmac_tlv(tail, at, &head[..4], &key);
+        }
+        let flipped = flip.filter(|_| req.len() > base).map(|i| {
+            let bit = i.index((req.len() - base) * 8);
+            req[base + bit / 8] ^= 1 << (bit % 8);
+        });
+        if authenticated {
+            key.sign(&mut req);
+        }
+        let mut r = Reflector::new(config(authenticated.then(|| key.clone()), false, TimeFormat::Ntp));
+        let (reply, _) = reflect_in_place(&mut r, &req, Some(0)).expect("answered");
+        prop_assert_eq!(reply.len(), req.len());
+        let well_formed = tlvs.iter().all(|&(_, kind, len)| match kind {
+            3 => len >= 4,
+            4 => len == 4,
+            8 => len == 16,
+            _ => true,
+        });
+        if let (Some(at), None, true) = (hmac_at, flipped, well_formed) {
+            // No other HMAC TLV before ours: the chain's own type-8 TLVs
+            // would be taken for it.
+            if !tlvs.iter().any(|&(_, kind, _)| kind == 8) {
+                prop_assert_eq!(reply[base + at], 0, "the reply's HMAC TLV, U clear");
+                prop_assert!(packet::tlvs_authentic(&reply[base..], &reply[..4], &key));
+            }
+        }
+    }
+
     #[test]
     fn tlv_walks_never_panic(mut tail in proptest::collection::vec(any::<u8>(), 0..200)) {
         let walked = packet::reflect_tlvs(&mut tail, &cx(None)).walked;
