@@ -11,20 +11,22 @@
 //! time stamps; the SSID copied; the sender's TTL / hop limit reported where
 //! the socket reads it (`IP_RECVTTL`, `IPV6_RECVHOPLIMIT`; 255 otherwise);
 //! kernel receive time stamps in the batched and GRO loops (one per GRO
-//! buffer: a coalesced burst's datagrams share their first one's); TLVs
-//! copied back, Extra Padding understood, the Class of Service TLV (RFC 8972
-//! §4.4) filled in — DSCP2 and ECN as the request arrived, RP 0, the reply
-//! sent with DSCP1 and Not-ECT — every other type flagged U, an overrunning
-//! TLV or a Class of Service TLV of the wrong length flagged M (RFC 8972 §4).
-//! Where the request's TOS cannot be read (the portable build, or a kernel
-//! that gives none) a Class of Service TLV is flagged U and copied back as
-//! it came, and the reply keeps the default DSCP: without the TOS the
-//! reflector can neither report DSCP2 nor honour DSCP1, and a half-filled
-//! TLV would tell the sender of a re-marking that never happened.
-//! Not implemented: the other RFC 8972 TLVs (Location, Timestamp
-//! Information, Direct Measurement, Access Report, Follow-Up Telemetry, HMAC
-//! TLV), and the reverse-path ECN fields of draft-ietf-ippm-stamp-cos-ecn
-//! (its reserved bits are sent as zero).
+//! buffer: a coalesced burst's datagrams share their first one's); the RFC
+//! 8972 TLVs in [`tlv`]: flags rewritten as §4 says (U cleared on what the
+//! reflector understood, set on the rest; a malformed TLV flagged M and
+//! processing stopped), Extra Padding copied, Timestamp Information and the
+//! Class of Service TLV (§4.4) filled in — DSCP2 and ECN as the request
+//! arrived, RP 0, the reply sent with DSCP1 and Not-ECT — and in
+//! authenticated mode the HMAC TLV checked (I on every TLV when it fails)
+//! and the reply's signed in its place. `--tlv-mode ignore` copies the TLVs
+//! back untouched. Where the request's TOS cannot be read (the portable
+//! build, or a kernel that gives none) a Class of Service TLV is flagged U
+//! and copied back as it came, and the reply keeps the default DSCP:
+//! without the TOS the reflector can neither report DSCP2 nor honour DSCP1,
+//! and a half-filled TLV would tell the sender of a re-marking that never
+//! happened. Not implemented: the other RFC 8972 TLVs (Location, Direct
+//! Measurement, Access Report, Follow-Up Telemetry), and the reverse-path
+//! ECN fields of draft-ietf-ippm-stamp-cos-ecn (sent as zero).
 //!
 //! A reply is never longer than its request: a request shorter than the
 //! base packet (a TWAMP-Light sender's 14 to 43 bytes, or anything under 112
