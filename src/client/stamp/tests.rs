@@ -246,7 +246,7 @@ fn the_class_of_service_tlv_tells_a_forward_from_a_reverse_re_mark() {
 fn a_reflector_that_flags_the_tlv_supports_no_class_of_service() {
     let ef = 46 << 2;
     let (codec, _) = codec(Some(ef));
-    for flags in [tlv_flags::U, tlv_flags::M] {
+    for flags in [tlv_flags::U, tlv_flags::M, tlv_flags::I] {
         let mut books = StampBooks::for_codec(&codec).unwrap();
         let bytes = reply(&codec, 1, 1, 0, 5, Some(cos_tlv(flags, 46, 0, 0)));
         books.reply(&bytes, 1, intact(1, 1), 20, Some(ef));
@@ -358,4 +358,60 @@ fn a_padded_packet_carries_an_extra_padding_tlv_to_its_size() {
     assert_eq!(&buf[44..48], &[0x80, 4, 0, 4]);
     assert_eq!(&buf[52..56], &[0x80, 1, 0, 44]);
     assert!(buf[56..].iter().all(|&b| b == 0));
+}
+
+/// Authenticated, a reply's TLVs count only when its HMAC TLV passes (RFC
+/// 8972 §4.8): the reflector's answer with a good HMAC TLV is used; the same
+/// answer with DSCP2 rewritten on the way (the base packet's HMAC does not
+/// cover it) is not.
+#[test]
+fn authenticated_a_reply_whose_hmac_tlv_fails_is_not_used() {
+    let path = std::env::temp_dir().join(format!("udp-echo-books-key-{}", std::process::id()));
+    std::fs::write(&path, "00112233445566778899aabbccddeeff").unwrap();
+    let config = StampConfig {
+        options: StampOptions {
+            key_file: Some(path.clone()),
+            ..StampOptions::default()
+        },
+        ssid: 9,
+        size: None,
+    };
+    let ef = 46 << 2;
+    let codec = config.codec(Some(ef), ORIGIN).unwrap();
+    let key = config.options.key().unwrap().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let answer = |tamper: bool| {
+        let mut probe = vec![0u8; config.packet_len(Some(ef))];
+        assert_eq!(probe.len(), 140, "base, CoS TLV, HMAC TLV");
+        codec.fill(&mut probe, 1, 1);
+        let sender = SenderPacket::decode(Mode::Authenticated, &probe).unwrap();
+        let at = TimeFormat::Ntp.encode(UNIX_EPOCH + Duration::from_nanos(ORIGIN + 3));
+        ReflectedPacket {
+            seq: 0,
+            timestamp: at,
+            error_estimate: TimeFormat::Ntp.error_estimate(),
+            ssid: sender.ssid,
+            receive_timestamp: at,
+            sender_seq: sender.seq,
+            sender_timestamp: sender.timestamp,
+            sender_error_estimate: sender.error_estimate,
+            sender_ttl: 255,
+        }
+        .encode(Mode::Authenticated, &mut probe);
+        probe[112..120].copy_from_slice(&cos_tlv(0, 46, 46, 0));
+        probe[120] = 0;
+        let (head, tlvs) = probe.split_at_mut(112);
+        crate::stamp::packet::sign_hmac_tlv(tlvs, 8, &head[..4], &key);
+        if tamper {
+            probe[117] ^= 0x10; // DSCP2 46 -> 47 after the reflector signed
+        }
+        key.sign(&mut probe);
+        probe
+    };
+    for (tamper, forward) in [(false, Some(0)), (true, None)] {
+        let mut books = StampBooks::for_codec(&codec).unwrap();
+        books.reply(&answer(tamper), 1, intact(1, 1), 20, Some(ef));
+        let s = summary_of(&books, 0);
+        assert_eq!(s.dscp_forward_changed, forward, "tampered {tamper}");
+    }
 }
