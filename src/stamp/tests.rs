@@ -592,3 +592,28 @@ fn a_class_of_service_tlv_cannot_ask_for_network_control() {
         );
     }
 }
+
+/// The largest UDP payload, 65,507 bytes: one Extra Padding TLV filling it,
+/// or 16,365 empty TLVs of an unknown type, is answered in place, each TLV
+/// flagged as RFC 8972 §4 says.
+#[test]
+fn a_65507_byte_request_of_one_or_thousands_of_tlvs_is_answered_in_place() {
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    let mut one = request(Mode::Open, 1, 0, None);
+    one.resize(65_507, 0x77);
+    packet::write_extra_padding(&mut one[OPEN_LEN..]).unwrap();
+    let (reply, _) = reflect_in_place(&mut r, &one, Some(0)).unwrap();
+    assert_eq!(reply.len(), 65_507);
+    assert_eq!(&reply[OPEN_LEN..OPEN_LEN + 4], &[0, 1, 0xff, 0xb3]);
+    let mut many = request(Mode::Open, 1, 0, None);
+    while many.len() + 4 <= 65_507 {
+        many.extend_from_slice(&[0x80, 200, 0, 0]);
+    }
+    let (reply, _) = reflect_in_place(&mut r, &many, Some(0)).unwrap();
+    assert_eq!(reply.len(), many.len());
+    assert!(
+        reply[OPEN_LEN..]
+            .chunks_exact(4)
+            .all(|t| t == [tlv_flags::U, 200, 0, 0])
+    );
+}
