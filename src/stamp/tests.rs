@@ -617,3 +617,28 @@ fn a_65507_byte_request_of_one_or_thousands_of_tlvs_is_answered_in_place() {
             .all(|t| t == [tlv_flags::U, 200, 0, 0])
     );
 }
+
+/// `--tlv-mode ignore`: the TLVs come back byte for byte, the sender's U
+/// flags included, and the start-up report says so.
+#[test]
+fn with_tlv_mode_ignore_the_tlvs_come_back_untouched() {
+    let mut ignoring = config(None, false, TimeFormat::Ntp);
+    ignoring.tlv_mode = super::TlvMode::Ignore;
+    assert!(
+        ignoring
+            .describe()
+            .ends_with("TLVs copied back unprocessed (--tlv-mode ignore)")
+    );
+    assert!(
+        !config(None, false, TimeFormat::Ntp)
+            .describe()
+            .contains("TLVs")
+    );
+    let mut r = Reflector::new(ignoring);
+    let mut tail = cos(46).tlv().to_vec();
+    tail.extend_from_slice(&packet::TimestampInfo::request_tlv());
+    tail.extend_from_slice(&[0x80, 200, 0, 99]); // overrunning: not even flagged M
+    let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(&tail), Some(0xb8)).unwrap();
+    assert_eq!(&reply[OPEN_LEN..], &tail[..]);
+    assert_eq!(meta.tos, None, "the request's DSCP, as any echo");
+}
