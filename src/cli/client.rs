@@ -132,13 +132,19 @@ pub struct Args {
     #[arg(short, long, value_name = "TEXT", default_value = "data", value_parser = parse_data, help_heading = PROBE)]
     pub data: String,
 
-    /// Probe size in bytes (16-65507); not with --stamp.
+    /// Probe size in bytes (16-65507).
     ///
-    /// In ping, flood, rate and --find-rate; where --pmtu starts. Not with
-    /// --stamp (its packets are 44 or 112 bytes, +8 with --tos).
+    /// In ping, flood, rate and --find-rate; where --pmtu starts. With
+    /// --stamp the packets (44 or 112 bytes, +8 with --tos, +20 more
+    /// authenticated) grow to BYTES with an Extra Padding TLV.
     #[arg(short, long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=65507),
-          requires = "sized", conflicts_with_all = ["doctor", "stop", "data", "stamp"], help_heading = PROBE)]
+          requires = "sized", conflicts_with_all = ["doctor", "stop", "data"], help_heading = PROBE)]
     pub size: u32,
+
+    /// `--size` as given with `--stamp` (checked against the STAMP packet's
+    /// own length); `None`: the STAMP packet's own length.
+    #[arg(skip)]
+    pub stamp_size: Option<u32>,
 
     /// Mark the probes with this TOS byte or DSCP name (EF, AF41, CS1, ...).
     ///
@@ -357,6 +363,15 @@ impl Args {
         let port_given = matches.value_source("port") == Some(ValueSource::CommandLine);
         args.resolve_target(port_given)
             .map_err(|message| cmd.error(clap::error::ErrorKind::ArgumentConflict, message))?;
+        if args.stamp && matches.value_source("size") == Some(ValueSource::CommandLine) {
+            crate::client::stamp::check_size(
+                args.stamp_key.is_some(),
+                args.tos,
+                args.size as usize,
+            )
+            .map_err(|message| cmd.error(clap::error::ErrorKind::ValueValidation, message))?;
+            args.stamp_size = Some(args.size);
+        }
         Ok(args)
     }
 
@@ -549,7 +564,9 @@ impl From<&Args> for Command {
                 key_file: args.stamp_key.clone(),
                 stateful: false,
                 ptp: args.stamp_ptp,
+                tlv_ignore: false,
             },
+            size: args.stamp_size.map(|s| s as usize),
             // Non-zero: some reflectors treat SSID 0 as "none".
             ssid: args
                 .stamp_ssid
@@ -835,8 +852,17 @@ mod tests {
             panic!("not measured")
         };
         assert_eq!((ping.size, ping.tos, ping.stamp), (64, Some(34 << 2), None));
-        // The packet length is STAMP's: --size is refused with it.
-        assert!(Args::try_parse_from([PROGRAM, "--stamp", "-c", "1", "-s", "100"]).is_err());
+        // --size pads a STAMP packet with an Extra Padding TLV; one too
+        // short for the packet, or for a TLV header past it, is refused.
+        let Command::Measure(padded) = command(&["--stamp", "-c", "1", "-s", "100"]) else {
+            panic!("not measured")
+        };
+        assert_eq!(padded.size, 100);
+        assert_eq!(padded.stamp.and_then(|s| s.size), Some(100));
+        for bad in ["40", "46"] {
+            let e = parse(&["--stamp", "-c", "1", "-s", bad]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{e}");
+        }
     }
 
     #[test]

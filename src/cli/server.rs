@@ -144,6 +144,14 @@ pub struct Args {
     #[arg(long, requires = "stamp", help_heading = STAMP)]
     pub stamp_ptp: bool,
 
+    /// What to do with RFC 8972 TLVs after the base packet.
+    ///
+    /// process (default): fill in the understood ones, flag U, M, I as the
+    /// RFC says; ignore: copy them back untouched, as a reflector without
+    /// TLV support does (for testing senders).
+    #[arg(long, value_name = "MODE", value_parser = ["process", "ignore"], default_value = "process", requires = "stamp", help_heading = STAMP)]
+    pub tlv_mode: String,
+
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     ///
     /// TCP; port 0 picks one, printed on stdout.
@@ -202,6 +210,7 @@ impl From<&Args> for ServerConfig {
                 key_file: args.stamp_key.clone(),
                 stateful: args.stamp_stateful,
                 ptp: args.stamp_ptp,
+                tlv_ignore: args.tlv_mode == "ignore",
             }),
         }
     }

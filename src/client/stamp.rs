@@ -20,8 +20,9 @@ pub use owd::OwdSummary;
 use super::measure::codec::{Codec, StampCodec, unix_ns_exact};
 use crate::error::Result;
 use crate::probe::Check;
+use crate::stamp::Key;
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
-use crate::stamp::packet::{find_tlv, tlv_flags};
+use crate::stamp::packet::{HMAC_TLV_LEN, find_tlv, tlv_flags, tlvs_authentic};
 use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat};
 use crate::stats::RunSummary;
 use owd::Owd;
@@ -33,6 +34,83 @@ pub struct StampConfig {
     pub options: StampOptions,
     /// The RFC 8972 session-sender identifier carried by every packet.
     pub ssid: u16,
+    /// `--size`: every packet this long, an Extra Padding TLV making up the
+    /// difference (checked by [`check_size`]); `None`: no padding.
+    pub size: Option<usize>,
+}
+
+/// The shortest STAMP test packet: the base packet and the Class of Service
+/// TLV when the packets are marked (`tos`); authenticated, that TLV comes
+/// with the HMAC TLV that must protect it (RFC 8972 §4.8).
+pub fn min_packet_len(authenticated: bool, tos: Option<u8>) -> usize {
+    fixed_len(authenticated, tos, false)
+}
+
+/// The base packet and the TLVs that say something (not Extra Padding):
+/// the CoS TLV with `tos`, and authenticated the HMAC TLV whenever there is
+/// a TLV (`padded`: an Extra Padding TLV follows). RFC 8972 §4.8 spares a
+/// lone Extra Padding TLV the HMAC TLV, but stamp-suite's reflector then
+/// appends one to its reply, 20 bytes longer than the request; with ours
+/// in place it signs that one instead.
+fn fixed_len(authenticated: bool, tos: Option<u8>, padded: bool) -> usize {
+    let base = if authenticated {
+        Mode::Authenticated.base_len()
+    } else {
+        Mode::Open.base_len()
+    };
+    let cos = tos.map_or(0, |_| CLASS_OF_SERVICE_LEN);
+    let hmac = if authenticated && (cos > 0 || padded) {
+        HMAC_TLV_LEN
+    } else {
+        0
+    };
+    base + cos + hmac
+}
+
+/// Whether `--size` fits a STAMP packet: at least [`min_packet_len`], and
+/// what it leaves past the packet's TLVs either 0 or room for an Extra
+/// Padding TLV (its 4-byte header at least). `Err` says why not, as one line.
+pub fn check_size(
+    authenticated: bool,
+    tos: Option<u8>,
+    size: usize,
+) -> std::result::Result<(), String> {
+    let min = min_packet_len(authenticated, tos);
+    if size < min {
+        return Err(format!(
+            "--size {size} is shorter than this STAMP packet ({min} bytes{})",
+            match (authenticated, tos) {
+                (false, None) => "",
+                (true, None) => ", authenticated",
+                (false, Some(_)) => " with the Class of Service TLV of --tos",
+                (true, Some(_)) => " with the Class of Service and HMAC TLVs",
+            }
+        ));
+    }
+    if size == min {
+        return Ok(());
+    }
+    // Longer: authenticated, the padding comes with an HMAC TLV.
+    let fixed = fixed_len(authenticated, tos, true);
+    match size.checked_sub(fixed) {
+        Some(0) | Some(4..) => Ok(()),
+        _ => {
+            let sizes = if fixed > min {
+                format!("{min}, {fixed}")
+            } else {
+                min.to_string()
+            };
+            Err(format!(
+                "--size {size}: no room for an Extra Padding TLV past the {fixed}-byte STAMP packet{} (4 bytes at least); use {sizes} or {} and up",
+                if fixed > min {
+                    " with its HMAC TLV"
+                } else {
+                    ""
+                },
+                fixed + 4
+            ))
+        }
+    }
 }
 
 impl StampConfig {
@@ -45,10 +123,28 @@ impl StampConfig {
         }
     }
 
-    /// The length of every test packet: the base packet, and the Class of
-    /// Service TLV when the packets are marked (`tos`).
+    /// The TLVs every test packet carries, in order, by name.
+    pub fn tlv_names(&self, tos: Option<u8>) -> Vec<&'static str> {
+        let authenticated = self.mode() == Mode::Authenticated;
+        let padded = self.packet_len(tos) > min_packet_len(authenticated, tos);
+        let mut names = Vec::new();
+        if tos.is_some() {
+            names.push("Class of Service");
+        }
+        if authenticated && (tos.is_some() || padded) {
+            names.push("HMAC");
+        }
+        if padded {
+            names.push("Extra Padding");
+        }
+        names
+    }
+
+    /// The length of every test packet: `--size`, or the base packet and
+    /// the TLVs `tos` needs ([`min_packet_len`]).
     pub fn packet_len(&self, tos: Option<u8>) -> usize {
-        self.mode().base_len() + tos.map_or(0, |_| CLASS_OF_SERVICE_LEN)
+        self.size
+            .unwrap_or_else(|| min_packet_len(self.mode() == Mode::Authenticated, tos))
     }
 
     /// The codec of this session (the key read now), stamps on the clock
@@ -139,6 +235,9 @@ pub(crate) struct StampBooks {
     origin_unix_ns: u64,
     /// The DSCP the packets carry in their CoS TLV (`--tos`).
     dscp_sent: Option<u8>,
+    /// Authenticated mode's key: a reply's TLVs are used only when they
+    /// pass their HMAC TLV (RFC 8972 §4.8).
+    key: Option<Key>,
     forward: Owd,
     reverse: Owd,
     /// Replies whose time stamps cannot be true (not recorded above).
@@ -168,6 +267,7 @@ impl StampBooks {
             mode: s.mode,
             origin_unix_ns: s.origin_unix_ns,
             dscp_sent: s.cos.map(|c| c.dscp1),
+            key: s.key.clone(),
             forward: Owd::new(),
             reverse: Owd::new(),
             impossible: 0,
@@ -234,7 +334,17 @@ impl StampBooks {
             }
         }
         if let Some(sent) = self.dscp_sent {
-            self.class_of_service(&bytes[self.mode.base_len()..], sent, tos);
+            let tlvs = &bytes[self.mode.base_len()..];
+            // RFC 8972 §4.8: TLVs whose HMAC TLV fails are not used.
+            if self
+                .key
+                .as_ref()
+                .is_some_and(|key| !tlvs_authentic(tlvs, &bytes[..4], key))
+            {
+                self.cos_unsupported += 1;
+                return;
+            }
+            self.class_of_service(tlvs, sent, tos);
         }
     }
 
@@ -244,7 +354,7 @@ impl StampBooks {
             self.cos_unsupported += 1;
             return;
         };
-        if tlvs[at] & (tlv_flags::U | tlv_flags::M) != 0 || value.len() < 4 {
+        if tlvs[at] & (tlv_flags::U | tlv_flags::M | tlv_flags::I) != 0 || value.len() < 4 {
             self.cos_unsupported += 1;
             return;
         }

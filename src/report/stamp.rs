@@ -20,10 +20,13 @@ pub(super) fn packets(config: &MeasureConfig, stamp: &StampConfig) -> String {
             Mode::Authenticated => "authenticated",
         },
         config.size,
-        if config.tos.is_some() {
-            " with a Class of Service TLV"
-        } else {
-            ""
+        match stamp.tlv_names(config.tos).as_slice() {
+            [] => String::new(),
+            [one] => format!(
+                " with a{} {one} TLV",
+                if one.starts_with('E') { "n" } else { "" }
+            ),
+            [first @ .., last] => format!(" with {} and {last} TLVs", first.join(", ")),
         },
         stamp.ssid
     )

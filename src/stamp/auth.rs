@@ -137,6 +137,31 @@ impl Key {
     }
 }
 
+impl Key {
+    /// The digest of an RFC 8972 §4.8 HMAC TLV: HMAC-SHA-256 over the
+    /// packet's sequence number (`seq`, its first 4 bytes) and every TLV
+    /// before the HMAC TLV (`covered`, headers included, as on the wire),
+    /// truncated to 16 bytes.
+    pub fn tlv_digest(&self, seq: &[u8], covered: &[u8]) -> [u8; HMAC_LEN] {
+        let mut mac = self.keyed.clone();
+        mac.update(seq);
+        mac.update(covered);
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; HMAC_LEN];
+        out.copy_from_slice(&full[..HMAC_LEN]);
+        out
+    }
+
+    /// Whether `digest` is [`tlv_digest`](Self::tlv_digest)`(seq, covered)`,
+    /// compared in constant time.
+    pub fn verify_tlv(&self, seq: &[u8], covered: &[u8], digest: &[u8]) -> bool {
+        let mut mac = self.keyed.clone();
+        mac.update(seq);
+        mac.update(covered);
+        digest.len() == HMAC_LEN && mac.verify_truncated_left(digest).is_ok()
+    }
+}
+
 /// Hexadecimal text to bytes; `None` unless it is an even number of hex digits.
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if text.is_empty() || text.len() % 2 != 0 {

@@ -11,20 +11,22 @@
 //! time stamps; the SSID copied; the sender's TTL / hop limit reported where
 //! the socket reads it (`IP_RECVTTL`, `IPV6_RECVHOPLIMIT`; 255 otherwise);
 //! kernel receive time stamps in the batched and GRO loops (one per GRO
-//! buffer: a coalesced burst's datagrams share their first one's); TLVs
-//! copied back, Extra Padding understood, the Class of Service TLV (RFC 8972
-//! §4.4) filled in — DSCP2 and ECN as the request arrived, RP 0, the reply
-//! sent with DSCP1 and Not-ECT — every other type flagged U, an overrunning
-//! TLV or a Class of Service TLV of the wrong length flagged M (RFC 8972 §4).
-//! Where the request's TOS cannot be read (the portable build, or a kernel
-//! that gives none) a Class of Service TLV is flagged U and copied back as
-//! it came, and the reply keeps the default DSCP: without the TOS the
-//! reflector can neither report DSCP2 nor honour DSCP1, and a half-filled
-//! TLV would tell the sender of a re-marking that never happened.
-//! Not implemented: the other RFC 8972 TLVs (Location, Timestamp
-//! Information, Direct Measurement, Access Report, Follow-Up Telemetry, HMAC
-//! TLV), and the reverse-path ECN fields of draft-ietf-ippm-stamp-cos-ecn
-//! (its reserved bits are sent as zero).
+//! buffer: a coalesced burst's datagrams share their first one's); the RFC
+//! 8972 TLVs in [`tlv`]: flags rewritten as §4 says (U cleared on what the
+//! reflector understood, set on the rest; a malformed TLV flagged M and
+//! processing stopped), Extra Padding copied, Timestamp Information and the
+//! Class of Service TLV (§4.4) filled in — DSCP2 and ECN as the request
+//! arrived, RP 0, the reply sent with DSCP1 and Not-ECT — and in
+//! authenticated mode the HMAC TLV checked (I on every TLV when it fails)
+//! and the reply's signed in its place. `--tlv-mode ignore` copies the TLVs
+//! back untouched. Where the request's TOS cannot be read (the portable
+//! build, or a kernel that gives none) a Class of Service TLV is flagged U
+//! and copied back as it came, and the reply keeps the default DSCP:
+//! without the TOS the reflector can neither report DSCP2 nor honour DSCP1,
+//! and a half-filled TLV would tell the sender of a re-marking that never
+//! happened. Not implemented: the other RFC 8972 TLVs (Location, Direct
+//! Measurement, Access Report, Follow-Up Telemetry), and the reverse-path
+//! ECN fields of draft-ietf-ippm-stamp-cos-ecn (sent as zero).
 //!
 //! A reply is never longer than its request: a request shorter than the
 //! base packet (a TWAMP-Light sender's 14 to 43 bytes, or anything under 112
@@ -37,6 +39,7 @@
 pub mod auth;
 pub mod packet;
 pub mod sessions;
+pub mod tlv;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -130,6 +133,8 @@ pub struct StampOptions {
     pub stateful: bool,
     /// PTP time stamps instead of NTP (`--stamp-ptp`).
     pub ptp: bool,
+    /// Reflector: TLVs copied back unprocessed (`--tlv-mode ignore`).
+    pub tlv_ignore: bool,
 }
 
 impl StampOptions {
@@ -161,6 +166,11 @@ impl StampOptions {
             key: self.key()?,
             stateful: self.stateful,
             format: self.format(),
+            tlv_mode: if self.tlv_ignore {
+                TlvMode::Ignore
+            } else {
+                TlvMode::Process
+            },
         })
     }
 }
@@ -174,6 +184,20 @@ pub struct ReflectorConfig {
     pub stateful: bool,
     /// The reflector's time stamp format.
     pub format: TimeFormat,
+    /// Whether the TLVs are processed (RFC 8972) or copied back as they came.
+    pub tlv_mode: TlvMode,
+}
+
+/// What the reflector does with the TLVs after the base packet (`--tlv-mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlvMode {
+    /// RFC 8972: understood TLVs filled in, flags U, M, I set as the RFC says.
+    #[default]
+    Process,
+    /// Everything after the base packet copied back untouched, flags
+    /// included, as a reflector without TLV support (RFC 8762 only) does:
+    /// for testing senders.
+    Ignore,
 }
 
 impl ReflectorConfig {
@@ -189,7 +213,7 @@ impl ReflectorConfig {
     /// One line for the server's start-up report.
     pub fn describe(&self) -> String {
         format!(
-            "STAMP reflector (RFC 8762/8972): {}, {}, {} time stamps",
+            "STAMP reflector (RFC 8762/8972): {}, {}, {} time stamps{}",
             match self.mode() {
                 Mode::Open => "unauthenticated",
                 Mode::Authenticated => "authenticated (HMAC-SHA-256)",
@@ -202,6 +226,10 @@ impl ReflectorConfig {
             match self.format {
                 TimeFormat::Ntp => "NTP",
                 TimeFormat::Ptp => "PTP",
+            },
+            match self.tlv_mode {
+                TlvMode::Process => "",
+                TlvMode::Ignore => ", TLVs copied back unprocessed (--tlv-mode ignore)",
             }
         )
     }
@@ -325,7 +353,18 @@ impl Reflector {
             return Err(Refusal::Reflected);
         }
         let len = buf.len();
-        let walk = packet::reflect_tlvs(&mut buf[base..], arrival.tos);
+        let walk = match self.config.tlv_mode {
+            TlvMode::Process => tlv::reflect_tlvs(
+                &mut buf[base..],
+                &tlv::TlvContext {
+                    arrived_tos: arrival.tos,
+                    timestamp_info: tlv::TimestampInfo::REFLECTOR,
+                    key: self.config.key.as_ref(),
+                    seq: sender.seq.to_be_bytes(),
+                },
+            ),
+            TlvMode::Ignore => tlv::TlvWalk::default(),
+        };
         let seq = match &mut self.sessions {
             Some(sessions) => sessions.next(source, sender.ssid, now_ns),
             None => sender.seq,
@@ -343,6 +382,10 @@ impl Reflector {
         };
         reply.encode(mode, buf);
         if let Some(key) = &self.config.key {
+            if let Some(at) = walk.sign_hmac_at {
+                let (head, tlvs) = buf.split_at_mut(base);
+                tlv::sign_hmac_tlv(tlvs, at, &head[..4], key);
+            }
             key.sign(buf);
         }
         Ok(Reply {

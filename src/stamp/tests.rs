@@ -13,6 +13,16 @@ fn source() -> SocketAddr {
     SocketAddr::from(([192, 0, 2, 7], 40000))
 }
 
+/// The reflector's TLV context of an unauthenticated request that arrived with `tos`.
+fn cx(tos: Option<u8>) -> packet::TlvContext<'static> {
+    packet::TlvContext {
+        arrived_tos: tos,
+        timestamp_info: packet::TimestampInfo::REFLECTOR,
+        key: None,
+        seq: [0; 4],
+    }
+}
+
 fn key() -> Key {
     Key::from_bytes(b"0123456789abcdef0123").unwrap()
 }
@@ -22,6 +32,7 @@ fn config(key: Option<Key>, stateful: bool, format: TimeFormat) -> ReflectorConf
         key,
         stateful,
         format,
+        tlv_mode: super::TlvMode::Process,
     }
 }
 
@@ -213,9 +224,66 @@ proptest! {
         }
     }
 
+    /// A well-formed base packet followed by a chain of TLVs of every type
+    /// the reflector knows and some it does not, lengths right and wrong,
+    /// any flags, signed with an HMAC TLV (authenticated) or not, then one
+    /// bit flipped anywhere after the base packet: always answered, the
+    /// reply as long as the request; a chain that was signed and survived
+    /// unflipped comes back signed by the reflector.
+    #[test]
+    fn tlv_chains_are_answered_in_place_whatever_their_shape(
+        tlvs in proptest::collection::vec(
+            (any::<u8>(), prop_oneof![Just(1u8), Just(3), Just(4), Just(8), Just(200)], 0usize..24),
+            0..5,
+        ),
+        authenticated in any::<bool>(),
+        signed in any::<bool>(),
+        flip in proptest::option::of(any::<proptest::sample::Index>()),
+    ) {
+        let key = key();
+        let mode = if authenticated { Mode::Authenticated } else { Mode::Open };
+        let mut req = request(mode, 5, 1, None);
+        let base = req.len();
+        for (flags, kind, len) in &tlvs {
+            req.extend_from_slice(&[*flags, *kind, 0, *len as u8]);
+            req.extend(std::iter::repeat_n(0x5a, *len));
+        }
+        let hmac_at = (authenticated && signed).then(|| req.len() - base);
+        if let Some(at) = hmac_at {
+            req.extend_from_slice(&packet::sender_header(packet::TLV_HMAC, 16));
+            req.extend_from_slice(&[0; 16]);
+            let (head, tail) = req.split_at_mut(base);
+            packet::sign_hmac_tlv(tail, at, &head[..4], &key);
+        }
+        let flipped = flip.filter(|_| req.len() > base).map(|i| {
+            let bit = i.index((req.len() - base) * 8);
+            req[base + bit / 8] ^= 1 << (bit % 8);
+        });
+        if authenticated {
+            key.sign(&mut req);
+        }
+        let mut r = Reflector::new(config(authenticated.then(|| key.clone()), false, TimeFormat::Ntp));
+        let (reply, _) = reflect_in_place(&mut r, &req, Some(0)).expect("answered");
+        prop_assert_eq!(reply.len(), req.len());
+        let well_formed = tlvs.iter().all(|&(_, kind, len)| match kind {
+            3 => len >= 4,
+            4 => len == 4,
+            8 => len == 16,
+            _ => true,
+        });
+        if let (Some(at), None, true) = (hmac_at, flipped, well_formed) {
+            // No other HMAC TLV before ours: the chain's own type-8 TLVs
+            // would be taken for it.
+            if !tlvs.iter().any(|&(_, kind, _)| kind == 8) {
+                prop_assert_eq!(reply[base + at], 0, "the reply's HMAC TLV, U clear");
+                prop_assert!(packet::tlvs_authentic(&reply[base..], &reply[..4], &key));
+            }
+        }
+    }
+
     #[test]
     fn tlv_walks_never_panic(mut tail in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let walked = packet::reflect_tlvs(&mut tail, None).walked;
+        let walked = packet::reflect_tlvs(&mut tail, &cx(None)).walked;
         prop_assert!(walked <= tail.len() / 4);
     }
 }
@@ -238,7 +306,8 @@ fn class_of_service_fields_round_trip_through_their_bits() {
         ecn: 2,
         rp: 0,
     };
-    assert_eq!(cos.tlv(), [0, 4, 0, 4, 0b1011_1000, 0b1000_1000, 0, 0]);
+    // A sender's TLV carries U (RFC 8972 §4: 0x80 in the flags byte).
+    assert_eq!(cos.tlv(), [0x80, 4, 0, 4, 0b1011_1000, 0b1000_1000, 0, 0]);
 }
 
 #[test]
@@ -390,7 +459,8 @@ fn without_the_arrival_tos_a_class_of_service_tlv_is_flagged_unrecognised() {
 #[test]
 fn a_class_of_service_tlv_of_the_wrong_length_or_cut_short_is_malformed() {
     let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
-    // Length 2, then a good one: M on the first, the second still honoured.
+    // Length 2, then a good one: M on the first, and processing stops
+    // there (RFC 8972 §4): the second comes back as it came, U still set.
     let mut tail = vec![0, packet::TLV_CLASS_OF_SERVICE, 0, 2, 0xb8, 0];
     tail.extend_from_slice(&cos(10).tlv());
     let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(&tail), Some(0)).unwrap();
@@ -398,8 +468,8 @@ fn a_class_of_service_tlv_of_the_wrong_length_or_cut_short_is_malformed() {
         &reply[OPEN_LEN..OPEN_LEN + 6],
         &[tlv_flags::M, 4, 0, 2, 0xb8, 0]
     );
-    assert_eq!(reply[OPEN_LEN + 6], 0);
-    assert_eq!(meta.tos, Some(10 << 2));
+    assert_eq!(&reply[OPEN_LEN + 6..], &cos(10).tlv());
+    assert_eq!(meta.tos, None);
     // Length 8: malformed too, value untouched, reply DSCP not taken from it.
     let mut long = cos(46).tlv().to_vec();
     long[3] = 8;
@@ -512,7 +582,7 @@ fn a_class_of_service_tlv_cannot_ask_for_network_control() {
             ..Default::default()
         }
         .tlv();
-        let walk = packet::reflect_tlvs(&mut tail, Some(arrived << 2));
+        let walk = packet::reflect_tlvs(&mut tail, &cx(Some(arrived << 2)));
         assert_eq!(walk.reply_dscp, Some(reply_dscp), "DSCP1 {dscp1}");
         let got = packet::ClassOfService::from_value(tail[4..8].try_into().unwrap());
         assert_eq!(
@@ -521,4 +591,54 @@ fn a_class_of_service_tlv_cannot_ask_for_network_control() {
             "DSCP1 {dscp1}"
         );
     }
+}
+
+/// The largest UDP payload, 65,507 bytes: one Extra Padding TLV filling it,
+/// or 16,365 empty TLVs of an unknown type, is answered in place, each TLV
+/// flagged as RFC 8972 §4 says.
+#[test]
+fn a_65507_byte_request_of_one_or_thousands_of_tlvs_is_answered_in_place() {
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    let mut one = request(Mode::Open, 1, 0, None);
+    one.resize(65_507, 0x77);
+    packet::write_extra_padding(&mut one[OPEN_LEN..]).unwrap();
+    let (reply, _) = reflect_in_place(&mut r, &one, Some(0)).unwrap();
+    assert_eq!(reply.len(), 65_507);
+    assert_eq!(&reply[OPEN_LEN..OPEN_LEN + 4], &[0, 1, 0xff, 0xb3]);
+    let mut many = request(Mode::Open, 1, 0, None);
+    while many.len() + 4 <= 65_507 {
+        many.extend_from_slice(&[0x80, 200, 0, 0]);
+    }
+    let (reply, _) = reflect_in_place(&mut r, &many, Some(0)).unwrap();
+    assert_eq!(reply.len(), many.len());
+    assert!(
+        reply[OPEN_LEN..]
+            .chunks_exact(4)
+            .all(|t| t == [tlv_flags::U, 200, 0, 0])
+    );
+}
+
+/// `--tlv-mode ignore`: the TLVs come back byte for byte, the sender's U
+/// flags included, and the start-up report says so.
+#[test]
+fn with_tlv_mode_ignore_the_tlvs_come_back_untouched() {
+    let mut ignoring = config(None, false, TimeFormat::Ntp);
+    ignoring.tlv_mode = super::TlvMode::Ignore;
+    assert!(
+        ignoring
+            .describe()
+            .ends_with("TLVs copied back unprocessed (--tlv-mode ignore)")
+    );
+    assert!(
+        !config(None, false, TimeFormat::Ntp)
+            .describe()
+            .contains("TLVs")
+    );
+    let mut r = Reflector::new(ignoring);
+    let mut tail = cos(46).tlv().to_vec();
+    tail.extend_from_slice(&packet::TimestampInfo::request_tlv());
+    tail.extend_from_slice(&[0x80, 200, 0, 99]); // overrunning: not even flagged M
+    let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(&tail), Some(0xb8)).unwrap();
+    assert_eq!(&reply[OPEN_LEN..], &tail[..]);
+    assert_eq!(meta.tos, None, "the request's DSCP, as any echo");
 }

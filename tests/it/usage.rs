@@ -183,8 +183,8 @@ fn a_link_local_address_without_a_scope_id_says_how_to_add_one() {
 }
 
 /// `--stamp` and `--tos` go with the measured modes (ping, flood, rate)
-/// only; STAMP packets have their own length, so `--size` is refused with
-/// `--stamp`. Each mistake is one clap error naming the options, exit 2.
+/// only; with `--stamp`, a `--size` that cannot hold the STAMP packet and an
+/// Extra Padding TLV is refused. Each mistake is one clap error naming the options, exit 2.
 #[test]
 fn stamp_and_tos_outside_the_measured_modes_are_usage_errors() {
     let a_mode = "<--count <N>|--flood|--rate <PPS>>";
@@ -201,8 +201,12 @@ fn stamp_and_tos_outside_the_measured_modes_are_usage_errors() {
         ),
         (&["--tos", "EF", "--doctor"], &["--tos <VALUE>", "--doctor"]),
         (
-            &["--stamp", "-c", "1", "-s", "100"],
-            &["'--stamp' cannot be used with '--size <BYTES>'"],
+            &["--stamp", "-c", "1", "-s", "40"],
+            &["--size 40 is shorter than this STAMP packet (44 bytes)"],
+        ),
+        (
+            &["--stamp", "-c", "1", "-s", "46"],
+            &["no room for an Extra Padding TLV", "use 44 or 48 and up"],
         ),
         (
             &["--stamp-key", "k", "-c", "1"],

@@ -21,6 +21,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::probe::{self, Check};
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
+use crate::stamp::packet::{
+    HMAC_TLV_LEN, TLV_HEADER_LEN, TLV_HMAC, sender_header, sign_hmac_tlv, write_extra_padding,
+};
 use crate::stamp::{Key, Mode, ReflectedPacket, SenderPacket, TimeFormat};
 
 /// How probes are written and replies read.
@@ -46,9 +49,23 @@ pub(crate) struct StampCodec {
 }
 
 impl StampCodec {
-    /// The length of every test packet: the base packet and the CoS TLV.
+    /// The length of the base packet and the TLVs that say something: the
+    /// CoS TLV and, authenticated, the HMAC TLV that protects it (RFC 8972
+    /// §4.8). A longer packet (`--size`) is made up with Extra Padding.
+    #[cfg(test)]
     pub(crate) fn packet_len(&self) -> usize {
-        self.mode.base_len() + self.cos.map_or(0, |_| CLASS_OF_SERVICE_LEN)
+        self.mode.base_len() + self.cos.map_or(0, |_| CLASS_OF_SERVICE_LEN) + self.hmac_tlv_len()
+    }
+
+    /// The HMAC TLV's length without padding: 20 authenticated with a CoS
+    /// TLV, 0 otherwise.
+    #[cfg(test)]
+    fn hmac_tlv_len(&self) -> usize {
+        if self.key.is_some() && self.cos.is_some() {
+            HMAC_TLV_LEN
+        } else {
+            0
+        }
     }
 
     /// The sender time stamp of a probe stamped `sent_ns`.
@@ -142,11 +159,29 @@ impl Codec {
                 }
                 .encode(s.mode, buf);
                 let base = s.mode.base_len();
+                let mut at = base;
                 if let Some(cos) = s.cos {
-                    buf[base..base + CLASS_OF_SERVICE_LEN].copy_from_slice(&cos.tlv());
+                    buf[at..at + CLASS_OF_SERVICE_LEN].copy_from_slice(&cos.tlv());
+                    at += CLASS_OF_SERVICE_LEN;
                 }
-                buf[s.packet_len()..].fill(0);
+                // Authenticated, any TLV comes with the HMAC TLV (even a
+                // lone Extra Padding TLV: see `client::stamp::fixed_len`).
+                let hmac_at =
+                    (s.key.is_some() && (s.cos.is_some() || buf.len() > base)).then_some(at);
+                if hmac_at.is_some() {
+                    buf[at..at + TLV_HEADER_LEN].copy_from_slice(&sender_header(TLV_HMAC, 16));
+                    at += HMAC_TLV_LEN;
+                }
+                // Past the TLVs: an Extra Padding TLV (`--size`, checked to
+                // leave room for one), zeros otherwise.
+                if write_extra_padding(&mut buf[at..]).is_none() {
+                    buf[at..].fill(0);
+                }
                 if let Some(key) = &s.key {
+                    if let Some(h) = hmac_at {
+                        let (head, tlvs) = buf.split_at_mut(base);
+                        sign_hmac_tlv(tlvs, h - base, &head[..4], key);
+                    }
                     key.sign(buf);
                 }
             }

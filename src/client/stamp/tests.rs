@@ -10,6 +10,7 @@ fn codec(tos: Option<u8>) -> (Codec, StampConfig) {
     let config = StampConfig {
         options: StampOptions::default(),
         ssid: 9,
+        size: None,
     };
     (config.codec(tos, ORIGIN).unwrap(), config)
 }
@@ -245,7 +246,7 @@ fn the_class_of_service_tlv_tells_a_forward_from_a_reverse_re_mark() {
 fn a_reflector_that_flags_the_tlv_supports_no_class_of_service() {
     let ef = 46 << 2;
     let (codec, _) = codec(Some(ef));
-    for flags in [tlv_flags::U, tlv_flags::M] {
+    for flags in [tlv_flags::U, tlv_flags::M, tlv_flags::I] {
         let mut books = StampBooks::for_codec(&codec).unwrap();
         let bytes = reply(&codec, 1, 1, 0, 5, Some(cos_tlv(flags, 46, 0, 0)));
         books.reply(&bytes, 1, intact(1, 1), 20, Some(ef));
@@ -306,12 +307,111 @@ fn the_packet_length_holds_the_tlv_when_marked() {
     let mut config = StampConfig {
         options: StampOptions::default(),
         ssid: 1,
+        size: None,
     };
     assert_eq!(
         (config.packet_len(None), config.packet_len(Some(0))),
         (44, 52)
     );
     config.options.key_file = Some("k".into());
-    assert_eq!(config.packet_len(Some(0xb8)), 120);
+    // Authenticated, the CoS TLV comes with the HMAC TLV that protects it.
+    assert_eq!(config.packet_len(Some(0xb8)), 140);
+    config.size = Some(200);
+    assert_eq!(config.packet_len(Some(0xb8)), 200);
     let _ = Key::from_bytes(b"0123456789abcdef").unwrap();
+}
+
+#[test]
+fn a_size_must_hold_the_packet_and_room_for_an_extra_padding_tlv() {
+    assert_eq!(check_size(false, None, 44), Ok(()));
+    assert_eq!(check_size(false, None, 48), Ok(()));
+    assert_eq!(check_size(true, Some(0xb8), 140), Ok(()));
+    let short = check_size(false, Some(0xb8), 50).unwrap_err();
+    assert!(
+        short.contains("shorter than this STAMP packet (52 bytes"),
+        "{short}"
+    );
+    let gap = check_size(false, None, 46).unwrap_err();
+    assert!(gap.contains("use 44 or 48 and up"), "{gap}");
+    // Authenticated padding comes with an HMAC TLV: 112 + 20 + 4 at least.
+    assert_eq!(check_size(true, None, 112), Ok(()));
+    assert_eq!(check_size(true, None, 132), Ok(()));
+    assert_eq!(check_size(true, None, 136), Ok(()));
+    let auth_gap = check_size(true, None, 120).unwrap_err();
+    assert!(
+        auth_gap.contains("use 112, 132 or 136 and up"),
+        "{auth_gap}"
+    );
+}
+
+#[test]
+fn a_padded_packet_carries_an_extra_padding_tlv_to_its_size() {
+    let config = StampConfig {
+        options: StampOptions::default(),
+        ssid: 3,
+        size: Some(100),
+    };
+    let codec = config.codec(Some(46 << 2), ORIGIN).unwrap();
+    let mut buf = vec![0xffu8; config.packet_len(Some(46 << 2))];
+    codec.fill(&mut buf, 1, 5);
+    // CoS TLV (U set), then Extra Padding (U set) of 100 - 52 - 4 = 44 zero bytes.
+    assert_eq!(&buf[44..48], &[0x80, 4, 0, 4]);
+    assert_eq!(&buf[52..56], &[0x80, 1, 0, 44]);
+    assert!(buf[56..].iter().all(|&b| b == 0));
+}
+
+/// Authenticated, a reply's TLVs count only when its HMAC TLV passes (RFC
+/// 8972 §4.8): the reflector's answer with a good HMAC TLV is used; the same
+/// answer with DSCP2 rewritten on the way (the base packet's HMAC does not
+/// cover it) is not.
+#[test]
+fn authenticated_a_reply_whose_hmac_tlv_fails_is_not_used() {
+    let path = std::env::temp_dir().join(format!("udp-echo-books-key-{}", std::process::id()));
+    std::fs::write(&path, "00112233445566778899aabbccddeeff").unwrap();
+    let config = StampConfig {
+        options: StampOptions {
+            key_file: Some(path.clone()),
+            ..StampOptions::default()
+        },
+        ssid: 9,
+        size: None,
+    };
+    let ef = 46 << 2;
+    let codec = config.codec(Some(ef), ORIGIN).unwrap();
+    let key = config.options.key().unwrap().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let answer = |tamper: bool| {
+        let mut probe = vec![0u8; config.packet_len(Some(ef))];
+        assert_eq!(probe.len(), 140, "base, CoS TLV, HMAC TLV");
+        codec.fill(&mut probe, 1, 1);
+        let sender = SenderPacket::decode(Mode::Authenticated, &probe).unwrap();
+        let at = TimeFormat::Ntp.encode(UNIX_EPOCH + Duration::from_nanos(ORIGIN + 3));
+        ReflectedPacket {
+            seq: 0,
+            timestamp: at,
+            error_estimate: TimeFormat::Ntp.error_estimate(),
+            ssid: sender.ssid,
+            receive_timestamp: at,
+            sender_seq: sender.seq,
+            sender_timestamp: sender.timestamp,
+            sender_error_estimate: sender.error_estimate,
+            sender_ttl: 255,
+        }
+        .encode(Mode::Authenticated, &mut probe);
+        probe[112..120].copy_from_slice(&cos_tlv(0, 46, 46, 0));
+        probe[120] = 0;
+        let (head, tlvs) = probe.split_at_mut(112);
+        crate::stamp::packet::sign_hmac_tlv(tlvs, 8, &head[..4], &key);
+        if tamper {
+            probe[117] ^= 0x10; // DSCP2 46 -> 47 after the reflector signed
+        }
+        key.sign(&mut probe);
+        probe
+    };
+    for (tamper, forward) in [(false, Some(0)), (true, None)] {
+        let mut books = StampBooks::for_codec(&codec).unwrap();
+        books.reply(&answer(tamper), 1, intact(1, 1), 20, Some(ef));
+        let s = summary_of(&books, 0);
+        assert_eq!(s.dscp_forward_changed, forward, "tampered {tamper}");
+    }
 }

@@ -1,0 +1,633 @@
+//! RFC 8972 §4 TLVs: their layouts, pure encode and decode, and the
+//! reflector's pass over a request's TLVs, in place, in the reply's buffer
+//! (the reply takes the request's place, so it is never longer). No I/O, no
+//! clock, no allocation.
+//!
+//! Every TLV starts with a flags byte, a type and a 16-bit value length:
+//!
+//! ```text
+//! |U|M|I| reserved|     Type      |            Length             |
+//! ```
+//!
+//! The flag rules (RFC 8972 §4): a session-sender sends U = 1, M = 0, I = 0;
+//! the reflector sets U to 1 for a type it does not understand and to 0 for
+//! one it does, M to 1 for a malformed one (a length wrong for the type, or
+//! running past the packet, after which it stops and copies the rest as it
+//! came) and 0 otherwise, I to 1 on every TLV when the HMAC TLV fails and 0
+//! otherwise. So a reply whose TLV still carries U = 1 came from a
+//! reflector that did not process it, whatever else it did.
+
+use super::auth::Key;
+
+/// RFC 8972 §4 TLV flags: U (unrecognized), M (malformed), I (integrity failed).
+pub mod tlv_flags {
+    /// Sender: always set. Reflector: set when it does not know the type.
+    pub const U: u8 = 0x80;
+    /// The TLV is malformed (its length is wrong for the type or runs past
+    /// the packet): processing stopped there.
+    pub const M: u8 = 0x40;
+    /// The HMAC TLV's check failed: nothing in the TLVs was used.
+    pub const I: u8 = 0x20;
+}
+
+/// The length of a TLV's header: flags, type, 16-bit value length.
+pub const TLV_HEADER_LEN: usize = 4;
+
+/// The Extra Padding TLV's type (RFC 8972 §4.1): copied back as it came.
+pub const TLV_EXTRA_PADDING: u8 = 1;
+
+/// The Timestamp Information TLV's type (RFC 8972 §4.3).
+pub const TLV_TIMESTAMP_INFO: u8 = 3;
+
+/// The Class of Service TLV's type (RFC 8972 §4.4).
+pub const TLV_CLASS_OF_SERVICE: u8 = 4;
+
+/// The HMAC TLV's type (RFC 8972 §4.8).
+pub const TLV_HMAC: u8 = 8;
+
+/// A Class of Service TLV's whole length: a 4-byte header and 4 bytes of value.
+pub const CLASS_OF_SERVICE_LEN: usize = 8;
+
+/// A Timestamp Information TLV's whole length without sub-TLVs.
+pub const TIMESTAMP_INFO_LEN: usize = 8;
+
+/// An HMAC TLV's whole length: a 4-byte header and the 16-byte digest.
+pub const HMAC_TLV_LEN: usize = 20;
+
+/// The header of a TLV as a session-sender sends it: U set (RFC 8972 §4),
+/// M and I clear. `value_len` must fit 16 bits.
+pub fn sender_header(kind: u8, value_len: usize) -> [u8; TLV_HEADER_LEN] {
+    let len = (value_len as u16).to_be_bytes();
+    [tlv_flags::U, kind, len[0], len[1]]
+}
+
+/// The Class of Service TLV (RFC 8972 §4.4, with erratum 8199): how a test
+/// packet's DSCP fared each way. The sender asks for `dscp1` on the reply;
+/// the reflector fills in the DSCP and ECN the request arrived with
+/// (`dscp2`, `ecn`) and says in `rp` whether it used `dscp1` (0) or, its
+/// policy refusing that, the DSCP received (1). The sender compares `dscp2`
+/// with what it sent (the way out) and the reply's own DSCP with `rp`'s
+/// answer (the way back).
+///
+/// ```text
+/// |  DSCP1 (6)  |  DSCP2 (6)  | ECN (2) | RP (2) |     Reserved (16)     |
+/// ```
+///
+/// The reserved bits are sent as zero (draft-ietf-ippm-stamp-cos-ecn puts
+/// its EC1 and RPE fields in the first reserved byte: zero from the
+/// reflector means one without them, which this one is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClassOfService {
+    /// The DSCP the sender asks the reflector to send the reply with (0-63).
+    pub dscp1: u8,
+    /// The DSCP the request arrived with at the reflector (0-63).
+    pub dscp2: u8,
+    /// The ECN codepoint the request arrived with at the reflector (0-3).
+    pub ecn: u8,
+    /// Reverse path: 0 the reply went with `dscp1`, 1 with the DSCP received.
+    pub rp: u8,
+}
+
+impl ClassOfService {
+    /// The 4 value bytes.
+    pub fn value(&self) -> [u8; 4] {
+        [
+            ((self.dscp1 & 0x3f) << 2) | ((self.dscp2 >> 4) & 0x03),
+            ((self.dscp2 & 0x0f) << 4) | ((self.ecn & 0x03) << 2) | (self.rp & 0x03),
+            0,
+            0,
+        ]
+    }
+
+    /// Reads the 4 value bytes (the reserved ones are ignored).
+    pub fn from_value(value: [u8; 4]) -> ClassOfService {
+        ClassOfService {
+            dscp1: value[0] >> 2,
+            dscp2: ((value[0] & 0x03) << 4) | (value[1] >> 4),
+            ecn: (value[1] >> 2) & 0x03,
+            rp: value[1] & 0x03,
+        }
+    }
+
+    /// The whole TLV as a sender puts it after the base packet: U set (RFC
+    /// 8972 §4: a sender always sets it, the reflector clears it when it
+    /// understands the TLV), type 4, length 4, then the value.
+    pub fn tlv(&self) -> [u8; CLASS_OF_SERVICE_LEN] {
+        let v = self.value();
+        let h = sender_header(TLV_CLASS_OF_SERVICE, 4);
+        [h[0], h[1], h[2], h[3], v[0], v[1], v[2], v[3]]
+    }
+}
+
+/// RFC 8972 §5.4 synchronization sources (Timestamp Information TLV).
+pub mod sync_source {
+    /// NTP.
+    pub const NTP: u8 = 1;
+    /// PTP.
+    pub const PTP: u8 = 2;
+    /// SSU/BITS.
+    pub const SSU_BITS: u8 = 3;
+    /// GPS, GLONASS, LORAN-C, BDS or Galileo.
+    pub const GNSS: u8 = 4;
+    /// Local, free-running: no external synchronization claimed.
+    pub const LOCAL: u8 = 5;
+}
+
+/// RFC 8972 §5.5 timestamping methods (Timestamp Information TLV).
+pub mod timestamp_method {
+    /// Hardware assisted (a NIC's time stamp).
+    pub const HW_ASSIST: u8 = 1;
+    /// Software, local to the host: a kernel or user-space reading of the
+    /// system clock.
+    pub const SW_LOCAL: u8 = 2;
+    /// Control plane.
+    pub const CONTROL_PLANE: u8 = 3;
+}
+
+/// The Timestamp Information TLV (RFC 8972 §4.3): where the reflector's
+/// receive (in) and transmit (out) time stamps came from. The sender sends
+/// it zeroed; the reflector fills it in.
+///
+/// ```text
+/// | Sync Src In | Timestamp In | Sync Src Out | Timestamp Out |
+/// | optional sub-TLVs ...                                      |
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimestampInfo {
+    /// The clock's synchronization source at the ingress ([`sync_source`]).
+    pub sync_in: u8,
+    /// How the receive time stamp was taken ([`timestamp_method`]).
+    pub method_in: u8,
+    /// The clock's synchronization source at the egress.
+    pub sync_out: u8,
+    /// How the transmit time stamp was taken.
+    pub method_out: u8,
+}
+
+impl TimestampInfo {
+    /// What this reflector says of itself: no synchronization claimed
+    /// (local, as its S bit is clear), both time stamps software local —
+    /// the kernel's `SO_TIMESTAMPNS` receive stamp or a user-space reading,
+    /// and a user-space transmit reading: none of them a NIC's.
+    pub const REFLECTOR: TimestampInfo = TimestampInfo {
+        sync_in: sync_source::LOCAL,
+        method_in: timestamp_method::SW_LOCAL,
+        sync_out: sync_source::LOCAL,
+        method_out: timestamp_method::SW_LOCAL,
+    };
+
+    /// The 4 value bytes.
+    pub fn value(&self) -> [u8; 4] {
+        [self.sync_in, self.method_in, self.sync_out, self.method_out]
+    }
+
+    /// Reads the 4 value bytes.
+    pub fn from_value(value: [u8; 4]) -> TimestampInfo {
+        TimestampInfo {
+            sync_in: value[0],
+            method_in: value[1],
+            sync_out: value[2],
+            method_out: value[3],
+        }
+    }
+
+    /// The TLV as a sender asks for it: U set, every information field zero
+    /// (RFC 8972 §4.3).
+    pub fn request_tlv() -> [u8; TIMESTAMP_INFO_LEN] {
+        let h = sender_header(TLV_TIMESTAMP_INFO, 4);
+        [h[0], h[1], h[2], h[3], 0, 0, 0, 0]
+    }
+}
+
+/// Writes an Extra Padding TLV (RFC 8972 §4.1) over all of `buf` as a
+/// sender sends it: U set, type 1, the value zero (RFC 8972 allows zeros;
+/// the padding's content is then known and cannot leak memory). `None` when
+/// `buf` is shorter than a header or longer than a TLV can be.
+pub fn write_extra_padding(buf: &mut [u8]) -> Option<()> {
+    let value_len = buf.len().checked_sub(TLV_HEADER_LEN)?;
+    if value_len > usize::from(u16::MAX) {
+        return None;
+    }
+    buf[..TLV_HEADER_LEN].copy_from_slice(&sender_header(TLV_EXTRA_PADDING, value_len));
+    buf[TLV_HEADER_LEN..].fill(0);
+    Some(())
+}
+
+/// One step of a TLV walk (RFC 8972 §4), from byte `at` of `tlvs` (the bytes
+/// after a base packet).
+enum Step {
+    /// The walk is over: fewer than 4 bytes left, or an all-zero header, which
+    /// is zero padding (a TWAMP-Light sender's, or an RFC 8762 sender's), not TLVs.
+    End,
+    /// A TLV whose length runs past the end of the packet.
+    Overrun,
+    /// A whole TLV: its type and value length.
+    Tlv { kind: u8, len: usize },
+}
+
+fn step(tlvs: &[u8], at: usize) -> Step {
+    if tlvs.len() - at < TLV_HEADER_LEN || tlvs[at..at + TLV_HEADER_LEN] == [0; 4] {
+        return Step::End;
+    }
+    let len = usize::from(u16::from_be_bytes([tlvs[at + 2], tlvs[at + 3]]));
+    if len > tlvs.len() - at - TLV_HEADER_LEN {
+        return Step::Overrun;
+    }
+    Step::Tlv {
+        kind: tlvs[at + 1],
+        len,
+    }
+}
+
+/// Where the first TLV of type `kind` starts in `tlvs` (the bytes after a
+/// base packet) and its value, walking as [`reflect_tlvs`] does: `None` when
+/// there is none, or the walk meets zero padding or an overrunning length first.
+pub fn find_tlv(tlvs: &[u8], kind: u8) -> Option<(usize, &[u8])> {
+    let mut at = 0;
+    loop {
+        match step(tlvs, at) {
+            Step::End | Step::Overrun => return None,
+            Step::Tlv { kind: k, len } if k == kind => {
+                return Some((at, &tlvs[at + 4..at + 4 + len]));
+            }
+            Step::Tlv { len, .. } => at += 4 + len,
+        }
+    }
+}
+
+/// Whether the TLVs of a packet pass their HMAC TLV (RFC 8972 §4.8) under
+/// `key`: the first HMAC TLV holds the digest of `seq` (the packet's
+/// sequence number field) and every TLV before it, and only Extra Padding
+/// follows it. Without an HMAC TLV they pass only when there are no TLVs
+/// or one, an Extra Padding TLV (the RFC's one exception). A malformed
+/// chain before the HMAC TLV fails.
+pub fn tlvs_authentic(tlvs: &[u8], seq: &[u8], key: &Key) -> bool {
+    let mut at = 0;
+    let mut count = 0;
+    let mut only_padding = true;
+    let mut hmac: Option<usize> = None;
+    loop {
+        match step(tlvs, at) {
+            Step::End => break,
+            Step::Overrun => return false,
+            Step::Tlv { kind, len } => {
+                count += 1;
+                match hmac {
+                    // After the HMAC TLV only Extra Padding may come.
+                    Some(_) if kind != TLV_EXTRA_PADDING => return false,
+                    Some(_) => {}
+                    None if kind == TLV_HMAC => {
+                        if len != HMAC_TLV_LEN - TLV_HEADER_LEN {
+                            return false;
+                        }
+                        hmac = Some(at);
+                    }
+                    None => only_padding &= kind == TLV_EXTRA_PADDING,
+                }
+                at += TLV_HEADER_LEN + len;
+            }
+        }
+    }
+    match hmac {
+        Some(h) => key.verify_tlv(seq, &tlvs[..h], &tlvs[h + TLV_HEADER_LEN..h + HMAC_TLV_LEN]),
+        None => count == 0 || (count == 1 && only_padding),
+    }
+}
+
+/// Signs the HMAC TLV at `at` of `tlvs` (found by [`reflect_tlvs`]): its
+/// digest over `seq` (the packet's sequence number field) and the TLVs
+/// before it, as they now stand.
+pub fn sign_hmac_tlv(tlvs: &mut [u8], at: usize, seq: &[u8], key: &Key) {
+    let digest = key.tlv_digest(seq, &tlvs[..at]);
+    tlvs[at + TLV_HEADER_LEN..at + HMAC_TLV_LEN].copy_from_slice(&digest);
+}
+
+/// What [`reflect_tlvs`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlvWalk {
+    /// How many TLVs it walked.
+    pub walked: usize,
+    /// The DSCP the reply must be sent with: the first Class of Service
+    /// TLV's DSCP1, when one was filled in.
+    pub reply_dscp: Option<u8>,
+    /// Where the HMAC TLV is, when the reply's must be signed (with
+    /// [`sign_hmac_tlv`], once the reply's sequence number is written).
+    pub sign_hmac_at: Option<usize>,
+    /// The HMAC TLV check failed: every TLV is flagged I and nothing was used.
+    pub integrity_failed: bool,
+}
+
+/// The lowest DSCP of network control (CS6 = 48, CS7 = 56 and the codepoints
+/// between and above): routers queue it ahead of all traffic, so a Class of
+/// Service TLV cannot make the reflector send it — one unauthenticated packet
+/// would otherwise aim priority traffic at any address.
+pub const NETWORK_CONTROL_DSCP: u8 = 48;
+
+/// What the reflector knows when it walks a request's TLVs.
+#[derive(Debug, Clone, Copy)]
+pub struct TlvContext<'a> {
+    /// The TOS byte the request arrived with, when the socket said.
+    pub arrived_tos: Option<u8>,
+    /// Where the reflector's time stamps come from (Timestamp Information).
+    pub timestamp_info: TimestampInfo,
+    /// Authenticated mode's key: the TLVs must pass their HMAC TLV, and the
+    /// reply's HMAC TLV is signed. `None` (unauthenticated mode): an HMAC
+    /// TLV cannot be checked, so it fails (I on every TLV).
+    pub key: Option<&'a Key>,
+    /// The request's sequence number field, which its HMAC TLV covers.
+    pub seq: [u8; 4],
+}
+
+/// The reflector's pass over the TLVs of a reply (the bytes after its base
+/// packet, copied from the request), as RFC 8972 §4 asks:
+///
+/// - An HMAC TLV that fails (wrong digest, a TLV other than Extra Padding
+///   after it, none at all in authenticated mode when there are TLVs other
+///   than one Extra Padding, or any in unauthenticated mode, where there is
+///   no key to check it): every TLV is flagged I (and only I), nothing is
+///   changed or used (RFC 8972 §4.8).
+/// - Otherwise each TLV's flags are rewritten: U, M and I cleared (and the
+///   reserved bits), then set as below.
+/// - Extra Padding is copied as it is.
+/// - Timestamp Information (length 4 or more: sub-TLVs are left as they
+///   are) gets `timestamp_info`.
+/// - Class of Service (length 4) gets DSCP2 and ECN from `arrived_tos`, the
+///   TOS byte the request arrived with, RP 0 (the reply goes with DSCP1,
+///   which the result's `reply_dscp` carries, from the first such TLV) and
+///   its reserved bytes zeroed. A DSCP1 of network control (48 and up) is
+///   refused by policy: RP 1, and the reply goes with the DSCP received.
+///   Without `arrived_tos` (the platform cannot read it, so cannot set the
+///   reply's either) it is flagged U and left as it is: a half-filled TLV
+///   would report a re-marking that never happened.
+/// - The HMAC TLV (length 16) is kept for signing (`sign_hmac_at`).
+/// - Every other type is flagged U (unrecognised) and left as it is.
+/// - A TLV of a known type with a wrong length, or any TLV whose length
+///   runs past the end, is flagged M and ends the walk: the rest is copied
+///   as it came (and an HMAC TLV there is not re-signed).
+///
+/// A tail too short for a TLV header (under 4 bytes) is left as it is, and
+/// so is everything from an all-zero header on: that is zero padding (a
+/// TWAMP-Light sender's, or an RFC 8762 sender's), not TLVs.
+pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
+    let mut walk = TlvWalk::default();
+    if has_tlvs(tlvs) {
+        let authentic = match cx.key {
+            Some(key) => tlvs_authentic(tlvs, &cx.seq, key),
+            None => find_tlv(tlvs, TLV_HMAC).is_none(),
+        };
+        if !authentic {
+            walk.integrity_failed = true;
+            walk.walked = flag_all(tlvs, tlv_flags::I);
+            return walk;
+        }
+    }
+    let mut at = 0;
+    loop {
+        let (kind, len) = match step(tlvs, at) {
+            Step::End => break,
+            Step::Overrun => {
+                walk.walked += 1;
+                tlvs[at] = tlv_flags::M;
+                break;
+            }
+            Step::Tlv { kind, len } => (kind, len),
+        };
+        walk.walked += 1;
+        let value = at + TLV_HEADER_LEN..at + TLV_HEADER_LEN + len;
+        let flags = match kind {
+            TLV_EXTRA_PADDING => 0,
+            TLV_TIMESTAMP_INFO if len >= 4 => {
+                tlvs[value.start..value.start + 4].copy_from_slice(&cx.timestamp_info.value());
+                0
+            }
+            TLV_CLASS_OF_SERVICE if len == 4 => match cx.arrived_tos {
+                Some(tos) => {
+                    let mut bytes = [0u8; 4];
+                    bytes.copy_from_slice(&tlvs[value.clone()]);
+                    let asked = ClassOfService::from_value(bytes);
+                    // Policy (RFC 8972 §4.4): network control is never sent
+                    // on request; the reply then goes as the request came (RP 1).
+                    let refused = asked.dscp1 >= NETWORK_CONTROL_DSCP;
+                    let answer = ClassOfService {
+                        dscp1: asked.dscp1,
+                        dscp2: tos >> 2,
+                        ecn: tos & 0x03,
+                        rp: u8::from(refused),
+                    };
+                    tlvs[value].copy_from_slice(&answer.value());
+                    walk.reply_dscp
+                        .get_or_insert(if refused { tos >> 2 } else { asked.dscp1 });
+                    0
+                }
+                None => tlv_flags::U,
+            },
+            TLV_HMAC if len == HMAC_TLV_LEN - TLV_HEADER_LEN => {
+                if cx.key.is_some() && walk.sign_hmac_at.is_none() {
+                    walk.sign_hmac_at = Some(at);
+                }
+                0
+            }
+            TLV_TIMESTAMP_INFO | TLV_CLASS_OF_SERVICE | TLV_HMAC => {
+                // RFC 8972 §4: a malformed TLV stops the processing; the
+                // rest is copied as it came.
+                tlvs[at] = tlv_flags::M;
+                break;
+            }
+            _ => tlv_flags::U,
+        };
+        tlvs[at] = flags;
+        at += TLV_HEADER_LEN + len;
+    }
+    walk
+}
+
+/// Whether `tlvs` starts with a TLV (or an overrunning one), not zero padding.
+fn has_tlvs(tlvs: &[u8]) -> bool {
+    !matches!(step(tlvs, 0), Step::End)
+}
+
+/// Sets every TLV's flags to `flags` (an overrunning one's to `flags` | M),
+/// and returns how many there were.
+fn flag_all(tlvs: &mut [u8], flags: u8) -> usize {
+    let mut at = 0;
+    let mut walked = 0;
+    loop {
+        match step(tlvs, at) {
+            Step::End => return walked,
+            Step::Overrun => {
+                tlvs[at] = flags | tlv_flags::M;
+                return walked + 1;
+            }
+            Step::Tlv { len, .. } => {
+                tlvs[at] = flags;
+                walked += 1;
+                at += TLV_HEADER_LEN + len;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx(tos: Option<u8>, key: Option<&Key>) -> TlvContext<'_> {
+        TlvContext {
+            arrived_tos: tos,
+            timestamp_info: TimestampInfo::REFLECTOR,
+            key,
+            seq: [0, 0, 0, 7],
+        }
+    }
+
+    fn key() -> Key {
+        Key::from_bytes(b"sixteen byte key").unwrap()
+    }
+
+    #[test]
+    fn a_sender_sets_u_and_the_reflector_clears_it_on_what_it_understands() {
+        // Extra Padding, Class of Service (EF), Timestamp Information, an
+        // unknown type 200; the sender's U on each, a reserved flag bit on one.
+        let mut tlvs = vec![0x80 | 0x01, 1, 0, 2, 0xaa, 0xbb];
+        tlvs.extend_from_slice(
+            &ClassOfService {
+                dscp1: 46,
+                ..Default::default()
+            }
+            .tlv(),
+        );
+        tlvs.extend_from_slice(&TimestampInfo::request_tlv());
+        tlvs.extend_from_slice(&[0x80, 200, 0, 1, 0xcc]);
+        let walk = reflect_tlvs(&mut tlvs, &cx(Some(0xb8 | 2), None));
+        assert_eq!(walk.walked, 4);
+        assert_eq!(walk.reply_dscp, Some(46));
+        assert_eq!(
+            &tlvs[..6],
+            &[0, 1, 0, 2, 0xaa, 0xbb],
+            "padding: flags 0, value as sent"
+        );
+        // DSCP1 46, DSCP2 46, ECN ECT(0) = 2, RP 0 (RFC 8972 §4.4 layout).
+        assert_eq!(&tlvs[6..14], &[0, 4, 0, 4, 0b1011_1010, 0b1110_1000, 0, 0]);
+        // Sync source 5 (local), method 2 (software) both ways (RFC 8972 §4.3, §5.4, §5.5).
+        assert_eq!(&tlvs[14..22], &[0, 3, 0, 4, 5, 2, 5, 2]);
+        assert_eq!(&tlvs[22..], &[tlv_flags::U, 200, 0, 1, 0xcc]);
+    }
+
+    #[test]
+    fn timestamp_information_layout_and_malformed_lengths() {
+        let info = TimestampInfo {
+            sync_in: sync_source::PTP,
+            method_in: timestamp_method::HW_ASSIST,
+            sync_out: sync_source::NTP,
+            method_out: timestamp_method::SW_LOCAL,
+        };
+        assert_eq!(info.value(), [2, 1, 1, 2]);
+        assert_eq!(TimestampInfo::from_value(info.value()), info);
+        assert_eq!(TimestampInfo::request_tlv(), [0x80, 3, 0, 4, 0, 0, 0, 0]);
+        // With a sub-TLV after the four fields: filled in, the rest left.
+        let mut long = vec![0x80, 3, 0, 8, 0, 0, 0, 0, 9, 9, 9, 9];
+        reflect_tlvs(&mut long, &cx(None, None));
+        assert_eq!(long, [0, 3, 0, 8, 5, 2, 5, 2, 9, 9, 9, 9]);
+        // Length 2: malformed, processing stops, the rest as it came.
+        let mut short = vec![0x80, 3, 0, 2, 0, 0, 0x80, 200, 0, 0];
+        reflect_tlvs(&mut short, &cx(None, None));
+        assert_eq!(short, [tlv_flags::M, 3, 0, 2, 0, 0, 0x80, 200, 0, 0]);
+    }
+
+    #[test]
+    fn extra_padding_fills_its_buffer_or_refuses() {
+        let mut buf = [7u8; 10];
+        write_extra_padding(&mut buf).unwrap();
+        assert_eq!(buf, [0x80, 1, 0, 6, 0, 0, 0, 0, 0, 0]);
+        let mut header_only = [7u8; 4];
+        write_extra_padding(&mut header_only).unwrap();
+        assert_eq!(header_only, [0x80, 1, 0, 0]);
+        assert!(write_extra_padding(&mut [0u8; 3]).is_none());
+    }
+
+    /// A sender's CoS TLV and HMAC TLV over sequence number 7 under `key`.
+    fn signed(key: &Key) -> Vec<u8> {
+        let mut tlvs = ClassOfService {
+            dscp1: 10,
+            ..Default::default()
+        }
+        .tlv()
+        .to_vec();
+        tlvs.extend_from_slice(&sender_header(TLV_HMAC, 16));
+        tlvs.extend_from_slice(&[0; 16]);
+        sign_hmac_tlv(&mut tlvs, CLASS_OF_SERVICE_LEN, &[0, 0, 0, 7], key);
+        tlvs
+    }
+
+    #[test]
+    fn the_hmac_tlv_covers_the_sequence_number_and_the_tlvs_before_it() {
+        let key = key();
+        let tlvs = signed(&key);
+        // HMAC-SHA-256(key, seq ‖ CoS TLV) truncated to 16 bytes (RFC 8972 §4.8).
+        assert_eq!(
+            &tlvs[12..28],
+            &key.tlv_digest(&[0, 0, 0, 7], &tlvs[..8])[..],
+        );
+        assert!(tlvs_authentic(&tlvs, &[0, 0, 0, 7], &key));
+        assert!(
+            !tlvs_authentic(&tlvs, &[0, 0, 0, 8], &key),
+            "another sequence number"
+        );
+        // Every bit but the HMAC TLV's own flags byte (byte 8), which the
+        // digest does not cover (RFC 8972 §4.8: the TLVs *before* it).
+        for bit in (0..tlvs.len() * 8).filter(|b| b / 8 != 8) {
+            let mut flipped = tlvs.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(!tlvs_authentic(&flipped, &[0, 0, 0, 7], &key), "bit {bit}");
+        }
+        // Extra Padding may follow it; nothing else may.
+        let mut padded = tlvs.clone();
+        padded.extend_from_slice(&[0x80, 1, 0, 2, 0, 0]);
+        assert!(tlvs_authentic(&padded, &[0, 0, 0, 7], &key));
+        let mut misplaced = tlvs.clone();
+        misplaced.extend_from_slice(&TimestampInfo::request_tlv());
+        assert!(!tlvs_authentic(&misplaced, &[0, 0, 0, 7], &key));
+        // No HMAC TLV: only a lone Extra Padding TLV (or nothing) passes.
+        assert!(tlvs_authentic(&[0x80, 1, 0, 1, 0], &[0; 4], &key));
+        assert!(tlvs_authentic(&[], &[0; 4], &key));
+        assert!(!tlvs_authentic(&tlvs[..8], &[0, 0, 0, 7], &key));
+    }
+
+    #[test]
+    fn the_reflector_processes_authentic_tlvs_and_flags_every_tlv_i_otherwise() {
+        let key = key();
+        let mut tlvs = signed(&key);
+        let walk = reflect_tlvs(&mut tlvs, &cx(Some(0), Some(&key)));
+        assert!(!walk.integrity_failed);
+        assert_eq!(walk.sign_hmac_at, Some(8));
+        assert_eq!((tlvs[0], tlvs[8]), (0, 0), "U cleared on both");
+        assert_eq!(
+            ClassOfService::from_value(tlvs[4..8].try_into().unwrap()).dscp2,
+            0
+        );
+        sign_hmac_tlv(&mut tlvs, 8, &[0, 0, 0, 3], &key);
+        assert!(
+            tlvs_authentic(&tlvs, &[0, 0, 0, 3], &key),
+            "the reply's own HMAC"
+        );
+
+        let mut bad = signed(&key);
+        bad[5] ^= 0x10; // a middlebox rewrites the CoS TLV
+        let before = bad.clone();
+        let walk = reflect_tlvs(&mut bad, &cx(Some(0xb8), Some(&key)));
+        assert!(walk.integrity_failed);
+        assert_eq!((walk.reply_dscp, walk.sign_hmac_at), (None, None));
+        assert_eq!((bad[0], bad[8]), (tlv_flags::I, tlv_flags::I));
+        assert_eq!(
+            (&bad[1..8], &bad[9..]),
+            (&before[1..8], &before[9..]),
+            "nothing used"
+        );
+
+        // Unauthenticated mode: no key to check an HMAC TLV with.
+        let mut open = signed(&key);
+        let walk = reflect_tlvs(&mut open, &cx(Some(0), None));
+        assert!(walk.integrity_failed);
+        assert_eq!(open[0], tlv_flags::I);
+    }
+}
