@@ -21,10 +21,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use common::*;
-use udp_echo::stamp::{Key, Mode, ReflectedPacket, SenderPacket, TimeFormat};
+use udp_echo::stamp::{Key, Mode, ReflectedPacket};
 
 /// The loop kinds every mode runs in.
 const LOOPS: [(&str, &[&str]); 4] = [
@@ -84,22 +84,10 @@ struct Request {
     bytes: Vec<u8>,
 }
 
-/// A sender packet of `mode` with sequence `seq`, `len` bytes (cut, or
-/// zero-padded after the base packet), signed when `key` is given.
+/// A sender packet of `mode` with sequence `seq`, `len` bytes, signed
+/// with `key` when given (this file's SSID).
 fn stamp_request(mode: Mode, seq: u32, len: usize, key: Option<&Key>) -> Vec<u8> {
-    let mut buf = vec![0u8; len.max(mode.base_len())];
-    SenderPacket {
-        seq,
-        timestamp: TimeFormat::Ntp.encode(SystemTime::now()),
-        error_estimate: TimeFormat::Ntp.error_estimate(),
-        ssid: 0x4242,
-    }
-    .encode(mode, &mut buf);
-    if let Some(key) = key {
-        key.sign(&mut buf);
-    }
-    buf.truncate(len);
-    buf
+    common::stamp_request(mode, seq, len, key, 0x4242)
 }
 
 /// TLV tails a sender may add after the base packet: Extra Padding, Class

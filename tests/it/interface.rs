@@ -10,17 +10,7 @@ use crate::common;
 use crate::common::netns;
 
 use common::*;
-use netns::TestNet;
-
-fn test_net(test: &str) -> Option<TestNet> {
-    match TestNet::new() {
-        Ok(net) => Some(net),
-        Err(why) => {
-            skip(&format!("{test}: {why}"));
-            None
-        }
-    }
-}
+use netns::test_net;
 
 #[test]
 fn a_server_bound_to_an_interface_answers_only_what_arrives_on_it() {

@@ -25,7 +25,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use netns::TestNet;
+use netns::{in_ns, test_net};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// The most datagrams a loop may cost the server (SPEC §5).
@@ -112,28 +112,6 @@ impl PeerKind {
             PeerKind::Appending => "appending echo",
         }
     }
-}
-
-/// A namespace for the test, or a visible skip.
-fn test_net(test: &str) -> Option<TestNet> {
-    match TestNet::new() {
-        Ok(net) => Some(net),
-        Err(why) => {
-            skip(&format!("{test}: {why}"));
-            None
-        }
-    }
-}
-
-/// Runs `work` on a thread inside namespace `ns` (namespaces are per thread).
-fn in_ns<T: Send + 'static>(ns: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_owned();
-    thread::spawn(move || {
-        TestNet::enter(&ns);
-        work()
-    })
-    .join()
-    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// The one's-complement sum of `bytes` (big-endian 16-bit words) added to `sum`.

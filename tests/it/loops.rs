@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use netns::TestNet;
+use netns::{in_ns, test_net};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// The most datagrams a loop may cost each side (SPEC §5).
@@ -39,28 +39,6 @@ fn stop(mut server: ServerProcess) -> String {
     let (status, stderr) = server.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{stderr}");
     stderr
-}
-
-/// A namespace for the test, or a visible skip.
-fn test_net(test: &str) -> Option<TestNet> {
-    match TestNet::new() {
-        Ok(net) => Some(net),
-        Err(why) => {
-            skip(&format!("{test}: {why}"));
-            None
-        }
-    }
-}
-
-/// Runs `work` on a thread inside namespace `ns` (namespaces are per thread).
-fn in_ns<T: Send + 'static>(ns: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_owned();
-    thread::spawn(move || {
-        TestNet::enter(&ns);
-        work()
-    })
-    .join()
-    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Sends one UDP datagram from `from` (any address and port: forged) to `to`

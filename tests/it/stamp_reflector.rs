@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use udp_echo::stamp::{Key, Mode, ReflectedPacket, SenderPacket, TimeFormat};
+use udp_echo::stamp::{Key, Mode, ReflectedPacket, TimeFormat};
 use udp_echo::sys::send_segmented;
 
 /// The loops a `--stamp` server can run.
@@ -61,22 +61,10 @@ fn stop(mut server: ServerProcess) -> String {
     server.wait_exit(WAIT).1
 }
 
-/// A sender packet of `mode`, `len` bytes (zero after the base packet),
-/// signed with `key` when given.
+/// A sender packet of `mode` with sequence `seq`, `len` bytes, signed
+/// with `key` when given (this file's SSID).
 fn request(mode: Mode, seq: u32, len: usize, key: Option<&Key>) -> Vec<u8> {
-    let mut buf = vec![0u8; len.max(mode.base_len())];
-    SenderPacket {
-        seq,
-        timestamp: TimeFormat::Ntp.encode(SystemTime::now()),
-        error_estimate: TimeFormat::Ntp.error_estimate(),
-        ssid: 0x5151,
-    }
-    .encode(mode, &mut buf);
-    if let Some(key) = key {
-        key.sign(&mut buf);
-    }
-    buf.truncate(len);
-    buf
+    common::stamp_request(mode, seq, len, key, 0x5151)
 }
 
 /// A client socket with TTL `ttl` (what the replies must report).

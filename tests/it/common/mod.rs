@@ -546,3 +546,29 @@ pub(crate) fn run_client_in(ns: &str, args: &[&str]) -> ClientRun {
     let prefix = ["netns", "exec", ns, CLIENT];
     run_program("ip", &[&prefix[..], args].concat(), None)
 }
+
+/// A STAMP session-sender packet of `mode` with sequence `seq` and `ssid`,
+/// `len` bytes (cut, or zero-padded after the base packet), time-stamped now
+/// and signed when `key` is given.
+pub(crate) fn stamp_request(
+    mode: udp_echo::stamp::Mode,
+    seq: u32,
+    len: usize,
+    key: Option<&udp_echo::stamp::Key>,
+    ssid: u16,
+) -> Vec<u8> {
+    use udp_echo::stamp::{SenderPacket, TimeFormat};
+    let mut buf = vec![0u8; len.max(mode.base_len())];
+    SenderPacket {
+        seq,
+        timestamp: TimeFormat::Ntp.encode(std::time::SystemTime::now()),
+        error_estimate: TimeFormat::Ntp.error_estimate(),
+        ssid,
+    }
+    .encode(mode, &mut buf);
+    if let Some(key) = key {
+        key.sign(&mut buf);
+    }
+    buf.truncate(len);
+    buf
+}

@@ -287,6 +287,29 @@ impl TestNet {
     }
 }
 
+/// A namespace pair for `test`, or a visible skip (`None`) where namespaces
+/// cannot be made (not root, no ip(8)).
+pub(crate) fn test_net(test: &str) -> Option<TestNet> {
+    match TestNet::new() {
+        Ok(net) => Some(net),
+        Err(why) => {
+            super::skip(&format!("{test}: {why}"));
+            None
+        }
+    }
+}
+
+/// Runs `work` on a thread inside namespace `ns` (namespaces are per thread).
+pub(crate) fn in_ns<T: Send + 'static>(ns: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_owned();
+    std::thread::spawn(move || {
+        TestNet::enter(&ns);
+        work()
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
 impl Drop for TestNet {
     fn drop(&mut self) {
         // Deleting a namespace deletes its end of the veth link, and with it
