@@ -4,6 +4,7 @@
 //! Everything that touches socket options lives here, so the echo loop and the
 //! client receive a ready `std::net::UdpSocket`.
 
+pub mod cidr;
 pub mod dscp;
 pub mod limits;
 pub mod local_addrs;
@@ -22,8 +23,9 @@ pub use limits::Limits;
 pub const MAX_UDP_PAYLOAD_V4: usize = 65507;
 /// The largest UDP payload over IPv6 without jumbograms (65535 − 8).
 pub const MAX_UDP_PAYLOAD_V6: usize = 65527;
-/// A receive buffer this large never truncates a datagram, whatever the family.
-pub const RECV_BUFFER_LEN: usize = 65535;
+/// A receive buffer this large never truncates a datagram, whatever the family
+/// (defined in `sys`, whose batches are built of such buffers).
+pub use crate::sys::RECV_BUFFER_LEN;
 
 /// The largest payload one datagram to `addr` can carry.
 pub fn max_payload(addr: &SocketAddr) -> usize {

@@ -8,10 +8,11 @@ use serde::Serialize;
 use udp_echo::cli::client::{Args, Command, PROGRAM, Payload};
 use udp_echo::cli::exit::{self, Verdict};
 use udp_echo::cli::generate::{self, Program};
+use udp_echo::client::report;
 use udp_echo::client::session::{self, Outputs};
 use udp_echo::client::{self, Target, doctor::Severity};
 use udp_echo::shutdown::{Stop, StopCause};
-use udp_echo::{Error, Result, logging, report};
+use udp_echo::{Error, Result, logging};
 
 fn main() -> ExitCode {
     let args = Args::from_command_line();

@@ -8,10 +8,11 @@ use std::thread;
 use clap::Parser;
 use udp_echo::cli::generate::{self, Program};
 use udp_echo::cli::server::{Args, PROGRAM};
-use udp_echo::notify::{self, Notifier};
+use udp_echo::logging;
+use udp_echo::server::service::activation;
+use udp_echo::server::service::notify::{self, Notifier};
 use udp_echo::server::{Server, ServerConfig};
 use udp_echo::shutdown::Stop;
-use udp_echo::{activation, logging};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -69,7 +70,7 @@ fn main() -> ExitCode {
     let server = match metrics {
         Some(listener) => {
             if let Ok(addr) = listener.local_addr() {
-                let _ = writeln!(stdout, "{}", udp_echo::metrics::server::announce(addr));
+                let _ = writeln!(stdout, "{}", udp_echo::server::metrics::announce(addr));
             }
             server.with_metrics(listener)
         }

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use super::Target;
 use super::measure::{self, MeasureConfig, Mode};
+use crate::client::stats::RunSummary;
 use crate::error::Result;
-use crate::guard::GuardConfig;
 use crate::net::{self, Limits, snmp, udp_table};
+use crate::server::guard::GuardConfig;
 use crate::server::{DEFAULT_BATCH, Server, ServerConfig, StopPolicy};
 use crate::shutdown::Stop;
-use crate::stats::RunSummary;
 use crate::sys;
 
 /// A receive-buffer limit below this makes fast UDP receivers drop under bursts.
@@ -142,7 +142,7 @@ pub fn check_run(topic: &'static str, run: &RunSummary, against: &str) -> Findin
         run.loss_percent,
         run.rtt_us.p50 / 1e3,
         run.rtt_us.p99 / 1e3,
-        if run.mode == crate::stats::RunMode::Flood {
+        if run.mode == crate::client::stats::RunMode::Flood {
             format!(", {:.0} round trips/s", run.rtt_per_s)
         } else {
             String::new()
@@ -160,7 +160,7 @@ pub fn check_run(topic: &'static str, run: &RunSummary, against: &str) -> Findin
         );
     }
     let mine = run.lost_in_client.unwrap_or(0);
-    if c.lost > 0 && run.mode == crate::stats::RunMode::Ping {
+    if c.lost > 0 && run.mode == crate::client::stats::RunMode::Ping {
         return finding(
             Severity::Action,
             topic,

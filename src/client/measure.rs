@@ -25,11 +25,11 @@ use std::time::Duration;
 use super::Target;
 use super::probes::{ProbeBatch, unix_now_ns};
 use super::stamp::StampConfig;
+use crate::client::probe::{Check, Clock};
+use crate::client::stats::{Counts, Latency, RunMode, RunSummary};
 use crate::error::{Error, Result};
 use crate::net::udp_table;
-use crate::probe::{Check, Clock};
 use crate::shutdown::{self, Stop};
-use crate::stats::{Counts, Latency, RunMode, RunSummary};
 
 mod books;
 pub(crate) mod codec;

@@ -7,12 +7,16 @@
 pub mod doctor;
 pub mod find_rate;
 pub mod measure;
+pub mod metrics;
 mod oneshot;
 pub mod plot;
 pub mod pmtu;
+pub mod probe;
 pub mod probes;
+pub mod report;
 pub mod session;
 pub mod stamp;
+pub mod stats;
 
 pub use oneshot::{Reply, one_shot, stop_server};
 

@@ -16,8 +16,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::measure::{Event, IntervalReport};
-use crate::probe::Check;
-use crate::stats::{Latency, RunSummary};
+use crate::client::probe::Check;
+use crate::client::stats::{Latency, RunSummary};
 
 /// Points kept for a ping run; past this, every other point is dropped and
 /// only every second one after that is kept (and so on): memory stays bounded.
@@ -433,7 +433,7 @@ fn distribution(s: &mut String, latency: &Latency) {
         s,
         r##"<text x="{LEFT}" y="{}" fill="#444444">RTT distribution ({}); line: cumulative % (right axis)</text>"##,
         top - 6.0,
-        crate::report::count(latency.count(), "round trip", "round trips")
+        crate::client::report::count(latency.count(), "round trip", "round trips")
     );
     for (i, b) in buckets.iter().enumerate().filter(|(_, b)| b.count > 0) {
         let bar_top = y(b.count as f64);

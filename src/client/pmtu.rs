@@ -8,8 +8,8 @@
 use serde::Serialize;
 
 use super::{Connection, Target};
+use crate::client::probe::{self, Check};
 use crate::error::{Error, Result};
-use crate::probe::{self, Check};
 use crate::sys;
 
 /// Tries per size before silence counts as "too big" (a single loss is not).

@@ -18,11 +18,12 @@ use super::Target;
 use super::measure::{Event, Hooks, MeasureConfig, Mode, Summary, measure_with};
 use super::plot::Timeline;
 use super::probes::{Format, write_records};
+use crate::client::metrics::ClientMetrics;
+use crate::client::report;
+use crate::client::stats::Latency;
 use crate::error::{Error, Result};
-use crate::metrics::{self, client::ClientMetrics};
-use crate::report;
+use crate::metrics;
 use crate::shutdown::Stop;
-use crate::stats::Latency;
 
 /// What a measured run writes besides its summary.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -248,7 +249,7 @@ fn report_run(
     let timeline = RefCell::new(outputs.plot.as_ref().map(|_| Timeline::new(config.timeout)));
     let mut latency = Latency::new();
     let mut peer = String::new();
-    let mut on_counts = |counts: &crate::stats::Counts| {
+    let mut on_counts = |counts: &crate::client::stats::Counts| {
         if let Some(m) = live {
             m.counts(counts);
         }
@@ -281,7 +282,8 @@ fn report_run(
                 }
                 print(&report::interval_line(interval));
             },
-            on_counts: live.map(|_| &mut on_counts as &mut dyn FnMut(&crate::stats::Counts)),
+            on_counts: live
+                .map(|_| &mut on_counts as &mut dyn FnMut(&crate::client::stats::Counts)),
             probes,
             latency: Some(&mut latency),
         },

@@ -18,12 +18,12 @@ use serde::Serialize;
 pub use owd::OwdSummary;
 
 use super::measure::codec::{Codec, StampCodec, unix_ns_exact};
+use crate::client::probe::Check;
+use crate::client::stats::RunSummary;
 use crate::error::Result;
-use crate::probe::Check;
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
 use crate::stamp::packet::{find_tlv, tlv_flags};
 use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat};
-use crate::stats::RunSummary;
 use owd::Owd;
 
 /// A STAMP session as the command line asks for it, free of clap types.

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use log::info;
 
-use crate::guard::DropReason;
 use crate::net::udp_table;
-use crate::notify::Notifier;
+use crate::server::guard::DropReason;
+use crate::server::service::notify::Notifier;
 use crate::shutdown::{Stop, signal_name};
 
 /// What one echo loop counted.
@@ -254,7 +254,7 @@ impl fmt::Display for Summary {
             "stopped by {} after {:.1} s: received {} ({} bytes), echoed {} ({} bytes), {}, send errors {}, ",
             self.cause,
             self.elapsed.as_secs_f64(),
-            crate::report::count(c.datagrams_received, "datagram", "datagrams"),
+            crate::units::count(c.datagrams_received, "datagram", "datagrams"),
             c.bytes_received,
             c.datagrams_echoed,
             c.bytes_echoed,

@@ -11,11 +11,11 @@ use log::{debug, warn};
 
 use super::StopPolicy;
 use super::counters::{Counters, Published};
-use crate::echo_loop::{LoopDetector, LoopVerdict, is_known_reply};
-use crate::guard::{Decision, DropReason, Rules, SharedRateLimiter};
 use crate::logging::escape_payload;
 use crate::net;
 use crate::net::local_addrs::LocalAddrs;
+use crate::server::guard::loop_detect::{LoopDetector, LoopVerdict, is_known_reply};
+use crate::server::guard::{Decision, DropReason, Rules, SharedRateLimiter};
 use crate::shutdown::Stop;
 use crate::stamp::{Reflector, ReflectorConfig};
 

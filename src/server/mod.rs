@@ -14,17 +14,21 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::guard::{GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
 use crate::net::udp_table;
 use crate::net::{self, BufferSize, Family, Limits, SocketOptions};
-use crate::notify::Notifier;
+use crate::server::guard::{GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
+use crate::server::service::notify::Notifier;
+use crate::server::watch::watch_port;
 use crate::shutdown::{Stop, StopCause};
 use crate::stamp::StampOptions;
-use crate::watch::watch_port;
 
 mod counters;
+pub mod guard;
 mod loops;
+pub mod metrics;
+pub mod service;
 mod startup;
+pub(crate) mod watch;
 
 pub use counters::{Counters, StopReason, Summary};
 use counters::{Published, report_stats, totals};
@@ -216,7 +220,7 @@ impl Server {
     }
 
     /// Serves sockets someone else bound — a service manager's, through socket
-    /// activation ([`crate::activation`]) — instead of binding: one thread per
+    /// activation ([`crate::server::service::activation`]) — instead of binding: one thread per
     /// socket, whatever `config.threads` says. Each gets the buffer sizes and
     /// read timeout [`bind`](Self::bind) would give it; the report names
     /// every socket's address, and the first one's buffers. Each loop knows
@@ -328,7 +332,7 @@ impl Server {
     }
 
     /// Also sends each `--stats-interval` line to the service manager as its
-    /// `STATUS=` (socket activation's companion, [`crate::notify`]).
+    /// `STATUS=` (socket activation's companion, [`crate::server::service::notify`]).
     pub fn notifying(mut self, notifier: Arc<Notifier>) -> Server {
         self.notifier = Some(notifier);
         self
@@ -382,7 +386,7 @@ impl Server {
                 let (published, report, inodes) = (&published, &self.report, &self.inodes);
                 let totals = move || totals(published);
                 scope.spawn(move || {
-                    crate::metrics::server::serve(listener, report, inodes, &totals, stop)
+                    crate::server::metrics::serve(listener, report, inodes, &totals, stop)
                 });
             }
             // No socket table at start, no watch (the report says so).

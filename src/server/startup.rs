@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 
 use log::Level;
 
-use crate::guard::{GuardConfig, RATE_LIMIT_SOURCES};
 use crate::net::udp_table::UdpSocketEntry;
 use crate::net::{BufferSize, Limits};
+use crate::server::guard::{GuardConfig, RATE_LIMIT_SOURCES};
+use crate::server::watch;
 use crate::stamp::ReflectorConfig;
-use crate::watch;
 
 /// What [`Server::bind`](crate::server::Server::bind) found and set up: the start-up report as data. The
 /// binary logs it ([`StartupReport::lines`]); the library does not, so a server
@@ -111,7 +111,7 @@ impl StartupReport {
                 } else {
                     format!("s, {threads} sockets sharing the port with SO_REUSEPORT")
                 },
-                crate::report::count(self.batch as u64, "datagram", "datagrams"),
+                crate::units::count(self.batch as u64, "datagram", "datagrams"),
             ),
         ));
         match &self.gro {
@@ -119,7 +119,7 @@ impl StartupReport {
                 Level::Info,
                 format!(
                     "UDP GRO/GSO on: up to {} of 64 KiB per recvmmsg, each burst echoed with one UDP_SEGMENT send",
-                    crate::report::count(self.batch as u64, "buffer", "buffers")
+                    crate::units::count(self.batch as u64, "buffer", "buffers")
                 ),
             )),
             GroStatus::NotAsked => {}

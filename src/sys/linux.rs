@@ -24,7 +24,7 @@ use std::os::fd::AsRawFd;
 use std::ptr;
 
 use super::EchoOutcome;
-use crate::net::RECV_BUFFER_LEN;
+use super::RECV_BUFFER_LEN;
 use cmsg::{RECV_CONTROL_LEN, RecvControl, SendControl};
 
 pub(super) mod cmsg;
@@ -493,7 +493,7 @@ fn to_socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Opt
 /// before anything is reserved for it.
 ///
 /// `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` are unset only when this
-/// thread is provably the process's only one ([`only_thread`]), the one case
+/// thread is provably the process's only one (`only_thread`), the one case
 /// in which changing the environment is sound; otherwise they stay, which is
 /// harmless: a child has another PID, so it ignores them, and the
 /// descriptors are close-on-exec. So this is safe to call at any time.
@@ -502,9 +502,9 @@ pub fn take_listen_fds() -> io::Result<Vec<std::os::fd::OwnedFd>> {
     use std::sync::atomic::{AtomicBool, Ordering};
     static TAKEN: AtomicBool = AtomicBool::new(false);
 
-    let count = crate::activation::listen_fds_from_env();
+    let count = super::listen_fds::listen_fds_from_env();
     if std::env::var_os("LISTEN_PID").is_some() && only_thread() {
-        for name in crate::activation::VARIABLES {
+        for name in super::listen_fds::VARIABLES {
             // SAFETY: `only_thread` just read from the kernel that this
             // thread is the process's only one, and no other can appear
             // meanwhile (only this thread could start one, and it is here):
@@ -517,7 +517,7 @@ pub fn take_listen_fds() -> io::Result<Vec<std::os::fd::OwnedFd>> {
     if count == 0 || TAKEN.swap(true, Ordering::SeqCst) {
         return Ok(Vec::new());
     }
-    let first = crate::activation::FIRST_FD;
+    let first = super::listen_fds::FIRST_FD;
     // Descriptors at or past the limit cannot be open: refuse an absurd
     // count at once instead of reserving memory for it.
     if let Some(limit) = open_files_limit() {

@@ -28,9 +28,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::codec::Codec;
+use crate::client::probe::Check;
 use crate::client::probes::{Outcome, ProbeRecord};
-use crate::probe::Check;
-use crate::stats::{Counts, Latency};
+use crate::client::stats::{Counts, Latency};
 
 /// A ring of bits over the most recent sequence numbers: bit `seq` holds
 /// the last value set for any sequence number congruent to it.

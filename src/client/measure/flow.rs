@@ -16,11 +16,11 @@ use super::codec::Codec;
 use super::offload::{self, GsoSender, GsoSent, Offloads};
 use super::{BATCH, Event, MeasureConfig, Mode};
 use crate::client::Connection;
+use crate::client::probe::Clock;
 use crate::client::probes::ProbeBatch;
 use crate::client::stamp::StampBooks;
+use crate::client::stats::{Counts, Latency, TosTally};
 use crate::error::{Error, Result};
-use crate::probe::Clock;
-use crate::stats::{Counts, Latency, TosTally};
 use crate::sys::{GroBatch, SendBatch, wait_readable};
 
 /// Records a flow hands over at once in flood and rate mode (ping: each step).

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::flow::Flow;
 use super::{MeasureConfig, Mode};
 use crate::client::stamp::{self, StampSummary};
-use crate::stats::{Counts, Latency, RttClock, RttResolution, RunSummary, TosTally};
+use crate::client::stats::{Counts, Latency, RttClock, RttResolution, RunSummary, TosTally};
 
 /// What a measured run found: an echo run's summary, or a STAMP session's
 /// (which holds the echo summary and adds to it). Serialises as the one

@@ -176,8 +176,10 @@ fn gso_refused(errno: i32) {
 mod tests {
     use super::super::LoopContext;
     use super::*;
-    use crate::guard::{DropReason, GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
     use crate::server::counters::Counters;
+    use crate::server::guard::{
+        DropReason, GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter,
+    };
     use crate::server::{STOP_POLL, StopPolicy};
     use crate::shutdown::Stop;
     use crate::sys;
@@ -481,7 +483,7 @@ mod tests {
             local: addr,
             rules: &rules,
             loop_detect: true,
-            near_copy_budget: crate::echo_loop::NEAR_COPY_BUDGET,
+            near_copy_budget: crate::server::guard::loop_detect::NEAR_COPY_BUDGET,
             origin: Instant::now(),
             limiter: None,
             published: None,

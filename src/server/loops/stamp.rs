@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::gro::{DropMarks, echo_run};
 use super::{LoopState, reply_tos};
-use crate::guard::DropReason;
+use crate::server::guard::DropReason;
 use crate::stamp::{Arrival, Refusal};
 use crate::sys::{Batch, GroBatch};
 

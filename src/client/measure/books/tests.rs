@@ -2,7 +2,7 @@
 //! reply bytes and the passing of time, and reads the counts.
 
 use super::*;
-use crate::probe;
+use crate::client::probe;
 
 const SIZE: usize = 64;
 const MS: u64 = 1_000_000;

@@ -2,14 +2,14 @@
 //! server just echoed to it is in a loop with us, and is not answered for a while.
 //!
 //! Pure logic, no I/O, the clock injected (nanoseconds, like
-//! [`RateLimiter`](crate::guard::RateLimiter)), memory fixed at creation.
+//! [`RateLimiter`](crate::server::guard::RateLimiter)), memory fixed at creation.
 //!
 //! # Why
 //!
 //! Two echo services bounce one forged datagram between them forever
 //! (CVE-1999-0103, the 2024 "Loop DoS", CVE-2024-2169), and a server bound to a
 //! wildcard address can be made to echo to itself. The port rules of
-//! [`guard`](crate::guard) cannot see a peer on an ordinary port. What every loop
+//! [`guard`](crate::server::guard) cannot see a peer on an ordinary port. What every loop
 //! shows is its content: an echo server sends a peer exactly what it received
 //! from it, so in a loop the bytes that come from a peer are the bytes we
 //! recently sent that peer, again and again. With `k` datagrams circulating the

@@ -12,22 +12,14 @@ use crate::client::doctor::{Finding, Severity};
 use crate::client::find_rate::{FindRateSummary, Step};
 use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode, Summary};
 use crate::client::pmtu::{Outcome, PmtuStep, PmtuSummary};
-use crate::probe::Check;
-use crate::stats::{Latency, RttResolution, RunSummary};
+use crate::client::probe::Check;
+use crate::client::stats::{Latency, RttResolution, RunSummary};
 
 fn ms(us: f64) -> String {
     format!("{:.3}", us / 1e3)
 }
 
-/// `n` and its noun, singular for exactly one: `1 probe`, `0 probes`,
-/// `2 probes`. Every count a report prints next to a noun goes through here.
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
-}
+pub use crate::units::count;
 
 fn flows(n: usize) -> String {
     count(n as u64, "flow", "flows")
@@ -56,7 +48,7 @@ pub fn start_line(target: &str, config: &MeasureConfig) -> String {
             "{kind} PING {target}: {what}{tos}, {}interval {} s, timeout {timeout} s",
             count.map_or(String::new(), |c| format!(
                 "{}, ",
-                crate::report::count(c, noun.trim_end_matches('s'), noun)
+                crate::client::report::count(c, noun.trim_end_matches('s'), noun)
             )),
             secs(interval),
         ),
@@ -162,7 +154,7 @@ pub fn summary(s: &RunSummary) -> String {
             count(c.send_errors, "send error", "send errors")
         );
     }
-    if s.mode != crate::stats::RunMode::Ping {
+    if s.mode != crate::client::stats::RunMode::Ping {
         let _ = write!(
             out,
             "{:.0} rt/s, {:.1} Mbit/s, sent {:.0} probes/s",
@@ -316,7 +308,7 @@ pub fn loss_attribution(s: &RunSummary) -> String {
 }
 
 /// The datagrams beside the needed replies, named: `300 duplicates, 2 foreign`.
-fn extras(c: &crate::stats::Counts) -> String {
+fn extras(c: &crate::client::stats::Counts) -> String {
     let named = [
         (c.duplicates, "duplicate", "duplicates"),
         (c.late, "late reply", "late replies"),
@@ -395,7 +387,7 @@ pub fn find_rate_summary(s: &FindRateSummary) -> String {
 pub fn pmtu_start(target: &str, min: usize, timeout: Duration) -> String {
     format!(
         "UDP ECHO PMTU {target}: don't-fragment set, payload {min}..{} bytes, timeout {} s",
-        crate::probe::MAX_SIZE,
+        crate::client::probe::MAX_SIZE,
         secs(timeout)
     )
 }
@@ -514,8 +506,10 @@ const HISTOGRAM_LINES: usize = 24;
 
 /// Merges each run of empty buckets into one, so a lone outlier far out
 /// costs one line, not one per bucket on the way.
-fn merge_empty_runs(buckets: Vec<crate::stats::RttBucket>) -> Vec<crate::stats::RttBucket> {
-    let mut merged: Vec<crate::stats::RttBucket> = Vec::with_capacity(buckets.len());
+fn merge_empty_runs(
+    buckets: Vec<crate::client::stats::RttBucket>,
+) -> Vec<crate::client::stats::RttBucket> {
+    let mut merged: Vec<crate::client::stats::RttBucket> = Vec::with_capacity(buckets.len());
     for b in buckets {
         match merged.last_mut() {
             Some(last) if last.count == 0 && b.count == 0 => last.high_ns = b.high_ns,
@@ -526,7 +520,7 @@ fn merge_empty_runs(buckets: Vec<crate::stats::RttBucket>) -> Vec<crate::stats::
 }
 
 /// `--histogram`: the round trips in buckets of equal ratio, as fine as fits
-/// in [`HISTOGRAM_LINES`] (8, 4, 2 or 1 per doubling; a run of empty buckets
+/// in `HISTOGRAM_LINES` (8, 4, 2 or 1 per doubling; a run of empty buckets
 /// is one line), one line each: its bounds, a bar of `#` whose length is
 /// log-scaled (a tail of 32 and one of 1,824 differ at a glance, and a bucket
 /// with any round trip gets at least one `#`), the count, the cumulative
@@ -599,7 +593,7 @@ pub fn json(s: &impl serde::Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
+    use crate::client::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
 
     /// A one-flow ping run of 64-byte probes against 127.0.0.1:9999, no
     /// figures yet: each test sets what it looks at.

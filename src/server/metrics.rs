@@ -22,8 +22,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::guard::DropReason;
 use crate::net::{self, udp_table};
+use crate::server::guard::DropReason;
 use crate::server::{Counters, StartupReport};
 use crate::shutdown::Stop;
 
@@ -204,12 +204,12 @@ pub fn serve(
 ) {
     let started = SystemTime::now();
     let render_now = || render(&Snapshot::take(totals(), report, inodes, started));
-    super::http::serve(listener, stop, prometheus_text::CONTENT_TYPE, &render_now);
+    crate::metrics::http::serve(listener, stop, prometheus_text::CONTENT_TYPE, &render_now);
 }
 
 /// The second line the server prints on stdout with `--metrics`.
 pub fn announce(addr: SocketAddr) -> String {
-    format!("metrics on {}", super::url(addr))
+    format!("metrics on {}", crate::metrics::url(addr))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! period are caught, distinct or slow traffic never is, memory stays fixed.
 
 use super::*;
-use crate::probe;
+use crate::client::probe;
 use std::net::Ipv4Addr;
 
 const MS: u64 = 1_000_000;

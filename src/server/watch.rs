@@ -23,7 +23,7 @@ use crate::shutdown::Stop;
 /// never takes more than 2% of one core. A co-binder living less than the
 /// interval can still be missed; the datagram it may leave behind to start a
 /// loop is caught by the own-socket check and loop detection
-/// ([`echo_loop`](crate::echo_loop)), not by the watch.
+/// ([`loop_detect`](crate::server::guard::loop_detect)), not by the watch.
 pub(crate) const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The interval is at least this many times the last read of the table.
