@@ -10,7 +10,6 @@ use log::info;
 
 use crate::net::udp_table;
 use crate::server::guard::DropReason;
-use crate::server::service::notify::Notifier;
 use crate::shutdown::{Stop, signal_name};
 
 /// What one echo loop counted.
@@ -129,7 +128,7 @@ pub(super) fn report_stats(
     interval: Duration,
     stop: &Stop,
     started: Instant,
-    notifier: Option<&Notifier>,
+    status: Option<&(dyn Fn(&str) + Send + Sync)>,
 ) {
     let mut last = Counters::default();
     // The socket's counter may predate this run (socket activation).
@@ -149,8 +148,8 @@ pub(super) fn report_stats(
         );
         info!("{line}");
         // The same line as the service manager's STATUS (`systemctl status`).
-        if let Err(e) = notifier.map_or(Ok(()), |n| n.status(&line)) {
-            log::debug!("cannot send STATUS to the service manager: {e}");
+        if let Some(status) = status {
+            status(&line);
         }
         last = totals;
         last_kernel = kernel;

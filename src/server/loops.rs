@@ -51,6 +51,7 @@ pub(super) struct LoopContext<'a> {
 }
 
 mod gro;
+mod gro_send;
 mod stamp;
 
 /// Which echo loop a socket gets.

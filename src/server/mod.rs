@@ -8,8 +8,8 @@
 //! library logs nothing of its own start-up.
 //! The loops live in `loops`, what they count and the summary in `counters`.
 
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::Arc;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::net::udp_table;
 use crate::net::{self, BufferSize, Family, Limits, SocketOptions};
 use crate::server::guard::{GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
-use crate::server::service::notify::Notifier;
 use crate::server::watch::watch_port;
 use crate::shutdown::{Stop, StopCause};
 use crate::stamp::StampOptions;
@@ -25,7 +24,6 @@ use crate::stamp::StampOptions;
 mod counters;
 pub mod guard;
 mod loops;
-pub mod metrics;
 pub mod service;
 mod startup;
 pub(crate) mod watch;
@@ -134,10 +132,11 @@ pub struct Server {
     limiter: Option<SharedRateLimiter>,
     /// Per-datagram debug lines, when debug logging is on (see [`Server::without_datagram_log`]).
     datagram_log: bool,
-    /// Where the `--stats-interval` lines also go, as `STATUS=` (see [`Server::notifying`]).
-    notifier: Option<Arc<Notifier>>,
-    /// The `--metrics` endpoint, served by one more thread (see [`Server::with_metrics`]).
-    metrics: Option<TcpListener>,
+    /// Where the `--stats-interval` lines also go (see [`Server::with_status`]).
+    status: Option<StatusSink>,
+    /// One more thread that reads the published totals while the loops run
+    /// (see [`Server::with_observer`]).
+    observer: Option<Observer>,
 }
 
 impl Server {
@@ -307,8 +306,8 @@ impl Server {
                 SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES, config.guard.rate_limit_prefix)
             }),
             datagram_log: true,
-            notifier: None,
-            metrics: None,
+            status: None,
+            observer: None,
             report,
         })
     }
@@ -331,18 +330,19 @@ impl Server {
         self
     }
 
-    /// Also sends each `--stats-interval` line to the service manager as its
-    /// `STATUS=` (socket activation's companion, [`crate::server::service::notify`]).
-    pub fn notifying(mut self, notifier: Arc<Notifier>) -> Server {
-        self.notifier = Some(notifier);
+    /// Also hands each `--stats-interval` line to `status` (the service layer
+    /// sends it to the service manager as its `STATUS=`).
+    pub fn with_status(mut self, status: impl Fn(&str) + Send + Sync + 'static) -> Server {
+        self.status = Some(StatusSink(Box::new(status)));
         self
     }
 
-    /// Serves Prometheus metrics on `listener` while running (`--metrics`):
-    /// the loops then publish their totals after each batch, as for
-    /// `--stats-interval`, and one more thread renders them per scrape.
-    pub fn with_metrics(mut self, listener: TcpListener) -> Server {
-        self.metrics = Some(listener);
+    /// Runs `observer` on one more thread while the loops run: the loops then
+    /// publish their totals after each batch, as for `--stats-interval`, and
+    /// the observer reads them through [`Running::totals`] until the stop
+    /// (the `--metrics` endpoint, wired by [`service`]).
+    pub fn with_observer(mut self, observer: Observer) -> Server {
+        self.observer = Some(observer);
         self
     }
 
@@ -367,7 +367,7 @@ impl Server {
                         near_copy_budget: self.report.guard.near_copy_budget,
                         origin: started,
                         limiter: self.limiter.as_ref(),
-                        published: (self.stats_interval.is_some() || self.metrics.is_some())
+                        published: (self.stats_interval.is_some() || self.observer.is_some())
                             .then_some(published),
                         datagram_log: self.datagram_log,
                         stamp: self.report.stamp.as_ref(),
@@ -377,16 +377,21 @@ impl Server {
                 .collect();
             if let Some(interval) = self.stats_interval {
                 let (published, inodes) = (&published, &self.inodes);
-                let notifier = self.notifier.as_deref();
+                let status = self.status.as_ref().map(|sink| &*sink.0);
                 scope.spawn(move || {
-                    report_stats(published, inodes, interval, stop, started, notifier)
+                    report_stats(published, inodes, interval, stop, started, status)
                 });
             }
-            if let Some(listener) = &self.metrics {
+            if let Some(observer) = self.observer {
                 let (published, report, inodes) = (&published, &self.report, &self.inodes);
                 let totals = move || totals(published);
                 scope.spawn(move || {
-                    crate::server::metrics::serve(listener, report, inodes, &totals, stop)
+                    (observer.0)(Running {
+                        report,
+                        inodes,
+                        totals: &totals,
+                        stop,
+                    })
                 });
             }
             // No socket table at start, no watch (the report says so).
@@ -427,6 +432,43 @@ impl Server {
             port_sharers,
         }
     }
+}
+
+/// A receiver of the `--stats-interval` lines (see [`Server::with_status`]).
+struct StatusSink(Box<dyn Fn(&str) + Send + Sync>);
+
+impl fmt::Debug for StatusSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StatusSink")
+    }
+}
+
+/// A thread beside the echo loops (see [`Server::with_observer`]).
+pub struct Observer(Box<dyn for<'a> FnOnce(Running<'a>) + Send>);
+
+impl Observer {
+    /// `run` is called once, on its own thread, when the loops start.
+    pub fn new(run: impl for<'a> FnOnce(Running<'a>) + Send + 'static) -> Observer {
+        Observer(Box::new(run))
+    }
+}
+
+impl fmt::Debug for Observer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
+/// What an [`Observer`] sees of a running server.
+pub struct Running<'a> {
+    /// What the start found.
+    pub report: &'a StartupReport,
+    /// The sockets' inodes, to find them in the kernel's socket table.
+    pub inodes: &'a [u64],
+    /// The loops' totals so far, merged from what they last published.
+    pub totals: &'a dyn Fn() -> Counters,
+    /// Raised when the run ends; the observer returns then.
+    pub stop: &'a Stop,
 }
 
 /// Turns UDP GRO on for every socket: `Unavailable` when the kernel refuses it

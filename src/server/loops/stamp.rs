@@ -28,7 +28,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::gro::{DropMarks, echo_run};
+use super::gro_send::{DropMarks, echo_run};
 use super::{LoopState, reply_tos};
 use crate::server::guard::DropReason;
 use crate::stamp::{Arrival, Refusal};
