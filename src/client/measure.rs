@@ -39,7 +39,7 @@ mod summary;
 
 use codec::Codec;
 use flow::{Flow, Shared};
-pub use summary::Summary;
+pub use summary::MeasureSummary;
 
 /// Probes per `sendmmsg`/`recvmmsg`.
 const BATCH: usize = 64;
@@ -322,7 +322,7 @@ pub fn measure(
         probes: None,
         latency: None,
     };
-    measure_with(target, config, stop, hooks).map(Summary::into_run)
+    measure_with(target, config, stop, hooks).map(MeasureSummary::into_run)
 }
 
 /// [`measure`] with every hook (running counts in ping mode, per-probe
@@ -332,7 +332,7 @@ pub fn measure_with(
     config: &MeasureConfig,
     stop: &Stop,
     hooks: Hooks<'_>,
-) -> Result<Summary> {
+) -> Result<MeasureSummary> {
     let Hooks {
         on_event,
         on_interval,

@@ -18,7 +18,7 @@ pub mod session;
 pub mod stamp;
 pub mod stats;
 
-pub use oneshot::{Reply, one_shot, stop_server};
+pub use oneshot::{OneShotReply, one_shot, stop_server};
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::client::doctor::{Finding, Severity};
 use crate::client::find_rate::{FindRateSummary, Step};
-use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode, Summary};
-use crate::client::pmtu::{Outcome, PmtuStep, PmtuSummary};
+use crate::client::measure::{Event, IntervalReport, MeasureConfig, MeasureSummary, Mode};
+use crate::client::pmtu::{PmtuOutcome, PmtuStep, PmtuSummary};
 use crate::client::probe::Check;
 use crate::client::stats::{Latency, RttResolution, RunSummary};
 
@@ -222,10 +222,10 @@ pub fn summary(s: &RunSummary) -> String {
 }
 
 /// The human summary of any run: the echo summary, or STAMP's.
-pub fn any_summary(s: &Summary) -> String {
+pub fn any_summary(s: &MeasureSummary) -> String {
     match s {
-        Summary::Echo(run) => summary(run),
-        Summary::Stamp(stamp) => stamp_summary(stamp),
+        MeasureSummary::Echo(run) => summary(run),
+        MeasureSummary::Stamp(stamp) => stamp_summary(stamp),
     }
 }
 
@@ -392,19 +392,19 @@ pub fn pmtu_start(target: &str, min: usize, timeout: Duration) -> String {
     )
 }
 
-fn outcome_text(o: &Outcome) -> String {
+fn outcome_text(o: &PmtuOutcome) -> String {
     match o {
-        Outcome::Intact => "echoed intact".to_owned(),
-        Outcome::Emsgsize { path_mtu: Some(m) } => {
+        PmtuOutcome::Intact => "echoed intact".to_owned(),
+        PmtuOutcome::Emsgsize { path_mtu: Some(m) } => {
             format!("too big here (EMSGSIZE: the kernel's path MTU is {m})")
         }
-        Outcome::Emsgsize { path_mtu: None } => "too big here (EMSGSIZE)".to_owned(),
-        Outcome::Silence => format!(
+        PmtuOutcome::Emsgsize { path_mtu: None } => "too big here (EMSGSIZE)".to_owned(),
+        PmtuOutcome::Silence => format!(
             "no reply in {} tries (dropped on the way?)",
             crate::client::pmtu::SILENT_TRIES
         ),
-        Outcome::Truncation => "came back truncated".to_owned(),
-        Outcome::Corruption => "came back with other bytes".to_owned(),
+        PmtuOutcome::Truncation => "came back truncated".to_owned(),
+        PmtuOutcome::Corruption => "came back with other bytes".to_owned(),
     }
 }
 
@@ -417,15 +417,15 @@ pub fn pmtu_step(step: &PmtuStep) -> String {
 pub fn pmtu_summary(s: &PmtuSummary) -> String {
     let limit = match &s.limit {
         None => "nothing larger exists: the largest UDP payload fits".to_owned(),
-        Some(Outcome::Emsgsize { .. }) => {
+        Some(PmtuOutcome::Emsgsize { .. }) => {
             "limit: local EMSGSIZE, the kernel knows the path MTU (from the interface or an ICMP \"fragmentation needed\")".to_owned()
         }
-        Some(Outcome::Silence) => {
+        Some(PmtuOutcome::Silence) => {
             "limit: silence, larger datagrams are dropped on the way without an ICMP error (a PMTU black hole)".to_owned()
         }
-        Some(Outcome::Truncation) => "limit: truncation, larger replies come back cut".to_owned(),
-        Some(Outcome::Corruption) => "limit: corruption, larger replies come back altered".to_owned(),
-        Some(Outcome::Intact) => unreachable!("an intact size is never the limit"),
+        Some(PmtuOutcome::Truncation) => "limit: truncation, larger replies come back cut".to_owned(),
+        Some(PmtuOutcome::Corruption) => "limit: corruption, larger replies come back altered".to_owned(),
+        Some(PmtuOutcome::Intact) => unreachable!("an intact size is never the limit"),
     };
     let kernel = s
         .kernel_path_mtu

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use super::Target;
-use super::measure::{Event, Hooks, MeasureConfig, Mode, Summary, measure_with};
+use super::measure::{Event, Hooks, MeasureConfig, MeasureSummary, Mode, measure_with};
 use super::plot::Timeline;
 use super::probes::{Format, write_records};
 use crate::client::metrics::ClientMetrics;
@@ -296,7 +296,7 @@ fn report_run(
         log::warn!("{}", line.strip_prefix("warning: ").unwrap_or(&line));
     }
     // Likewise that the target answered, but not as a STAMP reflector.
-    if let (true, Summary::Stamp(stamp)) = (json, &whole) {
+    if let (true, MeasureSummary::Stamp(stamp)) = (json, &whole) {
         if let Some(hint) = report::not_reflections(stamp) {
             log::warn!("{hint}");
         }

@@ -230,7 +230,7 @@ impl fmt::Display for StopReason {
 
 /// The end-of-run report: what was echoed, what failed, and why it stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
+pub struct ServerSummary {
     /// Merged counters of the run.
     pub counters: Counters,
     /// Why the run ended.
@@ -245,7 +245,7 @@ pub struct Summary {
     pub port_sharers: Option<u64>,
 }
 
-impl fmt::Display for Summary {
+impl fmt::Display for ServerSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.counters;
         write!(
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn the_summary_reads_as_one_line() {
-        let summary = Summary {
+        let summary = ServerSummary {
             counters: Counters {
                 datagrams_received: 3,
                 bytes_received: 10,
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn one_datagram_is_singular() {
-        let summary = Summary {
+        let summary = ServerSummary {
             counters: Counters {
                 datagrams_received: 1,
                 ..Counters::default()
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn the_summary_names_datagrams_taken_after_the_stop() {
-        let summary = Summary {
+        let summary = ServerSummary {
             counters: Counters {
                 datagrams_received: 4,
                 bytes_received: 11,

@@ -191,7 +191,7 @@ struct LoopState<'a> {
 
 /// What to do with one received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+enum EchoVerdict {
     Echo,
     Drop,
     Stop,
@@ -319,7 +319,7 @@ impl<'a> LoopState<'a> {
     }
 
     /// Counts a received datagram and decides its fate.
-    fn inspect(&mut self, data: &[u8], source: SocketAddr) -> Verdict {
+    fn inspect(&mut self, data: &[u8], source: SocketAddr) -> EchoVerdict {
         self.counters.datagrams_received += 1;
         self.counters.bytes_received += data.len() as u64;
         if self.debug {
@@ -332,23 +332,23 @@ impl<'a> LoopState<'a> {
         if self.is_own_socket(source) {
             self.warn_own_socket(source);
             self.dropped(DropReason::BadSource, data.len(), source);
-            return Verdict::Drop;
+            return EchoVerdict::Drop;
         }
         if let Decision::Drop(reason) = self.guard(source) {
             self.dropped(reason, data.len(), source);
-            return Verdict::Drop;
+            return EchoVerdict::Drop;
         }
         if data.is_empty() && self.context.policy.stops(&source) {
             self.counters.stopped_by = Some(source);
             self.context.stop.request();
-            return Verdict::Stop;
+            return EchoVerdict::Stop;
         }
         // Last: the detector records what it lets through as echoed.
         if let Some(loops) = &mut self.loops {
             if is_known_reply(data, self.unix_secs) {
                 self.warn_reply(source);
                 self.dropped(DropReason::Loop, data.len(), source);
-                return Verdict::Drop;
+                return EchoVerdict::Drop;
             }
             if let LoopVerdict::Loop { first, silent_for } = loops.check(source, data, self.now_ns)
             {
@@ -356,10 +356,10 @@ impl<'a> LoopState<'a> {
                     self.warn_loop(source, silent_for);
                 }
                 self.dropped(DropReason::Loop, data.len(), source);
-                return Verdict::Drop;
+                return EchoVerdict::Drop;
             }
         }
-        Verdict::Echo
+        EchoVerdict::Echo
     }
 
     /// Whether the loop should end: the stop flag, raised by a signal, the
@@ -488,9 +488,9 @@ fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
         let received = stamp.then(SystemTime::now);
         state.tick();
         match state.inspect(&buf[..len], source) {
-            Verdict::Echo => {}
-            Verdict::Drop => continue,
-            Verdict::Stop => break,
+            EchoVerdict::Echo => {}
+            EchoVerdict::Drop => continue,
+            EchoVerdict::Stop => break,
         }
         // The request's DSCP goes back on the reply; ECN is not copied (Not-ECT).
         let tos = match received {
@@ -543,9 +543,9 @@ fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate
             let (data, source) = batch.datagram(i);
             *slot = match source {
                 Some(source) => match state.inspect(data, source) {
-                    Verdict::Echo => Some(reply_tos(batch.tos(i))),
-                    Verdict::Drop => None,
-                    Verdict::Stop => {
+                    EchoVerdict::Echo => Some(reply_tos(batch.tos(i))),
+                    EchoVerdict::Drop => None,
+                    EchoVerdict::Stop => {
                         end = i;
                         break;
                     }

@@ -28,7 +28,7 @@ pub mod service;
 mod startup;
 pub(crate) mod watch;
 
-pub use counters::{Counters, StopReason, Summary};
+pub use counters::{Counters, ServerSummary, StopReason};
 use counters::{Published, report_stats, totals};
 use loops::{LoopContext, LoopKind, serve};
 pub use startup::{GroStatus, StartupReport};
@@ -349,7 +349,7 @@ impl Server {
     /// Echoes until an allowed empty datagram or `stop`, then returns the summary.
     /// Each thread serves its own socket, or all serve the one exclusive
     /// socket; a stop seen by one ends them all.
-    pub fn run(self, stop: &Stop) -> Summary {
+    pub fn run(self, stop: &Stop) -> ServerSummary {
         let started = Instant::now();
         let published: Vec<Published> = (0..self.threads).map(|_| Published::default()).collect();
         let counters = thread::scope(|scope| {
@@ -424,7 +424,7 @@ impl Server {
             (None, Some(StopCause::Signal(signal))) => StopReason::Signal(signal),
             (None, _) => StopReason::Requested,
         };
-        Summary {
+        ServerSummary {
             counters,
             cause,
             elapsed: started.elapsed(),

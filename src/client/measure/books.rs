@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use super::codec::Codec;
 use crate::client::probe::Check;
-use crate::client::probes::{Outcome, ProbeRecord};
+use crate::client::probes::{ProbeOutcome, ProbeRecord};
 use crate::client::stats::{Counts, Latency};
 
 /// A ring of bits over the most recent sequence numbers: bit `seq` holds
@@ -220,7 +220,7 @@ impl Books {
         seq: u64,
         sent_ns: Option<u64>,
         rtt_ns: u64,
-        outcome: Outcome,
+        outcome: ProbeOutcome,
         batch_timed: bool,
     ) {
         if let Some(records) = &mut self.records {
@@ -331,7 +331,7 @@ impl Books {
         self.outstanding -= 1;
         self.counts.lost += 1;
         self.counts.lost_refused += 1;
-        self.record(seq, Some(sent_ns), 0, Outcome::Lost, batch);
+        self.record(seq, Some(sent_ns), 0, ProbeOutcome::Lost, batch);
         Some(seq)
     }
 
@@ -426,11 +426,11 @@ impl Books {
         if self.records.is_some() {
             // Corrupt first, then late, then duplicate: one record per reply.
             let outcome = match check {
-                Check::Corrupt { .. } => Outcome::Corrupt,
-                _ if answer.late => Outcome::Late,
-                _ if answer.duplicate => Outcome::Duplicate,
-                Check::Truncated { .. } => Outcome::Truncated,
-                _ => Outcome::Answered,
+                Check::Corrupt { .. } => ProbeOutcome::Corrupt,
+                _ if answer.late => ProbeOutcome::Late,
+                _ if answer.duplicate => ProbeOutcome::Duplicate,
+                Check::Truncated { .. } => ProbeOutcome::Truncated,
+                _ => ProbeOutcome::Answered,
             };
             let sent_ns = match (self.pending_of(seq), check) {
                 (Some(p), _) => Some(p.batch_ns()),
@@ -521,7 +521,13 @@ impl Books {
                 }
                 self.outstanding -= 1;
                 self.counts.lost += 1;
-                self.record(seq, Some(entry.batch_ns()), 0, Outcome::Lost, entry.batch);
+                self.record(
+                    seq,
+                    Some(entry.batch_ns()),
+                    0,
+                    ProbeOutcome::Lost,
+                    entry.batch,
+                );
                 on_lost(seq);
             }
             self.pending.pop_front();

@@ -18,7 +18,7 @@ use std::io;
 use std::net::UdpSocket;
 
 use super::gro_send::{DropMarks, echo_run, flush};
-use super::{LoopState, Verdict, reply_tos, stamp};
+use super::{EchoVerdict, LoopState, reply_tos, stamp};
 use crate::sys::GroBatch;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -58,12 +58,12 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
             let (mut end, mut dropped) = (datagrams, false);
             for k in 0..datagrams {
                 match state.inspect(buffer.datagram(k), source) {
-                    Verdict::Echo => {}
-                    Verdict::Drop => {
+                    EchoVerdict::Echo => {}
+                    EchoVerdict::Drop => {
                         drops.mark(k);
                         dropped = true;
                     }
-                    Verdict::Stop => {
+                    EchoVerdict::Stop => {
                         end = k;
                         stopped_at = Some((slot, k));
                         break;

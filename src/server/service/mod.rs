@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
 
-use crate::server::{Server, ServerConfig, Summary};
+use crate::server::{Server, ServerConfig, ServerSummary};
 use crate::shutdown::Stop;
 use notify::Notifier;
 
@@ -32,7 +32,7 @@ pub fn run(
     config: &ServerConfig,
     metrics: Option<SocketAddr>,
     stop: &Stop,
-) -> Result<Summary, Box<dyn std::error::Error>> {
+) -> Result<ServerSummary, Box<dyn std::error::Error>> {
     let server = start(config)?;
     // Bound before `listening on`, so a taken metrics port fails the start.
     let metrics = metrics.map(crate::metrics::bind).transpose()?;

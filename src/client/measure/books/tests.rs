@@ -429,12 +429,12 @@ fn kept_records_settle_each_probe_once_and_each_extra_reply_once() {
     assert_eq!(
         got,
         vec![
-            (1, 3, Some(0), Some(MS), Outcome::Answered),
-            (1, 3, Some(0), None, Outcome::Duplicate),
-            (2, 3, Some(0), Some(3 * MS), Outcome::Truncated),
-            (3, 3, Some(0), None, Outcome::Lost),
-            (4, 3, Some(0), None, Outcome::Lost),
-            (4, 3, Some(3), Some(1_200 * MS - 3), Outcome::Late),
+            (1, 3, Some(0), Some(MS), ProbeOutcome::Answered),
+            (1, 3, Some(0), None, ProbeOutcome::Duplicate),
+            (2, 3, Some(0), Some(3 * MS), ProbeOutcome::Truncated),
+            (3, 3, Some(0), None, ProbeOutcome::Lost),
+            (4, 3, Some(0), None, ProbeOutcome::Lost),
+            (4, 3, Some(3), Some(1_200 * MS - 3), ProbeOutcome::Late),
         ]
     );
     assert!(records[..5].iter().all(|r| r.batch_timed), "{records:?}");
