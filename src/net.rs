@@ -76,7 +76,7 @@ impl Family {
 
 /// Resolves `host` (a name or an address literal) and `port` to one socket address.
 ///
-/// Names prefer IPv4, like the seed's `AF_INET` socket: `localhost` is `127.0.0.1`
+/// Names prefer IPv4: `localhost` is `127.0.0.1`
 /// unless `-6` is given.
 pub fn resolve(host: &str, port: u16, family: Family) -> Result<SocketAddr> {
     let literal = host
@@ -200,7 +200,7 @@ pub struct SocketOptions {
     pub recv_buf: Option<usize>,
     /// `SO_SNDBUF` request in bytes; `None` keeps the kernel default.
     pub send_buf: Option<usize>,
-    /// Set `SO_REUSEADDR` once bound, as the seed did (see [`bind`]).
+    /// Set `SO_REUSEADDR` once bound (see [`bind`]); off with `--exclusive`.
     pub reuse_address: bool,
     /// Set `SO_REUSEPORT` before binding, so several sockets (one per server
     /// thread) share the port and the kernel spreads flows over them.
@@ -323,7 +323,7 @@ pub struct BoundSocket {
 /// the address and port, or a wildcard covering it, can be joined silently — the
 /// kernel answers `EADDRINUSE`, which is how a second server is refused without
 /// racing a `/proc` scan. `SO_REUSEADDR` is set only after the bind when asked,
-/// which keeps the seed's behaviour for whoever binds later (Linux checks the flag
+/// which lets whoever binds later share the port (Linux checks the flag
 /// on both sockets at the later bind). With `reuse_port`, a same-uid socket that
 /// also set `SO_REUSEPORT` can share the port; [`foreign_holders`] finds it.
 pub fn bind(addr: SocketAddr, options: &SocketOptions, limits: &Limits) -> Result<BoundSocket> {

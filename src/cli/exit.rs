@@ -1,4 +1,4 @@
-//! The exit codes the binaries document (README, SPEC §3 and §4), in one
+//! The exit codes the binaries document (`--help`, the man pages, docs/client.md), in one
 //! table: the binaries only say how a command ended.
 
 use std::io;

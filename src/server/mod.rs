@@ -44,7 +44,7 @@ pub enum StopPolicy {
     /// Only a sender on a loopback address, i.e. someone on this host (the default).
     #[default]
     Loopback,
-    /// Anyone: the seed's behaviour, only sensible on a trusted network.
+    /// Anyone: only sensible on a trusted network.
     Any,
     /// Nobody: empty datagrams are echoed like any other.
     Never,

@@ -1,4 +1,4 @@
-//! Port-sharing watch: SO_REUSEADDR (kept, as the seed had it) lets any local
+//! Port-sharing watch: SO_REUSEADDR (set unless `--exclusive`) lets any local
 //! user bind the server's UDP port later and silently take datagrams meant for
 //! it — neither socket sees an error. The server looks at the kernel's socket
 //! table at start (`Server::bind`, in its start-up report) and then every

@@ -135,7 +135,7 @@ fn corrupt_and_truncated_replies_are_received_but_not_timed() {
     assert_eq!(a.check, Check::Truncated { seq: 2 });
     let c = b.counts();
     assert_eq!((c.received, c.corrupt, c.truncated), (2, 1, 1));
-    // Neither is throughput (SPEC §8: only intact replies count).
+    // Neither is throughput (only intact replies count).
     assert_eq!(c.bytes_received, 0);
     assert_eq!(b.latency().count(), 0);
     assert_eq!(b.outstanding(), 0);
