@@ -15,6 +15,33 @@
 //! session per flow): `measure/codec.rs` writes and reads either, so the
 //! books and every figure they give serve both; STAMP's own figures
 //! (`client/stamp.rs`) are kept beside the books.
+//!
+//! # A probe's path through the client
+//!
+//! 1. `Command::Measure` → `session::run`: the target resolved once (`client::pinned`: every socket,
+//!    line and label names that address), report to stdout (stderr if `--probes -`), a `--metrics`
+//!    thread (URL on stderr), a `--probes` writer (`sync_channel(64)`), and `measure_with`, whose hooks
+//!    print `report::start_line`/`ping_event`/`interval_line` and feed `ClientMetrics` and `Timeline`.
+//! 2. `measure_with` connects a socket per flow (ping: one), 1 ms read timeout (`TICK`). Ping runs on
+//!    the calling thread; flood and rate, a scoped thread per flow while the calling thread's
+//!    `report_intervals` takes an `IntervalReport` a second from the flows' `Shared`.
+//! 3. `Flow::send`: the `Codec` writes up to 64 probes (echo: sequence, increasing send stamp,
+//!    pattern; STAMP: a test packet whose sequence and sender time stamp carry the same two);
+//!    flood and rate send them with one `UDP_SEGMENT` send (`GsoSender`), else through the
+//!    `SendBatch` with `sendmmsg`; `Books::sent` queues them on the FIFO.
+//! 4. `Flow::receive`: one `GroBatch` receive (GRO on in flood and rate: a buffer holds many replies,
+//!    split into datagrams), each buffer timed by its kernel receive stamp (`rtt_clock` "kernel") or
+//!    the clock after the call ("user"); flood blocks (≤ 1 ms); ping and rate take what is queued,
+//!    then `ppoll` (`wait_readable`) until the next send or deadline (ping ≤ 100 ms, rate ≤ 10 ms).
+//!    `Books::reply` matches a reply to its probe through the `Codec`'s claims (sequence, echoed
+//!    stamp), the codec checks the rest (echo: pattern; STAMP: SSID, HMAC, CoS TLV), the echoed stamp
+//!    must be the one recorded; RTTs go to `Latency`, the reply's TOS to the flow's `TosTally`, STAMP
+//!    figures to its `StampBooks`. A probe's RTT runs from its send's one time (the stamps' +i ns only
+//!    name the probes); a probe that shared its send or its reply's receive time with others counts in
+//!    `batch_timed` (`rtt_resolution` "per-batch", no jitter). An ICMP port unreachable settles the
+//!    newest waiting probe as lost (`lost_refused`). `Flow::expire` counts probes past `--timeout` as
+//!    lost. Records go to the writer in batches of ≤ 512.
+//! 5. The books merge into a `RunSummary`; `session` writes `report::summary`/`json`, histogram, SVG.
 
 use std::net::SocketAddr;
 use std::sync::mpsc::SyncSender;

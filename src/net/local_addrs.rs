@@ -27,7 +27,7 @@
 //!
 //! An address that becomes local is seen within [`TTL`] of the last "not
 //! local" answer for it; until then the loop detector
-//! ([`loop_detect`](crate::server::guard::loop_detect)) is the guard.
+//! (`server::guard::loop_detect`) is the guard.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};

@@ -1,6 +1,38 @@
 //! The echo loops — plain `recv_from`/`send_to`, batched `recvmmsg`/`sendmmsg`
 //! and, in `gro`, batched with UDP GRO/GSO — and the per-loop state every
 //! datagram passes through.
+//!
+//! # A datagram's path through the server
+//!
+//! 1. Start: `Server::bind`, or `Server::adopt` for inherited sockets (a loop each). `bind`: one
+//!    socket, or N with `SO_REUSEPORT` before the bind (port 0: the first picks it); `SO_REUSEADDR`
+//!    after it, except `--exclusive` (one socket, neither flag, N loops on it); a 100 ms read timeout
+//!    each (`STOP_POLL`). `foreign_holders` (`/proc/net/udp{,6}` minus our inodes): under
+//!    `SO_REUSEPORT` a co-holder is `Error::PortShared`, else a warning. `assemble`: GRO asked and
+//!    batch > 1 → `enable_gro` → `GroStatus` → `LoopKind` `Plain` (batch 1), `Gro(n)` or `Batched(n)`.
+//! 2. Loops (`serve`; every socket gets `IP_RECVTOS`, with `--stamp` also `IP_RECVTTL` and, batched,
+//!    `SO_TIMESTAMPNS`). `plain_loop`: `recv_from_meta` into one 65,535-byte buffer, `inspect`, then
+//!    `send_to_tos` with the request's DSCP (with `--stamp`, the `Reflector`'s reply built over the
+//!    request; a malformed packet is dropped as `malformed`). With `--stamp` the batched and GRO loops
+//!    reflect every kept datagram in place before the send (`loops/stamp.rs`).
+//!    `batched_loop`: `Batch::recv` (one `recvmmsg`, `MSG_WAITFORONE`), prefetch, `inspect` each slot
+//!    up to a stop datagram, `Batch::echo` (one `sendmmsg` of the kept slots to their sources, each
+//!    with its request's DSCP; partial sends retried, a refused message counted and skipped). `gro_loop`: `GroBatch::recv` takes up to
+//!    n buffers (a truncated one is a receive error), splits each by its `UDP_GRO` segment size,
+//!    `inspect`s every datagram, `queue`s kept runs with the buffer's DSCP (≤ 64 segments a message; a
+//!    drop splits a run),
+//!    `flush`es them in one `sendmmsg` (after `EIO`/`EINVAL`, datagram by datagram). The clock is read
+//!    once per receive (`tick`); a timeout or EINTR only leads back to the stop check.
+//! 3. `LoopState::inspect`, which every datagram passes: count (debug line if on) → own-socket check
+//!    (`LocalAddrs`, wildcard sockets only: the kernel asked, cached) → `Rules::check` → `--rate-limit` (lock the shared table,
+//!    take a token from the source network's bucket: IPv4 /32, IPv6 /64 by default) → stop policy (empty datagram) → `LoopDetector::check`, last, as it records what
+//!    passes as echoed (not with `--stamp`: a reply differs from its request, and the reflector
+//!    refuses reflected packets instead) → echo. A drop is counted per `DropReason`, never answered.
+//! 4. Accounting: `echoed` books what the kernel accepted; refused sends are `send_errors`, failed
+//!    receives `recv_errors`. Received = echoed + dropped + send errors + taken after the stop (+ the
+//!    stop datagram). `publish` stores the totals for `--stats-interval`/`--metrics` after each batch
+//!    (plain: each echo). `run` joins the loops, merges their `Counters`, raises the stop flag and
+//!    returns a `ServerSummary` (cause, kernel drops of our inodes, port sharers) for the caller to log.
 
 use std::fmt;
 use std::io;

@@ -7,6 +7,21 @@
 //! What `bind` found is a [`StartupReport`], data for the binary to log: the
 //! library logs nothing of its own start-up.
 //! The loops live in `loops`, what they count and the summary in `counters`.
+//!
+//! # Threads of a running server, and how a stop reaches them
+//!
+//! `Server::run` spawns in one `thread::scope` the echo loops, the `--stats-interval` thread, the
+//! observer thread (`service` wires the `--metrics` endpoint there: one `poll` over the listener and ≤ 64 connections, the stop flag seen every 50 ms) and the port-sharing watch (`watch_port`, if
+//! `/proc/net/udp` was readable at start: every 250 ms, stretched to 50× its last read's cost). The
+//! service layer (`service::run`) adds the sd_notify watchdog thread when `WATCHDOG_USEC` asks for one.
+//!
+//! SIGINT, SIGTERM and SIGHUP (unless ignored at start, as by `nohup`) store the signal number in
+//! `Stop`'s atomic; a second one exits with 130. signal-hook's handlers have `SA_RESTART`, so a blocked
+//! receive is restarted: a loop sees the flag when its read timeout fires, within `STOP_POLL` (10 idle
+//! wake-ups a second). An allowed stop datagram raises the flag in `inspect`; the datagrams before it
+//! in its batch are echoed, those after it booked as taken after the stop; the other loops end within
+//! 100 ms (no wake-up datagram: `SO_REUSEPORT` would hash it to one socket). Stats, watch and watchdog
+//! wait in `Stop::sleep_until` (50 ms steps); `run` raises the flag after the loops, ending them all.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
