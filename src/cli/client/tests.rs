@@ -1,6 +1,9 @@
 //! Unit tests of `cli::client`.
 
 use super::*;
+use crate::client::Target;
+use crate::client::measure::Mode;
+use crate::error::Error;
 use clap::CommandFactory;
 
 fn command(args: &[&str]) -> Command {
