@@ -1,6 +1,7 @@
 //! Unit tests of `client::report`.
 
 use super::*;
+use crate::client::stats::Latency;
 use crate::client::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
 
 /// A one-flow ping run of 64-byte probes against 127.0.0.1:9999, no
