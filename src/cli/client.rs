@@ -1,5 +1,5 @@
 //! `udp-echo-client`'s command line and its conversion to a [`Command`] and a
-//! [`Target`]; the one-shot [`Payload`] and how its bytes are read.
+//! [`Target`](crate::client::Target); the one-shot [`Payload`] and how its bytes are read.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;

@@ -23,14 +23,13 @@
 //! 100 ms (no wake-up datagram: `SO_REUSEPORT` would hash it to one socket). Stats, watch and watchdog
 //! wait in `Stop::sleep_until` (50 ms steps); `run` raises the flag after the loops, ending them all.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::net::udp_table;
-use crate::net::{self, BufferSize, Family, Limits, SocketOptions};
+use crate::net::{self, Family, Limits, SocketOptions};
 use crate::server::guard::{GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
 use crate::server::watch::watch_port;
 use crate::shutdown::{Stop, StopCause};
@@ -39,6 +38,7 @@ use crate::stamp::StampOptions;
 mod counters;
 pub mod guard;
 mod loops;
+mod observer;
 pub mod service;
 mod startup;
 pub(crate) mod watch;
@@ -46,7 +46,10 @@ pub(crate) mod watch;
 pub use counters::{Counters, ServerSummary, StopReason};
 use counters::{Published, report_stats, totals};
 use loops::{LoopContext, LoopKind, serve};
+use observer::StatusSink;
+pub use observer::{Observer, Running};
 pub use startup::{GroStatus, StartupReport};
+use startup::{effective_batch, enable_gro, readopt_options};
 
 /// How often a blocked receive wakes up to look at the stop flag. Signal handlers
 /// are installed with SA_RESTART, so without a timeout `recv_from` would never
@@ -449,110 +452,6 @@ impl Server {
     }
 }
 
-/// A receiver of the `--stats-interval` lines (see [`Server::with_status`]).
-struct StatusSink(Box<dyn Fn(&str) + Send + Sync>);
-
-impl fmt::Debug for StatusSink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StatusSink")
-    }
-}
-
-/// A thread beside the echo loops (see [`Server::with_observer`]).
-pub struct Observer(Box<dyn for<'a> FnOnce(Running<'a>) + Send>);
-
-impl Observer {
-    /// `run` is called once, on its own thread, when the loops start.
-    pub fn new(run: impl for<'a> FnOnce(Running<'a>) + Send + 'static) -> Observer {
-        Observer(Box::new(run))
-    }
-}
-
-impl fmt::Debug for Observer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Observer")
-    }
-}
-
-/// What an [`Observer`] sees of a running server.
-pub struct Running<'a> {
-    /// What the start found.
-    pub report: &'a StartupReport,
-    /// The sockets' inodes, to find them in the kernel's socket table.
-    pub inodes: &'a [u64],
-    /// The loops' totals so far, merged from what they last published.
-    pub totals: &'a dyn Fn() -> Counters,
-    /// Raised when the run ends; the observer returns then.
-    pub stop: &'a Stop,
-}
-
-/// Turns UDP GRO on for every socket: `Unavailable` when the kernel refuses it
-/// for the first (nothing changed then), an error when it refuses a later one
-/// after accepting the first (a socket with GRO on must not be read by a loop
-/// that does not split buffers, and this cannot happen on one kernel).
-fn enable_gro(sockets: &[UdpSocket], addr: SocketAddr) -> Result<GroStatus> {
-    let Some((first, rest)) = sockets.split_first() else {
-        return Ok(GroStatus::NotAsked);
-    };
-    if let Err(e) = crate::sys::enable_gro(first) {
-        return Ok(GroStatus::Unavailable(crate::error::describe(&e)));
-    }
-    for socket in rest {
-        crate::sys::enable_gro(socket).map_err(|source| Error::Socket {
-            what: "turn UDP GRO on",
-            addr,
-            source,
-        })?;
-    }
-    Ok(GroStatus::On)
-}
-
-/// An inherited socket gets what [`net::bind`] gives a new one: the requested
-/// buffer sizes (read back, as granted) and the read timeout the loops poll
-/// the stop flag with. Returns its address and both buffers.
-fn readopt_options(
-    socket: &UdpSocket,
-    config: &ServerConfig,
-    limits: &Limits,
-) -> Result<(SocketAddr, BufferSize, BufferSize)> {
-    let placeholder: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
-    let addr = socket.local_addr().map_err(|source| Error::Socket {
-        what: "read the inherited socket's address",
-        addr: placeholder,
-        source,
-    })?;
-    let fail = |what: &'static str| move |source| Error::Socket { what, addr, source };
-    let sock = socket2::SockRef::from(socket);
-    if let Some(size) = config.recv_buf {
-        sock.set_recv_buffer_size(size)
-            .map_err(fail("set SO_RCVBUF"))?;
-    }
-    if let Some(size) = config.send_buf {
-        sock.set_send_buffer_size(size)
-            .map_err(fail("set SO_SNDBUF"))?;
-    }
-    // The manager may hand it over non-blocking; the loops block with a timeout.
-    socket
-        .set_nonblocking(false)
-        .map_err(fail("make the socket blocking"))?;
-    socket
-        .set_read_timeout(Some(STOP_POLL))
-        .map_err(fail("set a receive timeout"))?;
-    let recv_buf = BufferSize {
-        kind: net::BufferKind::Recv,
-        requested: config.recv_buf,
-        effective: sock.recv_buffer_size().map_err(fail("read SO_RCVBUF"))?,
-        max: limits.rmem_max,
-    };
-    let send_buf = BufferSize {
-        kind: net::BufferKind::Send,
-        requested: config.send_buf,
-        effective: sock.send_buffer_size().map_err(fail("read SO_SNDBUF"))?,
-        max: limits.wmem_max,
-    };
-    Ok((addr, recv_buf, send_buf))
-}
-
 /// `addrs` without repeats, in their order.
 fn distinct(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
     let mut seen = Vec::with_capacity(addrs.len());
@@ -562,11 +461,6 @@ fn distinct(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
         }
     }
     seen
-}
-
-/// The batch size this platform can do: batching needs `recvmmsg`/`sendmmsg` (Linux).
-fn effective_batch(requested: usize) -> usize {
-    if crate::sys::BATCHING { requested } else { 1 }
 }
 
 #[cfg(test)]

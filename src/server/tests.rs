@@ -1,8 +1,8 @@
 //! Unit tests of `server`, beside it but out of its way.
 
 use super::*;
-use crate::net::BufferKind;
 use crate::net::udp_table::UdpSocketEntry;
+use crate::net::{BufferKind, BufferSize};
 use log::Level;
 
 #[test]
