@@ -29,6 +29,7 @@ use cmsg::{RECV_CONTROL_LEN, RecvControl, SendControl};
 
 pub(super) mod cmsg;
 pub(super) mod gro;
+pub(super) mod gso;
 mod listen_fds;
 pub(super) mod route;
 

@@ -12,9 +12,9 @@ mod linux;
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::cmsg::{enable_recv_ttl, enable_rx_timestamps};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
-pub use linux::gro::{
-    GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, disable_udp_checksums, enable_gro, send_segmented,
-};
+pub use linux::gro::{GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, enable_gro};
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+pub use linux::gso::{disable_udp_checksums, send_segmented};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::{Batch, SendBatch, path_mtu, set_dont_fragment, wait_readable};
 
