@@ -2,9 +2,9 @@
 //! counters and the summary.
 //!
 //! [`Server::bind`] does everything that can fail (resolve, bind, buffers) so the
-//! binary can print `listening on` only once the socket is really there;
+//! service layer can print `listening on` only once the socket is really there;
 //! [`Server::run`] cannot fail: per-datagram errors are counted and survived.
-//! What `bind` found is a [`StartupReport`], data for the binary to log: the
+//! What `bind` found is a [`StartupReport`], data for the caller (`service::run`) to log: the
 //! library logs nothing of its own start-up.
 //! The loops live in `loops`, what they count and the summary in `counters`.
 //!

@@ -1,5 +1,5 @@
 //! The start-up report as data: what `Server::bind` (or `adopt`) found and
-//! set up, and the lines the binary logs from it. The library logs nothing of
+//! set up, and the lines the service layer logs from it. The library logs nothing of
 //! its own start-up, so a server embedded in another tool starts silently.
 //! Also the socket preparation a start does: GRO, an inherited socket's
 //! options, the batch size this platform can do.
@@ -17,7 +17,7 @@ use crate::server::watch;
 use crate::stamp::ReflectorConfig;
 
 /// What [`Server::bind`](crate::server::Server::bind) found and set up: the start-up report as data. The
-/// binary logs it ([`StartupReport::lines`]); the library does not, so a server
+/// service layer logs it ([`StartupReport::lines`]); the library does not, so a server
 /// embedded in another tool (the doctor's self-test) starts silently.
 #[derive(Debug, Clone)]
 pub struct StartupReport {
