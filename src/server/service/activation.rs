@@ -84,7 +84,7 @@ impl std::error::Error for ActivationError {}
 
 /// The sockets this process was started with, each checked to be a bound UDP
 /// socket; empty when it was not socket-activated. Safe at any time; the
-/// binary calls it at start, before it spawns a thread, so the `LISTEN_*`
+/// service layer ([`run`](super::run)) calls it at start, before it spawns a thread, so the `LISTEN_*`
 /// variables are unset too (see [`crate::sys::take_listen_fds`]).
 pub fn inherited() -> Result<Vec<Inherited>, ActivationError> {
     crate::sys::take_listen_fds()
