@@ -69,6 +69,8 @@ pub struct Args {
     /// The same as -H HOST (and -p PORT); a bare IPv6 address such as ::1 is
     /// a host. Not together with -H; a port here and a different -p is a
     /// usage error.
+    // `[IPv6]` is written for `--help` (see `bind` below).
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(value_name = "TARGET", conflicts_with = "host", help_heading = TARGET, display_order = 0)]
     pub target: Option<String>,
 
