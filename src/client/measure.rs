@@ -80,7 +80,7 @@ const TICK: Duration = Duration::from_millis(1);
 
 /// How the probes are sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Mode {
+pub enum MeasureMode {
     /// One probe per `interval` (0: the next as soon as the reply or its
     /// timeout comes), `count` probes in all (`None`: until stopped).
     Ping {
@@ -101,13 +101,13 @@ pub enum Mode {
     },
 }
 
-impl Mode {
+impl MeasureMode {
     /// Which mode this is, as a run summary names it.
     pub fn kind(&self) -> RunMode {
         match self {
-            Mode::Ping { .. } => RunMode::Ping,
-            Mode::Flood { .. } => RunMode::Flood,
-            Mode::Rate { .. } => RunMode::Rate,
+            MeasureMode::Ping { .. } => RunMode::Ping,
+            MeasureMode::Flood { .. } => RunMode::Flood,
+            MeasureMode::Rate { .. } => RunMode::Rate,
         }
     }
 }
@@ -116,7 +116,7 @@ impl Mode {
 #[derive(Debug, Clone)]
 pub struct MeasureConfig {
     /// How probes are sent.
-    pub mode: Mode,
+    pub mode: MeasureMode,
     /// Probe size in bytes, 16 ..= 65507.
     pub size: usize,
     /// How long to wait for each reply before counting its probe lost.
@@ -237,13 +237,13 @@ pub fn measure_with(
         latency: latency_out,
     } = hooks;
     let flows = match config.mode {
-        Mode::Ping { .. } => 1,
+        MeasureMode::Ping { .. } => 1,
         _ => config.flows.max(1),
     };
     let in_flight_max = match config.mode {
-        Mode::Ping { .. } => 1024,
-        Mode::Flood { window } => window,
-        Mode::Rate { pps } => {
+        MeasureMode::Ping { .. } => 1024,
+        MeasureMode::Flood { window } => window,
+        MeasureMode::Rate { pps } => {
             (pps / flows as f64 * config.timeout.as_secs_f64() * 1.5) as usize + BATCH
         }
     };
@@ -268,7 +268,7 @@ pub fn measure_with(
     }
     let peer = conns[0].peer;
     on_event(Event::Start { peer });
-    let interval_lines = !matches!(config.mode, Mode::Ping { .. });
+    let interval_lines = !matches!(config.mode, MeasureMode::Ping { .. });
     let mut flow_list: Vec<Flow> = conns
         .into_iter()
         .map(|c| {
@@ -294,7 +294,7 @@ pub fn measure_with(
     let end_ns = start_ns + u64::try_from(config.duration.as_nanos()).unwrap_or(u64::MAX);
     let mut send_end_ns = end_ns;
     match config.mode {
-        Mode::Ping { count, interval } => {
+        MeasureMode::Ping { count, interval } => {
             ping(
                 &mut flow_list[0],
                 count,

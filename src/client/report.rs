@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::client::doctor::{Finding, Severity};
 use crate::client::find_rate::{FindRateSummary, Step};
-use crate::client::measure::{Event, IntervalReport, MeasureConfig, MeasureSummary, Mode};
+use crate::client::measure::{Event, IntervalReport, MeasureConfig, MeasureMode, MeasureSummary};
 use crate::client::pmtu::{PmtuOutcome, PmtuStep, PmtuSummary};
 use crate::client::probe::Check;
 use crate::client::stats::{RttResolution, RunSummary};
@@ -46,7 +46,7 @@ pub fn start_line(target: &str, config: &MeasureConfig) -> String {
         format!(", DSCP {}", crate::net::dscp::dscp_name(t >> 2))
     });
     match config.mode {
-        Mode::Ping { count, interval } => format!(
+        MeasureMode::Ping { count, interval } => format!(
             "{kind} PING {target}: {what}{tos}, {}interval {} s, timeout {timeout} s",
             count.map_or(String::new(), |c| format!(
                 "{}, ",
@@ -54,12 +54,12 @@ pub fn start_line(target: &str, config: &MeasureConfig) -> String {
             )),
             secs(interval),
         ),
-        Mode::Flood { window } => format!(
+        MeasureMode::Flood { window } => format!(
             "{kind} FLOOD {target}: {what}{tos}, window {window} × {}, {} s, timeout {timeout} s",
             flows(config.flows),
             secs(config.duration),
         ),
-        Mode::Rate { pps } => format!(
+        MeasureMode::Rate { pps } => format!(
             "{kind} RATE {target}: {what}{tos}, {pps} {noun}/s over {}, {} s, timeout {timeout} s",
             flows(config.flows),
             secs(config.duration),

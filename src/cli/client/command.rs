@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::Args;
 use crate::client::Target;
-use crate::client::measure::{MeasureConfig, Mode};
+use crate::client::measure::{MeasureConfig, MeasureMode};
 use crate::client::stamp::StampConfig;
 use crate::error::{Error, Result};
 use crate::net;
@@ -123,17 +123,17 @@ impl From<&Args> for Command {
             stamp: stamp.clone(),
             tos: args.tos,
         };
-        let ping = args.count.map(|count| Mode::Ping {
+        let ping = args.count.map(|count| MeasureMode::Ping {
             count: (count > 0).then_some(count),
             interval: args.interval.unwrap_or(Duration::from_secs(1)),
         });
-        let flood = args.flood.then_some(Mode::Flood {
+        let flood = args.flood.then_some(MeasureMode::Flood {
             window: args.window as usize,
         });
-        let rate = args.rate.map(|pps| Mode::Rate { pps });
+        let rate = args.rate.map(|pps| MeasureMode::Rate { pps });
         if args.find_rate {
             Command::FindRate {
-                config: measure(Mode::Rate { pps: 1.0 }, 1),
+                config: measure(MeasureMode::Rate { pps: 1.0 }, 1),
                 max_loss: args.max_loss,
             }
         } else if args.pmtu {

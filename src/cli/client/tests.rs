@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::client::Target;
-use crate::client::measure::Mode;
+use crate::client::measure::MeasureMode;
 use crate::error::Error;
 use clap::CommandFactory;
 
@@ -177,7 +177,7 @@ fn measured_modes_get_their_defaults() {
     let every_second = Duration::from_secs(1);
     assert_eq!(
         ping.mode,
-        Mode::Ping {
+        MeasureMode::Ping {
             count: None,
             interval: every_second
         }
@@ -187,11 +187,14 @@ fn measured_modes_get_their_defaults() {
     let Command::Measure(flood) = command(&["-f", "-w", "8", "--flows", "2"]) else {
         panic!("not measured")
     };
-    assert_eq!((flood.mode, flood.flows), (Mode::Flood { window: 8 }, 2));
+    assert_eq!(
+        (flood.mode, flood.flows),
+        (MeasureMode::Flood { window: 8 }, 2)
+    );
     let Command::Measure(rate) = command(&["-r", "100", "-D", "2", "-s", "100"]) else {
         panic!("not measured")
     };
-    assert_eq!(rate.mode, Mode::Rate { pps: 100.0 });
+    assert_eq!(rate.mode, MeasureMode::Rate { pps: 100.0 });
     assert_eq!((rate.size, rate.duration), (100, Duration::from_secs(2)));
 }
 
@@ -200,7 +203,10 @@ fn stamp_runs_in_every_measured_mode_with_its_packet_length() {
     let Command::Measure(flood) = command(&["--stamp", "-f", "--flows", "2", "--tos", "EF"]) else {
         panic!("not measured")
     };
-    assert_eq!((flood.mode, flood.flows), (Mode::Flood { window: 32 }, 2));
+    assert_eq!(
+        (flood.mode, flood.flows),
+        (MeasureMode::Flood { window: 32 }, 2)
+    );
     assert_eq!((flood.size, flood.tos), (52, Some(0xb8)));
     let stamp = flood.stamp.expect("a STAMP session");
     assert_ne!(stamp.ssid, 0);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::flow::Flow;
-use super::{BATCH, Event, Mode, TICK};
+use super::{BATCH, Event, MeasureMode, TICK};
 use crate::client::probe::Clock;
 use crate::client::stats::Counts;
 use crate::error::{Error, Result};
@@ -71,14 +71,14 @@ pub(super) fn ping(
 /// run (a 0.1 s run on a busy host once sent nothing).
 pub(super) fn run_flow(
     flow: &mut Flow,
-    mode: Mode,
+    mode: MeasureMode,
     (index, flows): (usize, usize),
     (start_ns, end_ns): (u64, u64),
     stop: &Stop,
 ) -> Result<()> {
     let mut ignore = |_: Event| {};
     let gap_ns = match mode {
-        Mode::Rate { pps } => (1e9 * flows as f64 / pps).max(1.0),
+        MeasureMode::Rate { pps } => (1e9 * flows as f64 / pps).max(1.0),
         _ => 0.0,
     };
     let start = start_ns + (gap_ns * index as f64 / flows as f64) as u64;
@@ -89,12 +89,12 @@ pub(super) fn run_flow(
             break;
         }
         match mode {
-            Mode::Flood { window } => {
+            MeasureMode::Flood { window } => {
                 let room = (window as u64).saturating_sub(flow.books.outstanding()) as usize;
                 flow.send(room);
                 flow.receive(None, &mut ignore)?;
             }
-            Mode::Rate { .. } => {
+            MeasureMode::Rate { .. } => {
                 // Probes due by now: only what the schedule needs, never more.
                 let due_total = match now.checked_sub(start) {
                     Some(elapsed) => (elapsed as f64 / gap_ns) as u64 + 1,
@@ -117,7 +117,7 @@ pub(super) fn run_flow(
                     &mut ignore,
                 )?;
             }
-            Mode::Ping { .. } => unreachable!("ping runs in `ping`"),
+            MeasureMode::Ping { .. } => unreachable!("ping runs in `ping`"),
         }
         flow.expire(flow.clock.now_ns(), &mut ignore);
         let c = flow.books.counts();

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::flow::Flow;
-use super::{MeasureConfig, Mode};
+use super::{MeasureConfig, MeasureMode};
 use crate::client::stamp::{self, StampSummary};
 use crate::client::stats::{Counts, Latency, RttClock, RttResolution, RunSummary, TosTally};
 
@@ -105,11 +105,11 @@ pub(super) fn summarize(
         mode: config.mode.kind(),
         size: config.size,
         window: match config.mode {
-            Mode::Flood { window } => Some(window),
+            MeasureMode::Flood { window } => Some(window),
             _ => None,
         },
         rate_pps: match config.mode {
-            Mode::Rate { pps } => Some(pps),
+            MeasureMode::Rate { pps } => Some(pps),
             _ => None,
         },
         flows: flows.len(),
