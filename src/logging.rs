@@ -1,4 +1,4 @@
-//! Logging in the seed's format, `[udp-echo-server (PID)] message`, on stderr.
+//! Logging in one format, `[udp-echo-server (PID)] message`, on stderr.
 //!
 //! Only the binaries call [`init`]; the library logs through the `log` macros.
 //! Results (the `listening on` line, replies, JSON) never go through here.

@@ -1,8 +1,18 @@
 //! Parsing of the human units on the command line: byte sizes (`256K`, `4M`, `1Mi`),
 //! durations in seconds (`0.5`), percentages and rates. Pure functions, used as
-//! clap value parsers.
+//! clap value parsers; and [`count`], a number with its noun, for both binaries' reports.
 
 use std::time::Duration;
+
+/// `n` and its noun, singular for exactly one: `1 probe`, `0 probes`,
+/// `2 probes`. Every count a report prints next to a noun goes through here.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
 
 /// Parses a byte count with an optional binary suffix.
 ///

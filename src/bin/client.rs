@@ -6,12 +6,13 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use udp_echo::cli::client::{Args, Command, PROGRAM, Payload};
-use udp_echo::cli::exit::{self, Verdict};
+use udp_echo::cli::exit::{self, ExitVerdict};
 use udp_echo::cli::generate::{self, Program};
+use udp_echo::client::report;
 use udp_echo::client::session::{self, Outputs};
 use udp_echo::client::{self, Target, doctor::Severity};
 use udp_echo::shutdown::{Stop, StopCause};
-use udp_echo::{Error, Result, logging, report};
+use udp_echo::{Error, Result, logging};
 
 fn main() -> ExitCode {
     let args = Args::from_command_line();
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
 
 /// Runs one command; its verdict decides the exit code. The long runs get a
 /// Ctrl-C flag (a second Ctrl-C exits at once).
-fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> {
+fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<ExitVerdict> {
     let json = outputs.json;
     let on_signals =
         || Stop::on_signals().map_err(|source| io_error("install signal handlers", source));
@@ -50,8 +51,10 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> 
         })
     };
     match command {
-        Command::OneShot(payload) => one_shot(target, &payload).map(|()| Verdict::Passed),
-        Command::Stop => client::stop_server(&client::connect(target)?).map(|()| Verdict::Passed),
+        Command::OneShot(payload) => one_shot(target, &payload).map(|()| ExitVerdict::Passed),
+        Command::Stop => {
+            client::stop_server(&client::connect(target)?).map(|()| ExitVerdict::Passed)
+        }
         Command::Measure(config) => {
             // `--probes -` takes stdout: the report goes to stderr then.
             let mut out: Box<dyn Write> = if outputs.probes_on_stdout() {
@@ -59,7 +62,7 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> 
             } else {
                 Box::new(io::stdout())
             };
-            session::run(target, &config, outputs, &on_signals()?, &mut out).map(Verdict::from)
+            session::run(target, &config, outputs, &on_signals()?, &mut out).map(ExitVerdict::from)
         }
         Command::FindRate { config, max_loss } => {
             let (target, _, label) = pin()?;
@@ -77,7 +80,7 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<Verdict> 
             print_result(json, &summary, || report::find_rate_summary(&summary))?;
             // A stop because stdout closed is the reader's choice, not an interruption.
             if matches!(stop.cause(), Some(StopCause::Signal(_))) {
-                return Ok(Verdict::Interrupted);
+                return Ok(ExitVerdict::Interrupted);
             }
             Ok(summary.answer_pps.is_some().into())
         }

@@ -1,4 +1,4 @@
-//! The exit codes the binaries document (README, SPEC §3 and §4), in one
+//! The exit codes the binaries document (`--help`, the man pages, docs/client.md), in one
 //! table: the binaries only say how a command ended.
 
 use std::io;
@@ -15,7 +15,7 @@ pub const INTERRUPTED: u8 = 130;
 
 /// How a client command ended, beyond errors: it decides the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum ExitVerdict {
     /// Everything came back intact: exit 0.
     Passed,
     /// The probes failed (no reply, corrupt, nothing found): exit 1.
@@ -25,22 +25,22 @@ pub enum Verdict {
     Interrupted,
 }
 
-impl From<bool> for Verdict {
-    fn from(passed: bool) -> Verdict {
+impl From<bool> for ExitVerdict {
+    fn from(passed: bool) -> ExitVerdict {
         if passed {
-            Verdict::Passed
+            ExitVerdict::Passed
         } else {
-            Verdict::Failed
+            ExitVerdict::Failed
         }
     }
 }
 
-impl From<Verdict> for ExitCode {
-    fn from(verdict: Verdict) -> ExitCode {
+impl From<ExitVerdict> for ExitCode {
+    fn from(verdict: ExitVerdict) -> ExitCode {
         match verdict {
-            Verdict::Passed => ExitCode::SUCCESS,
-            Verdict::Failed => ExitCode::from(PROBE_FAILED),
-            Verdict::Interrupted => ExitCode::from(INTERRUPTED),
+            ExitVerdict::Passed => ExitCode::SUCCESS,
+            ExitVerdict::Failed => ExitCode::from(PROBE_FAILED),
+            ExitVerdict::Interrupted => ExitCode::from(INTERRUPTED),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 
 use super::Common;
-use crate::guard::{self, Cidr, GuardConfig, RatePrefix};
+use crate::server::guard::{self, Cidr, GuardConfig, RatePrefix};
 use crate::server::{DEFAULT_BATCH, ServerConfig, StopPolicy};
 use crate::stamp::StampOptions;
 use crate::units::parse_stats_interval;
@@ -119,7 +119,7 @@ pub struct Args {
     ///
     /// Such a peer echoes what it was sent with a few bytes changed per
     /// bounce; 0: no budget.
-    #[arg(long, value_name = "N", default_value_t = crate::echo_loop::NEAR_COPY_BUDGET, help_heading = GUARD)]
+    #[arg(long, value_name = "N", default_value_t = crate::server::guard::loop_detect::NEAR_COPY_BUDGET, help_heading = GUARD)]
     pub near_copy_budget: u32,
 
     /// Answer STAMP test packets (RFC 8762 session-reflector) instead of echoing.

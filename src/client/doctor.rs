@@ -13,13 +13,13 @@ use serde::Serialize;
 use std::time::Duration;
 
 use super::Target;
-use super::measure::{self, MeasureConfig, Mode};
+use super::measure::{self, MeasureConfig, MeasureMode};
+use crate::client::stats::RunSummary;
 use crate::error::Result;
-use crate::guard::GuardConfig;
 use crate::net::{self, Limits, snmp, udp_table};
+use crate::server::guard::GuardConfig;
 use crate::server::{DEFAULT_BATCH, Server, ServerConfig, StopPolicy};
 use crate::shutdown::Stop;
-use crate::stats::RunSummary;
 use crate::sys;
 
 /// A receive-buffer limit below this makes fast UDP receivers drop under bursts.
@@ -142,7 +142,7 @@ pub fn check_run(topic: &'static str, run: &RunSummary, against: &str) -> Findin
         run.loss_percent,
         run.rtt_us.p50 / 1e3,
         run.rtt_us.p99 / 1e3,
-        if run.mode == crate::stats::RunMode::Flood {
+        if run.mode == crate::client::stats::RunMode::Flood {
             format!(", {:.0} round trips/s", run.rtt_per_s)
         } else {
             String::new()
@@ -160,7 +160,7 @@ pub fn check_run(topic: &'static str, run: &RunSummary, against: &str) -> Findin
         );
     }
     let mine = run.lost_in_client.unwrap_or(0);
-    if c.lost > 0 && run.mode == crate::stats::RunMode::Ping {
+    if c.lost > 0 && run.mode == crate::client::stats::RunMode::Ping {
         return finding(
             Severity::Action,
             topic,
@@ -237,7 +237,7 @@ pub fn diagnose(target: &Target, stop: &Stop) -> Result<Vec<Finding>> {
     let before = snmp::read_udp();
     let ping = quick_run(
         target,
-        Mode::Ping {
+        MeasureMode::Ping {
             count: Some(10),
             interval: Duration::from_millis(100),
         },
@@ -254,7 +254,7 @@ pub fn diagnose(target: &Target, stop: &Stop) -> Result<Vec<Finding>> {
         findings.extend(self_test(stop)?);
     } else {
         findings.push(check_run("ping", &ping, &against));
-        let flood = quick_run(target, Mode::Flood { window: 32 }, stop)?;
+        let flood = quick_run(target, MeasureMode::Flood { window: 32 }, stop)?;
         findings.push(check_run("flood", &flood, &against));
     }
     if let (Some(before), Some(after)) = (before, snmp::read_udp()) {
@@ -320,7 +320,7 @@ fn snmp_finding(before: &[(String, u64)], after: &[(String, u64)]) -> Finding {
 }
 
 /// One second of ping or flood.
-fn quick_run(target: &Target, mode: Mode, stop: &Stop) -> Result<RunSummary> {
+fn quick_run(target: &Target, mode: MeasureMode, stop: &Stop) -> Result<RunSummary> {
     let config = MeasureConfig {
         mode,
         size: 64,
@@ -374,13 +374,13 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
         let result = (|| {
             let ping = quick_run(
                 &target,
-                Mode::Ping {
+                MeasureMode::Ping {
                     count: Some(10),
                     interval: Duration::from_millis(100),
                 },
                 stop,
             )?;
-            let flood = quick_run(&target, Mode::Flood { window: 32 }, stop)?;
+            let flood = quick_run(&target, MeasureMode::Flood { window: 32 }, stop)?;
             Ok(vec![
                 check_run("ping", &ping, &against),
                 check_run("flood", &flood, &against),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Target;
-use super::measure::{self, MeasureConfig, Mode};
+use super::measure::{self, MeasureConfig, MeasureMode};
 use crate::error::Result;
 use crate::shutdown::Stop;
 
@@ -159,7 +159,7 @@ pub fn find_rate(
             break;
         }
         let config = MeasureConfig {
-            mode: Mode::Rate { pps: rate },
+            mode: MeasureMode::Rate { pps: rate },
             ..base.clone()
         };
         let run = measure::measure(target, &config, stop, &mut |_| {}, &mut |_| {})?;

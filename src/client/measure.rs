@@ -15,6 +15,33 @@
 //! session per flow): `measure/codec.rs` writes and reads either, so the
 //! books and every figure they give serve both; STAMP's own figures
 //! (`client/stamp.rs`) are kept beside the books.
+//!
+//! # A probe's path through the client
+//!
+//! 1. `Command::Measure` → `session::run`: the target resolved once (`client::pinned`: every socket,
+//!    line and label names that address), report to stdout (stderr if `--probes -`), a `--metrics`
+//!    thread (URL on stderr), a `--probes` writer (`sync_channel(64)`), and `measure_with`, whose hooks
+//!    print `report::start_line`/`ping_event`/`interval_line` and feed `ClientMetrics` and `Timeline`.
+//! 2. `measure_with` connects a socket per flow (ping: one), 1 ms read timeout (`TICK`). Ping runs on
+//!    the calling thread; flood and rate, a scoped thread per flow while the calling thread's
+//!    `report_intervals` takes an `IntervalReport` a second from the flows' `Shared`.
+//! 3. `Flow::send`: the `Codec` writes up to 64 probes (echo: sequence, increasing send stamp,
+//!    pattern; STAMP: a test packet whose sequence and sender time stamp carry the same two);
+//!    flood and rate send them with one `UDP_SEGMENT` send (`GsoSender`), else through the
+//!    `SendBatch` with `sendmmsg`; `Books::sent` queues them on the FIFO.
+//! 4. `Flow::receive`: one `GroBatch` receive (GRO on in flood and rate: a buffer holds many replies,
+//!    split into datagrams), each buffer timed by its kernel receive stamp (`rtt_clock` "kernel") or
+//!    the clock after the call ("user"); flood blocks (≤ 1 ms); ping and rate take what is queued,
+//!    then `ppoll` (`wait_readable`) until the next send or deadline (ping ≤ 100 ms, rate ≤ 10 ms).
+//!    `Books::reply` matches a reply to its probe through the `Codec`'s claims (sequence, echoed
+//!    stamp), the codec checks the rest (echo: pattern; STAMP: SSID, HMAC, CoS TLV), the echoed stamp
+//!    must be the one recorded; RTTs go to `Latency`, the reply's TOS to the flow's `TosTally`, STAMP
+//!    figures to its `StampBooks`. A probe's RTT runs from its send's one time (the stamps' +i ns only
+//!    name the probes); a probe that shared its send or its reply's receive time with others counts in
+//!    `batch_timed` (`rtt_resolution` "per-batch", no jitter). An ICMP port unreachable settles the
+//!    newest waiting probe as lost (`lost_refused`). `Flow::expire` counts probes past `--timeout` as
+//!    lost. Records go to the writer in batches of ≤ 512.
+//! 5. The books merge into a `RunSummary`; `session` writes `report::summary`/`json`, histogram, SVG.
 
 use std::net::SocketAddr;
 use std::sync::mpsc::SyncSender;
@@ -25,21 +52,23 @@ use std::time::Duration;
 use super::Target;
 use super::probes::{ProbeBatch, unix_now_ns};
 use super::stamp::StampConfig;
+use crate::client::probe::{Check, Clock};
+use crate::client::stats::{Counts, Latency, RunMode, RunSummary};
 use crate::error::{Error, Result};
 use crate::net::udp_table;
-use crate::probe::{Check, Clock};
-use crate::shutdown::{self, Stop};
-use crate::stats::{Counts, Latency, RunMode, RunSummary};
+use crate::shutdown::Stop;
 
 mod books;
 pub(crate) mod codec;
 mod flow;
+mod modes;
 mod offload;
 mod summary;
 
 use codec::Codec;
 use flow::{Flow, Shared};
-pub use summary::Summary;
+use modes::{ping, run_flow, until};
+pub use summary::MeasureSummary;
 
 /// Probes per `sendmmsg`/`recvmmsg`.
 const BATCH: usize = 64;
@@ -51,7 +80,7 @@ const TICK: Duration = Duration::from_millis(1);
 
 /// How the probes are sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Mode {
+pub enum MeasureMode {
     /// One probe per `interval` (0: the next as soon as the reply or its
     /// timeout comes), `count` probes in all (`None`: until stopped).
     Ping {
@@ -72,13 +101,13 @@ pub enum Mode {
     },
 }
 
-impl Mode {
+impl MeasureMode {
     /// Which mode this is, as a run summary names it.
     pub fn kind(&self) -> RunMode {
         match self {
-            Mode::Ping { .. } => RunMode::Ping,
-            Mode::Flood { .. } => RunMode::Flood,
-            Mode::Rate { .. } => RunMode::Rate,
+            MeasureMode::Ping { .. } => RunMode::Ping,
+            MeasureMode::Flood { .. } => RunMode::Flood,
+            MeasureMode::Rate { .. } => RunMode::Rate,
         }
     }
 }
@@ -87,7 +116,7 @@ impl Mode {
 #[derive(Debug, Clone)]
 pub struct MeasureConfig {
     /// How probes are sent.
-    pub mode: Mode,
+    pub mode: MeasureMode,
     /// Probe size in bytes, 16 ..= 65507.
     pub size: usize,
     /// How long to wait for each reply before counting its probe lost.
@@ -170,139 +199,6 @@ pub struct Hooks<'a> {
     pub latency: Option<&'a mut Latency>,
 }
 
-fn until(clock: &Clock, deadline_ns: u64) -> Duration {
-    Duration::from_nanos(deadline_ns.saturating_sub(clock.now_ns()))
-}
-
-/// Runs ping mode on one flow; `on_event` sees every reply and timeout.
-fn ping(
-    flow: &mut Flow,
-    count: Option<u64>,
-    interval: Duration,
-    stop: &Stop,
-    on_event: &mut dyn FnMut(Event),
-    mut on_counts: Option<&mut dyn FnMut(&Counts)>,
-) -> Result<()> {
-    let mut told = Counts::default();
-    let interval_ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
-    let mut next_send = flow.clock.now_ns();
-    loop {
-        if stop.is_requested() {
-            return Ok(());
-        }
-        let all_sent = count.is_some_and(|c| flow.books.counts().sent >= c);
-        let now = flow.clock.now_ns();
-        // Like ping, the run lasts count × interval: after the last probe is
-        // settled, duplicates and strays still have until the next tick.
-        if all_sent && flow.books.outstanding() == 0 && now >= next_send {
-            return Ok(());
-        }
-        let due = if interval_ns == 0 {
-            flow.books.outstanding() == 0
-        } else {
-            now >= next_send
-        };
-        if !all_sent && due {
-            flow.send(1);
-            next_send = next_send.saturating_add(interval_ns).max(now);
-        }
-        flow.expire(flow.clock.now_ns(), on_event);
-        let mut wait_until = flow.books.next_deadline().unwrap_or(u64::MAX);
-        if interval_ns > 0 {
-            wait_until = wait_until.min(next_send);
-        }
-        let wait = until(&flow.clock, wait_until).min(shutdown::WAIT_STEP);
-        flow.receive(Some(wait), on_event)?;
-        if let Some(tell) = on_counts.as_mut().filter(|_| *flow.books.counts() != told) {
-            told = *flow.books.counts();
-            tell(&told);
-        }
-    }
-}
-
-/// Runs a flood or rate flow until `end_ns`, then waits up to the timeout for
-/// the replies still in flight (unless stopped).
-///
-/// A rate flow's schedule is anchored on the run's clock, not on when its
-/// thread first ran: flow `index` of `flows` sends its k-th probe at
-/// `start_ns + (k + index / flows) × gap`, so the flows interleave evenly and
-/// a thread the scheduler started late catches up instead of shortening the
-/// run (a 0.1 s run on a busy host once sent nothing).
-fn run_flow(
-    flow: &mut Flow,
-    mode: Mode,
-    (index, flows): (usize, usize),
-    (start_ns, end_ns): (u64, u64),
-    stop: &Stop,
-) -> Result<()> {
-    let mut ignore = |_: Event| {};
-    let gap_ns = match mode {
-        Mode::Rate { pps } => (1e9 * flows as f64 / pps).max(1.0),
-        _ => 0.0,
-    };
-    let start = start_ns + (gap_ns * index as f64 / flows as f64) as u64;
-    let mut scheduled: u64 = 0;
-    while !stop.is_requested() {
-        let now = flow.clock.now_ns();
-        if now >= end_ns {
-            break;
-        }
-        match mode {
-            Mode::Flood { window } => {
-                let room = (window as u64).saturating_sub(flow.books.outstanding()) as usize;
-                flow.send(room);
-                flow.receive(None, &mut ignore)?;
-            }
-            Mode::Rate { .. } => {
-                // Probes due by now: only what the schedule needs, never more.
-                let due_total = match now.checked_sub(start) {
-                    Some(elapsed) => (elapsed as f64 / gap_ns) as u64 + 1,
-                    None => 0,
-                };
-                let due = due_total.saturating_sub(scheduled) as usize;
-                if due > 0 {
-                    // A probe the kernel refuses is skipped, not retried: the
-                    // schedule stays the schedule.
-                    let n = due.min(BATCH);
-                    flow.send(n);
-                    scheduled += n as u64;
-                }
-                let next_ns = start + (scheduled as f64 * gap_ns) as u64;
-                let wait_until = next_ns
-                    .min(flow.books.next_deadline().unwrap_or(u64::MAX))
-                    .min(end_ns);
-                flow.receive(
-                    Some(until(&flow.clock, wait_until).min(TICK * 10)),
-                    &mut ignore,
-                )?;
-            }
-            Mode::Ping { .. } => unreachable!("ping runs in `ping`"),
-        }
-        flow.expire(flow.clock.now_ns(), &mut ignore);
-        let c = flow.books.counts();
-        if c.refused > 0 && c.received == 0 && c.sent > 0 {
-            return Err(Error::Refused {
-                addr: flow.conn.peer,
-            });
-        }
-    }
-    // Drain: the probes in flight get their full timeout.
-    while !stop.is_requested() && flow.books.outstanding() > 0 {
-        // Outstanding probes are in the FIFO; should the books ever disagree,
-        // end rather than poll a socket with a zero timeout forever.
-        let Some(deadline) = flow.books.next_deadline() else {
-            debug_assert!(false, "outstanding probes but no deadline");
-            break;
-        };
-        flow.receive(
-            Some(until(&flow.clock, deadline).min(shutdown::WAIT_STEP)),
-            &mut ignore,
-        )?;
-        flow.expire(flow.clock.now_ns(), &mut ignore);
-    }
-    Ok(())
-}
-
 /// Runs a measured mode against `target` and returns the summary (a STAMP
 /// run's: the figures every run has).
 ///
@@ -322,7 +218,7 @@ pub fn measure(
         probes: None,
         latency: None,
     };
-    measure_with(target, config, stop, hooks).map(Summary::into_run)
+    measure_with(target, config, stop, hooks).map(MeasureSummary::into_run)
 }
 
 /// [`measure`] with every hook (running counts in ping mode, per-probe
@@ -332,7 +228,7 @@ pub fn measure_with(
     config: &MeasureConfig,
     stop: &Stop,
     hooks: Hooks<'_>,
-) -> Result<Summary> {
+) -> Result<MeasureSummary> {
     let Hooks {
         on_event,
         on_interval,
@@ -341,13 +237,13 @@ pub fn measure_with(
         latency: latency_out,
     } = hooks;
     let flows = match config.mode {
-        Mode::Ping { .. } => 1,
+        MeasureMode::Ping { .. } => 1,
         _ => config.flows.max(1),
     };
     let in_flight_max = match config.mode {
-        Mode::Ping { .. } => 1024,
-        Mode::Flood { window } => window,
-        Mode::Rate { pps } => {
+        MeasureMode::Ping { .. } => 1024,
+        MeasureMode::Flood { window } => window,
+        MeasureMode::Rate { pps } => {
             (pps / flows as f64 * config.timeout.as_secs_f64() * 1.5) as usize + BATCH
         }
     };
@@ -372,7 +268,7 @@ pub fn measure_with(
     }
     let peer = conns[0].peer;
     on_event(Event::Start { peer });
-    let interval_lines = !matches!(config.mode, Mode::Ping { .. });
+    let interval_lines = !matches!(config.mode, MeasureMode::Ping { .. });
     let mut flow_list: Vec<Flow> = conns
         .into_iter()
         .map(|c| {
@@ -398,7 +294,7 @@ pub fn measure_with(
     let end_ns = start_ns + u64::try_from(config.duration.as_nanos()).unwrap_or(u64::MAX);
     let mut send_end_ns = end_ns;
     match config.mode {
-        Mode::Ping { count, interval } => {
+        MeasureMode::Ping { count, interval } => {
             ping(
                 &mut flow_list[0],
                 count,

@@ -7,14 +7,18 @@
 pub mod doctor;
 pub mod find_rate;
 pub mod measure;
+pub mod metrics;
 mod oneshot;
 pub mod plot;
 pub mod pmtu;
+pub mod probe;
 pub mod probes;
+pub mod report;
 pub mod session;
 pub mod stamp;
+pub mod stats;
 
-pub use oneshot::{Reply, one_shot, stop_server};
+pub use oneshot::{OneShotReply, one_shot, stop_server};
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};

@@ -11,7 +11,7 @@ use crate::net;
 
 /// An intact echo and how long it took.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub struct OneShotReply {
     /// The reply's bytes, equal to what was sent.
     pub bytes: Vec<u8>,
     /// Round-trip time from just before `send` to just after `recv`.
@@ -19,7 +19,7 @@ pub struct Reply {
 }
 
 /// Sends `payload` and returns its echo; a reply that differs is an error.
-pub fn one_shot(conn: &Connection, payload: &[u8]) -> Result<Reply> {
+pub fn one_shot(conn: &Connection, payload: &[u8]) -> Result<OneShotReply> {
     let mut buf = vec![0u8; net::RECV_BUFFER_LEN];
     let started = Instant::now();
     conn.send(payload)?;
@@ -41,7 +41,7 @@ pub fn one_shot(conn: &Connection, payload: &[u8]) -> Result<Reply> {
         });
     }
     buf.truncate(len);
-    Ok(Reply { bytes: buf, rtt })
+    Ok(OneShotReply { bytes: buf, rtt })
 }
 
 /// The index of the first byte where two payloads differ (the shorter length when

@@ -8,8 +8,8 @@
 use serde::Serialize;
 
 use super::{Connection, Target};
+use crate::client::probe::{self, Check};
 use crate::error::{Error, Result};
-use crate::probe::{self, Check};
 use crate::sys;
 
 /// Tries per size before silence counts as "too big" (a single loss is not).
@@ -18,7 +18,7 @@ pub const SILENT_TRIES: usize = 2;
 /// What one probe size got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum PmtuOutcome {
     /// Came back byte for byte.
     Intact,
     /// The kernel refused to send it (or reported ICMP "fragmentation needed"):
@@ -35,9 +35,9 @@ pub enum Outcome {
     Corruption,
 }
 
-impl Outcome {
+impl PmtuOutcome {
     fn fits(self) -> bool {
-        self == Outcome::Intact
+        self == PmtuOutcome::Intact
     }
 }
 
@@ -55,7 +55,7 @@ pub struct PmtuSearch {
     /// Largest size known to fit.
     fits: Option<usize>,
     /// Smallest size known not to fit, and why.
-    fails: Option<(usize, Outcome)>,
+    fails: Option<(usize, PmtuOutcome)>,
     /// A size the kernel's MTU suggests trying next.
     hint: Option<usize>,
 }
@@ -91,7 +91,7 @@ impl PmtuSearch {
     }
 
     /// Books what `size` got.
-    pub fn record(&mut self, size: usize, outcome: Outcome) {
+    pub fn record(&mut self, size: usize, outcome: PmtuOutcome) {
         if outcome.fits() {
             self.fits = Some(self.fits.map_or(size, |f| f.max(size)));
             if self.hint == Some(size) {
@@ -103,7 +103,7 @@ impl PmtuSearch {
         if self.fails.is_none_or(|(f, _)| size < f) {
             self.fails = Some((size, outcome));
         }
-        if let Outcome::Emsgsize {
+        if let PmtuOutcome::Emsgsize {
             path_mtu: Some(mtu),
         } = outcome
         {
@@ -118,7 +118,7 @@ impl PmtuSearch {
     }
 
     /// What stopped the next size up, if anything did.
-    pub fn limit(&self) -> Option<Outcome> {
+    pub fn limit(&self) -> Option<PmtuOutcome> {
         self.fails.map(|(_, o)| o)
     }
 }
@@ -129,7 +129,7 @@ pub struct PmtuStep {
     /// Payload bytes.
     pub size: usize,
     /// What it got.
-    pub outcome: Outcome,
+    pub outcome: PmtuOutcome,
 }
 
 /// The result of `--pmtu`, as `--json` prints it.
@@ -146,16 +146,16 @@ pub struct PmtuSummary {
     /// What the kernel reports as the path MTU at the end (`IP_MTU`).
     pub kernel_path_mtu: Option<u32>,
     /// What stopped the next size up (`null`: nothing, the maximum fits).
-    pub limit: Option<Outcome>,
+    pub limit: Option<PmtuOutcome>,
     /// Every size tried, in order.
     pub steps: Vec<PmtuStep>,
 }
 
 /// Sends one DF probe of `size` bytes and classifies what comes back.
-fn probe_size(conn: &Connection, size: usize, seq: &mut u64, ipv6: bool) -> Result<Outcome> {
+fn probe_size(conn: &Connection, size: usize, seq: &mut u64, ipv6: bool) -> Result<PmtuOutcome> {
     let mut buf = vec![0u8; size];
     let mut reply = vec![0u8; crate::net::RECV_BUFFER_LEN];
-    let emsgsize = |conn: &Connection| Outcome::Emsgsize {
+    let emsgsize = |conn: &Connection| PmtuOutcome::Emsgsize {
         path_mtu: sys::path_mtu(&conn.socket, ipv6).ok(),
     };
     for _ in 0..SILENT_TRIES {
@@ -171,9 +171,9 @@ fn probe_size(conn: &Connection, size: usize, seq: &mut u64, ipv6: bool) -> Resu
         loop {
             match conn.recv(&mut reply, conn.timeout) {
                 Ok(n) => match probe::verify(&reply[..n], size) {
-                    Check::Intact { seq: s, .. } if s == *seq => return Ok(Outcome::Intact),
-                    Check::Truncated { seq: s } if s == *seq => return Ok(Outcome::Truncation),
-                    Check::Corrupt { seq: s } if s == *seq => return Ok(Outcome::Corruption),
+                    Check::Intact { seq: s, .. } if s == *seq => return Ok(PmtuOutcome::Intact),
+                    Check::Truncated { seq: s } if s == *seq => return Ok(PmtuOutcome::Truncation),
+                    Check::Corrupt { seq: s } if s == *seq => return Ok(PmtuOutcome::Corruption),
                     _ => continue, // a late reply to an earlier probe
                 },
                 Err(Error::Timeout { .. }) => break,
@@ -187,7 +187,7 @@ fn probe_size(conn: &Connection, size: usize, seq: &mut u64, ipv6: bool) -> Resu
             }
         }
     }
-    Ok(Outcome::Silence)
+    Ok(PmtuOutcome::Silence)
 }
 
 /// Searches the largest payload between `min` and the largest UDP payload
@@ -232,7 +232,7 @@ mod tests {
 
     /// Runs the search against a simulated path: payloads up to `fits` come
     /// back; larger ones get `beyond` (with the MTU filled in for EMSGSIZE).
-    fn simulate(min: usize, fits: usize, beyond: Outcome) -> (PmtuSearch, usize) {
+    fn simulate(min: usize, fits: usize, beyond: PmtuOutcome) -> (PmtuSearch, usize) {
         let mut search = PmtuSearch::new(min, 65507, 28);
         let mut steps = 0;
         while let Some(size) = search.next_size() {
@@ -241,7 +241,7 @@ mod tests {
             search.record(
                 size,
                 if size <= fits {
-                    Outcome::Intact
+                    PmtuOutcome::Intact
                 } else {
                     beyond
                 },
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn loopback_fits_everything_in_one_probe() {
-        let (search, steps) = simulate(64, 65507, Outcome::Silence);
+        let (search, steps) = simulate(64, 65507, PmtuOutcome::Silence);
         assert_eq!(
             (search.answer(), search.limit(), steps),
             (Some(65507), None, 1)
@@ -264,14 +264,14 @@ mod tests {
         let (search, steps) = simulate(
             64,
             1252,
-            Outcome::Emsgsize {
+            PmtuOutcome::Emsgsize {
                 path_mtu: Some(1280),
             },
         );
         assert_eq!(search.answer(), Some(1252));
         assert_eq!(
             search.limit(),
-            Some(Outcome::Emsgsize {
+            Some(PmtuOutcome::Emsgsize {
                 path_mtu: Some(1280)
             })
         );
@@ -281,17 +281,17 @@ mod tests {
     #[test]
     fn silent_drops_are_bisected_exactly() {
         for fits in [65, 576, 1472, 8972, 65506] {
-            let (search, steps) = simulate(64, fits, Outcome::Silence);
+            let (search, steps) = simulate(64, fits, PmtuOutcome::Silence);
             assert_eq!(search.answer(), Some(fits));
-            assert_eq!(search.limit(), Some(Outcome::Silence));
+            assert_eq!(search.limit(), Some(PmtuOutcome::Silence));
             assert!(steps <= 18, "{fits}: {steps}");
         }
     }
 
     #[test]
     fn nothing_fits_when_even_the_minimum_fails() {
-        let (search, _) = simulate(64, 10, Outcome::Truncation);
+        let (search, _) = simulate(64, 10, PmtuOutcome::Truncation);
         assert_eq!(search.answer(), None);
-        assert_eq!(search.limit(), Some(Outcome::Truncation));
+        assert_eq!(search.limit(), Some(PmtuOutcome::Truncation));
     }
 }

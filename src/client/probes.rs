@@ -25,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What became of a probe, or what one more reply to it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
+pub enum ProbeOutcome {
     /// Its first reply came intact and in time.
     Answered,
     /// No reply within the timeout.
@@ -40,26 +40,26 @@ pub enum Outcome {
     Truncated,
 }
 
-impl Outcome {
+impl ProbeOutcome {
     /// Every outcome, in the order the docs list them.
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Answered,
-        Outcome::Lost,
-        Outcome::Late,
-        Outcome::Duplicate,
-        Outcome::Corrupt,
-        Outcome::Truncated,
+    pub const ALL: [ProbeOutcome; 6] = [
+        ProbeOutcome::Answered,
+        ProbeOutcome::Lost,
+        ProbeOutcome::Late,
+        ProbeOutcome::Duplicate,
+        ProbeOutcome::Corrupt,
+        ProbeOutcome::Truncated,
     ];
 
     /// The outcome's name in the records.
     pub fn name(self) -> &'static str {
         match self {
-            Outcome::Answered => "answered",
-            Outcome::Lost => "lost",
-            Outcome::Late => "late",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Corrupt => "corrupt",
-            Outcome::Truncated => "truncated",
+            ProbeOutcome::Answered => "answered",
+            ProbeOutcome::Lost => "lost",
+            ProbeOutcome::Late => "late",
+            ProbeOutcome::Duplicate => "duplicate",
+            ProbeOutcome::Corrupt => "corrupt",
+            ProbeOutcome::Truncated => "truncated",
         }
     }
 }
@@ -77,7 +77,7 @@ pub struct ProbeRecord {
     /// Round trip in ns, where one was timed.
     pub rtt_ns: Option<u64>,
     /// What it was.
-    pub outcome: Outcome,
+    pub outcome: ProbeOutcome,
     /// Its times are shared with other probes: it left in one send with
     /// others (`sent_ns` is that send's), or its reply came in one receive
     /// buffer with others (one receive time for all). Its `rtt_us` then is
@@ -217,7 +217,7 @@ pub fn write_records(
 mod tests {
     use super::*;
 
-    fn record(outcome: Outcome, sent: Option<u64>, rtt: Option<u64>) -> ProbeRecord {
+    fn record(outcome: ProbeOutcome, sent: Option<u64>, rtt: Option<u64>) -> ProbeRecord {
         ProbeRecord {
             seq: 7,
             flow: 1,
@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn records_are_ndjson_lines_or_csv_rows() {
         let mut line = String::new();
-        let r = record(Outcome::Answered, Some(1_000), Some(52_100));
+        let r = record(ProbeOutcome::Answered, Some(1_000), Some(52_100));
         format_record(&mut line, Format::Ndjson, 5_000, &r);
         assert_eq!(
             line,
@@ -244,7 +244,7 @@ mod tests {
             &mut line,
             Format::Csv,
             5_000,
-            &record(Outcome::Lost, Some(1_000), None),
+            &record(ProbeOutcome::Lost, Some(1_000), None),
         );
         assert_eq!(line, "7,1,1000,6000,,lost,per-probe\n");
         line.clear();
@@ -252,7 +252,7 @@ mod tests {
             &mut line,
             Format::Ndjson,
             5_000,
-            &record(Outcome::Corrupt, None, None),
+            &record(ProbeOutcome::Corrupt, None, None),
         );
         assert!(
             line.contains(
@@ -261,7 +261,7 @@ mod tests {
             "{line}"
         );
         line.clear();
-        let mut r = record(Outcome::Corrupt, None, Some(1_000_001));
+        let mut r = record(ProbeOutcome::Corrupt, None, Some(1_000_001));
         r.batch_timed = true;
         format_record(&mut line, Format::Csv, 5_000, &r);
         assert_eq!(line, "7,1,,,1000.001,corrupt,per-batch\n");

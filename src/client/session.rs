@@ -15,14 +15,15 @@ use std::sync::mpsc;
 use std::thread;
 
 use super::Target;
-use super::measure::{Event, Hooks, MeasureConfig, Mode, Summary, measure_with};
+use super::measure::{Event, Hooks, MeasureConfig, MeasureMode, MeasureSummary, measure_with};
 use super::plot::Timeline;
 use super::probes::{Format, write_records};
+use crate::client::metrics::ClientMetrics;
+use crate::client::report;
+use crate::client::stats::Latency;
 use crate::error::{Error, Result};
-use crate::metrics::{self, client::ClientMetrics};
-use crate::report;
+use crate::metrics;
 use crate::shutdown::Stop;
-use crate::stats::Latency;
 
 /// What a measured run writes besides its summary.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -200,9 +201,9 @@ fn probes_volume(config: &MeasureConfig, outputs: &Outputs) -> Option<(u64, Stri
     let secs = config.duration.as_secs_f64();
     let per_record = record_bytes(format);
     let (pps, how) = match config.mode {
-        Mode::Ping { .. } => return None,
-        Mode::Rate { pps } => (pps, format!("{pps} probes/s")),
-        Mode::Flood { .. } => (
+        MeasureMode::Ping { .. } => return None,
+        MeasureMode::Rate { pps } => (pps, format!("{pps} probes/s")),
+        MeasureMode::Flood { .. } => (
             FLOOD_PPS_ASSUMED,
             "a flood as fast as replies come (1 million probes/s on loopback)".to_owned(),
         ),
@@ -248,7 +249,7 @@ fn report_run(
     let timeline = RefCell::new(outputs.plot.as_ref().map(|_| Timeline::new(config.timeout)));
     let mut latency = Latency::new();
     let mut peer = String::new();
-    let mut on_counts = |counts: &crate::stats::Counts| {
+    let mut on_counts = |counts: &crate::client::stats::Counts| {
         if let Some(m) = live {
             m.counts(counts);
         }
@@ -281,7 +282,8 @@ fn report_run(
                 }
                 print(&report::interval_line(interval));
             },
-            on_counts: live.map(|_| &mut on_counts as &mut dyn FnMut(&crate::stats::Counts)),
+            on_counts: live
+                .map(|_| &mut on_counts as &mut dyn FnMut(&crate::client::stats::Counts)),
             probes,
             latency: Some(&mut latency),
         },
@@ -294,7 +296,7 @@ fn report_run(
         log::warn!("{}", line.strip_prefix("warning: ").unwrap_or(&line));
     }
     // Likewise that the target answered, but not as a STAMP reflector.
-    if let (true, Summary::Stamp(stamp)) = (json, &whole) {
+    if let (true, MeasureSummary::Stamp(stamp)) = (json, &whole) {
         if let Some(hint) = report::not_reflections(stamp) {
             log::warn!("{hint}");
         }
@@ -345,7 +347,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn volume(mode: Mode, secs: u64, probes: &str) -> Option<(u64, String)> {
+    fn volume(mode: MeasureMode, secs: u64, probes: &str) -> Option<(u64, String)> {
         let config = MeasureConfig {
             mode,
             size: 64,
@@ -364,16 +366,16 @@ mod tests {
 
     #[test]
     fn the_probes_volume_is_estimated_for_flood_and_rate_only() {
-        let (bytes, text) = volume(Mode::Rate { pps: 20000.0 }, 5, "run.csv").unwrap();
+        let (bytes, text) = volume(MeasureMode::Rate { pps: 20000.0 }, 5, "run.csv").unwrap();
         assert_eq!(bytes, 5_500_000);
         assert!(
             text.contains("--probes run.csv: 20000 probes/s for 5 s writes about 5.5 MB"),
             "{text}"
         );
-        let (bytes, text) = volume(Mode::Flood { window: 32 }, 5, "run.ndjson").unwrap();
+        let (bytes, text) = volume(MeasureMode::Flood { window: 32 }, 5, "run.ndjson").unwrap();
         assert!(bytes >= PROBES_WARN_BYTES, "{text}");
         assert!(text.contains("575.0 MB"), "{text}");
-        let ping = Mode::Ping {
+        let ping = MeasureMode::Ping {
             count: Some(3),
             interval: Duration::from_secs(1),
         };

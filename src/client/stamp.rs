@@ -18,13 +18,13 @@ use serde::Serialize;
 pub use owd::OwdSummary;
 
 use super::measure::codec::{Codec, StampCodec, unix_ns_exact};
+use crate::client::probe::Check;
+use crate::client::stats::RunSummary;
 use crate::error::Result;
-use crate::probe::Check;
 use crate::stamp::Key;
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
 use crate::stamp::packet::{HMAC_TLV_LEN, find_tlv, tlv_flags, tlvs_authentic};
 use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat};
-use crate::stats::RunSummary;
 use owd::Owd;
 
 /// A STAMP session as the command line asks for it, free of clap types.

@@ -1,15 +1,15 @@
-//! Prometheus metrics for both binaries (`--metrics ADDR:PORT`).
+//! The Prometheus endpoint both binaries serve (`--metrics ADDR:PORT`).
 //!
 //! - [`http`]: a tiny HTTP server for `/metrics` (`std::net` and `poll`, one
 //!   thread, a bounded set of connections, each bounded in time and memory).
-//! - [`server`]: the echo server's counters as `udp_echo_server_*`.
-//! - [`client`]: a continuous ping run as `udp_echo_client_*`.
+//!
+//! What each binary publishes lives with it: `server::metrics` (the echo
+//! server's counters as `udp_echo_server_*`) and `client::metrics` (a
+//! continuous ping run as `udp_echo_client_*`).
 //!
 //! Text is encoded by `prometheus-client` in the Prometheus text format 0.0.4.
 
-pub mod client;
 pub mod http;
-pub mod server;
 
 use std::net::{SocketAddr, TcpListener};
 

@@ -51,8 +51,8 @@ impl Limits {
         }
     }
 
-    /// A note when `somaxconn` differs from the compile-time `SOMAXCONN` (the seed
-    /// asserted equality and crashed); `None` when they agree or one is unknown.
+    /// A note when `somaxconn` differs from the compile-time `SOMAXCONN` (a
+    /// difference is normal, never a reason to stop); `None` when they agree or one is unknown.
     pub fn somaxconn_note(&self) -> Option<String> {
         let proc_value = self.somaxconn?;
         let compiled = u64::try_from(SOMAXCONN).ok()?;

@@ -27,7 +27,7 @@
 //!
 //! An address that becomes local is seen within [`TTL`] of the last "not
 //! local" answer for it; until then the loop detector
-//! ([`echo_loop`](crate::echo_loop)) is the guard.
+//! (`server::guard::loop_detect`) is the guard.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use log::{debug, warn};
 
-use crate::guard::unmap;
+use crate::net::cidr::unmap;
 
 /// How long an answer is trusted: an address added or removed is seen this
 /// late at most.
@@ -250,7 +250,7 @@ mod tests {
         Box::new(move |ip| {
             asked.fetch_add(1, Ordering::Relaxed);
             Ok(local.iter().any(|net| {
-                net.parse::<crate::guard::Cidr>()
+                net.parse::<crate::net::cidr::Cidr>()
                     .unwrap()
                     .contains(unmap(ip))
             }))

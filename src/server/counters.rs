@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use log::info;
 
-use crate::guard::DropReason;
 use crate::net::udp_table;
-use crate::notify::Notifier;
+use crate::server::guard::DropReason;
 use crate::shutdown::{Stop, signal_name};
 
 /// What one echo loop counted.
@@ -129,7 +128,7 @@ pub(super) fn report_stats(
     interval: Duration,
     stop: &Stop,
     started: Instant,
-    notifier: Option<&Notifier>,
+    status: Option<&(dyn Fn(&str) + Send + Sync)>,
 ) {
     let mut last = Counters::default();
     // The socket's counter may predate this run (socket activation).
@@ -149,8 +148,8 @@ pub(super) fn report_stats(
         );
         info!("{line}");
         // The same line as the service manager's STATUS (`systemctl status`).
-        if let Err(e) = notifier.map_or(Ok(()), |n| n.status(&line)) {
-            log::debug!("cannot send STATUS to the service manager: {e}");
+        if let Some(status) = status {
+            status(&line);
         }
         last = totals;
         last_kernel = kernel;
@@ -231,7 +230,7 @@ impl fmt::Display for StopReason {
 
 /// The end-of-run report: what was echoed, what failed, and why it stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
+pub struct ServerSummary {
     /// Merged counters of the run.
     pub counters: Counters,
     /// Why the run ended.
@@ -246,7 +245,7 @@ pub struct Summary {
     pub port_sharers: Option<u64>,
 }
 
-impl fmt::Display for Summary {
+impl fmt::Display for ServerSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.counters;
         write!(
@@ -254,7 +253,7 @@ impl fmt::Display for Summary {
             "stopped by {} after {:.1} s: received {} ({} bytes), echoed {} ({} bytes), {}, send errors {}, ",
             self.cause,
             self.elapsed.as_secs_f64(),
-            crate::report::count(c.datagrams_received, "datagram", "datagrams"),
+            crate::units::count(c.datagrams_received, "datagram", "datagrams"),
             c.bytes_received,
             c.datagrams_echoed,
             c.bytes_echoed,
@@ -285,7 +284,7 @@ mod tests {
 
     #[test]
     fn the_summary_reads_as_one_line() {
-        let summary = Summary {
+        let summary = ServerSummary {
             counters: Counters {
                 datagrams_received: 3,
                 bytes_received: 10,
@@ -347,7 +346,7 @@ mod tests {
 
     #[test]
     fn one_datagram_is_singular() {
-        let summary = Summary {
+        let summary = ServerSummary {
             counters: Counters {
                 datagrams_received: 1,
                 ..Counters::default()
@@ -363,7 +362,7 @@ mod tests {
 
     #[test]
     fn the_summary_names_datagrams_taken_after_the_stop() {
-        let summary = Summary {
+        let summary = ServerSummary {
             counters: Counters {
                 datagrams_received: 4,
                 bytes_received: 11,

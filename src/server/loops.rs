@@ -1,21 +1,52 @@
 //! The echo loops — plain `recv_from`/`send_to`, batched `recvmmsg`/`sendmmsg`
 //! and, in `gro`, batched with UDP GRO/GSO — and the per-loop state every
 //! datagram passes through.
+//!
+//! # A datagram's path through the server
+//!
+//! 1. Start: `Server::bind`, or `Server::adopt` for inherited sockets (a loop each). `bind`: one
+//!    socket, or N with `SO_REUSEPORT` before the bind (port 0: the first picks it); `SO_REUSEADDR`
+//!    after it, except `--exclusive` (one socket, neither flag, N loops on it); a 100 ms read timeout
+//!    each (`STOP_POLL`). `foreign_holders` (`/proc/net/udp{,6}` minus our inodes): under
+//!    `SO_REUSEPORT` a co-holder is `Error::PortShared`, else a warning. `assemble`: GRO asked and
+//!    batch > 1 → `enable_gro` → `GroStatus` → `LoopKind` `Plain` (batch 1), `Gro(n)` or `Batched(n)`.
+//! 2. Loops (`serve`; every socket gets `IP_RECVTOS`, with `--stamp` also `IP_RECVTTL` and, batched,
+//!    `SO_TIMESTAMPNS`). `plain_loop`: `recv_from_meta` into one 65,535-byte buffer, `inspect`, then
+//!    `send_to_tos` with the request's DSCP (with `--stamp`, the `Reflector`'s reply built over the
+//!    request; a malformed packet is dropped as `malformed`). With `--stamp` the batched and GRO loops
+//!    reflect every kept datagram in place before the send (`loops/stamp.rs`).
+//!    `batched_loop`: `Batch::recv` (one `recvmmsg`, `MSG_WAITFORONE`), prefetch, `inspect` each slot
+//!    up to a stop datagram, `Batch::echo` (one `sendmmsg` of the kept slots to their sources, each
+//!    with its request's DSCP; partial sends retried, a refused message counted and skipped). `gro_loop`: `GroBatch::recv` takes up to
+//!    n buffers (a truncated one is a receive error), splits each by its `UDP_GRO` segment size,
+//!    `inspect`s every datagram, `queue`s kept runs with the buffer's DSCP (≤ 64 segments a message; a
+//!    drop splits a run),
+//!    `flush`es them in one `sendmmsg` (after `EIO`/`EINVAL`, datagram by datagram). The clock is read
+//!    once per receive (`tick`); a timeout or EINTR only leads back to the stop check.
+//! 3. `LoopState::inspect`, which every datagram passes: count (debug line if on) → own-socket check
+//!    (`LocalAddrs`, wildcard sockets only: the kernel asked, cached) → `Rules::check` → `--rate-limit` (lock the shared table,
+//!    take a token from the source network's bucket: IPv4 /32, IPv6 /64 by default) → stop policy (empty datagram) → `LoopDetector::check`, last, as it records what
+//!    passes as echoed (not with `--stamp`: a reply differs from its request, and the reflector
+//!    refuses reflected packets instead) → echo. A drop is counted per `DropReason`, never answered.
+//! 4. Accounting: `echoed` books what the kernel accepted; refused sends are `send_errors`, failed
+//!    receives `recv_errors`. Received = echoed + dropped + send errors + taken after the stop (+ the
+//!    stop datagram). `publish` stores the totals for `--stats-interval`/`--metrics` after each batch
+//!    (plain: each echo). `run` joins the loops, merges their `Counters`, raises the stop flag and
+//!    returns a `ServerSummary` (cause, kernel drops of our inodes, port sharers) for the caller to log.
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
 use super::StopPolicy;
 use super::counters::{Counters, Published};
-use crate::echo_loop::{LoopDetector, LoopVerdict, is_known_reply};
-use crate::guard::{Decision, DropReason, Rules, SharedRateLimiter};
 use crate::logging::escape_payload;
-use crate::net;
 use crate::net::local_addrs::LocalAddrs;
+use crate::server::guard::loop_detect::{LoopDetector, LoopVerdict, is_known_reply};
+use crate::server::guard::{Decision, DropReason, Rules, SharedRateLimiter};
 use crate::shutdown::Stop;
 use crate::stamp::{Reflector, ReflectorConfig};
 
@@ -50,8 +81,14 @@ pub(super) struct LoopContext<'a> {
     pub(super) stamp: Option<&'a ReflectorConfig>,
 }
 
+mod batched;
 mod gro;
+mod gro_send;
+mod plain;
 mod stamp;
+mod throttle;
+
+use throttle::*;
 
 /// Which echo loop a socket gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,73 +124,15 @@ pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, kind: LoopKind
         }
     }
     match kind {
-        LoopKind::Plain => plain_loop(socket, &mut state),
+        LoopKind::Plain => plain::plain_loop(socket, &mut state),
         LoopKind::Batched(batch) => {
-            batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
+            batched::batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
         }
         LoopKind::Gro(batch) => {
             gro::gro_loop(socket, &mut state, &mut crate::sys::GroBatch::new(batch));
         }
     }
     state.counters
-}
-
-/// At most one warning per kind of error per this interval; the rest are counted.
-const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// At most one debug line about dropped datagrams per this interval: a flood of
-/// hostile traffic must not become a flood of log lines.
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
-
-/// At most one warning about a new loop (or a datagram from the server's own
-/// socket) per this interval: forged loops with many peers must not flood the log.
-const LOOP_LOG_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Keeps a flood of identical events from flooding the log (and costing throughput).
-#[derive(Debug)]
-struct Throttle {
-    interval: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Throttle::every(ERROR_LOG_INTERVAL)
-    }
-}
-
-impl Throttle {
-    fn every(interval: Duration) -> Self {
-        Throttle {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// Returns `Some(suppressed since the last one)` when a line may be logged now.
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        match self.last {
-            Some(last) if now.duration_since(last) < self.interval => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
-fn suppressed_note(suppressed: u64) -> String {
-    if suppressed == 0 {
-        String::new()
-    } else {
-        format!(" ({suppressed} more since the last report)")
-    }
 }
 
 /// How often a loop reads the wall clock again (for [`is_known_reply`]).
@@ -190,7 +169,7 @@ struct LoopState<'a> {
 
 /// What to do with one received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+enum EchoVerdict {
     Echo,
     Drop,
     Stop,
@@ -318,7 +297,7 @@ impl<'a> LoopState<'a> {
     }
 
     /// Counts a received datagram and decides its fate.
-    fn inspect(&mut self, data: &[u8], source: SocketAddr) -> Verdict {
+    fn inspect(&mut self, data: &[u8], source: SocketAddr) -> EchoVerdict {
         self.counters.datagrams_received += 1;
         self.counters.bytes_received += data.len() as u64;
         if self.debug {
@@ -331,23 +310,23 @@ impl<'a> LoopState<'a> {
         if self.is_own_socket(source) {
             self.warn_own_socket(source);
             self.dropped(DropReason::BadSource, data.len(), source);
-            return Verdict::Drop;
+            return EchoVerdict::Drop;
         }
         if let Decision::Drop(reason) = self.guard(source) {
             self.dropped(reason, data.len(), source);
-            return Verdict::Drop;
+            return EchoVerdict::Drop;
         }
         if data.is_empty() && self.context.policy.stops(&source) {
             self.counters.stopped_by = Some(source);
             self.context.stop.request();
-            return Verdict::Stop;
+            return EchoVerdict::Stop;
         }
         // Last: the detector records what it lets through as echoed.
         if let Some(loops) = &mut self.loops {
             if is_known_reply(data, self.unix_secs) {
                 self.warn_reply(source);
                 self.dropped(DropReason::Loop, data.len(), source);
-                return Verdict::Drop;
+                return EchoVerdict::Drop;
             }
             if let LoopVerdict::Loop { first, silent_for } = loops.check(source, data, self.now_ns)
             {
@@ -355,10 +334,10 @@ impl<'a> LoopState<'a> {
                     self.warn_loop(source, silent_for);
                 }
                 self.dropped(DropReason::Loop, data.len(), source);
-                return Verdict::Drop;
+                return EchoVerdict::Drop;
             }
         }
-        Verdict::Echo
+        EchoVerdict::Echo
     }
 
     /// Whether the loop should end: the stop flag, raised by a signal, the
@@ -471,108 +450,12 @@ impl<'a> LoopState<'a> {
 /// The DSCP bits of the TOS / traffic-class byte (the low two are ECN).
 const DSCP_MASK: u8 = 0xfc;
 
-/// The plain echo loop: one `recv_from` and one `send_to` per datagram (`--batch 1`).
-/// Allocates nothing per datagram; the socket's read timeout lets it see `stop`.
-/// With `--stamp` it sends the reflector's reply, built over the request.
-fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
-    let mut buf = vec![0u8; net::RECV_BUFFER_LEN];
-    let stamp = state.reflector.is_some();
-    while !state.stopping() {
-        let Some((len, source, tos, ttl)) =
-            state.received(crate::sys::recv_from_meta(socket, &mut buf))
-        else {
-            continue;
-        };
-        // STAMP's receive time stamp: right after the syscall.
-        let received = stamp.then(SystemTime::now);
-        state.tick();
-        match state.inspect(&buf[..len], source) {
-            Verdict::Echo => {}
-            Verdict::Drop => continue,
-            Verdict::Stop => break,
-        }
-        // The request's DSCP goes back on the reply; ECN is not copied (Not-ECT).
-        let tos = match received {
-            None => reply_tos(tos),
-            Some(received) => {
-                let arrival = crate::stamp::Arrival { received, tos, ttl };
-                let transmit = SystemTime::now();
-                match state.reflect(&mut buf[..len], source, &arrival, transmit) {
-                    Some(tos) => tos,
-                    None => continue,
-                }
-            }
-        };
-        state.send_one(socket, &buf[..len], source, tos);
-        state.publish();
-    }
-    state.publish();
-}
-
 /// The TOS byte an echo goes back with: the request's DSCP, never its ECN
 /// bits (an echo is Not-ECT: ECN is the path's business, not the echo's);
 /// 0, which costs no control message, when there is none to copy.
 #[inline]
 fn reply_tos(received: Option<u8>) -> u8 {
     received.map_or(0, |tos| tos & DSCP_MASK)
-}
-
-/// The batched loop: one `recvmmsg` takes what is queued (up to the batch size),
-/// one `sendmmsg` echoes it, each datagram with its request's DSCP. Datagrams
-/// before a stop datagram in the same batch are still echoed; those after it
-/// were read too, and are counted as taken after the stop, not echoed.
-fn batched_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut crate::sys::Batch) {
-    // Per slot: `Some(TOS to send with)`, or `None` for no echo.
-    let mut keep: Vec<Option<u8>> = vec![None; batch.capacity()];
-    let stamp = state.reflector.is_some();
-    while !state.stopping() {
-        let Some(received) = state.received(batch.recv(socket)) else {
-            continue;
-        };
-        // STAMP's receive time where the kernel stamps none: right after the call.
-        let received_at = stamp.then(SystemTime::now);
-        state.tick();
-        for i in 0..received {
-            if let (data, Some(source)) = batch.datagram(i) {
-                state.prefetch(data, source);
-            }
-        }
-        let mut end = received;
-        for (i, slot) in keep.iter_mut().enumerate().take(received) {
-            let (data, source) = batch.datagram(i);
-            *slot = match source {
-                Some(source) => match state.inspect(data, source) {
-                    Verdict::Echo => Some(reply_tos(batch.tos(i))),
-                    Verdict::Drop => None,
-                    Verdict::Stop => {
-                        end = i;
-                        break;
-                    }
-                },
-                None => None,
-            };
-        }
-        if let Some(fallback) = received_at {
-            stamp::reflect_slots(state, batch, &mut keep, end, fallback);
-        }
-        let outcome = batch.echo(socket, |i| if i < end { keep[i] } else { None });
-        state.echoed(outcome.sent, outcome.bytes, || {
-            (0..end)
-                .filter(|&i| keep[i].is_some())
-                .filter_map(|i| match batch.datagram(i) {
-                    (data, Some(source)) => Some((data.len(), source)),
-                    (_, None) => None,
-                })
-        });
-        state.batch_send_failed(&outcome);
-        if end < received {
-            state.taken_after_stop((end + 1..received).map(|i| batch.datagram(i).0.len()));
-            state.publish();
-            break;
-        }
-        state.publish();
-    }
-    state.publish();
 }
 
 /// A receive timeout (our stop poll) or an interrupted call: look at the flag, retry.

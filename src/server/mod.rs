@@ -2,34 +2,54 @@
 //! counters and the summary.
 //!
 //! [`Server::bind`] does everything that can fail (resolve, bind, buffers) so the
-//! binary can print `listening on` only once the socket is really there;
+//! service layer can print `listening on` only once the socket is really there;
 //! [`Server::run`] cannot fail: per-datagram errors are counted and survived.
-//! What `bind` found is a [`StartupReport`], data for the binary to log: the
+//! What `bind` found is a [`StartupReport`], data for the caller (`service::run`) to log: the
 //! library logs nothing of its own start-up.
 //! The loops live in `loops`, what they count and the summary in `counters`.
+//!
+//! # Threads of a running server, and how a stop reaches them
+//!
+//! `Server::run` spawns in one `thread::scope` the echo loops, the `--stats-interval` thread, the
+//! observer thread (`service` wires the `--metrics` endpoint there: one `poll` over the listener and ≤ 64 connections, the stop flag seen every 50 ms) and the port-sharing watch (`watch_port`, if
+//! `/proc/net/udp` was readable at start: every 250 ms, stretched to 50× its last read's cost). The
+//! service layer (`service::run`) adds the sd_notify watchdog thread when `WATCHDOG_USEC` asks for one.
+//!
+//! SIGINT, SIGTERM and SIGHUP (unless ignored at start, as by `nohup`) store the signal number in
+//! `Stop`'s atomic; a second one exits with 130. signal-hook's handlers have `SA_RESTART`, so a blocked
+//! receive is restarted: a loop sees the flag when its read timeout fires, within `STOP_POLL` (10 idle
+//! wake-ups a second). An allowed stop datagram raises the flag in `inspect`; the datagrams before it
+//! in its batch are echoed, those after it booked as taken after the stop; the other loops end within
+//! 100 ms (no wake-up datagram: `SO_REUSEPORT` would hash it to one socket). Stats, watch and watchdog
+//! wait in `Stop::sleep_until` (50 ms steps); `run` raises the flag after the loops, ending them all.
 
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::guard::{GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
 use crate::net::udp_table;
-use crate::net::{self, BufferSize, Family, Limits, SocketOptions};
-use crate::notify::Notifier;
+use crate::net::{self, Family, Limits, SocketOptions};
+use crate::server::guard::{GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
+use crate::server::watch::watch_port;
 use crate::shutdown::{Stop, StopCause};
 use crate::stamp::StampOptions;
-use crate::watch::watch_port;
 
 mod counters;
+pub mod guard;
 mod loops;
+mod observer;
+pub mod service;
 mod startup;
+pub(crate) mod watch;
 
-pub use counters::{Counters, StopReason, Summary};
+pub use counters::{Counters, ServerSummary, StopReason};
 use counters::{Published, report_stats, totals};
 use loops::{LoopContext, LoopKind, serve};
+use observer::StatusSink;
+pub use observer::{Observer, Running};
 pub use startup::{GroStatus, StartupReport};
+use startup::{effective_batch, enable_gro, readopt_options};
 
 /// How often a blocked receive wakes up to look at the stop flag. Signal handlers
 /// are installed with SA_RESTART, so without a timeout `recv_from` would never
@@ -42,7 +62,7 @@ pub enum StopPolicy {
     /// Only a sender on a loopback address, i.e. someone on this host (the default).
     #[default]
     Loopback,
-    /// Anyone: the seed's behaviour, only sensible on a trusted network.
+    /// Anyone: only sensible on a trusted network.
     Any,
     /// Nobody: empty datagrams are echoed like any other.
     Never,
@@ -130,10 +150,11 @@ pub struct Server {
     limiter: Option<SharedRateLimiter>,
     /// Per-datagram debug lines, when debug logging is on (see [`Server::without_datagram_log`]).
     datagram_log: bool,
-    /// Where the `--stats-interval` lines also go, as `STATUS=` (see [`Server::notifying`]).
-    notifier: Option<Arc<Notifier>>,
-    /// The `--metrics` endpoint, served by one more thread (see [`Server::with_metrics`]).
-    metrics: Option<TcpListener>,
+    /// Where the `--stats-interval` lines also go (see [`Server::with_status`]).
+    status: Option<StatusSink>,
+    /// One more thread that reads the published totals while the loops run
+    /// (see [`Server::with_observer`]).
+    observer: Option<Observer>,
 }
 
 impl Server {
@@ -216,7 +237,7 @@ impl Server {
     }
 
     /// Serves sockets someone else bound — a service manager's, through socket
-    /// activation ([`crate::activation`]) — instead of binding: one thread per
+    /// activation ([`crate::server::service::activation`]) — instead of binding: one thread per
     /// socket, whatever `config.threads` says. Each gets the buffer sizes and
     /// read timeout [`bind`](Self::bind) would give it; the report names
     /// every socket's address, and the first one's buffers. Each loop knows
@@ -303,8 +324,8 @@ impl Server {
                 SharedRateLimiter::new(rate, RATE_LIMIT_SOURCES, config.guard.rate_limit_prefix)
             }),
             datagram_log: true,
-            notifier: None,
-            metrics: None,
+            status: None,
+            observer: None,
             report,
         })
     }
@@ -327,25 +348,26 @@ impl Server {
         self
     }
 
-    /// Also sends each `--stats-interval` line to the service manager as its
-    /// `STATUS=` (socket activation's companion, [`crate::notify`]).
-    pub fn notifying(mut self, notifier: Arc<Notifier>) -> Server {
-        self.notifier = Some(notifier);
+    /// Also hands each `--stats-interval` line to `status` (the service layer
+    /// sends it to the service manager as its `STATUS=`).
+    pub fn with_status(mut self, status: impl Fn(&str) + Send + Sync + 'static) -> Server {
+        self.status = Some(StatusSink(Box::new(status)));
         self
     }
 
-    /// Serves Prometheus metrics on `listener` while running (`--metrics`):
-    /// the loops then publish their totals after each batch, as for
-    /// `--stats-interval`, and one more thread renders them per scrape.
-    pub fn with_metrics(mut self, listener: TcpListener) -> Server {
-        self.metrics = Some(listener);
+    /// Runs `observer` on one more thread while the loops run: the loops then
+    /// publish their totals after each batch, as for `--stats-interval`, and
+    /// the observer reads them through [`Running::totals`] until the stop
+    /// (the `--metrics` endpoint, wired by [`service`]).
+    pub fn with_observer(mut self, observer: Observer) -> Server {
+        self.observer = Some(observer);
         self
     }
 
     /// Echoes until an allowed empty datagram or `stop`, then returns the summary.
     /// Each thread serves its own socket, or all serve the one exclusive
     /// socket; a stop seen by one ends them all.
-    pub fn run(self, stop: &Stop) -> Summary {
+    pub fn run(self, stop: &Stop) -> ServerSummary {
         let started = Instant::now();
         let published: Vec<Published> = (0..self.threads).map(|_| Published::default()).collect();
         let counters = thread::scope(|scope| {
@@ -363,7 +385,7 @@ impl Server {
                         near_copy_budget: self.report.guard.near_copy_budget,
                         origin: started,
                         limiter: self.limiter.as_ref(),
-                        published: (self.stats_interval.is_some() || self.metrics.is_some())
+                        published: (self.stats_interval.is_some() || self.observer.is_some())
                             .then_some(published),
                         datagram_log: self.datagram_log,
                         stamp: self.report.stamp.as_ref(),
@@ -373,16 +395,21 @@ impl Server {
                 .collect();
             if let Some(interval) = self.stats_interval {
                 let (published, inodes) = (&published, &self.inodes);
-                let notifier = self.notifier.as_deref();
+                let status = self.status.as_ref().map(|sink| &*sink.0);
                 scope.spawn(move || {
-                    report_stats(published, inodes, interval, stop, started, notifier)
+                    report_stats(published, inodes, interval, stop, started, status)
                 });
             }
-            if let Some(listener) = &self.metrics {
+            if let Some(observer) = self.observer {
                 let (published, report, inodes) = (&published, &self.report, &self.inodes);
                 let totals = move || totals(published);
                 scope.spawn(move || {
-                    crate::metrics::server::serve(listener, report, inodes, &totals, stop)
+                    (observer.0)(Running {
+                        report,
+                        inodes,
+                        totals: &totals,
+                        stop,
+                    })
                 });
             }
             // No socket table at start, no watch (the report says so).
@@ -415,7 +442,7 @@ impl Server {
             (None, Some(StopCause::Signal(signal))) => StopReason::Signal(signal),
             (None, _) => StopReason::Requested,
         };
-        Summary {
+        ServerSummary {
             counters,
             cause,
             elapsed: started.elapsed(),
@@ -423,73 +450,6 @@ impl Server {
             port_sharers,
         }
     }
-}
-
-/// Turns UDP GRO on for every socket: `Unavailable` when the kernel refuses it
-/// for the first (nothing changed then), an error when it refuses a later one
-/// after accepting the first (a socket with GRO on must not be read by a loop
-/// that does not split buffers, and this cannot happen on one kernel).
-fn enable_gro(sockets: &[UdpSocket], addr: SocketAddr) -> Result<GroStatus> {
-    let Some((first, rest)) = sockets.split_first() else {
-        return Ok(GroStatus::NotAsked);
-    };
-    if let Err(e) = crate::sys::enable_gro(first) {
-        return Ok(GroStatus::Unavailable(crate::error::describe(&e)));
-    }
-    for socket in rest {
-        crate::sys::enable_gro(socket).map_err(|source| Error::Socket {
-            what: "turn UDP GRO on",
-            addr,
-            source,
-        })?;
-    }
-    Ok(GroStatus::On)
-}
-
-/// An inherited socket gets what [`net::bind`] gives a new one: the requested
-/// buffer sizes (read back, as granted) and the read timeout the loops poll
-/// the stop flag with. Returns its address and both buffers.
-fn readopt_options(
-    socket: &UdpSocket,
-    config: &ServerConfig,
-    limits: &Limits,
-) -> Result<(SocketAddr, BufferSize, BufferSize)> {
-    let placeholder: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
-    let addr = socket.local_addr().map_err(|source| Error::Socket {
-        what: "read the inherited socket's address",
-        addr: placeholder,
-        source,
-    })?;
-    let fail = |what: &'static str| move |source| Error::Socket { what, addr, source };
-    let sock = socket2::SockRef::from(socket);
-    if let Some(size) = config.recv_buf {
-        sock.set_recv_buffer_size(size)
-            .map_err(fail("set SO_RCVBUF"))?;
-    }
-    if let Some(size) = config.send_buf {
-        sock.set_send_buffer_size(size)
-            .map_err(fail("set SO_SNDBUF"))?;
-    }
-    // The manager may hand it over non-blocking; the loops block with a timeout.
-    socket
-        .set_nonblocking(false)
-        .map_err(fail("make the socket blocking"))?;
-    socket
-        .set_read_timeout(Some(STOP_POLL))
-        .map_err(fail("set a receive timeout"))?;
-    let recv_buf = BufferSize {
-        kind: net::BufferKind::Recv,
-        requested: config.recv_buf,
-        effective: sock.recv_buffer_size().map_err(fail("read SO_RCVBUF"))?,
-        max: limits.rmem_max,
-    };
-    let send_buf = BufferSize {
-        kind: net::BufferKind::Send,
-        requested: config.send_buf,
-        effective: sock.send_buffer_size().map_err(fail("read SO_SNDBUF"))?,
-        max: limits.wmem_max,
-    };
-    Ok((addr, recv_buf, send_buf))
 }
 
 /// `addrs` without repeats, in their order.
@@ -501,11 +461,6 @@ fn distinct(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
         }
     }
     seen
-}
-
-/// The batch size this platform can do: batching needs `recvmmsg`/`sendmmsg` (Linux).
-fn effective_batch(requested: usize) -> usize {
-    if crate::sys::BATCHING { requested } else { 1 }
 }
 
 #[cfg(test)]

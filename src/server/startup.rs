@@ -1,19 +1,23 @@
 //! The start-up report as data: what `Server::bind` (or `adopt`) found and
-//! set up, and the lines the binary logs from it. The library logs nothing of
+//! set up, and the lines the service layer logs from it. The library logs nothing of
 //! its own start-up, so a server embedded in another tool starts silently.
+//! Also the socket preparation a start does: GRO, an inherited socket's
+//! options, the batch size this platform can do.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 
 use log::Level;
 
-use crate::guard::{GuardConfig, RATE_LIMIT_SOURCES};
+use super::{STOP_POLL, ServerConfig};
+use crate::error::{Error, Result};
 use crate::net::udp_table::UdpSocketEntry;
-use crate::net::{BufferSize, Limits};
+use crate::net::{self, BufferSize, Limits};
+use crate::server::guard::{GuardConfig, RATE_LIMIT_SOURCES};
+use crate::server::watch;
 use crate::stamp::ReflectorConfig;
-use crate::watch;
 
 /// What [`Server::bind`](crate::server::Server::bind) found and set up: the start-up report as data. The
-/// binary logs it ([`StartupReport::lines`]); the library does not, so a server
+/// service layer logs it ([`StartupReport::lines`]); the library does not, so a server
 /// embedded in another tool (the doctor's self-test) starts silently.
 #[derive(Debug, Clone)]
 pub struct StartupReport {
@@ -111,7 +115,7 @@ impl StartupReport {
                 } else {
                     format!("s, {threads} sockets sharing the port with SO_REUSEPORT")
                 },
-                crate::report::count(self.batch as u64, "datagram", "datagrams"),
+                crate::units::count(self.batch as u64, "datagram", "datagrams"),
             ),
         ));
         match &self.gro {
@@ -119,7 +123,7 @@ impl StartupReport {
                 Level::Info,
                 format!(
                     "UDP GRO/GSO on: up to {} of 64 KiB per recvmmsg, each burst echoed with one UDP_SEGMENT send",
-                    crate::report::count(self.batch as u64, "buffer", "buffers")
+                    crate::units::count(self.batch as u64, "buffer", "buffers")
                 ),
             )),
             GroStatus::NotAsked => {}
@@ -196,4 +200,76 @@ fn guard_line(guard: &GuardConfig, stamp: bool) -> String {
         (false, _) => "off (--no-loop-detect)",
     };
     format!("loop guard {ports}; loop detection {loops}; allow {allow}; rate limit {rate}")
+}
+
+/// Turns UDP GRO on for every socket: `Unavailable` when the kernel refuses it
+/// for the first (nothing changed then), an error when it refuses a later one
+/// after accepting the first (a socket with GRO on must not be read by a loop
+/// that does not split buffers, and this cannot happen on one kernel).
+pub(super) fn enable_gro(sockets: &[UdpSocket], addr: SocketAddr) -> Result<GroStatus> {
+    let Some((first, rest)) = sockets.split_first() else {
+        return Ok(GroStatus::NotAsked);
+    };
+    if let Err(e) = crate::sys::enable_gro(first) {
+        return Ok(GroStatus::Unavailable(crate::error::describe(&e)));
+    }
+    for socket in rest {
+        crate::sys::enable_gro(socket).map_err(|source| Error::Socket {
+            what: "turn UDP GRO on",
+            addr,
+            source,
+        })?;
+    }
+    Ok(GroStatus::On)
+}
+
+/// An inherited socket gets what [`net::bind`] gives a new one: the requested
+/// buffer sizes (read back, as granted) and the read timeout the loops poll
+/// the stop flag with. Returns its address and both buffers.
+pub(super) fn readopt_options(
+    socket: &UdpSocket,
+    config: &ServerConfig,
+    limits: &Limits,
+) -> Result<(SocketAddr, BufferSize, BufferSize)> {
+    let placeholder: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
+    let addr = socket.local_addr().map_err(|source| Error::Socket {
+        what: "read the inherited socket's address",
+        addr: placeholder,
+        source,
+    })?;
+    let fail = |what: &'static str| move |source| Error::Socket { what, addr, source };
+    let sock = socket2::SockRef::from(socket);
+    if let Some(size) = config.recv_buf {
+        sock.set_recv_buffer_size(size)
+            .map_err(fail("set SO_RCVBUF"))?;
+    }
+    if let Some(size) = config.send_buf {
+        sock.set_send_buffer_size(size)
+            .map_err(fail("set SO_SNDBUF"))?;
+    }
+    // The manager may hand it over non-blocking; the loops block with a timeout.
+    socket
+        .set_nonblocking(false)
+        .map_err(fail("make the socket blocking"))?;
+    socket
+        .set_read_timeout(Some(STOP_POLL))
+        .map_err(fail("set a receive timeout"))?;
+    let recv_buf = BufferSize {
+        kind: net::BufferKind::Recv,
+        requested: config.recv_buf,
+        effective: sock.recv_buffer_size().map_err(fail("read SO_RCVBUF"))?,
+        max: limits.rmem_max,
+    };
+    let send_buf = BufferSize {
+        kind: net::BufferKind::Send,
+        requested: config.send_buf,
+        effective: sock.send_buffer_size().map_err(fail("read SO_SNDBUF"))?,
+        max: limits.wmem_max,
+    };
+    Ok((addr, recv_buf, send_buf))
+}
+
+/// The batch size this platform can do: batching needs `recvmmsg`/`sendmmsg` (Linux).
+pub(super) fn effective_batch(requested: usize) -> usize {
+    if crate::sys::BATCHING { requested } else { 1 }
 }

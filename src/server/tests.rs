@@ -1,8 +1,8 @@
 //! Unit tests of `server`, beside it but out of its way.
 
 use super::*;
-use crate::net::BufferKind;
 use crate::net::udp_table::UdpSocketEntry;
+use crate::net::{BufferKind, BufferSize};
 use log::Level;
 
 #[test]
@@ -169,7 +169,7 @@ fn the_startup_report_has_the_lines_and_levels_the_server_always_logged() {
         allow: vec!["10.0.0.0/8".parse().unwrap()],
         rate_limit: Some(100),
         loop_detect: false,
-        near_copy_budget: crate::echo_loop::NEAR_COPY_BUDGET,
+        near_copy_budget: crate::server::guard::loop_detect::NEAR_COPY_BUDGET,
         answer_stamp_port: false,
         ..GuardConfig::default()
     };

@@ -12,9 +12,9 @@ mod linux;
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::cmsg::{enable_recv_ttl, enable_rx_timestamps};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
-pub use linux::gro::{
-    GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, disable_udp_checksums, enable_gro, send_segmented,
-};
+pub use linux::gro::{GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, enable_gro};
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+pub use linux::gso::{disable_udp_checksums, send_segmented};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::{Batch, SendBatch, path_mtu, set_dont_fragment, wait_readable};
 
@@ -58,7 +58,11 @@ pub fn prefetch<T>(value: &T) {
     let _ = value;
 }
 
-/// Socket activation: the descriptors a service manager passed (see `activation`).
+/// The `LISTEN_PID`/`LISTEN_FDS` variables, parsed (pure).
+pub mod listen_fds;
+
+/// Socket activation: the descriptors a service manager passed (see
+/// `server::service::activation`).
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::take_listen_fds;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
@@ -72,6 +76,9 @@ pub use tos::{enable_recv_tos, recv_from_meta, recv_from_tos, send_to_tos};
 /// `poll(2)` over several descriptors: the metrics endpoint's connections.
 mod poll;
 pub use poll::{PollFd, poll};
+
+/// A receive buffer this large never truncates a datagram, whatever the family.
+pub const RECV_BUFFER_LEN: usize = 65535;
 
 /// Whether one syscall can move several datagrams here (`--batch` > 1 pays off).
 pub const BATCHING: bool = cfg!(all(target_os = "linux", not(udp_echo_portable)));

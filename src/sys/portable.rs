@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use super::EchoOutcome;
-use crate::net::RECV_BUFFER_LEN;
+use super::RECV_BUFFER_LEN;
 
 /// Receive and echo buffers for one socket: one datagram per call here.
 pub struct Batch {
@@ -185,7 +185,7 @@ pub fn path_mtu(_socket: &UdpSocket, _ipv6: bool) -> io::Result<u32> {
     Err(unsupported("reading the path MTU"))
 }
 
-/// No netlink here: [`LocalAddrs`](crate::net::local_addrs::LocalAddrs)
+/// No netlink here: `net::local_addrs::LocalAddrs`
 /// asks with a test bind instead.
 #[derive(Debug)]
 pub struct LocalRoutes;
@@ -368,7 +368,7 @@ impl GroBatch {
 /// std-only layer does not do: not activated, nothing to take; activated, an
 /// error that says so (the environment is left as it is).
 pub fn take_listen_fds() -> io::Result<Vec<std::os::fd::OwnedFd>> {
-    match crate::activation::listen_fds_from_env()? {
+    match super::listen_fds::listen_fds_from_env()? {
         0 => Ok(Vec::new()),
         _ => Err(unsupported("socket activation (LISTEN_FDS)")),
     }

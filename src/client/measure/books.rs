@@ -28,93 +28,13 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::codec::Codec;
-use crate::client::probes::{Outcome, ProbeRecord};
-use crate::probe::Check;
-use crate::stats::{Counts, Latency};
+use crate::client::probe::Check;
+use crate::client::probes::{ProbeOutcome, ProbeRecord};
+use crate::client::stats::{Counts, Latency};
+pub(crate) use state::Answer;
+use state::{BitRing, Pending};
 
-/// A ring of bits over the most recent sequence numbers: bit `seq` holds
-/// the last value set for any sequence number congruent to it.
-struct BitRing {
-    words: Vec<u64>,
-    mask: u64,
-}
-
-impl BitRing {
-    fn new(bits: usize) -> BitRing {
-        let bits = bits.next_power_of_two().max(64);
-        BitRing {
-            words: vec![0; bits / 64],
-            mask: bits as u64 - 1,
-        }
-    }
-
-    fn span(&self) -> u64 {
-        self.mask + 1
-    }
-
-    fn get(&self, seq: u64) -> bool {
-        let i = seq & self.mask;
-        self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
-    }
-
-    fn set(&mut self, seq: u64, on: bool) {
-        let i = seq & self.mask;
-        let word = &mut self.words[(i / 64) as usize];
-        if on {
-            *word |= 1 << (i % 64);
-        } else {
-            *word &= !(1 << (i % 64));
-        }
-    }
-}
-
-/// A reply the books matched to one of their probes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Answer {
-    /// The probe it answers.
-    pub(crate) seq: u64,
-    /// What the bytes turned out to be.
-    pub(crate) check: Check,
-    /// Round trip in ns: from the recorded send time for an answer in time,
-    /// from the echoed send time for a late one, 0 for a duplicate.
-    pub(crate) rtt_ns: u64,
-    /// Another copy of a reply already booked.
-    pub(crate) duplicate: bool,
-    /// The first reply, but after the probe's timeout (the probe is lost).
-    pub(crate) late: bool,
-}
-
-impl Answer {
-    /// True for an intact reply in time: its round trip is a measurement.
-    pub(crate) fn measured(&self) -> bool {
-        !self.duplicate && !self.late && matches!(self.check, Check::Intact { .. })
-    }
-}
-
-/// A probe not yet settled.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    /// When it was sent, ns.
-    sent_ns: u64,
-    /// A reply to it came (in time or late).
-    seen: bool,
-    /// A reply to it came in time: it is settled as received.
-    answered: bool,
-    /// An ICMP port unreachable answered it: it is settled as lost.
-    refused: bool,
-    /// Its place in the send it left in: its stamp is the send's time plus
-    /// this many ns (distinct stamps name the probes; the ns are not real).
-    batch_index: u32,
-    /// It left in one send with other probes: its send time is theirs.
-    batch: bool,
-}
-
-impl Pending {
-    /// The time of the send it left in: its true send time as far as known.
-    fn batch_ns(&self) -> u64 {
-        self.sent_ns - u64::from(self.batch_index)
-    }
-}
+mod state;
 
 /// One flow's probes and what became of them. Times are ns of any monotonic
 /// clock, the same one for every call.
@@ -220,7 +140,7 @@ impl Books {
         seq: u64,
         sent_ns: Option<u64>,
         rtt_ns: u64,
-        outcome: Outcome,
+        outcome: ProbeOutcome,
         batch_timed: bool,
     ) {
         if let Some(records) = &mut self.records {
@@ -331,7 +251,7 @@ impl Books {
         self.outstanding -= 1;
         self.counts.lost += 1;
         self.counts.lost_refused += 1;
-        self.record(seq, Some(sent_ns), 0, Outcome::Lost, batch);
+        self.record(seq, Some(sent_ns), 0, ProbeOutcome::Lost, batch);
         Some(seq)
     }
 
@@ -426,11 +346,11 @@ impl Books {
         if self.records.is_some() {
             // Corrupt first, then late, then duplicate: one record per reply.
             let outcome = match check {
-                Check::Corrupt { .. } => Outcome::Corrupt,
-                _ if answer.late => Outcome::Late,
-                _ if answer.duplicate => Outcome::Duplicate,
-                Check::Truncated { .. } => Outcome::Truncated,
-                _ => Outcome::Answered,
+                Check::Corrupt { .. } => ProbeOutcome::Corrupt,
+                _ if answer.late => ProbeOutcome::Late,
+                _ if answer.duplicate => ProbeOutcome::Duplicate,
+                Check::Truncated { .. } => ProbeOutcome::Truncated,
+                _ => ProbeOutcome::Answered,
             };
             let sent_ns = match (self.pending_of(seq), check) {
                 (Some(p), _) => Some(p.batch_ns()),
@@ -521,7 +441,13 @@ impl Books {
                 }
                 self.outstanding -= 1;
                 self.counts.lost += 1;
-                self.record(seq, Some(entry.batch_ns()), 0, Outcome::Lost, entry.batch);
+                self.record(
+                    seq,
+                    Some(entry.batch_ns()),
+                    0,
+                    ProbeOutcome::Lost,
+                    entry.batch,
+                );
                 on_lost(seq);
             }
             self.pending.pop_front();

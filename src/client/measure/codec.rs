@@ -19,7 +19,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::probe::{self, Check};
+use crate::client::probe::{self, Check};
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
 use crate::stamp::packet::{
     HMAC_TLV_LEN, TLV_HEADER_LEN, TLV_HMAC, sender_header, sign_hmac_tlv, write_extra_padding,

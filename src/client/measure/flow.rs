@@ -14,13 +14,13 @@ use std::time::Duration;
 use super::books::Books;
 use super::codec::Codec;
 use super::offload::{self, GsoSender, GsoSent, Offloads};
-use super::{BATCH, Event, MeasureConfig, Mode};
+use super::{BATCH, Event, MeasureConfig, MeasureMode};
 use crate::client::Connection;
+use crate::client::probe::Clock;
 use crate::client::probes::ProbeBatch;
 use crate::client::stamp::StampBooks;
+use crate::client::stats::{Counts, Latency, TosTally};
 use crate::error::{Error, Result};
-use crate::probe::Clock;
-use crate::stats::{Counts, Latency, TosTally};
 use crate::sys::{GroBatch, SendBatch, wait_readable};
 
 /// Records a flow hands over at once in flood and rate mode (ping: each step).
@@ -81,7 +81,7 @@ impl Flow {
         shared: bool,
         offloads: Offloads,
     ) -> Flow {
-        let bulk = !matches!(config.mode, Mode::Ping { .. });
+        let bulk = !matches!(config.mode, MeasureMode::Ping { .. });
         let gso = offload::set_up(&conn, config.size, bulk, offloads);
         Flow {
             clock,
@@ -98,7 +98,7 @@ impl Flow {
             user_timed: 0,
             conn,
             probes: None,
-            ping: matches!(config.mode, Mode::Ping { .. }),
+            ping: matches!(config.mode, MeasureMode::Ping { .. }),
             refusals: Vec::new(),
         }
     }

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::codec::Codec;
 use crate::client::Connection;
-use crate::probe::Clock;
+use crate::client::probe::Clock;
 use crate::sys::{self, MAX_GSO_SEGMENTS};
 
 /// The environment variable that turns offloads off (see the module doc).

@@ -4,9 +4,9 @@
 use serde::Serialize;
 
 use super::flow::Flow;
-use super::{MeasureConfig, Mode};
+use super::{MeasureConfig, MeasureMode};
 use crate::client::stamp::{self, StampSummary};
-use crate::stats::{Counts, Latency, RttClock, RttResolution, RunSummary, TosTally};
+use crate::client::stats::{Counts, Latency, RttClock, RttResolution, RunSummary, TosTally};
 
 /// What a measured run found: an echo run's summary, or a STAMP session's
 /// (which holds the echo summary and adds to it). Serialises as the one
@@ -15,19 +15,19 @@ use crate::stats::{Counts, Latency, RttClock, RttResolution, RunSummary, TosTall
 #[serde(untagged)]
 // One per run, built once at its end: the size of a variant costs nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum Summary {
+pub enum MeasureSummary {
     /// Echo probes.
     Echo(RunSummary),
     /// STAMP test packets (`--stamp`).
     Stamp(StampSummary),
 }
 
-impl Summary {
+impl MeasureSummary {
     /// The figures every run has.
     pub fn run(&self) -> &RunSummary {
         match self {
-            Summary::Echo(run) => run,
-            Summary::Stamp(s) => &s.run,
+            MeasureSummary::Echo(run) => run,
+            MeasureSummary::Stamp(s) => &s.run,
         }
     }
 
@@ -35,8 +35,8 @@ impl Summary {
     /// have named the address already: [`crate::client::pinned`]).
     pub fn set_host(&mut self, host: &str) {
         let run = match self {
-            Summary::Echo(run) => run,
-            Summary::Stamp(s) => &mut s.run,
+            MeasureSummary::Echo(run) => run,
+            MeasureSummary::Stamp(s) => &mut s.run,
         };
         host.clone_into(&mut run.host);
     }
@@ -44,8 +44,8 @@ impl Summary {
     /// Just the figures every run has.
     pub fn into_run(self) -> RunSummary {
         match self {
-            Summary::Echo(run) => run,
-            Summary::Stamp(s) => s.run,
+            MeasureSummary::Echo(run) => run,
+            MeasureSummary::Stamp(s) => s.run,
         }
     }
 
@@ -72,7 +72,7 @@ pub(super) fn summarize(
     span: Span,
     client_drops: Option<u64>,
     latency_out: Option<&mut Latency>,
-) -> Summary {
+) -> MeasureSummary {
     let mut counts = Counts::default();
     let mut latency = Latency::new();
     let mut tos = TosTally::default();
@@ -105,11 +105,11 @@ pub(super) fn summarize(
         mode: config.mode.kind(),
         size: config.size,
         window: match config.mode {
-            Mode::Flood { window } => Some(window),
+            MeasureMode::Flood { window } => Some(window),
             _ => None,
         },
         rate_pps: match config.mode {
-            Mode::Rate { pps } => Some(pps),
+            MeasureMode::Rate { pps } => Some(pps),
             _ => None,
         },
         flows: flows.len(),
@@ -140,8 +140,8 @@ pub(super) fn summarize(
         })
         .collect();
     if sessions.is_empty() {
-        Summary::Echo(run)
+        MeasureSummary::Echo(run)
     } else {
-        Summary::Stamp(stamp::summarize(run, &sessions))
+        MeasureSummary::Stamp(stamp::summarize(run, &sessions))
     }
 }

@@ -58,7 +58,7 @@ fn intact(seq: u64, sent_ns: u64) -> Check {
 }
 
 fn summary_of(books: &StampBooks, lost: u64) -> StampSummary {
-    use crate::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
+    use crate::client::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
     let run = RunSummary {
         target: "127.0.0.1:862".into(),
         host: "127.0.0.1".into(),
@@ -80,7 +80,7 @@ fn summary_of(books: &StampBooks, lost: u64) -> StampSummary {
         timeout_ms: 1000.0,
         longest_silence_ms: 0.0,
         rtt_clock: RttClock::User,
-        rtt_resolution: crate::stats::RttResolution::PerProbe,
+        rtt_resolution: crate::client::stats::RttResolution::PerProbe,
         rtt_batch_timed: 0,
         dscp: DscpFigures::default(),
     };
@@ -128,7 +128,7 @@ fn impossible_reflector_time_stamps_make_the_one_way_figures_invalid() {
         json["owd_forward_us"].is_null() && json["owd_invalid"] == 1,
         "{json}"
     );
-    let text = crate::report::stamp_summary(&s);
+    let text = crate::client::report::stamp_summary(&s);
     assert!(
         text.contains("one-way delays: invalid, impossible reflector time stamps in 1 reply ("),
         "{text}"

@@ -16,37 +16,11 @@
 
 use std::io;
 use std::net::UdpSocket;
-use std::ops::Range;
 
-use log::warn;
-
-use super::{LoopState, Verdict, reply_tos, stamp};
-use crate::sys::{GRO_BUFFER_LEN, GroBatch};
+use super::gro_send::{DropMarks, echo_run, flush};
+use super::{EchoVerdict, LoopState, reply_tos, stamp};
+use crate::sys::GroBatch;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Datagrams the guard dropped in the buffer at hand, one bit each (a 64 KiB
-/// buffer holds at most 65,536 of them, of one byte). Allocated once per loop;
-/// only the words a buffer used are cleared after it.
-pub(super) struct DropMarks(Vec<u64>);
-
-impl DropMarks {
-    fn new() -> Self {
-        DropMarks(vec![0; GRO_BUFFER_LEN.div_ceil(64)])
-    }
-
-    fn mark(&mut self, k: usize) {
-        self.0[k / 64] |= 1 << (k % 64);
-    }
-
-    pub(super) fn is_marked(&self, k: usize) -> bool {
-        self.0[k / 64] & (1 << (k % 64)) != 0
-    }
-
-    /// Clears the marks of datagrams `0..datagrams`.
-    fn clear(&mut self, datagrams: usize) {
-        self.0[..datagrams.div_ceil(64)].fill(0);
-    }
-}
 
 /// Runs until a stop; `batch` says whether to try GSO (see [`GroBatch::gso`]).
 /// The socket must have UDP GRO on ([`crate::sys::enable_gro`]).
@@ -84,12 +58,12 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
             let (mut end, mut dropped) = (datagrams, false);
             for k in 0..datagrams {
                 match state.inspect(buffer.datagram(k), source) {
-                    Verdict::Echo => {}
-                    Verdict::Drop => {
+                    EchoVerdict::Echo => {}
+                    EchoVerdict::Drop => {
                         drops.mark(k);
                         dropped = true;
                     }
-                    Verdict::Stop => {
+                    EchoVerdict::Stop => {
                         end = k;
                         stopped_at = Some((slot, k));
                         break;
@@ -135,49 +109,14 @@ pub(super) fn gro_loop(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mu
     state.publish();
 }
 
-/// Queues datagrams `run` of buffer `slot` for echo with TOS `tos`,
-/// flushing whenever the batch's send list fills up.
-pub(super) fn echo_run(
-    socket: &UdpSocket,
-    state: &mut LoopState<'_>,
-    batch: &mut GroBatch,
-    slot: usize,
-    mut run: Range<usize>,
-    tos: u8,
-) {
-    while !run.is_empty() {
-        run.start += batch.queue(slot, run.clone(), tos);
-        if !run.is_empty() {
-            flush(socket, state, batch);
-        }
-    }
-}
-
-/// Sends what is queued and books it: echoes, refusals, and GSO's refusal,
-/// which the batch reports once (it sends datagram by datagram from then on).
-pub(super) fn flush(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut GroBatch) {
-    let outcome = batch.flush(socket);
-    state.echoed(outcome.sent, outcome.bytes, || batch.queued_datagrams());
-    if let Some(errno) = outcome.gso_refused {
-        gso_refused(errno);
-    }
-    state.batch_send_failed(&outcome);
-}
-
-#[cold]
-fn gso_refused(errno: i32) {
-    warn!(
-        "the kernel refuses UDP GSO sends on this socket ({}): echoing its datagrams one by one from now on",
-        io::Error::from_raw_os_error(errno)
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::LoopContext;
     use super::*;
-    use crate::guard::{DropReason, GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter};
     use crate::server::counters::Counters;
+    use crate::server::guard::{
+        DropReason, GuardConfig, RATE_LIMIT_SOURCES, Rules, SharedRateLimiter,
+    };
     use crate::server::{STOP_POLL, StopPolicy};
     use crate::shutdown::Stop;
     use crate::sys;
@@ -481,7 +420,7 @@ mod tests {
             local: addr,
             rules: &rules,
             loop_detect: true,
-            near_copy_budget: crate::echo_loop::NEAR_COPY_BUDGET,
+            near_copy_budget: crate::server::guard::loop_detect::NEAR_COPY_BUDGET,
             origin: Instant::now(),
             limiter: None,
             published: None,

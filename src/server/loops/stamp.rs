@@ -28,9 +28,9 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::gro::{DropMarks, echo_run};
+use super::gro_send::{DropMarks, echo_run};
 use super::{LoopState, reply_tos};
-use crate::guard::DropReason;
+use crate::server::guard::DropReason;
 use crate::stamp::{Arrival, Refusal};
 use crate::sys::{Batch, GroBatch};
 

@@ -1,8 +1,8 @@
 //! Unit tests of `loops`, beside it but out of its way.
 
 use super::*;
-use crate::guard::GuardConfig;
 use crate::server::STOP_POLL;
+use crate::server::guard::GuardConfig;
 use std::thread;
 
 fn loopback_server(
@@ -248,7 +248,7 @@ fn bounce_until_quiet(guard: &GuardConfig, batch: usize, cap: u64) -> (u64, Coun
 fn a_peer_that_echoes_back_is_cut_off_and_counted_as_a_loop() {
     for batch in [1, 8] {
         let (bounces, c) = bounce_until_quiet(&GuardConfig::default(), batch, 10_000);
-        let streak = u64::from(crate::echo_loop::LOOP_STREAK);
+        let streak = u64::from(crate::server::guard::loop_detect::LOOP_STREAK);
         assert!(bounces <= streak + 2, "batch {batch}: {bounces} bounces");
         assert_eq!(
             c.dropped[DropReason::Loop.index()],

@@ -11,7 +11,7 @@
 //!
 //! No `unsafe`: socket2 opens the netlink socket, the messages are bytes.
 //! One query costs a send and a receive (microseconds); the caller
-//! ([`LocalAddrs`](crate::net::local_addrs::LocalAddrs)) caches the answers
+//! (`net::local_addrs::LocalAddrs`) caches the answers
 //! and bounds how many it asks a second.
 
 #![deny(unsafe_code)]

@@ -2,7 +2,7 @@
 //! reply bytes and the passing of time, and reads the counts.
 
 use super::*;
-use crate::probe;
+use crate::client::probe;
 
 const SIZE: usize = 64;
 const MS: u64 = 1_000_000;
@@ -135,7 +135,7 @@ fn corrupt_and_truncated_replies_are_received_but_not_timed() {
     assert_eq!(a.check, Check::Truncated { seq: 2 });
     let c = b.counts();
     assert_eq!((c.received, c.corrupt, c.truncated), (2, 1, 1));
-    // Neither is throughput (SPEC §8: only intact replies count).
+    // Neither is throughput (only intact replies count).
     assert_eq!(c.bytes_received, 0);
     assert_eq!(b.latency().count(), 0);
     assert_eq!(b.outstanding(), 0);
@@ -429,12 +429,12 @@ fn kept_records_settle_each_probe_once_and_each_extra_reply_once() {
     assert_eq!(
         got,
         vec![
-            (1, 3, Some(0), Some(MS), Outcome::Answered),
-            (1, 3, Some(0), None, Outcome::Duplicate),
-            (2, 3, Some(0), Some(3 * MS), Outcome::Truncated),
-            (3, 3, Some(0), None, Outcome::Lost),
-            (4, 3, Some(0), None, Outcome::Lost),
-            (4, 3, Some(3), Some(1_200 * MS - 3), Outcome::Late),
+            (1, 3, Some(0), Some(MS), ProbeOutcome::Answered),
+            (1, 3, Some(0), None, ProbeOutcome::Duplicate),
+            (2, 3, Some(0), Some(3 * MS), ProbeOutcome::Truncated),
+            (3, 3, Some(0), None, ProbeOutcome::Lost),
+            (4, 3, Some(0), None, ProbeOutcome::Lost),
+            (4, 3, Some(3), Some(1_200 * MS - 3), ProbeOutcome::Late),
         ]
     );
     assert!(records[..5].iter().all(|r| r.batch_timed), "{records:?}");

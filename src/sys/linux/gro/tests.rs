@@ -1,6 +1,7 @@
 //! GRO receive and GSO echo on loopback, IPv4 and IPv6.
 
 use super::*;
+use crate::sys::linux::gso::{disable_udp_checksums, send_segmented};
 use std::time::Duration;
 
 fn bound(host: &str) -> Option<UdpSocket> {

@@ -22,9 +22,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::guard::DropReason;
 use crate::net::{self, udp_table};
-use crate::server::{Counters, StartupReport};
+use crate::server::guard::DropReason;
+use crate::server::{Counters, Observer, Running, StartupReport};
 use crate::shutdown::Stop;
 
 /// Everything one scrape shows: the loops' totals and what the kernel says now.
@@ -204,12 +204,26 @@ pub fn serve(
 ) {
     let started = SystemTime::now();
     let render_now = || render(&Snapshot::take(totals(), report, inodes, started));
-    super::http::serve(listener, stop, prometheus_text::CONTENT_TYPE, &render_now);
+    crate::metrics::http::serve(listener, stop, prometheus_text::CONTENT_TYPE, &render_now);
+}
+
+/// [`serve`] on `listener` as the server's [`Observer`]: the thread
+/// `Server::run` starts beside its loops.
+pub fn observer(listener: TcpListener) -> Observer {
+    Observer::new(move |running: Running<'_>| {
+        serve(
+            &listener,
+            running.report,
+            running.inodes,
+            running.totals,
+            running.stop,
+        );
+    })
 }
 
 /// The second line the server prints on stdout with `--metrics`.
 pub fn announce(addr: SocketAddr) -> String {
-    format!("metrics on {}", super::url(addr))
+    format!("metrics on {}", crate::metrics::url(addr))
 }
 
 #[cfg(test)]

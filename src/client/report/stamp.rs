@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use super::{ms, summary};
 use crate::client::measure::MeasureConfig;
 use crate::client::stamp::{StampConfig, StampSummary};
+use crate::client::stats::DscpFigures;
 use crate::net::dscp::{dscp_name, ecn_name};
 use crate::stamp::Mode;
-use crate::stats::DscpFigures;
 
 /// What a STAMP run's start line says of its packets:
 /// `unauthenticated 44-byte test packets, SSID 7`.
@@ -89,7 +89,7 @@ pub fn stamp_summary(s: &StampSummary) -> String {
         let _ = writeln!(
             out,
             "one-way delays: invalid, impossible reflector time stamps in {} (sent before received, held longer than the round trip, or a day or more from this clock): none are shown",
-            crate::report::count(s.owd_invalid, "reply", "replies")
+            crate::client::report::count(s.owd_invalid, "reply", "replies")
         );
     }
     for (name, owd) in [

@@ -1,8 +1,10 @@
 //! The only place that formats measurement results for people: ping's lines
 //! and summary block, flood/rate interval lines, and the `--json` object.
 
+mod histogram;
 mod stamp;
 
+pub use histogram::{histogram, terminal_width};
 pub use stamp::{not_reflections, stamp_summary};
 
 use std::fmt::Write as _;
@@ -10,24 +12,16 @@ use std::time::Duration;
 
 use crate::client::doctor::{Finding, Severity};
 use crate::client::find_rate::{FindRateSummary, Step};
-use crate::client::measure::{Event, IntervalReport, MeasureConfig, Mode, Summary};
-use crate::client::pmtu::{Outcome, PmtuStep, PmtuSummary};
-use crate::probe::Check;
-use crate::stats::{Latency, RttResolution, RunSummary};
+use crate::client::measure::{Event, IntervalReport, MeasureConfig, MeasureMode, MeasureSummary};
+use crate::client::pmtu::{PmtuOutcome, PmtuStep, PmtuSummary};
+use crate::client::probe::Check;
+use crate::client::stats::{RttResolution, RunSummary};
 
 fn ms(us: f64) -> String {
     format!("{:.3}", us / 1e3)
 }
 
-/// `n` and its noun, singular for exactly one: `1 probe`, `0 probes`,
-/// `2 probes`. Every count a report prints next to a noun goes through here.
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
-}
+pub use crate::units::count;
 
 fn flows(n: usize) -> String {
     count(n as u64, "flow", "flows")
@@ -52,20 +46,20 @@ pub fn start_line(target: &str, config: &MeasureConfig) -> String {
         format!(", DSCP {}", crate::net::dscp::dscp_name(t >> 2))
     });
     match config.mode {
-        Mode::Ping { count, interval } => format!(
+        MeasureMode::Ping { count, interval } => format!(
             "{kind} PING {target}: {what}{tos}, {}interval {} s, timeout {timeout} s",
             count.map_or(String::new(), |c| format!(
                 "{}, ",
-                crate::report::count(c, noun.trim_end_matches('s'), noun)
+                crate::client::report::count(c, noun.trim_end_matches('s'), noun)
             )),
             secs(interval),
         ),
-        Mode::Flood { window } => format!(
+        MeasureMode::Flood { window } => format!(
             "{kind} FLOOD {target}: {what}{tos}, window {window} × {}, {} s, timeout {timeout} s",
             flows(config.flows),
             secs(config.duration),
         ),
-        Mode::Rate { pps } => format!(
+        MeasureMode::Rate { pps } => format!(
             "{kind} RATE {target}: {what}{tos}, {pps} {noun}/s over {}, {} s, timeout {timeout} s",
             flows(config.flows),
             secs(config.duration),
@@ -162,7 +156,7 @@ pub fn summary(s: &RunSummary) -> String {
             count(c.send_errors, "send error", "send errors")
         );
     }
-    if s.mode != crate::stats::RunMode::Ping {
+    if s.mode != crate::client::stats::RunMode::Ping {
         let _ = write!(
             out,
             "{:.0} rt/s, {:.1} Mbit/s, sent {:.0} probes/s",
@@ -230,10 +224,10 @@ pub fn summary(s: &RunSummary) -> String {
 }
 
 /// The human summary of any run: the echo summary, or STAMP's.
-pub fn any_summary(s: &Summary) -> String {
+pub fn any_summary(s: &MeasureSummary) -> String {
     match s {
-        Summary::Echo(run) => summary(run),
-        Summary::Stamp(stamp) => stamp_summary(stamp),
+        MeasureSummary::Echo(run) => summary(run),
+        MeasureSummary::Stamp(stamp) => stamp_summary(stamp),
     }
 }
 
@@ -316,7 +310,7 @@ pub fn loss_attribution(s: &RunSummary) -> String {
 }
 
 /// The datagrams beside the needed replies, named: `300 duplicates, 2 foreign`.
-fn extras(c: &crate::stats::Counts) -> String {
+fn extras(c: &crate::client::stats::Counts) -> String {
     let named = [
         (c.duplicates, "duplicate", "duplicates"),
         (c.late, "late reply", "late replies"),
@@ -395,24 +389,24 @@ pub fn find_rate_summary(s: &FindRateSummary) -> String {
 pub fn pmtu_start(target: &str, min: usize, timeout: Duration) -> String {
     format!(
         "UDP ECHO PMTU {target}: don't-fragment set, payload {min}..{} bytes, timeout {} s",
-        crate::probe::MAX_SIZE,
+        crate::client::probe::MAX_SIZE,
         secs(timeout)
     )
 }
 
-fn outcome_text(o: &Outcome) -> String {
+fn outcome_text(o: &PmtuOutcome) -> String {
     match o {
-        Outcome::Intact => "echoed intact".to_owned(),
-        Outcome::Emsgsize { path_mtu: Some(m) } => {
+        PmtuOutcome::Intact => "echoed intact".to_owned(),
+        PmtuOutcome::Emsgsize { path_mtu: Some(m) } => {
             format!("too big here (EMSGSIZE: the kernel's path MTU is {m})")
         }
-        Outcome::Emsgsize { path_mtu: None } => "too big here (EMSGSIZE)".to_owned(),
-        Outcome::Silence => format!(
+        PmtuOutcome::Emsgsize { path_mtu: None } => "too big here (EMSGSIZE)".to_owned(),
+        PmtuOutcome::Silence => format!(
             "no reply in {} tries (dropped on the way?)",
             crate::client::pmtu::SILENT_TRIES
         ),
-        Outcome::Truncation => "came back truncated".to_owned(),
-        Outcome::Corruption => "came back with other bytes".to_owned(),
+        PmtuOutcome::Truncation => "came back truncated".to_owned(),
+        PmtuOutcome::Corruption => "came back with other bytes".to_owned(),
     }
 }
 
@@ -425,15 +419,15 @@ pub fn pmtu_step(step: &PmtuStep) -> String {
 pub fn pmtu_summary(s: &PmtuSummary) -> String {
     let limit = match &s.limit {
         None => "nothing larger exists: the largest UDP payload fits".to_owned(),
-        Some(Outcome::Emsgsize { .. }) => {
+        Some(PmtuOutcome::Emsgsize { .. }) => {
             "limit: local EMSGSIZE, the kernel knows the path MTU (from the interface or an ICMP \"fragmentation needed\")".to_owned()
         }
-        Some(Outcome::Silence) => {
+        Some(PmtuOutcome::Silence) => {
             "limit: silence, larger datagrams are dropped on the way without an ICMP error (a PMTU black hole)".to_owned()
         }
-        Some(Outcome::Truncation) => "limit: truncation, larger replies come back cut".to_owned(),
-        Some(Outcome::Corruption) => "limit: corruption, larger replies come back altered".to_owned(),
-        Some(Outcome::Intact) => unreachable!("an intact size is never the limit"),
+        Some(PmtuOutcome::Truncation) => "limit: truncation, larger replies come back cut".to_owned(),
+        Some(PmtuOutcome::Corruption) => "limit: corruption, larger replies come back altered".to_owned(),
+        Some(PmtuOutcome::Intact) => unreachable!("an intact size is never the limit"),
     };
     let kernel = s
         .kernel_path_mtu
@@ -486,329 +480,10 @@ pub fn doctor_json(target: &str, findings: &[Finding]) -> serde_json::Value {
     serde_json::json!({ "target": target, "mode": "doctor", "findings": findings })
 }
 
-/// The terminal's width for `--histogram`: `COLUMNS` when set, else 80.
-pub fn terminal_width() -> usize {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse().ok())
-        .filter(|&w: &usize| w >= 40)
-        .unwrap_or(80)
-}
-
-/// A bucket bound in the unit that reads best: `850 µs`, `1.64 ms`, `2.1 s`.
-fn duration_label(ns: u64) -> String {
-    let ns = ns as f64;
-    if ns < 1e3 {
-        format!("{ns:.0} ns")
-    } else if ns < 1e6 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.2} ms", ns / 1e6)
-    } else {
-        format!("{:.2} s", ns / 1e9)
-    }
-}
-
-/// The most lines `--histogram` draws, gaps merged (see [`histogram`]).
-const HISTOGRAM_LINES: usize = 24;
-
-/// Merges each run of empty buckets into one, so a lone outlier far out
-/// costs one line, not one per bucket on the way.
-fn merge_empty_runs(buckets: Vec<crate::stats::RttBucket>) -> Vec<crate::stats::RttBucket> {
-    let mut merged: Vec<crate::stats::RttBucket> = Vec::with_capacity(buckets.len());
-    for b in buckets {
-        match merged.last_mut() {
-            Some(last) if last.count == 0 && b.count == 0 => last.high_ns = b.high_ns,
-            _ => merged.push(b),
-        }
-    }
-    merged
-}
-
-/// `--histogram`: the round trips in buckets of equal ratio, as fine as fits
-/// in [`HISTOGRAM_LINES`] (8, 4, 2 or 1 per doubling; a run of empty buckets
-/// is one line), one line each: its bounds, a bar of `#` whose length is
-/// log-scaled (a tail of 32 and one of 1,824 differ at a glance, and a bucket
-/// with any round trip gets at least one `#`), the count, the cumulative
-/// percentage (the CDF), and the buckets holding p50 and p99 marked.
-pub fn histogram(latency: &Latency, width: usize) -> String {
-    let buckets = [8, 4, 2]
-        .into_iter()
-        .map(|per| merge_empty_runs(latency.buckets(per)))
-        .find(|b| b.len() <= HISTOGRAM_LINES)
-        .unwrap_or_else(|| merge_empty_runs(latency.buckets(1)));
-    if buckets.is_empty() {
-        return "RTT distribution: no round trips to show\n".to_owned();
-    }
-    let (p50, p99) = (latency.quantile_ns(0.50), latency.quantile_ns(0.99));
-    let labels: Vec<String> = buckets
-        .iter()
-        .map(|b| {
-            format!(
-                "{:>10} - {:>10}",
-                duration_label(b.low_ns),
-                duration_label(b.high_ns)
-            )
-        })
-        .collect();
-    let most = buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1);
-    let total = buckets.iter().map(|b| b.count).sum::<u64>().max(1);
-    let count_width = most.to_string().len();
-    // label, " |", bar, " ", count, " ", "100.0%", "  <- p50 p99"
-    let room = width
-        .saturating_sub(labels[0].chars().count() + 2 + 1 + count_width + 7 + 12)
-        .max(10);
-    let scale = |count: u64| ((count as f64).ln_1p() / (most as f64).ln_1p() * room as f64).round();
-    let mut text = format!(
-        "RTT distribution: {}, p50 {}, p99 {}; log-scaled bars, count, cumulative %\n",
-        count(latency.count(), "round trip", "round trips"),
-        duration_label(p50),
-        duration_label(p99)
-    );
-    let mut below = 0;
-    for (b, label) in buckets.iter().zip(&labels) {
-        let bar = match b.count {
-            0 => 0,
-            n => (scale(n) as usize).max(1),
-        };
-        below += b.count;
-        let _ = write!(
-            text,
-            "{label} |{:<room$} {:>count_width$} {:>5.1}%",
-            "#".repeat(bar),
-            b.count,
-            below as f64 * 100.0 / total as f64
-        );
-        let inside = |v: u64| v > b.low_ns && v <= b.high_ns;
-        match (inside(p50), inside(p99)) {
-            (true, true) => text.push_str("  <- p50 p99"),
-            (true, false) => text.push_str("  <- p50"),
-            (false, true) => text.push_str("  <- p99"),
-            (false, false) => {}
-        }
-        text.push('\n');
-    }
-    text
-}
-
 /// The `--json` object, one line.
 pub fn json(s: &impl serde::Serialize) -> String {
     serde_json::to_string(s).expect("results always serialize")
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
-
-    /// A one-flow ping run of 64-byte probes against 127.0.0.1:9999, no
-    /// figures yet: each test sets what it looks at.
-    fn sample_summary() -> RunSummary {
-        RunSummary {
-            target: "127.0.0.1:9999".into(),
-            host: "127.0.0.1".into(),
-            mode: RunMode::Ping,
-            size: 64,
-            window: None,
-            rate_pps: None,
-            flows: 1,
-            counts: Counts::default(),
-            in_flight: 0,
-            duration_s: 1.0,
-            send_rate_pps: 0.0,
-            rtt_per_s: 0.0,
-            mbit_per_s: 0.0,
-            loss_percent: 0.0,
-            rtt_us: RttSummary::default(),
-            client_drops: Some(0),
-            lost_in_client: Some(0),
-            timeout_ms: 1000.0,
-            longest_silence_ms: 0.0,
-            rtt_clock: RttClock::Kernel,
-            rtt_resolution: RttResolution::PerProbe,
-            rtt_batch_timed: 0,
-            dscp: DscpFigures::default(),
-        }
-    }
-
-    #[test]
-    fn the_histogram_has_a_bar_per_non_empty_bucket_and_marks_p50_and_p99() {
-        let mut latency = Latency::new();
-        for _ in 0..90 {
-            latency.record(40_000);
-        }
-        for _ in 0..9 {
-            latency.record(300_000);
-        }
-        latency.record(5_000_000);
-        let text = histogram(&latency, 80);
-        let lines: Vec<&str> = text.lines().skip(1).collect();
-        let bars = lines.iter().filter(|l| l.contains('#')).count();
-        // Three non-empty buckets and the two gaps between them.
-        assert_eq!((bars, lines.len()), (3, 5), "{text}");
-        assert!(lines.iter().all(|l| l.chars().count() <= 80), "{text}");
-        let marked = |mark: &str| lines.iter().filter(|l| l.contains(mark)).count();
-        assert_eq!((marked("p50"), marked("p99")), (1, 1), "{text}");
-        assert!(lines[0].ends_with("90  90.0%  <- p50"), "{text}");
-        assert!(
-            lines
-                .last()
-                .unwrap()
-                .ends_with("#####                              1 100.0%"),
-            "{text}"
-        );
-    }
-
-    /// The bar length of each line of a histogram, by its count.
-    fn bars_by_count(text: &str) -> Vec<(u64, usize)> {
-        text.lines()
-            .skip(1)
-            .map(|l| {
-                let after = l.split('|').nth(1).unwrap();
-                let bar = after.chars().take_while(|&c| c == '#').count();
-                (
-                    after
-                        .split_whitespace()
-                        .find(|w| !w.starts_with('#'))
-                        .unwrap()
-                        .parse()
-                        .unwrap(),
-                    bar,
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn tails_of_different_sizes_get_different_bars() {
-        let mut latency = Latency::new();
-        for (rtt, n) in [
-            (50_000, 300_000),
-            (200_000, 32),
-            (400_000, 576),
-            (800_000, 1824),
-        ] {
-            for _ in 0..n {
-                latency.record(rtt);
-            }
-        }
-        let text = histogram(&latency, 80);
-        let bars = bars_by_count(&text);
-        let bar = |count: u64| {
-            bars.iter()
-                .find(|b| b.0 == count)
-                .unwrap_or_else(|| panic!("{count}: {text}"))
-                .1
-        };
-        assert!(
-            0 < bar(32) && bar(32) < bar(576) && bar(576) < bar(1824),
-            "{text}"
-        );
-        assert!(bar(1824) < bar(300_000), "{text}");
-        // Longer bars for more round trips, everywhere.
-        let mut sorted = bars.clone();
-        sorted.sort();
-        assert!(sorted.windows(2).all(|w| w[0].1 <= w[1].1), "{text}");
-    }
-
-    #[test]
-    fn a_narrow_distribution_is_split_finer_than_doublings() {
-        // 272 of 300 round trips within one doubling, as on loopback.
-        let mut latency = Latency::new();
-        for i in 0..272 {
-            latency.record(33_000 + i * 100);
-        }
-        for i in 0..28 {
-            latency.record(70_000 + i * 50_000);
-        }
-        let text = histogram(&latency, 100);
-        let bars = bars_by_count(&text);
-        let biggest = bars.iter().map(|b| b.0).max().unwrap();
-        assert!(biggest < 200, "the bulk is split: {text}");
-        assert_eq!(bars.iter().map(|b| b.0).sum::<u64>(), 300, "{text}");
-        assert!(text.lines().count() <= 26, "{text}");
-    }
-
-    #[test]
-    fn loss_goes_only_where_the_evidence_puts_it() {
-        let mut run = sample_summary();
-        run.counts = Counts {
-            sent: 20,
-            received: 10,
-            lost: 10,
-            ..Counts::default()
-        };
-        run.client_drops = Some(4);
-        run.lost_in_client = run.counts.lost_in_client(run.client_drops);
-        assert_eq!(
-            loss_attribution(&run),
-            "lost 10: 4 dropped in this client's receive buffers (kernel counter of its sockets, /proc/net/udp), 6 on the path or at the server"
-        );
-        run.counts.duplicates = 2990;
-        run.client_drops = Some(5577);
-        run.lost_in_client = run.counts.lost_in_client(run.client_drops);
-        assert_eq!(
-            loss_attribution(&run),
-            "lost 10: 10 on the path, at the server or dropped in this client's receive buffers (they dropped 5577 datagrams, but 2990 duplicates came too, so the drops need not be replies: at most 10 of the lost)"
-        );
-        run.client_drops = None;
-        run.lost_in_client = None;
-        assert!(loss_attribution(&run).ends_with("(this system does not say what those dropped)"));
-        let mut refused = sample_summary();
-        refused.counts = Counts {
-            sent: 3,
-            lost: 3,
-            refused: 3,
-            lost_refused: 3,
-            ..Counts::default()
-        };
-        refused.longest_silence_ms = 5000.0;
-        assert_eq!(
-            loss_attribution(&refused),
-            "lost 3: 3 refused (ICMP port unreachable: nothing listens on 127.0.0.1:9999)"
-        );
-        assert_eq!(silence(&refused), None, "the path was not down");
-    }
-
-    #[test]
-    fn counts_of_one_are_singular() {
-        assert_eq!(count(1, "probe", "probes"), "1 probe");
-        assert_eq!(count(0, "probe", "probes"), "0 probes");
-        assert_eq!(count(2, "round trip", "round trips"), "2 round trips");
-        let mut run = sample_summary();
-        run.counts.sent = 1;
-        run.counts.received = 1;
-        run.counts.duplicates = 1;
-        run.counts.foreign = 1;
-        run.counts.send_errors = 1;
-        let text = summary(&run);
-        assert!(text.contains("1 probe sent, 1 received,"), "{text}");
-        assert!(text.contains(", 1 duplicate, "), "{text}");
-        assert!(text.contains(", 1 foreign datagram, "), "{text}");
-        assert!(text.contains(", 1 send error\n"), "{text}");
-        let one = [Finding {
-            severity: Severity::Action,
-            topic: "buffers",
-            text: "small".to_owned(),
-            fix: None,
-        }];
-        assert!(doctor("x", &one).ends_with("1 needs action, 0 notes"));
-    }
-
-    #[test]
-    fn doctor_json_names_the_target_and_every_finding() {
-        let findings = [Finding {
-            severity: Severity::Action,
-            topic: "buffers",
-            text: "small".to_owned(),
-            fix: Some("raise rmem_max".to_owned()),
-        }];
-        let text = json(&doctor_json("localhost:9999", &findings));
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(value["target"], "localhost:9999");
-        assert_eq!(value["mode"], "doctor");
-        assert_eq!(value["findings"][0]["severity"], "action");
-        assert_eq!(value["findings"][0]["fix"], "raise rmem_max");
-        assert!(!text.contains('\n'), "one line: {text}");
-    }
-}
+mod tests;

@@ -1,4 +1,4 @@
-//! Port-sharing watch: SO_REUSEADDR (kept, as the seed had it) lets any local
+//! Port-sharing watch: SO_REUSEADDR (set unless `--exclusive`) lets any local
 //! user bind the server's UDP port later and silently take datagrams meant for
 //! it — neither socket sees an error. The server looks at the kernel's socket
 //! table at start (`Server::bind`, in its start-up report) and then every
@@ -23,7 +23,7 @@ use crate::shutdown::Stop;
 /// never takes more than 2% of one core. A co-binder living less than the
 /// interval can still be missed; the datagram it may leave behind to start a
 /// loop is caught by the own-socket check and loop detection
-/// ([`echo_loop`](crate::echo_loop)), not by the watch.
+/// ([`loop_detect`](crate::server::guard::loop_detect)), not by the watch.
 pub(crate) const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The interval is at least this many times the last read of the table.

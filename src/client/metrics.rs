@@ -17,9 +17,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::client::measure::Event;
-use crate::probe::Check;
+use crate::client::probe::Check;
+use crate::client::stats::Counts;
 use crate::shutdown::Stop;
-use crate::stats::Counts;
 
 /// Upper bounds of the RTT histogram's buckets, seconds: 50 µs to 10 s in
 /// steps of ×2 or ×2.5 (50, 100, 250, 500 µs, 1, 2.5, 5, 10, 25 … ms, 10 s).
@@ -188,7 +188,7 @@ impl ClientMetrics {
 
     /// Serves these metrics on `listener` until `stop`.
     pub fn serve(&self, listener: &TcpListener, stop: &Stop) {
-        super::http::serve(listener, stop, prometheus_text::CONTENT_TYPE, &|| {
+        crate::metrics::http::serve(listener, stop, prometheus_text::CONTENT_TYPE, &|| {
             self.render()
         });
     }

@@ -1,0 +1,264 @@
+//! Payloads alike but not equal: many with one sketch (same length, head
+//! and tail), and echoes that change a little every time (a counter, an
+//! appended byte), bounded by the near-copy budget.
+
+use super::*;
+
+/// `k` payloads of `size` bytes with one length, head and tail (one sketch):
+/// they differ only in four bytes in the middle.
+fn same_sketch(k: usize, size: usize) -> Vec<Vec<u8>> {
+    (0..k as u32)
+        .map(|i| {
+            let mut p = vec![b'.'; size];
+            p[size / 2..size / 2 + 4].copy_from_slice(&i.to_le_bytes());
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn any_number_in_flight_is_caught_same_sketches_included() {
+    // Issue 19 §1: two payloads with one sketch used to reset each other's
+    // streak for ever. Distinct sketches, one sketch for all, and half and half.
+    for k in [1, 2, 10, 100] {
+        for size in [40, 1400] {
+            let distinct = circulating(k, size);
+            let alike = same_sketch(k, size);
+            let mixed: Vec<Vec<u8>> = (0..k)
+                .map(|i| if i % 2 == 0 { &distinct } else { &alike }[i].clone())
+                .collect();
+            for (kind, loop_) in [
+                ("distinct", distinct),
+                ("same sketch", alike),
+                ("mixed", mixed),
+            ] {
+                let mut detector = LoopDetector::new();
+                let n = datagrams_until_loop(
+                    &mut detector,
+                    addr("198.51.100.9:7"),
+                    loop_.iter().cycle().take(5000).map(Vec::as_slice),
+                    SEC,
+                    20_000,
+                )
+                .unwrap_or_else(|| panic!("k {k} {kind} size {size}: never caught"));
+                // Two rounds to record and confirm each (three for the
+                // first of a shared sketch), then the streak.
+                let bound = if kind == "distinct" { 2 * k } else { 3 * k };
+                assert!(
+                    n <= bound + usize::from(LOOP_STREAK),
+                    "k {k} {kind} size {size}: {n}"
+                );
+                assert!(n + k <= 1000, "k {k} {kind}: {n} + {k} in flight");
+            }
+        }
+    }
+}
+
+#[test]
+fn two_servers_bouncing_a_same_sketch_pair_stop_quickly() {
+    // The reproduction of issue 19 §1, between two detectors.
+    let (a_addr, b_addr) = (addr("192.0.2.1:9999"), addr("192.0.2.2:9999"));
+    let (mut a, mut b) = (LoopDetector::new(), LoopDetector::new());
+    let pair = same_sketch(2, 64);
+    let mut now = 0;
+    let mut bounces = 0;
+    'bouncing: for _ in 0..10_000 {
+        for payload in &pair {
+            for (judge, from) in [(&mut a, b_addr), (&mut b, a_addr)] {
+                bounces += 1;
+                if judge.check(from, payload, now) != LoopVerdict::Echo {
+                    break 'bouncing;
+                }
+                now += 30_000;
+            }
+        }
+    }
+    assert!(
+        bounces <= 2 * (2 * 2 + 1 + usize::from(LOOP_STREAK)),
+        "{bounces}"
+    );
+}
+
+#[test]
+fn distinct_same_sketch_datagrams_and_their_duplicates_are_never_a_loop() {
+    // A client whose datagrams share length, head and tail, each sent twice
+    // (a duplicating network), pairs interleaved, and in flight k at a time.
+    for window in [1, 2, 10, 100] {
+        let mut detector = LoopDetector::new();
+        let client = addr("192.0.2.30:5000");
+        let mut now = 0;
+        let mut next = 0u32;
+        for _ in 0..2_000 {
+            let batch = same_sketch(window, 64)
+                .into_iter()
+                .map(|mut p| {
+                    p[32..36].copy_from_slice(&next.to_le_bytes());
+                    next += 1;
+                    p
+                })
+                .collect::<Vec<_>>();
+            for payload in batch.iter().chain(&batch) {
+                assert_eq!(
+                    detector.check(client, payload, now),
+                    LoopVerdict::Echo,
+                    "window {window}"
+                );
+                now += 2_000;
+            }
+        }
+    }
+}
+
+/// A peer that changes every datagram a little: each is `echoed` turned by
+/// `change`; returns how many were answered before the first `Loop`.
+fn near_copies_until_loop(
+    detector: &mut LoopDetector,
+    first: &[u8],
+    count: usize,
+    gap_ns: u64,
+    mut change: impl FnMut(&mut Vec<u8>, usize),
+) -> Option<usize> {
+    let peer = addr("203.0.113.40:7777");
+    let mut payload = first.to_vec();
+    let mut now = SEC;
+    for n in 0..count {
+        if detector.check(peer, &payload, now) != LoopVerdict::Echo {
+            return Some(n + 1);
+        }
+        change(&mut payload, n);
+        now += gap_ns;
+    }
+    None
+}
+
+#[test]
+fn a_counter_echo_is_bounded_by_the_near_copy_budget() {
+    // A counter written at the head, or at the tail: not a return, ever; the
+    // budget ends it, exactly.
+    for at_head in [true, false] {
+        let mut detector = LoopDetector::new().with_near_copy_budget(10_000);
+        let n = near_copies_until_loop(&mut detector, &[b'c'; 64], 50_000, 40_000, |p, n| {
+            let at = if at_head { 0 } else { 56 };
+            p[at..at + 8].copy_from_slice(&(n as u64).to_le_bytes());
+        });
+        assert_eq!(n, Some(10_001), "at head {at_head}");
+    }
+}
+
+#[test]
+fn an_appending_echo_ends_after_1024_bounces() {
+    let mut detector = LoopDetector::new();
+    let n = near_copies_until_loop(&mut detector, &[b'a'; 64], 65_000, 40_000, |p, _| {
+        p.push(b'+')
+    });
+    assert_eq!(n, Some((NEAR_COPY_BUDGET / GROWTH_WEIGHT) as usize + 1));
+    // Growing by more than MAX_GROWTH bytes a bounce: the size limit ends it.
+    let mut detector = LoopDetector::new();
+    let n = near_copies_until_loop(&mut detector, &[b'a'; 64], 1_000, 40_000, |p, _| {
+        p.extend_from_slice(&[b'+'; MAX_GROWTH + 1])
+    });
+    assert_eq!(n, None);
+}
+
+#[test]
+fn pauses_pipelining_and_distinct_probes_keep_the_budget() {
+    let budget = 1_000;
+    // Constant payload and a counter at window 1, a pause of 0.9 s every
+    // budget - 1: never.
+    let mut detector = LoopDetector::new().with_near_copy_budget(budget);
+    let peer = addr("203.0.113.41:7777");
+    let mut payload = [b'k'; 100];
+    let mut now = SEC;
+    for n in 0..20 * budget as u64 {
+        payload[..8].copy_from_slice(&n.to_le_bytes());
+        assert_eq!(
+            detector.check(peer, &payload, now),
+            LoopVerdict::Echo,
+            "{n}"
+        );
+        now += if n % u64::from(budget - 1) == 0 {
+            RETURN_WINDOW.as_nanos() as u64
+        } else {
+            30_000
+        };
+    }
+    // A load generator (u64 sequence, u64 send time, constant pattern) in
+    // batches of 32 per receive call spends one per call: 32 times the budget
+    // before it is spent.
+    let mut detector = LoopDetector::new().with_near_copy_budget(budget);
+    let mut seq = 0u64;
+    for call in 0..u64::from(budget) - 1 {
+        for _ in 0..32 {
+            payload[..8].copy_from_slice(&seq.to_le_bytes());
+            payload[8..16].copy_from_slice(&(call * 7_000).to_le_bytes());
+            seq += 1;
+            assert_eq!(
+                detector.check(peer, &payload, call * 10_000),
+                LoopVerdict::Echo
+            );
+        }
+    }
+    // udp-echo-client probes (the pattern follows the sequence number) at
+    // window 1: never near-copies.
+    let mut detector = LoopDetector::new().with_near_copy_budget(budget);
+    let mut probe_buf = [0u8; 64];
+    for seq in 0..20 * u64::from(budget) {
+        probe::fill(&mut probe_buf, seq, seq * 30_000);
+        assert_eq!(
+            detector.check(peer, &probe_buf, seq * 30_000),
+            LoopVerdict::Echo
+        );
+    }
+}
+
+#[test]
+fn counter_and_appending_echoes_are_bounded_whatever_the_number_in_flight() {
+    // k distinct datagrams (and same-sketch ones) circulating through an
+    // echo that changes each a little every bounce: each is a near-copy of
+    // one we sent lately, so every one spends the budget, whatever k.
+    for k in [1, 2, 10, 100] {
+        for (kind, base) in [
+            ("distinct", circulating(k, 64)),
+            ("same sketch", same_sketch(k, 64)),
+        ] {
+            for change in ["counter at head", "counter at tail", "append"] {
+                let budget = if change == "append" {
+                    NEAR_COPY_BUDGET
+                } else {
+                    5_000
+                };
+                let mut detector = LoopDetector::new().with_near_copy_budget(budget);
+                let peer = addr("203.0.113.50:7777");
+                let mut inflight = base.clone();
+                let mut now = SEC;
+                let mut caught = None;
+                'bouncing: for round in 0..100_000u64 {
+                    for (i, p) in inflight.iter_mut().enumerate() {
+                        let n = round * k as u64 + i as u64;
+                        if detector.check(peer, p, now) != LoopVerdict::Echo {
+                            caught = Some(n + 1);
+                            break 'bouncing;
+                        }
+                        now += 20_000;
+                        match change {
+                            "counter at head" => p[..8].copy_from_slice(&n.to_le_bytes()),
+                            "counter at tail" => {
+                                let len = p.len();
+                                p[len - 8..].copy_from_slice(&n.to_le_bytes())
+                            }
+                            _ => p.push(b'+'),
+                        }
+                    }
+                }
+                let want = u64::from(budget / if change == "append" { GROWTH_WEIGHT } else { 1 });
+                let caught = caught.unwrap_or_else(|| panic!("k {k} {kind} {change}: never"));
+                // The first round (and a second one for ones alike) is not
+                // a near-copy of anything yet.
+                assert!(
+                    caught <= want + 2 * k as u64 + 1,
+                    "k {k} {kind} {change}: {caught} > {want}"
+                );
+            }
+        }
+    }
+}

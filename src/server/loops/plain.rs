@@ -1,0 +1,45 @@
+//! The plain loop (`--batch 1`): one datagram per receive and per send.
+
+use std::net::UdpSocket;
+use std::time::SystemTime;
+
+use super::{EchoVerdict, LoopState, reply_tos};
+use crate::net;
+
+/// The plain echo loop: one `recv_from` and one `send_to` per datagram (`--batch 1`).
+/// Allocates nothing per datagram; the socket's read timeout lets it see `stop`.
+/// With `--stamp` it sends the reflector's reply, built over the request.
+pub(super) fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
+    let mut buf = vec![0u8; net::RECV_BUFFER_LEN];
+    let stamp = state.reflector.is_some();
+    while !state.stopping() {
+        let Some((len, source, tos, ttl)) =
+            state.received(crate::sys::recv_from_meta(socket, &mut buf))
+        else {
+            continue;
+        };
+        // STAMP's receive time stamp: right after the syscall.
+        let received = stamp.then(SystemTime::now);
+        state.tick();
+        match state.inspect(&buf[..len], source) {
+            EchoVerdict::Echo => {}
+            EchoVerdict::Drop => continue,
+            EchoVerdict::Stop => break,
+        }
+        // The request's DSCP goes back on the reply; ECN is not copied (Not-ECT).
+        let tos = match received {
+            None => reply_tos(tos),
+            Some(received) => {
+                let arrival = crate::stamp::Arrival { received, tos, ttl };
+                let transmit = SystemTime::now();
+                match state.reflect(&mut buf[..len], source, &arrival, transmit) {
+                    Some(tos) => tos,
+                    None => continue,
+                }
+            }
+        };
+        state.send_one(socket, &buf[..len], source, tos);
+        state.publish();
+    }
+    state.publish();
+}
