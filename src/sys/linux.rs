@@ -320,24 +320,19 @@ impl Batch {
     }
 
     fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
-        reset_for_recv(&mut self.recv_hdrs, &mut self.iovecs, RECV_BUFFER_LEN);
         self.filled = 0;
-        let vlen = libc::c_uint::try_from(self.recv_hdrs.len()).unwrap_or(libc::c_uint::MAX);
         // SAFETY: every header points at a live sockaddr_storage, an iovec
-        // covering a live RECV_BUFFER_LEN slot and a live control buffer, each
-        // of the length it declares (`reset_for_recv` wrote the lengths before
-        // this call; see the invariants on `Batch`); the kernel writes at most
-        // that much into each and no more than `vlen` headers.
-        let n = cvt(unsafe {
-            libc::recvmmsg(
-                socket.as_raw_fd(),
-                self.recv_hdrs.as_mut_ptr(),
-                vlen,
-                flags as _,
-                ptr::null_mut(),
+        // covering a live RECV_BUFFER_LEN slot and a live control buffer of
+        // RECV_CONTROL_LEN bytes (the invariants on `Batch`).
+        self.filled = unsafe {
+            recv_batch(
+                socket,
+                &mut self.recv_hdrs,
+                &mut self.iovecs,
+                RECV_BUFFER_LEN,
+                flags,
             )
-        })?;
-        self.filled = n as usize;
+        }?;
         Ok(self.filled)
     }
 
@@ -444,6 +439,40 @@ impl Batch {
         }
         outcome
     }
+}
+
+/// One `recvmmsg` into `hdrs`, readied first by [`reset_for_recv`] for
+/// slots of `buffer_len` bytes: the one receive call of [`Batch`] and
+/// [`GroBatch`](gro::GroBatch). Returns how many headers were filled.
+///
+/// # Safety
+///
+/// Each header must point at a live `sockaddr_storage`, at its iovec in
+/// `iovecs` whose base addresses a live buffer of at least `buffer_len`
+/// bytes, and at a live control buffer of at least [`RECV_CONTROL_LEN`]
+/// bytes; none of them may be borrowed elsewhere during the call.
+unsafe fn recv_batch(
+    socket: &UdpSocket,
+    hdrs: &mut [libc::mmsghdr],
+    iovecs: &mut [libc::iovec],
+    buffer_len: usize,
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    reset_for_recv(hdrs, iovecs, buffer_len);
+    let vlen = libc::c_uint::try_from(hdrs.len()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: the caller's contract: every header points at live buffers of
+    // the lengths `reset_for_recv` just wrote into it; the kernel writes at
+    // most that much into each and no more than `vlen` headers.
+    let n = cvt(unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            vlen,
+            flags as _,
+            ptr::null_mut(),
+        )
+    })?;
+    Ok(n as usize)
 }
 
 /// Readies receive headers for the next `recvmmsg`: every length back to its

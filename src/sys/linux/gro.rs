@@ -43,7 +43,7 @@ use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::ptr;
 
-use super::{cvt, setsockopt_int, sockaddr_storage_len, to_socket_addr};
+use super::{setsockopt_int, sockaddr_storage_len, to_socket_addr};
 use crate::sys::{EchoOutcome, GroBuffer};
 
 /// Bytes per receive buffer: the largest payload one UDP buffer can carry,
@@ -215,26 +215,21 @@ impl GroBatch {
     }
 
     fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
-        super::reset_for_recv(&mut self.recv_hdrs, &mut self.iovecs, GRO_BUFFER_LEN);
         self.filled = 0;
         self.queued = 0;
         self.flushed = false;
-        let vlen = libc::c_uint::try_from(self.recv_hdrs.len()).unwrap_or(libc::c_uint::MAX);
         // SAFETY: every header points at a live sockaddr_storage, an iovec
-        // covering a live GRO_BUFFER_LEN slot and a live control buffer, each
-        // of the length it declares (`reset_for_recv` wrote them just above;
-        // see the invariants on `GroBatch`); the kernel writes at most that
-        // much into each and no more than `vlen` headers.
-        let n = cvt(unsafe {
-            libc::recvmmsg(
-                socket.as_raw_fd(),
-                self.recv_hdrs.as_mut_ptr(),
-                vlen,
-                flags as _,
-                ptr::null_mut(),
+        // covering a live GRO_BUFFER_LEN slot and a live control buffer of
+        // RECV_CONTROL_LEN bytes (the invariants on `GroBatch`).
+        self.filled = unsafe {
+            super::recv_batch(
+                socket,
+                &mut self.recv_hdrs,
+                &mut self.iovecs,
+                GRO_BUFFER_LEN,
+                flags,
             )
-        })?;
-        self.filled = n as usize;
+        }?;
         Ok(self.filled)
     }
 
