@@ -24,6 +24,9 @@
 //! - [`error`]: the one error type, each variant with its context.
 //! - `units` (crate-private): sizes (`4M`) and seconds (`0.5`) from the command
 //!   line; counts with their noun.
+//! - `table` (crate-private): `SetTable`, the fixed-size set-associative table
+//!   of per-sender state: the server's rate buckets and loop-detection peers,
+//!   the STAMP reflector's sessions.
 //!
 //! One binary each:
 //!
@@ -49,6 +52,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stamp;
 pub mod sys;
+pub(crate) mod table;
 pub(crate) mod units;
 
 pub use error::{Error, Result};

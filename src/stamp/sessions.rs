@@ -2,15 +2,15 @@
 //! (sender address, SSID), in a table of fixed capacity whose idle entries
 //! expire, so a flood of spoofed sources can neither grow it nor slow it.
 //!
-//! The table is set-associative, as the guard's rate limiter: a keyed hash
+//! The table is a [`SetTable`], as the guard's rate limiter's: a keyed hash
 //! (random per process, so senders cannot aim at one set) picks a set of
 //! 8 slots, and a new session takes an empty or expired slot of its set,
 //! or else evicts the one idle longest there. Every packet costs one set's
 //! scan, whatever the number of sessions or spoofed sources.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::table::SetTable;
 
 /// Sessions tracked at most (rounded up to whole sets).
 pub const MAX_SESSIONS: usize = 4096;
@@ -21,10 +21,11 @@ pub const SESSION_IDLE_NS: u64 = 60_000_000_000;
 /// Slots per set.
 const WAYS: usize = 8;
 
-#[derive(Debug, Clone, Copy)]
+/// A session's key: its sender's address and SSID (`None`: an empty slot).
+type SessionKey = Option<(SocketAddr, u16)>;
+
+#[derive(Debug, Clone, Copy, Default)]
 struct Session {
-    source: SocketAddr,
-    ssid: u16,
     next: u32,
     last_ns: u64,
 }
@@ -32,63 +33,56 @@ struct Session {
 /// Per-session reflector sequence numbers, bounded and expiring.
 #[derive(Debug)]
 pub struct Sessions {
-    slots: Vec<Option<Session>>,
-    sets: usize,
+    table: SetTable<SessionKey, Session, WAYS>,
     idle_ns: u64,
-    hasher: RandomState,
 }
 
 impl Sessions {
-    /// A table of at least `capacity` sessions (whole sets of 8) that expire
-    /// after `idle_ns`; its memory is taken at once.
+    /// A table of at least `capacity` sessions (a power of two of whole sets
+    /// of 8) that expire after `idle_ns`; its memory is taken at once.
     pub fn new(capacity: usize, idle_ns: u64) -> Sessions {
-        let sets = capacity.div_ceil(WAYS).max(1);
         Sessions {
-            slots: vec![None; sets * WAYS],
-            sets,
+            table: SetTable::new(capacity),
             idle_ns,
-            hasher: RandomState::new(),
         }
     }
 
     /// The reflector sequence number for the next packet of the session of
     /// `source` and `ssid` at `now_ns`: 0, 1, 2… per session.
     pub fn next(&mut self, source: SocketAddr, ssid: u16, now_ns: u64) -> u32 {
-        let set = (self.hasher.hash_one((source, ssid)) % self.sets as u64) as usize;
+        let ip = match source.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        let hash = self.table.hash(
+            u128::from(ip),
+            u64::from(source.port()) | u64::from(ssid) << 16,
+        );
         let idle_ns = self.idle_ns;
-        let ways = &mut self.slots[set * WAYS..(set + 1) * WAYS];
         let live = |s: &Session| now_ns.saturating_sub(s.last_ns) < idle_ns;
-        if let Some(session) = ways
-            .iter_mut()
-            .flatten()
-            .find(|s| s.source == source && s.ssid == ssid)
-        {
-            let seq = if live(session) { session.next } else { 0 };
-            session.next = seq.wrapping_add(1);
-            session.last_ns = now_ns;
-            return seq;
-        }
-        // An empty or expired slot, else the one idle longest.
-        let slot = ways
-            .iter()
-            .position(|s| s.as_ref().is_none_or(|s| !live(s)))
-            .unwrap_or_else(|| {
-                (0..WAYS)
-                    .min_by_key(|&i| ways[i].map_or(0, |s| s.last_ns))
-                    .unwrap_or(0)
-            });
-        ways[slot] = Some(Session {
-            source,
-            ssid,
-            next: 1,
-            last_ns: now_ns,
-        });
-        0
+        // Not there: an empty or expired slot (age 0), else the one idle longest.
+        let age = |s: &Session| {
+            if live(s) {
+                s.last_ns.saturating_add(1)
+            } else {
+                0
+            }
+        };
+        let slot = self.table.find_or_claim(hash, Some((source, ssid)), age);
+        let session = slot.value;
+        let seq = if !slot.claimed && live(session) {
+            session.next
+        } else {
+            0
+        };
+        session.next = seq.wrapping_add(1);
+        session.last_ns = now_ns;
+        seq
     }
 
     /// Sessions tracked now (expired ones included until their slot is reused).
     pub fn len(&self) -> usize {
-        self.slots.iter().flatten().count()
+        self.table.len()
     }
 
     /// Whether no session is tracked.

@@ -100,7 +100,10 @@
 //! Two fixed tables, set-associative (8 ways) with a hash keyed per process so
 //! that no sender can aim at one set: [`PEERS`] peers (32 bytes each) and
 //! [`ECHOES`] recent echoes (8 bytes each), 384 KiB per detector. Both evict
-//! the stalest entry of a set. An echo entry is a sketch (length, head and
+//! the stalest entry of a set. The peer table is the crate's `SetTable` (as
+//! are the rate limiter's and the STAMP sessions'); the echo table is its
+//! own (`echoes.rs`): 8-byte entries, a tag and a time in place of a key, in
+//! three kinds, looked up by partial tags. An echo entry is a sketch (length, head and
 //! tail echoed to this peer lately, in the tail's set), a head (a head and
 //! length, in the head's set) or a payload (these exact bytes, by a keyed
 //! hash of the sketch and the full hash, in a set of its own): distinct
@@ -129,6 +132,8 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+use crate::table::SetTable;
 
 mod echoes;
 mod hash;
@@ -197,7 +202,7 @@ pub enum LoopVerdict {
     },
 }
 
-/// One peer: its loop streak and cool-down (its key is in [`PeerSet::keys`]).
+/// One peer: its loop streak and cool-down (its key is the table's).
 #[derive(Debug, Clone, Copy, Default)]
 struct Peer {
     /// When its last datagram came, for eviction.
@@ -215,25 +220,22 @@ struct Peer {
 /// One set of the peer table. The keys (keyed hashes of address and port; 0
 /// marks an empty slot) fill the first cache line on their own, so a lookup
 /// reads one line and then the one entry it found.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(align(64))]
-struct PeerSet {
-    keys: [u64; WAYS],
-    peers: [Peer; WAYS],
-}
+#[cfg(test)]
+type PeerSet = crate::table::Set<u64, Peer, WAYS>;
 
 /// Finds peers in an echo loop; one per echo thread. See the module docs.
 pub struct LoopDetector {
-    peers: Box<[PeerSet]>,
+    /// Peers by the keyed hash of address and port ([`Self::peer_key`]).
+    peers: SetTable<u64, Peer, WAYS>,
     echoes: Box<[EchoSet]>,
-    /// Random per process: sets and tags cannot be aimed at.
-    secret: [u64; 4],
+    /// Random per process: the echo table's sets and tags cannot be aimed at.
+    secret: [u64; 2],
     /// Near-copy ping-pong allowed per peer; 0: no budget.
     near_copy_budget: u32,
-    /// The last peer seen: its address, key, set and way. A burst from one
+    /// The last peer seen: its address, key and slot. A burst from one
     /// source (a GRO buffer, a flood) then skips the key hash and the set
     /// scan. Only `check` moves peers, so the slot is still that peer's.
-    last: Option<(SocketAddr, u64, usize, usize)>,
+    last: Option<(SocketAddr, u64, usize)>,
 }
 
 impl fmt::Debug for LoopDetector {
@@ -263,9 +265,9 @@ impl LoopDetector {
         let sets = |n: usize| n.div_ceil(WAYS).max(1).next_power_of_two();
         let random = RandomState::new();
         LoopDetector {
-            peers: vec![PeerSet::default(); sets(peers)].into_boxed_slice(),
+            peers: SetTable::new(peers),
             echoes: vec![EchoSet::default(); sets(echoes)].into_boxed_slice(),
-            secret: [0u8, 1, 2, 3].map(|i| random.hash_one(i) | 1),
+            secret: [0u8, 1].map(|i| random.hash_one(i) | 1),
             near_copy_budget: NEAR_COPY_BUDGET,
             last: None,
         }
@@ -280,7 +282,7 @@ impl LoopDetector {
 
     /// How many peers the table holds at most.
     pub fn peer_capacity(&self) -> usize {
-        self.peers.len() * WAYS
+        self.peers.capacity()
     }
 
     /// How many recent echoes the table holds at most.
@@ -291,17 +293,13 @@ impl LoopDetector {
     /// How many peers are tracked now.
     #[cfg(test)]
     pub fn peers_tracked(&self) -> usize {
-        self.peers
-            .iter()
-            .flat_map(|set| &set.keys)
-            .filter(|&&key| key != 0)
-            .count()
+        self.peers.len()
     }
 
     /// Bytes of both tables: fixed at creation.
     #[cfg(test)]
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.peers) + std::mem::size_of_val(&*self.echoes)
+        self.peers.memory_bytes() + std::mem::size_of_val(&*self.echoes)
     }
 
     /// Starts loading the table lines [`check`](Self::check) will read for
@@ -313,10 +311,10 @@ impl LoopDetector {
     #[inline]
     pub fn prefetch(&self, source: SocketAddr, payload: &[u8]) {
         let key = match self.last {
-            Some((last, key, _, _)) if last == source => key,
+            Some((last, key, _)) if last == source => key,
             _ => {
                 let key = self.peer_key(source);
-                crate::sys::prefetch(&self.peers[key as usize & (self.peers.len() - 1)].keys);
+                crate::sys::prefetch(self.peers.keys(key));
                 key
             }
         };
@@ -330,18 +328,23 @@ impl LoopDetector {
     /// [`LoopVerdict::Echo`], records it as echoed to `source`. `now_ns` must
     /// not go backwards by more than rounding (one clock for all calls).
     pub fn check(&mut self, source: SocketAddr, payload: &[u8], now_ns: u64) -> LoopVerdict {
-        let (key, set, way) = match self.last {
-            Some((last, key, set, way)) if last == source => (key, set, way),
+        let (key, index) = match self.last {
+            Some((last, key, index)) if last == source => (key, index),
             _ => {
                 let key = self.peer_key(source);
-                let set = key as usize & (self.peers.len() - 1);
-                let way = claim_peer(&mut self.peers[set], key);
-                self.last = Some((source, key, set, way));
-                (key, set, way)
+                // A new peer takes an empty slot or the stalest one; its
+                // last_ns 0 makes its first datagram the first of its
+                // receive call (and is made now below).
+                let index = self
+                    .peers
+                    .find_or_claim(key, key, |peer| peer.last_ns.saturating_add(1))
+                    .index;
+                self.last = Some((source, key, index));
+                (key, index)
             }
         };
         let sketch = self.sketch(key, payload);
-        let peer = &mut self.peers[set].peers[way];
+        let peer = self.peers.value_mut(index);
         let previous_ns = peer.last_ns;
         peer.last_ns = peer.last_ns.max(now_ns);
         if now_ns < peer.blocked_until_ns {
@@ -399,26 +402,24 @@ impl LoopDetector {
     fn sketch(&self, key: u64, payload: &[u8]) -> Sketch {
         let (head, tail) = ends(payload);
         Sketch {
-            head: mix(key ^ self.secret[3], head),
-            tail: mix(key ^ self.secret[2], tail),
+            head: mix(key ^ self.secret[1], head),
+            tail: mix(key ^ self.secret[0], tail),
             len: u16::try_from(payload.len()).unwrap_or(u16::MAX),
         }
     }
 
-    /// Keyed hash of address and port; IPv4 and its mapped IPv6 form are one
+    /// Keyed hash of address and port (the peer table's): a peer's key in
+    /// its table and in the echo table. IPv4 and its mapped IPv6 form are one
     /// peer. Never 0 (the empty mark).
+    #[inline]
     fn peer_key(&self, source: SocketAddr) -> u64 {
         let ip = match source.ip() {
             IpAddr::V4(v4) => v4.to_ipv6_mapped(),
             IpAddr::V6(v6) => v6,
         };
-        let ip = u128::from(ip);
-        let [a, b, c, _] = self.secret;
-        mix(
-            mix(ip as u64 ^ a, (ip >> 64) as u64 ^ b) ^ u64::from(source.port()),
-            c,
-        )
-        .max(1)
+        self.peers
+            .hash(u128::from(ip), u64::from(source.port()))
+            .max(1)
     }
 }
 
@@ -453,28 +454,6 @@ pub fn is_known_reply(payload: &[u8], now_unix_secs: u32) -> bool {
         || (payload.len() >= crate::stamp::packet::AUTH_LEN
             && zero(AUTH_MBZ)
             && looks_reflected(Mode::Authenticated, payload, 0, now_unix_secs))
-}
-
-/// The way of the peer with `key` in its set; a new peer takes an empty slot
-/// or the stalest one.
-fn claim_peer(set: &mut PeerSet, key: u64) -> usize {
-    if let Some(way) = set.keys.iter().position(|&k| k == key) {
-        return way;
-    }
-    let way = (0..WAYS)
-        .min_by_key(|&w| {
-            if set.keys[w] == 0 {
-                0
-            } else {
-                set.peers[w].last_ns.saturating_add(1)
-            }
-        })
-        .expect("WAYS > 0");
-    set.keys[way] = key;
-    // last_ns 0: its first datagram is the first of its receive call (and
-    // `check` makes it now at once).
-    set.peers[way] = Peer::default();
-    way
 }
 
 #[cfg(test)]

@@ -10,14 +10,13 @@
 //! time at will; [`SharedRateLimiter`] is the one the server's threads share, on
 //! the monotonic clock.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Mutex, PoisonError};
 
 use super::unmap;
+use crate::table::SetTable;
 
 /// Slots per set of the rate limiter's table: a source can only live in one set,
 /// and eviction picks the stalest of that set.
@@ -96,11 +95,10 @@ pub fn parse_rate_prefix(text: &str) -> Result<RatePrefix, String> {
     text.parse()
 }
 
+/// A source's bucket (its key, [`RatePrefix::key`], is the table's: 0 marks
+/// an empty slot, which no real source's key is).
 #[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    /// The source's network ([`RatePrefix::key`]); 0 marks an empty slot,
-    /// which no real source's key is.
-    key: u128,
+struct Bucket {
     /// When the bucket was last refilled, in ns of the injected clock.
     last_ns: u64,
     /// Tokens left, up to the burst.
@@ -110,7 +108,7 @@ struct Slot {
 /// Per-source token buckets in a fixed-size table, a source being the
 /// network its [`RatePrefix`] says.
 ///
-/// The table is set-associative: a keyed hash (random per process, so senders
+/// The table is a [`SetTable`]: a keyed hash (random per process, so senders
 /// cannot aim at one set) picks a set of 8 slots, and a new source takes
 /// an empty slot or evicts the stalest one of that set. Memory is fixed at
 /// creation whatever the traffic — an attacker cycling through millions of
@@ -121,36 +119,31 @@ struct Slot {
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    slots: Vec<Slot>,
-    sets: usize,
-    hasher: RandomState,
+    table: SetTable<u128, Bucket, WAYS>,
     prefix: RatePrefix,
 }
 
 impl RateLimiter {
     /// `rate` datagrams per second per source network (`prefix`), a burst of
     /// one second's budget, room for at least `capacity` sources (rounded up
-    /// to whole sets).
+    /// to a power of two of whole sets).
     pub fn new(rate: u32, capacity: usize, prefix: RatePrefix) -> RateLimiter {
-        let sets = capacity.div_ceil(WAYS).max(1);
         RateLimiter {
             prefix,
             rate: f64::from(rate),
             burst: f64::from(rate).max(1.0),
-            slots: vec![Slot::default(); sets * WAYS],
-            sets,
-            hasher: RandomState::new(),
+            table: SetTable::new(capacity),
         }
     }
 
     /// How many sources the table holds at most.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.table.capacity()
     }
 
     /// How many slots are in use.
     pub fn len(&self) -> usize {
-        self.slots.iter().filter(|s| s.key != 0).count()
+        self.table.len()
     }
 
     /// True when no source is tracked.
@@ -162,23 +155,15 @@ impl RateLimiter {
     /// false when empty.
     pub fn allow(&mut self, ip: IpAddr, now_ns: u64) -> bool {
         let key = self.prefix.key(ip);
-        let set = (self.hasher.hash_one(key) as usize % self.sets) * WAYS;
-        let ways = &mut self.slots[set..set + WAYS];
-        let slot = match ways.iter().position(|s| s.key == key) {
-            Some(i) => &mut ways[i],
-            None => {
-                let victim = ways
-                    .iter_mut()
-                    .min_by_key(|s| if s.key == 0 { 0 } else { s.last_ns.max(1) })
-                    .expect("WAYS > 0");
-                *victim = Slot {
-                    key,
-                    last_ns: now_ns,
-                    tokens: self.burst,
-                };
-                victim
-            }
-        };
+        let hash = self.table.hash(key, 0);
+        let found = self.table.find_or_claim(hash, key, |b| b.last_ns.max(1));
+        let slot = found.value;
+        if found.claimed {
+            *slot = Bucket {
+                last_ns: now_ns,
+                tokens: self.burst,
+            };
+        }
         let elapsed = now_ns.saturating_sub(slot.last_ns) as f64 / 1e9;
         slot.tokens = (slot.tokens + elapsed * self.rate).min(self.burst);
         slot.last_ns = slot.last_ns.max(now_ns);

@@ -7,12 +7,9 @@ pub(super) fn fold(h: u64) -> u32 {
     h as u32 ^ (h >> 32) as u32
 }
 
-/// The 128-bit product of `a` and `b`, folded to 64 bits (wyhash's mixer).
-#[inline]
-pub(super) fn mix(a: u64, b: u64) -> u64 {
-    let product = u128::from(a) * u128::from(b);
-    (product as u64) ^ ((product >> 64) as u64)
-}
+/// The 128-bit product of two words, folded to 64 bits (wyhash's mixer),
+/// as the tables' keyed hash uses it.
+pub(super) use crate::table::mix;
 
 /// Fixed odd constants of the payload hashes (wyhash's).
 pub(super) const K: [u64; 4] = [
