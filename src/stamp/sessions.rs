@@ -2,7 +2,7 @@
 //! (sender address, SSID), in a table of fixed capacity whose idle entries
 //! expire, so a flood of spoofed sources can neither grow it nor slow it.
 //!
-//! The table is a [`SetTable`], as the guard's rate limiter's: a keyed hash
+//! The table is a `SetTable` (`table.rs`), as the guard's rate limiter's: a keyed hash
 //! (random per process, so senders cannot aim at one set) picks a set of
 //! 8 slots, and a new session takes an empty or expired slot of its set,
 //! or else evicts the one idle longest there. Every packet costs one set's

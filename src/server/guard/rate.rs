@@ -108,7 +108,7 @@ struct Bucket {
 /// Per-source token buckets in a fixed-size table, a source being the
 /// network its [`RatePrefix`] says.
 ///
-/// The table is a [`SetTable`]: a keyed hash (random per process, so senders
+/// The table is a `SetTable` (`table.rs`): a keyed hash (random per process, so senders
 /// cannot aim at one set) picks a set of 8 slots, and a new source takes
 /// an empty slot or evicts the stalest one of that set. Memory is fixed at
 /// creation whatever the traffic — an attacker cycling through millions of
