@@ -203,7 +203,7 @@ fn rate_and_flood_records_add_up_to_the_summary_and_csv_parses() {
     let summary = json_summary(&run);
     let text = csv.text();
     assert!(
-        text.starts_with("seq,flow,sent_ns,sent_unix_ns,rtt_us,outcome,timing\n"),
+        text.starts_with("seq,flow,sent_ns,sent_unix_ns,rtt_us,outcome,timing,send_delay_us\n"),
         "{}",
         &text[..100.min(text.len())]
     );
@@ -212,7 +212,7 @@ fn rate_and_flood_records_add_up_to_the_summary_and_csv_parses() {
         .skip(1)
         .map(|row| {
             let cols: Vec<&str> = row.split(',').collect();
-            assert_eq!(cols.len(), 7, "{row}");
+            assert_eq!(cols.len(), 8, "{row}");
             assert!(["per-probe", "per-batch"].contains(&cols[6]), "{row}");
             (cols[5].to_owned(), !cols[4].is_empty())
         })
