@@ -19,6 +19,7 @@ use std::io;
 use std::mem;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
+use std::ptr;
 
 use super::cmsg;
 use super::{cvt, setsockopt_int};
@@ -58,52 +59,74 @@ pub fn enable_tx_timestamps(socket: &UdpSocket) -> io::Result<()> {
     set(flags | libc::SOF_TIMESTAMPING_OPT_RX_FILTER).or_else(|_| set(flags))
 }
 
+/// Error-queue messages per `recvmmsg`.
+const PER_CALL: usize = 16;
+
 /// Reads the transmit stamps queued on `socket`'s error queue, without
 /// blocking, at most [`READ_MAX`] per call: `on_stamp(id, ns)` for each,
 /// `id` the send counter, `ns` the time on `CLOCK_REALTIME` since the Unix
 /// epoch. Other error-queue messages are read and skipped. Returns how many
-/// messages it read (0: the queue was empty).
+/// messages it read (0: the queue was empty). Up to [`PER_CALL`] messages
+/// per `recvmmsg`, in buffers on the stack: nothing is allocated.
 pub fn read_tx_timestamps(
     socket: &UdpSocket,
     on_stamp: &mut dyn FnMut(u32, u64),
 ) -> io::Result<usize> {
-    let mut control = ErrControl {
-        _align: [],
-        bytes: [0; ERR_CONTROL_LEN],
-    };
-    // With OPT_TSONLY the message carries no data; a byte of room anyway.
-    let mut data = [0u8; 1];
+    let mut controls = [const {
+        ErrControl {
+            _align: [],
+            bytes: [0; ERR_CONTROL_LEN],
+        }
+    }; PER_CALL];
+    // With OPT_TSONLY the messages carry no data; a byte of room anyway.
+    let mut data = [[0u8; 1]; PER_CALL];
+    let mut iovecs = [libc::iovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    }; PER_CALL];
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+    let mut hdrs: [libc::mmsghdr; PER_CALL] = unsafe { mem::zeroed() };
     let mut read = 0;
     while read < READ_MAX {
-        let mut iov = libc::iovec {
-            iov_base: data.as_mut_ptr().cast(),
-            iov_len: data.len(),
-        };
-        // SAFETY: msghdr is plain old data; all-zero is a valid value.
-        let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = control.bytes.as_mut_ptr().cast();
-        hdr.msg_controllen = ERR_CONTROL_LEN as _;
-        // SAFETY: the header points at a live iovec over `data` and at the
-        // control buffer, both owned by this frame and at least as long as
-        // the lengths given; the kernel writes within them.
+        for (i, hdr) in hdrs.iter_mut().enumerate() {
+            iovecs[i] = libc::iovec {
+                iov_base: data[i].as_mut_ptr().cast(),
+                iov_len: data[i].len(),
+            };
+            hdr.msg_hdr.msg_iov = &mut iovecs[i];
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_control = controls[i].bytes.as_mut_ptr().cast();
+            hdr.msg_hdr.msg_controllen = ERR_CONTROL_LEN as _;
+            hdr.msg_hdr.msg_flags = 0;
+            hdr.msg_len = 0;
+        }
+        // SAFETY: every header points at its own live iovec (over `data`)
+        // and control buffer, all owned by this frame and as long as the
+        // lengths given; the kernel writes within them and fills at most
+        // PER_CALL headers; no timeout is passed.
         let rc = unsafe {
-            libc::recvmsg(
+            libc::recvmmsg(
                 socket.as_raw_fd(),
-                &mut hdr,
+                hdrs.as_mut_ptr(),
+                PER_CALL as libc::c_uint,
                 libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+                ptr::null_mut(),
             )
         };
-        match cvt(rc as libc::c_int) {
-            Ok(_) => {}
+        let n = match cvt(rc) {
+            Ok(n) => n as usize,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
+        };
+        for hdr in &hdrs[..n] {
+            if let Some((id, ns)) = cmsg::tx_stamp(&hdr.msg_hdr) {
+                on_stamp(id, ns);
+            }
         }
-        read += 1;
-        if let Some((id, ns)) = cmsg::tx_stamp(&hdr) {
-            on_stamp(id, ns);
+        read += n;
+        if n < PER_CALL {
+            break;
         }
     }
     Ok(read)
