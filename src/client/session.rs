@@ -176,12 +176,12 @@ fn format_bytes(n: u64) -> String {
     }
 }
 
-/// Bytes per `--probes` record, roughly (measured: CSV rows 52-56, NDJSON
-/// lines 110-116, growing with the sequence number).
+/// Bytes per `--probes` record, roughly (measured: CSV rows 53-57, NDJSON
+/// lines 131-137 with `send_delay_us`, growing with the sequence number).
 fn record_bytes(format: Format) -> f64 {
     match format {
-        Format::Csv => 55.0,
-        Format::Ndjson => 115.0,
+        Format::Csv => 56.0,
+        Format::Ndjson => 135.0,
     }
 }
 

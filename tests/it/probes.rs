@@ -503,7 +503,7 @@ fn probes_in_flood_and_rate_mode_warn_of_the_volume_and_say_what_it_came_to() {
         file.arg()
     );
     assert!(run.stderr.contains(&end), "{end}:\n{}", run.stderr);
-    // An open-loop run's estimate is its own: 1000 probes/s for 0.5 s of ~115 bytes.
+    // An open-loop run's estimate is its own: 1000 probes/s for 0.5 s of ~135 bytes.
     let ndjson = Scratch::new("volume.ndjson");
     let run = run_client(
         &[
@@ -522,7 +522,7 @@ fn probes_in_flood_and_rate_mode_warn_of_the_volume_and_say_what_it_came_to() {
     );
     assert!(
         run.stderr
-            .contains("1000 probes/s for 0.5 s writes about 57.5 kB"),
+            .contains("1000 probes/s for 0.5 s writes about 67.5 kB"),
         "{}",
         run.stderr
     );
