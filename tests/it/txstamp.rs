@@ -134,3 +134,32 @@ fn rate_mode_takes_transmit_stamps_too_and_flood_does_not() {
     assert_eq!(json["rtt_send_clock"], "user", "{json}");
     assert!(json["send_delay_us"].is_null(), "{json}");
 }
+
+/// Over a real link (veth, between two namespaces) and not only loopback:
+/// the device stamps every send too, and the round trips start there.
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+#[test]
+fn ping_over_a_veth_link_gets_a_transmit_stamp_for_every_probe() {
+    use crate::common::netns;
+    let Some(net) = netns::test_net("transmit stamps over veth") else {
+        return;
+    };
+    for server_ip in [netns::SERVER_V4, netns::SERVER_V6] {
+        let server = start_server_via(
+            &["ip", "netns", "exec", &net.server],
+            &["--host", server_ip, "--port", "0"],
+        );
+        let p = port(server.addr);
+        let args = [
+            "-H", server_ip, "-p", &p, "-c", "20", "-i", "0.01", "--json",
+        ];
+        let run = run_client_in(&net.client, &args);
+        assert_eq!(run.code(), Some(0), "{server_ip}: {}", run.stderr);
+        let json = json_of(&run);
+        assert_eq!(n(&json, "received"), 20, "{json}");
+        assert_eq!(json["rtt_send_clock"], "kernel", "{json}");
+        assert_eq!(json["rtt_clock"], "kernel", "{json}");
+        assert_eq!(n(&json, "tx_stamp_missing"), 0, "{json}");
+        assert!(json["send_delay_us"]["p50"].as_f64().is_some(), "{json}");
+    }
+}
