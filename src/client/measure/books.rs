@@ -268,8 +268,8 @@ impl Books {
     /// Books `n` probes, numbered from [`next_seq`](Self::next_seq), sent at
     /// `at_ns`: probe `i` carries the stamp `stamp(at_ns) + i`. `at_ns` is
     /// the one time of the whole send: with `n > 1` the probes' send times
-    /// are the batch's (a source of per-probe send times, such as kernel
-    /// transmit stamps, would book each probe at its own time, `n = 1`).
+    /// are the batch's. A kernel transmit stamp, when one comes
+    /// ([`tx_stamp`](Self::tx_stamp)), then moves their round trips' start.
     pub(crate) fn sent(&mut self, n: usize, at_ns: u64) {
         let first = self.stamp(at_ns);
         for i in 0..n as u64 {

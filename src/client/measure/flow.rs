@@ -3,7 +3,9 @@
 //! probes per UDP GSO send where the kernel has it, else `sendmmsg`), replies
 //! received in batches (`recvmmsg`; flood and rate with UDP GRO, each buffer
 //! split into its datagrams) and timed with the kernel's receive time stamp
-//! where there is one (`offload.rs`), expiry, and the hand-over of figures to
+//! where there is one (`offload.rs`), in ping and rate mode the kernel's
+//! transmit stamps (read from the error queue in the same loop, before the
+//! replies, so a round trip starts at its probe's stamp), expiry, and the hand-over of figures to
 //! the interval reporter and of per-probe records to the `--probes` writer.
 
 use std::io;
@@ -89,14 +91,14 @@ impl Flow {
         // Flood's sends are batches sharing one time anyway: no stamps.
         let tx_wanted = offloads.tx_time && !matches!(config.mode, MeasureMode::Flood { .. });
         let tx = tx_wanted.then(|| TxKeys::enable(&conn)).flatten();
-        let mut books =
-            Books::with_codec(codec.clone(), config.size, config.timeout, in_flight_max);
+        let stamp = StampBooks::for_codec(&codec);
+        let mut books = Books::with_codec(codec, config.size, config.timeout, in_flight_max);
         if tx.is_some() {
             books.ask_tx_stamps();
         }
         Flow {
             clock,
-            stamp: StampBooks::for_codec(&codec),
+            stamp,
             books,
             tx,
             tos: TosTally::default(),
