@@ -367,14 +367,14 @@ mod tests {
     #[test]
     fn the_probes_volume_is_estimated_for_flood_and_rate_only() {
         let (bytes, text) = volume(MeasureMode::Rate { pps: 20000.0 }, 5, "run.csv").unwrap();
-        assert_eq!(bytes, 5_500_000);
+        assert_eq!(bytes, 5_600_000);
         assert!(
-            text.contains("--probes run.csv: 20000 probes/s for 5 s writes about 5.5 MB"),
+            text.contains("--probes run.csv: 20000 probes/s for 5 s writes about 5.6 MB"),
             "{text}"
         );
         let (bytes, text) = volume(MeasureMode::Flood { window: 32 }, 5, "run.ndjson").unwrap();
         assert!(bytes >= PROBES_WARN_BYTES, "{text}");
-        assert!(text.contains("575.0 MB"), "{text}");
+        assert!(text.contains("675.0 MB"), "{text}");
         let ping = MeasureMode::Ping {
             count: Some(3),
             interval: Duration::from_secs(1),
