@@ -5,8 +5,9 @@
 //! split into its datagrams) and timed with the kernel's receive time stamp
 //! where there is one (`offload.rs`), in ping and rate mode the kernel's
 //! transmit stamps (read from the error queue in the same loop, before the
-//! replies, so a round trip starts at its probe's stamp), expiry, and the hand-over of figures to
-//! the interval reporter and of per-probe records to the `--probes` writer.
+//! replies, so a round trip starts at its probe's stamp), expiry, and the
+//! hand-over of figures to the interval reporter and of per-probe records to
+//! the `--probes` writer.
 
 use std::io;
 use std::sync::mpsc::SyncSender;
