@@ -273,22 +273,23 @@ impl Flow {
         on_event: &mut dyn FnMut(Event),
     ) -> Result<usize> {
         self.tell_refusals(on_event);
-        // Transmit stamps first: a reply is timed from its probe's stamp
-        // when the stamp is in by then (on a send it comes within µs).
-        self.take_tx_stamps();
         let first = match wait {
             None => self.inbox.recv(&self.conn.socket),
             Some(_) => self.inbox.recv_queued(&self.conn.socket),
         };
         let result = match (first, wait) {
             (Err(e), Some(d)) if e.kind() == io::ErrorKind::WouldBlock && !d.is_zero() => {
-                // A queued stamp wakes the wait too (POLLERR): it is taken
-                // here, in the same loop, then whatever reply is queued.
                 match wait_readable(&self.conn.socket, d) {
-                    Ok(true) => {
-                        self.take_tx_stamps();
-                        self.inbox.recv_queued(&self.conn.socket)
-                    }
+                    Ok(true) => match self.inbox.recv_queued(&self.conn.socket) {
+                        // A queued transmit stamp wakes the wait too
+                        // (POLLERR): taken here, in the same loop, so the
+                        // next wait sleeps.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.take_tx_stamps(true);
+                            return Ok(0);
+                        }
+                        other => other,
+                    },
                     Ok(false) => return Ok(0),
                     Err(source) => {
                         return Err(Error::Recv {
@@ -297,6 +298,13 @@ impl Flow {
                         });
                     }
                 }
+            }
+            (Err(e), Some(_)) if e.kind() == io::ErrorKind::WouldBlock => {
+                // No wait (a rate flow behind its schedule): the stamps are
+                // still taken, or they would fill the receive buffer they
+                // are charged to while no reply comes to take them.
+                self.take_tx_stamps(false);
+                return Ok(0);
             }
             (other, _) => other,
         };
@@ -319,6 +327,9 @@ impl Flow {
                 };
             }
         };
+        // The transmit stamps before the replies: a stamp is queued during
+        // its send, so every reply in hand finds its probe's stamp booked.
+        self.take_tx_stamps(false);
         let (now, realtime_now) = offload::clock_pair(&self.clock);
         let mut datagrams = 0;
         for i in 0..n {
@@ -381,9 +392,14 @@ impl Flow {
     }
 
     /// Takes the kernel's transmit stamps waiting on the error queue (none
-    /// without blocking) and books each for the probes of its send.
-    fn take_tx_stamps(&mut self) {
-        let Some(tx) = &self.tx else { return };
+    /// without blocking) and books each for the probes of its send; unless
+    /// `always`, only when a send still waits for its stamp (no syscall
+    /// otherwise).
+    fn take_tx_stamps(&mut self, always: bool) {
+        let Some(tx) = &mut self.tx else { return };
+        if !always && !tx.awaiting() {
+            return;
+        }
         let (books, clock) = (&mut self.books, &self.clock);
         let mut pair = None;
         let read = crate::sys::read_tx_timestamps(&self.conn.socket, &mut |key, kernel_ns| {
@@ -397,8 +413,9 @@ impl Flow {
                 offload::kernel_at(now, realtime_now, kernel_ns),
             );
         });
-        if let Err(e) = read {
-            log::debug!("{}: reading transmit stamps failed: {e}", self.conn.peer);
+        match read {
+            Ok(n) => tx.read(n),
+            Err(e) => log::debug!("{}: reading transmit stamps failed: {e}", self.conn.peer),
         }
     }
 

@@ -175,6 +175,8 @@ const TX_KEYS: usize = 4096;
 /// once: nothing is allocated per probe.
 pub(super) struct TxKeys {
     next: u32,
+    /// Sends whose stamps have not been read yet, as far as known.
+    awaiting: u32,
     /// `(key, first probe, probes)` at `key % TX_KEYS`.
     ring: Vec<(u32, u64, u32)>,
 }
@@ -194,6 +196,7 @@ impl TxKeys {
     fn new() -> TxKeys {
         TxKeys {
             next: 0,
+            awaiting: 0,
             ring: vec![(u32::MAX, 0, 0); TX_KEYS],
         }
     }
@@ -203,6 +206,25 @@ impl TxKeys {
         let key = self.next;
         self.ring[key as usize % TX_KEYS] = (key, first, count);
         self.next = key.wrapping_add(1);
+        self.awaiting = self.awaiting.saturating_add(1);
+    }
+
+    /// Whether a send may still have its stamp on the error queue.
+    pub(super) fn awaiting(&self) -> bool {
+        self.awaiting > 0
+    }
+
+    /// `n` error-queue messages were read. None at all: nothing awaits
+    /// (the kernel queues a stamp as its datagram leaves, so a stamp not
+    /// there by now was lost, e.g. to a full queue; a late one still wakes
+    /// the wait and is read then).
+    pub(super) fn read(&mut self, n: usize) {
+        self.awaiting = match n {
+            0 => 0,
+            n => self
+                .awaiting
+                .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)),
+        };
     }
 
     /// The probes the send numbered `key` carried, if still remembered.
@@ -287,6 +309,11 @@ mod tests {
         assert_eq!(keys.probes(0), Some((1, 1)));
         assert_eq!(keys.probes(1), Some((2, 64)));
         assert_eq!(keys.probes(2), None, "not sent yet");
+        assert!(keys.awaiting());
+        keys.read(1);
+        assert!(keys.awaiting(), "one stamp of two read");
+        keys.read(0);
+        assert!(!keys.awaiting(), "an empty queue: nothing comes any more");
         for i in 0..TX_KEYS as u64 {
             keys.sent(100 + i, 1);
         }
