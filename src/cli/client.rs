@@ -198,7 +198,7 @@ pub struct Args {
     /// Write one record per probe to FILE (.csv: CSV, else NDJSON; -: stdout).
     ///
     /// Records are written as probes settle; with -, the report goes to stderr.
-    /// A record is ~55 bytes (CSV) or ~115 (NDJSON): a flood writes hundreds
+    /// A record is ~56 bytes (CSV) or ~135 (NDJSON): a flood writes hundreds
     /// of MB in seconds, and a warning at the start says how much to expect.
     #[arg(long, value_name = "FILE", requires = "measured", help_heading = OUTPUT)]
     pub probes: Option<PathBuf>,

@@ -290,7 +290,7 @@ const CLIENT_EXIT: Entries = &[
 
 const CLIENT_ENVIRONMENT: Entries = &[(
     "UDP_ECHO_CLIENT_OFFLOAD",
-    "Comma-separated offloads to switch off: no-gso (flood and rate send one datagram per sendmmsg entry), no-gro (replies are received one per buffer), no-kernel-time (round trips are timed with the client's own clock instead of the kernel's receive time stamps).",
+    "Comma-separated offloads to switch off: no-gso (flood and rate send one datagram per sendmmsg entry), no-gro (replies are received one per buffer), no-kernel-time (round trips are timed with the client's own clock instead of the kernel's receive and transmit time stamps), no-tx-time (the kernel's transmit stamps only: round trips start at the user-space send time).",
 )];
 
 const SERVER_ENVIRONMENT: Entries = &[

@@ -29,7 +29,10 @@
 //!    pattern; STAMP: a test packet whose sequence and sender time stamp carry the same two);
 //!    flood and rate send them with one `UDP_SEGMENT` send (`GsoSender`), else through the
 //!    `SendBatch` with `sendmmsg`; `Books::sent` queues them on the FIFO.
-//! 4. `Flow::receive`: one `GroBatch` receive (GRO on in flood and rate: a buffer holds many replies,
+//!    Ping and rate ask the kernel for a transmit stamp of every send (`TxKeys` maps its counter to
+//!    the probes the send carried).
+//! 4. `Flow::receive`: first the transmit stamps queued on the error queue (non-blocking; a probe's
+//!    round trip then starts at its stamp, `Books::tx_stamp`), then one `GroBatch` receive (GRO on in flood and rate: a buffer holds many replies,
 //!    split into datagrams), each buffer timed by its kernel receive stamp (`rtt_clock` "kernel") or
 //!    the clock after the call ("user"); flood blocks (≤ 1 ms); ping and rate take what is queued,
 //!    then `ppoll` (`wait_readable`) until the next send or deadline (ping ≤ 100 ms, rate ≤ 10 ms).

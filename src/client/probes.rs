@@ -83,6 +83,10 @@ pub struct ProbeRecord {
     /// buffer with others (one receive time for all). Its `rtt_us` then is
     /// the batch's, not its own.
     pub batch_timed: bool,
+    /// The host's own send delay, ns: from the user-space send time to the
+    /// kernel's transmit stamp, where one came (ping and rate on Linux);
+    /// the round trip then starts at the stamp.
+    pub send_delay_ns: Option<u64>,
 }
 
 impl ProbeRecord {
@@ -125,7 +129,7 @@ impl Format {
 }
 
 /// The CSV header line.
-pub const CSV_HEADER: &str = "seq,flow,sent_ns,sent_unix_ns,rtt_us,outcome,timing";
+pub const CSV_HEADER: &str = "seq,flow,sent_ns,sent_unix_ns,rtt_us,outcome,timing,send_delay_us";
 
 /// Now, ns since the Unix epoch.
 pub fn unix_now_ns() -> u64 {
@@ -140,6 +144,7 @@ pub fn format_record(line: &mut String, format: Format, origin_unix_ns: u64, r: 
     // µs with three decimals from integers: float formatting would be most
     // of the writer's time in a flood.
     let rtt_us = r.rtt_ns.map(Micros);
+    let delay_us = r.send_delay_ns.map(Micros);
     let _ = match format {
         Format::Ndjson => {
             let _ = write!(line, "{{\"seq\":{},\"flow\":{},", r.seq, r.flow);
@@ -152,12 +157,16 @@ pub fn format_record(line: &mut String, format: Format, origin_unix_ns: u64, r: 
                 None => write!(line, "\"rtt_us\":null,"),
             })
             .and_then(|()| {
-                writeln!(
+                write!(
                     line,
-                    "\"outcome\":\"{}\",\"timing\":\"{}\"}}",
+                    "\"outcome\":\"{}\",\"timing\":\"{}\",",
                     r.outcome.name(),
                     r.timing()
                 )
+            })
+            .and_then(|()| match delay_us {
+                Some(us) => writeln!(line, "\"send_delay_us\":{us}}}"),
+                None => writeln!(line, "\"send_delay_us\":null}}"),
             })
         }
         Format::Csv => {
@@ -171,7 +180,11 @@ pub fn format_record(line: &mut String, format: Format, origin_unix_ns: u64, r: 
             if let Some(us) = rtt_us {
                 let _ = write!(line, "{us}");
             }
-            writeln!(line, ",{},{}", r.outcome.name(), r.timing())
+            let _ = write!(line, ",{},{},", r.outcome.name(), r.timing());
+            match delay_us {
+                Some(us) => writeln!(line, "{us}"),
+                None => writeln!(line),
+            }
         }
     };
 }
@@ -225,6 +238,7 @@ mod tests {
             rtt_ns: rtt,
             outcome,
             batch_timed: false,
+            send_delay_ns: None,
         }
     }
 
@@ -235,7 +249,7 @@ mod tests {
         format_record(&mut line, Format::Ndjson, 5_000, &r);
         assert_eq!(
             line,
-            "{\"seq\":7,\"flow\":1,\"sent_ns\":1000,\"sent_unix_ns\":6000,\"rtt_us\":52.100,\"outcome\":\"answered\",\"timing\":\"per-probe\"}\n"
+            "{\"seq\":7,\"flow\":1,\"sent_ns\":1000,\"sent_unix_ns\":6000,\"rtt_us\":52.100,\"outcome\":\"answered\",\"timing\":\"per-probe\",\"send_delay_us\":null}\n"
         );
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["outcome"], "answered");
@@ -246,7 +260,7 @@ mod tests {
             5_000,
             &record(ProbeOutcome::Lost, Some(1_000), None),
         );
-        assert_eq!(line, "7,1,1000,6000,,lost,per-probe\n");
+        assert_eq!(line, "7,1,1000,6000,,lost,per-probe,\n");
         line.clear();
         format_record(
             &mut line,
@@ -264,7 +278,17 @@ mod tests {
         let mut r = record(ProbeOutcome::Corrupt, None, Some(1_000_001));
         r.batch_timed = true;
         format_record(&mut line, Format::Csv, 5_000, &r);
-        assert_eq!(line, "7,1,,,1000.001,corrupt,per-batch\n");
+        assert_eq!(line, "7,1,,,1000.001,corrupt,per-batch,\n");
+        // A probe timed from its kernel transmit stamp carries its send delay.
+        line.clear();
+        let mut r = record(ProbeOutcome::Answered, Some(1_000), Some(52_100));
+        r.send_delay_ns = Some(2_345);
+        format_record(&mut line, Format::Csv, 5_000, &r);
+        assert_eq!(line, "7,1,1000,6000,52.100,answered,per-probe,2.345\n");
+        line.clear();
+        format_record(&mut line, Format::Ndjson, 5_000, &r);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["send_delay_us"], 2.345);
     }
 
     #[test]

@@ -209,6 +209,9 @@ pub fn summary(s: &RunSummary) -> String {
                 None => "n/a (one round trip)".to_owned(),
             }
         );
+        if let Some(line) = send_delay_line(s) {
+            let _ = writeln!(out, "{line}");
+        }
         if s.rtt_resolution == RttResolution::PerBatch {
             let _ = writeln!(
                 out,
@@ -221,6 +224,27 @@ pub fn summary(s: &RunSummary) -> String {
         let _ = writeln!(out, "{line}");
     }
     out
+}
+
+/// The host's own send delay, where kernel transmit stamps timed the round
+/// trips' start, and how many round trips asked for one and got none.
+pub fn send_delay_line(s: &RunSummary) -> Option<String> {
+    let missing = match s.tx_stamp_missing {
+        0 => String::new(),
+        n => format!(", {n} round trips without a stamp timed from the user-space send"),
+    };
+    match s.send_delay_us {
+        Some(d) => Some(format!(
+            "send delay p50/p99 = {}/{} ms (user-space send to kernel transmit stamp; round trips start at the stamp{missing})",
+            ms(d.p50),
+            ms(d.p99)
+        )),
+        None if s.tx_stamp_missing > 0 => Some(format!(
+            "no kernel transmit stamps: {} round trips timed from the user-space send",
+            s.tx_stamp_missing
+        )),
+        None => None,
+    }
 }
 
 /// The human summary of any run: the echo summary, or STAMP's.

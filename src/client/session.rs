@@ -176,12 +176,12 @@ fn format_bytes(n: u64) -> String {
     }
 }
 
-/// Bytes per `--probes` record, roughly (measured: CSV rows 52-56, NDJSON
-/// lines 110-116, growing with the sequence number).
+/// Bytes per `--probes` record, roughly (measured: CSV rows 53-57, NDJSON
+/// lines 131-137 with `send_delay_us`, growing with the sequence number).
 fn record_bytes(format: Format) -> f64 {
     match format {
-        Format::Csv => 55.0,
-        Format::Ndjson => 115.0,
+        Format::Csv => 56.0,
+        Format::Ndjson => 135.0,
     }
 }
 
@@ -367,14 +367,14 @@ mod tests {
     #[test]
     fn the_probes_volume_is_estimated_for_flood_and_rate_only() {
         let (bytes, text) = volume(MeasureMode::Rate { pps: 20000.0 }, 5, "run.csv").unwrap();
-        assert_eq!(bytes, 5_500_000);
+        assert_eq!(bytes, 5_600_000);
         assert!(
-            text.contains("--probes run.csv: 20000 probes/s for 5 s writes about 5.5 MB"),
+            text.contains("--probes run.csv: 20000 probes/s for 5 s writes about 5.6 MB"),
             "{text}"
         );
         let (bytes, text) = volume(MeasureMode::Flood { window: 32 }, 5, "run.ndjson").unwrap();
         assert!(bytes >= PROBES_WARN_BYTES, "{text}");
-        assert!(text.contains("575.0 MB"), "{text}");
+        assert!(text.contains("675.0 MB"), "{text}");
         let ping = MeasureMode::Ping {
             count: Some(3),
             interval: Duration::from_secs(1),

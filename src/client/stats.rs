@@ -206,6 +206,26 @@ impl RttClock {
     }
 }
 
+/// The host's own send delay: from the client's user-space send time to
+/// the kernel's transmit stamp of the datagram, µs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SendDelay {
+    /// Median, µs.
+    pub p50: f64,
+    /// 99th percentile, µs.
+    pub p99: f64,
+}
+
+impl SendDelay {
+    /// The figures of `delays` (ns); `None` when there are none.
+    pub fn of(delays: &Latency) -> Option<SendDelay> {
+        (delays.count() > 0).then(|| SendDelay {
+            p50: delays.quantile_ns(0.5) as f64 / 1e3,
+            p99: delays.quantile_ns(0.99) as f64 / 1e3,
+        })
+    }
+}
+
 /// Which measured mode a run was; serialises as `"ping"`, `"flood"`, `"rate"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -293,6 +313,16 @@ pub struct RunSummary {
     /// Whose clock timed the replies: `"kernel"` (receive time stamps),
     /// `"user"` or `"mixed"`.
     pub rtt_clock: RttClock,
+    /// Whose clock timed the probes' departure: `"kernel"` (the kernel's
+    /// transmit stamp of every round trip's probe: ping and rate on Linux),
+    /// `"user"` (the client's clock before its send call) or `"mixed"`.
+    pub rtt_send_clock: RttClock,
+    /// Round trips that asked for a kernel transmit stamp but got none in
+    /// time, so started at the user-space send time instead.
+    pub tx_stamp_missing: u64,
+    /// The host's own send delay (user-space send time → kernel transmit
+    /// stamp) of the round trips timed from a stamp; `None` without any.
+    pub send_delay_us: Option<SendDelay>,
     /// `"per-probe"` when every round trip had its probe's own times,
     /// `"per-batch"` when some shared a batch's (flood and rate).
     pub rtt_resolution: RttResolution,

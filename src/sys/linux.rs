@@ -32,6 +32,7 @@ pub(super) mod gro;
 pub(super) mod gso;
 mod listen_fds;
 pub(super) mod route;
+pub(super) mod txstamp;
 
 pub use listen_fds::take_listen_fds;
 #[cfg(test)]

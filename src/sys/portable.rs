@@ -245,6 +245,20 @@ pub fn enable_rx_timestamps(_socket: &UdpSocket) -> io::Result<()> {
     Err(unsupported("kernel receive time stamps"))
 }
 
+/// Kernel transmit time stamps: unsupported here (round trips start at the
+/// user-space send time).
+pub fn enable_tx_timestamps(_socket: &UdpSocket) -> io::Result<()> {
+    Err(unsupported("kernel transmit time stamps"))
+}
+
+/// No transmit stamps here: nothing to read.
+pub fn read_tx_timestamps(
+    _socket: &UdpSocket,
+    _on_stamp: &mut dyn FnMut(u32, u64),
+) -> io::Result<usize> {
+    Ok(0)
+}
+
 /// Test hook of the Linux build; unsupported here.
 #[doc(hidden)]
 pub fn disable_udp_checksums(_socket: &UdpSocket, _sends: bool) -> io::Result<()> {

@@ -33,4 +33,5 @@ mod server;
 mod signals;
 mod stamp;
 mod stamp_reflector;
+mod txstamp;
 mod usage;

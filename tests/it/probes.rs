@@ -203,7 +203,7 @@ fn rate_and_flood_records_add_up_to_the_summary_and_csv_parses() {
     let summary = json_summary(&run);
     let text = csv.text();
     assert!(
-        text.starts_with("seq,flow,sent_ns,sent_unix_ns,rtt_us,outcome,timing\n"),
+        text.starts_with("seq,flow,sent_ns,sent_unix_ns,rtt_us,outcome,timing,send_delay_us\n"),
         "{}",
         &text[..100.min(text.len())]
     );
@@ -212,7 +212,7 @@ fn rate_and_flood_records_add_up_to_the_summary_and_csv_parses() {
         .skip(1)
         .map(|row| {
             let cols: Vec<&str> = row.split(',').collect();
-            assert_eq!(cols.len(), 7, "{row}");
+            assert_eq!(cols.len(), 8, "{row}");
             assert!(["per-probe", "per-batch"].contains(&cols[6]), "{row}");
             (cols[5].to_owned(), !cols[4].is_empty())
         })
@@ -503,7 +503,7 @@ fn probes_in_flood_and_rate_mode_warn_of_the_volume_and_say_what_it_came_to() {
         file.arg()
     );
     assert!(run.stderr.contains(&end), "{end}:\n{}", run.stderr);
-    // An open-loop run's estimate is its own: 1000 probes/s for 0.5 s of ~115 bytes.
+    // An open-loop run's estimate is its own: 1000 probes/s for 0.5 s of ~135 bytes.
     let ndjson = Scratch::new("volume.ndjson");
     let run = run_client(
         &[
@@ -522,7 +522,7 @@ fn probes_in_flood_and_rate_mode_warn_of_the_volume_and_say_what_it_came_to() {
     );
     assert!(
         run.stderr
-            .contains("1000 probes/s for 0.5 s writes about 57.5 kB"),
+            .contains("1000 probes/s for 0.5 s writes about 67.5 kB"),
         "{}",
         run.stderr
     );

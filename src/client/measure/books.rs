@@ -74,6 +74,15 @@ pub(crate) struct Books {
     /// several probes, or a receive buffer (or user-space receive time) of
     /// several replies.
     batch_timed: u64,
+    /// Kernel transmit stamps were asked for ([`ask_tx_stamps`](Self::ask_tx_stamps)).
+    tx_asked: bool,
+    /// Round trips timed from a kernel transmit stamp, and (asked for) from
+    /// the user-space send time because none came in time.
+    tx_stamped: u64,
+    tx_missing: u64,
+    /// The host's send delays (user-space send → kernel transmit stamp) of
+    /// the round trips timed from a stamp.
+    send_delay: Latency,
 }
 
 impl Books {
@@ -111,7 +120,60 @@ impl Books {
             records: None,
             flow: 0,
             batch_timed: 0,
+            tx_asked: false,
+            tx_stamped: 0,
+            tx_missing: 0,
+            send_delay: Latency::new(),
         }
+    }
+
+    /// From now on every round trip is expected to start at its probe's
+    /// kernel transmit stamp ([`tx_stamp`](Self::tx_stamp)); one without
+    /// counts as missing.
+    pub(crate) fn ask_tx_stamps(&mut self) {
+        self.tx_asked = true;
+    }
+
+    /// Round trips timed from a kernel transmit stamp, and those that were
+    /// asked for one but timed from the user-space send time.
+    pub(crate) fn tx_stamps(&self) -> (u64, u64) {
+        (self.tx_stamped, self.tx_missing)
+    }
+
+    /// The host's send delays of the round trips timed from a kernel stamp.
+    pub(crate) fn send_delay(&self) -> &Latency {
+        &self.send_delay
+    }
+
+    /// The kernel's transmit stamp `at_ns` (the books' clock) of the send
+    /// that carried probes `first ..first + count`: their round trips start
+    /// there. Ignored for probes already answered or settled (a stamp after
+    /// the reply) and when it cannot be theirs: more than 50 µs before the
+    /// send's user-space time (the stamp's counter did not match the send;
+    /// less is the two clocks' reading error, taken as no delay) or after
+    /// the probe's timeout. Returns how many probes took it.
+    pub(crate) fn tx_stamp(&mut self, first: u64, count: u32, at_ns: u64) -> u32 {
+        const CLOCK_SLACK_NS: u64 = 50_000;
+        let mut took = 0;
+        for seq in first..first + u64::from(count) {
+            let Some(i) = seq.checked_sub(self.base) else {
+                continue;
+            };
+            let Some(p) = self.pending.get_mut(i as usize) else {
+                break;
+            };
+            let sent = p.batch_ns();
+            if p.seen
+                || p.refused
+                || at_ns + CLOCK_SLACK_NS < sent
+                || at_ns > sent.saturating_add(self.timeout_ns)
+            {
+                continue;
+            }
+            p.tx_ns = at_ns.max(sent).max(1);
+            took += 1;
+        }
+        took
     }
 
     /// Keeps a record of every settled probe and every extra reply from now
@@ -141,7 +203,7 @@ impl Books {
         sent_ns: Option<u64>,
         rtt_ns: u64,
         outcome: ProbeOutcome,
-        batch_timed: bool,
+        (batch_timed, send_delay_ns): (bool, Option<u64>),
     ) {
         if let Some(records) = &mut self.records {
             records.push(ProbeRecord {
@@ -151,6 +213,7 @@ impl Books {
                 rtt_ns: (rtt_ns > 0).then_some(rtt_ns),
                 outcome,
                 batch_timed,
+                send_delay_ns,
             });
         }
     }
@@ -205,8 +268,8 @@ impl Books {
     /// Books `n` probes, numbered from [`next_seq`](Self::next_seq), sent at
     /// `at_ns`: probe `i` carries the stamp `stamp(at_ns) + i`. `at_ns` is
     /// the one time of the whole send: with `n > 1` the probes' send times
-    /// are the batch's (a source of per-probe send times, such as kernel
-    /// transmit stamps, would book each probe at its own time, `n = 1`).
+    /// are the batch's. A kernel transmit stamp, when one comes
+    /// ([`tx_stamp`](Self::tx_stamp)), then moves their round trips' start.
     pub(crate) fn sent(&mut self, n: usize, at_ns: u64) {
         let first = self.stamp(at_ns);
         for i in 0..n as u64 {
@@ -217,6 +280,7 @@ impl Books {
                 refused: false,
                 batch_index: u32::try_from(i).unwrap_or(u32::MAX),
                 batch: n > 1,
+                tx_ns: 0,
             });
         }
         if n > 0 {
@@ -246,12 +310,12 @@ impl Books {
             .rposition(|p| !p.seen && !p.answered && !p.refused)?;
         let entry = &mut self.pending[i];
         entry.refused = true;
-        let (sent_ns, batch) = (entry.batch_ns(), entry.batch);
+        let (sent_ns, batch, delay) = (entry.batch_ns(), entry.batch, entry.send_delay_ns());
         let seq = self.base + i as u64;
         self.outstanding -= 1;
         self.counts.lost += 1;
         self.counts.lost_refused += 1;
-        self.record(seq, Some(sent_ns), 0, ProbeOutcome::Lost, batch);
+        self.record(seq, Some(sent_ns), 0, ProbeOutcome::Lost, (batch, delay));
         Some(seq)
     }
 
@@ -357,7 +421,8 @@ impl Books {
                 (None, Check::Intact { sent_ns, .. }) => Some(sent_ns),
                 (None, _) => None,
             };
-            self.record(seq, sent_ns, answer.rtt_ns, outcome, batch);
+            let delay = self.pending_of(seq).and_then(|p| p.send_delay_ns());
+            self.record(seq, sent_ns, answer.rtt_ns, outcome, (batch, delay));
         }
         Some(answer)
     }
@@ -398,8 +463,10 @@ impl Books {
             return answer;
         }
         entry.seen = true;
-        // From the send's own time: the ns added to name the probe are not real.
-        let rtt_ns = at_ns.saturating_sub(entry.batch_ns());
+        // From the kernel's transmit stamp where it came, else the send's own
+        // time: the ns added to name the probe are not real.
+        let rtt_ns = at_ns.saturating_sub(entry.start_ns());
+        let send_delay = entry.send_delay_ns();
         if entry.refused || rtt_ns > self.timeout_ns {
             // Refused: settled as lost already. Past its timeout: expiry
             // has not looked at the clock yet; it will count it lost.
@@ -423,6 +490,14 @@ impl Books {
                 // back 64 KiB of garbage per probe moves nothing we asked for.
                 self.counts.bytes_received += len as u64;
                 self.latency.record(rtt_ns);
+                match send_delay {
+                    Some(delay) => {
+                        self.tx_stamped += 1;
+                        self.send_delay.record(delay);
+                    }
+                    None if self.tx_asked => self.tx_missing += 1,
+                    None => {}
+                }
             }
             Check::Truncated { .. } => self.counts.truncated += 1,
             Check::Corrupt { .. } | Check::Foreign => {}
@@ -446,7 +521,7 @@ impl Books {
                     Some(entry.batch_ns()),
                     0,
                     ProbeOutcome::Lost,
-                    entry.batch,
+                    (entry.batch, entry.send_delay_ns()),
                 );
                 on_lost(seq);
             }

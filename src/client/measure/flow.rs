@@ -3,8 +3,11 @@
 //! probes per UDP GSO send where the kernel has it, else `sendmmsg`), replies
 //! received in batches (`recvmmsg`; flood and rate with UDP GRO, each buffer
 //! split into its datagrams) and timed with the kernel's receive time stamp
-//! where there is one (`offload.rs`), expiry, and the hand-over of figures to
-//! the interval reporter and of per-probe records to the `--probes` writer.
+//! where there is one (`offload.rs`), in ping and rate mode the kernel's
+//! transmit stamps (read from the error queue in the same loop, before the
+//! replies, so a round trip starts at its probe's stamp), expiry, and the
+//! hand-over of figures to the interval reporter and of per-probe records to
+//! the `--probes` writer.
 
 use std::io;
 use std::sync::mpsc::SyncSender;
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use super::books::Books;
 use super::codec::Codec;
-use super::offload::{self, GsoSender, GsoSent, Offloads};
+use super::offload::{self, GsoSender, GsoSent, Offloads, TxKeys};
 use super::{BATCH, Event, MeasureConfig, MeasureMode};
 use crate::client::Connection;
 use crate::client::probe::Clock;
@@ -66,6 +69,9 @@ pub(super) struct Flow {
     pub(super) tos: TosTally,
     /// A STAMP session's own figures, beside the books.
     pub(super) stamp: Option<StampBooks>,
+    /// Ping and rate: which probes each send carried, for the kernel's
+    /// transmit stamps (`None`: not asked for, or the kernel has none).
+    tx: Option<TxKeys>,
     /// Probes a refusal settled while sending (where no event can be told),
     /// told by the next receive or expiry. Pushed only on refusals.
     refusals: Vec<Option<u64>>,
@@ -83,10 +89,19 @@ impl Flow {
     ) -> Flow {
         let bulk = !matches!(config.mode, MeasureMode::Ping { .. });
         let gso = offload::set_up(&conn, config.size, bulk, offloads);
+        // Flood's sends are batches sharing one time anyway: no stamps.
+        let tx_wanted = offloads.tx_time && !matches!(config.mode, MeasureMode::Flood { .. });
+        let tx = tx_wanted.then(|| TxKeys::enable(&conn)).flatten();
+        let stamp = StampBooks::for_codec(&codec);
+        let mut books = Books::with_codec(codec, config.size, config.timeout, in_flight_max);
+        if tx.is_some() {
+            books.ask_tx_stamps();
+        }
         Flow {
             clock,
-            stamp: StampBooks::for_codec(&codec),
-            books: Books::with_codec(codec, config.size, config.timeout, in_flight_max),
+            stamp,
+            books,
+            tx,
             tos: TosTally::default(),
             shared: shared.then(|| Arc::new(Mutex::new(Shared::default()))),
             batch_rtts: Vec::with_capacity(BATCH),
@@ -148,7 +163,19 @@ impl Flow {
         let (first, stamp) = (self.books.next_seq(), self.books.stamp(now));
         let mut sent = 0;
         if let Some(gso) = &mut self.gso {
-            match gso.send(&self.conn.socket, self.books.codec(), first, stamp, n) {
+            let per_send = gso.per_send();
+            let outcome = gso.send(&self.conn.socket, self.books.codec(), first, stamp, n);
+            let k = match &outcome {
+                GsoSent::All => n,
+                GsoSent::Refused { sent } | GsoSent::Failed { sent, .. } => *sent,
+            };
+            if let Some(tx) = &mut self.tx {
+                // One counter value per GSO send that left.
+                for from in (0..k).step_by(per_send.max(1)) {
+                    tx.sent(first + from as u64, (k - from).min(per_send) as u32);
+                }
+            }
+            match outcome {
                 GsoSent::All => sent = n,
                 GsoSent::Refused { sent: k } => {
                     sent = k;
@@ -173,7 +200,15 @@ impl Flow {
         }
         while sent < n {
             match self.out.send(&self.conn.socket, sent, n) {
-                Ok(k) => sent += k,
+                Ok(k) => {
+                    if let Some(tx) = &mut self.tx {
+                        // One counter value per datagram sent plainly.
+                        for i in sent..sent + k {
+                            tx.sent(first + i as u64, 1);
+                        }
+                    }
+                    sent += k;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     // The report of an earlier probe; this one did not leave.
@@ -245,7 +280,16 @@ impl Flow {
         let result = match (first, wait) {
             (Err(e), Some(d)) if e.kind() == io::ErrorKind::WouldBlock && !d.is_zero() => {
                 match wait_readable(&self.conn.socket, d) {
-                    Ok(true) => self.inbox.recv_queued(&self.conn.socket),
+                    Ok(true) => match self.inbox.recv_queued(&self.conn.socket) {
+                        // A queued transmit stamp wakes the wait too
+                        // (POLLERR): taken here, in the same loop, so the
+                        // next wait sleeps.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.take_tx_stamps(true);
+                            return Ok(0);
+                        }
+                        other => other,
+                    },
                     Ok(false) => return Ok(0),
                     Err(source) => {
                         return Err(Error::Recv {
@@ -254,6 +298,13 @@ impl Flow {
                         });
                     }
                 }
+            }
+            (Err(e), Some(_)) if e.kind() == io::ErrorKind::WouldBlock => {
+                // No wait (a rate flow behind its schedule): the stamps are
+                // still taken, or they would fill the receive buffer they
+                // are charged to while no reply comes to take them.
+                self.take_tx_stamps(false);
+                return Ok(0);
             }
             (other, _) => other,
         };
@@ -276,6 +327,9 @@ impl Flow {
                 };
             }
         };
+        // The transmit stamps before the replies: a stamp is queued during
+        // its send, so every reply in hand finds its probe's stamp booked.
+        self.take_tx_stamps(false);
         let (now, realtime_now) = offload::clock_pair(&self.clock);
         let mut datagrams = 0;
         for i in 0..n {
@@ -335,6 +389,34 @@ impl Flow {
         self.flush_shared();
         self.flush_records(false);
         Ok(datagrams)
+    }
+
+    /// Takes the kernel's transmit stamps waiting on the error queue (none
+    /// without blocking) and books each for the probes of its send; unless
+    /// `always`, only when a send still waits for its stamp (no syscall
+    /// otherwise).
+    fn take_tx_stamps(&mut self, always: bool) {
+        let Some(tx) = &mut self.tx else { return };
+        if !always && !tx.awaiting() {
+            return;
+        }
+        let (books, clock) = (&mut self.books, &self.clock);
+        let mut pair = None;
+        let read = crate::sys::read_tx_timestamps(&self.conn.socket, &mut |key, kernel_ns| {
+            let Some((first, count)) = tx.probes(key) else {
+                return;
+            };
+            let (now, realtime_now) = *pair.get_or_insert_with(|| offload::clock_pair(clock));
+            books.tx_stamp(
+                first,
+                count,
+                offload::kernel_at(now, realtime_now, kernel_ns),
+            );
+        });
+        match read {
+            Ok(n) => tx.read(n),
+            Err(e) => log::debug!("{}: reading transmit stamps failed: {e}", self.conn.peer),
+        }
     }
 
     /// Counts probes whose timeout passed as lost and frees their slots.

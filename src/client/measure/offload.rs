@@ -1,10 +1,12 @@
 //! The socket offloads of a flow: probes sent with UDP GSO (several probes in
-//! one `UDP_SEGMENT` send), replies received with UDP GRO, and kernel receive
-//! time stamps, with what to do when the kernel lacks or refuses each.
+//! one `UDP_SEGMENT` send), replies received with UDP GRO, kernel receive
+//! time stamps, and in ping and rate mode kernel transmit time stamps
+//! ([`TxKeys`]), with what to do when the kernel lacks or refuses each.
 //!
 //! Switches for benchmarks and tests: the environment variable
-//! `UDP_ECHO_CLIENT_OFFLOAD`, a comma-separated list of `no-gso`, `no-gro`
-//! and `no-kernel-time`, turns those off (unknown words are ignored);
+//! `UDP_ECHO_CLIENT_OFFLOAD`, a comma-separated list of `no-gso`, `no-gro`,
+//! `no-kernel-time` (kernel time stamps at both ends off) and `no-tx-time`
+//! (transmit stamps only), turns those off (unknown words are ignored);
 //! `test-no-udp-checksum` sends without UDP checksums (`SO_NO_CHECK`), which
 //! makes the kernel refuse every GSO send with `EINVAL`: a test hook for the
 //! fallback.
@@ -31,6 +33,8 @@ pub(super) struct Offloads {
     pub gso: bool,
     pub gro: bool,
     pub kernel_time: bool,
+    /// Kernel transmit stamps (ping and rate).
+    pub tx_time: bool,
     /// Test hook: UDP checksums off on send, so GSO is refused.
     pub no_checksum: bool,
 }
@@ -47,6 +51,7 @@ impl Offloads {
             gso: !off("no-gso"),
             gro: !off("no-gro"),
             kernel_time: !off("no-kernel-time"),
+            tx_time: !off("no-kernel-time") && !off("no-tx-time"),
             no_checksum: off("test-no-udp-checksum"),
         }
     }
@@ -87,6 +92,11 @@ impl GsoSender {
             size,
             per_send,
         })
+    }
+
+    /// Probes per `UDP_SEGMENT` send.
+    pub(super) fn per_send(&self) -> usize {
+        self.per_send
     }
 
     /// Sends `n` probes numbered from `first`, probe `i` stamped `stamp + i`,
@@ -152,6 +162,76 @@ pub(super) fn set_up(
         on_off(kernel_time)
     );
     gso
+}
+
+/// Sends remembered per flow for matching transmit stamps: far more than
+/// are ever waiting for their stamp (the kernel stamps a send as it leaves).
+const TX_KEYS: usize = 4096;
+
+/// Which probes each send carried, by the kernel's transmit-stamp counter
+/// (`OPT_ID`): it counts the socket's sends from 0, one per datagram sent
+/// plainly and one per GSO send (whose stamp is its first segment's, the
+/// time the whole send left). A ring of the last [`TX_KEYS`] sends, made
+/// once: nothing is allocated per probe.
+pub(super) struct TxKeys {
+    next: u32,
+    /// Sends whose stamps have not been read yet, as far as known.
+    awaiting: u32,
+    /// `(key, first probe, probes)` at `key % TX_KEYS`.
+    ring: Vec<(u32, u64, u32)>,
+}
+
+impl TxKeys {
+    /// Asks the kernel for `conn`'s transmit stamps; `None` when it cannot.
+    pub(super) fn enable(conn: &Connection) -> Option<TxKeys> {
+        match sys::enable_tx_timestamps(&conn.socket) {
+            Ok(()) => Some(TxKeys::new()),
+            Err(e) => {
+                log::debug!("{}: no kernel transmit times ({e})", conn.peer);
+                None
+            }
+        }
+    }
+
+    fn new() -> TxKeys {
+        TxKeys {
+            next: 0,
+            awaiting: 0,
+            ring: vec![(u32::MAX, 0, 0); TX_KEYS],
+        }
+    }
+
+    /// Books one send that carried probes `first ..first + count`.
+    pub(super) fn sent(&mut self, first: u64, count: u32) {
+        let key = self.next;
+        self.ring[key as usize % TX_KEYS] = (key, first, count);
+        self.next = key.wrapping_add(1);
+        self.awaiting = self.awaiting.saturating_add(1);
+    }
+
+    /// Whether a send may still have its stamp on the error queue.
+    pub(super) fn awaiting(&self) -> bool {
+        self.awaiting > 0
+    }
+
+    /// `n` error-queue messages were read. None at all: nothing awaits
+    /// (the kernel queues a stamp as its datagram leaves, so a stamp not
+    /// there by now was lost, e.g. to a full queue; a late one still wakes
+    /// the wait and is read then).
+    pub(super) fn read(&mut self, n: usize) {
+        self.awaiting = match n {
+            0 => 0,
+            n => self
+                .awaiting
+                .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)),
+        };
+    }
+
+    /// The probes the send numbered `key` carried, if still remembered.
+    pub(super) fn probes(&self, key: u32) -> Option<(u64, u32)> {
+        let (k, first, count) = self.ring[key as usize % TX_KEYS];
+        (k == key && count > 0).then_some((first, count))
+    }
 }
 
 /// Now on `CLOCK_REALTIME`, in ns since the Unix epoch (the kernel's time
@@ -222,6 +302,29 @@ mod tests {
     }
 
     #[test]
+    fn transmit_stamps_name_their_send_by_its_counter() {
+        let mut keys = TxKeys::new();
+        keys.sent(1, 1); // key 0: probe 1
+        keys.sent(2, 64); // key 1: a GSO send of probes 2..66
+        assert_eq!(keys.probes(0), Some((1, 1)));
+        assert_eq!(keys.probes(1), Some((2, 64)));
+        assert_eq!(keys.probes(2), None, "not sent yet");
+        assert!(keys.awaiting());
+        keys.read(1);
+        assert!(keys.awaiting(), "one stamp of two read");
+        keys.read(0);
+        assert!(!keys.awaiting(), "an empty queue: nothing comes any more");
+        for i in 0..TX_KEYS as u64 {
+            keys.sent(100 + i, 1);
+        }
+        assert_eq!(keys.probes(1), None, "forgotten: the ring went round");
+        assert_eq!(
+            keys.probes(TX_KEYS as u32 + 1),
+            Some((100 + TX_KEYS as u64 - 1, 1))
+        );
+    }
+
+    #[test]
     fn gso_carries_two_or_more_probes_and_fits_64_kib() {
         assert_eq!(probes_per_gso_send(64), 64);
         assert_eq!(probes_per_gso_send(1400), 46);
@@ -236,6 +339,8 @@ mod tests {
         let all = Offloads::parse("");
         assert!(all.gso && all.gro && all.kernel_time && !all.no_checksum);
         let some = Offloads::parse("no-gso, no-kernel-time");
-        assert!(!some.gso && some.gro && !some.kernel_time);
+        assert!(!some.gso && some.gro && !some.kernel_time && !some.tx_time);
+        let tx = Offloads::parse("no-tx-time");
+        assert!(tx.kernel_time && !tx.tx_time && all.tx_time);
     }
 }

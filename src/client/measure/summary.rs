@@ -6,7 +6,9 @@ use serde::Serialize;
 use super::flow::Flow;
 use super::{MeasureConfig, MeasureMode};
 use crate::client::stamp::{self, StampSummary};
-use crate::client::stats::{Counts, Latency, RttClock, RttResolution, RunSummary, TosTally};
+use crate::client::stats::{
+    Counts, Latency, RttClock, RttResolution, RunSummary, SendDelay, TosTally,
+};
 
 /// What a measured run found: an echo run's summary, or a STAMP session's
 /// (which holds the echo summary and adds to it). Serialises as the one
@@ -79,7 +81,13 @@ pub(super) fn summarize(
     let mut in_flight = 0;
     let mut longest_silence = std::time::Duration::ZERO;
     let (mut kernel_timed, mut user_timed, mut batch_timed) = (0, 0, 0);
+    let (mut tx_stamped, mut tx_missing) = (0, 0);
+    let mut send_delay = Latency::new();
     for flow in flows {
+        let (stamped, missing) = flow.books.tx_stamps();
+        tx_stamped += stamped;
+        tx_missing += missing;
+        send_delay.merge(flow.books.send_delay());
         batch_timed += flow.books.batch_timed();
         kernel_timed += flow.kernel_timed;
         user_timed += flow.user_timed;
@@ -128,6 +136,9 @@ pub(super) fn summarize(
         timeout_ms: config.timeout.as_secs_f64() * 1e3,
         longest_silence_ms: longest_silence.as_secs_f64() * 1e3,
         rtt_clock: RttClock::of(kernel_timed, user_timed),
+        rtt_send_clock: RttClock::of(tx_stamped, latency.count().saturating_sub(tx_stamped)),
+        tx_stamp_missing: tx_missing,
+        send_delay_us: SendDelay::of(&send_delay),
         rtt_resolution: resolution,
         rtt_batch_timed: batch_timed,
         dscp: tos.figures(config.tos),

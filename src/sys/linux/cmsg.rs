@@ -39,11 +39,21 @@ pub(super) const TIMESTAMP_CONTROL_SPACE: usize =
 pub(super) const INT_CONTROL_SPACE: usize =
     unsafe { libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) } as usize;
 
+/// Control bytes an `SCM_TIMESTAMPING` message takes (three timespecs).
+// SAFETY: as above.
+pub(super) const TIMESTAMPING_CONTROL_SPACE: usize =
+    unsafe { libc::CMSG_SPACE(3 * mem::size_of::<libc::timespec>() as u32) } as usize;
+
 /// Control bytes of one receive in a batch: room for the `UDP_GRO` message,
 /// a kernel receive time stamp, the TOS / traffic class and the TTL / hop
-/// limit, with room to spare.
-pub(in crate::sys) const RECV_CONTROL_LEN: usize = 128;
-const _: () = assert!(RECV_CONTROL_LEN >= 3 * INT_CONTROL_SPACE + TIMESTAMP_CONTROL_SPACE);
+/// limit, and an `SCM_TIMESTAMPING` a socket with transmit stamps gets on
+/// every receive from kernels without `SOF_TIMESTAMPING_OPT_RX_FILTER`
+/// (`txstamp.rs`).
+pub(in crate::sys) const RECV_CONTROL_LEN: usize = 192;
+const _: () = assert!(
+    RECV_CONTROL_LEN
+        >= 3 * INT_CONTROL_SPACE + TIMESTAMP_CONTROL_SPACE + TIMESTAMPING_CONTROL_SPACE
+);
 
 /// One receive's control buffer, aligned for `cmsghdr`.
 #[repr(C)]
@@ -195,7 +205,7 @@ fn find<T: Copy>(hdr: &libc::msghdr, level: libc::c_int, kind: libc::c_int) -> O
         {
             // SAFETY: its length says a T of data follows the header, inside
             // the buffer; read unaligned, so no alignment is assumed, and
-            // every T used here (integers, timespec) is valid for any bytes.
+            // every T used here (integers, timespecs, sock_extended_err) is valid for any bytes.
             return Some(unsafe { libc::CMSG_DATA(cmsg).cast::<T>().read_unaligned() });
         }
         // SAFETY: `cmsg` is a message of this header's control buffer;
@@ -209,6 +219,32 @@ fn find<T: Copy>(hdr: &libc::msghdr, level: libc::c_int, kind: libc::c_int) -> O
 /// since the Unix epoch on `CLOCK_REALTIME`; `None` without one.
 pub(in crate::sys) fn rx_time_ns(hdr: &libc::msghdr) -> Option<u64> {
     let ts: libc::timespec = find(hdr, libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS)?;
+    timespec_ns(&ts)
+}
+
+/// `ee_info` of a stamp taken as the datagram left for the device
+/// (`SCM_TSTAMP_SND` in `linux/errqueue.h`; libc lacks it).
+const SCM_TSTAMP_SND: u32 = 0;
+
+/// An error-queue message's transmit stamp: the `OPT_ID` counter of its
+/// `sock_extended_err` (`IP_RECVERR` or `IPV6_RECVERR`, origin
+/// `SO_EE_ORIGIN_TIMESTAMPING`, a stamp of the send itself, `SCM_TSTAMP_SND`)
+/// and the software time of its `SCM_TIMESTAMPING` (the first of the three
+/// timespecs), in ns since the Unix epoch; `None` when either is missing or
+/// the message is another kind of error.
+pub(super) fn tx_stamp(hdr: &libc::msghdr) -> Option<(u32, u64)> {
+    let err: libc::sock_extended_err = find(hdr, libc::SOL_IP, libc::IP_RECVERR)
+        .or_else(|| find(hdr, libc::SOL_IPV6, libc::IPV6_RECVERR))?;
+    if err.ee_origin != libc::SO_EE_ORIGIN_TIMESTAMPING || err.ee_info != SCM_TSTAMP_SND {
+        return None;
+    }
+    let ts: [libc::timespec; 3] = find(hdr, libc::SOL_SOCKET, libc::SCM_TIMESTAMPING)?;
+    let ns = timespec_ns(&ts[0])?;
+    (ns != 0).then_some((err.ee_data, ns))
+}
+
+/// A timespec as ns since the epoch; `None` if negative or too large.
+fn timespec_ns(ts: &libc::timespec) -> Option<u64> {
     let secs = u64::try_from(ts.tv_sec).ok()?;
     let nanos = u64::try_from(ts.tv_nsec).ok()?;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)

@@ -56,12 +56,31 @@ pub(super) struct Pending {
     pub(super) batch_index: u32,
     /// It left in one send with other probes: its send time is theirs.
     pub(super) batch: bool,
+    /// The kernel's transmit time stamp of its send, in the books' clock;
+    /// 0 while none came (the round trip then starts at `batch_ns`).
+    pub(super) tx_ns: u64,
 }
 
 impl Pending {
     /// The time of the send it left in: its true send time as far as known.
     pub(super) fn batch_ns(&self) -> u64 {
         self.sent_ns - u64::from(self.batch_index)
+    }
+
+    /// When its round trip starts: the kernel's transmit time where it
+    /// came, else the send's user-space time.
+    pub(super) fn start_ns(&self) -> u64 {
+        if self.tx_ns != 0 {
+            self.tx_ns
+        } else {
+            self.batch_ns()
+        }
+    }
+
+    /// The host's own send delay: user-space send time to kernel transmit
+    /// stamp, where the stamp came.
+    pub(super) fn send_delay_ns(&self) -> Option<u64> {
+        (self.tx_ns != 0).then(|| self.tx_ns - self.batch_ns())
     }
 }
 

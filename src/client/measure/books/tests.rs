@@ -440,3 +440,57 @@ fn kept_records_settle_each_probe_once_and_each_extra_reply_once() {
     assert!(records[..5].iter().all(|r| r.batch_timed), "{records:?}");
     assert_eq!(b.records_waiting(), 0);
 }
+
+#[test]
+fn a_kernel_transmit_stamp_starts_the_round_trip_and_gives_the_send_delay() {
+    let mut b = books();
+    b.ask_tx_stamps();
+    b.keep_records(0, 8);
+    b.sent(1, 10 * MS); // probe 1, user-space send at 10 ms
+    b.sent(1, 20 * MS); // probe 2
+    b.sent(1, 30 * MS); // probe 3
+    // Probe 1's stamp: left 15 µs after the user-space time.
+    assert_eq!(b.tx_stamp(1, 1, 10 * MS + 15_000), 1);
+    // Probe 2's stamp names it but is 1 ms before its send: not its stamp
+    // (a counter that slipped); probe 3's never comes.
+    assert_eq!(b.tx_stamp(2, 1, 19 * MS), 0);
+    let a = b.reply(&reply(1, 10 * MS), 10 * MS + 100_000).unwrap();
+    assert_eq!(a.rtt_ns, 85_000, "from the kernel stamp, not the user time");
+    let a = b.reply(&reply(2, 20 * MS), 20 * MS + 100_000).unwrap();
+    assert_eq!(a.rtt_ns, 100_000, "no stamp: from the user-space time");
+    // A stamp that comes after the reply changes nothing.
+    let a = b.reply(&reply(3, 30 * MS), 30 * MS + 90_000).unwrap();
+    assert_eq!(b.tx_stamp(3, 1, 30 * MS + 10_000), 0);
+    assert_eq!(a.rtt_ns, 90_000);
+    assert_eq!(b.tx_stamps(), (1, 2));
+    assert_eq!(b.send_delay().count(), 1);
+    let mut records = Vec::new();
+    b.take_records(&mut records);
+    let delays: Vec<_> = records.iter().map(|r| r.send_delay_ns).collect();
+    assert_eq!(delays, [Some(15_000), None, None]);
+}
+
+#[test]
+fn a_gso_sends_stamp_times_all_its_probes_and_a_small_clock_error_is_no_delay() {
+    let mut b = books();
+    b.ask_tx_stamps();
+    b.sent(4, 10 * MS);
+    // The two clocks' reading error may put the stamp just before the send.
+    assert_eq!(b.tx_stamp(1, 4, 10 * MS - 1_000), 4);
+    for seq in 1..=4 {
+        let a = b
+            .reply(&reply(seq, 10 * MS + seq - 1), 10 * MS + 50_000)
+            .unwrap();
+        assert_eq!(a.rtt_ns, 50_000);
+    }
+    assert_eq!(b.tx_stamps(), (4, 0));
+    assert!(b.send_delay().summary().max < 0.01, "no delay");
+}
+
+#[test]
+fn without_asking_for_stamps_nothing_counts_as_missing() {
+    let mut b = books();
+    b.sent(1, 0);
+    b.reply(&reply(1, 0), MS).unwrap();
+    assert_eq!(b.tx_stamps(), (0, 0));
+}
