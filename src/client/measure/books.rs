@@ -34,7 +34,9 @@ use crate::client::stats::{Counts, Latency};
 pub(crate) use state::Answer;
 use state::{BitRing, Pending};
 
+mod records;
 mod state;
+mod tx;
 
 /// One flow's probes and what became of them. Times are ns of any monotonic
 /// clock, the same one for every call.
@@ -124,97 +126,6 @@ impl Books {
             tx_stamped: 0,
             tx_missing: 0,
             send_delay: Latency::new(),
-        }
-    }
-
-    /// From now on every round trip is expected to start at its probe's
-    /// kernel transmit stamp ([`tx_stamp`](Self::tx_stamp)); one without
-    /// counts as missing.
-    pub(crate) fn ask_tx_stamps(&mut self) {
-        self.tx_asked = true;
-    }
-
-    /// Round trips timed from a kernel transmit stamp, and those that were
-    /// asked for one but timed from the user-space send time.
-    pub(crate) fn tx_stamps(&self) -> (u64, u64) {
-        (self.tx_stamped, self.tx_missing)
-    }
-
-    /// The host's send delays of the round trips timed from a kernel stamp.
-    pub(crate) fn send_delay(&self) -> &Latency {
-        &self.send_delay
-    }
-
-    /// The kernel's transmit stamp `at_ns` (the books' clock) of the send
-    /// that carried probes `first ..first + count`: their round trips start
-    /// there. Ignored for probes already answered or settled (a stamp after
-    /// the reply) and when it cannot be theirs: more than 50 µs before the
-    /// send's user-space time (the stamp's counter did not match the send;
-    /// less is the two clocks' reading error, taken as no delay) or after
-    /// the probe's timeout. Returns how many probes took it.
-    pub(crate) fn tx_stamp(&mut self, first: u64, count: u32, at_ns: u64) -> u32 {
-        const CLOCK_SLACK_NS: u64 = 50_000;
-        let mut took = 0;
-        for seq in first..first + u64::from(count) {
-            let Some(i) = seq.checked_sub(self.base) else {
-                continue;
-            };
-            let Some(p) = self.pending.get_mut(i as usize) else {
-                break;
-            };
-            let sent = p.batch_ns();
-            if p.seen
-                || p.refused
-                || at_ns + CLOCK_SLACK_NS < sent
-                || at_ns > sent.saturating_add(self.timeout_ns)
-            {
-                continue;
-            }
-            p.tx_ns = at_ns.max(sent).max(1);
-            took += 1;
-        }
-        took
-    }
-
-    /// Keeps a record of every settled probe and every extra reply from now
-    /// on, for flow `flow` (the buffer is reserved once and reused).
-    pub(crate) fn keep_records(&mut self, flow: u32, capacity: usize) {
-        self.records = Some(Vec::with_capacity(capacity));
-        self.flow = flow;
-    }
-
-    /// The records kept since the last call (none unless kept), moved into
-    /// `into` (which is cleared first); the books keep the emptied buffer.
-    pub(crate) fn take_records(&mut self, into: &mut Vec<ProbeRecord>) {
-        into.clear();
-        if let Some(records) = &mut self.records {
-            std::mem::swap(records, into);
-        }
-    }
-
-    /// How many records wait to be taken.
-    pub(crate) fn records_waiting(&self) -> usize {
-        self.records.as_ref().map_or(0, Vec::len)
-    }
-
-    fn record(
-        &mut self,
-        seq: u64,
-        sent_ns: Option<u64>,
-        rtt_ns: u64,
-        outcome: ProbeOutcome,
-        (batch_timed, send_delay_ns): (bool, Option<u64>),
-    ) {
-        if let Some(records) = &mut self.records {
-            records.push(ProbeRecord {
-                seq,
-                flow: self.flow,
-                sent_ns,
-                rtt_ns: (rtt_ns > 0).then_some(rtt_ns),
-                outcome,
-                batch_timed,
-                send_delay_ns,
-            });
         }
     }
 

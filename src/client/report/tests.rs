@@ -1,6 +1,7 @@
 //! Unit tests of `client::report`.
 
 use super::*;
+use crate::client::doctor::{Finding, Severity};
 use crate::client::stats::Latency;
 use crate::client::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
 

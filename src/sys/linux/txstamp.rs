@@ -63,10 +63,10 @@ pub fn enable_tx_timestamps(socket: &UdpSocket) -> io::Result<()> {
 const PER_CALL: usize = 16;
 
 /// Reads the transmit stamps queued on `socket`'s error queue, without
-/// blocking, at most [`READ_MAX`] per call: `on_stamp(id, ns)` for each,
+/// blocking, at most `READ_MAX` (256) per call: `on_stamp(id, ns)` for each,
 /// `id` the send counter, `ns` the time on `CLOCK_REALTIME` since the Unix
 /// epoch. Other error-queue messages are read and skipped. Returns how many
-/// messages it read (0: the queue was empty). Up to [`PER_CALL`] messages
+/// messages it read (0: the queue was empty). Up to `PER_CALL` (16) messages
 /// per `recvmmsg`, in buffers on the stack: nothing is allocated.
 pub fn read_tx_timestamps(
     socket: &UdpSocket,
