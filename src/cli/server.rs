@@ -134,6 +134,15 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "stamp", help_heading = STAMP)]
     pub stamp_key: Option<PathBuf>,
 
+    /// Authenticated mode with a key per SSID from DIR, reloaded on SIGHUP.
+    ///
+    /// DIR holds ssid-N.key (N the SSID, decimal) and optionally default.key
+    /// for every other SSID; each file as for --stamp-key. A request whose
+    /// SSID has no key is dropped as malformed. SIGHUP rereads DIR (instead
+    /// of stopping); a reload with a bad file keeps the keys in use.
+    #[arg(long, value_name = "DIR", requires = "stamp", conflicts_with = "stamp_key", help_heading = STAMP)]
+    pub stamp_key_dir: Option<PathBuf>,
+
     /// Number replies per session, to tell forward from reverse loss.
     ///
     /// A session is a sender address and SSID.
@@ -208,6 +217,7 @@ impl From<&Args> for ServerConfig {
             interface: args.common.interface.clone(),
             stamp: args.stamp.then(|| StampOptions {
                 key_file: args.stamp_key.clone(),
+                key_dir: args.stamp_key_dir.clone(),
                 stateful: args.stamp_stateful,
                 ptp: args.stamp_ptp,
                 tlv_ignore: args.tlv_mode == "ignore",

@@ -37,17 +37,20 @@
 //! size, and every STAMP sender does.
 
 pub mod auth;
+pub mod keys;
 pub mod packet;
 pub mod sessions;
 pub mod tlv;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 
 pub use auth::Key;
+pub use keys::{KeyDir, KeyRing, KeyView};
 pub use packet::{Mode, ReflectedPacket, SenderPacket};
 use sessions::{MAX_SESSIONS, SESSION_IDLE_NS, Sessions};
 
@@ -129,6 +132,9 @@ impl TimeFormat {
 pub struct StampOptions {
     /// Authenticated mode with the key in this file (hex text or raw bytes).
     pub key_file: Option<PathBuf>,
+    /// Reflector: authenticated mode with a key per SSID from this directory
+    /// (`--stamp-key-dir`, see [`keys`]), reloaded on SIGHUP.
+    pub key_dir: Option<PathBuf>,
     /// Reflector: per-session sequence numbers (`--stamp-stateful`).
     pub stateful: bool,
     /// PTP time stamps instead of NTP (`--stamp-ptp`).
@@ -164,6 +170,12 @@ impl StampOptions {
     pub fn reflector(&self) -> Result<ReflectorConfig> {
         Ok(ReflectorConfig {
             key: self.key()?,
+            key_dir: self
+                .key_dir
+                .as_deref()
+                .map(KeyDir::load)
+                .transpose()?
+                .map(Arc::new),
             stateful: self.stateful,
             format: self.format(),
             tlv_mode: if self.tlv_ignore {
@@ -180,6 +192,9 @@ impl StampOptions {
 pub struct ReflectorConfig {
     /// Authenticated mode's key; `None` is unauthenticated mode.
     pub key: Option<Key>,
+    /// Authenticated mode with a key per SSID (`--stamp-key-dir`); shared by
+    /// every loop and the SIGHUP reloader.
+    pub key_dir: Option<Arc<KeyDir>>,
     /// Per-session reflector sequence numbers instead of the sender's.
     pub stateful: bool,
     /// The reflector's time stamp format.
@@ -203,7 +218,7 @@ pub enum TlvMode {
 impl ReflectorConfig {
     /// The mode its key makes.
     pub fn mode(&self) -> Mode {
-        if self.key.is_some() {
+        if self.key.is_some() || self.key_dir.is_some() {
             Mode::Authenticated
         } else {
             Mode::Open
@@ -215,8 +230,15 @@ impl ReflectorConfig {
         format!(
             "STAMP reflector (RFC 8762/8972): {}, {}, {} time stamps{}",
             match self.mode() {
-                Mode::Open => "unauthenticated",
-                Mode::Authenticated => "authenticated (HMAC-SHA-256)",
+                Mode::Open => "unauthenticated".to_owned(),
+                Mode::Authenticated => match &self.key_dir {
+                    Some(dir) => format!(
+                        "authenticated (HMAC-SHA-256, keys from {}: {}, reloaded on SIGHUP)",
+                        dir.dir().display(),
+                        dir.current().describe()
+                    ),
+                    None => "authenticated (HMAC-SHA-256)".to_owned(),
+                },
             },
             if self.stateful {
                 "stateful (own sequence numbers per session)"
@@ -262,6 +284,8 @@ const OWN_TIME_WINDOW_SECS: u32 = 60;
 #[derive(Debug)]
 pub struct Reflector {
     config: ReflectorConfig,
+    /// This loop's view of `--stamp-key-dir`'s keys.
+    keys: Option<KeyView>,
     sessions: Option<Sessions>,
     error_estimate: u16,
     /// The last receive and transmit times and their wire form: the batched
@@ -276,6 +300,7 @@ impl Reflector {
     /// A reflector; stateful ones take their session table's memory now.
     pub fn new(config: ReflectorConfig) -> Reflector {
         Reflector {
+            keys: config.key_dir.clone().map(KeyView::new),
             sessions: config
                 .stateful
                 .then(|| Sessions::new(MAX_SESSIONS, SESSION_IDLE_NS)),
@@ -343,12 +368,23 @@ impl Reflector {
         }
         let request = &*buf;
         let sender = SenderPacket::decode(mode, request).ok_or(Refusal::Short)?;
-        if let Some(key) = &self.config.key {
+        // Both times first: `encode` borrows the whole reflector, the key
+        // below borrows its key view.
+        let receive_timestamp = self.encode(0, arrival.received);
+        let transmit_timestamp = self.encode(1, transmit);
+        if let Some(view) = &mut self.keys {
+            view.refresh();
+        }
+        let key = match &self.keys {
+            // No key for this SSID and no default: it cannot be verified.
+            Some(view) => Some(view.get(sender.ssid).ok_or(Refusal::Malformed)?),
+            None => self.config.key.as_ref(),
+        };
+        if let Some(key) = key {
             if !key.verify(request) {
                 return Err(Refusal::Malformed);
             }
         }
-        let receive_timestamp = self.encode(0, arrival.received);
         if looks_reflected(mode, request, source.port(), self.received_secs) {
             return Err(Refusal::Reflected);
         }
@@ -359,7 +395,7 @@ impl Reflector {
                 &tlv::TlvContext {
                     arrived_tos: arrival.tos,
                     timestamp_info: tlv::TimestampInfo::REFLECTOR,
-                    key: self.config.key.as_ref(),
+                    key,
                     seq: sender.seq.to_be_bytes(),
                 },
             ),
@@ -371,7 +407,7 @@ impl Reflector {
         };
         let reply = ReflectedPacket {
             seq,
-            timestamp: self.encode(1, transmit),
+            timestamp: transmit_timestamp,
             error_estimate: self.error_estimate,
             ssid: sender.ssid,
             receive_timestamp,
@@ -381,7 +417,7 @@ impl Reflector {
             sender_ttl: arrival.ttl.unwrap_or(UNKNOWN_TTL),
         };
         reply.encode(mode, buf);
-        if let Some(key) = &self.config.key {
+        if let Some(key) = key {
             if let Some(at) = walk.sign_hmac_at {
                 let (head, tlvs) = buf.split_at_mut(base);
                 tlv::sign_hmac_tlv(tlvs, at, &head[..4], key);

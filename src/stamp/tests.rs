@@ -30,6 +30,7 @@ fn key() -> Key {
 fn config(key: Option<Key>, stateful: bool, format: TimeFormat) -> ReflectorConfig {
     ReflectorConfig {
         key,
+        key_dir: None,
         stateful,
         format,
         tlv_mode: super::TlvMode::Process,

@@ -32,5 +32,6 @@ mod probes;
 mod server;
 mod signals;
 mod stamp;
+mod stamp_keys;
 mod stamp_reflector;
 mod usage;

@@ -103,6 +103,7 @@ impl From<&Args> for Command {
         let stamp = args.stamp.then(|| StampConfig {
             options: StampOptions {
                 key_file: args.stamp_key.clone(),
+                key_dir: None,
                 stateful: false,
                 ptp: args.stamp_ptp,
                 tlv_ignore: false,
