@@ -89,6 +89,13 @@ impl KeyRing {
             dir: dir.to_path_buf(),
             problem,
         };
+        // Anyone who may write the directory may add a key for any SSID.
+        let meta = std::fs::metadata(dir).map_err(|e| dir_error(crate::error::describe(&e)))?;
+        if meta.is_dir() && writable_by_others(&meta) {
+            return Err(dir_error(
+                "it is writable by group or others, who could add keys (chmod go-w)".to_owned(),
+            ));
+        }
         let entries = std::fs::read_dir(dir).map_err(|e| dir_error(crate::error::describe(&e)))?;
         let mut by_ssid = Vec::new();
         let mut default = None;
@@ -121,6 +128,12 @@ impl KeyRing {
         }
         Ok(ring)
     }
+}
+
+/// Whether group or others may write to what `meta` describes.
+fn writable_by_others(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o022 != 0
 }
 
 /// What a file name in the key directory is: `None` not a key file (left
@@ -232,9 +245,11 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("udp-echo-keys-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         dir
     }
 
@@ -361,6 +376,11 @@ mod tests {
         std::fs::remove_file(dir.join("ssid-2.key")).unwrap();
         let err = KeyDir::load(&dir).unwrap_err().to_string();
         assert!(err.contains("no key file"), "{err}");
+        use std::os::unix::fs::PermissionsExt;
+        write(&dir, "ssid-1.key", A);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let err = KeyDir::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(KeyDir::load(&dir).is_err(), "a missing directory");
     }

@@ -7,6 +7,7 @@
 use crate::common;
 
 use std::net::UdpSocket;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,11 +29,14 @@ impl KeyDir {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         KeyDir(dir)
     }
 
     fn write(&self, name: &str, hex: &str) {
         std::fs::write(self.0.join(name), format!("{hex}\n")).unwrap();
+        let mode = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(self.0.join(name), mode).unwrap();
     }
 
     fn path(&self) -> &Path {
@@ -185,4 +189,71 @@ fn a_key_directory_that_cannot_serve_stops_the_start_naming_the_file() {
     };
     assert!(typo.stderr.contains("ssid-x.key"), "{}", typo.stderr);
     assert!(!typo.stderr.contains(A), "{}", typo.stderr);
+}
+
+/// The number after `label` on a line of stamp-suite's report.
+fn suite_stat(report: &str, label: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in stamp-suite's report:\n{report}"))
+}
+
+#[test]
+fn stamp_suites_sender_is_answered_with_its_ssids_key_and_refused_without_one() {
+    let Some(suite) = crate::stamp::stamp_suite("stamp-suite sender → --stamp-key-dir") else {
+        return;
+    };
+    let dir = KeyDir::new("suite");
+    dir.write("ssid-7.key", A);
+    dir.write("ssid-31.key", C);
+    let server = start_server(&[
+        "--stamp",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--stamp-key-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let port = server.addr.port().to_string();
+    let run = |ssid: &str, key: &str| {
+        let key_file = dir.path().join(key);
+        let args = [
+            "-r",
+            "127.0.0.1",
+            "-S",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "10",
+            "-d",
+            "2",
+            "-L",
+            "1",
+            "-A",
+            "A",
+            "--hmac-key-file",
+            key_file.to_str().unwrap(),
+            "--ssid",
+            ssid,
+        ];
+        let run = run_program(suite.to_str().unwrap(), &args, None);
+        format!("{}{}", run.stdout_text(), run.stderr)
+    };
+    // SSID 31 signed with ssid-31.key: every packet answered.
+    let report = run("31", "ssid-31.key");
+    assert_eq!(suite_stat(&report, "Packets received:"), 10, "{report}");
+    // SSID 9 has no key (and there is no default): none answered.
+    let report = run("9", "ssid-7.key");
+    assert_eq!(suite_stat(&report, "Packets received:"), 0, "{report}");
+    let mut server = server;
+    server.signal(libc::SIGINT);
+    let (_, stderr) = server.wait_exit(WAIT);
+    let summary = stderr.lines().find(|l| l.contains("stopped by")).unwrap();
+    assert!(summary.contains("echoed 10 (1120 bytes)"), "{summary}");
+    assert_eq!(drops(summary, "malformed"), 10, "{summary}");
 }
