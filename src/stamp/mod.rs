@@ -24,8 +24,9 @@
 //! and copied back as it came, and the reply keeps the default DSCP:
 //! without the TOS the reflector can neither report DSCP2 nor honour DSCP1,
 //! and a half-filled TLV would tell the sender of a re-marking that never
-//! happened. Not implemented: the other RFC 8972 TLVs (Location, Direct
-//! Measurement, Access Report, Follow-Up Telemetry), and the reverse-path
+//! happened. A stateful reflector fills in the Direct Measurement TLV
+//! ([`direct`]) from its session table. Not implemented: the other RFC 8972
+//! TLVs (Location, Access Report, Follow-Up Telemetry), and the reverse-path
 //! ECN fields of draft-ietf-ippm-stamp-cos-ecn (sent as zero).
 //!
 //! A reply is never longer than its request: a request shorter than the
@@ -37,6 +38,7 @@
 //! size, and every STAMP sender does.
 
 pub mod auth;
+pub mod direct;
 pub mod keys;
 pub mod packet;
 pub mod sessions;
@@ -389,6 +391,10 @@ impl Reflector {
             return Err(Refusal::Reflected);
         }
         let len = buf.len();
+        let seq = match &mut self.sessions {
+            Some(sessions) => sessions.next(source, sender.ssid, now_ns),
+            None => sender.seq,
+        };
         let walk = match self.config.tlv_mode {
             TlvMode::Process => tlv::reflect_tlvs(
                 &mut buf[base..],
@@ -397,13 +403,13 @@ impl Reflector {
                     timestamp_info: tlv::TimestampInfo::REFLECTOR,
                     key,
                     seq: sender.seq.to_be_bytes(),
+                    session: self
+                        .sessions
+                        .is_some()
+                        .then(|| direct::SessionCounts::of_session_seq(seq)),
                 },
             ),
             TlvMode::Ignore => tlv::TlvWalk::default(),
-        };
-        let seq = match &mut self.sessions {
-            Some(sessions) => sessions.next(source, sender.ssid, now_ns),
-            None => sender.seq,
         };
         let reply = ReflectedPacket {
             seq,

@@ -20,6 +20,7 @@ fn cx(tos: Option<u8>) -> packet::TlvContext<'static> {
         timestamp_info: packet::TimestampInfo::REFLECTOR,
         key: None,
         seq: [0; 4],
+        session: None,
     }
 }
 

@@ -1119,7 +1119,7 @@ fn recording_proxy(
 }
 
 /// stamp-suite's JSON summary line (`--output-format json`).
-fn suite_summary(run: &ClientRun) -> serde_json::Value {
+pub(crate) fn suite_summary(run: &ClientRun) -> serde_json::Value {
     let out = run.stdout_text();
     let line = out
         .lines()
@@ -1131,7 +1131,7 @@ fn suite_summary(run: &ClientRun) -> serde_json::Value {
 
 /// stamp-suite's verdict on the TLVs of type `kind` in our replies:
 /// (observed, unrecognized, malformed, integrity failed).
-fn suite_tlv_flags(summary: &serde_json::Value, kind: u8) -> (u64, u64, u64, u64) {
+pub(crate) fn suite_tlv_flags(summary: &serde_json::Value, kind: u8) -> (u64, u64, u64, u64) {
     let t = &summary["measurements"]["tlv_validation"]["by_type"][kind.to_string()];
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     (
