@@ -161,6 +161,14 @@ pub struct Args {
     #[arg(long, value_name = "MODE", value_parser = ["process", "ignore"], default_value = "process", requires = "stamp", help_heading = STAMP)]
     pub tlv_mode: String,
 
+    /// What a Location TLV may reveal of the request as received.
+    ///
+    /// all (default): source and destination address and port; none; or a
+    /// list of src-ip, src-port, dst-ip, dst-port, ips, ports. Withheld
+    /// fields come back zero.
+    #[arg(long, value_name = "FIELDS", default_value = "all", value_parser = crate::stamp::location::Disclosure::parse, requires = "stamp", help_heading = STAMP)]
+    pub stamp_location: crate::stamp::location::Disclosure,
+
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     ///
     /// TCP; port 0 picks one, printed on stdout.
@@ -221,6 +229,7 @@ impl From<&Args> for ServerConfig {
                 stateful: args.stamp_stateful,
                 ptp: args.stamp_ptp,
                 tlv_ignore: args.tlv_mode == "ignore",
+                location: args.stamp_location,
             }),
         }
     }

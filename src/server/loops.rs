@@ -194,7 +194,10 @@ impl<'a> LoopState<'a> {
             now_ns: 0,
             unix_secs: 0,
             wall: (0, 0),
-            reflector: context.stamp.cloned().map(Reflector::new),
+            reflector: context
+                .stamp
+                .cloned()
+                .map(|config| Reflector::new(config).with_local(context.local)),
         };
         state.tick();
         state

@@ -25,8 +25,9 @@
 //! without the TOS the reflector can neither report DSCP2 nor honour DSCP1,
 //! and a half-filled TLV would tell the sender of a re-marking that never
 //! happened. A stateful reflector fills in the Direct Measurement TLV
-//! ([`direct`]) from its session table. Not implemented: the other RFC 8972
-//! TLVs (Location, Access Report, Follow-Up Telemetry), and the reverse-path
+//! ([`direct`]) from its session table, and every one the Location TLV
+//! ([`location`]). Not implemented: the other RFC 8972
+//! TLVs (Access Report, Follow-Up Telemetry), and the reverse-path
 //! ECN fields of draft-ietf-ippm-stamp-cos-ecn (sent as zero).
 //!
 //! A reply is never longer than its request: a request shorter than the
@@ -40,6 +41,7 @@
 pub mod auth;
 pub mod direct;
 pub mod keys;
+pub mod location;
 pub mod packet;
 pub mod sessions;
 pub mod tlv;
@@ -143,6 +145,8 @@ pub struct StampOptions {
     pub ptp: bool,
     /// Reflector: TLVs copied back unprocessed (`--tlv-mode ignore`).
     pub tlv_ignore: bool,
+    /// Reflector: what a Location TLV may reveal (`--stamp-location`).
+    pub location: location::Disclosure,
 }
 
 impl StampOptions {
@@ -185,6 +189,7 @@ impl StampOptions {
             } else {
                 TlvMode::Process
             },
+            location: self.location,
         })
     }
 }
@@ -203,6 +208,8 @@ pub struct ReflectorConfig {
     pub format: TimeFormat,
     /// Whether the TLVs are processed (RFC 8972) or copied back as they came.
     pub tlv_mode: TlvMode,
+    /// What a Location TLV may reveal (`--stamp-location`).
+    pub location: location::Disclosure,
 }
 
 /// What the reflector does with the TLVs after the base packet (`--tlv-mode`).
@@ -288,6 +295,8 @@ pub struct Reflector {
     config: ReflectorConfig,
     /// This loop's view of `--stamp-key-dir`'s keys.
     keys: Option<KeyView>,
+    /// The socket's own address, for the Location TLV (see [`Reflector::with_local`]).
+    local: Option<SocketAddr>,
     sessions: Option<Sessions>,
     error_estimate: u16,
     /// The last receive and transmit times and their wire form: the batched
@@ -303,6 +312,7 @@ impl Reflector {
     pub fn new(config: ReflectorConfig) -> Reflector {
         Reflector {
             keys: config.key_dir.clone().map(KeyView::new),
+            local: None,
             sessions: config
                 .stateful
                 .then(|| Sessions::new(MAX_SESSIONS, SESSION_IDLE_NS)),
@@ -311,6 +321,14 @@ impl Reflector {
             received_secs: 0,
             config,
         }
+    }
+
+    /// The reflector of a socket bound to `local`: Location TLVs are then
+    /// answered (the destination port, and the destination address unless
+    /// `local` is a wildcard); without it they are flagged U.
+    pub fn with_local(mut self, local: SocketAddr) -> Reflector {
+        self.local = Some(local);
+        self
     }
 
     /// Builds the reply to `request` from `source` into `out` and returns its
@@ -407,6 +425,11 @@ impl Reflector {
                         .sessions
                         .is_some()
                         .then(|| direct::SessionCounts::of_session_seq(seq)),
+                    location: self.local.map(|local| location::Seen {
+                        source,
+                        local,
+                        disclose: self.config.location,
+                    }),
                 },
             ),
             TlvMode::Ignore => tlv::TlvWalk::default(),

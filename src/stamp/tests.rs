@@ -21,6 +21,7 @@ fn cx(tos: Option<u8>) -> packet::TlvContext<'static> {
         key: None,
         seq: [0; 4],
         session: None,
+        location: None,
     }
 }
 
@@ -31,10 +32,10 @@ fn key() -> Key {
 fn config(key: Option<Key>, stateful: bool, format: TimeFormat) -> ReflectorConfig {
     ReflectorConfig {
         key,
-        key_dir: None,
         stateful,
         format,
         tlv_mode: super::TlvMode::Process,
+        ..ReflectorConfig::default()
     }
 }
 

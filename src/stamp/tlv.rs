@@ -339,6 +339,9 @@ pub struct TlvContext<'a> {
     /// The request's session's counts (Direct Measurement), when the
     /// reflector keeps sessions.
     pub session: Option<super::direct::SessionCounts>,
+    /// Where the request came from and went to, and what of it may be
+    /// revealed (Location), when the reflector knows its socket's address.
+    pub location: Option<super::location::Seen>,
 }
 
 /// The reflector's pass over the TLVs of a reply (the bytes after its base
@@ -362,6 +365,8 @@ pub struct TlvContext<'a> {
 ///   Without `arrived_tos` (the platform cannot read it, so cannot set the
 ///   reply's either) it is flagged U and left as it is: a half-filled TLV
 ///   would report a re-marking that never happened.
+/// - Location (length 4 or more) gets the ports and addresses as received,
+///   as far as the disclosure policy allows (see [`location`](super::location)).
 /// - Direct Measurement (length 12) gets the session's counts (see
 ///   [`direct`](super::direct)); flagged U without a session table.
 /// - The HMAC TLV (length 16) is kept for signing (`sign_hmac_at`).
@@ -426,6 +431,9 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
                 }
                 None => tlv_flags::U,
             },
+            super::location::TLV_LOCATION if len >= super::location::LOCATION_MIN_VALUE_LEN => {
+                super::location::reflect(&mut tlvs[value], cx.location.as_ref())
+            }
             super::direct::TLV_DIRECT_MEASUREMENT
                 if len == super::direct::DIRECT_MEASUREMENT_VALUE_LEN =>
             {
@@ -440,7 +448,8 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
             TLV_TIMESTAMP_INFO
             | TLV_CLASS_OF_SERVICE
             | TLV_HMAC
-            | super::direct::TLV_DIRECT_MEASUREMENT => {
+            | super::direct::TLV_DIRECT_MEASUREMENT
+            | super::location::TLV_LOCATION => {
                 // RFC 8972 §4: a malformed TLV stops the processing; the
                 // rest is copied as it came.
                 tlvs[at] = tlv_flags::M;
@@ -491,6 +500,7 @@ mod tests {
             key,
             seq: [0, 0, 0, 7],
             session: None,
+            location: None,
         }
     }
 

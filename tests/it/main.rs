@@ -34,5 +34,6 @@ mod signals;
 mod stamp;
 mod stamp_direct;
 mod stamp_keys;
+mod stamp_location;
 mod stamp_reflector;
 mod usage;

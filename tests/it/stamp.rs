@@ -1057,9 +1057,9 @@ fn a_stamp_rate_run_prints_interval_lines_and_writes_a_record_per_packet() {
 }
 
 /// One request and its reply as the [`recording_proxy`] saw them.
-struct Exchange {
-    request: Vec<u8>,
-    reply: Vec<u8>,
+pub(crate) struct Exchange {
+    pub(crate) request: Vec<u8>,
+    pub(crate) reply: Vec<u8>,
     /// The TOS byte the reply arrived with (Linux only).
     #[cfg_attr(any(not(target_os = "linux"), udp_echo_portable), allow(dead_code))]
     reply_tos: Option<u8>,
@@ -1071,7 +1071,7 @@ struct Exchange {
 /// the TOS it came with, each reply back with its own. `flip` may damage a
 /// request on the way (a middlebox rewriting a TLV). It ends 1 s after the
 /// last request (or 10 s without any) and returns what it relayed.
-fn recording_proxy(
+pub(crate) fn recording_proxy(
     reflector_port: u16,
     mut flip: impl FnMut(&mut Vec<u8>) + Send + 'static,
 ) -> (u16, std::thread::JoinHandle<Vec<Exchange>>) {

@@ -107,6 +107,7 @@ impl From<&Args> for Command {
                 stateful: false,
                 ptp: args.stamp_ptp,
                 tlv_ignore: false,
+                location: Default::default(),
             },
             size: args.stamp_size.map(|s| s as usize),
             // Non-zero: some reflectors treat SSID 0 as "none".
