@@ -451,4 +451,35 @@ mod tests {
             "no address known: U"
         );
     }
+
+    proptest::proptest! {
+        /// Any bytes as a Location value, under any policy and address:
+        /// no panic, and nothing but flags, types and values rewritten in
+        /// place (the length never changes).
+        #[test]
+        fn any_location_value_is_answered_in_place_without_panic(
+            mut value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            v6 in proptest::prelude::any::<bool>(),
+            wildcard in proptest::prelude::any::<bool>(),
+            policy in 0u8..16,
+        ) {
+            let local = match (v6, wildcard) {
+                (false, false) => "192.0.2.1:862",
+                (false, true) => "0.0.0.0:862",
+                (true, false) => "[2001:db8::1]:862",
+                (true, true) => "[::]:862",
+            };
+            let mut s = seen(if v6 { "[2001:db8::7]:9" } else { "198.51.100.7:9" }, local);
+            s.disclose = Disclosure {
+                source_ip: policy & 1 != 0,
+                source_port: policy & 2 != 0,
+                destination_ip: policy & 4 != 0,
+                destination_port: policy & 8 != 0,
+            };
+            let len = value.len();
+            let flags = reflect(&mut value, Some(&s));
+            proptest::prop_assert_eq!(value.len(), len);
+            proptest::prop_assert!(flags == 0 || flags == tlv_flags::M);
+        }
+    }
 }
