@@ -281,6 +281,39 @@ mod tests {
     }
 
     #[test]
+    fn a_key_directory_excludes_a_key_file_and_location_takes_a_field_list() {
+        let config = ServerConfig::from(&Args::parse_from([
+            PROGRAM,
+            "--stamp",
+            "--stamp-key-dir",
+            "/etc/keys",
+            "--stamp-location",
+            "src-port,dst-ip",
+        ]));
+        let stamp = config.stamp.unwrap();
+        assert_eq!(
+            stamp.key_dir.as_deref(),
+            Some(std::path::Path::new("/etc/keys"))
+        );
+        let d = stamp.location;
+        assert!(d.source_port && d.destination_ip && !d.source_ip && !d.destination_port);
+        for bad in [
+            &[
+                PROGRAM,
+                "--stamp",
+                "--stamp-key",
+                "k",
+                "--stamp-key-dir",
+                "d",
+            ][..],
+            &[PROGRAM, "--stamp-key-dir", "d"],
+            &[PROGRAM, "--stamp", "--stamp-location", "mac"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn every_flag_reaches_the_config() {
         let args = Args::parse_from([
             PROGRAM,
