@@ -121,6 +121,15 @@ pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, kind: LoopKind
             if let Err(e) = crate::sys::enable_rx_timestamps(socket) {
                 log::debug!("no SO_TIMESTAMPNS here ({e}): STAMP receive times from the clock");
             }
+            // A wildcard bind learns each request's destination address
+            // from the kernel, for the Location TLV.
+            if context.local.ip().is_unspecified() {
+                if let Err(e) = crate::sys::enable_recv_destination(socket) {
+                    log::debug!(
+                        "no IP_PKTINFO here ({e}): Location TLVs without a destination address"
+                    );
+                }
+            }
         }
     }
     match kind {

@@ -326,6 +326,7 @@ mod tests {
             received: SystemTime::now(),
             tos: None,
             ttl: Some(64),
+            destination: None,
         };
         let mut reflect = |mut buf: Vec<u8>| {
             reflector

@@ -23,10 +23,11 @@
 //! §4.2.1: sub-TLV flags as in §4). An IPv4 sender of a dual-stack socket
 //! (`::ffff:a.b.c.d`) is reported as IPv4: that is what was on the wire.
 //!
-//! The destination address is the socket's own when it is bound to one; a
-//! socket bound to the wildcard (`0.0.0.0`, `::`) does not learn a
-//! datagram's destination address (no `IP_PKTINFO` here), so a Destination
-//! IP request is then flagged U and left zero rather than answered wrongly.
+//! The destination address is the kernel's (`IP_PKTINFO`, asked for by the
+//! batched and GRO loops of a wildcard-bound socket), else the socket's own
+//! when it is bound to one; a wildcard-bound socket that was not told (the
+//! plain loop, the portable build) flags a Destination IP request U and
+//! leaves it zero rather than answer wrongly.
 //!
 //! What may be disclosed is the operator's choice ([`Disclosure`], RFC 8972
 //! §4.2.2: "MAY leave some fields unreported by filling them with zeroes"):

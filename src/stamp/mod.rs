@@ -354,6 +354,7 @@ impl Reflector {
             received,
             tos: None,
             ttl: Some(ttl),
+            destination: None,
         };
         self.reflect_in_place(
             &mut out[..request.len()],
@@ -427,7 +428,11 @@ impl Reflector {
                         .then(|| direct::SessionCounts::of_session_seq(seq)),
                     location: self.local.map(|local| location::Seen {
                         source,
-                        local,
+                        // The kernel's word for a wildcard-bound socket.
+                        local: match arrival.destination {
+                            Some(ip) => SocketAddr::new(ip, local.port()),
+                            None => local,
+                        },
                         disclose: self.config.location,
                     }),
                 },
@@ -490,6 +495,9 @@ pub struct Arrival {
     pub tos: Option<u8>,
     /// Its TTL / hop limit, when the kernel said.
     pub ttl: Option<u8>,
+    /// The address it was sent to, when the kernel said (`IP_PKTINFO`, asked
+    /// for on wildcard-bound sockets): the Location TLV's destination.
+    pub destination: Option<std::net::IpAddr>,
 }
 
 /// A reply built by [`Reflector::reflect_in_place`].

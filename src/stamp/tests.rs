@@ -341,6 +341,7 @@ fn arrival(tos: Option<u8>) -> Arrival {
         received: SystemTime::now(),
         tos,
         ttl: Some(61),
+        destination: None,
     }
 }
 

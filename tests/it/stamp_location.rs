@@ -113,3 +113,64 @@ fn stamp_suites_sender_gets_the_ports_and_addresses_our_reflector_saw() {
         }
     }
 }
+
+/// A request with a Location TLV asking for everything, from `socket` to
+/// `to`, and the Location value of its reply.
+fn ask_location(socket: &std::net::UdpSocket, to: std::net::SocketAddr) -> Vec<u8> {
+    use udp_echo::stamp::Mode;
+    let mut request = stamp_request(Mode::Open, 1, 44, None, 5);
+    request.extend_from_slice(&udp_echo::stamp::location::request_tlv());
+    socket.send_to(&request, to).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = socket.recv(&mut buf).expect("a reply");
+    assert_eq!(n, request.len(), "never longer");
+    let (_, value) = find_tlv(&buf[44..n], TLV_LOCATION).expect("Location");
+    value.to_vec()
+}
+
+#[test]
+fn a_wildcard_bound_reflector_learns_the_destination_address_from_the_kernel() {
+    // (bind, client, destination answer type and its first bytes); the
+    // dual-stack `::` socket answers an IPv4 client with IPv4.
+    let v6 = std::net::Ipv6Addr::LOCALHOST.octets();
+    let cases: [(&str, &str, u8, &[u8]); 3] = [
+        (
+            "0.0.0.0",
+            "127.0.0.1:0",
+            sub_type::DESTINATION_IPV4,
+            &[127, 0, 0, 1],
+        ),
+        ("::", "[::1]:0", sub_type::DESTINATION_IPV6, &v6),
+        (
+            "::",
+            "127.0.0.1:0",
+            sub_type::DESTINATION_IPV4,
+            &[127, 0, 0, 1],
+        ),
+    ];
+    for (bind, client, kind, address) in cases {
+        for extra in [&[][..], &["--no-gro"], &["--batch", "1"]] {
+            let server = start_server(&[&["--stamp", "-H", bind, "-p", "0"][..], extra].concat());
+            let socket = std::net::UdpSocket::bind(client).unwrap();
+            let to =
+                std::net::SocketAddr::new(socket.local_addr().unwrap().ip(), server.addr.port());
+            let value = ask_location(&socket, to);
+            let subs = sub_tlvs(&value);
+            let case = format!("{bind} {client} {extra:?}: {subs:?}");
+            let dst = subs
+                .iter()
+                .find(|(_, k, _)| *k == sub_type::DESTINATION_IP || *k == kind);
+            let (flags, got, v) = dst.unwrap_or_else(|| panic!("no destination: {case}"));
+            if extra == ["--batch", "1"] {
+                // The plain loop does not ask the kernel: not answered.
+                assert_eq!((*flags, *got), (0x80, sub_type::DESTINATION_IP), "{case}");
+                continue;
+            }
+            assert_eq!((*flags, *got), (0, kind), "{case}");
+            assert_eq!(&v[..address.len()], address, "{case}");
+        }
+    }
+}
