@@ -26,8 +26,8 @@
 //! and a half-filled TLV would tell the sender of a re-marking that never
 //! happened. A stateful reflector fills in the Direct Measurement TLV
 //! ([`direct`]) from its session table, and every one the Location TLV
-//! ([`location`]). Not implemented: the other RFC 8972
-//! TLVs (Access Report, Follow-Up Telemetry), and the reverse-path
+//! ([`location`]), and returns the Access Report TLV ([`access`]).
+//! Not implemented: Follow-Up Telemetry, and the reverse-path
 //! ECN fields of draft-ietf-ippm-stamp-cos-ecn (sent as zero).
 //!
 //! A reply is never longer than its request: a request shorter than the
@@ -38,6 +38,7 @@
 //! reply: 3.14×); RFC 8762 §4.6 expects senders to pad to the reflector's
 //! size, and every STAMP sender does.
 
+pub mod access;
 pub mod auth;
 pub mod direct;
 pub mod keys;

@@ -367,6 +367,8 @@ pub struct TlvContext<'a> {
 ///   would report a re-marking that never happened.
 /// - Location (length 4 or more) gets the ports and addresses as received,
 ///   as far as the disclosure policy allows (see [`location`](super::location)).
+/// - Access Report (length 4) is returned as it came, U clear (an Access
+///   ID other than 1 or 2: U; see [`access`](super::access)).
 /// - Direct Measurement (length 12) gets the session's counts (see
 ///   [`direct`](super::direct)); flagged U without a session table.
 /// - The HMAC TLV (length 16) is kept for signing (`sign_hmac_at`).
@@ -434,6 +436,9 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
             super::location::TLV_LOCATION if len >= super::location::LOCATION_MIN_VALUE_LEN => {
                 super::location::reflect(&mut tlvs[value], cx.location.as_ref())
             }
+            super::access::TLV_ACCESS_REPORT if len == super::access::ACCESS_REPORT_VALUE_LEN => {
+                super::access::reflect(&tlvs[value])
+            }
             super::direct::TLV_DIRECT_MEASUREMENT
                 if len == super::direct::DIRECT_MEASUREMENT_VALUE_LEN =>
             {
@@ -449,7 +454,8 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
             | TLV_CLASS_OF_SERVICE
             | TLV_HMAC
             | super::direct::TLV_DIRECT_MEASUREMENT
-            | super::location::TLV_LOCATION => {
+            | super::location::TLV_LOCATION
+            | super::access::TLV_ACCESS_REPORT => {
                 // RFC 8972 §4: a malformed TLV stops the processing; the
                 // rest is copied as it came.
                 tlvs[at] = tlv_flags::M;

@@ -32,6 +32,7 @@ mod probes;
 mod server;
 mod signals;
 mod stamp;
+mod stamp_access;
 mod stamp_direct;
 mod stamp_keys;
 mod stamp_location;
