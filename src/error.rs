@@ -35,6 +35,11 @@ pub enum Error {
         path: std::path::PathBuf,
         problem: String,
     },
+    /// The STAMP key directory (`--stamp-key-dir`) cannot be read or holds no key.
+    StampKeyDir {
+        dir: std::path::PathBuf,
+        problem: String,
+    },
     /// Another process's socket shares the port through `SO_REUSEPORT`.
     PortShared {
         addr: SocketAddr,
@@ -181,6 +186,11 @@ impl fmt::Display for Error {
                 f,
                 "cannot use STAMP key file {}: {problem}; it holds the shared key as hex text (at least 32 digits) or raw bytes (at least 16)",
                 path.display()
+            ),
+            Error::StampKeyDir { dir, problem } => write!(
+                f,
+                "cannot use STAMP key directory {}: {problem}",
+                dir.display()
             ),
             Error::PortShared { addr, uid, inode } => write!(
                 f,

@@ -3,7 +3,9 @@
 //! Signal handlers only store the signal number in an atomic (async-signal-safe);
 //! the loop notices it on its next wake-up. SIGHUP (the terminal went away) stops
 //! like SIGTERM, with the summary, instead of killing the process without one —
-//! unless it was ignored at start (`nohup`), which is kept.
+//! unless it was ignored at start (`nohup`), which is kept — or the server
+//! reloads on it (`--stamp-key-dir`, [`Stop::on_signals_reloading`]): then it
+//! only sets a flag the reloader takes ([`Stop::take_hangup`]).
 //! A second signal while the first is being handled exits at once with 130, so
 //! a stuck stop can't trap a user.
 
@@ -31,6 +33,8 @@ const REQUESTED: usize = usize::MAX;
 #[derive(Debug, Clone, Default)]
 pub struct Stop {
     cause: Arc<AtomicUsize>,
+    /// Set by SIGHUP when it asks for a reload rather than a stop.
+    hangup: Arc<AtomicBool>,
 }
 
 impl Stop {
@@ -41,10 +45,19 @@ impl Stop {
 
     /// A flag raised by SIGINT, SIGTERM and SIGHUP; a second one exits the process with 130.
     pub fn on_signals() -> io::Result<Stop> {
+        Stop::on_signals_reloading(false)
+    }
+
+    /// As [`on_signals`](Self::on_signals), but with `reload` SIGHUP asks
+    /// for a reload ([`take_hangup`](Self::take_hangup)) instead of a stop.
+    pub fn on_signals_reloading(reload: bool) -> io::Result<Stop> {
         let stop = Stop::new();
         let armed = Arc::new(AtomicBool::new(false));
+        if reload {
+            signal_hook::flag::register(SIGHUP, Arc::clone(&stop.hangup))?;
+        }
         // Installing a handler would undo `nohup`'s SIG_IGN: keep what the user chose.
-        let hangup = (!ignored_at_start(SIGHUP)).then_some(SIGHUP);
+        let hangup = (!reload && !ignored_at_start(SIGHUP)).then_some(SIGHUP);
         for signal in [SIGINT, SIGTERM].into_iter().chain(hangup) {
             // Registration order matters: the exit must see the flag from the
             // previous signal, before this one sets it.
@@ -54,6 +67,12 @@ impl Stop {
             signal_hook::flag::register_usize(signal, Arc::clone(&stop.cause), value)?;
         }
         Ok(stop)
+    }
+
+    /// Whether a SIGHUP asked for a reload since the last call (see
+    /// [`on_signals_reloading`](Self::on_signals_reloading)).
+    pub fn take_hangup(&self) -> bool {
+        self.hangup.swap(false, Ordering::AcqRel)
     }
 
     /// Asks every holder of this flag to stop.

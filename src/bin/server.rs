@@ -22,7 +22,8 @@ fn main() -> ExitCode {
         };
     }
     logging::init(PROGRAM, args.common.verbosity());
-    let stop = match Stop::on_signals() {
+    // With a key directory, SIGHUP reloads it instead of stopping.
+    let stop = match Stop::on_signals_reloading(args.stamp_key_dir.is_some()) {
         Ok(stop) => stop,
         Err(e) => {
             logging::report_error(PROGRAM, &format!("cannot install signal handlers: {e}"));

@@ -134,6 +134,15 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "stamp", help_heading = STAMP)]
     pub stamp_key: Option<PathBuf>,
 
+    /// Authenticated mode with a key per SSID from DIR, reloaded on SIGHUP.
+    ///
+    /// DIR holds ssid-N.key (N the SSID, decimal) and optionally default.key
+    /// for every other SSID; each file as for --stamp-key. A request whose
+    /// SSID has no key is dropped as malformed. SIGHUP rereads DIR (instead
+    /// of stopping); a reload with a bad file keeps the keys in use.
+    #[arg(long, value_name = "DIR", requires = "stamp", conflicts_with = "stamp_key", help_heading = STAMP)]
+    pub stamp_key_dir: Option<PathBuf>,
+
     /// Number replies per session, to tell forward from reverse loss.
     ///
     /// A session is a sender address and SSID.
@@ -151,6 +160,14 @@ pub struct Args {
     /// TLV support does (for testing senders).
     #[arg(long, value_name = "MODE", value_parser = ["process", "ignore"], default_value = "process", requires = "stamp", help_heading = STAMP)]
     pub tlv_mode: String,
+
+    /// What a Location TLV may reveal of the request as received.
+    ///
+    /// all (default): source and destination address and port; none; or a
+    /// list of src-ip, src-port, dst-ip, dst-port, ips, ports. Withheld
+    /// fields come back zero.
+    #[arg(long, value_name = "FIELDS", default_value = "all", value_parser = crate::stamp::location::Disclosure::parse, requires = "stamp", help_heading = STAMP)]
+    pub stamp_location: crate::stamp::location::Disclosure,
 
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     ///
@@ -208,9 +225,11 @@ impl From<&Args> for ServerConfig {
             interface: args.common.interface.clone(),
             stamp: args.stamp.then(|| StampOptions {
                 key_file: args.stamp_key.clone(),
+                key_dir: args.stamp_key_dir.clone(),
                 stateful: args.stamp_stateful,
                 ptp: args.stamp_ptp,
                 tlv_ignore: args.tlv_mode == "ignore",
+                location: args.stamp_location,
             }),
         }
     }
@@ -259,6 +278,39 @@ mod tests {
         let stamp = config.stamp.unwrap();
         assert!(stamp.stateful && stamp.ptp && stamp.key_file.is_none());
         assert!(Args::try_parse_from([PROGRAM, "--stamp-stateful"]).is_err());
+    }
+
+    #[test]
+    fn a_key_directory_excludes_a_key_file_and_location_takes_a_field_list() {
+        let config = ServerConfig::from(&Args::parse_from([
+            PROGRAM,
+            "--stamp",
+            "--stamp-key-dir",
+            "/etc/keys",
+            "--stamp-location",
+            "src-port,dst-ip",
+        ]));
+        let stamp = config.stamp.unwrap();
+        assert_eq!(
+            stamp.key_dir.as_deref(),
+            Some(std::path::Path::new("/etc/keys"))
+        );
+        let d = stamp.location;
+        assert!(d.source_port && d.destination_ip && !d.source_ip && !d.destination_port);
+        for bad in [
+            &[
+                PROGRAM,
+                "--stamp",
+                "--stamp-key",
+                "k",
+                "--stamp-key-dir",
+                "d",
+            ][..],
+            &[PROGRAM, "--stamp-key-dir", "d"],
+            &[PROGRAM, "--stamp", "--stamp-location", "mac"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

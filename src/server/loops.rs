@@ -121,6 +121,15 @@ pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, kind: LoopKind
             if let Err(e) = crate::sys::enable_rx_timestamps(socket) {
                 log::debug!("no SO_TIMESTAMPNS here ({e}): STAMP receive times from the clock");
             }
+            // A wildcard bind learns each request's destination address
+            // from the kernel, for the Location TLV.
+            if context.local.ip().is_unspecified() {
+                if let Err(e) = crate::sys::enable_recv_destination(socket) {
+                    log::debug!(
+                        "no IP_PKTINFO here ({e}): Location TLVs without a destination address"
+                    );
+                }
+            }
         }
     }
     match kind {
@@ -194,7 +203,10 @@ impl<'a> LoopState<'a> {
             now_ns: 0,
             unix_secs: 0,
             wall: (0, 0),
-            reflector: context.stamp.cloned().map(Reflector::new),
+            reflector: context
+                .stamp
+                .cloned()
+                .map(|config| Reflector::new(config).with_local(context.local)),
         };
         state.tick();
         state

@@ -15,7 +15,10 @@
 //! `/proc/net/udp` was readable at start: every 250 ms, stretched to 50× its last read's cost). The
 //! service layer (`service::run`) adds the sd_notify watchdog thread when `WATCHDOG_USEC` asks for one.
 //!
-//! SIGINT, SIGTERM and SIGHUP (unless ignored at start, as by `nohup`) store the signal number in
+//! With `--stamp-key-dir` one more thread (`reload`) rereads the STAMP keys after each SIGHUP.
+//!
+//! SIGINT, SIGTERM and SIGHUP (unless ignored at start, as by `nohup`, or taken for a key reload)
+//! store the signal number in
 //! `Stop`'s atomic; a second one exits with 130. signal-hook's handlers have `SA_RESTART`, so a blocked
 //! receive is restarted: a loop sees the flag when its read timeout fires, within `STOP_POLL` (10 idle
 //! wake-ups a second). An allowed stop datagram raises the flag in `inspect`; the datagrams before it
@@ -39,6 +42,7 @@ mod counters;
 pub mod guard;
 mod loops;
 mod observer;
+mod reload;
 pub mod service;
 mod startup;
 pub(crate) mod watch;
@@ -411,6 +415,15 @@ impl Server {
                         stop,
                     })
                 });
+            }
+            // --stamp-key-dir: SIGHUP rereads the keys.
+            if let Some(dir) = self
+                .report
+                .stamp
+                .as_ref()
+                .and_then(|s| s.key_dir.as_deref())
+            {
+                scope.spawn(move || reload::reload_on_hangup(dir, stop));
             }
             // No socket table at start, no watch (the report says so).
             let watcher = self.report.port_sharers.as_ref().map(|at_start| {

@@ -24,8 +24,10 @@
 //! and copied back as it came, and the reply keeps the default DSCP:
 //! without the TOS the reflector can neither report DSCP2 nor honour DSCP1,
 //! and a half-filled TLV would tell the sender of a re-marking that never
-//! happened. Not implemented: the other RFC 8972 TLVs (Location, Direct
-//! Measurement, Access Report, Follow-Up Telemetry), and the reverse-path
+//! happened. A stateful reflector fills in the Direct Measurement TLV
+//! ([`direct`]) from its session table, and every one the Location TLV
+//! ([`location`]), and returns the Access Report TLV ([`access`]).
+//! Not implemented: Follow-Up Telemetry, and the reverse-path
 //! ECN fields of draft-ietf-ippm-stamp-cos-ecn (sent as zero).
 //!
 //! A reply is never longer than its request: a request shorter than the
@@ -36,18 +38,24 @@
 //! reply: 3.14×); RFC 8762 §4.6 expects senders to pad to the reflector's
 //! size, and every STAMP sender does.
 
+pub mod access;
 pub mod auth;
+pub mod direct;
+pub mod keys;
+pub mod location;
 pub mod packet;
 pub mod sessions;
 pub mod tlv;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 
 pub use auth::Key;
+pub use keys::{KeyDir, KeyRing, KeyView};
 pub use packet::{Mode, ReflectedPacket, SenderPacket};
 use sessions::{MAX_SESSIONS, SESSION_IDLE_NS, Sessions};
 
@@ -129,12 +137,17 @@ impl TimeFormat {
 pub struct StampOptions {
     /// Authenticated mode with the key in this file (hex text or raw bytes).
     pub key_file: Option<PathBuf>,
+    /// Reflector: authenticated mode with a key per SSID from this directory
+    /// (`--stamp-key-dir`, see [`keys`]), reloaded on SIGHUP.
+    pub key_dir: Option<PathBuf>,
     /// Reflector: per-session sequence numbers (`--stamp-stateful`).
     pub stateful: bool,
     /// PTP time stamps instead of NTP (`--stamp-ptp`).
     pub ptp: bool,
     /// Reflector: TLVs copied back unprocessed (`--tlv-mode ignore`).
     pub tlv_ignore: bool,
+    /// Reflector: what a Location TLV may reveal (`--stamp-location`).
+    pub location: location::Disclosure,
 }
 
 impl StampOptions {
@@ -164,6 +177,12 @@ impl StampOptions {
     pub fn reflector(&self) -> Result<ReflectorConfig> {
         Ok(ReflectorConfig {
             key: self.key()?,
+            key_dir: self
+                .key_dir
+                .as_deref()
+                .map(KeyDir::load)
+                .transpose()?
+                .map(Arc::new),
             stateful: self.stateful,
             format: self.format(),
             tlv_mode: if self.tlv_ignore {
@@ -171,6 +190,7 @@ impl StampOptions {
             } else {
                 TlvMode::Process
             },
+            location: self.location,
         })
     }
 }
@@ -180,12 +200,17 @@ impl StampOptions {
 pub struct ReflectorConfig {
     /// Authenticated mode's key; `None` is unauthenticated mode.
     pub key: Option<Key>,
+    /// Authenticated mode with a key per SSID (`--stamp-key-dir`); shared by
+    /// every loop and the SIGHUP reloader.
+    pub key_dir: Option<Arc<KeyDir>>,
     /// Per-session reflector sequence numbers instead of the sender's.
     pub stateful: bool,
     /// The reflector's time stamp format.
     pub format: TimeFormat,
     /// Whether the TLVs are processed (RFC 8972) or copied back as they came.
     pub tlv_mode: TlvMode,
+    /// What a Location TLV may reveal (`--stamp-location`).
+    pub location: location::Disclosure,
 }
 
 /// What the reflector does with the TLVs after the base packet (`--tlv-mode`).
@@ -203,7 +228,7 @@ pub enum TlvMode {
 impl ReflectorConfig {
     /// The mode its key makes.
     pub fn mode(&self) -> Mode {
-        if self.key.is_some() {
+        if self.key.is_some() || self.key_dir.is_some() {
             Mode::Authenticated
         } else {
             Mode::Open
@@ -215,8 +240,15 @@ impl ReflectorConfig {
         format!(
             "STAMP reflector (RFC 8762/8972): {}, {}, {} time stamps{}",
             match self.mode() {
-                Mode::Open => "unauthenticated",
-                Mode::Authenticated => "authenticated (HMAC-SHA-256)",
+                Mode::Open => "unauthenticated".to_owned(),
+                Mode::Authenticated => match &self.key_dir {
+                    Some(dir) => format!(
+                        "authenticated (HMAC-SHA-256, keys from {}: {}, reloaded on SIGHUP)",
+                        dir.dir().display(),
+                        dir.current().describe()
+                    ),
+                    None => "authenticated (HMAC-SHA-256)".to_owned(),
+                },
             },
             if self.stateful {
                 "stateful (own sequence numbers per session)"
@@ -262,6 +294,10 @@ const OWN_TIME_WINDOW_SECS: u32 = 60;
 #[derive(Debug)]
 pub struct Reflector {
     config: ReflectorConfig,
+    /// This loop's view of `--stamp-key-dir`'s keys.
+    keys: Option<KeyView>,
+    /// The socket's own address, for the Location TLV (see [`Reflector::with_local`]).
+    local: Option<SocketAddr>,
     sessions: Option<Sessions>,
     error_estimate: u16,
     /// The last receive and transmit times and their wire form: the batched
@@ -276,6 +312,8 @@ impl Reflector {
     /// A reflector; stateful ones take their session table's memory now.
     pub fn new(config: ReflectorConfig) -> Reflector {
         Reflector {
+            keys: config.key_dir.clone().map(KeyView::new),
+            local: None,
             sessions: config
                 .stateful
                 .then(|| Sessions::new(MAX_SESSIONS, SESSION_IDLE_NS)),
@@ -284,6 +322,14 @@ impl Reflector {
             received_secs: 0,
             config,
         }
+    }
+
+    /// The reflector of a socket bound to `local`: Location TLVs are then
+    /// answered (the destination port, and the destination address unless
+    /// `local` is a wildcard); without it they are flagged U.
+    pub fn with_local(mut self, local: SocketAddr) -> Reflector {
+        self.local = Some(local);
+        self
     }
 
     /// Builds the reply to `request` from `source` into `out` and returns its
@@ -309,6 +355,7 @@ impl Reflector {
             received,
             tos: None,
             ttl: Some(ttl),
+            destination: None,
         };
         self.reflect_in_place(
             &mut out[..request.len()],
@@ -343,35 +390,59 @@ impl Reflector {
         }
         let request = &*buf;
         let sender = SenderPacket::decode(mode, request).ok_or(Refusal::Short)?;
-        if let Some(key) = &self.config.key {
+        // Both times first: `encode` borrows the whole reflector, the key
+        // below borrows its key view.
+        let receive_timestamp = self.encode(0, arrival.received);
+        let transmit_timestamp = self.encode(1, transmit);
+        if let Some(view) = &mut self.keys {
+            view.refresh();
+        }
+        let key = match &self.keys {
+            // No key for this SSID and no default: it cannot be verified.
+            Some(view) => Some(view.get(sender.ssid).ok_or(Refusal::Malformed)?),
+            None => self.config.key.as_ref(),
+        };
+        if let Some(key) = key {
             if !key.verify(request) {
                 return Err(Refusal::Malformed);
             }
         }
-        let receive_timestamp = self.encode(0, arrival.received);
         if looks_reflected(mode, request, source.port(), self.received_secs) {
             return Err(Refusal::Reflected);
         }
         let len = buf.len();
+        let seq = match &mut self.sessions {
+            Some(sessions) => sessions.next(source, sender.ssid, now_ns),
+            None => sender.seq,
+        };
         let walk = match self.config.tlv_mode {
             TlvMode::Process => tlv::reflect_tlvs(
                 &mut buf[base..],
                 &tlv::TlvContext {
                     arrived_tos: arrival.tos,
                     timestamp_info: tlv::TimestampInfo::REFLECTOR,
-                    key: self.config.key.as_ref(),
+                    key,
                     seq: sender.seq.to_be_bytes(),
+                    session: self
+                        .sessions
+                        .is_some()
+                        .then(|| direct::SessionCounts::of_session_seq(seq)),
+                    location: self.local.map(|local| location::Seen {
+                        source,
+                        // The kernel's word for a wildcard-bound socket.
+                        local: match arrival.destination {
+                            Some(ip) => SocketAddr::new(ip, local.port()),
+                            None => local,
+                        },
+                        disclose: self.config.location,
+                    }),
                 },
             ),
             TlvMode::Ignore => tlv::TlvWalk::default(),
         };
-        let seq = match &mut self.sessions {
-            Some(sessions) => sessions.next(source, sender.ssid, now_ns),
-            None => sender.seq,
-        };
         let reply = ReflectedPacket {
             seq,
-            timestamp: self.encode(1, transmit),
+            timestamp: transmit_timestamp,
             error_estimate: self.error_estimate,
             ssid: sender.ssid,
             receive_timestamp,
@@ -381,7 +452,7 @@ impl Reflector {
             sender_ttl: arrival.ttl.unwrap_or(UNKNOWN_TTL),
         };
         reply.encode(mode, buf);
-        if let Some(key) = &self.config.key {
+        if let Some(key) = key {
             if let Some(at) = walk.sign_hmac_at {
                 let (head, tlvs) = buf.split_at_mut(base);
                 tlv::sign_hmac_tlv(tlvs, at, &head[..4], key);
@@ -425,6 +496,9 @@ pub struct Arrival {
     pub tos: Option<u8>,
     /// Its TTL / hop limit, when the kernel said.
     pub ttl: Option<u8>,
+    /// The address it was sent to, when the kernel said (`IP_PKTINFO`, asked
+    /// for on wildcard-bound sockets): the Location TLV's destination.
+    pub destination: Option<std::net::IpAddr>,
 }
 
 /// A reply built by [`Reflector::reflect_in_place`].

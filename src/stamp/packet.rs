@@ -275,4 +275,5 @@ impl ReflectedPacket {
     }
 }
 
+pub use super::direct::{DIRECT_MEASUREMENT_LEN, DirectMeasurement, TLV_DIRECT_MEASUREMENT};
 pub use super::tlv::*;

@@ -22,6 +22,8 @@ fn cx(tos: Option<u8>) -> packet::TlvContext<'static> {
         timestamp_info: packet::TimestampInfo::REFLECTOR,
         key: None,
         seq: [0; 4],
+        session: None,
+        location: None,
     }
 }
 
@@ -35,6 +37,7 @@ fn config(key: Option<Key>, stateful: bool, format: TimeFormat) -> ReflectorConf
         stateful,
         format,
         tlv_mode: super::TlvMode::Process,
+        ..ReflectorConfig::default()
     }
 }
 
@@ -274,6 +277,7 @@ fn arrival(tos: Option<u8>) -> Arrival {
         received: SystemTime::now(),
         tos,
         ttl: Some(61),
+        destination: None,
     }
 }
 

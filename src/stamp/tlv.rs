@@ -336,6 +336,12 @@ pub struct TlvContext<'a> {
     pub key: Option<&'a Key>,
     /// The request's sequence number field, which its HMAC TLV covers.
     pub seq: [u8; 4],
+    /// The request's session's counts (Direct Measurement), when the
+    /// reflector keeps sessions.
+    pub session: Option<super::direct::SessionCounts>,
+    /// Where the request came from and went to, and what of it may be
+    /// revealed (Location), when the reflector knows its socket's address.
+    pub location: Option<super::location::Seen>,
 }
 
 /// The reflector's pass over the TLVs of a reply (the bytes after its base
@@ -359,6 +365,12 @@ pub struct TlvContext<'a> {
 ///   Without `arrived_tos` (the platform cannot read it, so cannot set the
 ///   reply's either) it is flagged U and left as it is: a half-filled TLV
 ///   would report a re-marking that never happened.
+/// - Location (length 4 or more) gets the ports and addresses as received,
+///   as far as the disclosure policy allows (see [`location`](super::location)).
+/// - Access Report (length 4) is returned as it came, U clear (an Access
+///   ID other than 1 or 2: U; see [`access`](super::access)).
+/// - Direct Measurement (length 12) gets the session's counts (see
+///   [`direct`](super::direct)); flagged U without a session table.
 /// - The HMAC TLV (length 16) is kept for signing (`sign_hmac_at`).
 /// - Every other type is flagged U (unrecognised) and left as it is.
 /// - A TLV of a known type with a wrong length, or any TLV whose length
@@ -421,13 +433,29 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
                 }
                 None => tlv_flags::U,
             },
+            super::location::TLV_LOCATION if len >= super::location::LOCATION_MIN_VALUE_LEN => {
+                super::location::reflect(&mut tlvs[value], cx.location.as_ref())
+            }
+            super::access::TLV_ACCESS_REPORT if len == super::access::ACCESS_REPORT_VALUE_LEN => {
+                super::access::reflect(&tlvs[value])
+            }
+            super::direct::TLV_DIRECT_MEASUREMENT
+                if len == super::direct::DIRECT_MEASUREMENT_VALUE_LEN =>
+            {
+                super::direct::reflect(&mut tlvs[value], cx.session)
+            }
             TLV_HMAC if len == HMAC_TLV_LEN - TLV_HEADER_LEN => {
                 if cx.key.is_some() && walk.sign_hmac_at.is_none() {
                     walk.sign_hmac_at = Some(at);
                 }
                 0
             }
-            TLV_TIMESTAMP_INFO | TLV_CLASS_OF_SERVICE | TLV_HMAC => {
+            TLV_TIMESTAMP_INFO
+            | TLV_CLASS_OF_SERVICE
+            | TLV_HMAC
+            | super::direct::TLV_DIRECT_MEASUREMENT
+            | super::location::TLV_LOCATION
+            | super::access::TLV_ACCESS_REPORT => {
                 // RFC 8972 §4: a malformed TLV stops the processing; the
                 // rest is copied as it came.
                 tlvs[at] = tlv_flags::M;

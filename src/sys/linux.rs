@@ -337,6 +337,13 @@ impl Batch {
         cmsg::ttl(&self.recv_hdrs[i].msg_hdr)
     }
 
+    /// The address datagram `i` was sent to, when the socket asked for it
+    /// ([`enable_recv_destination`](crate::sys::enable_recv_destination)).
+    pub fn destination(&self, i: usize) -> Option<std::net::IpAddr> {
+        assert!(i < self.filled, "slot {i} was not filled");
+        cmsg::destination(&self.recv_hdrs[i].msg_hdr)
+    }
+
     /// Slot `i`'s whole buffer (`RECV_BUFFER_LEN` bytes), writable: the
     /// STAMP reflector builds a reply over the request in place (as long as
     /// the request, so the echo sends exactly the reply).

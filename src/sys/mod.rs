@@ -10,7 +10,7 @@
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 mod linux;
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
-pub use linux::cmsg::{enable_recv_ttl, enable_rx_timestamps};
+pub use linux::cmsg::{enable_recv_destination, enable_recv_ttl, enable_rx_timestamps};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::gro::{GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, enable_gro};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
@@ -24,8 +24,8 @@ pub use linux::{Batch, SendBatch, path_mtu, set_dont_fragment, wait_readable};
 mod portable;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::{
-    Batch, SendBatch, enable_recv_ttl, enable_rx_timestamps, enable_tx_timestamps, path_mtu,
-    read_tx_timestamps, set_dont_fragment, wait_readable,
+    Batch, SendBatch, enable_recv_destination, enable_recv_ttl, enable_rx_timestamps,
+    enable_tx_timestamps, path_mtu, read_tx_timestamps, set_dont_fragment, wait_readable,
 };
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::{

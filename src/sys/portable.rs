@@ -74,6 +74,11 @@ impl Batch {
         None
     }
 
+    /// No destination address here.
+    pub fn destination(&self, _i: usize) -> Option<std::net::IpAddr> {
+        None
+    }
+
     /// Slot `i`'s whole buffer, writable (the STAMP reflector's reply).
     pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
         assert!(i < self.filled, "slot {i} was not filled");
@@ -240,6 +245,12 @@ pub fn enable_recv_ttl(_socket: &UdpSocket) -> io::Result<()> {
     Err(unsupported("IP_RECVTTL"))
 }
 
+/// No destination address control messages here: a wildcard-bound STAMP
+/// reflector leaves the Location TLV's destination address unanswered.
+pub fn enable_recv_destination(_socket: &UdpSocket) -> io::Result<()> {
+    Err(unsupported("IP_PKTINFO"))
+}
+
 /// No kernel receive time stamps here: round trips use the client's clock.
 pub fn enable_rx_timestamps(_socket: &UdpSocket) -> io::Result<()> {
     Err(unsupported("kernel receive time stamps"))
@@ -324,6 +335,11 @@ impl GroBatch {
 
     /// No TTL here.
     pub fn ttl(&self, _i: usize) -> Option<u8> {
+        None
+    }
+
+    /// No destination address here.
+    pub fn destination(&self, _i: usize) -> Option<std::net::IpAddr> {
         None
     }
 

@@ -1057,9 +1057,9 @@ fn a_stamp_rate_run_prints_interval_lines_and_writes_a_record_per_packet() {
 }
 
 /// One request and its reply as the [`recording_proxy`] saw them.
-struct Exchange {
-    request: Vec<u8>,
-    reply: Vec<u8>,
+pub(crate) struct Exchange {
+    pub(crate) request: Vec<u8>,
+    pub(crate) reply: Vec<u8>,
     /// The TOS byte the reply arrived with (Linux only).
     #[cfg_attr(any(not(target_os = "linux"), udp_echo_portable), allow(dead_code))]
     reply_tos: Option<u8>,
@@ -1071,7 +1071,7 @@ struct Exchange {
 /// the TOS it came with, each reply back with its own. `flip` may damage a
 /// request on the way (a middlebox rewriting a TLV). It ends 1 s after the
 /// last request (or 10 s without any) and returns what it relayed.
-fn recording_proxy(
+pub(crate) fn recording_proxy(
     reflector_port: u16,
     mut flip: impl FnMut(&mut Vec<u8>) + Send + 'static,
 ) -> (u16, std::thread::JoinHandle<Vec<Exchange>>) {
@@ -1119,7 +1119,7 @@ fn recording_proxy(
 }
 
 /// stamp-suite's JSON summary line (`--output-format json`).
-fn suite_summary(run: &ClientRun) -> serde_json::Value {
+pub(crate) fn suite_summary(run: &ClientRun) -> serde_json::Value {
     let out = run.stdout_text();
     let line = out
         .lines()
@@ -1131,7 +1131,7 @@ fn suite_summary(run: &ClientRun) -> serde_json::Value {
 
 /// stamp-suite's verdict on the TLVs of type `kind` in our replies:
 /// (observed, unrecognized, malformed, integrity failed).
-fn suite_tlv_flags(summary: &serde_json::Value, kind: u8) -> (u64, u64, u64, u64) {
+pub(crate) fn suite_tlv_flags(summary: &serde_json::Value, kind: u8) -> (u64, u64, u64, u64) {
     let t = &summary["measurements"]["tlv_validation"]["by_type"][kind.to_string()];
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     (

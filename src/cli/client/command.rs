@@ -103,9 +103,11 @@ impl From<&Args> for Command {
         let stamp = args.stamp.then(|| StampConfig {
             options: StampOptions {
                 key_file: args.stamp_key.clone(),
+                key_dir: None,
                 stateful: false,
                 ptp: args.stamp_ptp,
                 tlv_ignore: false,
+                location: Default::default(),
             },
             size: args.stamp_size.map(|s| s as usize),
             // Non-zero: some reflectors treat SSID 0 as "none".

@@ -30,7 +30,12 @@ pub(super) fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
         let tos = match received {
             None => reply_tos(tos),
             Some(received) => {
-                let arrival = crate::stamp::Arrival { received, tos, ttl };
+                let arrival = crate::stamp::Arrival {
+                    received,
+                    tos,
+                    ttl,
+                    destination: None,
+                };
                 let transmit = SystemTime::now();
                 match state.reflect(&mut buf[..len], source, &arrival, transmit) {
                     Some(tos) => tos,

@@ -111,6 +111,7 @@ pub(super) fn reflect_slots(
             received: received_at(batch.rx_time_ns(i), fallback),
             tos: batch.tos(i),
             ttl: batch.ttl(i),
+            destination: batch.destination(i),
         };
         let buf = &mut batch.slot_mut(i)[..request_len];
         *kept = state.reflect(buf, source, &arrival, transmit);
@@ -137,6 +138,7 @@ pub(super) fn reflect_buffer(
         received: received_at(batch.rx_time_ns(slot), fallback),
         tos: batch.tos(slot),
         ttl: batch.ttl(slot),
+        destination: batch.destination(slot),
     };
     let transmit = SystemTime::now();
     let (mut start, mut run_tos) = (0, 0);

@@ -8,6 +8,8 @@ fn cx(tos: Option<u8>, key: Option<&Key>) -> TlvContext<'_> {
         timestamp_info: TimestampInfo::REFLECTOR,
         key,
         seq: [0, 0, 0, 7],
+        session: None,
+        location: None,
     }
 }
 

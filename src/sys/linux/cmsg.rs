@@ -1,7 +1,8 @@
 //! Control messages: those of received datagrams, read with one walker (the
 //! kernel receive time stamp, `SO_TIMESTAMPNS`; the `UDP_GRO` segment size;
 //! the TOS / traffic class, `IP_RECVTOS` / `IPV6_RECVTCLASS`; the TTL / hop
-//! limit, `IP_RECVTTL` / `IPV6_RECVHOPLIMIT`), and those of a send, written
+//! limit, `IP_RECVTTL` / `IPV6_RECVHOPLIMIT`; the destination address,
+//! `IP_PKTINFO` / `IPV6_RECVPKTINFO`), and those of a send, written
 //! into one [`SendControl`] (`UDP_SEGMENT` and the TOS / traffic class).
 //!
 //! The TOS of a send goes by the destination, not the socket: an IPv6
@@ -19,7 +20,7 @@
 
 use std::io;
 use std::mem;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::ptr;
 
 use super::setsockopt_int;
@@ -44,15 +45,24 @@ pub(super) const INT_CONTROL_SPACE: usize =
 pub(super) const TIMESTAMPING_CONTROL_SPACE: usize =
     unsafe { libc::CMSG_SPACE(3 * mem::size_of::<libc::timespec>() as u32) } as usize;
 
+/// Control bytes an `IPV6_PKTINFO` message takes, the larger of the two
+/// destination address messages (`CMSG_SPACE(in6_pktinfo)`).
+// SAFETY: as above.
+pub(super) const PKTINFO_CONTROL_SPACE: usize =
+    unsafe { libc::CMSG_SPACE(mem::size_of::<libc::in6_pktinfo>() as u32) } as usize;
+
 /// Control bytes of one receive in a batch: room for the `UDP_GRO` message,
-/// a kernel receive time stamp, the TOS / traffic class and the TTL / hop
-/// limit, and an `SCM_TIMESTAMPING` a socket with transmit stamps gets on
-/// every receive from kernels without `SOF_TIMESTAMPING_OPT_RX_FILTER`
-/// (`txstamp.rs`).
-pub(in crate::sys) const RECV_CONTROL_LEN: usize = 192;
+/// a kernel receive time stamp, the TOS / traffic class, the TTL / hop
+/// limit, the destination address, and an `SCM_TIMESTAMPING` a socket with
+/// transmit stamps gets on every receive from kernels without
+/// `SOF_TIMESTAMPING_OPT_RX_FILTER` (`txstamp.rs`).
+pub(in crate::sys) const RECV_CONTROL_LEN: usize = 256;
 const _: () = assert!(
     RECV_CONTROL_LEN
-        >= 3 * INT_CONTROL_SPACE + TIMESTAMP_CONTROL_SPACE + TIMESTAMPING_CONTROL_SPACE
+        >= 3 * INT_CONTROL_SPACE
+            + TIMESTAMP_CONTROL_SPACE
+            + TIMESTAMPING_CONTROL_SPACE
+            + PKTINFO_CONTROL_SPACE
 );
 
 /// One receive's control buffer, aligned for `cmsghdr`.
@@ -180,6 +190,21 @@ pub fn enable_recv_ttl(socket: &UdpSocket) -> io::Result<()> {
     }
 }
 
+/// Asks the kernel to report each datagram's destination address
+/// (`IP_PKTINFO`; on IPv6 sockets `IPV6_RECVPKTINFO` too, and `IP_PKTINFO`
+/// for IPv4-mapped sources, best effort): a socket bound to the wildcard
+/// learns that way which of its addresses a request was sent to (the STAMP
+/// Location TLV). An error means it cannot; what was set stays set.
+pub fn enable_recv_destination(socket: &UdpSocket) -> io::Result<()> {
+    if socket.local_addr()?.is_ipv6() {
+        setsockopt_int(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        let _ = setsockopt_int(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+        Ok(())
+    } else {
+        setsockopt_int(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
+}
+
 /// Asks the kernel to stamp every datagram `socket` receives
 /// (`SO_TIMESTAMPNS`). An error means it cannot; nothing changed then.
 pub fn enable_rx_timestamps(socket: &UdpSocket) -> io::Result<()> {
@@ -205,7 +230,9 @@ fn find<T: Copy>(hdr: &libc::msghdr, level: libc::c_int, kind: libc::c_int) -> O
         {
             // SAFETY: its length says a T of data follows the header, inside
             // the buffer; read unaligned, so no alignment is assumed, and
-            // every T used here (integers, timespecs, sock_extended_err) is valid for any bytes.
+            // every T used here (integers, timespecs, sock_extended_err,
+            // in_pktinfo, in6_pktinfo: plain integers and byte arrays) is
+            // valid for any bytes.
             return Some(unsafe { libc::CMSG_DATA(cmsg).cast::<T>().read_unaligned() });
         }
         // SAFETY: `cmsg` is a message of this header's control buffer;
@@ -270,4 +297,16 @@ pub(in crate::sys) fn ttl(hdr: &libc::msghdr) -> Option<u8> {
     find::<libc::c_int>(hdr, libc::IPPROTO_IP, libc::IP_TTL)
         .or_else(|| find::<libc::c_int>(hdr, libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT))
         .and_then(|t| u8::try_from(t).ok())
+}
+
+/// The address the datagram was sent to (`IP_PKTINFO`'s header destination,
+/// or `IPV6_PKTINFO`'s), when the socket asked for it
+/// ([`enable_recv_destination`]).
+pub(in crate::sys) fn destination(hdr: &libc::msghdr) -> Option<IpAddr> {
+    find::<libc::in_pktinfo>(hdr, libc::IPPROTO_IP, libc::IP_PKTINFO)
+        .map(|p| IpAddr::V4(Ipv4Addr::from(u32::from_be(p.ipi_addr.s_addr))))
+        .or_else(|| {
+            find::<libc::in6_pktinfo>(hdr, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                .map(|p| IpAddr::V6(Ipv6Addr::from(p.ipi6_addr.s6_addr)))
+        })
 }

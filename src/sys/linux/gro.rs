@@ -271,6 +271,14 @@ impl GroBatch {
         super::cmsg::ttl(&self.recv_hdrs[i].msg_hdr)
     }
 
+    /// The address buffer `i` of the last receive was sent to (one for all
+    /// its datagrams: the kernel coalesces only one flow's), when the socket
+    /// asked for it ([`enable_recv_destination`](crate::sys::enable_recv_destination)).
+    pub fn destination(&self, i: usize) -> Option<std::net::IpAddr> {
+        assert!(i < self.filled, "slot {i} was not filled");
+        super::cmsg::destination(&self.recv_hdrs[i].msg_hdr)
+    }
+
     /// Datagram `k` of buffer `slot`, writable: the STAMP reflector turns a
     /// request into its reply in place (same length), then queues it.
     pub fn datagram_mut(&mut self, slot: usize, k: usize) -> &mut [u8] {
