@@ -1065,6 +1065,32 @@ pub(crate) struct Exchange {
     reply_tos: Option<u8>,
 }
 
+/// Runs stamp-suite's session-sender against 127.0.0.1:`port` from
+/// 127.0.0.1: `count` packets `gap_ms` apart, one session, then `extra`.
+pub(crate) fn suite_sender(
+    suite: &std::path::Path,
+    port: &str,
+    (count, gap_ms): (&str, &str),
+    extra: &[&str],
+) -> ClientRun {
+    let mut args = vec![
+        "-r",
+        "127.0.0.1",
+        "-S",
+        "127.0.0.1",
+        "-p",
+        port,
+        "-c",
+        count,
+        "-d",
+        gap_ms,
+        "-L",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    run_program(suite.to_str().unwrap(), &args, None)
+}
+
 /// A UDP relay in the test between a sender and the reflector on
 /// `reflector_port` (both on loopback), so a test can read what stamp-suite's
 /// sender and our reflector said to each other: each request goes on with
@@ -1163,21 +1189,11 @@ fn stamp_suites_sender_gets_its_class_of_service_timestamp_and_padding_tlvs_reco
     let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
     let (proxy, relay) = recording_proxy(server.addr.port(), |_| {});
     let port = proxy.to_string();
-    let run = run_program(
-        suite.to_str().unwrap(),
+    let run = suite_sender(
+        &suite,
+        &port,
+        ("3", "20"),
         &[
-            "-r",
-            "127.0.0.1",
-            "-S",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-c",
-            "3",
-            "-d",
-            "20",
-            "-L",
-            "1",
             "--cos",
             "--dscp",
             "46",
@@ -1187,7 +1203,6 @@ fn stamp_suites_sender_gets_its_class_of_service_timestamp_and_padding_tlvs_reco
             "--output-format",
             "json",
         ],
-        None,
     );
     let seen = relay.join().unwrap();
     let summary = suite_summary(&run);
@@ -1249,21 +1264,11 @@ fn hmac_tlvs_are_verified_and_signed_both_ways_against_stamp_suites_sender() {
             }
         });
         let port = proxy.to_string();
-        let run = run_program(
-            suite.to_str().unwrap(),
+        let run = suite_sender(
+            &suite,
+            &port,
+            ("3", "20"),
             &[
-                "-r",
-                "127.0.0.1",
-                "-S",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-c",
-                "3",
-                "-d",
-                "20",
-                "-L",
-                "1",
                 "-A",
                 "A",
                 "--hmac-key-file",
@@ -1277,7 +1282,6 @@ fn hmac_tlvs_are_verified_and_signed_both_ways_against_stamp_suites_sender() {
                 "--output-format",
                 "json",
             ],
-            None,
         );
         let seen = relay.join().unwrap();
         let summary = suite_summary(&run);
@@ -1435,21 +1439,11 @@ fn tlv_mode_ignore_sends_every_tlv_back_as_it_came() {
     };
     let (proxy, relay) = recording_proxy(server.addr.port(), |_| {});
     let proxy = proxy.to_string();
-    let run = run_program(
-        suite.to_str().unwrap(),
+    let run = suite_sender(
+        &suite,
+        &proxy,
+        ("3", "20"),
         &[
-            "-r",
-            "127.0.0.1",
-            "-S",
-            "127.0.0.1",
-            "-p",
-            &proxy,
-            "-c",
-            "3",
-            "-d",
-            "20",
-            "-L",
-            "1",
             "--cos",
             "--dscp",
             "46",
@@ -1457,7 +1451,6 @@ fn tlv_mode_ignore_sends_every_tlv_back_as_it_came() {
             "--output-format",
             "json",
         ],
-        None,
     );
     let seen = relay.join().unwrap();
     let report = suite_summary(&run);

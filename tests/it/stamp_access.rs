@@ -16,21 +16,11 @@ fn stamp_suites_access_report_is_acknowledged() {
     };
     let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
     let port = server.addr.port().to_string();
-    let run = run_program(
-        suite.to_str().unwrap(),
+    let run = crate::stamp::suite_sender(
+        &suite,
+        &port,
+        ("3", "20"),
         &[
-            "-r",
-            "127.0.0.1",
-            "-S",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-c",
-            "3",
-            "-d",
-            "20",
-            "-L",
-            "1",
             "--access-report",
             "2",
             "--access-return-code",
@@ -38,7 +28,6 @@ fn stamp_suites_access_report_is_acknowledged() {
             "--output-format",
             "json",
         ],
-        None,
     );
     let summary = suite_summary(&run);
     assert_eq!(run.code(), Some(0), "{}", run.stderr);

@@ -22,26 +22,11 @@ fn stamp_suites_sender_reads_our_session_counters_from_a_stateful_reflector() {
         }
         let server = start_server(&args);
         let port = server.addr.port().to_string();
-        let run = run_program(
-            suite.to_str().unwrap(),
-            &[
-                "-r",
-                "127.0.0.1",
-                "-S",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-c",
-                "5",
-                "-d",
-                "20",
-                "-L",
-                "1",
-                "--direct-measurement",
-                "--output-format",
-                "json",
-            ],
-            None,
+        let run = crate::stamp::suite_sender(
+            &suite,
+            &port,
+            ("5", "20"),
+            &["--direct-measurement", "--output-format", "json"],
         );
         let summary = suite_summary(&run);
         assert_eq!(run.code(), Some(0), "{}", run.stderr);

@@ -46,26 +46,11 @@ fn stamp_suites_sender_gets_the_ports_and_addresses_our_reflector_saw() {
         ]);
         let (proxy, relay) = recording_proxy(server.addr.port(), |_| {});
         let port = proxy.to_string();
-        let run = run_program(
-            suite.to_str().unwrap(),
-            &[
-                "-r",
-                "127.0.0.1",
-                "-S",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-c",
-                "3",
-                "-d",
-                "20",
-                "-L",
-                "1",
-                "--location",
-                "--output-format",
-                "json",
-            ],
-            None,
+        let run = crate::stamp::suite_sender(
+            &suite,
+            &port,
+            ("3", "20"),
+            &["--location", "--output-format", "json"],
         );
         let seen = relay.join().unwrap();
         let summary = suite_summary(&run);
