@@ -2,40 +2,13 @@
 
 use super::*;
 use crate::client::doctor::{Finding, Severity};
+use crate::client::stats::Counts;
 use crate::client::stats::Latency;
-use crate::client::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
 
 /// A one-flow ping run of 64-byte probes against 127.0.0.1:9999, no
 /// figures yet: each test sets what it looks at.
 fn sample_summary() -> RunSummary {
-    RunSummary {
-        target: "127.0.0.1:9999".into(),
-        host: "127.0.0.1".into(),
-        mode: RunMode::Ping,
-        size: 64,
-        window: None,
-        rate_pps: None,
-        flows: 1,
-        counts: Counts::default(),
-        in_flight: 0,
-        duration_s: 1.0,
-        send_rate_pps: 0.0,
-        rtt_per_s: 0.0,
-        mbit_per_s: 0.0,
-        loss_percent: 0.0,
-        rtt_us: RttSummary::default(),
-        client_drops: Some(0),
-        lost_in_client: Some(0),
-        timeout_ms: 1000.0,
-        longest_silence_ms: 0.0,
-        rtt_clock: RttClock::Kernel,
-        rtt_send_clock: RttClock::User,
-        tx_stamp_missing: 0,
-        send_delay_us: None,
-        rtt_resolution: RttResolution::PerProbe,
-        rtt_batch_timed: 0,
-        dscp: DscpFigures::default(),
-    }
+    RunSummary::for_tests()
 }
 
 #[test]

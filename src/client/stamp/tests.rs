@@ -58,34 +58,14 @@ fn intact(seq: u64, sent_ns: u64) -> Check {
 }
 
 fn summary_of(books: &StampBooks, lost: u64) -> StampSummary {
-    use crate::client::stats::{Counts, DscpFigures, RttClock, RttSummary, RunMode};
+    use crate::client::stats::RttClock;
     let run = RunSummary {
         target: "127.0.0.1:862".into(),
-        host: "127.0.0.1".into(),
-        mode: RunMode::Ping,
         size: 44,
-        window: None,
-        rate_pps: None,
-        flows: 1,
-        counts: Counts::default(),
-        in_flight: 0,
-        duration_s: 1.0,
-        send_rate_pps: 0.0,
-        rtt_per_s: 0.0,
-        mbit_per_s: 0.0,
-        loss_percent: 0.0,
-        rtt_us: RttSummary::default(),
         client_drops: None,
         lost_in_client: None,
-        timeout_ms: 1000.0,
-        longest_silence_ms: 0.0,
         rtt_clock: RttClock::User,
-        rtt_send_clock: RttClock::User,
-        tx_stamp_missing: 0,
-        send_delay_us: None,
-        rtt_resolution: crate::client::stats::RttResolution::PerProbe,
-        rtt_batch_timed: 0,
-        dscp: DscpFigures::default(),
+        ..RunSummary::for_tests()
     };
     summarize(run, &[(books, lost, 0)])
 }

@@ -145,36 +145,20 @@ fn loss_is_a_share_of_settled_probes() {
 #[test]
 fn the_json_has_the_documented_fields() {
     let summary = RunSummary {
-        target: "127.0.0.1:9999".into(),
         host: "localhost".into(),
         mode: RunMode::Flood,
-        size: 64,
         window: Some(32),
-        rate_pps: None,
-        flows: 1,
         counts: Counts {
             sent: 3,
             received: 3,
             ..Counts::default()
         },
-        in_flight: 0,
-        duration_s: 1.0,
         send_rate_pps: 3.0,
         rtt_per_s: 3.0,
-        mbit_per_s: 0.0,
-        loss_percent: 0.0,
-        rtt_us: RttSummary::default(),
-        client_drops: Some(0),
-        lost_in_client: Some(0),
-        timeout_ms: 1000.0,
         longest_silence_ms: 0.1,
-        rtt_clock: RttClock::Kernel,
-        rtt_send_clock: RttClock::User,
-        tx_stamp_missing: 0,
-        send_delay_us: None,
         rtt_resolution: RttResolution::PerBatch,
         rtt_batch_timed: 3,
-        dscp: DscpFigures::default(),
+        ..RunSummary::for_tests()
     };
     let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
     assert_eq!(json["rtt_resolution"], "per-batch");
