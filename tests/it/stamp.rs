@@ -82,7 +82,7 @@ impl Drop for KeyFile {
 }
 
 /// The number after `label` on a line of stamp-suite's report.
-fn stat(report: &str, label: &str) -> u64 {
+pub(crate) fn stat(report: &str, label: &str) -> u64 {
     report
         .lines()
         .find_map(|l| l.trim().strip_prefix(label))

@@ -191,16 +191,6 @@ fn a_key_directory_that_cannot_serve_stops_the_start_naming_the_file() {
     assert!(!typo.stderr.contains(A), "{}", typo.stderr);
 }
 
-/// The number after `label` on a line of stamp-suite's report.
-fn suite_stat(report: &str, label: &str) -> u64 {
-    report
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(label))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {label:?} in stamp-suite's report:\n{report}"))
-}
-
 #[test]
 fn stamp_suites_sender_is_answered_with_its_ssids_key_and_refused_without_one() {
     let Some(suite) = crate::stamp::stamp_suite("stamp-suite sender → --stamp-key-dir") else {
@@ -246,10 +236,18 @@ fn stamp_suites_sender_is_answered_with_its_ssids_key_and_refused_without_one() 
     };
     // SSID 31 signed with ssid-31.key: every packet answered.
     let report = run("31", "ssid-31.key");
-    assert_eq!(suite_stat(&report, "Packets received:"), 10, "{report}");
+    assert_eq!(
+        crate::stamp::stat(&report, "Packets received:"),
+        10,
+        "{report}"
+    );
     // SSID 9 has no key (and there is no default): none answered.
     let report = run("9", "ssid-7.key");
-    assert_eq!(suite_stat(&report, "Packets received:"), 0, "{report}");
+    assert_eq!(
+        crate::stamp::stat(&report, "Packets received:"),
+        0,
+        "{report}"
+    );
     let mut server = server;
     server.signal(libc::SIGINT);
     let (_, stderr) = server.wait_exit(WAIT);
