@@ -290,8 +290,12 @@ fn start_child_peer(ns: &str, kind: PeerKind, ip: IpAddr) -> Option<ChildPeer> {
             spawn_in(ns, "socat", &["-T", "20", &listen, "PIPE"])?
         }
         PeerKind::StampSuite => {
-            let bin = stamp_suite()?;
-            spawn_in(ns, &bin, &["-i", "-S", &host, "-o", &port.to_string()])?
+            let bin = crate::stamp::stamp_suite("loop matrix: stamp-suite's reflector")?;
+            spawn_in(
+                ns,
+                bin.to_str()?,
+                &["-i", "-S", &host, "-o", &port.to_string()],
+            )?
         }
         PeerKind::Ours => unreachable!("our server is started as a server"),
     };
@@ -300,13 +304,6 @@ fn start_child_peer(ns: &str, kind: PeerKind, ip: IpAddr) -> Option<ChildPeer> {
         return None;
     }
     Some(peer)
-}
-
-/// stamp-suite's binary: $STAMP_SUITE or the CI cache.
-fn stamp_suite() -> Option<String> {
-    let path = std::env::var("STAMP_SUITE")
-        .unwrap_or_else(|_| "/var/cache/udp-echo-ci/bin/stamp-suite".into());
-    std::path::Path::new(&path).is_file().then_some(path)
 }
 
 /// Starts our server in namespace `ns` with `args` after `--port 0`.
@@ -473,8 +470,7 @@ fn our_server_and_socat() {
 
 #[test]
 fn our_server_and_stamp_suites_reflector() {
-    if stamp_suite().is_none() {
-        skip("stamp-suite: no binary at $STAMP_SUITE or /var/cache/udp-echo-ci/bin/stamp-suite");
+    if crate::stamp::stamp_suite("loop matrix: stamp-suite's reflector").is_none() {
         return;
     }
     // The reflector's second round of replies carries its time twice: no

@@ -30,7 +30,7 @@ pub(crate) fn stamp_suite(test: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
         .into_iter()
         .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ci-tools/bin/stamp-suite")])
-        // Where .ci/run installs it (as tests/it/loop_matrix.rs looks too).
+        // Where .ci/run installs it.
         .chain([PathBuf::from(
             std::env::var_os("UDP_ECHO_CI_TOOLS")
                 .unwrap_or_else(|| "/var/cache/udp-echo-ci".into()),
