@@ -6,6 +6,7 @@
 
 pub mod doctor;
 pub mod find_rate;
+pub mod fleet;
 pub mod measure;
 pub mod metrics;
 mod oneshot;
