@@ -148,6 +148,16 @@ impl<K: Copy + Eq + Default, V: Copy + Default, const WAYS: usize> SetTable<K, V
         }
     }
 
+    /// The value of `key` in the set `hash` picks, when it is there; never
+    /// claims a slot.
+    #[inline]
+    pub(crate) fn find(&mut self, hash: u64, key: K) -> Option<&mut V> {
+        let s = hash as usize & (self.sets.len() - 1);
+        let set = &mut self.sets[s];
+        let way = set.keys.iter().position(|&k| k == key)?;
+        Some(&mut set.values[way])
+    }
+
     /// The value in slot `index` (from [`find_or_claim`](Self::find_or_claim)).
     #[inline]
     pub(crate) fn value_mut(&mut self, index: usize) -> &mut V {

@@ -174,6 +174,9 @@ struct LoopState<'a> {
     wall: (u64, u64),
     /// This loop's STAMP reflector (`--stamp`), with its sessions when stateful.
     reflector: Option<Reflector>,
+    /// Its replies' kernel transmit stamps, for Follow-Up Telemetry (a
+    /// stateful reflector on a socket of its own; see `stamp`).
+    tx: Option<stamp::TxStamps>,
 }
 
 /// What to do with one received datagram.
@@ -207,6 +210,10 @@ impl<'a> LoopState<'a> {
                 .stamp
                 .cloned()
                 .map(|config| Reflector::new(config).with_local(context.local)),
+            tx: context
+                .stamp
+                .filter(|config| config.wants_tx_stamps())
+                .map(|_| stamp::TxStamps::new()),
         };
         state.tick();
         state

@@ -301,6 +301,11 @@ impl Server {
             .as_ref()
             .map(StampOptions::reflector)
             .transpose()?;
+        if let Some(stamp) = &mut report.stamp {
+            // Threads sharing a socket share its transmit-stamp counter too:
+            // no loop could tell its own sends' stamps (Follow-Up Telemetry).
+            stamp.shared_socket = report.threads > sockets.len();
+        }
         if config.gro && report.batch > 1 {
             report.gro = enable_gro(&sockets, report.local)?;
         }

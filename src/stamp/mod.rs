@@ -26,8 +26,11 @@
 //! and a half-filled TLV would tell the sender of a re-marking that never
 //! happened. A stateful reflector fills in the Direct Measurement TLV
 //! ([`direct`]) from its session table, and every one the Location TLV
-//! ([`location`]), and returns the Access Report TLV ([`access`]).
-//! Not implemented: Follow-Up Telemetry, and the reverse-path
+//! ([`location`]), and returns the Access Report TLV ([`access`]). A
+//! stateful reflector answers the Follow-Up Telemetry TLV ([`followup`])
+//! with the kernel transmit time of the session's previous reply, which
+//! the loops read from the socket's error queue and hand back through
+//! [`Reflector::transmitted`]. Not implemented: the reverse-path
 //! ECN fields of draft-ietf-ippm-stamp-cos-ecn (sent as zero).
 //!
 //! A reply is never longer than its request: a request shorter than the
@@ -41,6 +44,7 @@
 pub mod access;
 pub mod auth;
 pub mod direct;
+pub mod followup;
 pub mod keys;
 pub mod location;
 pub mod packet;
@@ -124,6 +128,7 @@ impl StampOptions {
                 TlvMode::Process
             },
             location: self.location,
+            shared_socket: false,
         })
     }
 }
@@ -144,6 +149,19 @@ pub struct ReflectorConfig {
     pub tlv_mode: TlvMode,
     /// What a Location TLV may reveal (`--stamp-location`).
     pub location: location::Disclosure,
+    /// Several loops serve one socket (`--exclusive` with threads): its
+    /// kernel transmit-stamp counter is theirs together, so no loop asks
+    /// for transmit stamps, and Follow-Up Telemetry carries no times.
+    pub shared_socket: bool,
+}
+
+impl ReflectorConfig {
+    /// Whether a loop asks the kernel for its replies' transmit stamps
+    /// (once a session sends a Follow-Up Telemetry TLV): a stateful
+    /// reflector that processes TLVs, on a socket of its own.
+    pub fn wants_tx_stamps(&self) -> bool {
+        self.stateful && self.tlv_mode == TlvMode::Process && !self.shared_socket
+    }
 }
 
 /// What the reflector does with the TLVs after the base packet (`--tlv-mode`).
@@ -344,10 +362,11 @@ impl Reflector {
             return Err(Refusal::Reflected);
         }
         let len = buf.len();
-        let seq = match &mut self.sessions {
-            Some(sessions) => sessions.next(source, sender.ssid, now_ns),
-            None => sender.seq,
+        let (seq, previous_tx_ns) = match &mut self.sessions {
+            Some(sessions) => sessions.next_with_previous(source, sender.ssid, now_ns),
+            None => (sender.seq, None),
         };
+        let format = self.config.format;
         let walk = match self.config.tlv_mode {
             TlvMode::Process => tlv::reflect_tlvs(
                 &mut buf[base..],
@@ -368,6 +387,14 @@ impl Reflector {
                             None => local,
                         },
                         disclose: self.config.location,
+                    }),
+                    follow_up: self.sessions.is_some().then(|| {
+                        followup::FollowUp::previous(
+                            seq,
+                            previous_tx_ns.map(|ns| {
+                                format.encode(UNIX_EPOCH + std::time::Duration::from_nanos(ns))
+                            }),
+                        )
                     }),
                 },
             ),
@@ -395,7 +422,21 @@ impl Reflector {
         Ok(Reply {
             len,
             tos: walk.reply_dscp.map(|dscp| dscp << 2),
+            follow_up: (walk.follow_up && self.sessions.is_some()).then_some(followup::TxTag {
+                source,
+                ssid: sender.ssid,
+                seq,
+            }),
         })
+    }
+
+    /// The kernel transmit time `tx_ns` (ns since the Unix epoch) of the
+    /// reply `tag` names, for the next Follow-Up Telemetry TLV of its
+    /// session (kept only while that reply is the session's last).
+    pub fn transmitted(&mut self, tag: followup::TxTag, tx_ns: u64) {
+        if let Some(sessions) = &mut self.sessions {
+            sessions.transmitted(tag.source, tag.ssid, tag.seq, tx_ns);
+        }
     }
 }
 
@@ -443,6 +484,10 @@ pub struct Reply {
     /// Class of Service TLV's DSCP1, ECN Not-ECT); `None`: as any echo, the
     /// request's DSCP.
     pub tos: Option<u8>,
+    /// Its session asked for follow-up (a Follow-Up Telemetry TLV, stateful
+    /// reflector): the send's kernel transmit stamp belongs to this reply,
+    /// for [`Reflector::transmitted`].
+    pub follow_up: Option<followup::TxTag>,
 }
 
 /// Whether `request` is a reflected packet rather than a sender's. Two fields

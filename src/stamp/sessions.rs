@@ -28,6 +28,9 @@ type SessionKey = Option<(SocketAddr, u16)>;
 struct Session {
     next: u32,
     last_ns: u64,
+    /// The kernel transmit time (ns since the Unix epoch) of reply
+    /// `next - 1`, once read (Follow-Up Telemetry); 0: none.
+    previous_tx_ns: u64,
 }
 
 /// Per-session reflector sequence numbers, bounded and expiring.
@@ -50,14 +53,19 @@ impl Sessions {
     /// The reflector sequence number for the next packet of the session of
     /// `source` and `ssid` at `now_ns`: 0, 1, 2… per session.
     pub fn next(&mut self, source: SocketAddr, ssid: u16, now_ns: u64) -> u32 {
-        let ip = match source.ip() {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-            IpAddr::V6(v6) => v6,
-        };
-        let hash = self.table.hash(
-            u128::from(ip),
-            u64::from(source.port()) | u64::from(ssid) << 16,
-        );
+        self.next_with_previous(source, ssid, now_ns).0
+    }
+
+    /// As [`next`](Self::next), with the kernel transmit time (ns since the
+    /// Unix epoch) of the session's previous reply, when it was read
+    /// ([`transmitted`](Self::transmitted)) before this packet came.
+    pub fn next_with_previous(
+        &mut self,
+        source: SocketAddr,
+        ssid: u16,
+        now_ns: u64,
+    ) -> (u32, Option<u64>) {
+        let hash = self.hash(source, ssid);
         let idle_ns = self.idle_ns;
         let live = |s: &Session| now_ns.saturating_sub(s.last_ns) < idle_ns;
         // Not there: an empty or expired slot (age 0), else the one idle longest.
@@ -70,14 +78,42 @@ impl Sessions {
         };
         let slot = self.table.find_or_claim(hash, Some((source, ssid)), age);
         let session = slot.value;
-        let seq = if !slot.claimed && live(session) {
-            session.next
+        let (seq, previous) = if !slot.claimed && live(session) {
+            (
+                session.next,
+                (session.previous_tx_ns != 0).then_some(session.previous_tx_ns),
+            )
         } else {
-            0
+            (0, None)
         };
         session.next = seq.wrapping_add(1);
         session.last_ns = now_ns;
-        seq
+        session.previous_tx_ns = 0;
+        (seq, previous)
+    }
+
+    /// Records the kernel transmit time `tx_ns` of reply `seq` of the
+    /// session of `source` and `ssid`, if that is still the session's last
+    /// reply (a stamp read after the next request was answered, or of a
+    /// session forgotten since, is dropped). Never claims a slot.
+    pub fn transmitted(&mut self, source: SocketAddr, ssid: u16, seq: u32, tx_ns: u64) {
+        let hash = self.hash(source, ssid);
+        if let Some(session) = self.table.find(hash, Some((source, ssid))) {
+            if session.next == seq.wrapping_add(1) {
+                session.previous_tx_ns = tx_ns;
+            }
+        }
+    }
+
+    fn hash(&self, source: SocketAddr, ssid: u16) -> u64 {
+        let ip = match source.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        self.table.hash(
+            u128::from(ip),
+            u64::from(source.port()) | u64::from(ssid) << 16,
+        )
     }
 
     /// Sessions tracked now (expired ones included until their slot is reused).
@@ -108,6 +144,29 @@ mod tests {
         assert_eq!(s.next(addr(2), 0, 10), 0);
         assert_eq!(s.next(addr(1), 0, 20), 2);
         assert_eq!(s.next(addr(1), 0, 500), 0, "idle past the limit: anew");
+    }
+
+    #[test]
+    fn the_previous_replys_transmit_time_is_kept_until_the_next_reply() {
+        let mut s = Sessions::new(8, 1_000);
+        assert_eq!(s.next_with_previous(addr(1), 0, 0), (0, None));
+        s.transmitted(addr(1), 0, 0, 500);
+        s.transmitted(addr(2), 0, 0, 600); // no such session: nothing claimed
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.next_with_previous(addr(1), 0, 1), (1, Some(500)));
+        assert_eq!(
+            s.next_with_previous(addr(1), 0, 2),
+            (2, None),
+            "reply 1 unstamped"
+        );
+        s.transmitted(addr(1), 0, 1, 700); // late: reply 2 is the last now
+        assert_eq!(s.next_with_previous(addr(1), 0, 3), (3, None));
+        s.transmitted(addr(1), 0, 3, 800);
+        assert_eq!(
+            s.next_with_previous(addr(1), 0, 5_000),
+            (0, None),
+            "expired"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ fn cx(tos: Option<u8>) -> packet::TlvContext<'static> {
         seq: [0; 4],
         session: None,
         location: None,
+        follow_up: None,
     }
 }
 
@@ -402,4 +403,62 @@ fn replies_of_reflectors_in_the_other_format_or_hours_off_are_refused() {
     }
     assert!(!looks_reflected(Mode::Open, &padded, 40000, now_secs));
     assert!(looks_reflected(Mode::Open, &padded, 862, now_secs));
+}
+
+#[test]
+fn follow_up_reports_the_sessions_previous_reply_and_its_kernel_time() {
+    use super::followup::{FollowUp, TxTag};
+    let with_follow_up = |seq: u32| {
+        let mut req = request(Mode::Open, seq, 4, None);
+        req.extend_from_slice(&FollowUp::request_tlv());
+        req
+    };
+    let value = |reply: &[u8]| {
+        assert_eq!(reply[44], 0, "understood: U, M, I clear");
+        FollowUp::from_value(&reply[48..64]).unwrap()
+    };
+    for format in [TimeFormat::Ntp, TimeFormat::Ptp] {
+        let mut r = Reflector::new(config(None, true, format));
+        let (first, reply) = reflect_in_place(&mut r, &with_follow_up(10), None).unwrap();
+        assert_eq!(value(&first), FollowUp::default(), "no previous reply");
+        let tag = reply.follow_up.unwrap();
+        assert_eq!(
+            tag,
+            TxTag {
+                source: source(),
+                ssid: 4,
+                seq: 0
+            }
+        );
+        // No stamp read for reply 0: its number, no time.
+        let (second, reply) = reflect_in_place(&mut r, &with_follow_up(11), None).unwrap();
+        assert_eq!(value(&second), FollowUp::previous(1, None));
+        // Reply 1's kernel stamp read: reply 2 carries it, as sent, in the format.
+        let tx_ns = 1_790_000_000_123_456_789;
+        r.transmitted(reply.follow_up.unwrap(), tx_ns);
+        r.transmitted(tag, 5); // reply 0's stamp, late: not the last reply, dropped
+        let (third, _) = reflect_in_place(&mut r, &with_follow_up(12), None).unwrap();
+        let f = value(&third);
+        assert_eq!((f.seq, f.mode), (1, 2));
+        let wire = format.encode(UNIX_EPOCH + Duration::from_nanos(tx_ns));
+        assert_eq!(f.timestamp, wire);
+    }
+    // Stateless: understood, all zero, no stamp wanted.
+    let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
+    let mut req = with_follow_up(3);
+    req[48..60].fill(0xee);
+    let (reply, tag) = reflect_in_place(&mut r, &req, None).unwrap();
+    assert_eq!(value(&reply), FollowUp::default());
+    assert_eq!(tag.follow_up, None);
+    // A stateful reply without the TLV wants no stamp either.
+    let mut r = Reflector::new(config(None, true, TimeFormat::Ntp));
+    let (_, plain) = reflect_in_place(&mut r, &request(Mode::Open, 1, 4, None), None).unwrap();
+    assert_eq!(plain.follow_up, None);
+    // A wrong length: M, left as it came.
+    let mut bad = request(Mode::Open, 3, 4, None);
+    bad.extend_from_slice(&[0x80, 7, 0, 12]);
+    bad.extend_from_slice(&[0xaa; 12]);
+    let (reply, _) = reflect_in_place(&mut r, &bad, None).unwrap();
+    assert_eq!(reply[44], super::tlv::tlv_flags::M);
+    assert_eq!(&reply[48..], &[0xaa; 12]);
 }

@@ -315,6 +315,9 @@ pub struct TlvWalk {
     pub sign_hmac_at: Option<usize>,
     /// The HMAC TLV check failed: every TLV is flagged I and nothing was used.
     pub integrity_failed: bool,
+    /// A Follow-Up Telemetry TLV was filled in: the session wants its
+    /// replies' kernel transmit times.
+    pub follow_up: bool,
 }
 
 /// The lowest DSCP of network control (CS6 = 48, CS7 = 56 and the codepoints
@@ -342,6 +345,9 @@ pub struct TlvContext<'a> {
     /// Where the request came from and went to, and what of it may be
     /// revealed (Location), when the reflector knows its socket's address.
     pub location: Option<super::location::Seen>,
+    /// The session's previous reply (Follow-Up Telemetry), when the
+    /// reflector keeps sessions; `None`: stateless, the TLV is zeroed.
+    pub follow_up: Option<super::followup::FollowUp>,
 }
 
 /// The reflector's pass over the TLVs of a reply (the bytes after its base
@@ -371,6 +377,9 @@ pub struct TlvContext<'a> {
 ///   ID other than 1 or 2: U; see [`access`](super::access)).
 /// - Direct Measurement (length 12) gets the session's counts (see
 ///   [`direct`](super::direct)); flagged U without a session table.
+/// - Follow-Up Telemetry (length 16) gets the session's previous reply's
+///   sequence number and kernel transmit time, or zeros (see
+///   [`followup`](super::followup)); `follow_up` tells the caller.
 /// - The HMAC TLV (length 16) is kept for signing (`sign_hmac_at`).
 /// - Every other type is flagged U (unrecognised) and left as it is.
 /// - A TLV of a known type with a wrong length, or any TLV whose length
@@ -444,6 +453,10 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
             {
                 super::direct::reflect(&mut tlvs[value], cx.session)
             }
+            super::followup::TLV_FOLLOW_UP if len == super::followup::FOLLOW_UP_VALUE_LEN => {
+                walk.follow_up = true;
+                super::followup::reflect(&mut tlvs[value], cx.follow_up)
+            }
             TLV_HMAC if len == HMAC_TLV_LEN - TLV_HEADER_LEN => {
                 if cx.key.is_some() && walk.sign_hmac_at.is_none() {
                     walk.sign_hmac_at = Some(at);
@@ -455,7 +468,8 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
             | TLV_HMAC
             | super::direct::TLV_DIRECT_MEASUREMENT
             | super::location::TLV_LOCATION
-            | super::access::TLV_ACCESS_REPORT => {
+            | super::access::TLV_ACCESS_REPORT
+            | super::followup::TLV_FOLLOW_UP => {
                 // RFC 8972 §4: a malformed TLV stops the processing; the
                 // rest is copied as it came.
                 tlvs[at] = tlv_flags::M;

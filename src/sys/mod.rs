@@ -16,7 +16,7 @@ pub use linux::gro::{GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, enable_gro};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::gso::{disable_udp_checksums, send_segmented};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
-pub use linux::txstamp::{enable_tx_timestamps, read_tx_timestamps};
+pub use linux::txstamp::{disable_tx_timestamps, enable_tx_timestamps, read_tx_timestamps};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::{Batch, SendBatch, path_mtu, set_dont_fragment, wait_readable};
 
@@ -24,8 +24,9 @@ pub use linux::{Batch, SendBatch, path_mtu, set_dont_fragment, wait_readable};
 mod portable;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::{
-    Batch, SendBatch, enable_recv_destination, enable_recv_ttl, enable_rx_timestamps,
-    enable_tx_timestamps, path_mtu, read_tx_timestamps, set_dont_fragment, wait_readable,
+    Batch, SendBatch, disable_tx_timestamps, enable_recv_destination, enable_recv_ttl,
+    enable_rx_timestamps, enable_tx_timestamps, path_mtu, read_tx_timestamps, set_dont_fragment,
+    wait_readable,
 };
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::{

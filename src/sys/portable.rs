@@ -262,6 +262,11 @@ pub fn enable_tx_timestamps(_socket: &UdpSocket) -> io::Result<()> {
     Err(unsupported("kernel transmit time stamps"))
 }
 
+/// No transmit stamps here: nothing to turn off.
+pub fn disable_tx_timestamps(_socket: &UdpSocket) -> io::Result<()> {
+    Ok(())
+}
+
 /// No transmit stamps here: nothing to read.
 pub fn read_tx_timestamps(
     _socket: &UdpSocket,
@@ -391,6 +396,11 @@ impl GroBatch {
             let (data, source) = self.inner.datagram(slot);
             source.map(|to| (data.len(), to))
         })
+    }
+
+    /// The messages last queued, as (slot, datagrams): one datagram each here.
+    pub fn queued_messages(&self) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> + '_ {
+        self.queued.iter().map(|&slot| (slot, 0..1))
     }
 }
 

@@ -45,9 +45,13 @@ pub(super) fn batched_loop(
             };
         }
         if let Some(fallback) = received_at {
-            stamp::reflect_slots(state, batch, &mut keep, end, fallback);
+            stamp::reflect_slots(socket, state, batch, &mut keep, end, fallback);
         }
         let outcome = batch.echo(socket, |i| if i < end { keep[i] } else { None });
+        if stamp {
+            let kept = (0..end).filter(|&i| keep[i].is_some()).map(|i| (i, 0..1));
+            state.tx_sent(socket, kept, outcome.errors > 0);
+        }
         state.echoed(outcome.sent, outcome.bytes, || {
             (0..end)
                 .filter(|&i| keep[i].is_some())

@@ -57,6 +57,11 @@ pub(super) fn echo_run(
 /// which the batch reports once (it sends datagram by datagram from then on).
 pub(super) fn flush(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut GroBatch) {
     let outcome = batch.flush(socket);
+    if outcome.sent + outcome.errors > 0 || outcome.gso_refused.is_some() {
+        // Kernel transmit stamps (STAMP Follow-Up Telemetry): one per message.
+        let failed = outcome.errors > 0 || outcome.gso_refused.is_some();
+        state.tx_sent(socket, batch.queued_messages(), failed);
+    }
     state.echoed(outcome.sent, outcome.bytes, || batch.queued_datagrams());
     if let Some(errno) = outcome.gso_refused {
         gso_refused(errno);

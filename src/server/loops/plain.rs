@@ -37,13 +37,16 @@ pub(super) fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
                     destination: None,
                 };
                 let transmit = SystemTime::now();
-                match state.reflect(&mut buf[..len], source, &arrival, transmit) {
+                match state.reflect(socket, &mut buf[..len], source, &arrival, transmit, (0, 0)) {
                     Some(tos) => tos,
                     None => continue,
                 }
             }
         };
-        state.send_one(socket, &buf[..len], source, tos);
+        let sent = state.send_one(socket, &buf[..len], source, tos);
+        if stamp {
+            state.tx_sent(socket, std::iter::once((0, 0..1)), !sent);
+        }
         state.publish();
     }
     state.publish();

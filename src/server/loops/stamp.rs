@@ -20,6 +20,22 @@
 //!   TTL (255 without one) and goes back with the request's DSCP, or the
 //!   DSCP1 a Class of Service TLV asks for.
 //!
+//! - **Kernel transmit stamps** (Follow-Up Telemetry, stateful reflector on
+//!   a socket of its own): the first reply whose request carries a
+//!   Follow-Up Telemetry TLV turns on `SO_TIMESTAMPING` software transmit
+//!   stamps for the socket (`OPT_ID`, `OPT_TSONLY`: each send numbered from
+//!   0, stamp only), before that reply is sent; from then on every send is
+//!   booked in a [`TxRing`] by its number (the send's reply's session and
+//!   sequence number when its session asked for follow-up, nothing
+//!   otherwise) and, after every send, the error queue is read without
+//!   blocking and each stamp handed to the reflector's session. A refused
+//!   send leaves the numbering in doubt (the kernel may or may not have
+//!   counted it): the stamps are then turned off and on again, which
+//!   restarts the kernel's numbering at 0, and the ring is cleared. Until
+//!   a session asks, nothing of this runs: no stamps, no error-queue reads.
+//!   In the GRO loop a `UDP_SEGMENT` message is one send with one stamp (its
+//!   first segment's), which every reply it carries shares.
+//!
 //! A reply is never longer than its request: one shorter than the base
 //! packet (TWAMP-Light, 14 to 43 bytes) is refused, so a spoofed source can
 //! never be sent more than it sent. Refusals are booked as drops: `short`,
@@ -28,28 +44,104 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::ops::Range;
+
 use super::gro_send::{DropMarks, echo_run};
 use super::{LoopState, reply_tos};
 use crate::server::guard::DropReason;
+use crate::stamp::followup::{TxRing, TxTag};
 use crate::stamp::{Arrival, Refusal};
 use crate::sys::{Batch, GroBatch};
+
+/// Replies that asked for follow-up noted per batch at most; later ones of
+/// the same batch go without a transmit time.
+const PENDING_MAX: usize = 1024;
+
+/// A loop's kernel transmit stamps (see the module doc), its memory taken
+/// when the loop starts.
+pub(super) struct TxStamps {
+    /// Stamping is on for the socket.
+    on: bool,
+    /// The kernel refused it: never asked again.
+    refused: bool,
+    ring: TxRing,
+    /// The replies of the sends at hand that asked for follow-up, in send
+    /// order: (batch slot, datagram of the slot, reply).
+    pending: Vec<(usize, usize, TxTag)>,
+    /// Sends with a reply that asked whose stamp was not read yet.
+    awaiting: usize,
+}
+
+impl TxStamps {
+    pub(super) fn new() -> TxStamps {
+        TxStamps {
+            on: false,
+            refused: false,
+            ring: TxRing::new(),
+            pending: Vec::with_capacity(PENDING_MAX),
+            awaiting: 0,
+        }
+    }
+
+    /// Turns stamping on (numbering from 0): false when the kernel refuses.
+    fn enable(&mut self, socket: &UdpSocket) -> bool {
+        match crate::sys::enable_tx_timestamps(socket) {
+            Ok(()) => {
+                self.on = true;
+                self.ring.reset();
+                self.pending.clear();
+                self.awaiting = 0;
+                true
+            }
+            Err(e) => {
+                log::debug!(
+                    "no kernel transmit time stamps here ({e}): Follow-Up Telemetry without times"
+                );
+                self.on = false;
+                self.refused = true;
+                false
+            }
+        }
+    }
+
+    /// After a refused send: the numbering is in doubt. The stamps queued
+    /// are dropped, stamping turned off and on (the kernel numbers from 0
+    /// again), the ring cleared.
+    #[cold]
+    fn rearm(&mut self, socket: &UdpSocket) {
+        let _ = crate::sys::read_tx_timestamps(socket, &mut |_, _| {});
+        if let Err(e) = crate::sys::disable_tx_timestamps(socket) {
+            log::debug!("cannot turn kernel transmit stamps off ({e})");
+        }
+        self.enable(socket);
+    }
+}
 
 impl LoopState<'_> {
     /// Turns the request in `buf` into its reply in place (as long as the
     /// request) and returns the TOS to send it with, or `None` when the
     /// reflector refuses it (booked as a drop: `short`, `malformed`, or
-    /// `loop` for a reflected packet).
+    /// `loop` for a reflected packet). `at` is the reply's place in the
+    /// sends to come (batch slot, datagram of the slot), for its kernel
+    /// transmit stamp when its session asked for follow-up.
     pub(super) fn reflect(
         &mut self,
+        socket: &UdpSocket,
         buf: &mut [u8],
         source: SocketAddr,
         arrival: &Arrival,
         transmit: SystemTime,
+        at: (usize, usize),
     ) -> Option<u8> {
         let reflector = self.reflector.as_mut()?;
         let refusal = match reflector.reflect_in_place(buf, source, arrival, transmit, self.now_ns)
         {
-            Ok(reply) => return Some(reply.tos.unwrap_or_else(|| reply_tos(arrival.tos))),
+            Ok(reply) => {
+                if let (Some(tag), Some(tx)) = (reply.follow_up, &mut self.tx) {
+                    note_follow_up(tx, socket, at, tag);
+                }
+                return Some(reply.tos.unwrap_or_else(|| reply_tos(arrival.tos)));
+            }
             Err(refusal) => refusal,
         };
         let reason = match refusal {
@@ -61,13 +153,86 @@ impl LoopState<'_> {
         None
     }
 
+    /// Before a STAMP pass: stamps of earlier sends that came late are read
+    /// now, so this pass's Follow-Up Telemetry can report them.
+    pub(super) fn tx_prepare(&mut self, socket: &UdpSocket) {
+        if self.tx.as_ref().is_some_and(|tx| tx.on && tx.awaiting > 0) {
+            self.tx_read(socket);
+        }
+    }
+
+    /// After a send of `messages` (each: batch slot and the range of its
+    /// datagrams one kernel send carried), in order; `failed`: some send was
+    /// refused or GSO given up, so the kernel's numbering is in doubt. Books
+    /// each send's reply that asked for follow-up by its number, then reads
+    /// the stamps queued. Nothing while stamping is off.
+    pub(super) fn tx_sent(
+        &mut self,
+        socket: &UdpSocket,
+        messages: impl Iterator<Item = (usize, Range<usize>)>,
+        failed: bool,
+    ) {
+        let Some(tx) = self.tx.as_mut().filter(|tx| tx.on) else {
+            return;
+        };
+        if failed {
+            tx.rearm(socket);
+            return;
+        }
+        let mut p = 0;
+        for (slot, datagrams) in messages {
+            let mut tag = None;
+            while let Some(&(s, k, t)) = tx.pending.get(p) {
+                if s > slot || (s == slot && k >= datagrams.end) {
+                    break;
+                }
+                if s == slot && k >= datagrams.start {
+                    tag = Some(t);
+                }
+                p += 1;
+            }
+            tx.awaiting += usize::from(tag.is_some());
+            tx.ring.sent(tag);
+        }
+        tx.pending.drain(..p);
+        self.tx_read(socket);
+    }
+
+    /// Reads the transmit stamps queued, without blocking, and hands each
+    /// that belongs to a reply that asked to its session.
+    fn tx_read(&mut self, socket: &UdpSocket) {
+        let (Some(tx), Some(reflector)) = (self.tx.as_mut(), self.reflector.as_mut()) else {
+            return;
+        };
+        let mut found = 0;
+        let read = crate::sys::read_tx_timestamps(socket, &mut |key, ns| {
+            if let Some(tag) = tx.ring.take(key) {
+                reflector.transmitted(tag, ns);
+                found += 1;
+            }
+        });
+        tx.awaiting = match read {
+            // An empty queue: a stamp not there by now was lost (a late one
+            // is still matched when it comes).
+            Ok(0) | Err(_) => 0,
+            Ok(_) => tx.awaiting.saturating_sub(found),
+        };
+    }
+
     /// Sends one datagram to `to` with TOS `tos` (0: no control message)
-    /// and books it.
-    pub(super) fn send_one(&mut self, socket: &UdpSocket, data: &[u8], to: SocketAddr, tos: u8) {
+    /// and books it; false when the kernel refused it.
+    pub(super) fn send_one(
+        &mut self,
+        socket: &UdpSocket,
+        data: &[u8],
+        to: SocketAddr,
+        tos: u8,
+    ) -> bool {
         let sent = match tos {
             0 => socket.send_to(data, to),
             tos => crate::sys::send_to_tos(socket, data, to, tos),
         };
+        let ok = sent.is_ok();
         match sent {
             Ok(sent) => self.echoed(1, sent, || [(sent, to)]),
             Err(e) => self.send_failed(
@@ -79,6 +244,18 @@ impl LoopState<'_> {
                 ),
             ),
         }
+        ok
+    }
+}
+
+/// Notes a reply whose session asked for follow-up, turning stamping on
+/// first if it is off (before the reply is sent, so its send is numbered).
+fn note_follow_up(tx: &mut TxStamps, socket: &UdpSocket, at: (usize, usize), tag: TxTag) {
+    if !tx.on && (tx.refused || !tx.enable(socket)) {
+        return;
+    }
+    if tx.pending.len() < PENDING_MAX {
+        tx.pending.push((at.0, at.1, tag));
     }
 }
 
@@ -92,12 +269,14 @@ fn received_at(kernel_ns: Option<u64>, fallback: SystemTime) -> SystemTime {
 /// one is no longer kept. `fallback` is the receive time for slots without
 /// a kernel stamp.
 pub(super) fn reflect_slots(
+    socket: &UdpSocket,
     state: &mut LoopState<'_>,
     batch: &mut Batch,
     keep: &mut [Option<u8>],
     end: usize,
     fallback: SystemTime,
 ) {
+    state.tx_prepare(socket);
     let transmit = SystemTime::now();
     for (i, kept) in keep.iter_mut().enumerate().take(end) {
         if kept.is_none() {
@@ -114,7 +293,7 @@ pub(super) fn reflect_slots(
             destination: batch.destination(i),
         };
         let buf = &mut batch.slot_mut(i)[..request_len];
-        *kept = state.reflect(buf, source, &arrival, transmit);
+        *kept = state.reflect(socket, buf, source, &arrival, transmit, (i, 0));
     }
 }
 
@@ -140,6 +319,7 @@ pub(super) fn reflect_buffer(
         ttl: batch.ttl(slot),
         destination: batch.destination(slot),
     };
+    state.tx_prepare(socket);
     let transmit = SystemTime::now();
     let (mut start, mut run_tos) = (0, 0);
     for k in 0..end {
@@ -149,7 +329,7 @@ pub(super) fn reflect_buffer(
             continue;
         }
         let request = batch.datagram_mut(slot, k);
-        match state.reflect(request, source, &arrival, transmit) {
+        match state.reflect(socket, request, source, &arrival, transmit, (slot, k)) {
             Some(tos) => {
                 if k > start && tos != run_tos {
                     echo_run(socket, state, batch, slot, start..k, run_tos);

@@ -10,6 +10,7 @@ fn cx(tos: Option<u8>, key: Option<&Key>) -> TlvContext<'_> {
         seq: [0, 0, 0, 7],
         session: None,
         location: None,
+        follow_up: None,
     }
 }
 

@@ -464,6 +464,17 @@ impl GroBatch {
         }
     }
 
+    /// The messages last queued (or flushed), in order, each as its buffer's
+    /// slot and the range of that buffer's datagrams it carries: one
+    /// kernel send each (one transmit-stamp key, `SOF_TIMESTAMPING_OPT_ID`)
+    /// while GSO was on throughout the flush.
+    pub fn queued_messages(&self) -> impl Iterator<Item = (usize, Range<usize>)> + '_ {
+        self.messages[..self.queued].iter().map(|m| {
+            let first = m.offset.checked_div(m.segment).unwrap_or(0);
+            (m.slot, first..first + m.datagrams)
+        })
+    }
+
     /// The datagrams of the messages last queued (or flushed), in order, as
     /// (length, destination): for debug lines, walked only then.
     pub fn queued_datagrams(&self) -> impl Iterator<Item = (usize, SocketAddr)> + '_ {

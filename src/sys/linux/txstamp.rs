@@ -59,6 +59,14 @@ pub fn enable_tx_timestamps(socket: &UdpSocket) -> io::Result<()> {
     set(flags | libc::SOF_TIMESTAMPING_OPT_RX_FILTER).or_else(|_| set(flags))
 }
 
+/// Turns `socket`'s transmit stamps off (all `SO_TIMESTAMPING` report
+/// flags cleared; `SO_TIMESTAMPNS` receive stamps are a separate option and
+/// stay). Enabling them again numbers the sends from 0 anew: the kernel
+/// resets its counter when `OPT_ID` is newly set.
+pub fn disable_tx_timestamps(socket: &UdpSocket) -> io::Result<()> {
+    setsockopt_int(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, 0)
+}
+
 /// Error-queue messages per `recvmmsg`.
 const PER_CALL: usize = 16;
 
