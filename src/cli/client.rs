@@ -246,6 +246,14 @@ pub struct Args {
     /// 1-65535, in every packet; all flows share it.
     #[arg(long, value_name = "N", requires = "stamp", value_parser = clap::value_parser!(u16).range(1..), help_heading = STAMP)]
     pub stamp_ssid: Option<u16>,
+
+    /// Ask for each previous reply's transmit time (Follow-Up Telemetry TLV).
+    ///
+    /// RFC 8972 §4.7: a stateful reflector reports in each reply when it sent
+    /// the one before (ours: the kernel's transmit stamp). The summary then
+    /// has the reflector's residence times and reverse delays without them.
+    #[arg(long, requires = "stamp", help_heading = STAMP)]
+    pub stamp_follow_up: bool,
 }
 
 /// The modes, in the order of the columns of `--help`'s table.
@@ -363,6 +371,7 @@ impl Args {
             crate::client::stamp::check_size(
                 args.stamp_key.is_some(),
                 args.tos,
+                args.stamp_follow_up,
                 args.size as usize,
             )
             .map_err(|message| cmd.error(clap::error::ErrorKind::ValueValidation, message))?;

@@ -11,10 +11,12 @@
 //! §4.2), which splits the loss by direction; and, with `--tos`, from the
 //! Class of Service TLV, on which way a DSCP was re-marked.
 
+mod follow;
 mod owd;
 
 use serde::Serialize;
 
+pub use follow::FollowUpSummary;
 pub use owd::OwdSummary;
 
 use super::measure::codec::{Codec, StampCodec, unix_ns_exact};
@@ -22,9 +24,11 @@ use crate::client::probe::Check;
 use crate::client::stats::RunSummary;
 use crate::error::Result;
 use crate::stamp::Key;
+use crate::stamp::followup::{FOLLOW_UP_LEN, FollowUp, TLV_FOLLOW_UP};
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
 use crate::stamp::packet::{HMAC_TLV_LEN, find_tlv, tlv_flags, tlvs_authentic};
 use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat};
+use follow::FollowBooks;
 use owd::Owd;
 
 /// A STAMP session as the command line asks for it, free of clap types.
@@ -37,13 +41,16 @@ pub struct StampConfig {
     /// `--size`: every packet this long, an Extra Padding TLV making up the
     /// difference (checked by [`check_size`]); `None`: no padding.
     pub size: Option<usize>,
+    /// Every packet carries a Follow-Up Telemetry TLV (`--stamp-follow-up`).
+    pub follow_up: bool,
 }
 
-/// The shortest STAMP test packet: the base packet and the Class of Service
-/// TLV when the packets are marked (`tos`); authenticated, that TLV comes
-/// with the HMAC TLV that must protect it (RFC 8972 §4.8).
-pub fn min_packet_len(authenticated: bool, tos: Option<u8>) -> usize {
-    fixed_len(authenticated, tos, false)
+/// The shortest STAMP test packet: the base packet, the Class of Service
+/// TLV when the packets are marked (`tos`) and the Follow-Up Telemetry TLV
+/// with `follow_up`; authenticated, those TLVs come with the HMAC TLV that
+/// must protect them (RFC 8972 §4.8).
+pub fn min_packet_len(authenticated: bool, tos: Option<u8>, follow_up: bool) -> usize {
+    fixed_len(authenticated, tos, follow_up, false)
 }
 
 /// The base packet and the TLVs that say something (not Extra Padding):
@@ -52,19 +59,19 @@ pub fn min_packet_len(authenticated: bool, tos: Option<u8>) -> usize {
 /// lone Extra Padding TLV the HMAC TLV, but stamp-suite's reflector then
 /// appends one to its reply, 20 bytes longer than the request; with ours
 /// in place it signs that one instead.
-fn fixed_len(authenticated: bool, tos: Option<u8>, padded: bool) -> usize {
+fn fixed_len(authenticated: bool, tos: Option<u8>, follow_up: bool, padded: bool) -> usize {
     let base = if authenticated {
         Mode::Authenticated.base_len()
     } else {
         Mode::Open.base_len()
     };
-    let cos = tos.map_or(0, |_| CLASS_OF_SERVICE_LEN);
-    let hmac = if authenticated && (cos > 0 || padded) {
+    let tlvs = tos.map_or(0, |_| CLASS_OF_SERVICE_LEN) + if follow_up { FOLLOW_UP_LEN } else { 0 };
+    let hmac = if authenticated && (tlvs > 0 || padded) {
         HMAC_TLV_LEN
     } else {
         0
     };
-    base + cos + hmac
+    base + tlvs + hmac
 }
 
 /// Whether `--size` fits a STAMP packet: at least [`min_packet_len`], and
@@ -73,17 +80,23 @@ fn fixed_len(authenticated: bool, tos: Option<u8>, padded: bool) -> usize {
 pub fn check_size(
     authenticated: bool,
     tos: Option<u8>,
+    follow_up: bool,
     size: usize,
 ) -> std::result::Result<(), String> {
-    let min = min_packet_len(authenticated, tos);
+    let min = min_packet_len(authenticated, tos, follow_up);
     if size < min {
         return Err(format!(
-            "--size {size} is shorter than this STAMP packet ({min} bytes{})",
+            "--size {size} is shorter than this STAMP packet ({min} bytes{}{})",
             match (authenticated, tos) {
                 (false, None) => "",
                 (true, None) => ", authenticated",
                 (false, Some(_)) => " with the Class of Service TLV of --tos",
                 (true, Some(_)) => " with the Class of Service and HMAC TLVs",
+            },
+            if follow_up {
+                " and the Follow-Up Telemetry TLV"
+            } else {
+                ""
             }
         ));
     }
@@ -91,7 +104,7 @@ pub fn check_size(
         return Ok(());
     }
     // Longer: authenticated, the padding comes with an HMAC TLV.
-    let fixed = fixed_len(authenticated, tos, true);
+    let fixed = fixed_len(authenticated, tos, follow_up, true);
     match size.checked_sub(fixed) {
         Some(0) | Some(4..) => Ok(()),
         _ => {
@@ -126,12 +139,15 @@ impl StampConfig {
     /// The TLVs every test packet carries, in order, by name.
     pub fn tlv_names(&self, tos: Option<u8>) -> Vec<&'static str> {
         let authenticated = self.mode() == Mode::Authenticated;
-        let padded = self.packet_len(tos) > min_packet_len(authenticated, tos);
+        let padded = self.packet_len(tos) > min_packet_len(authenticated, tos, self.follow_up);
         let mut names = Vec::new();
         if tos.is_some() {
             names.push("Class of Service");
         }
-        if authenticated && (tos.is_some() || padded) {
+        if self.follow_up {
+            names.push("Follow-Up Telemetry");
+        }
+        if authenticated && (tos.is_some() || self.follow_up || padded) {
             names.push("HMAC");
         }
         if padded {
@@ -143,8 +159,9 @@ impl StampConfig {
     /// The length of every test packet: `--size`, or the base packet and
     /// the TLVs `tos` needs ([`min_packet_len`]).
     pub fn packet_len(&self, tos: Option<u8>) -> usize {
-        self.size
-            .unwrap_or_else(|| min_packet_len(self.mode() == Mode::Authenticated, tos))
+        self.size.unwrap_or_else(|| {
+            min_packet_len(self.mode() == Mode::Authenticated, tos, self.follow_up)
+        })
     }
 
     /// The codec of this session (the key read now), stamps on the clock
@@ -161,6 +178,7 @@ impl StampConfig {
                 dscp1: tos >> 2,
                 ..ClassOfService::default()
             }),
+            follow_up: self.follow_up,
         }))
     }
 }
@@ -208,6 +226,9 @@ pub struct StampSummary {
     /// field): re-marked on the way back (`--tos` only; `None` when the
     /// reflector does not support the TLV or the TOS cannot be read here).
     pub dscp_reverse_changed: Option<u64>,
+    /// With `--stamp-follow-up`: the reflector's residence times and the
+    /// reverse delays without them, from the Follow-Up Telemetry TLV.
+    pub follow_up: Option<FollowUpSummary>,
 }
 
 /// How far a reflector's own two time stamps may disagree with what is
@@ -257,6 +278,8 @@ pub(crate) struct StampBooks {
     reverse_changed: u64,
     /// Replies whose reverse re-mark could be judged (TOS read here).
     reverse_judged: u64,
+    /// `--stamp-follow-up`: the follow-up figures.
+    follow: Option<FollowBooks>,
 }
 
 impl StampBooks {
@@ -280,6 +303,7 @@ impl StampBooks {
             forward_changed: 0,
             reverse_changed: 0,
             reverse_judged: 0,
+            follow: s.follow_up.then(FollowBooks::new),
         })
     }
 
@@ -333,14 +357,26 @@ impl StampBooks {
                 self.furthest = Some((theirs_seq, ours));
             }
         }
+        let tlvs = &bytes[self.mode.base_len()..];
+        // RFC 8972 §4.8: TLVs whose HMAC TLV fails are not used.
+        let authentic = self
+            .key
+            .as_ref()
+            .is_none_or(|key| tlvs_authentic(tlvs, &bytes[..4], key));
+        if let Some(follow) = &mut self.follow {
+            let value = find_tlv(tlvs, TLV_FOLLOW_UP)
+                .filter(|&(at, _)| authentic && tlvs[at] & FLAGS == 0)
+                .and_then(|(_, value)| FollowUp::from_value(value));
+            follow.reply(
+                reply.seq,
+                (their_rx, sent, received),
+                value,
+                theirs,
+                unix_ns,
+            );
+        }
         if let Some(sent) = self.dscp_sent {
-            let tlvs = &bytes[self.mode.base_len()..];
-            // RFC 8972 §4.8: TLVs whose HMAC TLV fails are not used.
-            if self
-                .key
-                .as_ref()
-                .is_some_and(|key| !tlvs_authentic(tlvs, &bytes[..4], key))
-            {
+            if !authentic {
                 self.cos_unsupported += 1;
                 return;
             }
@@ -354,7 +390,7 @@ impl StampBooks {
             self.cos_unsupported += 1;
             return;
         };
-        if tlvs[at] & (tlv_flags::U | tlv_flags::M | tlv_flags::I) != 0 || value.len() < 4 {
+        if tlvs[at] & FLAGS != 0 || value.len() < 4 {
             self.cos_unsupported += 1;
             return;
         }
@@ -404,6 +440,9 @@ impl StampBooks {
     }
 }
 
+/// The flags that say a reflector did not fill a TLV in (RFC 8972 §4).
+const FLAGS: u8 = tlv_flags::U | tlv_flags::M | tlv_flags::I;
+
 fn clamp(ns: i128) -> i64 {
     ns.clamp(i64::MIN.into(), i64::MAX.into()) as i64
 }
@@ -417,7 +456,11 @@ pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> S
     let mut split = Some((0, 0, 0));
     let (mut cos_supported, mut cos_unsupported) = (0, 0);
     let (mut forward_changed, mut reverse_changed, mut reverse_judged) = (0, 0, 0);
+    let mut follow: Option<FollowBooks> = None;
     for &(books, lost, in_flight) in flows {
+        if let Some(theirs) = &books.follow {
+            follow.get_or_insert_with(FollowBooks::new).merge(theirs);
+        }
         forward.merge(&books.forward);
         reverse.merge(&books.reverse);
         impossible += books.impossible;
@@ -450,6 +493,7 @@ pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> S
         lost_unattributed: split.map(|s| s.2),
         dscp_forward_changed: cos.then_some(forward_changed),
         dscp_reverse_changed: (cos && reverse_judged == cos_supported).then_some(reverse_changed),
+        follow_up: follow.map(|f| f.summary()),
     }
 }
 

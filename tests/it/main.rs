@@ -34,6 +34,7 @@ mod signals;
 mod stamp;
 mod stamp_access;
 mod stamp_direct;
+mod stamp_follow_up;
 mod stamp_keys;
 mod stamp_location;
 mod stamp_reflector;

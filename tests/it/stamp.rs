@@ -262,13 +262,13 @@ fn the_start_up_report_says_stamp_runs_batched_with_kernel_time_stamps() {
 }
 
 /// stamp-suite as a reflector on a free loopback port, killed on drop.
-struct SuiteReflector {
+pub(crate) struct SuiteReflector {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl SuiteReflector {
-    fn start(suite: &std::path::Path, extra: &[&str]) -> SuiteReflector {
+    pub(crate) fn start(suite: &std::path::Path, extra: &[&str]) -> SuiteReflector {
         let port = closed_port();
         let child = common::command(suite.to_str().unwrap())
             .args(["-i", "-S", "127.0.0.1", "-o", &port.to_string()])

@@ -110,6 +110,7 @@ impl From<&Args> for Command {
                 location: Default::default(),
             },
             size: args.stamp_size.map(|s| s as usize),
+            follow_up: args.stamp_follow_up,
             // Non-zero: some reflectors treat SSID 0 as "none".
             ssid: args
                 .stamp_ssid

@@ -20,6 +20,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::client::probe::{self, Check};
+use crate::stamp::followup::{FOLLOW_UP_LEN, FollowUp};
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
 use crate::stamp::packet::{
     HMAC_TLV_LEN, TLV_HEADER_LEN, TLV_HMAC, sender_header, sign_hmac_tlv, write_extra_padding,
@@ -46,6 +47,8 @@ pub(crate) struct StampCodec {
     pub(crate) origin_unix_ns: u64,
     /// The Class of Service TLV every packet carries (`--tos`), DSCP1 set.
     pub(crate) cos: Option<ClassOfService>,
+    /// Every packet carries a Follow-Up Telemetry TLV (after the CoS TLV).
+    pub(crate) follow_up: bool,
 }
 
 impl StampCodec {
@@ -54,14 +57,17 @@ impl StampCodec {
     /// §4.8). A longer packet (`--size`) is made up with Extra Padding.
     #[cfg(test)]
     pub(crate) fn packet_len(&self) -> usize {
-        self.mode.base_len() + self.cos.map_or(0, |_| CLASS_OF_SERVICE_LEN) + self.hmac_tlv_len()
+        self.mode.base_len()
+            + self.cos.map_or(0, |_| CLASS_OF_SERVICE_LEN)
+            + if self.follow_up { FOLLOW_UP_LEN } else { 0 }
+            + self.hmac_tlv_len()
     }
 
     /// The HMAC TLV's length without padding: 20 authenticated with a CoS
     /// TLV, 0 otherwise.
     #[cfg(test)]
     fn hmac_tlv_len(&self) -> usize {
-        if self.key.is_some() && self.cos.is_some() {
+        if self.key.is_some() && (self.cos.is_some() || self.follow_up) {
             HMAC_TLV_LEN
         } else {
             0
@@ -163,6 +169,10 @@ impl Codec {
                 if let Some(cos) = s.cos {
                     buf[at..at + CLASS_OF_SERVICE_LEN].copy_from_slice(&cos.tlv());
                     at += CLASS_OF_SERVICE_LEN;
+                }
+                if s.follow_up {
+                    buf[at..at + FOLLOW_UP_LEN].copy_from_slice(&FollowUp::request_tlv());
+                    at += FOLLOW_UP_LEN;
                 }
                 // Authenticated, any TLV comes with the HMAC TLV (even a
                 // lone Extra Padding TLV: see `client::stamp::fixed_len`).

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::{ms, summary};
 use crate::client::measure::MeasureConfig;
-use crate::client::stamp::{StampConfig, StampSummary};
+use crate::client::stamp::{FollowUpSummary, StampConfig, StampSummary};
 use crate::client::stats::DscpFigures;
 use crate::net::dscp::{dscp_name, ecn_name};
 use crate::stamp::Mode;
@@ -141,6 +141,9 @@ pub fn stamp_summary(s: &StampSummary) -> String {
             );
         }
     }
+    if let Some(f) = &s.follow_up {
+        let _ = writeln!(out, "{}", follow_up_line(f));
+    }
     if s.run.dscp.marked {
         let _ = match (s.dscp_forward_changed, s.dscp_reverse_changed) {
             (Some(f), reverse) => writeln!(
@@ -158,4 +161,27 @@ pub fn stamp_summary(s: &StampSummary) -> String {
         };
     }
     out
+}
+
+/// The follow-up line of a STAMP summary (`--stamp-follow-up`): the
+/// reflector's residence times and the reverse delays without them, or why
+/// there are none.
+fn follow_up_line(f: &FollowUpSummary) -> String {
+    let counts = format!(
+        "{} matched, {} without a time, {} unmatched, {} not filled in, {} invalid",
+        f.matched, f.unavailable, f.unmatched, f.unsupported, f.invalid
+    );
+    if f.matched == 0 {
+        return format!(
+            "follow-up (RFC 8972 §4.7): no transmit times ({counts}; a stateful reflector with kernel transmit stamps fills them in)"
+        );
+    }
+    let (r, o) = (&f.residence_us, &f.owd_reverse_us);
+    format!(
+        "follow-up (RFC 8972 §4.7): reflector residence p50/max = {}/{} ms; one-way reverse without it p50/max = {}/{} ms ({counts})",
+        ms(r.p50),
+        ms(r.max),
+        ms(o.p50),
+        ms(o.max)
+    )
 }

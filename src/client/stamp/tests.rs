@@ -11,6 +11,7 @@ fn codec(tos: Option<u8>) -> (Codec, StampConfig) {
         options: StampOptions::default(),
         ssid: 9,
         size: None,
+        follow_up: false,
     };
     (config.codec(tos, ORIGIN).unwrap(), config)
 }
@@ -291,6 +292,7 @@ fn the_packet_length_holds_the_tlv_when_marked() {
         options: StampOptions::default(),
         ssid: 1,
         size: None,
+        follow_up: false,
     };
     assert_eq!(
         (config.packet_len(None), config.packet_len(Some(0))),
@@ -306,21 +308,21 @@ fn the_packet_length_holds_the_tlv_when_marked() {
 
 #[test]
 fn a_size_must_hold_the_packet_and_room_for_an_extra_padding_tlv() {
-    assert_eq!(check_size(false, None, 44), Ok(()));
-    assert_eq!(check_size(false, None, 48), Ok(()));
-    assert_eq!(check_size(true, Some(0xb8), 140), Ok(()));
-    let short = check_size(false, Some(0xb8), 50).unwrap_err();
+    assert_eq!(check_size(false, None, false, 44), Ok(()));
+    assert_eq!(check_size(false, None, false, 48), Ok(()));
+    assert_eq!(check_size(true, Some(0xb8), false, 140), Ok(()));
+    let short = check_size(false, Some(0xb8), false, 50).unwrap_err();
     assert!(
         short.contains("shorter than this STAMP packet (52 bytes"),
         "{short}"
     );
-    let gap = check_size(false, None, 46).unwrap_err();
+    let gap = check_size(false, None, false, 46).unwrap_err();
     assert!(gap.contains("use 44 or 48 and up"), "{gap}");
     // Authenticated padding comes with an HMAC TLV: 112 + 20 + 4 at least.
-    assert_eq!(check_size(true, None, 112), Ok(()));
-    assert_eq!(check_size(true, None, 132), Ok(()));
-    assert_eq!(check_size(true, None, 136), Ok(()));
-    let auth_gap = check_size(true, None, 120).unwrap_err();
+    assert_eq!(check_size(true, None, false, 112), Ok(()));
+    assert_eq!(check_size(true, None, false, 132), Ok(()));
+    assert_eq!(check_size(true, None, false, 136), Ok(()));
+    let auth_gap = check_size(true, None, false, 120).unwrap_err();
     assert!(
         auth_gap.contains("use 112, 132 or 136 and up"),
         "{auth_gap}"
@@ -333,6 +335,7 @@ fn a_padded_packet_carries_an_extra_padding_tlv_to_its_size() {
         options: StampOptions::default(),
         ssid: 3,
         size: Some(100),
+        follow_up: false,
     };
     let codec = config.codec(Some(46 << 2), ORIGIN).unwrap();
     let mut buf = vec![0xffu8; config.packet_len(Some(46 << 2))];
@@ -358,6 +361,7 @@ fn authenticated_a_reply_whose_hmac_tlv_fails_is_not_used() {
         },
         ssid: 9,
         size: None,
+        follow_up: false,
     };
     let ef = 46 << 2;
     let codec = config.codec(Some(ef), ORIGIN).unwrap();
@@ -397,4 +401,29 @@ fn authenticated_a_reply_whose_hmac_tlv_fails_is_not_used() {
         let s = summary_of(&books, 0);
         assert_eq!(s.dscp_forward_changed, forward, "tampered {tamper}");
     }
+}
+
+#[test]
+fn follow_up_rides_after_the_cos_tlv_and_under_the_hmac_tlv() {
+    let mut config = StampConfig {
+        options: StampOptions::default(),
+        ssid: 3,
+        size: None,
+        follow_up: true,
+    };
+    assert_eq!(config.packet_len(None), 64);
+    assert_eq!(config.packet_len(Some(0)), 72);
+    assert_eq!(
+        config.tlv_names(Some(0)),
+        ["Class of Service", "Follow-Up Telemetry"]
+    );
+    let codec = config.codec(Some(46 << 2), ORIGIN).unwrap();
+    let mut buf = vec![0xffu8; 72];
+    codec.fill(&mut buf, 1, 5);
+    assert_eq!(&buf[52..56], &[0x80, 7, 0, 16], "U set, type 7, length 16");
+    assert!(buf[56..72].iter().all(|&b| b == 0));
+    // Authenticated: the HMAC TLV protects it (RFC 8972 §4.8).
+    config.options.key_file = Some("k".into());
+    assert_eq!(config.packet_len(None), 112 + 20 + 20);
+    assert_eq!(check_size(true, None, true, 140), Err("--size 140 is shorter than this STAMP packet (152 bytes, authenticated and the Follow-Up Telemetry TLV)".into()));
 }

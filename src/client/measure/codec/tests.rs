@@ -14,6 +14,7 @@ fn stamp(mode: Mode, format: TimeFormat, cos: bool) -> StampCodec {
             dscp1: 46,
             ..ClassOfService::default()
         }),
+        follow_up: false,
     }
 }
 
