@@ -169,6 +169,15 @@ pub struct Args {
     #[arg(long, value_name = "FIELDS", default_value = "all", value_parser = crate::stamp::location::Disclosure::parse, requires = "stamp", help_heading = STAMP)]
     pub stamp_location: crate::stamp::location::Disclosure,
 
+    /// Let a Return Path TLV send replies to addresses in CIDR (repeatable).
+    ///
+    /// RFC 9503 §4: a Return Address sub-TLV asks for the reply at another
+    /// address, which lets one forged packet aim replies anywhere. None is
+    /// allowed by default: such TLVs come back flagged U and the reply goes
+    /// to the source. Inside CIDR the reply goes there (same port).
+    #[arg(long, value_name = "CIDR", value_parser = crate::net::cidr::parse_cidr, requires = "stamp", help_heading = STAMP)]
+    pub stamp_return_path_allow: Vec<crate::net::cidr::Cidr>,
+
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     ///
     /// TCP; port 0 picks one, printed on stdout.
@@ -230,6 +239,12 @@ impl From<&Args> for ServerConfig {
                 ptp: args.stamp_ptp,
                 tlv_ignore: args.tlv_mode == "ignore",
                 location: args.stamp_location,
+                return_allow: crate::stamp::return_path::ReturnAllow::new(
+                    args.stamp_return_path_allow
+                        .iter()
+                        .map(|c| c.parts())
+                        .collect(),
+                ),
             }),
         }
     }

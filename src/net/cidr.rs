@@ -14,6 +14,11 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The network's address and prefix length.
+    pub fn parts(&self) -> (IpAddr, u8) {
+        (self.network, self.prefix)
+    }
+
     /// Whether `ip` (already unmapped) is inside this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, ip) {

@@ -48,6 +48,7 @@ pub mod followup;
 pub mod keys;
 pub mod location;
 pub mod packet;
+pub mod return_path;
 pub mod sessions;
 mod time;
 pub mod tlv;
@@ -85,6 +86,9 @@ pub struct StampOptions {
     pub tlv_ignore: bool,
     /// Reflector: what a Location TLV may reveal (`--stamp-location`).
     pub location: location::Disclosure,
+    /// Reflector: the networks a Return Path TLV may send replies to
+    /// (`--stamp-return-path-allow`; none by default).
+    pub return_allow: return_path::ReturnAllow,
 }
 
 impl StampOptions {
@@ -128,6 +132,7 @@ impl StampOptions {
                 TlvMode::Process
             },
             location: self.location,
+            return_allow: self.return_allow.clone(),
             shared_socket: false,
         })
     }
@@ -149,6 +154,8 @@ pub struct ReflectorConfig {
     pub tlv_mode: TlvMode,
     /// What a Location TLV may reveal (`--stamp-location`).
     pub location: location::Disclosure,
+    /// The networks a Return Path TLV may send replies to.
+    pub return_allow: return_path::ReturnAllow,
     /// Several loops serve one socket (`--exclusive` with threads): its
     /// kernel transmit-stamp counter is theirs together, so no loop asks
     /// for transmit stamps, and Follow-Up Telemetry carries no times.
@@ -388,6 +395,10 @@ impl Reflector {
                         },
                         disclose: self.config.location,
                     }),
+                    sent_to: arrival
+                        .destination
+                        .or_else(|| self.local.map(|l| l.ip()).filter(|ip| !ip.is_unspecified())),
+                    return_path: Some((source, &self.config.return_allow)),
                     follow_up: self.sessions.is_some().then(|| {
                         followup::FollowUp::previous(
                             seq,
@@ -422,6 +433,7 @@ impl Reflector {
         Ok(Reply {
             len,
             tos: walk.reply_dscp.map(|dscp| dscp << 2),
+            to: walk.reply_to,
             follow_up: (walk.follow_up && self.sessions.is_some()).then_some(followup::TxTag {
                 source,
                 ssid: sender.ssid,
@@ -484,6 +496,9 @@ pub struct Reply {
     /// Class of Service TLV's DSCP1, ECN Not-ECT); `None`: as any echo, the
     /// request's DSCP.
     pub tos: Option<u8>,
+    /// Where it goes when not to the request's source: a Return Path TLV's
+    /// Return Address the operator allows (RFC 9503 §4).
+    pub to: Option<SocketAddr>,
     /// Its session asked for follow-up (a Follow-Up Telemetry TLV, stateful
     /// reflector): the send's kernel transmit stamp belongs to this reply,
     /// for [`Reflector::transmitted`].

@@ -25,6 +25,8 @@ fn cx(tos: Option<u8>) -> packet::TlvContext<'static> {
         session: None,
         location: None,
         follow_up: None,
+        sent_to: None,
+        return_path: None,
     }
 }
 

@@ -318,6 +318,9 @@ pub struct TlvWalk {
     /// A Follow-Up Telemetry TLV was filled in: the session wants its
     /// replies' kernel transmit times.
     pub follow_up: bool,
+    /// A Return Path TLV (RFC 9503) was honoured: the reply goes here
+    /// instead of to the request's source.
+    pub reply_to: Option<std::net::SocketAddr>,
 }
 
 /// The lowest DSCP of network control (CS6 = 48, CS7 = 56 and the codepoints
@@ -348,6 +351,12 @@ pub struct TlvContext<'a> {
     /// The session's previous reply (Follow-Up Telemetry), when the
     /// reflector keeps sessions; `None`: stateless, the TLV is zeroed.
     pub follow_up: Option<super::followup::FollowUp>,
+    /// The address the request was sent to, when known (Destination Node
+    /// Address, RFC 9503 §3).
+    pub sent_to: Option<std::net::IpAddr>,
+    /// The request's source and the networks a Return Path may send the
+    /// reply to (RFC 9503 §4); `None`: no Return Path is honoured.
+    pub return_path: Option<(std::net::SocketAddr, &'a super::return_path::ReturnAllow)>,
 }
 
 /// The reflector's pass over the TLVs of a reply (the bytes after its base
@@ -380,6 +389,10 @@ pub struct TlvContext<'a> {
 /// - Follow-Up Telemetry (length 16) gets the session's previous reply's
 ///   sequence number and kernel transmit time, or zeros (see
 ///   [`followup`](super::followup)); `follow_up` tells the caller.
+/// - Destination Node Address (length 4 or 16, RFC 9503 §3): U unless it
+///   is `sent_to`; Return Path (RFC 9503 §4, the first one): honoured
+///   (`reply_to`) only for an allowed Return Address alone, U otherwise
+///   (see [`return_path`](super::return_path)).
 /// - The HMAC TLV (length 16) is kept for signing (`sign_hmac_at`).
 /// - Every other type is flagged U (unrecognised) and left as it is.
 /// - A TLV of a known type with a wrong length, or any TLV whose length
@@ -403,6 +416,7 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
         }
     }
     let mut at = 0;
+    let mut return_path_seen = false;
     loop {
         let (kind, len) = match step(tlvs, at) {
             Step::End => break,
@@ -457,6 +471,31 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
                 walk.follow_up = true;
                 super::followup::reflect(&mut tlvs[value], cx.follow_up)
             }
+            super::return_path::TLV_DESTINATION_NODE_ADDRESS
+                if super::return_path::destination_len_ok(len) =>
+            {
+                super::return_path::reflect_destination(&tlvs[value], cx.sent_to)
+            }
+            super::return_path::TLV_RETURN_PATH => {
+                use super::return_path::{ReturnPath, reflect_return_path};
+                let first = !std::mem::replace(&mut return_path_seen, true);
+                match cx.return_path.filter(|_| first) {
+                    Some((source, allow)) => {
+                        match reflect_return_path(&mut tlvs[value], source, allow) {
+                            ReturnPath::To(to) => {
+                                walk.reply_to = Some(to);
+                                0
+                            }
+                            ReturnPath::NotHonoured => tlv_flags::U,
+                            ReturnPath::Malformed => {
+                                tlvs[at] = tlv_flags::M;
+                                break;
+                            }
+                        }
+                    }
+                    None => tlv_flags::U,
+                }
+            }
             TLV_HMAC if len == HMAC_TLV_LEN - TLV_HEADER_LEN => {
                 if cx.key.is_some() && walk.sign_hmac_at.is_none() {
                     walk.sign_hmac_at = Some(at);
@@ -469,7 +508,8 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
             | super::direct::TLV_DIRECT_MEASUREMENT
             | super::location::TLV_LOCATION
             | super::access::TLV_ACCESS_REPORT
-            | super::followup::TLV_FOLLOW_UP => {
+            | super::followup::TLV_FOLLOW_UP
+            | super::return_path::TLV_DESTINATION_NODE_ADDRESS => {
                 // RFC 8972 §4: a malformed TLV stops the processing; the
                 // rest is copied as it came.
                 tlvs[at] = tlv_flags::M;

@@ -344,6 +344,26 @@ impl Batch {
         cmsg::destination(&self.recv_hdrs[i].msg_hdr)
     }
 
+    /// Sends slot `i`'s datagram to `to` instead of back to its source (a
+    /// STAMP Return Path the operator allows); `datagram(i)` then names `to`.
+    pub fn set_destination(&mut self, i: usize, to: SocketAddr) {
+        assert!(i < self.filled, "slot {i} was not filled");
+        let addr = socket2::SockAddr::from(to);
+        let len = (addr.len() as usize).min(mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: `addr` holds `addr.len()` initialised bytes of a sockaddr
+        // for `to` (at most a sockaddr_in6, smaller than the storage); they
+        // are copied into slot i's own sockaddr_storage, which nothing else
+        // borrows now (the kernel reads it only during `echo`).
+        unsafe {
+            ptr::copy_nonoverlapping(
+                addr.as_ptr().cast::<u8>(),
+                ptr::from_mut(&mut self.addrs[i]).cast::<u8>(),
+                len,
+            );
+        }
+        self.recv_hdrs[i].msg_hdr.msg_namelen = len as libc::socklen_t;
+    }
+
     /// Slot `i`'s whole buffer (`RECV_BUFFER_LEN` bytes), writable: the
     /// STAMP reflector builds a reply over the request in place (as long as
     /// the request, so the echo sends exactly the reply).

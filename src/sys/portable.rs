@@ -79,6 +79,12 @@ impl Batch {
         None
     }
 
+    /// Sends slot `i`'s datagram to `to` instead of back to its source.
+    pub fn set_destination(&mut self, i: usize, to: SocketAddr) {
+        assert!(i < self.filled, "slot {i} was not filled");
+        self.sources[i] = Some(to);
+    }
+
     /// Slot `i`'s whole buffer, writable (the STAMP reflector's reply).
     pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
         assert!(i < self.filled, "slot {i} was not filled");

@@ -38,5 +38,6 @@ mod stamp_follow_up;
 mod stamp_keys;
 mod stamp_location;
 mod stamp_reflector;
+mod stamp_return_path;
 mod txstamp;
 mod usage;

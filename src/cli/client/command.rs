@@ -108,6 +108,7 @@ impl From<&Args> for Command {
                 ptp: args.stamp_ptp,
                 tlv_ignore: false,
                 location: Default::default(),
+                return_allow: Default::default(),
             },
             size: args.stamp_size.map(|s| s as usize),
             follow_up: args.stamp_follow_up,

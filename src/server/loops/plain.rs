@@ -27,8 +27,8 @@ pub(super) fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
             EchoVerdict::Stop => break,
         }
         // The request's DSCP goes back on the reply; ECN is not copied (Not-ECT).
-        let tos = match received {
-            None => reply_tos(tos),
+        let (tos, to) = match received {
+            None => (reply_tos(tos), source),
             Some(received) => {
                 let arrival = crate::stamp::Arrival {
                     received,
@@ -38,12 +38,13 @@ pub(super) fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
                 };
                 let transmit = SystemTime::now();
                 match state.reflect(socket, &mut buf[..len], source, &arrival, transmit, (0, 0)) {
-                    Some(tos) => tos,
+                    // A Return Path the operator allows may send it elsewhere.
+                    Some((tos, to)) => (tos, to.unwrap_or(source)),
                     None => continue,
                 }
             }
         };
-        let sent = state.send_one(socket, &buf[..len], source, tos);
+        let sent = state.send_one(socket, &buf[..len], to, tos);
         if stamp {
             state.tx_sent(socket, std::iter::once((0, 0..1)), !sent);
         }

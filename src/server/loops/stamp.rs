@@ -46,7 +46,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::ops::Range;
 
-use super::gro_send::{DropMarks, echo_run};
+use super::gro_send::{DropMarks, echo_run, flush};
 use super::{LoopState, reply_tos};
 use crate::server::guard::DropReason;
 use crate::stamp::followup::{TxRing, TxTag};
@@ -119,8 +119,9 @@ impl TxStamps {
 
 impl LoopState<'_> {
     /// Turns the request in `buf` into its reply in place (as long as the
-    /// request) and returns the TOS to send it with, or `None` when the
-    /// reflector refuses it (booked as a drop: `short`, `malformed`, or
+    /// request) and returns the TOS to send it with and, when a Return Path
+    /// the operator allows says so, where to send it instead of the source;
+    /// or `None` when the reflector refuses it (booked as a drop: `short`, `malformed`, or
     /// `loop` for a reflected packet). `at` is the reply's place in the
     /// sends to come (batch slot, datagram of the slot), for its kernel
     /// transmit stamp when its session asked for follow-up.
@@ -132,7 +133,7 @@ impl LoopState<'_> {
         arrival: &Arrival,
         transmit: SystemTime,
         at: (usize, usize),
-    ) -> Option<u8> {
+    ) -> Option<(u8, Option<SocketAddr>)> {
         let reflector = self.reflector.as_mut()?;
         let refusal = match reflector.reflect_in_place(buf, source, arrival, transmit, self.now_ns)
         {
@@ -140,7 +141,8 @@ impl LoopState<'_> {
                 if let (Some(tag), Some(tx)) = (reply.follow_up, &mut self.tx) {
                     note_follow_up(tx, socket, at, tag);
                 }
-                return Some(reply.tos.unwrap_or_else(|| reply_tos(arrival.tos)));
+                let tos = reply.tos.unwrap_or_else(|| reply_tos(arrival.tos));
+                return Some((tos, reply.to));
             }
             Err(refusal) => refusal,
         };
@@ -293,7 +295,15 @@ pub(super) fn reflect_slots(
             destination: batch.destination(i),
         };
         let buf = &mut batch.slot_mut(i)[..request_len];
-        *kept = state.reflect(socket, buf, source, &arrival, transmit, (i, 0));
+        *kept = match state.reflect(socket, buf, source, &arrival, transmit, (i, 0)) {
+            Some((tos, to)) => {
+                if let Some(to) = to {
+                    batch.set_destination(i, to);
+                }
+                Some(tos)
+            }
+            None => None,
+        };
     }
 }
 
@@ -330,7 +340,17 @@ pub(super) fn reflect_buffer(
         }
         let request = batch.datagram_mut(slot, k);
         match state.reflect(socket, request, source, &arrival, transmit, (slot, k)) {
-            Some(tos) => {
+            Some((tos, Some(to))) => {
+                // A Return Path the operator allows: this reply alone, to
+                // `to`, after everything queued before it (in order, for
+                // the transmit-stamp numbering).
+                echo_run(socket, state, batch, slot, start..k, run_tos);
+                flush(socket, state, batch);
+                let sent = state.send_one(socket, batch.datagram_mut(slot, k), to, tos);
+                state.tx_sent(socket, std::iter::once((slot, k..k + 1)), !sent);
+                start = k + 1;
+            }
+            Some((tos, None)) => {
                 if k > start && tos != run_tos {
                     echo_run(socket, state, batch, slot, start..k, run_tos);
                     start = k;

@@ -11,6 +11,8 @@ fn cx(tos: Option<u8>, key: Option<&Key>) -> TlvContext<'_> {
         session: None,
         location: None,
         follow_up: None,
+        sent_to: None,
+        return_path: None,
     }
 }
 

@@ -1,0 +1,355 @@
+//! RFC 9503's TLVs (STAMP extensions for segment routing networks): the
+//! Destination Node Address TLV (type 9) and the Return Path TLV (type 10).
+//!
+//! **Destination Node Address** (§3): the address the sender meant the test
+//! packet for (4 bytes IPv4, 16 IPv6). The reflector checks it against the
+//! address the request was actually sent to — the socket's bound address,
+//! or on a wildcard bind the kernel's `IP_PKTINFO` (batched and GRO loops):
+//! the same, U clear; another address, or one the reflector cannot tell
+//! (a wildcard bind in the plain loop), U set. The TLV is returned as it
+//! came otherwise. The reply leaves from the address it was sent to either
+//! way.
+//!
+//! **Return Path** (§4): sub-TLVs (each with the TLV header: flags, type,
+//! length) asking where the reply should go: Control Code (1: bit 0 clear,
+//! no reply; set, reply on the link the request came in on), Return Address
+//! (2: an IPv4 or IPv6 address), an SR-MPLS label stack (3), an SRv6
+//! segment list (4). A Return Address that sends the reply to another host
+//! makes the reflector a reflector in the other sense: one unauthenticated
+//! packet with a forged source aims replies anywhere. So:
+//!
+//! - A Return Address inside a network the operator allows
+//!   (`--stamp-return-path-allow CIDR`, none by default), of an address
+//!   family the socket can send to, is honoured: the reply goes to that
+//!   address, at the request's source port, U clear on the TLV and the
+//!   sub-TLV. Only when it is the TLV's one sub-TLV: a Return Path asking
+//!   for more than this reflector can do is not honoured in part.
+//! - Anything else — an address outside the allowed networks, a Control
+//!   Code, a segment list, an unknown sub-TLV — is not honoured: U on the
+//!   TLV and on the sub-TLVs not honoured, and the reply goes to the
+//!   request's source as usual. (Not sending a reply that a Control Code of
+//!   0 asks to withhold is honest with U set: the sender learns it was not
+//!   understood.)
+//! - A sub-TLV running past the TLV, or a Return Address of a length other
+//!   than 4 or 16: M, and the walk of the request's TLVs stops (RFC 8972 §4).
+//! - Only the first Return Path TLV counts; later ones get U.
+//!
+//! In authenticated mode none of this is used unless the HMAC TLV passed
+//! (RFC 8972 §4.8). Nothing here changes a length: the reply is as long as
+//! its request, wherever it goes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::tlv::{TLV_HEADER_LEN, sender_header, tlv_flags};
+
+/// The Destination Node Address TLV's type (RFC 9503 §3).
+pub const TLV_DESTINATION_NODE_ADDRESS: u8 = 9;
+
+/// The Return Path TLV's type (RFC 9503 §4).
+pub const TLV_RETURN_PATH: u8 = 10;
+
+/// Return Path sub-TLV types (RFC 9503 §4.1).
+pub mod sub_tlv {
+    /// Control Code: bit 0, reply on the same link (1) or no reply (0).
+    pub const CONTROL_CODE: u8 = 1;
+    /// Return Address: where the reply should go.
+    pub const RETURN_ADDRESS: u8 = 2;
+    /// SR-MPLS label stack of the return path.
+    pub const SR_MPLS_LABEL_STACK: u8 = 3;
+    /// SRv6 segment list of the return path.
+    pub const SRV6_SEGMENT_LIST: u8 = 4;
+}
+
+/// The networks a Return Path's Return Address may name
+/// (`--stamp-return-path-allow`); empty: none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReturnAllow {
+    nets: Vec<(IpAddr, u8)>,
+}
+
+impl ReturnAllow {
+    /// The networks `(address, prefix length)`; IPv4-mapped IPv6 addresses
+    /// are matched as the IPv4 addresses they map.
+    pub fn new(nets: Vec<(IpAddr, u8)>) -> ReturnAllow {
+        ReturnAllow { nets }
+    }
+
+    /// Whether no address is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
+    }
+
+    /// Whether `ip` is inside an allowed network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = unmap(ip);
+        self.nets.iter().any(|&(net, prefix)| match (net, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        })
+    }
+}
+
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// An address value of 4 or 16 bytes.
+fn address(value: &[u8]) -> Option<IpAddr> {
+    match value.len() {
+        4 => Some(IpAddr::V4(Ipv4Addr::new(
+            value[0], value[1], value[2], value[3],
+        ))),
+        16 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(value);
+            Some(IpAddr::V6(Ipv6Addr::from(o)))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a Destination Node Address TLV's value has a length RFC 9503
+/// allows (4 or 16).
+pub fn destination_len_ok(len: usize) -> bool {
+    len == 4 || len == 16
+}
+
+/// The reflector's answer to a Destination Node Address TLV whose value has
+/// a valid length: its flags, 0 when the address is `sent_to` (the address
+/// the request was sent to, when known), U otherwise. The value is left as
+/// it came.
+pub fn reflect_destination(value: &[u8], sent_to: Option<IpAddr>) -> u8 {
+    match (address(value), sent_to) {
+        (Some(asked), Some(to)) if unmap(asked) == unmap(to) => 0,
+        _ => tlv_flags::U,
+    }
+}
+
+/// What the reflector made of a Return Path TLV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnPath {
+    /// Honoured: the reply goes to this address. Flags 0.
+    To(SocketAddr),
+    /// Not honoured: flagged U, the reply goes to the source.
+    NotHonoured,
+    /// A sub-TLV overruns the TLV or has a wrong length: flagged M.
+    Malformed,
+}
+
+/// The reflector's pass over a Return Path TLV's `value` (its sub-TLVs),
+/// rewriting each sub-TLV's flags in place: U on what is not honoured, 0 on
+/// a Return Address that is. `source` is the request's source (its port is
+/// the reply's; its family says which addresses the socket can send to).
+pub fn reflect_return_path(
+    value: &mut [u8],
+    source: SocketAddr,
+    allow: &ReturnAllow,
+) -> ReturnPath {
+    let mut at = 0;
+    let mut subs = 0;
+    let mut to = None;
+    while value.len() - at >= TLV_HEADER_LEN {
+        let (kind, len) = (
+            value[at + 1],
+            usize::from(u16::from_be_bytes([value[at + 2], value[at + 3]])),
+        );
+        let Some(end) = (at + TLV_HEADER_LEN)
+            .checked_add(len)
+            .filter(|&e| e <= value.len())
+        else {
+            return ReturnPath::Malformed;
+        };
+        subs += 1;
+        let flags = match kind {
+            sub_tlv::RETURN_ADDRESS => {
+                let Some(ip) = address(&value[at + TLV_HEADER_LEN..end]) else {
+                    return ReturnPath::Malformed;
+                };
+                match reply_to(ip, source) {
+                    Some(addr) if allow.contains(ip) && to.is_none() => {
+                        to = Some(addr);
+                        0
+                    }
+                    _ => tlv_flags::U,
+                }
+            }
+            _ => tlv_flags::U,
+        };
+        value[at] = flags;
+        at = end;
+    }
+    match to {
+        Some(to) if subs == 1 => ReturnPath::To(to),
+        Some(_) => {
+            // Honoured only whole: the Return Address too is not used.
+            flag_sub_tlvs(value, tlv_flags::U);
+            ReturnPath::NotHonoured
+        }
+        None => ReturnPath::NotHonoured,
+    }
+}
+
+/// Sets every sub-TLV's flags of a well-formed Return Path value.
+fn flag_sub_tlvs(value: &mut [u8], flags: u8) {
+    let mut at = 0;
+    while value.len() - at >= TLV_HEADER_LEN {
+        let len = usize::from(u16::from_be_bytes([value[at + 2], value[at + 3]]));
+        value[at] = flags;
+        at += TLV_HEADER_LEN + len;
+        if at > value.len() {
+            return;
+        }
+    }
+}
+
+/// Where a reply to `ip` goes from a socket that got a request from
+/// `source`: `ip` at the source's port, in the source's family (an IPv4
+/// address from a dual-stack IPv6 socket as IPv4-mapped); `None` when the
+/// socket cannot send there (IPv6 from an IPv4 socket).
+fn reply_to(ip: IpAddr, source: SocketAddr) -> Option<SocketAddr> {
+    let ip = match (unmap(ip), source) {
+        (IpAddr::V4(v4), SocketAddr::V4(_)) => IpAddr::V4(v4),
+        (IpAddr::V4(v4), SocketAddr::V6(_)) => IpAddr::V6(v4.to_ipv6_mapped()),
+        (IpAddr::V6(v6), SocketAddr::V6(_)) => IpAddr::V6(v6),
+        (IpAddr::V6(_), SocketAddr::V4(_)) => return None,
+    };
+    Some(SocketAddr::new(ip, source.port()))
+}
+
+/// A Destination Node Address TLV as a sender sends it (U set).
+pub fn destination_tlv(ip: IpAddr) -> Vec<u8> {
+    let octets: Vec<u8> = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let mut tlv = sender_header(TLV_DESTINATION_NODE_ADDRESS, octets.len()).to_vec();
+    tlv.extend_from_slice(&octets);
+    tlv
+}
+
+/// A Return Path TLV with one Return Address sub-TLV, as a sender sends it
+/// (U set on both).
+pub fn return_address_tlv(ip: IpAddr) -> Vec<u8> {
+    let octets: Vec<u8> = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let mut tlv = sender_header(TLV_RETURN_PATH, TLV_HEADER_LEN + octets.len()).to_vec();
+    tlv.extend_from_slice(&sender_header(sub_tlv::RETURN_ADDRESS, octets.len()));
+    tlv.extend_from_slice(&octets);
+    tlv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 4000))
+    }
+
+    fn loopback() -> ReturnAllow {
+        ReturnAllow::new(vec![(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8)])
+    }
+
+    #[test]
+    fn the_destination_must_be_where_the_request_went() {
+        let to = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(reflect_destination(&[192, 0, 2, 1], Some(to)), 0);
+        assert_eq!(reflect_destination(&[192, 0, 2, 2], Some(to)), tlv_flags::U);
+        assert_eq!(reflect_destination(&[192, 0, 2, 1], None), tlv_flags::U);
+        let mapped = Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().octets();
+        assert_eq!(reflect_destination(&mapped, Some(to)), 0, "v4-mapped alike");
+        assert!(destination_len_ok(4) && destination_len_ok(16) && !destination_len_ok(5));
+        assert_eq!(
+            destination_tlv(to),
+            [0x80, 9, 0, 4, 192, 0, 2, 1],
+            "U set, type 9, length 4"
+        );
+    }
+
+    #[test]
+    fn only_an_allowed_return_address_alone_is_honoured() {
+        let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+        let mut tlv = return_address_tlv(other);
+        assert_eq!(&tlv[..8], &[0x80, 10, 0, 8, 0x80, 2, 0, 4]);
+        let value = &mut tlv[4..];
+        assert_eq!(
+            reflect_return_path(value, source(), &loopback()),
+            ReturnPath::To(SocketAddr::new(other, 4000))
+        );
+        assert_eq!(value[0], 0, "sub-TLV honoured: U clear");
+        // Not allowed: U on the sub-TLV, the reply to the source.
+        let mut tlv = return_address_tlv(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)));
+        let value = &mut tlv[4..];
+        assert_eq!(
+            reflect_return_path(value, source(), &loopback()),
+            ReturnPath::NotHonoured
+        );
+        assert_eq!(value[0], tlv_flags::U);
+        assert_eq!(
+            reflect_return_path(
+                &mut return_address_tlv(other)[4..],
+                source(),
+                &ReturnAllow::default()
+            ),
+            ReturnPath::NotHonoured,
+            "none allowed by default"
+        );
+        // IPv6 from an IPv4 socket: cannot.
+        let v6 = ReturnAllow::new(vec![(IpAddr::V6(Ipv6Addr::LOCALHOST), 128)]);
+        let mut tlv = return_address_tlv(IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(
+            reflect_return_path(&mut tlv[4..], source(), &v6),
+            ReturnPath::NotHonoured
+        );
+        // With a Control Code beside it: not honoured in part.
+        let mut value = vec![0x80, 1, 0, 4, 0, 0, 0, 1];
+        value.extend_from_slice(&return_address_tlv(other)[4..]);
+        assert_eq!(
+            reflect_return_path(&mut value, source(), &loopback()),
+            ReturnPath::NotHonoured
+        );
+        assert_eq!((value[0], value[8]), (tlv_flags::U, tlv_flags::U));
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_answered_without_panic() {
+        let mut chain = vec![0x80, 1, 0, 4, 0, 0, 0, 1];
+        chain.extend_from_slice(&return_address_tlv(IpAddr::V6(Ipv6Addr::LOCALHOST))[4..]);
+        for len in 0..=chain.len() {
+            let mut v = chain[..len].to_vec();
+            let _ = reflect_return_path(&mut v, source(), &loopback());
+            let _ = reflect_destination(&chain[..len], None);
+        }
+        for bit in 0..chain.len() * 8 {
+            let mut v = chain.clone();
+            v[bit / 8] ^= 1 << (bit % 8);
+            let before = v.len();
+            let got = reflect_return_path(&mut v, source(), &loopback());
+            assert_eq!(v.len(), before);
+            if let ReturnPath::To(to) = got {
+                assert!(loopback().contains(to.ip()), "{to}");
+            }
+        }
+        // A sub-TLV overrunning the TLV, or a Return Address of 5 bytes: M.
+        assert_eq!(
+            reflect_return_path(&mut [0x80, 2, 0, 9, 1, 2], source(), &loopback()),
+            ReturnPath::Malformed
+        );
+        assert_eq!(
+            reflect_return_path(&mut [0x80, 2, 0, 5, 127, 0, 0, 1, 1], source(), &loopback()),
+            ReturnPath::Malformed
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! RFC 9503's Destination Node Address and Return Path TLVs at our
+//! reflector, in every server loop: the destination is checked against the
+//! address the request was sent to; a Return Path's Return Address is a
+//! reflection vector, honoured only inside `--stamp-return-path-allow`
+//! (flagged U, reply to the source, otherwise). Judged by where replies
+//! arrive and their flags, over real loopback sockets (127.0.0.2 is another
+//! address of this host: Linux routes all of 127/8 to lo).
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use crate::common;
+
+use common::*;
+use udp_echo::stamp::Mode;
+use udp_echo::stamp::packet::tlv_flags;
+use udp_echo::stamp::return_path::{destination_tlv, return_address_tlv};
+
+const LOOPS: [&[&str]; 3] = [&["--batch", "1"], &["--no-gro"], &[]];
+
+/// A request with a Destination Node Address TLV naming `dna` and a Return
+/// Path TLV naming `back`, base packet 44 bytes, so the DNA TLV's flags are
+/// at 44 and the Return Path's at 52 (IPv4 addresses).
+fn request(dna: IpAddr, back: IpAddr) -> Vec<u8> {
+    let mut req = stamp_request(Mode::Open, 7, 44, None, 3);
+    req.extend_from_slice(&destination_tlv(dna));
+    req.extend_from_slice(&return_address_tlv(back));
+    req
+}
+
+fn socket_on(ip: &str, port: u16) -> UdpSocket {
+    let socket = UdpSocket::bind((ip, port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    socket
+}
+
+/// What arrives at `socket` (one datagram at most), and from where.
+fn got(socket: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    let mut buf = [0u8; 2048];
+    socket
+        .recv_from(&mut buf)
+        .ok()
+        .map(|(n, from)| (buf[..n].to_vec(), from))
+}
+
+#[test]
+fn a_return_path_goes_elsewhere_only_where_the_operator_allows() {
+    let (here, there): (IpAddr, IpAddr) =
+        ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+    for loop_args in LOOPS {
+        for allow in [None, Some("127.0.0.2/32")] {
+            let mut args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
+            args.extend_from_slice(loop_args);
+            if let Some(allow) = allow {
+                args.extend(["--stamp-return-path-allow", allow]);
+            }
+            let server = start_server(&args);
+            let sender = socket_on("127.0.0.1", 0);
+            let port = sender.local_addr().unwrap().port();
+            // Another socket of the test, on the address the Return Path names.
+            let elsewhere = socket_on("127.0.0.2", port);
+            let req = request(here, there);
+            sender.send_to(&req, server.addr).unwrap();
+            let (at_source, at_elsewhere) = (got(&sender), got(&elsewhere));
+            let (reply, from) = match (allow, at_source, at_elsewhere) {
+                (None, Some(reply), None) => reply,
+                (Some(_), None, Some(reply)) => reply,
+                (allow, s, e) => panic!(
+                    "{loop_args:?} allow {allow:?}: at the source {:?}, elsewhere {:?}",
+                    s.map(|r| r.1),
+                    e.map(|r| r.1)
+                ),
+            };
+            assert_eq!(from, server.addr, "from the reflector");
+            assert_eq!(reply.len(), req.len(), "never longer than the request");
+            assert_eq!(reply[44], 0, "Destination Node Address: where it was sent");
+            let flags = if allow.is_some() { 0 } else { tlv_flags::U };
+            assert_eq!(
+                (reply[52], reply[56]),
+                (flags, flags),
+                "{loop_args:?} allow {allow:?}: Return Path and its Return Address flags"
+            );
+            assert_eq!(&reply[60..64], &[127, 0, 0, 2], "the address as sent");
+        }
+    }
+}
+
+#[test]
+fn a_destination_node_address_elsewhere_is_flagged_and_the_reply_comes_anyway() {
+    for loop_args in LOOPS {
+        // Bound to 127.0.0.1, and a wildcard bind that learns each
+        // request's destination from the kernel (not the plain loop).
+        for host in ["127.0.0.1", "0.0.0.0"] {
+            let mut args = vec!["--stamp", "-H", host, "-p", "0"];
+            args.extend_from_slice(loop_args);
+            let server = start_server(&args);
+            let to = SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
+            let sender = socket_on("127.0.0.1", 0);
+            for (dna, expected) in [("127.0.0.1", 0), ("192.0.2.1", tlv_flags::U)] {
+                let mut req = stamp_request(Mode::Open, 1, 44, None, 3);
+                req.extend_from_slice(&destination_tlv(dna.parse().unwrap()));
+                sender.send_to(&req, to).unwrap();
+                let (reply, _) = got(&sender).expect("a reply");
+                let expected = if host == "0.0.0.0" && loop_args == ["--batch", "1"] {
+                    // The plain loop on a wildcard bind cannot tell where a
+                    // request was sent: never "matched".
+                    tlv_flags::U
+                } else {
+                    expected
+                };
+                assert_eq!(reply[44], expected, "{loop_args:?} {host} DNA {dna}");
+                assert_eq!(reply.len(), req.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn stamp_suites_sender_with_both_tlvs_against_our_reflector() {
+    let Some(suite) = crate::stamp::stamp_suite(
+        "stamp-suite sender with Destination Node Address and Return Path → our reflector",
+    ) else {
+        return;
+    };
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let port = server.addr.port().to_string();
+    let run = crate::stamp::suite_sender(
+        &suite,
+        &port,
+        ("4", "20"),
+        &[
+            "--ssid",
+            "9",
+            "--dest-node-addr",
+            "127.0.0.1",
+            "--return-address",
+            "127.0.0.1",
+            "--output-format",
+            "json",
+        ],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    let summary = crate::stamp::suite_summary(&run);
+    assert_eq!(summary["packets_received"], 4, "{summary}");
+    use udp_echo::stamp::return_path::{TLV_DESTINATION_NODE_ADDRESS, TLV_RETURN_PATH};
+    assert_eq!(
+        crate::stamp::suite_tlv_flags(&summary, TLV_DESTINATION_NODE_ADDRESS),
+        (4, 0, 0, 0),
+        "recognised: {summary}"
+    );
+    assert_eq!(
+        crate::stamp::suite_tlv_flags(&summary, TLV_RETURN_PATH),
+        (4, 4, 0, 0),
+        "not allowed by default: U, and the reply to the source: {summary}"
+    );
+}
