@@ -30,7 +30,10 @@
 //! stateful reflector answers the Follow-Up Telemetry TLV ([`followup`])
 //! with the kernel transmit time of the session's previous reply, which
 //! the loops read from the socket's error queue and hand back through
-//! [`Reflector::transmitted`]. Not implemented: the reverse-path
+//! [`Reflector::transmitted`]. RFC 9503's Destination Node Address and
+//! Return Path TLVs are answered ([`return_path`]: a Return Path is
+//! honoured only for addresses the operator allows; a honoured one sets
+//! [`Reply::to`]). Not implemented: the reverse-path
 //! ECN fields of draft-ietf-ippm-stamp-cos-ecn (sent as zero).
 //!
 //! A reply is never longer than its request: a request shorter than the

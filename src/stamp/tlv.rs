@@ -168,7 +168,10 @@ impl TimestampInfo {
     /// What this reflector says of itself: no synchronization claimed
     /// (local, as its S bit is clear), both time stamps software local —
     /// the kernel's `SO_TIMESTAMPNS` receive stamp or a user-space reading,
-    /// and a user-space transmit reading: none of them a NIC's.
+    /// and a user-space transmit reading: none of them a NIC's. (The
+    /// Follow-Up Telemetry TLV's kernel transmit stamp is software local too,
+    /// its mode 2: the RFC 8972 §5.5 registry has no code that tells kernel
+    /// from user space.)
     pub const REFLECTOR: TimestampInfo = TimestampInfo {
         sync_in: sync_source::LOCAL,
         method_in: timestamp_method::SW_LOCAL,

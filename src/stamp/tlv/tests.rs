@@ -166,3 +166,71 @@ fn the_reflector_processes_authentic_tlvs_and_flags_every_tlv_i_otherwise() {
     assert!(walk.integrity_failed);
     assert_eq!(open[0], tlv_flags::I);
 }
+
+#[test]
+fn follow_up_and_rfc_9503_tlvs_survive_every_truncation_and_bit_flip() {
+    use crate::stamp::followup::FollowUp;
+    use crate::stamp::return_path::{ReturnAllow, destination_tlv, return_address_tlv};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let loopback = ReturnAllow::new(vec![(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8)]);
+    let source = SocketAddr::from(([127, 0, 0, 1], 4000));
+    let sent_to = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let previous = FollowUp {
+        seq: 4,
+        timestamp: 99,
+        mode: 2,
+    };
+    let context = || TlvContext {
+        follow_up: Some(previous),
+        sent_to: Some(sent_to),
+        return_path: Some((source, &loopback)),
+        ..cx(Some(0), None)
+    };
+    let mut chain = FollowUp::request_tlv().to_vec();
+    chain.extend_from_slice(&destination_tlv(sent_to));
+    chain.extend_from_slice(&return_address_tlv(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))));
+    let mut whole = chain.clone();
+    let walk = reflect_tlvs(&mut whole, &context());
+    assert_eq!(walk.walked, 3);
+    assert!(walk.follow_up);
+    assert_eq!(
+        walk.reply_to,
+        Some(SocketAddr::from(([127, 0, 0, 2], 4000)))
+    );
+    assert_eq!(
+        (whole[0], whole[20], whole[28]),
+        (0, 0, 0),
+        "all understood"
+    );
+    assert_eq!(FollowUp::from_value(&whole[4..20]), Some(previous));
+    for len in 0..=chain.len() {
+        let mut t = chain[..len].to_vec();
+        let walk = reflect_tlvs(&mut t, &context());
+        assert_eq!(t.len(), len);
+        assert!(walk.walked <= 3);
+        assert!(
+            walk.reply_to.is_none() || len == chain.len(),
+            "cut at {len}"
+        );
+    }
+    for bit in 0..chain.len() * 8 {
+        let mut t = chain.clone();
+        t[bit / 8] ^= 1 << (bit % 8);
+        let walk = reflect_tlvs(&mut t, &context());
+        assert_eq!(t.len(), chain.len());
+        if let Some(to) = walk.reply_to {
+            assert!(loopback.contains(to.ip()), "bit {bit}: {to}");
+            assert_eq!(to.port(), 4000);
+        }
+    }
+    // Nothing allowed: the Return Path is flagged U and the reply stays.
+    let mut t = chain.clone();
+    let walk = reflect_tlvs(
+        &mut t,
+        &TlvContext {
+            return_path: Some((source, &ReturnAllow::default())),
+            ..context()
+        },
+    );
+    assert_eq!((walk.reply_to, t[28]), (None, tlv_flags::U));
+}
