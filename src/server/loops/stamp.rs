@@ -32,7 +32,9 @@
 //!   send leaves the numbering in doubt (the kernel may or may not have
 //!   counted it): the stamps are then turned off and on again, which
 //!   restarts the kernel's numbering at 0, and the ring is cleared. Until
-//!   a session asks, nothing of this runs: no stamps, no error-queue reads.
+//!   a session asks, nothing of this runs: no stamps, no error-queue reads;
+//!   a session idle time (60 s) after the last reply that asked, stamping
+//!   goes off again.
 //!   In the GRO loop a `UDP_SEGMENT` message is one send with one stamp (its
 //!   first segment's), which every reply it carries shares.
 //!
@@ -70,7 +72,15 @@ pub(super) struct TxStamps {
     pending: Vec<(usize, usize, TxTag)>,
     /// Sends with a reply that asked whose stamp was not read yet.
     awaiting: usize,
+    /// When a reply last asked (the loop's clock, ns): stamping goes off
+    /// again after [`IDLE_OFF_NS`] without one.
+    asked_ns: u64,
 }
+
+/// How long stamping stays on after the last reply that asked for it: a
+/// session's idle time (a forgotten session cannot ask any more), so one
+/// stray Follow-Up Telemetry TLV does not make every later reply pay.
+const IDLE_OFF_NS: u64 = crate::stamp::sessions::SESSION_IDLE_NS;
 
 impl TxStamps {
     pub(super) fn new() -> TxStamps {
@@ -80,11 +90,15 @@ impl TxStamps {
             ring: TxRing::new(),
             pending: Vec::with_capacity(PENDING_MAX),
             awaiting: 0,
+            asked_ns: 0,
         }
     }
 
     /// Turns stamping on (numbering from 0): false when the kernel refuses.
+    /// Stamps left from an earlier time on are dropped first: their numbers
+    /// are the old count's.
     fn enable(&mut self, socket: &UdpSocket) -> bool {
+        let _ = crate::sys::read_tx_timestamps(socket, &mut |_, _| {});
         match crate::sys::enable_tx_timestamps(socket) {
             Ok(()) => {
                 self.on = true;
@@ -115,6 +129,21 @@ impl TxStamps {
         }
         self.enable(socket);
     }
+
+    /// No reply asked for a while: stamping off, so replies cost no stamp
+    /// again (the next that asks turns it back on, numbering from 0).
+    #[cold]
+    fn disable(&mut self, socket: &UdpSocket) {
+        if let Err(e) = crate::sys::disable_tx_timestamps(socket) {
+            log::debug!("cannot turn kernel transmit stamps off ({e})");
+            return;
+        }
+        let _ = crate::sys::read_tx_timestamps(socket, &mut |_, _| {});
+        self.on = false;
+        self.ring.reset();
+        self.pending.clear();
+        self.awaiting = 0;
+    }
 }
 
 impl LoopState<'_> {
@@ -139,7 +168,7 @@ impl LoopState<'_> {
         {
             Ok(reply) => {
                 if let (Some(tag), Some(tx)) = (reply.follow_up, &mut self.tx) {
-                    note_follow_up(tx, socket, at, tag);
+                    note_follow_up(tx, socket, at, tag, self.now_ns);
                 }
                 let tos = reply.tos.unwrap_or_else(|| reply_tos(arrival.tos));
                 return Some((tos, reply.to));
@@ -197,6 +226,10 @@ impl LoopState<'_> {
             tx.ring.sent(tag);
         }
         tx.pending.drain(..p);
+        if self.now_ns.saturating_sub(tx.asked_ns) > IDLE_OFF_NS {
+            tx.disable(socket);
+            return;
+        }
         self.tx_read(socket);
     }
 
@@ -252,7 +285,14 @@ impl LoopState<'_> {
 
 /// Notes a reply whose session asked for follow-up, turning stamping on
 /// first if it is off (before the reply is sent, so its send is numbered).
-fn note_follow_up(tx: &mut TxStamps, socket: &UdpSocket, at: (usize, usize), tag: TxTag) {
+fn note_follow_up(
+    tx: &mut TxStamps,
+    socket: &UdpSocket,
+    at: (usize, usize),
+    tag: TxTag,
+    now_ns: u64,
+) {
+    tx.asked_ns = now_ns;
     if !tx.on && (tx.refused || !tx.enable(socket)) {
         return;
     }
@@ -364,4 +404,43 @@ pub(super) fn reflect_buffer(
         }
     }
     echo_run(socket, state, batch, slot, start..end, run_tos);
+}
+
+#[cfg(all(test, target_os = "linux", not(udp_echo_portable)))]
+mod tests {
+    use super::*;
+
+    /// The stamps' numbers read from `socket`'s error queue now.
+    fn keys(socket: &UdpSocket) -> Vec<u32> {
+        let mut keys = Vec::new();
+        crate::sys::read_tx_timestamps(socket, &mut |key, _| keys.push(key)).unwrap();
+        keys
+    }
+
+    #[test]
+    fn stamping_goes_on_numbered_from_zero_off_again_and_on_anew() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = peer.local_addr().unwrap();
+        socket.send_to(b"before", to).unwrap();
+        let mut tx = TxStamps::new();
+        assert!(
+            tx.enable(&socket),
+            "this kernel gives software transmit stamps"
+        );
+        socket.send_to(b"a", to).unwrap();
+        socket.send_to(b"b", to).unwrap();
+        // Loopback stamps as the send leaves: queued by the time it returns.
+        assert_eq!(keys(&socket), [0, 1]);
+        tx.disable(&socket);
+        assert!(!tx.on);
+        socket.send_to(b"c", to).unwrap();
+        assert_eq!(keys(&socket), [0u32; 0], "off: no stamps");
+        assert!(tx.enable(&socket));
+        socket.send_to(b"d", to).unwrap();
+        assert_eq!(keys(&socket), [0], "numbered from 0 again");
+        tx.rearm(&socket);
+        socket.send_to(b"e", to).unwrap();
+        assert_eq!(keys(&socket), [0], "after a refused send: from 0 again");
+    }
 }
