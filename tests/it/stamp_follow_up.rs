@@ -16,21 +16,29 @@ use udp_echo::stamp::followup::TLV_FOLLOW_UP;
 const PROBES: u64 = 12;
 
 fn ping_with_follow_up(port: &str) -> serde_json::Value {
+    ping_with_follow_up_and(port, &[])
+}
+
+fn ping_with_follow_up_and(port: &str, extra: &[&str]) -> serde_json::Value {
     let count = PROBES.to_string();
     let run = run_client(
         &[
-            "--stamp",
-            "--stamp-follow-up",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            port,
-            "-c",
-            &count,
-            "-i",
-            "0.01",
-            "--json",
-        ],
+            &[
+                "--stamp",
+                "--stamp-follow-up",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-c",
+                &count,
+                "-i",
+                "0.01",
+                "--json",
+            ][..],
+            extra,
+        ]
+        .concat(),
         None,
     );
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
@@ -39,12 +47,22 @@ fn ping_with_follow_up(port: &str) -> serde_json::Value {
 
 #[test]
 fn every_reply_after_the_first_carries_the_previous_replys_kernel_transmit_time() {
-    // The plain, batched and GRO loops each book their sends their own way.
-    for loop_args in [&["--batch", "1"][..], &["--no-gro"][..], &[][..]] {
+    let key = crate::stamp::KeyFile::new("follow-up-ours");
+    let authenticated = ["--stamp-key", key.path()];
+    // The plain, batched and GRO loops each book their sends their own way;
+    // authenticated, the reflector signs the TLVs after filling them in.
+    for (loop_args, auth) in [
+        (&["--batch", "1"][..], &[][..]),
+        (&["--no-gro"][..], &[][..]),
+        (&[][..], &[][..]),
+        (&[][..], &authenticated[..]),
+    ] {
         let mut args = vec!["--stamp", "--stamp-stateful", "-H", "127.0.0.1", "-p", "0"];
         args.extend_from_slice(loop_args);
+        args.extend_from_slice(auth);
         let server = start_server(&args);
-        let json = ping_with_follow_up(&server.addr.port().to_string());
+        let json = ping_with_follow_up_and(&server.addr.port().to_string(), auth);
+        assert_eq!(json["corrupt"], 0, "{json}");
         assert_eq!(json["received"], PROBES, "{json}");
         let f = &json["follow_up"];
         // The first reply has no previous one; every later one names the
@@ -99,33 +117,51 @@ fn a_stateless_reflector_or_threads_sharing_a_socket_report_no_times() {
 }
 
 #[test]
-fn stamp_suites_sender_matches_our_follow_ups() {
+fn stamp_suites_sender_matches_our_follow_ups_open_and_authenticated() {
     let Some(suite) = stamp_suite("stamp-suite sender with Follow-Up Telemetry → our reflector")
     else {
         return;
     };
-    let server = start_server(&["--stamp", "--stamp-stateful", "-H", "127.0.0.1", "-p", "0"]);
-    let port = server.addr.port().to_string();
-    let run = crate::stamp::suite_sender(
-        &suite,
-        &port,
-        ("6", "20"),
-        &["--follow-up-telemetry", "--output-format", "json"],
-    );
-    assert_eq!(run.code(), Some(0), "{}", run.stderr);
-    let summary = suite_summary(&run);
-    assert_eq!(
-        suite_tlv_flags(&summary, TLV_FOLLOW_UP),
-        (6, 0, 0, 0),
-        "recognised, well formed: {summary}"
-    );
-    let f = &summary["measurements"]["follow_up"];
-    assert_eq!(
-        (&f["matched"], &f["unavailable"]),
-        (&5.into(), &1.into()),
-        "{f}"
-    );
-    assert_eq!(f["reverse_delay"]["samples"], 5, "{f}");
+    let key = crate::stamp::KeyFile::new("follow-up");
+    for auth in [false, true] {
+        let mut args = vec!["--stamp", "--stamp-stateful", "-H", "127.0.0.1", "-p", "0"];
+        let mut extra = vec!["--follow-up-telemetry", "--output-format", "json"];
+        if auth {
+            args.extend(["--stamp-key", key.path()]);
+            // Its HMAC TLV over the follow-up TLV, and ours over the one we
+            // filled in, checked.
+            extra.extend([
+                "-A",
+                "A",
+                "--hmac-key-file",
+                key.path(),
+                "--tlv-hmac",
+                "on",
+                "--verify-tlv-hmac",
+            ]);
+        }
+        let server = start_server(&args);
+        let port = server.addr.port().to_string();
+        let run = crate::stamp::suite_sender(&suite, &port, ("6", "20"), &extra);
+        assert_eq!(run.code(), Some(0), "{}", run.stderr);
+        let summary = suite_summary(&run);
+        assert_eq!(
+            suite_tlv_flags(&summary, TLV_FOLLOW_UP),
+            (6, 0, 0, 0),
+            "auth {auth}: recognised, well formed: {summary}"
+        );
+        if auth {
+            let hmac = &summary["measurements"]["tlv_validation"]["hmac"];
+            assert_eq!(hmac["verified"], 6, "{hmac}");
+        }
+        let f = &summary["measurements"]["follow_up"];
+        assert_eq!(
+            (&f["matched"], &f["unavailable"]),
+            (&5.into(), &1.into()),
+            "auth {auth}: {f}"
+        );
+        assert_eq!(f["reverse_delay"]["samples"], 5, "{f}");
+    }
 }
 
 #[test]
