@@ -92,7 +92,10 @@ fn stamp_request(mode: Mode, seq: u32, len: usize, key: Option<&Key>) -> Vec<u8>
 
 /// TLV tails a sender may add after the base packet: Extra Padding, Class
 /// of Service, an unknown type, several in a row, one overrunning the
-/// packet, a cut header, a zero-length one.
+/// packet, a cut header, a zero-length one; Follow-Up Telemetry and RFC
+/// 9503's Destination Node Address and Return Path (a Return Address the
+/// server does not allow: the reply still goes to the source), one with a
+/// sub-TLV overrunning it.
 fn tlv_tails() -> Vec<(&'static str, Vec<u8>)> {
     let padding = [&[0u8, 1, 0, 20][..], &[0xaa; 20]].concat();
     let cos = vec![0, 4, 0, 4, 0b1011_1000, 0, 0, 0];
@@ -105,6 +108,22 @@ fn tlv_tails() -> Vec<(&'static str, Vec<u8>)> {
         ("overrunning", vec![0, 5, 0, 99, 1, 2]),
         ("cut header", vec![0, 1]),
         ("zero length", vec![0, 1, 0, 0]),
+        (
+            "Follow-Up Telemetry",
+            udp_echo::stamp::followup::FollowUp::request_tlv().to_vec(),
+        ),
+        (
+            "RFC 9503 TLVs",
+            [
+                udp_echo::stamp::return_path::destination_tlv([127, 0, 0, 1].into()),
+                udp_echo::stamp::return_path::return_address_tlv([192, 0, 2, 1].into()),
+            ]
+            .concat(),
+        ),
+        (
+            "Return Path, sub-TLV overrunning",
+            vec![0x80, 10, 0, 6, 0x80, 2, 0, 9, 1, 2],
+        ),
     ]
 }
 
@@ -258,9 +277,16 @@ fn scrape(addr: SocketAddr, series: &str) -> Option<f64> {
 fn no_mode_sends_a_source_more_bytes_or_datagrams_than_it_sent() {
     let key_file = KeyFile::new("table");
     let key = Key::from_file_contents(KEY_HEX.as_bytes()).unwrap();
-    let modes: [(&str, Kind, Vec<&str>); 3] = [
+    let modes: [(&str, Kind, Vec<&str>); 4] = [
         ("echo", Kind::Echo, vec![]),
         ("--stamp", Kind::Stamp(Mode::Open), vec!["--stamp"]),
+        // Sessions, and kernel transmit stamps once a Follow-Up Telemetry
+        // TLV asks for them.
+        (
+            "--stamp --stamp-stateful",
+            Kind::Stamp(Mode::Open),
+            vec!["--stamp", "--stamp-stateful"],
+        ),
         (
             "--stamp --stamp-key",
             Kind::Stamp(Mode::Authenticated),
