@@ -83,15 +83,24 @@ fn what_cannot_become_http_is_judged_at_once() {
     );
 }
 
+/// `/metrics` as `text/plain` from `render`, no other routes.
+fn site(render: &dyn Fn() -> String) -> Site<'_> {
+    Site {
+        content_type: "text/plain",
+        render,
+        routes: &NoRoutes,
+    }
+}
+
 #[test]
 fn a_head_response_has_the_length_and_no_body() {
     let render = || "x 1\n".to_owned();
-    let head = response(Some(Request::MetricsHead), "text/plain", &render);
+    let head = response(Some(Request::MetricsHead), site(&render));
     let text = String::from_utf8(head).unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.contains("Content-Length: 4\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\n"), "no body: {text}");
-    let get = response(Some(Request::Metrics), "text/plain", &render);
+    let get = response(Some(Request::Metrics), site(&render));
     assert!(String::from_utf8(get).unwrap().ends_with("\r\n\r\nx 1\n"));
 }
 
@@ -151,7 +160,7 @@ fn a_request_fed_a_byte_at_a_time_is_answered_when_its_blank_line_comes() {
             // Until the byte is in (loopback: at once, almost always).
             let mut done = false;
             for _ in 0..1000 {
-                done = matches!(c.advance("text/plain", &render).unwrap(), Turn::Done);
+                done = matches!(c.advance(site(&render)).unwrap(), Turn::Done);
                 if done || c.head.len() == i + 1 {
                     break;
                 }
