@@ -22,7 +22,8 @@
 //! | `size` | 64 | 16 ..= [`MAX_SIZE`] bytes (stamp: the STAMP packet's rules) |
 //! | `timeout` | 1 s | 0.001 ..= 5 s |
 //!
-//! The burst (`count` × `interval` + `timeout`) must fit [`MAX_BURST`] and,
+//! The burst ([`ProbeQuery::burst`]: `count` × `interval` + `timeout`, or
+//! `count` × `timeout` with `interval` 0) must fit [`MAX_BURST`] and,
 //! when Prometheus sends `X-Prometheus-Scrape-Timeout-Seconds`, that timeout
 //! less [`SCRAPE_MARGIN`]; otherwise `400` says by how much it does not.
 //! At most [`MAX_CONCURRENT`] bursts run at once: one more is answered `503`
@@ -169,7 +170,7 @@ impl ProbeQuery {
         let burst = probe.burst();
         if burst > MAX_BURST {
             return Err(format!(
-                "the burst (count x interval + timeout) takes {:.3} s, over the {} s allowed",
+                "the burst takes up to {:.3} s (count x interval + timeout; interval 0: count x timeout), over the {} s allowed",
                 burst.as_secs_f64(),
                 MAX_BURST.as_secs()
             ));
@@ -185,7 +186,7 @@ impl ProbeQuery {
             let budget = Duration::from_secs_f64(scrape.min(3600.0)).saturating_sub(SCRAPE_MARGIN);
             if burst > budget {
                 return Err(format!(
-                    "the burst (count x interval + timeout) takes {:.3} s, over the scrape timeout of {scrape} s less {} s",
+                    "the burst takes up to {:.3} s (count x interval + timeout; interval 0: count x timeout), over the scrape timeout of {scrape} s less {} s",
                     burst.as_secs_f64(),
                     SCRAPE_MARGIN.as_secs_f64()
                 ));
@@ -194,9 +195,16 @@ impl ProbeQuery {
         Ok(probe)
     }
 
-    /// The longest the burst can take: `count` × `interval` + `timeout`.
+    /// The longest the burst can take: `count` × `interval` + `timeout`, or
+    /// with `interval` 0 (the next probe when the last one's reply or timeout
+    /// came) `count` × `timeout`.
     pub fn burst(&self) -> Duration {
-        self.interval.saturating_mul(self.count as u32) + self.timeout
+        let count = u32::try_from(self.count).unwrap_or(u32::MAX);
+        if self.interval.is_zero() {
+            self.timeout.saturating_mul(count)
+        } else {
+            self.interval.saturating_mul(count) + self.timeout
+        }
     }
 }
 

@@ -41,6 +41,10 @@ fn bad_queries_are_refused_with_a_reason() {
     assert!(refused("target=%FF:7").contains("UTF-8"));
     // 100 x 0.1 s + 1 s = 11 s: over the 10 s a burst may take.
     assert!(refused("target=127.0.0.1:7&count=100&interval=0.1").contains("over the 10 s"));
+    // Interval 0: each probe waits for its reply or timeout, 11 x 1 s.
+    assert!(refused("target=127.0.0.1:7&count=11&interval=0").contains("over the 10 s"));
+    let q = ProbeQuery::parse("target=127.0.0.1:7&count=10&interval=0", None).unwrap();
+    assert_eq!(q.burst(), Duration::from_secs(10));
     assert!(
         refused("target=127.0.0.1:7&mode=stamp&size=45").contains("size"),
         "a STAMP size that does not fit"
