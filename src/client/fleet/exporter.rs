@@ -298,14 +298,9 @@ pub fn run(query: &ProbeQuery) -> ProbeResult {
         interface: None,
     };
     let mut latency = Latency::new();
-    let mut result = ProbeResult {
-        peer: None,
-        counts: Counts::default(),
-        latency: Latency::new(),
-        duration: Duration::ZERO,
-    };
-    let burst = crate::client::pinned(&target).and_then(|(pinned, peer)| {
-        result.peer = Some(peer);
+    let mut peer = None;
+    let burst = crate::client::pinned(&target).and_then(|(pinned, resolved)| {
+        peer = Some(resolved);
         let config = config_for(query);
         let hooks = Hooks {
             on_event: &mut |_| {},
@@ -316,15 +311,19 @@ pub fn run(query: &ProbeQuery) -> ProbeResult {
         };
         measure::measure_with(&pinned, &config, &Stop::new(), hooks)
     });
-    match burst {
-        Ok(summary) => {
-            result.counts = summary.into_run().counts;
-            result.latency = latency;
+    let counts = match burst {
+        Ok(summary) => summary.into_run().counts,
+        Err(e) => {
+            log::debug!("probe {}:{}: {e}", query.host, query.port);
+            Counts::default()
         }
-        Err(e) => log::debug!("probe {}:{}: {e}", query.host, query.port),
+    };
+    ProbeResult {
+        peer,
+        counts,
+        latency,
+        duration: started.elapsed(),
     }
-    result.duration = started.elapsed();
-    result
 }
 
 /// The measure engine's configuration for a burst.
