@@ -58,6 +58,21 @@ impl Exporter {
     fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
     }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) has no memory effects; the pid is our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the exporter ignored SIGTERM");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// `GET path` with extra header lines; the status and the body.
@@ -318,6 +333,8 @@ fn a_hundred_concurrent_probes_are_answered_or_refused() {
         )),
         "{metrics}"
     );
+    // SIGTERM stops it, exit 0.
+    assert_eq!(exporter.terminate().code(), Some(0));
 }
 
 // ---- DNS sources, in a namespace with dnsmasq ----
@@ -496,6 +513,10 @@ mod dns {
         let run = dns.list("dns+a:nope.fleet.test:7");
         assert_eq!(run.code(), Some(2), "{}", run.stderr);
         assert!(run.stderr.contains("nope.fleet.test"), "{}", run.stderr);
+        // A name that exists but has no SRV records.
+        let run = dns.list("dns+srv:a.fleet.test");
+        assert_eq!(run.code(), Some(2), "{}", run.stderr);
+        assert!(run.stderr.contains("no records"), "{}", run.stderr);
     }
 
     /// The nameserver is an echo server: it sends every query back, which
