@@ -37,6 +37,11 @@ pub struct Counters {
     pub taken_after_stop: u64,
     /// Datagrams dropped by the guard, per [`DropReason::index`].
     pub dropped: [u64; DropReason::COUNT],
+    /// Echoes a wildcard socket sent from the kernel's choice of source
+    /// address instead of their request's destination: the kernel reported
+    /// none that can be a source (e.g. a multicast destination), or refused
+    /// it. Also in `datagrams_echoed`.
+    pub unsourced_replies: u64,
     /// The sender of the empty datagram that stopped this loop, if one did.
     pub stopped_by: Option<SocketAddr>,
 }
@@ -51,6 +56,7 @@ impl Counters {
         self.send_errors += other.send_errors;
         self.recv_errors += other.recv_errors;
         self.taken_after_stop += other.taken_after_stop;
+        self.unsourced_replies += other.unsourced_replies;
         for (total, more) in self.dropped.iter_mut().zip(other.dropped) {
             *total += more;
         }
@@ -266,6 +272,14 @@ impl fmt::Display for ServerSummary {
                 f,
                 "taken after the stop datagram {} (read, not echoed), ",
                 c.taken_after_stop
+            )?;
+        }
+        // Only a wildcard socket that could not answer from the address asked.
+        if c.unsourced_replies > 0 {
+            write!(
+                f,
+                "replies not from the address asked {}, ",
+                c.unsourced_replies
             )?;
         }
         write!(

@@ -473,3 +473,69 @@ fn every_send_gets_a_numbered_transmit_stamp_and_receives_keep_theirs() {
     assert!(inbox.rx_time_ns(0).is_some());
     assert!(inbox.tos(0).is_some());
 }
+
+/// A socket bound to 0.0.0.0 that answers from the address asked
+/// ([`enable_reply_source`](crate::sys::enable_reply_source)), and a client
+/// on 127.0.0.1: 127.0.0.0/8 is all local, so a request to 127.0.0.2 is
+/// answered from 127.0.0.1, the kernel's choice, unless told otherwise.
+pub(super) fn wildcard_pair() -> (UdpSocket, UdpSocket, SocketAddr) {
+    let server = UdpSocket::bind("0.0.0.0:0").unwrap();
+    crate::sys::enable_reply_source(&server).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let asked = SocketAddr::from(([127, 0, 0, 2], server.local_addr().unwrap().port()));
+    (server, client, asked)
+}
+
+#[test]
+fn a_wildcard_batch_echoes_from_the_address_asked_with_its_tos() {
+    let (server, client, asked) = wildcard_pair();
+    crate::sys::enable_recv_tos(&server).unwrap();
+    crate::sys::enable_recv_tos(&client).unwrap();
+    for (payload, tos) in [(&b"ef"[..], EF), (b"zero", 0)] {
+        crate::sys::send_to_tos(&client, payload, asked, tos).unwrap();
+    }
+    let mut batch = Batch::new(4);
+    batch.reply_from_destination();
+    let mut got = 0;
+    while got < 2 {
+        let n = batch.recv(&server).unwrap();
+        for i in 0..n {
+            assert_eq!(batch.destination(i), Some(asked.ip()));
+        }
+        let first = got;
+        let outcome = batch.echo(&server, |i| Some(if first + i == 0 { EF } else { 0 }));
+        assert_eq!((outcome.sent, outcome.unsourced), (n, 0), "{outcome:?}");
+        got += n;
+    }
+    let mut buf = [0u8; 64];
+    for (want, tos) in [(&b"ef"[..], Some(EF)), (b"zero", Some(0))] {
+        let (n, from, meta) = crate::sys::recv_from_meta(&client, &mut buf, false).unwrap();
+        assert_eq!((&buf[..n], from), (want, asked));
+        assert_eq!(meta.tos, tos, "the TOS beside the source");
+    }
+}
+
+#[test]
+fn send_to_from_names_the_source_and_refuses_one_of_the_wrong_family() {
+    let (server, client, asked) = wildcard_pair();
+    client.send_to(b"q", asked).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, to, meta) = crate::sys::recv_from_meta(&server, &mut buf, true).unwrap();
+    assert_eq!(meta.destination, Some(asked.ip()));
+    assert_eq!(meta.reply_source, Some(asked.ip()));
+    crate::sys::send_to_from(&server, &buf[..n], to, 0, meta.reply_source).unwrap();
+    assert_eq!(client.recv_from(&mut buf).unwrap(), (1, asked));
+    let wrong = Some("::1".parse().unwrap());
+    let err = crate::sys::send_to_from(&server, b"q", to, 0, wrong).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    // A source not of this host: IPv4 refuses it with ENETUNREACH.
+    let foreign = Some("192.0.2.1".parse().unwrap());
+    let err = crate::sys::send_to_from(&server, b"q", to, 0, foreign).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENETUNREACH), "{err}");
+}
