@@ -299,3 +299,81 @@ fn a_socket_activated_wildcard_server_replies_from_the_address_asked() {
         }
     });
 }
+
+/// Where the kernel refuses the address asked as a source — an IPv6 AnyIP
+/// address on a socket without `IPV6_FREEBIND`, which
+/// `sys::enable_reply_source` would set — the reply goes again without it,
+/// from the kernel's choice, and is counted: batched, and a GRO buffer's
+/// `UDP_SEGMENT` message, after which GSO stays on (the refusal was the
+/// source's, not GSO's).
+#[test]
+fn a_refused_source_falls_back_to_the_kernel_s_choice_and_is_counted() {
+    let Some(net) = hosts("reply_source refused") else {
+        return;
+    };
+    netns::in_ns(&net.server, || {
+        let server = UdpSocket::bind("[::]:0").unwrap();
+        udp_echo::sys::enable_recv_destination(&server).unwrap();
+        server.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+        let asked = SocketAddr::new(ip(ASKED_ANYIP_V6), server.local_addr().unwrap().port());
+        let kernel_s_choice = SocketAddr::new(ip("::1"), asked.port());
+        let client = socket(ip("::1"));
+        let mut buf = [0u8; 2048];
+
+        client.send_to(b"batched", asked).unwrap();
+        let mut batch = udp_echo::sys::Batch::new(4);
+        batch.reply_from_destination();
+        assert_eq!(batch.recv(&server).unwrap(), 1);
+        assert_eq!(batch.destination(0), Some(asked.ip()));
+        let outcome = batch.echo(&server, |_| Some(0));
+        assert_eq!(
+            (outcome.sent, outcome.errors),
+            (1, 0),
+            "still answered: {outcome:?}"
+        );
+        assert_eq!(
+            (outcome.unsourced, outcome.source_refused),
+            (1, 1),
+            "{outcome:?}"
+        );
+        assert_eq!(client.recv_from(&mut buf).unwrap(), (7, kernel_s_choice));
+
+        let gro = UdpSocket::bind("[::]:0").unwrap();
+        udp_echo::sys::enable_recv_destination(&gro).unwrap();
+        gro.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+        if udp_echo::sys::enable_gro(&gro).is_err() {
+            return common::skip("no UDP GRO here: the GSO fallback was not tried");
+        }
+        let asked = SocketAddr::new(asked.ip(), gro.local_addr().unwrap().port());
+        let kernel_s_choice = SocketAddr::new(ip("::1"), asked.port());
+        let data = vec![7u8; 8 * 40];
+        udp_echo::sys::send_segmented(&client, Some(asked), &data, 40).unwrap();
+        let mut batch = udp_echo::sys::GroBatch::new(4);
+        batch.reply_from_destination();
+        let mut buffers = 0;
+        let mut datagrams = 0;
+        while datagrams < 8 {
+            let n = batch.recv(&gro).unwrap();
+            for slot in 0..n {
+                let count = batch.buffer(slot).datagrams();
+                assert_eq!(batch.queue(slot, 0..count, 0), count);
+                datagrams += count;
+                buffers += 1;
+            }
+            let outcome = batch.flush(&gro);
+            assert_eq!(outcome.errors, 0, "{outcome:?}");
+            assert_eq!(outcome.unsourced, outcome.sent, "{outcome:?}");
+            assert_eq!(outcome.source_refused, outcome.sent, "{outcome:?}");
+            assert_eq!(outcome.gso_refused, None, "{outcome:?}");
+        }
+        assert!(batch.gso(), "a refused source leaves GSO on");
+        for k in 0..8 {
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                (n, from),
+                (40, kernel_s_choice),
+                "reply {k} ({buffers} buffers)"
+            );
+        }
+    });
+}
