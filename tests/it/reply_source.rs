@@ -241,10 +241,9 @@ fn a_dual_stack_wildcard_server_replies_from_the_address_asked_ipv6_and_ipv4_map
 }
 
 /// A socket-activated server on an inherited `0.0.0.0` socket replies from
-/// the address asked too (`Server::adopt` readies it as `bind` does). The
-/// manager starts the server at the first datagram, which was queued
-/// before the server asked for destinations: it may be answered from the
-/// kernel's choice, so the wake-up only waits for some reply.
+/// the address asked too (`Server::adopt` readies it as `bind` does), the
+/// datagram that woke it included: it was queued before the server asked
+/// for destinations, so the kernel reports only its header's destination.
 #[test]
 fn a_socket_activated_wildcard_server_replies_from_the_address_asked() {
     use crate::activation::{ACTIVATE, has_activate};
@@ -267,11 +266,11 @@ fn a_socket_activated_wildcard_server_replies_from_the_address_asked() {
                 let mut buf = [0u8; 64];
                 for _ in 0..100 {
                     socket.send_to(b"wake up", target).unwrap();
-                    if socket.recv_from(&mut buf).is_ok() {
-                        return true;
+                    if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                        return Some(from);
                     }
                 }
-                false
+                None
             })
         })
     };
@@ -289,7 +288,11 @@ fn a_socket_activated_wildcard_server_replies_from_the_address_asked() {
         ],
         &[],
     );
-    assert!(waker.join().unwrap(), "the activated server answered");
+    assert_eq!(
+        waker.join().unwrap(),
+        Some(target),
+        "the activated server answered the wake-up from the address asked"
+    );
     assert_eq!(server.addr.port(), PORT);
     netns::in_ns(&net.server, move || {
         for (seq, asked) in [ASKED_ANYIP_V4, SECONDARY_V4].into_iter().enumerate() {

@@ -419,12 +419,22 @@ pub(in crate::sys) fn destination(hdr: &libc::msghdr) -> Option<IpAddr> {
 
 /// The address a reply to this datagram should leave from: `IP_PKTINFO`'s
 /// `ipi_spec_dst` (the local address: the destination of a unicast
-/// datagram), or `IPV6_PKTINFO`'s address; `None` when the kernel gave
+/// datagram; without one, its `ipi_addr`), or `IPV6_PKTINFO`'s address; `None` when the kernel gave
 /// neither ([`enable_recv_destination`] not called) or it can be no source
 /// (unspecified, multicast, broadcast).
 pub(in crate::sys) fn reply_source(hdr: &libc::msghdr) -> Option<IpAddr> {
     let ip = find::<libc::in_pktinfo>(hdr, libc::IPPROTO_IP, libc::IP_PKTINFO)
-        .map(|p| IpAddr::V4(Ipv4Addr::from(u32::from_be(p.ipi_spec_dst.s_addr))))
+        .map(|p| {
+            // `ipi_spec_dst` is 0 for a datagram queued before the socket
+            // asked (one a service manager's socket held before the server
+            // started): the header's destination, then, which the kernel
+            // refuses as a source should it be a subnet's broadcast.
+            let local = match p.ipi_spec_dst.s_addr {
+                0 => p.ipi_addr.s_addr,
+                spec_dst => spec_dst,
+            };
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(local)))
+        })
         .or_else(|| {
             find::<libc::in6_pktinfo>(hdr, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
                 .map(|p| IpAddr::V6(Ipv6Addr::from(p.ipi6_addr.s6_addr)))

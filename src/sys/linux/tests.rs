@@ -571,6 +571,10 @@ fn the_reply_source_is_the_local_address_and_never_multicast_or_broadcast() {
     let hdr = crafted(&mut buf, &[(v4.0, v4.1, &broadcast)]);
     assert_eq!(reply_source(&hdr), Some(ip("10.0.0.2")));
     assert_eq!(destination(&hdr), Some(ip("10.0.0.255")));
+    // Queued before the socket asked: no `ipi_spec_dst`, the header's then.
+    let early = in_pktinfo([0; 4], [198, 18, 5, 5]);
+    let hdr = crafted(&mut buf, &[(v4.0, v4.1, &early)]);
+    assert_eq!(reply_source(&hdr), Some(ip("198.18.5.5")));
     for spec_dst in [[255, 255, 255, 255], [224, 0, 0, 1], [0, 0, 0, 0]] {
         let info = in_pktinfo(spec_dst, spec_dst);
         let hdr = crafted(&mut buf, &[(v4.0, v4.1, &info)]);
