@@ -86,6 +86,10 @@ impl Batch {
         &mut self.storage[start..start + RECV_BUFFER_LEN]
     }
 
+    /// Replies from the address asked: unsupported here (never called, as
+    /// [`enable_reply_source`] fails).
+    pub fn reply_from_destination(&mut self) {}
+
     /// Sends the datagrams for which `reply(i)` is `Some` back to their
     /// sources, one call each; the TOS it gives is not set here.
     pub fn echo(
@@ -251,6 +255,12 @@ pub fn enable_recv_destination(_socket: &UdpSocket) -> io::Result<()> {
     Err(unsupported("IP_PKTINFO"))
 }
 
+/// No destination address control messages here: a wildcard-bound server
+/// answers from the kernel's choice of source address.
+pub fn enable_reply_source(_socket: &UdpSocket) -> io::Result<()> {
+    Err(unsupported("IP_PKTINFO"))
+}
+
 /// No kernel receive time stamps here: round trips use the client's clock.
 pub fn enable_rx_timestamps(_socket: &UdpSocket) -> io::Result<()> {
     Err(unsupported("kernel receive time stamps"))
@@ -295,6 +305,10 @@ impl GroBatch {
             flushed: false,
         }
     }
+
+    /// Replies from the address asked: unsupported here (never called, as
+    /// [`enable_reply_source`] fails).
+    pub fn reply_from_destination(&mut self) {}
 
     /// How many buffers one receive could take.
     pub fn capacity(&self) -> usize {

@@ -30,6 +30,7 @@ mod metrics;
 mod numbers;
 mod packaging;
 mod probes;
+mod reply_source;
 mod server;
 mod signals;
 mod stamp;

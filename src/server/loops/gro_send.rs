@@ -61,6 +61,7 @@ pub(super) fn flush(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut G
     if let Some(errno) = outcome.gso_refused {
         gso_refused(errno);
     }
+    state.unsourced(&outcome);
     state.batch_send_failed(&outcome);
 }
 

@@ -25,7 +25,8 @@
 //! never be sent more than it sent. Refusals are booked as drops: `short`,
 //! `malformed` (a wrong HMAC), or `loop` for a reflected packet coming back.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::gro_send::{DropMarks, echo_run};
@@ -62,14 +63,40 @@ impl LoopState<'_> {
     }
 
     /// Sends one datagram to `to` with TOS `tos` (0: no control message)
-    /// and books it.
-    pub(super) fn send_one(&mut self, socket: &UdpSocket, data: &[u8], to: SocketAddr, tos: u8) {
-        let sent = match tos {
-            0 => socket.send_to(data, to),
-            tos => crate::sys::send_to_tos(socket, data, to, tos),
+    /// and, on a wildcard socket, from `from`, the address its request was
+    /// sent to (without one, or when the kernel refuses it, from the
+    /// kernel's choice, booked as such), and books it.
+    pub(super) fn send_one(
+        &mut self,
+        socket: &UdpSocket,
+        data: &[u8],
+        to: SocketAddr,
+        tos: u8,
+        from: Option<IpAddr>,
+    ) {
+        let mut sourced = crate::sys::EchoOutcome::default();
+        let mut sent = crate::sys::send_to_from(socket, data, to, tos, from);
+        // EINVAL, ENETUNREACH: the kernel may refuse the source (see
+        // `sys::send_to_from`); sent again without it, the datagram fails
+        // again if that was not the cause.
+        let refusal = |e: &io::Error| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::NetworkUnreachable
+            )
         };
+        if from.is_some() && matches!(&sent, Err(e) if refusal(e)) {
+            sent = crate::sys::send_to_from(socket, data, to, tos, None);
+            sourced.source_refused = 1;
+            sourced.unsourced = 1;
+        } else if self.reply_source && from.is_none() {
+            sourced.unsourced = 1;
+        }
         match sent {
-            Ok(sent) => self.echoed(1, sent, || [(sent, to)]),
+            Ok(sent) => {
+                self.echoed(1, sent, || [(sent, to)]);
+                self.unsourced(&sourced);
+            }
             Err(e) => self.send_failed(
                 1,
                 &format_args!(
