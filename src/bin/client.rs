@@ -27,6 +27,18 @@ fn main() -> ExitCode {
     }
     let (command, target) = (Command::from(&args), Target::from(&args));
     logging::init(PROGRAM, args.common.verbosity());
+    if let Command::ListTargets(source) = &command {
+        return match client::fleet::list(source) {
+            Ok(text) => {
+                let _ = io::stdout().write_all(text.as_bytes());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                logging::report_error(PROGRAM, &e);
+                ExitCode::from(exit::LOCAL_PROBLEM)
+            }
+        };
+    }
     match run(command, &target, &Outputs::from(&args)) {
         Ok(verdict) => verdict.into(),
         Err(e) => exit::client_error_code(&e).map_or(ExitCode::SUCCESS, |code| {
@@ -97,6 +109,12 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<ExitVerdi
             })?;
             print_result(json, &summary, || report::pmtu_summary(&summary))?;
             Ok(summary.largest_payload.is_some().into())
+        }
+        // Handled in `main`: its failure is the source's, not an `Error`.
+        Command::ListTargets(_) => Ok(ExitVerdict::Passed),
+        Command::Exporter(listen) => {
+            client::fleet::exporter::serve_at(listen, &on_signals()?, &mut io::stdout())
+                .map(|()| ExitVerdict::Passed)
         }
         Command::Doctor => {
             let (target, peer, label) = pin()?;

@@ -121,6 +121,15 @@ pub struct Args {
     #[arg(long, group = "mode", conflicts_with = "data", help_heading = MODE)]
     pub doctor: bool,
 
+    /// Print the targets SOURCE gives, one per line, and exit.
+    ///
+    /// SOURCE as --targets takes it: dns+srv:NAME (every SRV record, as
+    /// HOST:PORT), dns+a:NAME:PORT (every A and AAAA address) or a file_sd
+    /// file. Exit 2 when the source gives nothing (no such name, no answer).
+    #[arg(long, value_name = "SOURCE", group = "mode", conflicts_with_all = ["data", "metrics", "target", "host"],
+          value_parser = crate::client::fleet::TargetSource::parse, help_heading = MODE)]
+    pub list_targets: Option<crate::client::fleet::TargetSource>,
+
     /// One-shot payload; - reads it from stdin.
     ///
     /// Sent when no mode is given; not empty (--stop sends that). With -, the
@@ -217,10 +226,11 @@ pub struct Args {
     /// Ping: serve Prometheus metrics at http://ADDR:PORT/metrics.
     ///
     /// Ping mode as a continuous probe; port 0 picks one, and the URL goes to
-    /// stderr.
-    // Every other mode is listed although `count` is required: clap does not
-    // enforce a requirement that conflicts with an option given (`--stop`).
-    #[arg(long, value_name = "ADDR:PORT", requires = "count", conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop"],
+    /// stderr. With no TARGET and no mode: an exporter answering
+    /// /probe?target=HOST:PORT with one burst each, as blackbox_exporter does.
+    // Without -c, only the exporter (no TARGET, -H or -p): checked after
+    // parsing (`check_exporter`).
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop", "data"],
           value_parser = crate::metrics::parse_addr, help_heading = OUTPUT)]
     pub metrics: Option<SocketAddr>,
 
@@ -315,6 +325,8 @@ pub(crate) fn mode_table() -> String {
   --find-rate    the highest rate whose loss stays within --max-loss
   --pmtu         the largest payload that echoes intact with don't-fragment set
   --doctor       diagnose UDP on this host and the path to the target
+  --list-targets print the targets a dns+srv:, dns+a: or file source gives
+  --metrics A:P  with no TARGET and no mode: the /probe exporter (blackbox style)
 
 Options each mode takes (any other is a usage error, exit 2):
 ",
@@ -365,6 +377,12 @@ impl Args {
         let matches = cmd.try_get_matches_from_mut(argv)?;
         let mut args = Args::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
         let port_given = matches.value_source("port") == Some(ValueSource::CommandLine);
+        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        if args.metrics.is_some() && args.count.is_none() {
+            let target_given = args.target.is_some() || given("host") || port_given;
+            check_exporter(target_given, given("timeout") || given("bind"))
+                .map_err(|message| cmd.error(clap::error::ErrorKind::ArgumentConflict, message))?;
+        }
         args.resolve_target(port_given)
             .map_err(|message| cmd.error(clap::error::ErrorKind::ArgumentConflict, message))?;
         if args.stamp && matches.value_source("size") == Some(ValueSource::CommandLine) {
@@ -401,6 +419,26 @@ impl Args {
         self.common.host = host;
         Ok(())
     }
+}
+
+/// `--metrics` without `-c` is the `/probe` exporter: it probes the targets
+/// each request names, so a TARGET (or -H, -p) and the per-probe -t and -b
+/// would be silently ignored; they are refused instead.
+fn check_exporter(target_given: bool, probe_options: bool) -> std::result::Result<(), String> {
+    if target_given {
+        return Err(
+            "--metrics without -c is the /probe exporter, which takes no TARGET, -H or -p: \
+                    add -c 0 to probe TARGET continuously"
+                .to_owned(),
+        );
+    }
+    if probe_options {
+        return Err(
+            "the /probe exporter takes -t and -b per request (timeout=), not on the command line"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// Splits a target into its host and port, as ping and nc read it: `HOST`,

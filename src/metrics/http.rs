@@ -23,9 +23,18 @@
 //! their first byte, an HTTP/0.9 request (`GET /metrics` and no version) at
 //! the end of its line ([`parse_head`]). The echo loops never wait on this
 //! thread: it only reads what they publish.
+//!
+//! Other paths can be served beside `/metrics` ([`serve_routes`] with a
+//! [`Routes`]): a route answers at once ([`Reply::Now`]) or hands back a slow
+//! job ([`Reply::Later`], e.g. a `/probe` burst). A job never runs on this
+//! thread: its connection leaves the poll set and goes to a thread of its
+//! own, which runs the job and writes the answer itself with a
+//! [`WRITE_TIMEOUT`]. How many jobs run at once is the route's to bound
+//! (it can answer `503` at once instead of handing a job back).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use log::debug;
@@ -63,6 +72,111 @@ const READ_CHUNK: usize = 2048;
 
 /// How often the thread looks at the stop flag when nothing happens.
 const POLL: Duration = Duration::from_millis(50);
+
+/// How long a job's thread may take to write its answer ([`Reply::Later`]):
+/// a client that stops reading cannot hold the thread longer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An answer to a routed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code, e.g. 200, 400, 503.
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: String,
+    /// The body.
+    pub body: String,
+}
+
+impl Response {
+    /// A plain-text answer of one line (a reason), as errors are.
+    pub fn text(status: u16, line: &str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8".into(),
+            body: format!("{}\n", line.trim_end()),
+        }
+    }
+
+    /// The whole HTTP/1.1 message, `Connection: close`.
+    fn to_bytes(&self, with_body: bool) -> Vec<u8> {
+        message(
+            &format!("{} {}", self.status, reason(self.status)),
+            &self.content_type,
+            &self.body,
+            with_body,
+        )
+    }
+}
+
+/// The reason phrase of the statuses routes use.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// A slow answer: runs on a thread of its own, never on the poll thread.
+pub type Job = Box<dyn FnOnce() -> Response + Send + 'static>;
+
+/// What a route makes of a request.
+pub enum Reply {
+    /// The answer, at once (an error, a refusal, something cheap).
+    Now(Response),
+    /// Work that takes time: run on its own thread, which writes the answer.
+    Later(Job),
+}
+
+/// A `GET` request for a path other than `/metrics`, as a route sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The path, e.g. `/probe` (not decoded).
+    pub path: &'a str,
+    /// What follows `?`, not decoded; empty if none.
+    pub query: &'a str,
+    /// The whole request head, for [`RequestHead::header`].
+    head: &'a [u8],
+}
+
+impl RequestHead<'_> {
+    /// The value of header `name` (case-insensitive), trimmed; the first one.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let text = std::str::from_utf8(self.head).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// Paths served beside `/metrics`.
+pub trait Routes: Sync {
+    /// The reply to `request`, or `None` for a path this does not serve (404).
+    fn route(&self, request: &RequestHead<'_>) -> Option<Reply>;
+}
+
+/// No routes: only `/metrics`.
+struct NoRoutes;
+
+impl Routes for NoRoutes {
+    fn route(&self, _: &RequestHead<'_>) -> Option<Reply> {
+        None
+    }
+}
+
+/// What a server serves: `/metrics` and its routes.
+#[derive(Clone, Copy)]
+struct Site<'a> {
+    content_type: &'a str,
+    render: &'a dyn Fn() -> String,
+    routes: &'a dyn Routes,
+}
 
 /// What a request asked for, as far as this server cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,12 +283,15 @@ enum Turn {
     Open,
     /// Answered, closed by the peer, or failed: drop it.
     Done,
+    /// A routed request with a slow answer: the connection goes to a
+    /// thread of its own with this job.
+    Hand(Job),
 }
 
 impl Connection {
     /// Reads what has arrived (a request head decided: its response is built
     /// and written) or writes more of the response. Never blocks.
-    fn advance(&mut self, content_type: &str, render: &dyn Fn() -> String) -> io::Result<Turn> {
+    fn advance(&mut self, site: Site<'_>) -> io::Result<Turn> {
         if self.out.is_none() {
             let mut chunk = [0u8; READ_CHUNK];
             let request = loop {
@@ -201,7 +318,12 @@ impl Connection {
             };
             match request {
                 None => return Ok(Turn::Open),
-                Some(request) => self.out = Some((response(request, content_type, render), 0)),
+                Some(Some(Request::NotFound)) => match routed(&self.head, site.routes) {
+                    Some(Reply::Later(job)) => return Ok(Turn::Hand(job)),
+                    Some(Reply::Now(answer)) => self.out = Some((answer.to_bytes(true), 0)),
+                    None => self.out = Some((response(Some(Request::NotFound), site), 0)),
+                },
+                Some(request) => self.out = Some((response(request, site), 0)),
             }
         }
         let Some((out, written)) = &mut self.out else {
@@ -225,11 +347,23 @@ impl Connection {
     }
 }
 
+/// A `GET` for another path than `/metrics`, given to the routes.
+fn routed(head: &[u8], routes: &dyn Routes) -> Option<Reply> {
+    let line_end = head.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&head[..line_end]).ok()?;
+    let mut parts = line.trim_end_matches('\r').split(' ');
+    let (Some("GET"), Some(target)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    routes.route(&RequestHead { path, query, head })
+}
+
 /// The whole response to `request` (`None`: a head over [`REQUEST_LIMIT`]).
-fn response(request: Option<Request>, content_type: &str, render: &dyn Fn() -> String) -> Vec<u8> {
+fn response(request: Option<Request>, site: Site<'_>) -> Vec<u8> {
     let (status, content_type, body, with_body) = match request {
-        Some(Request::Metrics) => ("200 OK", content_type, render(), true),
-        Some(Request::MetricsHead) => ("200 OK", content_type, render(), false),
+        Some(Request::Metrics) => ("200 OK", site.content_type, (site.render)(), true),
+        Some(Request::MetricsHead) => ("200 OK", site.content_type, (site.render)(), false),
         Some(Request::NotFound) => (
             "404 Not Found",
             "text/plain",
@@ -249,6 +383,11 @@ fn response(request: Option<Request>, content_type: &str, render: &dyn Fn() -> S
             true,
         ),
     };
+    message(status, content_type, &body, with_body)
+}
+
+/// An HTTP/1.1 message with `status` ("200 OK"), closing the connection.
+fn message(status: &str, content_type: &str, body: &str, with_body: bool) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -264,6 +403,22 @@ fn response(request: Option<Request>, content_type: &str, render: &dyn Fn() -> S
 /// with `render()` (Prometheus text format, `content_type`). Errors are
 /// logged at debug and survived: the thread ends only with the stop flag.
 pub fn serve(listener: &TcpListener, stop: &Stop, content_type: &str, render: &dyn Fn() -> String) {
+    serve_routes(listener, stop, content_type, render, &NoRoutes);
+}
+
+/// [`serve`], with `routes` answering `GET`s for other paths.
+pub fn serve_routes(
+    listener: &TcpListener,
+    stop: &Stop,
+    content_type: &str,
+    render: &dyn Fn() -> String,
+    routes: &dyn Routes,
+) {
+    let site = Site {
+        content_type,
+        render,
+        routes,
+    };
     if let Err(e) = listener.set_nonblocking(true) {
         log::warn!("metrics endpoint off: cannot make the listener non-blocking: {e}");
         return;
@@ -302,27 +457,35 @@ pub fn serve(listener: &TcpListener, stop: &Stop, content_type: &str, render: &d
         // The connections held first, then newcomers: a flood of new
         // connections never delays a request that has arrived.
         let mut k = 0;
+        let mut handed = Vec::new();
         connections.retain_mut(|c| {
             k += 1;
-            !fds[k].ready() || turn(c, content_type, render)
+            !fds[k].ready() || turn(c, site, &mut handed)
         });
         if fds[0].ready() {
-            accept(
-                listener,
-                &mut connections,
-                &mut serial,
-                content_type,
-                render,
-            );
+            accept(listener, &mut connections, &mut serial, site, &mut handed);
         }
+        handed.into_iter().for_each(hand);
     }
 }
 
-/// Gives `c` a turn; whether it stays open.
-fn turn(c: &mut Connection, content_type: &str, render: &dyn Fn() -> String) -> bool {
-    match c.advance(content_type, render) {
+/// Gives `c` a turn; whether it stays open. A connection with a slow job
+/// is taken out: its stream and job go to `handed`.
+fn turn(
+    c: &mut Connection,
+    site: Site<'_>,
+    handed: &mut Vec<(TcpStream, SocketAddr, Job)>,
+) -> bool {
+    match c.advance(site) {
         Ok(Turn::Open) => true,
         Ok(Turn::Done) => false,
+        Ok(Turn::Hand(job)) => {
+            match c.stream.try_clone() {
+                Ok(stream) => handed.push((stream, c.peer, job)),
+                Err(e) => debug!("metrics: {}: {e}", c.peer),
+            }
+            false
+        }
         Err(e) => {
             debug!("metrics: {}: {e}", c.peer);
             false
@@ -338,8 +501,8 @@ fn accept(
     listener: &TcpListener,
     connections: &mut Vec<Connection>,
     serial: &mut u64,
-    content_type: &str,
-    render: &dyn Fn() -> String,
+    site: Site<'_>,
+    handed: &mut Vec<(TcpStream, SocketAddr, Job)>,
 ) {
     for _ in 0..ACCEPTS_PER_ROUND {
         let (stream, peer) = match listener.accept() {
@@ -365,7 +528,7 @@ fn accept(
             line_done: false,
             out: None,
         };
-        if !turn(&mut c, content_type, render) {
+        if !turn(&mut c, site, handed) {
             continue;
         }
         if connections.len() >= MAX_CONNECTIONS {
@@ -377,6 +540,26 @@ fn accept(
             );
         }
         connections.push(c);
+    }
+}
+
+/// Runs `job` on a thread of its own, which writes its answer to `stream`
+/// (blocking, within [`WRITE_TIMEOUT`]) and closes it. If no thread can be
+/// started, the connection is dropped (and the job with it, unrun).
+fn hand((stream, peer, job): (TcpStream, SocketAddr, Job)) {
+    let worker = move || {
+        let answer = job().to_bytes(true);
+        let written = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_write_timeout(Some(WRITE_TIMEOUT)))
+            .and_then(|()| (&stream).write_all(&answer))
+            .and_then(|()| stream.shutdown(Shutdown::Write));
+        if let Err(e) = written {
+            debug!("metrics: {peer}: {e}");
+        }
+    };
+    if let Err(e) = thread::Builder::new().name("http-job".into()).spawn(worker) {
+        debug!("metrics: {peer}: no thread for the request: {e}");
     }
 }
 

@@ -37,6 +37,11 @@ pub struct Counters {
     pub taken_after_stop: u64,
     /// Datagrams dropped by the guard, per [`DropReason::index`].
     pub dropped: [u64; DropReason::COUNT],
+    /// Echoes a wildcard socket sent from the kernel's choice of source
+    /// address instead of their request's destination: the kernel reported
+    /// none that can be a source (e.g. a multicast destination), or refused
+    /// it. Also in `datagrams_echoed`.
+    pub unsourced_replies: u64,
     /// The sender of the empty datagram that stopped this loop, if one did.
     pub stopped_by: Option<SocketAddr>,
 }
@@ -51,6 +56,7 @@ impl Counters {
         self.send_errors += other.send_errors;
         self.recv_errors += other.recv_errors;
         self.taken_after_stop += other.taken_after_stop;
+        self.unsourced_replies += other.unsourced_replies;
         for (total, more) in self.dropped.iter_mut().zip(other.dropped) {
             *total += more;
         }
@@ -76,6 +82,7 @@ pub(super) struct Published {
     bytes_echoed: AtomicU64,
     send_errors: AtomicU64,
     recv_errors: AtomicU64,
+    unsourced_replies: AtomicU64,
     dropped: [AtomicU64; DropReason::COUNT],
 }
 
@@ -90,6 +97,8 @@ impl Published {
         self.bytes_echoed.store(c.bytes_echoed, Ordering::Relaxed);
         self.send_errors.store(c.send_errors, Ordering::Relaxed);
         self.recv_errors.store(c.recv_errors, Ordering::Relaxed);
+        self.unsourced_replies
+            .store(c.unsourced_replies, Ordering::Relaxed);
         for (slot, value) in self.dropped.iter().zip(c.dropped) {
             slot.store(value, Ordering::Relaxed);
         }
@@ -103,6 +112,7 @@ impl Published {
             bytes_echoed: self.bytes_echoed.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
             recv_errors: self.recv_errors.load(Ordering::Relaxed),
+            unsourced_replies: self.unsourced_replies.load(Ordering::Relaxed),
             dropped: self.dropped.each_ref().map(|d| d.load(Ordering::Relaxed)),
             ..Counters::default()
         }
@@ -268,6 +278,14 @@ impl fmt::Display for ServerSummary {
                 c.taken_after_stop
             )?;
         }
+        // Only a wildcard socket that could not answer from the address asked.
+        if c.unsourced_replies > 0 {
+            write!(
+                f,
+                "replies not from the address asked {}, ",
+                c.unsourced_replies
+            )?;
+        }
         write!(
             f,
             "receive errors {}, kernel drops {}, port sharers {}",
@@ -301,6 +319,15 @@ mod tests {
         assert_eq!(
             summary.to_string(),
             "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0, loop 0, malformed 0, short 0), send errors 0, receive errors 0, kernel drops unknown, port sharers 0"
+        );
+        // Only a wildcard server that could not answer from the address asked.
+        let mut wildcard = summary;
+        wildcard.counters.unsourced_replies = 2;
+        assert!(
+            wildcard
+                .to_string()
+                .contains("send errors 0, replies not from the address asked 2, receive errors 0"),
+            "{wildcard}"
         );
     }
 

@@ -11,7 +11,8 @@
 //!    `SO_REUSEPORT` a co-holder is `Error::PortShared`, else a warning. `assemble`: GRO asked and
 //!    batch > 1 → `enable_gro` → `GroStatus` → `LoopKind` `Plain` (batch 1), `Gro(n)` or `Batched(n)`.
 //! 2. Loops (`serve`; every socket gets `IP_RECVTOS`, with `--stamp` also `IP_RECVTTL` and, batched,
-//!    `SO_TIMESTAMPNS`). `plain_loop`: `recv_from_meta` into one 65,535-byte buffer, `inspect`, then
+//!    `SO_TIMESTAMPNS`; a wildcard socket `IP_PKTINFO` before `listening on`, so every loop sends
+//!    each reply from its request's destination, counted as `unsourced_replies` where it cannot). `plain_loop`: `recv_from_meta` into one 65,535-byte buffer, `inspect`, then
 //!    `send_to_tos` with the request's DSCP (with `--stamp`, the `Reflector`'s reply built over the
 //!    request; a malformed packet is dropped as `malformed`). With `--stamp` the batched and GRO loops
 //!    reflect every kept datagram in place before the send (`loops/stamp.rs`).
@@ -79,6 +80,11 @@ pub(super) struct LoopContext<'a> {
     /// `--stamp`: every loop answers with the reply its [`Reflector`] builds
     /// over the request (see `stamp`) instead of the request's bytes.
     pub(super) stamp: Option<&'a ReflectorConfig>,
+    /// A wildcard socket that answers every request from the address it was
+    /// sent to (readied by `startup::enable_reply_source`; STAMP's Location
+    /// TLV reports that address too). A socket bound to one address needs
+    /// nothing of this, and pays nothing.
+    pub(super) reply_source: bool,
 }
 
 mod batched;
@@ -121,24 +127,23 @@ pub(super) fn serve(socket: &UdpSocket, context: LoopContext<'_>, kind: LoopKind
             if let Err(e) = crate::sys::enable_rx_timestamps(socket) {
                 log::debug!("no SO_TIMESTAMPNS here ({e}): STAMP receive times from the clock");
             }
-            // A wildcard bind learns each request's destination address
-            // from the kernel, for the Location TLV.
-            if context.local.ip().is_unspecified() {
-                if let Err(e) = crate::sys::enable_recv_destination(socket) {
-                    log::debug!(
-                        "no IP_PKTINFO here ({e}): Location TLVs without a destination address"
-                    );
-                }
-            }
         }
     }
     match kind {
         LoopKind::Plain => plain::plain_loop(socket, &mut state),
         LoopKind::Batched(batch) => {
-            batched::batched_loop(socket, &mut state, &mut crate::sys::Batch::new(batch));
+            let mut batch = crate::sys::Batch::new(batch);
+            if state.reply_source {
+                batch.reply_from_destination();
+            }
+            batched::batched_loop(socket, &mut state, &mut batch);
         }
         LoopKind::Gro(batch) => {
-            gro::gro_loop(socket, &mut state, &mut crate::sys::GroBatch::new(batch));
+            let mut batch = crate::sys::GroBatch::new(batch);
+            if state.reply_source {
+                batch.reply_from_destination();
+            }
+            gro::gro_loop(socket, &mut state, &mut batch);
         }
     }
     state.counters
@@ -177,6 +182,11 @@ struct LoopState<'a> {
     /// Its replies' kernel transmit stamps, for Follow-Up Telemetry (a
     /// stateful reflector on a socket of its own; see `stamp`).
     tx: Option<stamp::TxStamps>,
+    /// Replies leave from their request's destination address (a wildcard
+    /// socket whose kernel reports it; see `sys::enable_reply_source`).
+    reply_source: bool,
+    /// Warnings about replies that could not.
+    source_log: Throttle,
 }
 
 /// What to do with one received datagram.
@@ -214,6 +224,8 @@ impl<'a> LoopState<'a> {
                 .stamp
                 .filter(|config| config.wants_tx_stamps())
                 .map(|_| stamp::TxStamps::new()),
+            reply_source: context.reply_source,
+            source_log: Throttle::default(),
         };
         state.tick();
         state
@@ -428,6 +440,33 @@ impl<'a> LoopState<'a> {
                 outcome.errors + outcome.sent
             ),
         );
+    }
+
+    /// Books the echoes of one send that left from the kernel's choice of
+    /// source instead of their request's destination (wildcard sockets
+    /// only): counted, logged at most once per interval.
+    #[inline]
+    fn unsourced(&mut self, outcome: &crate::sys::EchoOutcome) {
+        if outcome.unsourced > 0 {
+            self.unsourced_replies(outcome.unsourced, outcome.source_refused);
+        }
+    }
+
+    #[cold]
+    fn unsourced_replies(&mut self, unsourced: usize, refused: usize) {
+        self.counters.unsourced_replies += unsourced as u64;
+        if let Some(suppressed) = self.source_log.allow() {
+            let why = if refused > 0 {
+                "the kernel refused the address asked as their source"
+            } else {
+                "the kernel gave no address asked that can be a source (multicast, broadcast)"
+            };
+            warn!(
+                "{unsourced} replies on {} left from the kernel's choice of source address: {why}; a connected client may not accept them{}",
+                self.context.local,
+                suppressed_note(suppressed)
+            );
+        }
     }
 
     #[cold]

@@ -52,8 +52,8 @@ use counters::{Published, report_stats, totals};
 use loops::{LoopContext, LoopKind, serve};
 use observer::StatusSink;
 pub use observer::{Observer, Running};
-pub use startup::{GroStatus, StartupReport};
-use startup::{effective_batch, enable_gro, readopt_options};
+pub use startup::{GroStatus, ReplySource, StartupReport};
+use startup::{effective_batch, enable_gro, enable_reply_source, readopt_options};
 
 /// How often a blocked receive wakes up to look at the stop flag. Signal handlers
 /// are installed with SA_RESTART, so without a timeout `recv_from` would never
@@ -144,6 +144,9 @@ pub struct Server {
     sockets: Vec<UdpSocket>,
     /// Each socket's address, in the same order: its loop's own address.
     addrs: Vec<SocketAddr>,
+    /// Per socket, in the same order: whether its replies leave from the
+    /// address asked (a wildcard socket whose kernel reports it).
+    reply_source: Vec<bool>,
     threads: usize,
     report: StartupReport,
     inodes: Vec<u64>,
@@ -234,6 +237,7 @@ impl Server {
                 batch_requested,
                 batch,
                 gro: GroStatus::NotAsked,
+                reply_source: ReplySource::NotWildcard,
                 guard: config.guard.clone(),
                 port_sharers,
             },
@@ -280,6 +284,7 @@ impl Server {
             batch_requested,
             batch,
             gro: GroStatus::NotAsked,
+            reply_source: ReplySource::NotWildcard,
             guard: config.guard.clone(),
             port_sharers,
         };
@@ -315,6 +320,8 @@ impl Server {
         } else {
             vec![report.local; sockets.len()]
         };
+        let (reply_source, status) = enable_reply_source(&sockets, &addrs);
+        report.reply_source = status;
         let kind = match (report.batch, &report.gro) {
             (1, _) => LoopKind::Plain,
             (batch, GroStatus::On) => LoopKind::Gro(batch),
@@ -322,6 +329,7 @@ impl Server {
         };
         Ok(Server {
             sockets,
+            reply_source,
             rules: Rules::serving(&config.guard, &addrs),
             addrs,
             threads: report.threads,
@@ -398,6 +406,7 @@ impl Server {
                             .then_some(published),
                         datagram_log: self.datagram_log,
                         stamp: self.report.stamp.as_ref(),
+                        reply_source: self.reply_source[i % self.reply_source.len()],
                     };
                     scope.spawn(move || serve(socket, context, self.kind))
                 })

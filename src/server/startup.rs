@@ -51,6 +51,8 @@ pub struct StartupReport {
     pub batch: usize,
     /// Whether the loops use UDP GRO/GSO, and if not, why.
     pub gro: GroStatus,
+    /// Whether the wildcard sockets answer from the address asked.
+    pub reply_source: ReplySource,
     /// Loop guard, allowlist and rate limit, as configured.
     pub guard: GuardConfig,
     /// The port-sharing check at start: other sockets already on the port (of
@@ -134,6 +136,19 @@ impl StartupReport {
                 ),
             )),
         }
+        match &self.reply_source {
+            ReplySource::NotWildcard => {}
+            ReplySource::On => lines.push((
+                Level::Info,
+                "wildcard bind: each reply leaves from the address its request was sent to (IP_PKTINFO/IPV6_PKTINFO)".to_owned(),
+            )),
+            ReplySource::Unavailable(why) => lines.push((
+                Level::Warn,
+                format!(
+                    "wildcard bind, but requests' destinations are unknown here ({why}): replies leave from the kernel's choice of source address, which on a host with several addresses may not be the one asked"
+                ),
+            )),
+        }
         if let Some(name) = &self.interface {
             lines.push((
                 Level::Info,
@@ -200,6 +215,52 @@ fn guard_line(guard: &GuardConfig, stamp: bool) -> String {
         (false, _) => "off (--no-loop-detect)",
     };
     format!("loop guard {ports}; loop detection {loops}; allow {allow}; rate limit {rate}")
+}
+
+/// Whether the server's wildcard-bound sockets answer each request from the
+/// address it was sent to (see `sys::enable_reply_source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplySource {
+    /// Every socket is bound to one address: its replies leave from it.
+    NotWildcard,
+    /// Every wildcard socket does.
+    On,
+    /// The kernel refused for one (this reason): its replies leave from the
+    /// kernel's choice of source.
+    Unavailable(String),
+}
+
+/// Readies every wildcard-bound socket to answer from the address asked,
+/// before the server says it listens (a datagram queued before would come
+/// without its destination): which sockets do, and the report's status.
+pub(super) fn enable_reply_source(
+    sockets: &[UdpSocket],
+    addrs: &[SocketAddr],
+) -> (Vec<bool>, ReplySource) {
+    let mut status = ReplySource::NotWildcard;
+    let ready = sockets
+        .iter()
+        .zip(addrs)
+        .map(|(socket, addr)| {
+            if !addr.ip().is_unspecified() {
+                return false;
+            }
+            match crate::sys::enable_reply_source(socket) {
+                Ok(()) => {
+                    if status == ReplySource::NotWildcard {
+                        status = ReplySource::On;
+                    }
+                    true
+                }
+                Err(e) => {
+                    status =
+                        ReplySource::Unavailable(format!("{addr}: {}", crate::error::describe(&e)));
+                    false
+                }
+            }
+        })
+        .collect();
+    (ready, status)
 }
 
 /// Turns UDP GRO on for every socket: `Unavailable` when the kernel refuses it

@@ -128,6 +128,7 @@ fn the_startup_report_has_the_lines_and_levels_the_server_always_logged() {
         batch_requested: 32,
         batch: 32,
         gro: GroStatus::NotAsked,
+        reply_source: crate::server::ReplySource::NotWildcard,
         guard: GuardConfig::default(),
         port_sharers: Some(Vec::new()),
     };

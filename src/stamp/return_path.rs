@@ -4,9 +4,9 @@
 //! **Destination Node Address** (§3): the address the sender meant the test
 //! packet for (4 bytes IPv4, 16 IPv6). The reflector checks it against the
 //! address the request was actually sent to — the socket's bound address,
-//! or on a wildcard bind the kernel's `IP_PKTINFO` (batched and GRO loops):
-//! the same, U clear; another address, or one the reflector cannot tell
-//! (a wildcard bind in the plain loop), U set. The TLV is returned as it
+//! or on a wildcard bind the kernel's `IP_PKTINFO` (every loop): the same,
+//! U clear; another address, or one the reflector cannot tell (the
+//! portable build on a wildcard bind), U set. The TLV is returned as it
 //! came otherwise. The reply leaves from the address it was sent to either
 //! way.
 //!

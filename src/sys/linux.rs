@@ -83,10 +83,80 @@ pub struct Batch {
     recv_hdrs: Vec<libc::mmsghdr>,
     /// Echo headers: copies of the receive headers of the slots being sent back.
     send_hdrs: Vec<libc::mmsghdr>,
-    /// Payload length of each echo header.
-    send_lens: Vec<usize>,
+    /// Payload length and source message of each echo header.
+    send_meta: Vec<SendMeta>,
     /// How many slots the last receive filled.
     filled: usize,
+    /// Whether each echo leaves from its request's destination address
+    /// ([`reply_from_destination`](Self::reply_from_destination)).
+    reply_source: bool,
+}
+
+/// What an echo header carries besides its bytes: its length, the control
+/// length without the source message (sent again with only that when the
+/// kernel refuses the source), and where its source stands.
+#[derive(Debug, Clone, Copy)]
+struct SendMeta {
+    len: usize,
+    bare_control: usize,
+    source: Source,
+}
+
+/// The source message of one reply (see `cmsg`'s module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// Not asked for (a socket bound to one address): the kernel's choice.
+    Kernel,
+    /// The request's destination, in a source message.
+    Destination,
+    /// Asked for, but the kernel gave no destination that can be a source.
+    Unknown,
+    /// The kernel refused the destination as a source (`EINVAL`,
+    /// `ENETUNREACH`: [`source_refusal`]): sent again without it.
+    Refused,
+}
+
+impl Source {
+    /// Books a reply that went out with this source.
+    pub(super) fn count(self, outcome: &mut EchoOutcome, datagrams: usize) {
+        match self {
+            Source::Kernel | Source::Destination => {}
+            Source::Unknown => outcome.unsourced += datagrams,
+            Source::Refused => {
+                outcome.unsourced += datagrams;
+                outcome.source_refused += datagrams;
+            }
+        }
+    }
+}
+
+/// Whether a send that named a source may have failed for that source:
+/// `EINVAL` (an IPv6 source no interface holds, a family mismatch) or
+/// `ENETUNREACH` (an IPv4 source not of this host, e.g. an address removed
+/// since the request came). Such a send goes again without its source; if
+/// the cause was elsewhere, it fails again and counts as a send error.
+pub(super) fn source_refusal(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENETUNREACH))
+}
+
+/// Appends, when `wanted`, the source message of a reply to `to` whose
+/// request's receive header is `received` to `control` at `at`: the new
+/// length and `Destination`, or `at` and `Unknown` when the kernel gave no
+/// usable destination; `at` and `Kernel` when not `wanted`.
+pub(super) fn append_source(
+    control: &mut SendControl,
+    at: usize,
+    wanted: bool,
+    received: &libc::msghdr,
+    to: Option<SocketAddr>,
+) -> (usize, Source) {
+    if !wanted {
+        return (at, Source::Kernel);
+    }
+    match cmsg::reply_source(received).and_then(|from| control.source(at, to, from)) {
+        Some(end) => (end, Source::Destination),
+        None => (at, Source::Unknown),
+    }
 }
 
 /// Probes to send on a connected socket, `capacity` at a time, in one `sendmmsg`.
@@ -247,8 +317,9 @@ impl Batch {
             iovecs: Vec::with_capacity(capacity),
             recv_hdrs: Vec::with_capacity(capacity),
             send_hdrs: Vec::with_capacity(capacity),
-            send_lens: Vec::with_capacity(capacity),
+            send_meta: Vec::with_capacity(capacity),
             filled: 0,
+            reply_source: false,
         };
         for slot in batch.storage.chunks_exact_mut(RECV_BUFFER_LEN) {
             batch.iovecs.push(libc::iovec {
@@ -373,18 +444,31 @@ impl Batch {
         &mut self.storage[start..start + RECV_BUFFER_LEN]
     }
 
+    /// From now on every echo leaves from the address its request was sent
+    /// to (an `IP_PKTINFO` / `IPV6_PKTINFO` message of its own), for a
+    /// socket bound to the wildcard address that asked for destinations
+    /// ([`enable_reply_source`](crate::sys::enable_reply_source)). Where the
+    /// kernel gives none, or refuses it, the echo goes from its own choice
+    /// ([`EchoOutcome::unsourced`]).
+    pub fn reply_from_destination(&mut self) {
+        self.reply_source = true;
+    }
+
     /// Sends the datagrams of the slots for which `reply(i)` is `Some(tos)`
     /// back to their sources, in order, each with that TOS / traffic class
     /// as a control message of its own (none for 0, so unmarked traffic
-    /// costs nothing extra), retrying after partial sends and skipping
-    /// refused ones.
+    /// costs nothing extra) and, with
+    /// [`reply_from_destination`](Self::reply_from_destination), its
+    /// request's destination as its source, retrying after partial sends,
+    /// sending again without the source a message whose source the kernel
+    /// may have refused ([`source_refusal`]), and skipping refused ones.
     pub fn echo(
         &mut self,
         socket: &UdpSocket,
         mut reply: impl FnMut(usize) -> Option<u8>,
     ) -> EchoOutcome {
         self.send_hdrs.clear();
-        self.send_lens.clear();
+        self.send_meta.clear();
         let mut outcome = EchoOutcome::default();
         for i in 0..self.filled {
             let Some(tos) = reply(i) else {
@@ -395,17 +479,23 @@ impl Batch {
             self.iovecs[i].iov_len = len;
             hdr.msg_len = 0;
             hdr.msg_hdr.msg_flags = 0;
-            if tos == 0 {
-                hdr.msg_hdr.msg_control = ptr::null_mut();
-                hdr.msg_hdr.msg_controllen = 0;
+            let (bare, controllen, source) = if tos == 0 && !self.reply_source {
+                (0, 0, Source::Kernel)
             } else {
                 let to = to_socket_addr(&self.addrs[i], hdr.msg_hdr.msg_namelen);
                 let control = &mut self.send_controls[i];
-                hdr.msg_hdr.msg_controllen = control.tos(0, to, tos) as _;
-                hdr.msg_hdr.msg_control = control.as_mut_ptr();
-            }
+                let bare = if tos == 0 { 0 } else { control.tos(0, to, tos) };
+                let (end, source) =
+                    append_source(control, bare, self.reply_source, &hdr.msg_hdr, to);
+                (bare, end, source)
+            };
+            set_control(&mut hdr.msg_hdr, &mut self.send_controls[i], controllen);
             self.send_hdrs.push(hdr);
-            self.send_lens.push(len);
+            self.send_meta.push(SendMeta {
+                len,
+                bare_control: bare,
+                source,
+            });
         }
         let mut pos = 0;
         while pos < self.send_hdrs.len() {
@@ -420,12 +510,27 @@ impl Batch {
             if n > 0 {
                 let n = n as usize;
                 outcome.sent += n;
-                outcome.bytes += self.send_lens[pos..pos + n].iter().sum::<usize>();
+                for meta in &self.send_meta[pos..pos + n] {
+                    outcome.bytes += meta.len;
+                    meta.source.count(&mut outcome, 1);
+                }
                 pos += n;
                 continue;
             }
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            let meta = &mut self.send_meta[pos];
+            if meta.source == Source::Destination && source_refusal(&err) {
+                // The source it named: the same message again without it.
+                meta.source = Source::Refused;
+                let hdr = &mut self.send_hdrs[pos].msg_hdr;
+                let bare = meta.bare_control;
+                hdr.msg_controllen = bare as _;
+                if bare == 0 {
+                    hdr.msg_control = ptr::null_mut();
+                }
                 continue;
             }
             // sendmmsg fails the call only when its first message fails: skip it.
@@ -435,6 +540,17 @@ impl Batch {
         }
         outcome
     }
+}
+
+/// Points a send header at `control` when it holds `len` bytes of messages,
+/// at none otherwise.
+fn set_control(hdr: &mut libc::msghdr, control: &mut SendControl, len: usize) {
+    hdr.msg_controllen = len as _;
+    hdr.msg_control = if len == 0 {
+        ptr::null_mut()
+    } else {
+        control.as_mut_ptr()
+    };
 }
 
 /// One `recvmmsg` into `hdrs`, readied first by [`reset_for_recv`] for

@@ -10,7 +10,9 @@
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 mod linux;
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
-pub use linux::cmsg::{enable_recv_destination, enable_recv_ttl, enable_rx_timestamps};
+pub use linux::cmsg::{
+    enable_recv_destination, enable_recv_ttl, enable_reply_source, enable_rx_timestamps,
+};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
 pub use linux::gro::{GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, enable_gro};
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]
@@ -25,8 +27,8 @@ mod portable;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::{
     Batch, SendBatch, disable_tx_timestamps, enable_recv_destination, enable_recv_ttl,
-    enable_rx_timestamps, enable_tx_timestamps, path_mtu, read_tx_timestamps, set_dont_fragment,
-    wait_readable,
+    enable_reply_source, enable_rx_timestamps, enable_tx_timestamps, path_mtu, read_tx_timestamps,
+    set_dont_fragment, wait_readable,
 };
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::{
@@ -74,7 +76,9 @@ pub use portable::take_listen_fds;
 /// Per-datagram TOS / traffic class (and TTL) for single datagrams: the plain
 /// loop's DSCP reflection; the batches carry their own control messages.
 mod tos;
-pub use tos::{enable_recv_tos, recv_from_meta, recv_from_tos, send_to_tos};
+pub use tos::{
+    RecvMeta, enable_recv_tos, recv_from_meta, recv_from_tos, send_to_from, send_to_tos,
+};
 
 /// `poll(2)` over several descriptors: the metrics endpoint's connections.
 mod poll;
@@ -104,6 +108,15 @@ pub struct EchoOutcome {
     /// message, and every later one, went out as separate datagrams. Set at
     /// most once per batch, so the caller can log it once.
     pub gso_refused: Option<i32>,
+    /// Datagrams sent that were to leave from their request's destination
+    /// address (a wildcard socket answering from the address asked,
+    /// `reply_from_destination`) but left from the kernel's choice: it
+    /// reported no destination that can be a source, or refused the one
+    /// given (`EINVAL`, `ENETUNREACH`; counted in `source_refused` too) and
+    /// took the datagram again without it.
+    pub unsourced: usize,
+    /// Of `unsourced`, those whose source the kernel refused.
+    pub source_refused: usize,
 }
 
 impl EchoOutcome {

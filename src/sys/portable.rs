@@ -92,6 +92,10 @@ impl Batch {
         &mut self.storage[start..start + RECV_BUFFER_LEN]
     }
 
+    /// Replies from the address asked: unsupported here (never called, as
+    /// [`enable_reply_source`] fails).
+    pub fn reply_from_destination(&mut self) {}
+
     /// Sends the datagrams for which `reply(i)` is `Some` back to their
     /// sources, one call each; the TOS it gives is not set here.
     pub fn echo(
@@ -257,6 +261,12 @@ pub fn enable_recv_destination(_socket: &UdpSocket) -> io::Result<()> {
     Err(unsupported("IP_PKTINFO"))
 }
 
+/// No destination address control messages here: a wildcard-bound server
+/// answers from the kernel's choice of source address.
+pub fn enable_reply_source(_socket: &UdpSocket) -> io::Result<()> {
+    Err(unsupported("IP_PKTINFO"))
+}
+
 /// No kernel receive time stamps here: round trips use the client's clock.
 pub fn enable_rx_timestamps(_socket: &UdpSocket) -> io::Result<()> {
     Err(unsupported("kernel receive time stamps"))
@@ -307,6 +317,10 @@ impl GroBatch {
         }
     }
 
+    /// Replies from the address asked: unsupported here (never called, as
+    /// [`enable_reply_source`] fails).
+    pub fn reply_from_destination(&mut self) {}
+
     /// How many buffers one receive could take.
     pub fn capacity(&self) -> usize {
         self.inner.capacity()
@@ -351,6 +365,11 @@ impl GroBatch {
 
     /// No destination address here.
     pub fn destination(&self, _i: usize) -> Option<std::net::IpAddr> {
+        None
+    }
+
+    /// No reply source here: the kernel's choice.
+    pub fn reply_source(&self, _i: usize) -> Option<std::net::IpAddr> {
         None
     }
 

@@ -16,7 +16,24 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+/// What [`recv_from_meta`] learns of a datagram besides its bytes and
+/// source; each `None` when the kernel sent none (not asked for).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// TOS / traffic class ([`enable_recv_tos`]).
+    pub tos: Option<u8>,
+    /// TTL / hop limit (`enable_recv_ttl`).
+    pub ttl: Option<u8>,
+    /// The address it was sent to, as in its IP header
+    /// (`enable_recv_destination`; read only when asked for).
+    pub destination: Option<IpAddr>,
+    /// The address a reply to it should leave from: the destination of a
+    /// unicast datagram, `None` when there is none that can be a source
+    /// (read only when asked for; see `send_to_from`).
+    pub reply_source: Option<IpAddr>,
+}
 
 /// Asks the kernel to report each datagram's TOS (IPv4) or traffic class
 /// (IPv6; IPv4 too on a dual-stack socket, where the kernel allows it).
@@ -37,11 +54,13 @@ pub fn enable_recv_tos(socket: &UdpSocket) -> io::Result<()> {
 mod imp {
     use std::io;
     use std::mem;
-    use std::net::{SocketAddr, UdpSocket};
+    use std::net::{IpAddr, SocketAddr, UdpSocket};
     use std::os::fd::AsRawFd;
     use std::ptr;
 
     use socket2::SockAddr;
+
+    use super::RecvMeta;
 
     use crate::sys::linux::cmsg::{self, RECV_CONTROL_LEN, RecvControl, SendControl};
 
@@ -51,16 +70,19 @@ mod imp {
         socket: &UdpSocket,
         buf: &mut [u8],
     ) -> io::Result<(usize, SocketAddr, Option<u8>)> {
-        recv_from_meta(socket, buf).map(|(n, source, tos, _)| (n, source, tos))
+        recv_from_meta(socket, buf, false).map(|(n, source, meta)| (n, source, meta.tos))
     }
 
     /// `recv_from` that also returns the datagram's TOS / traffic class and
     /// TTL / hop limit (each `None` when the kernel sent none: not enabled
-    /// with `enable_recv_tos` / `enable_recv_ttl`).
+    /// with `enable_recv_tos` / `enable_recv_ttl`) and, with `destination`,
+    /// the address it was sent to and the one to answer from (`None` without
+    /// `enable_recv_destination`); without, those are not even looked for.
     pub fn recv_from_meta(
         socket: &UdpSocket,
         buf: &mut [u8],
-    ) -> io::Result<(usize, SocketAddr, Option<u8>, Option<u8>)> {
+        destination: bool,
+    ) -> io::Result<(usize, SocketAddr, RecvMeta)> {
         // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
         let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
         let mut control = RecvControl::ZERO;
@@ -102,7 +124,16 @@ mod imp {
         let source = addr
             .as_socket()
             .ok_or_else(|| io::Error::other("datagram from a non-IP address"))?;
-        Ok((n as usize, source, cmsg::tos(&msg), cmsg::ttl(&msg)))
+        let mut meta = RecvMeta {
+            tos: cmsg::tos(&msg),
+            ttl: cmsg::ttl(&msg),
+            ..RecvMeta::default()
+        };
+        if destination {
+            meta.destination = cmsg::destination(&msg);
+            meta.reply_source = cmsg::reply_source(&msg);
+        }
+        Ok((n as usize, source, meta))
     }
 
     /// `send_to` with this TOS / traffic class on this datagram only (an
@@ -113,8 +144,39 @@ mod imp {
         dest: SocketAddr,
         tos: u8,
     ) -> io::Result<usize> {
+        send_to_from(socket, data, dest, tos, None)
+    }
+
+    /// `send_to` with, on this datagram only, this TOS / traffic class (0:
+    /// none) and, when `from` is given, this source address (`IP_PKTINFO` /
+    /// `IPV6_PKTINFO`: a reply from a wildcard socket leaving from the
+    /// address its request was sent to, see `linux/cmsg.rs`). The kernel
+    /// refuses a source it cannot send from with `EINVAL` (IPv6) or
+    /// `ENETUNREACH` (IPv4), and this one of the wrong family for `dest`
+    /// with `EINVAL`: the caller may send again without it. Neither given:
+    /// a plain `send_to`.
+    pub fn send_to_from(
+        socket: &UdpSocket,
+        data: &[u8],
+        dest: SocketAddr,
+        tos: u8,
+        from: Option<IpAddr>,
+    ) -> io::Result<usize> {
+        if tos == 0 && from.is_none() {
+            return socket.send_to(data, dest);
+        }
         let addr = SockAddr::from(dest);
         let mut control = SendControl::ZERO;
+        let mut controllen = if tos == 0 {
+            0
+        } else {
+            control.tos(0, Some(dest), tos)
+        };
+        if let Some(from) = from {
+            controllen = control
+                .source(controllen, Some(dest), from)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        }
         let mut iov = libc::iovec {
             iov_base: data.as_ptr().cast_mut().cast(),
             iov_len: data.len(),
@@ -125,7 +187,7 @@ mod imp {
         msg.msg_namelen = addr.len();
         msg.msg_iov = ptr::from_mut(&mut iov);
         msg.msg_iovlen = 1;
-        msg.msg_controllen = control.tos(0, Some(dest), tos) as _;
+        msg.msg_controllen = controllen as _;
         msg.msg_control = control.as_mut_ptr();
         // SAFETY: `msg` points to live buffers of this frame (and `data`,
         // which the kernel only reads) with their real lengths.
@@ -140,7 +202,9 @@ mod imp {
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 mod imp {
     use std::io;
-    use std::net::{SocketAddr, UdpSocket};
+    use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+    use super::RecvMeta;
 
     /// `recv_from`; no TOS here.
     pub fn recv_from_tos(
@@ -150,12 +214,15 @@ mod imp {
         socket.recv_from(buf).map(|(n, from)| (n, from, None))
     }
 
-    /// `recv_from`; no TOS or TTL here.
+    /// `recv_from`; no TOS, TTL or destination here.
     pub fn recv_from_meta(
         socket: &UdpSocket,
         buf: &mut [u8],
-    ) -> io::Result<(usize, SocketAddr, Option<u8>, Option<u8>)> {
-        socket.recv_from(buf).map(|(n, from)| (n, from, None, None))
+        _destination: bool,
+    ) -> io::Result<(usize, SocketAddr, RecvMeta)> {
+        socket
+            .recv_from(buf)
+            .map(|(n, from)| (n, from, RecvMeta::default()))
     }
 
     /// `send_to`; the TOS is not set here.
@@ -167,6 +234,17 @@ mod imp {
     ) -> io::Result<usize> {
         socket.send_to(data, dest)
     }
+
+    /// `send_to`; neither the TOS nor the source is set here.
+    pub fn send_to_from(
+        socket: &UdpSocket,
+        data: &[u8],
+        dest: SocketAddr,
+        _tos: u8,
+        _from: Option<IpAddr>,
+    ) -> io::Result<usize> {
+        socket.send_to(data, dest)
+    }
 }
 
-pub use imp::{recv_from_meta, recv_from_tos, send_to_tos};
+pub use imp::{recv_from_meta, recv_from_tos, send_to_from, send_to_tos};

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use common::{SERVER, WAIT, skip, start_server_via, summary_count};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-const ACTIVATE: &str = "systemd-socket-activate";
+pub(crate) const ACTIVATE: &str = "systemd-socket-activate";
 
-fn has_activate() -> bool {
+pub(crate) fn has_activate() -> bool {
     let found = common::command(ACTIVATE)
         .arg("--version")
         .stdout(Stdio::null())

@@ -37,6 +37,11 @@ pub enum Command {
     },
     /// `--doctor`: diagnose UDP on this host and the path to the target.
     Doctor,
+    /// `--list-targets SOURCE`: print the targets the source gives.
+    ListTargets(crate::client::fleet::TargetSource),
+    /// `--metrics ADDR:PORT` with no target and no mode: the `/probe`
+    /// exporter, listening there.
+    Exporter(std::net::SocketAddr),
 }
 
 /// The payload of a one-shot probe (`--data`).
@@ -137,7 +142,11 @@ impl From<&Args> for Command {
             window: args.window as usize,
         });
         let rate = args.rate.map(|pps| MeasureMode::Rate { pps });
-        if args.find_rate {
+        if let Some(source) = &args.list_targets {
+            Command::ListTargets(source.clone())
+        } else if let (Some(listen), None) = (args.metrics, args.count) {
+            Command::Exporter(listen)
+        } else if args.find_rate {
             Command::FindRate {
                 config: measure(MeasureMode::Rate { pps: 1.0 }, 1),
                 max_loss: args.max_loss,

@@ -121,6 +121,12 @@ fn the_help_table_matches_the_mode_rules() {
             _ => &[],
         };
         for (mode, mode_flags) in super::applicability::MODES {
+            // `--metrics` alone is the /probe exporter, a mode of its own:
+            // one-shot is asked for by its --data.
+            let mode_flags: &[&str] = match (flag, mode) {
+                ("--metrics", "one-shot") => &["-d", "x"],
+                _ => mode_flags,
+            };
             let argv: Vec<&str> = mode_flags
                 .iter()
                 .chain([flag].iter())
@@ -131,6 +137,28 @@ fn the_help_table_matches_the_mode_rules() {
             assert_eq!(parse(&argv).is_ok(), taken, "{label} in {mode}: {argv:?}");
         }
     }
+}
+
+/// `--metrics` with no mode and no target is the /probe exporter; with a
+/// target (or options the exporter takes per request) it is refused.
+#[test]
+fn metrics_alone_is_the_probe_exporter() {
+    let args = parse(&["--metrics", "127.0.0.1:0"]).unwrap();
+    assert!(matches!(Command::from(&args), Command::Exporter(a) if a.port() == 0));
+    for argv in [
+        &["192.0.2.7:7", "--metrics", "127.0.0.1:0"][..],
+        &["-H", "192.0.2.7", "--metrics", "127.0.0.1:0"],
+        &["-p", "9", "--metrics", "127.0.0.1:0"],
+        &["-t", "2", "--metrics", "127.0.0.1:0"],
+        &["-d", "x", "--metrics", "127.0.0.1:0"],
+    ] {
+        let e = parse(argv).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{argv:?}: {e}");
+    }
+    let args = parse(&["--list-targets", "dns+a:localhost:7"]).unwrap();
+    assert!(matches!(Command::from(&args), Command::ListTargets(_)));
+    assert!(parse(&["--list-targets", "dns+a:localhost"]).is_err());
+    assert!(parse(&["--list-targets", "x.json", "-c", "3"]).is_err());
 }
 
 #[test]

@@ -83,15 +83,24 @@ fn what_cannot_become_http_is_judged_at_once() {
     );
 }
 
+/// `/metrics` as `text/plain` from `render`, no other routes.
+fn site(render: &dyn Fn() -> String) -> Site<'_> {
+    Site {
+        content_type: "text/plain",
+        render,
+        routes: &NoRoutes,
+    }
+}
+
 #[test]
 fn a_head_response_has_the_length_and_no_body() {
     let render = || "x 1\n".to_owned();
-    let head = response(Some(Request::MetricsHead), "text/plain", &render);
+    let head = response(Some(Request::MetricsHead), site(&render));
     let text = String::from_utf8(head).unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.contains("Content-Length: 4\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\n"), "no body: {text}");
-    let get = response(Some(Request::Metrics), "text/plain", &render);
+    let get = response(Some(Request::Metrics), site(&render));
     assert!(String::from_utf8(get).unwrap().ends_with("\r\n\r\nx 1\n"));
 }
 
@@ -151,7 +160,7 @@ fn a_request_fed_a_byte_at_a_time_is_answered_when_its_blank_line_comes() {
             // Until the byte is in (loopback: at once, almost always).
             let mut done = false;
             for _ in 0..1000 {
-                done = matches!(c.advance("text/plain", &render).unwrap(), Turn::Done);
+                done = matches!(c.advance(site(&render)).unwrap(), Turn::Done);
                 if done || c.head.len() == i + 1 {
                     break;
                 }
@@ -174,4 +183,50 @@ fn a_head_ends_at_its_blank_line() {
     assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest"), Some(24));
     assert_eq!(head_end(b"GET / HTTP/1.1\n\n"), Some(16));
     assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
+}
+
+/// A route that answers `/now` at once and `/later` with a job, and records
+/// the query and a header it was given.
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl Routes for Recorder {
+    fn route(&self, request: &RequestHead<'_>) -> Option<Reply> {
+        let header = request.header("x-scrape").unwrap_or("-").to_owned();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{} {} {header}", request.path, request.query));
+        match request.path {
+            "/now" => Some(Reply::Now(Response::text(400, "no"))),
+            "/later" => Some(Reply::Later(Box::new(|| Response::text(200, "done")))),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn other_paths_go_to_the_routes_with_their_query_and_headers() {
+    let routes = Recorder(std::sync::Mutex::new(Vec::new()));
+    let head = b"GET /now?a=1&b=%20 HTTP/1.1\r\nHost: x\r\nX-Scrape:  4.5 \r\n\r\n";
+    match routed(head, &routes) {
+        Some(Reply::Now(r)) => assert_eq!((r.status, r.body.as_str()), (400, "no\n")),
+        _ => panic!("not answered at once"),
+    }
+    assert!(matches!(
+        routed(b"GET /later HTTP/1.1\r\n\r\n", &routes),
+        Some(Reply::Later(_))
+    ));
+    assert!(routed(b"GET /other HTTP/1.1\r\n\r\n", &routes).is_none());
+    // Only GET is routed: HEAD and POST of a routed path are not found.
+    assert!(routed(b"POST /now HTTP/1.1\r\n\r\n", &routes).is_none());
+    assert_eq!(
+        *routes.0.lock().unwrap(),
+        ["/now a=1&b=%20 4.5", "/later  -", "/other  -"]
+    );
+    let text = String::from_utf8(Response::text(503, "busy").to_bytes(true)).unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nbusy\n"), "{text}");
 }

@@ -6,7 +6,8 @@ use std::time::SystemTime;
 use super::{EchoVerdict, LoopState, reply_tos, stamp};
 
 /// The batched loop: one `recvmmsg` takes what is queued (up to the batch size),
-/// one `sendmmsg` echoes it, each datagram with its request's DSCP. Datagrams
+/// one `sendmmsg` echoes it, each datagram with its request's DSCP (and, on a
+/// wildcard socket, from its request's destination: `Batch::reply_from_destination`). Datagrams
 /// before a stop datagram in the same batch are still echoed; those after it
 /// were read too, and are counted as taken after the stop, not echoed.
 pub(super) fn batched_loop(
@@ -50,7 +51,10 @@ pub(super) fn batched_loop(
         let outcome = batch.echo(socket, |i| if i < end { keep[i] } else { None });
         if stamp {
             let kept = (0..end).filter(|&i| keep[i].is_some()).map(|i| (i, 0..1));
-            state.tx_sent(socket, kept, outcome.errors > 0);
+            // A refusal, or a reply sent again without its source: the
+            // kernel's transmit-stamp count is in doubt.
+            let failed = outcome.errors + outcome.source_refused > 0;
+            state.tx_sent(socket, kept, failed);
         }
         state.echoed(outcome.sent, outcome.bytes, || {
             (0..end)
@@ -60,6 +64,7 @@ pub(super) fn batched_loop(
                     (_, None) => None,
                 })
         });
+        state.unsourced(&outcome);
         state.batch_send_failed(&outcome);
         if end < received {
             state.taken_after_stop((end + 1..received).map(|i| batch.datagram(i).0.len()));

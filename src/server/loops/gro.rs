@@ -181,6 +181,7 @@ mod tests {
                 published: None,
                 datagram_log: true,
                 stamp: None,
+                reply_source: false,
             };
             let mut state = LoopState::new(context);
             let mut batch = GroBatch::new(8);
@@ -426,6 +427,7 @@ mod tests {
             published: None,
             datagram_log: true,
             stamp: None,
+            reply_source: false,
         };
         let mut state = LoopState::new(context);
         gro_loop(&socket, &mut state, &mut GroBatch::new(8));

@@ -58,14 +58,16 @@ pub(super) fn echo_run(
 pub(super) fn flush(socket: &UdpSocket, state: &mut LoopState<'_>, batch: &mut GroBatch) {
     let outcome = batch.flush(socket);
     if outcome.sent + outcome.errors > 0 || outcome.gso_refused.is_some() {
-        // Kernel transmit stamps (STAMP Follow-Up Telemetry): one per message.
-        let failed = outcome.errors > 0 || outcome.gso_refused.is_some();
+        // Kernel transmit stamps (STAMP Follow-Up Telemetry): one per message;
+        // a refusal or a send again (without GSO, or its source): in doubt.
+        let failed = outcome.errors + outcome.source_refused > 0 || outcome.gso_refused.is_some();
         state.tx_sent(socket, batch.queued_messages(), failed);
     }
     state.echoed(outcome.sent, outcome.bytes, || batch.queued_datagrams());
     if let Some(errno) = outcome.gso_refused {
         gso_refused(errno);
     }
+    state.unsourced(&outcome);
     state.batch_send_failed(&outcome);
 }
 

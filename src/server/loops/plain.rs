@@ -6,16 +6,19 @@ use std::time::SystemTime;
 use super::{EchoVerdict, LoopState, reply_tos};
 use crate::net;
 
-/// The plain echo loop: one `recv_from` and one `send_to` per datagram (`--batch 1`).
+/// The plain echo loop: one `recv_from` and one `send_to` per datagram (`--batch 1`);
+/// on a wildcard socket each reply leaves from its request's destination.
 /// Allocates nothing per datagram; the socket's read timeout lets it see `stop`.
 /// With `--stamp` it sends the reflector's reply, built over the request.
 pub(super) fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
     let mut buf = vec![0u8; net::RECV_BUFFER_LEN];
     let stamp = state.reflector.is_some();
     while !state.stopping() {
-        let Some((len, source, tos, ttl)) =
-            state.received(crate::sys::recv_from_meta(socket, &mut buf))
-        else {
+        let Some((len, source, meta)) = state.received(crate::sys::recv_from_meta(
+            socket,
+            &mut buf,
+            state.reply_source,
+        )) else {
             continue;
         };
         // STAMP's receive time stamp: right after the syscall.
@@ -28,13 +31,13 @@ pub(super) fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
         }
         // The request's DSCP goes back on the reply; ECN is not copied (Not-ECT).
         let (tos, to) = match received {
-            None => (reply_tos(tos), source),
+            None => (reply_tos(meta.tos), source),
             Some(received) => {
                 let arrival = crate::stamp::Arrival {
                     received,
-                    tos,
-                    ttl,
-                    destination: None,
+                    tos: meta.tos,
+                    ttl: meta.ttl,
+                    destination: meta.destination,
                 };
                 let transmit = SystemTime::now();
                 match state.reflect(socket, &mut buf[..len], source, &arrival, transmit, (0, 0)) {
@@ -44,7 +47,8 @@ pub(super) fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
                 }
             }
         };
-        let sent = state.send_one(socket, &buf[..len], to, tos);
+        // A wildcard socket: from the address asked (`meta.reply_source`).
+        let sent = state.send_one(socket, &buf[..len], to, tos, meta.reply_source);
         if stamp {
             state.tx_sent(socket, std::iter::once((0, 0..1)), !sent);
         }

@@ -43,7 +43,8 @@
 //! never be sent more than it sent. Refusals are booked as drops: `short`,
 //! `malformed` (a wrong HMAC), or `loop` for a reflected packet coming back.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::ops::Range;
@@ -255,21 +256,43 @@ impl LoopState<'_> {
     }
 
     /// Sends one datagram to `to` with TOS `tos` (0: no control message)
-    /// and books it; false when the kernel refused it.
+    /// and, on a wildcard socket, from `from`, the address its request was
+    /// sent to (without one, or when the kernel refuses it, from the
+    /// kernel's choice, booked as such), and books it. True when it went
+    /// out at the first try (so the kernel's transmit-stamp count is sure);
+    /// false when refused, or sent again without `from`.
     pub(super) fn send_one(
         &mut self,
         socket: &UdpSocket,
         data: &[u8],
         to: SocketAddr,
         tos: u8,
+        from: Option<IpAddr>,
     ) -> bool {
-        let sent = match tos {
-            0 => socket.send_to(data, to),
-            tos => crate::sys::send_to_tos(socket, data, to, tos),
+        let mut sourced = crate::sys::EchoOutcome::default();
+        let mut sent = crate::sys::send_to_from(socket, data, to, tos, from);
+        // EINVAL, ENETUNREACH: the kernel may refuse the source (see
+        // `sys::send_to_from`); sent again without it, the datagram fails
+        // again if that was not the cause.
+        let refusal = |e: &io::Error| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::NetworkUnreachable
+            )
         };
-        let ok = sent.is_ok();
+        if from.is_some() && matches!(&sent, Err(e) if refusal(e)) {
+            sent = crate::sys::send_to_from(socket, data, to, tos, None);
+            sourced.source_refused = 1;
+            sourced.unsourced = 1;
+        } else if self.reply_source && from.is_none() {
+            sourced.unsourced = 1;
+        }
+        let ok = sent.is_ok() && sourced.source_refused == 0;
         match sent {
-            Ok(sent) => self.echoed(1, sent, || [(sent, to)]),
+            Ok(sent) => {
+                self.echoed(1, sent, || [(sent, to)]);
+                self.unsourced(&sourced);
+            }
             Err(e) => self.send_failed(
                 1,
                 &format_args!(
@@ -386,7 +409,8 @@ pub(super) fn reflect_buffer(
                 // the transmit-stamp numbering).
                 echo_run(socket, state, batch, slot, start..k, run_tos);
                 flush(socket, state, batch);
-                let sent = state.send_one(socket, batch.datagram_mut(slot, k), to, tos);
+                let from = batch.reply_source(slot);
+                let sent = state.send_one(socket, batch.datagram_mut(slot, k), to, tos, from);
                 state.tx_sent(socket, std::iter::once((slot, k..k + 1)), !sent);
                 start = k + 1;
             }

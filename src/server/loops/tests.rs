@@ -47,6 +47,7 @@ fn serve_guarded(
         published: None,
         datagram_log: true,
         stamp: None,
+        reply_source: false,
     };
     let kind = if batch > 1 {
         LoopKind::Batched(batch)

@@ -147,6 +147,12 @@ pub fn render(s: &Snapshot) -> String {
         "Receive calls that failed (e.g. a queued ICMP error)",
         c.recv_errors,
     );
+    counter(
+        &mut registry,
+        "unsourced_replies",
+        "Replies of a wildcard socket sent from the kernel's choice of source, not the address asked",
+        c.unsourced_replies,
+    );
     if let Some(drops) = s.kernel_drops {
         counter(
             &mut registry,
@@ -238,6 +244,7 @@ mod tests {
             datagrams_echoed: 9,
             bytes_echoed: 900,
             send_errors: 1,
+            unsourced_replies: 5,
             ..Counters::default()
         };
         counters.dropped[DropReason::NotAllowed.index()] = 2;
@@ -262,6 +269,7 @@ mod tests {
             "udp_echo_server_dropped_datagrams_total{reason=\"short\"} 4",
             "udp_echo_server_send_errors_total 1",
             "udp_echo_server_receive_errors_total 0",
+            "udp_echo_server_unsourced_replies_total 5",
             "udp_echo_server_kernel_dropped_datagrams_total 3",
             "udp_echo_server_port_sharers 0",
             "udp_echo_server_receive_buffer_bytes 212992",

@@ -3,7 +3,37 @@
 //! the TOS / traffic class, `IP_RECVTOS` / `IPV6_RECVTCLASS`; the TTL / hop
 //! limit, `IP_RECVTTL` / `IPV6_RECVHOPLIMIT`; the destination address,
 //! `IP_PKTINFO` / `IPV6_RECVPKTINFO`), and those of a send, written
-//! into one [`SendControl`] (`UDP_SEGMENT` and the TOS / traffic class).
+//! into one [`SendControl`] (`UDP_SEGMENT`, the TOS / traffic class, and
+//! the source address, `IP_PKTINFO` / `IPV6_PKTINFO`).
+//!
+//! # The source of a reply on a wildcard socket
+//!
+//! A socket bound to `0.0.0.0` or `::` answers, unless told otherwise, from
+//! whatever address the kernel's route lookup picks, which on a host with
+//! several addresses (a secondary one, an AnyIP range routed `local` to
+//! `lo`) need not be the one the request was sent to; a connected client,
+//! a NAT or the fleet prober then drops the reply. So a wildcard server
+//! reads each request's destination ([`reply_source`]) and sends the reply
+//! with a source message ([`SendControl::source`]), as dnsmasq and BIND do.
+//! What Linux 6.x does, checked in a namespace (and in the tests):
+//!
+//! - IPv4: the reply source is `IP_PKTINFO`'s `ipi_spec_dst`, the local
+//!   address of the datagram: the destination for unicast (AnyIP included),
+//!   the interface's address for a broadcast, which is no source to send from.
+//!   Sent back as `ipi_spec_dst` with `ipi_ifindex` 0 (the route decides the
+//!   device, as before). The kernel accepts an AnyIP source (its check falls
+//!   back to the local routing table).
+//! - IPv6: `IPV6_PKTINFO`'s address; the kernel accepts it as a source only
+//!   when an interface holds it, so an AnyIP range is refused (`EINVAL`)
+//!   unless the socket has `IPV6_FREEBIND` (or `net.ipv6.ip_nonlocal_bind`
+//!   is on): [`enable_reply_source`] sets it. A multicast destination is no
+//!   source: such a reply keeps the kernel's choice.
+//! - IPv4-mapped, on a dual-stack `::` socket: the kernel reports both an
+//!   `IPV6_PKTINFO` (the mapped address) and, as the socket asked for
+//!   `IP_PKTINFO` too, an `IP_PKTINFO`; a send to a mapped address goes
+//!   down the IPv4 path, which accepts either an `IP_PKTINFO` or an
+//!   `IPV6_PKTINFO` holding a mapped address, and refuses an unmapped one
+//!   (`EINVAL`). The reply sends `IP_PKTINFO`, as it sends `IP_TOS`.
 //!
 //! The TOS of a send goes by the destination, not the socket: an IPv6
 //! socket sending to an IPv4-mapped address (a dual-stack `::` socket
@@ -89,12 +119,13 @@ pub(in crate::sys) const SEGMENT_CONTROL_SPACE: usize = unsafe { libc::CMSG_SPAC
 pub(in crate::sys) const TOS_CONTROL_SPACE: usize = INT_CONTROL_SPACE;
 
 /// Control bytes of one send: a `UDP_SEGMENT` message, then a TOS message,
-/// each optional.
-pub(in crate::sys) const SEND_CONTROL_LEN: usize = SEGMENT_CONTROL_SPACE + TOS_CONTROL_SPACE;
+/// then a source address message, each optional.
+pub(in crate::sys) const SEND_CONTROL_LEN: usize =
+    SEGMENT_CONTROL_SPACE + TOS_CONTROL_SPACE + PKTINFO_CONTROL_SPACE;
 
-/// One send's control buffer, aligned for `cmsghdr`; [`segment`](Self::segment)
-/// and [`tos`](Self::tos) append a message and return the length so far,
-/// which the caller puts in `msg_controllen`.
+/// One send's control buffer, aligned for `cmsghdr`; [`segment`](Self::segment),
+/// [`tos`](Self::tos) and [`source`](Self::source) append a message and
+/// return the length so far, which the caller puts in `msg_controllen`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(in crate::sys) struct SendControl {
@@ -107,7 +138,14 @@ pub(in crate::sys) struct SendControl {
 // reads it (no bytes before `bytes`).
 const _: () = assert!(SEGMENT_CONTROL_SPACE >= CONTROL_DATA_OFFSET + mem::size_of::<u16>());
 const _: () = assert!(TOS_CONTROL_SPACE >= CONTROL_DATA_OFFSET + mem::size_of::<libc::c_int>());
+const _: () =
+    assert!(PKTINFO_CONTROL_SPACE >= CONTROL_DATA_OFFSET + mem::size_of::<libc::in6_pktinfo>());
+const _: () =
+    assert!(PKTINFO_CONTROL_SPACE >= CONTROL_DATA_OFFSET + mem::size_of::<libc::in_pktinfo>());
+const _: () = assert!(mem::size_of::<libc::in_pktinfo>() == 12);
+const _: () = assert!(mem::size_of::<libc::in6_pktinfo>() == 20);
 const _: () = assert!(SEGMENT_CONTROL_SPACE % mem::align_of::<libc::cmsghdr>() == 0);
+const _: () = assert!(TOS_CONTROL_SPACE % mem::align_of::<libc::cmsghdr>() == 0);
 const _: () = assert!(mem::size_of::<SendControl>() == SEND_CONTROL_LEN);
 const _: () = assert!(mem::align_of::<SendControl>() >= mem::align_of::<libc::cmsghdr>());
 const _: () = assert!(mem::size_of::<RecvControl>() == RECV_CONTROL_LEN);
@@ -163,6 +201,53 @@ impl SendControl {
         let (level, kind) = tos_message(to);
         self.put(at, level, kind, &libc::c_int::from(tos).to_ne_bytes())
     }
+
+    /// Appends the message that makes a datagram to `to` leave from `from`:
+    /// `IP_PKTINFO` (`ipi_spec_dst`) for IPv4 and IPv4-mapped destinations,
+    /// `IPV6_PKTINFO` for IPv6 ones, interface 0 (see the module doc).
+    /// `None`, and nothing written, when `from` cannot be the source of a
+    /// datagram to `to` (another family; no destination known).
+    pub(in crate::sys) fn source(
+        &mut self,
+        at: usize,
+        to: Option<SocketAddr>,
+        from: IpAddr,
+    ) -> Option<usize> {
+        match source_message(to?, from)? {
+            IpAddr::V4(v4) => {
+                // in_pktinfo: the interface (0), `ipi_spec_dst` (the
+                // source), `ipi_addr` (ignored on a send), addresses in
+                // network order.
+                let mut bytes = [0u8; mem::size_of::<libc::in_pktinfo>()];
+                bytes[4..8].copy_from_slice(&v4.octets());
+                Some(self.put(at, libc::IPPROTO_IP, libc::IP_PKTINFO, &bytes))
+            }
+            IpAddr::V6(v6) => {
+                let mut bytes = [0u8; mem::size_of::<libc::in6_pktinfo>()];
+                // in6_pktinfo: the 16-byte address, then the interface (0).
+                bytes[..16].copy_from_slice(&v6.octets());
+                Some(self.put(at, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &bytes))
+            }
+        }
+    }
+}
+
+/// The address a reply to `to` from `from` names as its source, in the
+/// family of the message the kernel reads on that path: IPv4 for IPv4 and
+/// IPv4-mapped destinations (an IPv4-mapped `from` unmapped), IPv6 for the
+/// others; `None` when the families do not agree.
+pub(in crate::sys) fn source_message(to: SocketAddr, from: IpAddr) -> Option<IpAddr> {
+    let v4_path = match to {
+        SocketAddr::V4(_) => true,
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some(),
+    };
+    match from {
+        IpAddr::V4(v4) => v4_path.then_some(IpAddr::V4(v4)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4_path.then_some(IpAddr::V4(v4)),
+            None => (!v4_path).then_some(IpAddr::V6(v6)),
+        },
+    }
 }
 
 /// The control message that sets the TOS of a datagram to `to`: `IP_TOS`
@@ -204,6 +289,27 @@ pub fn enable_recv_destination(socket: &UdpSocket) -> io::Result<()> {
         setsockopt_int(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
     }
 }
+
+/// Readies a wildcard-bound socket to answer every request from the address
+/// it was sent to: the destination of each datagram reported
+/// ([`enable_recv_destination`]), and on IPv6 sockets `IPV6_FREEBIND`, without
+/// which the kernel refuses an IPv6 AnyIP address as a source (see the
+/// module doc; the sources given are only ever unicast addresses the
+/// kernel delivered a datagram to, so it lets nothing else through). An
+/// error means replies keep the kernel's choice of source; what was set
+/// stays set.
+pub fn enable_reply_source(socket: &UdpSocket) -> io::Result<()> {
+    enable_recv_destination(socket)?;
+    if socket.local_addr()?.is_ipv6() {
+        // Best effort (kernels before 4.15 lack it): without it, the
+        // kernel refuses only IPv6 AnyIP sources, which then go without.
+        let _ = setsockopt_int(socket, libc::IPPROTO_IPV6, IPV6_FREEBIND, 1);
+    }
+    Ok(())
+}
+
+/// `IPV6_FREEBIND` (Linux 4.15; `linux/in6.h`), which libc lacks.
+const IPV6_FREEBIND: libc::c_int = 78;
 
 /// Asks the kernel to stamp every datagram `socket` receives
 /// (`SO_TIMESTAMPNS`). An error means it cannot; nothing changed then.
@@ -309,4 +415,36 @@ pub(in crate::sys) fn destination(hdr: &libc::msghdr) -> Option<IpAddr> {
             find::<libc::in6_pktinfo>(hdr, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
                 .map(|p| IpAddr::V6(Ipv6Addr::from(p.ipi6_addr.s6_addr)))
         })
+}
+
+/// The address a reply to this datagram should leave from: `IP_PKTINFO`'s
+/// `ipi_spec_dst` (the local address: the destination of a unicast
+/// datagram; without one, its `ipi_addr`), or `IPV6_PKTINFO`'s address; `None` when the kernel gave
+/// neither ([`enable_recv_destination`] not called) or it can be no source
+/// (unspecified, multicast, broadcast).
+pub(in crate::sys) fn reply_source(hdr: &libc::msghdr) -> Option<IpAddr> {
+    let ip = find::<libc::in_pktinfo>(hdr, libc::IPPROTO_IP, libc::IP_PKTINFO)
+        .map(|p| {
+            // `ipi_spec_dst` is 0 for a datagram queued before the socket
+            // asked (one a service manager's socket held before the server
+            // started): the header's destination, then, which the kernel
+            // refuses as a source should it be a subnet's broadcast.
+            let local = match p.ipi_spec_dst.s_addr {
+                0 => p.ipi_addr.s_addr,
+                spec_dst => spec_dst,
+            };
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(local)))
+        })
+        .or_else(|| {
+            find::<libc::in6_pktinfo>(hdr, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                .map(|p| IpAddr::V6(Ipv6Addr::from(p.ipi6_addr.s6_addr)))
+        })?;
+    let unusable = match ip {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+            None => v6.is_unspecified() || v6.is_multicast(),
+        },
+    };
+    (!unusable).then_some(ip)
 }

@@ -43,7 +43,9 @@ use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::ptr;
 
-use super::{setsockopt_int, sockaddr_storage_len, to_socket_addr};
+use super::{
+    Source, append_source, setsockopt_int, sockaddr_storage_len, source_refusal, to_socket_addr,
+};
 use crate::sys::{EchoOutcome, GroBuffer};
 
 /// Bytes per receive buffer: the largest payload one UDP buffer can carry,
@@ -58,8 +60,9 @@ use super::cmsg::{RECV_CONTROL_LEN, RecvControl, SendControl};
 
 /// One queued echo message: `datagrams` datagrams of slot `slot`, starting at
 /// byte `offset` of its buffer, `bytes` long in all, sent with TOS `tos`
-/// (0: no TOS message).
-#[derive(Debug, Clone, Copy, Default)]
+/// (0: no TOS message) and from `source`; `bare_control` is the length of
+/// its control messages without the source one.
+#[derive(Debug, Clone, Copy)]
 struct Message {
     slot: usize,
     offset: usize,
@@ -67,6 +70,23 @@ struct Message {
     segment: usize,
     datagrams: usize,
     tos: u8,
+    bare_control: usize,
+    source: Source,
+}
+
+impl Default for Message {
+    fn default() -> Self {
+        Message {
+            slot: 0,
+            offset: 0,
+            bytes: 0,
+            segment: 0,
+            datagrams: 0,
+            tos: 0,
+            bare_control: 0,
+            source: Source::Kernel,
+        }
+    }
 }
 
 /// GRO receive buffers and GSO echo messages for one socket and one thread.
@@ -109,6 +129,9 @@ pub struct GroBatch {
     flushed: bool,
     /// Whether runs of datagrams go out as one `UDP_SEGMENT` message each.
     gso: bool,
+    /// Whether echoes leave from their buffer's destination address
+    /// ([`reply_from_destination`](Self::reply_from_destination)).
+    reply_source: bool,
 }
 
 // SAFETY: the raw pointers in the headers and iovecs point only into heap
@@ -152,6 +175,7 @@ impl GroBatch {
             queued: 0,
             flushed: false,
             gso: true,
+            reply_source: false,
         };
         for slot in batch.storage.chunks_exact_mut(GRO_BUFFER_LEN) {
             batch.iovecs.push(libc::iovec {
@@ -198,6 +222,17 @@ impl GroBatch {
     /// after a refusal; also a test hook).
     pub fn disable_gso(&mut self) {
         self.gso = false;
+    }
+
+    /// From now on every echo leaves from the address its buffer was sent to
+    /// (one for all its datagrams: the kernel coalesces only one flow's), an
+    /// `IP_PKTINFO` / `IPV6_PKTINFO` message beside `UDP_SEGMENT` and the
+    /// TOS, for a socket bound to the wildcard address that asked for
+    /// destinations ([`enable_reply_source`](crate::sys::enable_reply_source)).
+    /// Where the kernel gives none, or refuses it, the echo goes from its own
+    /// choice ([`EchoOutcome::unsourced`]).
+    pub fn reply_from_destination(&mut self) {
+        self.reply_source = true;
     }
 
     /// Receives up to `capacity` buffers: blocks (up to the socket's read
@@ -279,6 +314,17 @@ impl GroBatch {
         super::cmsg::destination(&self.recv_hdrs[i].msg_hdr)
     }
 
+    /// The address buffer `i`'s replies go from, when the batch replies from
+    /// destinations ([`reply_from_destination`](Self::reply_from_destination))
+    /// and the kernel said one usable as a source; `None`: the kernel's choice.
+    pub fn reply_source(&self, i: usize) -> Option<std::net::IpAddr> {
+        assert!(i < self.filled, "slot {i} was not filled");
+        if !self.reply_source {
+            return None;
+        }
+        super::cmsg::reply_source(&self.recv_hdrs[i].msg_hdr)
+    }
+
     /// Datagram `k` of buffer `slot`, writable: the STAMP reflector turns a
     /// request into its reply in place (same length), then queues it.
     pub fn datagram_mut(&mut self, slot: usize, k: usize) -> &mut [u8] {
@@ -309,8 +355,13 @@ impl GroBatch {
             _ => 1,
         };
         let namelen = self.recv_hdrs[slot].msg_hdr.msg_namelen;
-        // Only needed for a TOS message (its kind follows the destination).
-        let to = if tos != 0 { buffer.source } else { None };
+        // Only needed for a TOS or source message (their kinds follow the
+        // destination).
+        let to = if tos != 0 || self.reply_source {
+            buffer.source
+        } else {
+            None
+        };
         let name = self.addrs.as_mut_ptr().wrapping_add(slot).cast();
         let base = self
             .storage
@@ -332,13 +383,20 @@ impl GroBatch {
             hdr.msg_hdr.msg_namelen = namelen;
             hdr.msg_hdr.msg_flags = 0;
             let control = &mut self.send_controls[j];
-            let mut controllen = 0;
+            let mut bare = 0;
             if count > 1 {
-                controllen = control.segment(controllen, segment as u16);
+                bare = control.segment(bare, segment as u16);
             }
             if tos != 0 {
-                controllen = control.tos(controllen, to, tos);
+                bare = control.tos(bare, to, tos);
             }
+            let (controllen, source) = append_source(
+                control,
+                bare,
+                self.reply_source,
+                &self.recv_hdrs[slot].msg_hdr,
+                to,
+            );
             hdr.msg_hdr.msg_controllen = controllen as _;
             self.messages[j] = Message {
                 slot,
@@ -347,6 +405,8 @@ impl GroBatch {
                 segment,
                 datagrams: count,
                 tos,
+                bare_control: bare,
+                source,
             };
             self.queued += 1;
             next += count;
@@ -393,12 +453,22 @@ impl GroBatch {
                 for m in &self.messages[pos..pos + n as usize] {
                     outcome.sent += m.datagrams;
                     outcome.bytes += m.bytes;
+                    m.source.count(&mut outcome, m.datagrams);
                 }
                 pos += n as usize;
                 continue;
             }
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            if message.source == Source::Destination && source_refusal(&err) {
+                // First without the source: `EINVAL` may be the kernel's
+                // refusal of it, not of GSO, and GSO, once off, stays off.
+                // Should the bare message be refused too, GSO is turned off
+                // and its datagrams go one by one, with the source again.
+                self.messages[pos].source = Source::Refused;
+                self.send_hdrs[pos].msg_hdr.msg_controllen = message.bare_control as _;
                 continue;
             }
             let gso_refusal = matches!(err.raw_os_error(), Some(libc::EIO | libc::EINVAL));
@@ -417,19 +487,30 @@ impl GroBatch {
         outcome
     }
 
-    /// Sends one queued message's datagrams one `sendmsg` each, with its TOS.
+    /// Sends one queued message's datagrams one `sendmsg` each, with its TOS
+    /// and, when it was to have one, its source (again, should it have been
+    /// taken off before GSO was found refused); a datagram whose source the
+    /// kernel refuses goes again without it.
     fn send_separately(&self, socket: &UdpSocket, message: &Message, outcome: &mut EchoOutcome) {
-        let namelen = self.recv_hdrs[message.slot].msg_hdr.msg_namelen;
+        let received = &self.recv_hdrs[message.slot].msg_hdr;
+        let namelen = received.msg_namelen;
         let start = message.slot * GRO_BUFFER_LEN + message.offset;
         let data = &self.storage[start..start + message.bytes];
         let mut control = SendControl::ZERO;
-        let controllen = if message.tos != 0 {
-            let to = to_socket_addr(&self.addrs[message.slot], namelen);
+        let wanted = message.source != Source::Kernel;
+        let to = if message.tos != 0 || wanted {
+            to_socket_addr(&self.addrs[message.slot], namelen)
+        } else {
+            None
+        };
+        let bare = if message.tos != 0 {
             control.tos(0, to, message.tos)
         } else {
             0
         };
+        let (full, first_source) = append_source(&mut control, bare, wanted, received, to);
         for datagram in data.chunks(message.segment.max(1)) {
+            let (mut controllen, mut source) = (full, first_source);
             let mut iov = libc::iovec {
                 iov_base: datagram.as_ptr().cast_mut().cast(),
                 iov_len: datagram.len(),
@@ -440,26 +521,31 @@ impl GroBatch {
             hdr.msg_namelen = namelen;
             hdr.msg_iov = ptr::from_mut(&mut iov);
             hdr.msg_iovlen = 1;
-            if controllen > 0 {
-                hdr.msg_control = control.as_mut_ptr();
-                hdr.msg_controllen = controllen as _;
-            }
+            hdr.msg_control = control.as_mut_ptr();
             loop {
+                hdr.msg_controllen = controllen as _;
                 // SAFETY: the header points at an iovec covering `datagram`
                 // (live, only read by sendmsg despite the mut pointer), the
                 // slot's source address with the length the kernel reported
-                // for it (only read), and a control buffer of the length given
-                // (or none); all live for the call.
+                // for it (only read), and a control buffer holding at least
+                // the length given (0: none read); all live for the call.
                 let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &hdr, 0) };
                 let result = if sent >= 0 {
                     Ok(sent as usize)
                 } else {
                     Err(io::Error::last_os_error())
                 };
-                if !matches!(&result, Err(e) if e.kind() == io::ErrorKind::Interrupted) {
-                    outcome.count(result);
-                    break;
+                match &result {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if source == Source::Destination && source_refusal(e) => {
+                        (controllen, source) = (bare, Source::Refused);
+                        continue;
+                    }
+                    Ok(_) => source.count(outcome, 1),
+                    Err(_) => {}
                 }
+                outcome.count(result);
+                break;
             }
         }
     }

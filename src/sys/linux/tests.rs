@@ -473,3 +473,171 @@ fn every_send_gets_a_numbered_transmit_stamp_and_receives_keep_theirs() {
     assert!(inbox.rx_time_ns(0).is_some());
     assert!(inbox.tos(0).is_some());
 }
+
+/// A socket bound to 0.0.0.0 that answers from the address asked
+/// ([`enable_reply_source`](crate::sys::enable_reply_source)), and a client
+/// on 127.0.0.1: 127.0.0.0/8 is all local, so a request to 127.0.0.2 is
+/// answered from 127.0.0.1, the kernel's choice, unless told otherwise.
+pub(super) fn wildcard_pair() -> (UdpSocket, UdpSocket, SocketAddr) {
+    let server = UdpSocket::bind("0.0.0.0:0").unwrap();
+    crate::sys::enable_reply_source(&server).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let asked = SocketAddr::from(([127, 0, 0, 2], server.local_addr().unwrap().port()));
+    (server, client, asked)
+}
+
+#[test]
+fn a_wildcard_batch_echoes_from_the_address_asked_with_its_tos() {
+    let (server, client, asked) = wildcard_pair();
+    crate::sys::enable_recv_tos(&server).unwrap();
+    crate::sys::enable_recv_tos(&client).unwrap();
+    for (payload, tos) in [(&b"ef"[..], EF), (b"zero", 0)] {
+        crate::sys::send_to_tos(&client, payload, asked, tos).unwrap();
+    }
+    let mut batch = Batch::new(4);
+    batch.reply_from_destination();
+    let mut got = 0;
+    while got < 2 {
+        let n = batch.recv(&server).unwrap();
+        for i in 0..n {
+            assert_eq!(batch.destination(i), Some(asked.ip()));
+        }
+        let first = got;
+        let outcome = batch.echo(&server, |i| Some(if first + i == 0 { EF } else { 0 }));
+        assert_eq!((outcome.sent, outcome.unsourced), (n, 0), "{outcome:?}");
+        got += n;
+    }
+    let mut buf = [0u8; 64];
+    for (want, tos) in [(&b"ef"[..], Some(EF)), (b"zero", Some(0))] {
+        let (n, from, meta) = crate::sys::recv_from_meta(&client, &mut buf, false).unwrap();
+        assert_eq!((&buf[..n], from), (want, asked));
+        assert_eq!(meta.tos, tos, "the TOS beside the source");
+    }
+}
+
+#[test]
+fn send_to_from_names_the_source_and_refuses_one_of_the_wrong_family() {
+    let (server, client, asked) = wildcard_pair();
+    client.send_to(b"q", asked).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, to, meta) = crate::sys::recv_from_meta(&server, &mut buf, true).unwrap();
+    assert_eq!(meta.destination, Some(asked.ip()));
+    assert_eq!(meta.reply_source, Some(asked.ip()));
+    crate::sys::send_to_from(&server, &buf[..n], to, 0, meta.reply_source).unwrap();
+    assert_eq!(client.recv_from(&mut buf).unwrap(), (1, asked));
+    let wrong = Some("::1".parse().unwrap());
+    let err = crate::sys::send_to_from(&server, b"q", to, 0, wrong).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    // A source not of this host: IPv4 refuses it with ENETUNREACH.
+    let foreign = Some("192.0.2.1".parse().unwrap());
+    let err = crate::sys::send_to_from(&server, b"q", to, 0, foreign).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENETUNREACH), "{err}");
+}
+
+/// An `in_pktinfo` as the kernel writes it: interface 1, this local
+/// address (`ipi_spec_dst`) and header destination.
+fn in_pktinfo(spec_dst: [u8; 4], addr: [u8; 4]) -> Vec<u8> {
+    [&1u32.to_ne_bytes()[..], &spec_dst, &addr].concat()
+}
+
+/// An `in6_pktinfo`: this address, interface 1.
+fn in6_pktinfo(addr: &str) -> Vec<u8> {
+    let ip: std::net::Ipv6Addr = addr.parse().unwrap();
+    [&ip.octets()[..], &1u32.to_ne_bytes()].concat()
+}
+
+#[test]
+fn the_reply_source_is_the_local_address_and_never_multicast_or_broadcast() {
+    use super::cmsg::{destination, reply_source};
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let mut buf = [0u64; 64];
+    let (v4, v6) = (
+        (libc::IPPROTO_IP, libc::IP_PKTINFO),
+        (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO),
+    );
+    // Unicast: the destination; a broadcast: `ipi_spec_dst`, the interface's
+    // address, is what the kernel would answer from, but the header's
+    // destination stays the broadcast (for the Location TLV).
+    let unicast = in_pktinfo([198, 18, 5, 5], [198, 18, 5, 5]);
+    let hdr = crafted(&mut buf, &[(v4.0, v4.1, &unicast)]);
+    assert_eq!(reply_source(&hdr), Some(ip("198.18.5.5")));
+    let broadcast = in_pktinfo([10, 0, 0, 2], [10, 0, 0, 255]);
+    let hdr = crafted(&mut buf, &[(v4.0, v4.1, &broadcast)]);
+    assert_eq!(reply_source(&hdr), Some(ip("10.0.0.2")));
+    assert_eq!(destination(&hdr), Some(ip("10.0.0.255")));
+    // Queued before the socket asked: no `ipi_spec_dst`, the header's then.
+    let early = in_pktinfo([0; 4], [198, 18, 5, 5]);
+    let hdr = crafted(&mut buf, &[(v4.0, v4.1, &early)]);
+    assert_eq!(reply_source(&hdr), Some(ip("198.18.5.5")));
+    for spec_dst in [[255, 255, 255, 255], [224, 0, 0, 1], [0, 0, 0, 0]] {
+        let info = in_pktinfo(spec_dst, spec_dst);
+        let hdr = crafted(&mut buf, &[(v4.0, v4.1, &info)]);
+        assert_eq!(reply_source(&hdr), None, "{spec_dst:?}");
+    }
+    // IPv6, and IPv4-mapped on a dual-stack socket: IP_PKTINFO first.
+    let info = in6_pktinfo("2001:db8:77::5");
+    let hdr = crafted(&mut buf, &[(v6.0, v6.1, &info)]);
+    assert_eq!(reply_source(&hdr), Some(ip("2001:db8:77::5")));
+    for no in [
+        "ff02::1",
+        "::",
+        "::ffff:224.0.0.1",
+        "::ffff:255.255.255.255",
+    ] {
+        let info = in6_pktinfo(no);
+        let hdr = crafted(&mut buf, &[(v6.0, v6.1, &info)]);
+        assert_eq!(reply_source(&hdr), None, "{no}");
+    }
+    let mapped = in6_pktinfo("::ffff:198.18.5.5");
+    let hdr = crafted(&mut buf, &[(v6.0, v6.1, &mapped), (v4.0, v4.1, &unicast)]);
+    assert_eq!(reply_source(&hdr), Some(ip("198.18.5.5")));
+    let hdr = crafted(&mut buf, &[(v6.0, v6.1, &mapped)]);
+    assert_eq!(reply_source(&hdr), Some(ip("::ffff:198.18.5.5")));
+    let hdr = crafted(&mut buf, &[(libc::IPPROTO_IP, libc::IP_TOS, &[0xb8])]);
+    assert_eq!(reply_source(&hdr), None, "none reported");
+}
+
+#[test]
+fn the_source_message_follows_the_destination_s_path() {
+    use super::cmsg::source_message;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let to = |s: &str| s.parse::<SocketAddr>().unwrap();
+    let cases = [
+        ("10.0.0.1:9", "198.18.5.5", Some("198.18.5.5")),
+        ("10.0.0.1:9", "::ffff:198.18.5.5", Some("198.18.5.5")),
+        ("10.0.0.1:9", "2001:db8::1", None),
+        ("[::ffff:10.0.0.1]:9", "198.18.5.5", Some("198.18.5.5")),
+        (
+            "[::ffff:10.0.0.1]:9",
+            "::ffff:198.18.5.5",
+            Some("198.18.5.5"),
+        ),
+        ("[::ffff:10.0.0.1]:9", "2001:db8::1", None),
+        ("[2001:db8::2]:9", "2001:db8::1", Some("2001:db8::1")),
+        ("[2001:db8::2]:9", "198.18.5.5", None),
+        ("[2001:db8::2]:9", "::ffff:198.18.5.5", None),
+    ];
+    for (dest, from, want) in cases {
+        assert_eq!(
+            source_message(to(dest), ip(from)),
+            want.map(ip),
+            "{from} → {dest}"
+        );
+    }
+    // Written: IP_PKTINFO with ipi_spec_dst, its exact length; IPV6_PKTINFO.
+    let mut control = SendControl::ZERO;
+    let end = control.source(0, Some(to("10.0.0.1:9")), ip("198.18.5.5"));
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space = |n: usize| unsafe { libc::CMSG_SPACE(n as u32) } as usize;
+    assert_eq!(end, Some(space(12)));
+    assert_eq!(control.source(0, None, ip("198.18.5.5")), None);
+    let end = control.tos(0, Some(to("[2001:db8::2]:9")), 0xb8);
+    let end = control.source(end, Some(to("[2001:db8::2]:9")), ip("2001:db8::1"));
+    assert_eq!(end, Some(space(4) + space(20)));
+}

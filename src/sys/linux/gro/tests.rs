@@ -274,3 +274,41 @@ fn queued_runs_go_back_with_their_tos_segmented_or_not() {
         assert_eq!(tos, [Some(EF), Some(EF)], "{case}");
     }
 }
+
+#[test]
+fn a_wildcard_burst_goes_back_from_the_address_asked_segmented_or_not() {
+    const EF: u8 = 0xb8;
+    let (server, client, asked) = super::super::tests::wildcard_pair();
+    enable_gro(&server).unwrap();
+    crate::sys::enable_recv_tos(&server).unwrap();
+    crate::sys::enable_recv_tos(&client).unwrap();
+    socket2::SockRef::from(&client)
+        .set_tos_v4(u32::from(EF))
+        .unwrap();
+    let data = burst(6, 40, 40);
+    for gso in [true, false] {
+        send_segmented(&client, Some(asked), &data, 40).unwrap();
+        let mut batch = GroBatch::new(4);
+        batch.reply_from_destination();
+        if !gso {
+            batch.disable_gso();
+        }
+        assert_eq!(take(&mut batch, &server, 6), vec![(240, 40)], "gso {gso}");
+        assert_eq!(batch.destination(0), Some(asked.ip()));
+        assert_eq!(batch.queue(0, 0..4, EF), 4);
+        assert_eq!(batch.queue(0, 4..6, 0), 2);
+        let outcome = batch.flush(&server);
+        assert_eq!((outcome.sent, outcome.unsourced), (6, 0), "{outcome:?}");
+        let mut buf = [0u8; 64];
+        for k in 0..6 {
+            let (n, from, meta) = crate::sys::recv_from_meta(&client, &mut buf, false).unwrap();
+            assert_eq!((n, from), (40, asked), "gso {gso}, reply {k}");
+            let tos = if k < 4 { EF } else { 0 };
+            assert_eq!(
+                meta.tos,
+                Some(tos),
+                "gso {gso}, reply {k}: the TOS beside the source"
+            );
+        }
+    }
+}
