@@ -49,31 +49,40 @@ fn got(socket: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
 fn a_return_path_goes_elsewhere_only_where_the_operator_allows() {
     let (here, there): (IpAddr, IpAddr) =
         ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
-    for loop_args in LOOPS {
+    // Bound to 127.0.0.1, and a wildcard bind (whose replies, sent
+    // elsewhere or not, leave from the address the request was sent to).
+    for (loop_args, host) in LOOPS
+        .iter()
+        .flat_map(|l| [(*l, "127.0.0.1"), (*l, "0.0.0.0")])
+    {
         for allow in [None, Some("127.0.0.2/32")] {
-            let mut args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
+            let mut args = vec!["--stamp", "-H", host, "-p", "0"];
             args.extend_from_slice(loop_args);
             if let Some(allow) = allow {
                 args.extend(["--stamp-return-path-allow", allow]);
             }
             let server = start_server(&args);
+            let server_addr = SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
             let sender = socket_on("127.0.0.1", 0);
             let port = sender.local_addr().unwrap().port();
             // Another socket of the test, on the address the Return Path names.
             let elsewhere = socket_on("127.0.0.2", port);
             let req = request(here, there);
-            sender.send_to(&req, server.addr).unwrap();
+            sender.send_to(&req, server_addr).unwrap();
             let (at_source, at_elsewhere) = (got(&sender), got(&elsewhere));
             let (reply, from) = match (allow, at_source, at_elsewhere) {
                 (None, Some(reply), None) => reply,
                 (Some(_), None, Some(reply)) => reply,
                 (allow, s, e) => panic!(
-                    "{loop_args:?} allow {allow:?}: at the source {:?}, elsewhere {:?}",
+                    "{loop_args:?} {host} allow {allow:?}: at the source {:?}, elsewhere {:?}",
                     s.map(|r| r.1),
                     e.map(|r| r.1)
                 ),
             };
-            assert_eq!(from, server.addr, "from the reflector");
+            assert_eq!(
+                from, server_addr,
+                "{loop_args:?} {host}: from the address asked"
+            );
             assert_eq!(reply.len(), req.len(), "never longer than the request");
             assert_eq!(reply[44], 0, "Destination Node Address: where it was sent");
             let flags = if allow.is_some() { 0 } else { tlv_flags::U };
