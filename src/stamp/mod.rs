@@ -224,7 +224,7 @@ impl ReflectorConfig {
                 TlvMode::Process => "",
                 TlvMode::Ignore => ", TLVs copied back unprocessed (--tlv-mode ignore)",
             }
-        )
+        ) + &self.return_allow.describe()
     }
 }
 

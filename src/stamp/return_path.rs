@@ -79,6 +79,23 @@ impl ReturnAllow {
         self.nets.is_empty()
     }
 
+    /// What the start-up report says of it: nothing when none is allowed
+    /// (the default), else `, Return Path TLVs may send replies to NETS`.
+    pub fn describe(&self) -> String {
+        if self.nets.is_empty() {
+            return String::new();
+        }
+        let nets: Vec<String> = self
+            .nets
+            .iter()
+            .map(|(net, prefix)| format!("{net}/{prefix}"))
+            .collect();
+        format!(
+            ", Return Path TLVs may send replies to {} (--stamp-return-path-allow)",
+            nets.join(", ")
+        )
+    }
+
     /// Whether `ip` is inside an allowed network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = unmap(ip);
@@ -289,6 +306,11 @@ mod tests {
             ReturnPath::To(SocketAddr::new(other, 4000))
         );
         assert_eq!(value[0], 0, "sub-TLV honoured: U clear");
+        assert_eq!(
+            loopback().describe(),
+            ", Return Path TLVs may send replies to 127.0.0.0/8 (--stamp-return-path-allow)"
+        );
+        assert_eq!(ReturnAllow::default().describe(), "");
         // Not allowed: U on the sub-TLV, the reply to the source.
         let mut tlv = return_address_tlv(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)));
         let value = &mut tlv[4..];
