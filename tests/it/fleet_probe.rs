@@ -28,7 +28,20 @@ impl Drop for Exporter {
 
 impl Exporter {
     fn start() -> Exporter {
-        let mut child = common::command(CLIENT)
+        Exporter::start_via(&[])
+    }
+
+    /// The exporter started through `wrapper` (`ip netns exec NS`).
+    fn start_via(wrapper: &[&str]) -> Exporter {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = common::command(program);
+                command.args(args).arg(CLIENT);
+                command
+            }
+            None => common::command(CLIENT),
+        };
+        let mut child = command
             .args(["--metrics", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -540,5 +553,75 @@ mod dns {
         );
         // Bounded: 2 s of waiting, far under the harness's own limit.
         assert!(took < Duration::from_secs(8), "{took:?}");
+    }
+
+    /// 16 names whose resolution hangs (a nameserver that never answers,
+    /// resolver timeout 30 s) neither hold the exporter's bursts past their
+    /// bound nor starve it: each is answered `probe_success 0` within the
+    /// resolution wait (5 s at most), an address is still probed meanwhile,
+    /// and one more name is refused at once while the 16 resolutions run.
+    #[test]
+    fn hung_name_resolutions_are_bounded_and_starve_nothing() {
+        let Some(dns) = Dns::new("fleet_probe::hung_resolution") else {
+            return;
+        };
+        std::fs::write(
+            dns.etc.join("resolv.conf"),
+            format!("nameserver {SERVER_V4}\noptions timeout:30 attempts:1\n"),
+        )
+        .unwrap();
+        // Open, so no ICMP refusal: the queries are taken in and dropped.
+        let _silent = netns::in_ns(&dns.net.server, || {
+            std::net::UdpSocket::bind((SERVER_V4, 53)).unwrap()
+        });
+        let client_ns = dns.net.client.clone();
+        let exporter = Exporter::start_via(&["ip", "netns", "exec", &client_ns]);
+        let addr = exporter.addr;
+        let get_in = |path: String| {
+            let ns = client_ns.clone();
+            thread::spawn(move || {
+                netns::TestNet::enter(&ns);
+                let started = Instant::now();
+                (try_get(addr, &path, ""), started.elapsed())
+            })
+        };
+        let hung: Vec<_> = (0..16)
+            .map(|i| {
+                get_in(format!(
+                    "/probe?target=hang{i}.fleet.test:7&count=1&timeout=1"
+                ))
+            })
+            .collect();
+        // Until all 16 resolutions run (bounded).
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (metrics, _) = get_in("/metrics".into()).join().unwrap();
+            let (_, metrics) = metrics.expect("/metrics");
+            if value(&metrics, "udp_echo_exporter_resolutions_running") >= 16.0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{metrics}");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let (literal, _) = get_in("/probe?target=127.0.0.1:9&count=1&timeout=0.1".into())
+            .join()
+            .unwrap();
+        let (status, body) = literal.expect("/probe of an address");
+        assert_eq!(status, 200, "an address is probed while names hang: {body}");
+        let (more, _) = get_in("/probe?target=more.fleet.test:7&count=1&timeout=1".into())
+            .join()
+            .unwrap();
+        let (status, body) = more.expect("/probe of a 17th name");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("being resolved"), "{body}");
+        for worker in hung {
+            let (answer, took) = worker.join().unwrap();
+            let (status, body) = answer.unwrap_or_else(|e| panic!("a hung name: {e}"));
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(value(&body, "probe_success"), 0.0, "{body}");
+            assert_eq!(value(&body, "probe_udp_echo_sent"), 0.0, "{body}");
+            // The wait is 5 s at most; the resolver's own would be 30 s.
+            assert!(took < Duration::from_secs(9), "{took:?}");
+        }
     }
 }

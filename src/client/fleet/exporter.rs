@@ -32,6 +32,18 @@
 //! least one intact reply and no corrupt one (loss alone lowers
 //! `probe_udp_echo_loss_ratio`, not success). A target that does not resolve
 //! is `probe_success 0` with status 200, as blackbox does.
+//!
+//! A target given by name is resolved by the system resolver
+//! (`getaddrinfo`), which cannot be cancelled and may take its own
+//! `timeout` × `attempts` × nameservers × search names (minutes with a
+//! silent nameserver). So it runs on a thread of its own, waited for at
+//! most [`ProbeQuery::resolve_timeout`]: what the scrape timeout (or
+//! [`MAX_BURST`]) leaves after the burst, from [`MIN_RESOLVE`] to
+//! [`MAX_RESOLVE`]; longer is `probe_success 0`, and the burst's slot is
+//! free again. A resolution left running keeps one of [`MAX_RESOLVING`]
+//! places until the resolver gives up; with all taken, a target by name is
+//! answered `503` at once, while an address (no resolution) still probes.
+//! Threads stay bounded: bursts, resolutions and the answers being written.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -61,6 +73,14 @@ pub const MAX_CONCURRENT: usize = 16;
 pub const MAX_SIZE: usize = 9000;
 /// The longest per-probe timeout.
 const MAX_TIMEOUT: Duration = Duration::from_secs(5);
+/// The least a name's resolution is waited for, however little the scrape
+/// timeout leaves after the burst.
+pub const MIN_RESOLVE: Duration = Duration::from_secs(1);
+/// The most a name's resolution is waited for.
+pub const MAX_RESOLVE: Duration = Duration::from_secs(5);
+/// The most name resolutions running at once (each on a thread of its own,
+/// which the system resolver may hold past the probe's answer).
+pub const MAX_RESOLVING: usize = 16;
 /// The Prometheus text format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -90,6 +110,8 @@ pub struct ProbeQuery {
     pub size: Option<usize>,
     /// How long each probe waits for its reply.
     pub timeout: Duration,
+    /// How long a name's resolution is waited for (see the module doc).
+    pub resolve_timeout: Duration,
 }
 
 impl ProbeQuery {
@@ -106,6 +128,7 @@ impl ProbeQuery {
             interval: Duration::from_millis(100),
             size: None,
             timeout: Duration::from_secs(1),
+            resolve_timeout: MAX_RESOLVE,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -175,6 +198,7 @@ impl ProbeQuery {
                 MAX_BURST.as_secs()
             ));
         }
+        let mut budget = MAX_BURST;
         if let Some(header) = scrape_timeout {
             let scrape = header
                 .parse::<f64>()
@@ -183,7 +207,7 @@ impl ProbeQuery {
                 .ok_or_else(|| {
                     format!("X-Prometheus-Scrape-Timeout-Seconds {header:?} is not a number")
                 })?;
-            let budget = Duration::from_secs_f64(scrape.min(3600.0)).saturating_sub(SCRAPE_MARGIN);
+            budget = Duration::from_secs_f64(scrape.min(3600.0)).saturating_sub(SCRAPE_MARGIN);
             if burst > budget {
                 return Err(format!(
                     "the burst takes up to {:.3} s (count x interval + timeout; interval 0: count x timeout), over the scrape timeout of {scrape} s less {} s",
@@ -192,7 +216,14 @@ impl ProbeQuery {
                 ));
             }
         }
+        probe.resolve_timeout = budget.saturating_sub(burst).clamp(MIN_RESOLVE, MAX_RESOLVE);
         Ok(probe)
+    }
+
+    /// Whether the target is a name, which the system resolver must resolve
+    /// (an address literal is not asked about).
+    pub fn is_name(&self) -> bool {
+        self.host.parse::<std::net::IpAddr>().is_err()
     }
 
     /// The longest the burst can take: `count` × `interval` + `timeout`, or
@@ -283,11 +314,19 @@ impl ProbeResult {
 }
 
 /// Runs one burst as `query` says. Never fails: a name that does not
-/// resolve, or a socket that cannot be made, is a burst with nothing
-/// received (logged at debug).
-pub fn run(query: &ProbeQuery) -> ProbeResult {
+/// resolve (in [`ProbeQuery::resolve_timeout`]), or a socket that cannot be
+/// made, is a burst with nothing received (logged at debug). A name's
+/// resolution runs on a thread holding `resolving` (a place among
+/// [`MAX_RESOLVING`]) until the resolver returns, however late.
+pub fn run(query: &ProbeQuery, resolving: Option<Resolving>) -> ProbeResult {
     let started = Instant::now();
-    let target = Target {
+    let pinned = pin(&target_of(query), query, resolving);
+    burst(query, pinned, started)
+}
+
+/// What the measure engine probes for `query`: its host and port.
+fn target_of(query: &ProbeQuery) -> Target {
+    Target {
         host: query.host.clone(),
         port: query.port,
         family: Family::Any,
@@ -296,10 +335,19 @@ pub fn run(query: &ProbeQuery) -> ProbeResult {
         send_buf: None,
         timeout: query.timeout,
         interface: None,
-    };
+    }
+}
+
+/// The burst of `query` at `pinned` (the target resolved, or why not),
+/// timed from `started`.
+fn burst(
+    query: &ProbeQuery,
+    pinned: crate::Result<(Target, SocketAddr)>,
+    started: Instant,
+) -> ProbeResult {
     let mut latency = Latency::new();
     let mut peer = None;
-    let burst = crate::client::pinned(&target).and_then(|(pinned, resolved)| {
+    let burst = pinned.and_then(|(pinned, resolved)| {
         peer = Some(resolved);
         let config = config_for(query);
         let hooks = Hooks {
@@ -324,6 +372,40 @@ pub fn run(query: &ProbeQuery) -> ProbeResult {
         latency,
         duration: started.elapsed(),
     }
+}
+
+/// `target` resolved and pinned ([`crate::client::pinned`]): at once for an
+/// address; for a name on a thread of its own (holding `resolving`), waited
+/// for at most `query.resolve_timeout`.
+fn pin(
+    target: &Target,
+    query: &ProbeQuery,
+    resolving: Option<Resolving>,
+) -> crate::Result<(Target, SocketAddr)> {
+    let Some(place) = resolving.filter(|_| query.is_name()) else {
+        return crate::client::pinned(target);
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let asked = target.clone();
+    let spawned = std::thread::Builder::new()
+        .name("probe-resolve".into())
+        .spawn(move || {
+            let _place = place;
+            let _ = tx.send(crate::client::pinned(&asked));
+        });
+    let gave_up = |why: String| crate::Error::Resolve {
+        host: target.host.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::TimedOut, why),
+    };
+    if let Err(e) = spawned {
+        return Err(gave_up(format!("no thread to resolve it: {e}")));
+    }
+    rx.recv_timeout(query.resolve_timeout).unwrap_or_else(|_| {
+        Err(gave_up(format!(
+            "not resolved in {:.1} s",
+            query.resolve_timeout.as_secs_f64()
+        )))
+    })
 }
 
 /// The measure engine's configuration for a burst.
@@ -472,6 +554,17 @@ pub struct ExporterStats {
     refused_busy: AtomicU64,
     refused_bad: AtomicU64,
     running: AtomicUsize,
+    resolving: AtomicUsize,
+}
+
+/// One of [`MAX_RESOLVING`] places for a name's resolution; freed when
+/// dropped (the resolver returned, or the probe never needed it).
+pub struct Resolving(Arc<ExporterStats>);
+
+impl Drop for Resolving {
+    fn drop(&mut self) {
+        self.0.resolving.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ExporterStats {
@@ -488,11 +581,15 @@ impl ExporterStats {
              udp_echo_exporter_probes_refused_total{{reason=\"bad_request\"}} {}\n\
              # HELP udp_echo_exporter_probes_running Bursts running now.\n\
              # TYPE udp_echo_exporter_probes_running gauge\n\
-             udp_echo_exporter_probes_running {}\n",
+             udp_echo_exporter_probes_running {}\n\
+             # HELP udp_echo_exporter_resolutions_running Target names being resolved now (some past their probe's answer).\n\
+             # TYPE udp_echo_exporter_resolutions_running gauge\n\
+             udp_echo_exporter_resolutions_running {}\n",
             get(&self.probes),
             get(&self.refused_busy),
             get(&self.refused_bad),
             self.running.load(Ordering::Relaxed),
+            self.resolving.load(Ordering::Relaxed),
         )
     }
 }
@@ -536,22 +633,44 @@ impl ProbeHandler {
                 return Reply::Now(Response::text(400, &reason));
             }
         };
-        let taken = self
-            .stats
-            .running
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_CONCURRENT).then_some(n + 1)
-            });
-        if taken.is_err() {
-            self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-            return Reply::Now(Response::text(
-                503,
-                &format!("{MAX_CONCURRENT} probes are running already; try again"),
-            ));
-        }
-        let slot = Slot(Arc::clone(&self.stats));
+        let resolving = if query.is_name() {
+            let taken =
+                self.stats
+                    .resolving
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < MAX_RESOLVING).then_some(n + 1)
+                    });
+            if taken.is_err() {
+                self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+                return Reply::Now(Response::text(
+                    503,
+                    &format!(
+                        "{MAX_RESOLVING} target names are being resolved already; try again (or give an address)"
+                    ),
+                ));
+            }
+            Some(Resolving(Arc::clone(&self.stats)))
+        } else {
+            None
+        };
+        // An address takes its burst's place at once; a name once it is
+        // resolved, so names that hang keep no address from being probed.
+        let slot = match resolving {
+            Some(_) => None,
+            None => match take_slot(&self.stats) {
+                Ok(slot) => Some(slot),
+                Err(busy) => return Reply::Now(busy),
+            },
+        };
+        let stats = Arc::clone(&self.stats);
         Reply::Later(Box::new(move || {
-            let result = run(&query);
+            let started = Instant::now();
+            let pinned = pin(&target_of(&query), &query, resolving);
+            let slot = match slot.map_or_else(|| take_slot(&stats), Ok) {
+                Ok(slot) => slot,
+                Err(busy) => return busy,
+            };
+            let result = burst(&query, pinned, started);
             slot.0.probes.fetch_add(1, Ordering::Relaxed);
             drop(slot);
             Response {
@@ -561,6 +680,24 @@ impl ProbeHandler {
             }
         }))
     }
+}
+
+/// One of [`MAX_CONCURRENT`] bursts' places, or the `503` that says none is
+/// free (counted).
+fn take_slot(stats: &Arc<ExporterStats>) -> Result<Slot, Response> {
+    let taken = stats
+        .running
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_CONCURRENT).then_some(n + 1)
+        });
+    if taken.is_err() {
+        stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+        return Err(Response::text(
+            503,
+            &format!("{MAX_CONCURRENT} probes are running already; try again"),
+        ));
+    }
+    Ok(Slot(Arc::clone(stats)))
 }
 
 impl Routes for ProbeHandler {
