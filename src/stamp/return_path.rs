@@ -33,6 +33,13 @@
 //! - A sub-TLV running past the TLV, or a Return Address of a length other
 //!   than 4 or 16: M, and the walk of the request's TLVs stops (RFC 8972 §4).
 //! - Only the first Return Path TLV counts; later ones get U.
+//! - Whatever the allowed networks: never an address that is no single
+//!   host (unspecified, which Linux delivers to the host itself; multicast,
+//!   which every member of the group would get: one request, many replies;
+//!   IPv4 broadcast), and a loopback address only for a request that came
+//!   from loopback (else a packet from afar aims the reply at a service of
+//!   the reflector's own host). `--stamp-return-path-allow 0.0.0.0/0` is
+//!   thus no worse than "any one other host".
 //!
 //! In authenticated mode none of this is used unless the HMAC TLV passed
 //! (RFC 8972 §4.8). Nothing here changes a length: the reply is as long as
@@ -193,7 +200,7 @@ pub fn reflect_return_path(
                     return ReturnPath::Malformed;
                 };
                 match reply_to(ip, source) {
-                    Some(addr) if allow.contains(ip) && to.is_none() => {
+                    Some(addr) if allow.contains(ip) && may_go(ip, source) && to.is_none() => {
                         to = Some(addr);
                         0
                     }
@@ -227,6 +234,17 @@ fn flag_sub_tlvs(value: &mut [u8], flags: u8) {
             return;
         }
     }
+}
+
+/// Whether a reply may be sent to Return Address `ip` for a request from
+/// `source`, whatever the allowed networks: one host, and a loopback one
+/// only for a loopback source (see the module doc).
+fn may_go(ip: IpAddr, source: SocketAddr) -> bool {
+    let one_host = match unmap(ip) {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    };
+    one_host && (!unmap(ip).is_loopback() || unmap(source.ip()).is_loopback())
 }
 
 /// Where a reply to `ip` goes from a socket that got a request from
@@ -343,6 +361,49 @@ mod tests {
             ReturnPath::NotHonoured
         );
         assert_eq!((value[0], value[8]), (tlv_flags::U, tlv_flags::U));
+    }
+
+    #[test]
+    fn no_group_no_broadcast_no_host_itself_whatever_is_allowed() {
+        let all = ReturnAllow::new(vec![
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        ]);
+        let remote4 = SocketAddr::from(([192, 0, 2, 7], 4000));
+        let remote6 = SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7), 4000));
+        let mapped = |ip: Ipv4Addr| IpAddr::V6(ip.to_ipv6_mapped());
+        for (ip, source) in [
+            (IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1)), remote4),
+            (IpAddr::V4(Ipv4Addr::new(239, 1, 2, 3)), remote4),
+            (IpAddr::V4(Ipv4Addr::BROADCAST), remote4),
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), remote4),
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), remote4),
+            (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)), remote4),
+            (IpAddr::V6("ff02::1".parse().unwrap()), remote6),
+            (IpAddr::V6(Ipv6Addr::UNSPECIFIED), remote6),
+            (IpAddr::V6(Ipv6Addr::LOCALHOST), remote6),
+            (mapped(Ipv4Addr::new(224, 0, 0, 1)), remote6),
+            (mapped(Ipv4Addr::LOCALHOST), remote6),
+        ] {
+            let mut tlv = return_address_tlv(ip);
+            assert_eq!(
+                reflect_return_path(&mut tlv[4..], source, &all),
+                ReturnPath::NotHonoured,
+                "{ip} for {source}"
+            );
+            assert_eq!(tlv[4], tlv_flags::U, "{ip}");
+        }
+        // One other host, or loopback for a loopback sender: honoured.
+        let other = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+        assert_eq!(
+            reflect_return_path(&mut return_address_tlv(other)[4..], remote4, &all),
+            ReturnPath::To(SocketAddr::new(other, 4000))
+        );
+        let local = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+        assert_eq!(
+            reflect_return_path(&mut return_address_tlv(local)[4..], source(), &all),
+            ReturnPath::To(SocketAddr::new(local, 4000))
+        );
     }
 
     #[test]
