@@ -158,3 +158,50 @@ fn stamp_suites_sender_with_both_tlvs_against_our_reflector() {
         "not allowed by default: U, and the reply to the source: {summary}"
     );
 }
+
+/// A redirected reply spends the `--rate-limit` budget of the address it
+/// goes to, not only its sender's: 30 forged-looking senders (127.0.0.10
+/// to .39), each well within its own budget of 5 a second, ask for 60
+/// replies at 127.0.0.2 between them; it gets about its own budget's worth,
+/// not 60.
+#[test]
+fn redirected_replies_spend_the_rate_limit_of_where_they_go() {
+    for loop_args in LOOPS {
+        let mut args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
+        args.extend_from_slice(loop_args);
+        args.extend(["--stamp-return-path-allow", "127.0.0.2/32"]);
+        args.extend(["--rate-limit", "5"]);
+        let server = start_server(&args);
+        let server_addr = SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
+        let elsewhere = socket_on("127.0.0.2", 0);
+        let port = elsewhere.local_addr().unwrap().port();
+        let senders: Vec<UdpSocket> = (10..40)
+            .map(|i| socket_on(&format!("127.0.0.{i}"), port))
+            .collect();
+        let req = request("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        for _ in 0..2 {
+            for sender in &senders {
+                sender.send_to(&req, server_addr).unwrap();
+            }
+        }
+        let mut arrived = 0;
+        while got(&elsewhere).is_some() && arrived < 100 {
+            arrived += 1;
+        }
+        // The replies are all in by now: a short look at each sender.
+        let at_senders = senders
+            .iter()
+            .filter_map(|s| {
+                s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+                got(s)
+            })
+            .count();
+        eprintln!("{loop_args:?}: {arrived} redirected replies arrived, {at_senders} at senders");
+        assert!(arrived >= 1, "{loop_args:?}: the budget lets some through");
+        assert!(
+            arrived <= 15,
+            "{loop_args:?}: {arrived} of 60 redirected replies arrived at one address limited to 5/s"
+        );
+        assert_eq!(at_senders, 0, "none goes to its sender instead");
+    }
+}

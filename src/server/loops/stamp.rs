@@ -168,6 +168,12 @@ impl LoopState<'_> {
         let refusal = match reflector.reflect_in_place(buf, source, arrival, transmit, self.now_ns)
         {
             Ok(reply) => {
+                if let Some(to) = reply.to {
+                    if let Some(reason) = self.redirect_refused(to) {
+                        self.dropped(reason, buf.len(), source);
+                        return None;
+                    }
+                }
                 if let (Some(tag), Some(tx)) = (reply.follow_up, &mut self.tx) {
                     note_follow_up(tx, socket, at, tag, self.now_ns);
                 }
@@ -183,6 +189,21 @@ impl LoopState<'_> {
         };
         self.dropped(reason, buf.len(), source);
         None
+    }
+
+    /// Why a reply a Return Path sends to `to` instead of the request's
+    /// source must not go, if it must not: `to` passes the guard as a
+    /// source would — the rules (no own socket, the `--allow` networks)
+    /// and its own `--rate-limit` budget, so forged sources, each with a
+    /// budget of its own, cannot pour more than that onto one address.
+    fn redirect_refused(&mut self, to: SocketAddr) -> Option<DropReason> {
+        if self.is_own_socket(to) {
+            return Some(DropReason::BadSource);
+        }
+        match self.guard(to) {
+            crate::server::guard::Decision::Drop(reason) => Some(reason),
+            crate::server::guard::Decision::Echo => None,
+        }
     }
 
     /// Before a STAMP pass: stamps of earlier sends that came late are read
