@@ -112,8 +112,8 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<ExitVerdi
         }
         // Handled in `main`: its failure is the source's, not an `Error`.
         Command::ListTargets(_) => Ok(ExitVerdict::Passed),
-        Command::Exporter(listen) => {
-            client::fleet::exporter::serve_at(listen, &on_signals()?, &mut io::stdout())
+        Command::Exporter(listen, allow) => {
+            client::fleet::exporter::serve_at(listen, &allow, &on_signals()?, &mut io::stdout())
                 .map(|()| ExitVerdict::Passed)
         }
         Command::Doctor => {

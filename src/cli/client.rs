@@ -234,6 +234,15 @@ pub struct Args {
           value_parser = crate::metrics::parse_addr, help_heading = OUTPUT)]
     pub metrics: Option<SocketAddr>,
 
+    /// The /probe exporter: probe only targets inside CIDR (repeatable).
+    ///
+    /// Whoever reaches the exporter can make it send UDP to any address it
+    /// names; with this, a target outside every CIDR (a name: its resolved
+    /// address) is refused with 403 and nothing is sent. Default: any.
+    #[arg(long, value_name = "CIDR", value_parser = crate::net::cidr::parse_cidr,
+          requires = "metrics", conflicts_with = "count", help_heading = OUTPUT)]
+    pub probe_allow: Vec<crate::net::cidr::Cidr>,
+
     /// Run ping, flood or rate as a STAMP session-sender (RFC 8762/8972).
     ///
     /// One session per flow: also one-way delays and, with a stateful reflector,

@@ -28,11 +28,16 @@ impl Drop for Exporter {
 
 impl Exporter {
     fn start() -> Exporter {
-        Exporter::start_via(&[])
+        Exporter::start_with(&[], &[])
     }
 
     /// The exporter started through `wrapper` (`ip netns exec NS`).
     fn start_via(wrapper: &[&str]) -> Exporter {
+        Exporter::start_with(wrapper, &[])
+    }
+
+    /// The exporter started through `wrapper`, with `extra` arguments.
+    fn start_with(wrapper: &[&str], extra: &[&str]) -> Exporter {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = common::command(program);
@@ -43,6 +48,7 @@ impl Exporter {
         };
         let mut child = command
             .args(["--metrics", "127.0.0.1:0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -348,6 +354,49 @@ fn a_hundred_concurrent_probes_are_answered_or_refused() {
     );
     // SIGTERM stops it, exit 0.
     assert_eq!(exporter.terminate().code(), Some(0));
+}
+
+/// `--probe-allow 127.0.0.2/32`: an address outside it, given as such or
+/// by a name that resolves to it, is refused with 403 and not one datagram
+/// is sent to it; one inside is probed.
+#[test]
+fn probe_allow_refuses_targets_outside_it_and_sends_nothing() {
+    let exporter = Exporter::start_with(&[], &["--probe-allow", "127.0.0.2/32"]);
+    let outside = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    outside
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let port = outside.local_addr().unwrap().port();
+    for target in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let (status, body) = get(
+            exporter.addr,
+            &format!("/probe?target={target}&count=3&interval=0.01"),
+            "",
+        );
+        assert_eq!(status, 403, "{target}: {body}");
+        assert!(body.contains("--probe-allow"), "{body}");
+    }
+    let mut buf = [0u8; 2048];
+    assert!(
+        outside.recv_from(&mut buf).is_err(),
+        "a target outside --probe-allow was sent a datagram"
+    );
+    let inside = start_server(&["-H", "127.0.0.2", "--port", "0"]);
+    let (status, body) = get(
+        exporter.addr,
+        &format!(
+            "/probe?target=127.0.0.2:{}&count=2&interval=0.01",
+            inside.addr.port()
+        ),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(value(&body, "probe_success"), 1.0, "{body}");
+    let (_, metrics) = get(exporter.addr, "/metrics", "");
+    assert!(
+        metrics.contains("udp_echo_exporter_probes_refused_total{reason=\"not_allowed\"} 2"),
+        "{metrics}"
+    );
 }
 
 // ---- DNS sources, in a namespace with dnsmasq ----

@@ -40,8 +40,9 @@ pub enum Command {
     /// `--list-targets SOURCE`: print the targets the source gives.
     ListTargets(crate::client::fleet::TargetSource),
     /// `--metrics ADDR:PORT` with no target and no mode: the `/probe`
-    /// exporter, listening there.
-    Exporter(std::net::SocketAddr),
+    /// exporter, listening there, probing only inside `--probe-allow`
+    /// (empty: anywhere).
+    Exporter(std::net::SocketAddr, Vec<crate::net::cidr::Cidr>),
 }
 
 /// The payload of a one-shot probe (`--data`).
@@ -145,7 +146,7 @@ impl From<&Args> for Command {
         if let Some(source) = &args.list_targets {
             Command::ListTargets(source.clone())
         } else if let (Some(listen), None) = (args.metrics, args.count) {
-            Command::Exporter(listen)
+            Command::Exporter(listen, args.probe_allow.clone())
         } else if args.find_rate {
             Command::FindRate {
                 config: measure(MeasureMode::Rate { pps: 1.0 }, 1),

@@ -144,7 +144,7 @@ fn the_help_table_matches_the_mode_rules() {
 #[test]
 fn metrics_alone_is_the_probe_exporter() {
     let args = parse(&["--metrics", "127.0.0.1:0"]).unwrap();
-    assert!(matches!(Command::from(&args), Command::Exporter(a) if a.port() == 0));
+    assert!(matches!(Command::from(&args), Command::Exporter(a, _) if a.port() == 0));
     for argv in [
         &["192.0.2.7:7", "--metrics", "127.0.0.1:0"][..],
         &["-H", "192.0.2.7", "--metrics", "127.0.0.1:0"],

@@ -57,6 +57,7 @@ use crate::client::stamp::{self, StampConfig};
 use crate::client::stats::{Counts, Latency};
 use crate::metrics::http::{Reply, RequestHead, Response, Routes};
 use crate::net::Family;
+use crate::net::cidr::{Cidr, unmap};
 use crate::shutdown::Stop;
 use crate::stamp::StampOptions;
 
@@ -553,6 +554,7 @@ pub struct ExporterStats {
     probes: AtomicU64,
     refused_busy: AtomicU64,
     refused_bad: AtomicU64,
+    refused_not_allowed: AtomicU64,
     running: AtomicUsize,
     resolving: AtomicUsize,
 }
@@ -579,6 +581,7 @@ impl ExporterStats {
              # TYPE udp_echo_exporter_probes_refused_total counter\n\
              udp_echo_exporter_probes_refused_total{{reason=\"busy\"}} {}\n\
              udp_echo_exporter_probes_refused_total{{reason=\"bad_request\"}} {}\n\
+             udp_echo_exporter_probes_refused_total{{reason=\"not_allowed\"}} {}\n\
              # HELP udp_echo_exporter_probes_running Bursts running now.\n\
              # TYPE udp_echo_exporter_probes_running gauge\n\
              udp_echo_exporter_probes_running {}\n\
@@ -588,6 +591,7 @@ impl ExporterStats {
             get(&self.probes),
             get(&self.refused_busy),
             get(&self.refused_bad),
+            get(&self.refused_not_allowed),
             self.running.load(Ordering::Relaxed),
             self.resolving.load(Ordering::Relaxed),
         )
@@ -599,6 +603,8 @@ impl ExporterStats {
 #[derive(Debug, Clone, Default)]
 pub struct ProbeHandler {
     stats: Arc<ExporterStats>,
+    /// `--probe-allow`: the networks a target may be in; empty: any.
+    allow: Arc<[Cidr]>,
 }
 
 /// One running burst's slot; freed when dropped (the burst ended, or its
@@ -617,6 +623,14 @@ impl ProbeHandler {
         ProbeHandler::default()
     }
 
+    /// A handler that probes only addresses inside `allow` (empty: any).
+    pub fn with_allow(allow: &[Cidr]) -> ProbeHandler {
+        ProbeHandler {
+            allow: allow.into(),
+            ..ProbeHandler::default()
+        }
+    }
+
     /// The counters it keeps (probes run, refused), for a `/metrics`.
     pub fn stats(&self) -> &ExporterStats {
         &self.stats
@@ -633,6 +647,11 @@ impl ProbeHandler {
                 return Reply::Now(Response::text(400, &reason));
             }
         };
+        if let Ok(ip) = query.host.parse::<std::net::IpAddr>() {
+            if let Some(refused) = not_allowed(&self.allow, &self.stats, &query, ip) {
+                return Reply::Now(refused);
+            }
+        }
         let resolving = if query.is_name() {
             let taken =
                 self.stats
@@ -663,9 +682,15 @@ impl ProbeHandler {
             },
         };
         let stats = Arc::clone(&self.stats);
+        let allow = Arc::clone(&self.allow);
         Reply::Later(Box::new(move || {
             let started = Instant::now();
             let pinned = pin(&target_of(&query), &query, resolving);
+            if let Ok((_, peer)) = &pinned {
+                if let Some(refused) = not_allowed(&allow, &stats, &query, peer.ip()) {
+                    return refused;
+                }
+            }
             let slot = match slot.map_or_else(|| take_slot(&stats), Ok) {
                 Ok(slot) => slot,
                 Err(busy) => return busy,
@@ -680,6 +705,27 @@ impl ProbeHandler {
             }
         }))
     }
+}
+
+/// The `403` for a target at `ip` outside `allow` (counted), if it is.
+fn not_allowed(
+    allow: &[Cidr],
+    stats: &ExporterStats,
+    query: &ProbeQuery,
+    ip: std::net::IpAddr,
+) -> Option<Response> {
+    let ip = unmap(ip);
+    if allow.is_empty() || allow.iter().any(|net| net.contains(ip)) {
+        return None;
+    }
+    stats.refused_not_allowed.fetch_add(1, Ordering::Relaxed);
+    Some(Response::text(
+        403,
+        &format!(
+            "target {}:{} ({ip}) is outside --probe-allow",
+            query.host, query.port
+        ),
+    ))
 }
 
 /// One of [`MAX_CONCURRENT`] bursts' places, or the `503` that says none is
@@ -712,9 +758,16 @@ impl Routes for ProbeHandler {
 }
 
 /// The pure exporter (`udp-echo-client --metrics ADDR:PORT`, no target):
-/// binds `addr`, writes `metrics on URL` to `out`, then serves `/probe` and,
-/// at `/metrics`, its own counters until `stop`.
-pub fn serve_at(addr: SocketAddr, stop: &Stop, out: &mut dyn std::io::Write) -> crate::Result<()> {
+/// binds `addr`, writes `metrics on URL` to `out`, then serves `/probe`
+/// (targets inside `allow` only, when given) and, at `/metrics`, its own
+/// counters until `stop`. Listening beyond loopback with no `allow`, it
+/// warns: whoever reaches it can make this host send UDP anywhere.
+pub fn serve_at(
+    addr: SocketAddr,
+    allow: &[Cidr],
+    stop: &Stop,
+    out: &mut dyn std::io::Write,
+) -> crate::Result<()> {
     let listener = crate::metrics::bind(addr)?;
     let bound = listener.local_addr().unwrap_or(addr);
     writeln!(out, "metrics on {}", crate::metrics::url(bound))
@@ -723,7 +776,13 @@ pub fn serve_at(addr: SocketAddr, stop: &Stop, out: &mut dyn std::io::Write) -> 
             what: "write the metrics address to stdout",
             source,
         })?;
-    let handler = ProbeHandler::new();
+    if allow.is_empty() && !bound.ip().is_loopback() {
+        log::warn!(
+            "/probe on {bound}: whoever reaches it can make this host send UDP to any address; \
+             --probe-allow CIDR limits the targets, or listen on an address only Prometheus reaches"
+        );
+    }
+    let handler = ProbeHandler::with_allow(allow);
     crate::metrics::http::serve_routes(
         &listener,
         stop,
