@@ -205,3 +205,46 @@ fn redirected_replies_spend_the_rate_limit_of_where_they_go() {
         assert_eq!(at_senders, 0, "none goes to its sender instead");
     }
 }
+
+/// Two of our reflectors on one port, each allowing Return Paths to the
+/// other, and a request (from that port, its sender time stamp zero, so the
+/// first hop does not look reflected) whose Return Path names the second:
+/// the first sends its reply there, the second (not allowed to send to
+/// itself) answers the first, which recognises its own transmit time coming
+/// back and drops it. Two replies in all, not a ping-pong, in every loop.
+#[test]
+fn two_reflectors_allowing_each_other_do_not_bounce_a_reply_for_ever() {
+    for loop_args in LOOPS {
+        let mut args_a = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
+        args_a.extend_from_slice(loop_args);
+        args_a.extend(["--stamp-return-path-allow", "127.0.0.2/32"]);
+        let a = start_server(&args_a);
+        let port = a.addr.port().to_string();
+        let mut args_b = vec!["--stamp", "-H", "127.0.0.2", "-p", &port];
+        args_b.extend_from_slice(loop_args);
+        args_b.extend(["--stamp-return-path-allow", "127.0.0.1/32"]);
+        let b = start_server(&args_b);
+        let sender = socket_on("127.0.0.3", a.addr.port());
+        let mut req = request("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        req[4..12].fill(0);
+        sender.send_to(&req, a.addr).unwrap();
+        // Ample time for a ping-pong to run up thousands of bounces.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(got(&sender).is_none(), "nothing goes back to the sender");
+        let stop = |mut server: ServerProcess| {
+            server.signal(libc::SIGTERM);
+            let (status, stderr) = server.wait_exit(Duration::from_secs(5));
+            assert_eq!(status.code(), Some(0), "{stderr}");
+            stderr
+        };
+        let (a, b) = (stop(a), stop(b));
+        let echoed = |s: &str| summary_count(s, "echoed");
+        eprintln!(
+            "{loop_args:?}: A echoed {}, B echoed {}",
+            echoed(&a),
+            echoed(&b)
+        );
+        assert_eq!((echoed(&a), echoed(&b)), (1, 1), "{a}\n{b}");
+        assert_eq!(summary_count(&a, "loop"), 1, "A drops its reply back: {a}");
+    }
+}
