@@ -30,10 +30,16 @@
 //! thread: its connection leaves the poll set and goes to a thread of its
 //! own, which runs the job and writes the answer itself with a
 //! [`WRITE_TIMEOUT`]. How many jobs run at once is the route's to bound
-//! (it can answer `503` at once instead of handing a job back).
+//! (it can answer `503` at once instead of handing a job back). The poll
+//! thread keeps watching a handed connection: when its client goes away
+//! (closes or resets it) the job's stop flag is raised, so a client that
+//! asks for a long job and hangs up at once does not keep it running to
+//! the end (and its place taken from others).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -124,7 +130,9 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// A slow answer: runs on a thread of its own, never on the poll thread.
-pub type Job = Box<dyn FnOnce() -> Response + Send + 'static>;
+/// Its [`Stop`] is raised when the client goes away: the answer then has
+/// nobody to go to, so the job may end early (its answer is dropped).
+pub type Job = Box<dyn FnOnce(&Stop) -> Response + Send + 'static>;
 
 /// What a route makes of a request.
 pub enum Reply {
@@ -427,7 +435,9 @@ pub fn serve_routes(
     let mut connections: Vec<Connection> = Vec::with_capacity(MAX_CONNECTIONS);
     let mut fds: Vec<PollFd> = Vec::with_capacity(MAX_CONNECTIONS + 1);
     let mut serial = 0u64;
+    let mut watched: Vec<Watch> = Vec::new();
     while !stop.is_requested() {
+        watched.retain(|w| !w.done.load(Ordering::Acquire));
         let now = Instant::now();
         connections.retain(|c| {
             let open = c.deadline > now;
@@ -446,6 +456,7 @@ pub fn serve_routes(
                 .iter()
                 .map(|c| PollFd::new(&c.stream, c.writing())),
         );
+        fds.extend(watched.iter().map(|w| PollFd::new(&w.stream, false)));
         let wait = connections
             .iter()
             .map(|c| c.deadline.saturating_duration_since(now))
@@ -459,6 +470,12 @@ pub fn serve_routes(
         // connections never delays a request that has arrived.
         let mut k = 0;
         let mut handed = Vec::new();
+        let held = connections.len();
+        watched.retain(|w| {
+            k += 1;
+            !fds[held + k].ready() || w.still_there()
+        });
+        k = 0;
         connections.retain_mut(|c| {
             k += 1;
             !fds[k].ready() || turn(c, site, &mut handed)
@@ -466,7 +483,48 @@ pub fn serve_routes(
         if fds[0].ready() {
             accept(listener, &mut connections, &mut serial, site, &mut handed);
         }
-        handed.into_iter().for_each(hand);
+        for job in handed {
+            if let Some(watch) = hand(job) {
+                if watched.len() < MAX_CONNECTIONS {
+                    watched.push(watch);
+                }
+            }
+        }
+    }
+}
+
+/// A connection whose job runs on its own thread, watched (for readability)
+/// by the poll thread so the job learns when its client goes away.
+struct Watch {
+    /// A copy of the connection's descriptor (non-blocking, as the job's
+    /// thread keeps it).
+    stream: TcpStream,
+    /// The job's stop flag.
+    stop: Stop,
+    /// Set by the job's thread when the job has returned.
+    done: Arc<AtomicBool>,
+}
+
+impl Watch {
+    /// After a readable wake-up: whether to keep watching. The client closed
+    /// or reset the connection (a peek reads end of file or an error): the
+    /// job is stopped. Bytes sent after the request (pipelining, which is
+    /// not answered) end the watch, the job running on: only a clean
+    /// end-of-file says the client left.
+    fn still_there(&self) -> bool {
+        match self.stream.peek(&mut [0u8; 1]) {
+            Ok(0) => {
+                self.stop.request();
+                false
+            }
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            Err(_) => {
+                self.stop.request();
+                false
+            }
+        }
     }
 }
 
@@ -545,23 +603,60 @@ fn accept(
 }
 
 /// Runs `job` on a thread of its own, which writes its answer to `stream`
-/// (blocking, within [`WRITE_TIMEOUT`]) and closes it. If no thread can be
-/// started, the connection is dropped (and the job with it, unrun).
-fn hand((stream, peer, job): (TcpStream, SocketAddr, Job)) {
+/// (within [`WRITE_TIMEOUT`]) and closes it; the [`Watch`] that stops the
+/// job if the client goes away first. If no thread can be started, the
+/// connection is dropped (and the job with it, unrun).
+fn hand((stream, peer, job): (TcpStream, SocketAddr, Job)) -> Option<Watch> {
+    let stop = Stop::new();
+    let done = Arc::new(AtomicBool::new(false));
+    let watch = stream.try_clone().ok().map(|copy| Watch {
+        stream: copy,
+        stop: stop.clone(),
+        done: Arc::clone(&done),
+    });
     let worker = move || {
-        let answer = job().to_bytes(true);
-        let written = stream
-            .set_nonblocking(false)
-            .and_then(|()| stream.set_write_timeout(Some(WRITE_TIMEOUT)))
-            .and_then(|()| (&stream).write_all(&answer))
+        let answer = job(&stop).to_bytes(true);
+        done.store(true, Ordering::Release);
+        // Non-blocking throughout: the poll thread peeks at a copy of this
+        // descriptor, which shares its blocking mode.
+        let written = write_within(&stream, &answer, Instant::now() + WRITE_TIMEOUT)
             .and_then(|()| stream.shutdown(Shutdown::Write));
         if let Err(e) = written {
             debug!("metrics: {peer}: {e}");
         }
     };
-    if let Err(e) = thread::Builder::new().name("http-job".into()).spawn(worker) {
-        debug!("metrics: {peer}: no thread for the request: {e}");
+    match thread::Builder::new().name("http-job".into()).spawn(worker) {
+        Ok(_) => watch,
+        Err(e) => {
+            debug!("metrics: {peer}: no thread for the request: {e}");
+            None
+        }
     }
+}
+
+/// Writes all of `bytes` to the non-blocking `stream`, waiting for room
+/// with [`poll`], by `deadline`.
+fn write_within(stream: &TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    let mut out = stream;
+    while !bytes.is_empty() {
+        match out.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client does not read its answer",
+                    ));
+                }
+                poll(&mut [PollFd::new(stream, true)], left)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The connection to drop for a newcomer: the oldest still sending its

@@ -399,6 +399,54 @@ fn probe_allow_refuses_targets_outside_it_and_sends_nothing() {
     );
 }
 
+/// 16 clients ask for 10 s bursts against a silent socket and hang up at
+/// once: each burst ends when its client goes (blackbox_exporter cancels a
+/// probe whose request was cancelled too), so the 16 places are free again
+/// in well under a burst's time, not taken for 10 s by nobody.
+#[test]
+fn bursts_whose_clients_hang_up_end_early() {
+    let exporter = Exporter::start();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let running = || {
+        let (_, metrics) = get(exporter.addr, "/metrics", "");
+        value(&metrics, "udp_echo_exporter_probes_running")
+    };
+    let wait_for = |want: f64| {
+        let deadline = Instant::now() + WAIT;
+        while running() != want {
+            assert!(Instant::now() < deadline, "never {want} running");
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let clients: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut stream = TcpStream::connect_timeout(&exporter.addr, WAIT).unwrap();
+            write!(
+                stream,
+                "GET /probe?target=127.0.0.1:{port}&count=2&interval=0&timeout=5 HTTP/1.1\r\n\r\n"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    wait_for(16.0);
+    drop(clients);
+    let hung_up = Instant::now();
+    wait_for(0.0);
+    let took = hung_up.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the bursts ran {took:?} after their clients left (10 s each)"
+    );
+    let (status, body) = get(
+        exporter.addr,
+        &format!("/probe?target=127.0.0.1:{port}&count=1&timeout=0.05"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
 // ---- DNS sources, in a namespace with dnsmasq ----
 
 #[cfg(target_os = "linux")]

@@ -322,7 +322,7 @@ impl ProbeResult {
 pub fn run(query: &ProbeQuery, resolving: Option<Resolving>) -> ProbeResult {
     let started = Instant::now();
     let pinned = pin(&target_of(query), query, resolving);
-    burst(query, pinned, started)
+    burst(query, pinned, started, &Stop::new())
 }
 
 /// What the measure engine probes for `query`: its host and port.
@@ -340,11 +340,12 @@ fn target_of(query: &ProbeQuery) -> Target {
 }
 
 /// The burst of `query` at `pinned` (the target resolved, or why not),
-/// timed from `started`.
+/// timed from `started`, cut short when `stop` is raised.
 fn burst(
     query: &ProbeQuery,
     pinned: crate::Result<(Target, SocketAddr)>,
     started: Instant,
+    stop: &Stop,
 ) -> ProbeResult {
     let mut latency = Latency::new();
     let mut peer = None;
@@ -358,7 +359,7 @@ fn burst(
             probes: None,
             latency: Some(&mut latency),
         };
-        measure::measure_with(&pinned, &config, &Stop::new(), hooks)
+        measure::measure_with(&pinned, &config, stop, hooks)
     });
     let counts = match burst {
         Ok(summary) => summary.into_run().counts,
@@ -683,7 +684,9 @@ impl ProbeHandler {
         };
         let stats = Arc::clone(&self.stats);
         let allow = Arc::clone(&self.allow);
-        Reply::Later(Box::new(move || {
+        // `gone`: the client went away (the HTTP server's watch): the burst
+        // ends early, its place free for others.
+        Reply::Later(Box::new(move |gone: &Stop| {
             let started = Instant::now();
             let pinned = pin(&target_of(&query), &query, resolving);
             if let Ok((_, peer)) = &pinned {
@@ -695,7 +698,7 @@ impl ProbeHandler {
                 Ok(slot) => slot,
                 Err(busy) => return busy,
             };
-            let result = burst(&query, pinned, started);
+            let result = burst(&query, pinned, started, gone);
             slot.0.probes.fetch_add(1, Ordering::Relaxed);
             drop(slot);
             Response {

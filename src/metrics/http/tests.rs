@@ -198,7 +198,7 @@ impl Routes for Recorder {
             .push(format!("{} {} {header}", request.path, request.query));
         match request.path {
             "/now" => Some(Reply::Now(Response::text(400, "no"))),
-            "/later" => Some(Reply::Later(Box::new(|| Response::text(200, "done")))),
+            "/later" => Some(Reply::Later(Box::new(|_| Response::text(200, "done")))),
             _ => None,
         }
     }
