@@ -396,6 +396,49 @@ fn a_wildcard_server_does_not_echo_to_itself_through_an_anyip_route() {
     }
 }
 
+/// The same with the request sent to another address of the AnyIP range
+/// (forged from 198.51.100.9:PORT to 198.51.100.8:PORT), which the reply
+/// would now leave from: still the server's own socket, dropped on the
+/// first datagram; in the batched and plain loops and as a STAMP reflector.
+#[test]
+fn a_forged_datagram_between_two_anyip_addresses_is_the_servers_own() {
+    let cases: [(&str, &[&str]); 3] = [
+        ("32", &[]),
+        ("1", &[]),
+        ("32", &["--stamp", "--stamp-stateful"]),
+    ];
+    for (batch, extra) in cases {
+        let Some(net) = test_net("AnyIP to AnyIP self loop") else {
+            return;
+        };
+        let ns = net.server.clone();
+        add_anyip(&ns, "-4", "198.51.100.0/24");
+        let mut args = vec![
+            "-H",
+            "0.0.0.0",
+            "--batch",
+            batch,
+            "--stop-on-empty",
+            "never",
+        ];
+        args.extend_from_slice(extra);
+        let server = server_in(&ns, &args);
+        let port = server.addr.port();
+        in_ns(&ns, move || {
+            let from = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), port);
+            let to = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 8), port);
+            for payload in same_sketch_pair() {
+                forge(from, to, &payload);
+            }
+        });
+        thread::sleep(LOOP_RUN);
+        assert_two_dropped_as_own(
+            &format!("AnyIP to AnyIP, batch {batch} {extra:?}"),
+            &stop(server),
+        );
+    }
+}
+
 #[test]
 fn a_wildcard_server_does_not_echo_to_itself_through_an_ipv6_anyip_route() {
     let Some(net) = test_net("IPv6 AnyIP self loop") else {
