@@ -380,3 +380,77 @@ fn a_refused_source_falls_back_to_the_kernel_s_choice_and_is_counted() {
         }
     });
 }
+
+/// An IPv6 link-local destination, a second one on the server's link
+/// (`fe80::2` beside the kernel's own, as a router's `fe80::1` is): the
+/// reply comes from the address asked, in every loop, with and without
+/// `--stamp` (the reply's destination carries the link as its scope).
+#[test]
+fn a_wildcard_server_replies_from_a_second_link_local_address() {
+    let Some(net) = netns::test_net("reply_source link-local") else {
+        return;
+    };
+    let (s, c) = (net.server.as_str(), net.client.as_str());
+    must(&[
+        "-n",
+        s,
+        "addr",
+        "add",
+        "fe80::2/64",
+        "dev",
+        &net.server_dev,
+        "nodad",
+    ]);
+    must(&[
+        "-n",
+        c,
+        "addr",
+        "add",
+        "fe80::1/64",
+        "dev",
+        &net.client_dev,
+        "nodad",
+    ]);
+    for stamp in [false, true] {
+        for mode in [&[][..], &["--no-gro"], &["--batch", "1"]] {
+            let mut args = vec!["-H", "::", "-p", "0"];
+            args.extend_from_slice(mode);
+            let payload = if stamp {
+                args.push("--stamp");
+                Payload::Stamp
+            } else {
+                Payload::Echo
+            };
+            let server = start_server_via(&["ip", "netns", "exec", s], &args);
+            let port = server.addr.port();
+            let (dev, case) = (net.client_dev.clone(), format!("link-local {args:?}"));
+            netns::in_ns(c, move || {
+                let name = std::ffi::CString::new(dev).unwrap();
+                // SAFETY: if_nametoindex reads a NUL-terminated name we own.
+                let link = unsafe { libc::if_nametoindex(name.as_ptr()) };
+                assert_ne!(link, 0, "the client's link has an index");
+                let local = std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), 0, 0, link);
+                let asked = std::net::SocketAddrV6::new("fe80::2".parse().unwrap(), port, 0, link);
+                let client = UdpSocket::bind(local).unwrap();
+                client.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+                let request = payload.bytes(7);
+                client.send_to(&request, asked).unwrap();
+                let mut buf = [0u8; 2048];
+                let (n, from) = client
+                    .recv_from(&mut buf)
+                    .unwrap_or_else(|e| panic!("{case}: no reply from {asked}: {e}"));
+                assert_eq!(n, request.len(), "{case}");
+                assert_eq!(
+                    from,
+                    SocketAddr::V6(asked),
+                    "{case}: from the address asked"
+                );
+            });
+            let stderr = server.stderr();
+            assert!(
+                !stderr.contains("kernel's choice of source"),
+                "{args:?}: every reply from the address asked:\n{stderr}"
+            );
+        }
+    }
+}
