@@ -193,17 +193,22 @@ impl LoopState<'_> {
 
     /// Why a reply a Return Path sends to `to` instead of the request's
     /// source must not go, if it must not: `to` passes the guard as a
-    /// source would — the rules (no own socket, the `--allow` networks)
-    /// and its own `--rate-limit` budget, so forged sources, each with a
-    /// budget of its own, cannot pour more than that onto one address.
+    /// source would — not one of the server's own sockets, nor an address
+    /// no reply goes to, and within its own `--rate-limit` budget, so forged
+    /// sources, each with a budget of its own, cannot pour more than that
+    /// onto one address. `--allow` (whom to answer) is not asked: where a
+    /// reply may be redirected is `--stamp-return-path-allow`'s to say.
     fn redirect_refused(&mut self, to: SocketAddr) -> Option<DropReason> {
+        use crate::server::guard::Decision;
         if self.is_own_socket(to) {
             return Some(DropReason::BadSource);
         }
-        match self.guard(to) {
-            crate::server::guard::Decision::Drop(reason) => Some(reason),
-            crate::server::guard::Decision::Echo => None,
+        match self.context.rules.check(to) {
+            Decision::Drop(DropReason::NotAllowed) | Decision::Echo => {}
+            Decision::Drop(reason) => return Some(reason),
         }
+        let limiter = self.context.limiter?;
+        (!limiter.allow_at(to.ip(), self.now_ns)).then_some(DropReason::RateLimited)
     }
 
     /// Before a STAMP pass: stamps of earlier sends that came late are read
