@@ -98,6 +98,11 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<ExitVerdi
             print_result(json, &summary, || report::pmtu_summary(&summary))?;
             Ok(summary.largest_payload.is_some().into())
         }
+        Command::Fleet(config) => {
+            let stop = Stop::on_signals_reloading(true)
+                .map_err(|source| io_error("install signal handlers", source))?;
+            client::fleet::run(&config, &stop).map(|()| ExitVerdict::Passed)
+        }
         Command::Doctor => {
             let (target, peer, label) = pin()?;
             let findings = client::doctor::diagnose(&target, &on_signals()?)?;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use super::Args;
 use crate::client::Target;
+use crate::client::fleet::FleetConfig;
+use crate::client::fleet::spec::Defaults;
 use crate::client::measure::{MeasureConfig, MeasureMode};
 use crate::client::stamp::StampConfig;
 use crate::error::{Error, Result};
@@ -37,6 +39,8 @@ pub enum Command {
     },
     /// `--doctor`: diagnose UDP on this host and the path to the target.
     Doctor,
+    /// `--targets`: probe a fleet until stopped, for Prometheus.
+    Fleet(Box<FleetConfig>),
 }
 
 /// The payload of a one-shot probe (`--data`).
@@ -135,7 +139,35 @@ impl From<&Args> for Command {
             window: args.window as usize,
         });
         let rate = args.rate.map(|pps| MeasureMode::Rate { pps });
-        if args.find_rate {
+        if let (Some(source), Some(metrics)) = (&args.targets, args.metrics) {
+            Command::Fleet(Box::new(FleetConfig {
+                source: source.clone(),
+                metrics,
+                defaults: Defaults {
+                    stamp: args.stamp,
+                    interval: args.interval.unwrap_or(Duration::from_secs(1)),
+                    size: args.size_given.then_some(args.size as usize),
+                    tos: args.tos,
+                    timeout: args.timeout,
+                    stamp_authenticated: args.stamp_key.is_some(),
+                },
+                refresh: args.refresh,
+                family: args.common.family(),
+                stamp: StampOptions {
+                    key_file: args.stamp_key.clone(),
+                    key_dir: None,
+                    stateful: false,
+                    ptp: args.stamp_ptp,
+                    tlv_ignore: false,
+                    location: Default::default(),
+                },
+                ssid: args
+                    .stamp_ssid
+                    .unwrap_or((std::process::id() as u16).max(1)),
+                recv_buf: args.common.recv_buf,
+                send_buf: args.common.send_buf,
+            }))
+        } else if args.find_rate {
             Command::FindRate {
                 config: measure(MeasureMode::Rate { pps: 1.0 }, 1),
                 max_loss: args.max_loss,

@@ -4,10 +4,115 @@
 //! - `targets.rs`: where the targets come from ([`TargetSource`]) and what a
 //!   source yields ([`TargetGroup`]: Prometheus `file_sd` groups, targets as
 //!   written plus their labels).
+//! - `file_sd.rs`: the `file_sd` file, JSON or YAML, bounded and checked as
+//!   it is parsed (errors name line and column).
 //! - `discover.rs`: the DNS sources (`dns+srv:`, `dns+a:`), without a
 //!   resolver library.
+//! - `spec.rs`: groups → one [`TargetSpec`](spec::TargetSpec) per target:
+//!   its settings (`__param_*` labels over the command line's defaults)
+//!   and metric labels.
 
 pub mod discover;
+pub mod file_sd;
+pub mod spec;
 pub mod targets;
 
 pub use targets::{SourceError, TargetGroup, TargetSource};
+mod engine;
+mod metrics;
+mod reload;
+pub mod schedule;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use crate::client::probe::Clock;
+use crate::client::probes::unix_now_ns;
+use crate::error::{Error, Result};
+use crate::net::Family;
+use crate::shutdown::Stop;
+use crate::stamp::StampOptions;
+
+/// What `--targets` mode was asked to do, free of clap types.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// `--targets`.
+    pub source: TargetSource,
+    /// `--metrics`: where `/metrics` is served.
+    pub metrics: SocketAddr,
+    /// The settings of every target that does not set its own.
+    pub defaults: spec::Defaults,
+    /// `--refresh`: how often the source is re-read and names re-resolved.
+    pub refresh: Duration,
+    /// `-4` / `-6`.
+    pub family: Family,
+    /// STAMP targets' key file and time format (`--stamp-key`, `--stamp-ptp`).
+    pub stamp: StampOptions,
+    /// The RFC 8972 SSID of every STAMP target's session.
+    pub ssid: u16,
+    /// `--recv-buf`, `--send-buf`.
+    pub recv_buf: Option<usize>,
+    /// `--send-buf`.
+    pub send_buf: Option<usize>,
+}
+
+/// Probes the fleet until `stop`: loads the targets (a bad source is an
+/// error: exit 2), serves `/metrics`, reloads on change, SIGHUP and
+/// `--refresh`. The two lines it writes go to stderr: `metrics on URL` and
+/// `fleet: N targets from SOURCE`.
+pub fn run(config: &FleetConfig, stop: &Stop) -> Result<()> {
+    let key = config.stamp.key()?;
+    let (clock, origin_unix_ns) = (Clock::new(), unix_now_ns());
+    let fleet_metrics = Arc::new(metrics::FleetMetrics::new(clock));
+    let mut loader = reload::Loader::new(
+        config.source.clone(),
+        config.defaults.clone(),
+        config.family,
+        fleet_metrics.process.clone(),
+    );
+    let first = loader.load().map_err(Error::Targets)?;
+    let listener = crate::metrics::bind(config.metrics)?;
+    let bound = listener.local_addr().unwrap_or(config.metrics);
+    let mut stderr = std::io::stderr();
+    let _ = writeln!(stderr, "metrics on {}", crate::metrics::url(bound));
+    let _ = writeln!(
+        stderr,
+        "fleet: {} targets from {}{}",
+        first.set.len(),
+        config.source.describe(),
+        reload::unresolved_note(first.unresolved)
+    );
+    let mut engine = engine::Engine::new(
+        clock,
+        origin_unix_ns,
+        engine::StampBase {
+            key,
+            format: config.stamp.format(),
+            ssid: config.ssid,
+        },
+        engine::SocketConfig {
+            recv_buf: config.recv_buf,
+            send_buf: config.send_buf,
+        },
+        Arc::clone(&fleet_metrics),
+    );
+    engine.apply(first.set);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let m = &fleet_metrics;
+        let listener = &listener;
+        scope.spawn(move || {
+            crate::metrics::http::serve(
+                listener,
+                stop,
+                metrics::FleetMetrics::CONTENT_TYPE,
+                &|| m.render(),
+            );
+        });
+        scope.spawn(move || loader.watch(&tx, stop, config.refresh));
+        engine.run(&rx, stop);
+    });
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! `--targets`: the fleet prober end to end on loopback — real servers (echo
+//! and STAMP) and a closed port listed in a `file_sd` file (JSON and YAML),
+//! scraped over HTTP; reloads that add, keep and remove targets; bad files
+//! at start and on reload. Every wait is bounded; every assert counts.
+
+use crate::common;
+use crate::metrics::{http_get, promtool, sample};
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A running fleet prober: killed on drop; its stderr kept.
+struct Fleet {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    metrics: SocketAddr,
+}
+
+impl Fleet {
+    /// Starts `udp-echo-client --targets FILE --metrics 127.0.0.1:0 ARGS`
+    /// and reads the endpoint from its `metrics on` line.
+    fn start(file: &Path, args: &[&str]) -> Fleet {
+        let mut child = common::command(CLIENT)
+            .arg("--targets")
+            .arg(file)
+            .args(["--metrics", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn udp-echo-client");
+        let pipe = child.stderr.take().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line
+                    .strip_prefix("metrics on http://")
+                    .and_then(|rest| rest.strip_suffix("/metrics"))
+                {
+                    let _ = tx.send(addr.to_owned());
+                }
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        let mut fleet = Fleet {
+            child,
+            stderr,
+            metrics: "127.0.0.1:9".parse().unwrap(),
+        };
+        let addr = rx
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no `metrics on` line; stderr:\n{}", fleet.stderr()));
+        fleet.metrics = addr.parse().unwrap();
+        fleet
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn scrape(&self) -> String {
+        let (status, body) = http_get(self.metrics, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Scrapes until `done` holds (or `WAIT` passes); returns the last body.
+    fn scrape_until(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let body = self.scrape();
+            if done(&body) || Instant::now() >= deadline {
+                return body;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory of this test's own, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir =
+            std::env::temp_dir().join(format!("udp-echo-fleet-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    /// Writes `text` to `name` as editors do: a new file renamed over the old.
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The series `name` of `target` (with the labels `rest`, as written after it).
+fn series(name: &str, target: &str, rest: &str) -> String {
+    format!("udp_echo_client_{name}{{target=\"{target}\"{rest}}}")
+}
+
+fn value(body: &str, name: &str, target: &str, rest: &str) -> Option<f64> {
+    sample(body, &series(name, target, rest))
+}
+
+#[test]
+fn a_json_file_of_echo_stamp_and_closed_targets_is_probed_and_labelled() {
+    let echo = start_server(&["--port", "0"]);
+    let stamp = start_server(&["--stamp", "--port", "0"]);
+    let closed = format!("127.0.0.1:{}", closed_port());
+    let (e, s) = (echo.addr.to_string(), stamp.addr.to_string());
+    let dir = Dir::new("json");
+    let file = dir.write(
+        "targets.json",
+        &format!(
+            r#"[
+  {{"targets": ["{e}"], "labels": {{"site": "a", "__meta_ignored": "x"}}}},
+  {{"targets": ["{s}"], "labels": {{"site": "b", "__param_mode": "stamp"}}}},
+  {{"targets": ["{closed}"], "labels": {{"site": "c"}}}}
+]"#
+        ),
+    );
+    let fleet = Fleet::start(&file, &["-i", "0.05", "-t", "0.5"]);
+    let targets = [
+        (&e, ",site=\"a\""),
+        (&s, ",site=\"b\""),
+        (&closed, ",site=\"c\""),
+    ];
+    let body = fleet.scrape_until(|b| {
+        targets
+            .iter()
+            .all(|(t, l)| value(b, "probes_sent_total", t, l).is_some_and(|n| n >= 20.0))
+            && value(b, "probes_lost_total", &closed, ",site=\"c\"").is_some_and(|n| n > 0.0)
+    });
+    let stderr = fleet.stderr();
+    assert!(stderr.contains("fleet: 3 targets from"), "{stderr}");
+    for (t, l) in targets {
+        let v = |name: &str| {
+            value(&body, name, t, l).unwrap_or_else(|| panic!("{name} of {t} missing:\n{body}"))
+        };
+        let (sent, received, lost) = (
+            v("probes_sent_total"),
+            v("probes_received_total"),
+            v("probes_lost_total"),
+        );
+        assert!(sent >= 20.0, "{t}: sent {sent}\n{body}");
+        assert_eq!(v("replies_corrupt_total"), 0.0, "{t}");
+        assert_eq!(v("replies_duplicate_total"), 0.0, "{t}");
+        if t == &closed {
+            assert_eq!(received, 0.0, "{t}");
+            assert!(lost > 0.0, "{t}: nothing lost\n{body}");
+        } else {
+            // Loopback answers in microseconds: at most the probe just sent
+            // is still in flight, and nothing is lost.
+            assert_eq!(lost, 0.0, "{t}\n{body}");
+            assert!(
+                sent - received <= 1.0,
+                "{t}: sent {sent}, received {received}"
+            );
+            assert_eq!(v("rtt_seconds_count"), received, "{t}");
+        }
+    }
+    // The __meta_ label is not a metric label; the STAMP target has its own figures.
+    assert!(!body.contains("__meta_ignored"), "{body}");
+    assert!(
+        value(&body, "stamp_owd_forward_samples_total", &s, ",site=\"b\"").is_some_and(|n| n > 0.0),
+        "{body}"
+    );
+    assert!(!body.contains(&series(
+        "stamp_owd_forward_samples_total",
+        &e,
+        ",site=\"a\""
+    )));
+    assert_eq!(sample(&body, "udp_echo_client_fleet_targets"), Some(3.0));
+    assert_eq!(
+        sample(&body, "udp_echo_client_fleet_replies_foreign_total"),
+        Some(0.0)
+    );
+    if let Some((ok, said)) = promtool(&body) {
+        assert!(ok, "promtool check metrics:\n{said}\n{body}");
+    }
+}
+
+#[test]
+fn a_yaml_file_is_read_as_yaml() {
+    let echo = start_server(&["--port", "0"]);
+    let e = echo.addr.to_string();
+    let dir = Dir::new("yaml");
+    let file = dir.write(
+        "targets.yaml",
+        &format!("# a comment\n- targets:\n    - {e}\n  labels:\n    site: y\n    __param_interval: 50ms\n"),
+    );
+    let fleet = Fleet::start(&file, &[]);
+    // 50 ms from the file, not the default 1 s: ten probes within a second or so.
+    let body = fleet.scrape_until(|b| {
+        value(b, "probes_received_total", &e, ",site=\"y\"").is_some_and(|n| n >= 10.0)
+    });
+    assert!(
+        value(&body, "probes_received_total", &e, ",site=\"y\"").is_some_and(|n| n >= 10.0),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_reload_adds_keeps_and_removes_targets() {
+    let (kept, removed, added) = (
+        start_server(&["--port", "0"]),
+        start_server(&["--port", "0"]),
+        start_server(&["--port", "0"]),
+    );
+    let (k, r, a) = (
+        kept.addr.to_string(),
+        removed.addr.to_string(),
+        added.addr.to_string(),
+    );
+    let dir = Dir::new("reload");
+    let group =
+        |t: &str, site: &str| format!(r#"{{"targets": ["{t}"], "labels": {{"site": "{site}"}}}}"#);
+    let file = dir.write(
+        "targets.json",
+        &format!("[{}, {}]", group(&k, "k"), group(&r, "r")),
+    );
+    let fleet = Fleet::start(&file, &["-i", "0.05"]);
+    let sent = |b: &str, t: &str, site: &str| {
+        value(b, "probes_sent_total", t, &format!(",site=\"{site}\""))
+    };
+    let body = fleet.scrape_until(|b| sent(b, &k, "k").is_some_and(|n| n >= 10.0));
+    let mut last = sent(&body, &k, "k").expect("the kept target");
+    assert!(sent(&body, &r, "r").is_some(), "{body}");
+    dir.write(
+        "targets.json",
+        &format!("[{}, {}]", group(&k, "k"), group(&a, "a")),
+    );
+    // The change is seen within a second or two; meanwhile, and after, the
+    // kept target's counter only grows.
+    let deadline = Instant::now() + WAIT;
+    let body = loop {
+        let body = fleet.scrape();
+        let now = sent(&body, &k, "k").unwrap_or_else(|| panic!("kept target gone:\n{body}"));
+        assert!(
+            now >= last,
+            "the kept target's counter went from {last} to {now}"
+        );
+        last = now;
+        if sent(&body, &a, "a").is_some_and(|n| n >= 2.0) || Instant::now() >= deadline {
+            break body;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        sent(&body, &a, "a").is_some_and(|n| n >= 2.0),
+        "added target:\n{body}"
+    );
+    assert!(
+        !body.contains(&r),
+        "the removed target's series remain:\n{body}"
+    );
+    assert!(last >= 10.0);
+    // SIGHUP reloads too, and changes nothing here.
+    let pid = libc::pid_t::try_from(fleet.child.id()).unwrap();
+    // SAFETY: kill(2) has no memory effects; the pid is our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let body = fleet.scrape_until(|b| sent(b, &k, "k").is_some_and(|n| n >= last + 20.0));
+    assert!(
+        sent(&body, &k, "k").is_some_and(|n| n >= last + 20.0),
+        "stopped after SIGHUP:\n{body}\n{}",
+        fleet.stderr()
+    );
+    assert_eq!(
+        sample(&body, "udp_echo_client_fleet_reload_errors_total"),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn a_bad_file_at_start_exits_2_naming_the_line() {
+    let dir = Dir::new("bad-start");
+    let file = dir.write("targets.json", "[\n  {\"targets\": [\"127.0.0.1:0\"]}\n]\n");
+    let path = file.to_str().unwrap();
+    let run = run_client_within(&["--targets", path, "--metrics", "127.0.0.1:0"], WAIT);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(lines[0].contains("line 2, column"), "{}", run.stderr);
+    assert!(lines[0].contains("127.0.0.1:0"), "{}", run.stderr);
+    let yaml = dir.write(
+        "targets.yml",
+        "- targets: [a:7]\n  labels:\n    bad-name: x\n",
+    );
+    let run = run_client_within(
+        &[
+            "--targets",
+            yaml.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        WAIT,
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("line 3, column"), "{}", run.stderr);
+}
+
+#[test]
+fn a_bad_file_on_reload_keeps_the_previous_targets_running() {
+    let echo = start_server(&["--port", "0"]);
+    let e = echo.addr.to_string();
+    let dir = Dir::new("bad-reload");
+    let file = dir.write("targets.json", &format!("[{{\"targets\": [\"{e}\"]}}]"));
+    let fleet = Fleet::start(&file, &["-i", "0.05"]);
+    let sent = |b: &str| value(b, "probes_sent_total", &e, "");
+    let body = fleet.scrape_until(|b| sent(b).is_some_and(|n| n >= 5.0));
+    let before = sent(&body).unwrap();
+    dir.write(
+        "targets.json",
+        &format!("[{{\"targets\": [\"{e}\"],\n \"labels\": {{\"x\": 1}}}}]"),
+    );
+    let body =
+        fleet.scrape_until(|b| sample(b, "udp_echo_client_fleet_reload_errors_total") == Some(1.0));
+    assert_eq!(
+        sample(&body, "udp_echo_client_fleet_reload_errors_total"),
+        Some(1.0),
+        "{body}"
+    );
+    let body = fleet.scrape_until(|b| sent(b).is_some_and(|n| n >= before + 20.0));
+    assert!(sent(&body).is_some_and(|n| n >= before + 20.0), "{body}");
+    let stderr = fleet.stderr();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("line 2, column") && l.contains("previous targets keep running")),
+        "{stderr}"
+    );
+}
