@@ -67,7 +67,9 @@ struct Slot {
     spec: Arc<TargetSpec>,
     addr: SocketAddr,
     books: Books,
-    stamp: Option<StampBooks>,
+    /// Boxed: most targets are echo targets, and a STAMP session's figures
+    /// are ten times an echo slot.
+    stamp: Option<Box<StampBooks>>,
     metrics: Arc<TargetMetrics>,
     generation: u32,
     interval_ns: u64,
@@ -87,7 +89,9 @@ pub(crate) struct Engine {
     clock: Clock,
     origin_unix_ns: u64,
     stamp: StampBase,
-    slots: Vec<Option<Slot>>,
+    /// Boxed, so the vector holds pointers and each slot takes its own size
+    /// (the vector's spare capacity is 8 bytes a target, not a whole slot).
+    slots: Vec<Option<Box<Slot>>>,
     generations: Vec<u32>,
     free: Vec<u32>,
     by_target: HashMap<Arc<str>, u32>,
@@ -278,7 +282,7 @@ impl Engine {
         let timeout_ns = nanos(s.timeout);
         // Probes a target has out at once: those of one timeout, and one more.
         let in_flight = usize::try_from(timeout_ns / interval_ns + 2).unwrap_or(usize::MAX);
-        let stamp = StampBooks::compact(&codec);
+        let stamp = StampBooks::compact(&codec).map(Box::new);
         let slot = Slot {
             books: Books::compact(codec, s.size, s.timeout, in_flight),
             stamp,
@@ -299,7 +303,7 @@ impl Engine {
             }
         };
         let generation = self.generations[idx as usize];
-        self.slots[idx as usize] = Some(Slot { generation, ..slot });
+        self.slots[idx as usize] = Some(Box::new(Slot { generation, ..slot }));
         self.schedule.push(Timer {
             due_ns: first_due(now, phase_ns(&r.spec.target, interval_ns), interval_ns),
             kind: Kind::Send,
