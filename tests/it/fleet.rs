@@ -362,3 +362,46 @@ fn a_bad_file_on_reload_keeps_the_previous_targets_running() {
         "{stderr}"
     );
 }
+
+/// The resident set of process `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// SPEC §6: 10,000 targets in at most 64 MiB, scrapes included (each scrape
+/// builds ~24 MB of text). The targets are loopback addresses nobody answers
+/// on (127.1.x.y:9), probed every 5 s: only their memory is measured here.
+#[test]
+fn ten_thousand_targets_fit_in_64_mib_scrapes_included() {
+    let targets: Vec<String> = (0..10_000)
+        .map(|i| format!("\"127.1.{}.{}:9\"", i / 250, i % 250 + 1))
+        .collect();
+    let dir = Dir::new("10k");
+    let file = dir.write(
+        "targets.json",
+        &format!(
+            "[{{\"targets\": [{}], \"labels\": {{\"site\": \"x\"}}}}]",
+            targets.join(",")
+        ),
+    );
+    let fleet = Fleet::start(&file, &["-i", "5", "-q"]);
+    for _ in 0..3 {
+        let body = fleet.scrape();
+        assert_eq!(
+            sample(&body, "udp_echo_client_fleet_targets"),
+            Some(10_000.0)
+        );
+        let series = body
+            .lines()
+            .filter(|l| l.starts_with("udp_echo_client_probes_sent_total{"))
+            .count();
+        assert_eq!(series, 10_000);
+    }
+    let rss = rss_kib(fleet.child.id());
+    assert!(rss <= 64 * 1024, "{rss} KiB with 10,000 targets");
+}
