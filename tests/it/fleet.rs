@@ -27,13 +27,18 @@ impl Fleet {
     /// Starts `udp-echo-client --targets FILE --metrics 127.0.0.1:0 ARGS`
     /// and reads the endpoint from its `metrics on` line.
     fn start(file: &Path, args: &[&str]) -> Fleet {
+        Fleet::start_with(file, args, Stdio::null())
+    }
+
+    /// [`start`](Self::start) with stdout going to `stdout`.
+    fn start_with(file: &Path, args: &[&str], stdout: Stdio) -> Fleet {
         let mut child = common::command(CLIENT)
             .arg("--targets")
             .arg(file)
             .args(["--metrics", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn udp-echo-client");
@@ -404,4 +409,73 @@ fn ten_thousand_targets_fit_in_64_mib_scrapes_included() {
     }
     let rss = rss_kib(fleet.child.id());
     assert!(rss <= 64 * 1024, "{rss} KiB with 10,000 targets");
+}
+
+/// A target that cannot be resolved as asked (here: an IPv6 address under
+/// `-4`, which needs no DNS) is counted and logged once; the others run.
+#[test]
+fn an_unresolved_target_is_counted_and_the_others_run() {
+    let echo = start_server(&["--port", "0"]);
+    let e = echo.addr.to_string();
+    let dir = Dir::new("unresolved");
+    let file = dir.write(
+        "targets.json",
+        &format!("[{{\"targets\": [\"{e}\", \"[::1]:7\"]}}]"),
+    );
+    let fleet = Fleet::start(&file, &["-4", "-i", "0.05"]);
+    let body =
+        fleet.scrape_until(|b| value(b, "probes_received_total", &e, "").is_some_and(|n| n >= 5.0));
+    assert!(
+        value(&body, "probes_received_total", &e, "").is_some_and(|n| n >= 5.0),
+        "{body}"
+    );
+    assert_eq!(sample(&body, "udp_echo_client_fleet_targets"), Some(1.0));
+    assert_eq!(
+        sample(&body, "udp_echo_client_fleet_targets_unresolved"),
+        Some(1.0)
+    );
+    assert!(!body.contains("[::1]:7"), "{body}");
+    let stderr = fleet.stderr();
+    assert!(
+        stderr.contains("fleet: 1 targets from") && stderr.contains("1 not resolved"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("\"[::1]:7\"").count(), 1, "{stderr}");
+}
+
+/// SIGTERM (or SIGINT) stops the fleet at once, exit 0, and nothing was
+/// written to stdout from start to end.
+#[test]
+fn a_signal_stops_the_fleet_quietly() {
+    let echo = start_server(&["--port", "0"]);
+    let e = echo.addr.to_string();
+    let dir = Dir::new("signal");
+    let file = dir.write("targets.json", &format!("[{{\"targets\": [\"{e}\"]}}]"));
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let mut fleet = Fleet::start_with(&file, &["-i", "0.05"], Stdio::piped());
+        fleet.scrape_until(|b| value(b, "probes_received_total", &e, "").is_some_and(|n| n >= 3.0));
+        let pid = libc::pid_t::try_from(fleet.child.id()).unwrap();
+        // SAFETY: kill(2) has no memory effects; the pid is our own child.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = fleet.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after signal {signal}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            status.success(),
+            "signal {signal}: {status:?}\n{}",
+            fleet.stderr()
+        );
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut fleet.child.stdout.take().unwrap(), &mut stdout)
+            .unwrap();
+        assert_eq!(stdout, "", "signal {signal}");
+    }
 }

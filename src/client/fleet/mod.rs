@@ -73,8 +73,36 @@ pub fn run(config: &FleetConfig, stop: &Stop) -> Result<()> {
         config.defaults.clone(),
         config.family,
         fleet_metrics.process.clone(),
+        stop.clone(),
     );
-    let first = loader.load().map_err(Error::Targets)?;
+    // The loader's thread does the first load too, so a stop during it (names
+    // whose lookups time out one after another) ends the process at once.
+    // Not joined: the process exits while a lookup may still hang in it.
+    let (first_tx, first_rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel();
+    let refresh = config.refresh;
+    std::thread::spawn(move || {
+        let first = loader.load();
+        let loaded = first.is_ok();
+        if first_tx.send(first).is_ok() && loaded {
+            loader.watch(&tx, refresh);
+        }
+    });
+    let first = loop {
+        match first_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok(first)) => break first,
+            // A stop during the first load: nothing ran, nothing to say.
+            Ok(Err(_)) | Err(_) if stop.is_requested() => return Ok(()),
+            Ok(Err(e)) => return Err(Error::Targets(e)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::Io {
+                    what: "load the targets",
+                    source: std::io::Error::other("the loader thread ended"),
+                });
+            }
+        }
+    };
     let listener = crate::metrics::bind(config.metrics)?;
     let bound = listener.local_addr().unwrap_or(config.metrics);
     let mut stderr = std::io::stderr();
@@ -101,7 +129,6 @@ pub fn run(config: &FleetConfig, stop: &Stop) -> Result<()> {
         Arc::clone(&fleet_metrics),
     );
     engine.apply(first.set);
-    let (tx, rx) = mpsc::channel();
     std::thread::scope(|scope| {
         let m = &fleet_metrics;
         let listener = &listener;
@@ -113,7 +140,6 @@ pub fn run(config: &FleetConfig, stop: &Stop) -> Result<()> {
                 &|| m.render(),
             );
         });
-        scope.spawn(move || loader.watch(&tx, stop, config.refresh));
         engine.run(&rx, stop);
     });
     Ok(())

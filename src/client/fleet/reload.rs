@@ -36,6 +36,9 @@ pub(crate) struct Loader {
     defaults: Defaults,
     family: Family,
     metrics: ProcessMetrics,
+    /// Asked to stop: a load in progress gives up between two lookups (a
+    /// name that does not resolve can take the resolver's whole timeout).
+    stop: Stop,
     /// The last address each target resolved to: kept when a later
     /// resolution fails (a DNS hiccup must not stop a target).
     last_good: HashMap<String, SocketAddr>,
@@ -58,12 +61,14 @@ impl Loader {
         defaults: Defaults,
         family: Family,
         metrics: ProcessMetrics,
+        stop: Stop,
     ) -> Loader {
         Loader {
             source,
             defaults,
             family,
             metrics,
+            stop,
             last_good: HashMap::new(),
             logged: HashSet::new(),
             specs: HashMap::new(),
@@ -71,7 +76,7 @@ impl Loader {
     }
 
     /// Loads the source once: parsed, planned, resolved. `Err`: the source
-    /// could not be read or is wrong (one line).
+    /// could not be read or is wrong (one line), or a stop came first.
     pub(crate) fn load(&mut self) -> Result<Loaded, SourceError> {
         let groups = self.source.load()?;
         let plan = spec::plan(&groups, &self.defaults).map_err(|problem| SourceError {
@@ -85,6 +90,12 @@ impl Loader {
         let mut unresolved = 0;
         let mut specs = HashMap::with_capacity(plan.specs.len());
         for s in plan.specs {
+            if self.stop.is_requested() {
+                return Err(SourceError {
+                    source: self.source.describe(),
+                    problem: "stopped while loading".into(),
+                });
+            }
             let spec = match self.specs.get(&s.target) {
                 Some(old) if **old == s => Arc::clone(old),
                 _ => Arc::new(s),
@@ -145,9 +156,12 @@ impl Loader {
         }
     }
 
-    /// Reloads on change, SIGHUP and every `refresh` until `stop`, handing
-    /// each new set to the engine through `updates`.
-    pub(crate) fn watch(mut self, updates: &Sender<Vec<Resolved>>, stop: &Stop, refresh: Duration) {
+    /// Reloads on change, SIGHUP and every `refresh` until the stop, handing
+    /// each new set to the engine through `updates`. Runs on a thread of its
+    /// own that nobody joins: a lookup stuck in the resolver must not hold
+    /// the process's exit.
+    pub(crate) fn watch(mut self, updates: &Sender<Vec<Resolved>>, refresh: Duration) {
+        let stop = self.stop.clone();
         let path = match &self.source {
             TargetSource::File(path) => Some(path.clone()),
             _ => None,
@@ -183,6 +197,7 @@ impl Loader {
                         return;
                     }
                 }
+                Err(_) if stop.is_requested() => return,
                 Err(e) => {
                     self.metrics.reload_errors.inc();
                     log::error!("{e}; the previous targets keep running");
