@@ -334,6 +334,29 @@ fn a_bad_file_at_start_exits_2_naming_the_line() {
     );
     assert_eq!(run.code(), Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("line 3, column"), "{}", run.stderr);
+    // 100,000 targets: refused as parsed, with the bound named.
+    let targets: Vec<String> = (0..100_000)
+        .map(|i| format!("\"10.{}.{}.{}:7\"", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    let big = dir.write(
+        "big.json",
+        &format!("[{{\"targets\": [{}]}}]", targets.join(",")),
+    );
+    let run = run_client_within(
+        &[
+            "--targets",
+            big.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        WAIT,
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("more than 20000 targets"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -531,7 +531,7 @@ mod tests {
         Resolved {
             spec: Arc::new(TargetSpec {
                 target: target.into(),
-                labels: vec![("site".into(), site.into())],
+                labels: vec![("site".into(), site.into())].into(),
                 settings: Settings {
                     stamp: false,
                     interval: Duration::from_millis(interval_ms),

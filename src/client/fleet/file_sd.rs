@@ -3,8 +3,8 @@
 //!
 //! The file is bounded before it is trusted: at most [`MAX_FILE_BYTES`], and
 //! counted while it is parsed (not after), so a hostile file stops the parse
-//! at [`MAX_TARGETS`] targets, [`MAX_GROUPS`] groups or [`MAX_LABELS`]
-//! labels instead of filling memory first. Targets and label names are
+//! at [`MAX_TARGETS`] targets, [`MAX_GROUPS`] groups, [`MAX_LABELS`] labels
+//! or 64 labels in a group instead of filling memory first. Targets and label names are
 //! checked as they are read, so an error names its line and column: one
 //! line, `line 3, column 14: target "a:0": expected a port …`.
 //!
@@ -23,8 +23,9 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use super::TargetGroup;
 use super::spec::{check_label, check_target};
 
-/// The most targets a file may list (all groups together).
-pub const MAX_TARGETS: usize = 100_000;
+/// The most targets a file may list (all groups together; a target listed
+/// twice counts twice here).
+pub const MAX_TARGETS: usize = super::spec::MAX_TARGETS;
 /// The most groups a file may hold.
 pub const MAX_GROUPS: usize = 100_000;
 /// The most labels all groups together may carry.
@@ -249,6 +250,12 @@ impl<'de> Visitor<'de> for Labels<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut labels = BTreeMap::new();
         while let Some(name) = map.next_key::<String>()? {
+            if labels.len() == super::spec::MAX_GROUP_LABELS {
+                return Err(de::Error::custom(format!(
+                    "more than {} labels in one group",
+                    super::spec::MAX_GROUP_LABELS
+                )));
+            }
             let value = map.next_value::<String>()?;
             spend::<A::Error>(&self.0.labels, MAX_LABELS, "labels")?;
             check_label(&name, &value).map_err(de::Error::custom)?;

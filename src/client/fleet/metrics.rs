@@ -32,7 +32,7 @@ use crate::client::stats::Counts;
 #[derive(Debug)]
 pub(crate) struct TargetMetrics {
     target: String,
-    labels: Vec<(String, String)>,
+    labels: Arc<[(String, String)]>,
     counts: [AtomicU64; COUNTS],
     dscp_changed: AtomicU64,
     /// Round trips per bucket of [`RTT_BUCKETS`] (not cumulative), past the last.
@@ -111,7 +111,7 @@ impl TargetMetrics {
     pub(crate) fn new(spec: &TargetSpec, now_ns: u64) -> TargetMetrics {
         TargetMetrics {
             target: spec.target.clone(),
-            labels: spec.labels.clone(),
+            labels: Arc::clone(&spec.labels),
             counts: Default::default(),
             dscp_changed: AtomicU64::new(0),
             rtt_buckets: Default::default(),
@@ -173,7 +173,7 @@ struct SeriesLabels<'a>(&'a TargetMetrics);
 impl EncodeLabelSet for SeriesLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         EncodeLabel::encode(&("target", self.0.target.as_str()), encoder.encode_label())?;
-        for (name, value) in &self.0.labels {
+        for (name, value) in self.0.labels.iter() {
             EncodeLabel::encode(&(name.as_str(), value.as_str()), encoder.encode_label())?;
         }
         Ok(())
@@ -485,7 +485,7 @@ mod tests {
     fn spec(target: &str, stamp: bool) -> TargetSpec {
         TargetSpec {
             target: target.into(),
-            labels: vec![("site".into(), "a \"b\"".into())],
+            labels: vec![("site".into(), "a \"b\"".into())].into(),
             settings: Settings {
                 stamp,
                 interval: Duration::from_secs(1),

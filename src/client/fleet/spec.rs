@@ -10,6 +10,7 @@
 //! become metric labels.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::TargetGroup;
@@ -18,6 +19,23 @@ use crate::units::parse_duration;
 /// The shortest interval between one target's probes: 100 probes/s per target
 /// is a load test, not a prober's watch.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The most targets one prober takes, whatever the source: twice the
+/// 10,000 it is built for (≈ 2.5 KB each, and as much again in every
+/// scrape's body). A fleet beyond that is split over several probers.
+pub const MAX_TARGETS: usize = 20_000;
+
+/// The most labels a group may carry.
+pub const MAX_GROUP_LABELS: usize = 64;
+/// The longest label name and value, bytes.
+pub const MAX_LABEL_NAME: usize = 128;
+/// The longest label value, bytes.
+pub const MAX_LABEL_VALUE: usize = 1024;
+
+/// The largest `/metrics` body the targets may make, bytes (estimated from
+/// their labels: every series repeats them). The body is built whole for each
+/// scrape, so this bounds that memory too.
+pub const MAX_SCRAPE_BYTES: usize = 256 << 20;
 
 /// Metric label names the prober sets itself: a group may not use them.
 const RESERVED_LABELS: [&str; 2] = ["target", "le"];
@@ -141,6 +159,12 @@ pub fn valid_label_name(name: &str) -> bool {
 /// Checks one label of a group: its name, and its value when it is a
 /// setting. `Err` is one line naming the label.
 pub fn check_label(name: &str, value: &str) -> Result<(), String> {
+    if name.len() > MAX_LABEL_NAME || value.len() > MAX_LABEL_VALUE {
+        return Err(format!(
+            "label {:?}: names are at most {MAX_LABEL_NAME} bytes, values {MAX_LABEL_VALUE}",
+            name.chars().take(32).collect::<String>()
+        ));
+    }
     if !valid_label_name(name) {
         return Err(format!(
             "label name {name:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
@@ -203,8 +227,9 @@ pub fn split_target(text: &str) -> Result<(&str, u16), String> {
 pub struct TargetSpec {
     /// `host:port` as written: the `target` label.
     pub target: String,
-    /// The metric labels (no `__` ones), sorted by name.
-    pub labels: Vec<(String, String)>,
+    /// The metric labels (no `__` ones), sorted by name; shared by the
+    /// targets of one group.
+    pub labels: Arc<[(String, String)]>,
     /// How it is probed.
     pub settings: Settings,
 }
@@ -225,14 +250,21 @@ pub struct Plan {
 pub fn plan(groups: &[TargetGroup], defaults: &Defaults) -> Result<Plan, String> {
     let mut seen = HashSet::new();
     let mut plan = Plan::default();
+    let mut scrape_bytes = 0usize;
     for group in groups {
+        let first = group.targets.first().map_or("", String::as_str);
+        if group.labels.len() > MAX_GROUP_LABELS {
+            return Err(format!(
+                "target {first:?}: more than {MAX_GROUP_LABELS} labels in its group"
+            ));
+        }
         let mut overrides = Overrides::default();
         for (name, value) in &group.labels {
-            let first = group.targets.first().map_or("", String::as_str);
             check_label(name, value).map_err(|e| format!("target {first:?}: {e}"))?;
             overrides.read(name, value)?;
         }
-        let labels: Vec<(String, String)> = metric_labels(&group.labels);
+        let labels: Arc<[(String, String)]> = metric_labels(&group.labels).into();
+        let label_bytes: usize = labels.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
         for target in &group.targets {
             check_target(target)?;
             let settings = overrides
@@ -244,15 +276,32 @@ pub fn plan(groups: &[TargetGroup], defaults: &Defaults) -> Result<Plan, String>
                 ));
                 continue;
             }
+            if plan.specs.len() == MAX_TARGETS {
+                return Err(format!(
+                    "more than {MAX_TARGETS} targets: refused (split the fleet over several probers)"
+                ));
+            }
+            scrape_bytes += SERIES_PER_TARGET * (SERIES_BYTES + target.len() + label_bytes);
+            if scrape_bytes > MAX_SCRAPE_BYTES {
+                return Err(format!(
+                    "the targets' labels would make every scrape more than {} MiB (at target {target:?}): fewer targets or shorter labels",
+                    MAX_SCRAPE_BYTES >> 20
+                ));
+            }
             plan.specs.push(TargetSpec {
                 target: target.clone(),
-                labels: labels.clone(),
+                labels: Arc::clone(&labels),
                 settings,
             });
         }
     }
     Ok(plan)
 }
+
+/// Lines of `/metrics` a target has (STAMP targets have a few more), and
+/// the bytes of one without its labels: for the scrape estimate.
+const SERIES_PER_TARGET: usize = 32;
+const SERIES_BYTES: usize = 64;
 
 /// The labels that become metric labels: all but the `__` ones.
 fn metric_labels(labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
@@ -343,7 +392,7 @@ mod tests {
         assert_eq!(s.tos, Some(0xb8));
         // The STAMP packet with a Class of Service TLV: 44 + 8 bytes.
         assert_eq!(s.size, 52);
-        assert_eq!(plan.specs[1].labels, vec![("site".into(), "x".into())]);
+        assert_eq!(&plan.specs[1].labels[..], [("site".into(), "x".into())]);
         for (label, value) in [
             ("__param_mode", "icmp"),
             ("__param_interval", "1ms"),
@@ -368,6 +417,34 @@ mod tests {
     }
 
     #[test]
+    fn targets_and_labels_are_bounded_whatever_the_source() {
+        let many: Vec<String> = (0..=MAX_TARGETS).map(|i| format!("h{i}:7")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let e = plan(&[group(&refs, &[])], &defaults()).unwrap_err();
+        assert!(e.contains("more than 20000 targets"), "{e}");
+        assert_eq!(
+            plan(&[group(&refs[..MAX_TARGETS], &[])], &defaults())
+                .unwrap()
+                .specs
+                .len(),
+            MAX_TARGETS
+        );
+        // Long labels on many targets: every scrape would be too large.
+        let long = "x".repeat(MAX_LABEL_VALUE);
+        let names: Vec<String> = (0..16).map(|i| format!("l{i}")).collect();
+        let labels: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), long.as_str())).collect();
+        let e = plan(&[group(&refs[..MAX_TARGETS], &labels)], &defaults()).unwrap_err();
+        assert!(e.contains("every scrape more than 256 MiB"), "{e}");
+        // A label too long, and too many of them.
+        let e = check_label("a", &"x".repeat(MAX_LABEL_VALUE + 1)).unwrap_err();
+        assert!(e.contains("at most"), "{e}");
+        let names: Vec<String> = (0..=MAX_GROUP_LABELS).map(|i| format!("l{i}")).collect();
+        let labels: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        let e = plan(&[group(&["a:7"], &labels)], &defaults()).unwrap_err();
+        assert!(e.contains("more than 64 labels"), "{e}");
+    }
+
+    #[test]
     fn a_target_listed_twice_is_probed_once_with_a_warning() {
         let plan = plan(
             &[
@@ -378,7 +455,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.specs.len(), 2);
-        assert_eq!(plan.specs[0].labels, vec![("g".into(), "1".into())]);
+        assert_eq!(&plan.specs[0].labels[..], [("g".into(), "1".into())]);
         assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
         assert!(plan.warnings[0].contains("a:7"));
     }

@@ -113,7 +113,10 @@ fn too_many_targets_are_refused_while_parsing() {
     }
     text.push_str("]}]");
     let e = json(&text).unwrap_err();
-    assert!(e.contains("more than 100000 targets"), "{e}");
+    assert!(
+        e.contains(&format!("more than {MAX_TARGETS} targets")),
+        "{e}"
+    );
     // Exactly the bound is fine.
     let ok = text.replace(&format!(",\"h{MAX_TARGETS}:7\""), "");
     assert_eq!(json(&ok).unwrap()[0].targets.len(), MAX_TARGETS);
@@ -153,4 +156,25 @@ fn yaml_goes_by_the_extension() {
     assert!(is_yaml(Path::new("t.YAML")));
     assert!(!is_yaml(Path::new("t.json")));
     assert!(!is_yaml(Path::new("targets")));
+}
+
+#[test]
+fn yaml_aliases_are_counted_like_what_they_repeat() {
+    // One group repeated by alias past the bound of targets: refused as
+    // parsed, in bounded time, like the same groups written out.
+    let mut text = String::from("- &g {targets: [a:7], labels: {x: y}}\n");
+    for _ in 0..=MAX_TARGETS {
+        text.push_str("- *g\n");
+    }
+    let started = std::time::Instant::now();
+    let e = yaml(&text).unwrap_err();
+    assert!(
+        e.contains("more than") || e.contains("repetition limit"),
+        "{e}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Nesting a list where a target goes is a type error at once (placed
+    // at the anchor the alias repeats).
+    let e = yaml("- targets: &t [a:7]\n- targets: [*t]\n").unwrap_err();
+    assert!(e.contains("expected a string"), "{e}");
 }
