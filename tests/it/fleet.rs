@@ -150,7 +150,7 @@ fn a_json_file_of_echo_stamp_and_closed_targets_is_probed_and_labelled() {
         "targets.json",
         &format!(
             r#"[
-  {{"targets": ["{e}"], "labels": {{"site": "a", "__meta_ignored": "x"}}}},
+  {{"targets": ["{e}"], "labels": {{"site": "a", "__meta_ignored": "x", "__param_tos": "EF"}}}},
   {{"targets": ["{s}"], "labels": {{"site": "b", "__param_mode": "stamp"}}}},
   {{"targets": ["{closed}"], "labels": {{"site": "c"}}}}
 ]"#
@@ -181,6 +181,8 @@ fn a_json_file_of_echo_stamp_and_closed_targets_is_probed_and_labelled() {
         );
         assert!(sent >= 20.0, "{t}: sent {sent}\n{body}");
         assert_eq!(v("replies_corrupt_total"), 0.0, "{t}");
+        // The echo server reflects the DSCP it got (EF for the first target).
+        assert_eq!(v("replies_dscp_changed_total"), 0.0, "{t}");
         assert_eq!(v("replies_duplicate_total"), 0.0, "{t}");
         if t == &closed {
             assert_eq!(received, 0.0, "{t}");
@@ -500,5 +502,56 @@ fn a_signal_stops_the_fleet_quietly() {
         std::io::Read::read_to_string(&mut fleet.child.stdout.take().unwrap(), &mut stdout)
             .unwrap();
         assert_eq!(stdout, "", "signal {signal}");
+    }
+}
+
+/// A datagram from an address that is no target is counted process-wide as
+/// foreign and books nothing for any target.
+#[test]
+fn a_datagram_from_no_target_is_foreign() {
+    // A reflector that answers each probe, and also sends one stray
+    // datagram to the prober from a socket of its own.
+    let reflector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stray = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    reflector
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let addr = reflector.local_addr().unwrap().to_string();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::clone(&done);
+    let handle = thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut strays = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok((n, from)) = reflector.recv_from(&mut buf) else {
+                continue;
+            };
+            reflector.send_to(&buf[..n], from).unwrap();
+            if strays < 5 {
+                stray.send_to(&buf[..n], from).unwrap();
+                strays += 1;
+            }
+        }
+    });
+    let dir = Dir::new("foreign");
+    let file = dir.write("targets.json", &format!("[{{\"targets\": [\"{addr}\"]}}]"));
+    let fleet = Fleet::start(&file, &["-i", "0.05"]);
+    let body = fleet.scrape_until(|b| {
+        sample(b, "udp_echo_client_fleet_replies_foreign_total") == Some(5.0)
+            && value(b, "probes_received_total", &addr, "").is_some_and(|n| n >= 10.0)
+    });
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.join().unwrap();
+    assert_eq!(
+        sample(&body, "udp_echo_client_fleet_replies_foreign_total"),
+        Some(5.0),
+        "{body}"
+    );
+    for name in [
+        "replies_duplicate_total",
+        "replies_corrupt_total",
+        "probes_lost_total",
+    ] {
+        assert_eq!(value(&body, name, &addr, ""), Some(0.0), "{name}\n{body}");
     }
 }
