@@ -10,7 +10,16 @@
 //!   resolver library.
 //! - `spec.rs`: groups → one [`TargetSpec`](spec::TargetSpec) per target:
 //!   its settings (`__param_*` labels over the command line's defaults)
-//!   and metric labels.
+//!   and metric labels; the bounds on targets and labels.
+//! - `reload.rs`: the loader thread — loads, resolves names, reloads on
+//!   change, SIGHUP and `--refresh`, hands each new set to the engine.
+//! - `engine.rs`: the one probing thread — a socket per family, a compact
+//!   `Books` per target, replies matched by source address.
+//! - `schedule.rs`: the heap of send and expiry timers; hashed phases.
+//! - `metrics.rs`: `/metrics`, from per-target atomics the engine stores.
+//!
+//! Threads: the engine (the caller's), the metrics endpoint, and the loader,
+//! which is not joined (a lookup stuck in the resolver must not hold a stop).
 
 pub mod discover;
 pub mod file_sd;
@@ -21,7 +30,7 @@ pub use targets::{SourceError, TargetGroup, TargetSource};
 mod engine;
 mod metrics;
 mod reload;
-pub mod schedule;
+mod schedule;
 
 use std::io::Write;
 use std::net::SocketAddr;
