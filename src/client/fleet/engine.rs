@@ -5,12 +5,15 @@
 //! rate and STAMP (sequence, send time, whole body; lost only after the
 //! timeout).
 //!
-//! Timing, as "numbers that are what they say" asks: each probe's send time
-//! is read just before its own `sendto` (one probe per call, never a stamp
-//! shared with another), and each reply is timed with the kernel's receive
-//! stamp (`SO_TIMESTAMPNS`), moved onto the books' clock as flows do. So
-//! the engine being late to a reply (a scrape, a reload, a busy host) does
-//! not lengthen its round trip.
+//! Timing, as "numbers that are what they say" asks: kernel to kernel. Each
+//! probe leaves in its own `sendto` and its round trip starts at the
+//! kernel's transmit stamp of that send (`SO_TIMESTAMPING` with `OPT_ID`:
+//! the stamp's key names the send, a ring maps it to the target's probe);
+//! without one, at the time read just before that `sendto`, never a time
+//! shared with another probe. Each reply is timed with the kernel's receive
+//! stamp (`SO_TIMESTAMPNS`), moved onto the books' clock as flows do. So the
+//! engine being late to a reply (a scrape, a reload, a busy host) does not
+//! lengthen its round trip.
 //!
 //! Between timers the thread sleeps in `poll` on its sockets until the next
 //! one is due: no spinning. Memory per target is its compact books, its
@@ -99,6 +102,9 @@ pub(crate) struct Engine {
     schedule: Schedule,
     v4: Option<UdpSocket>,
     v6: Option<UdpSocket>,
+    /// Each socket's sends by transmit-stamp key, where the kernel stamps them.
+    tx4: Option<TxRing>,
+    tx6: Option<TxRing>,
     sockets: SocketConfig,
     inbox: Batch,
     /// Where each probe is written before its send.
@@ -131,6 +137,8 @@ impl Engine {
             schedule: Schedule::default(),
             v4: None,
             v6: None,
+            tx4: None,
+            tx6: None,
             sockets,
             inbox: Batch::new(RECV_SLOTS),
             out: vec![0; crate::net::MAX_UDP_PAYLOAD_V6],
@@ -283,8 +291,16 @@ impl Engine {
         // Probes a target has out at once: those of one timeout, and one more.
         let in_flight = usize::try_from(timeout_ns / interval_ns + 2).unwrap_or(usize::MAX);
         let stamp = StampBooks::compact(&codec).map(Box::new);
+        let mut books = Books::compact(codec, s.size, s.timeout, in_flight);
+        let tx = match r.addr {
+            SocketAddr::V4(_) => &self.tx4,
+            SocketAddr::V6(_) => &self.tx6,
+        };
+        if tx.is_some() {
+            books.ask_tx_stamps();
+        }
         let slot = Slot {
-            books: Books::compact(codec, s.size, s.timeout, in_flight),
+            books,
             stamp,
             metrics: Arc::new(TargetMetrics::new(&r.spec, now)),
             spec: Arc::clone(&r.spec),
@@ -315,9 +331,18 @@ impl Engine {
 
     /// Opens the socket of `addr`'s family, if not yet open.
     fn socket_for(&mut self, addr: SocketAddr) -> Result<()> {
-        let (cell, bind): (&mut Option<UdpSocket>, SocketAddr) = match addr {
-            SocketAddr::V4(_) => (&mut self.v4, "0.0.0.0:0".parse().expect("address")),
-            SocketAddr::V6(_) => (&mut self.v6, "[::]:0".parse().expect("address")),
+        let (cell, tx, bind): (&mut Option<UdpSocket>, &mut Option<TxRing>, SocketAddr) = match addr
+        {
+            SocketAddr::V4(_) => (
+                &mut self.v4,
+                &mut self.tx4,
+                "0.0.0.0:0".parse().expect("address"),
+            ),
+            SocketAddr::V6(_) => (
+                &mut self.v6,
+                &mut self.tx6,
+                "[::]:0".parse().expect("address"),
+            ),
         };
         if cell.is_some() {
             return Ok(());
@@ -362,6 +387,17 @@ impl Engine {
         if let Err(e) = sys::enable_recv_tos(&socket) {
             log::debug!("fleet: cannot read the replies' TOS here: {e}");
         }
+        // Round trips from the kernel's transmit stamp of each probe, as
+        // ping's: the host's own send path is not in them.
+        *tx = match sys::enable_tx_timestamps(&socket) {
+            Ok(()) => Some(TxRing::new()),
+            Err(e) => {
+                log::debug!(
+                    "fleet: no kernel transmit stamps ({e}): round trips from the send call"
+                );
+                None
+            }
+        };
         *cell = Some(socket);
         Ok(())
     }
@@ -383,14 +419,18 @@ impl Engine {
             Kind::Send => {
                 let now = self.clock.now_ns();
                 slot.books.expire(now, &mut |_| {});
-                let socket = match slot.addr {
-                    SocketAddr::V4(_) => self.v4.as_ref(),
-                    SocketAddr::V6(_) => self.v6.as_ref(),
+                let (socket, tx) = match slot.addr {
+                    SocketAddr::V4(_) => (self.v4.as_ref(), self.tx4.as_mut()),
+                    SocketAddr::V6(_) => (self.v6.as_ref(), self.tx6.as_mut()),
                 };
                 if let Some(socket) = socket {
+                    let seq = slot.books.next_seq();
                     let sent_at = send(slot, socket, &mut self.out, &self.clock);
                     match sent_at {
                         Ok(at) => {
+                            if let Some(tx) = tx {
+                                tx.sent(timer.slot, timer.generation, seq);
+                            }
                             self.metrics.process.probes_sent.inc();
                             self.schedule.push(Timer {
                                 due_ns: at.saturating_add(slot.timeout_ns).saturating_add(1),
@@ -417,9 +457,12 @@ impl Engine {
         }
     }
 
-    /// Takes every reply queued on the sockets.
+    /// Takes every reply queued on the sockets, each socket's transmit
+    /// stamps first: a stamp is queued during its send, so every reply in
+    /// hand finds its probe's stamp booked.
     fn receive(&mut self) {
         for v6 in [false, true] {
+            self.take_tx_stamps(v6);
             // Bounded: a flood of datagrams cannot keep the thread from sending.
             for _ in 0..64 {
                 let socket = if v6 { &self.v6 } else { &self.v4 };
@@ -436,6 +479,40 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    /// Books the transmit stamps queued on one socket's error queue (none
+    /// without blocking). Read every round, not only when one is awaited: a
+    /// queued stamp makes `poll` return at once, so one left there would spin.
+    fn take_tx_stamps(&mut self, v6: bool) {
+        let (socket, tx) = if v6 {
+            (&self.v6, &mut self.tx6)
+        } else {
+            (&self.v4, &mut self.tx4)
+        };
+        let (Some(socket), Some(tx)) = (socket, tx) else {
+            return;
+        };
+        let (slots, clock) = (&mut self.slots, &self.clock);
+        let mut pair = None;
+        let read = sys::read_tx_timestamps(socket, &mut |key, kernel_ns| {
+            let Some((i, generation, seq)) = tx.probe(key) else {
+                return;
+            };
+            let Some(slot) = slots
+                .get_mut(i as usize)
+                .and_then(Option::as_mut)
+                .filter(|s| s.generation == generation)
+            else {
+                return;
+            };
+            let (now, realtime_now) = *pair.get_or_insert_with(|| clock_pair(clock));
+            slot.books
+                .tx_stamp(seq, 1, kernel_at(now, realtime_now, kernel_ns));
+        });
+        if let Err(e) = read {
+            log::debug!("fleet: reading transmit stamps failed: {e}");
         }
     }
 
@@ -481,6 +558,42 @@ impl Engine {
             self.metrics.process.receive_drops.inc_by(new);
             self.drops_seen = self.drops_seen.max(drops);
         }
+    }
+}
+
+/// Sends remembered by their transmit-stamp key (`OPT_ID`: the socket's
+/// sends counted from 0): which target's which probe. A ring of the last
+/// [`TX_KEYS`] sends, made once; a stamp read later than that is dropped
+/// (its probe is timed from its send call).
+struct TxRing {
+    next: u32,
+    /// `(key, slot, generation, seq)` at `key % TX_KEYS`.
+    ring: Vec<(u32, u32, u32, u64)>,
+}
+
+/// Sends a ring remembers: far more than one loop of the engine sends
+/// (stamps are read every loop).
+const TX_KEYS: usize = 4096;
+
+impl TxRing {
+    fn new() -> TxRing {
+        TxRing {
+            next: 0,
+            ring: vec![(u32::MAX, 0, 0, 0); TX_KEYS],
+        }
+    }
+
+    /// Books one send: probe `seq` of the target in `slot` of `generation`.
+    fn sent(&mut self, slot: u32, generation: u32, seq: u64) {
+        let key = self.next;
+        self.ring[key as usize % TX_KEYS] = (key, slot, generation, seq);
+        self.next = key.wrapping_add(1);
+    }
+
+    /// The probe the send numbered `key` carried, if still remembered.
+    fn probe(&self, key: u32) -> Option<(u32, u32, u64)> {
+        let (k, slot, generation, seq) = self.ring[key as usize % TX_KEYS];
+        (k == key).then_some((slot, generation, seq))
     }
 }
 
