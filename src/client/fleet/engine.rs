@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use super::metrics::{FleetMetrics, TargetMetrics};
+use super::metrics::{FleetMetrics, Reply, TargetMetrics};
 use super::schedule::{Kind, Schedule, Timer, first_due, next_due, phase_ns};
 use super::spec::TargetSpec;
 use crate::client::measure::books::Books;
@@ -60,6 +60,8 @@ pub(crate) struct StampBase {
 const RECV_SLOTS: usize = 32;
 /// The longest sleep: how soon a stop or a reload is seen with nothing due.
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// The longest sleep while replies wait in the sockets for their turn.
+const MAX_STAMPED_WAIT: Duration = Duration::from_millis(10);
 /// The receive buffer asked for when `--recv-buf` is not given: a second of
 /// replies of 10,000 targets, so a scrape or a reload stalling the thread
 /// loses none.
@@ -105,6 +107,9 @@ pub(crate) struct Engine {
     /// Each socket's sends by transmit-stamp key, where the kernel stamps them.
     tx4: Option<TxRing>,
     tx6: Option<TxRing>,
+    /// Every socket gets kernel receive stamps: replies need not be read
+    /// as they come ([`wait`](Self::wait)).
+    rx_stamped: bool,
     sockets: SocketConfig,
     inbox: Batch,
     /// Where each probe is written before its send.
@@ -139,6 +144,7 @@ impl Engine {
             v6: None,
             tx4: None,
             tx6: None,
+            rx_stamped: true,
             sockets,
             inbox: Batch::new(RECV_SLOTS),
             out: vec![0; crate::net::MAX_UDP_PAYLOAD_V6],
@@ -156,6 +162,10 @@ impl Engine {
             if let Some(set) = updates.try_iter().last() {
                 self.apply(set);
             }
+            // What came while asleep first: a reply in the socket before its
+            // probe's expiry timer fires is booked as in time (its kernel
+            // stamp says when it came).
+            self.receive();
             let now = self.clock.now_ns();
             let mut fired = 0u32;
             while let Some(timer) = self.schedule.pop_due(now) {
@@ -178,9 +188,29 @@ impl Engine {
         }
     }
 
-    /// Sleeps until a socket has data or `wait` passes.
+    /// Sleeps until the next timer (`wait`, rounded up to a millisecond).
+    ///
+    /// With kernel receive stamps the sockets are not watched: a reply is
+    /// timed by its stamp whenever it is read, so replies wait in the socket
+    /// until the next timer and are taken in batches, and the thread wakes
+    /// at most a thousand times a second instead of once per reply (10,000
+    /// times a second with 10,000 targets; each wake-up costs more than the
+    /// reply). Without them (portable build) the sockets are watched, so a
+    /// reply is read, and timed, as it comes.
     fn wait(&self, wait: Duration) {
         if wait.is_zero() {
+            return;
+        }
+        if self.rx_stamped {
+            // A stamp waiting in the socket is moved onto the books' clock
+            // when read, through the realtime clock: a short wait keeps a
+            // slewed clock's error out of it (≤ 5 µs in 10 ms at the
+            // 500 ppm the kernel slews at most).
+            let wait = wait.min(MAX_STAMPED_WAIT);
+            if let Err(e) = sys::poll(&mut [], wait) {
+                log::debug!("fleet: poll failed: {e}");
+                std::thread::sleep(wait);
+            }
             return;
         }
         let polled = match (&self.v4, &self.v6) {
@@ -383,6 +413,7 @@ impl Engine {
         let socket: UdpSocket = socket.into();
         if let Err(e) = sys::enable_rx_timestamps(&socket) {
             log::warn!("fleet: no kernel receive time stamps ({e}): replies timed in user space");
+            self.rx_stamped = false;
         }
         if let Err(e) = sys::enable_recv_tos(&socket) {
             log::debug!("fleet: cannot read the replies' TOS here: {e}");
@@ -414,7 +445,7 @@ impl Engine {
         match timer.kind {
             Kind::Expire => {
                 slot.books.expire(self.clock.now_ns(), &mut |_| {});
-                publish(slot);
+                publish(slot, None);
             }
             Kind::Send => {
                 let now = self.clock.now_ns();
@@ -447,7 +478,7 @@ impl Engine {
                         }
                     }
                 }
-                publish(slot);
+                publish(slot, None);
                 let now = self.clock.now_ns();
                 self.schedule.push(Timer {
                     due_ns: next_due(timer.due_ns, now, slot.interval_ns),
@@ -533,16 +564,18 @@ impl Engine {
                 None => (now, n > 1),
             };
             let tos = self.inbox.tos(k);
-            if let Some(answer) = slot.books.reply_at(data, at, shared) {
+            let reply = slot.books.reply_at(data, at, shared).map(|answer| {
                 let measured = answer.measured();
                 if let (Some(stamp), true) = (&mut slot.stamp, measured) {
                     stamp.reply(data, answer.seq, answer.check, at, tos);
                 }
-                let changed = tos.is_some_and(|t| t >> 2 != slot.dscp_sent);
-                slot.metrics
-                    .reply(now, measured.then_some(answer.rtt_ns), changed);
-            }
-            publish(slot);
+                Reply {
+                    now_ns: now,
+                    rtt_ns: measured.then_some(answer.rtt_ns),
+                    dscp_changed: tos.is_some_and(|t| t >> 2 != slot.dscp_sent),
+                }
+            });
+            publish(slot, reply);
         }
     }
 
@@ -621,14 +654,14 @@ fn send(slot: &mut Slot, socket: &UdpSocket, out: &mut [u8], clock: &Clock) -> i
     }
 }
 
-/// Hands a target's books to its metrics.
-fn publish(slot: &Slot) {
+/// Hands a target's books (and the reply that moved them) to its metrics.
+fn publish(slot: &Slot, reply: Option<Reply>) {
     let counts = slot.books.counts();
-    slot.metrics.counts(counts);
-    if let Some(stamp) = &slot.stamp {
-        slot.metrics
-            .stamp(&stamp.figures(counts.lost, slot.books.outstanding()));
-    }
+    let stamp = slot
+        .stamp
+        .as_ref()
+        .map(|s| s.figures(counts.lost, slot.books.outstanding()));
+    slot.metrics.update(counts, reply, stamp);
 }
 
 fn nanos(d: Duration) -> u64 {

@@ -10,12 +10,13 @@
 //! target's series leave with it) and encodes it with `prometheus-client`
 //! through a [`Collector`], family by family, never touching the engine.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, NoLabelSet, prometheus_text,
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, MetricEncoder, NoLabelSet,
+    prometheus_text,
 };
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -28,35 +29,46 @@ use crate::client::probe::Clock;
 use crate::client::stamp::StampFigures;
 use crate::client::stats::Counts;
 
-/// One target's figures as a scrape reads them. Written by the engine only.
+/// One target's figures as a scrape reads them, written by the engine.
+///
+/// Behind one lock per target, taken once per change by the engine and once
+/// per scrape by the endpoint (never contended for long: a copy of a few
+/// hundred bytes), so a scrape sees each target whole: never more received
+/// than sent, nor a round trip counted before its reply (the negative loss
+/// of cloudprober#1035 comes from counters read at different moments).
 #[derive(Debug)]
 pub(crate) struct TargetMetrics {
     target: String,
     labels: Arc<[(String, String)]>,
-    counts: [AtomicU64; COUNTS],
-    dscp_changed: AtomicU64,
-    /// Round trips per bucket of [`RTT_BUCKETS`] (not cumulative), past the last.
-    rtt_buckets: [AtomicU64; RTT_BUCKETS.len() + 1],
-    rtt_count: AtomicU64,
-    /// f64 bits: the sum of the round trips, seconds.
-    rtt_sum: AtomicU64,
-    /// The engine clock's ns of the last reply (of the start before one).
-    last_reply_ns: AtomicU64,
-    stamp: Option<StampMetrics>,
+    stamped: bool,
+    state: Mutex<State>,
 }
 
-/// A STAMP target's own figures.
-#[derive(Debug, Default)]
-struct StampMetrics {
-    forward_count: AtomicU64,
-    forward_sum: AtomicU64,
-    reverse_count: AtomicU64,
-    reverse_sum: AtomicU64,
-    invalid: AtomicU64,
-    split_known: AtomicBool,
-    lost_forward: AtomicU64,
-    lost_reverse: AtomicU64,
-    lost_unattributed: AtomicU64,
+/// A target's figures at one moment.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    counts: [u64; COUNTS],
+    dscp_changed: u64,
+    /// Round trips per bucket of [`RTT_BUCKETS`] (not cumulative), past the last.
+    rtt_buckets: [u64; RTT_BUCKETS.len() + 1],
+    rtt_count: u64,
+    /// The sum of the round trips, seconds.
+    rtt_sum: f64,
+    /// The engine clock's ns of the last reply (of the start before one).
+    last_reply_ns: u64,
+    /// A STAMP target's own figures.
+    stamp: StampFigures,
+}
+
+/// One matched reply, as the metrics take it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reply {
+    /// When it was booked (the engine's clock).
+    pub(crate) now_ns: u64,
+    /// Its round trip, when it is measured (intact, in time, first).
+    pub(crate) rtt_ns: Option<u64>,
+    /// It came back with another DSCP than its probe left with.
+    pub(crate) dscp_changed: bool,
 }
 
 /// The counters taken from the books' [`Counts`], in this order.
@@ -112,58 +124,44 @@ impl TargetMetrics {
         TargetMetrics {
             target: spec.target.clone(),
             labels: Arc::clone(&spec.labels),
-            counts: Default::default(),
-            dscp_changed: AtomicU64::new(0),
-            rtt_buckets: Default::default(),
-            rtt_count: AtomicU64::new(0),
-            rtt_sum: AtomicU64::new(0f64.to_bits()),
-            last_reply_ns: AtomicU64::new(now_ns),
-            stamp: spec.settings.stamp.then(StampMetrics::default),
+            stamped: spec.settings.stamp,
+            state: Mutex::new(State {
+                counts: [0; COUNTS],
+                dscp_changed: 0,
+                rtt_buckets: [0; RTT_BUCKETS.len() + 1],
+                rtt_count: 0,
+                rtt_sum: 0.0,
+                last_reply_ns: now_ns,
+                stamp: StampFigures::default(),
+            }),
         }
     }
 
-    /// Takes the books' running counts.
-    pub(crate) fn counts(&self, c: &Counts) {
-        for (cell, v) in self.counts.iter().zip(count_values(c)) {
-            cell.store(v, Relaxed);
+    /// Takes the books' running counts, with the reply that moved them (if
+    /// one did) and a STAMP target's figures, all at once.
+    pub(crate) fn update(&self, c: &Counts, reply: Option<Reply>, stamp: Option<StampFigures>) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.counts = count_values(c);
+        if let Some(stamp) = stamp {
+            s.stamp = stamp;
         }
-    }
-
-    /// Takes one matched reply at `now_ns`: its round trip when it is
-    /// measured (intact, in time, first), and whether its DSCP changed.
-    pub(crate) fn reply(&self, now_ns: u64, rtt_ns: Option<u64>, dscp_changed: bool) {
-        self.last_reply_ns.store(now_ns, Relaxed);
-        if dscp_changed {
-            self.dscp_changed.fetch_add(1, Relaxed);
-        }
-        if let Some(ns) = rtt_ns {
+        let Some(reply) = reply else { return };
+        s.last_reply_ns = reply.now_ns;
+        s.dscp_changed += u64::from(reply.dscp_changed);
+        if let Some(ns) = reply.rtt_ns {
             let secs = ns as f64 / 1e9;
             let i = RTT_BUCKETS
                 .iter()
                 .position(|&b| secs <= b)
                 .unwrap_or(RTT_BUCKETS.len());
-            self.rtt_buckets[i].fetch_add(1, Relaxed);
-            // One writer: load and store cannot lose an update.
-            let sum = f64::from_bits(self.rtt_sum.load(Relaxed)) + secs;
-            self.rtt_sum.store(sum.to_bits(), Relaxed);
-            self.rtt_count.fetch_add(1, Relaxed);
+            s.rtt_buckets[i] += 1;
+            s.rtt_sum += secs;
+            s.rtt_count += 1;
         }
     }
 
-    /// Takes a STAMP target's figures.
-    pub(crate) fn stamp(&self, f: &StampFigures) {
-        let Some(s) = &self.stamp else { return };
-        s.forward_count.store(f.forward.0, Relaxed);
-        s.forward_sum.store(f.forward.1.to_bits(), Relaxed);
-        s.reverse_count.store(f.reverse.0, Relaxed);
-        s.reverse_sum.store(f.reverse.1.to_bits(), Relaxed);
-        s.invalid.store(f.invalid, Relaxed);
-        s.split_known.store(f.lost_split.is_some(), Relaxed);
-        if let Some((fw, rv, un)) = f.lost_split {
-            s.lost_forward.store(fw, Relaxed);
-            s.lost_reverse.store(rv, Relaxed);
-            s.lost_unattributed.store(un, Relaxed);
-        }
+    fn snapshot(&self) -> State {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -301,50 +299,49 @@ impl TargetList {
     }
 }
 
+/// A target and its figures at the scrape.
+type Snap<'a> = (&'a TargetMetrics, State);
+
 /// One family over every target (or every STAMP target, `stamp_only`).
 fn family(
     encoder: &mut DescriptorEncoder,
     (name, help, kind): (&str, &str, MetricType),
-    targets: &[Arc<TargetMetrics>],
+    targets: &[Snap],
     stamp_only: bool,
-    mut each: impl FnMut(
-        &TargetMetrics,
-        &mut prometheus_client::encoding::MetricEncoder,
-    ) -> std::fmt::Result,
+    mut each: impl FnMut(&State, &mut MetricEncoder) -> std::fmt::Result,
 ) -> std::fmt::Result {
-    if stamp_only && !targets.iter().any(|t| t.stamp.is_some()) {
+    if stamp_only && !targets.iter().any(|(t, _)| t.stamped) {
         return Ok(());
     }
     let mut m = encoder.encode_descriptor(name, help, None, kind)?;
-    for t in targets {
-        if stamp_only && t.stamp.is_none() {
+    for (t, state) in targets {
+        if stamp_only && !t.stamped {
             continue;
         }
         let labels = SeriesLabels(t);
-        each(t, &mut m.encode_family(&labels)?)?;
+        each(state, &mut m.encode_family(&labels)?)?;
     }
     Ok(())
 }
 
-fn counter(m: &mut prometheus_client::encoding::MetricEncoder, v: u64) -> std::fmt::Result {
+fn counter(m: &mut MetricEncoder, v: u64) -> std::fmt::Result {
     m.encode_counter::<NoLabelSet, _, u64>(&v, None)
-}
-
-fn gauge_f64(m: &mut prometheus_client::encoding::MetricEncoder, v: f64) -> std::fmt::Result {
-    m.encode_gauge(&v)
 }
 
 impl Collector for TargetList {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let targets = self.current();
+        let now = self.clock.now_ns();
+        // Every target read once, whole, before anything is written.
+        let snaps: Vec<Snap> = targets.iter().map(|t| (&**t, t.snapshot())).collect();
         let e = &mut encoder;
         for (i, (name, help)) in COUNT_FAMILIES.iter().enumerate() {
             family(
                 e,
                 (name, help, MetricType::Counter),
-                &targets,
+                &snaps,
                 false,
-                |t, m| counter(m, t.counts[i].load(Relaxed)),
+                |s, m| counter(m, s.counts[i]),
             )?;
         }
         family(
@@ -354,9 +351,9 @@ impl Collector for TargetList {
                 "Replies that came back with another DSCP than the probes were sent with",
                 MetricType::Counter,
             ),
-            &targets,
+            &snaps,
             false,
-            |t, m| counter(m, t.dscp_changed.load(Relaxed)),
+            |s, m| counter(m, s.dscp_changed),
         )?;
         family(
             e,
@@ -365,19 +362,16 @@ impl Collector for TargetList {
                 "Round-trip time of intact replies in time",
                 MetricType::Histogram,
             ),
-            &targets,
+            &snaps,
             false,
-            |t, m| {
+            |s, m| {
                 let mut buckets = [(0f64, 0u64); RTT_BUCKETS.len()];
                 for (k, b) in buckets.iter_mut().enumerate() {
-                    *b = (RTT_BUCKETS[k], t.rtt_buckets[k].load(Relaxed));
+                    *b = (RTT_BUCKETS[k], s.rtt_buckets[k]);
                 }
-                let count = t.rtt_count.load(Relaxed);
-                let sum = f64::from_bits(t.rtt_sum.load(Relaxed));
-                m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+                m.encode_histogram::<NoLabelSet>(s.rtt_sum, s.rtt_count, &buckets, None)
             },
         )?;
-        let now = self.clock.now_ns();
         family(
             e,
             (
@@ -385,92 +379,93 @@ impl Collector for TargetList {
                 "Seconds since the last reply came (since the start before the first)",
                 MetricType::Gauge,
             ),
-            &targets,
+            &snaps,
             false,
-            |t, m| {
-                let age = now.saturating_sub(t.last_reply_ns.load(Relaxed));
-                gauge_f64(m, age as f64 / 1e9)
+            |s, m| {
+                let age = now.saturating_sub(s.last_reply_ns);
+                m.encode_gauge(&(age as f64 / 1e9))
             },
         )?;
-        stamp_families(e, &targets)
+        stamp_families(e, &snaps)
     }
 }
 
 /// The STAMP targets' one-way delays and loss by direction.
-fn stamp_families(e: &mut DescriptorEncoder, targets: &[Arc<TargetMetrics>]) -> std::fmt::Result {
-    type Get = fn(&StampMetrics) -> f64;
-    let families: [(&str, &str, MetricType, Get); 5] = [
+fn stamp_families(e: &mut DescriptorEncoder, targets: &[Snap]) -> std::fmt::Result {
+    type Get = fn(&StampFigures) -> f64;
+    let sums: [(&str, &str, Get); 2] = [
         (
             "udp_echo_client_stamp_owd_forward_delay_sum_seconds",
             "STAMP: sum of the sender-to-reflector delays (reflector's receive time minus our send time; needs synchronised clocks, may fall when they are not)",
-            MetricType::Gauge,
-            |s| f64::from_bits(s.forward_sum.load(Relaxed)),
-        ),
-        (
-            "udp_echo_client_stamp_owd_forward_samples",
-            "STAMP: replies whose forward delay is in the sum",
-            MetricType::Counter,
-            |s| s.forward_count.load(Relaxed) as f64,
+            |f| f.forward.1,
         ),
         (
             "udp_echo_client_stamp_owd_reverse_delay_sum_seconds",
             "STAMP: sum of the reflector-to-sender delays (our receive time minus the reflector's send time; needs synchronised clocks, may fall when they are not)",
-            MetricType::Gauge,
-            |s| f64::from_bits(s.reverse_sum.load(Relaxed)),
+            |f| f.reverse.1,
+        ),
+    ];
+    for (name, help, get) in sums {
+        family(e, (name, help, MetricType::Gauge), targets, true, |s, m| {
+            m.encode_gauge(&get(&s.stamp))
+        })?;
+    }
+    type Count = fn(&StampFigures) -> u64;
+    let counts: [(&str, &str, Count); 3] = [
+        (
+            "udp_echo_client_stamp_owd_forward_samples",
+            "STAMP: replies whose forward delay is in the sum",
+            |f| f.forward.0,
         ),
         (
             "udp_echo_client_stamp_owd_reverse_samples",
             "STAMP: replies whose reverse delay is in the sum",
-            MetricType::Counter,
-            |s| s.reverse_count.load(Relaxed) as f64,
+            |f| f.reverse.0,
         ),
         (
             "udp_echo_client_stamp_owd_invalid",
             "STAMP: replies whose time stamps cannot be true (in no delay)",
-            MetricType::Counter,
-            |s| s.invalid.load(Relaxed) as f64,
+            |f| f.invalid,
         ),
     ];
-    for (name, help, kind, get) in families {
-        family(e, (name, help, kind), targets, true, |t, m| {
-            let s = t.stamp.as_ref().expect("stamp targets only");
-            match kind {
-                MetricType::Counter => counter(m, get(s) as u64),
-                _ => gauge_f64(m, get(s)),
-            }
-        })?;
+    for (name, help, get) in counts {
+        family(
+            e,
+            (name, help, MetricType::Counter),
+            targets,
+            true,
+            |s, m| counter(m, get(&s.stamp)),
+        )?;
     }
-    for (name, help, get) in [
+    // Only where the split is known: a stateless reflector's series are
+    // absent rather than a made-up 0.
+    let known: Vec<Snap> = targets
+        .iter()
+        .filter(|(t, s)| t.stamped && s.stamp.lost_split.is_some())
+        .copied()
+        .collect();
+    type Split = fn((u64, u64, u64)) -> u64;
+    let splits: [(&str, &str, Split); 3] = [
         (
             "udp_echo_client_stamp_lost_forward",
             "STAMP: probes lost on the way to the reflector (stateful reflectors only)",
-            (|s: &StampMetrics| s.lost_forward.load(Relaxed)) as fn(&StampMetrics) -> u64,
+            |s| s.0,
         ),
         (
             "udp_echo_client_stamp_lost_reverse",
             "STAMP: replies lost on the way back (stateful reflectors only)",
-            |s| s.lost_reverse.load(Relaxed),
+            |s| s.1,
         ),
         (
             "udp_echo_client_stamp_lost_unattributed",
             "STAMP: losses after the last answered probe, direction unknown (stateful reflectors only)",
-            |s| s.lost_unattributed.load(Relaxed),
+            |s| s.2,
         ),
-    ] {
-        // Only where the split is known: a stateless reflector's series are
-        // absent rather than a made-up 0.
-        let known: Vec<Arc<TargetMetrics>> = targets
-            .iter()
-            .filter(|t| {
-                t.stamp
-                    .as_ref()
-                    .is_some_and(|s| s.split_known.load(Relaxed))
-            })
-            .cloned()
-            .collect();
-        family(e, (name, help, MetricType::Gauge), &known, true, |t, m| {
-            let s = t.stamp.as_ref().expect("stamp targets only");
-            m.encode_gauge(&(get(s) as i64))
+    ];
+    for (name, help, get) in splits {
+        family(e, (name, help, MetricType::Gauge), &known, true, |s, m| {
+            let split = s.stamp.lost_split.unwrap_or_default();
+            m.encode_gauge(&i64::try_from(get(split)).unwrap_or(i64::MAX))
         })?;
     }
     Ok(())
@@ -501,19 +496,25 @@ mod tests {
         let m = FleetMetrics::new(Clock::new());
         let a = Arc::new(TargetMetrics::new(&spec("127.0.0.1:7", false), 0));
         let b = Arc::new(TargetMetrics::new(&spec("[::1]:862", true), 0));
-        a.counts(&Counts {
+        let counts = Counts {
             sent: 3,
             received: 2,
             lost: 1,
             ..Counts::default()
-        });
-        a.reply(5, Some(120_000), true);
-        b.stamp(&StampFigures {
+        };
+        let reply = Reply {
+            now_ns: 5,
+            rtt_ns: Some(120_000),
+            dscp_changed: true,
+        };
+        a.update(&counts, Some(reply), None);
+        let figures = StampFigures {
             forward: (1, 0.5),
             reverse: (1, -0.25),
             invalid: 0,
             lost_split: Some((1, 0, 0)),
-        });
+        };
+        b.update(&Counts::default(), None, Some(figures));
         m.publish(vec![a, b]);
         let text = m.render();
         for line in [
