@@ -60,6 +60,11 @@ pub(crate) struct StampBase {
 const RECV_SLOTS: usize = 32;
 /// The longest sleep: how soon a stop or a reload is seen with nothing due.
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// How long after a probe's timeout its expiry timer fires: replies are
+/// read at the start of every round, so one that came just in time (by its
+/// kernel stamp) but is still queued when the timeout passes is booked as in
+/// time, not as late after a loss.
+const EXPIRY_GRACE_NS: u64 = 2_000_000;
 /// The longest sleep while replies wait in the sockets for their turn.
 const MAX_STAMPED_WAIT: Duration = Duration::from_millis(10);
 /// The receive buffer asked for when `--recv-buf` is not given: a second of
@@ -464,7 +469,9 @@ impl Engine {
                             }
                             self.metrics.process.probes_sent.inc();
                             self.schedule.push(Timer {
-                                due_ns: at.saturating_add(slot.timeout_ns).saturating_add(1),
+                                due_ns: at
+                                    .saturating_add(slot.timeout_ns)
+                                    .saturating_add(EXPIRY_GRACE_NS),
                                 kind: Kind::Expire,
                                 ..timer
                             });
