@@ -18,6 +18,7 @@ mod client_dscp;
 mod docs;
 mod dscp;
 mod dscp_remark;
+mod fleet_mesh;
 mod gro;
 mod guard;
 mod hermetic;
