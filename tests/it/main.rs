@@ -19,6 +19,7 @@ mod docs;
 mod dscp;
 mod dscp_remark;
 mod fleet;
+mod fleet_mesh;
 mod fleet_probe;
 mod gro;
 mod guard;
