@@ -84,6 +84,8 @@ pub enum Error {
         path: std::path::PathBuf,
         source: io::Error,
     },
+    /// The fleet's targets (`--targets`) cannot be read or are wrong.
+    Targets(crate::client::fleet::SourceError),
     /// A local I/O step failed: reading stdin, writing stdout, installing
     /// signal handlers.
     Io {
@@ -254,6 +256,7 @@ impl fmt::Display for Error {
                 write!(f, "cannot {what} {}: {}", path.display(), describe(source))
             }
             Error::Io { what, source } => write!(f, "cannot {what}: {}", describe(source)),
+            Error::Targets(e) => write!(f, "{e}"),
         }
     }
 }

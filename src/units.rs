@@ -142,9 +142,57 @@ pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses a positive duration as Prometheus writes one or as seconds:
+/// `500ms`, `1s`, `1.5s`, `2m`, `250us`, or a bare number of seconds (`0.5`);
+/// at most [`MAX_SECONDS`]. The fleet prober's `__param_interval` and
+/// `__param_timeout` labels, so one file serves both it and Prometheus.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = [
+        ("ms", 1e-3),
+        ("us", 1e-6),
+        ("µs", 1e-6),
+        ("s", 1.0),
+        ("m", 60.0),
+    ]
+    .iter()
+    .find_map(|&(unit, scale)| text.strip_suffix(unit).map(|n| (n, scale)))
+    .unwrap_or((text, 1.0));
+    let expected = || format!("expected a duration such as 500ms, 1s, 2m or 0.5, not {text:?}");
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 && number.starts_with(|c: char| c.is_ascii_digit()) => {
+            let secs = n * scale;
+            if secs > MAX_SECONDS {
+                return Err(format!("{text:?} is longer than {MAX_SECONDS} s (one day)"));
+            }
+            Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(expected)
+        }
+        _ => Err(expected()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_as_prometheus_writes_them_or_seconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_duration("500ms"), Ok(ms(500)));
+        assert_eq!(parse_duration("1s"), Ok(ms(1000)));
+        assert_eq!(parse_duration("1.5s"), Ok(ms(1500)));
+        assert_eq!(parse_duration("2m"), Ok(ms(120_000)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("0.25"), Ok(ms(250)));
+        for junk in [
+            "", "s", "0", "0s", "-1s", "1h", "1 s s", "nan", "inf", "1e30", "+1s", ".5s",
+        ] {
+            assert!(parse_duration(junk).is_err(), "{junk}");
+        }
+    }
 
     #[test]
     fn sizes_with_binary_suffixes() {

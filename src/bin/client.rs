@@ -116,6 +116,11 @@ fn run(command: Command, target: &Target, outputs: &Outputs) -> Result<ExitVerdi
             client::fleet::exporter::serve_at(listen, &allow, &on_signals()?, &mut io::stdout())
                 .map(|()| ExitVerdict::Passed)
         }
+        Command::Fleet(config) => {
+            let stop = Stop::on_signals_reloading(true)
+                .map_err(|source| io_error("install signal handlers", source))?;
+            client::fleet::run(&config, &stop).map(|()| ExitVerdict::Passed)
+        }
         Command::Doctor => {
             let (target, peer, label) = pin()?;
             let findings = client::doctor::diagnose(&target, &on_signals()?)?;

@@ -56,7 +56,9 @@ const LOGGING: &str = "Logging";
 // absence of a mode, so "one-shot only" reads "conflicts with every mode".
 // `sized`: the modes that send probes of --size; `timed`: those that run for --duration.
 // `--help` shows the same rules as a table (TAKEN_BY), checked against these.
-#[command(group(ArgGroup::new("sized").multiple(true).args(["count", "flood", "rate", "find_rate", "pmtu"])))]
+#[command(group(ArgGroup::new("sized").multiple(true).args(["count", "flood", "rate", "find_rate", "pmtu", "targets"])))]
+#[command(group(ArgGroup::new("probing").multiple(true).args(["count", "flood", "rate", "targets"])))]
+#[command(group(ArgGroup::new("paced").multiple(true).args(["count", "targets"])))]
 #[command(group(ArgGroup::new("measured").multiple(true).args(["count", "flood", "rate"])))]
 #[command(group(ArgGroup::new("timed").multiple(true).args(["flood", "rate", "find_rate"])))]
 pub struct Args {
@@ -82,7 +84,7 @@ pub struct Args {
     pub bind: Option<SocketAddr>,
 
     /// Send an empty datagram, which asks the server to stop.
-    #[arg(long, help_heading = MODE, conflicts_with_all = ["data", "count", "flood", "rate", "find_rate", "pmtu", "doctor"])]
+    #[arg(long, help_heading = MODE, conflicts_with_all = ["data", "count", "flood", "rate", "find_rate", "pmtu", "doctor", "targets"])]
     pub stop: bool,
 
     /// Ping: send N probes, one per --interval (0 = until Ctrl-C).
@@ -114,6 +116,39 @@ pub struct Args {
     /// Starts at --size and searches up to 65507 bytes.
     #[arg(long, group = "mode", conflicts_with = "data", help_heading = MODE)]
     pub pmtu: bool,
+
+    /// Fleet: probe every target of a file_sd FILE or a DNS name, for Prometheus.
+    ///
+    /// SOURCE is a Prometheus file_sd file (JSON, or YAML by .yml/.yaml),
+    /// dns+srv:NAME or dns+a:NAME:PORT; needs --metrics. Each target is probed
+    /// every -i (1 s) until stopped; labels __param_mode, __param_interval,
+    /// __param_size, __param_tos and __param_timeout override the command
+    /// line per group. The file is re-read when it changes and on SIGHUP.
+    /// docs/fleet.md has the format and the metrics.
+    #[arg(long, value_name = "SOURCE", group = "mode", requires = "metrics", value_parser = parse_targets,
+          conflicts_with_all = ["data", "target", "host", "port", "bind", "interface"], help_heading = MODE)]
+    pub targets: Option<crate::client::fleet::TargetSource>,
+
+    /// Fleet: probe each target N times, then keep serving the final counts.
+    ///
+    /// For a sweep of the fleet, or a test: once every probe is answered or
+    /// past its timeout, /metrics holds each target's final figures until
+    /// the prober is stopped. Without it, targets are probed until stopped.
+    #[arg(long, value_name = "N", requires = "targets", conflicts_with_all = ["stop", "count", "flood", "rate", "find_rate", "pmtu", "doctor", "list_targets"], value_parser = clap::value_parser!(u64).range(1..),
+          help_heading = MODE)]
+    pub rounds: Option<u64>,
+
+    /// Fleet: a label every series carries, e.g. source_node=$(NODE_NAME).
+    ///
+    /// Repeatable. A group of --targets may not set the same label.
+    #[arg(long, value_name = "NAME=VALUE", requires = "targets", conflicts_with_all = ["stop", "count", "flood", "rate", "find_rate", "pmtu", "doctor", "list_targets"], value_parser = crate::client::fleet::spec::parse_constant_label,
+          help_heading = OUTPUT)]
+    pub label: Vec<(String, String)>,
+
+    /// Fleet: seconds between re-reads of --targets and its names' lookups.
+    #[arg(long, value_name = "SECS", default_value = "30", requires = "targets", conflicts_with_all = ["stop", "count", "flood", "rate", "find_rate", "pmtu", "doctor", "list_targets"], value_parser = parse_positive_seconds,
+          help_heading = TIMING)]
+    pub refresh: Duration,
 
     /// Diagnose UDP on this host and the path to the target.
     ///
@@ -151,12 +186,17 @@ pub struct Args {
     #[arg(skip)]
     pub stamp_size: Option<u32>,
 
+    /// Whether `--size` was on the command line (the fleet's default for
+    /// every target; else each target's mode picks its own).
+    #[arg(skip)]
+    pub size_given: bool,
+
     /// Mark the probes with this TOS byte or DSCP name (EF, AF41, CS1, ...).
     ///
     /// Ping, flood and rate; a TOS byte is 0-255 or 0x... The report says which
     /// DSCP came back. With --stamp, a Class of Service TLV also asks the reflector
     /// which way a re-mark happened.
-    #[arg(long, value_name = "VALUE", requires = "measured", value_parser = crate::net::dscp::parse_tos, help_heading = PROBE)]
+    #[arg(long, value_name = "VALUE", requires = "probing", value_parser = crate::net::dscp::parse_tos, help_heading = PROBE)]
     pub tos: Option<u8>,
 
     /// Seconds to wait for a reply (fractions allowed).
@@ -166,10 +206,11 @@ pub struct Args {
           help_heading = TIMING)]
     pub timeout: Duration,
 
-    /// Ping: seconds between probes [default: 1].
+    /// Ping and fleet: seconds between probes [default: 1].
     ///
-    /// 0 sends the next as soon as the reply or its timeout comes.
-    #[arg(short, long, value_name = "SECS", requires = "count", allow_hyphen_values = true, value_parser = parse_seconds,
+    /// 0 sends the next as soon as the reply or its timeout comes (ping; the
+    /// fleet's shortest is 0.01).
+    #[arg(short, long, value_name = "SECS", requires = "paced", allow_hyphen_values = true, value_parser = parse_seconds,
           conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop", "data"], help_heading = TIMING)]
     pub interval: Option<Duration>,
 
@@ -182,7 +223,7 @@ pub struct Args {
 
     /// Flood: probes in flight per flow.
     #[arg(short, long, value_name = "N", default_value_t = 32, requires = "flood", value_parser = clap::value_parser!(u32).range(1..=65536),
-          conflicts_with_all = ["count", "rate", "find_rate", "pmtu", "doctor", "stop", "data"], help_heading = TIMING)]
+          conflicts_with_all = ["count", "rate", "find_rate", "pmtu", "doctor", "stop", "data", "targets"], help_heading = TIMING)]
     pub window: u32,
 
     /// Sockets (source ports) in flood and rate mode.
@@ -195,13 +236,13 @@ pub struct Args {
 
     /// --find-rate: the loss allowed, in percent.
     #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "find_rate", value_parser = parse_percent,
-          conflicts_with_all = ["count", "flood", "rate", "pmtu", "doctor", "stop", "data"], help_heading = TIMING)]
+          conflicts_with_all = ["count", "flood", "rate", "pmtu", "doctor", "stop", "data", "targets"], help_heading = TIMING)]
     pub max_loss: f64,
 
     /// Print the summary as one JSON object on stdout.
     ///
     /// Instead of the human report; docs/json.md describes its fields.
-    #[arg(long, requires = "mode", conflicts_with_all = ["stop", "data"], help_heading = OUTPUT)]
+    #[arg(long, requires = "mode", conflicts_with_all = ["stop", "data", "targets"], help_heading = OUTPUT)]
     pub json: bool,
 
     /// Write one record per probe to FILE (.csv: CSV, else NDJSON; -: stdout).
@@ -223,13 +264,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE.svg", requires = "measured", value_parser = parse_svg_path, help_heading = OUTPUT)]
     pub plot: Option<PathBuf>,
 
-    /// Ping: serve Prometheus metrics at http://ADDR:PORT/metrics.
+    /// Ping and fleet: serve Prometheus metrics at http://ADDR:PORT/metrics.
     ///
-    /// Ping mode as a continuous probe; port 0 picks one, and the URL goes to
-    /// stderr. With no TARGET and no mode: an exporter answering
-    /// /probe?target=HOST:PORT with one burst each, as blackbox_exporter does.
-    // Without -c, only the exporter (no TARGET, -H or -p): checked after
-    // parsing (`check_exporter`).
+    /// Ping mode as a continuous probe, or the fleet's (--targets); port 0
+    /// picks one, and the URL goes to stderr. With no TARGET and no mode: an
+    /// exporter answering /probe?target=HOST:PORT with one burst each, as
+    /// blackbox_exporter does.
+    // Without -c or --targets, only the exporter (no TARGET, -H or -p):
+    // checked after parsing (`check_exporter`).
     #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["flood", "rate", "find_rate", "pmtu", "doctor", "stop", "data"],
           value_parser = crate::metrics::parse_addr, help_heading = OUTPUT)]
     pub metrics: Option<SocketAddr>,
@@ -247,7 +289,7 @@ pub struct Args {
     ///
     /// One session per flow: also one-way delays and, with a stateful reflector,
     /// loss by direction. The port defaults to 862.
-    #[arg(long, requires = "measured", conflicts_with_all = ["find_rate", "pmtu", "doctor", "stop", "data"], help_heading = STAMP)]
+    #[arg(long, requires = "probing", conflicts_with_all = ["find_rate", "pmtu", "doctor", "stop", "data"], help_heading = STAMP)]
     pub stamp: bool,
 
     /// Authenticated mode (HMAC-SHA-256) with the shared key in FILE.
@@ -276,7 +318,7 @@ pub struct Args {
 }
 
 /// The modes, in the order of the columns of `--help`'s table.
-const MODE_NAMES: [&str; 8] = [
+const MODE_NAMES: [&str; 9] = [
     "one-shot",
     "stop",
     "ping",
@@ -285,20 +327,22 @@ const MODE_NAMES: [&str; 8] = [
     "find-rate",
     "pmtu",
     "doctor",
+    "fleet",
 ];
 
 /// Which options each mode takes, as `--help` shows them (docs/client.md has
 /// the same table); a test checks clap's rules against it.
-const TAKEN_BY: [(&str, &str); 10] = [
+const TAKEN_BY: [(&str, &str); 11] = [
     ("-d, --data", "one-shot"),
-    ("-i, --interval", "ping"),
-    ("-s, --size", "ping flood rate find-rate pmtu"),
+    ("-i, --interval", "ping fleet"),
+    ("-s, --size", "ping flood rate find-rate pmtu fleet"),
     ("-w, --window", "flood"),
     ("-D, --duration, --flows", "flood rate find-rate"),
     ("--max-loss", "find-rate"),
     ("--json", "ping flood rate find-rate pmtu doctor"),
-    ("--metrics", "ping"),
-    ("--tos, --stamp, --stamp-*", "ping flood rate"),
+    ("--metrics", "ping fleet"),
+    ("--refresh", "fleet"),
+    ("--tos, --stamp, --stamp-*", "ping flood rate fleet"),
     ("--probes, --histogram, --plot", "ping flood rate"),
 ];
 
@@ -336,6 +380,8 @@ pub(crate) fn mode_table() -> String {
   --doctor       diagnose UDP on this host and the path to the target
   --list-targets print the targets a dns+srv:, dns+a: or file source gives
   --metrics A:P  with no TARGET and no mode: the /probe exporter (blackbox style)
+  --targets SRC  fleet: probe every target of a file_sd file or DNS name for
+                 Prometheus, until stopped (with --metrics; docs/fleet.md)
 
 Options each mode takes (any other is a usage error, exit 2):
 ",
@@ -363,7 +409,8 @@ Options each mode takes (any other is a usage error, exit 2):
         text.push_str(row.trim_end());
         text.push('\n');
     }
-    text.push_str("  TARGET, -H, -p, -4, -6, -t, -b, --interface, buffers, -v, -q: every mode\n");
+    text.push_str("  TARGET, -H, -p, -b, --interface: every mode but fleet\n");
+    text.push_str("  -4, -6, -t, buffers, -v, -q: every mode\n");
     text
 }
 
@@ -387,10 +434,21 @@ impl Args {
         let mut args = Args::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
         let port_given = matches.value_source("port") == Some(ValueSource::CommandLine);
         let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-        if args.metrics.is_some() && args.count.is_none() {
+        args.size_given = given("size");
+        if args.metrics.is_some() && args.count.is_none() && args.targets.is_none() {
             let target_given = args.target.is_some() || given("host") || port_given;
             check_exporter(target_given, given("timeout") || given("bind"))
                 .map_err(|message| cmd.error(clap::error::ErrorKind::ArgumentConflict, message))?;
+        }
+        if args.targets.is_some()
+            && args
+                .interval
+                .is_some_and(|i| i < crate::client::fleet::spec::MIN_INTERVAL)
+        {
+            return Err(cmd.error(
+                clap::error::ErrorKind::ValueValidation,
+                "-i: a fleet target is probed at most every 0.01 s",
+            ));
         }
         args.resolve_target(port_given)
             .map_err(|message| cmd.error(clap::error::ErrorKind::ArgumentConflict, message))?;
@@ -499,6 +557,11 @@ impl From<&Args> for Outputs {
             plot: args.plot.clone(),
         }
     }
+}
+
+/// Parses `--targets`: a file, `dns+srv:NAME` or `dns+a:NAME:PORT`.
+fn parse_targets(text: &str) -> std::result::Result<crate::client::fleet::TargetSource, String> {
+    crate::client::fleet::TargetSource::parse(text)
 }
 
 /// Parses `--port` for the client: a port to send to, so not 0 (the server's

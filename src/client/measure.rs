@@ -61,11 +61,11 @@ use crate::error::{Error, Result};
 use crate::net::udp_table;
 use crate::shutdown::Stop;
 
-mod books;
+pub(crate) mod books;
 pub(crate) mod codec;
 mod flow;
 mod modes;
-mod offload;
+pub(crate) mod offload;
 mod summary;
 
 use codec::Codec;

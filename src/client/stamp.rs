@@ -249,6 +249,20 @@ fn unix_ns(format: TimeFormat, t: u64) -> i128 {
     i128::from(unix_ns_exact(format, t))
 }
 
+/// One STAMP session's figures as the fleet prober exports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct StampFigures {
+    /// Sender → reflector delays: how many, and their sum in seconds.
+    pub(crate) forward: (u64, f64),
+    /// Reflector → sender delays: how many, and their sum in seconds.
+    pub(crate) reverse: (u64, f64),
+    /// Replies whose time stamps cannot be true (not in the delays).
+    pub(crate) invalid: u64,
+    /// Loss (forward, reverse, unattributed); `None` for a stateless
+    /// reflector once something was lost.
+    pub(crate) lost_split: Option<(u64, u64, u64)>,
+}
+
 /// Per-flow STAMP figures, fed with every reply the books matched.
 pub(crate) struct StampBooks {
     mode: Mode,
@@ -285,14 +299,35 @@ pub(crate) struct StampBooks {
 impl StampBooks {
     /// Figures for one flow of `codec`'s session (`None` for echo probes).
     pub(crate) fn for_codec(codec: &Codec) -> Option<StampBooks> {
+        StampBooks::build(codec, Owd::new)
+    }
+
+    /// [`for_codec`](Self::for_codec) keeping only the one-way delays'
+    /// counts and sums (the fleet prober: no histograms per target).
+    pub(crate) fn compact(codec: &Codec) -> Option<StampBooks> {
+        StampBooks::build(codec, Owd::sums_only)
+    }
+
+    /// What the fleet prober exports of one target's session, given its
+    /// books' `lost` and `in_flight`.
+    pub(crate) fn figures(&self, lost: u64, in_flight: u64) -> StampFigures {
+        StampFigures {
+            forward: self.forward.count_and_sum_seconds(),
+            reverse: self.reverse.count_and_sum_seconds(),
+            invalid: self.impossible,
+            lost_split: self.split(lost, in_flight),
+        }
+    }
+
+    fn build(codec: &Codec, owd: fn() -> Owd) -> Option<StampBooks> {
         let Codec::Stamp(s) = codec else { return None };
         Some(StampBooks {
             mode: s.mode,
             origin_unix_ns: s.origin_unix_ns,
             dscp_sent: s.cos.map(|c| c.dscp1),
             key: s.key.clone(),
-            forward: Owd::new(),
-            reverse: Owd::new(),
+            forward: owd(),
+            reverse: owd(),
             impossible: 0,
             synchronized: false,
             stateful: false,

@@ -80,6 +80,26 @@ pub use tos::{
     RecvMeta, enable_recv_tos, recv_from_meta, recv_from_tos, send_to_from, send_to_tos,
 };
 
+/// Makes the C allocator (glibc) give every block of `bytes` or more back to
+/// the kernel when it is freed, instead of raising that threshold to the
+/// largest block freed so far (its default): a fleet's scrape builds a body of
+/// tens of MB, and without this the second scrape's stays resident for good.
+/// A no-op elsewhere (and in the portable build).
+pub fn return_large_blocks(bytes: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(udp_echo_portable)))]
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only sets one of glibc's allocator tunables; it takes
+    // any value (refusing a bad one by returning 0) and touches no memory of ours.
+    unsafe {
+        libc::mallopt(
+            libc::M_MMAP_THRESHOLD,
+            libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX),
+        );
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu", not(udp_echo_portable))))]
+    let _ = bytes;
+}
+
 /// `poll(2)` over several descriptors: the metrics endpoint's connections.
 mod poll;
 pub use poll::{PollFd, poll};

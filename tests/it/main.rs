@@ -18,6 +18,8 @@ mod client_dscp;
 mod docs;
 mod dscp;
 mod dscp_remark;
+mod fleet;
+mod fleet_mesh;
 mod fleet_probe;
 mod gro;
 mod guard;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// One HTTP GET of `path`; returns the status code and the body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the metrics port");
     stream.set_read_timeout(Some(WAIT)).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
@@ -44,7 +44,7 @@ fn metrics_addr(server: &ServerProcess) -> SocketAddr {
 }
 
 /// The value of the sample whose name and labels are exactly `series`.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -64,7 +64,7 @@ fn scrape_until(addr: SocketAddr, series: &str, want: f64) -> String {
 }
 
 /// `promtool check metrics` on `text`; `None` (and a visible skip) without promtool.
-fn promtool(text: &str) -> Option<(bool, String)> {
+pub(crate) fn promtool(text: &str) -> Option<(bool, String)> {
     let Ok(mut child) = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -182,12 +182,12 @@ fn a_link_local_address_without_a_scope_id_says_how_to_add_one() {
     );
 }
 
-/// `--stamp` and `--tos` go with the measured modes (ping, flood, rate)
-/// only; with `--stamp`, a `--size` that cannot hold the STAMP packet and an
+/// `--stamp` and `--tos` go with the probing modes (ping, flood, rate,
+/// fleet) only; with `--stamp`, a `--size` that cannot hold the STAMP packet and an
 /// Extra Padding TLV is refused. Each mistake is one clap error naming the options, exit 2.
 #[test]
 fn stamp_and_tos_outside_the_measured_modes_are_usage_errors() {
-    let a_mode = "<--count <N>|--flood|--rate <PPS>>";
+    let a_mode = "<--count <N>|--flood|--rate <PPS>|--targets <SOURCE>>";
     for (args, names) in [
         (&["--tos", "EF"][..], &["--tos <VALUE>", a_mode][..]),
         (&["--stamp"], &["--stamp", a_mode]),

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Each mode's flags, and each option given explicitly.
-pub(super) const MODES: [(&str, &[&str]); 8] = [
+pub(super) const MODES: [(&str, &[&str]); 9] = [
     ("one-shot", &[]),
     ("stop", &["--stop"]),
     ("ping", &["-c", "3"]),
@@ -12,17 +12,34 @@ pub(super) const MODES: [(&str, &[&str]); 8] = [
     ("find-rate", &["--find-rate"]),
     ("pmtu", &["--pmtu"]),
     ("doctor", &["--doctor"]),
+    (
+        "fleet",
+        &["--targets", "t.json", "--metrics", "127.0.0.1:0"],
+    ),
 ];
-const OPTIONS: [(&str, &[&str], &str); 12] = [
+const OPTIONS: [(&str, &[&str], &str); 17] = [
     ("-d", &["-d", "x"], "one-shot"),
-    ("-i", &["-i", "0.5"], "ping"),
-    ("-s", &["-s", "100"], "ping flood rate find-rate pmtu"),
+    ("-i", &["-i", "0.5"], "ping fleet"),
+    ("-s", &["-s", "100"], "ping flood rate find-rate pmtu fleet"),
+    ("--refresh", &["--refresh", "5"], "fleet"),
+    ("--rounds", &["--rounds", "5"], "fleet"),
+    ("--label", &["--label", "node=a"], "fleet"),
+    (
+        "TARGET",
+        &["127.0.0.1:7"],
+        "one-shot stop ping flood rate find-rate pmtu doctor",
+    ),
+    (
+        "-H",
+        &["-H", "127.0.0.1"],
+        "one-shot stop ping flood rate find-rate pmtu doctor",
+    ),
     ("-w", &["-w", "8"], "flood"),
     ("-D", &["-D", "2"], "flood rate find-rate"),
     ("--flows", &["--flows", "2"], "flood rate find-rate"),
     ("--max-loss", &["--max-loss", "1"], "find-rate"),
-    ("--tos", &["--tos", "EF"], "ping flood rate"),
-    ("--stamp", &["--stamp"], "ping flood rate"),
+    ("--tos", &["--tos", "EF"], "ping flood rate fleet"),
+    ("--stamp", &["--stamp"], "ping flood rate fleet"),
     (
         "--json",
         &["--json"],
@@ -31,7 +48,7 @@ const OPTIONS: [(&str, &[&str], &str); 12] = [
     (
         "-t",
         &["-t", "2"],
-        "one-shot stop ping flood rate find-rate pmtu doctor",
+        "one-shot stop ping flood rate find-rate pmtu doctor fleet",
     ),
     (
         "-b",
@@ -75,6 +92,8 @@ fn two_modes_are_refused_naming_both() {
             );
         }
     }
+    let e = Args::try_parse_from([PROGRAM, "--targets", "t.json"]).unwrap_err();
+    assert!(e.to_string().contains("--metrics"), "{e}");
     let e = Args::try_parse_from([PROGRAM, "--data", "x", "--size", "100"]).unwrap_err();
     let text = e.to_string();
     assert!(text.contains("--data") && text.contains("--size"), "{text}");

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use super::Args;
 use crate::client::Target;
+use crate::client::fleet::FleetConfig;
+use crate::client::fleet::spec::Defaults;
 use crate::client::measure::{MeasureConfig, MeasureMode};
 use crate::client::stamp::StampConfig;
 use crate::error::{Error, Result};
@@ -43,6 +45,8 @@ pub enum Command {
     /// exporter, listening there, probing only inside `--probe-allow`
     /// (empty: anywhere).
     Exporter(std::net::SocketAddr, Vec<crate::net::cidr::Cidr>),
+    /// `--targets`: probe a fleet until stopped, for Prometheus.
+    Fleet(Box<FleetConfig>),
 }
 
 /// The payload of a one-shot probe (`--data`).
@@ -143,7 +147,39 @@ impl From<&Args> for Command {
             window: args.window as usize,
         });
         let rate = args.rate.map(|pps| MeasureMode::Rate { pps });
-        if let Some(source) = &args.list_targets {
+        if let (Some(source), Some(metrics)) = (&args.targets, args.metrics) {
+            Command::Fleet(Box::new(FleetConfig {
+                source: source.clone(),
+                metrics,
+                defaults: Defaults {
+                    stamp: args.stamp,
+                    interval: args.interval.unwrap_or(Duration::from_secs(1)),
+                    size: args.size_given.then_some(args.size as usize),
+                    tos: args.tos,
+                    timeout: args.timeout,
+                    stamp_authenticated: args.stamp_key.is_some(),
+                    rounds: args.rounds,
+                    labels: args.label.clone(),
+                },
+                refresh: args.refresh,
+                family: args.common.family(),
+                stamp: StampOptions {
+                    key_file: args.stamp_key.clone(),
+                    key_dir: None,
+                    stateful: false,
+                    ptp: args.stamp_ptp,
+                    tlv_ignore: false,
+                    location: Default::default(),
+                    return_allow: Default::default(),
+                },
+                ssid: args
+                    .stamp_ssid
+                    .unwrap_or((std::process::id() as u16).max(1)),
+                recv_buf: args.common.recv_buf,
+                send_buf: args.common.send_buf,
+                probe_allow: args.probe_allow.clone(),
+            }))
+        } else if let Some(source) = &args.list_targets {
             Command::ListTargets(source.clone())
         } else if let (Some(listen), None) = (args.metrics, args.count) {
             Command::Exporter(listen, args.probe_allow.clone())

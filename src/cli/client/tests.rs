@@ -111,7 +111,7 @@ fn the_help_table_matches_the_mode_rules() {
         let flag = label.split([',', ' ']).next().unwrap();
         let value: &[&str] = match flag {
             "-d" => &["x"],
-            "-i" | "-D" => &["1"],
+            "-i" | "-D" | "--refresh" => &["1"],
             "-s" => &["100"],
             "-w" => &["8"],
             "--max-loss" => &["1"],
@@ -121,6 +121,10 @@ fn the_help_table_matches_the_mode_rules() {
             _ => &[],
         };
         for (mode, mode_flags) in super::applicability::MODES {
+            if mode_flags.contains(&flag) {
+                // The mode needs it (fleet: --metrics): given once already.
+                continue;
+            }
             // `--metrics` alone is the /probe exporter, a mode of its own:
             // one-shot is asked for by its --data.
             let mode_flags: &[&str] = match (flag, mode) {

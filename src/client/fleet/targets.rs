@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use super::discover;
+use super::{discover, file_sd};
 
 /// One `file_sd` group: `{"targets": ["host:port", …], "labels": {…}}`.
 ///
@@ -105,7 +105,7 @@ impl TargetSource {
             problem,
         };
         match self {
-            TargetSource::File(_) => Err(fail("file_sd files are not read yet".into())),
+            TargetSource::File(path) => file_sd::read(path).map_err(fail),
             TargetSource::DnsSrv { name } => discover::srv(name).map_err(fail),
             TargetSource::DnsA { name, port } => discover::a(name, *port).map_err(fail),
         }

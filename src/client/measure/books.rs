@@ -104,6 +104,24 @@ impl Books {
     ) -> Books {
         // The reservations are capped so an absurd --rate × --timeout cannot
         // ask for gigabytes up front (the FIFO still grows if it must).
+        Books::build(
+            codec,
+            (size, timeout),
+            in_flight_max.min(1 << 22) + 64,
+            in_flight_max.saturating_mul(4).clamp(1 << 16, 1 << 26),
+            Latency::new,
+        )
+    }
+
+    /// Books with room for `pending` probes in flight, a ring of `ring_bits`
+    /// and round-trip records made by `latency`.
+    fn build(
+        codec: Codec,
+        (size, timeout): (usize, Duration),
+        pending: usize,
+        ring_bits: usize,
+        latency: fn() -> Latency,
+    ) -> Books {
         Books {
             codec,
             size,
@@ -111,12 +129,12 @@ impl Books {
             next_seq: 1,
             next_stamp: 0,
             base: 1,
-            pending: VecDeque::with_capacity(in_flight_max.min(1 << 22) + 64),
-            settled_seen: BitRing::new(in_flight_max.saturating_mul(4).clamp(1 << 16, 1 << 26)),
+            pending: VecDeque::with_capacity(pending),
+            settled_seen: BitRing::new(ring_bits),
             highest: 0,
             outstanding: 0,
             counts: Counts::default(),
-            latency: Latency::new(),
+            latency: latency(),
             quiet_since: None,
             longest_silence_ns: 0,
             records: None,
@@ -125,8 +143,30 @@ impl Books {
             tx_asked: false,
             tx_stamped: 0,
             tx_missing: 0,
-            send_delay: Latency::new(),
+            send_delay: latency(),
         }
+    }
+
+    /// Books for one target of the fleet prober: the same checks, sized for
+    /// a probe every interval rather than a flood. The FIFO holds
+    /// `in_flight_max` probes before it grows, the ring remembers 4 × that
+    /// (at least 256) settled probes for late and duplicate replies, and the
+    /// round trips keep their sums only (no HDR histogram: ≈ 200 KiB each,
+    /// while a fleet of 10,000 targets must fit in 64 MiB).
+    pub(crate) fn compact(
+        codec: Codec,
+        size: usize,
+        timeout: Duration,
+        in_flight_max: usize,
+    ) -> Books {
+        let in_flight_max = in_flight_max.clamp(1, 1 << 16);
+        Books::build(
+            codec,
+            (size, timeout),
+            in_flight_max + 1,
+            in_flight_max.saturating_mul(4).clamp(256, 1 << 18),
+            Latency::sums_only,
+        )
     }
 
     /// Round trips timed with a time other probes share (a send of several,

@@ -246,7 +246,7 @@ fn realtime_ns() -> u64 {
 /// clock on both sides of the books' clock, again (a few times at most) when
 /// the thread was preempted between the reads, which would shift every
 /// kernel-stamped round trip of the batch by the delay.
-pub(super) fn clock_pair(clock: &Clock) -> (u64, u64) {
+pub(crate) fn clock_pair(clock: &Clock) -> (u64, u64) {
     const TIGHT_NS: u64 = 2_000;
     let mut pair = (0, 0);
     for _ in 0..3 {
@@ -267,7 +267,7 @@ pub(super) fn clock_pair(clock: &Clock) -> (u64, u64) {
 /// the receive: now minus the datagram's age. Exact up to the two clock
 /// reads, whatever the offset between the clocks. A stamp from the future
 /// (the realtime clock stepped back) counts as now.
-pub(super) fn kernel_at(now_ns: u64, realtime_now_ns: u64, kernel_ns: u64) -> u64 {
+pub(crate) fn kernel_at(now_ns: u64, realtime_now_ns: u64, kernel_ns: u64) -> u64 {
     now_ns.saturating_sub(realtime_now_ns.saturating_sub(kernel_ns))
 }
 

@@ -32,11 +32,15 @@ pub struct OwdSummary {
 /// The one-way delays of one direction.
 #[derive(Debug, Clone)]
 pub(crate) struct Owd {
-    non_negative: Histogram<u64>,
+    /// `None` in a sums-only record ([`Owd::sums_only`]): no quantiles.
+    non_negative: Option<Histogram<u64>>,
     /// Taken on the first negative delay: with synchronised clocks there is none.
     negative: Option<Histogram<u64>>,
     min_ns: i64,
     max_ns: i64,
+    /// Delays recorded and their sum, ns (exact, whatever the histograms).
+    count: u64,
+    sum_ns: i128,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -46,24 +50,45 @@ fn histogram() -> Histogram<u64> {
 impl Owd {
     pub(crate) fn new() -> Owd {
         Owd {
-            non_negative: histogram(),
+            non_negative: Some(histogram()),
+            ..Owd::sums_only()
+        }
+    }
+
+    /// A record of the count, sum, min and max only (the fleet prober's
+    /// targets: two histograms of ≈ 200 KiB each per target would not fit).
+    pub(crate) fn sums_only() -> Owd {
+        Owd {
+            non_negative: None,
             negative: None,
             min_ns: i64::MAX,
             max_ns: i64::MIN,
+            count: 0,
+            sum_ns: 0,
         }
     }
 
     fn count(&self) -> u64 {
-        self.non_negative.len() + self.negative.as_ref().map_or(0, Histogram::len)
+        self.count
+    }
+
+    /// Delays recorded, and their sum in seconds.
+    pub(crate) fn count_and_sum_seconds(&self) -> (u64, f64) {
+        (self.count, self.sum_ns as f64 / 1e9)
     }
 
     /// Records one delay, ns.
     pub(crate) fn record(&mut self, ns: i64) {
         self.min_ns = self.min_ns.min(ns);
         self.max_ns = self.max_ns.max(ns);
+        self.count += 1;
+        self.sum_ns += i128::from(ns);
+        let Some(non_negative) = &mut self.non_negative else {
+            return;
+        };
         let magnitude = ns.unsigned_abs().clamp(1, MAX_NS);
         if ns >= 0 {
-            self.non_negative.saturating_record(magnitude);
+            non_negative.saturating_record(magnitude);
         } else {
             self.negative
                 .get_or_insert_with(histogram)
@@ -73,8 +98,16 @@ impl Owd {
 
     /// Adds another flow's delays.
     pub(crate) fn merge(&mut self, o: &Owd) {
-        self.non_negative.add(&o.non_negative).expect("same bounds");
-        if let Some(theirs) = &o.negative {
+        self.count += o.count;
+        self.sum_ns += o.sum_ns;
+        match (&mut self.non_negative, &o.non_negative) {
+            (Some(mine), Some(theirs)) => mine.add(theirs).expect("same bounds"),
+            _ => {
+                self.non_negative = None;
+                self.negative = None;
+            }
+        }
+        if let (Some(theirs), Some(_)) = (&o.negative, &self.non_negative) {
             self.negative
                 .get_or_insert_with(histogram)
                 .add(theirs)
@@ -95,11 +128,14 @@ impl Owd {
                 let from_top = below - rank + 1;
                 -(neg.value_at_quantile(from_top as f64 / below as f64) as i64)
             }
-            _ => {
-                let k = rank - below;
-                let pos = &self.non_negative;
-                pos.value_at_quantile(k as f64 / pos.len() as f64) as i64
-            }
+            _ => match &self.non_negative {
+                Some(pos) => {
+                    let k = rank - below;
+                    pos.value_at_quantile(k as f64 / pos.len() as f64) as i64
+                }
+                // Sums only: no quantiles; the mean stands in (in [min, max]).
+                None => (self.sum_ns / i128::from(n.max(1))) as i64,
+            },
         };
         value.clamp(self.min_ns, self.max_ns)
     }

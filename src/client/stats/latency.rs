@@ -8,9 +8,14 @@ use super::{MAX_RTT_NS, RttSummary};
 /// Round-trip times of intact replies: exact min/mean/max/stddev from running
 /// sums, percentiles from an HDR histogram (3 significant digits, ns units, so
 /// far finer than the microseconds it reports), and the RFC 3550 jitter.
+///
+/// A [`sums_only`](Latency::sums_only) record keeps no histogram (≈ 200 KiB
+/// each): the fleet prober books thousands of targets and exports only its
+/// own Prometheus buckets, the count and the sum.
 #[derive(Debug, Clone)]
 pub struct Latency {
-    histogram: Histogram<u64>,
+    /// `None` in a sums-only record: no quantiles, no buckets.
+    histogram: Option<Histogram<u64>>,
     count: u64,
     sum_ns: f64,
     sum_sq_ns: f64,
@@ -30,7 +35,17 @@ impl Latency {
     /// An empty record; allocates the histogram once, so recording never does.
     pub fn new() -> Latency {
         Latency {
-            histogram: Histogram::new_with_bounds(1, MAX_RTT_NS, 3).expect("valid bounds"),
+            histogram: Some(Histogram::new_with_bounds(1, MAX_RTT_NS, 3).expect("valid bounds")),
+            ..Latency::sums_only()
+        }
+    }
+
+    /// A record of the exact running figures only (count, sum, min, max,
+    /// jitter), without the histogram: its quantiles are 0 and it has no
+    /// buckets. A merge with one (either way) keeps only the sums.
+    pub fn sums_only() -> Latency {
+        Latency {
+            histogram: None,
             count: 0,
             sum_ns: 0.0,
             sum_sq_ns: 0.0,
@@ -44,7 +59,9 @@ impl Latency {
     /// Records one round trip, in arrival order (the jitter depends on it).
     pub fn record(&mut self, rtt_ns: u64) {
         let v = rtt_ns.clamp(1, MAX_RTT_NS);
-        self.histogram.saturating_record(v);
+        if let Some(h) = &mut self.histogram {
+            h.saturating_record(v);
+        }
         self.count += 1;
         self.sum_ns += v as f64;
         self.sum_sq_ns += (v as f64) * (v as f64);
@@ -68,7 +85,11 @@ impl Latency {
         if o.count == 0 {
             return;
         }
-        self.histogram.add(&o.histogram).expect("same bounds");
+        match (&mut self.histogram, &o.histogram) {
+            (Some(mine), Some(theirs)) => mine.add(theirs).expect("same bounds"),
+            // Sums only on either side: the sums below are still exact.
+            _ => self.histogram = None,
+        }
         let total = (self.count + o.count) as f64;
         self.jitter_ns =
             (self.jitter_ns * self.count as f64 + o.jitter_ns * o.count as f64) / total;
@@ -82,7 +103,9 @@ impl Latency {
     /// Forgets everything (the interval record, after each interval line),
     /// keeping the histogram's allocation.
     pub fn reset(&mut self) {
-        self.histogram.reset();
+        if let Some(h) = &mut self.histogram {
+            h.reset();
+        }
         self.count = 0;
         self.sum_ns = 0.0;
         self.sum_sq_ns = 0.0;
@@ -96,12 +119,9 @@ impl Latency {
     /// exact [min, max]: the histogram answers with the highest value its
     /// bucket stands for, which can lie above every value recorded.
     pub fn quantile_ns(&self, q: f64) -> u64 {
-        if self.count == 0 {
-            0
-        } else {
-            self.histogram
-                .value_at_quantile(q)
-                .clamp(self.min_ns, self.max_ns)
+        match &self.histogram {
+            Some(h) if self.count > 0 => h.value_at_quantile(q).clamp(self.min_ns, self.max_ns),
+            _ => 0,
         }
     }
 
@@ -148,7 +168,10 @@ impl Latency {
     pub fn log_buckets(&self) -> Vec<RttBucket> {
         let bucket_of = |v: u64| 64 - v.saturating_sub(1).leading_zeros();
         let mut buckets: Vec<RttBucket> = Vec::new();
-        for v in self.histogram.iter_recorded() {
+        let Some(histogram) = &self.histogram else {
+            return Vec::new();
+        };
+        for v in histogram.iter_recorded() {
             // Every value the histogram holds stands for an interval; its
             // highest equivalent value names the bucket.
             let value = v.value_iterated_to().max(1);
@@ -185,7 +208,10 @@ impl Latency {
         let per = f64::from(per_doubling.clamp(1, 8));
         let bound = |k: i64| 2f64.powf(k as f64 / per).round() as u64;
         let mut buckets: Vec<(i64, u64)> = Vec::new();
-        for v in self.histogram.iter_recorded() {
+        let Some(histogram) = &self.histogram else {
+            return Vec::new();
+        };
+        for v in histogram.iter_recorded() {
             // Every value the histogram holds stands for an interval; its
             // highest equivalent value names the bucket.
             let value = v.value_iterated_to().max(1) as f64;

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 #[cfg(target_os = "linux")]
+pub(crate) mod mesh;
 pub(crate) mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};

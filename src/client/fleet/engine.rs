@@ -1,0 +1,805 @@
+//! The fleet's one probing thread: every target's probes leave from a few
+//! unconnected sockets (one per address family in use), on the schedule's
+//! timers, and every reply is matched to its target by source address and
+//! booked in that target's [`Books`] — the checking path of ping, flood,
+//! rate and STAMP (sequence, send time, whole body; lost only after the
+//! timeout).
+//!
+//! Timing, as "numbers that are what they say" asks: kernel to kernel. Each
+//! probe leaves in its own `sendto` and its round trip starts at the
+//! kernel's transmit stamp of that send (`SO_TIMESTAMPING` with `OPT_ID`:
+//! the stamp's key names the send, a ring maps it to the target's probe);
+//! without one, at the time read just before that `sendto`, never a time
+//! shared with another probe. Each reply is timed with the kernel's receive
+//! stamp (`SO_TIMESTAMPNS`), moved onto the books' clock as flows do. So the
+//! engine being late to a reply (a scrape, a reload, a busy host) does not
+//! lengthen its round trip.
+//!
+//! Between timers the thread sleeps in `poll` on its sockets until the next
+//! one is due: no spinning. Memory per target is its compact books, its
+//! metrics' atomics and one or two timers; the receive buffers are shared.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use super::metrics::{FleetMetrics, Reply, TargetMetrics};
+use super::schedule::{Kind, Schedule, Timer, first_due, next_due, phase_ns};
+use super::spec::TargetSpec;
+use crate::client::measure::books::Books;
+use crate::client::measure::codec::{Codec, StampCodec};
+use crate::client::measure::offload::{clock_pair, kernel_at};
+use crate::client::probe::Clock;
+use crate::client::stamp::StampBooks;
+use crate::error::{Error, Result};
+use crate::net::udp_table;
+use crate::shutdown::Stop;
+use crate::stamp::packet::ClassOfService;
+use crate::stamp::{Key, Mode, TimeFormat};
+use crate::sys::{self, Batch, PollFd};
+
+/// A target the loader resolved: what to probe and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    pub(crate) spec: Arc<TargetSpec>,
+    pub(crate) addr: SocketAddr,
+}
+
+/// The STAMP session fields every STAMP target shares.
+#[derive(Clone)]
+pub(crate) struct StampBase {
+    pub(crate) key: Option<Key>,
+    pub(crate) format: TimeFormat,
+    pub(crate) ssid: u16,
+}
+
+/// Datagrams one `recvmmsg` takes.
+const RECV_SLOTS: usize = 32;
+/// The longest sleep: how soon a stop or a reload is seen with nothing due.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+/// How long after a probe's timeout its expiry timer fires: replies are
+/// read at the start of every round, so one that came just in time (by its
+/// kernel stamp) but is still queued when the timeout passes is booked as in
+/// time, not as late after a loss.
+const EXPIRY_GRACE_NS: u64 = 2_000_000;
+/// The longest sleep while replies wait in the sockets for their turn.
+const MAX_STAMPED_WAIT: Duration = Duration::from_millis(10);
+/// The receive buffer asked for when `--recv-buf` is not given: a second of
+/// replies of 10,000 targets, so a scrape or a reload stalling the thread
+/// loses none.
+const DEFAULT_RECV_BUF: usize = 4 << 20;
+
+/// One target being probed.
+struct Slot {
+    spec: Arc<TargetSpec>,
+    addr: SocketAddr,
+    books: Books,
+    /// Boxed: most targets are echo targets, and a STAMP session's figures
+    /// are ten times an echo slot.
+    stamp: Option<Box<StampBooks>>,
+    metrics: Arc<TargetMetrics>,
+    generation: u32,
+    interval_ns: u64,
+    timeout_ns: u64,
+    dscp_sent: u8,
+}
+
+/// Socket options from the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SocketConfig {
+    pub(crate) recv_buf: Option<usize>,
+    pub(crate) send_buf: Option<usize>,
+}
+
+/// The probing thread's state.
+pub(crate) struct Engine {
+    clock: Clock,
+    origin_unix_ns: u64,
+    stamp: StampBase,
+    /// Boxed, so the vector holds pointers and each slot takes its own size
+    /// (the vector's spare capacity is 8 bytes a target, not a whole slot).
+    slots: Vec<Option<Box<Slot>>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    by_target: HashMap<Arc<str>, u32>,
+    by_addr: HashMap<SocketAddr, u32>,
+    schedule: Schedule,
+    v4: Option<UdpSocket>,
+    v6: Option<UdpSocket>,
+    /// Each socket's sends by transmit-stamp key, where the kernel stamps them.
+    tx4: Option<TxRing>,
+    tx6: Option<TxRing>,
+    /// Every socket gets kernel receive stamps: replies need not be read
+    /// as they come ([`wait`](Self::wait)).
+    rx_stamped: bool,
+    sockets: SocketConfig,
+    inbox: Batch,
+    /// Where each probe is written before its send.
+    out: Vec<u8>,
+    metrics: Arc<FleetMetrics>,
+    /// The kernel's drop count of our sockets, last read.
+    drops_seen: u64,
+    /// Send errors logged, to log only the first few.
+    send_errors_logged: u64,
+}
+
+impl Engine {
+    /// An engine with no target yet, on `clock` (whose 0 is `origin_unix_ns`).
+    pub(crate) fn new(
+        clock: Clock,
+        origin_unix_ns: u64,
+        stamp: StampBase,
+        sockets: SocketConfig,
+        metrics: Arc<FleetMetrics>,
+    ) -> Engine {
+        Engine {
+            clock,
+            origin_unix_ns,
+            stamp,
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            by_target: HashMap::new(),
+            by_addr: HashMap::new(),
+            schedule: Schedule::default(),
+            v4: None,
+            v6: None,
+            tx4: None,
+            tx6: None,
+            rx_stamped: true,
+            sockets,
+            inbox: Batch::new(RECV_SLOTS),
+            out: vec![0; crate::net::MAX_UDP_PAYLOAD_V6],
+            metrics,
+            drops_seen: 0,
+            send_errors_logged: 0,
+        }
+    }
+
+    /// Probes until `stop`, taking new target sets from `updates`.
+    pub(crate) fn run(&mut self, updates: &Receiver<Vec<Resolved>>, stop: &Stop) {
+        let mut next_drops = 0;
+        while !stop.is_requested() {
+            // Only the newest set matters.
+            if let Some(set) = updates.try_iter().last() {
+                self.apply(set);
+            }
+            // What came while asleep first: a reply in the socket before its
+            // probe's expiry timer fires is booked as in time (its kernel
+            // stamp says when it came).
+            self.receive();
+            let now = self.clock.now_ns();
+            let mut fired = 0u32;
+            while let Some(timer) = self.schedule.pop_due(now) {
+                self.fire(timer);
+                fired += 1;
+                if fired % 256 == 0 {
+                    // A long run of sends: take the replies meanwhile.
+                    self.receive();
+                }
+            }
+            self.receive();
+            if now >= next_drops {
+                self.read_drops();
+                next_drops = now + 1_000_000_000;
+            }
+            let wait = self.schedule.next_due().map_or(MAX_WAIT, |due| {
+                Duration::from_nanos(due.saturating_sub(self.clock.now_ns()))
+            });
+            self.wait(wait.min(MAX_WAIT));
+        }
+    }
+
+    /// Sleeps until the next timer (`wait`, rounded up to a millisecond).
+    ///
+    /// With kernel receive stamps the sockets are not watched: a reply is
+    /// timed by its stamp whenever it is read, so replies wait in the socket
+    /// until the next timer and are taken in batches, and the thread wakes
+    /// at most a thousand times a second instead of once per reply (10,000
+    /// times a second with 10,000 targets; each wake-up costs more than the
+    /// reply). Without them (portable build) the sockets are watched, so a
+    /// reply is read, and timed, as it comes.
+    fn wait(&self, wait: Duration) {
+        if wait.is_zero() {
+            return;
+        }
+        if self.rx_stamped {
+            // A stamp waiting in the socket is moved onto the books' clock
+            // when read, through the realtime clock: a short wait keeps a
+            // slewed clock's error out of it (≤ 5 µs in 10 ms at the
+            // 500 ppm the kernel slews at most).
+            let wait = wait.min(MAX_STAMPED_WAIT);
+            if let Err(e) = sys::poll(&mut [], wait) {
+                log::debug!("fleet: poll failed: {e}");
+                std::thread::sleep(wait);
+            }
+            return;
+        }
+        let polled = match (&self.v4, &self.v6) {
+            (Some(a), Some(b)) => {
+                sys::poll(&mut [PollFd::new(a, false), PollFd::new(b, false)], wait)
+            }
+            (Some(a), None) | (None, Some(a)) => sys::poll(&mut [PollFd::new(a, false)], wait),
+            (None, None) => {
+                std::thread::sleep(wait);
+                Ok(0)
+            }
+        };
+        if let Err(e) = polled {
+            log::debug!("fleet: poll failed: {e}");
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// Replaces the targets with `set`: a target with the same string, labels
+    /// and settings keeps its books and counters (its address may change);
+    /// any other is new; those not in `set` stop, and their series leave.
+    pub(crate) fn apply(&mut self, set: Vec<Resolved>) {
+        let now = self.clock.now_ns();
+        let mut by_target: HashMap<Arc<str>, u32> = HashMap::with_capacity(set.len());
+        let mut by_addr: HashMap<SocketAddr, u32> = HashMap::with_capacity(set.len());
+        let mut published = Vec::with_capacity(set.len());
+        for r in set {
+            if let Some(&other) = by_addr.get(&r.addr) {
+                let other = self.slots[other as usize]
+                    .as_ref()
+                    .map_or("?", |s| &s.spec.target);
+                log::warn!(
+                    "target {:?} is {} as {other:?} is: not probed (replies could not be told apart)",
+                    r.spec.target,
+                    r.addr
+                );
+                continue;
+            }
+            let kept = self
+                .by_target
+                .get(r.spec.target.as_str())
+                .copied()
+                .filter(|&i| {
+                    self.slots[i as usize]
+                        .as_ref()
+                        .is_some_and(|s| s.spec == r.spec)
+                });
+            let idx = match kept {
+                Some(i) => {
+                    let slot = self.slots[i as usize].as_mut().expect("kept slot");
+                    slot.addr = r.addr;
+                    i
+                }
+                None => match self.add(&r, now) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        log::error!("target {:?}: {e}", r.spec.target);
+                        continue;
+                    }
+                },
+            };
+            let slot = self.slots[idx as usize].as_ref().expect("live slot");
+            published.push(Arc::clone(&slot.metrics));
+            by_target.insert(Arc::from(r.spec.target.as_str()), idx);
+            by_addr.insert(r.addr, idx);
+        }
+        // Those no longer listed (or changed: replaced above) stop.
+        for i in 0..self.slots.len() {
+            let live = self.slots[i]
+                .as_ref()
+                .is_some_and(|s| by_target.get(s.spec.target.as_str()) == Some(&(i as u32)));
+            if self.slots[i].is_some() && !live {
+                self.slots[i] = None;
+                self.generations[i] = self.generations[i].wrapping_add(1);
+                self.free.push(i as u32);
+            }
+        }
+        self.by_target = by_target;
+        self.by_addr = by_addr;
+        self.metrics.publish(published);
+    }
+
+    /// Starts probing a new target: its slot, books and first send.
+    fn add(&mut self, r: &Resolved, now: u64) -> Result<u32> {
+        self.socket_for(r.addr)?;
+        let s = r.spec.settings;
+        let codec = if s.stamp {
+            Codec::Stamp(StampCodec {
+                mode: if self.stamp.key.is_some() {
+                    Mode::Authenticated
+                } else {
+                    Mode::Open
+                },
+                key: self.stamp.key.clone(),
+                format: self.stamp.format,
+                ssid: self.stamp.ssid,
+                origin_unix_ns: self.origin_unix_ns,
+                cos: s.tos.map(|tos| ClassOfService {
+                    dscp1: tos >> 2,
+                    ..ClassOfService::default()
+                }),
+                follow_up: false,
+            })
+        } else {
+            Codec::Echo
+        };
+        let interval_ns = nanos(s.interval).max(1);
+        let timeout_ns = nanos(s.timeout);
+        // Probes a target has out at once: those of one timeout, and one more.
+        let in_flight = usize::try_from(timeout_ns / interval_ns + 2).unwrap_or(usize::MAX);
+        let stamp = StampBooks::compact(&codec).map(Box::new);
+        let mut books = Books::compact(codec, s.size, s.timeout, in_flight);
+        let tx = match r.addr {
+            SocketAddr::V4(_) => &self.tx4,
+            SocketAddr::V6(_) => &self.tx6,
+        };
+        if tx.is_some() {
+            books.ask_tx_stamps();
+        }
+        let slot = Slot {
+            books,
+            stamp,
+            metrics: Arc::new(TargetMetrics::new(&r.spec, now)),
+            spec: Arc::clone(&r.spec),
+            addr: r.addr,
+            generation: 0,
+            interval_ns,
+            timeout_ns,
+            dscp_sent: s.tos.unwrap_or(0) >> 2,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 targets")
+            }
+        };
+        let generation = self.generations[idx as usize];
+        self.slots[idx as usize] = Some(Box::new(Slot { generation, ..slot }));
+        self.schedule.push(Timer {
+            due_ns: first_due(now, phase_ns(&r.spec.target, interval_ns), interval_ns),
+            kind: Kind::Send,
+            slot: idx,
+            generation,
+        });
+        Ok(idx)
+    }
+
+    /// Opens the socket of `addr`'s family, if not yet open.
+    fn socket_for(&mut self, addr: SocketAddr) -> Result<()> {
+        let (cell, tx, bind): (&mut Option<UdpSocket>, &mut Option<TxRing>, SocketAddr) = match addr
+        {
+            SocketAddr::V4(_) => (
+                &mut self.v4,
+                &mut self.tx4,
+                "0.0.0.0:0".parse().expect("address"),
+            ),
+            SocketAddr::V6(_) => (
+                &mut self.v6,
+                &mut self.tx6,
+                "[::]:0".parse().expect("address"),
+            ),
+        };
+        if cell.is_some() {
+            return Ok(());
+        }
+        let fail = |what: &'static str| {
+            move |source: io::Error| Error::Socket {
+                what,
+                addr: bind,
+                source,
+            }
+        };
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(bind),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .map_err(fail("create the fleet's socket"))?;
+        if bind.is_ipv6() {
+            socket
+                .set_only_v6(true)
+                .map_err(fail("make the fleet's IPv6 socket IPv6-only"))?;
+        }
+        let recv_buf = self.sockets.recv_buf.unwrap_or(DEFAULT_RECV_BUF);
+        if let Err(e) = socket.set_recv_buffer_size(recv_buf) {
+            log::warn!("fleet: cannot set SO_RCVBUF to {recv_buf}: {e}");
+        }
+        if let Some(size) = self.sockets.send_buf {
+            if let Err(e) = socket.set_send_buffer_size(size) {
+                log::warn!("fleet: cannot set SO_SNDBUF to {size}: {e}");
+            }
+        }
+        socket
+            .bind(&bind.into())
+            .map_err(fail("bind the fleet's socket"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(fail("make the fleet's socket non-blocking"))?;
+        let socket: UdpSocket = socket.into();
+        if let Err(e) = sys::enable_rx_timestamps(&socket) {
+            log::warn!("fleet: no kernel receive time stamps ({e}): replies timed in user space");
+            self.rx_stamped = false;
+        }
+        if let Err(e) = sys::enable_recv_tos(&socket) {
+            log::debug!("fleet: cannot read the replies' TOS here: {e}");
+        }
+        // Round trips from the kernel's transmit stamp of each probe, as
+        // ping's: the host's own send path is not in them.
+        *tx = match sys::enable_tx_timestamps(&socket) {
+            Ok(()) => Some(TxRing::new()),
+            Err(e) => {
+                log::debug!(
+                    "fleet: no kernel transmit stamps ({e}): round trips from the send call"
+                );
+                None
+            }
+        };
+        *cell = Some(socket);
+        Ok(())
+    }
+
+    /// Handles one timer.
+    fn fire(&mut self, timer: Timer) {
+        let i = timer.slot as usize;
+        let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        if slot.generation != timer.generation {
+            return;
+        }
+        match timer.kind {
+            Kind::Expire => {
+                slot.books.expire(self.clock.now_ns(), &mut |_| {});
+                publish(slot, None);
+            }
+            Kind::Send => {
+                let now = self.clock.now_ns();
+                slot.books.expire(now, &mut |_| {});
+                if slot
+                    .spec
+                    .settings
+                    .rounds
+                    .is_some_and(|rounds| slot.books.next_seq() > rounds)
+                {
+                    // --rounds sent: no more sends; the expiry timers
+                    // already queued settle the last probes.
+                    publish(slot, None);
+                    return;
+                }
+                let (socket, tx) = match slot.addr {
+                    SocketAddr::V4(_) => (self.v4.as_ref(), self.tx4.as_mut()),
+                    SocketAddr::V6(_) => (self.v6.as_ref(), self.tx6.as_mut()),
+                };
+                if let Some(socket) = socket {
+                    let seq = slot.books.next_seq();
+                    let sent_at = send(slot, socket, &mut self.out, &self.clock);
+                    match sent_at {
+                        Ok(at) => {
+                            if let Some(tx) = tx {
+                                tx.sent(timer.slot, timer.generation, seq);
+                            }
+                            self.metrics.process.probes_sent.inc();
+                            self.schedule.push(Timer {
+                                due_ns: at
+                                    .saturating_add(slot.timeout_ns)
+                                    .saturating_add(EXPIRY_GRACE_NS),
+                                kind: Kind::Expire,
+                                ..timer
+                            });
+                        }
+                        Err(e) => {
+                            self.metrics.process.send_errors.inc();
+                            if self.send_errors_logged < 10 {
+                                self.send_errors_logged += 1;
+                                log::warn!("fleet: send to {} failed: {e}", slot.spec.target);
+                            }
+                        }
+                    }
+                }
+                publish(slot, None);
+                let now = self.clock.now_ns();
+                self.schedule.push(Timer {
+                    due_ns: next_due(timer.due_ns, now, slot.interval_ns),
+                    ..timer
+                });
+            }
+        }
+    }
+
+    /// Takes every reply queued on the sockets, each socket's transmit
+    /// stamps first: a stamp is queued during its send, so every reply in
+    /// hand finds its probe's stamp booked.
+    fn receive(&mut self) {
+        for v6 in [false, true] {
+            self.take_tx_stamps(v6);
+            // Bounded: a flood of datagrams cannot keep the thread from sending.
+            for _ in 0..64 {
+                let socket = if v6 { &self.v6 } else { &self.v4 };
+                let Some(socket) = socket else { break };
+                match self.inbox.recv_queued(socket) {
+                    Ok(n) => self.book(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // ICMP errors are not reported on an unconnected
+                        // socket; anything else is logged and survived.
+                        log::debug!("fleet: receive failed: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Books the transmit stamps queued on one socket's error queue (none
+    /// without blocking). Read every round, not only when one is awaited: a
+    /// queued stamp makes `poll` return at once, so one left there would spin.
+    fn take_tx_stamps(&mut self, v6: bool) {
+        let (socket, tx) = if v6 {
+            (&self.v6, &mut self.tx6)
+        } else {
+            (&self.v4, &mut self.tx4)
+        };
+        let (Some(socket), Some(tx)) = (socket, tx) else {
+            return;
+        };
+        let (slots, clock) = (&mut self.slots, &self.clock);
+        let mut pair = None;
+        let read = sys::read_tx_timestamps(socket, &mut |key, kernel_ns| {
+            let Some((i, generation, seq)) = tx.probe(key) else {
+                return;
+            };
+            let Some(slot) = slots
+                .get_mut(i as usize)
+                .and_then(Option::as_mut)
+                .filter(|s| s.generation == generation)
+            else {
+                return;
+            };
+            let (now, realtime_now) = *pair.get_or_insert_with(|| clock_pair(clock));
+            slot.books
+                .tx_stamp(seq, 1, kernel_at(now, realtime_now, kernel_ns));
+        });
+        if let Err(e) = read {
+            log::debug!("fleet: reading transmit stamps failed: {e}");
+        }
+    }
+
+    /// Books the `n` datagrams of the last receive.
+    fn book(&mut self, n: usize) {
+        let (now, realtime_now) = clock_pair(&self.clock);
+        for k in 0..n {
+            let (data, source) = self.inbox.datagram(k);
+            let Some(&i) = source.and_then(|s| self.by_addr.get(&s)) else {
+                self.metrics.process.replies_foreign.inc();
+                continue;
+            };
+            let Some(slot) = self.slots[i as usize].as_mut() else {
+                continue;
+            };
+            let (at, shared) = match self.inbox.rx_time_ns(k) {
+                Some(kernel) => (kernel_at(now, realtime_now, kernel), false),
+                None => (now, n > 1),
+            };
+            let tos = self.inbox.tos(k);
+            let reply = slot.books.reply_at(data, at, shared).map(|answer| {
+                let measured = answer.measured();
+                if let (Some(stamp), true) = (&mut slot.stamp, measured) {
+                    stamp.reply(data, answer.seq, answer.check, at, tos);
+                }
+                Reply {
+                    now_ns: now,
+                    rtt_ns: measured.then_some(answer.rtt_ns),
+                    dscp_changed: tos.is_some_and(|t| t >> 2 != slot.dscp_sent),
+                }
+            });
+            publish(slot, reply);
+        }
+    }
+
+    /// Moves the receive-drops counter to the kernel's count for our sockets.
+    fn read_drops(&mut self) {
+        let inodes: Vec<u64> = [&self.v4, &self.v6]
+            .into_iter()
+            .flatten()
+            .filter_map(udp_table::socket_inode)
+            .collect();
+        if let Some(drops) = udp_table::drops_of(&inodes) {
+            let new = drops.saturating_sub(self.drops_seen);
+            self.metrics.process.receive_drops.inc_by(new);
+            self.drops_seen = self.drops_seen.max(drops);
+        }
+    }
+}
+
+/// Sends remembered by their transmit-stamp key (`OPT_ID`: the socket's
+/// sends counted from 0): which target's which probe. A ring of the last
+/// [`TX_KEYS`] sends, made once; a stamp read later than that is dropped
+/// (its probe is timed from its send call).
+struct TxRing {
+    next: u32,
+    /// `(key, slot, generation, seq)` at `key % TX_KEYS`.
+    ring: Vec<(u32, u32, u32, u64)>,
+}
+
+/// Sends a ring remembers: far more than one loop of the engine sends
+/// (stamps are read every loop).
+const TX_KEYS: usize = 4096;
+
+impl TxRing {
+    fn new() -> TxRing {
+        TxRing {
+            next: 0,
+            ring: vec![(u32::MAX, 0, 0, 0); TX_KEYS],
+        }
+    }
+
+    /// Books one send: probe `seq` of the target in `slot` of `generation`.
+    fn sent(&mut self, slot: u32, generation: u32, seq: u64) {
+        let key = self.next;
+        self.ring[key as usize % TX_KEYS] = (key, slot, generation, seq);
+        self.next = key.wrapping_add(1);
+    }
+
+    /// The probe the send numbered `key` carried, if still remembered.
+    fn probe(&self, key: u32) -> Option<(u32, u32, u64)> {
+        let (k, slot, generation, seq) = self.ring[key as usize % TX_KEYS];
+        (k == key).then_some((slot, generation, seq))
+    }
+}
+
+/// Sends `slot`'s next probe on `socket`: its time read just before its own
+/// send. Returns that time.
+fn send(slot: &mut Slot, socket: &UdpSocket, out: &mut [u8], clock: &Clock) -> io::Result<u64> {
+    let size = slot.spec.settings.size;
+    let buf = &mut out[..size];
+    let seq = slot.books.next_seq();
+    let at = clock.now_ns();
+    slot.books.codec().fill(buf, seq, slot.books.stamp(at));
+    let sent = match slot.spec.settings.tos {
+        Some(tos) => sys::send_to_tos(socket, buf, slot.addr, tos),
+        None => socket.send_to(buf, slot.addr),
+    };
+    match sent {
+        Ok(_) => {
+            slot.books.sent(1, at);
+            Ok(at)
+        }
+        Err(e) => {
+            slot.books.send_error();
+            Err(e)
+        }
+    }
+}
+
+/// Hands a target's books (and the reply that moved them) to its metrics.
+fn publish(slot: &Slot, reply: Option<Reply>) {
+    let counts = slot.books.counts();
+    let stamp = slot
+        .stamp
+        .as_ref()
+        .map(|s| s.figures(counts.lost, slot.books.outstanding()));
+    slot.metrics.update(counts, reply, stamp);
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::fleet::spec::Settings;
+
+    fn resolved(target: &str, site: &str, interval_ms: u64) -> Resolved {
+        Resolved {
+            spec: Arc::new(TargetSpec {
+                target: target.into(),
+                labels: vec![("site".into(), site.into())].into(),
+                settings: Settings {
+                    stamp: false,
+                    interval: Duration::from_millis(interval_ms),
+                    size: 64,
+                    tos: None,
+                    timeout: Duration::from_secs(1),
+                    rounds: None,
+                },
+            }),
+            addr: target.parse().unwrap(),
+        }
+    }
+
+    fn engine() -> Engine {
+        let clock = Clock::new();
+        Engine::new(
+            clock,
+            0,
+            StampBase {
+                key: None,
+                format: TimeFormat::Ntp,
+                ssid: 1,
+            },
+            SocketConfig::default(),
+            Arc::new(FleetMetrics::new(clock, &[])),
+        )
+    }
+
+    /// The metrics of `target`, by its string.
+    fn metrics_of(e: &Engine, target: &str) -> Option<Arc<TargetMetrics>> {
+        let i = *e.by_target.get(target)?;
+        e.slots[i as usize].as_ref().map(|s| Arc::clone(&s.metrics))
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_targets_and_replaces_the_rest() {
+        let mut e = engine();
+        e.apply(vec![
+            resolved("127.0.0.1:7", "a", 1000),
+            resolved("127.0.0.1:8", "b", 1000),
+            resolved("127.0.0.1:9", "c", 1000),
+        ]);
+        let kept = metrics_of(&e, "127.0.0.1:7").unwrap();
+        let relabelled = metrics_of(&e, "127.0.0.1:8").unwrap();
+        // Books move on: the kept target's must survive the reload.
+        let i = e.by_target["127.0.0.1:7"] as usize;
+        e.slots[i].as_mut().unwrap().books.sent(3, 10);
+        e.apply(vec![
+            resolved("127.0.0.1:7", "a", 1000),
+            resolved("127.0.0.1:8", "B", 1000),
+            resolved("127.0.0.1:10", "d", 1000),
+        ]);
+        assert!(Arc::ptr_eq(&kept, &metrics_of(&e, "127.0.0.1:7").unwrap()));
+        let i = e.by_target["127.0.0.1:7"] as usize;
+        assert_eq!(e.slots[i].as_ref().unwrap().books.counts().sent, 3);
+        // Another label: another series, new books.
+        assert!(!Arc::ptr_eq(
+            &relabelled,
+            &metrics_of(&e, "127.0.0.1:8").unwrap()
+        ));
+        assert!(metrics_of(&e, "127.0.0.1:9").is_none());
+        assert!(metrics_of(&e, "127.0.0.1:10").is_some());
+        assert_eq!(e.by_target.len(), 3);
+        assert_eq!(e.slots.iter().flatten().count(), 3);
+        // Replies are matched by address: the removed one's is foreign now.
+        assert!(!e.by_addr.contains_key(&"127.0.0.1:9".parse().unwrap()));
+        let text = e.metrics.render();
+        assert!(!text.contains("127.0.0.1:9\""), "{text}");
+        assert!(text.contains("udp_echo_client_fleet_targets 3"), "{text}");
+    }
+
+    #[test]
+    fn a_removed_targets_timers_are_dropped_and_its_slot_reused() {
+        let mut e = engine();
+        e.apply(vec![resolved("127.0.0.1:7", "a", 1000)]);
+        e.apply(vec![resolved("127.0.0.1:8", "b", 1000)]);
+        e.apply(vec![
+            resolved("127.0.0.1:8", "b", 1000),
+            resolved("127.0.0.1:9", "c", 1000),
+        ]);
+        // The first target's slot, freed, holds the third under a new generation.
+        assert_eq!(e.slots.len(), 2);
+        assert_eq!(e.generations[0], 1);
+        assert_eq!(e.by_target["127.0.0.1:9"], 0);
+        // Three send timers, one stale: only the two live targets' fire.
+        let mut live = 0;
+        while let Some(t) = e.schedule.pop_due(u64::MAX) {
+            let slot = e.slots[t.slot as usize].as_ref().unwrap();
+            live += u32::from(slot.generation == t.generation);
+        }
+        assert_eq!(live, 2);
+    }
+
+    #[test]
+    fn two_targets_at_one_address_probe_only_the_first() {
+        let mut e = engine();
+        let mut other = resolved("127.0.0.1:7", "a", 1000);
+        other.spec = Arc::new(TargetSpec {
+            target: "localhost:7".into(),
+            ..(*other.spec).clone()
+        });
+        e.apply(vec![resolved("127.0.0.1:7", "a", 1000), other]);
+        assert_eq!(e.by_target.len(), 1);
+        assert!(e.by_target.contains_key("127.0.0.1:7"));
+    }
+}
