@@ -27,7 +27,7 @@ use crate::stamp::Key;
 use crate::stamp::followup::{FOLLOW_UP_LEN, FollowUp, TLV_FOLLOW_UP};
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
 use crate::stamp::packet::{HMAC_TLV_LEN, find_tlv, tlv_flags, tlvs_authentic};
-use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat};
+use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat, error_estimate_us};
 use follow::FollowBooks;
 use owd::Owd;
 
@@ -179,6 +179,12 @@ impl StampConfig {
                 ..ClassOfService::default()
             }),
             follow_up: self.follow_up,
+            // Once per session: a run's packets all say the same, so a
+            // reply's copy of it checks against one value.
+            error_estimate: self
+                .options
+                .format()
+                .error_estimate_of(crate::sys::kernel_clock()),
         }))
     }
 }
@@ -208,6 +214,16 @@ pub struct StampSummary {
     /// synchronised to UTC. One-way delays need both clocks synchronised;
     /// this sender does not claim it (its S bit is clear).
     pub reflector_clock_synchronized: bool,
+    /// The error the reflector's last reply claims for its clock (its
+    /// error estimate's scale and multiplier), µs, rounded up; `None`
+    /// without replies.
+    pub reflector_clock_error_us: Option<u64>,
+    /// This sender's S bit: set when the kernel says its clock is
+    /// synchronised (`adjtimex`, see `stamp::clock_synchronized`).
+    pub sender_clock_synchronized: bool,
+    /// The error this sender's packets claim for its clock, µs (the
+    /// kernel's `esterror`, rounded up to the encoding).
+    pub sender_clock_error_us: u64,
     /// Whether the reflector numbers replies per session (its sequence
     /// numbers differ from ours): only then can loss be split by direction.
     pub reflector_stateful: bool,
@@ -264,6 +280,9 @@ pub(crate) struct StampBooks {
     /// Replies whose time stamps cannot be true (not recorded above).
     impossible: u64,
     synchronized: bool,
+    /// The last reply's error estimate, and our own.
+    their_error_estimate: Option<u16>,
+    our_error_estimate: u16,
     stateful: bool,
     /// (reflector seq, our seq), both from 0, of the reply with the highest
     /// reflector sequence number.
@@ -295,6 +314,8 @@ impl StampBooks {
             reverse: Owd::new(),
             impossible: 0,
             synchronized: false,
+            their_error_estimate: None,
+            our_error_estimate: s.error_estimate,
             stateful: false,
             furthest: None,
             answered: 0,
@@ -344,6 +365,7 @@ impl StampBooks {
             self.reverse.record(clamp(received - their_tx));
         }
         self.synchronized = reply.error_estimate & S_BIT != 0;
+        self.their_error_estimate = Some(reply.error_estimate);
         if reply.seq != reply.sender_seq {
             self.stateful = true;
         }
@@ -487,6 +509,17 @@ pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> S
         owd_reverse_us: (impossible == 0).then(|| reverse.summary()),
         owd_invalid: impossible,
         reflector_clock_synchronized: flows.iter().any(|f| f.0.synchronized),
+        reflector_clock_error_us: flows
+            .iter()
+            .filter_map(|f| f.0.their_error_estimate)
+            .map(error_estimate_us)
+            .max(),
+        sender_clock_synchronized: flows
+            .first()
+            .is_some_and(|f| f.0.our_error_estimate & S_BIT != 0),
+        sender_clock_error_us: flows
+            .first()
+            .map_or(0, |f| error_estimate_us(f.0.our_error_estimate)),
         reflector_stateful: flows.iter().any(|f| f.0.stateful),
         lost_forward: split.map(|s| s.0),
         lost_reverse: split.map(|s| s.1),

@@ -35,6 +35,7 @@ mod server;
 mod signals;
 mod stamp;
 mod stamp_access;
+mod stamp_clock;
 mod stamp_direct;
 mod stamp_follow_up;
 mod stamp_keys;

@@ -49,6 +49,9 @@ pub(crate) struct StampCodec {
     pub(crate) cos: Option<ClassOfService>,
     /// Every packet carries a Follow-Up Telemetry TLV (after the CoS TLV).
     pub(crate) follow_up: bool,
+    /// The error estimate every packet carries (S bit and error from the
+    /// kernel, read once when the session starts).
+    pub(crate) error_estimate: u16,
 }
 
 impl StampCodec {
@@ -107,7 +110,7 @@ impl StampCodec {
             return false;
         }
         if reply.ssid != self.ssid
-            || reply.sender_error_estimate != self.format.error_estimate()
+            || reply.sender_error_estimate != self.error_estimate
             || self.exact_unix_ns(reply.sender_timestamp).is_none()
         {
             return false;
@@ -160,7 +163,7 @@ impl Codec {
                 SenderPacket {
                     seq: seq.wrapping_sub(1) as u32,
                     timestamp: s.timestamp(sent_ns),
-                    error_estimate: s.format.error_estimate(),
+                    error_estimate: s.error_estimate,
                     ssid: s.ssid,
                 }
                 .encode(s.mode, buf);

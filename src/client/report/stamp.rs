@@ -107,15 +107,23 @@ pub fn stamp_summary(s: &StampSummary) -> String {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "one-way delays need synchronised clocks: the reflector {} (S bit {}), this sender does not claim it",
-        if s.reflector_clock_synchronized {
+    let claims = |synced: bool| {
+        if synced {
             "claims a synchronised clock"
         } else {
             "does not claim a synchronised clock"
-        },
-        u8::from(s.reflector_clock_synchronized)
+        }
+    };
+    let _ = writeln!(
+        out,
+        "one-way delays need synchronised clocks: the reflector {} (S bit {}{}), this sender {} (S bit {}, error {} ms, from the kernel)",
+        claims(s.reflector_clock_synchronized),
+        u8::from(s.reflector_clock_synchronized),
+        s.reflector_clock_error_us
+            .map_or(String::new(), |us| format!(", error {} ms", ms(us as f64))),
+        claims(s.sender_clock_synchronized),
+        u8::from(s.sender_clock_synchronized),
+        ms(s.sender_clock_error_us as f64),
     );
     match (s.lost_forward, s.lost_reverse, s.lost_unattributed) {
         (Some(f), Some(r), Some(u)) => {
