@@ -27,9 +27,11 @@ use crate::stamp::Key;
 use crate::stamp::followup::{FOLLOW_UP_LEN, FollowUp, TLV_FOLLOW_UP};
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
 use crate::stamp::packet::{HMAC_TLV_LEN, find_tlv, tlv_flags, tlvs_authentic};
+use crate::stamp::packet::{RPE_SET, RPE_UNABLE};
 use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat, error_estimate_us};
 use follow::FollowBooks;
 use owd::Owd;
+use std::collections::BTreeMap;
 
 /// A STAMP session as the command line asks for it, free of clap types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,8 +176,11 @@ impl StampConfig {
             format: self.options.format(),
             ssid: self.ssid,
             origin_unix_ns,
+            // EC1 (draft-ietf-ippm-stamp-cos-ecn): the reply's ECN asked
+            // for is the one this packet is sent with.
             cos: tos.map(|tos| ClassOfService {
                 dscp1: tos >> 2,
+                ec1: tos & 0x03,
                 ..ClassOfService::default()
             }),
             follow_up: self.follow_up,
@@ -242,6 +247,21 @@ pub struct StampSummary {
     /// field): re-marked on the way back (`--tos` only; `None` when the
     /// reflector does not support the TLV or the TOS cannot be read here).
     pub dscp_reverse_changed: Option<u64>,
+    /// The ECN codepoints the reflector says the requests arrived with
+    /// (the Class of Service TLV's ECN field), replies per value; `None`
+    /// without `--tos` or unless every reply carried a filled-in TLV.
+    pub ecn_forward_seen: Option<BTreeMap<u8, u64>>,
+    /// Replies whose request reached the reflector with another ECN than
+    /// sent (CE marked, or bleached, on the way out); `None` likewise.
+    pub ecn_forward_changed: Option<u64>,
+    /// Replies that arrived with another ECN than the reflector says it
+    /// sent them with (EC1 when its RPE is 0b11, Not-ECT when 0b10): changed
+    /// on the way back. `None` unless every reply's TLV had RPE filled in
+    /// (draft-ietf-ippm-stamp-cos-ecn) and the replies' TOS was read here.
+    pub ecn_reverse_changed: Option<u64>,
+    /// Replies whose reflector did not send them with the EC1 asked (RPE
+    /// 0b10: by its policy, ours by default unless EC1 is Not-ECT).
+    pub ecn_refused: Option<u64>,
     /// With `--stamp-follow-up`: the reflector's residence times and the
     /// reverse delays without them, from the Follow-Up Telemetry TLV.
     pub follow_up: Option<FollowUpSummary>,
@@ -270,8 +290,8 @@ pub(crate) struct StampBooks {
     mode: Mode,
     /// Unix ns of the books' clock at 0: our send and receive times in UTC.
     origin_unix_ns: u64,
-    /// The DSCP the packets carry in their CoS TLV (`--tos`).
-    dscp_sent: Option<u8>,
+    /// The CoS TLV the packets carry (`--tos`): DSCP1 and EC1.
+    cos_sent: Option<ClassOfService>,
     /// Authenticated mode's key: a reply's TLVs are used only when they
     /// pass their HMAC TLV (RFC 8972 §4.8).
     key: Option<Key>,
@@ -297,6 +317,14 @@ pub(crate) struct StampBooks {
     reverse_changed: u64,
     /// Replies whose reverse re-mark could be judged (TOS read here).
     reverse_judged: u64,
+    /// ECN by the CoS TLV: as the reflector received it (per codepoint),
+    /// changed on the way out, changed on the way back (of those judged:
+    /// RPE filled in and TOS read here), refused (RPE 0b10).
+    ecn_forward: [u64; 4],
+    ecn_forward_changed: u64,
+    ecn_reverse_changed: u64,
+    ecn_reverse_judged: u64,
+    ecn_refused: u64,
     /// `--stamp-follow-up`: the follow-up figures.
     follow: Option<FollowBooks>,
 }
@@ -308,7 +336,7 @@ impl StampBooks {
         Some(StampBooks {
             mode: s.mode,
             origin_unix_ns: s.origin_unix_ns,
-            dscp_sent: s.cos.map(|c| c.dscp1),
+            cos_sent: s.cos,
             key: s.key.clone(),
             forward: Owd::new(),
             reverse: Owd::new(),
@@ -324,6 +352,11 @@ impl StampBooks {
             forward_changed: 0,
             reverse_changed: 0,
             reverse_judged: 0,
+            ecn_forward: [0; 4],
+            ecn_forward_changed: 0,
+            ecn_reverse_changed: 0,
+            ecn_reverse_judged: 0,
+            ecn_refused: 0,
             follow: s.follow_up.then(FollowBooks::new),
         })
     }
@@ -397,7 +430,7 @@ impl StampBooks {
                 unix_ns,
             );
         }
-        if let Some(sent) = self.dscp_sent {
+        if let Some(sent) = self.cos_sent {
             if !authentic {
                 self.cos_unsupported += 1;
                 return;
@@ -406,8 +439,9 @@ impl StampBooks {
         }
     }
 
-    /// Reads the Class of Service TLV of a reply to a packet marked `sent`.
-    fn class_of_service(&mut self, tlvs: &[u8], sent: u8, tos: Option<u8>) {
+    /// Reads the Class of Service TLV of a reply to a packet that carried
+    /// `sent` (DSCP1 and EC1 are its DSCP and ECN).
+    fn class_of_service(&mut self, tlvs: &[u8], sent: ClassOfService, tos: Option<u8>) {
         let Some((at, value)) = find_tlv(tlvs, TLV_CLASS_OF_SERVICE) else {
             self.cos_unsupported += 1;
             return;
@@ -419,22 +453,31 @@ impl StampBooks {
         // Sent back byte for byte (DSCP2 still 0, as sent): copied, not
         // filled in — unless the packet really arrived as CS0 / Not-ECT,
         // which reads the same and is taken as not supported too.
-        let sent_value = ClassOfService {
-            dscp1: sent,
-            ..ClassOfService::default()
-        }
-        .tlv();
-        if sent != 0 && value[..4] == sent_value[4..8] {
+        let sent_value = sent.tlv();
+        if sent.dscp1 != 0 && value[..4] == sent_value[4..8] {
             self.cos_unsupported += 1;
             return;
         }
         let cos = ClassOfService::from_value([value[0], value[1], value[2], value[3]]);
         self.cos_supported += 1;
-        self.forward_changed += u64::from(cos.dscp2 != sent);
+        self.forward_changed += u64::from(cos.dscp2 != sent.dscp1);
+        self.ecn_forward[usize::from(cos.ecn & 0x03)] += 1;
+        self.ecn_forward_changed += u64::from(cos.ecn != sent.ec1);
+        self.ecn_refused += u64::from(cos.rpe == RPE_UNABLE);
         if let Some(tos) = tos {
             let expected = if cos.rp == 0 { cos.dscp1 } else { cos.dscp2 };
             self.reverse_judged += 1;
             self.reverse_changed += u64::from(tos >> 2 != expected);
+            // The ECN the reflector says the reply left with.
+            let ecn = match cos.rpe {
+                RPE_SET => Some(cos.ec1),
+                RPE_UNABLE => Some(0),
+                _ => None,
+            };
+            if let Some(ecn) = ecn {
+                self.ecn_reverse_judged += 1;
+                self.ecn_reverse_changed += u64::from(tos & 0x03 != ecn);
+            }
         }
     }
 
@@ -478,6 +521,9 @@ pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> S
     let mut split = Some((0, 0, 0));
     let (mut cos_supported, mut cos_unsupported) = (0, 0);
     let (mut forward_changed, mut reverse_changed, mut reverse_judged) = (0, 0, 0);
+    let mut ecn_forward = [0u64; 4];
+    let (mut ecn_forward_changed, mut ecn_reverse_changed) = (0, 0);
+    let (mut ecn_reverse_judged, mut ecn_refused) = (0, 0);
     let mut follow: Option<FollowBooks> = None;
     for &(books, lost, in_flight) in flows {
         if let Some(theirs) = &books.follow {
@@ -495,6 +541,13 @@ pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> S
         forward_changed += books.forward_changed;
         reverse_changed += books.reverse_changed;
         reverse_judged += books.reverse_judged;
+        for (sum, n) in ecn_forward.iter_mut().zip(books.ecn_forward) {
+            *sum += n;
+        }
+        ecn_forward_changed += books.ecn_forward_changed;
+        ecn_reverse_changed += books.ecn_reverse_changed;
+        ecn_reverse_judged += books.ecn_reverse_judged;
+        ecn_refused += books.ecn_refused;
     }
     let mode = flows.first().map_or(Mode::Open, |f| f.0.mode);
     // The TLV says something only when every reply carried it filled in.
@@ -526,6 +579,11 @@ pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> S
         lost_unattributed: split.map(|s| s.2),
         dscp_forward_changed: cos.then_some(forward_changed),
         dscp_reverse_changed: (cos && reverse_judged == cos_supported).then_some(reverse_changed),
+        ecn_forward_seen: cos.then(|| (0u8..4).zip(ecn_forward).filter(|&(_, n)| n > 0).collect()),
+        ecn_forward_changed: cos.then_some(ecn_forward_changed),
+        ecn_reverse_changed: (cos && ecn_reverse_judged == cos_supported)
+            .then_some(ecn_reverse_changed),
+        ecn_refused: cos.then_some(ecn_refused),
         follow_up: follow.map(|f| f.summary()),
     }
 }

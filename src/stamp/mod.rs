@@ -139,6 +139,7 @@ impl StampOptions {
             },
             location: self.location,
             return_allow: self.return_allow.clone(),
+            ecn: tlv::EcnPolicy::default(),
             shared_socket: false,
         })
     }
@@ -162,6 +163,8 @@ pub struct ReflectorConfig {
     pub location: location::Disclosure,
     /// The networks a Return Path TLV may send replies to.
     pub return_allow: return_path::ReturnAllow,
+    /// What a Class of Service TLV's EC1 gets (`--stamp-ecn`).
+    pub ecn: tlv::EcnPolicy,
     /// Several loops serve one socket (`--exclusive` with threads): its
     /// kernel transmit-stamp counter is theirs together, so no loop asks
     /// for transmit stamps, and Follow-Up Telemetry carries no times.
@@ -386,6 +389,7 @@ impl Reflector {
                 &mut buf[base..],
                 &tlv::TlvContext {
                     arrived_tos: arrival.tos,
+                    ecn_policy: self.config.ecn,
                     timestamp_info: tlv::TimestampInfo::REFLECTOR,
                     key,
                     seq: sender.seq.to_be_bytes(),
@@ -439,7 +443,7 @@ impl Reflector {
         }
         Ok(Reply {
             len,
-            tos: walk.reply_dscp.map(|dscp| dscp << 2),
+            tos: walk.reply_tos,
             to: walk.reply_to,
             follow_up: (walk.follow_up && self.sessions.is_some()).then_some(followup::TxTag {
                 source,

@@ -19,6 +19,7 @@ fn source() -> SocketAddr {
 fn cx(tos: Option<u8>) -> packet::TlvContext<'static> {
     packet::TlvContext {
         arrived_tos: tos,
+        ecn_policy: packet::EcnPolicy::NotEct,
         timestamp_info: packet::TimestampInfo::REFLECTOR,
         key: None,
         seq: [0; 4],

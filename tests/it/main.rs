@@ -37,6 +37,7 @@ mod stamp;
 mod stamp_access;
 mod stamp_clock;
 mod stamp_direct;
+mod stamp_ecn;
 mod stamp_follow_up;
 mod stamp_keys;
 mod stamp_location;

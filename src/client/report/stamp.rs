@@ -167,6 +167,25 @@ pub fn stamp_summary(s: &StampSummary) -> String {
                 "DSCP by direction: unknown, the reflector does not fill in the Class of Service TLV (RFC 8972 §4.4)"
             ),
         };
+        if let (Some(f), Some(seen)) = (s.ecn_forward_changed, &s.ecn_forward_seen) {
+            let arrived: Vec<String> = seen
+                .iter()
+                .map(|(ecn, n)| format!("{} ×{n}", crate::net::dscp::ecn_name(*ecn)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "ECN by direction (Class of Service TLV): {f} changed on the way out, {} (arrived {}{})",
+                s.ecn_reverse_changed.map_or(
+                    "the way back unknown (no RPE from the reflector, or no TOS here)".to_owned(),
+                    |r| format!("{r} on the way back")
+                ),
+                arrived.join(", "),
+                match s.ecn_refused {
+                    Some(n) if n > 0 => format!("; EC1 refused by the reflector ×{n}"),
+                    _ => String::new(),
+                }
+            );
+        }
     }
     out
 }

@@ -198,6 +198,7 @@ fn cos_tlv(flags: u8, dscp1: u8, dscp2: u8, rp: u8) -> [u8; 8] {
         dscp2,
         ecn: 0,
         rp,
+        ..ClassOfService::default()
     }
     .tlv();
     tlv[0] = flags;
@@ -426,4 +427,59 @@ fn follow_up_rides_after_the_cos_tlv_and_under_the_hmac_tlv() {
     config.options.key_file = Some("k".into());
     assert_eq!(config.packet_len(None), 112 + 20 + 20);
     assert_eq!(check_size(true, None, true, 140), Err("--size 140 is shorter than this STAMP packet (152 bytes, authenticated and the Follow-Up Telemetry TLV)".into()));
+}
+
+/// draft-ietf-ippm-stamp-cos-ecn: the ECN the reflector saw (the TLV's ECN
+/// field) against what we sent (Not-ECT), and what came back against what
+/// its RPE says it sent.
+#[test]
+fn the_class_of_service_tlv_tells_ecn_each_way() {
+    let ef = 46 << 2;
+    let (marked, _) = codec(Some(ef));
+    let codec = marked.clone();
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut feed = |seq: u64, ecn: u8, rpe: u8, tos: Option<u8>| {
+        let mut tlv = ClassOfService {
+            dscp1: 46,
+            dscp2: 46,
+            ecn,
+            rpe,
+            ..ClassOfService::default()
+        }
+        .tlv();
+        tlv[0] = 0;
+        let bytes = reply(&codec, seq, seq, (seq - 1) as u32, 5, Some(tlv));
+        books.reply(&bytes, seq, intact(seq, seq), seq + 10, tos);
+    };
+    // Untouched both ways: Not-ECT out, Not-ECT (EC1) back.
+    feed(1, 0, RPE_SET, Some(ef));
+    // CE on the way out; back as sent.
+    feed(2, 3, RPE_SET, Some(ef));
+    // Out as sent; CE on the way back.
+    feed(3, 0, RPE_SET, Some(ef | 3));
+    // The reflector refused EC1 (RPE 0b10: Not-ECT), Not-ECT came back.
+    feed(4, 0, RPE_UNABLE, Some(ef));
+    let s = summary_of(&books, 0);
+    assert_eq!(s.ecn_forward_changed, Some(1));
+    assert_eq!(s.ecn_forward_seen, Some(BTreeMap::from([(0, 3), (3, 1)])));
+    assert_eq!(s.ecn_reverse_changed, Some(1));
+    assert_eq!(s.ecn_refused, Some(1));
+    // A reflector without the draft (RPE 0): the way back unknown.
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut tlv = cos_tlv(0, 46, 46, 0);
+    tlv[0] = 0;
+    let bytes = reply(&codec, 1, 1, 0, 5, Some(tlv));
+    books.reply(&bytes, 1, intact(1, 1), 20, Some(ef));
+    let s = summary_of(&books, 0);
+    assert_eq!(
+        (s.ecn_forward_changed, s.ecn_reverse_changed),
+        (Some(0), None)
+    );
+    // Without --tos: nothing of it.
+    let (plain, _) = self::codec(None);
+    let mut books = StampBooks::for_codec(&plain).unwrap();
+    let bytes = reply(&plain, 1, 1, 0, 5, None);
+    books.reply(&bytes, 1, intact(1, 1), 20, Some(0));
+    let s = summary_of(&books, 0);
+    assert_eq!((s.ecn_forward_seen, s.ecn_refused), (None, None));
 }
