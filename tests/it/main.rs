@@ -43,5 +43,6 @@ mod stamp_keys;
 mod stamp_location;
 mod stamp_reflector;
 mod stamp_return_path;
+mod stamp_tlvs;
 mod txstamp;
 mod usage;

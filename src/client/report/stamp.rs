@@ -152,6 +152,9 @@ pub fn stamp_summary(s: &StampSummary) -> String {
     if let Some(f) = &s.follow_up {
         let _ = writeln!(out, "{}", follow_up_line(f));
     }
+    if let Some(t) = &s.stamp_tlvs {
+        tlv_lines(&mut out, t);
+    }
     if s.run.dscp.marked {
         let _ = match (s.dscp_forward_changed, s.dscp_reverse_changed) {
             (Some(f), reverse) => writeln!(
@@ -211,4 +214,50 @@ fn follow_up_line(f: &FollowUpSummary) -> String {
         ms(o.p50),
         ms(o.max)
     )
+}
+
+/// The `--stamp-tlv` lines: what the reflector answered, flagged ones
+/// counted (a reflector may not process a TLV: U is its answer, not an
+/// error).
+fn tlv_lines(out: &mut String, t: &crate::client::stamp::TlvSummary) {
+    if let Some(d) = &t.direct_measurement {
+        let _ = match (
+            d.sent,
+            d.reflector_received,
+            d.reflector_sent,
+            d.lost_forward,
+        ) {
+            (Some(sent), Some(rx), Some(tx), Some(lost)) => writeln!(
+                out,
+                "Direct Measurement (RFC 8972 §4.5): at our packet {sent} the reflector had received {rx} and sent {tx} before it ({lost} lost on the way out by its count); {} filled in, {} flagged",
+                d.filled, d.flagged
+            ),
+            _ => writeln!(
+                out,
+                "Direct Measurement (RFC 8972 §4.5): not filled in by the reflector ({} flagged: a stateless reflector keeps no counters)",
+                d.flagged
+            ),
+        };
+    }
+    if let Some(l) = &t.location {
+        let _ = match (&l.source, &l.destination) {
+            (Some(src), Some(dst)) => writeln!(
+                out,
+                "Location (RFC 8972 §4.2): the reflector saw our packets from {src} to {dst}; {} filled in, {} flagged",
+                l.filled, l.flagged
+            ),
+            _ => writeln!(
+                out,
+                "Location (RFC 8972 §4.2): not filled in by the reflector ({} flagged)",
+                l.flagged
+            ),
+        };
+    }
+    if let Some(a) = &t.access_report {
+        let _ = writeln!(
+            out,
+            "Access Report (RFC 8972 §4.6): {} acknowledged, {} flagged",
+            a.acknowledged, a.flagged
+        );
+    }
 }

@@ -12,6 +12,7 @@ fn codec(tos: Option<u8>) -> (Codec, StampConfig) {
         ssid: 9,
         size: None,
         follow_up: false,
+        tlvs: Default::default(),
     };
     (config.codec(tos, ORIGIN).unwrap(), config)
 }
@@ -294,6 +295,7 @@ fn the_packet_length_holds_the_tlv_when_marked() {
         ssid: 1,
         size: None,
         follow_up: false,
+        tlvs: Default::default(),
     };
     assert_eq!(
         (config.packet_len(None), config.packet_len(Some(0))),
@@ -337,6 +339,7 @@ fn a_padded_packet_carries_an_extra_padding_tlv_to_its_size() {
         ssid: 3,
         size: Some(100),
         follow_up: false,
+        tlvs: Default::default(),
     };
     let codec = config.codec(Some(46 << 2), ORIGIN).unwrap();
     let mut buf = vec![0xffu8; config.packet_len(Some(46 << 2))];
@@ -363,6 +366,7 @@ fn authenticated_a_reply_whose_hmac_tlv_fails_is_not_used() {
         ssid: 9,
         size: None,
         follow_up: false,
+        tlvs: Default::default(),
     };
     let ef = 46 << 2;
     let codec = config.codec(Some(ef), ORIGIN).unwrap();
@@ -411,6 +415,7 @@ fn follow_up_rides_after_the_cos_tlv_and_under_the_hmac_tlv() {
         ssid: 3,
         size: None,
         follow_up: true,
+        tlvs: Default::default(),
     };
     assert_eq!(config.packet_len(None), 64);
     assert_eq!(config.packet_len(Some(0)), 72);
@@ -482,4 +487,67 @@ fn the_class_of_service_tlv_tells_ecn_each_way() {
     books.reply(&bytes, 1, intact(1, 1), 20, Some(0));
     let s = summary_of(&books, 0);
     assert_eq!((s.ecn_forward_seen, s.ecn_refused), (None, None));
+}
+
+/// `--stamp-tlv`'s answers read from every truncation and bit flip of a
+/// reply's TLVs without a panic, each TLV filled in or flagged.
+#[test]
+fn hostile_tlv_answers_are_counted_never_a_panic() {
+    let config = StampConfig {
+        options: StampOptions::default(),
+        ssid: 3,
+        size: None,
+        follow_up: false,
+        tlvs: SenderTlvs::parse("all").unwrap(),
+    };
+    let tos = Some(46 << 2);
+    let codec = config.codec(tos, ORIGIN).unwrap();
+    let len = config.packet_len(tos);
+    assert_eq!(len, 44 + 8 + 16 + 60 + 8);
+    let mut request = vec![0u8; len];
+    codec.fill(&mut request, 1, 5);
+    // Our reflector's answer to it, then damaged every way.
+    let mut reflector = crate::stamp::Reflector::new(crate::stamp::ReflectorConfig {
+        stateful: true,
+        ..Default::default()
+    })
+    .with_local("127.0.0.1:862".parse().unwrap());
+    let arrival = crate::stamp::Arrival {
+        received: UNIX_EPOCH + Duration::from_nanos(ORIGIN + 6),
+        tos,
+        ttl: Some(64),
+        destination: None,
+    };
+    let mut reply = request.clone();
+    reflector
+        .reflect_in_place(
+            &mut reply,
+            "127.0.0.1:40000".parse().unwrap(),
+            &arrival,
+            UNIX_EPOCH + Duration::from_nanos(ORIGIN + 7),
+            0,
+        )
+        .unwrap();
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    books.reply(&reply, 1, intact(1, 5), 20, tos);
+    let mut fed = 1;
+    for cut in 44..reply.len() {
+        books.reply(&reply[..cut], 1, intact(1, 5), 20, tos);
+        fed += 1;
+    }
+    for bit in 44 * 8..reply.len() * 8 {
+        let mut flipped = reply.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        books.reply(&flipped, 1, intact(1, 5), 20, tos);
+        fed += 1;
+    }
+    let t = summary_of(&books, 0).stamp_tlvs.unwrap();
+    let dm = t.direct_measurement.unwrap();
+    let loc = t.location.unwrap();
+    let access = t.access_report.unwrap();
+    assert_eq!(dm.filled + dm.flagged, fed);
+    assert_eq!(loc.filled + loc.flagged, fed);
+    assert_eq!(access.acknowledged + access.flagged, fed);
+    // The undamaged reply: all filled in.
+    assert!(dm.filled >= 1 && loc.filled >= 1 && access.acknowledged >= 1);
 }
