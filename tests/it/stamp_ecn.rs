@@ -138,3 +138,39 @@ fn the_sender_reports_ecn_each_way() {
         );
     }
 }
+
+/// stamp-suite's reflector reads EC1 and writes RPE where we do: with
+/// `--allowed-ecn none` it refuses our EC1 (RPE 0b10), otherwise honours it.
+#[test]
+fn our_sender_reads_stamp_suites_rpe() {
+    let Some(suite) = crate::stamp::stamp_suite("our sender's EC1 → stamp-suite reflector")
+    else {
+        return;
+    };
+    for (extra, refused) in [(&[][..], 0), (&["--allowed-ecn", "none"][..], 4)] {
+        let reflector = crate::stamp::SuiteReflector::start(&suite, extra);
+        let port = reflector.port.to_string();
+        let run = run_client(
+            &[
+                "--stamp",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-c",
+                "4",
+                "-i",
+                "0.01",
+                "--tos",
+                "EF",
+                "--json",
+            ],
+            None,
+        );
+        let json = json_of(&run);
+        assert_eq!(json["received"], 4, "{extra:?}: {json}");
+        assert_eq!(json["ecn_refused"], refused, "{extra:?}: {json}");
+        assert_eq!(json["ecn_forward_changed"], 0, "{extra:?}: {json}");
+        assert_eq!(json["ecn_reverse_changed"], 0, "{extra:?}: {json}");
+    }
+}
