@@ -197,8 +197,9 @@ pub struct TimestampInfo {
 }
 
 impl TimestampInfo {
-    /// What this reflector says of itself: no synchronization claimed
-    /// (local, as its S bit is clear), both time stamps software local —
+    /// What this reflector says of itself: sync source local (the kernel
+    /// says whether the clock is synchronised, which sets the S bit, but
+    /// not to what: NTP, PTP or GNSS), both time stamps software local —
     /// the kernel's `SO_TIMESTAMPNS` receive stamp or a user-space reading,
     /// and a user-space transmit reading: none of them a NIC's. (The
     /// Follow-Up Telemetry TLV's kernel transmit stamp is software local too,
