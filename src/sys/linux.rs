@@ -27,6 +27,7 @@ use super::EchoOutcome;
 use super::RECV_BUFFER_LEN;
 use cmsg::{RECV_CONTROL_LEN, RecvControl, SendControl};
 
+pub(super) mod clock;
 pub(super) mod cmsg;
 pub(super) mod gro;
 pub(super) mod gso;
