@@ -462,7 +462,7 @@ impl Batch {
     /// [`reply_from_destination`](Self::reply_from_destination), its
     /// request's destination as its source, retrying after partial sends,
     /// sending again without the source a message whose source the kernel
-    /// may have refused ([`source_refusal`]), and skipping refused ones.
+    /// may have refused (`source_refusal`), and skipping refused ones.
     pub fn echo(
         &mut self,
         socket: &UdpSocket,
