@@ -315,6 +315,16 @@ pub struct Args {
     /// has the reflector's residence times and reverse delays without them.
     #[arg(long, requires = "stamp", help_heading = STAMP)]
     pub stamp_follow_up: bool,
+
+    /// Send these TLVs with every packet and report their answers.
+    ///
+    /// dm (Direct Measurement: the reflector's counters against ours),
+    /// location (the addresses and ports the reflector saw: a NAT shows),
+    /// access (an Access Report, acknowledged or not), all; comma-separated.
+    /// A reflector that does not answer one flags it U: reported, not an
+    /// error.
+    #[arg(long, value_name = "LIST", value_parser = crate::client::stamp::SenderTlvs::parse, requires = "stamp", help_heading = STAMP)]
+    pub stamp_tlv: Option<crate::client::stamp::SenderTlvs>,
 }
 
 /// The modes, in the order of the columns of `--help`'s table.
@@ -453,10 +463,11 @@ impl Args {
         args.resolve_target(port_given)
             .map_err(|message| cmd.error(clap::error::ErrorKind::ArgumentConflict, message))?;
         if args.stamp && matches.value_source("size") == Some(ValueSource::CommandLine) {
-            crate::client::stamp::check_size(
+            crate::client::stamp::check_size_with(
                 args.stamp_key.is_some(),
                 args.tos,
                 args.stamp_follow_up,
+                args.stamp_tlv.unwrap_or_default(),
                 args.size as usize,
             )
             .map_err(|message| cmd.error(clap::error::ErrorKind::ValueValidation, message))?;

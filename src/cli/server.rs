@@ -178,6 +178,15 @@ pub struct Args {
     #[arg(long, value_name = "CIDR", value_parser = crate::net::cidr::parse_cidr, requires = "stamp", help_heading = STAMP)]
     pub stamp_return_path_allow: Vec<crate::net::cidr::Cidr>,
 
+    /// The ECN a reply goes with when a Class of Service TLV asks (EC1).
+    ///
+    /// not-ect (default): every reply Not-ECT, as an echo; an EC1 other
+    /// than Not-ECT is refused (RPE 0b10). ec1: the reply carries EC1, CE
+    /// included (RPE 0b11), to measure how the way back treats ECN
+    /// (draft-ietf-ippm-stamp-cos-ecn).
+    #[arg(long, value_name = "POLICY", value_parser = ["not-ect", "ec1"], default_value = "not-ect", requires = "stamp", help_heading = STAMP)]
+    pub stamp_ecn: String,
+
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     ///
     /// TCP; port 0 picks one, printed on stdout.
@@ -232,6 +241,11 @@ impl From<&Args> for ServerConfig {
             },
             exclusive: args.exclusive,
             interface: args.common.interface.clone(),
+            stamp_ecn: if args.stamp_ecn == "ec1" {
+                crate::stamp::tlv::EcnPolicy::Ec1
+            } else {
+                crate::stamp::tlv::EcnPolicy::NotEct
+            },
             stamp: args.stamp.then(|| StampOptions {
                 key_file: args.stamp_key.clone(),
                 key_dir: args.stamp_key_dir.clone(),

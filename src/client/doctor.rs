@@ -351,6 +351,7 @@ fn self_test(stop: &Stop) -> Result<Vec<Finding>> {
         exclusive: false,
         interface: None,
         stamp: None,
+        stamp_ecn: Default::default(),
     };
     // Its start-up report stays unlogged, and its per-datagram lines off even
     // at -v: they would drown the doctor's own.

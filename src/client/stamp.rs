@@ -24,12 +24,18 @@ use crate::client::probe::Check;
 use crate::client::stats::RunSummary;
 use crate::error::Result;
 use crate::stamp::Key;
+use crate::stamp::access;
+use crate::stamp::direct::TLV_DIRECT_MEASUREMENT;
+use crate::stamp::direct::{DIRECT_MEASUREMENT_LEN, DirectMeasurement};
 use crate::stamp::followup::{FOLLOW_UP_LEN, FollowUp, TLV_FOLLOW_UP};
+use crate::stamp::location::{self, LOCATION_REQUEST_LEN};
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
 use crate::stamp::packet::{HMAC_TLV_LEN, find_tlv, tlv_flags, tlvs_authentic};
-use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat};
+use crate::stamp::packet::{RPE_SET, RPE_UNABLE};
+use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat, error_estimate_us};
 use follow::FollowBooks;
 use owd::Owd;
+use std::collections::BTreeMap;
 
 /// A STAMP session as the command line asks for it, free of clap types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,14 +49,121 @@ pub struct StampConfig {
     pub size: Option<usize>,
     /// Every packet carries a Follow-Up Telemetry TLV (`--stamp-follow-up`).
     pub follow_up: bool,
+    /// The other TLVs every packet carries (`--stamp-tlv`).
+    pub tlvs: SenderTlvs,
 }
+
+/// The TLVs whose answer the sender asks for with `--stamp-tlv LIST`
+/// (after the Class of Service and Follow-Up Telemetry TLVs, in this
+/// order): Direct Measurement (`dm`), Location (`location`), Access Report
+/// (`access`); `all` is the three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SenderTlvs {
+    /// Direct Measurement (RFC 8972 §4.5): the reflector's counters.
+    pub direct: bool,
+    /// Location (RFC 8972 §4.2): the addresses and ports it saw.
+    pub location: bool,
+    /// Access Report (RFC 8972 §4.6): acknowledged or not.
+    pub access: bool,
+}
+
+/// The Access Report this sender sends: Access ID 2 (non-3GPP network: a
+/// host on a fixed line), Return Code 1 (network available).
+pub const ACCESS_REPORT: (u8, u8) = (2, 1);
+
+impl SenderTlvs {
+    /// Parses `--stamp-tlv`'s list (`dm`, `location`, `access`, `all`,
+    /// comma-separated); `Err` is one line naming what is wrong.
+    pub fn parse(text: &str) -> std::result::Result<SenderTlvs, String> {
+        let mut tlvs = SenderTlvs::default();
+        for word in text.split(',').map(str::trim) {
+            match word {
+                "dm" => tlvs.direct = true,
+                "location" => tlvs.location = true,
+                "access" => tlvs.access = true,
+                "all" => {
+                    tlvs = SenderTlvs {
+                        direct: true,
+                        location: true,
+                        access: true,
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "'{other}' is not a TLV this sender sends: give dm, location, access or all, comma-separated"
+                    ));
+                }
+            }
+        }
+        Ok(tlvs)
+    }
+
+    /// Their bytes in every packet.
+    pub fn len(&self) -> usize {
+        usize::from(self.direct) * DIRECT_MEASUREMENT_LEN
+            + usize::from(self.location) * LOCATION_REQUEST_LEN
+            + usize::from(self.access) * ACCESS_REPORT_LEN
+    }
+
+    /// None asked for.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Their names, in packet order.
+    fn names(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.direct, "Direct Measurement"),
+            (self.location, "Location"),
+            (self.access, "Access Report"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+    }
+
+    /// Writes them at the start of `buf` for the packet numbered `sent`
+    /// (the session's packets so far, this one included: S_TxC) and
+    /// returns their length.
+    pub(crate) fn write(&self, buf: &mut [u8], sent: u32) -> usize {
+        let mut at = 0;
+        if self.direct {
+            buf[at..at + DIRECT_MEASUREMENT_LEN]
+                .copy_from_slice(&DirectMeasurement::request_tlv(sent));
+            at += DIRECT_MEASUREMENT_LEN;
+        }
+        if self.location {
+            buf[at..at + LOCATION_REQUEST_LEN].copy_from_slice(&location::request_tlv());
+            at += LOCATION_REQUEST_LEN;
+        }
+        if self.access {
+            buf[at..at + ACCESS_REPORT_LEN]
+                .copy_from_slice(&access::request_tlv(ACCESS_REPORT.0, ACCESS_REPORT.1));
+            at += ACCESS_REPORT_LEN;
+        }
+        at
+    }
+}
+
+/// The Access Report TLV's length: header and 4 value bytes.
+const ACCESS_REPORT_LEN: usize = 8;
 
 /// The shortest STAMP test packet: the base packet, the Class of Service
 /// TLV when the packets are marked (`tos`) and the Follow-Up Telemetry TLV
 /// with `follow_up`; authenticated, those TLVs come with the HMAC TLV that
 /// must protect them (RFC 8972 §4.8).
 pub fn min_packet_len(authenticated: bool, tos: Option<u8>, follow_up: bool) -> usize {
-    fixed_len(authenticated, tos, follow_up, false)
+    fixed_len(
+        authenticated,
+        tos,
+        extra_len(follow_up, SenderTlvs::default()),
+        false,
+    )
+}
+
+/// The bytes of the TLVs after the Class of Service TLV: Follow-Up
+/// Telemetry with `follow_up`, and `tlvs`.
+fn extra_len(follow_up: bool, tlvs: SenderTlvs) -> usize {
+    if follow_up { FOLLOW_UP_LEN } else { 0 }.saturating_add(tlvs.len())
 }
 
 /// The base packet and the TLVs that say something (not Extra Padding):
@@ -59,13 +172,13 @@ pub fn min_packet_len(authenticated: bool, tos: Option<u8>, follow_up: bool) -> 
 /// lone Extra Padding TLV the HMAC TLV, but stamp-suite's reflector then
 /// appends one to its reply, 20 bytes longer than the request; with ours
 /// in place it signs that one instead.
-fn fixed_len(authenticated: bool, tos: Option<u8>, follow_up: bool, padded: bool) -> usize {
+fn fixed_len(authenticated: bool, tos: Option<u8>, extra: usize, padded: bool) -> usize {
     let base = if authenticated {
         Mode::Authenticated.base_len()
     } else {
         Mode::Open.base_len()
     };
-    let tlvs = tos.map_or(0, |_| CLASS_OF_SERVICE_LEN) + if follow_up { FOLLOW_UP_LEN } else { 0 };
+    let tlvs = tos.map_or(0, |_| CLASS_OF_SERVICE_LEN) + extra;
     let hmac = if authenticated && (tlvs > 0 || padded) {
         HMAC_TLV_LEN
     } else {
@@ -83,7 +196,19 @@ pub fn check_size(
     follow_up: bool,
     size: usize,
 ) -> std::result::Result<(), String> {
-    let min = min_packet_len(authenticated, tos, follow_up);
+    check_size_with(authenticated, tos, follow_up, SenderTlvs::default(), size)
+}
+
+/// [`check_size`] with the TLVs of `--stamp-tlv` too.
+pub fn check_size_with(
+    authenticated: bool,
+    tos: Option<u8>,
+    follow_up: bool,
+    tlvs: SenderTlvs,
+    size: usize,
+) -> std::result::Result<(), String> {
+    let extra = extra_len(follow_up, tlvs);
+    let min = fixed_len(authenticated, tos, extra, false);
     if size < min {
         return Err(format!(
             "--size {size} is shorter than this STAMP packet ({min} bytes{}{})",
@@ -93,10 +218,11 @@ pub fn check_size(
                 (false, Some(_)) => " with the Class of Service TLV of --tos",
                 (true, Some(_)) => " with the Class of Service and HMAC TLVs",
             },
-            if follow_up {
-                " and the Follow-Up Telemetry TLV"
-            } else {
-                ""
+            match (follow_up, tlvs.is_empty()) {
+                (false, true) => "",
+                (true, true) => " and the Follow-Up Telemetry TLV",
+                (false, false) => " and the TLVs of --stamp-tlv",
+                (true, false) => " and the Follow-Up Telemetry and --stamp-tlv TLVs",
             }
         ));
     }
@@ -104,7 +230,7 @@ pub fn check_size(
         return Ok(());
     }
     // Longer: authenticated, the padding comes with an HMAC TLV.
-    let fixed = fixed_len(authenticated, tos, follow_up, true);
+    let fixed = fixed_len(authenticated, tos, extra, true);
     match size.checked_sub(fixed) {
         Some(0) | Some(4..) => Ok(()),
         _ => {
@@ -139,7 +265,8 @@ impl StampConfig {
     /// The TLVs every test packet carries, in order, by name.
     pub fn tlv_names(&self, tos: Option<u8>) -> Vec<&'static str> {
         let authenticated = self.mode() == Mode::Authenticated;
-        let padded = self.packet_len(tos) > min_packet_len(authenticated, tos, self.follow_up);
+        let extra = extra_len(self.follow_up, self.tlvs);
+        let padded = self.packet_len(tos) > fixed_len(authenticated, tos, extra, false);
         let mut names = Vec::new();
         if tos.is_some() {
             names.push("Class of Service");
@@ -147,7 +274,8 @@ impl StampConfig {
         if self.follow_up {
             names.push("Follow-Up Telemetry");
         }
-        if authenticated && (tos.is_some() || self.follow_up || padded) {
+        names.extend(self.tlvs.names());
+        if authenticated && (tos.is_some() || extra > 0 || padded) {
             names.push("HMAC");
         }
         if padded {
@@ -160,7 +288,8 @@ impl StampConfig {
     /// the TLVs `tos` needs ([`min_packet_len`]).
     pub fn packet_len(&self, tos: Option<u8>) -> usize {
         self.size.unwrap_or_else(|| {
-            min_packet_len(self.mode() == Mode::Authenticated, tos, self.follow_up)
+            let extra = extra_len(self.follow_up, self.tlvs);
+            fixed_len(self.mode() == Mode::Authenticated, tos, extra, false)
         })
     }
 
@@ -174,11 +303,21 @@ impl StampConfig {
             format: self.options.format(),
             ssid: self.ssid,
             origin_unix_ns,
+            // EC1 (draft-ietf-ippm-stamp-cos-ecn): the reply's ECN asked
+            // for is the one this packet is sent with.
             cos: tos.map(|tos| ClassOfService {
                 dscp1: tos >> 2,
+                ec1: tos & 0x03,
                 ..ClassOfService::default()
             }),
             follow_up: self.follow_up,
+            tlvs: self.tlvs,
+            // Once per session: a run's packets all say the same, so a
+            // reply's copy of it checks against one value.
+            error_estimate: self
+                .options
+                .format()
+                .error_estimate_of(crate::sys::kernel_clock()),
         }))
     }
 }
@@ -208,6 +347,16 @@ pub struct StampSummary {
     /// synchronised to UTC. One-way delays need both clocks synchronised;
     /// this sender does not claim it (its S bit is clear).
     pub reflector_clock_synchronized: bool,
+    /// The error the reflector's last reply claims for its clock (its
+    /// error estimate's scale and multiplier), µs, rounded up; `None`
+    /// without replies.
+    pub reflector_clock_error_us: Option<u64>,
+    /// This sender's S bit: set when the kernel says its clock is
+    /// synchronised (`adjtimex`, see `stamp::clock_synchronized`).
+    pub sender_clock_synchronized: bool,
+    /// The error this sender's packets claim for its clock, µs (the
+    /// kernel's `esterror`, rounded up to the encoding).
+    pub sender_clock_error_us: u64,
     /// Whether the reflector numbers replies per session (its sequence
     /// numbers differ from ours): only then can loss be split by direction.
     pub reflector_stateful: bool,
@@ -226,9 +375,26 @@ pub struct StampSummary {
     /// field): re-marked on the way back (`--tos` only; `None` when the
     /// reflector does not support the TLV or the TOS cannot be read here).
     pub dscp_reverse_changed: Option<u64>,
+    /// The ECN codepoints the reflector says the requests arrived with
+    /// (the Class of Service TLV's ECN field), replies per value; `None`
+    /// without `--tos` or unless every reply carried a filled-in TLV.
+    pub ecn_forward_seen: Option<BTreeMap<u8, u64>>,
+    /// Replies whose request reached the reflector with another ECN than
+    /// sent (CE marked, or bleached, on the way out); `None` likewise.
+    pub ecn_forward_changed: Option<u64>,
+    /// Replies that arrived with another ECN than the reflector says it
+    /// sent them with (EC1 when its RPE is 0b11, Not-ECT when 0b10): changed
+    /// on the way back. `None` unless every reply's TLV had RPE filled in
+    /// (draft-ietf-ippm-stamp-cos-ecn) and the replies' TOS was read here.
+    pub ecn_reverse_changed: Option<u64>,
+    /// Replies whose reflector did not send them with the EC1 asked (RPE
+    /// 0b10: by its policy, ours by default unless EC1 is Not-ECT).
+    pub ecn_refused: Option<u64>,
     /// With `--stamp-follow-up`: the reflector's residence times and the
     /// reverse delays without them, from the Follow-Up Telemetry TLV.
     pub follow_up: Option<FollowUpSummary>,
+    /// With `--stamp-tlv`: what came back of those TLVs.
+    pub stamp_tlvs: Option<TlvSummary>,
 }
 
 /// How far a reflector's own two time stamps may disagree with what is
@@ -268,8 +434,8 @@ pub(crate) struct StampBooks {
     mode: Mode,
     /// Unix ns of the books' clock at 0: our send and receive times in UTC.
     origin_unix_ns: u64,
-    /// The DSCP the packets carry in their CoS TLV (`--tos`).
-    dscp_sent: Option<u8>,
+    /// The CoS TLV the packets carry (`--tos`): DSCP1 and EC1.
+    cos_sent: Option<ClassOfService>,
     /// Authenticated mode's key: a reply's TLVs are used only when they
     /// pass their HMAC TLV (RFC 8972 §4.8).
     key: Option<Key>,
@@ -278,6 +444,9 @@ pub(crate) struct StampBooks {
     /// Replies whose time stamps cannot be true (not recorded above).
     impossible: u64,
     synchronized: bool,
+    /// The last reply's error estimate, and our own.
+    their_error_estimate: Option<u16>,
+    our_error_estimate: u16,
     stateful: bool,
     /// (reflector seq, our seq), both from 0, of the reply with the highest
     /// reflector sequence number.
@@ -292,8 +461,185 @@ pub(crate) struct StampBooks {
     reverse_changed: u64,
     /// Replies whose reverse re-mark could be judged (TOS read here).
     reverse_judged: u64,
+    /// ECN by the CoS TLV: as the reflector received it (per codepoint),
+    /// changed on the way out, changed on the way back (of those judged:
+    /// RPE filled in and TOS read here), refused (RPE 0b10).
+    ecn_forward: [u64; 4],
+    ecn_forward_changed: u64,
+    ecn_reverse_changed: u64,
+    ecn_reverse_judged: u64,
+    ecn_refused: u64,
     /// `--stamp-follow-up`: the follow-up figures.
     follow: Option<FollowBooks>,
+    /// `--stamp-tlv`: what came back of those TLVs.
+    tlvs: SenderTlvs,
+    answers: TlvAnswers,
+}
+
+/// What came back of the `--stamp-tlv` TLVs, per flow and summed.
+#[derive(Debug, Clone, Copy, Default)]
+struct TlvAnswers {
+    /// Direct Measurement filled in, and flagged (U, M, I) or missing.
+    dm_filled: u64,
+    dm_flagged: u64,
+    /// The filled-in counters with the highest S_TxC.
+    dm_furthest: Option<DirectMeasurement>,
+    location_filled: u64,
+    location_flagged: u64,
+    /// The last filled-in Location answer.
+    location: Option<location::Answer>,
+    access_acknowledged: u64,
+    access_flagged: u64,
+}
+
+impl TlvAnswers {
+    fn merge(&mut self, other: &TlvAnswers) {
+        self.dm_filled += other.dm_filled;
+        self.dm_flagged += other.dm_flagged;
+        self.location_filled += other.location_filled;
+        self.location_flagged += other.location_flagged;
+        self.access_acknowledged += other.access_acknowledged;
+        self.access_flagged += other.access_flagged;
+        self.location = other.location.or(self.location);
+        // Counters are per session: summed over the flows.
+        self.dm_furthest = match (self.dm_furthest, other.dm_furthest) {
+            (Some(a), Some(b)) => Some(DirectMeasurement {
+                sender_tx: a.sender_tx.saturating_add(b.sender_tx),
+                reflector_rx: a.reflector_rx.saturating_add(b.reflector_rx),
+                reflector_tx: a.reflector_tx.saturating_add(b.reflector_tx),
+            }),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Reads the `--stamp-tlv` TLVs of a reply's `tlvs` (`authentic`:
+    /// their HMAC TLV passed, or there is none to check).
+    fn read(&mut self, asked: SenderTlvs, tlvs: &[u8], authentic: bool) {
+        // A TLV comes back filled in when it is there, authentic and no
+        // flag is set; otherwise it counts as flagged (U: not processed).
+        let filled = |kind: u8| {
+            find_tlv(tlvs, kind)
+                .filter(|&(at, _)| authentic && tlvs[at] & FLAGS == 0)
+                .map(|(_, value)| value)
+        };
+        if asked.direct {
+            match filled(TLV_DIRECT_MEASUREMENT).and_then(|v| v.try_into().ok()) {
+                Some(value) => {
+                    let dm = DirectMeasurement::from_value(value);
+                    self.dm_filled += 1;
+                    if self.dm_furthest.is_none_or(|f| dm.sender_tx >= f.sender_tx) {
+                        self.dm_furthest = Some(dm);
+                    }
+                }
+                None => self.dm_flagged += 1,
+            }
+        }
+        if asked.location {
+            match filled(location::TLV_LOCATION).and_then(location::read_answer) {
+                Some(answer) => {
+                    self.location_filled += 1;
+                    self.location = Some(answer);
+                }
+                None => self.location_flagged += 1,
+            }
+        }
+        if asked.access {
+            match filled(access::TLV_ACCESS_REPORT) {
+                Some(_) => self.access_acknowledged += 1,
+                None => self.access_flagged += 1,
+            }
+        }
+    }
+
+    fn summary(&self, asked: SenderTlvs) -> TlvSummary {
+        TlvSummary {
+            direct_measurement: asked.direct.then(|| DirectSummary {
+                filled: self.dm_filled,
+                flagged: self.dm_flagged,
+                sent: self.dm_furthest.map(|d| u64::from(d.sender_tx)),
+                reflector_received: self.dm_furthest.map(|d| u64::from(d.reflector_rx)),
+                reflector_sent: self.dm_furthest.map(|d| u64::from(d.reflector_tx)),
+                lost_forward: self
+                    .dm_furthest
+                    .map(|d| u64::from(d.sender_tx.saturating_sub(d.reflector_rx))),
+            }),
+            location: asked.location.then(|| LocationSummary {
+                filled: self.location_filled,
+                flagged: self.location_flagged,
+                source: self.location.map(|l| seen_addr(l.source_ip, l.source_port)),
+                destination: self
+                    .location
+                    .map(|l| seen_addr(l.destination_ip, l.destination_port)),
+            }),
+            access_report: asked.access.then_some(AccessSummary {
+                acknowledged: self.access_acknowledged,
+                flagged: self.access_flagged,
+            }),
+        }
+    }
+}
+
+/// An address and port as a Location TLV gave them: `ip:port`, `[ip]:port`,
+/// or `?:port` when the address was withheld or not answered.
+fn seen_addr(ip: Option<std::net::IpAddr>, port: u16) -> String {
+    match ip {
+        Some(ip) => std::net::SocketAddr::new(ip, port).to_string(),
+        None => format!("?:{port}"),
+    }
+}
+
+/// What the reflector answered to `--stamp-tlv`'s TLVs (JSON `stamp_tlvs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlvSummary {
+    /// `dm`: the reflector's counters; `None` when not sent.
+    pub direct_measurement: Option<DirectSummary>,
+    /// `location`: the addresses it saw; `None` when not sent.
+    pub location: Option<LocationSummary>,
+    /// `access`: acknowledged or not; `None` when not sent.
+    pub access_report: Option<AccessSummary>,
+}
+
+/// Direct Measurement (RFC 8972 §4.5) as it came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DirectSummary {
+    /// Replies with the TLV filled in.
+    pub filled: u64,
+    /// Replies with it flagged U, M or I (a stateless reflector of ours
+    /// keeps no counters: U), or without it.
+    pub flagged: u64,
+    /// S_TxC of the filled-in reply with the highest: our packets sent by
+    /// then (summed over flows).
+    pub sent: Option<u64>,
+    /// R_RxC in that reply: the reflector's count of our packets received.
+    pub reflector_received: Option<u64>,
+    /// R_TxC in that reply: the replies it had sent before it.
+    pub reflector_sent: Option<u64>,
+    /// `sent` − `reflector_received`: lost on the way out by then, by the
+    /// reflector's own count.
+    pub lost_forward: Option<u64>,
+}
+
+/// Location (RFC 8972 §4.2) as it came back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocationSummary {
+    /// Replies with the TLV filled in.
+    pub filled: u64,
+    /// Replies with it flagged, or without it.
+    pub flagged: u64,
+    /// Where the reflector saw the last answered request come from (behind
+    /// a NAT: its public address and port).
+    pub source: Option<String>,
+    /// Where it saw that request sent to.
+    pub destination: Option<String>,
+}
+
+/// Access Report (RFC 8972 §4.6) as it came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AccessSummary {
+    /// Replies that returned it, U clear: the report acknowledged.
+    pub acknowledged: u64,
+    /// Replies with it flagged, or without it.
+    pub flagged: u64,
 }
 
 impl StampBooks {
@@ -324,12 +670,14 @@ impl StampBooks {
         Some(StampBooks {
             mode: s.mode,
             origin_unix_ns: s.origin_unix_ns,
-            dscp_sent: s.cos.map(|c| c.dscp1),
+            cos_sent: s.cos,
             key: s.key.clone(),
             forward: owd(),
             reverse: owd(),
             impossible: 0,
             synchronized: false,
+            their_error_estimate: None,
+            our_error_estimate: s.error_estimate,
             stateful: false,
             furthest: None,
             answered: 0,
@@ -338,7 +686,14 @@ impl StampBooks {
             forward_changed: 0,
             reverse_changed: 0,
             reverse_judged: 0,
+            ecn_forward: [0; 4],
+            ecn_forward_changed: 0,
+            ecn_reverse_changed: 0,
+            ecn_reverse_judged: 0,
+            ecn_refused: 0,
             follow: s.follow_up.then(FollowBooks::new),
+            tlvs: s.tlvs,
+            answers: TlvAnswers::default(),
         })
     }
 
@@ -379,6 +734,7 @@ impl StampBooks {
             self.reverse.record(clamp(received - their_tx));
         }
         self.synchronized = reply.error_estimate & S_BIT != 0;
+        self.their_error_estimate = Some(reply.error_estimate);
         if reply.seq != reply.sender_seq {
             self.stateful = true;
         }
@@ -410,7 +766,10 @@ impl StampBooks {
                 unix_ns,
             );
         }
-        if let Some(sent) = self.dscp_sent {
+        if !self.tlvs.is_empty() {
+            self.answers.read(self.tlvs, tlvs, authentic);
+        }
+        if let Some(sent) = self.cos_sent {
             if !authentic {
                 self.cos_unsupported += 1;
                 return;
@@ -419,8 +778,9 @@ impl StampBooks {
         }
     }
 
-    /// Reads the Class of Service TLV of a reply to a packet marked `sent`.
-    fn class_of_service(&mut self, tlvs: &[u8], sent: u8, tos: Option<u8>) {
+    /// Reads the Class of Service TLV of a reply to a packet that carried
+    /// `sent` (DSCP1 and EC1 are its DSCP and ECN).
+    fn class_of_service(&mut self, tlvs: &[u8], sent: ClassOfService, tos: Option<u8>) {
         let Some((at, value)) = find_tlv(tlvs, TLV_CLASS_OF_SERVICE) else {
             self.cos_unsupported += 1;
             return;
@@ -432,22 +792,31 @@ impl StampBooks {
         // Sent back byte for byte (DSCP2 still 0, as sent): copied, not
         // filled in — unless the packet really arrived as CS0 / Not-ECT,
         // which reads the same and is taken as not supported too.
-        let sent_value = ClassOfService {
-            dscp1: sent,
-            ..ClassOfService::default()
-        }
-        .tlv();
-        if sent != 0 && value[..4] == sent_value[4..8] {
+        let sent_value = sent.tlv();
+        if sent.dscp1 != 0 && value[..4] == sent_value[4..8] {
             self.cos_unsupported += 1;
             return;
         }
         let cos = ClassOfService::from_value([value[0], value[1], value[2], value[3]]);
         self.cos_supported += 1;
-        self.forward_changed += u64::from(cos.dscp2 != sent);
+        self.forward_changed += u64::from(cos.dscp2 != sent.dscp1);
+        self.ecn_forward[usize::from(cos.ecn & 0x03)] += 1;
+        self.ecn_forward_changed += u64::from(cos.ecn != sent.ec1);
+        self.ecn_refused += u64::from(cos.rpe == RPE_UNABLE);
         if let Some(tos) = tos {
             let expected = if cos.rp == 0 { cos.dscp1 } else { cos.dscp2 };
             self.reverse_judged += 1;
             self.reverse_changed += u64::from(tos >> 2 != expected);
+            // The ECN the reflector says the reply left with.
+            let ecn = match cos.rpe {
+                RPE_SET => Some(cos.ec1),
+                RPE_UNABLE => Some(0),
+                _ => None,
+            };
+            if let Some(ecn) = ecn {
+                self.ecn_reverse_judged += 1;
+                self.ecn_reverse_changed += u64::from(tos & 0x03 != ecn);
+            }
         }
     }
 
@@ -491,11 +860,16 @@ pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> S
     let mut split = Some((0, 0, 0));
     let (mut cos_supported, mut cos_unsupported) = (0, 0);
     let (mut forward_changed, mut reverse_changed, mut reverse_judged) = (0, 0, 0);
+    let mut ecn_forward = [0u64; 4];
+    let (mut ecn_forward_changed, mut ecn_reverse_changed) = (0, 0);
+    let (mut ecn_reverse_judged, mut ecn_refused) = (0, 0);
     let mut follow: Option<FollowBooks> = None;
+    let mut answers = TlvAnswers::default();
     for &(books, lost, in_flight) in flows {
         if let Some(theirs) = &books.follow {
             follow.get_or_insert_with(FollowBooks::new).merge(theirs);
         }
+        answers.merge(&books.answers);
         forward.merge(&books.forward);
         reverse.merge(&books.reverse);
         impossible += books.impossible;
@@ -508,6 +882,13 @@ pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> S
         forward_changed += books.forward_changed;
         reverse_changed += books.reverse_changed;
         reverse_judged += books.reverse_judged;
+        for (sum, n) in ecn_forward.iter_mut().zip(books.ecn_forward) {
+            *sum += n;
+        }
+        ecn_forward_changed += books.ecn_forward_changed;
+        ecn_reverse_changed += books.ecn_reverse_changed;
+        ecn_reverse_judged += books.ecn_reverse_judged;
+        ecn_refused += books.ecn_refused;
     }
     let mode = flows.first().map_or(Mode::Open, |f| f.0.mode);
     // The TLV says something only when every reply carried it filled in.
@@ -522,13 +903,34 @@ pub(crate) fn summarize(run: RunSummary, flows: &[(&StampBooks, u64, u64)]) -> S
         owd_reverse_us: (impossible == 0).then(|| reverse.summary()),
         owd_invalid: impossible,
         reflector_clock_synchronized: flows.iter().any(|f| f.0.synchronized),
+        reflector_clock_error_us: flows
+            .iter()
+            .filter_map(|f| f.0.their_error_estimate)
+            .map(error_estimate_us)
+            .max(),
+        sender_clock_synchronized: flows
+            .first()
+            .is_some_and(|f| f.0.our_error_estimate & S_BIT != 0),
+        sender_clock_error_us: flows
+            .first()
+            .map_or(0, |f| error_estimate_us(f.0.our_error_estimate)),
         reflector_stateful: flows.iter().any(|f| f.0.stateful),
         lost_forward: split.map(|s| s.0),
         lost_reverse: split.map(|s| s.1),
         lost_unattributed: split.map(|s| s.2),
         dscp_forward_changed: cos.then_some(forward_changed),
         dscp_reverse_changed: (cos && reverse_judged == cos_supported).then_some(reverse_changed),
+        ecn_forward_seen: cos.then(|| (0u8..4).zip(ecn_forward).filter(|&(_, n)| n > 0).collect()),
+        ecn_forward_changed: cos.then_some(ecn_forward_changed),
+        ecn_reverse_changed: (cos && ecn_reverse_judged == cos_supported)
+            .then_some(ecn_reverse_changed),
+        ecn_refused: cos.then_some(ecn_refused),
         follow_up: follow.map(|f| f.summary()),
+        stamp_tlvs: flows
+            .first()
+            .map(|f| f.0.tlvs)
+            .filter(|t| !t.is_empty())
+            .map(|asked| answers.summary(asked)),
     }
 }
 

@@ -185,6 +185,34 @@ struct Site<'a> {
     content_type: &'a str,
     render: &'a dyn Fn() -> String,
     routes: &'a dyn Routes,
+    /// The last `GET /metrics` response, while a connection still sends it.
+    shared: &'a SharedBody,
+}
+
+/// One rendered `/metrics` response that concurrent scrapes share: a fleet's
+/// body is tens of MB, and 64 connections each with its own copy would hold
+/// gigabytes. A scrape takes the last body only while another connection is
+/// still sending it and it is younger than [`SHARE_FOR`]; a lone scraper
+/// always gets a fresh one.
+#[derive(Default)]
+struct SharedBody(std::cell::RefCell<Option<(Instant, Arc<Vec<u8>>)>>);
+
+/// How old a body shared by concurrent scrapes may be.
+const SHARE_FOR: Duration = Duration::from_secs(1);
+
+impl SharedBody {
+    /// The `GET /metrics` response: the one being sent, if young enough, else `make()`'s.
+    fn get(&self, now: Instant, make: impl FnOnce() -> Vec<u8>) -> Arc<Vec<u8>> {
+        let mut cell = self.0.borrow_mut();
+        if let Some((at, body)) = cell.as_ref() {
+            if Arc::strong_count(body) > 1 && now.saturating_duration_since(*at) < SHARE_FOR {
+                return Arc::clone(body);
+            }
+        }
+        let body = Arc::new(make());
+        *cell = Some((now, Arc::clone(&body)));
+        body
+    }
 }
 
 /// What a request asked for, as far as this server cares.
@@ -283,7 +311,7 @@ struct Connection {
     /// byte at a time is not re-read whole each time.
     line_done: bool,
     /// The response and how much of it is written, once the request is judged.
-    out: Option<(Vec<u8>, usize)>,
+    out: Option<(Arc<Vec<u8>>, usize)>,
 }
 
 /// What became of a connection after it was given a turn.
@@ -329,10 +357,20 @@ impl Connection {
                 None => return Ok(Turn::Open),
                 Some(Some(Request::NotFound)) => match routed(&self.head, site.routes) {
                     Some(Reply::Later(job)) => return Ok(Turn::Hand(job)),
-                    Some(Reply::Now(answer)) => self.out = Some((answer.to_bytes(true), 0)),
-                    None => self.out = Some((response(Some(Request::NotFound), site), 0)),
+                    Some(Reply::Now(answer)) => {
+                        self.out = Some((Arc::new(answer.to_bytes(true)), 0));
+                    }
+                    None => {
+                        self.out = Some((Arc::new(response(Some(Request::NotFound), site)), 0));
+                    }
                 },
-                Some(request) => self.out = Some((response(request, site), 0)),
+                Some(Some(Request::Metrics)) => {
+                    let body = site
+                        .shared
+                        .get(Instant::now(), || response(Some(Request::Metrics), site));
+                    self.out = Some((body, 0));
+                }
+                Some(request) => self.out = Some((Arc::new(response(request, site)), 0)),
             }
         }
         let Some((out, written)) = &mut self.out else {
@@ -426,10 +464,12 @@ pub fn serve_routes(
     render: &dyn Fn() -> String,
     routes: &dyn Routes,
 ) {
+    let shared = SharedBody::default();
     let site = Site {
         content_type,
         render,
         routes,
+        shared: &shared,
     };
     if let Err(e) = listener.set_nonblocking(true) {
         log::warn!("metrics endpoint off: cannot make the listener non-blocking: {e}");

@@ -135,6 +135,8 @@ pub struct ServerConfig {
     /// Answer as a STAMP session-reflector (RFC 8762) instead of echoing,
     /// in whichever loop `batch` and `gro` choose.
     pub stamp: Option<StampOptions>,
+    /// STAMP: what a Class of Service TLV's EC1 gets (`--stamp-ecn`).
+    pub stamp_ecn: crate::stamp::tlv::EcnPolicy,
 }
 
 /// A bound server, ready to run.
@@ -310,6 +312,7 @@ impl Server {
             // Threads sharing a socket share its transmit-stamp counter too:
             // no loop could tell its own sends' stamps (Follow-Up Telemetry).
             stamp.shared_socket = report.threads > sockets.len();
+            stamp.ecn = config.stamp_ecn;
         }
         if config.gro && report.batch > 1 {
             report.gro = enable_gro(&sockets, report.local)?;

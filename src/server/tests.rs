@@ -36,6 +36,7 @@ fn loopback_config(batch: usize, threads: usize) -> ServerConfig {
         exclusive: false,
         interface: None,
         stamp: None,
+        stamp_ecn: Default::default(),
     }
 }
 

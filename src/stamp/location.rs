@@ -256,6 +256,59 @@ fn write_ip(sub: &mut [u8], ip: IpAddr, v4: u8, v6: u8) -> u8 {
     }
 }
 
+/// What a reflector's Location TLV says (the sender's reading): the ports
+/// and the addresses it reported; an address withheld, not answered or not
+/// asked for is `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Answer {
+    /// The port the request was sent to, as the reflector saw it.
+    pub destination_port: u16,
+    /// The port it came from, as the reflector saw it (a NAT's).
+    pub source_port: u16,
+    /// The address it was sent to.
+    pub destination_ip: Option<IpAddr>,
+    /// The address it came from (a NAT's public one).
+    pub source_ip: Option<IpAddr>,
+}
+
+/// Reads a reflector's Location TLV value (ports and answered sub-TLVs);
+/// `None` when it is shorter than the ports. Sub-TLVs that are flagged,
+/// of an unexpected length or past the end are skipped or end the walk:
+/// never a panic, whatever the bytes.
+pub fn read_answer(value: &[u8]) -> Option<Answer> {
+    let ports = value.get(..LOCATION_MIN_VALUE_LEN)?;
+    let mut answer = Answer {
+        destination_port: u16::from_be_bytes([ports[0], ports[1]]),
+        source_port: u16::from_be_bytes([ports[2], ports[3]]),
+        ..Answer::default()
+    };
+    let subs = &value[LOCATION_MIN_VALUE_LEN..];
+    let mut at = 0;
+    while let Some(header) = subs.get(at..at + TLV_HEADER_LEN) {
+        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        let Some(v) = subs.get(at + TLV_HEADER_LEN..at + TLV_HEADER_LEN + len) else {
+            break;
+        };
+        if header[0] & (tlv_flags::U | tlv_flags::M | tlv_flags::I) == 0 && len == 16 {
+            let v4 = || IpAddr::from([v[0], v[1], v[2], v[3]]);
+            let v6 = || {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(v);
+                IpAddr::from(octets)
+            };
+            match header[1] {
+                sub_type::SOURCE_IPV4 => answer.source_ip = Some(v4()),
+                sub_type::SOURCE_IPV6 => answer.source_ip = Some(v6()),
+                sub_type::DESTINATION_IPV4 => answer.destination_ip = Some(v4()),
+                sub_type::DESTINATION_IPV6 => answer.destination_ip = Some(v6()),
+                _ => {}
+            }
+        }
+        at += TLV_HEADER_LEN + len;
+    }
+    Some(answer)
+}
+
 /// A Location TLV as a sender asks for it (RFC 8972 §4.2.2: only flags,
 /// type and length filled in): U set, ports zero, and zeroed Source MAC,
 /// Destination IP and Source IP requests: 60 bytes.
@@ -481,6 +534,63 @@ mod tests {
             let flags = reflect(&mut value, Some(&s));
             proptest::prop_assert_eq!(value.len(), len);
             proptest::prop_assert!(flags == 0 || flags == tlv_flags::M);
+        }
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+
+    #[test]
+    fn a_reflected_request_reads_back_what_the_reflector_saw() {
+        let mut tlv = request_tlv();
+        let seen = Seen {
+            source: "198.51.100.7:40001".parse().unwrap(),
+            local: "[2001:db8::1]:862".parse().unwrap(),
+            disclose: Disclosure::ALL,
+        };
+        assert_eq!(reflect(&mut tlv[TLV_HEADER_LEN..], Some(&seen)), 0);
+        let got = read_answer(&tlv[TLV_HEADER_LEN..]).unwrap();
+        assert_eq!(
+            got,
+            Answer {
+                destination_port: 862,
+                source_port: 40001,
+                destination_ip: Some("2001:db8::1".parse().unwrap()),
+                source_ip: Some("198.51.100.7".parse().unwrap()),
+            }
+        );
+        // Withheld: the generic types, zero: no address.
+        let mut tlv = request_tlv();
+        let hidden = Seen {
+            disclose: Disclosure::NONE,
+            ..seen
+        };
+        reflect(&mut tlv[TLV_HEADER_LEN..], Some(&hidden));
+        let got = read_answer(&tlv[TLV_HEADER_LEN..]).unwrap();
+        assert_eq!(got, Answer::default());
+    }
+
+    /// Every truncation and every bit flip of an answer reads without panic.
+    #[test]
+    fn hostile_answers_never_panic() {
+        let mut tlv = request_tlv();
+        let seen = Seen {
+            source: "192.0.2.9:5000".parse().unwrap(),
+            local: "192.0.2.1:862".parse().unwrap(),
+            disclose: Disclosure::ALL,
+        };
+        reflect(&mut tlv[TLV_HEADER_LEN..], Some(&seen));
+        let value = tlv[TLV_HEADER_LEN..].to_vec();
+        for cut in 0..=value.len() {
+            let got = read_answer(&value[..cut]);
+            assert_eq!(got.is_some(), cut >= LOCATION_MIN_VALUE_LEN);
+        }
+        for bit in 0..value.len() * 8 {
+            let mut flipped = value.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let _ = read_answer(&flipped);
         }
     }
 }

@@ -68,7 +68,10 @@ pub use keys::{KeyDir, KeyRing, KeyView};
 pub use packet::{Mode, ReflectedPacket, SenderPacket};
 use sessions::{MAX_SESSIONS, SESSION_IDLE_NS, Sessions};
 use time::NTP_UNIX_OFFSET;
-pub use time::{S_BIT, TimeFormat, Z_BIT};
+pub use time::{
+    ClockWatch, MAX_SYNC_ERROR_US, S_BIT, TimeFormat, Z_BIT, clock_synchronized, encode_error_us,
+    error_estimate_us,
+};
 
 /// The STAMP port (RFC 8762 §4.1): the server's default with `--stamp`.
 pub const STAMP_PORT: u16 = 862;
@@ -136,6 +139,7 @@ impl StampOptions {
             },
             location: self.location,
             return_allow: self.return_allow.clone(),
+            ecn: tlv::EcnPolicy::default(),
             shared_socket: false,
         })
     }
@@ -159,6 +163,8 @@ pub struct ReflectorConfig {
     pub location: location::Disclosure,
     /// The networks a Return Path TLV may send replies to.
     pub return_allow: return_path::ReturnAllow,
+    /// What a Class of Service TLV's EC1 gets (`--stamp-ecn`).
+    pub ecn: tlv::EcnPolicy,
     /// Several loops serve one socket (`--exclusive` with threads): its
     /// kernel transmit-stamp counter is theirs together, so no loop asks
     /// for transmit stamps, and Follow-Up Telemetry carries no times.
@@ -260,7 +266,8 @@ pub struct Reflector {
     /// The socket's own address, for the Location TLV (see [`Reflector::with_local`]).
     local: Option<SocketAddr>,
     sessions: Option<Sessions>,
-    error_estimate: u16,
+    /// The S bit and error from the kernel, read once a second.
+    clock: ClockWatch,
     /// The last receive and transmit times and their wire form: the batched
     /// loops hand every datagram of a buffer the same two times, so each is
     /// encoded once per buffer, not once per datagram.
@@ -278,7 +285,7 @@ impl Reflector {
             sessions: config
                 .stateful
                 .then(|| Sessions::new(MAX_SESSIONS, SESSION_IDLE_NS)),
-            error_estimate: config.format.error_estimate(),
+            clock: ClockWatch::new(config.format),
             encoded: [(UNIX_EPOCH, config.format.encode(UNIX_EPOCH)); 2],
             received_secs: 0,
             config,
@@ -382,6 +389,7 @@ impl Reflector {
                 &mut buf[base..],
                 &tlv::TlvContext {
                     arrived_tos: arrival.tos,
+                    ecn_policy: self.config.ecn,
                     timestamp_info: tlv::TimestampInfo::REFLECTOR,
                     key,
                     seq: sender.seq.to_be_bytes(),
@@ -417,7 +425,7 @@ impl Reflector {
         let reply = ReflectedPacket {
             seq,
             timestamp: transmit_timestamp,
-            error_estimate: self.error_estimate,
+            error_estimate: self.clock.at(self.received_secs),
             ssid: sender.ssid,
             receive_timestamp,
             sender_seq: sender.seq,
@@ -435,7 +443,7 @@ impl Reflector {
         }
         Ok(Reply {
             len,
-            tos: walk.reply_dscp.map(|dscp| dscp << 2),
+            tos: walk.reply_tos,
             to: walk.reply_to,
             follow_up: (walk.follow_up && self.sessions.is_some()).then_some(followup::TxTag {
                 source,

@@ -70,12 +70,16 @@ pub fn sender_header(kind: u8, value_len: usize) -> [u8; TLV_HEADER_LEN] {
 /// answer (the way back).
 ///
 /// ```text
-/// |  DSCP1 (6)  |  DSCP2 (6)  | ECN (2) | RP (2) |     Reserved (16)     |
+/// |  DSCP1 (6)  |  DSCP2 (6)  | ECN (2) | RP (2) | EC1 (2) | RPE (2) | Reserved (12) |
 /// ```
 ///
-/// The reserved bits are sent as zero (draft-ietf-ippm-stamp-cos-ecn puts
-/// its EC1 and RPE fields in the first reserved byte: zero from the
-/// reflector means one without them, which this one is).
+/// draft-ietf-ippm-stamp-cos-ecn (-00 and -01, one layout) puts EC1 and
+/// RPE in the first byte RFC 8972 reserved: EC1 is the ECN the sender asks
+/// for on the reply (as DSCP1 is its DSCP), RPE what the reflector did with
+/// it — [`RPE_SET`] the reply went with EC1, [`RPE_UNABLE`] it could not
+/// (or would not) and the reply is Not-ECT, 0 from a sender or a reflector
+/// without the draft. RFC 8972's ECN field (the draft's EC2) stays the ECN
+/// the request arrived with. The remaining 12 bits are sent as zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClassOfService {
     /// The DSCP the sender asks the reflector to send the reply with (0-63).
@@ -86,6 +90,32 @@ pub struct ClassOfService {
     pub ecn: u8,
     /// Reverse path: 0 the reply went with `dscp1`, 1 with the DSCP received.
     pub rp: u8,
+    /// EC1: the ECN codepoint the sender asks for on the reply (0-3).
+    pub ec1: u8,
+    /// RPE (reverse path ECN): [`RPE_SET`], [`RPE_UNABLE`], or 0 (not
+    /// filled in: a sender's, or a reflector without the draft).
+    pub rpe: u8,
+}
+
+/// RPE: the reply was sent with the ECN codepoint EC1 asked for.
+pub const RPE_SET: u8 = 0b11;
+/// RPE: the reflector did not set EC1 on the reply; it went Not-ECT.
+pub const RPE_UNABLE: u8 = 0b10;
+
+/// What the reflector does with a Class of Service TLV's EC1 (the ECN the
+/// sender asks for on the reply; `--stamp-ecn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EcnPolicy {
+    /// Every reply goes Not-ECT (the default, as an echo's): EC1 Not-ECT is
+    /// honoured (RPE [`RPE_SET`]), any other refused (RPE [`RPE_UNABLE`]).
+    /// The reflector does not react to congestion, so it does not claim an
+    /// ECN-capable transport unasked.
+    #[default]
+    NotEct,
+    /// The reply goes with EC1, whatever it is (CE included), RPE
+    /// [`RPE_SET`]: for measuring how a path treats ECN-marked packets
+    /// on the way back.
+    Ec1,
 }
 
 impl ClassOfService {
@@ -94,18 +124,20 @@ impl ClassOfService {
         [
             ((self.dscp1 & 0x3f) << 2) | ((self.dscp2 >> 4) & 0x03),
             ((self.dscp2 & 0x0f) << 4) | ((self.ecn & 0x03) << 2) | (self.rp & 0x03),
-            0,
+            ((self.ec1 & 0x03) << 6) | ((self.rpe & 0x03) << 4),
             0,
         ]
     }
 
-    /// Reads the 4 value bytes (the reserved ones are ignored).
+    /// Reads the 4 value bytes (the reserved bits are ignored).
     pub fn from_value(value: [u8; 4]) -> ClassOfService {
         ClassOfService {
             dscp1: value[0] >> 2,
             dscp2: ((value[0] & 0x03) << 4) | (value[1] >> 4),
             ecn: (value[1] >> 2) & 0x03,
             rp: value[1] & 0x03,
+            ec1: value[2] >> 6,
+            rpe: (value[2] >> 4) & 0x03,
         }
     }
 
@@ -165,8 +197,9 @@ pub struct TimestampInfo {
 }
 
 impl TimestampInfo {
-    /// What this reflector says of itself: no synchronization claimed
-    /// (local, as its S bit is clear), both time stamps software local —
+    /// What this reflector says of itself: sync source local (the kernel
+    /// says whether the clock is synchronised, which sets the S bit, but
+    /// not to what: NTP, PTP or GNSS), both time stamps software local —
     /// the kernel's `SO_TIMESTAMPNS` receive stamp or a user-space reading,
     /// and a user-space transmit reading: none of them a NIC's. (The
     /// Follow-Up Telemetry TLV's kernel transmit stamp is software local too,
@@ -310,9 +343,10 @@ pub fn sign_hmac_tlv(tlvs: &mut [u8], at: usize, seq: &[u8], key: &Key) {
 pub struct TlvWalk {
     /// How many TLVs it walked.
     pub walked: usize,
-    /// The DSCP the reply must be sent with: the first Class of Service
-    /// TLV's DSCP1, when one was filled in.
-    pub reply_dscp: Option<u8>,
+    /// The TOS byte the reply must be sent with: the first Class of
+    /// Service TLV's DSCP1 (or the DSCP received, RP 1) and the ECN its
+    /// RPE says, when one was filled in.
+    pub reply_tos: Option<u8>,
     /// Where the HMAC TLV is, when the reply's must be signed (with
     /// [`sign_hmac_tlv`], once the reply's sequence number is written).
     pub sign_hmac_at: Option<usize>,
@@ -337,6 +371,8 @@ pub const NETWORK_CONTROL_DSCP: u8 = 48;
 pub struct TlvContext<'a> {
     /// The TOS byte the request arrived with, when the socket said.
     pub arrived_tos: Option<u8>,
+    /// What a Class of Service TLV's EC1 gets (`--stamp-ecn`).
+    pub ecn_policy: EcnPolicy,
     /// Where the reflector's time stamps come from (Timestamp Information).
     pub timestamp_info: TimestampInfo,
     /// Authenticated mode's key: the TLVs must pass their HMAC TLV, and the
@@ -377,8 +413,9 @@ pub struct TlvContext<'a> {
 ///   are) gets `timestamp_info`.
 /// - Class of Service (length 4) gets DSCP2 and ECN from `arrived_tos`, the
 ///   TOS byte the request arrived with, RP 0 (the reply goes with DSCP1,
-///   which the result's `reply_dscp` carries, from the first such TLV) and
-///   its reserved bytes zeroed. A DSCP1 of network control (48 and up) is
+///   which the result's `reply_tos` carries, from the first such TLV), RPE
+///   by `ecn_policy` (the reply's ECN bits with it) and its reserved bits
+///   zeroed. A DSCP1 of network control (48 and up) is
 ///   refused by policy: RP 1, and the reply goes with the DSCP received.
 ///   Without `arrived_tos` (the platform cannot read it, so cannot set the
 ///   reply's either) it is flagged U and left as it is: a half-filled TLV
@@ -446,15 +483,23 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
                     // Policy (RFC 8972 §4.4): network control is never sent
                     // on request; the reply then goes as the request came (RP 1).
                     let refused = asked.dscp1 >= NETWORK_CONTROL_DSCP;
+                    // draft-ietf-ippm-stamp-cos-ecn: EC1 as the policy says.
+                    let (reply_ecn, rpe) = match cx.ecn_policy {
+                        EcnPolicy::Ec1 => (asked.ec1, RPE_SET),
+                        EcnPolicy::NotEct if asked.ec1 == 0 => (0, RPE_SET),
+                        EcnPolicy::NotEct => (0, RPE_UNABLE),
+                    };
                     let answer = ClassOfService {
                         dscp1: asked.dscp1,
                         dscp2: tos >> 2,
                         ecn: tos & 0x03,
                         rp: u8::from(refused),
+                        ec1: asked.ec1,
+                        rpe,
                     };
                     tlvs[value].copy_from_slice(&answer.value());
-                    walk.reply_dscp
-                        .get_or_insert(if refused { tos >> 2 } else { asked.dscp1 });
+                    let dscp = if refused { tos >> 2 } else { asked.dscp1 };
+                    walk.reply_tos.get_or_insert((dscp << 2) | reply_ecn);
                     0
                 }
                 None => tlv_flags::U,

@@ -27,6 +27,7 @@ use super::EchoOutcome;
 use super::RECV_BUFFER_LEN;
 use cmsg::{RECV_CONTROL_LEN, RecvControl, SendControl};
 
+pub(super) mod clock;
 pub(super) mod cmsg;
 pub(super) mod gro;
 pub(super) mod gso;
@@ -461,7 +462,7 @@ impl Batch {
     /// [`reply_from_destination`](Self::reply_from_destination), its
     /// request's destination as its source, retrying after partial sends,
     /// sending again without the source a message whose source the kernel
-    /// may have refused ([`source_refusal`]), and skipping refused ones.
+    /// may have refused (`source_refusal`), and skipping refused ones.
     pub fn echo(
         &mut self,
         socket: &UdpSocket,

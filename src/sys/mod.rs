@@ -35,6 +35,30 @@ pub use portable::{
     GRO_BUFFER_LEN, GroBatch, MAX_GSO_SEGMENTS, disable_udp_checksums, enable_gro, send_segmented,
 };
 
+/// The kernel's word on the system clock (`adjtimex(2)`, read only), for
+/// the STAMP error estimate; `None` where it cannot be asked (the portable
+/// build).
+#[cfg(all(target_os = "linux", not(udp_echo_portable)))]
+pub use linux::clock::kernel_clock;
+#[cfg(any(not(target_os = "linux"), udp_echo_portable))]
+pub use portable::kernel_clock;
+
+/// What `adjtimex(2)` says of the system clock: whether it is synchronised
+/// and how far off it may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KernelClock {
+    /// `STA_UNSYNC` is set in the status: no synchronisation daemon keeps
+    /// the clock (or it gave up).
+    pub unsync: bool,
+    /// The call returned `TIME_ERROR`: the clock is not synchronised.
+    pub time_error: bool,
+    /// The maximum error the kernel allows for, µs (`maxerror`: it grows by
+    /// 500 ppm between the daemon's updates).
+    pub maxerror_us: u64,
+    /// The estimated error, µs (`esterror`, set by the daemon).
+    pub esterror_us: u64,
+}
+
 /// Whether the kernel routes an address to this host (for `net::local_addrs`);
 /// netlink on Linux, unsupported elsewhere.
 #[cfg(all(target_os = "linux", not(udp_echo_portable)))]

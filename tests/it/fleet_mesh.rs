@@ -285,11 +285,11 @@ fn every_host_probes_every_other_and_each_impairment_shows_on_its_pair_only() {
         dropped > 0 && duplicated > 0 && rewritten > 0,
         "the rules never matched: {dropped} {duplicated} {rewritten}"
     );
-    for i in 0..HOSTS {
+    for (i, books) in scraped.iter().enumerate() {
         for j in 0..HOSTS {
             let v = |name: &str| {
                 pair_value(
-                    &scraped[i],
+                    books,
                     &format!("udp_echo_client_{name}"),
                     &node(i),
                     &target(j),

@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{self, CLIENT, ServerProcess, WAIT, skip, start_server};
+use crate::metrics::promtool;
 
 /// A running `udp-echo-client --metrics 127.0.0.1:0` exporter; killed on drop.
 struct Exporter {
@@ -129,30 +130,6 @@ fn value(body: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
         .parse()
         .unwrap()
-}
-
-/// `promtool check metrics` on `text`; `None` (and a skip) without promtool.
-fn promtool(text: &str) -> Option<(bool, String)> {
-    let Ok(mut child) = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        skip("promtool not installed (Debian package prometheus): /probe is not linted");
-        return None;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    Some((out.status.success(), said))
 }
 
 fn echo_server() -> ServerProcess {

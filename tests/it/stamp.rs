@@ -983,6 +983,7 @@ fn the_class_of_service_tlv_tells_a_forward_from_a_reverse_re_mark() {
             dscp2: if forward { 8 } else { arrived },
             ecn: 0,
             rp: 0,
+            ..ClassOfService::default()
         };
         reply.tlvs[at..at + 8].copy_from_slice(&cos.tlv());
         // A reflector clears the sender's U flag on a TLV it understood (RFC 8972 §4).

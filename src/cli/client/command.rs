@@ -122,6 +122,7 @@ impl From<&Args> for Command {
             },
             size: args.stamp_size.map(|s| s as usize),
             follow_up: args.stamp_follow_up,
+            tlvs: args.stamp_tlv.unwrap_or_default(),
             // Non-zero: some reflectors treat SSID 0 as "none".
             ssid: args
                 .stamp_ssid

@@ -318,6 +318,13 @@ impl Engine {
                     ..ClassOfService::default()
                 }),
                 follow_up: false,
+                tlvs: Default::default(),
+                // Read when the target starts: every packet of its session
+                // says the same, so a reply's copy checks against one value.
+                error_estimate: self
+                    .stamp
+                    .format
+                    .error_estimate_of(crate::sys::kernel_clock()),
             })
         } else {
             Codec::Echo

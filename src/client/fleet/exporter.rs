@@ -424,6 +424,7 @@ fn config_for(query: &ProbeQuery) -> MeasureConfig {
         },
         size: query.size,
         follow_up: false,
+        tlvs: Default::default(),
         ssid: (std::process::id() as u16).max(1),
     });
     MeasureConfig {

@@ -49,6 +49,11 @@ pub(crate) struct StampCodec {
     pub(crate) cos: Option<ClassOfService>,
     /// Every packet carries a Follow-Up Telemetry TLV (after the CoS TLV).
     pub(crate) follow_up: bool,
+    /// The TLVs of `--stamp-tlv`, after those.
+    pub(crate) tlvs: crate::client::stamp::SenderTlvs,
+    /// The error estimate every packet carries (S bit and error from the
+    /// kernel, read once when the session starts).
+    pub(crate) error_estimate: u16,
 }
 
 impl StampCodec {
@@ -60,6 +65,7 @@ impl StampCodec {
         self.mode.base_len()
             + self.cos.map_or(0, |_| CLASS_OF_SERVICE_LEN)
             + if self.follow_up { FOLLOW_UP_LEN } else { 0 }
+            + self.tlvs.len()
             + self.hmac_tlv_len()
     }
 
@@ -67,7 +73,7 @@ impl StampCodec {
     /// TLV, 0 otherwise.
     #[cfg(test)]
     fn hmac_tlv_len(&self) -> usize {
-        if self.key.is_some() && (self.cos.is_some() || self.follow_up) {
+        if self.key.is_some() && (self.cos.is_some() || self.follow_up || !self.tlvs.is_empty()) {
             HMAC_TLV_LEN
         } else {
             0
@@ -107,7 +113,7 @@ impl StampCodec {
             return false;
         }
         if reply.ssid != self.ssid
-            || reply.sender_error_estimate != self.format.error_estimate()
+            || reply.sender_error_estimate != self.error_estimate
             || self.exact_unix_ns(reply.sender_timestamp).is_none()
         {
             return false;
@@ -160,7 +166,7 @@ impl Codec {
                 SenderPacket {
                     seq: seq.wrapping_sub(1) as u32,
                     timestamp: s.timestamp(sent_ns),
-                    error_estimate: s.format.error_estimate(),
+                    error_estimate: s.error_estimate,
                     ssid: s.ssid,
                 }
                 .encode(s.mode, buf);
@@ -174,6 +180,8 @@ impl Codec {
                     buf[at..at + FOLLOW_UP_LEN].copy_from_slice(&FollowUp::request_tlv());
                     at += FOLLOW_UP_LEN;
                 }
+                // S_TxC: this session's packets so far, this one included.
+                at += s.tlvs.write(&mut buf[at..], seq as u32);
                 // Authenticated, any TLV comes with the HMAC TLV (even a
                 // lone Extra Padding TLV: see `client::stamp::fixed_len`).
                 let hmac_at =

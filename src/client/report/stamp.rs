@@ -107,15 +107,23 @@ pub fn stamp_summary(s: &StampSummary) -> String {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "one-way delays need synchronised clocks: the reflector {} (S bit {}), this sender does not claim it",
-        if s.reflector_clock_synchronized {
+    let claims = |synced: bool| {
+        if synced {
             "claims a synchronised clock"
         } else {
             "does not claim a synchronised clock"
-        },
-        u8::from(s.reflector_clock_synchronized)
+        }
+    };
+    let _ = writeln!(
+        out,
+        "one-way delays need synchronised clocks: the reflector {} (S bit {}{}), this sender {} (S bit {}, error {} ms, from the kernel)",
+        claims(s.reflector_clock_synchronized),
+        u8::from(s.reflector_clock_synchronized),
+        s.reflector_clock_error_us
+            .map_or(String::new(), |us| format!(", error {} ms", ms(us as f64))),
+        claims(s.sender_clock_synchronized),
+        u8::from(s.sender_clock_synchronized),
+        ms(s.sender_clock_error_us as f64),
     );
     match (s.lost_forward, s.lost_reverse, s.lost_unattributed) {
         (Some(f), Some(r), Some(u)) => {
@@ -144,6 +152,9 @@ pub fn stamp_summary(s: &StampSummary) -> String {
     if let Some(f) = &s.follow_up {
         let _ = writeln!(out, "{}", follow_up_line(f));
     }
+    if let Some(t) = &s.stamp_tlvs {
+        tlv_lines(&mut out, t);
+    }
     if s.run.dscp.marked {
         let _ = match (s.dscp_forward_changed, s.dscp_reverse_changed) {
             (Some(f), reverse) => writeln!(
@@ -159,6 +170,25 @@ pub fn stamp_summary(s: &StampSummary) -> String {
                 "DSCP by direction: unknown, the reflector does not fill in the Class of Service TLV (RFC 8972 §4.4)"
             ),
         };
+        if let (Some(f), Some(seen)) = (s.ecn_forward_changed, &s.ecn_forward_seen) {
+            let arrived: Vec<String> = seen
+                .iter()
+                .map(|(ecn, n)| format!("{} ×{n}", crate::net::dscp::ecn_name(*ecn)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "ECN by direction (Class of Service TLV): {f} changed on the way out, {} (arrived {}{})",
+                s.ecn_reverse_changed.map_or(
+                    "the way back unknown (no RPE from the reflector, or no TOS here)".to_owned(),
+                    |r| format!("{r} on the way back")
+                ),
+                arrived.join(", "),
+                match s.ecn_refused {
+                    Some(n) if n > 0 => format!("; EC1 refused by the reflector ×{n}"),
+                    _ => String::new(),
+                }
+            );
+        }
     }
     out
 }
@@ -184,4 +214,50 @@ fn follow_up_line(f: &FollowUpSummary) -> String {
         ms(o.p50),
         ms(o.max)
     )
+}
+
+/// The `--stamp-tlv` lines: what the reflector answered, flagged ones
+/// counted (a reflector may not process a TLV: U is its answer, not an
+/// error).
+fn tlv_lines(out: &mut String, t: &crate::client::stamp::TlvSummary) {
+    if let Some(d) = &t.direct_measurement {
+        let _ = match (
+            d.sent,
+            d.reflector_received,
+            d.reflector_sent,
+            d.lost_forward,
+        ) {
+            (Some(sent), Some(rx), Some(tx), Some(lost)) => writeln!(
+                out,
+                "Direct Measurement (RFC 8972 §4.5): at our packet {sent} the reflector had received {rx} and sent {tx} before it ({lost} lost on the way out by its count); {} filled in, {} flagged",
+                d.filled, d.flagged
+            ),
+            _ => writeln!(
+                out,
+                "Direct Measurement (RFC 8972 §4.5): not filled in by the reflector ({} flagged: a stateless reflector keeps no counters)",
+                d.flagged
+            ),
+        };
+    }
+    if let Some(l) = &t.location {
+        let _ = match (&l.source, &l.destination) {
+            (Some(src), Some(dst)) => writeln!(
+                out,
+                "Location (RFC 8972 §4.2): the reflector saw our packets from {src} to {dst}; {} filled in, {} flagged",
+                l.filled, l.flagged
+            ),
+            _ => writeln!(
+                out,
+                "Location (RFC 8972 §4.2): not filled in by the reflector ({} flagged)",
+                l.flagged
+            ),
+        };
+    }
+    if let Some(a) = &t.access_report {
+        let _ = writeln!(
+            out,
+            "Access Report (RFC 8972 §4.6): {} acknowledged, {} flagged",
+            a.acknowledged, a.flagged
+        );
+    }
 }

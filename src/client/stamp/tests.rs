@@ -12,6 +12,7 @@ fn codec(tos: Option<u8>) -> (Codec, StampConfig) {
         ssid: 9,
         size: None,
         follow_up: false,
+        tlvs: Default::default(),
     };
     (config.codec(tos, ORIGIN).unwrap(), config)
 }
@@ -198,6 +199,7 @@ fn cos_tlv(flags: u8, dscp1: u8, dscp2: u8, rp: u8) -> [u8; 8] {
         dscp2,
         ecn: 0,
         rp,
+        ..ClassOfService::default()
     }
     .tlv();
     tlv[0] = flags;
@@ -293,6 +295,7 @@ fn the_packet_length_holds_the_tlv_when_marked() {
         ssid: 1,
         size: None,
         follow_up: false,
+        tlvs: Default::default(),
     };
     assert_eq!(
         (config.packet_len(None), config.packet_len(Some(0))),
@@ -336,6 +339,7 @@ fn a_padded_packet_carries_an_extra_padding_tlv_to_its_size() {
         ssid: 3,
         size: Some(100),
         follow_up: false,
+        tlvs: Default::default(),
     };
     let codec = config.codec(Some(46 << 2), ORIGIN).unwrap();
     let mut buf = vec![0xffu8; config.packet_len(Some(46 << 2))];
@@ -362,6 +366,7 @@ fn authenticated_a_reply_whose_hmac_tlv_fails_is_not_used() {
         ssid: 9,
         size: None,
         follow_up: false,
+        tlvs: Default::default(),
     };
     let ef = 46 << 2;
     let codec = config.codec(Some(ef), ORIGIN).unwrap();
@@ -410,6 +415,7 @@ fn follow_up_rides_after_the_cos_tlv_and_under_the_hmac_tlv() {
         ssid: 3,
         size: None,
         follow_up: true,
+        tlvs: Default::default(),
     };
     assert_eq!(config.packet_len(None), 64);
     assert_eq!(config.packet_len(Some(0)), 72);
@@ -426,4 +432,122 @@ fn follow_up_rides_after_the_cos_tlv_and_under_the_hmac_tlv() {
     config.options.key_file = Some("k".into());
     assert_eq!(config.packet_len(None), 112 + 20 + 20);
     assert_eq!(check_size(true, None, true, 140), Err("--size 140 is shorter than this STAMP packet (152 bytes, authenticated and the Follow-Up Telemetry TLV)".into()));
+}
+
+/// draft-ietf-ippm-stamp-cos-ecn: the ECN the reflector saw (the TLV's ECN
+/// field) against what we sent (Not-ECT), and what came back against what
+/// its RPE says it sent.
+#[test]
+fn the_class_of_service_tlv_tells_ecn_each_way() {
+    let ef = 46 << 2;
+    let (marked, _) = codec(Some(ef));
+    let codec = marked.clone();
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut feed = |seq: u64, ecn: u8, rpe: u8, tos: Option<u8>| {
+        let mut tlv = ClassOfService {
+            dscp1: 46,
+            dscp2: 46,
+            ecn,
+            rpe,
+            ..ClassOfService::default()
+        }
+        .tlv();
+        tlv[0] = 0;
+        let bytes = reply(&codec, seq, seq, (seq - 1) as u32, 5, Some(tlv));
+        books.reply(&bytes, seq, intact(seq, seq), seq + 10, tos);
+    };
+    // Untouched both ways: Not-ECT out, Not-ECT (EC1) back.
+    feed(1, 0, RPE_SET, Some(ef));
+    // CE on the way out; back as sent.
+    feed(2, 3, RPE_SET, Some(ef));
+    // Out as sent; CE on the way back.
+    feed(3, 0, RPE_SET, Some(ef | 3));
+    // The reflector refused EC1 (RPE 0b10: Not-ECT), Not-ECT came back.
+    feed(4, 0, RPE_UNABLE, Some(ef));
+    let s = summary_of(&books, 0);
+    assert_eq!(s.ecn_forward_changed, Some(1));
+    assert_eq!(s.ecn_forward_seen, Some(BTreeMap::from([(0, 3), (3, 1)])));
+    assert_eq!(s.ecn_reverse_changed, Some(1));
+    assert_eq!(s.ecn_refused, Some(1));
+    // A reflector without the draft (RPE 0): the way back unknown.
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    let mut tlv = cos_tlv(0, 46, 46, 0);
+    tlv[0] = 0;
+    let bytes = reply(&codec, 1, 1, 0, 5, Some(tlv));
+    books.reply(&bytes, 1, intact(1, 1), 20, Some(ef));
+    let s = summary_of(&books, 0);
+    assert_eq!(
+        (s.ecn_forward_changed, s.ecn_reverse_changed),
+        (Some(0), None)
+    );
+    // Without --tos: nothing of it.
+    let (plain, _) = self::codec(None);
+    let mut books = StampBooks::for_codec(&plain).unwrap();
+    let bytes = reply(&plain, 1, 1, 0, 5, None);
+    books.reply(&bytes, 1, intact(1, 1), 20, Some(0));
+    let s = summary_of(&books, 0);
+    assert_eq!((s.ecn_forward_seen, s.ecn_refused), (None, None));
+}
+
+/// `--stamp-tlv`'s answers read from every truncation and bit flip of a
+/// reply's TLVs without a panic, each TLV filled in or flagged.
+#[test]
+fn hostile_tlv_answers_are_counted_never_a_panic() {
+    let config = StampConfig {
+        options: StampOptions::default(),
+        ssid: 3,
+        size: None,
+        follow_up: false,
+        tlvs: SenderTlvs::parse("all").unwrap(),
+    };
+    let tos = Some(46 << 2);
+    let codec = config.codec(tos, ORIGIN).unwrap();
+    let len = config.packet_len(tos);
+    assert_eq!(len, 44 + 8 + 16 + 60 + 8);
+    let mut request = vec![0u8; len];
+    codec.fill(&mut request, 1, 5);
+    // Our reflector's answer to it, then damaged every way.
+    let mut reflector = crate::stamp::Reflector::new(crate::stamp::ReflectorConfig {
+        stateful: true,
+        ..Default::default()
+    })
+    .with_local("127.0.0.1:862".parse().unwrap());
+    let arrival = crate::stamp::Arrival {
+        received: UNIX_EPOCH + Duration::from_nanos(ORIGIN + 6),
+        tos,
+        ttl: Some(64),
+        destination: None,
+    };
+    let mut reply = request.clone();
+    reflector
+        .reflect_in_place(
+            &mut reply,
+            "127.0.0.1:40000".parse().unwrap(),
+            &arrival,
+            UNIX_EPOCH + Duration::from_nanos(ORIGIN + 7),
+            0,
+        )
+        .unwrap();
+    let mut books = StampBooks::for_codec(&codec).unwrap();
+    books.reply(&reply, 1, intact(1, 5), 20, tos);
+    let mut fed = 1;
+    for cut in 44..reply.len() {
+        books.reply(&reply[..cut], 1, intact(1, 5), 20, tos);
+        fed += 1;
+    }
+    for bit in 44 * 8..reply.len() * 8 {
+        let mut flipped = reply.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        books.reply(&flipped, 1, intact(1, 5), 20, tos);
+        fed += 1;
+    }
+    let t = summary_of(&books, 0).stamp_tlvs.unwrap();
+    let dm = t.direct_measurement.unwrap();
+    let loc = t.location.unwrap();
+    let access = t.access_report.unwrap();
+    assert_eq!(dm.filled + dm.flagged, fed);
+    assert_eq!(loc.filled + loc.flagged, fed);
+    assert_eq!(access.acknowledged + access.flagged, fed);
+    // The undamaged reply: all filled in.
+    assert!(dm.filled >= 1 && loc.filled >= 1 && access.acknowledged >= 1);
 }

@@ -85,11 +85,39 @@ fn what_cannot_become_http_is_judged_at_once() {
 
 /// `/metrics` as `text/plain` from `render`, no other routes.
 fn site(render: &dyn Fn() -> String) -> Site<'_> {
+    // Leaked: a test's few bytes, so the site can outlive this call.
+    let shared: &'static SharedBody = Box::leak(Box::default());
     Site {
         content_type: "text/plain",
         render,
         routes: &NoRoutes,
+        shared,
     }
+}
+
+#[test]
+fn concurrent_scrapes_share_one_body_and_a_lone_one_gets_a_fresh_one() {
+    let shared = SharedBody::default();
+    let renders = std::cell::Cell::new(0);
+    let make = || {
+        renders.set(renders.get() + 1);
+        vec![renders.get() as u8; 1000]
+    };
+    let t0 = Instant::now();
+    let first = shared.get(t0, make);
+    // A second scrape while the first is still being sent: the same body.
+    let second = shared.get(t0 + Duration::from_millis(10), make);
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(renders.get(), 1);
+    // Too old to share: rendered again.
+    let third = shared.get(t0 + SHARE_FOR, make);
+    assert!(!Arc::ptr_eq(&first, &third));
+    assert_eq!(renders.get(), 2);
+    // Nobody sends a body any more: a new scrape renders afresh.
+    drop((first, second, third));
+    let fourth = shared.get(t0 + SHARE_FOR, make);
+    assert_eq!(renders.get(), 3);
+    assert_eq!(fourth[0], 3);
 }
 
 #[test]
@@ -116,7 +144,7 @@ fn the_oldest_idle_connection_is_shed_first() {
         serial,
         head: Vec::new(),
         line_done: false,
-        out: writing.then(|| (Vec::new(), 0)),
+        out: writing.then(|| (Arc::new(Vec::new()), 0)),
     };
     let all = [
         connection(1, true),
@@ -127,7 +155,7 @@ fn the_oldest_idle_connection_is_shed_first() {
     let writing: Vec<Connection> = all
         .into_iter()
         .map(|mut c| {
-            c.out = Some((Vec::new(), 0));
+            c.out = Some((Arc::new(Vec::new()), 0));
             c
         })
         .collect();

@@ -27,12 +27,19 @@ fn tlvs_are_copied_and_flagged_unknown_or_malformed() {
 
 #[test]
 fn class_of_service_fields_round_trip_through_their_bits() {
-    for (dscp1, dscp2, ecn, rp) in [(46, 8, 2, 0), (63, 63, 3, 1), (0, 0, 0, 0), (10, 34, 1, 1)] {
+    for (dscp1, dscp2, ecn, rp, ec1, rpe) in [
+        (46, 8, 2, 0, 1, 3),
+        (63, 63, 3, 1, 3, 2),
+        (0, 0, 0, 0, 0, 0),
+        (10, 34, 1, 1, 2, 1),
+    ] {
         let cos = packet::ClassOfService {
             dscp1,
             dscp2,
             ecn,
             rp,
+            ec1,
+            rpe,
         };
         assert_eq!(packet::ClassOfService::from_value(cos.value()), cos);
     }
@@ -42,9 +49,23 @@ fn class_of_service_fields_round_trip_through_their_bits() {
         dscp2: 8,
         ecn: 2,
         rp: 0,
+        ec1: 0,
+        rpe: 0,
     };
     // A sender's TLV carries U (RFC 8972 §4: 0x80 in the flags byte).
     assert_eq!(cos.tlv(), [0x80, 4, 0, 4, 0b1011_1000, 0b1000_1000, 0, 0]);
+    // draft-ietf-ippm-stamp-cos-ecn: EC1 and RPE in the third value byte,
+    // the layout stamp-suite's cross vector pins (DSCP1 46, DSCP2 20, EC2
+    // 1, RPD 0, EC1 2, RPE 3).
+    let draft = packet::ClassOfService {
+        dscp1: 46,
+        dscp2: 20,
+        ecn: 1,
+        rp: 0,
+        ec1: 2,
+        rpe: 3,
+    };
+    assert_eq!(draft.value(), [0xb9, 0x44, 0xb0, 0x00]);
 }
 
 #[test]
@@ -84,6 +105,8 @@ fn cos(dscp1: u8) -> packet::ClassOfService {
         dscp2: 63,
         ecn: 3,
         rp: 3,
+        ec1: 0,
+        rpe: 3,
     }
 }
 
@@ -91,7 +114,8 @@ fn cos(dscp1: u8) -> packet::ClassOfService {
 fn a_class_of_service_tlv_gets_the_arrival_dscp_and_ecn_and_names_the_reply_dscp() {
     let mut r = Reflector::new(config(None, false, TimeFormat::Ntp));
     let mut tlv = cos(46).tlv();
-    tlv[6..8].copy_from_slice(&[0xff, 0xff]); // reserved, set by a careless sender
+    // Reserved bits (after EC1 and RPE), set by a careless sender.
+    tlv[6..8].copy_from_slice(&[0x0f, 0xff]);
     // Arrived CS1 (DSCP 8) with ECT(1).
     let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(&tlv), Some(0x20 | 0b01)).unwrap();
     assert_eq!(meta.tos, Some(46 << 2), "sent with DSCP1, Not-ECT");
@@ -108,10 +132,16 @@ fn a_class_of_service_tlv_gets_the_arrival_dscp_and_ecn_and_names_the_reply_dscp
             dscp1: 46,
             dscp2: 8,
             ecn: 1,
-            rp: 0
+            rp: 0,
+            ec1: 0,
+            rpe: packet::RPE_SET,
         }
     );
-    assert_eq!(&tlv[6..8], &[0, 0], "reserved zeroed");
+    assert_eq!(
+        &tlv[6..8],
+        &[packet::RPE_SET << 4, 0],
+        "EC1 Not-ECT honoured (RPE 0b11), reserved bits zeroed"
+    );
     // After Extra Padding, and asking DSCP 0: found, and 0 it is.
     let mut tail = vec![0, 1, 0, 2, 7, 7];
     tail.extend_from_slice(&cos(0).tlv());
@@ -189,7 +219,7 @@ fn a_class_of_service_tlv_cannot_ask_for_network_control() {
         }
         .tlv();
         let walk = packet::reflect_tlvs(&mut tail, &cx(Some(arrived << 2)));
-        assert_eq!(walk.reply_dscp, Some(reply_dscp), "DSCP1 {dscp1}");
+        assert_eq!(walk.reply_tos, Some(reply_dscp << 2), "DSCP1 {dscp1}");
         let got = packet::ClassOfService::from_value(tail[4..8].try_into().unwrap());
         assert_eq!(
             (got.dscp1, got.dscp2, got.rp),
@@ -247,4 +277,40 @@ fn with_tlv_mode_ignore_the_tlvs_come_back_untouched() {
     let (reply, meta) = reflect_in_place(&mut r, &with_tlvs(&tail), Some(0xb8)).unwrap();
     assert_eq!(&reply[OPEN_LEN..], &tail[..]);
     assert_eq!(meta.tos, None, "the request's DSCP, as any echo");
+}
+
+/// draft-ietf-ippm-stamp-cos-ecn: EC1 by the policy, RPE saying what was
+/// done, the reply's ECN bits with it; RFC 8972's ECN field the arrival's.
+#[test]
+fn ec1_is_answered_by_the_ecn_policy() {
+    for ec1 in 0..4u8 {
+        for policy in [packet::EcnPolicy::NotEct, packet::EcnPolicy::Ec1] {
+            let mut tail = packet::ClassOfService {
+                dscp1: 46,
+                ec1,
+                ..Default::default()
+            }
+            .tlv();
+            let context = packet::TlvContext {
+                ecn_policy: policy,
+                ..cx(Some((10 << 2) | 2))
+            };
+            let walk = packet::reflect_tlvs(&mut tail, &context);
+            let got = packet::ClassOfService::from_value(tail[4..8].try_into().unwrap());
+            let honoured = policy == packet::EcnPolicy::Ec1 || ec1 == 0;
+            let (rpe, ecn) = if honoured {
+                (packet::RPE_SET, ec1)
+            } else {
+                (packet::RPE_UNABLE, 0)
+            };
+            let case = format!("{policy:?} EC1 {ec1}");
+            assert_eq!(
+                (got.ec1, got.rpe, got.ecn, got.dscp2),
+                (ec1, rpe, 2, 10),
+                "{case}"
+            );
+            assert_eq!(walk.reply_tos, Some((46 << 2) | ecn), "{case}");
+            assert_eq!(tail[7], 0, "{case}: reserved zero");
+        }
+    }
 }

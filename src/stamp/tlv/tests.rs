@@ -4,6 +4,7 @@ use super::*;
 
 fn cx(tos: Option<u8>, key: Option<&Key>) -> TlvContext<'_> {
     TlvContext {
+        ecn_policy: EcnPolicy::NotEct,
         arrived_tos: tos,
         timestamp_info: TimestampInfo::REFLECTOR,
         key,
@@ -36,14 +37,18 @@ fn a_sender_sets_u_and_the_reflector_clears_it_on_what_it_understands() {
     tlvs.extend_from_slice(&[0x80, 200, 0, 1, 0xcc]);
     let walk = reflect_tlvs(&mut tlvs, &cx(Some(0xb8 | 2), None));
     assert_eq!(walk.walked, 4);
-    assert_eq!(walk.reply_dscp, Some(46));
+    assert_eq!(walk.reply_tos, Some(46 << 2));
     assert_eq!(
         &tlvs[..6],
         &[0, 1, 0, 2, 0xaa, 0xbb],
         "padding: flags 0, value as sent"
     );
-    // DSCP1 46, DSCP2 46, ECN ECT(0) = 2, RP 0 (RFC 8972 §4.4 layout).
-    assert_eq!(&tlvs[6..14], &[0, 4, 0, 4, 0b1011_1010, 0b1110_1000, 0, 0]);
+    // DSCP1 46, DSCP2 46, ECN ECT(0) = 2, RP 0 (RFC 8972 §4.4 layout);
+    // EC1 Not-ECT honoured: RPE 0b11 (draft-ietf-ippm-stamp-cos-ecn).
+    assert_eq!(
+        &tlvs[6..14],
+        &[0, 4, 0, 4, 0b1011_1010, 0b1110_1000, 0b0011_0000, 0]
+    );
     // Sync source 5 (local), method 2 (software) both ways (RFC 8972 §4.3, §5.4, §5.5).
     assert_eq!(&tlvs[14..22], &[0, 3, 0, 4, 5, 2, 5, 2]);
     assert_eq!(&tlvs[22..], &[tlv_flags::U, 200, 0, 1, 0xcc]);
@@ -152,7 +157,7 @@ fn the_reflector_processes_authentic_tlvs_and_flags_every_tlv_i_otherwise() {
     let before = bad.clone();
     let walk = reflect_tlvs(&mut bad, &cx(Some(0xb8), Some(&key)));
     assert!(walk.integrity_failed);
-    assert_eq!((walk.reply_dscp, walk.sign_hmac_at), (None, None));
+    assert_eq!((walk.reply_tos, walk.sign_hmac_at), (None, None));
     assert_eq!((bad[0], bad[8]), (tlv_flags::I, tlv_flags::I));
     assert_eq!(
         (&bad[1..8], &bad[9..]),

@@ -15,6 +15,8 @@ fn stamp(mode: Mode, format: TimeFormat, cos: bool) -> StampCodec {
             ..ClassOfService::default()
         }),
         follow_up: false,
+        tlvs: Default::default(),
+        error_estimate: format.error_estimate(),
     }
 }
 

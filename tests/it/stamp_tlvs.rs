@@ -1,0 +1,179 @@
+//! `udp-echo-client --stamp --stamp-tlv`: our sender asks for Direct
+//! Measurement, Location and Access Report and reports what came back —
+//! from our reflector (stateless: Direct Measurement flagged U, reported;
+//! stateful: every TLV filled in; authenticated, under the HMAC TLV) and
+//! from stamp-suite's (skipped visibly where it is not installed). Every
+//! reply is accounted for: each TLV filled in or flagged, never an error.
+
+use crate::common;
+
+use common::*;
+
+use crate::stamp::{KeyFile, SuiteReflector, stamp_suite};
+
+const PROBES: u64 = 5;
+
+fn run(port: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--stamp",
+        "--stamp-tlv",
+        "all",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        port,
+        "-c",
+        "5",
+        "-i",
+        "0.01",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let run = run_client(&args, None);
+    let json = json_of(&run);
+    assert_eq!(run.code(), Some(0), "{json}\n{}", run.stderr);
+    assert_eq!(json["received"], PROBES, "{json}");
+    // Each TLV of each reply: filled in (acknowledged) or flagged.
+    let t = &json["stamp_tlvs"];
+    for (tlv, yes) in [
+        ("direct_measurement", "filled"),
+        ("location", "filled"),
+        ("access_report", "acknowledged"),
+    ] {
+        let n = t[tlv][yes].as_u64().unwrap() + t[tlv]["flagged"].as_u64().unwrap();
+        assert_eq!(n, PROBES, "{tlv}: every reply accounted for: {json}");
+    }
+    json
+}
+
+#[test]
+fn our_reflector_answers_every_tlv_our_sender_asks_for() {
+    let key = KeyFile::new("stamp-tlvs");
+    for (server_extra, client_extra, stateful) in [
+        (&[][..], &[][..], false),
+        (&["--stamp-stateful"][..], &[][..], true),
+        (
+            &["--stamp-stateful", "--stamp-key", key.path()][..],
+            &["--stamp-key", key.path()][..],
+            true,
+        ),
+    ] {
+        let mut args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
+        args.extend_from_slice(server_extra);
+        let server = start_server(&args);
+        let port = server.addr.port().to_string();
+        let json = run(&port, client_extra);
+        let t = &json["stamp_tlvs"];
+        let case = format!("{server_extra:?}");
+        let dm = &t["direct_measurement"];
+        if stateful {
+            // The reflector's counters: at our 5th packet it had received
+            // 5 and sent 4 before this reply.
+            assert_eq!(dm["filled"], PROBES, "{case}: {t}");
+            assert_eq!(
+                (
+                    &dm["sent"],
+                    &dm["reflector_received"],
+                    &dm["reflector_sent"],
+                    &dm["lost_forward"]
+                ),
+                (&5.into(), &5.into(), &4.into(), &0.into()),
+                "{case}: {t}"
+            );
+        } else {
+            assert_eq!(dm["flagged"], PROBES, "{case}: stateless flags it U: {t}");
+            assert!(dm["lost_forward"].is_null(), "{case}: {t}");
+        }
+        let loc = &t["location"];
+        assert_eq!(loc["filled"], PROBES, "{case}: {t}");
+        assert_eq!(
+            loc["destination"],
+            format!("127.0.0.1:{port}"),
+            "{case}: {t}"
+        );
+        assert!(
+            loc["source"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{case}: {t}"
+        );
+        assert_eq!(t["access_report"]["acknowledged"], PROBES, "{case}: {t}");
+        // Replies as long as the requests: 44 + 16 + 60 + 8, and the HMAC
+        // TLV (20) over the authenticated base (112).
+        let size = if client_extra.is_empty() { 128 } else { 216 };
+        assert_eq!(json["size"], size, "{case}");
+    }
+}
+
+#[test]
+fn the_text_report_names_what_came_back() {
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let port = server.addr.port().to_string();
+    let run = run_client(
+        &[
+            "--stamp",
+            "--stamp-tlv",
+            "dm,access",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "2",
+            "-i",
+            "0.01",
+        ],
+        None,
+    );
+    let out = run.stdout_text();
+    assert!(
+        out.contains("with Direct Measurement and Access Report TLVs"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "Direct Measurement (RFC 8972 §4.5): not filled in by the reflector (2 flagged"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("Access Report (RFC 8972 §4.6): 2 acknowledged, 0 flagged"),
+        "{out}"
+    );
+    assert!(!out.contains("Location"), "{out}");
+    let bad = run_client(
+        &[
+            "--stamp",
+            "--stamp-tlv",
+            "dm,rp",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+        ],
+        None,
+    );
+    assert_eq!(bad.code(), Some(2), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("'rp' is not a TLV this sender sends"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn our_sender_accounts_for_every_reply_of_stamp_suites_reflector() {
+    let Some(suite) = stamp_suite("our sender with --stamp-tlv all → stamp-suite reflector")
+    else {
+        return;
+    };
+    for extra in [&[][..], &["--stateful-reflector"][..]] {
+        let reflector = SuiteReflector::start(&suite, extra);
+        let json = run(&reflector.port.to_string(), &[]);
+        let t = &json["stamp_tlvs"];
+        // Its reflector keeps sessions either way: counters filled in.
+        let dm = &t["direct_measurement"];
+        assert_eq!(dm["filled"], PROBES, "{extra:?}: {t}");
+        assert_eq!(dm["reflector_received"], dm["sent"], "{extra:?}: {t}");
+        assert_eq!(t["access_report"]["acknowledged"], PROBES, "{extra:?}: {t}");
+        assert_eq!(t["location"]["filled"], PROBES, "{extra:?}: {t}");
+    }
+}
