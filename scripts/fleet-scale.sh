@@ -60,21 +60,24 @@ ip -n "$ns" route add local 198.18.0.0/16 dev lo
 inns() { ip netns exec "$ns" "$@"; }
 
 # The server answers every address of the range from the address asked.
-inns taskset -c 0 "$server" --host 0.0.0.0 --port 7007 -q --stop-on-empty never \
+ip netns exec "$ns" taskset -c 0 "$server" --host 0.0.0.0 --port 7007 -q --stop-on-empty never \
     >"$work/server.out" 2>"$work/server.err" &
 pids+=($!)
 for _ in $(seq 100); do grep -q "listening on" "$work/server.out" && break; sleep 0.05; done
 grep -q "listening on" "$work/server.out" || die "server did not start: $(cat "$work/server.err")"
 
-# file_sd JSON with N targets: the reference first, then 198.18.0.2 onwards.
+# file_sd JSON with N targets: the reference in a group of its own, probed
+# every 10 ms (2,000 round trips in a 20 s window, so its mean is a figure and
+# not noise), then N - 1 others at --interval from 198.18.0.3 onwards.
 targets_file() {
     python3 - "$1" <<'EOF'
 import json, sys
 n = int(sys.argv[1])
-targets = ["198.18.0.1:7007"] + [
-    f"198.18.{(i + 1) // 254}.{(i + 1) % 254 + 1}:7007" for i in range(1, n)
-]
-print(json.dumps([{"targets": targets, "labels": {"bench": "scale"}}]))
+others = [f"198.18.{(i + 1) // 254}.{(i + 1) % 254 + 1}:7007" for i in range(1, n)]
+groups = [{"targets": ["198.18.0.1:7007"], "labels": {"bench": "ref", "__param_interval": "10ms"}}]
+if others:
+    groups.append({"targets": others, "labels": {"bench": "scale"}})
+print(json.dumps(groups))
 EOF
 }
 
@@ -94,7 +97,8 @@ def total(name, only_ref=False):
             s += float(line.rsplit(" ", 1)[1])
     return s
 print(total("udp_echo_client_rtt_seconds_sum", True), total("udp_echo_client_rtt_seconds_count", True),
-      total("udp_echo_client_probes_sent_total"), total("udp_echo_client_probes_lost_total"), took)
+      total("udp_echo_client_probes_sent_total"), total("udp_echo_client_probes_lost_total"), took,
+      time.time(), total("udp_echo_client_fleet_receive_drops_total"), total("udp_echo_client_replies_late_total"))
 EOF
 }
 
@@ -106,25 +110,29 @@ port=9300
 for n in $counts; do
     port=$((port + 1))
     targets_file "$n" >"$work/targets-$n.json"
-    inns taskset -c 1 "$client" --targets "$work/targets-$n.json" --metrics "127.0.0.1:$port" \
+    # Not through inns: $! must be the prober itself (ip netns exec and
+    # taskset exec it), not a subshell.
+    ip netns exec "$ns" taskset -c 1 "$client" --targets "$work/targets-$n.json" --metrics "127.0.0.1:$port" \
         -i "$interval" -t 1 >"$work/prober-$n.out" 2>"$work/prober-$n.err" &
     pid=$!
     pids+=("$pid")
     sleep "$warmup"
     kill -0 "$pid" 2>/dev/null || die "prober exited: $(cat "$work/prober-$n.err")"
-    read -r s0 c0 sent0 lost0 _ < <(scrape "127.0.0.1:$port")
+    read -r s0 c0 sent0 lost0 _ w0 _ _ < <(scrape "127.0.0.1:$port")
     t0=$(ticks "$pid")
     sleep "$duration"
     t1=$(ticks "$pid")
-    read -r s1 c1 sent1 lost1 took < <(scrape "127.0.0.1:$port")
+    read -r s1 c1 sent1 lost1 took w1 drops late < <(scrape "127.0.0.1:$port")
+    echo "  (prober receive drops so far: $drops, late replies $late; kernel: $(ip netns exec "$ns" awk '/^Udp:/ {getline; print "RcvbufErrors " $6}' /proc/net/snmp))" >&2
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-    python3 - "$n" "$t0" "$t1" "$hz" "$duration" "$rss" "$s0" "$c0" "$s1" "$c1" "$sent0" "$sent1" "$lost0" "$lost1" "$took" <<'EOF'
+    python3 - "$n" "$t0" "$t1" "$hz" "$duration" "$rss" "$s0" "$c0" "$s1" "$c1" "$sent0" "$sent1" "$lost0" "$lost1" "$took" "$w0" "$w1" <<'EOF'
 import sys
-n, t0, t1, hz, d, rss, s0, c0, s1, c1, sent0, sent1, lost0, lost1, took = sys.argv[1:]
+n, t0, t1, hz, d, rss, s0, c0, s1, c1, sent0, sent1, lost0, lost1, took, w0, w1 = sys.argv[1:]
 cpu = (float(t1) - float(t0)) / float(hz) / float(d)
 dc = float(c1) - float(c0)
 mean = (float(s1) - float(s0)) / dc * 1e6 if dc else float("nan")
-rate = (float(sent1) - float(sent0)) / float(d)
+# All probes (the reference's 100/s too) per second between the two scrapes.
+rate = (float(sent1) - float(sent0)) / (float(w1) - float(w0))
 print(f"{'udp-echo':<10} {n:<8} {cpu:8.3f} {int(rss) / 1024:8.1f} {mean:15.1f} {rate:12.0f} "
       f"{float(lost1) - float(lost0):8.0f} {float(took) * 1000:9.1f}")
 EOF
@@ -136,9 +144,9 @@ if [ "$smokeping" = 1 ]; then
     command -v prometheus-smokeping-prober >/dev/null || die "--smokeping: prometheus-smokeping-prober is not installed"
     for n in $counts; do
         port=$((port + 1))
-        hosts=$(python3 -c "import json,sys; print(' '.join(t.rsplit(':',1)[0] for t in json.load(open(sys.argv[1]))[0]['targets']))" "$work/targets-$n.json")
+        hosts=$(python3 -c "import json,sys; print(' '.join(t.rsplit(':',1)[0] for g in json.load(open(sys.argv[1])) for t in g['targets']))" "$work/targets-$n.json")
         # shellcheck disable=SC2086 # one argument per host
-        inns taskset -c 1 prometheus-smokeping-prober --web.listen-address="127.0.0.1:$port" \
+        ip netns exec "$ns" taskset -c 1 prometheus-smokeping-prober --privileged --web.listen-address="127.0.0.1:$port" \
             --ping.interval="${interval}s" $hosts >"$work/smokeping-$n.out" 2>&1 &
         pid=$!
         pids+=("$pid")

@@ -15,8 +15,13 @@
 # bounded by --duration.
 #
 #   scripts/stamp-bench.sh [--reps N] [--duration S] [--window W] [--auth] [--server-args '...']
+#                          [--tlvs 'CLIENT ARGS']
+#
+# --tlvs compares the reflector with itself instead (issue 24: ≥ 0.8× with
+# TLVs present): STAMP without TLVs against STAMP with the client's ARGS,
+# e.g. --tlvs '--stamp-tlv all --stamp-follow-up' --server-args '--stamp-stateful'.
 set -euo pipefail
-reps=3 duration=3 window=256 auth=0 extra=""
+reps=3 duration=3 window=256 auth=0 extra="" tlvs=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --reps) reps=$2; shift 2 ;;
@@ -24,6 +29,7 @@ while [[ $# -gt 0 ]]; do
     --window) window=$2; shift 2 ;;
     --auth) auth=1; shift ;;
     --server-args) extra=$2; shift 2 ;;
+    --tlvs) tlvs=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -48,6 +54,19 @@ start() {  # server args... -> sets pid, port
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 rate() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["rtt_per_s"], d["lost"])'; }
 
+if [[ -n $tlvs ]]; then
+  printf '| run | STAMP rt/s (w%s) | lost | STAMP %s rt/s | lost | ratio |\n|---|---:|---:|---:|---:|---:|\n' "$window" "$tlvs"
+  for ((r = 1; r <= reps; r++)); do
+    # shellcheck disable=SC2086
+    start "${stamp_args[@]}" $extra
+    read -r e el < <(taskset -c 1 "$client" -q -p "$port" "${stamp_args[@]}" --flood -w "$window" -D "$duration" --json | rate)
+    # shellcheck disable=SC2086
+    read -r s sl < <(taskset -c 1 "$client" -q -p "$port" "${stamp_args[@]}" $tlvs --flood -w "$window" -D "$duration" --json | rate)
+    stop
+    python3 -c "print(f'| {$r} | {$e:.0f} | {$el} | {$s:.0f} | {$sl} | {$s/$e:.3f} |')"
+  done
+  exit 0
+fi
 printf '| run | echo rt/s (%s B, w%s) | lost | STAMP rt/s | lost | ratio |\n|---|---:|---:|---:|---:|---:|\n' "$size" "$window"
 for ((r = 1; r <= reps; r++)); do
   # shellcheck disable=SC2086

@@ -193,9 +193,10 @@ struct Site<'a> {
 /// body is tens of MB, and 64 connections each with its own copy would hold
 /// gigabytes. A scrape takes the last body only while another connection is
 /// still sending it and it is younger than [`SHARE_FOR`]; a lone scraper
-/// always gets a fresh one.
+/// always gets a fresh one. Held weakly: once no connection sends it, the
+/// body's memory goes back at once (it is not kept for a next scrape).
 #[derive(Default)]
-struct SharedBody(std::cell::RefCell<Option<(Instant, Arc<Vec<u8>>)>>);
+struct SharedBody(std::cell::RefCell<Option<(Instant, std::sync::Weak<Vec<u8>>)>>);
 
 /// How old a body shared by concurrent scrapes may be.
 const SHARE_FOR: Duration = Duration::from_secs(1);
@@ -205,12 +206,15 @@ impl SharedBody {
     fn get(&self, now: Instant, make: impl FnOnce() -> Vec<u8>) -> Arc<Vec<u8>> {
         let mut cell = self.0.borrow_mut();
         if let Some((at, body)) = cell.as_ref() {
-            if Arc::strong_count(body) > 1 && now.saturating_duration_since(*at) < SHARE_FOR {
-                return Arc::clone(body);
+            if now.saturating_duration_since(*at) < SHARE_FOR {
+                if let Some(body) = body.upgrade() {
+                    return body;
+                }
             }
         }
+        *cell = None;
         let body = Arc::new(make());
-        *cell = Some((now, Arc::clone(&body)));
+        *cell = Some((now, Arc::downgrade(&body)));
         body
     }
 }
