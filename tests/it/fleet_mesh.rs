@@ -285,6 +285,31 @@ fn every_host_probes_every_other_and_each_impairment_shows_on_its_pair_only() {
         dropped > 0 && duplicated > 0 && rewritten > 0,
         "the rules never matched: {dropped} {duplicated} {rewritten}"
     );
+    // The matrix, for `--nocapture` readers: what each prober saw of each host.
+    eprintln!(
+        "source → target: sent received lost duplicate corrupt (nft: dropped {dropped} h1→h2, duplicated {duplicated} h3→h0 replies, rewritten {rewritten} h0→h3 replies)"
+    );
+    for (i, books) in scraped.iter().enumerate() {
+        for j in 0..HOSTS {
+            let v = |name: &str| {
+                pair_value(
+                    books,
+                    &format!("udp_echo_client_{name}"),
+                    &node(i),
+                    &target(j),
+                )
+                .unwrap_or(f64::NAN)
+            };
+            eprintln!(
+                "h{i} → h{j}: {} {} {} {} {}",
+                v("probes_sent_total"),
+                v("probes_received_total"),
+                v("probes_lost_total"),
+                v("replies_duplicate_total"),
+                v("replies_corrupt_total")
+            );
+        }
+    }
     for (i, books) in scraped.iter().enumerate() {
         for j in 0..HOSTS {
             let v = |name: &str| {
