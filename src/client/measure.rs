@@ -251,10 +251,6 @@ pub fn measure_with(
         }
     };
     let (clock, origin_unix_ns) = (Clock::new(), unix_now_ns());
-    let codec = match &config.stamp {
-        Some(stamp) => stamp.codec(config.tos, origin_unix_ns)?,
-        None => Codec::Echo,
-    };
     let offloads = offload::Offloads::from_env();
     let mut conns = Vec::with_capacity(flows);
     for _ in 0..flows {
@@ -270,6 +266,27 @@ pub fn measure_with(
         conns.push(conn);
     }
     let peer = conns[0].peer;
+    // The codec once the target is resolved: a Destination Node Address
+    // TLV (`--stamp-tlv dna`) is 4 or 16 bytes by its family, and without
+    // `--size` the packet's length follows.
+    let sized;
+    let config = match &config.stamp {
+        Some(stamp) if stamp.tlvs.dna => {
+            let mut stamp = stamp.clone();
+            stamp.tlvs = stamp.tlvs.for_peer(peer.ip());
+            sized = MeasureConfig {
+                size: stamp.packet_len(config.tos),
+                stamp: Some(stamp),
+                ..config.clone()
+            };
+            &sized
+        }
+        _ => config,
+    };
+    let codec = match &config.stamp {
+        Some(stamp) => stamp.codec(config.tos, origin_unix_ns)?,
+        None => Codec::Echo,
+    };
     on_event(Event::Start { peer });
     let interval_lines = !matches!(config.mode, MeasureMode::Ping { .. });
     let mut flow_list: Vec<Flow> = conns
