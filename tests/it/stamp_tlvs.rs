@@ -286,3 +286,38 @@ fn our_sender_accounts_for_every_reply_of_stamp_suites_reflector() {
         assert_eq!(t["location"]["filled"], PROBES, "{extra:?}: {t}");
     }
 }
+
+/// stamp-suite 1.0's reflector answers RFC 9503 too: the Destination Node
+/// Address recognised (it was asked at that address) and a Return Path
+/// flagged U (it honours none), the reply to the source; every reply ours.
+#[test]
+fn stamp_suites_reflector_answers_rfc9503_tlvs_from_our_sender() {
+    let Some(suite) = stamp_suite("our sender with --stamp-tlv dna,return-path → stamp-suite")
+    else {
+        return;
+    };
+    let reflector = SuiteReflector::start(&suite, &[]);
+    let run = run_client(
+        &[
+            "--stamp",
+            "--stamp-tlv",
+            "dna,return-path=127.0.0.1",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &reflector.port.to_string(),
+            "-c",
+            "5",
+            "-i",
+            "0.01",
+            "--json",
+        ],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(run.code(), Some(0), "{json}\n{}", run.stderr);
+    assert_eq!(json["received"], PROBES, "{json}");
+    let t = &json["stamp_tlvs"];
+    assert_eq!(t["destination_node_address"]["recognised"], PROBES, "{t}");
+    assert_eq!(t["return_path"]["unrecognised"], PROBES, "{t}");
+}
