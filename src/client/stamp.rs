@@ -63,12 +63,12 @@ pub struct StampConfig {
 /// Address sub-TLV (`return-path=ADDR`) follow them, asked for by name only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SenderTlvs {
-    /// Destination Node Address (RFC 9503 §4): the address we sent to.
+    /// Destination Node Address (RFC 9503 §3): the address we sent to.
     pub dna: bool,
     /// The resolved target (for `dna`); until then its length is IPv6's,
     /// the longer, so a `--size` checked early fits either family.
     pub peer: Option<std::net::IpAddr>,
-    /// Return Path (RFC 9503 §5) with this Return Address: a reflector
+    /// Return Path (RFC 9503 §4) with this Return Address: a reflector
     /// that honours it sends the reply there, so only our own address
     /// brings the reply back here (what the option is for: does the
     /// reflector honour it, U clear, or refuse it, U set).
@@ -374,7 +374,7 @@ impl StampConfig {
     /// whose 0 is `origin_unix_ns`.
     pub(crate) fn codec(&self, tos: Option<u8>, origin_unix_ns: u64) -> Result<Codec> {
         let key = self.options.key()?;
-        Ok(Codec::Stamp(StampCodec {
+        Ok(Codec::Stamp(Box::new(StampCodec {
             mode: self.mode(),
             key,
             format: self.options.format(),
@@ -395,7 +395,7 @@ impl StampConfig {
                 .options
                 .format()
                 .error_estimate_of(crate::sys::kernel_clock()),
-        }))
+        })))
     }
 }
 
@@ -741,7 +741,7 @@ pub struct TlvSummary {
     pub return_path: Option<ReturnPathSummary>,
 }
 
-/// Return Path (RFC 9503 §5) as it came back.
+/// Return Path (RFC 9503 §4) as it came back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReturnPathSummary {
     /// The Return Address sent.

@@ -259,11 +259,11 @@ fn our_reflector_answers_rfc9503_tlvs_from_our_sender() {
     );
     let out = run.stdout_text();
     assert!(
-        out.contains("Destination Node Address (RFC 9503 §4): 2 recognised, 0 flagged U"),
+        out.contains("Destination Node Address (RFC 9503 §3): 2 recognised, 0 flagged U"),
         "{out}"
     );
     assert!(
-        out.contains("Return Path (RFC 9503 §5) to 127.0.0.1: 0 honoured, 2 flagged U"),
+        out.contains("Return Path (RFC 9503 §4) to 127.0.0.1: 0 honoured, 2 flagged U"),
         "{out}"
     );
 }
