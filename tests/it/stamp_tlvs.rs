@@ -258,6 +258,13 @@ fn our_reflector_answers_rfc9503_tlvs_from_our_sender() {
         None,
     );
     let out = run.stdout_text();
+    // The start line sizes the packet for the resolved (IPv4) target.
+    assert!(
+        out.contains(
+            "unauthenticated 64-byte test packets with Destination Node Address and Return Path TLVs"
+        ),
+        "{out}"
+    );
     assert!(
         out.contains("Destination Node Address (RFC 9503 §3): 2 recognised, 0 flagged U"),
         "{out}"
