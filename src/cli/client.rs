@@ -320,7 +320,10 @@ pub struct Args {
     ///
     /// dm (Direct Measurement: the reflector's counters against ours),
     /// location (the addresses and ports the reflector saw: a NAT shows),
-    /// access (an Access Report, acknowledged or not), all; comma-separated.
+    /// access (an Access Report, acknowledged or not), all (those three),
+    /// dna (RFC 9503 Destination Node Address: the target, recognised or
+    /// not), return-path=ADDR (RFC 9503 Return Path: give our own address;
+    /// honoured, or U and replied to the source); comma-separated.
     /// A reflector that does not answer one flags it U: reported, not an
     /// error.
     #[arg(long, value_name = "LIST", value_parser = crate::client::stamp::SenderTlvs::parse, requires = "stamp", help_heading = STAMP)]

@@ -224,6 +224,23 @@ pub fn measure(
     measure_with(target, config, stop, hooks).map(MeasureSummary::into_run)
 }
 
+impl MeasureConfig {
+    /// This run's config for resolved target `peer`, when that changes it:
+    /// with `--stamp-tlv dna` the Destination Node Address TLV is 4 or 16
+    /// address bytes by `peer`'s family, and without `--size` the packet's
+    /// length follows. `None`: nothing changes.
+    pub fn for_peer(&self, peer: std::net::IpAddr) -> Option<MeasureConfig> {
+        let stamp = self.stamp.as_ref().filter(|s| s.tlvs.dna)?;
+        let mut stamp = stamp.clone();
+        stamp.tlvs = stamp.tlvs.for_peer(peer);
+        Some(MeasureConfig {
+            size: stamp.packet_len(self.tos),
+            stamp: Some(stamp),
+            ..self.clone()
+        })
+    }
+}
+
 /// [`measure`] with every hook (running counts in ping mode, per-probe
 /// records) and the whole summary, STAMP's figures included.
 pub fn measure_with(
@@ -251,10 +268,6 @@ pub fn measure_with(
         }
     };
     let (clock, origin_unix_ns) = (Clock::new(), unix_now_ns());
-    let codec = match &config.stamp {
-        Some(stamp) => stamp.codec(config.tos, origin_unix_ns)?,
-        None => Codec::Echo,
-    };
     let offloads = offload::Offloads::from_env();
     let mut conns = Vec::with_capacity(flows);
     for _ in 0..flows {
@@ -270,6 +283,15 @@ pub fn measure_with(
         conns.push(conn);
     }
     let peer = conns[0].peer;
+    // The codec once the target is resolved: a Destination Node Address
+    // TLV (`--stamp-tlv dna`) is 4 or 16 bytes by its family, and without
+    // `--size` the packet's length follows.
+    let sized = config.for_peer(peer.ip());
+    let config = sized.as_ref().unwrap_or(config);
+    let codec = match &config.stamp {
+        Some(stamp) => stamp.codec(config.tos, origin_unix_ns)?,
+        None => Codec::Echo,
+    };
     on_event(Event::Start { peer });
     let interval_lines = !matches!(config.mode, MeasureMode::Ping { .. });
     let mut flow_list: Vec<Flow> = conns

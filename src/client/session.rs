@@ -268,9 +268,11 @@ fn report_run(
                 }
                 if let Event::Start { peer: addr } = event {
                     peer = addr.to_string();
+                    // As sized for this peer (`--stamp-tlv dna`).
+                    let sized = config.for_peer(addr.ip());
                     print(&report::start_line(
                         &super::target_label(host, addr),
-                        config,
+                        sized.as_ref().unwrap_or(config),
                     ));
                 } else {
                     print(&report::ping_event(&event, &peer));

@@ -31,7 +31,8 @@ use crate::stamp::followup::{FOLLOW_UP_LEN, FollowUp, TLV_FOLLOW_UP};
 use crate::stamp::location::{self, LOCATION_REQUEST_LEN};
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
 use crate::stamp::packet::{HMAC_TLV_LEN, find_tlv, tlv_flags, tlvs_authentic};
-use crate::stamp::packet::{RPE_SET, RPE_UNABLE};
+use crate::stamp::packet::{RPE_SET, RPE_UNABLE, TLV_HEADER_LEN, sender_header};
+use crate::stamp::return_path::{TLV_DESTINATION_NODE_ADDRESS, TLV_RETURN_PATH, sub_tlv};
 use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat, error_estimate_us};
 use follow::FollowBooks;
 use owd::Owd;
@@ -56,9 +57,22 @@ pub struct StampConfig {
 /// The TLVs whose answer the sender asks for with `--stamp-tlv LIST`
 /// (after the Class of Service and Follow-Up Telemetry TLVs, in this
 /// order): Direct Measurement (`dm`), Location (`location`), Access Report
-/// (`access`); `all` is the three.
+/// (`access`); `all` is the three. RFC 9503's Destination Node Address
+/// (`dna`: the target's address, 4 or 16 bytes by its family, known once it
+/// is resolved: [`SenderTlvs::for_peer`]) and Return Path with one Return
+/// Address sub-TLV (`return-path=ADDR`) follow them, asked for by name only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SenderTlvs {
+    /// Destination Node Address (RFC 9503 §3): the address we sent to.
+    pub dna: bool,
+    /// The resolved target (for `dna`); until then its length is IPv6's,
+    /// the longer, so a `--size` checked early fits either family.
+    pub peer: Option<std::net::IpAddr>,
+    /// Return Path (RFC 9503 §4) with this Return Address: a reflector
+    /// that honours it sends the reply there, so only our own address
+    /// brings the reply back here (what the option is for: does the
+    /// reflector honour it, U clear, or refuse it, U set).
+    pub return_to: Option<std::net::IpAddr>,
     /// Direct Measurement (RFC 8972 §4.5): the reflector's counters.
     pub direct: bool,
     /// Location (RFC 8972 §4.2): the addresses and ports it saw.
@@ -82,17 +96,27 @@ impl SenderTlvs {
                 "location" => tlvs.location = true,
                 "access" => tlvs.access = true,
                 "all" => {
-                    tlvs = SenderTlvs {
-                        direct: true,
-                        location: true,
-                        access: true,
+                    tlvs.direct = true;
+                    tlvs.location = true;
+                    tlvs.access = true;
+                }
+                "dna" => tlvs.dna = true,
+                other => match other.strip_prefix("return-path=") {
+                    Some(addr) => {
+                        let ip = addr
+                            .trim_matches(|c| c == '[' || c == ']')
+                            .parse()
+                            .map_err(|_| {
+                                format!("return-path={addr}: not an IPv4 or IPv6 address")
+                            })?;
+                        tlvs.return_to = Some(ip);
                     }
-                }
-                other => {
-                    return Err(format!(
-                        "'{other}' is not a TLV this sender sends: give dm, location, access or all, comma-separated"
-                    ));
-                }
+                    None => {
+                        return Err(format!(
+                            "'{other}' is not a TLV this sender sends: give dm, location, access, all, dna or return-path=ADDR, comma-separated"
+                        ));
+                    }
+                },
             }
         }
         Ok(tlvs)
@@ -103,6 +127,22 @@ impl SenderTlvs {
         usize::from(self.direct) * DIRECT_MEASUREMENT_LEN
             + usize::from(self.location) * LOCATION_REQUEST_LEN
             + usize::from(self.access) * ACCESS_REPORT_LEN
+            + if self.dna {
+                addr_tlv_len(self.peer.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into()))
+            } else {
+                0
+            }
+            + self
+                .return_to
+                .map_or(0, |ip| TLV_HEADER_LEN + addr_tlv_len(ip))
+    }
+
+    /// These TLVs for resolved target `peer` (sizes `dna`).
+    pub fn for_peer(self, peer: std::net::IpAddr) -> SenderTlvs {
+        SenderTlvs {
+            peer: Some(peer),
+            ..self
+        }
     }
 
     /// None asked for.
@@ -116,6 +156,8 @@ impl SenderTlvs {
             (self.direct, "Direct Measurement"),
             (self.location, "Location"),
             (self.access, "Access Report"),
+            (self.dna, "Destination Node Address"),
+            (self.return_to.is_some(), "Return Path"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -140,8 +182,43 @@ impl SenderTlvs {
                 .copy_from_slice(&access::request_tlv(ACCESS_REPORT.0, ACCESS_REPORT.1));
             at += ACCESS_REPORT_LEN;
         }
+        if self.dna {
+            let ip = self.peer.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into());
+            at += write_addr_tlv(&mut buf[at..], TLV_DESTINATION_NODE_ADDRESS, ip, 0);
+        }
+        if let Some(ip) = self.return_to {
+            at += write_addr_tlv(&mut buf[at..], TLV_RETURN_PATH, ip, TLV_HEADER_LEN);
+        }
         at
     }
+}
+
+/// A TLV carrying address `ip` (4 or 16 bytes): header and value.
+fn addr_tlv_len(ip: std::net::IpAddr) -> usize {
+    TLV_HEADER_LEN + if ip.is_ipv4() { 4 } else { 16 }
+}
+
+/// Writes at the start of `buf`, U set as a sender sends it, a Destination
+/// Node Address TLV (`wrap` 0) or a Return Path TLV around a Return Address
+/// sub-TLV (`wrap` 4: the outer header) carrying `ip`, without allocating;
+/// returns its length.
+pub(crate) fn write_addr_tlv(buf: &mut [u8], kind: u8, ip: std::net::IpAddr, wrap: usize) -> usize {
+    let (octets, n) = match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut o = [0u8; 16];
+            o[..4].copy_from_slice(&v4.octets());
+            (o, 4)
+        }
+        std::net::IpAddr::V6(v6) => (v6.octets(), 16),
+    };
+    buf[..TLV_HEADER_LEN].copy_from_slice(&sender_header(kind, wrap + n));
+    let mut at = TLV_HEADER_LEN;
+    if wrap > 0 {
+        buf[at..at + TLV_HEADER_LEN].copy_from_slice(&sender_header(sub_tlv::RETURN_ADDRESS, n));
+        at += TLV_HEADER_LEN;
+    }
+    buf[at..at + n].copy_from_slice(&octets[..n]);
+    at + n
 }
 
 /// The Access Report TLV's length: header and 4 value bytes.
@@ -297,7 +374,7 @@ impl StampConfig {
     /// whose 0 is `origin_unix_ns`.
     pub(crate) fn codec(&self, tos: Option<u8>, origin_unix_ns: u64) -> Result<Codec> {
         let key = self.options.key()?;
-        Ok(Codec::Stamp(StampCodec {
+        Ok(Codec::Stamp(Box::new(StampCodec {
             mode: self.mode(),
             key,
             format: self.options.format(),
@@ -318,7 +395,7 @@ impl StampConfig {
                 .options
                 .format()
                 .error_estimate_of(crate::sys::kernel_clock()),
-        }))
+        })))
     }
 }
 
@@ -490,6 +567,54 @@ struct TlvAnswers {
     location: Option<location::Answer>,
     access_acknowledged: u64,
     access_flagged: u64,
+    dna: AddrAnswers,
+    return_path: AddrAnswers,
+}
+
+/// How an RFC 9503 TLV came back: flags clear (recognised: the address
+/// was the reflector's own, the Return Address honoured), U, M, or
+/// otherwise (missing, I set, or its HMAC failed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AddrAnswers {
+    /// Flags clear.
+    pub recognised: u64,
+    /// U set (and M clear): not this node's address, or not honoured.
+    pub unrecognised: u64,
+    /// M set: malformed.
+    pub malformed: u64,
+    /// Missing, I set, or not authentic.
+    pub other: u64,
+}
+
+impl AddrAnswers {
+    fn merge(&mut self, o: &AddrAnswers) {
+        self.recognised += o.recognised;
+        self.unrecognised += o.unrecognised;
+        self.malformed += o.malformed;
+        self.other += o.other;
+    }
+
+    /// Counts TLV `kind` of reply TLVs `tlvs` (for a Return Path its
+    /// Return Address sub-TLV's flags too: honoured only with both clear).
+    fn read(&mut self, tlvs: &[u8], kind: u8, authentic: bool) {
+        let Some((at, value)) = find_tlv(tlvs, kind).filter(|_| authentic) else {
+            self.other += 1;
+            return;
+        };
+        let mut flags = tlvs[at] & FLAGS;
+        if kind == TLV_RETURN_PATH && flags == 0 {
+            flags = value.first().map_or(tlv_flags::M, |f| f & FLAGS);
+        }
+        if flags & tlv_flags::M != 0 {
+            self.malformed += 1;
+        } else if flags == tlv_flags::U {
+            self.unrecognised += 1;
+        } else if flags == 0 {
+            self.recognised += 1;
+        } else {
+            self.other += 1;
+        }
+    }
 }
 
 impl TlvAnswers {
@@ -500,6 +625,8 @@ impl TlvAnswers {
         self.location_flagged += other.location_flagged;
         self.access_acknowledged += other.access_acknowledged;
         self.access_flagged += other.access_flagged;
+        self.dna.merge(&other.dna);
+        self.return_path.merge(&other.return_path);
         self.location = other.location.or(self.location);
         // Counters are per session: summed over the flows.
         self.dm_furthest = match (self.dm_furthest, other.dm_furthest) {
@@ -549,6 +676,12 @@ impl TlvAnswers {
                 None => self.access_flagged += 1,
             }
         }
+        if asked.dna {
+            self.dna.read(tlvs, TLV_DESTINATION_NODE_ADDRESS, authentic);
+        }
+        if asked.return_to.is_some() {
+            self.return_path.read(tlvs, TLV_RETURN_PATH, authentic);
+        }
     }
 
     fn summary(&self, asked: SenderTlvs) -> TlvSummary {
@@ -575,6 +708,11 @@ impl TlvAnswers {
                 acknowledged: self.access_acknowledged,
                 flagged: self.access_flagged,
             }),
+            destination_node_address: asked.dna.then_some(self.dna),
+            return_path: asked.return_to.map(|ip| ReturnPathSummary {
+                address: ip.to_string(),
+                answers: self.return_path,
+            }),
         }
     }
 }
@@ -597,6 +735,20 @@ pub struct TlvSummary {
     pub location: Option<LocationSummary>,
     /// `access`: acknowledged or not; `None` when not sent.
     pub access_report: Option<AccessSummary>,
+    /// `dna`: recognised (the target is the reflector's address) or not.
+    pub destination_node_address: Option<AddrAnswers>,
+    /// `return-path=ADDR`: honoured or not.
+    pub return_path: Option<ReturnPathSummary>,
+}
+
+/// Return Path (RFC 9503 §4) as it came back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReturnPathSummary {
+    /// The Return Address sent.
+    pub address: String,
+    /// `recognised`: honoured (TLV and sub-TLV flags clear).
+    #[serde(flatten)]
+    pub answers: AddrAnswers,
 }
 
 /// Direct Measurement (RFC 8972 §4.5) as it came back.

@@ -159,6 +159,122 @@ fn the_text_report_names_what_came_back() {
     );
 }
 
+/// RFC 9503 from our sender to our reflector: `--stamp-tlv dna` names the
+/// address the reflector was asked at, so it comes back recognised (U
+/// clear), 8 bytes over IPv4 and 20 over IPv6; a Return Path to our own
+/// address comes back U (replied to the source) unless the reflector
+/// allows it, then honoured — the reply still ours. Every reply counted.
+#[test]
+fn our_reflector_answers_rfc9503_tlvs_from_our_sender() {
+    let counts = |json: &serde_json::Value, tlv: &str| {
+        let t = &json["stamp_tlvs"][tlv];
+        [
+            t["recognised"].as_u64().unwrap(),
+            t["unrecognised"].as_u64().unwrap(),
+            t["malformed"].as_u64().unwrap(),
+            t["other"].as_u64().unwrap(),
+        ]
+    };
+    let client = |host: &str, port: &str, tlv: &str| {
+        let run = run_client(
+            &[
+                "--stamp",
+                "--stamp-tlv",
+                tlv,
+                "-H",
+                host,
+                "-p",
+                port,
+                "-c",
+                "5",
+                "-i",
+                "0.01",
+                "--json",
+            ],
+            None,
+        );
+        let json = json_of(&run);
+        assert_eq!(run.code(), Some(0), "{json}\n{}", run.stderr);
+        assert_eq!(json["received"], PROBES, "{json}");
+        json
+    };
+    // Destination Node Address, per family (IPv6 where loopback has it).
+    let v6 = std::net::UdpSocket::bind("[::1]:0").is_ok();
+    for (host, size) in [("127.0.0.1", 44 + 8), ("::1", 44 + 20)] {
+        if host == "::1" && !v6 {
+            common::skip("no ::1 on this machine: the IPv6 DNA row");
+            continue;
+        }
+        let server = start_server(&["--stamp", "-H", host, "-p", "0"]);
+        let json = client(host, &server.addr.port().to_string(), "dna");
+        assert_eq!(
+            counts(&json, "destination_node_address"),
+            [PROBES, 0, 0, 0],
+            "{host}: {json}"
+        );
+        assert_eq!(json["size"], size, "{host}: sized by the family: {json}");
+    }
+    // Return Path to our own address: refused, then allowed.
+    for (allow, want) in [
+        (&[][..], [0, PROBES, 0, 0]),
+        (
+            &["--stamp-return-path-allow", "127.0.0.0/8"][..],
+            [PROBES, 0, 0, 0],
+        ),
+    ] {
+        let mut args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
+        args.extend_from_slice(allow);
+        let server = start_server(&args);
+        let json = client(
+            "127.0.0.1",
+            &server.addr.port().to_string(),
+            "dna,return-path=127.0.0.1",
+        );
+        assert_eq!(counts(&json, "return_path"), want, "{allow:?}: {json}");
+        assert_eq!(json["stamp_tlvs"]["return_path"]["address"], "127.0.0.1");
+        assert_eq!(
+            counts(&json, "destination_node_address"),
+            [PROBES, 0, 0, 0],
+            "{allow:?}: {json}"
+        );
+        assert_eq!(json["size"], 44 + 8 + 12, "{json}");
+    }
+    // The text report says it in one line each.
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let run = run_client(
+        &[
+            "--stamp",
+            "--stamp-tlv",
+            "dna,return-path=127.0.0.1",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &server.addr.port().to_string(),
+            "-c",
+            "2",
+            "-i",
+            "0.01",
+        ],
+        None,
+    );
+    let out = run.stdout_text();
+    // The start line sizes the packet for the resolved (IPv4) target.
+    assert!(
+        out.contains(
+            "unauthenticated 64-byte test packets with Destination Node Address and Return Path TLVs"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("Destination Node Address (RFC 9503 §3): 2 recognised, 0 flagged U"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Return Path (RFC 9503 §4) to 127.0.0.1: 0 honoured, 2 flagged U"),
+        "{out}"
+    );
+}
+
 #[test]
 fn our_sender_accounts_for_every_reply_of_stamp_suites_reflector() {
     let Some(suite) = stamp_suite("our sender with --stamp-tlv all → stamp-suite reflector")
@@ -176,4 +292,39 @@ fn our_sender_accounts_for_every_reply_of_stamp_suites_reflector() {
         assert_eq!(t["access_report"]["acknowledged"], PROBES, "{extra:?}: {t}");
         assert_eq!(t["location"]["filled"], PROBES, "{extra:?}: {t}");
     }
+}
+
+/// stamp-suite 1.0's reflector answers RFC 9503 too: the Destination Node
+/// Address recognised (it was asked at that address) and a Return Path
+/// flagged U (it honours none), the reply to the source; every reply ours.
+#[test]
+fn stamp_suites_reflector_answers_rfc9503_tlvs_from_our_sender() {
+    let Some(suite) = stamp_suite("our sender with --stamp-tlv dna,return-path → stamp-suite")
+    else {
+        return;
+    };
+    let reflector = SuiteReflector::start(&suite, &[]);
+    let run = run_client(
+        &[
+            "--stamp",
+            "--stamp-tlv",
+            "dna,return-path=127.0.0.1",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &reflector.port.to_string(),
+            "-c",
+            "5",
+            "-i",
+            "0.01",
+            "--json",
+        ],
+        None,
+    );
+    let json = json_of(&run);
+    assert_eq!(run.code(), Some(0), "{json}\n{}", run.stderr);
+    assert_eq!(json["received"], PROBES, "{json}");
+    let t = &json["stamp_tlvs"];
+    assert_eq!(t["destination_node_address"]["recognised"], PROBES, "{t}");
+    assert_eq!(t["return_path"]["unrecognised"], PROBES, "{t}");
 }

@@ -303,7 +303,7 @@ impl Engine {
         self.socket_for(r.addr)?;
         let s = r.spec.settings;
         let codec = if s.stamp {
-            Codec::Stamp(StampCodec {
+            Codec::Stamp(Box::new(StampCodec {
                 mode: if self.stamp.key.is_some() {
                     Mode::Authenticated
                 } else {
@@ -325,7 +325,7 @@ impl Engine {
                     .stamp
                     .format
                     .error_estimate_of(crate::sys::kernel_clock()),
-            })
+            }))
         } else {
             Codec::Echo
         };

@@ -33,7 +33,7 @@ pub(crate) enum Codec {
     /// The echo probe: an RFC 862 server sends it back byte for byte.
     Echo,
     /// A STAMP session-sender's test packet; a session-reflector answers it.
-    Stamp(StampCodec),
+    Stamp(Box<StampCodec>),
 }
 
 /// A STAMP session's fixed fields.

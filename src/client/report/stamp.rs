@@ -260,4 +260,19 @@ fn tlv_lines(out: &mut String, t: &crate::client::stamp::TlvSummary) {
             a.acknowledged, a.flagged
         );
     }
+    if let Some(d) = &t.destination_node_address {
+        let _ = writeln!(
+            out,
+            "Destination Node Address (RFC 9503 §3): {} recognised, {} flagged U (not the reflector's address), {} M, {} other",
+            d.recognised, d.unrecognised, d.malformed, d.other
+        );
+    }
+    if let Some(r) = &t.return_path {
+        let a = &r.answers;
+        let _ = writeln!(
+            out,
+            "Return Path (RFC 9503 §4) to {}: {} honoured, {} flagged U (not honoured: replied to the source), {} M, {} other",
+            r.address, a.recognised, a.unrecognised, a.malformed, a.other
+        );
+    }
 }

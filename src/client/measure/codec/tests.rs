@@ -81,7 +81,7 @@ fn a_reflected_packet_is_intact_and_names_its_probe_in_every_mode() {
     ] {
         let s = stamp(mode, TimeFormat::Ntp, cos);
         let size = s.packet_len();
-        let codec = Codec::Stamp(s.clone());
+        let codec = Codec::Stamp(Box::new(s.clone()));
         let mut probe = vec![0u8; size];
         codec.fill(&mut probe, 7, 123_456);
         let reply = reflect(mode, s.key.as_ref(), &probe);
@@ -133,7 +133,7 @@ fn the_books_match_and_check_stamp_replies() {
     use super::super::books::Books;
     let s = stamp(Mode::Authenticated, TimeFormat::Ptp, true);
     let size = s.packet_len();
-    let codec = Codec::Stamp(s.clone());
+    let codec = Codec::Stamp(Box::new(s.clone()));
     let mut books = Books::with_codec(codec.clone(), size, Duration::from_millis(10), 8);
     let t0 = 5_000_000;
     books.sent(3, t0);
@@ -171,7 +171,7 @@ fn every_bit_flip_of_the_copied_sender_time_stamp_is_corrupt() {
     for format in [TimeFormat::Ntp, TimeFormat::Ptp] {
         let s = stamp(Mode::Open, format, false);
         let size = s.packet_len();
-        let codec = Codec::Stamp(s.clone());
+        let codec = Codec::Stamp(Box::new(s.clone()));
         let t0 = 5_000_123;
         let mut probe = vec![0u8; size];
         codec.fill(&mut probe, 1, t0);
@@ -199,7 +199,7 @@ fn a_flipped_sender_sequence_number_is_corrupt_for_the_probe_its_stamp_names() {
     use super::super::books::Books;
     let s = stamp(Mode::Open, TimeFormat::Ntp, false);
     let size = s.packet_len();
-    let codec = Codec::Stamp(s.clone());
+    let codec = Codec::Stamp(Box::new(s.clone()));
     let t0 = 7_000_000;
     let reply_to = |seq: u64, flip: u8| {
         let mut probe = vec![0u8; size];
@@ -233,7 +233,7 @@ fn an_echoed_test_packet_is_not_a_reply() {
     for (mode, cos) in [(Mode::Open, false), (Mode::Authenticated, true)] {
         let s = stamp(mode, TimeFormat::Ntp, cos);
         let size = s.packet_len();
-        let codec = Codec::Stamp(s);
+        let codec = Codec::Stamp(Box::new(s));
         let mut books = Books::with_codec(codec.clone(), size, Duration::from_millis(10), 8);
         books.sent(1, 1_000);
         let mut probe = vec![0u8; size];
