@@ -285,21 +285,22 @@ fn every_host_probes_every_other_and_each_impairment_shows_on_its_pair_only() {
         dropped > 0 && duplicated > 0 && rewritten > 0,
         "the rules never matched: {dropped} {duplicated} {rewritten}"
     );
-    // The matrix, for `--nocapture` readers: what each prober saw of each host.
+    // One pair's figure; the matrix first, for `--nocapture` readers (and
+    // for a failure's context), then the checks.
+    let figure = |i: usize, j: usize, name: &str| {
+        pair_value(
+            &scraped[i],
+            &format!("udp_echo_client_{name}"),
+            &node(i),
+            &target(j),
+        )
+    };
     eprintln!(
         "source → target: sent received lost duplicate corrupt (nft: dropped {dropped} h1→h2, duplicated {duplicated} h3→h0 replies, rewritten {rewritten} h0→h3 replies)"
     );
-    for (i, books) in scraped.iter().enumerate() {
+    for i in 0..HOSTS {
         for j in 0..HOSTS {
-            let v = |name: &str| {
-                pair_value(
-                    books,
-                    &format!("udp_echo_client_{name}"),
-                    &node(i),
-                    &target(j),
-                )
-                .unwrap_or(f64::NAN)
-            };
+            let v = |name| figure(i, j, name).unwrap_or(f64::NAN);
             eprintln!(
                 "h{i} → h{j}: {} {} {} {} {}",
                 v("probes_sent_total"),
@@ -310,17 +311,9 @@ fn every_host_probes_every_other_and_each_impairment_shows_on_its_pair_only() {
             );
         }
     }
-    for (i, books) in scraped.iter().enumerate() {
+    for i in 0..HOSTS {
         for j in 0..HOSTS {
-            let v = |name: &str| {
-                pair_value(
-                    books,
-                    &format!("udp_echo_client_{name}"),
-                    &node(i),
-                    &target(j),
-                )
-                .unwrap_or_else(|| panic!("h{i} → h{j}: no {name}"))
-            };
+            let v = |name| figure(i, j, name).unwrap_or_else(|| panic!("h{i} → h{j}: no {name}"));
             let want = |pair: (usize, usize), n: u64| if (i, j) == pair { n as f64 } else { 0.0 };
             let books = (
                 v("probes_lost_total"),
