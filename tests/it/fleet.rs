@@ -4,7 +4,7 @@
 //! at start and on reload. Every wait is bounded; every assert counts.
 
 use crate::common;
-use crate::metrics::{http_get, promtool, sample};
+use crate::metrics::{http_get, promtool, rss_kib, sample};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// A running fleet prober: killed on drop; its stderr kept.
-struct Fleet {
+pub(crate) struct Fleet {
     child: Child,
     stderr: Arc<Mutex<String>>,
-    metrics: SocketAddr,
+    /// Its `/metrics` endpoint (in its namespace, when started in one).
+    pub(crate) metrics: SocketAddr,
 }
 
 impl Fleet {
@@ -32,7 +33,25 @@ impl Fleet {
 
     /// [`start`](Self::start) with stdout going to `stdout`.
     fn start_with(file: &Path, args: &[&str], stdout: Stdio) -> Fleet {
-        let mut child = common::command(CLIENT)
+        Fleet::spawn(&[], file, args, stdout)
+    }
+
+    /// [`start`](Self::start) under a wrapper that execs the client, e.g.
+    /// `ip netns exec NS`.
+    pub(crate) fn start_via(wrapper: &[&str], file: &Path, args: &[&str]) -> Fleet {
+        Fleet::spawn(wrapper, file, args, Stdio::null())
+    }
+
+    fn spawn(wrapper: &[&str], file: &Path, args: &[&str], stdout: Stdio) -> Fleet {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = common::command(program);
+                c.args(rest).arg(CLIENT);
+                c
+            }
+            None => common::command(CLIENT),
+        };
+        let mut child = command
             .arg("--targets")
             .arg(file)
             .args(["--metrics", "127.0.0.1:0"])
@@ -391,16 +410,6 @@ fn a_bad_file_on_reload_keeps_the_previous_targets_running() {
             .any(|l| l.contains("line 2, column") && l.contains("previous targets keep running")),
         "{stderr}"
     );
-}
-
-/// The resident set of process `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
 }
 
 /// SPEC §6: 10,000 targets in at most 64 MiB, scrapes included (each scrape

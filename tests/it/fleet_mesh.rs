@@ -12,15 +12,14 @@ use crate::common::mesh::Mesh;
 use crate::common::netns::{in_ns, nft_available, run};
 use crate::metrics::http_get;
 
+use crate::fleet::Fleet;
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{CLIENT, ServerProcess, WAIT, skip, start_server_via};
+use common::{ServerProcess, WAIT, skip, start_server_via};
 
 /// Hosts in the mesh.
 const HOSTS: usize = 4;
@@ -28,66 +27,26 @@ const HOSTS: usize = 4;
 /// Probes each prober sends to each target (`-c`), one every 10 ms.
 const PROBES: u64 = 200;
 
-/// A fleet prober running in a namespace; killed on drop.
-struct Prober {
-    child: Child,
-    ns: String,
-    metrics: SocketAddr,
+/// Starts host `i`'s prober in its namespace: `--rounds` probes to each
+/// target of `file`, its series labelled `source_node`.
+fn start_prober(ns: &str, file: &Path, node: &str) -> Fleet {
+    let count = PROBES.to_string();
+    let label = format!("source_node={node}");
+    Fleet::start_via(
+        &["ip", "netns", "exec", ns],
+        file,
+        &[
+            "-i", "0.01", "-t", "1", "--rounds", &count, "--label", &label,
+        ],
+    )
 }
 
-impl Prober {
-    fn start(ns: &str, file: &str, node: &str) -> Prober {
-        let count = PROBES.to_string();
-        let label = format!("source_node={node}");
-        let mut child = common::command("ip")
-            .args(["netns", "exec", ns, CLIENT, "--targets", file])
-            .args(["--metrics", "127.0.0.1:0", "-i", "0.01", "-t", "1"])
-            .args(["--rounds", &count, "--label", &label])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the prober");
-        let pipe = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(addr) = line
-                    .strip_prefix("metrics on http://")
-                    .and_then(|rest| rest.strip_suffix("/metrics"))
-                {
-                    let _ = tx.send(addr.to_owned());
-                } else {
-                    eprintln!("prober {line}");
-                }
-            }
-        });
-        let metrics = rx
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("prober in {ns}: no `metrics on` line"))
-            .parse()
-            .unwrap();
-        Prober {
-            child,
-            ns: ns.to_owned(),
-            metrics,
-        }
-    }
-
-    /// One scrape, from inside the prober's namespace.
-    fn scrape(&self) -> String {
-        let addr = self.metrics;
-        let (status, body) = in_ns(&self.ns, move || http_get(addr, "/metrics"));
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// One scrape of `fleet`, from inside its namespace `ns`.
+fn scrape_in(ns: &str, fleet: &Fleet) -> String {
+    let addr = fleet.metrics;
+    let (status, body) = in_ns(ns, move || http_get(addr, "/metrics"));
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// Every sample of the text format: (name, labels) → value.
@@ -250,14 +209,15 @@ fn every_host_probes_every_other_and_each_impairment_shows_on_its_pair_only() {
         serde_json::json!([{"targets": targets, "labels": {"mesh": "test"}}]).to_string(),
     )
     .unwrap();
-    let probers: Vec<Prober> = (0..HOSTS)
-        .map(|i| Prober::start(&mesh.hosts[i].ns, file.to_str().unwrap(), &node(i)))
+    let probers: Vec<Fleet> = (0..HOSTS)
+        .map(|i| start_prober(&mesh.hosts[i].ns, &file, &node(i)))
         .collect();
+    let scrape = |i: usize| scrape_in(&mesh.hosts[i].ns, &probers[i]);
 
     // Every pair settled: all probes sent, each answered or past its timeout.
     let deadline = Instant::now() + 3 * WAIT;
     let scraped: Vec<_> = loop {
-        let scraped: Vec<_> = probers.iter().map(|p| samples(&p.scrape())).collect();
+        let scraped: Vec<_> = (0..HOSTS).map(|i| samples(&scrape(i))).collect();
         let settled = (0..HOSTS).all(|i| {
             (0..HOSTS).all(|j| {
                 let v = |name| pair_value(&scraped[i], name, &node(i), &target(j));
@@ -273,7 +233,7 @@ fn every_host_probes_every_other_and_each_impairment_shows_on_its_pair_only() {
         assert!(
             Instant::now() < deadline,
             "the mesh did not settle; last scrape of h0:\n{}",
-            probers[0].scrape()
+            scrape(0)
         );
         thread::sleep(Duration::from_millis(100));
     };

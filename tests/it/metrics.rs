@@ -88,7 +88,7 @@ pub(crate) fn promtool(text: &str) -> Option<(bool, String)> {
 }
 
 /// The resident set of process `pid` in KiB, from `/proc/PID/status`.
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()

@@ -102,6 +102,17 @@ fn read_at_most(mut input: impl Read, limit: usize) -> Result<Vec<u8>> {
     Ok(payload)
 }
 
+/// A session-sender's STAMP options (`--stamp-key`, `--stamp-ptp`): the
+/// reflector's own settings stay at their defaults. The measured modes and
+/// the fleet send alike.
+fn sender_stamp_options(args: &Args) -> StampOptions {
+    StampOptions {
+        key_file: args.stamp_key.clone(),
+        ptp: args.stamp_ptp,
+        ..StampOptions::default()
+    }
+}
+
 /// The one place a [`Command`] is built from the arguments. It cannot fail
 /// (clap has already refused every conflicting combination), so
 /// `Command::try_from(&args)` comes with it, with `Infallible` as its error.
@@ -111,15 +122,7 @@ fn read_at_most(mut input: impl Read, limit: usize) -> Result<Vec<u8>> {
 impl From<&Args> for Command {
     fn from(args: &Args) -> Self {
         let stamp = args.stamp.then(|| StampConfig {
-            options: StampOptions {
-                key_file: args.stamp_key.clone(),
-                key_dir: None,
-                stateful: false,
-                ptp: args.stamp_ptp,
-                tlv_ignore: false,
-                location: Default::default(),
-                return_allow: Default::default(),
-            },
+            options: sender_stamp_options(args),
             size: args.stamp_size.map(|s| s as usize),
             follow_up: args.stamp_follow_up,
             tlvs: args.stamp_tlv.unwrap_or_default(),
@@ -164,15 +167,7 @@ impl From<&Args> for Command {
                 },
                 refresh: args.refresh,
                 family: args.common.family(),
-                stamp: StampOptions {
-                    key_file: args.stamp_key.clone(),
-                    key_dir: None,
-                    stateful: false,
-                    ptp: args.stamp_ptp,
-                    tlv_ignore: false,
-                    location: Default::default(),
-                    return_allow: Default::default(),
-                },
+                stamp: sender_stamp_options(args),
                 ssid: args
                     .stamp_ssid
                     .unwrap_or((std::process::id() as u16).max(1)),

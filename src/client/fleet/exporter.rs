@@ -210,15 +210,8 @@ fn pin(
 /// The measure engine's configuration for a burst.
 fn config_for(query: &ProbeQuery) -> MeasureConfig {
     let stamp = (query.mode == ProbeMode::Stamp).then(|| StampConfig {
-        options: StampOptions {
-            key_file: None,
-            key_dir: None,
-            stateful: false,
-            ptp: false,
-            tlv_ignore: false,
-            location: Default::default(),
-            return_allow: Default::default(),
-        },
+        // Unauthenticated, NTP time stamps: a sender's defaults.
+        options: StampOptions::default(),
         size: query.size,
         follow_up: false,
         tlvs: Default::default(),
