@@ -36,10 +36,11 @@
 //!    split into datagrams), each buffer timed by its kernel receive stamp (`rtt_clock` "kernel") or
 //!    the clock after the call ("user"); flood blocks (≤ 1 ms); ping and rate take what is queued,
 //!    then `ppoll` (`wait_readable`) until the next send or deadline (ping ≤ 100 ms, rate ≤ 10 ms).
-//!    `Books::reply` matches a reply to its probe through the `Codec`'s claims (sequence, echoed
-//!    stamp), the codec checks the rest (echo: pattern; STAMP: SSID, HMAC, CoS TLV), the echoed stamp
-//!    must be the one recorded; RTTs go to `Latency`, the reply's TOS to the flow's `TosTally`, STAMP
-//!    figures to its `StampBooks`. A probe's RTT runs from its send's one time (the stamps' +i ns only
+//!    `codec::book_reply` decodes each reply once (`Codec::decode`); from that one reading
+//!    `Books::reply_decoded` matches it to its probe through the `Codec`'s claims (sequence, echoed
+//!    stamp), the codec checks the rest (echo: pattern; STAMP: SSID, HMAC, CoS TLV, each at most
+//!    once), the echoed stamp must be the one recorded; RTTs go to `Latency`, the reply's TOS to the
+//!    flow's `TosTally`, STAMP figures (from the same decoding) to its `StampBooks`. A probe's RTT runs from its send's one time (the stamps' +i ns only
 //!    name the probes); a probe that shared its send or its reply's receive time with others counts in
 //!    `batch_timed` (`rtt_resolution` "per-batch", no jitter). An ICMP port unreachable settles the
 //!    newest waiting probe as lost (`lost_refused`). `Flow::expire` counts probes past `--timeout` as

@@ -19,7 +19,7 @@ use serde::Serialize;
 pub use follow::FollowUpSummary;
 pub use owd::OwdSummary;
 
-use super::measure::codec::{Codec, StampCodec, unix_ns_exact};
+use super::measure::codec::{Codec, Decoded, StampCodec, unix_ns_exact};
 use crate::client::probe::Check;
 use crate::client::stats::RunSummary;
 use crate::error::Result;
@@ -33,7 +33,7 @@ use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SE
 use crate::stamp::packet::{HMAC_TLV_LEN, find_tlv, tlv_flags, tlvs_authentic};
 use crate::stamp::packet::{RPE_SET, RPE_UNABLE, TLV_HEADER_LEN, sender_header};
 use crate::stamp::return_path::{TLV_DESTINATION_NODE_ADDRESS, TLV_RETURN_PATH, sub_tlv};
-use crate::stamp::{Mode, ReflectedPacket, S_BIT, StampOptions, TimeFormat, error_estimate_us};
+use crate::stamp::{Mode, S_BIT, StampOptions, TimeFormat, error_estimate_us};
 use follow::FollowBooks;
 use owd::Owd;
 use std::collections::BTreeMap;
@@ -849,9 +849,9 @@ impl StampBooks {
         })
     }
 
-    /// Reads reply `bytes` to probe `seq` (the books' number, from 1), an
-    /// intact one in time, sent at `sent_ns` and received at `at_ns` (the
-    /// books' clock) with `tos` (when readable).
+    /// [`reply_decoded`](Self::reply_decoded) of `bytes`, decoded for the
+    /// asking.
+    #[cfg(test)]
     pub(crate) fn reply(
         &mut self,
         bytes: &[u8],
@@ -860,10 +860,26 @@ impl StampBooks {
         at_ns: u64,
         tos: Option<u8>,
     ) {
+        let decoded = Decoded::stamp(self.mode, bytes);
+        self.reply_decoded(&decoded, seq, check, at_ns, tos);
+    }
+
+    /// Reads `decoded`, the reply to probe `seq` (the books' number, from
+    /// 1), an intact one in time, sent at `sent_ns` and received at `at_ns`
+    /// (the books' clock) with `tos` (when readable): the packet as the
+    /// books' codec decoded it, not decoded again.
+    pub(crate) fn reply_decoded(
+        &mut self,
+        decoded: &Decoded,
+        seq: u64,
+        check: Check,
+        at_ns: u64,
+        tos: Option<u8>,
+    ) {
         let Check::Intact { sent_ns, .. } = check else {
             return;
         };
-        let Some(reply) = ReflectedPacket::decode(self.mode, bytes) else {
+        let (Some(reply), bytes) = (decoded.packet, decoded.bytes) else {
             return;
         };
         let theirs = TimeFormat::of_error_estimate(reply.error_estimate);

@@ -27,7 +27,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::codec::Codec;
+use super::codec::{Codec, Decoded};
 use crate::client::probe::Check;
 use crate::client::probes::{ProbeOutcome, ProbeRecord};
 use crate::client::stats::{Counts, Latency};
@@ -270,11 +270,11 @@ impl Books {
         Some(seq)
     }
 
-    /// Which probe `bytes` answers and what the reply is, or `None` when it
+    /// Which probe `reply` answers and what it is, or `None` when it
     /// answers no probe these books remember.
-    fn matched(&self, bytes: &[u8]) -> Option<(u64, Check)> {
+    fn matched(&self, reply: &Decoded) -> Option<(u64, Check)> {
         let codec = &self.codec;
-        let (claimed, echoed_ns) = codec.header(bytes, self.next_seq)?;
+        let (claimed, echoed_ns) = codec.claims(reply, self.next_seq)?;
         let remembered = claimed != 0
             && claimed < self.next_seq
             && claimed + self.settled_seen.span() >= self.base;
@@ -303,7 +303,7 @@ impl Books {
         let trusted = remembered
             && time_ok
             && stamp_names.is_none()
-            && (claimed_ns.is_some() || codec.body_matches(bytes, claimed, self.size));
+            && (claimed_ns.is_some() || codec.vouches_for(reply, claimed, self.size));
         let seq = if trusted {
             claimed
         } else {
@@ -312,8 +312,8 @@ impl Books {
                 // Both name a probe: the one whose pattern the body has.
                 (Some(t), true)
                     if stamp_names.is_none()
-                        && (!codec.body_matches(bytes, t, self.size)
-                            || codec.body_matches(bytes, claimed, self.size)) =>
+                        && (!codec.vouches_for(reply, t, self.size)
+                            || codec.vouches_for(reply, claimed, self.size)) =>
                 {
                     claimed
                 }
@@ -323,7 +323,7 @@ impl Books {
             }
         };
         let header_ok = seq == claimed && time_ok;
-        let check = match codec.verify(bytes, self.size, (seq, echoed_ns)) {
+        let check = match codec.check(reply, self.size, (seq, echoed_ns)) {
             Check::Intact { .. } | Check::Truncated { .. } if !header_ok => Check::Corrupt { seq },
             other => other,
         };
@@ -340,8 +340,21 @@ impl Books {
     /// [`reply`](Self::reply) for a reply whose receive time `at_ns` is
     /// shared with other replies when `shared` (one GRO buffer, or one
     /// user-space time for a whole receive call).
+    #[cfg(test)]
     pub(crate) fn reply_at(&mut self, bytes: &[u8], at_ns: u64, shared: bool) -> Option<Answer> {
-        let Some((seq, check)) = self.matched(bytes) else {
+        let reply = self.codec.decode(bytes);
+        self.reply_decoded(&reply, at_ns, shared)
+    }
+
+    /// [`reply_at`](Self::reply_at) for a reply already decoded by the
+    /// books' codec (see [`book_reply`](super::codec::book_reply)).
+    pub(crate) fn reply_decoded(
+        &mut self,
+        reply: &Decoded,
+        at_ns: u64,
+        shared: bool,
+    ) -> Option<Answer> {
+        let Some((seq, check)) = self.matched(reply) else {
             // Not a probe of this run, or older than the books remember.
             self.counts.foreign += 1;
             return None;
@@ -353,7 +366,7 @@ impl Books {
             self.longest_silence_ns = self.longest_silence_ns.max(silence);
         }
         let batch = shared || self.pending_of(seq).is_some_and(|p| p.batch);
-        let answer = self.book(seq, check, bytes.len(), at_ns);
+        let answer = self.book(seq, check, reply.bytes.len(), at_ns);
         if answer.measured() && batch {
             self.batch_timed += 1;
         }

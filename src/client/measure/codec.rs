@@ -17,9 +17,12 @@
 //! number is the books' minus one (STAMP counts from 0), mapped back to the
 //! most recent probe with those low 32 bits, so a long run wraps correctly.
 
+use std::cell::Cell;
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::books::{Answer, Books};
 use crate::client::probe::{self, Check};
+use crate::client::stamp::StampBooks;
 use crate::stamp::followup::{FOLLOW_UP_LEN, FollowUp};
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, ClassOfService, TLV_CLASS_OF_SERVICE};
 use crate::stamp::packet::{
@@ -206,23 +209,37 @@ impl Codec {
         }
     }
 
+    /// Reads `bytes` once for every check and figure that follows: STAMP
+    /// decodes the reflected packet here and nowhere else.
+    #[inline]
+    pub(crate) fn decode<'a>(&self, bytes: &'a [u8]) -> Decoded<'a> {
+        match self {
+            Codec::Echo => Decoded {
+                bytes,
+                packet: None,
+                intact: Cell::new(None),
+            },
+            Codec::Stamp(s) => Decoded::stamp(s.mode, bytes),
+        }
+    }
+
     /// The sequence number and send stamp a reply claims, in the books'
     /// terms (`None`: too short to be a reply of this format).
     #[inline]
-    pub(crate) fn header(&self, bytes: &[u8], next_seq: u64) -> Option<(u64, u64)> {
+    pub(crate) fn claims(&self, reply: &Decoded, next_seq: u64) -> Option<(u64, u64)> {
         match self {
-            Codec::Echo => probe::header(bytes),
+            Codec::Echo => probe::header(reply.bytes),
             Codec::Stamp(s) => {
-                let reply = ReflectedPacket::decode(s.mode, bytes)?;
+                let packet = reply.packet?;
                 // Our own packet sent back by an echo service: where a
                 // reflector writes its receive time and copies ours, zeros.
                 // Not a reflection, so not a reply to any probe (foreign).
-                if reply.receive_timestamp == 0 && reply.sender_timestamp == 0 {
+                if packet.receive_timestamp == 0 && packet.sender_timestamp == 0 {
                     return None;
                 }
                 Some((
-                    unwrap_seq(reply.sender_seq, next_seq),
-                    s.stamp_of(reply.sender_timestamp),
+                    unwrap_seq(packet.sender_seq, next_seq),
+                    s.stamp_of(packet.sender_timestamp),
                 ))
             }
         }
@@ -230,7 +247,7 @@ impl Codec {
 
     /// Whether the copied send stamp, rather than the body, decides which
     /// probe a reply answers when the two disagree (STAMP: the body has no
-    /// pattern, [`body_matches`](Self::body_matches) only repeats the
+    /// pattern, [`vouches_for`](Self::vouches_for) only repeats the
     /// sequence number the header claims).
     #[inline]
     pub(crate) fn time_names_probe(&self) -> bool {
@@ -243,11 +260,11 @@ impl Codec {
     /// stamp names when that number is the damaged field, hence
     /// [`time_names_probe`](Self::time_names_probe)).
     #[inline]
-    pub(crate) fn body_matches(&self, bytes: &[u8], seq: u64, size: usize) -> bool {
+    pub(crate) fn vouches_for(&self, reply: &Decoded, seq: u64, size: usize) -> bool {
         match self {
-            Codec::Echo => probe::body_matches(bytes, seq, size),
-            Codec::Stamp(s) => ReflectedPacket::decode(s.mode, bytes).is_some_and(|reply| {
-                reply.sender_seq == seq.wrapping_sub(1) as u32 && s.intact(&reply, bytes)
+            Codec::Echo => probe::body_matches(reply.bytes, seq, size),
+            Codec::Stamp(s) => reply.packet.is_some_and(|packet| {
+                packet.sender_seq == seq.wrapping_sub(1) as u32 && reply.intact(s)
             }),
         }
     }
@@ -256,25 +273,118 @@ impl Codec {
     /// intact, truncated (shorter than `size`) or corrupt, with the claimed
     /// sequence number and stamp.
     #[inline]
-    pub(crate) fn verify(&self, bytes: &[u8], size: usize, claimed: (u64, u64)) -> Check {
+    pub(crate) fn check(&self, reply: &Decoded, size: usize, claimed: (u64, u64)) -> Check {
         let (seq, sent_ns) = claimed;
         match self {
-            Codec::Echo => match probe::verify(bytes, size) {
+            Codec::Echo => match probe::verify(reply.bytes, size) {
                 Check::Intact { .. } => Check::Intact { seq, sent_ns },
                 Check::Truncated { .. } => Check::Truncated { seq },
                 _ => Check::Corrupt { seq },
             },
-            Codec::Stamp(s) => {
-                let intact = ReflectedPacket::decode(s.mode, bytes)
-                    .is_some_and(|reply| s.intact(&reply, bytes));
-                match (intact, bytes.len().cmp(&size)) {
-                    (true, std::cmp::Ordering::Equal) => Check::Intact { seq, sent_ns },
-                    (true, std::cmp::Ordering::Less) => Check::Truncated { seq },
-                    _ => Check::Corrupt { seq },
-                }
-            }
+            Codec::Stamp(s) => match (reply.intact(s), reply.bytes.len().cmp(&size)) {
+                (true, std::cmp::Ordering::Equal) => Check::Intact { seq, sent_ns },
+                (true, std::cmp::Ordering::Less) => Check::Truncated { seq },
+                _ => Check::Corrupt { seq },
+            },
         }
     }
+
+    /// [`claims`](Self::claims) of `bytes`, decoded for the asking.
+    #[cfg(test)]
+    pub(crate) fn header(&self, bytes: &[u8], next_seq: u64) -> Option<(u64, u64)> {
+        self.claims(&self.decode(bytes), next_seq)
+    }
+
+    /// [`vouches_for`](Self::vouches_for) of `bytes`, decoded for the asking.
+    #[cfg(test)]
+    pub(crate) fn body_matches(&self, bytes: &[u8], seq: u64, size: usize) -> bool {
+        self.vouches_for(&self.decode(bytes), seq, size)
+    }
+
+    /// [`check`](Self::check) of `bytes`, decoded for the asking.
+    #[cfg(test)]
+    pub(crate) fn verify(&self, bytes: &[u8], size: usize, claimed: (u64, u64)) -> Check {
+        self.check(&self.decode(bytes), size, claimed)
+    }
+}
+
+/// A reply as [`Codec::decode`] read it: the books' checks (sequence, send
+/// time, whole body, HMAC) and the STAMP figures (one-way delays, TLV
+/// answers, CoS) all work from this one reading. A STAMP reply is decoded
+/// once, and its copied fields and HMAC checked at most once, however many
+/// of the books' matching steps look at it. Lives on the stack: nothing is
+/// allocated per reply.
+pub(crate) struct Decoded<'a> {
+    /// The datagram as received.
+    pub(crate) bytes: &'a [u8],
+    /// STAMP: the reflected packet (`None`: an echo reply, or shorter than
+    /// the base packet).
+    pub(crate) packet: Option<ReflectedPacket>,
+    /// STAMP: whether what the reflector copies and signs is ours
+    /// ([`StampCodec::intact`]), worked out when a check first asks, so a
+    /// reply no check reaches (foreign) costs no HMAC.
+    intact: Cell<Option<bool>>,
+}
+
+impl<'a> Decoded<'a> {
+    /// Decodes `bytes` as a reflected packet of `mode`: the client's one
+    /// call of [`ReflectedPacket::decode`].
+    pub(crate) fn stamp(mode: Mode, bytes: &'a [u8]) -> Decoded<'a> {
+        #[cfg(test)]
+        READS.with(|r| r.set((r.get().0 + 1, r.get().1)));
+        Decoded {
+            bytes,
+            packet: ReflectedPacket::decode(mode, bytes),
+            intact: Cell::new(None),
+        }
+    }
+
+    /// [`StampCodec::intact`] of this reply, worked out once.
+    fn intact(&self, s: &StampCodec) -> bool {
+        if let Some(known) = self.intact.get() {
+            return known;
+        }
+        #[cfg(test)]
+        READS.with(|r| r.set((r.get().0, r.get().1 + 1)));
+        let intact = self.packet.is_some_and(|p| s.intact(&p, self.bytes));
+        self.intact.set(Some(intact));
+        intact
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// This thread's STAMP decodes and intact checks (HMAC included), for
+    /// the tests that count them: [`reads`].
+    static READS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// How many STAMP replies this thread has decoded, and how many intact
+/// checks (the HMAC, authenticated) it has run, so far.
+#[cfg(test)]
+pub(crate) fn reads() -> (u64, u64) {
+    READS.with(Cell::get)
+}
+
+/// Books one reply that came at `at_ns` (`shared`: a time shared with other
+/// replies) with TOS `tos`: decoded once, matched and checked by `books`
+/// from that decoding and, an intact reply in time, read by `stamp` from
+/// the same. The way every reply enters the books (`Flow::receive`, the
+/// fleet's engine); `None` when it answers no probe of theirs.
+#[inline]
+pub(crate) fn book_reply(
+    books: &mut Books,
+    stamp: Option<&mut StampBooks>,
+    bytes: &[u8],
+    (at_ns, shared): (u64, bool),
+    tos: Option<u8>,
+) -> Option<Answer> {
+    let reply = books.codec().decode(bytes);
+    let answer = books.reply_decoded(&reply, at_ns, shared)?;
+    if let (Some(stamp), true) = (stamp, answer.measured()) {
+        stamp.reply_decoded(&reply, answer.seq, answer.check, at_ns, tos);
+    }
+    Some(answer)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::books::Books;
-use super::codec::Codec;
+use super::codec::{Codec, book_reply};
 use super::offload::{self, GsoSender, GsoSent, Offloads, TxKeys};
 use super::{BATCH, Event, MeasureConfig, MeasureMode};
 use crate::client::Connection;
@@ -362,14 +362,13 @@ impl Flow {
             for k in 0..buffer.datagrams() {
                 let data = buffer.datagram(k);
                 datagrams += 1;
-                let Some(answer) = self.books.reply_at(data, at, shared) else {
+                let stamp = self.stamp.as_mut();
+                let Some(answer) = book_reply(&mut self.books, stamp, data, (at, shared), tos)
+                else {
                     continue;
                 };
                 if let Some(tos) = tos {
                     self.tos.count(tos, 1);
-                }
-                if let (Some(stamp), true) = (&mut self.stamp, answer.measured()) {
-                    stamp.reply(data, answer.seq, answer.check, at, tos);
                 }
                 if answer.measured() && self.shared.is_some() {
                     self.batch_rtts.push(answer.rtt_ns);

@@ -1,7 +1,7 @@
 //! The STAMP figures of one flow, fed by hand-made replies.
 
 use super::*;
-use crate::stamp::{Key, SenderPacket};
+use crate::stamp::{Key, ReflectedPacket, SenderPacket};
 use std::time::{Duration, UNIX_EPOCH};
 
 const ORIGIN: u64 = 1_790_000_000_000_000_000;

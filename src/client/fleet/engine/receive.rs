@@ -3,6 +3,7 @@
 //! drop counter; and [`TxRing`], which names the probe behind each stamp.
 
 use super::*;
+use crate::client::measure::codec::book_reply;
 
 impl Engine {
     /// Takes every reply queued on the sockets, each socket's transmit
@@ -81,11 +82,10 @@ impl Engine {
                 None => (now, n > 1),
             };
             let tos = self.inbox.tos(k);
-            let reply = slot.books.reply_at(data, at, shared).map(|answer| {
+            let stamp = slot.stamp.as_deref_mut();
+            let answer = book_reply(&mut slot.books, stamp, data, (at, shared), tos);
+            let reply = answer.map(|answer| {
                 let measured = answer.measured();
-                if let (Some(stamp), true) = (&mut slot.stamp, measured) {
-                    stamp.reply(data, answer.seq, answer.check, at, tos);
-                }
                 Reply {
                     now_ns: now,
                     rtt_ns: measured.then_some(answer.rtt_ns),

@@ -261,3 +261,75 @@ fn the_echo_codec_is_the_probe_format() {
     buf[40] ^= 1;
     assert_eq!(codec.verify(&buf, 64, (3, 99)), Check::Corrupt { seq: 3 });
 }
+
+/// Every reply through [`book_reply`] — the path of `Flow::receive` and
+/// the fleet's engine — is decoded once and checked for being ours (its
+/// HMAC, authenticated) at most once, whichever matching steps the books
+/// take: in time, duplicate, a damaged sequence number naming a settled
+/// or a pending probe, late, and an echoed test packet (no check at all).
+/// Before, the books and the STAMP figures each decoded it again: 3 times
+/// for an intact reply in time, with 2 HMACs for a late one.
+#[test]
+fn a_reply_is_decoded_once_and_checked_at_most_once() {
+    use super::super::books::Books;
+    use crate::client::stamp::StampBooks;
+    for mode in [Mode::Open, Mode::Authenticated] {
+        let s = stamp(mode, TimeFormat::Ntp, true);
+        let size = s.packet_len();
+        let codec = Codec::Stamp(Box::new(s.clone()));
+        let mut books = Books::with_codec(codec.clone(), size, Duration::from_millis(10), 8);
+        let mut figures = StampBooks::for_codec(&codec).unwrap();
+        let t0 = 7_000_000;
+        books.sent(6, t0);
+        // The low bit of the copied sender sequence number flipped with
+        // `flip`: the reply claims its neighbour.
+        let reply_to = |seq: u64, flip: u8| {
+            let mut probe = vec![0u8; size];
+            codec.fill(&mut probe, seq, t0 + seq - 1);
+            let mut out = reflect(mode, s.key.as_ref(), &probe);
+            out[if mode == Mode::Open { 27 } else { 51 }] ^= flip;
+            out
+        };
+        let mut feed = |books: &mut Books, bytes: &[u8], at: u64, checks: u64| {
+            let before = reads();
+            let answer = book_reply(books, Some(&mut figures), bytes, (at, false), None);
+            let (decodes, intact) = reads();
+            assert_eq!(
+                (decodes - before.0, intact - before.1),
+                (1, checks),
+                "{mode:?}: {answer:?}"
+            );
+            answer
+        };
+        assert!(
+            feed(&mut books, &reply_to(1, 0), t0 + 100, 1)
+                .unwrap()
+                .measured()
+        );
+        assert!(
+            feed(&mut books, &reply_to(1, 0), t0 + 150, 1)
+                .unwrap()
+                .duplicate
+        );
+        let a = feed(&mut books, &reply_to(2, 1), t0 + 200, 1).unwrap();
+        assert_eq!(a.check, Check::Corrupt { seq: 2 });
+        let a = feed(&mut books, &reply_to(3, 1), t0 + 300, 1).unwrap();
+        assert_eq!(a.check, Check::Corrupt { seq: 3 });
+        assert!(
+            feed(&mut books, &reply_to(4, 0), t0 + 400, 1)
+                .unwrap()
+                .measured()
+        );
+        books.expire(t0 + 20_000_000, &mut |_| {});
+        assert!(
+            feed(&mut books, &reply_to(5, 0), t0 + 30_000_000, 1)
+                .unwrap()
+                .late
+        );
+        let mut echoed = vec![0u8; size];
+        codec.fill(&mut echoed, 6, t0 + 5);
+        assert!(feed(&mut books, &echoed, t0 + 30_000_100, 0).is_none());
+        let c = books.counts();
+        assert_eq!((c.received, c.corrupt, c.late, c.foreign), (4, 2, 1, 1));
+    }
+}
