@@ -186,7 +186,7 @@ impl Codec {
                 // S_TxC: this session's packets so far, this one included.
                 at += s.tlvs.write(&mut buf[at..], seq as u32);
                 // Authenticated, any TLV comes with the HMAC TLV (even a
-                // lone Extra Padding TLV: see `client::stamp::fixed_len`).
+                // lone Extra Padding TLV: see `client::stamp::size::fixed_len`).
                 let hmac_at =
                     (s.key.is_some() && (s.cos.is_some() || buf.len() > base)).then_some(at);
                 if hmac_at.is_some() {
