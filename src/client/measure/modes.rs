@@ -90,8 +90,17 @@ pub(super) fn run_flow(
         }
         match mode {
             MeasureMode::Flood { window } => {
-                let room = (window as u64).saturating_sub(flow.books.outstanding()) as usize;
-                flow.send(room);
+                // The whole window back in flight before the next wait, a
+                // batch per send (as the C load generator refills): sending
+                // one batch per receive left a deep window half empty.
+                let mut room = (window as u64).saturating_sub(flow.books.outstanding()) as usize;
+                while room > 0 {
+                    let sent = flow.send(room);
+                    if sent < room.min(BATCH) {
+                        break;
+                    }
+                    room -= sent;
+                }
                 flow.receive(None, &mut ignore)?;
             }
             MeasureMode::Rate { .. } => {
