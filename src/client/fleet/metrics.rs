@@ -5,11 +5,11 @@
 //!
 //! The engine owns the books; what a scrape reads is a [`TargetMetrics`] per
 //! target, which the engine writes under its own short lock after each
-//! change of that target's books. A scrape takes the
-//! current list of targets (an `Arc` swapped on reload, so a removed
-//! target's series leave with it) and encodes it with `prometheus-client`
-//! through a [`Collector`](prometheus_client::collector::Collector), family
-//! by family, never touching the engine (`collector.rs`).
+//! change of that target's books. A scrape takes the current list of
+//! targets (an `Arc` swapped on reload, so a removed target's series leave
+//! with it) and encodes it with `prometheus-client` through a
+//! [`Collector`](prometheus_client::collector::Collector), family by
+//! family, never touching the engine (`collector.rs`).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
