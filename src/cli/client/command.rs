@@ -1,5 +1,6 @@
-//! The client's command line, converted: a [`Command`] and its [`Target`],
-//! free of clap types; the one-shot [`Payload`] and how its bytes are read.
+//! The client's command line, converted: a [`Command`], its [`Target`] and
+//! its [`Outputs`], free of clap types; the one-shot [`Payload`] and how its
+//! bytes are read.
 
 use std::io::Read;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use crate::client::Target;
 use crate::client::fleet::FleetConfig;
 use crate::client::fleet::spec::Defaults;
 use crate::client::measure::{MeasureConfig, MeasureMode};
+use crate::client::session::Outputs;
 use crate::client::stamp::StampConfig;
 use crate::error::{Error, Result};
 use crate::net;
@@ -214,6 +216,19 @@ impl From<&Args> for Target {
             send_buf: args.common.send_buf,
             timeout: args.timeout,
             interface: args.common.interface.clone(),
+        }
+    }
+}
+
+/// Everything a measured run writes besides its summary.
+impl From<&Args> for Outputs {
+    fn from(args: &Args) -> Self {
+        Outputs {
+            json: args.json,
+            metrics: args.metrics,
+            probes: args.probes.clone(),
+            histogram: args.histogram,
+            plot: args.plot.clone(),
         }
     }
 }

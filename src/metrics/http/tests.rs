@@ -1,5 +1,13 @@
 //! Unit tests of `metrics::http`.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::connection::{Connection, SHARE_FOR, SharedBody, Site, Turn, response, routed};
+use super::parse::{MAX_REQUEST_LINE, head_end};
+use super::serve::shed;
 use super::*;
 
 #[test]
