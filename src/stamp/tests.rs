@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use super::packet::{HMAC_AT, OPEN_LEN, tlv_flags};
 use super::*;
 
+mod return_path;
 mod tlv;
 
 fn source() -> SocketAddr {

@@ -358,6 +358,9 @@ pub struct TlvWalk {
     /// A Return Path TLV (RFC 9503) was honoured: the reply goes here
     /// instead of to the request's source.
     pub reply_to: Option<std::net::SocketAddr>,
+    /// A Return Path TLV's Control Code asked for no reply (RFC 9503
+    /// §4.1.1), and it is honoured: the request gets none.
+    pub no_reply: bool,
 }
 
 /// The lowest DSCP of network control (CS6 = 48, CS7 = 56 and the codepoints
@@ -431,8 +434,9 @@ pub struct TlvContext<'a> {
 ///   [`followup`](super::followup)); `follow_up` tells the caller.
 /// - Destination Node Address (length 4 or 16, RFC 9503 §3): U unless it
 ///   is `sent_to`; Return Path (RFC 9503 §4, the first one): honoured
-///   (`reply_to`) only for an allowed Return Address alone, U otherwise
-///   (see [`return_path`](super::return_path)).
+///   only for a Control Code alone (0: `no_reply`; 1: the reply as usual)
+///   or an allowed Return Address alone (`reply_to`), U otherwise (see
+///   [`return_path`](super::return_path)).
 /// - The HMAC TLV (length 16) is kept for signing (`sign_hmac_at`).
 /// - Every other type is flagged U (unrecognised) and left as it is.
 /// - A TLV of a known type with a wrong length, or any TLV whose length
@@ -534,6 +538,11 @@ pub fn reflect_tlvs(tlvs: &mut [u8], cx: &TlvContext<'_>) -> TlvWalk {
                                 walk.reply_to = Some(to);
                                 0
                             }
+                            ReturnPath::NoReply => {
+                                walk.no_reply = true;
+                                0
+                            }
+                            ReturnPath::SameLink => 0,
                             ReturnPath::NotHonoured => tlv_flags::U,
                             ReturnPath::Malformed => {
                                 tlvs[at] = tlv_flags::M;
