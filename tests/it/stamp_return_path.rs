@@ -365,11 +365,13 @@ fn no_reply_requests_spend_the_rate_limit_budget() {
         );
         eprintln!("{loop_args:?}: no-reply {no_reply}, rate-limited {limited}, echoed {echoed}");
         assert_eq!(no_reply + limited + echoed, 13, "{loop_args:?}: {stderr}");
+        // A burst of 5, plus what refills while a slow machine gets round
+        // to the rest (5 a second): far from all 12.
         assert!(
-            (5..=6).contains(&no_reply),
+            (5..=8).contains(&no_reply),
             "{loop_args:?}: {no_reply} no-reply within a budget of 5: {stderr}"
         );
-        assert!(limited >= 6, "{loop_args:?}: {stderr}");
+        assert!(limited >= 5, "{loop_args:?}: {stderr}");
         assert_eq!(u64::from(answered), echoed, "{loop_args:?}");
     }
 }
