@@ -57,6 +57,10 @@ pub enum Error {
     },
     /// The payload read from stdin was empty: an empty datagram would stop the server.
     EmptyPayload,
+    /// `--size` does not fit the packet as it is once the target is
+    /// resolved (STAMP with `--stamp-tlv dna`, whose length is the
+    /// family's); `problem` is the one line that says why.
+    Size { problem: String },
     /// The host is an IPv6 link-local address without the interface it belongs to.
     LinkLocalWithoutScope { host: String },
     /// The address to bind is a broadcast or multicast group, not a unicast address.
@@ -211,6 +215,7 @@ impl fmt::Display for Error {
                 f,
                 "the payload from stdin is empty, and an empty datagram stops the server; to stop it, use --stop"
             ),
+            Error::Size { problem } => f.write_str(problem),
             Error::LinkLocalWithoutScope { host } => write!(
                 f,
                 "'{host}' is a link-local address, valid only with the interface it belongs to; add it as a scope id, e.g. {host}%eth0"

@@ -312,7 +312,9 @@ pub struct Args {
     /// RFC 8972 §4.7: a stateful reflector reports in each reply when it sent
     /// the one before (ours: the kernel's transmit stamp). The summary then
     /// has the reflector's residence times and reverse delays without them.
-    #[arg(long, requires = "stamp", help_heading = STAMP)]
+    ///
+    /// Not with --targets: the fleet exports no residence times.
+    #[arg(long, requires = "stamp", conflicts_with_all = ["targets"], help_heading = STAMP)]
     pub stamp_follow_up: bool,
 
     /// Send these TLVs with every packet and report their answers.
@@ -324,8 +326,9 @@ pub struct Args {
     /// not), return-path=ADDR (RFC 9503 Return Path: give our own address;
     /// honoured, or U and replied to the source); comma-separated.
     /// A reflector that does not answer one flags it U: reported, not an
-    /// error.
-    #[arg(long, value_name = "LIST", value_parser = crate::client::stamp::SenderTlvs::parse, requires = "stamp", help_heading = STAMP)]
+    /// error. Not with --targets: the fleet exports no TLV answers.
+    #[arg(long, value_name = "LIST", value_parser = crate::client::stamp::SenderTlvs::parse, requires = "stamp",
+          conflicts_with_all = ["targets"], help_heading = STAMP)]
     pub stamp_tlv: Option<crate::client::stamp::SenderTlvs>,
 }
 
@@ -344,7 +347,7 @@ const MODE_NAMES: [&str; 9] = [
 
 /// Which options each mode takes, as `--help` shows them (docs/client.md has
 /// the same table); a test checks clap's rules against it.
-const TAKEN_BY: [(&str, &str); 11] = [
+const TAKEN_BY: [(&str, &str); 12] = [
     ("-d, --data", "one-shot"),
     ("-i, --interval", "ping fleet"),
     ("-s, --size", "ping flood rate find-rate pmtu fleet"),
@@ -355,6 +358,7 @@ const TAKEN_BY: [(&str, &str); 11] = [
     ("--metrics", "ping fleet"),
     ("--refresh", "fleet"),
     ("--tos, --stamp, --stamp-*", "ping flood rate fleet"),
+    ("--stamp-tlv, --stamp-follow-up", "ping flood rate"),
     ("--probes, --histogram, --plot", "ping flood rate"),
 ];
 

@@ -289,6 +289,11 @@ pub fn measure_with(
     // `--size` the packet's length follows.
     let sized = config.for_peer(peer.ip());
     let config = sized.as_ref().unwrap_or(config);
+    if let Some(stamp) = &config.stamp {
+        stamp
+            .check_size_for(config.tos, peer.ip())
+            .map_err(|problem| Error::Size { problem })?;
+    }
     let codec = match &config.stamp {
         Some(stamp) => stamp.codec(config.tos, origin_unix_ns)?,
         None => Codec::Echo,

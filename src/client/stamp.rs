@@ -32,7 +32,7 @@ pub use answers::{
 pub(crate) use books::{StampBooks, StampFigures, summarize};
 pub use follow::FollowUpSummary;
 pub use owd::OwdSummary;
-pub use size::{check_size, check_size_with, min_packet_len};
+pub use size::{check_size, check_size_unresolved, check_size_with, min_packet_len};
 pub use tlvs::{ACCESS_REPORT, SenderTlvs};
 
 use super::measure::codec::{Codec, StampCodec};

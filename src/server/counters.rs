@@ -308,7 +308,7 @@ mod tests {
                 bytes_received: 10,
                 datagrams_echoed: 2,
                 bytes_echoed: 10,
-                dropped: [1, 0, 0, 0, 0, 0, 0],
+                dropped: [1, 0, 0, 0, 0, 0, 0, 0],
                 ..Counters::default()
             },
             cause: StopReason::Signal(signal_hook::consts::SIGTERM),
@@ -318,7 +318,7 @@ mod tests {
         };
         assert_eq!(
             summary.to_string(),
-            "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0, loop 0, malformed 0, short 0), send errors 0, receive errors 0, kernel drops unknown, port sharers 0"
+            "stopped by SIGTERM after 1.5 s: received 3 datagrams (10 bytes), echoed 2 (10 bytes), dropped 1 (service-port 1, bad-source 0, not-allowed 0, rate-limited 0, loop 0, malformed 0, short 0, no-reply 0), send errors 0, receive errors 0, kernel drops unknown, port sharers 0"
         );
         // Only a wildcard server that could not answer from the address asked.
         let mut wildcard = summary;

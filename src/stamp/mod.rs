@@ -31,9 +31,9 @@
 //! with the kernel transmit time of the session's previous reply, which
 //! the loops read from the socket's error queue and hand back through
 //! [`Reflector::transmitted`]. RFC 9503's Destination Node Address and
-//! Return Path TLVs are answered ([`return_path`]: a Return Path is
-//! honoured only for addresses the operator allows; a honoured one sets
-//! [`Reply::to`]). Not implemented: the reverse-path
+//! Return Path TLVs are answered ([`return_path`]: a Return Address is
+//! honoured only for addresses the operator allows, and sets [`Reply::to`];
+//! a Control Code asking for no reply is refused as [`Refusal::NoReply`]). Not implemented: the reverse-path
 //! ECN fields of draft-ietf-ippm-stamp-cos-ecn (sent as zero).
 //!
 //! A reply is never longer than its request: a request shorter than the
@@ -244,6 +244,10 @@ pub enum Refusal {
     /// A reflected STAMP packet, not a sender's: a reflector's reply coming
     /// back (our own through an echo service, or another reflector's).
     Reflected,
+    /// The sender asked for no reply (a Return Path TLV's Control Code of
+    /// 0, RFC 9503 §4.1.1), and gets none: not a fault, but counted as the
+    /// refusals are, so the datagram is accounted for.
+    NoReply,
 }
 
 /// How close (s) a packet's receive and sender time stamps must be to this
@@ -340,7 +344,8 @@ impl Reflector {
     /// longer (a request shorter than the base packet is refused as
     /// [`Refusal::Short`]). Nothing is written before the request has passed
     /// every check (length, HMAC, not a reflected packet): a refused request
-    /// is left as it came. `transmit` is the reflector's transmit time stamp
+    /// is left as it came, except one whose Return Path asks for no reply
+    /// ([`Refusal::NoReply`]), known only once its TLVs were walked. `transmit` is the reflector's transmit time stamp
     /// (taken just before the reply's batch goes out), `now_ns` a monotonic
     /// clock for session expiry.
     pub fn reflect_in_place(
@@ -422,6 +427,14 @@ impl Reflector {
             ),
             TlvMode::Ignore => tlv::TlvWalk::default(),
         };
+        if walk.no_reply {
+            // Not a reply of the session: its numbering goes on as if the
+            // request had not come, so a forged one cannot disturb it.
+            if let Some(sessions) = &mut self.sessions {
+                sessions.unsent(source, sender.ssid, seq, previous_tx_ns);
+            }
+            return Err(Refusal::NoReply);
+        }
         let reply = ReflectedPacket {
             seq,
             timestamp: transmit_timestamp,

@@ -11,27 +11,43 @@
 //! way.
 //!
 //! **Return Path** (§4): sub-TLVs (each with the TLV header: flags, type,
-//! length) asking where the reply should go: Control Code (1: bit 0 clear,
-//! no reply; set, reply on the link the request came in on), Return Address
-//! (2: an IPv4 or IPv6 address), an SR-MPLS label stack (3), an SRv6
-//! segment list (4). A Return Address that sends the reply to another host
-//! makes the reflector a reflector in the other sense: one unauthenticated
-//! packet with a forged source aims replies anywhere. So:
+//! length) asking where the reply should go: Control Code (1: its 32-bit
+//! Control Code Flags, of which RFC 9503 §4.1.1 defines only the Reply
+//! Request flag, the least significant bit: 0 no reply requested, 1 a reply
+//! requested on the same link), Return Address (2: an IPv4 or IPv6
+//! address), an SR-MPLS label stack (3), an SRv6 segment list (4). A Return
+//! Address that sends the reply to another host makes the reflector a
+//! reflector in the other sense: one unauthenticated packet with a forged
+//! source aims replies anywhere. So:
 //!
+//! - A Control Code of 0 (no reply requested) is honoured: no reply is
+//!   sent, the request is counted (the server's `no-reply` drop reason), and
+//!   a stateful reflector's session does not count it (the next reply gets
+//!   the sequence number it would have had), so a forged one cannot disturb
+//!   another sender's session. It silences nothing but itself: less work
+//!   than an answered request, after the same guard and rate limit.
+//! - A Control Code of 1 (reply on the same link) is honoured by replying as
+//!   usual, U clear: the reply goes back to the source from the address the
+//!   request came to (on the link the request came in on wherever the route
+//!   back is that link, and always with `--interface`). Any other Control
+//!   Code (a reserved bit set) is a code this reflector does not know: U,
+//!   and the reply goes as usual.
 //! - A Return Address inside a network the operator allows
 //!   (`--stamp-return-path-allow CIDR`, none by default), of an address
 //!   family the socket can send to, is honoured: the reply goes to that
 //!   address, at the request's source port, U clear on the TLV and the
-//!   sub-TLV. Only when it is the TLV's one sub-TLV: a Return Path asking
-//!   for more than this reflector can do is not honoured in part.
-//! - Anything else — an address outside the allowed networks, a Control
-//!   Code, a segment list, an unknown sub-TLV — is not honoured: U on the
-//!   TLV and on the sub-TLVs not honoured, and the reply goes to the
-//!   request's source as usual. (Not sending a reply that a Control Code of
-//!   0 asks to withhold is honest with U set: the sender learns it was not
-//!   understood.)
-//! - A sub-TLV running past the TLV, or a Return Address of a length other
-//!   than 4 or 16: M, and the walk of the request's TLVs stops (RFC 8972 §4).
+//!   sub-TLV.
+//! - A Control Code or a Return Address is honoured only as the TLV's one
+//!   sub-TLV (RFC 9503 §4.1 gives a sender one of them): a Return Path
+//!   asking for more than one thing is not honoured in part.
+//! - Anything else — an address outside the allowed networks, a segment
+//!   list (this reflector cannot steer a reply by SR-MPLS labels or SRv6
+//!   segments), an unknown sub-TLV — is not honoured: U on the TLV and on
+//!   the sub-TLVs not honoured, and the reply goes to the request's source
+//!   as usual.
+//! - A sub-TLV running past the TLV, or a Control Code of a length other
+//!   than 4 or a Return Address of a length other than 4 or 16: M, and the
+//!   walk of the request's TLVs stops (RFC 8972 §4).
 //! - Only the first Return Path TLV counts; later ones get U.
 //! - Whatever the allowed networks: never an address that is no single
 //!   host (unspecified, which Linux delivers to the host itself; multicast,
@@ -57,7 +73,8 @@ pub const TLV_RETURN_PATH: u8 = 10;
 
 /// Return Path sub-TLV types (RFC 9503 §4.1).
 pub mod sub_tlv {
-    /// Control Code: bit 0, reply on the same link (1) or no reply (0).
+    /// Control Code: 32 bits of flags; the least significant, Reply
+    /// Request, asks for a reply on the same link (1) or none (0).
     pub const CONTROL_CODE: u8 = 1;
     /// Return Address: where the reply should go.
     pub const RETURN_ADDRESS: u8 = 2;
@@ -66,6 +83,18 @@ pub mod sub_tlv {
     /// SRv6 segment list of the return path.
     pub const SRV6_SEGMENT_LIST: u8 = 4;
 }
+
+/// Control Code values (RFC 9503 §4.1.1: the Reply Request flag; every
+/// other bit is reserved).
+pub mod control_code {
+    /// No reply requested: the reflector sends none.
+    pub const NO_REPLY: u32 = 0;
+    /// A reply requested on the link the request came in on.
+    pub const SAME_LINK: u32 = 1;
+}
+
+/// The Control Code sub-TLV's value length (RFC 9503 §4.1.1).
+pub const CONTROL_CODE_LEN: usize = 4;
 
 /// The networks a Return Path's Return Address may name
 /// (`--stamp-return-path-allow`); empty: none.
@@ -164,6 +193,11 @@ pub fn reflect_destination(value: &[u8], sent_to: Option<IpAddr>) -> u8 {
 pub enum ReturnPath {
     /// Honoured: the reply goes to this address. Flags 0.
     To(SocketAddr),
+    /// Honoured, a Control Code of 0: no reply is sent. Flags 0.
+    NoReply,
+    /// Honoured, a Control Code of 1 (reply on the same link): the reply
+    /// goes to the source as usual. Flags 0.
+    SameLink,
     /// Not honoured: flagged U, the reply goes to the source.
     NotHonoured,
     /// A sub-TLV overruns the TLV or has a wrong length: flagged M.
@@ -172,8 +206,9 @@ pub enum ReturnPath {
 
 /// The reflector's pass over a Return Path TLV's `value` (its sub-TLVs),
 /// rewriting each sub-TLV's flags in place: U on what is not honoured, 0 on
-/// a Return Address that is. `source` is the request's source (its port is
-/// the reply's; its family says which addresses the socket can send to).
+/// a Control Code or Return Address that is. `source` is the request's
+/// source (its port is the reply's; its family says which addresses the
+/// socket can send to).
 pub fn reflect_return_path(
     value: &mut [u8],
     source: SocketAddr,
@@ -181,7 +216,7 @@ pub fn reflect_return_path(
 ) -> ReturnPath {
     let mut at = 0;
     let mut subs = 0;
-    let mut to = None;
+    let mut honoured = None;
     while value.len() - at >= TLV_HEADER_LEN {
         let (kind, len) = (
             value[at + 1],
@@ -194,28 +229,42 @@ pub fn reflect_return_path(
             return ReturnPath::Malformed;
         };
         subs += 1;
-        let flags = match kind {
-            sub_tlv::RETURN_ADDRESS => {
-                let Some(ip) = address(&value[at + TLV_HEADER_LEN..end]) else {
+        let sub = &value[at + TLV_HEADER_LEN..end];
+        let answer = match kind {
+            sub_tlv::CONTROL_CODE => {
+                let Ok(code) = <[u8; CONTROL_CODE_LEN]>::try_from(sub) else {
                     return ReturnPath::Malformed;
                 };
-                match reply_to(ip, source) {
-                    Some(addr) if allow.contains(ip) && may_go(ip, source) && to.is_none() => {
-                        to = Some(addr);
-                        0
-                    }
-                    _ => tlv_flags::U,
+                match u32::from_be_bytes(code) {
+                    control_code::NO_REPLY => Some(ReturnPath::NoReply),
+                    control_code::SAME_LINK => Some(ReturnPath::SameLink),
+                    // A reserved bit set: a code this reflector does not know.
+                    _ => None,
                 }
+            }
+            sub_tlv::RETURN_ADDRESS => {
+                let Some(ip) = address(sub) else {
+                    return ReturnPath::Malformed;
+                };
+                reply_to(ip, source)
+                    .filter(|_| allow.contains(ip) && may_go(ip, source))
+                    .map(ReturnPath::To)
+            }
+            _ => None,
+        };
+        value[at] = match answer {
+            Some(answer) if honoured.is_none() => {
+                honoured = Some(answer);
+                0
             }
             _ => tlv_flags::U,
         };
-        value[at] = flags;
         at = end;
     }
-    match to {
-        Some(to) if subs == 1 => ReturnPath::To(to),
+    match honoured {
+        Some(answer) if subs == 1 => answer,
         Some(_) => {
-            // Honoured only whole: the Return Address too is not used.
+            // Honoured only whole: the one understood is not used either.
             flag_sub_tlvs(value, tlv_flags::U);
             ReturnPath::NotHonoured
         }
@@ -272,6 +321,15 @@ pub fn destination_tlv(ip: IpAddr) -> Vec<u8> {
     tlv
 }
 
+/// A Return Path TLV with one Control Code sub-TLV of `code`, as a sender
+/// sends it (U set on both).
+pub fn control_code_tlv(code: u32) -> Vec<u8> {
+    let mut tlv = sender_header(TLV_RETURN_PATH, TLV_HEADER_LEN + CONTROL_CODE_LEN).to_vec();
+    tlv.extend_from_slice(&sender_header(sub_tlv::CONTROL_CODE, CONTROL_CODE_LEN));
+    tlv.extend_from_slice(&code.to_be_bytes());
+    tlv
+}
+
 /// A Return Path TLV with one Return Address sub-TLV, as a sender sends it
 /// (U set on both).
 pub fn return_address_tlv(ip: IpAddr) -> Vec<u8> {
@@ -286,153 +344,4 @@ pub fn return_address_tlv(ip: IpAddr) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn source() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 4000))
-    }
-
-    fn loopback() -> ReturnAllow {
-        ReturnAllow::new(vec![(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8)])
-    }
-
-    #[test]
-    fn the_destination_must_be_where_the_request_went() {
-        let to = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-        assert_eq!(reflect_destination(&[192, 0, 2, 1], Some(to)), 0);
-        assert_eq!(reflect_destination(&[192, 0, 2, 2], Some(to)), tlv_flags::U);
-        assert_eq!(reflect_destination(&[192, 0, 2, 1], None), tlv_flags::U);
-        let mapped = Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().octets();
-        assert_eq!(reflect_destination(&mapped, Some(to)), 0, "v4-mapped alike");
-        assert!(destination_len_ok(4) && destination_len_ok(16) && !destination_len_ok(5));
-        assert_eq!(
-            destination_tlv(to),
-            [0x80, 9, 0, 4, 192, 0, 2, 1],
-            "U set, type 9, length 4"
-        );
-    }
-
-    #[test]
-    fn only_an_allowed_return_address_alone_is_honoured() {
-        let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
-        let mut tlv = return_address_tlv(other);
-        assert_eq!(&tlv[..8], &[0x80, 10, 0, 8, 0x80, 2, 0, 4]);
-        let value = &mut tlv[4..];
-        assert_eq!(
-            reflect_return_path(value, source(), &loopback()),
-            ReturnPath::To(SocketAddr::new(other, 4000))
-        );
-        assert_eq!(value[0], 0, "sub-TLV honoured: U clear");
-        assert_eq!(
-            loopback().describe(),
-            ", Return Path TLVs may send replies to 127.0.0.0/8 (--stamp-return-path-allow)"
-        );
-        assert_eq!(ReturnAllow::default().describe(), "");
-        // Not allowed: U on the sub-TLV, the reply to the source.
-        let mut tlv = return_address_tlv(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)));
-        let value = &mut tlv[4..];
-        assert_eq!(
-            reflect_return_path(value, source(), &loopback()),
-            ReturnPath::NotHonoured
-        );
-        assert_eq!(value[0], tlv_flags::U);
-        assert_eq!(
-            reflect_return_path(
-                &mut return_address_tlv(other)[4..],
-                source(),
-                &ReturnAllow::default()
-            ),
-            ReturnPath::NotHonoured,
-            "none allowed by default"
-        );
-        // IPv6 from an IPv4 socket: cannot.
-        let v6 = ReturnAllow::new(vec![(IpAddr::V6(Ipv6Addr::LOCALHOST), 128)]);
-        let mut tlv = return_address_tlv(IpAddr::V6(Ipv6Addr::LOCALHOST));
-        assert_eq!(
-            reflect_return_path(&mut tlv[4..], source(), &v6),
-            ReturnPath::NotHonoured
-        );
-        // With a Control Code beside it: not honoured in part.
-        let mut value = vec![0x80, 1, 0, 4, 0, 0, 0, 1];
-        value.extend_from_slice(&return_address_tlv(other)[4..]);
-        assert_eq!(
-            reflect_return_path(&mut value, source(), &loopback()),
-            ReturnPath::NotHonoured
-        );
-        assert_eq!((value[0], value[8]), (tlv_flags::U, tlv_flags::U));
-    }
-
-    #[test]
-    fn no_group_no_broadcast_no_host_itself_whatever_is_allowed() {
-        let all = ReturnAllow::new(vec![
-            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-            (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-        ]);
-        let remote4 = SocketAddr::from(([192, 0, 2, 7], 4000));
-        let remote6 = SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7), 4000));
-        let mapped = |ip: Ipv4Addr| IpAddr::V6(ip.to_ipv6_mapped());
-        for (ip, source) in [
-            (IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1)), remote4),
-            (IpAddr::V4(Ipv4Addr::new(239, 1, 2, 3)), remote4),
-            (IpAddr::V4(Ipv4Addr::BROADCAST), remote4),
-            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), remote4),
-            (IpAddr::V4(Ipv4Addr::LOCALHOST), remote4),
-            (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)), remote4),
-            (IpAddr::V6("ff02::1".parse().unwrap()), remote6),
-            (IpAddr::V6(Ipv6Addr::UNSPECIFIED), remote6),
-            (IpAddr::V6(Ipv6Addr::LOCALHOST), remote6),
-            (mapped(Ipv4Addr::new(224, 0, 0, 1)), remote6),
-            (mapped(Ipv4Addr::LOCALHOST), remote6),
-        ] {
-            let mut tlv = return_address_tlv(ip);
-            assert_eq!(
-                reflect_return_path(&mut tlv[4..], source, &all),
-                ReturnPath::NotHonoured,
-                "{ip} for {source}"
-            );
-            assert_eq!(tlv[4], tlv_flags::U, "{ip}");
-        }
-        // One other host, or loopback for a loopback sender: honoured.
-        let other = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
-        assert_eq!(
-            reflect_return_path(&mut return_address_tlv(other)[4..], remote4, &all),
-            ReturnPath::To(SocketAddr::new(other, 4000))
-        );
-        let local = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
-        assert_eq!(
-            reflect_return_path(&mut return_address_tlv(local)[4..], source(), &all),
-            ReturnPath::To(SocketAddr::new(local, 4000))
-        );
-    }
-
-    #[test]
-    fn every_truncation_and_bit_flip_is_answered_without_panic() {
-        let mut chain = vec![0x80, 1, 0, 4, 0, 0, 0, 1];
-        chain.extend_from_slice(&return_address_tlv(IpAddr::V6(Ipv6Addr::LOCALHOST))[4..]);
-        for len in 0..=chain.len() {
-            let mut v = chain[..len].to_vec();
-            let _ = reflect_return_path(&mut v, source(), &loopback());
-            let _ = reflect_destination(&chain[..len], None);
-        }
-        for bit in 0..chain.len() * 8 {
-            let mut v = chain.clone();
-            v[bit / 8] ^= 1 << (bit % 8);
-            let before = v.len();
-            let got = reflect_return_path(&mut v, source(), &loopback());
-            assert_eq!(v.len(), before);
-            if let ReturnPath::To(to) = got {
-                assert!(loopback().contains(to.ip()), "{to}");
-            }
-        }
-        // A sub-TLV overrunning the TLV, or a Return Address of 5 bytes: M.
-        assert_eq!(
-            reflect_return_path(&mut [0x80, 2, 0, 9, 1, 2], source(), &loopback()),
-            ReturnPath::Malformed
-        );
-        assert_eq!(
-            reflect_return_path(&mut [0x80, 2, 0, 5, 127, 0, 0, 1, 1], source(), &loopback()),
-            ReturnPath::Malformed
-        );
-    }
-}
+mod tests;

@@ -92,6 +92,21 @@ impl Sessions {
         (seq, previous)
     }
 
+    /// Takes back reply `seq` of the session of `source` and `ssid`, just
+    /// numbered by [`next_with_previous`](Self::next_with_previous), which
+    /// gave `previous` with it: the request gets no reply (it asked for
+    /// none), so the session's next reply takes `seq` and still reports
+    /// `previous`. Nothing when another packet of the session came since.
+    pub fn unsent(&mut self, source: SocketAddr, ssid: u16, seq: u32, previous: Option<u64>) {
+        let hash = self.hash(source, ssid);
+        if let Some(session) = self.table.find(hash, Some((source, ssid))) {
+            if session.next == seq.wrapping_add(1) {
+                session.next = seq;
+                session.previous_tx_ns = previous.unwrap_or(0);
+            }
+        }
+    }
+
     /// Records the kernel transmit time `tx_ns` of reply `seq` of the
     /// session of `source` and `ssid`, if that is still the session's last
     /// reply (a stamp read after the next request was answered, or of a
@@ -167,6 +182,26 @@ mod tests {
             (0, None),
             "expired"
         );
+    }
+
+    #[test]
+    fn a_reply_taken_back_leaves_the_numbering_as_it_was() {
+        let mut s = Sessions::new(8, 1_000);
+        assert_eq!(s.next_with_previous(addr(1), 0, 0), (0, None));
+        s.transmitted(addr(1), 0, 0, 500);
+        let (seq, previous) = s.next_with_previous(addr(1), 0, 1);
+        assert_eq!((seq, previous), (1, Some(500)));
+        s.unsent(addr(1), 0, seq, previous);
+        assert_eq!(
+            s.next_with_previous(addr(1), 0, 2),
+            (1, Some(500)),
+            "the next reply is the one taken back"
+        );
+        // Too late (another packet came since), or no such session: nothing.
+        s.unsent(addr(1), 0, 0, None);
+        s.unsent(addr(2), 0, 0, None);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.next(addr(1), 0, 3), 2);
     }
 
     #[test]

@@ -466,7 +466,7 @@ fn stats_lines_short(stderr: &str) -> u64 {
         .filter(|line| line.contains("] stats "))
         .filter_map(|line| {
             let rest = &line[line.find("short ")? + "short ".len()..];
-            let end = rest.find(')')?;
+            let end = rest.find([',', ')'])?;
             rest[..end].parse::<u64>().ok()
         })
         .sum()

@@ -280,7 +280,7 @@ fn stats_interval_logs_rates_and_counters() {
     let stderr = server.stderr();
     let line = stderr.lines().find(|l| l.contains("stats ")).unwrap();
     assert!(
-        line.contains("bytes/s, dropped 0 (service-port 0, bad-source 0, not-allowed 0, rate-limited 0, loop 0, malformed 0, short 0), send errors 0, receive errors 0, kernel drops"),
+        line.contains("bytes/s, dropped 0 (service-port 0, bad-source 0, not-allowed 0, rate-limited 0, loop 0, malformed 0, short 0, no-reply 0), send errors 0, receive errors 0, kernel drops"),
         "{line}"
     );
 }

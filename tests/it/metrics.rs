@@ -33,7 +33,7 @@ pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The `metrics on http://ADDR/metrics` line of a server started with `--metrics`.
-fn metrics_addr(server: &ServerProcess) -> SocketAddr {
+pub(crate) fn metrics_addr(server: &ServerProcess) -> SocketAddr {
     let url = server
         .wait_for_stdout_line("metrics on ", WAIT)
         .unwrap_or_else(|| panic!("no `metrics on` line; stderr:\n{}", server.stderr()));
@@ -51,7 +51,7 @@ pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 /// Scrapes until `series` reaches `want` (the loops publish after each batch).
-fn scrape_until(addr: SocketAddr, series: &str, want: f64) -> String {
+pub(crate) fn scrape_until(addr: SocketAddr, series: &str, want: f64) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
         let (status, body) = http_get(addr, "/metrics");

@@ -2,9 +2,10 @@
 //! reflector, in every server loop: the destination is checked against the
 //! address the request was sent to; a Return Path's Return Address is a
 //! reflection vector, honoured only inside `--stamp-return-path-allow`
-//! (flagged U, reply to the source, otherwise). Judged by where replies
-//! arrive and their flags, over real loopback sockets (127.0.0.2 is another
-//! address of this host: Linux routes all of 127/8 to lo).
+//! (flagged U, reply to the source, otherwise); a Control Code asking for
+//! no reply gets none, counted. Judged by where replies arrive, their
+//! flags and the server's counts, over real loopback sockets (127.0.0.2 is
+//! another address of this host: Linux routes all of 127/8 to lo).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -246,5 +247,174 @@ fn two_reflectors_allowing_each_other_do_not_bounce_a_reply_for_ever() {
         );
         assert_eq!((echoed(&a), echoed(&b)), (1, 1), "{a}\n{b}");
         assert_eq!(summary_count(&a, "loop"), 1, "A drops its reply back: {a}");
+    }
+}
+
+/// A request with one Return Path TLV of one Control Code sub-TLV (RFC 9503
+/// §4.1.1): 0 asks for no reply, 1 for a reply on the same link. The TLV's
+/// flags are at 44 and the sub-TLV's at 48.
+fn control_code_request(seq: u32, code: u32) -> Vec<u8> {
+    let mut req = stamp_request(Mode::Open, seq, 44, None, 3);
+    req.extend_from_slice(&udp_echo::stamp::return_path::control_code_tlv(code));
+    req
+}
+
+/// The sender's sequence number a stateless reflector's reply copies.
+fn sender_seq(reply: &[u8]) -> u32 {
+    u32::from_be_bytes(reply[24..28].try_into().unwrap())
+}
+
+/// Issue 24: a Control Code of 0 ("no reply requested") used to be flagged
+/// U and answered. Now it gets no reply, in every loop, stateless and
+/// stateful, and is counted (`no-reply`, on `/metrics` and in the summary);
+/// the requests around it are answered, and a Control Code of 1 (the same
+/// link) is answered as usual with its flags clear.
+#[test]
+fn a_control_code_asking_for_no_reply_gets_none_and_is_counted() {
+    for loop_args in LOOPS {
+        for stateful in [false, true] {
+            let mut args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0"];
+            args.extend(["--metrics", "127.0.0.1:0"]);
+            args.extend_from_slice(loop_args);
+            if stateful {
+                args.push("--stamp-stateful");
+            }
+            let mut server = start_server(&args);
+            let metrics = crate::metrics::metrics_addr(&server);
+            let case = format!("{loop_args:?} stateful {stateful}");
+            let sender = socket_on("127.0.0.1", 0);
+            let plain = stamp_request(Mode::Open, 1, 44, None, 3);
+            sender.send_to(&plain, server.addr).unwrap();
+            let (first, _) = got(&sender).unwrap_or_else(|| panic!("{case}: no first reply"));
+            for seq in 2..5 {
+                sender
+                    .send_to(&control_code_request(seq, 0), server.addr)
+                    .unwrap();
+            }
+            sender
+                .send_to(&control_code_request(5, 1), server.addr)
+                .unwrap();
+            // Loopback keeps the order: the next datagram is the answer to 5.
+            let (same_link, _) = got(&sender).unwrap_or_else(|| panic!("{case}: no reply to 5"));
+            assert_eq!(sender_seq(&same_link), 5, "{case}: 2 to 4 unanswered");
+            assert_eq!(
+                (same_link[44], same_link[48]),
+                (0, 0),
+                "{case}: the same link understood"
+            );
+            if stateful {
+                // The session numbers its replies 0, 1: the three withheld
+                // took no number.
+                assert_eq!(&first[..4], &0u32.to_be_bytes(), "{case}");
+                assert_eq!(&same_link[..4], &1u32.to_be_bytes(), "{case}");
+            }
+            assert!(got(&sender).is_none(), "{case}: nothing more");
+            let body = crate::metrics::scrape_until(
+                metrics,
+                "udp_echo_server_dropped_datagrams_total{reason=\"no-reply\"}",
+                3.0,
+            );
+            let series = |s: &str| crate::metrics::sample(&body, s);
+            assert_eq!(
+                series("udp_echo_server_dropped_datagrams_total{reason=\"no-reply\"}"),
+                Some(3.0),
+                "{case}: {body}"
+            );
+            assert_eq!(
+                series("udp_echo_server_echoed_datagrams_total"),
+                Some(2.0),
+                "{case}"
+            );
+            server.signal(libc::SIGTERM);
+            let (status, stderr) = server.wait_exit(Duration::from_secs(5));
+            assert_eq!(status.code(), Some(0), "{stderr}");
+            assert_eq!(summary_count(&stderr, "no-reply"), 3, "{case}: {stderr}");
+            assert_eq!(summary_count(&stderr, "echoed"), 2, "{case}: {stderr}");
+        }
+    }
+}
+
+/// "No reply" is no way around `--rate-limit`: the guard judges a request
+/// before the reflector reads its TLVs, so requests that ask for no reply
+/// spend their source's budget as answered ones do. Twelve of them from
+/// one source with a budget of 5 a second: about 5 `no-reply`, the rest
+/// `rate-limited`, and a plain request right after finds the budget spent.
+#[test]
+fn no_reply_requests_spend_the_rate_limit_budget() {
+    for loop_args in LOOPS {
+        let mut args = vec!["--stamp", "-H", "127.0.0.1", "-p", "0", "--rate-limit", "5"];
+        args.extend_from_slice(loop_args);
+        let mut server = start_server(&args);
+        let sender = socket_on("127.0.0.1", 0);
+        for seq in 0..12 {
+            sender
+                .send_to(&control_code_request(seq, 0), server.addr)
+                .unwrap();
+        }
+        sender
+            .send_to(&stamp_request(Mode::Open, 99, 44, None, 3), server.addr)
+            .unwrap();
+        let answered = got(&sender).is_some();
+        server.signal(libc::SIGTERM);
+        let (status, stderr) = server.wait_exit(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        let (no_reply, limited, echoed) = (
+            summary_count(&stderr, "no-reply"),
+            summary_count(&stderr, "rate-limited"),
+            summary_count(&stderr, "echoed"),
+        );
+        eprintln!("{loop_args:?}: no-reply {no_reply}, rate-limited {limited}, echoed {echoed}");
+        assert_eq!(no_reply + limited + echoed, 13, "{loop_args:?}: {stderr}");
+        // A burst of 5, plus what refills while a slow machine gets round
+        // to the rest (5 a second): far from all 12.
+        assert!(
+            (5..=8).contains(&no_reply),
+            "{loop_args:?}: {no_reply} no-reply within a budget of 5: {stderr}"
+        );
+        assert!(limited >= 5, "{loop_args:?}: {stderr}");
+        assert_eq!(u64::from(answered), echoed, "{loop_args:?}");
+    }
+}
+
+/// stamp-suite's sender asking for no reply (`--return-path-cc 0`) gets
+/// none from our reflector, every request counted; asking for the same
+/// link (`--return-path-cc 1`) it gets every reply, the Return Path TLV
+/// recognised.
+#[test]
+fn stamp_suites_sender_with_a_control_code_against_our_reflector() {
+    let Some(suite) = crate::stamp::stamp_suite(
+        "stamp-suite sender with a Return Path Control Code → our reflector",
+    ) else {
+        return;
+    };
+    use udp_echo::stamp::return_path::TLV_RETURN_PATH;
+    for (code, answered) in [("0", 0), ("1", 4)] {
+        let mut server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+        let port = server.addr.port().to_string();
+        let run = crate::stamp::suite_sender(
+            &suite,
+            &port,
+            ("4", "20"),
+            &["--return-path-cc", code, "--output-format", "json"],
+        );
+        assert_eq!(run.code(), Some(0), "{}", run.stderr);
+        let summary = crate::stamp::suite_summary(&run);
+        assert_eq!(summary["packets_sent"], 4, "{summary}");
+        assert_eq!(
+            summary["packets_received"], answered,
+            "code {code}: {summary}"
+        );
+        if answered > 0 {
+            assert_eq!(
+                crate::stamp::suite_tlv_flags(&summary, TLV_RETURN_PATH),
+                (4, 0, 0, 0),
+                "recognised: {summary}"
+            );
+        }
+        server.signal(libc::SIGTERM);
+        let (status, stderr) = server.wait_exit(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        assert_eq!(summary_count(&stderr, "no-reply"), 4 - answered, "{stderr}");
+        assert_eq!(summary_count(&stderr, "echoed"), answered, "{stderr}");
     }
 }

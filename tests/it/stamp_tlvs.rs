@@ -275,6 +275,56 @@ fn our_reflector_answers_rfc9503_tlvs_from_our_sender() {
     );
 }
 
+/// Issue 24: `--size` with `--stamp-tlv dna` was checked against the IPv6
+/// Destination Node Address (20 bytes) before the target was resolved, so
+/// 52, an open packet with the IPv4 one (44 + 8), was refused for an IPv4
+/// target. Now it is checked for the family resolved: 52 goes to
+/// 127.0.0.1, and to ::1 (which needs 64) it is refused in one line, exit 2,
+/// before anything is sent.
+#[test]
+fn a_size_with_dna_is_checked_for_the_resolved_family() {
+    let server = start_server(&["--stamp", "-H", "127.0.0.1", "-p", "0"]);
+    let port = server.addr.port().to_string();
+    let args = |host: &'static str, port: &str| {
+        let mut a = vec!["--stamp", "--stamp-tlv", "dna", "--size", "52", "-H", host];
+        a.extend(["-c", "3", "-i", "0.01", "--json", "-p"]);
+        a.push(port);
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let v4 = args("127.0.0.1", &port);
+    let run = run_client(&v4.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let json = json_of(&run);
+    assert_eq!(run.code(), Some(0), "{json}\n{}", run.stderr);
+    assert_eq!(
+        (json["size"].as_u64(), json["received"].as_u64()),
+        (Some(52), Some(3)),
+        "{json}"
+    );
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        common::skip("no ::1 on this machine: the IPv6 refusal");
+        return;
+    }
+    // A port nothing listens on: the refusal must come before any send.
+    let closed = closed_port().to_string();
+    let v6 = args("::1", &closed);
+    let run = run_client(&v6.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "one line: {}", run.stderr);
+    assert!(
+        lines[0].contains(
+            "--stamp-tlv dna to ::1 (IPv6): --size 52 is shorter than this STAMP packet (64 bytes"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout_text());
+}
+
 #[test]
 fn our_sender_accounts_for_every_reply_of_stamp_suites_reflector() {
     let Some(suite) = stamp_suite("our sender with --stamp-tlv all → stamp-suite reflector")

@@ -17,7 +17,7 @@ pub(super) const MODES: [(&str, &[&str]); 9] = [
         &["--targets", "t.json", "--metrics", "127.0.0.1:0"],
     ),
 ];
-const OPTIONS: [(&str, &[&str], &str); 17] = [
+const OPTIONS: [(&str, &[&str], &str); 19] = [
     ("-d", &["-d", "x"], "one-shot"),
     ("-i", &["-i", "0.5"], "ping fleet"),
     ("-s", &["-s", "100"], "ping flood rate find-rate pmtu fleet"),
@@ -40,6 +40,17 @@ const OPTIONS: [(&str, &[&str], &str); 17] = [
     ("--max-loss", &["--max-loss", "1"], "find-rate"),
     ("--tos", &["--tos", "EF"], "ping flood rate fleet"),
     ("--stamp", &["--stamp"], "ping flood rate fleet"),
+    // The fleet sends neither (no TLV answers, no residence times exported).
+    (
+        "--stamp-tlv",
+        &["--stamp", "--stamp-tlv", "dm"],
+        "ping flood rate",
+    ),
+    (
+        "--stamp-follow-up",
+        &["--stamp", "--stamp-follow-up"],
+        "ping flood rate",
+    ),
     (
         "--json",
         &["--json"],

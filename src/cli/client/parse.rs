@@ -50,7 +50,9 @@ impl Args {
         args.resolve_target(port_given)
             .map_err(|message| cmd.error(clap::error::ErrorKind::ArgumentConflict, message))?;
         if args.stamp && matches.value_source("size") == Some(ValueSource::CommandLine) {
-            crate::client::stamp::check_size_with(
+            // With `--stamp-tlv dna` the run checks it again for the
+            // family the target resolves to.
+            crate::client::stamp::check_size_unresolved(
                 args.stamp_key.is_some(),
                 args.tos,
                 args.stamp_follow_up,

@@ -118,6 +118,7 @@ fn the_help_table_matches_the_mode_rules() {
             "--metrics" => &["127.0.0.1:0"],
             "--tos" => &["EF"],
             "--probes" => &["x.csv"],
+            "--stamp-tlv" => &["dm", "--stamp"],
             _ => &[],
         };
         for (mode, mode_flags) in super::applicability::MODES {

@@ -1,7 +1,7 @@
 //! How long a STAMP test packet is: the shortest that holds its TLVs, and
 //! which `--size` leaves room for an Extra Padding TLV.
 
-use super::SenderTlvs;
+use super::{SenderTlvs, StampConfig};
 use crate::stamp::Mode;
 use crate::stamp::followup::FOLLOW_UP_LEN;
 use crate::stamp::packet::{CLASS_OF_SERVICE_LEN, HMAC_TLV_LEN};
@@ -107,6 +107,53 @@ pub fn check_size_with(
                 },
                 fixed + 4
             ))
+        }
+    }
+}
+
+/// [`check_size_with`] before the target is resolved: with `--stamp-tlv
+/// dna` the packet's length depends on the target's family, so `size` need
+/// only fit an IPv4 or an IPv6 target here (the error, when it fits
+/// neither, is the IPv4 one: the shorter packet); the run checks it again
+/// for the family resolved ([`StampConfig::check_size_for`]).
+pub fn check_size_unresolved(
+    authenticated: bool,
+    tos: Option<u8>,
+    follow_up: bool,
+    tlvs: SenderTlvs,
+    size: usize,
+) -> std::result::Result<(), String> {
+    let check = |tlvs| check_size_with(authenticated, tos, follow_up, tlvs, size);
+    if !tlvs.dna || tlvs.peer.is_some() {
+        return check(tlvs);
+    }
+    let v4 = tlvs.for_peer(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let v6 = tlvs.for_peer(std::net::Ipv6Addr::UNSPECIFIED.into());
+    check(v4).or_else(|e4| check(v6).map_err(|_| e4))
+}
+
+impl StampConfig {
+    /// Whether `--size` fits the packet as sized for resolved target `peer`
+    /// (`--stamp-tlv dna`: 4 or 16 address bytes by its family); `Err` is
+    /// one line. Nothing to check without `--size` or `dna`.
+    pub fn check_size_for(
+        &self,
+        tos: Option<u8>,
+        peer: std::net::IpAddr,
+    ) -> std::result::Result<(), String> {
+        match self.size {
+            Some(size) if self.tlvs.dna => check_size_with(
+                self.mode() == Mode::Authenticated,
+                tos,
+                self.follow_up,
+                self.tlvs.for_peer(peer),
+                size,
+            )
+            .map_err(|problem| {
+                let family = if peer.is_ipv4() { "IPv4" } else { "IPv6" };
+                format!("--stamp-tlv dna to {peer} ({family}): {problem}")
+            }),
+            _ => Ok(()),
         }
     }
 }

@@ -19,7 +19,9 @@ pub struct SenderTlvs {
     /// Destination Node Address (RFC 9503 §3): the address we sent to.
     pub dna: bool,
     /// The resolved target (for `dna`); until then its length is IPv6's,
-    /// the longer, so a `--size` checked early fits either family.
+    /// the longer. A `--size` is checked again once it is known
+    /// ([`StampConfig::check_size_for`]): the command line only asks that
+    /// it fit one family or the other.
     pub peer: Option<std::net::IpAddr>,
     /// Return Path (RFC 9503 §4) with this Return Address: a reflector
     /// that honours it sends the reply there, so only our own address

@@ -53,6 +53,9 @@ pub enum DropReason {
     /// A STAMP request shorter than its reply would be (`--stamp`): answering
     /// it would send a spoofed source more bytes than it sent.
     Short,
+    /// A STAMP request that asked for no reply (`--stamp`: a Return Path
+    /// TLV's Control Code of 0, RFC 9503), after passing every check.
+    NoReply,
 }
 
 impl DropReason {
@@ -65,10 +68,11 @@ impl DropReason {
         DropReason::Loop,
         DropReason::Malformed,
         DropReason::Short,
+        DropReason::NoReply,
     ];
 
     /// How many reasons there are: the length of per-reason counter arrays.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
 
     /// Index into per-reason counter arrays.
     pub fn index(self) -> usize {
@@ -85,6 +89,7 @@ impl DropReason {
             DropReason::Loop => "loop",
             DropReason::Malformed => "malformed",
             DropReason::Short => "short",
+            DropReason::NoReply => "no-reply",
         }
     }
 }

@@ -41,7 +41,8 @@
 //! A reply is never longer than its request: one shorter than the base
 //! packet (TWAMP-Light, 14 to 43 bytes) is refused, so a spoofed source can
 //! never be sent more than it sent. Refusals are booked as drops: `short`,
-//! `malformed` (a wrong HMAC), or `loop` for a reflected packet coming back.
+//! `malformed` (a wrong HMAC), `loop` for a reflected packet coming back, or
+//! `no-reply` for a request whose Return Path asked for none (RFC 9503).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -151,8 +152,8 @@ impl LoopState<'_> {
     /// Turns the request in `buf` into its reply in place (as long as the
     /// request) and returns the TOS to send it with and, when a Return Path
     /// the operator allows says so, where to send it instead of the source;
-    /// or `None` when the reflector refuses it (booked as a drop: `short`, `malformed`, or
-    /// `loop` for a reflected packet). `at` is the reply's place in the
+    /// or `None` when the reflector refuses it (booked as a drop: `short`, `malformed`,
+    /// `loop` for a reflected packet, or `no-reply` when it asked for none). `at` is the reply's place in the
     /// sends to come (batch slot, datagram of the slot), for its kernel
     /// transmit stamp when its session asked for follow-up.
     pub(super) fn reflect(
@@ -186,6 +187,7 @@ impl LoopState<'_> {
             Refusal::Short => DropReason::Short,
             Refusal::Malformed => DropReason::Malformed,
             Refusal::Reflected => DropReason::Loop,
+            Refusal::NoReply => DropReason::NoReply,
         };
         self.dropped(reason, buf.len(), source);
         None

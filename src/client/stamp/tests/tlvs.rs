@@ -84,8 +84,8 @@ fn rfc9503_tlvs_parse() {
 }
 
 /// The Destination Node Address TLV is 8 bytes to an IPv4 target, 20 to
-/// an IPv6 one (20 before the target is resolved, so an early `--size`
-/// check fits either); the Return Path TLV wraps its Return Address
+/// an IPv6 one (20 before the target is resolved); the Return Path TLV
+/// wraps its Return Address
 /// sub-TLV: 12 or 24. Both written U set, as a sender sends them.
 #[test]
 fn rfc9503_tlvs_are_sized_by_family() {
