@@ -2,8 +2,9 @@
 
 use super::*;
 use crate::server::STOP_POLL;
-use crate::server::guard::GuardConfig;
+use crate::server::guard::{DropReason, GuardConfig};
 use std::thread;
+use std::time::Duration;
 
 fn loopback_server(
     policy: StopPolicy,
