@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proptest::prelude::*;
 
 use super::packet::{HMAC_AT, OPEN_LEN, tlv_flags};
+use super::time::NTP_UNIX_OFFSET;
 use super::*;
 
 mod clock;

@@ -20,7 +20,7 @@ pub struct SenderTlvs {
     pub dna: bool,
     /// The resolved target (for `dna`); until then its length is IPv6's,
     /// the longer. A `--size` is checked again once it is known
-    /// ([`StampConfig::check_size_for`]): the command line only asks that
+    /// ([`StampConfig::check_size_for`](super::StampConfig::check_size_for)): the command line only asks that
     /// it fit one family or the other.
     pub peer: Option<std::net::IpAddr>,
     /// Return Path (RFC 9503 §4) with this Return Address: a reflector
