@@ -190,7 +190,7 @@ impl Batch {
     }
 
     /// Takes only the datagrams already queued, without blocking: `WouldBlock`
-    /// when there are none (pair with [`wait_readable`]).
+    /// when there are none (pair with [`wait_readable`](super::wait_readable)).
     pub fn recv_queued(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.recv_with(socket, libc::MSG_DONTWAIT)
     }
