@@ -74,16 +74,7 @@ fn ci_fails_on_any_skip() {
 fn every_skip_goes_through_common_skip() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it");
     let mut offenders = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.extend(
-        std::fs::read_dir(format!("{dir}/common"))
-            .unwrap()
-            .map(|e| e.unwrap().path()),
-    );
-    for path in files {
+    for path in files_under(std::path::Path::new(dir)) {
         if path.extension().is_none_or(|e| e != "rs")
             || path.ends_with("common/mod.rs")
             || path.ends_with("hermetic.rs")
@@ -99,6 +90,21 @@ fn every_skip_goes_through_common_skip() {
         }
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
+}
+
+/// Every file under `dir`, in its folders too (a split test file's
+/// modules sit in a folder of its name).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// Runs only when asked (`--ignored`): one echo, judged as every test judges
@@ -205,5 +211,35 @@ fn every_test_file_is_a_module_of_main() {
     assert!(
         missing.is_empty(),
         "not declared in tests/it/main.rs: {missing:?}"
+    );
+}
+
+/// Every file in a folder of `tests/it/` (`X/Y.rs`) is a module of its
+/// parent (`X.rs` or `X/mod.rs`), for the same reason.
+#[test]
+fn every_file_in_a_folder_is_a_module_of_its_parent() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it"));
+    let mut missing = Vec::new();
+    for path in files_under(dir) {
+        let folder = path.parent().unwrap();
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if folder == dir || path.extension().is_none_or(|e| e != "rs") || name == "mod" {
+            continue;
+        }
+        let parent = std::fs::read_to_string(folder.join("mod.rs"))
+            .or_else(|_| std::fs::read_to_string(folder.with_extension("rs")))
+            .unwrap_or_default();
+        if !parent
+            .lines()
+            .any(|l| l.trim().ends_with(&format!("mod {name};")))
+        {
+            missing.push(path.display().to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not declared in their parent: {missing:?}"
     );
 }

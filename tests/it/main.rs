@@ -2,9 +2,10 @@
 //! real binaries (`udp-echo-server`, `udp-echo-client`) on loopback or in
 //! network namespaces it creates. One binary links once per change instead of
 //! once per file; a test's name is `FILE::NAME` (`cargo test --test it
-//! stamp::`, or `cargo test --test it -- --exact hermetic::ci_fails_on_any_skip`).
-//! A new file here needs its `mod` line below: `hermetic` checks that none is
-//! left out.
+//! stamp::`, or `cargo test --test it -- --exact hermetic::ci_fails_on_any_skip`),
+//! or `FILE::PART::NAME` for a long file split into a folder of its name
+//! (`measure/offload.rs`). A new file here needs its `mod` line below, a file
+//! in a folder its line in the parent: `hermetic` checks that none is left out.
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! in `tests/batch.rs`, control messages in `tests/control.rs`.
 
 use super::*;
+use cmsg::SendControl;
 use std::time::Duration;
 
 fn pair() -> (UdpSocket, UdpSocket) {
