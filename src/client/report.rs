@@ -292,6 +292,10 @@ pub fn silence(s: &RunSummary) -> Option<String> {
     }
 }
 
+/// The most datagrams the kernel coalesces into one UDP GRO receive buffer
+/// (its `UDP_GRO_CNT_MAX`): what one counted drop can hold.
+const GRO_SEGMENTS_MAX: u64 = 64;
+
 /// Where the lost probes went, as far as the evidence goes: refused (an ICMP
 /// port unreachable: nobody listens), dropped in this client's own receive
 /// buffers (the kernel counts those per socket, but counts every kind of
@@ -309,8 +313,19 @@ pub fn loss_attribution(s: &RunSummary) -> String {
         ));
     }
     let drops = s.client_drops.unwrap_or(0);
+    // With UDP GRO the kernel's drop counter counts receive buffers.
+    let (unit, per_drop) = if s.client_drops_are_buffers {
+        (("receive buffer", "receive buffers"), GRO_SEGMENTS_MAX)
+    } else {
+        (("datagram", "datagrams"), 1)
+    };
     match (s.lost_in_client, s.client_drops) {
         _ if rest == 0 && drops == 0 && refused > 0 => {}
+        (None, Some(drops)) if s.client_drops_are_buffers && c.extra_datagrams() == 0 => parts.push(format!(
+            "{rest} on the path, at the server or in this client's receive buffers, which dropped {} (UDP GRO: each holds up to {GRO_SEGMENTS_MAX} replies, so up to {} of the lost; /proc/net/udp)",
+            count(drops, "buffer", "buffers"),
+            drops.saturating_mul(per_drop).min(rest)
+        )),
         (Some(mine), _) => {
             parts.push(format!(
                 "{mine} dropped in this client's receive buffers (kernel counter of its sockets, /proc/net/udp)"
@@ -319,14 +334,14 @@ pub fn loss_attribution(s: &RunSummary) -> String {
         }
         (None, Some(drops)) if rest == 0 => parts.push(format!(
             "none in this client's receive buffers, which dropped {} that were not needed ({} came)",
-            count(drops, "datagram", "datagrams"),
+            count(drops, unit.0, unit.1),
             extras(c)
         )),
         (None, Some(drops)) => parts.push(format!(
             "{rest} on the path, at the server or dropped in this client's receive buffers (they dropped {}, but {} came too, so the drops need not be replies: at most {} of the lost)",
-            count(drops, "datagram", "datagrams"),
+            count(drops, unit.0, unit.1),
             extras(c),
-            drops.min(rest)
+            drops.saturating_mul(per_drop).min(rest)
         )),
         (None, None) => parts.push(format!(
             "{rest} on the path, at the server or dropped in this client's receive buffers (this system does not say what those dropped)"

@@ -298,6 +298,10 @@ pub struct RunSummary {
     /// `/proc/net/udp` (`None` where unavailable). Datagrams of any kind:
     /// replies, but also duplicates, late and foreign ones.
     pub client_drops: Option<u64>,
+    /// Whether `client_drops` counts receive buffers rather than datagrams:
+    /// with UDP GRO on (flood and rate) the kernel queues, and drops, up to
+    /// 64 same-size replies as one buffer and counts it once.
+    pub client_drops_are_buffers: bool,
     /// How many of the lost probes were dropped in this client's own
     /// receive buffers, where the evidence says (see
     /// [`Counts::lost_in_client`]); `None` when it does not.
@@ -367,6 +371,7 @@ impl RunSummary {
             loss_percent: 0.0,
             rtt_us: RttSummary::default(),
             client_drops: Some(0),
+            client_drops_are_buffers: false,
             lost_in_client: Some(0),
             timeout_ms: 1000.0,
             longest_silence_ms: 0.0,

@@ -58,6 +58,9 @@ pub(super) struct Flow {
     /// Probes per UDP GSO send (flood and rate, until the kernel refuses).
     gso: Option<GsoSender>,
     pub(super) inbox: GroBatch,
+    /// UDP GRO is on: the kernel may queue (and drop) several replies as
+    /// one receive buffer, so its drop counter counts buffers.
+    pub(super) gro: bool,
     /// Receive buffers that carried the kernel's receive time, and those that did not.
     pub(super) kernel_timed: u64,
     pub(super) user_timed: u64,
@@ -88,7 +91,7 @@ impl Flow {
         offloads: Offloads,
     ) -> Flow {
         let bulk = !matches!(config.mode, MeasureMode::Ping { .. });
-        let gso = offload::set_up(&conn, config.size, bulk, offloads);
+        let (gso, gro) = offload::set_up(&conn, config.size, bulk, offloads);
         // Flood's sends are batches sharing one time anyway: no stamps.
         let tx_wanted = offloads.tx_time && !matches!(config.mode, MeasureMode::Flood { .. });
         let tx = tx_wanted.then(|| TxKeys::enable(&conn)).flatten();
@@ -109,6 +112,7 @@ impl Flow {
             out: SendBatch::new(BATCH, config.size),
             gso,
             inbox: GroBatch::new(if bulk { GRO_SLOTS } else { PING_SLOTS }),
+            gro,
             kernel_timed: 0,
             user_timed: 0,
             conn,

@@ -142,7 +142,7 @@ pub(super) fn set_up(
     size: usize,
     bulk: bool,
     offloads: Offloads,
-) -> Option<GsoSender> {
+) -> (Option<GsoSender>, bool) {
     if offloads.no_checksum {
         if let Err(e) = sys::disable_udp_checksums(&conn.socket, true) {
             log::warn!("cannot turn UDP checksums off: {e}");
@@ -161,7 +161,7 @@ pub(super) fn set_up(
         on_off(gro),
         on_off(kernel_time)
     );
-    gso
+    (gso, gro)
 }
 
 /// Sends remembered per flow for matching transmit stamps: far more than
