@@ -92,7 +92,7 @@ pub(super) fn run_flow(
     // fuller sends let its default receive buffer hold several times the
     // probes: at 1,000,000/s, sends of 1–3 probes overflowed it (0.4% lost
     // to `udp-echo-server`'s kernel drops), sends of 16 did not.
-    let coalesce = ((COALESCE_NS as f64 / gap_ns.max(1.0)) as usize).clamp(1, BATCH);
+    let coalesce = ((COALESCE_NS / gap_ns.max(1.0)) as usize).clamp(1, BATCH);
     let mut scheduled: u64 = 0;
     while !stop.is_requested() {
         let now = flow.clock.now_ns();
