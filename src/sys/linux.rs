@@ -183,6 +183,38 @@ fn getsockopt_int(
 // and iovecs point only into heap buffers owned by the same struct.
 unsafe impl Send for SendBatch {}
 
+/// Points one iovec and one `recvmmsg` header per slot of `storage`
+/// (`slot_len` bytes each) at that slot, its `addrs` entry and its
+/// `controls` entry: the receive side of [`Batch`] and
+/// [`GroBatch`](gro::GroBatch), set up once. The headers hold raw pointers
+/// into all four, so their owner must neither move nor resize them after.
+fn point_recv_headers(
+    storage: &mut [u8],
+    slot_len: usize,
+    addrs: &mut [libc::sockaddr_storage],
+    controls: &mut [cmsg::RecvControl],
+    iovecs: &mut Vec<libc::iovec>,
+    hdrs: &mut Vec<libc::mmsghdr>,
+) {
+    for slot in storage.chunks_exact_mut(slot_len) {
+        iovecs.push(libc::iovec {
+            iov_base: slot.as_mut_ptr().cast(),
+            iov_len: slot_len,
+        });
+    }
+    for ((addr, control), iovec) in addrs.iter_mut().zip(controls).zip(iovecs.iter_mut()) {
+        // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) header.
+        let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+        hdr.msg_hdr.msg_name = ptr::from_mut(addr).cast();
+        hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
+        hdr.msg_hdr.msg_iov = ptr::from_mut(iovec);
+        hdr.msg_hdr.msg_iovlen = 1;
+        hdr.msg_hdr.msg_control = ptr::from_mut(control).cast();
+        hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
+        hdrs.push(hdr);
+    }
+}
+
 /// One `recvmmsg` into `hdrs`, readied first by [`reset_for_recv`] for
 /// slots of `buffer_len` bytes: the one receive call of [`Batch`] and
 /// [`GroBatch`](gro::GroBatch). Returns how many headers were filled.

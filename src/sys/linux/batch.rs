@@ -10,8 +10,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::ptr;
 
-use super::cmsg::{self, RECV_CONTROL_LEN, RecvControl, SendControl};
-use super::{recv_batch, sockaddr_storage_len, to_socket_addr};
+use super::cmsg::{self, RecvControl, SendControl};
+use super::{point_recv_headers, recv_batch, to_socket_addr};
 use crate::sys::{EchoOutcome, RECV_BUFFER_LEN};
 
 /// Receive and echo buffers for one socket and one thread.
@@ -157,23 +157,14 @@ impl Batch {
             filled: 0,
             reply_source: false,
         };
-        for slot in batch.storage.chunks_exact_mut(RECV_BUFFER_LEN) {
-            batch.iovecs.push(libc::iovec {
-                iov_base: slot.as_mut_ptr().cast(),
-                iov_len: RECV_BUFFER_LEN,
-            });
-        }
-        for i in 0..capacity {
-            // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) header.
-            let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
-            hdr.msg_hdr.msg_name = ptr::from_mut(&mut batch.addrs[i]).cast();
-            hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
-            hdr.msg_hdr.msg_iov = ptr::from_mut(&mut batch.iovecs[i]);
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = ptr::from_mut(&mut batch.controls[i]).cast();
-            hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
-            batch.recv_hdrs.push(hdr);
-        }
+        point_recv_headers(
+            &mut batch.storage,
+            RECV_BUFFER_LEN,
+            &mut batch.addrs,
+            &mut batch.controls,
+            &mut batch.iovecs,
+            &mut batch.recv_hdrs,
+        );
         batch
     }
 

@@ -41,7 +41,7 @@ use std::mem;
 use std::net::UdpSocket;
 use std::ptr;
 
-use super::{setsockopt_int, sockaddr_storage_len, to_socket_addr};
+use super::{point_recv_headers, setsockopt_int, to_socket_addr};
 use crate::sys::GroBuffer;
 
 /// Bytes per receive buffer: the largest payload one UDP buffer can carry,
@@ -52,7 +52,7 @@ pub const GRO_BUFFER_LEN: usize = 65536;
 /// before 6.11 (later ones accept 128).
 pub const MAX_GSO_SEGMENTS: usize = 64;
 
-use super::cmsg::{RECV_CONTROL_LEN, RecvControl, SendControl};
+use super::cmsg::{RecvControl, SendControl};
 use send::Message;
 
 mod send;
@@ -145,23 +145,14 @@ impl GroBatch {
             gso: true,
             reply_source: false,
         };
-        for slot in batch.storage.chunks_exact_mut(GRO_BUFFER_LEN) {
-            batch.iovecs.push(libc::iovec {
-                iov_base: slot.as_mut_ptr().cast(),
-                iov_len: GRO_BUFFER_LEN,
-            });
-        }
-        for i in 0..capacity {
-            // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) header.
-            let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
-            hdr.msg_hdr.msg_name = ptr::from_mut(&mut batch.addrs[i]).cast();
-            hdr.msg_hdr.msg_namelen = sockaddr_storage_len();
-            hdr.msg_hdr.msg_iov = ptr::from_mut(&mut batch.iovecs[i]);
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = ptr::from_mut(&mut batch.controls[i]).cast();
-            hdr.msg_hdr.msg_controllen = RECV_CONTROL_LEN as _;
-            batch.recv_hdrs.push(hdr);
-        }
+        point_recv_headers(
+            &mut batch.storage,
+            GRO_BUFFER_LEN,
+            &mut batch.addrs,
+            &mut batch.controls,
+            &mut batch.iovecs,
+            &mut batch.recv_hdrs,
+        );
         for j in 0..send_capacity {
             // SAFETY: as above.
             let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
