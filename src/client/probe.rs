@@ -193,6 +193,66 @@ mod tests {
         }
     }
 
+    /// `body_matches` as it was, a byte at a time: the reference.
+    fn body_matches_bytewise(reply: &[u8], seq: u64, size: usize) -> bool {
+        let s = seed(seq);
+        reply
+            .iter()
+            .take(size)
+            .enumerate()
+            .skip(HEADER_LEN)
+            .all(|(i, &b)| b == pattern_byte(s, i))
+    }
+
+    /// Every size across the word and 256-byte seams, every cut of the
+    /// reply (shorter than the header, than a word, longer than the probe)
+    /// and a flipped byte at every offset: the word-wise check answers as
+    /// the byte-wise one, and no flipped body byte passes.
+    #[test]
+    fn the_word_wise_check_answers_as_the_byte_wise_one_for_every_cut_and_flip() {
+        let sizes = (MIN_SIZE..=80)
+            .chain(250..=270)
+            .chain([1400, MAX_SIZE - 7, MAX_SIZE]);
+        for size in sizes {
+            let seq = size as u64 * 31 + 5;
+            let mut full = probe(size, seq);
+            full.extend_from_slice(&[0xAA; 9]);
+            let cuts: Vec<usize> = if size <= 300 {
+                (0..full.len()).collect()
+            } else {
+                vec![0, 7, 15, 16, 17, 23, 24, size - 1, size, size + 1, size + 9]
+            };
+            for &len in &cuts {
+                let reply = &full[..len];
+                assert_eq!(
+                    body_matches(reply, seq, size),
+                    body_matches_bytewise(reply, seq, size),
+                    "size {size} cut at {len}"
+                );
+            }
+            let flips: Vec<usize> = if size <= 300 {
+                (HEADER_LEN..size).collect()
+            } else {
+                (HEADER_LEN..size).step_by(61).chain([size - 1]).collect()
+            };
+            for at in flips {
+                let mut bad = full[..size].to_vec();
+                bad[at] ^= 0x10;
+                assert!(!body_matches(&bad, seq, size), "size {size} flip at {at}");
+                assert_eq!(
+                    verify(&bad, size),
+                    Check::Corrupt { seq },
+                    "size {size} flip at {at}"
+                );
+                bad.truncate(at + 1);
+                assert!(
+                    !body_matches(&bad, seq, size),
+                    "size {size} cut after a flip at {at}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_pattern_a_word_at_a_time_is_the_pattern_byte_by_byte() {
         for seq in [0, 1, 42, u64::MAX, 1 << 40] {

@@ -292,9 +292,12 @@ pub fn silence(s: &RunSummary) -> Option<String> {
     }
 }
 
-/// The most datagrams the kernel coalesces into one UDP GRO receive buffer
-/// (its `UDP_GRO_CNT_MAX`): what one counted drop can hold.
-const GRO_SEGMENTS_MAX: u64 = 64;
+/// The most datagrams one UDP GRO receive buffer can hold, so what one
+/// counted drop can be: the kernel's GRO coalesces up to 64
+/// (`UDP_GRO_CNT_MAX`), but a sender's GSO send arrives whole over
+/// loopback or veth, and kernels from 6.11 take sends of 128
+/// (`UDP_MAX_SEGMENTS`).
+const GRO_SEGMENTS_MAX: u64 = 128;
 
 /// Where the lost probes went, as far as the evidence goes: refused (an ICMP
 /// port unreachable: nobody listens), dropped in this client's own receive
@@ -321,7 +324,7 @@ pub fn loss_attribution(s: &RunSummary) -> String {
     };
     match (s.lost_in_client, s.client_drops) {
         _ if rest == 0 && drops == 0 && refused > 0 => {}
-        (None, Some(drops)) if s.client_drops_are_buffers && c.extra_datagrams() == 0 => parts.push(format!(
+        (None, Some(drops)) if s.client_drops_are_buffers && c.extra_datagrams() == 0 && rest > 0 => parts.push(format!(
             "{rest} on the path, at the server or in this client's receive buffers, which dropped {} (UDP GRO: each holds up to {GRO_SEGMENTS_MAX} replies, so up to {} of the lost; /proc/net/udp)",
             count(drops, "buffer", "buffers"),
             drops.saturating_mul(per_drop).min(rest)
@@ -332,11 +335,17 @@ pub fn loss_attribution(s: &RunSummary) -> String {
             ));
             parts.push(format!("{} on the path or at the server", rest - mine));
         }
-        (None, Some(drops)) if rest == 0 => parts.push(format!(
-            "none in this client's receive buffers, which dropped {} that were not needed ({} came)",
-            count(drops, unit.0, unit.1),
-            extras(c)
-        )),
+        (None, Some(drops)) if rest == 0 => parts.push(match c.extra_datagrams() {
+            0 => format!(
+                "none in this client's receive buffers, which dropped {} that were not needed",
+                count(drops, unit.0, unit.1),
+            ),
+            _ => format!(
+                "none in this client's receive buffers, which dropped {} that were not needed ({} came)",
+                count(drops, unit.0, unit.1),
+                extras(c)
+            ),
+        }),
         (None, Some(drops)) => parts.push(format!(
             "{rest} on the path, at the server or dropped in this client's receive buffers (they dropped {}, but {} came too, so the drops need not be replies: at most {} of the lost)",
             count(drops, unit.0, unit.1),

@@ -300,7 +300,7 @@ pub struct RunSummary {
     pub client_drops: Option<u64>,
     /// Whether `client_drops` counts receive buffers rather than datagrams:
     /// with UDP GRO on (flood and rate) the kernel queues, and drops, up to
-    /// 64 same-size replies as one buffer and counts it once.
+    /// 128 same-size replies as one buffer and counts it once.
     pub client_drops_are_buffers: bool,
     /// How many of the lost probes were dropped in this client's own
     /// receive buffers, where the evidence says (see

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::shutdown::{self, Stop};
 
 /// How long a rate flow's probe may wait for the ones due after it, so
-/// they leave in one send (see `run_flow`): 16 µs.
+/// they leave in one send (see `Schedule`): 16 µs.
 const COALESCE_NS: f64 = 16_000.0;
 
 /// How long from now until `deadline_ns` on `clock` (0 when past).
@@ -86,14 +86,7 @@ pub(super) fn run_flow(
         _ => 0.0,
     };
     let start = start_ns + (gap_ns * index as f64 / flows as f64) as u64;
-    // Probes a rate flow sends at once: as many as fall due in
-    // `COALESCE_NS` (1 below 62,500/s a flow). Each send is one datagram
-    // train (GSO) that the server's socket queues as one buffer, so fewer,
-    // fuller sends let its default receive buffer hold several times the
-    // probes: at 1,000,000/s, sends of 1–3 probes overflowed it (0.4% lost
-    // to `udp-echo-server`'s kernel drops), sends of 16 did not.
-    let coalesce = ((COALESCE_NS / gap_ns.max(1.0)) as usize).clamp(1, BATCH);
-    let mut scheduled: u64 = 0;
+    let mut schedule = Schedule::new(start, gap_ns, end_ns);
     while !stop.is_requested() {
         let now = flow.clock.now_ns();
         if now >= end_ns {
@@ -115,23 +108,14 @@ pub(super) fn run_flow(
                 flow.receive(None, &mut ignore)?;
             }
             MeasureMode::Rate { .. } => {
-                // Probes due by now: only what the schedule needs, never more.
-                let due_total = match now.checked_sub(start) {
-                    Some(elapsed) => (elapsed as f64 / gap_ns) as u64 + 1,
-                    None => 0,
-                };
-                let due = due_total.saturating_sub(scheduled) as usize;
-                // When the batch is full, or the run ends before it fills.
-                let full_ns = start + ((scheduled + coalesce as u64 - 1) as f64 * gap_ns) as u64;
-                if due >= coalesce || (due > 0 && full_ns >= end_ns) {
-                    // A probe the kernel refuses is skipped, not retried: the
-                    // schedule stays the schedule.
-                    let n = due.min(BATCH);
+                // A probe the kernel refuses is skipped, not retried: the
+                // schedule stays the schedule.
+                let n = schedule.take(now);
+                if n > 0 {
                     flow.send(n);
-                    scheduled += n as u64;
                 }
-                let next_ns = start + ((scheduled + coalesce as u64 - 1) as f64 * gap_ns) as u64;
-                let wait_until = next_ns
+                let wait_until = schedule
+                    .next_ns()
                     .min(flow.books.next_deadline().unwrap_or(u64::MAX))
                     .min(end_ns);
                 flow.receive(
@@ -164,4 +148,137 @@ pub(super) fn run_flow(
         flow.expire(flow.clock.now_ns(), &mut ignore);
     }
     Ok(())
+}
+
+/// A rate flow's schedule: probe `k` (from 0) falls due at
+/// `start + k × gap`. Probes leave only once due, never before, and in
+/// sends of as many as fall due in `COALESCE_NS` (1 below 125,000/s a flow,
+/// where the gap is over 8 µs). Each send is one datagram train (GSO) that
+/// the server's socket queues as one buffer, so fewer, fuller sends let its
+/// default receive buffer hold several times the probes: at 1,000,000/s,
+/// sends of 1–3 probes overflowed it (0.4% lost to `udp-echo-server`'s
+/// kernel drops), sends of 16 did not.
+#[derive(Debug, Clone)]
+struct Schedule {
+    start: u64,
+    gap_ns: f64,
+    /// Probes per send while the run lasts long enough to fill one.
+    coalesce: u64,
+    end_ns: u64,
+    /// Probes taken so far.
+    scheduled: u64,
+}
+
+impl Schedule {
+    fn new(start: u64, gap_ns: f64, end_ns: u64) -> Schedule {
+        let coalesce = ((COALESCE_NS / gap_ns.max(1.0)) as u64).clamp(1, BATCH as u64);
+        Schedule {
+            start,
+            gap_ns,
+            coalesce,
+            end_ns,
+            scheduled: 0,
+        }
+    }
+
+    /// When probe `k` falls due.
+    fn due_at(&self, k: u64) -> u64 {
+        self.start + (k as f64 * self.gap_ns) as u64
+    }
+
+    /// How many probes to send at `now` (at most a batch), taken from the
+    /// schedule: those due, once a send's worth is, or the run ends before
+    /// it would be.
+    fn take(&mut self, now: u64) -> usize {
+        let due_total = match now.checked_sub(self.start) {
+            Some(elapsed) => (elapsed as f64 / self.gap_ns) as u64 + 1,
+            None => 0,
+        };
+        let due = due_total.saturating_sub(self.scheduled);
+        let full_ns = self.due_at(self.scheduled + self.coalesce - 1);
+        if due >= self.coalesce || (due > 0 && full_ns >= self.end_ns) {
+            let n = due.min(BATCH as u64);
+            self.scheduled += n;
+            n as usize
+        } else {
+            0
+        }
+    }
+
+    /// When [`take`](Self::take) next has something to send: when a send's
+    /// worth is due, or, when the run ends before that, when the next probe
+    /// is (waiting for the end instead would leave the last few unsent:
+    /// up to `coalesce − 1` a flow once no reply woke it).
+    fn next_ns(&self) -> u64 {
+        let full_ns = self.due_at(self.scheduled + self.coalesce - 1);
+        if full_ns >= self.end_ns {
+            self.due_at(self.scheduled)
+        } else {
+            full_ns
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `schedule` to its end on a clock that jumps to each wake-up
+    /// (a silent server: no reply wakes the flow early), at least 1 ns a
+    /// step; returns the probes sent and the largest send.
+    fn run(mut schedule: Schedule) -> (u64, usize) {
+        let (mut now, mut sent, mut largest) = (0, 0, 0);
+        while now < schedule.end_ns {
+            let n = schedule.take(now);
+            sent += n as u64;
+            largest = largest.max(n);
+            now = schedule.next_ns().min(schedule.end_ns).max(now + 1);
+        }
+        (sent, largest)
+    }
+
+    /// Probes whose due time is before the end: what a run must send.
+    fn due_before_end(s: &Schedule) -> u64 {
+        (0..).take_while(|&k| s.due_at(k) < s.end_ns).count() as u64
+    }
+
+    #[test]
+    fn every_probe_due_before_the_end_is_sent_whatever_the_coalescing() {
+        // (gap ns, start, end): 1 M/s, just past the 125,000/s a flow where
+        // two probes share a send, 4 M/s (a full batch), and no coalescing.
+        for (gap, start, end) in [
+            (1_000.0, 0, 1_000_000),
+            (1_000.0, 500, 1_000_000),
+            (7_999.0, 0, 1_000_000),
+            (7_999.0, 3_000, 10_000_000),
+            (250.0, 0, 100_000),
+            (250.0, 0, 100_100),
+            (20_000.0, 0, 1_000_000),
+            (1_003.7, 17, 3_333_333),
+        ] {
+            let s = Schedule::new(start, gap, end);
+            let (sent, largest) = run(s.clone());
+            assert_eq!(
+                sent,
+                due_before_end(&s),
+                "gap {gap} start {start} end {end}"
+            );
+            assert!(
+                largest as u64 <= s.coalesce.max(1),
+                "gap {gap}: a send of {largest}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_probe_never_leaves_before_it_is_due() {
+        let mut s = Schedule::new(0, 1_000.0, 1_000_000);
+        for now in (0..1_000_000).step_by(333) {
+            s.take(now);
+            assert!(
+                s.scheduled == 0 || s.due_at(s.scheduled - 1) <= now,
+                "at {now}"
+            );
+        }
+    }
 }

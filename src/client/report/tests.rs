@@ -193,7 +193,7 @@ fn doctor_json_names_the_target_and_every_finding() {
 }
 
 /// With UDP GRO on, the kernel's drop counter counts receive buffers of up
-/// to 64 replies: 578 drops were 36,862 lost replies in a real 1 M/s run,
+/// to 128 replies: 578 drops were 36,862 lost replies in a real 1 M/s run,
 /// which the datagram reading called "578 dropped here, 36,284 on the
 /// path". Now only a bound is put on the client.
 #[test]
@@ -210,11 +210,60 @@ fn gro_drops_are_buffers_and_only_bound_the_loss() {
     run.lost_in_client = None;
     assert_eq!(
         loss_attribution(&run),
-        "lost 150: 150 on the path, at the server or in this client's receive buffers, which dropped 2 buffers (UDP GRO: each holds up to 64 replies, so up to 128 of the lost; /proc/net/udp)"
+        "lost 150: 150 on the path, at the server or in this client's receive buffers, which dropped 2 buffers (UDP GRO: each holds up to 128 replies, so up to 150 of the lost; /proc/net/udp)"
     );
     run.counts.duplicates = 7;
     assert_eq!(
         loss_attribution(&run),
-        "lost 150: 150 on the path, at the server or dropped in this client's receive buffers (they dropped 2 receive buffers, but 7 duplicates came too, so the drops need not be replies: at most 128 of the lost)"
+        "lost 150: 150 on the path, at the server or dropped in this client's receive buffers (they dropped 2 receive buffers, but 7 duplicates came too, so the drops need not be replies: at most 150 of the lost)"
     );
+}
+
+/// GRO drops while nothing was lost (a dropped buffer held no needed
+/// reply) read as "none in this client's buffers", as without GRO, not as
+/// "0 on the path … up to 0 of the lost".
+#[test]
+fn gro_drops_with_nothing_lost_are_not_put_on_the_loss() {
+    let mut run = sample_summary();
+    run.counts = Counts {
+        sent: 1000,
+        received: 1000,
+        ..Counts::default()
+    };
+    run.client_drops = Some(2);
+    run.client_drops_are_buffers = true;
+    run.lost_in_client = None;
+    assert_eq!(
+        loss_attribution(&run),
+        "lost 0: none in this client's receive buffers, which dropped 2 receive buffers that were not needed"
+    );
+    run.counts.lost_refused = 5;
+    run.counts.lost = 5;
+    run.counts.received = 995;
+    assert_eq!(
+        loss_attribution(&run),
+        format!(
+            "lost 5: 5 refused (ICMP port unreachable: nothing listens on {}), none in this client's receive buffers, which dropped 2 receive buffers that were not needed",
+            run.target
+        )
+    );
+}
+
+/// Kernels from 6.11 take UDP GSO sends of 128 segments (UDP_MAX_SEGMENTS),
+/// which loopback and veth deliver to a GRO socket as one buffer: one drop
+/// can be 128 replies, so the bound must allow that.
+#[test]
+fn a_gro_drop_may_hold_a_128_segment_send() {
+    let mut run = sample_summary();
+    run.counts = Counts {
+        sent: 1000,
+        received: 872,
+        lost: 128,
+        ..Counts::default()
+    };
+    run.client_drops = Some(1);
+    run.client_drops_are_buffers = true;
+    run.lost_in_client = None;
+    let text = loss_attribution(&run);
+    assert!(text.contains("up to 128 of the lost"), "{text}");
 }
