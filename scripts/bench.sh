@@ -12,6 +12,8 @@ set -euo pipefail
 reps=3
 if [[ "${1:-}" == "--reps" ]]; then reps=$2; shift 2; fi
 . "$(dirname "${BASH_SOURCE[0]}")/kit.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/steal.sh"
+steal_mark
 [[ -x "$kit/compare.sh" ]] || { echo "bench.sh: no compare.sh in $kit" >&2; exit 2; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -46,3 +48,4 @@ for name in order:
     med = lambda k: statistics.median(x[k] for x in r)
     print(f"| {name} | {med(0):.0f} | {med(1):.3f} | {med(2):.1f} | {med(3):.1f} | {', '.join(x[4] for x in r)} |")
 PY
+steal_report

@@ -22,6 +22,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 . "$(dirname "${BASH_SOURCE[0]}")/kit.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/steal.sh"
+steal_mark
 build_kit
 client=target/release/udp-echo-client
 [[ -x $client ]] || { echo "build first: cargo build --release" >&2; exit 2; }
@@ -50,3 +52,4 @@ for ((r = 1; r <= reps; r++)); do
   kill "$ref_pid"; wait "$ref_pid" 2>/dev/null || true
   python3 -c "print(f'| {$r} | {$lg:.1f} | {$cp:.1f} | {$cp/$lg:.3f} | {$cu:.1f} | {$lf:.0f} | {$cf:.0f} | {$cf/$lf:.3f} |')"
 done
+steal_report

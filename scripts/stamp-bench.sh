@@ -37,6 +37,8 @@ server=target/release/udp-echo-server
 client=target/release/udp-echo-client
 [[ -x $server && -x $client ]] || { echo "build first: cargo build --release" >&2; exit 2; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/steal.sh"
+steal_mark
 size=44 stamp_args=(--stamp)
 if ((auth)); then
   size=112
@@ -79,3 +81,4 @@ for ((r = 1; r <= reps; r++)); do
   stop
   python3 -c "print(f'| {$r} | {$e:.0f} | {$el} | {$s:.0f} | {$sl} | {$s/$e:.3f} |')"
 done
+steal_report
