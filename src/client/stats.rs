@@ -105,11 +105,13 @@ impl Counts {
     /// refusal) when nothing but first replies came, since then every
     /// dropped datagram was some probe's only reply; `None` when duplicates,
     /// late, damaged or foreign datagrams came too, as any drop may have been
-    /// one of those, or when there is no counter.
-    pub fn lost_in_client(&self, drops: Option<u64>) -> Option<u64> {
+    /// one of those, or when there is no counter. With `drops_are_buffers`
+    /// (UDP GRO: each drop a buffer of many replies) drops give only a bound
+    /// on the lost, so `None` as soon as there are any.
+    pub fn lost_in_client(&self, drops: Option<u64>, drops_are_buffers: bool) -> Option<u64> {
         let lost = self.lost.saturating_sub(self.lost_refused);
         drops
-            .filter(|_| self.extra_datagrams() == 0)
+            .filter(|&d| self.extra_datagrams() == 0 && !(drops_are_buffers && d > 0))
             .map(|d| d.min(lost))
     }
 

@@ -131,13 +131,7 @@ pub(super) fn summarize(
         mbit_per_s: counts.bytes_received as f64 * 8.0 / duration_s / 1e6,
         loss_percent: counts.loss_percent(in_flight),
         rtt_us,
-        // With GRO a drop is a buffer of up to 64 replies: no count of
-        // the lost can be put on it, only a bound (see `loss_attribution`).
-        lost_in_client: if client_drops_are_buffers && client_drops.unwrap_or(0) > 0 {
-            None
-        } else {
-            counts.lost_in_client(client_drops)
-        },
+        lost_in_client: counts.lost_in_client(client_drops, client_drops_are_buffers),
         client_drops_are_buffers,
         counts,
         client_drops,

@@ -119,14 +119,14 @@ fn loss_goes_only_where_the_evidence_puts_it() {
         ..Counts::default()
     };
     run.client_drops = Some(4);
-    run.lost_in_client = run.counts.lost_in_client(run.client_drops);
+    run.lost_in_client = run.counts.lost_in_client(run.client_drops, false);
     assert_eq!(
         loss_attribution(&run),
         "lost 10: 4 dropped in this client's receive buffers (kernel counter of its sockets, /proc/net/udp), 6 on the path or at the server"
     );
     run.counts.duplicates = 2990;
     run.client_drops = Some(5577);
-    run.lost_in_client = run.counts.lost_in_client(run.client_drops);
+    run.lost_in_client = run.counts.lost_in_client(run.client_drops, false);
     assert_eq!(
         loss_attribution(&run),
         "lost 10: 10 on the path, at the server or dropped in this client's receive buffers (they dropped 5577 datagrams, but 2990 duplicates came too, so the drops need not be replies: at most 10 of the lost)"
@@ -192,22 +192,29 @@ fn doctor_json_names_the_target_and_every_finding() {
     assert!(!text.contains('\n'), "one line: {text}");
 }
 
+/// A run with UDP GRO on: `sent`, `received` and `lost` probes, `drops`
+/// receive buffers dropped (nothing else came).
+fn gro_summary(sent: u64, received: u64, lost: u64, drops: u64) -> RunSummary {
+    let mut run = sample_summary();
+    run.counts = Counts {
+        sent,
+        received,
+        lost,
+        ..Counts::default()
+    };
+    run.client_drops = Some(drops);
+    run.client_drops_are_buffers = true;
+    run.lost_in_client = run.counts.lost_in_client(run.client_drops, true);
+    run
+}
+
 /// With UDP GRO on, the kernel's drop counter counts receive buffers of up
 /// to 128 replies: 578 drops were 36,862 lost replies in a real 1 M/s run,
 /// which the datagram reading called "578 dropped here, 36,284 on the
 /// path". Now only a bound is put on the client.
 #[test]
 fn gro_drops_are_buffers_and_only_bound_the_loss() {
-    let mut run = sample_summary();
-    run.counts = Counts {
-        sent: 1000,
-        received: 850,
-        lost: 150,
-        ..Counts::default()
-    };
-    run.client_drops = Some(2);
-    run.client_drops_are_buffers = true;
-    run.lost_in_client = None;
+    let mut run = gro_summary(1000, 850, 150, 2);
     assert_eq!(
         loss_attribution(&run),
         "lost 150: 150 on the path, at the server or in this client's receive buffers, which dropped 2 buffers (UDP GRO: each holds up to 128 replies, so up to 150 of the lost; /proc/net/udp)"
@@ -224,15 +231,7 @@ fn gro_drops_are_buffers_and_only_bound_the_loss() {
 /// "0 on the path … up to 0 of the lost".
 #[test]
 fn gro_drops_with_nothing_lost_are_not_put_on_the_loss() {
-    let mut run = sample_summary();
-    run.counts = Counts {
-        sent: 1000,
-        received: 1000,
-        ..Counts::default()
-    };
-    run.client_drops = Some(2);
-    run.client_drops_are_buffers = true;
-    run.lost_in_client = None;
+    let mut run = gro_summary(1000, 1000, 0, 2);
     assert_eq!(
         loss_attribution(&run),
         "lost 0: none in this client's receive buffers, which dropped 2 receive buffers that were not needed"
@@ -254,16 +253,7 @@ fn gro_drops_with_nothing_lost_are_not_put_on_the_loss() {
 /// can be 128 replies, so the bound must allow that.
 #[test]
 fn a_gro_drop_may_hold_a_128_segment_send() {
-    let mut run = sample_summary();
-    run.counts = Counts {
-        sent: 1000,
-        received: 872,
-        lost: 128,
-        ..Counts::default()
-    };
-    run.client_drops = Some(1);
-    run.client_drops_are_buffers = true;
-    run.lost_in_client = None;
+    let run = gro_summary(1000, 872, 128, 1);
     let text = loss_attribution(&run);
     assert!(text.contains("up to 128 of the lost"), "{text}");
 }

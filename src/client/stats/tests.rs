@@ -114,20 +114,27 @@ fn client_drops_explain_loss_only_when_nothing_else_came() {
         lost: 10,
         ..Counts::default()
     };
-    assert_eq!(c.lost_in_client(Some(4)), Some(4));
-    assert_eq!(c.lost_in_client(Some(50)), Some(10), "at most the loss");
-    assert_eq!(c.lost_in_client(None), None);
+    assert_eq!(c.lost_in_client(Some(4), false), Some(4));
+    assert_eq!(
+        c.lost_in_client(Some(50), false),
+        Some(10),
+        "at most the loss"
+    );
+    assert_eq!(c.lost_in_client(None, false), None);
+    // GRO buffers: a drop may hold many replies, so only a bound.
+    assert_eq!(c.lost_in_client(Some(4), true), None);
+    assert_eq!(c.lost_in_client(Some(0), true), Some(0));
     // The server's loss, with 300 copies of each reply it sent: the
     // drops may all be copies, so they explain nothing.
     c.duplicates = 2990;
-    assert_eq!(c.lost_in_client(Some(5577)), None);
+    assert_eq!(c.lost_in_client(Some(5577), false), None);
     c.duplicates = 0;
     c.foreign = 1;
-    assert_eq!(c.lost_in_client(Some(3)), None);
+    assert_eq!(c.lost_in_client(Some(3), false), None);
     c.foreign = 0;
     // Probes a refusal settled were not dropped here.
     c.lost_refused = 8;
-    assert_eq!(c.lost_in_client(Some(5)), Some(2));
+    assert_eq!(c.lost_in_client(Some(5), false), Some(2));
 }
 
 #[test]
