@@ -169,22 +169,31 @@ fn forge(from: SocketAddr, to: SocketAddr, payloads: &[Vec<u8>]) {
     }
 }
 
-/// `k` payloads of 64 bytes to set circulating: the even ones distinct from
-/// everything at both ends, the odd ones all with one length, head and tail
-/// (they differ in four bytes in the middle: one sketch).
+/// `k` payloads of 64 bytes to set circulating, in three kinds taken in
+/// turn: distinct from everything at both ends; all with one length, head
+/// and tail (they differ in four bytes in the middle: one sketch); and all
+/// with one length and tail but each its own head (one set of the
+/// detector's table for all their tails: from nine of them on, they used
+/// to keep a loop going for ever).
 fn loop_payloads(k: usize) -> Vec<Vec<u8>> {
     (0..k as u32)
-        .map(|i| {
-            if i % 2 == 0 {
+        .map(|i| match i % 3 {
+            0 => {
                 let mut p: Vec<u8> = (0..64u32)
                     .map(|b| (b.wrapping_mul(97) ^ i.wrapping_mul(2_654_435_761) >> (b % 24)) as u8)
                     .collect();
                 p[..4].copy_from_slice(&i.to_be_bytes());
                 p[60..].copy_from_slice(&(!i).to_be_bytes());
                 p
-            } else {
+            }
+            1 => {
                 let mut p = vec![b'.'; 64];
                 p[30..34].copy_from_slice(&i.to_le_bytes());
+                p
+            }
+            _ => {
+                let mut p = vec![b'-'; 64];
+                p[..4].copy_from_slice(&i.to_le_bytes());
                 p
             }
         })

@@ -5,27 +5,94 @@
 use super::hash::{K, fold, full_hash, mix};
 use super::{MAX_GROWTH, RETURN_WINDOW_MS, WAYS};
 
-/// A datagram echoed recently: its tag and when, 8 bytes so that a set's
-/// eight fill one cache line, the only one a lookup of distinct traffic reads.
+/// One set of the echo table: eight recently echoed datagrams in one cache
+/// line, the only one a lookup of distinct traffic reads. Tags and times
+/// sit apart (32 bytes each) so that a lookup compares all eight at once.
+///
+/// A tag is a keyed hash of the peer and the payload, folded to 32 bits; 0
+/// marks an empty slot. Its low bits say its kind: a *sketch* entry
+/// ("something of this length, head and tail was echoed to this peer"), a
+/// *head* or *tail* entry (this end and length) or a *payload* entry
+/// (these exact bytes; see [`note_echo`]). Two payloads with one tag only cost a full hash or, for payload
+/// entries (odds 2^-29 a lookup), one step of a streak that needs
+/// [`LOOP_STREAK`](super::LOOP_STREAK) in a row. A time is when the entry
+/// was last seen, in ms of the injected clock (wraps every 49 days).
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Echoed {
-    /// Keyed hash of the peer and the payload, folded to 32 bits; 0 marks an
-    /// empty slot. A *sketch* entry (low bit 0) hashes the payload's sketch
-    /// and says "something of this length, head and tail was echoed to this
-    /// peer"; a *payload* entry (low bit 1) hashes the sketch and the full
-    /// hash and stands for one payload. Two payloads with one tag only cost a
-    /// full hash or, for payload entries (odds 2^-29 a lookup), one step of
-    /// a streak that needs [`LOOP_STREAK`](super::LOOP_STREAK) in a row.
-    pub(super) tag: u32,
-    /// When it was last echoed, in ms of the injected clock (wraps every 49 days).
-    pub(super) seen_ms: u32,
+#[repr(C, align(64))]
+pub(super) struct EchoSet {
+    pub(super) tags: [u32; WAYS],
+    pub(super) seen_ms: [u32; WAYS],
 }
 
-/// One set of the echo table: one cache line.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(align(64))]
-pub(super) struct EchoSet {
-    pub(super) echoes: [Echoed; WAYS],
+impl EchoSet {
+    /// Bit `i` set: way `i` holds an entry seen less than
+    /// [`RETURN_WINDOW`](super::RETURN_WINDOW) ago. Branch-free over the
+    /// eight ways, like the other masks, so the compiler compares them
+    /// together.
+    #[inline]
+    fn fresh(&self, now_ms: u32) -> u8 {
+        let mut mask = 0u8;
+        for way in 0..WAYS {
+            let recent = now_ms.wrapping_sub(self.seen_ms[way]) < RETURN_WINDOW_MS;
+            mask |= u8::from(recent & (self.tags[way] != 0)) << way;
+        }
+        mask
+    }
+
+    /// Bit `i` set: way `i`'s tag, masked by `bits`, is `value`.
+    #[inline]
+    fn matching(&self, bits: u32, value: u32) -> u8 {
+        let mut mask = 0u8;
+        for way in 0..WAYS {
+            mask |= u8::from(self.tags[way] & bits == value) << way;
+        }
+        mask
+    }
+
+    /// The way a newcomer takes and how stale it is: an empty or stale one
+    /// if any (`fresh` is [`Self::fresh`]; age `u32::MAX`), else the
+    /// stalest (compared in a tree, three steps deep).
+    #[inline]
+    fn victim(&self, fresh: u8, now_ms: u32) -> (usize, u32) {
+        if fresh != u8::MAX {
+            return ((!fresh).trailing_zeros() as usize, u32::MAX);
+        }
+        let age = |way: usize| (now_ms.wrapping_sub(self.seen_ms[way]), way);
+        let older = |x: (u32, usize), y: (u32, usize)| if y.0 > x.0 { y } else { x };
+        let (age, way) = older(
+            older(older(age(0), age(1)), older(age(2), age(3))),
+            older(older(age(4), age(5)), older(age(6), age(7))),
+        );
+        (way, age)
+    }
+
+    /// Writes `tag` as new, seen now, into the way [`Self::victim`] gives,
+    /// and marks it in `fresh`.
+    #[inline]
+    fn insert(&mut self, tag: u32, fresh: &mut u8, now_ms: u32) {
+        let (way, _) = self.victim(*fresh, now_ms);
+        self.put(way, tag, fresh, now_ms);
+    }
+
+    /// Writes `tag`, seen now, into `way`, and marks it in `fresh`.
+    #[inline]
+    fn put(&mut self, way: usize, tag: u32, fresh: &mut u8, now_ms: u32) {
+        self.tags[way] = tag;
+        self.seen_ms[way] = now_ms;
+        *fresh |= 1 << way;
+    }
+
+    /// Refreshes the head or tail entry `tag` (exact), or makes it.
+    #[inline]
+    fn note_end(&mut self, tag: u32, fresh: &mut u8, now_ms: u32) {
+        let found = self.matching(u32::MAX, tag);
+        if found != 0 {
+            let way = found.trailing_zeros() as usize;
+            self.put(way, tag, fresh, now_ms);
+        } else {
+            self.insert(tag, fresh, now_ms);
+        }
+    }
 }
 
 /// Whether a datagram is the return of one we echoed.
@@ -62,28 +129,38 @@ pub(super) enum Near {
 pub(super) const KIND: u32 = 3;
 pub(super) const SKETCH: u32 = 1;
 pub(super) const PAYLOAD: u32 = 2;
+/// Head and tail entries: kind 3, told apart by the third bit.
 pub(super) const HEAD: u32 = 3;
-/// The third bit: a sketch entry that sent a payload to its own entry
-/// already ("resolved"), or a payload entry seen twice ("confirmed").
+pub(super) const TAIL: u32 = 7;
+/// The third bit of sketch and payload entries: a sketch entry that sent a
+/// payload to its own entry already ("resolved"), or a payload entry seen
+/// twice ("confirmed").
 pub(super) const SEEN_TWICE: u32 = 4;
-/// A sketch entry's tail check (the rest of its tag is a head check).
-pub(super) const TAIL_BITS: u32 = 0x0003_fff8;
-/// A head entry's head check (the rest of its tag is the length).
-pub(super) const HEAD_BITS: u32 = 0x0000_fff8;
+/// A head or tail entry's check of its end (the rest of its tag is the
+/// length).
+pub(super) const END_BITS: u32 = 0x0000_fff8;
 
 /// Looks the payload (sketched) up among the recent echoes to its peer,
 /// records it as echoed now, and says whether it is a return of one and
 /// whether it is a near-copy of one.
 ///
-/// Three kinds of entries, each in the set its own hash picks:
+/// Two sets are read for every datagram, the one its head picks (A) and
+/// the one its tail picks (B), and four kinds of entries live in them:
 ///
-/// - a *sketch* entry, in the set of the tail: "this length, head and tail
-///   went to this peer lately". Read for every datagram: no entry with its
-///   tail check means no near-copy by the tail; no exact match means nothing
-///   like it went out lately, and the full hash is not paid for.
-/// - a *head* entry, in the set of the head, with the length: read for
-///   every datagram, for near-copies by the head (a counter at the end, an
-///   appended byte).
+/// - a *head* entry in A (head check and length) and a *tail* entry in B
+///   (tail check and length): "something with this head (tail) and length
+///   went to this peer lately", for near-copies (a counter at one end, an
+///   appended byte). One entry per distinct end, refreshed, so a peer whose
+///   datagrams all share an end (a constant payload behind a counter) keeps
+///   one entry for it, not eight.
+/// - a *sketch* entry, "this length, head and tail went to this peer
+///   lately", in A or in B, whichever has the staler slot to give, and
+///   looked for in both: so datagrams that all share their tail (or head),
+///   and so one set, still have a place each in the sets of their other
+///   ends (issue 19: nine or more alike at one end used to evict each
+///   other's sketch in their one shared set, and looped for ever). No
+///   sketch match: nothing like it went out lately, and the full hash is
+///   not paid for.
 /// - a *payload* entry, in the set of the sketch and the full hash, made on
 ///   a sketch hit: these exact bytes. So every distinct payload has an entry
 ///   of its own, however many share a sketch, and a new one never disturbs
@@ -93,7 +170,7 @@ pub(super) const HEAD_BITS: u32 = 0x0000_fff8;
 /// answers [`Return::Yes`] once it was seen twice. The first payload to hit
 /// a new sketch entry is taken for the one that made it (seen twice, then);
 /// any other with that sketch makes its entry at its first sighting. Check
-/// bits are 13 to 15 bits wide: a false near-copy costs one step of a
+/// bits are 13 to 30 bits wide: a false near-copy costs one step of a
 /// budget that any unlike datagram resets; a false sketch match costs a
 /// full hash.
 pub(super) fn note_echo(
@@ -103,39 +180,65 @@ pub(super) fn note_echo(
     now_ms: u32,
 ) -> (Return, Near) {
     let mask = echoes.len() - 1;
-    // Every datagram's head is recorded (a loop's datagrams may come one
-    // in a call now and together the next time); only the first of a call
-    // spends the budget (see `check`).
-    let mut near = near_by_head(&mut echoes[sketch.head as usize & mask], sketch, now_ms);
-    // By the tail (and length), and the sketch itself.
-    let tail_check = fold(sketch.tail) & TAIL_BITS;
-    let sketch_tag = SKETCH | tail_check | (fold(sketch.head) & !(TAIL_BITS | KIND | SEEN_TWICE));
-    let set = &mut echoes[sketch.tail as usize & mask];
-    let mut by_tail = false;
-    let sketch_way = visit(set, sketch_tag, now_ms, |tag| {
-        by_tail |= tag & KIND == SKETCH && tag & TAIL_BITS == tail_check;
-    });
-    if by_tail && near == Near::No {
+    let (a, b) = (sketch.head as usize & mask, sketch.tail as usize & mask);
+    let len = u32::from(sketch.len) << 16;
+    let head_tag = HEAD | end_check(sketch.head) | len;
+    let tail_tag = TAIL | end_check(sketch.tail) | len;
+    let whole_sketch = sketch.head ^ sketch.tail.rotate_left(32);
+    let sketch_tag = (fold(whole_sketch) & !(KIND | SEEN_TWICE)) | SKETCH;
+    let (mut fresh_a, mut fresh_b) = (echoes[a].fresh(now_ms), echoes[b].fresh(now_ms));
+    let mut near = near_by_head(&echoes[a], sketch, fresh_a);
+    if near == Near::No && echoes[b].matching(u32::MAX, tail_tag) & fresh_b != 0 {
         near = Near::Same;
     }
-    let Ok(way) = sketch_way else {
+    let hit_a = echoes[a].matching(!SEEN_TWICE, sketch_tag) & fresh_a;
+    let hit_b = echoes[b].matching(!SEEN_TWICE, sketch_tag) & fresh_b;
+    let hit = match (hit_a, hit_b) {
+        (0, 0) => {
+            // New: in whichever of A and B has the staler slot to give.
+            let (way_a, age_a) = echoes[a].victim(fresh_a, now_ms);
+            let (way_b, age_b) = echoes[b].victim(fresh_b, now_ms);
+            if age_b > age_a {
+                echoes[b].put(way_b, sketch_tag, &mut fresh_b, now_ms);
+            } else {
+                echoes[a].put(way_a, sketch_tag, &mut fresh_a, now_ms);
+            }
+            None
+        }
+        (hit, 0) => Some((a, hit.trailing_zeros() as usize)),
+        (_, hit) => Some((b, hit.trailing_zeros() as usize)),
+    };
+    if a == b {
+        // One set: one mask, so that no insert below takes another's slot.
+        fresh_a |= fresh_b;
+        fresh_b = fresh_a;
+    }
+    // Every datagram's ends are recorded (a loop's datagrams may come one
+    // in a call now and together the next time); only the first of a call
+    // spends the budget (see `check`).
+    echoes[a].note_end(head_tag, &mut fresh_a, now_ms);
+    if a == b {
+        fresh_b |= fresh_a;
+    }
+    echoes[b].note_end(tail_tag, &mut fresh_b, now_ms);
+    let Some((set, way)) = hit else {
         return (Return::No, near);
     };
-    let resolved = set.echoes[way].tag & SEEN_TWICE != 0;
-    set.echoes[way].tag |= SEEN_TWICE;
-    let whole = mix(
-        sketch.head ^ sketch.tail.rotate_left(32) ^ K[1],
-        full_hash(payload),
-    );
+    let set = &mut echoes[set];
+    set.seen_ms[way] = now_ms;
+    let resolved = set.tags[way] & SEEN_TWICE != 0;
+    set.tags[way] |= SEEN_TWICE;
+    let whole = mix(whole_sketch ^ K[1], full_hash(payload));
     // Made by the first payload to hit its sketch: taken for its second
     // sighting, so confirmed at once.
     let payload_tag =
         (fold(whole) & !(KIND | SEEN_TWICE)) | PAYLOAD | if resolved { 0 } else { SEEN_TWICE };
     let set = &mut echoes[whole as usize & mask];
-    let returned = match touch(set, payload_tag, now_ms) {
-        Ok(way) if set.echoes[way].tag & SEEN_TWICE != 0 => Return::Yes,
+    let fresh = set.fresh(now_ms);
+    let returned = match touch(set, payload_tag, !SEEN_TWICE, fresh, now_ms) {
+        Ok(way) if set.tags[way] & SEEN_TWICE != 0 => Return::Yes,
         Ok(way) => {
-            set.echoes[way].tag |= SEEN_TWICE;
+            set.tags[way] |= SEEN_TWICE;
             Return::No
         }
         Err(_) => Return::No,
@@ -143,75 +246,62 @@ pub(super) fn note_echo(
     (returned, near)
 }
 
-/// Whether the payload is a near-copy by its head of one echoed to its peer
-/// lately (same head, same length or up to [`MAX_GROWTH`] bytes more), and
-/// its head entry in `set`, seen now.
+/// A head or tail entry's check bits of the end's hash.
 #[inline]
-pub(super) fn near_by_head(set: &mut EchoSet, sketch: &Sketch, now_ms: u32) -> Near {
-    let head_check = fold(sketch.head) & HEAD_BITS;
-    let head_tag = HEAD | head_check | u32::from(sketch.len) << 16;
-    // The costlier verdict wins: an appended byte may also make a datagram
-    // the length of another in flight, alike at the end.
+fn end_check(end: u64) -> u32 {
+    fold(end) & END_BITS
+}
+
+/// Whether the payload is a near-copy by its head of one echoed to its peer
+/// lately (same head, same length or up to [`MAX_GROWTH`] bytes more), by
+/// the head entries of its head's set (`fresh`: [`EchoSet::fresh`]).
+#[inline]
+pub(super) fn near_by_head(set: &EchoSet, sketch: &Sketch, fresh: u8) -> Near {
+    // Heads like this one (rare for distinct traffic): the costlier verdict
+    // wins, since an appended byte may also make a datagram the length of
+    // another in flight, alike at the end.
+    let mut alike = set.matching(TAIL | END_BITS, HEAD | end_check(sketch.head)) & fresh;
     let mut near = Near::No;
-    let _ = visit(set, head_tag, now_ms, |tag| {
-        if tag & KIND == HEAD && tag & HEAD_BITS == head_check {
-            match sketch.len.checked_sub((tag >> 16) as u16) {
-                Some(0) if near == Near::No => near = Near::Same,
-                Some(grown) if grown > 0 && usize::from(grown) <= MAX_GROWTH => near = Near::Grown,
-                _ => {}
-            }
+    while alike != 0 {
+        let way = alike.trailing_zeros() as usize;
+        alike &= alike - 1;
+        match sketch.len.checked_sub((set.tags[way] >> 16) as u16) {
+            Some(0) if near == Near::No => near = Near::Same,
+            Some(grown) if grown > 0 && usize::from(grown) <= MAX_GROWTH => near = Near::Grown,
+            _ => {}
         }
-    });
+    }
     near
 }
 
-/// `Ok` with the way of the entry of `set` that holds `tag` (whatever its
-/// [`SEEN_TWICE`] bit), when it was seen less than [`RETURN_WINDOW`](super::RETURN_WINDOW) ago.
-/// Otherwise `Err` with the way that holds `tag` now, as new: a stale entry
-/// starts again, a newcomer evicts the stalest. Either way it is seen now.
-#[inline]
-pub(super) fn touch(set: &mut EchoSet, tag: u32, now_ms: u32) -> Result<usize, usize> {
-    visit(set, tag, now_ms, |_| {})
-}
-
-/// [`touch`], calling `recent` first with the tag of every entry seen less
-/// than [`RETURN_WINDOW`](super::RETURN_WINDOW) ago: one pass over the set for all of it.
-#[inline]
-pub(super) fn visit(
+/// `Ok` with the way of the entry of `set` that holds `tag` (compared
+/// under `same`: sketch and payload entries match whatever their
+/// [`SEEN_TWICE`] bit), when it was seen less than
+/// [`RETURN_WINDOW`](super::RETURN_WINDOW) ago. Otherwise `Err` with the
+/// way that holds `tag` now, as new: a stale entry starts again, a newcomer
+/// takes an empty or stale slot or evicts the stalest. Either way it is seen
+/// now. `fresh` is [`EchoSet::fresh`]'s mask.
+#[inline(always)]
+pub(super) fn touch(
     set: &mut EchoSet,
     tag: u32,
+    same: u32,
+    fresh: u8,
     now_ms: u32,
-    mut recent: impl FnMut(u32),
 ) -> Result<usize, usize> {
-    let mut found = None;
-    let (mut victim, mut oldest) = (0, 0u32);
-    for (way, e) in set.echoes.iter().enumerate() {
-        let age = if e.tag == 0 {
-            u32::MAX
-        } else {
-            now_ms.wrapping_sub(e.seen_ms)
-        };
-        if age < RETURN_WINDOW_MS {
-            recent(e.tag);
-        }
-        if e.tag | SEEN_TWICE == tag | SEEN_TWICE {
-            found = Some((way, age < RETURN_WINDOW_MS));
-        }
-        if age > oldest || way == 0 {
-            (victim, oldest) = (way, age);
-        }
+    let found = set.matching(same, tag & same);
+    if found & fresh != 0 {
+        let way = (found & fresh).trailing_zeros() as usize;
+        set.seen_ms[way] = now_ms;
+        return Ok(way);
     }
-    let way = match found {
-        Some((way, true)) => {
-            set.echoes[way].seen_ms = now_ms;
-            return Ok(way);
-        }
-        Some((way, false)) => way,
-        None => victim,
+    // A stale entry of its own starts again; else a newcomer.
+    let way = if found != 0 {
+        found.trailing_zeros() as usize
+    } else {
+        set.victim(fresh, now_ms).0
     };
-    set.echoes[way] = Echoed {
-        tag,
-        seen_ms: now_ms,
-    };
+    set.seen_ms[way] = now_ms;
+    set.tags[way] = tag;
     Err(way)
 }
