@@ -114,6 +114,14 @@ pub(super) struct Sketch {
     pub(super) len: u16,
 }
 
+impl Sketch {
+    /// A hash of the whole sketch: its entry's set and tag.
+    #[inline]
+    pub(super) fn whole(&self) -> u64 {
+        mix(self.head ^ K[2], self.tail ^ K[3])
+    }
+}
+
 /// Whether a datagram is a near-copy of one echoed to the same peer lately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Near {
@@ -144,23 +152,21 @@ pub(super) const END_BITS: u32 = 0x0000_fff8;
 /// records it as echoed now, and says whether it is a return of one and
 /// whether it is a near-copy of one.
 ///
-/// Two sets are read for every datagram, the one its head picks (A) and
-/// the one its tail picks (B), and four kinds of entries live in them:
+/// Three sets are read for every datagram: the one its head picks, the one
+/// its tail picks and the one its sketch picks, with four kinds of entries:
 ///
-/// - a *head* entry in A (head check and length) and a *tail* entry in B
-///   (tail check and length): "something with this head (tail) and length
+/// - a *head* entry in the head's set and a *tail* entry in the tail's
+///   (end check and length): "something with this head (tail) and length
 ///   went to this peer lately", for near-copies (a counter at one end, an
 ///   appended byte). One entry per distinct end, refreshed, so a peer whose
 ///   datagrams all share an end (a constant payload behind a counter) keeps
 ///   one entry for it, not eight.
 /// - a *sketch* entry, "this length, head and tail went to this peer
-///   lately", in A or in B, whichever has the staler slot to give, and
-///   looked for in both: so datagrams that all share their tail (or head),
-///   and so one set, still have a place each in the sets of their other
-///   ends (issue 19: nine or more alike at one end used to evict each
-///   other's sketch in their one shared set, and looped for ever). No
-///   sketch match: nothing like it went out lately, and the full hash is
-///   not paid for.
+///   lately", in the set of the sketch's own hash: datagrams that share an
+///   end share that end's set, never their sketches' (issue 19: nine or
+///   more alike at one end used to evict each other's sketch from the set
+///   of that end, and looped for ever). No sketch match: nothing like it
+///   went out lately, and the full hash is not paid for.
 /// - a *payload* entry, in the set of the sketch and the full hash, made on
 ///   a sketch hit: these exact bytes. So every distinct payload has an entry
 ///   of its own, however many share a sketch, and a new one never disturbs
@@ -182,50 +188,30 @@ pub(super) fn note_echo(
     let mask = echoes.len() - 1;
     let (a, b) = (sketch.head as usize & mask, sketch.tail as usize & mask);
     let len = u32::from(sketch.len) << 16;
-    let head_tag = HEAD | end_check(sketch.head) | len;
-    let tail_tag = TAIL | end_check(sketch.tail) | len;
-    let whole_sketch = sketch.head ^ sketch.tail.rotate_left(32);
-    let sketch_tag = (fold(whole_sketch) & !(KIND | SEEN_TWICE)) | SKETCH;
     let (mut fresh_a, mut fresh_b) = (echoes[a].fresh(now_ms), echoes[b].fresh(now_ms));
     let mut near = near_by_head(&echoes[a], sketch, fresh_a);
+    let tail_tag = TAIL | end_check(sketch.tail) | len;
     if near == Near::No && echoes[b].matching(u32::MAX, tail_tag) & fresh_b != 0 {
         near = Near::Same;
-    }
-    let hit_a = echoes[a].matching(!SEEN_TWICE, sketch_tag) & fresh_a;
-    let hit_b = echoes[b].matching(!SEEN_TWICE, sketch_tag) & fresh_b;
-    let hit = match (hit_a, hit_b) {
-        (0, 0) => {
-            // New: in whichever of A and B has the staler slot to give.
-            let (way_a, age_a) = echoes[a].victim(fresh_a, now_ms);
-            let (way_b, age_b) = echoes[b].victim(fresh_b, now_ms);
-            if age_b > age_a {
-                echoes[b].put(way_b, sketch_tag, &mut fresh_b, now_ms);
-            } else {
-                echoes[a].put(way_a, sketch_tag, &mut fresh_a, now_ms);
-            }
-            None
-        }
-        (hit, 0) => Some((a, hit.trailing_zeros() as usize)),
-        (_, hit) => Some((b, hit.trailing_zeros() as usize)),
-    };
-    if a == b {
-        // One set: one mask, so that no insert below takes another's slot.
-        fresh_a |= fresh_b;
-        fresh_b = fresh_a;
     }
     // Every datagram's ends are recorded (a loop's datagrams may come one
     // in a call now and together the next time); only the first of a call
     // spends the budget (see `check`).
-    echoes[a].note_end(head_tag, &mut fresh_a, now_ms);
+    echoes[a].note_end(HEAD | end_check(sketch.head) | len, &mut fresh_a, now_ms);
     if a == b {
+        // One set: one mask, so that the tail does not take the head's slot.
         fresh_b |= fresh_a;
     }
     echoes[b].note_end(tail_tag, &mut fresh_b, now_ms);
-    let Some((set, way)) = hit else {
+    // The sketch, in the set of its own hash: datagrams alike at one end
+    // share that end's set, never their sketches' (issue 19).
+    let whole_sketch = sketch.whole();
+    let sketch_tag = (fold(whole_sketch) & !(KIND | SEEN_TWICE)) | SKETCH;
+    let set = &mut echoes[whole_sketch as usize & mask];
+    let fresh = set.fresh(now_ms);
+    let Ok(way) = touch(set, sketch_tag, !SEEN_TWICE, fresh, now_ms) else {
         return (Return::No, near);
     };
-    let set = &mut echoes[set];
-    set.seen_ms[way] = now_ms;
     let resolved = set.tags[way] & SEEN_TWICE != 0;
     set.tags[way] |= SEEN_TWICE;
     let whole = mix(whole_sketch ^ K[1], full_hash(payload));
