@@ -1,5 +1,5 @@
 //! Payloads alike but not equal: many with one sketch (same length, head
-//! and tail), and echoes that change a little every time (a counter, an
+//! and tail), many alike at one end or on a grid of heads and tails, and echoes that change a little every time (a counter, an
 //! appended byte), bounded by the near-copy budget.
 
 use super::*;
@@ -261,4 +261,59 @@ fn counter_and_appending_echoes_are_bounded_whatever_the_number_in_flight() {
             }
         }
     }
+}
+
+#[test]
+fn loops_of_datagrams_alike_at_one_end_end_within_a_thousand() {
+    // Same length and the same last (or first) 16 bytes, different at the
+    // other end: one set for all their tails (heads). Nine or more used to
+    // evict each other's sketch there for ever (issue 19).
+    for k in [2, 8, 9, 10, 16, 64, 100, 300] {
+        for (end, at) in [("tail", 0), ("head", 56)] {
+            let loop_: Vec<Vec<u8>> = (0..k as u64)
+                .map(|i| {
+                    let mut p = vec![b'.'; 64];
+                    p[at..at + 8].copy_from_slice(&(i * 7919 + 1).to_le_bytes());
+                    p
+                })
+                .collect();
+            let n = datagrams_until_loop(
+                &mut LoopDetector::new(),
+                addr("192.0.2.9:4000"),
+                loop_.iter().cycle().take(5000).map(Vec::as_slice),
+                0,
+                10_000,
+            )
+            .unwrap_or_else(|| panic!("k {k} sharing a {end}: never caught"));
+            assert!(n + k <= 1000, "k {k} sharing a {end}: {n} + {k} in flight");
+        }
+    }
+}
+
+#[test]
+fn a_loop_on_a_grid_of_heads_and_tails_ends() {
+    // 16 heads × 16 tails: each datagram shares its head with 15 others
+    // and its tail with 15 others, so the sets of the ends hold 32 × 8
+    // slots for 256 sketches and their 32 end entries: too few. Each
+    // sketch has a set of its own hash instead.
+    let grid: Vec<Vec<u8>> = (0..16u64)
+        .flat_map(|h| {
+            (0..16u64).map(move |t| {
+                let mut p = vec![b'#'; 64];
+                p[..8].copy_from_slice(&(h * 7919 + 1).to_le_bytes());
+                p[56..].copy_from_slice(&(t * 104_729 + 1).to_le_bytes());
+                p
+            })
+        })
+        .collect();
+    let k = grid.len();
+    let n = datagrams_until_loop(
+        &mut LoopDetector::new(),
+        addr("192.0.2.11:4000"),
+        grid.iter().cycle().take(20 * k).map(Vec::as_slice),
+        0,
+        10_000,
+    )
+    .expect("a grid loop is caught");
+    assert_eq!(n, 2 * k + usize::from(LOOP_STREAK));
 }
