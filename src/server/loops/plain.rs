@@ -23,6 +23,10 @@ pub(super) fn plain_loop(socket: &UdpSocket, state: &mut LoopState<'_>) {
         };
         // STAMP's receive time stamp: right after the syscall.
         let received = stamp.then(SystemTime::now);
+        // The loop detector's table lines are cold after a syscall: start
+        // loading them now, to arrive while the clock is read and the
+        // rules run.
+        state.prefetch(&buf[..len], source);
         state.tick();
         match state.inspect(&buf[..len], source) {
             EchoVerdict::Echo => {}
