@@ -317,3 +317,43 @@ fn a_loop_on_a_grid_of_heads_and_tails_ends() {
     .expect("a grid loop is caught");
     assert_eq!(n, 2 * k + usize::from(LOOP_STREAK));
 }
+
+#[test]
+fn a_set_full_within_one_millisecond_keeps_what_one_check_just_wrote() {
+    // One set for everything (head, tail, sketch and payload entries all in
+    // it), filled by another peer within the current millisecond: every way
+    // is as fresh as the next, and the stalest-way tree used to answer way 0
+    // for each write of one check, so each overwrote the one before it (the
+    // tail the head, the sketch the tail, the payload the sketch). A datagram
+    // bouncing there was never a return, nor a near-copy of anything.
+    let filled = |detector: &mut LoopDetector, now: u64| {
+        for i in 0..3u64 {
+            let mut p = [b'f'; 64];
+            p[..8].copy_from_slice(&(now + i).to_le_bytes());
+            p[56..].copy_from_slice(&(now + i).to_le_bytes());
+            assert_eq!(
+                detector.check(addr("192.0.2.60:1"), &p, now),
+                LoopVerdict::Echo
+            );
+        }
+    };
+    let mut detector = LoopDetector::with_capacity(16, WAYS);
+    assert_eq!(detector.echo_capacity(), WAYS);
+    filled(&mut detector, 5 * SEC);
+    let n = datagrams_until_loop(
+        &mut detector,
+        addr("192.0.2.61:7"),
+        std::iter::repeat_n(&[b'x'; 64][..], 500),
+        5 * SEC,
+        1_000,
+    );
+    assert_eq!(n, Some(usize::from(LOOP_STREAK) + 2));
+    // A counter echo at the tail: the second datagram is a near-copy by its
+    // head, which the first one's tail and sketch entries must not evict.
+    let mut detector = LoopDetector::with_capacity(16, WAYS).with_near_copy_budget(1);
+    filled(&mut detector, SEC);
+    let n = near_copies_until_loop(&mut detector, &[b'c'; 64], 2, 1_000, |p, n| {
+        p[56..].copy_from_slice(&(n as u64 + 1).to_le_bytes())
+    });
+    assert_eq!(n, Some(2));
+}
