@@ -49,29 +49,38 @@ impl EchoSet {
         mask
     }
 
-    /// The way a newcomer takes and how stale it is: an empty or stale one
-    /// if any (`fresh` is [`Self::fresh`]; age `u32::MAX`), else the
-    /// stalest (compared in a tree, three steps deep).
+    /// The way a newcomer takes: an empty or stale one if any (`fresh` is
+    /// [`Self::fresh`]), else the stalest (compared in a tree, three steps
+    /// deep) that is not in `kept`. `kept`: the ways this check wrote
+    /// already; a set whose ways were all seen within this millisecond ties
+    /// on age, and the tie must not fall on an entry just written (it would
+    /// lose the head to the tail, or the sketch to the payload).
     #[inline]
-    fn victim(&self, fresh: u8, now_ms: u32) -> (usize, u32) {
+    fn victim(&self, fresh: u8, kept: u8, now_ms: u32) -> usize {
         if fresh != u8::MAX {
-            return ((!fresh).trailing_zeros() as usize, u32::MAX);
+            return (!fresh).trailing_zeros() as usize;
         }
-        let age = |way: usize| (now_ms.wrapping_sub(self.seen_ms[way]), way);
+        // Fresh: under RETURN_WINDOW_MS old, so the age has a bit to spare
+        // for "may go", which breaks ties against the ways kept.
+        let age = |way: usize| {
+            let may_go = u32::from(kept >> way & 1 == 0);
+            (now_ms.wrapping_sub(self.seen_ms[way]) << 1 | may_go, way)
+        };
         let older = |x: (u32, usize), y: (u32, usize)| if y.0 > x.0 { y } else { x };
-        let (age, way) = older(
+        older(
             older(older(age(0), age(1)), older(age(2), age(3))),
             older(older(age(4), age(5)), older(age(6), age(7))),
-        );
-        (way, age)
+        )
+        .1
     }
 
     /// Writes `tag` as new, seen now, into the way [`Self::victim`] gives,
-    /// and marks it in `fresh`.
+    /// marks it in `fresh` and returns it.
     #[inline]
-    fn insert(&mut self, tag: u32, fresh: &mut u8, now_ms: u32) {
-        let (way, _) = self.victim(*fresh, now_ms);
+    fn insert(&mut self, tag: u32, fresh: &mut u8, kept: u8, now_ms: u32) -> usize {
+        let way = self.victim(*fresh, kept, now_ms);
         self.put(way, tag, fresh, now_ms);
+        way
     }
 
     /// Writes `tag`, seen now, into `way`, and marks it in `fresh`.
@@ -82,15 +91,17 @@ impl EchoSet {
         *fresh |= 1 << way;
     }
 
-    /// Refreshes the head or tail entry `tag` (exact), or makes it.
+    /// Refreshes the head or tail entry `tag` (exact), or makes it (not in
+    /// a way of `kept`); returns its way.
     #[inline]
-    fn note_end(&mut self, tag: u32, fresh: &mut u8, now_ms: u32) {
+    fn note_end(&mut self, tag: u32, fresh: &mut u8, kept: u8, now_ms: u32) -> usize {
         let found = self.matching(u32::MAX, tag);
         if found != 0 {
             let way = found.trailing_zeros() as usize;
             self.put(way, tag, fresh, now_ms);
+            way
         } else {
-            self.insert(tag, fresh, now_ms);
+            self.insert(tag, fresh, kept, now_ms)
         }
     }
 }
@@ -194,24 +205,44 @@ pub(super) fn note_echo(
     if near == Near::No && echoes[b].matching(u32::MAX, tail_tag) & fresh_b != 0 {
         near = Near::Same;
     }
+    // The ways written so far, by set: a later write of this check that
+    // falls in the same set keeps off them (see `EchoSet::victim`).
+    let mut written = [(usize::MAX, 0usize); 3];
+    let kept = |written: &[(usize, usize)], set: usize| {
+        written
+            .iter()
+            .filter(|&&(at, _)| at == set)
+            .fold(0u8, |kept, &(_, way)| kept | 1 << way)
+    };
     // Every datagram's ends are recorded (a loop's datagrams may come one
     // in a call now and together the next time); only the first of a call
     // spends the budget (see `check`).
-    echoes[a].note_end(HEAD | end_check(sketch.head) | len, &mut fresh_a, now_ms);
+    let head_way = echoes[a].note_end(HEAD | end_check(sketch.head) | len, &mut fresh_a, 0, now_ms);
+    written[0] = (a, head_way);
     if a == b {
         // One set: one mask, so that the tail does not take the head's slot.
         fresh_b |= fresh_a;
     }
-    echoes[b].note_end(tail_tag, &mut fresh_b, now_ms);
+    let tail_way = echoes[b].note_end(tail_tag, &mut fresh_b, kept(&written, b), now_ms);
+    written[1] = (b, tail_way);
     // The sketch, in the set of its own hash: datagrams alike at one end
     // share that end's set, never their sketches' (issue 19).
     let whole_sketch = sketch.whole();
     let sketch_tag = (fold(whole_sketch) & !(KIND | SEEN_TWICE)) | SKETCH;
-    let set = &mut echoes[whole_sketch as usize & mask];
+    let s = whole_sketch as usize & mask;
+    let set = &mut echoes[s];
     let fresh = set.fresh(now_ms);
-    let Ok(way) = touch(set, sketch_tag, !SEEN_TWICE, fresh, now_ms) else {
+    let Ok(way) = touch(
+        set,
+        sketch_tag,
+        !SEEN_TWICE,
+        fresh,
+        kept(&written, s),
+        now_ms,
+    ) else {
         return (Return::No, near);
     };
+    written[2] = (s, way);
     let resolved = set.tags[way] & SEEN_TWICE != 0;
     set.tags[way] |= SEEN_TWICE;
     let whole = mix(whole_sketch ^ K[1], full_hash(payload));
@@ -219,9 +250,11 @@ pub(super) fn note_echo(
     // sighting, so confirmed at once.
     let payload_tag =
         (fold(whole) & !(KIND | SEEN_TWICE)) | PAYLOAD | if resolved { 0 } else { SEEN_TWICE };
-    let set = &mut echoes[whole as usize & mask];
+    let p = whole as usize & mask;
+    let kept = kept(&written, p);
+    let set = &mut echoes[p];
     let fresh = set.fresh(now_ms);
-    let returned = match touch(set, payload_tag, !SEEN_TWICE, fresh, now_ms) {
+    let returned = match touch(set, payload_tag, !SEEN_TWICE, fresh, kept, now_ms) {
         Ok(way) if set.tags[way] & SEEN_TWICE != 0 => Return::Yes,
         Ok(way) => {
             set.tags[way] |= SEEN_TWICE;
@@ -266,13 +299,15 @@ pub(super) fn near_by_head(set: &EchoSet, sketch: &Sketch, fresh: u8) -> Near {
 /// [`RETURN_WINDOW`](super::RETURN_WINDOW) ago. Otherwise `Err` with the
 /// way that holds `tag` now, as new: a stale entry starts again, a newcomer
 /// takes an empty or stale slot or evicts the stalest. Either way it is seen
-/// now. `fresh` is [`EchoSet::fresh`]'s mask.
+/// now. `fresh` is [`EchoSet::fresh`]'s mask, `kept` the ways this check
+/// wrote already.
 #[inline(always)]
 pub(super) fn touch(
     set: &mut EchoSet,
     tag: u32,
     same: u32,
     fresh: u8,
+    kept: u8,
     now_ms: u32,
 ) -> Result<usize, usize> {
     let found = set.matching(same, tag & same);
@@ -285,7 +320,7 @@ pub(super) fn touch(
     let way = if found != 0 {
         found.trailing_zeros() as usize
     } else {
-        set.victim(fresh, now_ms).0
+        set.victim(fresh, kept, now_ms)
     };
     set.seen_ms[way] = now_ms;
     set.tags[way] = tag;
