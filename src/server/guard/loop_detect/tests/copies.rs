@@ -357,3 +357,93 @@ fn a_set_full_within_one_millisecond_keeps_what_one_check_just_wrote() {
     });
     assert_eq!(n, Some(2));
 }
+
+#[test]
+fn the_largest_loops_of_every_kind_end_within_three_rounds_and_a_streak() {
+    // k = ECHOES / 12 in flight (the documented limit), built to crowd the
+    // table: shared heads, shared tails, a grid, groups of five with one
+    // sketch, random lengths from 0 to 1400 bytes, and short payloads (2 to
+    // 15 bytes: the tail is the length alone). Each ends within 3k + 100.
+    let k = ECHOES / 12;
+    let side = (k as f64).sqrt() as usize;
+    let mut random = 0x1234_5678_9abc_def1u64;
+    let mut next = move || {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random
+    };
+    let with_ends = |head: usize, middle: usize, tail: usize| {
+        let mut p = vec![b'.'; 64];
+        p[..8].copy_from_slice(&(head as u64).to_le_bytes());
+        p[28..36].copy_from_slice(&(middle as u64).to_le_bytes());
+        p[56..].copy_from_slice(&(tail as u64).to_le_bytes());
+        p
+    };
+    let kinds: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        (
+            "heads shared by 8",
+            (0..k).map(|i| with_ends(i / 8, 0, i)).collect(),
+        ),
+        (
+            "tails shared by 100",
+            (0..k).map(|i| with_ends(i, 0, i / 100)).collect(),
+        ),
+        (
+            "grid",
+            (0..side * side)
+                .map(|i| with_ends(i / side, 0, i % side))
+                .collect(),
+        ),
+        (
+            "sketches shared by 5",
+            (0..k).map(|i| with_ends(i / 5, i, i / 5)).collect(),
+        ),
+        (
+            "random lengths",
+            (0..k)
+                .map(|i| {
+                    let mut p = vec![0u8; (next() % 1401) as usize];
+                    p.iter_mut().for_each(|b| *b = next() as u8);
+                    let n = p.len().min(8);
+                    p[..n].copy_from_slice(&(i as u64).to_le_bytes()[..n]);
+                    p
+                })
+                .collect(),
+        ),
+        (
+            "short",
+            (0..k)
+                .map(|i| {
+                    let mut p = vec![0u8; 2 + i % 14];
+                    p[..2].copy_from_slice(&(i as u16).to_le_bytes());
+                    p
+                })
+                .collect(),
+        ),
+    ];
+    for (kind, loop_) in kinds {
+        let k = loop_.len();
+        let n = datagrams_until_loop(
+            &mut LoopDetector::new(),
+            addr("192.0.2.77:4000"),
+            loop_.iter().cycle().take(50 * k).map(Vec::as_slice),
+            0,
+            1_000,
+        )
+        .unwrap_or_else(|| panic!("{kind}, k {k}: never caught"));
+        assert!(n <= 3 * k + usize::from(LOOP_STREAK), "{kind}, k {k}: {n}");
+    }
+    // Every byte value once, and the empty payload: 257 in flight.
+    let short: Vec<Vec<u8>> = std::iter::once(vec![])
+        .chain((0..=255u8).map(|b| vec![b]))
+        .collect();
+    let n = datagrams_until_loop(
+        &mut LoopDetector::new(),
+        addr("192.0.2.78:4000"),
+        short.iter().cycle().take(50 * 257).map(Vec::as_slice),
+        0,
+        1_000,
+    );
+    assert_eq!(n, Some(2 * 257 + usize::from(LOOP_STREAK)));
+}
