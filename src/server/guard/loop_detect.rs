@@ -117,8 +117,10 @@
 //! set at every datagram, so pushing it out takes 8 new sources in its set
 //! between two of its datagrams: `8 × PEERS / 8` sources in that time, i.e.
 //! about 4,096 × the loop's rate (80 million datagrams/s against a loop of
-//! 20,000/s). A loop's echoes are refreshed every round; evicting them takes
-//! about [`ECHOES`]` / 2` new distinct datagrams per round of the loop. Churn can only
+//! 20,000/s). A loop's echoes are refreshed every round; evicting enough of
+//! them to break its streak (one miss in 100 rounds will do) takes about
+//! [`ECHOES`]` / 6` new distinct datagrams per round of the loop, three
+//! entries each (5,000 to 6,000 in the unit tests). Churn can only
 //! delay a slow loop (tens of datagrams a second), at a far higher cost to the
 //! attacker than the loop.
 //!
@@ -182,7 +184,7 @@ pub const MAX_GROWTH: usize = 64;
 /// Peers tracked at once by [`LoopDetector::new`].
 pub const PEERS: usize = 4096;
 
-/// Recent echo entries (sketch, head and payload) remembered by
+/// Recent echo entries (head, tail, sketch and payload) remembered by
 /// [`LoopDetector::new`]; a loop can have up to about a twelfth of this in
 /// flight and still be seen whole.
 pub const ECHOES: usize = 32_768;

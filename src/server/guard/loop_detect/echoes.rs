@@ -5,8 +5,9 @@
 use super::hash::{K, fold, full_hash, mix};
 use super::{MAX_GROWTH, RETURN_WINDOW_MS, WAYS};
 
-/// One set of the echo table: eight recently echoed datagrams in one cache
-/// line, the only one a lookup of distinct traffic reads. Tags and times
+/// One set of the echo table: eight entries in one cache line (a lookup of
+/// distinct traffic reads three: its head's, its tail's and its sketch's
+/// set). Tags and times
 /// sit apart (32 bytes each) so that a lookup compares all eight at once.
 ///
 /// A tag is a keyed hash of the peer and the payload, folded to 32 bits; 0
