@@ -120,7 +120,7 @@
 //! 20,000/s). A loop's echoes are refreshed every round; evicting enough of
 //! them to break its streak (one miss in 100 rounds will do) takes about
 //! [`ECHOES`]` / 6` new distinct datagrams per round of the loop, three
-//! entries each (5,000 to 6,000 in the unit tests). Churn can only
+//! entries each (5,000 to 6,000 measured, 1 µs apart). Churn can only
 //! delay a slow loop (tens of datagrams a second), at a far higher cost to the
 //! attacker than the loop.
 //!
