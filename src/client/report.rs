@@ -292,12 +292,7 @@ pub fn silence(s: &RunSummary) -> Option<String> {
     }
 }
 
-/// The most datagrams one UDP GRO receive buffer can hold, so what one
-/// counted drop can be: the kernel's GRO coalesces up to 64
-/// (`UDP_GRO_CNT_MAX`), but a sender's GSO send arrives whole over
-/// loopback or veth, and kernels from 6.11 take sends of 128
-/// (`UDP_MAX_SEGMENTS`).
-const GRO_SEGMENTS_MAX: u64 = 128;
+use crate::net::GRO_SEGMENTS_MAX;
 
 /// Where the lost probes went, as far as the evidence goes: refused (an ICMP
 /// port unreachable: nobody listens), dropped in this client's own receive

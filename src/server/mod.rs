@@ -477,6 +477,7 @@ impl Server {
             cause,
             elapsed: started.elapsed(),
             kernel_drops: udp_table::drops_of(&self.inodes),
+            kernel_drops_are_buffers: matches!(self.kind, LoopKind::Gro(_)),
             port_sharers,
         }
     }

@@ -157,7 +157,7 @@ pub fn render(s: &Snapshot) -> String {
         counter(
             &mut registry,
             "kernel_dropped_datagrams",
-            "Datagrams the kernel dropped on the server's sockets (receive buffer full), from /proc/net/udp",
+            "Drops the kernel counted on the server's sockets (receive buffer full), from /proc/net/udp: datagrams, or with UDP GRO on (the default) receive buffers of up to 128 datagrams each",
             drops,
         );
     }
