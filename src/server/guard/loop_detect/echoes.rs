@@ -52,17 +52,19 @@ impl EchoSet {
 
     /// The way a newcomer takes: an empty or stale one if any (`fresh` is
     /// [`Self::fresh`]), else the stalest (compared in a tree, three steps
-    /// deep) that is not in `kept`. `kept`: the ways this check wrote
-    /// already; a set whose ways were all seen within this millisecond ties
-    /// on age, and the tie must not fall on an entry just written (it would
-    /// lose the head to the tail, or the sketch to the payload).
+    /// deep); never one in `kept`, the ways this check wrote already. An
+    /// entry just written would be lost to the next write of the same check
+    /// (the head to the tail, the sketch to the payload): `fresh` may predate
+    /// it, and a set whose ways were all seen within this millisecond ties on
+    /// age.
     #[inline]
     fn victim(&self, fresh: u8, kept: u8, now_ms: u32) -> usize {
-        if fresh != u8::MAX {
-            return (!fresh).trailing_zeros() as usize;
+        let free = !(fresh | kept);
+        if free != 0 {
+            return free.trailing_zeros() as usize;
         }
-        // Fresh: under RETURN_WINDOW_MS old, so the age has a bit to spare
-        // for "may go", which breaks ties against the ways kept.
+        // All fresh or kept, so under RETURN_WINDOW_MS old: the age has a
+        // bit to spare for "may go", which breaks ties against the ways kept.
         let age = |way: usize| {
             let may_go = u32::from(kept >> way & 1 == 0);
             (now_ms.wrapping_sub(self.seen_ms[way]) << 1 | may_go, way)
@@ -73,37 +75,6 @@ impl EchoSet {
             older(older(age(4), age(5)), older(age(6), age(7))),
         )
         .1
-    }
-
-    /// Writes `tag` as new, seen now, into the way [`Self::victim`] gives,
-    /// marks it in `fresh` and returns it.
-    #[inline]
-    fn insert(&mut self, tag: u32, fresh: &mut u8, kept: u8, now_ms: u32) -> usize {
-        let way = self.victim(*fresh, kept, now_ms);
-        self.put(way, tag, fresh, now_ms);
-        way
-    }
-
-    /// Writes `tag`, seen now, into `way`, and marks it in `fresh`.
-    #[inline]
-    fn put(&mut self, way: usize, tag: u32, fresh: &mut u8, now_ms: u32) {
-        self.tags[way] = tag;
-        self.seen_ms[way] = now_ms;
-        *fresh |= 1 << way;
-    }
-
-    /// Refreshes the head or tail entry `tag` (exact), or makes it (not in
-    /// a way of `kept`); returns its way.
-    #[inline]
-    fn note_end(&mut self, tag: u32, fresh: &mut u8, kept: u8, now_ms: u32) -> usize {
-        let found = self.matching(u32::MAX, tag);
-        if found != 0 {
-            let way = found.trailing_zeros() as usize;
-            self.put(way, tag, fresh, now_ms);
-            way
-        } else {
-            self.insert(tag, fresh, kept, now_ms)
-        }
     }
 }
 
@@ -200,7 +171,7 @@ pub(super) fn note_echo(
     let mask = echoes.len() - 1;
     let (a, b) = (sketch.head as usize & mask, sketch.tail as usize & mask);
     let len = u32::from(sketch.len) << 16;
-    let (mut fresh_a, mut fresh_b) = (echoes[a].fresh(now_ms), echoes[b].fresh(now_ms));
+    let (fresh_a, fresh_b) = (echoes[a].fresh(now_ms), echoes[b].fresh(now_ms));
     let mut near = near_by_head(&echoes[a], sketch, fresh_a);
     let tail_tag = TAIL | end_check(sketch.tail) | len;
     if near == Near::No && echoes[b].matching(u32::MAX, tail_tag) & fresh_b != 0 {
@@ -218,13 +189,21 @@ pub(super) fn note_echo(
     // Every datagram's ends are recorded (a loop's datagrams may come one
     // in a call now and together the next time); only the first of a call
     // spends the budget (see `check`).
-    let head_way = echoes[a].note_end(HEAD | end_check(sketch.head) | len, &mut fresh_a, 0, now_ms);
+    // One entry per distinct end: refreshed when there, else made.
+    let head_tag = HEAD | end_check(sketch.head) | len;
+    let (Ok(head_way) | Err(head_way)) =
+        touch(&mut echoes[a], head_tag, u32::MAX, fresh_a, 0, now_ms);
     written[0] = (a, head_way);
-    if a == b {
-        // One set: one mask, so that the tail does not take the head's slot.
-        fresh_b |= fresh_a;
-    }
-    let tail_way = echoes[b].note_end(tail_tag, &mut fresh_b, kept(&written, b), now_ms);
+    // When the tail's set is the head's, `fresh_b` predates the head's write:
+    // `kept` keeps the tail off it.
+    let (Ok(tail_way) | Err(tail_way)) = touch(
+        &mut echoes[b],
+        tail_tag,
+        u32::MAX,
+        fresh_b,
+        kept(&written, b),
+        now_ms,
+    );
     written[1] = (b, tail_way);
     // The sketch, in the set of its own hash: datagrams alike at one end
     // share that end's set, never their sketches' (issue 19).
