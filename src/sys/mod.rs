@@ -66,6 +66,10 @@ pub use linux::route::LocalRoutes;
 #[cfg(any(not(target_os = "linux"), udp_echo_portable))]
 pub use portable::LocalRoutes;
 
+/// Eight `u32` lanes at once (SSE2 on x86_64): the loop detector's set scans.
+mod lanes;
+pub use lanes::U32x8;
+
 /// Asks the processor to start loading the cache line that holds `value`,
 /// without waiting for it: a hint, with no effect on what the program computes.
 /// Hot loops call it for a batch's table lines before they read any, so the

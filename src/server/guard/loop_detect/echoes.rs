@@ -4,6 +4,7 @@
 
 use super::hash::{K, fold, full_hash, mix};
 use super::{MAX_GROWTH, RETURN_WINDOW_MS, WAYS};
+use crate::sys::U32x8;
 
 /// One set of the echo table: eight entries in one cache line (a lookup of
 /// distinct traffic reads three: its head's, its tail's and its sketch's
@@ -27,32 +28,25 @@ pub(super) struct EchoSet {
 
 impl EchoSet {
     /// Bit `i` set: way `i` holds an entry seen less than
-    /// [`RETURN_WINDOW`](super::RETURN_WINDOW) ago. Branch-free over the
-    /// eight ways, like the other masks, so the compiler compares them
-    /// together.
+    /// [`RETURN_WINDOW`](super::RETURN_WINDOW) ago. The eight ways are
+    /// compared at once, as in the other scans of a set.
     #[inline]
     fn fresh(&self, now_ms: u32) -> u8 {
-        let mut mask = 0u8;
-        for way in 0..WAYS {
-            let recent = now_ms.wrapping_sub(self.seen_ms[way]) < RETURN_WINDOW_MS;
-            mask |= u8::from(recent & (self.tags[way] != 0)) << way;
-        }
-        mask
+        let age = U32x8::splat(now_ms).wrapping_sub(U32x8::load(&self.seen_ms));
+        let empty = U32x8::load(&self.tags).eq(U32x8::splat(0));
+        age.lt(U32x8::splat(RETURN_WINDOW_MS)).and_not(empty).bits()
     }
 
     /// Bit `i` set: way `i`'s tag, masked by `bits`, is `value`.
     #[inline]
     fn matching(&self, bits: u32, value: u32) -> u8 {
-        let mut mask = 0u8;
-        for way in 0..WAYS {
-            mask |= u8::from(self.tags[way] & bits == value) << way;
-        }
-        mask
+        let tags = U32x8::load(&self.tags).and(U32x8::splat(bits));
+        tags.eq(U32x8::splat(value)).bits()
     }
 
     /// The way a newcomer takes: an empty or stale one if any (`fresh` is
-    /// [`Self::fresh`]), else the stalest (compared in a tree, three steps
-    /// deep); never one in `kept`, the ways this check wrote already. An
+    /// [`Self::fresh`]), else the stalest (the first of the stalest, on a
+    /// tie); never one in `kept`, the ways this check wrote already. An
     /// entry just written would be lost to the next write of the same check
     /// (the head to the tail, the sketch to the payload): `fresh` may predate
     /// it, and a set whose ways were all seen within this millisecond ties on
@@ -65,16 +59,8 @@ impl EchoSet {
         }
         // All fresh or kept, so under RETURN_WINDOW_MS old: the age has a
         // bit to spare for "may go", which breaks ties against the ways kept.
-        let age = |way: usize| {
-            let may_go = u32::from(kept >> way & 1 == 0);
-            (now_ms.wrapping_sub(self.seen_ms[way]) << 1 | may_go, way)
-        };
-        let older = |x: (u32, usize), y: (u32, usize)| if y.0 > x.0 { y } else { x };
-        older(
-            older(older(age(0), age(1)), older(age(2), age(3))),
-            older(older(age(4), age(5)), older(age(6), age(7))),
-        )
-        .1
+        let age = U32x8::splat(now_ms).wrapping_sub(U32x8::load(&self.seen_ms));
+        age.shl1().or(U32x8::from_bits(!kept)).first_max()
     }
 }
 
