@@ -370,6 +370,7 @@ impl LoopDetector {
             &sketch,
             payload,
             (now_ns / 1_000_000) as u32,
+            first_in_call,
         );
         match returned {
             Return::Yes => peer.streak = peer.streak.saturating_add(1),

@@ -118,8 +118,10 @@ pub(super) const SEEN_TWICE: u32 = 4;
 pub(super) const END_BITS: u32 = 0x0000_fff8;
 
 /// Looks the payload (sketched) up among the recent echoes to its peer,
-/// records it as echoed now, and says whether it is a return of one and
-/// whether it is a near-copy of one.
+/// records it as echoed now, and says whether it is a return of one and,
+/// when `want_near` (only a peer's first datagram of a receive call spends
+/// the near-copy budget), whether it is a near-copy of one ([`Near::No`]
+/// otherwise).
 ///
 /// Three sets are read for every datagram: the one its head picks, the one
 /// its tail picks and the one its sketch picks, with four kinds of entries:
@@ -153,15 +155,19 @@ pub(super) fn note_echo(
     sketch: &Sketch,
     payload: &[u8],
     now_ms: u32,
+    want_near: bool,
 ) -> (Return, Near) {
     let mask = echoes.len() - 1;
     let (a, b) = (sketch.head as usize & mask, sketch.tail as usize & mask);
     let len = u32::from(sketch.len) << 16;
     let (fresh_a, fresh_b) = (echoes[a].fresh(now_ms), echoes[b].fresh(now_ms));
-    let mut near = near_by_head(&echoes[a], sketch, fresh_a);
     let tail_tag = TAIL | end_check(sketch.tail) | len;
-    if near == Near::No && echoes[b].matching(u32::MAX, tail_tag) & fresh_b != 0 {
-        near = Near::Same;
+    let mut near = Near::No;
+    if want_near {
+        near = near_by_head(&echoes[a], sketch, fresh_a);
+        if near == Near::No && echoes[b].matching(u32::MAX, tail_tag) & fresh_b != 0 {
+            near = Near::Same;
+        }
     }
     // The ways written so far, by set: a later write of this check that
     // falls in the same set keeps off them (see `EchoSet::victim`).
