@@ -13,8 +13,8 @@
 //! - [`net`]: resolve, create and bind `socket2` UDP sockets, buffer sizes, IP
 //!   networks, the kernel's `/proc` limits and socket table.
 //! - [`sys`]: the I/O std and socket2 lack — on Linux `recvmmsg`/`sendmmsg`,
-//!   UDP GRO/GSO, `ppoll`, path-MTU options (the crate's only `unsafe` code);
-//!   elsewhere a std-only fallback. Imports nothing from the modules above it.
+//!   UDP GRO/GSO, `ppoll`, path-MTU options, SSE2 lanes (the crate's only
+//!   `unsafe` code); elsewhere a std-only fallback. Imports nothing from the modules above it.
 //! - [`stamp`]: STAMP (RFC 8762/8972) test packets, time stamps, HMAC and the
 //!   session-reflector's state: the server reflects them, the client sends them.
 //! - [`metrics`]: the `/metrics` HTTP endpoint both binaries serve (`--metrics`);

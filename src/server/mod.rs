@@ -7,24 +7,7 @@
 //! What `bind` found is a [`StartupReport`], data for the caller (`service::run`) to log: the
 //! library logs nothing of its own start-up.
 //! The loops live in `loops`, what they count and the summary in `counters`.
-//!
-//! # Threads of a running server, and how a stop reaches them
-//!
-//! `Server::run` spawns in one `thread::scope` the echo loops, the `--stats-interval` thread, the
-//! observer thread (`service` wires the `--metrics` endpoint there: one `poll` over the listener and ≤ 64 connections, the stop flag seen every 50 ms) and the port-sharing watch (`watch_port`, if
-//! `/proc/net/udp` was readable at start: every 250 ms, stretched to 50× its last read's cost). The
-//! service layer (`service::run`) adds the sd_notify watchdog thread when `WATCHDOG_USEC` asks for one.
-//!
-//! With `--stamp-key-dir` one more thread (`reload`) rereads the STAMP keys after each SIGHUP.
-//!
-//! SIGINT, SIGTERM and SIGHUP (unless ignored at start, as by `nohup`, or taken for a key reload)
-//! store the signal number in
-//! `Stop`'s atomic; a second one exits with 130. signal-hook's handlers have `SA_RESTART`, so a blocked
-//! receive is restarted: a loop sees the flag when its read timeout fires, within `STOP_POLL` (10 idle
-//! wake-ups a second). An allowed stop datagram raises the flag in `inspect`; the datagrams before it
-//! in its batch are echoed, those after it booked as taken after the stop; the other loops end within
-//! 100 ms (no wake-up datagram: `SO_REUSEPORT` would hash it to one socket). Stats, watch and watchdog
-//! wait in `Stop::sleep_until` (50 ms steps); `run` raises the flag after the loops, ending them all.
+//! Its threads, and how a stop reaches them: `server/threads.rs`.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::thread;
@@ -45,6 +28,7 @@ mod observer;
 mod reload;
 pub mod service;
 mod startup;
+mod threads;
 pub(crate) mod watch;
 
 pub use counters::{Counters, ServerSummary, StopReason};
@@ -411,20 +395,21 @@ impl Server {
                         stamp: self.report.stamp.as_ref(),
                         reply_source: self.reply_source[i % self.reply_source.len()],
                     };
-                    scope.spawn(move || serve(socket, context, self.kind))
+                    let name = format!("echo-{i}");
+                    threads::spawn(scope, name, move || serve(socket, context, self.kind))
                 })
                 .collect();
             if let Some(interval) = self.stats_interval {
                 let (published, inodes) = (&published, &self.inodes);
                 let status = self.status.as_ref().map(|sink| &*sink.0);
-                scope.spawn(move || {
+                threads::spawn(scope, "stats".into(), move || {
                     report_stats(published, inodes, interval, stop, started, status)
                 });
             }
             if let Some(observer) = self.observer {
                 let (published, report, inodes) = (&published, &self.report, &self.inodes);
                 let totals = move || totals(published);
-                scope.spawn(move || {
+                threads::spawn(scope, "observer".into(), move || {
                     (observer.0)(Running {
                         report,
                         inodes,
@@ -440,11 +425,13 @@ impl Server {
                 .as_ref()
                 .and_then(|s| s.key_dir.as_deref())
             {
-                scope.spawn(move || reload::reload_on_hangup(dir, stop));
+                threads::spawn(scope, "key-reload".into(), move || {
+                    reload::reload_on_hangup(dir, stop)
+                });
             }
             // No socket table at start, no watch (the report says so).
             let watcher = self.report.port_sharers.as_ref().map(|at_start| {
-                scope.spawn(|| {
+                threads::spawn(scope, "port-watch".into(), || {
                     let report = &self.report;
                     let watched = distinct(&self.addrs);
                     watch_port(&watched, &self.inodes, at_start, report.exclusive, stop)

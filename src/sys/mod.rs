@@ -1,8 +1,10 @@
 //! Platform I/O the standard library lacks, one safe API over two
 //! implementations: `linux.rs` (`recvmmsg`/`sendmmsg`, `ppoll`, path-MTU socket
-//! options, and in `linux/gro.rs` UDP GRO receive and GSO echo — the crate's
-//! only `unsafe` code) and `portable.rs` (std only: one datagram per call, no
-//! GRO, path-MTU options unsupported) for other Unix systems.
+//! options, and in `linux/gro.rs` UDP GRO receive and GSO echo) and
+//! `portable.rs` (std only: one datagram per call, no GRO, path-MTU options
+//! unsupported) for other Unix systems; and, whatever the system, `lanes.rs`
+//! (SSE2 on x86_64) and [`prefetch`]. This module is the crate's only
+//! `unsafe` code.
 //!
 //! Building on Linux with `RUSTFLAGS="--cfg udp_echo_portable"` selects the
 //! portable one, so CI compiles the code other platforms get.

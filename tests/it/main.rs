@@ -47,5 +47,6 @@ mod stamp_location;
 mod stamp_reflector;
 mod stamp_return_path;
 mod stamp_tlvs;
+mod threads;
 mod txstamp;
 mod usage;
