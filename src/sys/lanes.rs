@@ -8,6 +8,18 @@
 //! Every operation is defined lane by lane, as the portable version spells
 //! out, and the unit tests check the two against each other.
 
+/// The two-operand methods of [`U32x8`]: each the implementation's function
+/// of the same job.
+macro_rules! lane_by_lane {
+    ($($(#[$doc:meta])* $name:ident => $imp:ident;)*) => {$(
+        $(#[$doc])*
+        #[inline(always)]
+        pub fn $name(self, other: U32x8) -> U32x8 {
+            U32x8(imp::$imp(self.0, other.0))
+        }
+    )*};
+}
+
 /// Eight `u32` lanes. A *lane mask* (from the comparisons) has every bit of
 /// a lane set where the comparison holds, none where it does not.
 #[derive(Clone, Copy, Debug)]
@@ -32,46 +44,25 @@ impl U32x8 {
         U32x8(imp::from_bits(bits))
     }
 
-    /// Lane by lane `self - other`, wrapping.
-    #[inline(always)]
-    pub fn wrapping_sub(self, other: U32x8) -> U32x8 {
-        U32x8(imp::sub(self.0, other.0))
-    }
-
-    /// Lane by lane `self & other`.
-    #[inline(always)]
-    pub fn and(self, other: U32x8) -> U32x8 {
-        U32x8(imp::and(self.0, other.0))
-    }
-
-    /// Lane by lane `self & !other`.
-    #[inline(always)]
-    pub fn and_not(self, other: U32x8) -> U32x8 {
-        U32x8(imp::and_not(self.0, other.0))
-    }
-
-    /// Lane by lane `self | other`.
-    #[inline(always)]
-    pub fn or(self, other: U32x8) -> U32x8 {
-        U32x8(imp::or(self.0, other.0))
+    lane_by_lane! {
+        /// Lane by lane `self - other`, wrapping.
+        wrapping_sub => sub;
+        /// Lane by lane `self & other`.
+        and => and;
+        /// Lane by lane `self & !other`.
+        and_not => and_not;
+        /// Lane by lane `self | other`.
+        or => or;
+        /// The lane mask of `self == other`.
+        eq => eq;
+        /// The lane mask of `self < other`, unsigned.
+        lt => lt;
     }
 
     /// Lane by lane `self << 1`.
     #[inline(always)]
     pub fn shl1(self) -> U32x8 {
         U32x8(imp::shl1(self.0))
-    }
-
-    /// The lane mask of `self == other`.
-    #[inline(always)]
-    pub fn eq(self, other: U32x8) -> U32x8 {
-        U32x8(imp::eq(self.0, other.0))
-    }
-
-    /// The lane mask of `self < other`, unsigned.
-    #[inline(always)]
-    pub fn lt(self, other: U32x8) -> U32x8 {
-        U32x8(imp::lt(self.0, other.0))
     }
 
     /// Bit `i` set where lane `i` has its top bit set: where a comparison
