@@ -80,24 +80,25 @@ impl U32x8 {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 use sse2 as imp;
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 use portable as imp;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code, unused_unsafe)]
 mod sse2 {
     //! SSE2: two 128-bit registers of four lanes.
     //!
-    //! SAFETY (every block here): SSE2 is part of the x86_64 baseline, so
-    //! every intrinsic used exists on every processor this code runs on.
-    //! The arithmetic intrinsics have no other precondition (newer
-    //! compilers call them safe; the `unsafe` is for the oldest supported
-    //! one). The loads and stores go through references to `[u32; 8]`:
-    //! 32 bytes, valid for reading (writing), and the unaligned forms
-    //! need no alignment.
+    //! SAFETY (every block here): this module is compiled only where SSE2
+    //! is enabled for the whole build (the x86_64 baseline; a target built
+    //! without it gets the portable code), so every intrinsic used exists
+    //! on every processor the code runs on; none needs more than SSE2. The
+    //! arithmetic intrinsics have no other precondition (the `allow` is for
+    //! compilers that call them safe where SSE2 is enabled). The loads and
+    //! stores go through references to `[u32; 8]`: 32 bytes, valid for
+    //! reading (writing), and the unaligned forms need no alignment.
     use std::arch::x86_64::*;
 
     pub(super) type Lanes = [__m128i; 2];
@@ -186,9 +187,9 @@ mod sse2 {
 
     #[inline(always)]
     pub(super) fn bits(mask: Lanes) -> u8 {
-        // SAFETY: see the module. Packing saturates: a lane of all ones
-        // (-1) stays -1 in 16 and then 8 bits, a lane of zeros stays 0; the
-        // byte's top bit is the lane's.
+        // SAFETY: see the module. Packing saturates, signed: any lane keeps
+        // its sign through 16 and then 8 bits (a mask's -1 stays -1, 0
+        // stays 0), so each byte's top bit is its lane's.
         unsafe {
             let words = _mm_packs_epi32(mask[0], mask[1]);
             _mm_movemask_epi8(_mm_packs_epi16(words, words)) as u8
@@ -215,7 +216,7 @@ mod sse2 {
     }
 }
 
-#[cfg(any(test, not(target_arch = "x86_64")))]
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 #[allow(dead_code)]
 mod portable {
     //! Plain loops, lane by lane; compiled for the tests everywhere, so that
@@ -369,7 +370,7 @@ mod tests {
 
     #[test]
     fn each_implementation_is_the_lane_by_lane_definition() {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
         check_implementation!(super::sse2);
         check_implementation!(super::portable);
     }
