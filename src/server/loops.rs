@@ -46,7 +46,7 @@ use super::StopPolicy;
 use super::counters::{Counters, Published};
 use crate::net::local_addrs::LocalAddrs;
 use crate::server::guard::loop_detect::LoopDetector;
-use crate::server::guard::{Rules, SharedRateLimiter};
+use crate::server::guard::{Decision, Rules, SharedRateLimiter};
 use crate::shutdown::Stop;
 use crate::stamp::{Reflector, ReflectorConfig};
 
@@ -187,6 +187,10 @@ struct LoopState<'a> {
     reply_source: bool,
     /// Warnings about replies that could not.
     source_log: Throttle,
+    /// The guard's rules' verdict on the last source: every datagram of a
+    /// GRO buffer (or of a flood) has the same, and the rules never change
+    /// while the loop runs.
+    last_rules: Option<(SocketAddr, Decision)>,
 }
 
 /// What to do with one received datagram.
@@ -226,6 +230,7 @@ impl<'a> LoopState<'a> {
                 .map(|_| stamp::TxStamps::new()),
             reply_source: context.reply_source,
             source_log: Throttle::default(),
+            last_rules: None,
         };
         state.tick();
         state

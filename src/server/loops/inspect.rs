@@ -25,9 +25,18 @@ impl LoopState<'_> {
         }
     }
 
-    /// The guard's verdict: the stateless rules, then the source's token bucket.
-    pub(super) fn guard(&self, source: SocketAddr) -> Decision {
-        match (self.context.rules.check(source), self.context.limiter) {
+    /// The guard's verdict: the stateless rules (asked once per run of
+    /// datagrams from one source), then the source's token bucket.
+    pub(super) fn guard(&mut self, source: SocketAddr) -> Decision {
+        let rules = match self.last_rules {
+            Some((last, decision)) if last == source => decision,
+            _ => {
+                let decision = self.context.rules.check(source);
+                self.last_rules = Some((source, decision));
+                decision
+            }
+        };
+        match (rules, self.context.limiter) {
             (Decision::Echo, Some(limiter)) if !limiter.allow_at(source.ip(), self.now_ns) => {
                 Decision::Drop(DropReason::RateLimited)
             }
