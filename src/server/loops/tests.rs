@@ -280,3 +280,45 @@ fn throttle_lets_one_line_through_then_counts() {
     assert_eq!(throttle.allow(), None);
     assert_eq!(throttle.suppressed, 2);
 }
+
+/// The rules' verdict is remembered for the last source only: sources that
+/// take turns, as in a receive call that brought several, each get their own.
+#[test]
+fn every_source_gets_the_rules_own_verdict_when_sources_take_turns() {
+    let local: SocketAddr = "127.0.0.1:7".parse().unwrap();
+    let guard = GuardConfig::default();
+    let rules = Rules::new(&guard, local);
+    let stop = Stop::new();
+    let context = LoopContext {
+        stop: &stop,
+        policy: StopPolicy::Loopback,
+        local,
+        rules: &rules,
+        loop_detect: true,
+        near_copy_budget: guard.near_copy_budget,
+        origin: Instant::now(),
+        limiter: None,
+        published: None,
+        datagram_log: true,
+        stamp: None,
+        reply_source: false,
+    };
+    let mut state = LoopState::new(context);
+    let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let dns: SocketAddr = "127.0.0.1:53".parse().unwrap();
+    let turns = [client, dns, client, dns, dns, client, client, dns];
+    for (i, source) in turns.into_iter().enumerate() {
+        let expected = if source == dns {
+            EchoVerdict::Drop
+        } else {
+            EchoVerdict::Echo
+        };
+        let payload = [i as u8; 20];
+        assert_eq!(
+            state.inspect(&payload, source),
+            expected,
+            "datagram {i} from {source}"
+        );
+    }
+    assert_eq!(state.counters.dropped[DropReason::ServicePort.index()], 4);
+}
