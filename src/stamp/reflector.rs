@@ -166,7 +166,9 @@ impl Reflector {
         };
         let format = self.config.format;
         let walk = match self.config.tlv_mode {
-            TlvMode::Process => tlv::reflect_tlvs(
+            // No TLV bytes, nothing to walk: not even the context is built
+            // (it was 4% of a reflector's time at window 256, per packet).
+            TlvMode::Process if len > base => tlv::reflect_tlvs(
                 &mut buf[base..],
                 &tlv::TlvContext {
                     arrived_tos: arrival.tos,
@@ -201,7 +203,7 @@ impl Reflector {
                     }),
                 },
             ),
-            TlvMode::Ignore => tlv::TlvWalk::default(),
+            TlvMode::Process | TlvMode::Ignore => tlv::TlvWalk::default(),
         };
         if walk.no_reply {
             // Not a reply of the session: its numbering goes on as if the
