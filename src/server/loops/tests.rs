@@ -27,6 +27,31 @@ fn serve_plainly(socket: &UdpSocket, stop: &Stop, policy: StopPolicy, batch: usi
     serve_guarded(socket, stop, policy, &GuardConfig::default(), batch)
 }
 
+/// A loop's context with the rules of `guard` (no rate limit), no stats and
+/// no STAMP.
+fn plain_context<'a>(
+    stop: &'a Stop,
+    policy: StopPolicy,
+    rules: &'a Rules,
+    guard: &GuardConfig,
+    local: SocketAddr,
+) -> LoopContext<'a> {
+    LoopContext {
+        stop,
+        policy,
+        local,
+        rules,
+        loop_detect: guard.loop_detect,
+        near_copy_budget: guard.near_copy_budget,
+        origin: Instant::now(),
+        limiter: None,
+        published: None,
+        datagram_log: true,
+        stamp: None,
+        reply_source: false,
+    }
+}
+
 /// `serve` with the rules of `guard` (no rate limit) and no stats.
 fn serve_guarded(
     socket: &UdpSocket,
@@ -36,20 +61,7 @@ fn serve_guarded(
     batch: usize,
 ) -> Counters {
     let rules = Rules::new(guard, socket.local_addr().unwrap());
-    let context = LoopContext {
-        stop,
-        policy,
-        local: socket.local_addr().unwrap(),
-        rules: &rules,
-        loop_detect: guard.loop_detect,
-        near_copy_budget: guard.near_copy_budget,
-        origin: Instant::now(),
-        limiter: None,
-        published: None,
-        datagram_log: true,
-        stamp: None,
-        reply_source: false,
-    };
+    let context = plain_context(stop, policy, &rules, guard, socket.local_addr().unwrap());
     let kind = if batch > 1 {
         LoopKind::Batched(batch)
     } else {
@@ -289,20 +301,7 @@ fn every_source_gets_the_rules_own_verdict_when_sources_take_turns() {
     let guard = GuardConfig::default();
     let rules = Rules::new(&guard, local);
     let stop = Stop::new();
-    let context = LoopContext {
-        stop: &stop,
-        policy: StopPolicy::Loopback,
-        local,
-        rules: &rules,
-        loop_detect: true,
-        near_copy_budget: guard.near_copy_budget,
-        origin: Instant::now(),
-        limiter: None,
-        published: None,
-        datagram_log: true,
-        stamp: None,
-        reply_source: false,
-    };
+    let context = plain_context(&stop, StopPolicy::Loopback, &rules, &guard, local);
     let mut state = LoopState::new(context);
     let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let dns: SocketAddr = "127.0.0.1:53".parse().unwrap();
