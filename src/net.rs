@@ -21,17 +21,17 @@ pub use limits::Limits;
 
 /// The largest UDP payload over IPv4 (65535 − 20 − 8); also what the probes cap at.
 pub const MAX_UDP_PAYLOAD_V4: usize = 65507;
+/// The largest UDP payload over IPv6 without jumbograms (65535 − 8).
+pub const MAX_UDP_PAYLOAD_V6: usize = 65527;
+/// A receive buffer this large never truncates a datagram, whatever the family
+/// (defined in `sys`, whose batches are built of such buffers).
+pub use crate::sys::RECV_BUFFER_LEN;
 
 /// The most datagrams one UDP GRO receive buffer can hold, so what one drop
 /// the kernel counts on a GRO socket can be: its GRO coalesces up to 64
 /// (`UDP_GRO_CNT_MAX`), but a sender's GSO send arrives whole over loopback
 /// or veth, and kernels from 6.11 take sends of 128 (`UDP_MAX_SEGMENTS`).
 pub const GRO_SEGMENTS_MAX: u64 = 128;
-/// The largest UDP payload over IPv6 without jumbograms (65535 − 8).
-pub const MAX_UDP_PAYLOAD_V6: usize = 65527;
-/// A receive buffer this large never truncates a datagram, whatever the family
-/// (defined in `sys`, whose batches are built of such buffers).
-pub use crate::sys::RECV_BUFFER_LEN;
 
 /// The largest payload one datagram to `addr` can carry.
 pub fn max_payload(addr: &SocketAddr) -> usize {

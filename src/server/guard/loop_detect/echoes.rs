@@ -8,15 +8,16 @@ use crate::sys::U32x8;
 
 /// One set of the echo table: eight entries in one cache line (a lookup of
 /// distinct traffic reads three: its head's, its tail's and its sketch's
-/// set). Tags and times
-/// sit apart (32 bytes each) so that a lookup compares all eight at once.
+/// set). Tags and times sit apart (32 bytes each) so that a lookup compares
+/// all eight at once.
 ///
 /// A tag is a keyed hash of the peer and the payload, folded to 32 bits; 0
 /// marks an empty slot. Its low bits say its kind: a *sketch* entry
 /// ("something of this length, head and tail was echoed to this peer"), a
 /// *head* or *tail* entry (this end and length) or a *payload* entry
-/// (these exact bytes; see [`note_echo`]). Two payloads with one tag only cost a full hash or, for payload
-/// entries (odds 2^-29 a lookup), one step of a streak that needs
+/// (these exact bytes; see [`note_echo`]). Two payloads with one tag only
+/// cost a full hash or, for payload entries (odds 2^-29 a lookup), one step
+/// of a streak that needs
 /// [`LOOP_STREAK`](super::LOOP_STREAK) in a row. A time is when the entry
 /// was last seen, in ms of the injected clock (wraps every 49 days).
 #[derive(Debug, Clone, Copy, Default)]
